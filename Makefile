@@ -1,0 +1,39 @@
+# interpsy: two set-up commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+EXTRAS := stimuli,lucent,lab,dev
+# Debian packages the test groups need: lab (PsychoPy under Xvfb) and browser (Chromium).
+DEBS := xvfb xauth libjack-jackd2-0 libportaudio2 chromium
+PYTEST_ARGS ?=
+
+.PHONY: test demo install debs clean-venv
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade --quiet pip
+	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
+	@touch $@
+
+install: $(VENV)/.installed
+
+debs:
+	@missing=""; for p in $(DEBS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  (apt-get install -y --no-install-recommends $$missing >/dev/null 2>&1 || \
+	   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null)) \
+	   || echo "warning: could not install$$missing; the tests that need them will be skipped"; \
+	else \
+	  echo "not root: skipping the lab and browser test groups that need the Debian packages:$$missing"; \
+	fi
+
+test: install debs
+	$(PY) -m pytest -m "not gpu" $(PYTEST_ARGS)
+
+demo: install
+	$(VENV)/bin/interpsy demo
+
+clean-venv:
+	rm -rf $(VENV)

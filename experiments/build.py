@@ -1,0 +1,104 @@
+"""`interpsy experiment build`: validate a spec and its stimulus sets, plan tasks, store them."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sqlalchemy import delete, func, select
+
+from experiments.db import Database
+from experiments.db.models import (Experiment, Session, StimulusImage, StimulusSetRecord, Task,
+                                   Trial, Unit)
+from experiments.design import Design, plan
+from experiments.errors import InterpsyError
+from experiments.spec import LoadedSpec, load_spec
+from experiments.stimulus_set import StimulusSet, load_stimulus_set
+
+
+def load_sets(loaded: LoadedSpec, verify_hashes: bool = False) -> list[StimulusSet]:
+    """Load every stimulus set a spec names, each validated."""
+    sets = [load_stimulus_set(path, verify_images=True, verify_hashes=verify_hashes)
+            for path in loaded.set_paths]
+    names = [s.name for s in sets]
+    if len(set(names)) != len(names):
+        raise InterpsyError(f"{loaded.path}: stimulus_sets: two sets share the name "
+                            f"{next(n for n in names if names.count(n) > 1)!r}")
+    return sets
+
+
+def build_experiment(spec_path: str | Path, db: Database, replace: bool = False,
+                     verify_hashes: bool = False) -> Experiment:
+    """Build an experiment from a spec file into `db`; refuse to overwrite one that has sessions."""
+    loaded = load_spec(spec_path)
+    sets = load_sets(loaded, verify_hashes)
+    design = plan(loaded.spec, sets)
+    db.upgrade()
+    with db.write() as session:
+        existing = session.scalars(select(Experiment).where(
+            Experiment.name == loaded.spec.name, Experiment.version == loaded.spec.version)).first()
+        if existing is not None:
+            if not replace:
+                raise InterpsyError(f"experiment {existing.key} already exists; bump `version` in "
+                                    f"{loaded.path} or pass --replace")
+            n_sessions = session.scalar(select(func.count()).select_from(Session).where(
+                Session.experiment_id == existing.id))
+            if n_sessions:
+                raise InterpsyError(f"experiment {existing.key} has {n_sessions} sessions; it "
+                                    f"cannot be replaced (bump `version` instead)")
+            session.execute(delete(Experiment).where(Experiment.id == existing.id))
+            session.flush()
+        experiment = _store(session, loaded, sets, design)
+    return experiment
+
+
+def _store(session, loaded: LoadedSpec, sets: list[StimulusSet], design: Design) -> Experiment:
+    spec = loaded.spec
+    experiment = Experiment(name=spec.name, version=spec.version, seed=spec.seed,
+                            spec_toml=loaded.text, spec_json=json.loads(spec.model_dump_json()),
+                            spec_sha256=loaded.sha256)
+    session.add(experiment)
+    session.flush()
+    set_ids = []
+    for stimulus_set in sets:
+        record = StimulusSetRecord(experiment_id=experiment.id, name=stimulus_set.name,
+                                   path=str(stimulus_set.path), manifest=stimulus_set.manifest)
+        session.add(record)
+        session.flush()
+        set_ids.append(record.id)
+    for index, stimulus_set in enumerate(sets):
+        session.execute(Unit.__table__.insert(), [
+            {"experiment_id": experiment.id, "set_id": set_ids[index], "unit_id": row.unit_id,
+             "model": row.model, "layer": row.layer, "channel": int(row.channel),
+             "role": design.unit_roles[row.unit_id],
+             "layer_position": _float(row.layer_position),
+             "fv_activation": _float(row.fv_activation),
+             "top_natural_activation": _float(row.top_natural_activation),
+             "target_responses": design.unit_targets[row.unit_id]}
+            for row in stimulus_set.units.itertuples(index=False)])
+        session.execute(StimulusImage.__table__.insert(), [
+            {"experiment_id": experiment.id, "set_id": set_ids[index], "image_id": row.image_id,
+             "unit_id": row.unit_id, "kind": row.kind, "role": row.role, "batch": int(row.batch),
+             "rank": int(row.rank), "path": row.path, "sha256": row.sha256}
+            for row in stimulus_set.images.itertuples(index=False)])
+    for planned in design.tasks:
+        task = Task(experiment_id=experiment.id, task_key=planned.task_key,
+                    condition=planned.condition, difficulty=planned.difficulty,
+                    unit_group=planned.unit_group, assign_order=planned.assign_order)
+        session.add(task)
+        session.flush()
+        session.execute(Trial.__table__.insert(), [
+            {"task_id": task.id, "ordinal": ordinal, "phase": t.phase, "position": t.position,
+             "is_catch": t.is_catch, "unit_id": t.unit.unit_id, "model": t.unit.model,
+             "layer": t.unit.layer, "channel": t.unit.channel, "condition": t.condition,
+             "difficulty": t.difficulty, "batch": t.batch, "query_a": t.query_a,
+             "query_b": t.query_b, "correct_choice": t.correct_choice,
+             "references_max": t.references_max, "references_min": t.references_min}
+            for ordinal, t in enumerate(planned.practice + planned.main)])
+    return experiment
+
+
+def _float(value: object) -> float | None:
+    try:
+        return None if value is None or value != value else float(value)
+    except (TypeError, ValueError):
+        return None

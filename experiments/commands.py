@@ -1,0 +1,86 @@
+"""CLI commands of the experiments package: `interpsy experiment|db|export`."""
+from __future__ import annotations
+
+import click
+from sqlalchemy import func, select
+
+from experiments.build import build_experiment
+from experiments.db import Database
+from experiments.db.models import Experiment, Session, Task
+from experiments.export import export_experiment
+
+database_option = click.option(
+    "--database", "database_url", envvar="INTERPSY_DATABASE_URL", default=None,
+    help="SQLAlchemy URL (default: INTERPSY_DATABASE_URL or SQLite under INTERPSY_HOME).")
+
+
+@click.group()
+def experiment() -> None:
+    """Build experiments from a spec; list them."""
+
+
+@experiment.command("build")
+@click.argument("spec_path", metavar="SPEC.toml")
+@database_option
+@click.option("--replace", is_flag=True, help="Rebuild an existing name@version that has no sessions.")
+@click.option("--verify-hashes", is_flag=True, help="Check every image's sha256 while loading sets.")
+def build(spec_path: str, database_url: str | None, replace: bool, verify_hashes: bool) -> None:
+    """Validate SPEC.toml and its stimulus sets, then write the experiment's tasks and trials."""
+    db = Database(database_url)
+    built = build_experiment(spec_path, db, replace=replace, verify_hashes=verify_hashes)
+    with db.read() as session:
+        tasks = session.scalars(select(Task).where(Task.experiment_id == built.id)).all()
+    conditions = sorted({t.condition for t in tasks})
+    click.echo(f"built {built.key}: {len(tasks)} tasks ({', '.join(conditions)}) in {db.describe()}")
+
+
+@experiment.command("list")
+@database_option
+def list_experiments(database_url: str | None) -> None:
+    """List experiments with their status, tasks and completed sessions."""
+    db = Database(database_url)
+    db.require_current()
+    with db.read() as session:
+        for exp in session.scalars(select(Experiment).order_by(Experiment.name, Experiment.version)):
+            n_tasks = session.scalar(select(func.count()).select_from(Task).where(
+                Task.experiment_id == exp.id))
+            n_done = session.scalar(select(func.count()).select_from(Session).where(
+                Session.experiment_id == exp.id, Session.status == "completed"))
+            click.echo(f"{exp.key}\t{exp.status}\t{n_tasks} tasks\t{n_done} completed sessions")
+
+
+@click.group()
+def db() -> None:
+    """Database schema migrations (Alembic)."""
+
+
+@db.command()
+@database_option
+def upgrade(database_url: str | None) -> None:
+    """Create or migrate the schema to the newest revision."""
+    database = Database(database_url)
+    database.upgrade()
+    click.echo(f"{database.describe()} is at revision {database.current_revision()}")
+
+
+@db.command()
+@database_option
+def current(database_url: str | None) -> None:
+    """Print the schema revision of the database and of the code."""
+    database = Database(database_url)
+    click.echo(f"database: {database.current_revision() or 'none'}; code: {database.head_revision()}")
+
+
+@click.command()
+@click.argument("experiment_key", metavar="EXPERIMENT")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder for responses, participants, units and trials tables.")
+@click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet",
+              show_default=True)
+@database_option
+def export(experiment_key: str, out_dir: str, fmt: str, database_url: str | None) -> None:
+    """Export EXPERIMENT (name or name@version) as the documented dataset tables."""
+    database = Database(database_url)
+    database.require_current()
+    for path in export_experiment(database, experiment_key, out_dir, fmt):
+        click.echo(str(path))

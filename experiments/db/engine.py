@@ -1,0 +1,126 @@
+"""Engines for SQLite (WAL, busy timeout, immediate write transactions) and PostgreSQL."""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import Session as OrmSession, sessionmaker
+
+from experiments.errors import InterpsyError
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def interpsy_home() -> Path:
+    """INTERPSY_HOME, default ~/.interpsy; created on first use."""
+    home = Path(os.environ.get("INTERPSY_HOME", Path.home() / ".interpsy")).expanduser()
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def database_url_from_env() -> str:
+    """INTERPSY_DATABASE_URL, default a SQLite file under INTERPSY_HOME."""
+    url = os.environ.get("INTERPSY_DATABASE_URL")
+    return url or f"sqlite:///{interpsy_home() / 'interpsy.sqlite3'}"
+
+
+def _normalise(url: str) -> str:
+    # Plain postgresql:// means psycopg2 to SQLAlchemy; we ship psycopg 3.
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    # pysqlite's own transaction handling defers BEGIN; take control so writes can use
+    # BEGIN IMMEDIATE (a deferred read-then-write upgrade fails at once under concurrency).
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection) -> None:
+        mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+class Database:
+    """One database: engine, read and write sessions, migrations."""
+
+    def __init__(self, url: str | None = None, echo: bool = False):
+        self.url = _normalise(url or database_url_from_env())
+        parsed = make_url(self.url)
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        if self.is_sqlite:
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            self.engine = create_engine(self.url, echo=echo,
+                                        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
+                                                      "check_same_thread": False})
+            _configure_sqlite(self.engine)
+            writer = self.engine.execution_options(sqlite_begin="IMMEDIATE")
+        else:
+            self.engine = create_engine(self.url, echo=echo, pool_pre_ping=True,
+                                        pool_size=5, max_overflow=10)
+            writer = self.engine
+        self._reader = sessionmaker(self.engine, expire_on_commit=False)
+        self._writer = sessionmaker(writer, expire_on_commit=False)
+
+    @contextmanager
+    def read(self) -> Iterator[OrmSession]:
+        """A session for reading; closing it ends the transaction, loaded objects stay readable."""
+        with self._reader() as session:
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[OrmSession]:
+        """A session whose transaction holds the write lock (SQLite) and commits on success."""
+        with self._writer() as session, session.begin():
+            yield session
+
+    def alembic_config(self) -> Config:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
+        config.attributes["engine"] = self.engine
+        return config
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Apply Alembic migrations up to `revision`."""
+        command.upgrade(self.alembic_config(), revision)
+
+    def current_revision(self) -> str | None:
+        with self.engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+
+    def head_revision(self) -> str | None:
+        return ScriptDirectory.from_config(self.alembic_config()).get_current_head()
+
+    def require_current(self) -> None:
+        """Raise a clear error when the schema is missing or behind the code."""
+        current, head = self.current_revision(), self.head_revision()
+        if current != head:
+            raise InterpsyError(f"database {self.describe()} is at schema revision {current or 'none'}, "
+                                f"the code needs {head}: run 'interpsy db upgrade'")
+
+    def describe(self) -> str:
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    def dispose(self) -> None:
+        self.engine.dispose()

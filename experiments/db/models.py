@@ -1,0 +1,229 @@
+"""SQLAlchemy 2 models: experiments, units, images, tasks, trials, participants, sessions, responses, events."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text,
+                        UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+
+def utcnow() -> datetime:
+    """Timezone-aware current UTC time."""
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """A timestamp stored as UTC and always returned timezone-aware (SQLite forgets the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime; use timezone-aware UTC times")
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Experiment(Base):
+    __tablename__ = "experiments"
+    __table_args__ = (UniqueConstraint("name", "version", name="uq_experiment_name_version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(80))
+    version: Mapped[str] = mapped_column(String(40))
+    seed: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | closed
+    spec_toml: Mapped[str] = mapped_column(Text)
+    spec_json: Mapped[dict[str, Any]] = mapped_column(JSON)
+    spec_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Monotonic counter, bumped under the experiment lock, for pseudonymous participant numbers.
+    participant_counter: Mapped[int] = mapped_column(Integer, default=0)
+
+    tasks: Mapped[list["Task"]] = relationship(back_populates="experiment")
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+class StimulusSetRecord(Base):
+    __tablename__ = "stimulus_sets"
+    __table_args__ = (UniqueConstraint("experiment_id", "name", name="uq_set_experiment_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    path: Mapped[str] = mapped_column(Text)
+    manifest: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class Unit(Base):
+    __tablename__ = "units"
+    __table_args__ = (UniqueConstraint("experiment_id", "unit_id", name="uq_unit_experiment_unit"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"))
+    set_id: Mapped[int] = mapped_column(ForeignKey("stimulus_sets.id", ondelete="CASCADE"))
+    unit_id: Mapped[str] = mapped_column(String(300))
+    model: Mapped[str] = mapped_column(String(100))
+    layer: Mapped[str] = mapped_column(String(200))
+    channel: Mapped[int] = mapped_column(Integer)
+    role: Mapped[str] = mapped_column(String(16))  # main | practice | catch
+    layer_position: Mapped[float | None] = mapped_column(Float, nullable=True)
+    fv_activation: Mapped[float | None] = mapped_column(Float, nullable=True)
+    top_natural_activation: Mapped[float | None] = mapped_column(Float, nullable=True)
+    target_responses: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class StimulusImage(Base):
+    __tablename__ = "images"
+    __table_args__ = (UniqueConstraint("experiment_id", "image_id", name="uq_image_experiment_image"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"))
+    set_id: Mapped[int] = mapped_column(ForeignKey("stimulus_sets.id", ondelete="CASCADE"))
+    image_id: Mapped[str] = mapped_column(String(300))
+    unit_id: Mapped[str] = mapped_column(String(300))
+    kind: Mapped[str] = mapped_column(String(16))
+    role: Mapped[str] = mapped_column(String(16))
+    batch: Mapped[int] = mapped_column(Integer)
+    rank: Mapped[int] = mapped_column(Integer)
+    path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64), default="")
+
+
+class Task(Base):
+    __tablename__ = "tasks"
+    __table_args__ = (UniqueConstraint("experiment_id", "task_key", name="uq_task_experiment_key"),
+                      Index("ix_tasks_experiment_order", "experiment_id", "assign_order"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"))
+    task_key: Mapped[str] = mapped_column(String(40))  # T0001... stable, exported as task_id
+    condition: Mapped[str] = mapped_column(String(16))
+    difficulty: Mapped[str] = mapped_column(String(8))
+    unit_group: Mapped[str] = mapped_column(String(200))
+    assign_order: Mapped[int] = mapped_column(Integer)
+
+    experiment: Mapped[Experiment] = relationship(back_populates="tasks")
+    trials: Mapped[list["Trial"]] = relationship(back_populates="task", order_by="Trial.ordinal")
+
+
+class Trial(Base):
+    __tablename__ = "trials"
+    __table_args__ = (UniqueConstraint("task_id", "phase", "position", name="uq_trial_task_position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
+    ordinal: Mapped[int] = mapped_column(Integer)  # practice first, then main; for ordering
+    phase: Mapped[str] = mapped_column(String(8))  # practice | main
+    position: Mapped[int] = mapped_column(Integer)
+    is_catch: Mapped[bool] = mapped_column(Boolean, default=False)
+    unit_id: Mapped[str] = mapped_column(String(300))
+    model: Mapped[str] = mapped_column(String(100))
+    layer: Mapped[str] = mapped_column(String(200))
+    channel: Mapped[int] = mapped_column(Integer)
+    condition: Mapped[str] = mapped_column(String(16))
+    difficulty: Mapped[str] = mapped_column(String(8))
+    batch: Mapped[int] = mapped_column(Integer)
+    query_a: Mapped[str] = mapped_column(String(300))
+    query_b: Mapped[str] = mapped_column(String(300))
+    correct_choice: Mapped[str] = mapped_column(String(1))
+    references_max: Mapped[list[Any]] = mapped_column(JSON)
+    references_min: Mapped[list[Any]] = mapped_column(JSON)
+
+    task: Mapped[Task] = relationship(back_populates="trials")
+
+
+class Participant(Base):
+    __tablename__ = "participants"
+    __table_args__ = (UniqueConstraint("experiment_id", "platform_id", name="uq_participant_platform"),
+                      UniqueConstraint("experiment_id", "number", name="uq_participant_number"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)  # exported as P0001...
+    platform_id: Mapped[str] = mapped_column(String(200))  # raw; never exported
+    source: Mapped[str] = mapped_column(String(16))
+    platform_info: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    sessions: Mapped[list["Session"]] = relationship(back_populates="participant",
+                                                     order_by="Session.started_at")
+
+
+class Session(Base):
+    __tablename__ = "sessions"
+    __table_args__ = (Index("ix_sessions_task_status", "task_id", "status"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"),
+                                               index=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id", ondelete="CASCADE"))
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    token_sha256: Mapped[str] = mapped_column(String(64))
+    client: Mapped[str] = mapped_column(String(8))  # web | lab
+    # in_progress | completed | failed_practice | timed_out | returned | restarted | excluded
+    status: Mapped[str] = mapped_column(String(16), default="in_progress")
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_activity_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    instruction_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    practice_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    main_offset: Mapped[int | None] = mapped_column(Integer, nullable=True)  # trial_index of main 0
+    n_responses: Mapped[int] = mapped_column(Integer, default=0)
+    completion_code: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    client_info: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    feedback: Mapped[str | None] = mapped_column(Text, nullable=True)
+    exclusion_reasons: Mapped[list[Any]] = mapped_column(JSON, default=list)
+
+    participant: Mapped[Participant] = relationship(back_populates="sessions")
+    task: Mapped[Task] = relationship()
+
+
+class Response(Base):
+    __tablename__ = "responses"
+    __table_args__ = (UniqueConstraint("session_id", "trial_index", name="uq_response_session_index"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    trial_index: Mapped[int] = mapped_column(Integer)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    choice: Mapped[str] = mapped_column(String(1))
+    confidence: Mapped[int] = mapped_column(Integer)
+    correct: Mapped[bool] = mapped_column(Boolean)
+    rt_ms: Mapped[float] = mapped_column(Float)
+    stim_onset_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    response_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    client_extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    server_received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Event(Base):
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[str | None] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"),
+                                                   nullable=True, index=True)
+    experiment_id: Mapped[int | None] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"),
+                                                      nullable=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    client_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

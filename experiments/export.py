@@ -1,0 +1,183 @@
+"""Export an experiment to the response dataset (data/SCHEMA.md): responses, participants, units, trials."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+from sqlalchemy import select
+
+from experiments.db import Database
+from experiments.db.models import (Experiment, Participant, Response, Session, StimulusSetRecord,
+                                   Task, Trial, Unit)
+from experiments.errors import InterpsyError, NotFound
+from experiments.schema import TABLES, coerce
+
+Format = Literal["parquet", "csv"]
+CLIENT_INFO_COLUMNS = ("screen_width", "screen_height", "window_width", "window_height",
+                       "device_pixel_ratio", "user_agent", "frame_rate")
+
+
+def pseudonym(number: int) -> str:
+    """The exported participant id: P0001, P0002, ..."""
+    return f"P{number:04d}"
+
+
+def _experiments(session, key: str | None) -> list[Experiment]:
+    query = select(Experiment).order_by(Experiment.name, Experiment.version)
+    if key:
+        name, _, version = key.partition("@")
+        query = query.where(Experiment.name == name)
+        if version:
+            query = query.where(Experiment.version == version)
+    found = session.scalars(query).all()
+    if key and not found:
+        raise NotFound(f"no experiment {key!r}")
+    return list(found)
+
+
+def _response_rows(session, experiment: Experiment) -> list[dict]:
+    query = (select(Response, Session, Participant.number, Task.task_key, Trial)
+             .join(Session, Session.id == Response.session_id)
+             .join(Participant, Participant.id == Session.participant_id)
+             .join(Task, Task.id == Session.task_id)
+             .join(Trial, Trial.id == Response.trial_id)
+             .where(Session.experiment_id == experiment.id)
+             .order_by(Participant.number, Session.started_at, Session.id, Response.trial_index))
+    rows = []
+    for response, sess, number, task_key, trial in session.execute(query):
+        rows.append({
+            "experiment": experiment.key, "participant_id": pseudonym(number),
+            "session_id": sess.id, "task_id": task_key, "client": sess.client,
+            "condition": trial.condition, "difficulty": trial.difficulty, "phase": trial.phase,
+            "is_catch": trial.is_catch, "trial_index": response.trial_index,
+            "model": trial.model, "layer": trial.layer, "channel": trial.channel,
+            "unit_id": trial.unit_id, "batch": trial.batch, "query_a": trial.query_a,
+            "query_b": trial.query_b, "correct_choice": trial.correct_choice,
+            "choice": response.choice, "correct": response.correct,
+            "confidence": response.confidence, "rt_ms": response.rt_ms,
+            "stim_onset_ms": response.stim_onset_ms, "response_ms": response.response_ms,
+            "server_received_at": response.server_received_at, "attempt": response.attempt})
+    return rows
+
+
+def _participant_rows(session, experiment: Experiment) -> list[dict]:
+    rows = []
+    participants = session.scalars(select(Participant).where(
+        Participant.experiment_id == experiment.id).order_by(Participant.number)).all()
+    for participant in participants:
+        sessions = sorted(participant.sessions, key=lambda s: (s.started_at, s.id))
+        if not sessions:
+            continue
+        latest = sessions[-1]
+        reasons = [r for s in sessions for r in s.exclusion_reasons]
+        finished = latest.finished_at
+        info = latest.client_info or {}
+        row = {
+            "experiment": experiment.key, "participant_id": pseudonym(participant.number),
+            "source": participant.source, "status": _participant_status(latest.status),
+            "client": latest.client, "n_sessions": len(sessions),
+            "started_at": sessions[0].started_at, "finished_at": finished,
+            "instruction_s": sum(s.instruction_s or 0.0 for s in sessions)
+            if any(s.instruction_s is not None for s in sessions) else None,
+            "total_s": (finished - latest.started_at).total_seconds() if finished else None,
+            "practice_attempts": latest.practice_attempts,
+            "excluded": any(s.status == "excluded" for s in sessions) or bool(reasons),
+            "exclusion_reasons": "; ".join(reasons) or None}
+        for column in CLIENT_INFO_COLUMNS:
+            row[column] = info.get(column)
+        rows.append(row)
+    return rows
+
+
+def _participant_status(session_status: str) -> str:
+    return {"in_progress": "started", "failed_practice": "completed",
+            "restarted": "started"}.get(session_status, session_status)
+
+
+def _unit_rows(session, experiment: Experiment) -> list[dict]:
+    names = dict(session.execute(select(StimulusSetRecord.id, StimulusSetRecord.name).where(
+        StimulusSetRecord.experiment_id == experiment.id)).all())
+    units = session.scalars(select(Unit).where(Unit.experiment_id == experiment.id)
+                            .order_by(Unit.unit_id)).all()
+    return [{"experiment": experiment.key, "unit_id": u.unit_id, "model": u.model,
+             "layer": u.layer, "channel": u.channel, "role": u.role,
+             "stimulus_set": names[u.set_id], "layer_position": u.layer_position,
+             "fv_activation": u.fv_activation, "top_natural_activation": u.top_natural_activation,
+             "target_responses": u.target_responses} for u in units]
+
+
+def _trial_rows(session, experiment: Experiment) -> list[dict]:
+    query = (select(Task.task_key, Trial).join(Trial, Trial.task_id == Task.id)
+             .where(Task.experiment_id == experiment.id).order_by(Task.task_key, Trial.ordinal))
+    return [{"experiment": experiment.key, "task_id": key, "condition": t.condition,
+             "difficulty": t.difficulty, "phase": t.phase, "position": t.position,
+             "is_catch": t.is_catch, "model": t.model, "layer": t.layer, "channel": t.channel,
+             "unit_id": t.unit_id, "batch": t.batch, "query_a": t.query_a, "query_b": t.query_b,
+             "correct_choice": t.correct_choice,
+             "references_max": json.dumps(t.references_max),
+             "references_min": json.dumps(t.references_min)}
+            for key, t in session.execute(query)]
+
+
+BUILDERS = {"responses": _response_rows, "participants": _participant_rows,
+            "units": _unit_rows, "trials": _trial_rows}
+
+
+def frames_from_db(db: Database, experiment: str | None = None) -> dict[str, pd.DataFrame]:
+    """The dataset tables of one experiment (or all) as DataFrames with the documented dtypes."""
+    with db.read() as session:
+        chosen = _experiments(session, experiment)
+        frames = {}
+        for table, builder in BUILDERS.items():
+            rows = [row for exp in chosen for row in builder(session, exp)]
+            frame = pd.DataFrame(rows, columns=list(TABLES[table]))
+            frames[table] = coerce(frame, table)
+    return frames
+
+
+def dataset_frames(database_url: str, experiment: str | None = None) -> dict[str, pd.DataFrame]:
+    """Like frames_from_db, from a database URL (what analysis.load calls)."""
+    db = Database(database_url)
+    try:
+        db.require_current()
+        return frames_from_db(db, experiment)
+    finally:
+        db.dispose()
+
+
+def write_frames(frames: dict[str, pd.DataFrame], out_dir: str | Path, fmt: Format) -> list[Path]:
+    """Write each table as `<table>.<fmt>`; returns the paths written."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for table, frame in frames.items():
+        path = out / f"{table}.{fmt}"
+        if fmt == "parquet":
+            frame.to_parquet(path, index=False)
+        elif fmt == "csv":
+            frame.to_csv(path, index=False, date_format="%Y-%m-%dT%H:%M:%S.%fZ")
+        else:
+            raise InterpsyError(f"unknown export format {fmt!r}; use parquet or csv")
+        written.append(path)
+    return written
+
+
+def export_experiment(db: Database, experiment: str, out_dir: str | Path,
+                      fmt: Format = "parquet") -> list[Path]:
+    """`interpsy export`: write an experiment's dataset tables to `out_dir`."""
+    return write_frames(frames_from_db(db, experiment), out_dir, fmt)
+
+
+def read_table(path: str | Path, table: str | None = None) -> pd.DataFrame:
+    """Read one exported table (parquet or CSV) with the documented dtypes."""
+    file = Path(path)
+    table = table or file.stem
+    if table not in TABLES:
+        raise InterpsyError(f"{file}: unknown table {table!r} (expected one of {', '.join(TABLES)})")
+    if file.suffix == ".parquet":
+        frame = pd.read_parquet(file)
+    else:
+        frame = pd.read_csv(file, dtype=str, keep_default_na=False, na_values=[""])
+    return coerce(frame, table)

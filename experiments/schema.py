@@ -1,0 +1,133 @@
+"""Column names and pandas dtypes of the exported dataset (documented in data/SCHEMA.md)."""
+from __future__ import annotations
+
+import pandas as pd
+
+# One row per trial shown. Order is the export's column order.
+RESPONSE_COLUMNS: dict[str, str] = {
+    "experiment": "string",
+    "participant_id": "string",
+    "session_id": "string",
+    "task_id": "string",
+    "client": "string",
+    "condition": "string",
+    "difficulty": "string",
+    "phase": "string",
+    "is_catch": "bool",
+    "trial_index": "Int64",
+    "model": "string",
+    "layer": "string",
+    "channel": "Int64",
+    "unit_id": "string",
+    "batch": "Int64",
+    "query_a": "string",
+    "query_b": "string",
+    "correct_choice": "string",
+    "choice": "string",
+    "correct": "bool",
+    "confidence": "Int64",
+    "rt_ms": "float64",
+    "stim_onset_ms": "float64",
+    "response_ms": "float64",
+    "server_received_at": "datetime64[us, UTC]",
+    "attempt": "Int64",
+}
+
+PARTICIPANT_COLUMNS: dict[str, str] = {
+    "experiment": "string",
+    "participant_id": "string",
+    "source": "string",
+    "status": "string",
+    "client": "string",
+    "n_sessions": "Int64",
+    "started_at": "datetime64[us, UTC]",
+    "finished_at": "datetime64[us, UTC]",
+    "instruction_s": "float64",
+    "total_s": "float64",
+    "practice_attempts": "Int64",
+    "excluded": "bool",
+    "exclusion_reasons": "string",
+    "screen_width": "Int64",
+    "screen_height": "Int64",
+    "window_width": "Int64",
+    "window_height": "Int64",
+    "device_pixel_ratio": "float64",
+    "user_agent": "string",
+    "frame_rate": "float64",
+}
+
+UNIT_COLUMNS: dict[str, str] = {
+    "experiment": "string",
+    "unit_id": "string",
+    "model": "string",
+    "layer": "string",
+    "channel": "Int64",
+    "role": "string",
+    "stimulus_set": "string",
+    "layer_position": "float64",
+    "fv_activation": "float64",
+    "top_natural_activation": "float64",
+    "target_responses": "Int64",
+}
+
+TRIAL_COLUMNS: dict[str, str] = {
+    "experiment": "string",
+    "task_id": "string",
+    "condition": "string",
+    "difficulty": "string",
+    "phase": "string",
+    "position": "Int64",
+    "is_catch": "bool",
+    "model": "string",
+    "layer": "string",
+    "channel": "Int64",
+    "unit_id": "string",
+    "batch": "Int64",
+    "query_a": "string",
+    "query_b": "string",
+    "correct_choice": "string",
+    "references_max": "string",
+    "references_min": "string",
+}
+
+TABLES: dict[str, dict[str, str]] = {
+    "responses": RESPONSE_COLUMNS,
+    "participants": PARTICIPANT_COLUMNS,
+    "units": UNIT_COLUMNS,
+    "trials": TRIAL_COLUMNS,
+}
+
+CONDITIONS = ("natural", "synthetic", "mixed", "none")
+DIFFICULTIES = ("easy", "p99", "p95", "p85")
+PHASES = ("practice", "main")
+CLIENTS = ("web", "lab")
+
+
+def coerce(frame: pd.DataFrame, table: str) -> pd.DataFrame:
+    """Return `frame` with exactly the documented columns of `table`, in order, with their dtypes."""
+    columns = TABLES[table]
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{table}: missing columns {', '.join(missing)}")
+    out = frame[list(columns)].copy()
+    for name, dtype in columns.items():
+        if dtype.startswith("datetime64"):
+            out[name] = pd.to_datetime(out[name], utc=True, format="ISO8601").astype(dtype)
+        elif dtype == "bool":
+            out[name] = out[name].map(_to_bool).astype("bool")
+        elif dtype in ("Int64", "float64"):
+            out[name] = pd.to_numeric(out[name], errors="raise").astype(dtype)
+        else:
+            out[name] = out[name].astype(dtype)
+    return out
+
+
+def _to_bool(value: object) -> bool:
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("true", "1", "yes"):
+            return True
+        if lowered in ("false", "0", "no", ""):
+            return False
+        raise ValueError(f"not a boolean: {value!r}")
+    return bool(value)

@@ -1,0 +1,487 @@
+"""The session service: assignment, idempotent responses, resume and completion (no Flask).
+
+The web server and the lab client both call this; every write is one transaction.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Callable, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session as OrmSession
+
+from experiments.db import Database
+from experiments.db.models import Event, Experiment, Participant, Response, Session, Task, Trial, utcnow
+from experiments.errors import Conflict, NotFound, Refused
+from experiments.spec import ExperimentSpec
+
+ACTIVE = "in_progress"
+FINISHED = ("completed", "failed_practice")
+SOURCES = ("prolific", "mturk", "link", "lab")
+
+
+class ResponseIn(BaseModel):
+    """One answered trial as a client sends it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    trial_index: int = Field(ge=0, le=100_000)
+    trial_id: int = Field(ge=1)
+    choice: Literal["a", "b"]
+    confidence: int = Field(ge=1, le=3)
+    rt_ms: float = Field(ge=0, le=86_400_000, allow_inf_nan=False)
+    stim_onset_ms: float | None = Field(None, allow_inf_nan=False)
+    response_ms: float | None = Field(None, allow_inf_nan=False)
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    def same_answer(self, stored: Response) -> bool:
+        return (stored.trial_id == self.trial_id and stored.choice == self.choice
+                and stored.confidence == self.confidence and abs(stored.rt_ms - self.rt_ms) < 1e-6)
+
+
+@dataclass(frozen=True)
+class TrialView:
+    """A trial as a client needs it to draw the screen and give feedback."""
+
+    trial_id: int
+    phase: str
+    position: int
+    is_catch: bool
+    unit_id: str
+    condition: str
+    difficulty: str
+    batch: int
+    query_a: str
+    query_b: str
+    correct_choice: str
+    references_max: list[str]
+    references_min: list[str]
+
+    @classmethod
+    def of(cls, trial: Trial) -> "TrialView":
+        return cls(trial.id, trial.phase, trial.position, trial.is_catch, trial.unit_id,
+                   trial.condition, trial.difficulty, trial.batch, trial.query_a, trial.query_b,
+                   trial.correct_choice, list(trial.references_max), list(trial.references_min))
+
+
+@dataclass
+class SessionState:
+    """Where a session stands: its trials, the next trial_index and what happens next."""
+
+    session_id: str
+    experiment: str
+    task_id: str
+    condition: str
+    difficulty: str
+    client: str
+    status: str
+    next_index: int
+    practice_attempts: int
+    main_offset: int | None
+    practice_pass_mark: int
+    practice_max_attempts: int
+    practice: list[TrialView]
+    main: list[TrialView]
+    completion_code: str | None
+    token: str | None = None
+    resumed: bool = False
+    answered_correct_main: int = 0
+
+    @property
+    def stage(self) -> str:
+        """practice, main, finish (all trials stored, not yet completed) or done."""
+        if self.status in FINISHED:
+            return "done"
+        if self.main_offset is None:
+            return "practice"
+        return "main" if self.next_index - self.main_offset < len(self.main) else "finish"
+
+
+@dataclass
+class RecordResult:
+    """What storing one response did."""
+
+    stored: bool  # False: an identical retry, nothing written
+    trial_index: int
+    correct: bool
+    next_index: int
+    stage: str
+    practice_attempt_passed: bool | None = None
+    practice_attempts: int = 0
+    main_offset: int | None = None
+
+
+def _hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class SessionService:
+    """Assigns tasks, stores responses idempotently, resumes and completes sessions."""
+
+    def __init__(self, db: Database, clock: Callable[[], datetime] = utcnow):
+        self.db = db
+        self.clock = clock
+
+    # ---- lookup helpers -------------------------------------------------------------
+    @staticmethod
+    def _experiment(session: OrmSession, key: str, lock: bool = False) -> Experiment:
+        name, _, version = key.partition("@")
+        query = select(Experiment).where(Experiment.name == name)
+        if version:
+            query = query.where(Experiment.version == version)
+        else:
+            query = query.order_by(Experiment.created_at.desc(), Experiment.id.desc()).limit(1)
+        if lock:
+            query = query.with_for_update()
+        experiment = session.scalars(query).first()
+        if experiment is None:
+            raise NotFound(f"no experiment {key!r}")
+        return experiment
+
+    @staticmethod
+    def spec_of(experiment: Experiment) -> ExperimentSpec:
+        return ExperimentSpec.model_validate(experiment.spec_json)
+
+    def _session(self, session: OrmSession, session_id: str, token: str | None, lock: bool = False
+                 ) -> Session:
+        query = select(Session).where(Session.id == session_id)
+        if lock:
+            query = query.with_for_update()
+        record = session.scalars(query).first() if isinstance(session_id, str) else None
+        if record is None or (token is not None and not hmac.compare_digest(
+                record.token_sha256, _hash_token(token))):
+            # One message for both, so a guessed id reveals nothing.
+            raise NotFound("unknown session or wrong token")
+        return record
+
+    def _cutoff(self, spec: ExperimentSpec) -> datetime:
+        return self.clock() - timedelta(minutes=spec.timing.session_timeout_min)
+
+    @staticmethod
+    def _holding(cutoff: datetime):
+        """Sessions that hold their task: completed, or in progress and recently active."""
+        return or_(Session.status == "completed",
+                   and_(Session.status == ACTIVE, Session.last_activity_at >= cutoff))
+
+    # ---- assignment -----------------------------------------------------------------
+    def start(self, experiment_key: str, platform_id: str | None, source: str,
+              client: str = "web", client_info: dict[str, Any] | None = None,
+              platform_info: dict[str, Any] | None = None) -> SessionState:
+        """Assign a task to a new participant, or resume/restart/refuse a returning one."""
+        if source not in SOURCES:
+            raise Refused(f"unknown participant source {source!r}", "source")
+        platform_id = platform_id or f"{source}-{uuid.uuid4().hex}"
+        with self.db.write() as session:
+            experiment = self._experiment(session, experiment_key, lock=True)
+            spec = self.spec_of(experiment)
+            if experiment.status != "open":
+                raise Refused(f"experiment {experiment.key} is closed", "closed")
+            if source not in spec.recruitment.platforms:
+                raise Refused(f"experiment {experiment.key} does not recruit through {source}",
+                              "source")
+            self._refuse_other_experiments(session, spec, platform_id)
+            participant = session.scalars(select(Participant).where(
+                Participant.experiment_id == experiment.id,
+                Participant.platform_id == platform_id)).first()
+            token = secrets.token_urlsafe(32)
+            if participant is not None:
+                record = self._returning(session, experiment, spec, participant, token)
+                if record is not None:
+                    return self._state(session, record, spec, experiment, token, resumed=True)
+            else:
+                experiment.participant_counter += 1
+                participant = Participant(experiment_id=experiment.id,
+                                          number=experiment.participant_counter,
+                                          platform_id=platform_id, source=source,
+                                          platform_info=platform_info or {},
+                                          created_at=self.clock())
+                session.add(participant)
+                session.flush()
+            task = self._least_filled(session, experiment, spec)
+            now = self.clock()
+            record = Session(id=uuid.uuid4().hex, experiment_id=experiment.id,
+                             participant_id=participant.id, task_id=task.id,
+                             token_sha256=_hash_token(token), client=client, status=ACTIVE,
+                             started_at=now, last_activity_at=now,
+                             main_offset=0 if spec.practice.trials == 0 else None,
+                             client_info=client_info or {})
+            session.add(record)
+            session.flush()
+            return self._state(session, record, spec, experiment, token)
+
+    def _refuse_other_experiments(self, session: OrmSession, spec: ExperimentSpec,
+                                  platform_id: str) -> None:
+        if not spec.recruitment.block_participants_of:
+            return
+        seen = session.scalar(select(func.count()).select_from(Participant).join(
+            Experiment, Experiment.id == Participant.experiment_id).where(
+            Experiment.name.in_(spec.recruitment.block_participants_of),
+            Participant.platform_id == platform_id))
+        if seen:
+            raise Refused("you have taken part in an earlier study of this series", "repeat")
+
+    def _returning(self, session: OrmSession, experiment: Experiment, spec: ExperimentSpec,
+                   participant: Participant, token: str) -> Session | None:
+        latest = session.scalars(select(Session).where(Session.participant_id == participant.id)
+                                 .order_by(Session.started_at.desc(), Session.id).limit(1)).first()
+        if latest is None:
+            return None
+        if latest.status not in (ACTIVE, "timed_out"):
+            raise Refused("you have already taken part in this study", "repeat")
+        policy = spec.recruitment.resume_policy
+        if policy == "block":
+            raise Refused("this study cannot be resumed once started", "blocked")
+        if policy == "restart":
+            latest.status = "restarted"
+            latest.finished_at = self.clock()
+            session.add(Event(session_id=latest.id, experiment_id=experiment.id, kind="restart",
+                              payload={}, created_at=self.clock()))
+            return None
+        self._revive(session, latest, spec)
+        latest.token_sha256 = _hash_token(token)
+        latest.last_activity_at = self.clock()
+        session.add(Event(session_id=latest.id, experiment_id=experiment.id, kind="resume",
+                          payload={"next_index": latest.n_responses}, created_at=self.clock()))
+        return latest
+
+    def _least_filled(self, session: OrmSession, experiment: Experiment, spec: ExperimentSpec
+                      ) -> Task:
+        holding = (select(Session.task_id, func.count().label("n"))
+                   .where(Session.experiment_id == experiment.id, self._holding(self._cutoff(spec)))
+                   .group_by(Session.task_id).subquery())
+        row = session.execute(
+            select(Task, func.coalesce(holding.c.n, 0))
+            .outerjoin(holding, holding.c.task_id == Task.id)
+            .where(Task.experiment_id == experiment.id)
+            .order_by(func.coalesce(holding.c.n, 0), Task.assign_order).limit(1)).first()
+        if row is None or row[1] >= 1:
+            raise Refused(f"experiment {experiment.key} is full: every task is taken", "full")
+        return row[0]
+
+    def _revive(self, session: OrmSession, record: Session, spec: ExperimentSpec) -> None:
+        """A timed-out session may go on while nobody else holds its task."""
+        if record.status != "timed_out":
+            return
+        others = session.scalar(select(func.count()).select_from(Session).where(
+            Session.task_id == record.task_id, Session.id != record.id,
+            self._holding(self._cutoff(spec))))
+        if others:
+            raise Refused("this session timed out and its trials were given to someone else",
+                          "timed_out")
+        record.status = ACTIVE
+
+    # ---- state ----------------------------------------------------------------------
+    def _state(self, session: OrmSession, record: Session, spec: ExperimentSpec,
+               experiment: Experiment, token: str | None = None, resumed: bool = False
+               ) -> SessionState:
+        trials = session.scalars(select(Trial).where(Trial.task_id == record.task_id)
+                                 .order_by(Trial.ordinal)).all()
+        task = session.get(Task, record.task_id)
+        correct_main = 0
+        if record.main_offset is not None:
+            correct_main = session.scalar(select(func.count()).select_from(Response).where(
+                Response.session_id == record.id, Response.trial_index >= record.main_offset,
+                Response.correct.is_(True))) or 0
+        return SessionState(
+            session_id=record.id, experiment=experiment.key, task_id=task.task_key,
+            condition=task.condition, difficulty=task.difficulty, client=record.client,
+            status=record.status, next_index=record.n_responses,
+            practice_attempts=record.practice_attempts, main_offset=record.main_offset,
+            practice_pass_mark=spec.practice.pass_mark,
+            practice_max_attempts=spec.practice.max_attempts,
+            practice=[TrialView.of(t) for t in trials if t.phase == "practice"],
+            main=[TrialView.of(t) for t in trials if t.phase == "main"],
+            completion_code=record.completion_code, token=token, resumed=resumed,
+            answered_correct_main=correct_main)
+
+    def state(self, session_id: str, token: str | None) -> SessionState:
+        """The current state of a session (token checked unless None, for trusted callers)."""
+        with self.db.read() as session:
+            record = self._session(session, session_id, token)
+            experiment = session.get(Experiment, record.experiment_id)
+            return self._state(session, record, self.spec_of(experiment), experiment)
+
+    # ---- responses ------------------------------------------------------------------
+    def record_response(self, session_id: str, token: str | None, response: ResponseIn
+                        ) -> RecordResult:
+        """Store one answer; an identical retry is a no-op, a different one is refused and logged."""
+        conflict: tuple[str, dict] | None = None
+        with self.db.write() as session:
+            record = self._session(session, session_id, token, lock=True)
+            experiment = session.get(Experiment, record.experiment_id)
+            spec = self.spec_of(experiment)
+            index = response.trial_index
+            if index < record.n_responses:
+                stored = session.scalars(select(Response).where(
+                    Response.session_id == record.id, Response.trial_index == index)).one()
+                if response.same_answer(stored):
+                    return self._result(session, record, stored, stored_now=False)
+                conflict = (f"trial {index} of this session is already stored with a different "
+                            f"answer", {"sent": response.model_dump(), "stored": {
+                                "trial_id": stored.trial_id, "choice": stored.choice,
+                                "confidence": stored.confidence, "rt_ms": stored.rt_ms}})
+            else:
+                return self._store_new(session, record, spec, response)
+        # Outside the failed transaction: log the conflict, then refuse.
+        self.record_event(session_id, None, "conflicting_response", conflict[1])
+        raise Conflict(conflict[0])
+
+    def _store_new(self, session: OrmSession, record: Session, spec: ExperimentSpec,
+                   response: ResponseIn) -> RecordResult:
+        index = response.trial_index
+        if index > record.n_responses:
+            raise Conflict(f"trial {index} sent before trial {record.n_responses}; send trials in "
+                           f"order", expected_trial_index=record.n_responses)
+        if record.status == "timed_out":
+            self._revive(session, record, spec)
+        if record.status != ACTIVE:
+            raise Refused(f"this session is {record.status.replace('_', ' ')}; no more answers "
+                          f"are taken", record.status)
+        trial, attempt = self._trial_at(session, record, index)
+        if trial.id != response.trial_id:
+            raise Conflict(f"trial_index {index} is trial {trial.id} of this session, not "
+                           f"{response.trial_id}", expected_trial_index=record.n_responses)
+        now = self.clock()
+        stored = Response(session_id=record.id, trial_index=index, trial_id=trial.id,
+                          attempt=attempt, choice=response.choice,
+                          confidence=response.confidence,
+                          correct=response.choice == trial.correct_choice,
+                          rt_ms=response.rt_ms, stim_onset_ms=response.stim_onset_ms,
+                          response_ms=response.response_ms, client_extra=response.extra,
+                          server_received_at=now)
+        session.add(stored)
+        record.n_responses = index + 1
+        record.last_activity_at = now
+        session.flush()
+        passed = None
+        n_practice = spec.practice.trials
+        if trial.phase == "practice" and trial.position == n_practice - 1:
+            passed = self._close_practice_attempt(session, record, spec, attempt)
+        return self._result(session, record, stored, stored_now=True, passed=passed)
+
+    def _trial_at(self, session: OrmSession, record: Session, index: int) -> tuple[Trial, int]:
+        n_practice = session.scalar(select(func.count()).select_from(Trial).where(
+            Trial.task_id == record.task_id, Trial.phase == "practice"))
+        if record.main_offset is None or index < record.main_offset:
+            phase, position, attempt = "practice", index % n_practice, index // n_practice
+        else:
+            phase, position, attempt = "main", index - record.main_offset, 0
+        trial = session.scalars(select(Trial).where(
+            Trial.task_id == record.task_id, Trial.phase == phase,
+            Trial.position == position)).first()
+        if trial is None:
+            raise Conflict(f"trial_index {index} is past the last trial of this session")
+        return trial, attempt
+
+    def _close_practice_attempt(self, session: OrmSession, record: Session, spec: ExperimentSpec,
+                                attempt: int) -> bool:
+        first = record.n_responses - spec.practice.trials
+        n_correct = session.scalar(select(func.count()).select_from(Response).where(
+            Response.session_id == record.id, Response.trial_index >= first,
+            Response.correct.is_(True)))
+        record.practice_attempts = attempt + 1
+        if n_correct >= spec.practice.pass_mark:
+            record.main_offset = record.n_responses
+            return True
+        if spec.practice.max_attempts and record.practice_attempts >= spec.practice.max_attempts:
+            record.status = "failed_practice"
+            record.finished_at = self.clock()
+            record.completion_code = spec.recruitment.completion_codes.failed_checks
+        return False
+
+    def _result(self, session: OrmSession, record: Session, stored: Response, stored_now: bool,
+                passed: bool | None = None) -> RecordResult:
+        if record.status in FINISHED:
+            stage = "done"
+        elif record.main_offset is None:
+            stage = "practice"
+        else:
+            n_main = session.scalar(select(func.count()).select_from(Trial).where(
+                Trial.task_id == record.task_id, Trial.phase == "main"))
+            stage = "main" if record.n_responses - record.main_offset < n_main else "finish"
+        return RecordResult(stored=stored_now, trial_index=stored.trial_index,
+                            correct=stored.correct, next_index=record.n_responses, stage=stage,
+                            practice_attempt_passed=passed,
+                            practice_attempts=record.practice_attempts,
+                            main_offset=record.main_offset)
+
+    # ---- events, instructions, completion -----------------------------------------------
+    def record_event(self, session_id: str, token: str | None, kind: str,
+                     payload: dict[str, Any] | None = None, client_ms: float | None = None) -> None:
+        """Log a client event (reload, focus loss, fullscreen exit...) or a server-side one."""
+        with self.db.write() as session:
+            record = self._session(session, session_id, token)
+            session.add(Event(session_id=record.id, experiment_id=record.experiment_id,
+                              kind=kind[:40], payload=payload or {}, client_ms=client_ms,
+                              created_at=self.clock()))
+
+    def record_instructions(self, session_id: str, token: str | None, seconds: float) -> None:
+        """Add time spent on the instruction screens."""
+        with self.db.write() as session:
+            record = self._session(session, session_id, token, lock=True)
+            record.instruction_s = (record.instruction_s or 0.0) + max(0.0, float(seconds))
+            record.last_activity_at = self.clock()
+
+    def complete(self, session_id: str, token: str | None, feedback: str | None = None) -> str:
+        """Finish a session whose trials are all stored; return its completion code."""
+        with self.db.write() as session:
+            record = self._session(session, session_id, token, lock=True)
+            if record.status in FINISHED:
+                return record.completion_code or ""
+            experiment = session.get(Experiment, record.experiment_id)
+            spec = self.spec_of(experiment)
+            n_main = session.scalar(select(func.count()).select_from(Trial).where(
+                Trial.task_id == record.task_id, Trial.phase == "main"))
+            stored_main = (record.n_responses - record.main_offset
+                           if record.main_offset is not None else 0)
+            if stored_main < n_main:
+                raise Conflict(f"{n_main - stored_main} of {n_main} main trials are not stored yet",
+                               expected_trial_index=record.n_responses)
+            if record.status == "timed_out":
+                self._revive(session, record, spec)
+            if record.status != ACTIVE:
+                raise Refused(f"this session is {record.status}", record.status)
+            record.status = "completed"
+            record.finished_at = self.clock()
+            record.last_activity_at = record.finished_at
+            record.completion_code = spec.recruitment.completion_codes.completed
+            if feedback:
+                record.feedback = feedback[:10_000]
+            return record.completion_code
+
+    # ---- researcher-side --------------------------------------------------------------
+    def expire_sessions(self, experiment_key: str) -> int:
+        """Mark sessions idle past the timeout as timed out, freeing their tasks."""
+        with self.db.write() as session:
+            experiment = self._experiment(session, experiment_key, lock=True)
+            stale = session.scalars(select(Session).where(
+                Session.experiment_id == experiment.id, Session.status == ACTIVE,
+                Session.last_activity_at < self._cutoff(self.spec_of(experiment)))).all()
+            for record in stale:
+                record.status = "timed_out"
+                session.add(Event(session_id=record.id, experiment_id=experiment.id,
+                                  kind="timed_out", payload={}, created_at=self.clock()))
+            return len(stale)
+
+    def set_status(self, session_id: str, status: Literal["returned", "excluded"],
+                   reason: str = "") -> None:
+        """Researcher marks a session returned (platform) or excluded; its task is freed."""
+        with self.db.write() as session:
+            record = self._session(session, session_id, None, lock=True)
+            record.status = status
+            record.finished_at = record.finished_at or self.clock()
+            if reason:
+                record.exclusion_reasons = [*record.exclusion_reasons, reason]
+            session.add(Event(session_id=record.id, experiment_id=record.experiment_id,
+                              kind=status, payload={"reason": reason}, created_at=self.clock()))
+
+    def set_experiment_status(self, experiment_key: str, status: Literal["open", "closed"]) -> None:
+        """Open or close an experiment for new participants."""
+        with self.db.write() as session:
+            self._experiment(session, experiment_key, lock=True).status = status

@@ -1,0 +1,224 @@
+"""The experiment spec: a TOML file validated with pydantic; errors name the file, key and expectation."""
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from experiments.errors import SpecError
+
+Condition = Literal["natural", "synthetic", "mixed", "none"]
+Difficulty = Literal["easy", "p99", "p95", "p85"]
+Platform = Literal["prolific", "mturk", "link", "lab"]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+class Strict(BaseModel):
+    """Base: unknown keys are errors (a typo must not silently fall back to a default)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Timing(Strict):
+    """Trial timing in milliseconds (IMI defaults)."""
+
+    button_lock_ms: NonNegativeInt = 1500
+    feedback_delay_ms: NonNegativeInt = 350
+    feedback_ms: NonNegativeInt = 1150
+    session_timeout_min: PositiveInt = Field(
+        90, description="an in-progress session idle this long is timed out and its task freed")
+
+
+class Practice(Strict):
+    """The practice block: repeated until `min_correct` of `trials` are answered correctly."""
+
+    trials: NonNegativeInt = 5
+    min_correct: NonNegativeInt | None = Field(None, description="default: all trials correct")
+    max_attempts: NonNegativeInt = Field(0, description="0 = repeat until passed")
+    units: list[str] = Field(default_factory=list,
+                             description="unit_ids; empty = reserve `trials` units (seeded)")
+
+    @model_validator(mode="after")
+    def _criterion_fits(self) -> "Practice":
+        if self.min_correct is not None and self.min_correct > self.trials:
+            raise ValueError(f"min_correct ({self.min_correct}) exceeds trials ({self.trials})")
+        if self.units and len(self.units) < self.trials:
+            raise ValueError(f"{len(self.units)} units listed but {self.trials} trials needed")
+        return self
+
+    @property
+    def pass_mark(self) -> int:
+        return self.trials if self.min_correct is None else self.min_correct
+
+
+class Catch(Strict):
+    """Catch trials: the query is one of the references shown, so the answer is obvious."""
+
+    units: list[str] = Field(default_factory=list,
+                             description="unit_ids; empty = reserve trials-per-task units (seeded)")
+
+
+class InstructionPage(Strict):
+    """One instruction screen: text (HTML allowed) and optional example images."""
+
+    title: str = ""
+    text: str
+    images: list[str] = Field(default_factory=list, description="image ids or files")
+    conditions: list[Condition] = Field(default_factory=list,
+                                        description="show only for these; empty = all")
+
+
+class CompletionCodes(Strict):
+    """Codes returned to the recruitment platform at the end of a session."""
+
+    completed: str = "COMPLETED"
+    failed_checks: str = "FAILED_CHECKS"
+
+
+class Recruitment(Strict):
+    """Where participants come from and what happens when they come back."""
+
+    platforms: list[Platform] = Field(default_factory=lambda: ["prolific", "mturk", "link", "lab"])
+    completion_codes: CompletionCodes = CompletionCodes()
+    resume_policy: Literal["resume", "restart", "block"] = "resume"
+    block_participants_of: list[str] = Field(
+        default_factory=list, description="names of other experiments whose participants are refused")
+
+
+class Exclusions(Strict):
+    """Exclusion thresholds (IMI defaults). Exclusions flag data; they never delete it."""
+
+    min_catch_correct: NonNegativeInt = 4
+    min_row_uses: NonNegativeInt = 5
+    min_total_s: float = Field(135.0, ge=0)
+    max_total_s: float = Field(2500.0, ge=0)
+    min_instruction_s: float = Field(15.0, ge=0)
+    max_practice_attempts: PositiveInt = 3
+    exclude_repeat: bool = True
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Exclusions":
+        if self.min_total_s > self.max_total_s:
+            raise ValueError("min_total_s must not exceed max_total_s")
+        return self
+
+
+class ExperimentSpec(Strict):
+    """A whole experiment: stimuli, conditions, task layout, timing, recruitment, exclusions."""
+
+    name: Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+    version: Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")] = "1"
+    seed: NonNegativeInt = 42
+    description: str = ""
+    stimulus_sets: Annotated[list[str], Field(min_length=1)]
+    conditions: Annotated[list[Condition], Field(min_length=1)] = ["natural", "synthetic"]
+    difficulty: Annotated[list[Difficulty], Field(min_length=1)] = ["easy"]
+    task_units: Literal["per_set", "pooled"] = Field(
+        "per_set", description="per_set: a task draws its units from one stimulus set (one model)")
+    references_per_side: PositiveInt = 9
+    main_trials_per_task: PositiveInt = 40
+    catch_trials_per_task: NonNegativeInt = 5
+    responses_per_unit: PositiveInt = 30
+    practice: Practice = Practice()
+    catch: Catch = Catch()
+    timing: Timing = Timing()
+    instructions: list[InstructionPage] = Field(default_factory=list)
+    recruitment: Recruitment = Recruitment()
+    exclusions: Exclusions = Exclusions()
+    feedback_form: bool = True
+
+    @field_validator("difficulty", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("conditions", "difficulty")
+    @classmethod
+    def _no_repeats(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("each value may appear only once")
+        return value
+
+    @model_validator(mode="after")
+    def _catch_fits(self) -> "ExperimentSpec":
+        if self.catch.units and len(self.catch.units) < self.catch_trials_per_task:
+            raise ValueError(f"catch.units lists {len(self.catch.units)} units but "
+                             f"catch_trials_per_task is {self.catch_trials_per_task}")
+        overlap = set(self.catch.units) & set(self.practice.units)
+        if overlap:
+            raise ValueError(f"units both practice and catch: {', '.join(sorted(overlap))}")
+        return self
+
+    @property
+    def key(self) -> str:
+        """The experiment's identity in storage and exports: `name@version`."""
+        return f"{self.name}@{self.version}"
+
+
+class LoadedSpec(BaseModel):
+    """A validated spec with where it came from and its exact text."""
+
+    spec: ExperimentSpec
+    path: Path
+    text: str
+    set_paths: list[Path]
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+
+def _location(error: dict) -> str:
+    return ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-"))
+
+
+def _expected(error: dict) -> str:
+    message = error["msg"]
+    if error["type"] == "extra_forbidden":
+        return "unknown key (check its spelling against experiments/examples/)"
+    if error["type"] == "missing":
+        return "required key is missing"
+    given = error.get("input")
+    shown = "" if isinstance(given, dict) else f" (got {given!r})"
+    return f"{message[0].lower()}{message[1:]}{shown}"
+
+
+def format_validation_error(path: Path | str, exc: ValidationError) -> str:
+    """One line per problem: `file: key: expectation`."""
+    lines = []
+    for error in exc.errors():
+        where = _location(error) or "(top level)"
+        lines.append(f"{path}: {where}: {_expected(error)}")
+    return "; ".join(lines)
+
+
+def parse_spec(text: str, source: str = "<spec>") -> ExperimentSpec:
+    """Validate TOML text as an experiment spec."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{source}: not valid TOML: {exc}") from None
+    try:
+        return ExperimentSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(format_validation_error(source, exc)) from None
+
+
+def load_spec(path: str | Path) -> LoadedSpec:
+    """Read and validate a spec file; stimulus set paths resolve against the file's folder."""
+    file = Path(path)
+    if not file.is_file():
+        raise SpecError(f"{file}: no such spec file")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise SpecError(f"{file}: not UTF-8 text") from None
+    spec = parse_spec(text, str(file))
+    set_paths = [(file.parent / p).resolve() for p in spec.stimulus_sets]
+    return LoadedSpec(spec=spec, path=file.resolve(), text=text, set_paths=set_paths)
+
+

@@ -1,0 +1,251 @@
+"""The stimulus set folder (DESIGN.md): column contract, reading and validation, no torch."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import pandas as pd
+from PIL import Image, UnidentifiedImageError
+
+from experiments.errors import StimulusSetError
+from experiments.schema import DIFFICULTIES
+
+MANIFEST = "stimuli.json"
+UNITS_CSV = "units.csv"
+IMAGES_CSV = "images.csv"
+
+MANIFEST_KEYS = ("model", "weights", "layers", "units", "dataset", "parameters", "versions",
+                 "seed", "created_at")
+UNIT_COLUMNS = ("unit_id", "model", "layer", "channel", "reduction", "layer_position",
+                "fv_activation", "top_natural_activation")
+IMAGE_COLUMNS = ("image_id", "unit_id", "kind", "role", "batch", "rank", "activation", "path",
+                 "sha256", "difficulty")
+KINDS = ("natural", "synthetic")
+REFERENCE_ROLES = ("reference_max", "reference_min")
+QUERY_ROLES = ("query_max", "query_min")
+ROLES = REFERENCE_ROLES + QUERY_ROLES
+DEFAULT_IMAGE_SIZE = 224
+MAX_LISTED_PROBLEMS = 5
+
+
+def unit_key(model: str, layer: str, channel: int) -> str:
+    """The `unit_id` of a unit: `model/layer/channel`."""
+    return f"{model}/{layer}/{int(channel)}"
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class StimulusSet:
+    """A validated stimulus set: its folder, manifest, units and images tables."""
+
+    path: Path
+    manifest: dict
+    units: pd.DataFrame
+    images: pd.DataFrame
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest.get("name") or self.path.name)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.manifest.get("image_size", DEFAULT_IMAGE_SIZE))
+
+    def natural_batches(self, unit_id: str) -> list[int]:
+        """Batches of a unit that have natural references and easy queries on both sides."""
+        rows = self.images[(self.images.unit_id == unit_id) & (self.images.kind == "natural")]
+        return sorted(int(b) for b in rows.batch.unique())
+
+    def image_path(self, image_id: str) -> Path:
+        row = self.images.loc[self.images.image_id == image_id]
+        if row.empty:
+            raise StimulusSetError(f"{self.path}: no image {image_id!r} in {IMAGES_CSV}")
+        return self.path / row.iloc[0].path
+
+
+def _fail(where: Path, problems: list[str]) -> None:
+    shown = "; ".join(problems[:MAX_LISTED_PROBLEMS])
+    more = len(problems) - MAX_LISTED_PROBLEMS
+    suffix = f"; and {more} more" if more > 0 else ""
+    raise StimulusSetError(f"stimulus set {where}: {shown}{suffix}")
+
+
+def _read_csv(where: Path, name: str, columns: tuple[str, ...], optional: tuple[str, ...] = ()
+              ) -> pd.DataFrame:
+    path = where / name
+    if not path.is_file():
+        _fail(where, [f"{name} is missing"])
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        _fail(where, [f"{name} is not a readable CSV ({exc})"])
+    missing = [c for c in columns if c not in frame.columns and c not in optional]
+    if missing:
+        _fail(where, [f"{name} lacks column(s) {', '.join(missing)}"])
+    for column in optional:
+        if column not in frame.columns:
+            frame[column] = ""
+    return frame
+
+
+def _numeric(frame: pd.DataFrame, name: str, column: str, kind: str, problems: list[str],
+             allow_empty: bool = False) -> None:
+    values = frame[column].replace("", pd.NA) if allow_empty else frame[column]
+    parsed = pd.to_numeric(values, errors="coerce")
+    bad = parsed.isna() & (values.notna() if allow_empty else True)
+    if kind == "int":
+        bad |= parsed.notna() & (parsed % 1 != 0)
+    if bad.any():
+        first = int(bad.to_numpy().nonzero()[0][0])
+        problems.append(f"{name} row {first + 2}: {column} must be {'an integer' if kind == 'int' else 'a number'}, "
+                        f"got {frame[column].iloc[first]!r}")
+        return
+    frame[column] = parsed.astype("Int64" if kind == "int" else "float64")
+
+
+def load_stimulus_set(path: str | Path, verify_images: bool = True,
+                      verify_hashes: bool = False) -> StimulusSet:
+    """Read and validate a stimulus set folder; raise StimulusSetError naming the first problems."""
+    where = Path(path)
+    if not where.is_dir():
+        raise StimulusSetError(f"stimulus set {where}: not a folder")
+    manifest = _read_manifest(where)
+    units = _read_csv(where, UNITS_CSV, UNIT_COLUMNS,
+                      optional=("reduction", "layer_position", "fv_activation",
+                                "top_natural_activation"))
+    images = _read_csv(where, IMAGES_CSV, IMAGE_COLUMNS, optional=("difficulty", "sha256",
+                                                                    "activation"))
+    problems: list[str] = []
+    _check_units(units, problems)
+    _check_images(images, set(units.unit_id), problems)
+    if problems:
+        _fail(where, problems)
+    _check_structure(units, images, problems)
+    if verify_images:
+        _check_files(where, images, int(manifest.get("image_size", DEFAULT_IMAGE_SIZE)),
+                     verify_hashes, problems)
+    if problems:
+        _fail(where, problems)
+    return StimulusSet(where.resolve(), manifest, units.reset_index(drop=True),
+                       images.reset_index(drop=True))
+
+
+def _read_manifest(where: Path) -> dict:
+    path = where / MANIFEST
+    if not path.is_file():
+        _fail(where, [f"{MANIFEST} is missing"])
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        _fail(where, [f"{MANIFEST} is not valid JSON ({exc})"])
+    if not isinstance(manifest, dict):
+        _fail(where, [f"{MANIFEST} must hold a JSON object"])
+    missing = [k for k in MANIFEST_KEYS if k not in manifest]
+    if missing:
+        _fail(where, [f"{MANIFEST} lacks key(s) {', '.join(missing)}"])
+    return manifest
+
+
+def _check_units(units: pd.DataFrame, problems: list[str]) -> None:
+    _numeric(units, UNITS_CSV, "channel", "int", problems)
+    for column in ("layer_position", "fv_activation", "top_natural_activation"):
+        _numeric(units, UNITS_CSV, column, "float", problems, allow_empty=True)
+    if problems:
+        return
+    if (units.channel < 0).any():
+        problems.append(f"{UNITS_CSV}: channel must be >= 0")
+    expected = [unit_key(m, layer, c) for m, layer, c in zip(units.model, units.layer, units.channel)]
+    wrong = units.unit_id != expected
+    if wrong.any():
+        row = units[wrong].iloc[0]
+        problems.append(f"{UNITS_CSV}: unit_id {row.unit_id!r} is not model/layer/channel "
+                        f"({unit_key(row.model, row.layer, row.channel)!r})")
+    duplicated = units.unit_id[units.unit_id.duplicated()]
+    if not duplicated.empty:
+        problems.append(f"{UNITS_CSV}: unit_id {duplicated.iloc[0]!r} appears more than once")
+    if units.empty:
+        problems.append(f"{UNITS_CSV}: no units")
+
+
+def _check_images(images: pd.DataFrame, unit_ids: set[str], problems: list[str]) -> None:
+    for column in ("batch", "rank"):
+        _numeric(images, IMAGES_CSV, column, "int", problems)
+    _numeric(images, IMAGES_CSV, "activation", "float", problems, allow_empty=True)
+    for column, allowed in (("kind", KINDS), ("role", ROLES)):
+        bad = ~images[column].isin(allowed)
+        if bad.any():
+            problems.append(f"{IMAGES_CSV}: {column} {images[column][bad].iloc[0]!r} is not one of "
+                            f"{', '.join(allowed)}")
+    queries = images.role.isin(QUERY_ROLES)
+    images.loc[queries & (images.difficulty == ""), "difficulty"] = "easy"
+    bad = queries & ~images.difficulty.isin(DIFFICULTIES)
+    if bad.any():
+        problems.append(f"{IMAGES_CSV}: difficulty {images.difficulty[bad].iloc[0]!r} is not one of "
+                        f"{', '.join(DIFFICULTIES)}")
+    duplicated = images.image_id[images.image_id.duplicated()]
+    if not duplicated.empty:
+        problems.append(f"{IMAGES_CSV}: image_id {duplicated.iloc[0]!r} appears more than once")
+    unknown = ~images.unit_id.isin(unit_ids)
+    if unknown.any():
+        problems.append(f"{IMAGES_CSV}: unit_id {images.unit_id[unknown].iloc[0]!r} is not in "
+                        f"{UNITS_CSV}")
+    for value in images.path:
+        pure = PurePosixPath(value)
+        if not value or pure.is_absolute() or ".." in pure.parts:
+            problems.append(f"{IMAGES_CSV}: path {value!r} must be relative inside the set folder")
+            break
+
+
+def _check_structure(units: pd.DataFrame, images: pd.DataFrame, problems: list[str]) -> None:
+    natural = images[images.kind == "natural"]
+    for unit_id in units.unit_id:
+        rows = natural[natural.unit_id == unit_id]
+        if rows.empty:
+            problems.append(f"unit {unit_id}: no natural images")
+            continue
+        for batch, group in rows.groupby("batch"):
+            counts = group.role.value_counts()
+            n_max, n_min = counts.get("reference_max", 0), counts.get("reference_min", 0)
+            if n_max == 0 or n_max != n_min:
+                problems.append(f"unit {unit_id} batch {batch}: {n_max} max and {n_min} min "
+                                f"natural references (need the same number, at least 1)")
+            easy = group[group.difficulty == "easy"].role.value_counts()
+            if easy.get("query_max", 0) != 1 or easy.get("query_min", 0) != 1:
+                problems.append(f"unit {unit_id} batch {batch}: needs exactly one easy query_max "
+                                f"and one easy query_min")
+        synthetic = images[(images.kind == "synthetic") & (images.unit_id == unit_id)]
+        if not synthetic.empty:
+            counts = synthetic.role.value_counts()
+            if counts.get("reference_max", 0) != counts.get("reference_min", 0):
+                problems.append(f"unit {unit_id}: synthetic max and min references differ in number")
+
+
+def _check_files(where: Path, images: pd.DataFrame, size: int, verify_hashes: bool,
+                 problems: list[str]) -> None:
+    for row in images.itertuples(index=False):
+        path = where / row.path
+        if not path.is_file():
+            problems.append(f"image {row.image_id}: file {row.path} is missing")
+            continue
+        try:
+            with Image.open(path) as image:
+                if image.size != (size, size):
+                    problems.append(f"image {row.image_id}: {row.path} is {image.size[0]}x"
+                                    f"{image.size[1]}, expected {size}x{size}")
+        except (UnidentifiedImageError, OSError) as exc:
+            problems.append(f"image {row.image_id}: {row.path} is not a readable image ({exc})")
+            continue
+        if verify_hashes and row.sha256 and sha256_file(path) != row.sha256:
+            problems.append(f"image {row.image_id}: {row.path} does not match its sha256")
+        if len(problems) > MAX_LISTED_PROBLEMS:
+            return

@@ -1,0 +1,77 @@
+"""Shared fixtures: databases (SQLite always, PostgreSQL when reachable) and stimulus sets."""
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from experiments.db import Database
+from tests.stimset import make_stimulus_set
+
+POSTGRES_URL = os.environ.get("INTERPSY_TEST_POSTGRES_URL",
+                              "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def postgres_unreachable_reason() -> str | None:
+    """None when PostgreSQL answers, else why the postgres tests are skipped."""
+    try:
+        engine = create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
+        with engine.connect() as connection:
+            connection.execute(text("select 1"))
+        engine.dispose()
+        return None
+    except Exception as exc:  # any driver error means: not reachable
+        return f"PostgreSQL not reachable at {POSTGRES_URL}: {type(exc).__name__}: {exc}".splitlines()[0]
+
+
+_PG_REASON = postgres_unreachable_reason()
+
+
+def postgres_schema_url() -> tuple[str, str]:
+    """A fresh schema on the test server and a URL whose search_path points at it."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(POSTGRES_URL)
+    with engine.begin() as connection:
+        connection.execute(text(f"create schema {schema}"))
+    engine.dispose()
+    return schema, f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+
+
+def drop_postgres_schema(schema: str) -> None:
+    engine = create_engine(POSTGRES_URL)
+    with engine.begin() as connection:
+        connection.execute(text(f"drop schema if exists {schema} cascade"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path: Path):
+    """A URL to an empty database, SQLite and PostgreSQL in turn."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'interpsy.sqlite3'}"
+        return
+    if _PG_REASON:
+        pytest.skip(_PG_REASON)
+    schema, url = postgres_schema_url()
+    try:
+        yield url
+    finally:
+        drop_postgres_schema(schema)
+
+
+@pytest.fixture
+def db(database_url: str):
+    """A migrated, empty Database."""
+    database = Database(database_url)
+    database.upgrade()
+    yield database
+    database.dispose()
+
+
+@pytest.fixture(scope="session")
+def toy_set(tmp_path_factory) -> Path:
+    """A small valid stimulus set with natural and synthetic references (shared, read-only)."""
+    return make_stimulus_set(tmp_path_factory.mktemp("sets"), difficulties=("easy", "p95"))

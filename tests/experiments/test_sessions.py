@@ -1,0 +1,223 @@
+"""The session service against SQLite and PostgreSQL: assignment, idempotency, resume, completion."""
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import func, select
+
+from experiments.build import build_experiment
+from experiments.db.models import Event, Response, Session
+from experiments.errors import Conflict, NotFound, Refused
+from experiments.sessions import SessionService
+from tests.participants import answer, run_session
+from tests.stimset import write_spec
+
+
+class Clock:
+    """A settable clock for timeouts."""
+
+    def __init__(self):
+        self.now = datetime(2026, 5, 1, 12, 0, tzinfo=timezone.utc)
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+def _build(db, tmp_path, toy_set, **overrides):
+    return build_experiment(write_spec(tmp_path / "spec.toml", [toy_set], **overrides), db)
+
+
+@pytest.fixture
+def service(db, tmp_path, toy_set, clock):
+    _build(db, tmp_path, toy_set)
+    return SessionService(db, clock=clock)
+
+
+def _count(db, model, *where):
+    with db.read() as s:
+        return s.scalar(select(func.count()).select_from(model).where(*where))
+
+
+def test_participants_get_distinct_tasks_until_full(service, db):
+    tasks = set()
+    for i in range(8):  # toy spec: 8 tasks
+        tasks.add(service.start("toy-exp", f"PID{i}", "prolific").task_id)
+    assert len(tasks) == 8
+    with pytest.raises(Refused) as info:
+        service.start("toy-exp", "PID-late", "prolific")
+    assert info.value.reason == "full"
+
+
+def test_whole_session_and_completion_code(service, db):
+    state = service.start("toy-exp@1", "PROLIFIC1", "prolific")
+    assert state.stage == "practice" and len(state.practice) == 2 and len(state.main) == 8
+    with pytest.raises(Conflict, match="main trials are not stored yet"):
+        service.complete(state.session_id, state.token)
+    run_session(service, state, complete=False)
+    assert service.state(state.session_id, state.token).stage == "finish"
+    assert service.complete(state.session_id, state.token) == "COMPLETED"
+    assert service.complete(state.session_id, state.token) == "COMPLETED"  # idempotent
+    assert _count(db, Response, Response.session_id == state.session_id) == 10
+
+
+def test_retry_is_a_noop_and_a_different_answer_is_refused_and_logged(service, db):
+    state = service.start("toy-exp", "P", "link")
+    first = answer(state.practice[0], 0)
+    assert service.record_response(state.session_id, state.token, first).stored
+    retry = service.record_response(state.session_id, state.token, first)
+    assert not retry.stored and retry.next_index == 1
+    changed = first.model_copy(update={"confidence": 1})
+    with pytest.raises(Conflict, match="already stored with a different answer"):
+        service.record_response(state.session_id, state.token, changed)
+    assert _count(db, Response, Response.session_id == state.session_id) == 1
+    with db.read() as s:
+        stored = s.scalars(select(Response)).one().confidence
+        event = s.scalars(select(Event).where(Event.kind == "conflicting_response")).one().payload
+    assert stored == first.confidence
+    assert event["sent"]["confidence"] == 1
+
+
+def test_gaps_wrong_trials_and_foreign_tokens_are_refused(service, db):
+    state = service.start("toy-exp", "P1", "link")
+    other = service.start("toy-exp", "P2", "link")
+    with pytest.raises(Conflict) as gap:
+        service.record_response(state.session_id, state.token, answer(state.practice[1], 1))
+    assert gap.value.expected_trial_index == 0
+    with pytest.raises(Conflict, match="is trial"):
+        service.record_response(state.session_id, state.token,
+                                answer(state.practice[1], 0))
+    with pytest.raises(NotFound):
+        service.record_response(state.session_id, other.token, answer(state.practice[0], 0))
+    with pytest.raises(NotFound):
+        service.state("no-such-session", state.token)
+    assert _count(db, Response) == 0
+
+
+def test_failed_practice_is_repeated_then_passed(service, db):
+    state = service.start("toy-exp", "P", "link")
+    sid, token = state.session_id, state.token
+    r = service.record_response(sid, token, answer(state.practice[0], 0, correct=False))
+    r = service.record_response(sid, token, answer(state.practice[1], 1))
+    assert r.practice_attempt_passed is False and r.stage == "practice" and r.practice_attempts == 1
+    service.record_response(sid, token, answer(state.practice[0], 2))
+    r = service.record_response(sid, token, answer(state.practice[1], 3))
+    assert r.practice_attempt_passed and r.main_offset == 4 and r.stage == "main"
+    r = service.record_response(sid, token, answer(state.main[0], 4))
+    with db.read() as s:
+        attempts = [row.attempt for row in s.scalars(select(Response).order_by(Response.trial_index))]
+    assert attempts == [0, 0, 1, 1, 0]
+
+
+def test_practice_limit_ends_with_failed_checks_code(db, tmp_path, toy_set):
+    _build(db, tmp_path, toy_set, practice={"trials": 2, "max_attempts": 1},
+           recruitment={"completion_codes": {"completed": "OK", "failed_checks": "NOPE"}})
+    service = SessionService(db)
+    state = service.start("toy-exp", "P", "prolific")
+    service.record_response(state.session_id, state.token, answer(state.practice[0], 0, correct=False))
+    r = service.record_response(state.session_id, state.token, answer(state.practice[1], 1))
+    assert r.stage == "done"
+    assert service.complete(state.session_id, state.token) == "NOPE"
+    with pytest.raises(Refused):
+        service.record_response(state.session_id, state.token, answer(state.practice[0], 2))
+
+
+def test_resume_returns_the_same_session_at_the_next_trial(service):
+    state = service.start("toy-exp", "P", "prolific")
+    run_session(service, state, stop_after=4, complete=False)
+    again = service.start("toy-exp", "P", "prolific")
+    assert again.session_id == state.session_id and again.resumed and again.next_index == 4
+    with pytest.raises(NotFound):  # the old token was replaced
+        service.state(state.session_id, state.token)
+    run_session(service, again)
+    with pytest.raises(Refused) as info:
+        service.start("toy-exp", "P", "prolific")
+    assert info.value.reason == "repeat"
+
+
+@pytest.mark.parametrize("policy", ["restart", "block"])
+def test_restart_and_block_policies(db, tmp_path, toy_set, policy):
+    _build(db, tmp_path, toy_set, recruitment={"resume_policy": policy})
+    service = SessionService(db)
+    state = service.start("toy-exp", "P", "prolific")
+    run_session(service, state, stop_after=3, complete=False)
+    if policy == "block":
+        with pytest.raises(Refused, match="cannot be resumed"):
+            service.start("toy-exp", "P", "prolific")
+        return
+    fresh = service.start("toy-exp", "P", "prolific")
+    assert fresh.session_id != state.session_id and fresh.next_index == 0
+    assert _count(db, Session, Session.status == "restarted") == 1
+    assert _count(db, Response, Response.session_id == state.session_id) == 3  # kept
+
+
+def test_timeout_frees_the_task_and_a_late_return_is_refused(service, db, clock):
+    states = [service.start("toy-exp", f"P{i}", "prolific") for i in range(8)]
+    clock.now += timedelta(minutes=91)
+    for s in states[1:]:
+        service.record_response(s.session_id, s.token, answer(s.practice[0], 0))
+    assert service.expire_sessions("toy-exp") == 1
+    newcomer = service.start("toy-exp", "NEW", "prolific")
+    assert newcomer.task_id == states[0].task_id
+    with pytest.raises(Refused) as info:
+        service.record_response(states[0].session_id, states[0].token,
+                                answer(states[0].practice[0], 0))
+    assert info.value.reason == "timed_out"
+
+
+def test_timed_out_session_continues_while_its_task_is_free(service, clock):
+    state = service.start("toy-exp", "P", "prolific")
+    clock.now += timedelta(hours=3)
+    assert service.expire_sessions("toy-exp") == 1
+    result = service.record_response(state.session_id, state.token, answer(state.practice[0], 0))
+    assert result.stored and service.state(state.session_id, None).status == "in_progress"
+
+
+def test_closed_experiment_and_unlisted_platform_are_refused(db, tmp_path, toy_set):
+    _build(db, tmp_path, toy_set, recruitment={"platforms": ["prolific"]})
+    service = SessionService(db)
+    with pytest.raises(Refused) as wrong:
+        service.start("toy-exp", "W", "mturk")
+    assert wrong.value.reason == "source"
+    service.set_experiment_status("toy-exp", "closed")
+    with pytest.raises(Refused) as closed:
+        service.start("toy-exp", "P", "prolific")
+    assert closed.value.reason == "closed"
+    with pytest.raises(NotFound):
+        service.start("other", "P", "prolific")
+
+
+def test_participants_of_an_earlier_experiment_are_refused(db, tmp_path, toy_set):
+    _build(db, tmp_path, toy_set)
+    spec2 = write_spec(tmp_path / "two.toml", [toy_set], name="follow-up",
+                       recruitment={"block_participants_of": ["toy-exp"]})
+    build_experiment(spec2, db)
+    service = SessionService(db)
+    service.start("toy-exp", "SEEN", "prolific")
+    with pytest.raises(Refused) as info:
+        service.start("follow-up", "SEEN", "prolific")
+    assert info.value.reason == "repeat"
+    assert service.start("follow-up", "FRESH", "prolific").task_id
+
+
+def test_excluded_session_frees_its_task(service):
+    states = [service.start("toy-exp", f"P{i}", "prolific") for i in range(8)]
+    service.set_status(states[3].session_id, "excluded", "bot-like answers")
+    assert service.start("toy-exp", "REPLACEMENT", "prolific").task_id == states[3].task_id
+
+
+def test_events_and_instruction_time_are_stored(service, db):
+    state = service.start("toy-exp", "P", "link", client_info={"screen_width": 1920})
+    service.record_instructions(state.session_id, state.token, 12.5)
+    service.record_instructions(state.session_id, state.token, 5.0)
+    service.record_event(state.session_id, state.token, "focus_loss", {"hidden_ms": 900}, 1234.5)
+    with db.read() as s:
+        record = s.get(Session, state.session_id)
+        seen = (record.instruction_s, record.client_info["screen_width"])
+        event = s.scalars(select(Event).where(Event.kind == "focus_loss")).one()
+        logged = (event.payload, event.client_ms)
+    assert seen == (17.5, 1920)
+    assert logged == ({"hidden_ms": 900}, 1234.5)

@@ -1,0 +1,59 @@
+"""The experiment spec: defaults, the example spec, and errors that name file, key and expectation."""
+from pathlib import Path
+
+import pytest
+
+from experiments.errors import SpecError
+from experiments.spec import load_spec, parse_spec
+
+EXAMPLE = Path(__file__).parents[2] / "experiments" / "examples" / "imi_replication.toml"
+
+
+def test_defaults_follow_imi():
+    spec = parse_spec('name = "x"\nstimulus_sets = ["set"]')
+    assert (spec.references_per_side, spec.main_trials_per_task, spec.catch_trials_per_task) == (9, 40, 5)
+    assert spec.responses_per_unit == 30 and spec.practice.trials == 5 and spec.practice.pass_mark == 5
+    assert (spec.timing.button_lock_ms, spec.timing.feedback_delay_ms, spec.timing.feedback_ms) == (1500, 350, 1150)
+    assert spec.exclusions.min_catch_correct == 4 and spec.exclusions.max_total_s == 2500
+    assert spec.recruitment.resume_policy == "resume"
+
+
+def test_example_spec_is_valid_and_documented():
+    loaded = load_spec(EXAMPLE)
+    assert loaded.spec.conditions == ["natural", "synthetic"]
+    assert all(p.is_absolute() for p in loaded.set_paths)
+    text = EXAMPLE.read_text()
+    for key in ("responses_per_unit", "[timing]", "[practice]", "[recruitment]", "[exclusions]",
+                "[[instructions]]", "resume_policy", "completion_codes"):
+        assert key in text
+
+
+@pytest.mark.parametrize("body, expected", [
+    ('stimulus_sets = ["s"]', "x.toml: name: required key is missing"),
+    ('name = "x"\nstimulus_sets = ["s"]\nconditions = ["nat"]',
+     "x.toml: conditions.0: input should be 'natural', 'synthetic', 'mixed' or 'none' (got 'nat')"),
+    ('name = "x"\nstimulus_sets = ["s"]\n[timing]\nbutton_lock = 3',
+     "x.toml: timing.button_lock: unknown key"),
+    ('name = "x"\nstimulus_sets = ["s"]\nmain_trials_per_task = 0',
+     "x.toml: main_trials_per_task: input should be greater than or equal to 1 (got 0)"),
+    ('name = "x"\nstimulus_sets = ["s"]\n[practice]\ntrials = 2\nmin_correct = 3',
+     "x.toml: practice: value error, min_correct (3) exceeds trials (2)"),
+    ('name = "x"\nstimulus_sets = ["s"]\n[recruitment]\nresume_policy = "maybe"',
+     "x.toml: recruitment.resume_policy: input should be 'resume', 'restart' or 'block'"),
+    ('name = "x"\nstimulus_sets = [', "x.toml: not valid TOML"),
+])
+def test_errors_name_file_key_and_expectation(body, expected):
+    with pytest.raises(SpecError) as info:
+        parse_spec(body, "x.toml")
+    assert expected in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(SpecError, match="no such spec file"):
+        load_spec(tmp_path / "absent.toml")
+
+
+def test_single_difficulty_string_is_accepted():
+    spec = parse_spec('name = "x"\nstimulus_sets = ["s"]\ndifficulty = "p95"')
+    assert spec.difficulty == ["p95"]

@@ -1,0 +1,103 @@
+"""Write small but complete stimulus sets (DESIGN.md format) for tests, without torch."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from experiments.stimulus_set import sha256_file, unit_key
+
+PERCENTILES = {"p99": 0.99, "p95": 0.95, "p85": 0.85}
+
+
+def _save(root: Path, rel: str, rng: np.random.Generator, size: int, level: float) -> str:
+    pixels = np.clip(rng.normal(level * 255, 40, (size, size, 3)), 0, 255).astype(np.uint8)
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path)
+    return sha256_file(path)
+
+
+def make_stimulus_set(root: str | Path, name: str = "toy", model: str = "toynet",
+                      n_units: int = 12, n_batches: int = 2, refs: int = 9,
+                      synthetic: bool = True, difficulties: tuple[str, ...] = ("easy",),
+                      image_size: int = 32, seed: int = 0, layers: tuple[str, ...] = ("conv1", "conv2")
+                      ) -> Path:
+    """A valid stimulus set folder: units, natural (and synthetic) references, queries, PNGs."""
+    rng = np.random.default_rng(seed)
+    where = Path(root) / name
+    where.mkdir(parents=True, exist_ok=True)
+    units, images = [], []
+    for u in range(n_units):
+        layer, channel = layers[u % len(layers)], u
+        unit_id = unit_key(model, layer, channel)
+        units.append({"unit_id": unit_id, "model": model, "layer": layer, "channel": channel,
+                      "reduction": "mean", "layer_position": layers.index(layer) / max(1, len(layers) - 1),
+                      "fv_activation": 10.0 + u, "top_natural_activation": 8.0 + u})
+
+        def add(kind: str, role: str, batch: int, rank: int, level: float, difficulty: str = ""):
+            image_id = f"{model}.{layer}.{channel}.{kind[0]}.b{batch}.{role}.{difficulty or 'r'}{rank}"
+            rel = f"images/{layer}/{channel}/{image_id}.png"
+            digest = _save(where, rel, rng, image_size, level)
+            images.append({"image_id": image_id, "unit_id": unit_id, "kind": kind, "role": role,
+                           "batch": batch, "rank": rank, "activation": round(level * 10, 4),
+                           "path": rel, "sha256": digest, "difficulty": difficulty})
+
+        for batch in range(n_batches):
+            for rank in range(refs):
+                add("natural", "reference_max", batch, rank, 0.9 - rank * 0.01)
+                add("natural", "reference_min", batch, rank, 0.1 + rank * 0.01)
+            add("natural", "query_max", batch, 0, 0.8, "easy")
+            add("natural", "query_min", batch, 0, 0.2, "easy")
+            for difficulty in difficulties:
+                if difficulty != "easy":
+                    q = PERCENTILES[difficulty]
+                    add("natural", "query_max", batch, 0, q, difficulty)
+                    add("natural", "query_min", batch, 0, 1 - q, difficulty)
+        if synthetic:
+            for rank in range(refs):
+                add("synthetic", "reference_max", 0, rank, 0.95)
+                add("synthetic", "reference_min", 0, rank, 0.05)
+    pd.DataFrame(units).to_csv(where / "units.csv", index=False)
+    pd.DataFrame(images).to_csv(where / "images.csv", index=False)
+    manifest = {"name": name, "model": model, "weights": "random-init-test",
+                "layers": list(layers), "units": [u["unit_id"] for u in units],
+                "dataset": {"name": "generated", "size": len(images), "split": "test"},
+                "parameters": {"n_batches": n_batches, "references": refs},
+                "versions": {"interpsy": "test"}, "seed": seed,
+                "created_at": "2026-01-01T00:00:00Z", "image_size": image_size}
+    (where / "stimuli.json").write_text(json.dumps(manifest, indent=2))
+    return where
+
+
+def toml_value(value) -> str:
+    """A TOML literal for strings, numbers, booleans, lists and inline tables."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+def write_spec(path: str | Path, sets: list[Path], **overrides) -> Path:
+    """Write an experiment spec TOML with small defaults that fit make_stimulus_set's sets."""
+    values = {"name": "toy-exp", "version": "1", "seed": 7, "conditions": ["natural", "synthetic"],
+              "main_trials_per_task": 6, "catch_trials_per_task": 2, "responses_per_unit": 3,
+              "references_per_side": 9}
+    sections = {"practice": {"trials": 2}}
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            sections.setdefault(key, {}).update(value)
+        else:
+            values[key] = value
+    lines = [f"{k} = {toml_value(v)}" for k, v in values.items()]
+    lines.append(f"stimulus_sets = {toml_value([str(s) for s in sets])}")
+    for section, table in sections.items():
+        lines.append(f"[{section}]")
+        lines.extend(f"{k} = {toml_value(v)}" for k, v in table.items())
+    file = Path(path)
+    file.write_text("\n".join(lines) + "\n")
+    return file
