@@ -1,0 +1,279 @@
+"""Participant exclusion rules (IMI's criteria by default): flag with reasons, never drop rows."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass
+class RuleContext:
+    """What a rule may look at: all responses and, when known, the participants table."""
+
+    responses: pd.DataFrame
+    participants: pd.DataFrame | None
+    ids: pd.Index
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Base class: `check` returns a per-participant frame with `failed` (bool/NA) and `reason`."""
+
+    name: str = "rule"
+
+    def describe(self) -> str:
+        """One line saying what passes."""
+        return self.name
+
+    def check(self, ctx: RuleContext) -> pd.DataFrame:  # pragma: no cover - abstract
+        """Per participant: failed (True/False, NA when the data needed is missing) and reason."""
+        raise NotImplementedError
+
+    def _result(self, ctx: RuleContext, failed: pd.Series, reason: pd.Series) -> pd.DataFrame:
+        failed = failed.reindex(ctx.ids).astype("boolean")
+        reason = reason.reindex(ctx.ids).astype("string")
+        reason = reason.where(failed.fillna(False).astype(bool), "")
+        return pd.DataFrame({"failed": failed, "reason": reason}, index=ctx.ids)
+
+    def _participant_column(self, ctx: RuleContext, column: str) -> pd.Series | None:
+        if ctx.participants is None or column not in ctx.participants.columns:
+            return None
+        p = ctx.participants.drop_duplicates("participant_id").set_index("participant_id")
+        values = pd.to_numeric(p[column], errors="coerce").reindex(ctx.ids)
+        return None if values.isna().all() else values
+
+
+@dataclass(frozen=True)
+class CatchTrials(Rule):
+    """At least `min_fraction` of catch trials correct (IMI: 4 of 5 = 0.8)."""
+
+    name: str = "catch_trials"
+    min_fraction: float = 0.8
+
+    def describe(self) -> str:
+        return f"catch trials correct >= {self.min_fraction:.0%} (IMI: 4 of 5)"
+
+    def check(self, ctx: RuleContext) -> pd.DataFrame:
+        r = ctx.responses
+        catch = r[r["is_catch"] & (r["phase"] == "main")]
+        if catch.empty:
+            return self._result(ctx, pd.Series(pd.NA, index=ctx.ids), pd.Series("", index=ctx.ids))
+        g = catch.groupby("participant_id", observed=True)["correct"].agg(["sum", "size"])
+        g = g.reindex(ctx.ids)
+        frac = g["sum"] / g["size"]
+        failed = (frac < self.min_fraction - 1e-12).astype("boolean").where(g["size"].notna())
+        reason = ("catch " + g["sum"].fillna(0).astype(int).astype(str) + "/"
+                  + g["size"].fillna(0).astype(int).astype(str) + " correct")
+        return self._result(ctx, failed, reason)
+
+
+@dataclass(frozen=True)
+class ResponseRows(Rule):
+    """Both rows of response buttons (query a's and query b's) used at least `min_each` times."""
+
+    name: str = "response_rows"
+    min_each: int = 5
+
+    def describe(self) -> str:
+        return f"each response row (a, b) chosen >= {self.min_each} times in main trials"
+
+    def check(self, ctx: RuleContext) -> pd.DataFrame:
+        r = ctx.responses
+        main = r[(r["phase"] == "main") & ~r["is_catch"] & r["choice"].notna()]
+        if main.empty:
+            return self._result(ctx, pd.Series(pd.NA, index=ctx.ids), pd.Series("", index=ctx.ids))
+        counts = (main.groupby(["participant_id", "choice"], observed=True).size()
+                  .unstack(fill_value=0).reindex(ctx.ids))
+        a = counts.get("a", pd.Series(0, index=counts.index)).fillna(0)
+        b = counts.get("b", pd.Series(0, index=counts.index)).fillna(0)
+        has = counts.notna().any(axis=1)
+        failed = ((a < self.min_each) | (b < self.min_each)).astype("boolean").where(has)
+        reason = "rows used a=" + a.astype(int).astype(str) + ", b=" + b.astype(int).astype(str)
+        return self._result(ctx, failed, reason)
+
+
+@dataclass(frozen=True)
+class TotalTime(Rule):
+    """Total time on the task within [min_s, max_s] seconds (IMI: 135-2500 s)."""
+
+    name: str = "total_time"
+    min_s: float = 135.0
+    max_s: float = 2500.0
+
+    def describe(self) -> str:
+        return f"total time in [{self.min_s:g}, {self.max_s:g}] s"
+
+    def check(self, ctx: RuleContext) -> pd.DataFrame:
+        total = self._participant_column(ctx, "total_s")
+        if total is None:
+            return self._result(ctx, pd.Series(pd.NA, index=ctx.ids), pd.Series("", index=ctx.ids))
+        failed = ((total < self.min_s) | (total > self.max_s)).astype("boolean").where(total.notna())
+        reason = "total " + total.round(0).astype(str) + " s"
+        return self._result(ctx, failed, reason)
+
+
+@dataclass(frozen=True)
+class InstructionTime(Rule):
+    """Instructions read for at least `min_s` seconds (IMI: 15 s)."""
+
+    name: str = "instruction_time"
+    min_s: float = 15.0
+
+    def describe(self) -> str:
+        return f"instructions read >= {self.min_s:g} s"
+
+    def check(self, ctx: RuleContext) -> pd.DataFrame:
+        t = self._participant_column(ctx, "instruction_s")
+        if t is None:
+            return self._result(ctx, pd.Series(pd.NA, index=ctx.ids), pd.Series("", index=ctx.ids))
+        failed = (t < self.min_s).astype("boolean").where(t.notna())
+        return self._result(ctx, failed, "instructions " + t.round(1).astype(str) + " s")
+
+
+@dataclass(frozen=True)
+class PracticeAttempts(Rule):
+    """Practice block passed within `max_attempts` attempts (IMI: 3)."""
+
+    name: str = "practice_attempts"
+    max_attempts: int = 3
+
+    def describe(self) -> str:
+        return f"practice passed within {self.max_attempts} attempts"
+
+    def check(self, ctx: RuleContext) -> pd.DataFrame:
+        attempts = self._participant_column(ctx, "practice_attempts")
+        if attempts is None:
+            r = ctx.responses
+            practice = r[r["phase"] == "practice"]
+            if practice.empty or practice["attempt"].isna().all():
+                return self._result(ctx, pd.Series(pd.NA, index=ctx.ids),
+                                    pd.Series("", index=ctx.ids))
+            # attempt is the 0-based repetition counter of practice rows
+            attempts = (practice.groupby("participant_id", observed=True)["attempt"].max()
+                        .astype(float) + 1).reindex(ctx.ids)
+        failed = (attempts > self.max_attempts).astype("boolean").where(attempts.notna())
+        reason = "practice attempts " + attempts.fillna(0).astype(int).astype(str)
+        return self._result(ctx, failed, reason)
+
+
+@dataclass(frozen=True)
+class RepeatParticipant(Rule):
+    """Only a participant's first session counts: more than `max_sessions` sessions is excluded."""
+
+    name: str = "repeat_participant"
+    max_sessions: int = 1
+
+    def describe(self) -> str:
+        return f"at most {self.max_sessions} session(s) per participant (repeat participants out)"
+
+    def check(self, ctx: RuleContext) -> pd.DataFrame:
+        sessions = ctx.responses.groupby("participant_id", observed=True)["session_id"].nunique()
+        sessions = sessions.reindex(ctx.ids).astype(float)
+        recorded = self._participant_column(ctx, "n_sessions")
+        if recorded is not None:
+            sessions = np.fmax(sessions, recorded)
+        failed = (sessions > self.max_sessions).astype("boolean").where(sessions.notna())
+        return self._result(ctx, failed, sessions.fillna(0).astype(int).astype(str) + " sessions")
+
+
+@dataclass(frozen=True)
+class MinAccuracy(Rule):
+    """Optional extra rule (not IMI's): main-trial accuracy at least `min_fraction`."""
+
+    name: str = "min_accuracy"
+    min_fraction: float = 0.5
+
+    def describe(self) -> str:
+        return f"main-trial accuracy >= {self.min_fraction:.0%}"
+
+    def check(self, ctx: RuleContext) -> pd.DataFrame:
+        r = ctx.responses
+        main = r[(r["phase"] == "main") & ~r["is_catch"]]
+        acc = main.groupby("participant_id", observed=True)["correct"].mean().reindex(ctx.ids)
+        failed = (acc < self.min_fraction).astype("boolean").where(acc.notna())
+        return self._result(ctx, failed, "accuracy " + (acc * 100).round(1).astype(str) + "%")
+
+
+def imi_rules(catch_min_fraction: float = 0.8, min_row_uses: int = 5, min_total_s: float = 135.0,
+              max_total_s: float = 2500.0, min_instruction_s: float = 15.0,
+              max_practice_attempts: int = 3, max_sessions: int = 1) -> list[Rule]:
+    """IMI's exclusion criteria with their defaults, each adjustable."""
+    return [CatchTrials(min_fraction=catch_min_fraction), ResponseRows(min_each=min_row_uses),
+            TotalTime(min_s=min_total_s, max_s=max_total_s),
+            InstructionTime(min_s=min_instruction_s),
+            PracticeAttempts(max_attempts=max_practice_attempts),
+            RepeatParticipant(max_sessions=max_sessions)]
+
+
+@dataclass
+class ExclusionResult:
+    """Responses with `excluded`/`exclusion_reasons` added, per-participant flags and a summary."""
+
+    responses: pd.DataFrame
+    participants: pd.DataFrame
+    summary: pd.DataFrame
+    rules: list[Rule] = field(default_factory=list)
+
+    @property
+    def included(self) -> pd.DataFrame:
+        """The responses of participants who passed every rule (a view for analysis, a copy)."""
+        return self.responses[~self.responses["excluded"]]
+
+
+def apply_exclusions(responses: pd.DataFrame, participants: pd.DataFrame | None = None,
+                     rules: Sequence[Rule] | None = None) -> ExclusionResult:
+    """Evaluate `rules` per participant; add flags and reasons to every row; drop nothing."""
+    rules = list(imi_rules() if rules is None else rules)
+    names = [r.name for r in rules]
+    if len(set(names)) != len(names):
+        raise ValueError(f"rule names must be unique, got {names}")
+    ids = pd.Index(pd.unique(responses["participant_id"].dropna()), name="participant_id")
+    ctx = RuleContext(responses=responses, participants=participants, ids=ids)
+    flags = pd.DataFrame(index=ids)
+    reasons = pd.Series("", index=ids, dtype="string")
+    evaluated = {}
+    for rule in rules:
+        result = rule.check(ctx)
+        flags[f"fail_{rule.name}"] = result["failed"]
+        evaluated[rule.name] = result["failed"].notna()
+        text = rule.name + " (" + result["reason"] + ")"
+        add = result["failed"].fillna(False).astype(bool)
+        reasons = reasons.where(~add, reasons.where(reasons == "", reasons + "; ") + text)
+    fail_cols = [f"fail_{n}" for n in names]
+    excluded = (flags[fail_cols].fillna(False).astype(bool).any(axis=1) if fail_cols
+                else pd.Series(False, index=ids))
+    flags["excluded"] = excluded
+    flags["exclusion_reasons"] = reasons
+    flags = flags.reset_index()
+
+    out = responses.copy()
+    lookup = flags.set_index("participant_id")
+    out["excluded"] = out["participant_id"].map(lookup["excluded"]).fillna(False).astype(bool)
+    out["exclusion_reasons"] = (out["participant_id"].map(lookup["exclusion_reasons"])
+                                .fillna("").astype("string"))
+
+    rows = []
+    bool_flags = flags[fail_cols].fillna(False).astype(bool) if fail_cols else flags[[]]
+    for rule in rules:
+        col = f"fail_{rule.name}"
+        failed = bool_flags[col]
+        only = failed & ~bool_flags.drop(columns=col).any(axis=1)
+        rows.append({"rule": rule.name, "criterion": rule.describe(),
+                     "evaluated": int(evaluated[rule.name].sum()),
+                     "not_evaluable": int((~evaluated[rule.name]).sum()),
+                     "excluded": int(failed.sum()), "excluded_only_by_this_rule": int(only.sum())})
+    rows.append({"rule": "any", "criterion": "excluded by at least one rule",
+                 "evaluated": len(ids), "not_evaluable": 0, "excluded": int(excluded.sum()),
+                 "excluded_only_by_this_rule": np.nan})
+    rows.append({"rule": "kept", "criterion": "participants who passed every rule",
+                 "evaluated": len(ids), "not_evaluable": 0, "excluded": int((~excluded).sum()),
+                 "excluded_only_by_this_rule": np.nan})
+    summary = pd.DataFrame(rows).rename(columns={"excluded": "participants"})
+    return ExclusionResult(responses=out, participants=flags, summary=summary, rules=rules)
+
+
+__all__ = ["Rule", "CatchTrials", "ResponseRows", "TotalTime", "InstructionTime",
+           "PracticeAttempts", "RepeatParticipant", "MinAccuracy", "imi_rules",
+           "apply_exclusions", "ExclusionResult"]

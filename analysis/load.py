@@ -1,0 +1,378 @@
+"""Load response datasets: interpsy exports, database URLs, foreign trial CSVs and the IMI release."""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from experiments.errors import InterpsyError
+from experiments.schema import (PARTICIPANT_COLUMNS, RESPONSE_COLUMNS, TABLES, TRIAL_COLUMNS,
+                                UNIT_COLUMNS, coerce)
+
+TABLE_NAMES = ("responses", "participants", "units", "trials")
+MODEL_COLUMNS = ("model", "display_name", "parameters", "train_images", "top1", "top1_kind",
+                 "certain", "note")
+
+# Columns a foreign trial CSV must provide (after renaming); everything else has a default.
+REQUIRED_TRIAL_COLUMNS = ("participant_id", "model", "condition", "correct")
+
+
+class DataError(InterpsyError):
+    """A dataset that cannot be read or does not follow the schema."""
+
+
+@dataclass
+class Dataset:
+    """The tables of one response dataset; tables that were not supplied are None."""
+
+    responses: pd.DataFrame
+    participants: pd.DataFrame | None = None
+    units: pd.DataFrame | None = None
+    trials: pd.DataFrame | None = None
+    models: pd.DataFrame = field(default_factory=lambda: imi_models())
+    source: str = ""
+    truth: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, folder: str | Path, fmt: str = "parquet") -> Path:
+        """Write the tables as an interpsy export folder (parquet or csv)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in TABLE_NAMES:
+            frame = getattr(self, name)
+            if frame is None:
+                continue
+            if fmt == "parquet":
+                frame.to_parquet(folder / f"{name}.parquet", index=False)
+            else:
+                frame.to_csv(folder / f"{name}.csv", index=False)
+        return folder
+
+
+def is_database_url(text: str) -> bool:
+    """Whether `text` looks like an SQLAlchemy database URL."""
+    return bool(re.match(r"^[a-zA-Z][a-zA-Z0-9+]*://", str(text)))
+
+
+def load(path: str | Path, experiment: str | None = None) -> pd.DataFrame:
+    """Return the responses table (documented columns and dtypes) of an export folder, file or database URL."""
+    return load_dataset(path, experiment=experiment).responses
+
+
+def load_dataset(path: str | Path, experiment: str | None = None,
+                 models: str | Path | pd.DataFrame | None = None) -> Dataset:
+    """Load every table of a dataset from an export folder, a responses file or a database URL."""
+    text = str(path)
+    if is_database_url(text):
+        frames = _from_database(text, experiment)
+    else:
+        p = Path(path)
+        if p.is_dir():
+            frames = {}
+            for name in TABLE_NAMES:
+                found = _find_table(p, name)
+                if found is not None:
+                    frames[name] = _read_table(found, name)
+            if "responses" not in frames:
+                raise DataError(f"{p}: no responses.parquet or responses.csv in this folder")
+        elif p.is_file():
+            frames = {"responses": _read_table(p, "responses")}
+        else:
+            raise DataError(f"{p}: no such file, folder or database URL")
+        if experiment is not None:
+            frames = {name: _filter_experiment(f, experiment) for name, f in frames.items()}
+            if frames["responses"].empty:
+                raise DataError(f"{p}: no responses for experiment {experiment!r}")
+    return Dataset(responses=frames["responses"], participants=frames.get("participants"),
+                   units=frames.get("units"), trials=frames.get("trials"),
+                   models=read_models(models), source=text)
+
+
+def _from_database(url: str, experiment: str | None) -> dict[str, pd.DataFrame]:
+    """Read the tables through experiments.export (imported here so the base stays light)."""
+    try:
+        from experiments.export import dataset_frames
+    except ImportError as exc:  # pragma: no cover - depends on the installed experiments package
+        raise DataError(f"reading a database needs experiments.export ({exc})") from exc
+    try:
+        frames = dataset_frames(url, experiment)
+    except InterpsyError:
+        raise
+    except Exception as exc:
+        raise DataError(f"cannot read the database {url!r}: {exc}") from exc
+    if "responses" not in frames or frames["responses"] is None:
+        raise DataError(f"{url}: the database returned no responses table")
+    return {k: v for k, v in frames.items() if v is not None}
+
+
+def _find_table(folder: Path, name: str) -> Path | None:
+    """The parquet or CSV file of a table in an export folder, if any."""
+    for suffix in (".parquet", ".csv", ".csv.gz"):
+        candidate = folder / f"{name}{suffix}"
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def _read_raw(path: Path, string_columns: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Read a parquet or CSV file without coercion."""
+    suffixes = "".join(path.suffixes).lower()
+    try:
+        if suffixes.endswith(".parquet"):
+            return pd.read_parquet(path)
+        if ".csv" in suffixes or ".tsv" in suffixes or suffixes.endswith(".txt"):
+            sep = "\t" if ".tsv" in suffixes else ","
+            head = pd.read_csv(path, sep=sep, nrows=0)
+            dtype = {c: "string" for c in head.columns if c in string_columns}
+            return pd.read_csv(path, sep=sep, dtype=dtype)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read ({exc})") from exc
+    raise DataError(f"{path}: unknown file type (expected .parquet or .csv)")
+
+
+def _read_table(path: Path, table: str) -> pd.DataFrame:
+    """Read one exported table and coerce it to the schema, naming missing columns."""
+    columns = TABLES[table]
+    strings = tuple(c for c, d in columns.items() if d == "string")
+    frame = _read_raw(path, strings)
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        hint = (" (for another lab's format use analysis.read_trials or analysis.read_imi)"
+                if table == "responses" else "")
+        raise DataError(f"{path}: missing columns {', '.join(missing)}{hint}")
+    try:
+        return coerce(frame, table)
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"{path}: {exc}") from exc
+
+
+def _filter_experiment(frame: pd.DataFrame, experiment: str) -> pd.DataFrame:
+    """Rows of one experiment (tables without an experiment column are kept whole)."""
+    if "experiment" not in frame.columns:
+        return frame
+    return frame[frame["experiment"] == experiment].reset_index(drop=True)
+
+
+def _normalise_name(name: str) -> str:
+    """Lower-case alphanumerics only, for matching model names across sources."""
+    return re.sub(r"[^a-z0-9]", "", str(name).lower())
+
+
+def imi_models() -> pd.DataFrame:
+    """The shipped scale metadata of IMI's nine models (parameters, train_images, top1)."""
+    raw = json.loads(resources.files("analysis").joinpath("models.json").read_text("utf-8"))
+    frame = pd.DataFrame(raw["models"])
+    frame["aliases"] = frame["aliases"].map(lambda a: ";".join(a))
+    return frame
+
+
+def read_models(models: str | Path | pd.DataFrame | None = None) -> pd.DataFrame:
+    """Model metadata (model, parameters, train_images, top1) from a file, a frame or the IMI default."""
+    if models is None:
+        return imi_models()
+    frame = models.copy() if isinstance(models, pd.DataFrame) else _read_raw(Path(models))
+    if "model" not in frame.columns:
+        raise DataError("model metadata needs a 'model' column "
+                        "(and any of parameters, train_images, top1)")
+    for column in ("parameters", "train_images", "top1"):
+        if column not in frame.columns:
+            frame[column] = np.nan
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    return frame
+
+
+def attach_model_metadata(frame: pd.DataFrame, models: pd.DataFrame,
+                          columns: tuple[str, ...] = ("parameters", "train_images", "top1")
+                          ) -> pd.DataFrame:
+    """Add scale columns to a frame with a `model` column, matching names and aliases loosely."""
+    lookup: dict[str, int] = {}
+    for i, row in models.reset_index(drop=True).iterrows():
+        names = [row["model"]] + str(row.get("aliases", "") or "").split(";")
+        for name in names:
+            if name and name != "nan":
+                lookup.setdefault(_normalise_name(name), i)
+    meta = models.reset_index(drop=True)
+    out = frame.copy()
+    index = out["model"].astype(str).map(lambda m: lookup.get(_normalise_name(m), -1))
+    for column in columns:
+        values = meta[column].to_numpy(dtype=float) if column in meta else np.full(len(meta), np.nan)
+        out[column] = np.where(index >= 0, values[index.clip(lower=0)], np.nan)
+    return out
+
+
+# ----------------------------------------------------------------------------- foreign formats
+
+_TRUE = {"true", "1", "yes", "y", "t", "correct"}
+_FALSE = {"false", "0", "no", "n", "f", "incorrect", ""}
+
+
+def _parse_bool(series: pd.Series, name: str, source: str) -> pd.Series:
+    """Parse booleans written as bool, 0/1 or 'True'/'False' strings; name bad values."""
+    if series.dtype == bool:
+        return series
+    text = series.astype("string").str.strip().str.lower()
+    text = text.str.replace(r"\.0$", "", regex=True)
+    out = pd.Series(pd.NA, index=series.index, dtype="boolean")
+    out[text.isin(_TRUE).fillna(False)] = True
+    out[text.isin(_FALSE).fillna(False)] = False
+    bad = series[out.isna()]
+    if len(bad):
+        shown = ", ".join(map(repr, pd.unique(bad.astype(object))[:5]))
+        raise DataError(f"{source}: column {name!r} has values that are not booleans: {shown}")
+    return out.astype(bool)
+
+
+def read_trials(source: str | Path | pd.DataFrame, columns: Mapping[str, str] | None = None,
+                values: Mapping[str, Mapping[Any, Any]] | None = None,
+                defaults: Mapping[str, Any] | None = None, rt_unit: str = "ms",
+                experiment: str | None = None) -> pd.DataFrame:
+    """Map a foreign trial-level table onto the responses schema (rename, recode, fill defaults)."""
+    name = "data frame" if isinstance(source, pd.DataFrame) else str(source)
+    raw = source.copy() if isinstance(source, pd.DataFrame) else _read_raw(
+        Path(source), tuple(columns or {}))
+    columns = dict(columns or {})
+    unknown = [c for c in columns if c not in raw.columns]
+    if unknown:
+        raise DataError(f"{name}: columns to rename not found: {', '.join(unknown)} "
+                        f"(the file has: {', '.join(map(str, raw.columns))})")
+    frame = raw.rename(columns=columns)
+    if "rt" in frame.columns and "rt_ms" not in frame.columns:
+        frame = frame.rename(columns={"rt": "rt_ms"})
+    for column, value in (defaults or {}).items():
+        if column not in frame.columns:
+            frame[column] = value
+    for column, mapping in (values or {}).items():
+        if column not in frame.columns:
+            raise DataError(f"{name}: cannot recode values of missing column {column!r}")
+        frame[column] = frame[column].map(lambda v, m=mapping: m.get(v, m.get(str(v), v)))
+
+    missing = [c for c in REQUIRED_TRIAL_COLUMNS if c not in frame.columns]
+    if "correct" in missing and {"choice", "correct_choice"} <= set(frame.columns):
+        missing.remove("correct")
+    if "unit_id" not in frame.columns and not {"layer", "channel"} <= set(frame.columns):
+        missing.append("unit_id (or layer and channel)")
+    if missing:
+        raise DataError(
+            f"{name}: missing columns {', '.join(missing)}; map them with columns={{'theirs': "
+            f"'ours'}} or give a constant with defaults={{...}} "
+            f"(the file has: {', '.join(map(str, raw.columns))})")
+    return _complete_responses(frame, name, rt_unit=rt_unit, experiment=experiment)
+
+
+def _complete_responses(frame: pd.DataFrame, name: str, rt_unit: str = "ms",
+                        experiment: str | None = None) -> pd.DataFrame:
+    """Fill optional response columns with defaults, parse types and coerce to the schema."""
+    out = frame.copy()
+    n = len(out)
+    if "correct" not in out.columns:
+        out["correct"] = out["choice"].astype("string") == out["correct_choice"].astype("string")
+    out["correct"] = _parse_bool(out["correct"], "correct", name)
+    out["is_catch"] = (_parse_bool(out["is_catch"], "is_catch", name) if "is_catch" in out
+                       else False)
+    if "layer" not in out.columns:
+        out["layer"] = pd.NA
+    if "channel" not in out.columns:
+        out["channel"] = pd.NA
+    if "unit_id" not in out.columns:
+        out["unit_id"] = (out["model"].astype(str) + "/" + out["layer"].astype(str) + "/"
+                          + out["channel"].astype(str))
+    if "session_id" not in out.columns:
+        out["session_id"] = out["participant_id"]
+    if "task_id" not in out.columns:
+        out["task_id"] = out["session_id"]
+    if "trial_index" not in out.columns:
+        out["trial_index"] = out.groupby("session_id", sort=False).cumcount()
+    if "phase" not in out.columns:
+        out["phase"] = "main"
+    defaults: dict[str, Any] = {
+        "experiment": experiment or Path(name).stem, "client": "web", "difficulty": "easy",
+        "batch": pd.NA, "query_a": pd.NA, "query_b": pd.NA, "correct_choice": pd.NA,
+        "choice": pd.NA, "confidence": pd.NA, "rt_ms": np.nan, "stim_onset_ms": np.nan,
+        "response_ms": np.nan, "server_received_at": pd.NaT, "attempt": 0}
+    for column, value in defaults.items():
+        if column not in out.columns:
+            out[column] = value
+    if experiment is not None:
+        out["experiment"] = experiment
+    if rt_unit not in ("ms", "s"):
+        raise DataError(f"rt_unit must be 'ms' or 's', not {rt_unit!r}")
+    out["rt_ms"] = pd.to_numeric(out["rt_ms"], errors="coerce") * (1000.0 if rt_unit == "s" else 1.0)
+    for column in ("confidence", "channel", "batch", "trial_index", "attempt"):
+        numeric = pd.to_numeric(out[column], errors="coerce")
+        if (numeric.dropna() % 1 != 0).any():
+            raise DataError(f"{name}: column {column!r} must hold whole numbers")
+        out[column] = numeric.round().astype("Int64")
+    for column in ("participant_id", "session_id", "task_id", "model", "layer", "unit_id",
+                   "condition", "phase", "choice", "correct_choice"):
+        out[column] = out[column].astype("string")
+    bad_phase = set(out["phase"].dropna().unique()) - {"practice", "main"}
+    if bad_phase:
+        raise DataError(f"{name}: phase must be 'practice' or 'main', found {sorted(bad_phase)}; "
+                        f"recode with values={{'phase': {{...}}}}")
+    if n == 0:
+        raise DataError(f"{name}: no rows")
+    try:
+        return coerce(out, "responses")
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"{name}: {exc}") from exc
+
+
+# IMI release (Zenodo 8131197): mode natural|optimized|catch_trial, choice a = min, b = max query.
+IMI_MODES = {"natural": "natural", "optimized": "synthetic", "catch_trial": "natural",
+             "none": "none", "mixed": "mixed"}
+
+
+def read_imi(path: str | Path | pd.DataFrame, experiment: str = "imi") -> pd.DataFrame:
+    """Load an IMI release file (responses_main.csv style) as a responses table."""
+    name = "data frame" if isinstance(path, pd.DataFrame) else str(path)
+    raw = path.copy() if isinstance(path, pd.DataFrame) else _read_raw(
+        Path(path), ("participant_id", "model", "layer", "task_id", "mode", "choice"))
+    needed = ["model", "layer", "channel", "mode", "correct", "participant_id"]
+    missing = [c for c in needed if c not in raw.columns]
+    if missing:
+        raise DataError(f"{name}: not an IMI responses file, missing columns "
+                        f"{', '.join(missing)} (the file has: {', '.join(map(str, raw.columns))})")
+    frame = raw.copy()
+    mode = frame["mode"].astype("string")
+    unknown = set(mode.dropna().unique()) - set(IMI_MODES)
+    if unknown:
+        raise DataError(f"{name}: unknown IMI mode values {sorted(unknown)}")
+    is_catch = mode == "catch_trial"
+    if "catch_trial" in frame.columns:
+        is_catch = is_catch | _parse_bool(frame["catch_trial"], "catch_trial", name)
+    frame["is_catch"] = is_catch.astype(bool)
+    frame["condition"] = mode.map(IMI_MODES)
+    # Catch trials carry the condition of the participant's main trials.
+    main_condition = (frame.loc[~frame["is_catch"]].groupby("participant_id")["condition"]
+                      .agg(lambda s: s.mode().iat[0] if len(s.mode()) else "natural"))
+    frame.loc[frame["is_catch"], "condition"] = (
+        frame.loc[frame["is_catch"], "participant_id"].map(main_condition).fillna("natural"))
+    if "is_demo" in frame.columns:
+        frame["phase"] = np.where(_parse_bool(frame["is_demo"], "is_demo", name), "practice", "main")
+    if "rt" in frame.columns:
+        frame = frame.rename(columns={"rt": "rt_ms"})
+    if "task_id" not in frame.columns and "task_number" in frame.columns:
+        frame["task_id"] = frame["task_number"].astype(str)
+    # IMI's choice is semantic (a = the min query, b = the max query), so the max query is 'b'.
+    frame["correct_choice"] = "b"
+    if "choice" in frame.columns:
+        frame["choice"] = frame["choice"].astype("string").str.strip().str.lower()
+    if "trial_index" in frame.columns and "corrected_trial_index" in frame.columns:
+        frame["trial_index"] = frame["trial_index"]
+    frame["channel"] = pd.to_numeric(frame["channel"], errors="coerce")
+    frame["batch"] = pd.to_numeric(frame.get("batch", pd.Series(pd.NA, index=frame.index)),
+                                   errors="coerce").where(lambda b: b >= 0)
+    frame["unit_id"] = (frame["model"].astype(str) + "/" + frame["layer"].astype(str) + "/"
+                        + frame["channel"].astype("Int64").astype(str))
+    keep = [c for c in frame.columns if c in RESPONSE_COLUMNS]
+    return _complete_responses(frame[keep], name, rt_unit="ms", experiment=experiment)
+
+
+__all__ = ["Dataset", "DataError", "load", "load_dataset", "read_trials", "read_imi",
+           "read_models", "imi_models", "attach_model_metadata", "is_database_url",
+           "PARTICIPANT_COLUMNS", "UNIT_COLUMNS", "TRIAL_COLUMNS"]

@@ -1,0 +1,160 @@
+"""Figures (matplotlib, Agg backend), each saved as PNG and SVG."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from analysis.load import attach_model_metadata  # noqa: E402
+from analysis.scaling import TRANSFORMS  # noqa: E402
+
+COLORS = {"natural": "#1f77b4", "synthetic": "#ff7f0e", "mixed": "#2ca02c", "none": "#7f7f7f"}
+
+
+def save(fig: plt.Figure, folder: str | Path, name: str) -> list[Path]:
+    """Write `fig` as name.png and name.svg into `folder`; close it; return the paths."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{name}.png", folder / f"{name}.svg"]
+    fig.savefig(paths[0], dpi=120, bbox_inches="tight")
+    fig.savefig(paths[1], bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
+def _color(condition: str) -> str:
+    return COLORS.get(str(condition), "#9467bd")
+
+
+def plot_model_scores(model_scores: pd.DataFrame, title: str = "") -> plt.Figure:
+    """Per-model score with its interval, one marker colour per condition (IMI's main figure)."""
+    models = sorted(model_scores["model"].unique())
+    conditions = sorted(model_scores["condition"].unique())
+    fig, ax = plt.subplots(figsize=(max(5, 0.8 * len(models) + 2), 4))
+    width = 0.8 / max(len(conditions), 1)
+    for i, c in enumerate(conditions):
+        f = model_scores[model_scores["condition"] == c].set_index("model").reindex(models)
+        x = np.arange(len(models)) + (i - (len(conditions) - 1) / 2) * width
+        y = f["score"].to_numpy(float)
+        err = np.vstack([y - f["ci_low"].to_numpy(float), f["ci_high"].to_numpy(float) - y])
+        ax.errorbar(x, y, yerr=np.nan_to_num(err), fmt="o", color=_color(c), label=c, capsize=3)
+    ax.axhline(0.5, color="grey", lw=0.8, ls="--", label="chance")
+    ax.set_xticks(np.arange(len(models)), models, rotation=35, ha="right")
+    ax.set_ylabel("proportion correct")
+    ax.set_ylim(0.45, 1.0)
+    ax.set_title(title or "Score per model (mean over units, 95% CI)")
+    ax.legend(frameon=False, fontsize=8)
+    return fig
+
+
+def plot_paired(units: pd.DataFrame, a: str = "natural", b: str = "synthetic") -> plt.Figure:
+    """Per unit: score with condition `a` against score with condition `b`."""
+    wide = units[units["condition"].isin([a, b])].pivot_table(
+        index=["model", "unit_id"], columns="condition", values="score", observed=True).dropna()
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    if a in wide.columns and b in wide.columns:
+        rng = np.random.default_rng(0)
+        jitter = rng.uniform(-0.006, 0.006, (len(wide), 2))
+        for model, f in wide.groupby(level="model"):
+            idx = wide.index.get_indexer(f.index)
+            ax.scatter(f[b] + jitter[idx, 0], f[a] + jitter[idx, 1], s=10, alpha=0.6,
+                       label=model)
+        ax.legend(frameon=False, fontsize=6, ncol=2)
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
+    ax.set_xlabel(f"unit score, {b}")
+    ax.set_ylabel(f"unit score, {a}")
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(f"{a} vs {b} per unit")
+    return fig
+
+
+def plot_scale(model_scores: pd.DataFrame, models: pd.DataFrame,
+               scales: tuple[str, ...] = ("parameters", "train_images", "top1")) -> plt.Figure:
+    """Model score against each scale variable (log axis for counts)."""
+    frame = attach_model_metadata(model_scores, models, scales)
+    fig, axes = plt.subplots(1, len(scales), figsize=(4 * len(scales), 3.6), sharey=True)
+    axes = np.atleast_1d(axes)
+    for ax, scale in zip(axes, scales):
+        for c, f in frame.groupby("condition", observed=True):
+            f = f.dropna(subset=[scale])
+            y = f["score"].to_numpy(float)
+            err = np.vstack([y - f["ci_low"].to_numpy(float), f["ci_high"].to_numpy(float) - y])
+            ax.errorbar(f[scale], y, yerr=np.nan_to_num(err), fmt="o", color=_color(c),
+                        label=c, capsize=2)
+        if TRANSFORMS.get(scale, ("log10",))[0] == "log10":
+            ax.set_xscale("log")
+        ax.set_xlabel(scale.replace("_", " "))
+        ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+    axes[0].set_ylabel("proportion correct")
+    axes[0].legend(frameon=False, fontsize=8)
+    fig.suptitle("Score against model scale")
+    return fig
+
+
+def plot_confidence(by_confidence: pd.DataFrame) -> plt.Figure:
+    """Accuracy per confidence level, one line per condition."""
+    fig, ax = plt.subplots(figsize=(4.5, 3.6))
+    group = "condition" if "condition" in by_confidence.columns else None
+    parts = by_confidence.groupby(group, observed=True) if group else [("all", by_confidence)]
+    for c, f in parts:
+        f = f.sort_values("confidence")
+        y = f["accuracy"].to_numpy(float)
+        err = np.vstack([y - f["ci_low"].to_numpy(float), f["ci_high"].to_numpy(float) - y])
+        ax.errorbar(f["confidence"].astype(float), y, yerr=err, marker="o", color=_color(c),
+                    label=str(c), capsize=3)
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("proportion correct")
+    ax.set_xticks(sorted(by_confidence["confidence"].dropna().astype(int).unique()))
+    ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+    ax.legend(frameon=False, fontsize=8)
+    ax.set_title("Accuracy by confidence")
+    return fig
+
+
+def plot_depth(units: pd.DataFrame, unit_table: pd.DataFrame | None) -> plt.Figure | None:
+    """Unit score against relative layer depth (None when the units table has no depths)."""
+    if unit_table is None or "layer_position" not in unit_table.columns:
+        return None
+    pos = unit_table.drop_duplicates("unit_id").set_index("unit_id")["layer_position"]
+    frame = units.assign(depth=units["unit_id"].map(pos)).dropna(subset=["depth"])
+    if frame.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for c, f in frame.groupby("condition", observed=True):
+        ax.scatter(f["depth"], f["score"], s=8, alpha=0.4, color=_color(c), label=c)
+        bins = np.linspace(0, 1, 6)
+        mids = (bins[:-1] + bins[1:]) / 2
+        which = np.clip(np.digitize(f["depth"], bins) - 1, 0, 4)
+        means = [f["score"][which == i].mean() if (which == i).any() else np.nan
+                 for i in range(5)]
+        ax.plot(mids, means, color=_color(c), lw=2)
+    ax.set_xlabel("relative layer depth")
+    ax.set_ylabel("unit score")
+    ax.legend(frameon=False, fontsize=8)
+    ax.set_title("Score by layer depth (lines: means of 5 depth bins)")
+    return fig
+
+
+def plot_power(power: pd.DataFrame) -> plt.Figure:
+    """Simulated power against units per model, one line per responses-per-unit."""
+    fig, ax = plt.subplots(figsize=(4.5, 3.6))
+    for r, f in power.groupby("responses_per_unit"):
+        ax.plot(f["n_units"], f["power"], marker="o", label=f"{r} responses/unit")
+    ax.axhline(0.8, color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("units per model")
+    ax.set_ylabel("power")
+    ax.set_ylim(0, 1)
+    diff = power["difference"].iloc[0] if len(power) else np.nan
+    ax.set_title(f"Power to detect a difference of {diff:.2f}")
+    ax.legend(frameon=False, fontsize=8)
+    return fig
+
+
+__all__ = ["save", "plot_model_scores", "plot_paired", "plot_scale", "plot_confidence",
+           "plot_depth", "plot_power"]

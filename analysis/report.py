@@ -1,0 +1,298 @@
+"""Run the whole analysis of a dataset and write tables, figures and an HTML report."""
+from __future__ import annotations
+
+import html
+import json
+import platform
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from analysis import plots, scaling, scores, stats
+from analysis.exclusions import ExclusionResult, Rule, apply_exclusions
+from analysis.load import Dataset
+
+
+@dataclass
+class AnalysisResult:
+    """Every table of an analysis, the exclusion result, settings and timings."""
+
+    tables: dict[str, pd.DataFrame]
+    exclusions: ExclusionResult
+    mixed: stats.MixedModelResult | None
+    settings: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
+    figures: dict[str, list[Path]] = field(default_factory=dict)
+
+
+def run_analysis(dataset: Dataset, n_resamples: int = 10_000, seed: int = 0,
+                 rules: Sequence[Rule] | None = None, two_way_resamples: int | None = None,
+                 mixed_rows: int = 8_000, mixed: bool = True, margin: float = scaling.DEFAULT_MARGIN,
+                 power_sims: int = 300, power_difference: float = 0.05,
+                 progress: bool = False) -> AnalysisResult:
+    """Exclusions, scores, statistics, scaling trends and power for one dataset (no files)."""
+    timings: dict[str, float] = {}
+    tables: dict[str, pd.DataFrame] = {}
+    steps = tqdm(total=10, desc="analysis", disable=not progress)
+
+    def step(name: str, t0: float) -> None:
+        timings[name] = time.perf_counter() - t0
+        steps.set_postfix_str(name)
+        steps.update(1)
+
+    t = time.perf_counter()
+    ex = apply_exclusions(dataset.responses, dataset.participants, rules)
+    tables["exclusion_summary"] = ex.summary
+    tables["excluded_participants"] = ex.participants[ex.participants["excluded"]][
+        ["participant_id", "exclusion_reasons"]]
+    responses = ex.responses
+    if scores.main_trials(responses).empty:
+        steps.close()
+        from analysis.load import DataError
+        raise DataError("no scored trials left (phase 'main', not catch, not excluded)")
+    step("exclusions", t)
+
+    t = time.perf_counter()
+    units = scores.unit_scores(responses)
+    tables["unit_scores"] = units
+    tables["model_scores"] = scores.model_scores(units, n_resamples, seed=seed, progress=progress)
+    step("unit and model scores (BCa)", t)
+
+    t = time.perf_counter()
+    tables["model_scores_two_way"] = scores.two_way_scores(
+        responses, two_way_resamples or n_resamples, seed=seed + 1, progress=progress)
+    step("two-way bootstrap", t)
+
+    t = time.perf_counter()
+    tables["participant_summary"] = scores.participant_summary(responses)
+    tables["accuracy_by_confidence"] = scores.accuracy_by_confidence(responses)
+    tables["rt_summary"] = scores.rt_summary(responses)
+    step("participants, confidence, RT", t)
+
+    t = time.perf_counter()
+    tables["kruskal_wallis"], tables["conover_holm"] = stats.kruskal_models(units)
+    tables["brunner_munzel"] = stats.brunner_munzel_pairs(units)
+    tables["natural_vs_synthetic"] = stats.paired_conditions(units, n_resamples=n_resamples,
+                                                             seed=seed + 2)
+    tables["depth_spearman"] = stats.depth_correlation(units, dataset.units)
+    step("tests", t)
+
+    t = time.perf_counter()
+    mm = None
+    if mixed and responses["participant_id"].nunique() > 1:
+        mm = stats.mixed_model(responses, dataset.models, max_rows=mixed_rows, seed=seed + 3)
+        tables["mixed_model_fixed"] = mm.fixed
+        tables["mixed_model_variance"] = mm.variance
+    step("mixed model", t)
+
+    t = time.perf_counter()
+    ms = tables["model_scores"]
+    tables["scaling_spearman"] = scaling.spearman_trend(ms, dataset.models,
+                                                        n_resamples=n_resamples, seed=seed + 4)
+    tables["scaling_slopes"] = scaling.scaling_slopes(ms, dataset.models, margin=margin)
+    step("scaling", t)
+
+    t = time.perf_counter()
+    base = float(np.clip(ms["score"].mean(), 0.55, 0.95 - power_difference))
+    unit_sd, participant_sd = 0.8, 0.4
+    if mm is not None:
+        v = mm.variance.set_index("component")["sd"]
+        unit_sd = float(v.get("unit", unit_sd))
+        participant_sd = float(v.get("participant", participant_sd))
+    tables["power"] = scaling.power_analysis(
+        difference=power_difference, base_accuracy=base, unit_sd=unit_sd,
+        participant_sd=participant_sd, n_sims=power_sims, seed=seed + 5)
+    step("power", t)
+    steps.close()
+
+    settings = {"n_resamples": n_resamples, "two_way_resamples": two_way_resamples or n_resamples,
+                "seed": seed, "seeds": {"bca_units": seed, "two_way": seed + 1,
+                                        "paired": seed + 2, "mixed_subsample": seed + 3,
+                                        "spearman": seed + 4, "power": seed + 5},
+                "mixed_rows": mixed_rows, "tost_margin": margin,
+                "power": {"difference": power_difference, "base_accuracy": base,
+                          "unit_sd": unit_sd, "participant_sd": participant_sd,
+                          "n_sims": power_sims},
+                "rules": [r.describe() for r in ex.rules], "source": dataset.source}
+    return AnalysisResult(tables=tables, exclusions=ex, mixed=mm, settings=settings,
+                          timings=timings)
+
+
+def make_figures(result: AnalysisResult, dataset: Dataset, folder: Path) -> dict[str, list[Path]]:
+    """Draw every figure of the report into `folder`."""
+    t = result.tables
+    figures = {"model_scores": plots.plot_model_scores(t["model_scores"]),
+               "model_scores_two_way": plots.plot_model_scores(
+                   t["model_scores_two_way"], "Score per model (two-way bootstrap 95% CI)"),
+               "natural_vs_synthetic": plots.plot_paired(t["unit_scores"]),
+               "scale": plots.plot_scale(t["model_scores"], dataset.models),
+               "confidence": plots.plot_confidence(t["accuracy_by_confidence"]),
+               "depth": plots.plot_depth(t["unit_scores"], dataset.units),
+               "power": plots.plot_power(t["power"])}
+    return {name: plots.save(fig, folder, name) for name, fig in figures.items() if fig is not None}
+
+
+def analyze(dataset: Dataset, out: str | Path, progress: bool = False, **options: Any
+            ) -> AnalysisResult:
+    """Run the analysis and write tables (CSV), figures (PNG, SVG) and report.html into `out`."""
+    out = Path(out)
+    (out / "tables").mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    result = run_analysis(dataset, progress=progress, **options)
+    t = time.perf_counter()
+    result.figures = make_figures(result, dataset, out / "figures")
+    result.timings["figures"] = time.perf_counter() - t
+    for name, table in result.tables.items():
+        table.to_csv(out / "tables" / f"{name}.csv", index=False)
+    result.exclusions.participants.to_csv(out / "tables" / "participant_flags.csv", index=False)
+    result.timings["total"] = time.perf_counter() - t0
+    (out / "settings.json").write_text(json.dumps(
+        {**result.settings, "timings_s": result.timings}, indent=2, default=str))
+    (out / "report.html").write_text(render_html(result, dataset), encoding="utf-8")
+    return result
+
+
+# ----------------------------------------------------------------------------- HTML
+
+def _table(frame: pd.DataFrame, max_rows: int = 200) -> str:
+    if frame is None or frame.empty:
+        return "<p class='note'>(no rows: the data needed for this table is not there)</p>"
+    shown = frame.head(max_rows)
+    text = shown.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="",
+                         border=0, classes="t", escape=True)
+    if len(frame) > max_rows:
+        text += f"<p class='note'>first {max_rows} of {len(frame)} rows; all in the CSV.</p>"
+    return text
+
+
+def _figure(result: AnalysisResult, name: str, caption: str) -> str:
+    paths = result.figures.get(name)
+    if not paths:
+        return f"<p class='note'>({caption}: not drawn, the data needed is missing)</p>"
+    png, svg = (f"figures/{p.name}" for p in paths)
+    return (f"<figure><img src='{png}' alt='{html.escape(caption)}'><figcaption>"
+            f"{html.escape(caption)} (<a href='{svg}'>SVG</a>)</figcaption></figure>")
+
+
+def _section(title: str, body: str, anchor: str) -> str:
+    return f"<section id='{anchor}'><h2>{html.escape(title)}</h2>{body}</section>"
+
+
+def render_html(result: AnalysisResult, dataset: Dataset) -> str:
+    """The report: every table and figure, the exclusion summary, methods and settings."""
+    t = result.tables
+    r = dataset.responses
+    main = scores.main_trials(result.exclusions.responses, include_excluded=True)
+    s = result.settings
+    overview = pd.DataFrame([
+        {"item": "source", "value": dataset.source},
+        {"item": "rows (all trials shown)", "value": len(r)},
+        {"item": "scored trials (main, not catch), before exclusions", "value": len(main)},
+        {"item": "scored trials after exclusions",
+         "value": int(scores.main_trials(result.exclusions.responses).shape[0])},
+        {"item": "participants", "value": r["participant_id"].nunique()},
+        {"item": "models", "value": ", ".join(sorted(main["model"].dropna().unique()))},
+        {"item": "units", "value": main["unit_id"].nunique()},
+        {"item": "conditions", "value": ", ".join(sorted(main["condition"].dropna().unique()))},
+    ])
+    mm = result.mixed
+    mixed_body = "<p class='note'>not fitted</p>"
+    if mm is not None:
+        mixed_body = (f"<p>{html.escape(mm.method)}; fixed effects on the logit scale; "
+                      f"random intercepts for {', '.join(mm.variance['component'])}. "
+                      f"{html.escape('; '.join(mm.notes))}. Intervals are posterior mean "
+                      f"&plusmn; 1.96 posterior SD; mean-field VB tends to make them too narrow."
+                      f"</p>" + _table(mm.fixed) + _table(mm.variance))
+    margin = s["tost_margin"]
+    p = s["power"]
+    sections = [
+        _section("Dataset", _table(overview), "dataset"),
+        _section("Exclusions", "<p>Rules flag participants; no row is deleted. Excluded "
+                 "participants' trials are left out of every score below. 'not_evaluable' counts "
+                 "participants for whom the data the rule needs is missing (they are not "
+                 "excluded by that rule).</p>" + _table(t["exclusion_summary"])
+                 + "<h3>Excluded participants</h3>" + _table(t["excluded_participants"]),
+                 "exclusions"),
+        _section("Scores per model and condition",
+                 f"<p>Score = mean over units of each unit's proportion correct. Interval: BCa "
+                 f"bootstrap over units, {s['n_resamples']} resamples, seed {s['seeds']['bca_units']}"
+                 f" (IMI's interval).</p>" + _table(t["model_scores"])
+                 + _figure(result, "model_scores", "Score per model, BCa 95% CI")
+                 + f"<h3>Two-way bootstrap (participants and units)</h3><p>Participants and units "
+                 f"resampled independently ({s['two_way_resamples']} resamples, seed "
+                 f"{s['seeds']['two_way']}); percentile interval. Wider than the BCa interval when "
+                 f"participants differ, because each participant answers many units.</p>"
+                 + _table(t["model_scores_two_way"])
+                 + _figure(result, "model_scores_two_way", "Score per model, two-way 95% CI")
+                 + "<h3>Mean &plusmn; 2 SEM over participants (Borowski et al.)</h3>"
+                 + _table(t["participant_summary"]), "scores"),
+        _section("Unit scores", "<p>Proportion correct per unit with a Wilson 95% interval "
+                 "(all rows in tables/unit_scores.csv).</p>" + _table(t["unit_scores"], 40),
+                 "units"),
+        _section("Natural vs synthetic, paired per unit",
+                 "<p>Difference natural &minus; synthetic for units tested in both conditions; "
+                 "Wilcoxon signed-rank test; BCa interval of the mean difference.</p>"
+                 + _table(t["natural_vs_synthetic"])
+                 + _figure(result, "natural_vs_synthetic", "Unit scores, natural vs synthetic"),
+                 "paired"),
+        _section("Differences between models",
+                 "<p>Kruskal-Wallis across models on unit scores, per condition.</p>"
+                 + _table(t["kruskal_wallis"])
+                 + "<h3>Conover-Iman post-hoc, Holm-adjusted per condition</h3>"
+                 + _table(t["conover_holm"])
+                 + "<h3>Brunner-Munzel for each pair of models, Holm-adjusted per condition</h3>"
+                 "<p>p_a_less_b estimates P(unit score of a &lt; that of b) + &frac12; P(tie).</p>"
+                 + _table(t["brunner_munzel"]), "models"),
+        _section("Mixed-effects logistic regression", mixed_body, "mixed"),
+        _section("Scaling trends",
+                 "<p>Spearman's rho of model score against each scale variable, with a "
+                 "percentile bootstrap interval over models.</p>" + _table(t["scaling_spearman"])
+                 + f"<p>Least-squares slope of model score on log10 parameters, log10 training "
+                 f"images, or top-1 in steps of 10 points (one point per model; t interval with "
+                 f"models &minus; 2 df). Equivalence (TOST, &alpha; = 0.05): 'equivalent' is true "
+                 f"when the slope is shown to lie within &plusmn;{margin} proportion correct per "
+                 f"unit of the scale variable (the stated margin, e.g. {margin * 100:.0f} "
+                 f"percentage points per 10&times; parameters). A non-significant slope alone is "
+                 f"not evidence of no effect.</p>" + _table(t["scaling_slopes"])
+                 + _figure(result, "scale", "Score against model scale"), "scaling"),
+        _section("Power analysis",
+                 f"<p>Simulated power to detect a difference of {p['difference']} in mean unit "
+                 f"score between two models (Brunner-Munzel, &alpha; = 0.05, {p['n_sims']} "
+                 f"simulations per cell, seed {s['seeds']['power']}), at base accuracy "
+                 f"{p['base_accuracy']:.3f}, unit SD {p['unit_sd']:.3f} and participant SD "
+                 f"{p['participant_sd']:.3f} (logit; from the mixed model when fitted).</p>"
+                 + _table(t["power"]) + _figure(result, "power", "Power"), "power"),
+        _section("Confidence and reaction times", _table(t["accuracy_by_confidence"])
+                 + _figure(result, "confidence", "Accuracy by confidence")
+                 + "<h3>Reaction times (ms)</h3>" + _table(t["rt_summary"]), "confidence"),
+        _section("Layer depth", _table(t["depth_spearman"])
+                 + _figure(result, "depth", "Unit score by relative layer depth"), "depth"),
+        _section("Methods and settings", "<pre>" + html.escape(json.dumps(
+            {**s, "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
+             "python": platform.python_version(), "numpy": np.__version__,
+             "pandas": pd.__version__,
+             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+            indent=2, default=str)) + "</pre>", "methods"),
+    ]
+    toc = "".join(f"<li><a href='#{a}'>{n}</a></li>" for n, a in [
+        ("Dataset", "dataset"), ("Exclusions", "exclusions"), ("Scores", "scores"),
+        ("Unit scores", "units"), ("Natural vs synthetic", "paired"), ("Models", "models"),
+        ("Mixed model", "mixed"), ("Scaling", "scaling"), ("Power", "power"),
+        ("Confidence and RT", "confidence"), ("Depth", "depth"), ("Methods", "methods")])
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;"
+             "color:#222}table.t{border-collapse:collapse;font-size:12px;margin:.5em 0}"
+             "table.t td,table.t th{border-bottom:1px solid #ddd;padding:2px 6px;text-align:right}"
+             "figure img{max-width:100%}.note{color:#666;font-size:12px}h2{border-top:2px solid "
+             "#444;padding-top:.5em}")
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>interpsy analysis</title>"
+            f"<style>{style}</style></head><body><h1>interpsy analysis report</h1>"
+            f"<ul>{toc}</ul>{''.join(sections)}</body></html>")
+
+
+__all__ = ["run_analysis", "analyze", "make_figures", "render_html", "AnalysisResult"]

@@ -1,0 +1,89 @@
+"""`interpsy analyze`: writes the report; bad input is one line and exit code 2."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from experiments.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_analyze_writes_report_tables_and_figures(small_folder, tmp_path, capsys):
+    out = tmp_path / "report"
+    rc = main(["analyze", str(small_folder), "--out", str(out), "--bootstrap", "300",
+               "--seed", "7"])
+    assert rc == 0
+    html = (out / "report.html").read_text()
+    for heading in ("Exclusions", "Scores per model and condition", "Two-way bootstrap",
+                    "Mixed-effects logistic regression", "Scaling trends", "Power analysis",
+                    "Natural vs synthetic", "Kruskal-Wallis", "Brunner-Munzel",
+                    "Accuracy by confidence", "Layer depth"):
+        assert heading in html, heading
+    images = re.findall(r"src='(figures/[^']+\.png)'", html)
+    assert len(images) == 7
+    for image in images:
+        assert (out / image).stat().st_size > 1000
+        assert (out / image).with_suffix(".svg").exists()
+    summary = pd.read_csv(out / "tables" / "exclusion_summary.csv")
+    assert "catch_trials" in set(summary["rule"])
+    ms = pd.read_csv(out / "tables" / "model_scores.csv")
+    assert len(ms) == 18 and (ms["ci_low"] < ms["score"]).all()
+    assert '"seed": 7' in (out / "settings.json").read_text()
+    assert "participants kept" in capsys.readouterr().out
+
+
+def test_analyze_imi_format(tmp_path, small):
+    r = small.responses
+    imi = pd.DataFrame({"participant_id": r["participant_id"], "model": r["model"],
+                        "layer": r["layer"], "channel": r["channel"], "batch": r["batch"],
+                        "mode": r["condition"].replace({"synthetic": "optimized"}).where(
+                            ~r["is_catch"], "catch_trial"),
+                        "correct": r["correct"], "confidence": r["confidence"],
+                        "choice": r["choice"], "rt": r["rt_ms"],
+                        "trial_index": r["trial_index"], "is_demo": r["phase"] == "practice",
+                        "catch_trial": r["is_catch"]})
+    path = tmp_path / "responses_main.csv"
+    imi.to_csv(path, index=False)
+    assert main(["analyze", str(path), "--format", "imi", "--out", str(tmp_path / "o"),
+                 "--bootstrap", "200"]) == 0
+    assert (tmp_path / "o" / "report.html").exists()
+
+
+@pytest.mark.parametrize("make_input", ["missing", "bad_columns", "empty_folder"])
+def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys, make_input, small):
+    if make_input == "missing":
+        data = tmp_path / "nope"
+    elif make_input == "bad_columns":
+        data = tmp_path / "responses.csv"
+        small.responses.drop(columns=["correct"]).head(50).to_csv(data, index=False)
+    else:
+        data = tmp_path / "empty"
+        data.mkdir()
+    rc = main(["analyze", str(data), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert len(err.splitlines()) == 1 and err.startswith("error:")
+    assert "Traceback" not in err
+
+
+def test_console_command_exit_code_without_traceback(tmp_path):
+    exe = Path(sys.executable).with_name("interpsy")
+    if not exe.exists():
+        pytest.skip("the interpsy console script is not installed in this environment")
+    proc = subprocess.run([str(exe), "analyze", str(tmp_path / "missing"), "--out",
+                           str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_analysis_never_imports_torch_server_or_flask():
+    code = ("import sys, analysis, analysis.report, analysis.cli, analysis.plots; "
+            "bad = [m for m in ('torch', 'server', 'flask') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=120)

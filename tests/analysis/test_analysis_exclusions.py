@@ -1,0 +1,112 @@
+"""Exclusion rules flag participants with reasons and never drop rows."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from analysis import (CatchTrials, InstructionTime, PracticeAttempts, RepeatParticipant,
+                      ResponseRows, TotalTime, apply_exclusions, imi_rules, simulate)
+
+
+def test_imi_rules_catch_every_careless_participant_and_keep_rows(small):
+    result = apply_exclusions(small.responses, small.participants)
+    assert len(result.responses) == len(small.responses)
+    assert result.responses["excluded"].dtype == bool
+    flagged = set(result.participants.loc[result.participants["excluded"], "participant_id"])
+    assert set(small.truth["careless"]) <= flagged
+    # most attentive participants pass
+    assert len(flagged) < 0.25 * small.responses["participant_id"].nunique()
+    summary = result.summary.set_index("rule")
+    assert list(summary.index[:6]) == [r.name for r in imi_rules()]
+    assert summary.loc["any", "participants"] == len(flagged)
+    assert summary.loc["kept", "participants"] + len(flagged) == len(result.participants)
+    reasons = result.participants.set_index("participant_id")["exclusion_reasons"]
+    assert all(reasons[p] for p in flagged)
+    assert result.included["participant_id"].isin(flagged).sum() == 0
+
+
+def _one_participant(n_main=40, a_choices=20, catch_correct=5, practice_attempts=1):
+    rows = []
+    for i in range(n_main):
+        choice = "a" if i < a_choices else "b"
+        rows.append(dict(participant_id="P1", session_id="S1", phase="main", is_catch=False,
+                         choice=choice, correct=True, attempt=0))
+    for i in range(5):
+        rows.append(dict(participant_id="P1", session_id="S1", phase="main", is_catch=True,
+                         choice="a", correct=i < catch_correct, attempt=0))
+    for a in range(practice_attempts):
+        for i in range(5):
+            rows.append(dict(participant_id="P1", session_id="S1", phase="practice",
+                             is_catch=False, choice="a", correct=True, attempt=a))
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("catch_correct, fails", [(5, False), (4, False), (3, True)])
+def test_catch_rule_threshold(catch_correct, fails):
+    r = _one_participant(catch_correct=catch_correct)
+    res = apply_exclusions(r, rules=[CatchTrials()])
+    assert bool(res.participants["excluded"].iloc[0]) is fails
+    if fails:
+        assert "catch 3/5 correct" in res.participants["exclusion_reasons"].iloc[0]
+
+
+@pytest.mark.parametrize("a_choices, fails", [(5, False), (4, True), (36, True), (35, False)])
+def test_response_rows_rule_counts_both_rows(a_choices, fails):
+    res = apply_exclusions(_one_participant(a_choices=a_choices), rules=[ResponseRows()])
+    assert bool(res.participants["excluded"].iloc[0]) is fails
+
+
+@pytest.mark.parametrize("total, instruction, attempts, sessions, expected", [
+    (300, 60, 3, 1, set()),
+    (134, 60, 1, 1, {"total_time"}),
+    (2501, 60, 1, 1, {"total_time"}),
+    (300, 14.9, 1, 1, {"instruction_time"}),
+    (300, 60, 4, 1, {"practice_attempts"}),
+    (300, 60, 1, 2, {"repeat_participant"}),
+    (100, 5, 5, 1, {"total_time", "instruction_time", "practice_attempts"}),
+])
+def test_participant_table_rules(total, instruction, attempts, sessions, expected):
+    r = _one_participant()
+    p = pd.DataFrame({"participant_id": ["P1"], "total_s": [total], "instruction_s": [instruction],
+                      "practice_attempts": [attempts], "n_sessions": [sessions]})
+    res = apply_exclusions(r, p)
+    row = res.participants.iloc[0]
+    failed = {name for name in ("total_time", "instruction_time", "practice_attempts",
+                                "repeat_participant") if row[f"fail_{name}"]}
+    assert failed == expected
+    assert bool(row["excluded"]) is bool(expected)
+
+
+def test_rules_without_their_data_are_reported_not_applied():
+    r = _one_participant(practice_attempts=5)
+    res = apply_exclusions(r, None)
+    summary = res.summary.set_index("rule")
+    assert summary.loc["total_time", "not_evaluable"] == 1
+    assert summary.loc["instruction_time", "not_evaluable"] == 1
+    # practice attempts fall back to the practice rows' attempt counter
+    assert summary.loc["practice_attempts", "participants"] == 1
+
+
+def test_rules_compose_and_are_configurable(small):
+    strict = apply_exclusions(small.responses, small.participants,
+                              rules=[CatchTrials(min_fraction=1.0), TotalTime(min_s=0, max_s=1e9)])
+    lenient = apply_exclusions(small.responses, small.participants,
+                               rules=[CatchTrials(min_fraction=0.4)])
+    assert strict.participants["excluded"].sum() > lenient.participants["excluded"].sum()
+    assert list(strict.summary["rule"]) == ["catch_trials", "total_time", "any", "kept"]
+    with pytest.raises(ValueError, match="unique"):
+        apply_exclusions(small.responses, rules=[CatchTrials(), CatchTrials()])
+
+
+def test_repeat_sessions_in_responses_are_caught():
+    r = pd.concat([_one_participant(), _one_participant().assign(session_id="S2")])
+    res = apply_exclusions(r, rules=[RepeatParticipant()])
+    assert res.participants["excluded"].iloc[0]
+    assert len(res.responses) == len(r)
+
+
+def test_practice_rule_uses_participants_table_first():
+    r = _one_participant(practice_attempts=1)
+    p = pd.DataFrame({"participant_id": ["P1"], "practice_attempts": [7]})
+    assert apply_exclusions(r, p, rules=[PracticeAttempts()]).participants["excluded"].iloc[0]
+    assert not apply_exclusions(r, p, rules=[InstructionTime()]).participants["excluded"].iloc[0]

@@ -1,0 +1,50 @@
+"""Simulated datasets: schema, balance, reproducibility, recorded truth."""
+from __future__ import annotations
+
+import pandas as pd
+
+from analysis import simulate
+from experiments.schema import PARTICIPANT_COLUMNS, RESPONSE_COLUMNS, UNIT_COLUMNS
+
+
+def test_simulated_tables_follow_the_schema_and_design(small):
+    r = small.responses
+    assert list(r.columns) == list(RESPONSE_COLUMNS)
+    assert list(small.participants.columns) == list(PARTICIPANT_COLUMNS)
+    assert list(small.units.columns) == list(UNIT_COLUMNS)
+    main = r[(r["phase"] == "main") & ~r["is_catch"]]
+    per_unit = main.groupby(["unit_id", "condition"]).size()
+    assert (per_unit == 10).all() and len(per_unit) == 9 * 20 * 2
+    assert not main.groupby("session_id")["unit_id"].apply(lambda s: s.duplicated().any()).any()
+    assert (r[r["is_catch"]].groupby("session_id").size() == 5).all()
+    assert not r.duplicated(["session_id", "trial_index"]).any()
+    assert (r["correct"] == (r["choice"] == r["correct_choice"])).all()
+    assert r["confidence"].between(1, 3).all()
+    # practice comes first in each session and ends with an all-correct block
+    first = r.groupby("session_id").head(5)
+    assert (first["phase"] == "practice").all()
+
+
+def test_same_seed_same_data_and_truth_recorded():
+    a = simulate(models=2, units_per_model=10, responses_per_unit=4, seed=9)
+    b = simulate(models=2, units_per_model=10, responses_per_unit=4, seed=9)
+    c = simulate(models=2, units_per_model=10, responses_per_unit=4, seed=10)
+    pd.testing.assert_frame_equal(a.responses, b.responses)
+    assert not a.responses["correct"].equals(c.responses["correct"])
+    assert a.truth["params"]["seed"] == 9
+    truth = a.truth["models"]
+    assert set(truth.columns) >= {"model", "condition", "score_population", "score_sample"}
+    assert truth.set_index("condition").loc["natural", "score_population"].iloc[0] == \
+        __import__("pytest").approx(0.85, abs=1e-6)
+
+
+def test_careless_participants_answer_near_chance():
+    ds = simulate(models=3, units_per_model=40, responses_per_unit=10, careless_fraction=0.2,
+                  seed=12)
+    r = ds.responses
+    main = r[(r["phase"] == "main") & ~r["is_catch"]]
+    acc = main.groupby("participant_id")["correct"].mean()
+    careless = acc[acc.index.isin(ds.truth["careless"])]
+    attentive = acc[~acc.index.isin(ds.truth["careless"])]
+    assert len(careless) > 3
+    assert abs(careless.mean() - 0.5) < 0.08 and attentive.mean() > 0.7

@@ -1,0 +1,93 @@
+"""Tests between models and conditions, and the mixed model, recover simulated effects."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from analysis import (brunner_munzel, brunner_munzel_pairs, conover_posthoc, kruskal_models,
+                      mixed_model, paired_conditions, simulate, unit_scores)
+
+
+@pytest.fixture(scope="module")
+def effects():
+    """GoogLeNet much worse than the rest; synthetic worse than natural."""
+    ds = simulate(units_per_model=60, responses_per_unit=20, careless_fraction=0.0,
+                  model_offsets={"googlenet": -1.2},
+                  accuracy={"natural": 0.85, "synthetic": 0.70}, seed=8)
+    return ds, unit_scores(ds.responses)
+
+
+def test_conover_by_hand_on_a_small_example():
+    groups = {"a": np.array([1.0, 2, 3, 4]), "b": np.array([5.0, 6, 7, 8]),
+              "c": np.array([2.5, 3.5, 9, 10])}
+    out = conover_posthoc(groups).set_index(["group_a", "group_b"])
+    pooled = np.concatenate(list(groups.values()))
+    ranks = stats.rankdata(pooled)
+    n, k = 12, 3
+    h = stats.kruskal(*groups.values()).statistic
+    s2 = (np.sum(ranks**2) - n * (n + 1) ** 2 / 4) / (n - 1)
+    t = (ranks[:4].mean() - ranks[4:8].mean()) / np.sqrt(s2 * (n - 1 - h) / (n - k) * 0.5)
+    assert out.loc[("a", "b"), "t"] == pytest.approx(t)
+    assert out.loc[("a", "b"), "p"] == pytest.approx(2 * stats.t.sf(abs(t), n - k))
+    assert (out["p_holm"] >= out["p"] - 1e-15).all()
+    smallest = out["p"].idxmin()
+    assert out.loc[smallest, "p_holm"] == pytest.approx(min(1, 3 * out.loc[smallest, "p"]))
+
+
+def test_kruskal_and_posthoc_find_the_worse_model(effects):
+    _, units = effects
+    kw, ph = kruskal_models(units)
+    assert (kw["p"] < 1e-3).all()
+    nat = ph[ph["condition"] == "natural"]
+    with_g = nat[(nat["group_a"] == "googlenet") | (nat["group_b"] == "googlenet")]
+    without = nat.drop(with_g.index)
+    assert (with_g["p_holm"] < 0.05).mean() >= 0.85
+    assert (without["p_holm"] < 0.05).mean() <= 0.1
+
+
+def test_brunner_munzel_matches_scipy_and_orients_effect():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0, 1, 40), rng.normal(1, 1, 50)
+    res = brunner_munzel(a, b)
+    ref = stats.brunnermunzel(a, b)
+    assert res["statistic"] == pytest.approx(ref.statistic) and res["p"] == pytest.approx(ref.pvalue)
+    assert res["p_a_less_b"] > 0.7
+    assert brunner_munzel(b, a)["p_a_less_b"] == pytest.approx(1 - res["p_a_less_b"])
+
+
+def test_brunner_munzel_pairs_holm_per_condition(effects):
+    _, units = effects
+    bm = brunner_munzel_pairs(units)
+    assert len(bm) == 2 * 36
+    g = bm[(bm["condition"] == "natural") & (bm["model_a"] == "convnext_b")
+           & (bm["model_b"] == "googlenet")].iloc[0]
+    assert g["p_holm"] < 0.01 and g["p_a_less_b"] < 0.3
+
+
+def test_paired_natural_vs_synthetic_recovers_difference(effects):
+    ds, units = effects
+    out = paired_conditions(units, n_resamples=2000).set_index("model")
+    truth = ds.truth["units"].pivot_table(index="unit_id", columns="condition", values="p_true")
+    true_diff = (truth["natural"] - truth["synthetic"]).mean()
+    row = out.loc["all"]
+    assert row["ci_low"] <= true_diff <= row["ci_high"]
+    assert row["p"] < 1e-10 and row["n_units"] == 9 * 60
+
+
+def test_mixed_model_recovers_condition_and_scale_effects():
+    ds = simulate(models=6, units_per_model=40, responses_per_unit=12, careless_fraction=0.0,
+                  accuracy={"natural": 0.85, "synthetic": 0.7}, scale_slope=0.6,
+                  unit_sd=0.6, participant_sd=0.5, seed=4)
+    res = mixed_model(ds.responses, ds.models, max_rows=4000, seed=1)
+    fixed = res.fixed.set_index("term")
+    mu = ds.truth["params"]["mu"]
+    assert fixed.loc["condition[synthetic]", "estimate"] == pytest.approx(
+        mu["synthetic"] - mu["natural"], abs=0.25)
+    slope = res.slope()
+    assert slope is not None and slope["ci_low"] > 0
+    assert slope["estimate"] == pytest.approx(0.6, abs=0.3)
+    variance = res.variance.set_index("component")["sd"]
+    assert variance["unit"] == pytest.approx(0.6, abs=0.25)
+    assert res.n_used <= 4000 < res.n_rows and "seed 1" in res.notes[0]
