@@ -1,9 +1,15 @@
-"""`interpsy stimuli ...`: stimulus set commands (torch is imported only by the commands needing it)."""
+"""`interpsy stimuli ...`: stimulus set commands (torch is imported only by the commands needing it).
+
+Every command works on an output folder OUT: `sample`, `mine` and `render` keep their work in
+`OUT/_work/` and resume it; `build` runs all steps (skipping finished ones) and writes the set.
+Under torchrun, `--shard` defaults to RANK/WORLD_SIZE and `--device cuda` to cuda:LOCAL_RANK.
+"""
 from __future__ import annotations
 
 import click
 
 from experiments.stimulus_set import load_stimulus_set
+from stimuli.errors import StimuliError
 
 
 @click.group()
@@ -20,3 +26,186 @@ def check(set_dir: str, hashes: bool) -> None:
     n_images = len(stimulus_set.images)
     click.echo(f"ok: {stimulus_set.path}: {len(stimulus_set.units)} units, {n_images} images, "
                f"model {stimulus_set.manifest['model']}")
+
+
+@stimuli.command()
+@click.option("--all", "show_all", is_flag=True, help="Include the tiny test models.")
+def models(show_all: bool) -> None:
+    """List the registered models with their scaling facts."""
+    from stimuli.registry import get_spec, model_names
+
+    for name in model_names(include_test=show_all):
+        spec = get_spec(name)
+        click.echo(f"{name:20s} {spec.source:12s} params={spec.n_params or '?'} "
+                   f"top1={spec.top1 or '?'} train={spec.train_size or '?'}  {spec.weights}")
+
+
+def _parse_shard(text: str | None) -> tuple[int, int]:
+    from stimuli.build import env_shard
+
+    if text is None:
+        return env_shard() or (0, 1)
+    try:
+        i, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise StimuliError(f"--shard {text!r}: expected i/n, e.g. 0/4") from None
+    if not 0 <= i < n:
+        raise StimuliError(f"--shard {text}: need 0 <= i < n")
+    return i, n
+
+
+def _model_options(f):
+    f = click.option("--weights", "weights_path", default=None,
+                     help="Weights file (default: the local torch/timm/open_clip cache).")(f)
+    f = click.option("--random-init", is_flag=True,
+                     help="Random weights (tests, tiny models).")(f)
+    f = click.option("--device", default="cpu", show_default=True,
+                     help="cpu, cuda, cuda:1, ...")(f)
+    return f
+
+
+def _units_options(f):
+    f = click.option("--n-units", type=int, default=None, help="Units to sample (IMI: 100).")(f)
+    f = click.option("--unit", "unit_list", multiple=True,
+                     help="Explicit unit LAYER:CHANNEL (repeatable) instead of sampling.")(f)
+    f = click.option("--seed", type=int, default=42, show_default=True)(f)
+    return f
+
+
+def _mining_options(f):
+    f = click.option("--n-batches", type=int, default=20, show_default=True,
+                     help="Batches per unit (= images per bin).")(f)
+    f = click.option("--n-bins", type=int, default=10, show_default=True,
+                     help="Bins per side: n_bins-1 references + 1 query.")(f)
+    f = click.option("--batch-size", type=int, default=64, show_default=True)(f)
+    f = click.option("--workers", type=int, default=2, show_default=True,
+                     help="DataLoader worker processes.")(f)
+    f = click.option("--store-activations/--no-store-activations", default=True,
+                     show_default=True,
+                     help="Spill activations to disk for exact percentile queries.")(f)
+    f = click.option("--skip-unreadable", is_flag=True,
+                     help="Skip unreadable images instead of stopping.")(f)
+    return f
+
+
+def _render_options(f):
+    f = click.option("--steps", "render_steps", type=int, default=None,
+                     help="Cap of optimisation steps (default: IMI's 20,000 with plateau stop).")(f)
+    f = click.option("--n-diverse", type=int, default=8, show_default=True)(f)
+    f = click.option("--alpha", type=float, default=None,
+                     help="Fixed diversity weight (default: IMI's search).")(f)
+    f = click.option("--max-exponent", type=int, default=4, show_default=True,
+                     help="Alpha search tries 1, 10, ... 10^max_exponent.")(f)
+    f = click.option("--binary-steps", type=int, default=7, show_default=True)(f)
+    f = click.option("--render-batch", type=int, default=64, show_default=True,
+                     help="Images per optimisation batch.")(f)
+    return f
+
+
+@stimuli.command()
+@click.argument("model")
+@click.argument("out", type=click.Path(file_okay=False))
+@_units_options
+@_model_options
+def sample(model, out, n_units, unit_list, seed, weights_path, random_init, device):
+    """Sample units of MODEL (IMI two-stage) or check an explicit list; store them in OUT."""
+    from stimuli.build import prepare_units
+
+    chosen = prepare_units(model, out, n_units or (None if unit_list else 100), list(unit_list),
+                           seed, pretrained=False)
+    click.echo(f"{len(chosen)} units of {model} in {out}/_work/units.json")
+
+
+@stimuli.command()
+@click.argument("model")
+@click.argument("images", type=click.Path())
+@click.argument("out", type=click.Path(file_okay=False))
+@_units_options
+@_mining_options
+@_model_options
+@click.option("--shard", default=None, help="i/n: mine the i-th of n slices of the images.")
+@click.option("--progress/--no-progress", default=True)
+def mine(model, images, out, n_units, unit_list, seed, n_batches, n_bins, batch_size, workers,
+         store_activations, skip_unreadable, weights_path, random_init, device, shard, progress):
+    """Mine MODEL's exemplars for OUT's units over IMAGES (a folder or a file list)."""
+    from stimuli.build import env_device, load, prepare_files, prepare_units
+    from stimuli.mining import MiningConfig, mine_shard
+
+    shard_ = _parse_shard(shard)
+    device = env_device(device)
+    spec, net, weights = load(model, not random_init, weights_path, device)
+    chosen = prepare_units(model, out, n_units, list(unit_list), seed, net)
+    files = prepare_files(images, out)
+    cfg = MiningConfig(k=n_bins * n_batches, batch_size=batch_size, workers=workers,
+                       device=device, store_activations=store_activations,
+                       skip_unreadable=skip_unreadable)
+    path = mine_shard(net, spec, weights, chosen, files, f"{out}/_work", cfg, shard_, progress)
+    click.echo(f"mined shard {shard_[0]}/{shard_[1]}: {path}")
+
+
+@stimuli.command()
+@click.argument("model")
+@click.argument("out", type=click.Path(file_okay=False))
+@_render_options
+@_model_options
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--shard", default=None, help="i/n: render every n-th unit starting at i.")
+@click.option("--progress/--no-progress", default=True)
+def render(model, out, render_steps, n_diverse, alpha, max_exponent, binary_steps, render_batch,
+           weights_path, random_init, device, seed, shard, progress):
+    """Render feature visualizations for OUT's mined units (needs finished mining)."""
+    import json
+    from pathlib import Path
+
+    from stimuli.build import env_device, finished_mining_shards, load, render_stage
+    from stimuli.mining import merge_shards
+    from stimuli.render import RenderSchedule
+    from stimuli.sampling import load_units
+
+    shard_ = _parse_shard(shard)
+    device = env_device(device)
+    work = Path(out) / "_work"
+    n_shards = finished_mining_shards(out)
+    if n_shards is None or not (work / "units.json").is_file():
+        raise StimuliError(f"{out}: mining has not finished; run `interpsy stimuli mine` first")
+    chosen, _ = load_units(work / "units.json")
+    files = json.loads((work / "files.json").read_text())["files"]
+    result = merge_shards(work, n_shards, [u.unit_id for u in chosen], files)
+    spec, net, _ = load(model, not random_init, weights_path, device)
+    schedule = RenderSchedule() if render_steps is None else RenderSchedule.short(render_steps)
+    schedule.max_batch = render_batch
+    render_stage(net, spec, chosen, result, Path(out), schedule, n_diverse, alpha, max_exponent,
+                 binary_steps, device, seed, progress, shard_)
+    click.echo(f"rendered shard {shard_[0]}/{shard_[1]} of {len(chosen)} units in {work}/render")
+
+
+@stimuli.command()
+@click.argument("model")
+@click.argument("images", type=click.Path())
+@click.argument("out", type=click.Path(file_okay=False))
+@_units_options
+@_mining_options
+@_render_options
+@_model_options
+@click.option("--difficulty", "difficulties", multiple=True,
+              help="p99, p95, p85 (repeatable; default: all the image count allows).")
+@click.option("--no-render", is_flag=True, help="Natural exemplars only.")
+@click.option("--name", default=None, help="Set name (default: OUT's folder name).")
+@click.option("--progress/--no-progress", default=True)
+def build(model, images, out, n_units, unit_list, seed, n_batches, n_bins, batch_size, workers,
+          store_activations, skip_unreadable, render_steps, n_diverse, alpha, max_exponent,
+          binary_steps, render_batch, weights_path, random_init, device, difficulties, no_render,
+          name, progress):
+    """Sample, mine, render and write a ready stimulus set for MODEL into OUT (resumes)."""
+    from stimuli.build import build_stimulus_set, env_device
+
+    path = build_stimulus_set(
+        model, images, out, n_units if (n_units or unit_list) else 100, list(unit_list) or None,
+        seed=seed, pretrained=not random_init, weights_path=weights_path, n_batches=n_batches,
+        n_bins=n_bins, difficulties=list(difficulties) or None, render=not no_render,
+        render_steps=render_steps, n_diverse=n_diverse, alpha=alpha, max_exponent=max_exponent,
+        binary_steps=binary_steps, max_render_batch=render_batch, device=env_device(device),
+        batch_size=batch_size, workers=workers, store_activations=store_activations,
+        skip_unreadable=skip_unreadable, name=name, progress=progress)
+    stimulus_set = load_stimulus_set(path, verify_images=True, verify_hashes=True)
+    click.echo(f"ok: {path}: {len(stimulus_set.units)} units, {len(stimulus_set.images)} images")

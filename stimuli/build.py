@@ -1,0 +1,324 @@
+"""sample -> mine -> render -> write: a ready stimulus set, resumable (torch).
+
+Work files live in `<out>/_work/` (units.json, files.json, mining/, render/); every step skips
+what is already there, so an interrupted build resumes where it stopped. The finished set is the
+rest of `<out>` and passes `experiments.stimulus_set.load_stimulus_set(..., verify_hashes=True)`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from stimuli.batching import PERCENTILES, available_difficulties, plan_unit
+from stimuli.errors import StimuliError
+from stimuli.images import CROP, RESIZE, list_images
+from stimuli.registry import get_spec, load_model
+from stimuli.sampling import Unit, check_unit, load_units, parse_units, sample_units, save_units
+from stimuli.setwriter import image_id, save_png, unit_slug, write_natural, write_tables
+
+WORK = "_work"
+
+
+def _work(out_dir: str | Path) -> Path:
+    work = Path(out_dir) / WORK
+    work.mkdir(parents=True, exist_ok=True)
+    return work
+
+
+def _save_json(path: Path, payload: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=1, default=str))
+    tmp.replace(path)
+
+
+def env_shard() -> tuple[int, int] | None:
+    """(rank, world size) from torchrun's environment, or None outside torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return (int(os.environ.get("RANK", "0")), world) if world > 1 else None
+
+
+def env_device(device: str) -> str:
+    """Under torchrun, `cuda` means this process's GPU (LOCAL_RANK)."""
+    if device == "cuda" and "LOCAL_RANK" in os.environ:
+        return f"cuda:{int(os.environ['LOCAL_RANK'])}"
+    return device
+
+
+def load(model_name: str, pretrained: bool, weights_path: str | None, device: str):
+    """(spec, model, weights id) for a registered model."""
+    spec = get_spec(model_name)
+    model = load_model(model_name, pretrained=pretrained, weights_path=weights_path, device=device)
+    weights = weights_path or (spec.weights if pretrained else "random init")
+    return spec, model, weights
+
+
+def prepare_units(model_name: str, out_dir: str | Path, n_units: int | None = None,
+                  units: list[str] | None = None, seed: int = 42, model=None,
+                  pretrained: bool = True, weights_path: str | None = None) -> list[Unit]:
+    """Sample (or check an explicit list of) units once and store them in `<out>/_work/units.json`."""
+    from stimuli.layers import layer_widths, relevant_layers
+
+    path = _work(out_dir) / "units.json"
+    if path.is_file():
+        stored, meta = load_units(path)
+        if meta.get("model") != model_name:
+            raise StimuliError(f"{out_dir} holds units of model {meta.get('model')}, not "
+                               f"{model_name}; use another output folder")
+        return stored
+    spec = get_spec(model_name)
+    model = model if model is not None else load_model(model_name, pretrained=False)
+    relevant = relevant_layers(model, spec)
+    widths = layer_widths(model, spec, relevant)
+    if units:
+        extra = [u.rpartition(":")[0] for u in units]
+        other = [layer for layer in extra if layer not in widths]
+        if other:
+            from stimuli.layers import resolve_module
+
+            for layer in other:
+                resolve_module(model, layer, spec)
+            widths_all = layer_widths(model, spec, other)
+        else:
+            widths_all = {}
+        chosen = parse_units(model_name, units, widths, widths_all)
+        how = {"method": "explicit"}
+    else:
+        if n_units is None:
+            raise StimuliError("give a number of units to sample or a list of units")
+        chosen = sample_units(model_name, widths, n_units, seed)
+        how = {"method": "imi two-stage (layer uniform, then channel)", "seed": seed,
+               "n": n_units}
+    depth = {layer: i / max(1, len(relevant) - 1) for i, layer in enumerate(relevant)}
+    save_units(path, chosen, {"model": model_name, "sampling": how, "relevant_layers": relevant,
+                              "widths": widths, "layer_position": depth})
+    return chosen
+
+
+def prepare_files(image_source: str | Path, out_dir: str | Path) -> list[str]:
+    """List the images once (sorted) and store the list in `<out>/_work/files.json`."""
+    path = _work(out_dir) / "files.json"
+    files = [str(p) for p in list_images(image_source)]
+    if path.is_file():
+        stored = json.loads(path.read_text())
+        if stored["files"] != files:
+            raise StimuliError(f"{out_dir} was started on a different image list; use another "
+                               f"output folder")
+        return files
+    _save_json(path, {"source": str(image_source), "files": files})
+    return files
+
+
+def build_stimulus_set(model_name: str, image_source: str | Path, out_dir: str | Path,
+                       n_units: int | None = 10, units: list[str] | None = None, *,
+                       seed: int = 42, pretrained: bool = True, weights_path: str | None = None,
+                       n_batches: int = 20, n_bins: int = 10,
+                       difficulties: list[str] | None = None, render: bool = True,
+                       render_steps: int | None = None, n_diverse: int = 8,
+                       alpha: float | None = None, max_exponent: int = 4, binary_steps: int = 7,
+                       max_render_batch: int = 64, device: str = "cpu", batch_size: int = 64,
+                       workers: int = 2, store_activations: bool = True,
+                       skip_unreadable: bool = False, name: str | None = None,
+                       image_size: int = CROP, progress: bool = True) -> Path:
+    """Run sample -> mine -> render -> write for one model; resume partial work in out_dir.
+
+    `render_steps=None` uses IMI's full schedule (cap 20,000, plateau stop after 2,500);
+    a number caps the steps with a proportionally shortened plateau check (CPU demos, tests).
+    `difficulties=None` adds every percentile query pair the image count allows.
+    Returns the set folder.
+    """
+    from stimuli.mining import MiningConfig, merge_shards, mine_shard, percentile_picks
+    from stimuli.render import RenderSchedule
+
+    out = Path(out_dir)
+    spec, model, weights = load(model_name, pretrained, weights_path, device)
+    chosen = prepare_units(model_name, out, n_units, units, seed, model)
+    files = prepare_files(image_source, out)
+    k = n_bins * n_batches
+    if len(files) < 2 * k:
+        raise StimuliError(f"{len(files)} images are too few for {n_batches} batches of "
+                           f"{n_bins - 1} references + 1 query per side (need {2 * k})")
+    cfg = MiningConfig(k=k, batch_size=batch_size, workers=workers, device=device,
+                       store_activations=store_activations, skip_unreadable=skip_unreadable)
+    n_shards = finished_mining_shards(out)
+    if n_shards is None:
+        mine_shard(model, spec, weights, chosen, files, out / WORK, cfg, (0, 1), progress)
+        n_shards = 1
+    result = merge_shards(out / WORK, n_shards, [u.unit_id for u in chosen], files)
+    schedule = (RenderSchedule() if render_steps is None else RenderSchedule.short(render_steps))
+    schedule.max_batch = max_render_batch
+    if render:
+        render_stage(model, spec, chosen, result, out, schedule, n_diverse, alpha, max_exponent,
+                     binary_steps, device, seed, progress)
+    params = {"n_batches": n_batches, "n_bins": n_bins, "k": k, "batching_seed": seed,
+              "mining": {k_: v for k_, v in asdict(cfg).items() if k_ != "device"},
+              "render": ({**asdict(schedule), "n_diverse": n_diverse, "alpha": alpha,
+                          "max_exponent": max_exponent, "binary_steps": binary_steps,
+                          "engine": "interpsy"} if render else None)}
+    return write_set(out, spec, weights, chosen, result, params, difficulties, seed,
+                     name or out.name, image_size, include_synthetic=render)
+
+
+def finished_mining_shards(out: str | Path) -> int | None:
+    """n if `<out>/_work/mining` holds all n finished shards of one run, else None."""
+    import re
+
+    folder = Path(out) / WORK / "mining"
+    counts: dict[int, set[int]] = {}
+    for path in folder.glob("shard-*-of-*.pt"):
+        match = re.fullmatch(r"shard-(\d+)-of-(\d+)\.pt", path.name)
+        if match:
+            counts.setdefault(int(match[2]), set()).add(int(match[1]))
+    complete = [n for n, done in counts.items() if done == set(range(n))]
+    return max(complete) if complete else None
+
+
+def render_stage(model, spec, chosen: list[Unit], result, out: Path, schedule, n_diverse: int,
+                 alpha: float | None, max_exponent: int, binary_steps: int, device: str,
+                 seed: int, progress: bool, shard: tuple[int, int] = (0, 1)) -> None:
+    """Render every unit of this shard that has no saved result yet (`<out>/_work/render/`)."""
+    from stimuli.render import render_units
+
+    folder = _work(out) / "render"
+    folder.mkdir(exist_ok=True)
+    mine = [i for i in range(len(chosen)) if i % shard[1] == shard[0]
+            and not (folder / f"unit-{i:05d}.npz").is_file()]
+    per_round = max(1, schedule.max_batch // (2 * n_diverse + 2))
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(mine), disable=not progress, desc=f"rendering {spec.name}", unit="unit")
+    for first in range(0, len(mine), per_round):
+        group = mine[first: first + per_round]
+        visuals = render_units(
+            model, spec, [(chosen[i].layer, chosen[i].channel) for i in group],
+            [float(result.top_values[i, 0]) for i in group],
+            [float(result.bottom_values[i, 0]) for i in group], schedule, n_diverse, alpha,
+            max_exponent=max_exponent, binary_steps=binary_steps, device=device,
+            seed=seed + group[0], progress=False)
+        for i, visual in zip(group, visuals):
+            payload = {}
+            meta = {}
+            for side in ("max", "min"):
+                record = visual.results[side]
+                payload[f"{side}_plain"] = record["plain"].images
+                payload[f"{side}_plain_act"] = record["plain"].activations
+                payload[f"{side}_diverse"] = record["diverse"].images
+                payload[f"{side}_diverse_act"] = record["diverse"].activations
+                meta[side] = {"alpha": record["alpha"], "beats": record["beats"],
+                              "target": record["target"], "tried": record["tried"],
+                              "steps_plain": record["plain"].steps,
+                              "steps_diverse": record["diverse"].steps}
+            tmp = folder / f"unit-{i:05d}.tmp.npz"
+            np.savez(tmp, meta=json.dumps(meta), unit=chosen[i].unit_id, **payload)
+            tmp.replace(folder / f"unit-{i:05d}.npz")
+        bar.update(len(group))
+    bar.close()
+
+
+def write_set(out: Path, spec, weights: str, chosen: list[Unit], result, params: dict,
+              difficulties: list[str] | None, seed: int, name: str, image_size: int,
+              include_synthetic: bool) -> Path:
+    """Plan the batches and write PNGs, tables and manifest into `out`."""
+    from stimuli.mining import percentile_picks
+
+    n_batches, n_bins, k = params["n_batches"], params["n_bins"], params["k"]
+    units_meta = json.loads((out / WORK / "units.json").read_text())
+    depth = units_meta.get("layer_position", {})
+    chosen_difficulties = (available_difficulties(result.n_valid, k, n_batches, difficulties)
+                           if result.has_activations() else [])
+    picks = (percentile_picks(result, {d: PERCENTILES[d] for d in chosen_difficulties}, n_batches)
+             if chosen_difficulties else {})
+    image_rows: list[dict] = []
+    unit_rows: list[dict] = []
+    skipped = []
+    for u, unit in enumerate(chosen):
+        unit_picks = {d: {side: (picks[d][side][0][u], picks[d][side][1][u])
+                          for side in ("max", "min")} for d in picks}
+        rows = plan_unit(unit.unit_id, (result.top_indices[u], result.top_values[u]),
+                         (result.bottom_indices[u], result.bottom_values[u]), n_batches, n_bins,
+                         seed, unit_picks)
+        for row in rows:
+            index = row.pop("image_index")
+            row.update(kind="natural", path=write_natural(out, index, result.files[index],
+                                                          image_size),
+                       source=Path(result.files[index]).name)
+            row["image_id"] = image_id(unit.model, unit.layer, unit.channel, "natural",
+                                       row["role"], row["batch"], row["rank"], row["difficulty"])
+            image_rows.append(row)
+        fv_activation = ""
+        fv_meta: dict = {}
+        render_file = out / WORK / "render" / f"unit-{u:05d}.npz"
+        if include_synthetic:
+            if not render_file.is_file():
+                raise StimuliError(f"unit {unit.unit_id} has no rendered visualizations yet; run "
+                                   f"`interpsy stimuli render` for all shards first")
+            data = np.load(render_file)
+            fv_meta = json.loads(str(data["meta"]))
+            for side in ("max", "min"):
+                images = [data[f"{side}_plain"][0]] + list(data[f"{side}_diverse"])
+                acts = [float(data[f"{side}_plain_act"][0])] + list(map(float,
+                                                                        data[f"{side}_diverse_act"]))
+                for rank, (pixels, act) in enumerate(zip(images, acts)):
+                    rel = f"images/synthetic/{unit_slug(unit.model, unit.layer, unit.channel)}/{side}{rank}.png"
+                    if pixels.shape[0] != image_size:
+                        from PIL import Image
+
+                        pixels = np.asarray(Image.fromarray(pixels).resize((image_size,) * 2))
+                    save_png(pixels, out / rel)
+                    image_rows.append({
+                        "image_id": image_id(unit.model, unit.layer, unit.channel, "synthetic",
+                                             f"reference_{side}", 0, rank),
+                        "unit_id": unit.unit_id, "kind": "synthetic",
+                        "role": f"reference_{side}", "batch": 0, "rank": rank,
+                        "activation": act, "path": rel, "difficulty": ""})
+            fv_activation = float(data["max_plain_act"][0])
+            if not (fv_meta["max"]["beats"] and fv_meta["min"]["beats"]):
+                skipped.append(unit.unit_id)
+        unit_rows.append({
+            "unit_id": unit.unit_id, "model": unit.model, "layer": unit.layer,
+            "channel": unit.channel, "reduction": "mean over " + (
+                "tokens" if spec.layout(unit.layer) == "tokens" else "space"),
+            "layer_position": depth.get(unit.layer, ""), "fv_activation": fv_activation,
+            "top_natural_activation": float(result.top_values[u, 0]),
+            "bottom_natural_activation": float(result.bottom_values[u, 0]),
+            "fv_min_activation": (float(np.load(render_file)["min_plain_act"][0])
+                                  if include_synthetic else ""),
+            "fv_alpha_max": fv_meta.get("max", {}).get("alpha", ""),
+            "fv_alpha_min": fv_meta.get("min", {}).get("alpha", ""),
+            "fv_beats_natural": (unit.unit_id not in skipped) if include_synthetic else "",
+            "layout": spec.layout(unit.layer)})
+    manifest = {
+        "name": name, "model": spec.name, "weights": weights, "image_size": image_size,
+        "layers": sorted({u.layer for u in chosen}),
+        "units": [u.unit_id for u in chosen],
+        "dataset": {"source": json.loads((out / WORK / "files.json").read_text())["source"],
+                    "size": len(result.files), "unreadable_skipped": len(result.bad),
+                    "preprocessing": f"resize {RESIZE}, centre crop {CROP}"},
+        "parameters": {**params, "difficulties": ["easy"] + chosen_difficulties,
+                       "sampling": units_meta.get("sampling"),
+                       "image_id_scheme": "{model}.{layer}.c{channel}.{n|s}.b{batch}.{role}"},
+        "model_facts": spec.facts(),
+        "skipped_units": skipped,
+        "versions": _versions(),
+        "seed": seed,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    return write_tables(out, manifest, unit_rows, image_rows)
+
+
+def _versions() -> dict:
+    from importlib import metadata
+
+    versions = {"python": platform.python_version()}
+    for package in ("interpsy", "torch", "torchvision", "timm", "open_clip_torch", "numpy",
+                    "pillow", "torch-lucent", "efficientnet-lite-pytorch"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions

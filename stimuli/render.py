@@ -1,0 +1,285 @@
+"""The project's feature-visualization renderer: many units, max and min, in one batch (torch).
+
+Each *job* is one unit, one sign (+1 max, -1 min), n images and a diversity weight alpha. Jobs
+share one Fourier parameter batch and one forward/backward per step; per job the loss is
+`-sign * mean(activation) + alpha * (n - 1) * mean pairwise Gram cosine` (lucid's diversity
+scale). Early stop per job (IMI): an EMA (0.99) of the max-over-the-job's-images pixel-gradient
+L2 norm is tracked; once `min_steps` have passed and, over the last `window` steps, the mean of
+the first half divided by the mean of the second half is <= `plateau`, the job is frozen (its
+parameters are restored after every later step). `max_steps` caps the run.
+
+`render_units` adds IMI's diversity-weight search per unit and sign: alpha = 1, 10, 100, ...
+while the weakest of the diverse images still beats the strongest natural exemplar (the weakest
+for min), then `binary_steps` bisections between the last success and the first failure. Jobs of
+all units advance in lock-step rounds so every round is one batched optimisation.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from stimuli.fourier import FourierImage
+from stimuli.layers import LayerRecorder
+from stimuli.mining import normalizer
+from stimuli.objectives import diversity_penalty, unit_activations
+from stimuli.registry import ModelSpec
+from stimuli.transforms import center_crop, random_transform
+
+
+@dataclass
+class RenderSchedule:
+    """Optimisation settings (IMI defaults)."""
+
+    max_steps: int = 20_000
+    min_steps: int = 2_500
+    window: int = 2_000
+    ema: float = 0.99
+    plateau: float = 1.1
+    lr: float = 0.05
+    size: int = 224
+    pad: int = 16
+    max_batch: int = 64
+
+    @classmethod
+    def short(cls, steps: int, **kwargs) -> "RenderSchedule":
+        """A scaled-down schedule for tests and CPU demos: cap `steps`, plateau checks after half."""
+        return cls(max_steps=steps, min_steps=max(1, steps // 2),
+                   window=max(4, steps // 4), **kwargs)
+
+
+@dataclass
+class Job:
+    """One unit and sign rendered as n images with diversity weight alpha."""
+
+    layer: str
+    channel: int
+    sign: int
+    n: int = 1
+    alpha: float = 0.0
+    seed: int = 0
+
+
+@dataclass
+class JobResult:
+    """Rendered images (n, size, size, 3) uint8, their final activations, steps used."""
+
+    images: np.ndarray
+    activations: np.ndarray
+    steps: int
+    alpha: float
+
+
+def _chunks(jobs: list[Job], max_batch: int) -> list[list[int]]:
+    chunks, current, size = [], [], 0
+    for i, job in enumerate(jobs):
+        if current and size + job.n > max_batch:
+            chunks.append(current)
+            current, size = [], 0
+        current.append(i)
+        size += job.n
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def render_jobs(model: torch.nn.Module, spec: ModelSpec, jobs: list[Job],
+                schedule: RenderSchedule, device: str = "cpu", seed: int = 0,
+                progress: bool = False) -> list[JobResult]:
+    """Render all jobs, `schedule.max_batch` images per optimisation batch."""
+    results: list[JobResult | None] = [None] * len(jobs)
+    for chunk in _chunks(jobs, schedule.max_batch):
+        for i, result in zip(chunk, _render_chunk(model, spec, [jobs[i] for i in chunk],
+                                                  schedule, torch.device(device), seed, progress)):
+            results[i] = result
+    return results  # type: ignore[return-value]
+
+
+def _render_chunk(model, spec, jobs, schedule, device, seed, progress) -> list[JobResult]:
+    rows_of, start = [], 0
+    for job in jobs:
+        rows_of.append(list(range(start, start + job.n)))
+        start += job.n
+    n_total = start
+    row_job = [j for j, rows in enumerate(rows_of) for _ in rows]
+    layers = [jobs[j].layer for j in row_job]
+    layouts = {layer: spec.layout(layer) for layer in layers}
+    channels = torch.tensor([jobs[j].channel for j in row_job], device=device)
+    weight = torch.tensor([jobs[j].sign / jobs[j].n for j in row_job], device=device,
+                          dtype=torch.float32)
+    groups = [(job.layer, rows_of[j]) for j, job in enumerate(jobs) if job.alpha > 0 and job.n > 1]
+    group_weight = torch.tensor([job.alpha * (job.n - 1) for job in jobs
+                                 if job.alpha > 0 and job.n > 1], device=device)
+    seeds = [seed * 1_000_003 + jobs[j].seed * 101 + r for j, rows in enumerate(rows_of)
+             for r in range(len(rows))]
+    param = FourierImage(n_total, schedule.size + 2 * schedule.pad, seeds=seeds, device=device)
+    optimizer = torch.optim.Adam(param.parameters(), lr=schedule.lr)
+    generator = torch.Generator().manual_seed(seed)
+    normalize = normalizer(spec, device)
+    mean_std = lambda x: normalize(x * 255.0)  # noqa: E731 - images are in [0, 1]
+
+    active = [True] * len(jobs)
+    steps = [schedule.max_steps] * len(jobs)
+    ema: list[float | None] = [None] * len(jobs)
+    history = [deque(maxlen=schedule.window) for _ in jobs]
+    frozen = torch.zeros(n_total, dtype=torch.bool, device=device)
+    snapshot = param.spectrum.detach().clone()
+    live = torch.ones(n_total, device=device)
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=schedule.max_steps, disable=not progress, desc=f"render {len(jobs)} jobs",
+               dynamic_ncols=True, leave=False)
+    with LayerRecorder(model, spec, list(dict.fromkeys(layers)), keep="full") as recorder:
+        for step in range(1, schedule.max_steps + 1):
+            optimizer.zero_grad(set_to_none=True)
+            image = param()
+            image.retain_grad()
+            outputs = recorder(model, mean_std(random_transform(image, generator)))
+            acts = unit_activations(outputs, layouts, layers, channels)
+            loss = -(weight * acts * live).sum()
+            if groups:
+                penalty = diversity_penalty(outputs, layouts, groups)
+                group_live = torch.tensor([float(active[j]) for j, job in enumerate(jobs)
+                                           if job.alpha > 0 and job.n > 1], device=device)
+                loss = loss + (group_weight * penalty * group_live).sum()
+            loss.backward()
+            optimizer.step()
+            if bool(frozen.any()):
+                with torch.no_grad():
+                    param.spectrum[frozen] = snapshot[frozen]
+            norms = image.grad.flatten(1).norm(dim=1).detach().cpu().numpy()
+            bar.update(1)
+            for j, rows in enumerate(rows_of):
+                if not active[j]:
+                    continue
+                value = float(norms[rows].max())
+                ema[j] = value if ema[j] is None else schedule.ema * ema[j] + (1 - schedule.ema) * value
+                history[j].append(ema[j])
+                if step >= schedule.min_steps and len(history[j]) == schedule.window:
+                    values = list(history[j])
+                    half = schedule.window // 2
+                    first, second = np.mean(values[:half]), np.mean(values[half:])
+                    if second > 0 and first / second <= schedule.plateau:
+                        active[j] = False
+                        steps[j] = step
+                        index = torch.tensor(rows, device=device)
+                        frozen[index] = True
+                        live[index] = 0.0
+                        snapshot[index] = param.spectrum.detach()[index]
+            if not any(active):
+                break
+        bar.close()
+        with torch.no_grad():
+            final = center_crop(param(), schedule.size)
+            outputs = recorder(model, mean_std(final))
+            final_acts = unit_activations(outputs, layouts, layers, channels).cpu().numpy()
+    pixels = (final.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return [JobResult(pixels[rows], final_acts[rows].astype(np.float64), steps[j], jobs[j].alpha)
+            for j, rows in enumerate(rows_of)]
+
+
+@dataclass
+class UnitVisualizations:
+    """Max and min visualizations of one unit: non-diverse image, diverse images, search record."""
+
+    layer: str
+    channel: int
+    results: dict[str, dict] = field(default_factory=dict)  # side -> {plain, diverse, alpha, beats}
+
+
+@dataclass
+class _Search:
+    side: str
+    unit: int
+    target: float
+    alpha: float
+    lo: float | None = None
+    hi: float | None = None
+    phase: str = "exp"
+    exponent: int = 0
+    binary: int = 0
+    best: JobResult | None = None
+    last: JobResult | None = None
+    done: bool = False
+    tried: list = field(default_factory=list)
+
+
+def _beats(side: str, acts: np.ndarray, target: float) -> bool:
+    return bool(acts.min() > target) if side == "max" else bool(acts.max() < target)
+
+
+def render_units(model: torch.nn.Module, spec: ModelSpec, units: list[tuple[str, int]],
+                 top_natural: list[float], bottom_natural: list[float],
+                 schedule: RenderSchedule, n_diverse: int = 8, alpha: float | None = None,
+                 alpha_start: float = 1.0, max_exponent: int = 4, binary_steps: int = 7,
+                 device: str = "cpu", seed: int = 0, progress: bool = False
+                 ) -> list[UnitVisualizations]:
+    """Non-diverse and diverse max/min visualizations for units, with IMI's alpha search.
+
+    `alpha=None` searches the diversity weight; a number fixes it (one round only).
+    `top_natural`/`bottom_natural` are each unit's most/least activating natural activation.
+    """
+    out = [UnitVisualizations(layer, channel) for layer, channel in units]
+    searches = []
+    for u in range(len(units)):
+        for side, target in (("max", top_natural[u]), ("min", bottom_natural[u])):
+            searches.append(_Search(side, u, float(target),
+                                    alpha_start if alpha is None else float(alpha)))
+    plain_jobs = [Job(units[s.unit][0], units[s.unit][1], 1 if s.side == "max" else -1, 1, 0.0,
+                      seed=2 * s.unit + (s.side == "min")) for s in searches]
+    round_index = 0
+    while True:
+        pending = [s for s in searches if not s.done]
+        if not pending:
+            break
+        jobs = [Job(units[s.unit][0], units[s.unit][1], 1 if s.side == "max" else -1, n_diverse,
+                    s.alpha, seed=1000 + 2 * s.unit + (s.side == "min")) for s in pending]
+        if round_index == 0:
+            jobs = plain_jobs + jobs
+        results = render_jobs(model, spec, jobs, schedule, device, seed + round_index, progress)
+        if round_index == 0:
+            for s, result in zip(searches, results[: len(plain_jobs)]):
+                out[s.unit].results.setdefault(s.side, {})["plain"] = result
+            results = results[len(plain_jobs):]
+        for s, result in zip(pending, results):
+            _advance(s, result, alpha is not None, max_exponent, binary_steps)
+        round_index += 1
+    for s in searches:
+        record = out[s.unit].results.setdefault(s.side, {})
+        chosen = s.best if s.best is not None else s.last
+        record.update(diverse=chosen, alpha=chosen.alpha, beats=s.best is not None,
+                      target=s.target, tried=s.tried)
+    return out
+
+
+def _advance(s: _Search, result: JobResult, fixed: bool, max_exponent: int,
+             binary_steps: int) -> None:
+    ok = _beats(s.side, result.activations, s.target)
+    s.tried.append([s.alpha, ok])
+    s.last = result
+    if ok:
+        s.best, s.lo = result, s.alpha
+    else:
+        s.hi = s.alpha
+    if fixed:
+        s.done = True
+        return
+    if s.phase == "exp":
+        if ok and s.exponent < max_exponent:
+            s.exponent += 1
+            s.alpha *= 10.0
+            return
+        if ok:
+            s.done = True
+            return
+        s.phase = "binary"
+        if s.lo is None:
+            s.lo = 0.0
+    if s.binary >= binary_steps:
+        s.done = True
+        return
+    s.binary += 1
+    s.alpha = (s.lo + s.hi) / 2.0

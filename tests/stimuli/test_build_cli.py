@@ -1,0 +1,127 @@
+"""Built sets pass load_stimulus_set with hashes; CLI; resume; bad inputs give one clear error."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from experiments.cli import main
+from experiments.errors import InterpsyError
+from experiments.stimulus_set import load_stimulus_set
+from stimuli.build import build_stimulus_set
+from stimuli.errors import ImageSourceError, ModelError
+
+QUICK = dict(pretrained=False, n_batches=2, render_steps=4, n_diverse=2, max_exponent=1,
+             binary_steps=1, workers=0, progress=False)
+
+
+@pytest.fixture(scope="module")
+def built(image_folder, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sets") / "tiny"
+    return build_stimulus_set("tiny-cnn", image_folder, out, n_units=2, seed=3, **QUICK)
+
+
+def test_built_set_passes_check(built):
+    stimulus_set = load_stimulus_set(built, verify_images=True, verify_hashes=True)
+    assert len(stimulus_set.units) == 2
+    images = stimulus_set.images
+    natural = images[images.kind == "natural"]
+    assert set(natural.batch) == {0, 1}
+    synthetic = images[images.kind == "synthetic"]
+    assert len(synthetic) == 2 * 2 * 3  # units x sides x (1 plain + 2 diverse)
+    assert set(synthetic[synthetic.role == "reference_max"]["rank"]) == {0, 1, 2}
+    assert stimulus_set.manifest["seed"] == 3
+    assert stimulus_set.units.top_natural_activation.notna().all()
+    assert main(["stimuli", "check", str(built)]) == 0
+
+
+def test_build_resumes_without_redoing_work(built, image_folder):
+    before = (built / "images.csv").read_text()
+    render_files = sorted((built / "_work" / "render").iterdir())
+    stamps = [p.stat().st_mtime_ns for p in render_files]
+    build_stimulus_set("tiny-cnn", image_folder, built, n_units=2, seed=3, **QUICK)
+    assert [p.stat().st_mtime_ns for p in render_files] == stamps
+    assert (built / "images.csv").read_text() == before
+
+
+def test_cli_build_with_shards_and_percentiles(image_folder, tmp_path):
+    out = str(tmp_path / "set")
+    common = ["--random-init", "--workers", "0", "--no-progress"]
+    assert main(["stimuli", "sample", "tiny-vit", out, "--n-units", "2", "--random-init"]) == 0
+    for i in range(2):
+        assert main(["stimuli", "mine", "tiny-vit", str(image_folder), out, "--n-batches", "1",
+                     "--n-bins", "4", "--shard", f"{i}/2", *common]) == 0
+    for i in range(2):
+        assert main(["stimuli", "render", "tiny-vit", out, "--steps", "3", "--n-diverse", "2",
+                     "--alpha", "0.1", "--shard", f"{i}/2", "--random-init",
+                     "--no-progress"]) == 0
+    assert main(["stimuli", "build", "tiny-vit", str(image_folder), out, "--n-batches", "1",
+                 "--n-bins", "4", "--steps", "3", "--n-diverse", "2", "--alpha", "0.1",
+                 "--difficulty", "p85", *common]) == 0
+    stimulus_set = load_stimulus_set(out, verify_hashes=True)
+    assert set(stimulus_set.images.difficulty) == {"", "easy", "p85"}
+    assert stimulus_set.manifest["parameters"]["difficulties"] == ["easy", "p85"]
+
+
+def _error(args, capsys) -> str:
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+    return err
+
+
+def test_bad_inputs_give_one_clear_line(image_folder, tmp_path, capsys):
+    out = str(tmp_path / "x")
+    assert "unknown model 'nope'" in _error(["stimuli", "build", "nope", str(image_folder), out],
+                                            capsys)
+    assert "unknown layer 'conv9'" in _error(["stimuli", "sample", "tiny-cnn", out, "--unit",
+                                              "conv9:0"], capsys)
+    assert "channel 99 out of range" in _error(["stimuli", "sample", "tiny-cnn", out, "--unit",
+                                                "bn1:99"], capsys)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "holds no images" in _error(["stimuli", "mine", "tiny-cnn", str(empty), out,
+                                        "--random-init", "--unit", "bn1:0"], capsys)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for p in sorted(image_folder.rglob("*.png"))[:5]:
+        (bad / p.name).write_bytes(p.read_bytes())
+    (bad / "zz_broken.jpg").write_bytes(b"this is not a jpeg")
+    msg = _error(["stimuli", "mine", "tiny-cnn", str(bad), str(tmp_path / "y"), "--random-init",
+                  "--unit", "bn1:0", "--workers", "0", "--n-batches", "1", "--n-bins", "2",
+                  "--no-progress"], capsys)
+    assert "cannot read image" in msg and "zz_broken.jpg" in msg
+    assert "not a folder" in _error(["stimuli", "check", str(tmp_path / "missing")], capsys)
+
+
+def test_skip_unreadable_and_missing_weights(image_folder, tmp_path, monkeypatch):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for p in sorted(image_folder.rglob("*.png"))[:8]:
+        (bad / p.name).write_bytes(p.read_bytes())
+    (bad / "broken.png").write_bytes(b"\x89PNG broken")
+    out = build_stimulus_set("tiny-cnn", bad, tmp_path / "s", units=["bn1:0"], render=False,
+                             n_bins=2, skip_unreadable=True, **{**QUICK, "n_batches": 1})
+    manifest = json.loads((out / "stimuli.json").read_text())
+    assert manifest["dataset"]["unreadable_skipped"] == 1
+    import torch
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    from stimuli.registry import load_model
+
+    with pytest.raises(ModelError, match=r"resnet50-0676ba61\.pth not found; place it at"):
+        load_model("resnet50")
+
+
+def test_errors_are_interpsy_errors():
+    assert issubclass(ModelError, InterpsyError) and issubclass(ImageSourceError, InterpsyError)
+
+
+def test_check_and_help_do_not_import_torch():
+    code = ("import sys; import stimuli.cli, stimuli.registry, stimuli.images, stimuli.sampling, "
+            "stimuli.batching, stimuli.setwriter; from experiments.cli import main; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,59 @@
+"""Registry facts, relevant layers and IMI unit sampling."""
+from __future__ import annotations
+
+import pytest
+
+from stimuli.errors import ModelError, StimuliError
+from stimuli.layers import layer_widths, relevant_layers
+from stimuli.registry import TOKENS, get_spec, load_model, model_names
+from stimuli.sampling import parse_units, sample_units
+
+IMI = ["googlenet", "resnet50", "resnet50-l2", "clip-resnet50", "wide_resnet50", "densenet201",
+       "convnext_b", "clip-vit_b32", "vit_b32"]
+
+
+def test_registry_lists_imi_models_with_facts():
+    names = model_names()
+    assert set(IMI) | {"efficientnet-lite0"} <= set(names)
+    assert not any(n.startswith("tiny") for n in names)
+    for name in IMI:
+        spec = get_spec(name)
+        assert spec.n_params and spec.train_size and spec.top1
+    assert get_spec("convnext_b").layout("stages.2.blocks.3.mlp.fc1") == "channels_last"
+    assert get_spec("convnext_b").layout("stages.2.blocks.3.conv_dw") == "channels_first"
+    assert get_spec("vit_b32").layout("blocks.0.norm1") == TOKENS
+    with pytest.raises(ModelError, match="unknown model"):
+        get_spec("resnet5O")
+
+
+def test_resnet50_relevant_layers_include_sum_points():
+    spec = get_spec("resnet50")
+    model = load_model("resnet50", pretrained=False)
+    layers = relevant_layers(model, spec)
+    assert "layer1.0.bn3" in layers and "layer1.0.relu:input" in layers
+    assert not any(layer.endswith("conv1") and layer != "conv1" for layer in layers)
+    widths = layer_widths(model, spec, ["layer1.0.relu:input", "layer4.2.bn2"])
+    assert widths == {"layer1.0.relu:input": 256, "layer4.2.bn2": 512}
+
+
+def test_efficientnet_lite0_pretrained_loads_offline():
+    spec = get_spec("efficientnet-lite0")
+    model = load_model("efficientnet-lite0")
+    layers = relevant_layers(model, spec)
+    assert layers[0] == "_bn0" and "_blocks.15._bn2" in layers
+
+
+def test_sampling_is_seeded_two_stage_and_distinct():
+    widths = {"a": 4, "b": 1000, "c": 2}
+    units = sample_units("m", widths, 6, seed=42)
+    assert units == sample_units("m", widths, 6, seed=42)
+    assert len({u.unit_id for u in units}) == 6
+    many = sample_units("m", widths, 7, seed=0)
+    assert {u.layer for u in many} == {"a", "b", "c"}  # layers uniform, not by width
+    with pytest.raises(StimuliError):
+        sample_units("m", widths, 1007, seed=0)
+    assert parse_units("m", ["b:3"], widths)[0].channel == 3
+    with pytest.raises(ModelError, match="out of range"):
+        parse_units("m", ["c:2"], widths)
+    with pytest.raises(StimuliError, match="LAYER:CHANNEL"):
+        parse_units("m", ["c"], widths)

@@ -1,0 +1,67 @@
+"""The renderer raises (max) or lowers (min) each layout's objective; search and early stop."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stimuli.registry import get_spec, load_model
+from stimuli.render import Job, JobResult, RenderSchedule, _advance, _Search, render_jobs
+
+SMALL = {"size": 64, "pad": 12}  # 88 px parameters, 64 px after the transforms
+CASES = [("tiny-cnn", "bn2", 1, "channels_first"), ("tiny-cnn", "block:input", 1, "channels_first"),
+         ("tiny-convnext", "blocks.0.fc1", 1, "channels_last"),
+         ("tiny-vit", "blocks.1.fc1", 2, "tokens")]
+
+
+@pytest.mark.parametrize("name,layer,channel,layout", CASES)
+def test_renderer_moves_objective(name, layer, channel, layout):
+    spec = get_spec(name)
+    assert spec.layout(layer) == layout
+    model = load_model(name, pretrained=False)
+    jobs = [Job(layer, channel, 1), Job(layer, channel, -1), Job(layer, 2, 1, n=3, alpha=0.01)]
+    start = render_jobs(model, spec, jobs, RenderSchedule(max_steps=1, lr=0.0, **SMALL), seed=0)
+    end = render_jobs(model, spec, jobs, RenderSchedule(max_steps=20, min_steps=20, **SMALL),
+                      seed=0)
+    assert end[0].activations[0] > start[0].activations[0] + 1e-3
+    assert end[1].activations[0] < start[1].activations[0] - 1e-3
+    assert end[2].activations.mean() > start[2].activations.mean()
+    assert end[0].images.shape == (1, 64, 64, 3) and end[0].images.dtype == np.uint8
+    assert end[2].images.shape == (3, 64, 64, 3)
+
+
+def test_early_stop_on_plateau():
+    spec = get_spec("tiny-cnn")
+    model = load_model("tiny-cnn", pretrained=False)
+    schedule = RenderSchedule(max_steps=200, min_steps=10, window=6, plateau=10.0, **SMALL)
+    result = render_jobs(model, spec, [Job("bn1", 0, 1)], schedule)[0]
+    assert result.steps == 10  # the (loose) plateau test passes at the first check
+
+
+def test_batched_equals_one_at_a_time_in_determinism():
+    spec = get_spec("tiny-cnn")
+    model = load_model("tiny-cnn", pretrained=False)
+    schedule = RenderSchedule(max_steps=5, min_steps=5, **SMALL)
+    a = render_jobs(model, spec, [Job("bn1", 0, 1, seed=3)], schedule, seed=1)[0]
+    b = render_jobs(model, spec, [Job("bn1", 0, 1, seed=3)], schedule, seed=1)[0]
+    assert np.array_equal(a.images, b.images)
+
+
+def _result(acts, alpha):
+    return JobResult(np.zeros((len(acts), 1, 1, 3), np.uint8), np.array(acts), 1, alpha)
+
+
+def test_alpha_search_exponential_then_binary():
+    s = _Search("max", 0, target=5.0, alpha=1.0)
+    _advance(s, _result([6, 7], 1.0), False, 4, 2)   # 1 beats -> 10
+    assert s.alpha == 10.0
+    _advance(s, _result([4, 7], 10.0), False, 4, 2)  # 10 fails -> binary (1 + 10) / 2
+    assert s.alpha == 5.5 and s.phase == "binary"
+    _advance(s, _result([6, 6], 5.5), False, 4, 2)   # 5.5 beats -> (5.5 + 10) / 2
+    assert s.alpha == 7.75
+    _advance(s, _result([1, 6], 7.75), False, 4, 2)
+    assert s.done and s.best.alpha == 5.5
+    m = _Search("min", 0, target=-5.0, alpha=1.0)
+    _advance(m, _result([-4, -6], 1.0), False, 4, 1)  # weakest (-4) does not beat -5
+    assert m.alpha == 0.5 and m.lo == 0.0
+    _advance(m, _result([-4, -6], 0.5), False, 4, 1)
+    assert m.done and m.best is None
