@@ -1,0 +1,316 @@
+"""Load benchmark: N simulated participants run whole sessions over HTTP against gunicorn.
+
+Each participant opens the study link, gives consent, loads its trial list and answers one trial
+every `--interval` seconds (jittered) like a person; answers are retried with backoff exactly like
+the browser's save queue. Midway the server can be killed with SIGKILL and restarted
+(`--kill-at`). At the end the database is checked: every trial stored exactly once, with the
+answer the client sent. Reports saves/s, p50/p99 save latency and the bytes one session downloads.
+Baseline for the ratio: the same run's p99 against the 100 ms target.
+
+    .venv/bin/python benchmarks/bench_server_load.py --participants 500 --backend both --kill-at 40
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from sqlalchemy import create_engine, select, text
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from experiments.build import build_experiment
+from experiments.db import Database
+from experiments.db.models import Response
+from tests.stimset import make_stimulus_set, write_spec
+
+PG_URL = os.environ.get("INTERPSY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@dataclass
+class Stats:
+    """What the simulated participants measured."""
+
+    latencies: list[float] = field(default_factory=list)
+    first_try: list[float] = field(default_factory=list)  # saves answered without a retry
+    retries: int = 0
+    errors: list[str] = field(default_factory=list)
+    sent: dict[str, dict[int, tuple[int, str]]] = field(default_factory=dict)  # sid -> index -> answer
+    completed: int = 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """gunicorn in its own process group, so SIGKILL takes master and workers at once."""
+
+    def __init__(self, database_url: str, home: Path, workers: int, threads: int):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = dict(os.environ, INTERPSY_DATABASE_URL=database_url, INTERPSY_HOME=str(home),
+                        INTERPSY_SECRET_KEY="bench-" + uuid.uuid4().hex, INTERPSY_RATE_LIMITS="off",
+                        PYTHONPATH=str(ROOT))
+        self.args = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}",
+                     "--workers", str(workers), "--backlog", "2048", "--log-level", "warning"]
+        if threads > 1:
+            self.args += ["--worker-class", "gthread", "--threads", str(threads)]
+        self.args.append("server.wsgi:app")
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.args, env=self.env, cwd=ROOT, start_new_session=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/api/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise RuntimeError("gunicorn did not come up")
+
+    def kill(self) -> None:
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(20)
+
+
+async def with_retry(stats: Stats, call, what: str):
+    """Retry network errors, 429 and 5xx with capped backoff, as the browser queue does."""
+    for attempt in range(60):
+        try:
+            response = await call()
+            if response.status_code < 500 and response.status_code != 429:
+                return response
+        except httpx.HTTPError:
+            pass
+        stats.retries += 1
+        await asyncio.sleep(min(5.0, 0.25 * 2 ** attempt) * random.uniform(0.75, 1.25))
+    raise RuntimeError(f"{what}: gave up after 60 tries")
+
+
+async def participant(number: int, client: httpx.AsyncClient, base: str, key: str, args,
+                      stats: Stats) -> None:
+    await asyncio.sleep(random.uniform(0, args.interval * args.ramp))
+    query = f"?PROLIFIC_PID=bench{number:05d}&STUDY_ID=load&SESSION_ID=s{number}"
+    page = await with_retry(stats, lambda: client.get(f"{base}/x/{key}/{query}"), "entry")
+    entry = re.search(r'name="entry" value="([^"]+)"', page.text).group(1)
+    form = {"entry": entry, "consent": "yes", "window_width": "1280", "window_height": "800"}
+    started = await with_retry(stats, lambda: client.post(f"{base}/x/{key}/start", data=form),
+                               "start")
+    if started.status_code != 303:
+        # A kill between commit and reply: the same participant resumes on the next try.
+        started = await with_retry(stats, lambda: client.post(f"{base}/x/{key}/start", data=form),
+                                   "start again")
+    match = re.search(r"#s=([0-9a-f]{32})&t=(.+)$", started.headers.get("location", ""))
+    if not match:
+        stats.errors.append(f"participant {number}: start answered {started.status_code}")
+        return
+    sid, token = match.groups()
+    headers = {"Authorization": f"Bearer {token}"}
+    state = (await with_retry(stats, lambda: client.get(f"{base}/api/sessions/{sid}",
+                                                        headers=headers), "state")).json()
+    trials = state["practice"] + state["main"]
+    sent = stats.sent.setdefault(sid, {})
+    for index in range(state["next_index"], len(trials)):
+        trial = trials[index]
+        await asyncio.sleep(args.interval * random.uniform(0.5, 1.5))
+        body = {"trial_index": index, "trial_id": trial["trial_id"],
+                "choice": trial["correct_choice"], "confidence": random.randint(1, 3),
+                "rt_ms": round(random.uniform(400, 4000), 1)}
+        sent[index] = (body["trial_id"], body["choice"])
+        t0 = time.perf_counter()
+        retries = stats.retries
+        response = await with_retry(stats, lambda: client.post(
+            f"{base}/api/sessions/{sid}/responses", json=body, headers=headers), "save")
+        if response.status_code >= 400:
+            stats.errors.append(f"{sid} trial {index}: {response.status_code} {response.text[:200]}")
+            return
+        stats.latencies.append(time.perf_counter() - t0)
+        if stats.retries == retries:
+            stats.first_try.append(time.perf_counter() - t0)
+    done = await with_retry(stats, lambda: client.post(f"{base}/api/sessions/{sid}/complete",
+                                                       json={}, headers=headers), "complete")
+    if done.status_code == 200:
+        stats.completed += 1
+    else:
+        stats.errors.append(f"{sid} complete: {done.status_code} {done.text[:200]}")
+
+
+def session_bytes(base: str, key: str) -> tuple[int, int]:
+    """(bytes, images) one fresh participant downloads: pages, scripts, styles, every image."""
+    with httpx.Client(base_url=base, timeout=30) as client:
+        total = 0
+        page = client.get(f"/x/{key}/?PROLIFIC_PID=bytes-probe&STUDY_ID=x&SESSION_ID=y")
+        total += len(page.content)
+        entry = re.search(r'name="entry" value="([^"]+)"', page.text).group(1)
+        started = client.post(f"/x/{key}/start", data={"entry": entry, "consent": "yes",
+                                                       "window_width": "1280", "window_height": "800"})
+        sid, token = re.search(r"#s=([0-9a-f]{32})&t=(.+)$", started.headers["location"]).groups()
+        run = client.get(f"/x/{key}/run")
+        total += len(run.content)
+        for asset in ("style.css", "js/app.js", "js/api.js", "js/storage.js", "js/queue.js",
+                      "js/preload.js", "js/trial.js", "js/screens.js", "js/consent.js"):
+            total += len(client.get(f"/static/{asset}").content)
+        state = client.get(f"/api/sessions/{sid}", headers={"Authorization": f"Bearer {token}"})
+        total += len(state.content)
+        data = state.json()
+        ids = {i for t in data["practice"] + data["main"] for i in
+               (*t["references_min"], *t["references_max"], t["query_a"], t["query_b"])}
+        for image_id in ids:
+            total += len(client.get(data["image_base"] + image_id).content)
+        return total, len(ids)
+
+
+def verify(db: Database, stats: Stats) -> tuple[int, int, int]:
+    """(stored, lost, mismatched): every answer a client sent is stored exactly once, unchanged."""
+    with db.read() as session:
+        rows = session.execute(select(Response.session_id, Response.trial_index, Response.trial_id,
+                                      Response.choice)).all()
+        duplicates = session.scalar(text(
+            "select count(*) from (select session_id, trial_index from responses "
+            "group by session_id, trial_index having count(*) > 1) d"))
+    stored = {(r[0], r[1]): (r[2], r[3]) for r in rows}
+    lost = mismatched = 0
+    for sid, answers in stats.sent.items():
+        for index, answer in answers.items():
+            if (sid, index) not in stored:
+                lost += 1
+            elif stored[(sid, index)] != answer:
+                mismatched += 1
+    assert duplicates == 0
+    return len(rows), lost, mismatched
+
+
+def database_for(backend: str, home: Path) -> tuple[str, callable]:
+    if backend == "sqlite":
+        return f"sqlite:///{home / 'bench.sqlite3'}", lambda: None
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    engine = create_engine(PG_URL)
+    with engine.begin() as connection:
+        connection.execute(text(f"create schema {schema}"))
+
+    def drop() -> None:
+        with engine.begin() as connection:
+            connection.execute(text(f"drop schema if exists {schema} cascade"))
+        engine.dispose()
+    return f"{PG_URL}?options=-csearch_path%3D{schema}", drop
+
+
+async def drive(args, base: str, key: str, server: Server, stats: Stats) -> float:
+    limits = httpx.Limits(max_connections=args.connections, max_keepalive_connections=args.connections)
+    async with httpx.AsyncClient(timeout=httpx.Timeout(30.0), limits=limits,
+                                 follow_redirects=False) as client:
+        tasks = [asyncio.create_task(participant(i, client, base, key, args, stats))
+                 for i in range(args.participants)]
+        t0 = time.perf_counter()
+        if args.kill_at:
+            await asyncio.sleep(args.kill_at)
+            print(f"  SIGKILL at {args.kill_at:.0f} s ({len(stats.latencies)} saves so far); restarting")
+            await asyncio.to_thread(server.kill)
+            await asyncio.to_thread(server.start)
+        for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                stats.errors.append(f"participant crashed: {outcome!r}")
+        return time.perf_counter() - t0
+
+
+def run(backend: str, args, set_dir: Path, work: Path) -> dict:
+    home = work / backend
+    home.mkdir()
+    url, drop = database_for(backend, home)
+    db = Database(url)
+    try:
+        db.upgrade()
+        spec = write_spec(home / "spec.toml", [set_dir], name="load", conditions=["natural"],
+                          main_trials_per_task=args.main_trials, catch_trials_per_task=args.catch_trials,
+                          responses_per_unit=args.participants * 2, practice={"trials": args.practice_trials})
+        key = build_experiment(spec, db).key
+        server = Server(url, home, args.workers, args.threads)
+        server.start()
+        try:
+            nbytes, nimages = session_bytes(server.url, key)
+            stats = Stats()
+            wall = asyncio.run(drive(args, server.url, key, server, stats))
+        finally:
+            server.stop()
+        stored, lost, mismatched = verify(db, stats)
+        lat = sorted(stats.latencies)
+        steady = sorted(stats.first_try)
+        result = {
+            "backend": backend, "participants": args.participants, "saves": len(lat),
+            "wall_s": wall, "saves_per_s": len(lat) / wall,
+            "p50_ms": 1000 * statistics.median(lat), "p99_ms": 1000 * lat[int(0.99 * (len(lat) - 1))],
+            "max_ms": 1000 * lat[-1],
+            "p99_first_try_ms": 1000 * steady[int(0.99 * (len(steady) - 1))], "retries": stats.retries, "completed": stats.completed,
+            "stored": stored, "lost": lost, "mismatched": mismatched, "errors": len(stats.errors),
+            "session_mb": nbytes / 1e6, "session_images": nimages}
+        for message in stats.errors[:5]:
+            print("  error:", message)
+        return result
+    finally:
+        db.dispose()
+        drop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--participants", type=int, default=500)
+    parser.add_argument("--interval", type=float, default=3.0, help="seconds between answers")
+    parser.add_argument("--ramp", type=float, default=1.0, help="start spread, in intervals")
+    parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--connections", type=int, default=200)
+    parser.add_argument("--practice-trials", type=int, default=5)
+    parser.add_argument("--main-trials", type=int, default=40)
+    parser.add_argument("--catch-trials", type=int, default=5)
+    parser.add_argument("--kill-at", type=float, default=0.0,
+                        help="SIGKILL the server this many seconds in, then restart it (0: never)")
+    parser.add_argument("--image-size", type=int, default=224)
+    args = parser.parse_args()
+    n_units = args.practice_trials + args.catch_trials + args.main_trials + 2
+    with tempfile.TemporaryDirectory(prefix="interpsy-bench-") as tmp:
+        work = Path(tmp)
+        t0 = time.perf_counter()
+        set_dir = make_stimulus_set(work / "sets", n_units=n_units, n_batches=1, synthetic=False,
+                                    image_size=args.image_size)
+        print(f"stimulus set: {n_units} units, {args.image_size} px, {time.perf_counter() - t0:.1f} s")
+        backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
+        print(f"{args.participants} participants x {args.practice_trials + args.main_trials + args.catch_trials}"
+              f" trials, one every {args.interval} s; gunicorn {args.workers} workers"
+              + (f", SIGKILL + restart at {args.kill_at} s" if args.kill_at else ""))
+        for backend in backends:
+            r = run(backend, args, set_dir, work)
+            print(f"{r['backend']:8s} saves {r['saves']}  {r['saves_per_s']:.1f} saves/s  "
+                  f"p50 {r['p50_ms']:.1f} ms  p99 {r['p99_ms']:.1f} ms (without the retried saves "
+                  f"{r['p99_first_try_ms']:.1f} ms)  max {r['max_ms']:.0f} ms  "
+                  f"retries {r['retries']}  completed {r['completed']}/{r['participants']}  "
+                  f"stored {r['stored']}  lost {r['lost']}  changed {r['mismatched']}  "
+                  f"errors {r['errors']}  session download {r['session_mb']:.1f} MB "
+                  f"({r['session_images']} images)  p99 (first try) / 100 ms target = {r['p99_first_try_ms'] / 100:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""Admin pages for researchers: experiments, progress, sessions, export, open/close."""
+from __future__ import annotations
+
+import hmac
+import io
+import tempfile
+import zipfile
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    session,
+    url_for,
+)
+from sqlalchemy import func, select
+
+from experiments.db.models import Experiment, Participant, Response, Session, Task, Trial, Unit
+from experiments.export import export_experiment, pseudonym
+from server import lookup
+from server.security import check_csrf, client_ip, limiter
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+def _state():
+    return current_app.extensions["interpsy"]
+
+
+@bp.before_request
+def _enabled() -> None:
+    if not current_app.config["INTERPSY"].admin_password:
+        abort(404, "the admin pages are disabled: set INTERPSY_ADMIN_PASSWORD to enable them")
+
+
+def login_required(view: Callable) -> Callable:
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any):
+        if not session.get("admin"):
+            return redirect(url_for("admin.login", next=request.path))
+        return view(*args, **kwargs)
+    return wrapper
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    """Password login (INTERPSY_ADMIN_PASSWORD); rate-limited per IP."""
+    error = None
+    if request.method == "POST":
+        limiter().hit(f"login:{client_ip()}", current_app.config["INTERPSY"].login_per_minute)
+        check_csrf()
+        given = request.form.get("password", "").encode()
+        expected = current_app.config["INTERPSY"].admin_password.encode()
+        if hmac.compare_digest(given, expected):
+            session.clear()
+            session["admin"] = True
+            target = request.args.get("next", "")
+            return redirect(target if target.startswith("/admin/") else url_for("admin.index"))
+        error = "wrong password"
+    return render_template("admin/login.html", error=error), 401 if error else 200
+
+
+@bp.post("/logout")
+@login_required
+def logout():
+    check_csrf()
+    session.clear()
+    return redirect(url_for("admin.login"))
+
+
+@bp.get("/")
+@login_required
+def index():
+    """All experiments with status, tasks, sessions by status and responses."""
+    rows = []
+    with _state().db.read() as db:
+        for exp in db.scalars(select(Experiment).order_by(Experiment.name, Experiment.version)):
+            by_status = dict(db.execute(select(Session.status, func.count()).where(
+                Session.experiment_id == exp.id).group_by(Session.status)).all())
+            n_tasks = db.scalar(select(func.count()).select_from(Task).where(
+                Task.experiment_id == exp.id))
+            n_responses = db.scalar(select(func.count()).select_from(Response).join(
+                Session, Session.id == Response.session_id).where(Session.experiment_id == exp.id))
+            rows.append({"key": exp.key, "status": exp.status, "tasks": n_tasks,
+                         "sessions": by_status, "responses": n_responses})
+    return render_template("admin/index.html", rows=rows)
+
+
+def _flags(record: Session, spec, catch_correct: int, catch_total: int) -> list[str]:
+    rules = spec.exclusions
+    flags = list(record.exclusion_reasons or [])
+    if catch_total and catch_correct < min(rules.min_catch_correct, catch_total):
+        flags.append(f"catch {catch_correct}/{catch_total}")
+    if record.instruction_s is not None and record.instruction_s < rules.min_instruction_s:
+        flags.append(f"instructions {record.instruction_s:.0f} s")
+    if record.practice_attempts > rules.max_practice_attempts:
+        flags.append(f"practice attempts {record.practice_attempts}")
+    if record.finished_at is not None and record.status == "completed":
+        total = (record.finished_at - record.started_at).total_seconds()
+        if not rules.min_total_s <= total <= rules.max_total_s:
+            flags.append(f"total {total:.0f} s")
+    return flags
+
+
+@bp.get("/x/<experiment>")
+@login_required
+def experiment(experiment: str):
+    """Progress per condition and unit, and the sessions with status and flags."""
+    info = lookup.find_experiment(_state().db, experiment)
+    main_answer = (select(Trial.unit_id, Trial.condition, Trial.difficulty, func.count(Response.id))
+                   .join(Response, Response.trial_id == Trial.id)
+                   .join(Session, Session.id == Response.session_id)
+                   .where(Session.experiment_id == info.id, Trial.phase == "main",
+                          Trial.is_catch.is_(False), Session.status != "excluded")
+                   .group_by(Trial.unit_id, Trial.condition, Trial.difficulty))
+    planned = (select(Task.condition, Task.difficulty, func.count(Trial.id))
+               .join(Trial, Trial.task_id == Task.id)
+               .where(Task.experiment_id == info.id, Trial.phase == "main",
+                      Trial.is_catch.is_(False)).group_by(Task.condition, Task.difficulty))
+    with _state().db.read() as db:
+        answered = db.execute(main_answer).all()
+        cells = {(c, d): {"condition": c, "difficulty": d, "target": n, "done": 0}
+                 for c, d, n in db.execute(planned).all()}
+        units = {u.unit_id: {"unit_id": u.unit_id, "target": u.target_responses, "done": 0}
+                 for u in db.scalars(select(Unit).where(Unit.experiment_id == info.id,
+                                                        Unit.role == "main").order_by(Unit.unit_id))}
+        for unit_id, condition, difficulty, n in answered:
+            if (condition, difficulty) in cells:
+                cells[(condition, difficulty)]["done"] += n
+            if unit_id in units:
+                units[unit_id]["done"] += n
+        catch = dict(((sid, (ok, total)) for sid, ok, total in db.execute(
+            select(Response.session_id, func.count().filter(Response.correct.is_(True)),
+                   func.count()).join(Trial, Trial.id == Response.trial_id)
+            .join(Session, Session.id == Response.session_id)
+            .where(Session.experiment_id == info.id, Trial.is_catch.is_(True))
+            .group_by(Response.session_id)).all()))
+        sessions = []
+        for record, number, source, task_key in db.execute(
+                select(Session, Participant.number, Participant.source, Task.task_key)
+                .join(Participant, Participant.id == Session.participant_id)
+                .join(Task, Task.id == Session.task_id)
+                .where(Session.experiment_id == info.id)
+                .order_by(Session.started_at.desc()).limit(1000)):
+            ok, total = catch.get(record.id, (0, 0))
+            sessions.append({"id": record.id, "participant": pseudonym(number), "source": source,
+                             "task": task_key, "status": record.status,
+                             "started": record.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+                             "responses": record.n_responses,
+                             "practice_attempts": record.practice_attempts,
+                             "flags": _flags(record, info.spec, ok, total)})
+    return render_template("admin/experiment.html", info=info, cells=list(cells.values()),
+                           units=list(units.values()), sessions=sessions)
+
+
+@bp.post("/x/<experiment>/status")
+@login_required
+def set_status(experiment: str):
+    """Open or close an experiment for new participants."""
+    check_csrf()
+    status = request.form.get("status")
+    if status not in ("open", "closed"):
+        abort(400, "status must be open or closed")
+    info = lookup.find_experiment(_state().db, experiment)
+    _state().service.set_experiment_status(info.key, status)
+    return redirect(url_for("admin.experiment", experiment=info.key))
+
+
+@bp.post("/x/<experiment>/expire")
+@login_required
+def expire(experiment: str):
+    """Time out idle sessions now, freeing their tasks."""
+    check_csrf()
+    info = lookup.find_experiment(_state().db, experiment)
+    _state().service.expire_sessions(info.key)
+    return redirect(url_for("admin.experiment", experiment=info.key))
+
+
+@bp.get("/x/<experiment>/export.zip")
+@login_required
+def export(experiment: str):
+    """The dataset tables (responses, participants, units, trials) as a zip of CSV or parquet."""
+    fmt = request.args.get("format", "csv")
+    if fmt not in ("csv", "parquet"):
+        abort(400, "format must be csv or parquet")
+    info = lookup.find_experiment(_state().db, experiment)
+    buffer = io.BytesIO()
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = export_experiment(_state().db, info.key, tmp, fmt)
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in paths:
+                archive.write(path, f"{info.key}/{Path(path).name}")
+    buffer.seek(0)
+    return send_file(buffer, mimetype="application/zip", as_attachment=True,
+                     download_name=f"{info.key.replace('@', '_')}-{fmt}.zip")

@@ -1,0 +1,146 @@
+"""The JSON API the trial page talks to; every call carries the session's token."""
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, request, url_for
+from werkzeug.exceptions import Unauthorized
+
+from experiments.errors import NotFound
+from experiments.sessions import SessionService, SessionState, TrialView
+from server import lookup
+from server.payloads import (
+    SESSION_ID,
+    CompleteBody,
+    EventBody,
+    InstructionsBody,
+    ResponseBody,
+    parse,
+)
+from server.security import MTURK_HOSTS, limiter
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+PROLIFIC_COMPLETE = "https://app.prolific.com/submissions/complete?cc="
+
+
+def service() -> SessionService:
+    return current_app.extensions["interpsy"].service
+
+
+def _authorised(session_id: str) -> str:
+    """Check the id's shape, rate-limit the session and return the bearer token."""
+    if not SESSION_ID.match(session_id):
+        raise NotFound("unknown session or wrong token")
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token or len(token) > 200:
+        raise Unauthorized("this call needs the session's token (Authorization: Bearer ...)")
+    limiter().hit(f"api:{session_id}", current_app.config["INTERPSY"].api_per_minute)
+    return token.strip()
+
+
+def _trial_json(trial: TrialView) -> dict[str, Any]:
+    # No unit, model or catch flag: nothing that could tell a participant which trial is which.
+    return {"trial_id": trial.trial_id, "phase": trial.phase, "position": trial.position,
+            "query_a": trial.query_a, "query_b": trial.query_b,
+            "correct_choice": trial.correct_choice,
+            "references_max": trial.references_max, "references_min": trial.references_min}
+
+
+def _instructions(spec, state: SessionState) -> list[dict[str, Any]]:
+    pages = [p for p in spec.instructions if not p.conditions or state.condition in p.conditions]
+    return [{"title": p.title, "text": p.text, "images": list(p.images)} for p in pages]
+
+
+def _completion(source: str, info: dict[str, Any]) -> dict[str, Any]:
+    if source == "prolific":
+        return {"source": source, "redirect": PROLIFIC_COMPLETE}
+    if source == "mturk":
+        host = str(info.get("turkSubmitTo", "")).rstrip("/")
+        if host not in MTURK_HOSTS:
+            host = MTURK_HOSTS[0]
+        return {"source": source, "submit_url": f"{host}/mturk/externalSubmit",
+                "assignment_id": info.get("assignmentId", "")}
+    return {"source": source}
+
+
+def state_json(state: SessionState) -> dict[str, Any]:
+    """A session's state as the trial page needs it."""
+    db = current_app.extensions["interpsy"].db
+    source, info, _ = lookup.session_facts(db, state.session_id)
+    spec = lookup.find_experiment(db, state.experiment).spec
+    timing = spec.timing
+    return {
+        "session_id": state.session_id, "experiment": state.experiment,
+        "condition": state.condition, "status": state.status, "stage": state.stage,
+        "next_index": state.next_index, "main_offset": state.main_offset,
+        "practice_attempts": state.practice_attempts,
+        "practice_pass_mark": state.practice_pass_mark,
+        "practice_max_attempts": state.practice_max_attempts,
+        "answered_correct_main": state.answered_correct_main,
+        "completion_code": state.completion_code if state.stage == "done" else None,
+        "practice": [_trial_json(t) for t in state.practice],
+        "main": [_trial_json(t) for t in state.main],
+        "timing": {"button_lock_ms": timing.button_lock_ms,
+                   "feedback_delay_ms": timing.feedback_delay_ms,
+                   "feedback_ms": timing.feedback_ms},
+        "instructions": _instructions(spec, state),
+        "feedback_form": spec.feedback_form,
+        "image_base": url_for("participant.image", experiment=state.experiment, image_id="x")[:-1],
+        "min_window": list(current_app.config["INTERPSY"].min_window),
+        "completion": _completion(source, info),
+    }
+
+
+@bp.get("/health")
+def health():
+    """Liveness for load balancers and the benchmark."""
+    return jsonify(ok=True)
+
+
+@bp.get("/sessions/<session_id>")
+def get_state(session_id: str):
+    """The session's trials and where it stands (resume point after a reload)."""
+    token = _authorised(session_id)
+    return jsonify(state_json(service().state(session_id, token)))
+
+
+@bp.post("/sessions/<session_id>/responses")
+def post_response(session_id: str):
+    """Store one answered trial; an identical retry answers 200 with stored=false."""
+    token = _authorised(session_id)
+    body: ResponseBody = parse(ResponseBody)
+    result = service().record_response(session_id, token, body.to_service())
+    return jsonify(asdict(result)), 201 if result.stored else 200
+
+
+@bp.post("/sessions/<session_id>/events")
+def post_event(session_id: str):
+    """Log a client event (focus loss, fullscreen exit, image retry...)."""
+    token = _authorised(session_id)
+    body: EventBody = parse(EventBody)
+    service().record_event(session_id, token, f"client_{body.kind}"[:40], body.payload,
+                           body.client_ms)
+    return jsonify(ok=True), 201
+
+
+@bp.post("/sessions/<session_id>/instructions")
+def post_instructions(session_id: str):
+    """Add the seconds spent on the instruction screens."""
+    token = _authorised(session_id)
+    body: InstructionsBody = parse(InstructionsBody)
+    service().record_instructions(session_id, token, body.seconds)
+    return jsonify(ok=True)
+
+
+@bp.post("/sessions/<session_id>/complete")
+def post_complete(session_id: str):
+    """Finish the session once every main trial is stored; returns the completion code."""
+    token = _authorised(session_id)
+    body: CompleteBody = parse(CompleteBody)
+    code = service().complete(session_id, token, body.feedback)
+    state = service().state(session_id, token)
+    return jsonify(completion_code=code, status=state.status,
+                   completion=_completion(*lookup.session_facts(
+                       current_app.extensions["interpsy"].db, session_id)[:2]))

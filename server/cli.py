@@ -1,0 +1,55 @@
+"""`interpsy serve`: gunicorn with N workers, or Flask's dev server with --debug."""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+
+import click
+
+from experiments.db import Database
+from experiments.errors import InterpsyError
+from server.config import ServerConfig
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64),
+              help="gunicorn worker processes.")
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Threads per worker (gthread when > 1).")
+@click.option("--debug", is_flag=True, help="Flask's dev server with reload; no secret key needed.")
+@click.option("--database", "database_url", envvar="INTERPSY_DATABASE_URL", default=None,
+              help="SQLAlchemy URL (default: INTERPSY_DATABASE_URL or SQLite under INTERPSY_HOME).")
+def serve(host: str, port: int, workers: int, threads: int, debug: bool,
+          database_url: str | None) -> None:
+    """Run the crowdsourcing web server (participant pages, JSON API, admin)."""
+    config = ServerConfig.from_env(database_url=database_url, debug=debug).resolved()
+    db = Database(config.database_url)
+    try:
+        db.require_current()  # workers never migrate; say so once, clearly, before forking
+    finally:
+        db.dispose()
+    os.environ["INTERPSY_DATABASE_URL"] = config.database_url or ""
+    if debug:
+        from server.app import create_app
+
+        os.environ["INTERPSY_DEBUG"] = "1"
+        app = create_app(config)
+        click.echo(f"debug server on http://{host}:{port}/ (database {db.describe()})")
+        # No Werkzeug debugger: its console must never be reachable, even in debug mode.
+        app.run(host=host, port=port, debug=True, use_debugger=False, use_reloader=False,
+                threaded=True)
+        return
+    gunicorn = shutil.which("gunicorn", path=os.path.dirname(sys.executable)) or shutil.which("gunicorn")
+    if gunicorn is None:
+        raise InterpsyError("gunicorn is not installed; pip install gunicorn (or use --debug)")
+    args = [gunicorn, "--bind", f"{host}:{port}", "--workers", str(workers),
+            "--access-logfile", "-", "--graceful-timeout", "20", "--timeout", "60"]
+    if threads > 1:
+        args += ["--worker-class", "gthread", "--threads", str(threads)]
+    click.echo(f"gunicorn on http://{host}:{port}/ with {workers} workers "
+               f"(database {db.describe()})")
+    sys.stdout.flush()
+    os.execv(gunicorn, [*args, "server.wsgi:app"])

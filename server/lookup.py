@@ -1,0 +1,58 @@
+"""Read-only lookups the pages need: experiments by key, a session's participant facts."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import select
+
+from experiments.db import Database
+from experiments.db.models import Experiment, Participant, Session
+from experiments.errors import NotFound
+from experiments.spec import ExperimentSpec
+
+
+@dataclass(frozen=True)
+class ExperimentInfo:
+    """An experiment as the pages need it."""
+
+    id: int
+    key: str
+    status: str
+    spec: ExperimentSpec
+
+
+@lru_cache(maxsize=256)
+def _spec(experiment_id: int, spec_sha256: str, spec_json: str) -> ExperimentSpec:
+    return ExperimentSpec.model_validate_json(spec_json)
+
+
+def find_experiment(db: Database, key: str) -> ExperimentInfo:
+    """`name` (newest version) or `name@version`; NotFound otherwise."""
+    import json
+
+    name, _, version = key.partition("@")
+    query = select(Experiment).where(Experiment.name == name)
+    if version:
+        query = query.where(Experiment.version == version)
+    else:
+        query = query.order_by(Experiment.created_at.desc(), Experiment.id.desc()).limit(1)
+    with db.read() as session:
+        experiment = session.scalars(query).first()
+        if experiment is None:
+            raise NotFound(f"no study {key!r}")
+        spec = _spec(experiment.id, experiment.spec_sha256, json.dumps(experiment.spec_json))
+        return ExperimentInfo(experiment.id, experiment.key, experiment.status, spec)
+
+
+def session_facts(db: Database, session_id: str) -> tuple[str, dict[str, Any], int]:
+    """(source, platform_info, experiment_id) of a session's participant."""
+    with db.read() as session:
+        row = session.execute(
+            select(Participant.source, Participant.platform_info, Session.experiment_id)
+            .join(Session, Session.participant_id == Participant.id)
+            .where(Session.id == session_id)).first()
+    if row is None:
+        raise NotFound("unknown session or wrong token")
+    return row[0], dict(row[1] or {}), row[2]

@@ -1,0 +1,37 @@
+// The consent page: screen facts for the server, the window-size check, and "continue" for
+// a session already started in this browser.
+const main = document.getElementById('consent');
+const form = document.getElementById('consent-form');
+const start = document.getElementById('start');
+const status = document.getElementById('screen-status');
+const minW = Number(main.dataset.minWidth);
+const minH = Number(main.dataset.minHeight);
+const mobile = /Mobi|Android|iPhone|iPad|iPod|Windows Phone/i.test(navigator.userAgent);
+
+function fill() {
+  const set = (name, value) => { form.elements[name].value = String(value); };
+  set('screen_width', screen.width);
+  set('screen_height', screen.height);
+  set('window_width', window.innerWidth);
+  set('window_height', window.innerHeight);
+  set('device_pixel_ratio', window.devicePixelRatio || 1);
+  set('touch', navigator.maxTouchPoints > 0 && mobile ? 1 : 0);
+  const big = window.innerWidth >= minW && window.innerHeight >= minH;
+  start.disabled = mobile || !big;
+  status.hidden = big && !mobile;
+  status.textContent = mobile ? 'This study needs a desktop or laptop computer.' :
+    `Your browser window is ${window.innerWidth} x ${window.innerHeight} pixels; the study needs at ` +
+    `least ${minW} x ${minH}. Please maximise the window.`;
+}
+
+fill();
+window.addEventListener('resize', fill);
+form.addEventListener('submit', () => { fill(); start.disabled = true; });
+
+try {
+  const saved = JSON.parse(localStorage.getItem(`interpsy:${main.dataset.experiment}:credentials`) || 'null');
+  if (saved && saved.session_id) {
+    document.getElementById('resume').hidden = false;
+    document.getElementById('resume-link').href = form.action.replace(/start$/, 'run');
+  }
+} catch (_) { /* storage blocked */ }

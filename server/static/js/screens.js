@@ -1,0 +1,184 @@
+// Non-trial screens: messages, screen check and fullscreen, instructions, feedback form, the end.
+
+export function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function card(container, id, title) {
+  const main = el('main', 'card');
+  main.id = id;
+  if (title) main.append(el('h1', '', title));
+  container.replaceChildren(main);
+  return main;
+}
+
+function button(text, id) {
+  const b = el('button', 'primary', text);
+  b.type = 'button';
+  if (id) b.id = id;
+  return b;
+}
+
+const clicked = (b) => new Promise((resolve) => b.addEventListener('click', resolve, { once: true }));
+
+/** A message; with `buttonText` it resolves when pressed, else it stays. */
+export async function message(container, id, title, text, buttonText) {
+  const main = card(container, id, title);
+  (Array.isArray(text) ? text : [text]).forEach((t) => main.append(el('p', '', t)));
+  if (buttonText) {
+    const b = button(buttonText, `${id}-continue`);
+    main.append(b);
+    await clicked(b);
+  }
+  return main;
+}
+
+export function windowLargeEnough([minW, minH]) {
+  return window.innerWidth >= minW && window.innerHeight >= minH;
+}
+
+/** The screen check and the request to go fullscreen (the study goes on if it is refused). */
+export async function screenCheck(container, minWindow, log) {
+  const main = card(container, 'screen-check', 'Screen check and fullscreen');
+  main.append(el('p', '', 'The study runs in fullscreen. Please keep this window in fullscreen ' +
+    'until the end and do not switch to other windows or tabs.'));
+  const status = el('p', 'notice');
+  const go = button('Enter fullscreen and continue', 'fullscreen');
+  main.append(status, go);
+  const update = () => {
+    const ok = windowLargeEnough(minWindow) || document.fullscreenElement;
+    go.disabled = !ok;
+    status.textContent = ok ? 'Your screen is large enough.' :
+      `Your browser window is ${window.innerWidth} x ${window.innerHeight} pixels; the study needs at ` +
+      `least ${minWindow[0]} x ${minWindow[1]}. Please maximise the window or use a larger screen.`;
+  };
+  update();
+  window.addEventListener('resize', update);
+  await clicked(go);
+  window.removeEventListener('resize', update);
+  try {
+    if (document.documentElement.requestFullscreen && !document.fullscreenElement) {
+      await document.documentElement.requestFullscreen({ navigationUI: 'hide' });
+    }
+  } catch (error) {
+    log('fullscreen_refused', { message: String(error && error.message).slice(0, 200) });
+  }
+  log('screen', { window_width: window.innerWidth, window_height: window.innerHeight,
+    screen_width: screen.width, screen_height: screen.height, fullscreen: Boolean(document.fullscreenElement) });
+}
+
+export function defaultInstructions(state) {
+  const pages = [
+    { title: 'Your task', text: '<p>On each screen you see two groups of example images. The ' +
+      '<b>right</b> group shows images that strongly activate some feature; the <b>left</b> group ' +
+      'shows images that do not.</p><p>In the centre are two new images. Decide which of the two ' +
+      'centre images fits the <b>right</b> group better.</p>', example: true },
+    { title: 'How to answer', text: '<p>Each centre image has three buttons: <i>Very sure</i>, ' +
+      '<i>Fairly sure</i> and <i>Not sure</i>. Click the button next to the image you choose that ' +
+      'says how sure you are.</p><p>The buttons unlock after a short moment. After your answer you ' +
+      'see whether it was right; then press <b>Continue</b>. Take the time you need; there is no ' +
+      'deadline.</p>' },
+    { title: 'Practice first', text: `<p>You start with ${state.practice.length} practice trials. ` +
+      'To continue to the main part you need to answer them correctly; otherwise you repeat the ' +
+      'practice. In the main part a counter shows how many answers you got right.</p>' },
+  ];
+  return pages;
+}
+
+function example(loader, trial) {
+  const box = el('div', 'example');
+  const side = (ids, label) => {
+    const s = el('div', 'example-side');
+    s.append(el('span', 'refs-label', label));
+    const g = el('div', 'grid small');
+    ids.slice(0, 9).forEach((id) => { const i = el('img', 'ref'); i.alt = ''; i.src = loader.url(id); g.append(i); });
+    s.append(g);
+    return s;
+  };
+  box.append(side(trial.references_min, 'Examples: low'), side(trial.references_max, 'Examples: high'));
+  return box;
+}
+
+/** Instruction pages with Back/Next; resolves with the seconds spent on them. */
+export async function instructions(container, pages, loader, exampleTrial) {
+  const started = performance.now();
+  let index = 0;
+  while (index < pages.length) {
+    const page = pages[index];
+    const main = card(container, 'instructions', page.title || 'Instructions');
+    main.dataset.page = String(index);
+    const body = el('div', 'instruction-text');
+    body.innerHTML = page.text; // the researcher's own text from the experiment spec
+    main.append(body);
+    if (page.example && exampleTrial) main.append(example(loader, exampleTrial));
+    (page.images || []).forEach((id) => {
+      const img = el('img', 'instruction-img');
+      img.alt = '';
+      img.src = /^(https?:|\/)/.test(id) ? id : loader.url(id);
+      main.append(img);
+    });
+    const nav = el('div', 'nav');
+    const back = button('Back', 'instructions-back');
+    back.disabled = index === 0;
+    const next = button(index + 1 < pages.length ? 'Next' : 'Start the practice', 'instructions-next');
+    nav.append(back, next);
+    main.append(nav);
+    const which = await Promise.race([clicked(back).then(() => -1), clicked(next).then(() => 1)]);
+    index = Math.max(0, index + which);
+  }
+  return (performance.now() - started) / 1000;
+}
+
+/** The optional feedback form; resolves with the text (or '' when skipped). */
+export async function feedbackForm(container) {
+  const main = card(container, 'feedback-form', 'Almost done');
+  main.append(el('p', '', 'Is there anything you would like to tell us about the study (optional)?'));
+  const text = el('textarea');
+  text.id = 'feedback-text';
+  text.maxLength = 5000;
+  text.rows = 6;
+  const send = button('Finish', 'feedback-submit');
+  main.append(text, send);
+  await clicked(send);
+  return text.value.trim();
+}
+
+/** The end: redirect to Prolific, submit to MTurk, or show the code. */
+export function finish(container, code, completion) {
+  const main = card(container, 'done', 'Thank you!');
+  if (completion.source === 'prolific') {
+    const url = completion.redirect + encodeURIComponent(code);
+    main.append(el('p', '', 'All your answers are saved. Taking you back to Prolific...'));
+    const link = el('a', '', 'Click here if nothing happens');
+    link.href = url;
+    link.id = 'prolific-link';
+    main.append(link);
+    window.location.assign(url);
+  } else if (completion.source === 'mturk') {
+    main.append(el('p', '', 'All your answers are saved. Submitting the HIT to MTurk...'));
+    const form = el('form');
+    form.method = 'POST';
+    form.action = completion.submit_url;
+    form.id = 'mturk-form';
+    for (const [name, value] of [['assignmentId', completion.assignment_id], ['completion_code', code]]) {
+      const input = el('input');
+      input.type = 'hidden';
+      input.name = name;
+      input.value = value;
+      form.append(input);
+    }
+    const submit = button('Submit HIT', 'mturk-submit');
+    submit.type = 'submit';
+    form.append(submit);
+    main.append(form);
+    form.submit();
+  } else {
+    main.append(el('p', '', 'All your answers are saved. Your completion code is:'));
+    const c = el('p', 'code', code);
+    c.id = 'completion-code';
+    main.append(c);
+  }
+}

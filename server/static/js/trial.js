@@ -1,0 +1,117 @@
+// One 2-AFC trial on IMI's screen: min references left, max references right, queries a (upper)
+// and b (lower) in the centre with three confidence buttons each. Onset and RT use the
+// performance.now() clock (requestAnimationFrame and event timestamps).
+import { sleep } from './api.js';
+
+const CONFIDENCE = [[3, 'Very sure'], [2, 'Fairly sure'], [1, 'Not sure']];
+const nextFrame = () => new Promise((resolve) => requestAnimationFrame(resolve));
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function picture(loader, id, className) {
+  const img = el('img', className);
+  img.alt = '';
+  img.draggable = false;
+  img.decoding = 'sync';
+  img.src = loader.url(id);
+  return img;
+}
+
+function grid(loader, ids, label, side) {
+  const section = el('section', `refs refs-${side}`);
+  section.append(el('h3', 'refs-label', label));
+  const cells = el('div', 'grid');
+  ids.forEach((id) => cells.append(picture(loader, id, 'ref')));
+  section.append(cells);
+  return section;
+}
+
+function queryRow(loader, trial, which, buttons) {
+  const row = el('div', `query query-${which}`);
+  row.dataset.query = which;
+  row.append(picture(loader, which === 'a' ? trial.query_a : trial.query_b, 'query-img'));
+  const group = el('div', 'answer');
+  group.append(el('span', 'answer-label', which === 'a' ? 'Upper image' : 'Lower image'));
+  CONFIDENCE.forEach(([confidence, text]) => {
+    const button = el('button', 'choice', text);
+    button.type = 'button';
+    button.disabled = true;
+    button.dataset.choice = which;
+    button.dataset.confidence = String(confidence);
+    buttons.push(button);
+    group.append(button);
+  });
+  row.append(group);
+  return row;
+}
+
+/**
+ * Show `trial` in `container`; resolves after the participant pressed Continue.
+ * `onAnswer(answer)` runs at the click (so the answer is saved at once).
+ */
+export async function runTrial(container, trial, { loader, timing, header, onAnswer, focusCounter }) {
+  await loader.preload([trial]);
+  const buttons = [];
+  const screen = el('div', 'trial hidden-until-ready');
+  screen.dataset.trialId = String(trial.trial_id);
+  if (header) screen.append(header);
+  const centre = el('section', 'queries');
+  centre.append(el('p', 'question', 'Which image in the centre fits the examples on the right better?'));
+  centre.append(queryRow(loader, trial, 'a', buttons), queryRow(loader, trial, 'b', buttons));
+  const layout = el('div', 'layout');
+  layout.append(grid(loader, trial.references_min, 'Examples: low', 'min'), centre,
+    grid(loader, trial.references_max, 'Examples: high', 'max'));
+  const feedback = el('p', 'feedback');
+  feedback.setAttribute('role', 'status');
+  const proceed = el('button', 'continue', 'Continue');
+  proceed.type = 'button';
+  proceed.hidden = true;
+  screen.append(layout, feedback, proceed);
+  container.replaceChildren(screen);
+  // Shown only when every image on it is decoded (from the preloaded cache: immediate).
+  await Promise.all([...screen.querySelectorAll('img')].map((img) => img.decode()));
+  await nextFrame();
+  screen.classList.remove('hidden-until-ready');
+  const onset = await nextFrame(); // the frame that first shows the stimulus
+  const focusAtOnset = focusCounter ? focusCounter() : 0;
+  const lockRemaining = Math.max(0, onset + timing.button_lock_ms - performance.now());
+  setTimeout(() => buttons.forEach((button) => { button.disabled = false; }), lockRemaining);
+
+  const answer = await new Promise((resolve) => {
+    buttons.forEach((button) => button.addEventListener('click', (event) => {
+      if (button.disabled) return;
+      buttons.forEach((b) => { b.disabled = true; });
+      button.classList.add('chosen');
+      const responseMs = event.timeStamp;
+      resolve({
+        trial_id: trial.trial_id,
+        choice: button.dataset.choice,
+        confidence: Number(button.dataset.confidence),
+        rt_ms: Math.max(0, responseMs - onset),
+        stim_onset_ms: onset,
+        response_ms: responseMs,
+        extra: { focus_lost: focusCounter ? focusCounter() - focusAtOnset : 0,
+                 fullscreen: Boolean(document.fullscreenElement) },
+      });
+    }));
+  });
+  const correct = answer.choice === trial.correct_choice;
+  onAnswer(answer, correct);
+  await sleep(timing.feedback_delay_ms);
+  screen.querySelector(`.query-${trial.correct_choice}`).classList.add('is-correct');
+  feedback.textContent = correct ? 'Correct!' : 'Wrong.';
+  feedback.className = `feedback ${correct ? 'good' : 'bad'}`;
+  await sleep(timing.feedback_ms);
+  screen.querySelector(`.query-${trial.correct_choice}`).classList.remove('is-correct');
+  feedback.textContent = '';
+  feedback.className = 'feedback';
+  proceed.hidden = false;
+  proceed.focus();
+  await new Promise((resolve) => proceed.addEventListener('click', resolve, { once: true }));
+  return { answer, correct };
+}

@@ -1,0 +1,162 @@
+"""The JSON API over the session service: a whole session, tokens, idempotency, conflicts."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from experiments.db.models import Event, Response
+from tests.server.conftest import start_session
+
+
+def answer(trial: dict, index: int, right: bool = True, **extra) -> dict:
+    choice = trial["correct_choice"] if right else ("b" if trial["correct_choice"] == "a" else "a")
+    body = {"trial_index": index, "trial_id": trial["trial_id"], "choice": choice,
+            "confidence": 3, "rt_ms": 850.5, "stim_onset_ms": 1000.0, "response_ms": 1850.5}
+    body.update(extra)
+    return body
+
+
+def n_responses(db) -> int:
+    with db.read() as session:
+        return session.scalar(select(func.count()).select_from(Response))
+
+
+def test_whole_session_through_the_api(api_env, db):
+    app, client, key = api_env
+    started = start_session(client, key, "?PROLIFIC_PID=p1&STUDY_ID=s&SESSION_ID=x")
+    state = client.get(f"/api/sessions/{started.session_id}", headers=started.headers).json
+    assert state["stage"] == "practice" and state["next_index"] == 0
+    assert "unit_id" not in state["practice"][0] and "is_catch" not in state["main"][0]
+    index = 0
+    # Fail the first practice attempt, pass the second.
+    for attempt_right in (False, True):
+        for trial in state["practice"]:
+            r = client.post(f"/api/sessions/{started.session_id}/responses",
+                            json=answer(trial, index, right=attempt_right), headers=started.headers)
+            assert r.status_code == 201, r.json
+            index += 1
+        assert r.json["practice_attempt_passed"] is attempt_right
+    assert r.json["main_offset"] == index and r.json["stage"] == "main"
+    early = client.post(f"/api/sessions/{started.session_id}/complete", json={},
+                        headers=started.headers)
+    assert early.status_code == 409
+    for trial in state["main"]:
+        r = client.post(f"/api/sessions/{started.session_id}/responses", json=answer(trial, index),
+                        headers=started.headers)
+        assert r.status_code == 201
+        index += 1
+    assert r.json["stage"] == "finish"
+    assert client.post(f"/api/sessions/{started.session_id}/instructions", json={"seconds": 42.5},
+                       headers=started.headers).status_code == 200
+    assert client.post(f"/api/sessions/{started.session_id}/events",
+                       json={"kind": "focus_lost", "payload": {"n": 1}, "client_ms": 12.5},
+                       headers=started.headers).status_code == 201
+    done = client.post(f"/api/sessions/{started.session_id}/complete",
+                       json={"feedback": "fine"}, headers=started.headers)
+    assert done.status_code == 200
+    assert done.json["completion_code"] == "COMPLETED"
+    assert done.json["completion"] == {
+        "source": "prolific", "redirect": "https://app.prolific.com/submissions/complete?cc="}
+    assert n_responses(db) == index
+    again = client.get(f"/api/sessions/{started.session_id}", headers=started.headers).json
+    assert again["stage"] == "done" and again["completion_code"] == "COMPLETED"
+    # The same Prolific participant coming back gets a friendly refusal page.
+    page = client.get(f"/x/{key}/?PROLIFIC_PID=p1&STUDY_ID=s&SESSION_ID=y")
+    import re
+    entry = re.search(r'name="entry" value="([^"]+)"', page.text).group(1)
+    refused = client.post(f"/x/{key}/start", data={"entry": entry, "consent": "yes",
+                                                    "window_width": 1280, "window_height": 800})
+    assert refused.status_code == 403 and "already taken part" in refused.text
+
+
+def test_tokens_are_required_and_bound_to_their_session(api_env, db):
+    _, client, key = api_env
+    mine = start_session(client, key)
+    other = start_session(client, key)
+    state = client.get(f"/api/sessions/{mine.session_id}", headers=mine.headers).json
+    body = answer(state["practice"][0], 0)
+    url = f"/api/sessions/{mine.session_id}/responses"
+    assert client.post(url, json=body).status_code == 401
+    assert client.post(url, json=body, headers={"Authorization": "Bearer nope"}).status_code == 404
+    foreign = client.post(url, json=body, headers=other.headers)
+    assert foreign.status_code == 404 and "wrong token" in foreign.json["error"]
+    assert client.get(f"/api/sessions/{mine.session_id}", headers=other.headers).status_code == 404
+    assert client.get("/api/sessions/not-a-session", headers=mine.headers).status_code == 404
+    assert n_responses(db) == 0
+    # Another session's trial id at the right index is refused too.
+    other_state = client.get(f"/api/sessions/{other.session_id}", headers=other.headers).json
+    wrong_trial = dict(body, trial_id=other_state["practice"][0]["trial_id"])
+    if wrong_trial["trial_id"] != body["trial_id"]:
+        assert client.post(url, json=wrong_trial, headers=mine.headers).status_code == 409
+    assert n_responses(db) == 0
+
+
+def test_retries_are_idempotent_and_conflicts_refused(api_env, db):
+    _, client, key = api_env
+    s = start_session(client, key, "?id=linkuser")
+    state = client.get(f"/api/sessions/{s.session_id}", headers=s.headers).json
+    url = f"/api/sessions/{s.session_id}/responses"
+    body = answer(state["practice"][0], 0)
+    first = client.post(url, json=body, headers=s.headers)
+    retry = client.post(url, json=body, headers=s.headers)
+    assert (first.status_code, first.json["stored"]) == (201, True)
+    assert (retry.status_code, retry.json["stored"]) == (200, False)
+    changed = client.post(url, json=dict(body, choice="b" if body["choice"] == "a" else "a"),
+                          headers=s.headers)
+    assert changed.status_code == 409 and "different answer" in changed.json["error"]
+    gap = client.post(url, json=answer(state["practice"][1], 3), headers=s.headers)
+    assert gap.status_code == 409 and gap.json["expected_trial_index"] == 1
+    assert n_responses(db) == 1
+    with db.read() as session:
+        kinds = session.scalars(select(Event.kind)).all()
+    assert "conflicting_response" in kinds
+
+
+def test_state_resumes_at_next_index_after_restart_of_the_entry(api_env):
+    _, client, key = api_env
+    s = start_session(client, key, "?PROLIFIC_PID=resumer&STUDY_ID=s&SESSION_ID=1")
+    state = client.get(f"/api/sessions/{s.session_id}", headers=s.headers).json
+    client.post(f"/api/sessions/{s.session_id}/responses", json=answer(state["practice"][0], 0),
+                headers=s.headers)
+    again = start_session(client, key, "?PROLIFIC_PID=resumer&STUDY_ID=s&SESSION_ID=2")
+    assert again.session_id == s.session_id and again.token != s.token
+    resumed = client.get(f"/api/sessions/{s.session_id}", headers=again.headers).json
+    assert resumed["next_index"] == 1
+    # The old token no longer works once the session was resumed with a new one.
+    assert client.get(f"/api/sessions/{s.session_id}", headers=s.headers).status_code == 404
+
+
+@pytest.mark.parametrize("body,fragment", [
+    ({"trial_index": -1}, "trial_index"),
+    ({"trial_index": "0"}, "trial_index"),
+    ({"choice": "c"}, "choice"),
+    ({"confidence": 4}, "confidence"),
+    ({"confidence": True}, "confidence"),
+    ({"rt_ms": -5}, "rt_ms"),
+    ({"extra": {"nested": {"a": 1}}}, "extra"),
+    ({"unknown": 1}, "unknown"),
+])
+def test_bad_payloads_get_a_clear_400(api_env, body, fragment):
+    _, client, key = api_env
+    s = start_session(client, key)
+    state = client.get(f"/api/sessions/{s.session_id}", headers=s.headers).json
+    payload = dict(answer(state["practice"][0], 0), **body)
+    r = client.post(f"/api/sessions/{s.session_id}/responses", json=payload, headers=s.headers)
+    assert r.status_code == 400 and fragment in r.json["error"]
+
+
+def test_non_json_and_oversized_bodies(api_env):
+    _, client, key = api_env
+    s = start_session(client, key)
+    url = f"/api/sessions/{s.session_id}/responses"
+    assert client.post(url, data="choice=a", headers=s.headers).status_code == 400
+    assert client.post(url, data="{not json", headers=dict(s.headers, **{
+        "Content-Type": "application/json"})).status_code == 400
+    big = {"kind": "x", "payload": {"t": "y" * 100_000}}
+    assert client.post(f"/api/sessions/{s.session_id}/events", json=big,
+                       headers=s.headers).status_code == 413
+    assert client.post(f"/api/sessions/{s.session_id}/events", json={"kind": "Bad Kind!"},
+                       headers=s.headers).status_code == 400
+    assert client.post(f"/api/sessions/{s.session_id}/instructions",
+                       json={"seconds": float("nan")}, headers=s.headers).status_code == 400
+    assert client.delete(url, headers=s.headers).status_code == 405

@@ -1,0 +1,270 @@
+"""The whole participant flow in Debian's Chromium (Playwright): practice, reload, offline, redirect."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from sqlalchemy import func, select
+
+from experiments.db import Database
+from experiments.db.models import Response, Session
+from tests.server.conftest import FAST_TIMING, LiveServer, build, make_app
+from tests.stimset import make_stimulus_set
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run"]
+SCREENS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screens"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                       reason="needs Debian's Chromium at /usr/bin/chromium: apt-get install chromium"),
+]
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """A live server with a small realistic (224 px) experiment on SQLite."""
+    root = tmp_path_factory.mktemp("browser")
+    set_dir = make_stimulus_set(root / "sets", n_units=12, n_batches=1, synthetic=False,
+                                image_size=224)
+    db = Database(f"sqlite:///{root / 'db.sqlite3'}")
+    db.upgrade()
+    key = build(db, root, set_dir, conditions=["natural"], responses_per_unit=8, timing=FAST_TIMING)
+    app = make_app(db, root)
+    server = LiveServer(app)
+    yield {"url": server.url, "db": db, "key": key}
+    server.stop()
+    db.dispose()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    context.close()
+    assert not errors, errors
+
+
+def shot(page, name: str) -> None:
+    SCREENS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENS / f"{name}.png"))
+
+
+def count(db: Database, session_id: str | None = None) -> int:
+    with db.read() as s:
+        query = select(func.count()).select_from(Response)
+        if session_id:
+            query = query.where(Response.session_id == session_id)
+        return s.scalar(query)
+
+
+def session_row(db: Database, session_id: str) -> Session:
+    with db.read() as s:
+        return s.get(Session, session_id)
+
+
+def begin(page, study, query: str, screens: bool = False) -> str:
+    """Consent, screen check, instructions; returns the session id."""
+    page.goto(f"{study['url']}/x/{study['key']}/{query}")
+    if screens:
+        shot(page, "01-consent")
+    page.check("#consent-box")
+    page.click("#start")
+    page.wait_for_selector("#screen-check")
+    if screens:
+        shot(page, "02-screen-check")
+    page.click("#fullscreen")
+    first = True
+    while True:
+        page.wait_for_selector("#instructions")
+        if screens and first:
+            shot(page, "03-instructions")
+            first = False
+        label = page.inner_text("#instructions-next")
+        page.click("#instructions-next")
+        if label.startswith("Start"):
+            break
+    return page.evaluate("() => window.interpsyStudy.sid")
+
+
+def correct_choice(page) -> tuple[str, int]:
+    page.wait_for_selector(".trial:not(.hidden-until-ready)")
+    trial_id = int(page.get_attribute(".trial", "data-trial-id"))
+    choice = page.evaluate("""(id) => {
+        const s = window.interpsyStudy.state;
+        return [...s.practice, ...s.main].find((t) => t.trial_id === id).correct_choice; }""", trial_id)
+    return choice, trial_id
+
+
+def answer(page, right: bool = True, screen: str | None = None) -> None:
+    """Answer the trial on screen (after the button lock) and press Continue."""
+    choice, trial_id = correct_choice(page)
+    if not right:
+        choice = "b" if choice == "a" else "a"
+    if screen:
+        shot(page, screen)
+    page.click(f".choice[data-choice='{choice}'][data-confidence='3']")
+    if screen:
+        page.wait_for_selector(".feedback.good, .feedback.bad")
+        shot(page, f"{screen}-feedback")
+    page.click(".continue")
+    page.wait_for_function(
+        "(id) => !document.querySelector(`.trial[data-trial-id='${id}']`)", arg=trial_id)
+
+
+def practice(page, right: bool = True, screens: bool = False) -> None:
+    n = page.evaluate("() => window.interpsyStudy.state.practice.length")
+    for i in range(n):
+        answer(page, right, screen="04-practice-trial" if screens and i == 0 else None)
+
+
+def wait_count(db: Database, session_id: str, expected: int, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while count(db, session_id) != expected:
+        assert time.monotonic() < deadline, f"{count(db, session_id)} stored, expected {expected}"
+        time.sleep(0.1)
+
+
+def test_prolific_flow_to_the_completion_redirect(page, study):
+    redirected: list[str] = []
+
+    def prolific(route):
+        redirected.append(route.request.url)
+        route.fulfill(status=200, content_type="text/html", body="<h1>Prolific (intercepted)</h1>")
+
+    page.route("https://app.prolific.com/**", prolific)
+    sid = begin(page, study, "?PROLIFIC_PID=browser1&STUDY_ID=st&SESSION_ID=se", screens=True)
+    practice(page, screens=True)
+    page.wait_for_selector("#practice-passed")
+    shot(page, "05-practice-passed")
+    page.click("#practice-passed-continue")
+    n_main = page.evaluate("() => window.interpsyStudy.state.main.length")
+    for j in range(n_main):
+        page.wait_for_selector(".trial:not(.hidden-until-ready)")
+        assert page.inner_text("#counter") == f"Correct answers: {j}"
+        answer(page, screen="06-main-trial" if j == 1 else None)
+    page.wait_for_selector("#feedback-form")
+    shot(page, "07-feedback-form")
+    page.fill("#feedback-text", "all good")
+    page.click("#feedback-submit")
+    page.wait_for_url("https://app.prolific.com/**")
+    shot(page, "08-prolific-redirect")
+    query = parse_qs(urlsplit(redirected[0]).query)
+    assert query == {"cc": ["COMPLETED"]}
+    record = session_row(study["db"], sid)
+    assert record.status == "completed" and record.feedback == "all good"
+    assert record.instruction_s and record.instruction_s > 0
+    assert count(study["db"], sid) == 2 + n_main
+
+
+def test_failing_the_practice_repeats_it(page, study):
+    sid = begin(page, study, "?id=repeater")
+    practice(page, right=False)
+    page.wait_for_selector("#practice-failed")
+    shot(page, "09-practice-failed")
+    assert "0 of 2" in page.inner_text("#practice-failed")
+    page.click("#practice-failed-continue")
+    practice(page, right=True)
+    page.wait_for_selector("#practice-passed")
+    record = session_row(study["db"], sid)
+    assert record.practice_attempts == 2 and record.main_offset == 4
+    assert count(study["db"], sid) == 4
+
+
+def test_reload_in_the_main_block_resumes(page, study):
+    sid = begin(page, study, "?id=reloader")
+    practice(page)
+    page.click("#practice-passed-continue")
+    for _ in range(3):
+        answer(page)
+    wait_count(study["db"], sid, 5)
+    page.reload()
+    page.wait_for_selector("#screen-check")
+    page.click("#fullscreen")
+    page.wait_for_selector(".trial:not(.hidden-until-ready)")
+    assert page.inner_text(".trial-count").startswith("Trial 4 of")
+    assert page.inner_text("#counter") == "Correct answers: 3"
+    shot(page, "10-resumed-after-reload")
+    n_main = page.evaluate("() => window.interpsyStudy.state.main.length")
+    for _ in range(n_main - 3):
+        answer(page)
+    page.click("#feedback-submit")
+    page.wait_for_selector("#completion-code")
+    shot(page, "11-completion-code")
+    assert page.inner_text("#completion-code") == "COMPLETED"
+    assert count(study["db"], sid) == 2 + n_main
+    with study["db"].read() as s:
+        indexes = s.scalars(select(Response.trial_index).where(Response.session_id == sid)
+                            .order_by(Response.trial_index)).all()
+    assert indexes == list(range(2 + n_main))
+
+
+def test_offline_answers_are_kept_and_sent_later(page, study):
+    sid = begin(page, study, "?id=offline")
+    practice(page)
+    page.click("#practice-passed-continue")
+    answer(page)
+    wait_count(study["db"], sid, 3)
+    # Preloading runs ahead; let it finish before the network goes.
+    page.wait_for_function("() => [...window.interpsyStudy.loader.cache.keys()].length >= 5 * 20")
+    time.sleep(0.5)
+    page.context.set_offline(True)
+    for _ in range(3):
+        answer(page)
+    page.wait_for_selector("#status-bar:not([hidden])")
+    shot(page, "12-offline-queue")
+    assert count(study["db"], sid) == 3
+    queued = page.evaluate(f"() => JSON.parse(localStorage.getItem('interpsy:{study['key']}:{sid}:queue')).length")
+    assert queued == 3
+    page.context.set_offline(False)
+    wait_count(study["db"], sid, 6)
+    n_main = page.evaluate("() => window.interpsyStudy.state.main.length")
+    for _ in range(n_main - 4):
+        answer(page)
+    page.click("#feedback-submit")
+    page.wait_for_selector("#completion-code")
+    assert count(study["db"], sid) == 2 + n_main
+    assert session_row(study["db"], sid).status == "completed"
+
+
+def test_mturk_submits_the_assignment(page, study):
+    posted: list[str] = []
+
+    def mturk(route):
+        posted.append(route.request.post_data or "")
+        route.fulfill(status=200, content_type="text/html", body="<h1>MTurk (intercepted)</h1>")
+
+    page.route("https://workersandbox.mturk.com/**", mturk)
+    page.goto(f"{study['url']}/x/{study['key']}/?assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE&hitId=H1")
+    assert page.is_visible("#preview")
+    shot(page, "13-mturk-preview")
+    begin(page, study, "?assignmentId=A1&hitId=H1&workerId=W1"
+                       "&turkSubmitTo=https%3A%2F%2Fworkersandbox.mturk.com")
+    practice(page)
+    page.click("#practice-passed-continue")
+    n_main = page.evaluate("() => window.interpsyStudy.state.main.length")
+    for _ in range(n_main):
+        answer(page)
+    page.click("#feedback-submit")
+    page.wait_for_url("https://workersandbox.mturk.com/mturk/externalSubmit")
+    form = parse_qs(posted[0])
+    assert form["assignmentId"] == ["A1"] and form["completion_code"] == ["COMPLETED"]
