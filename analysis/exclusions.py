@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -205,6 +205,27 @@ def imi_rules(catch_min_fraction: float = 0.8, min_row_uses: int = 5, min_total_
             InstructionTime(min_s=min_instruction_s),
             PracticeAttempts(max_attempts=max_practice_attempts),
             RepeatParticipant(max_sessions=max_sessions)]
+
+
+def rules_from_spec(spec: Mapping[str, Any]) -> list[Rule]:
+    """IMI rules with the thresholds an experiment spec (its `exclusions` table) sets."""
+    values = spec.get("exclusions") or {}
+    n_catch = int(spec.get("catch_trials_per_task") or 5)
+    return imi_rules(
+        catch_min_fraction=values.get("min_catch_correct", 4) / n_catch if n_catch else 0.0,
+        min_row_uses=values.get("min_row_uses", 5),
+        min_total_s=values.get("min_total_s", 135.0), max_total_s=values.get("max_total_s", 2500.0),
+        min_instruction_s=values.get("min_instruction_s", 15.0),
+        max_practice_attempts=values.get("max_practice_attempts", 3),
+        max_sessions=1 if values.get("exclude_repeat", True) else 1_000_000)
+
+
+def rules_for(settings: Sequence[Mapping[str, Any]]) -> list[Rule]:
+    """The rules of the exported experiment(s); IMI defaults when none or when they disagree."""
+    specs = [s.get("spec") or {} for s in settings]
+    distinct = {repr(sorted((s.get("exclusions") or {}).items())) + repr(s.get("catch_trials_per_task"))
+                for s in specs}
+    return rules_from_spec(specs[0]) if specs and len(distinct) == 1 else imi_rules()
 
 
 @dataclass

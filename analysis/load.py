@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from experiments.errors import InterpsyError
-from experiments.schema import (PARTICIPANT_COLUMNS, RESPONSE_COLUMNS, TABLES, TRIAL_COLUMNS,
+from experiments.schema import (SETTINGS_FILE, PARTICIPANT_COLUMNS, RESPONSE_COLUMNS, TABLES, TRIAL_COLUMNS,
                                 UNIT_COLUMNS, coerce)
 
 TABLE_NAMES = ("responses", "participants", "units", "trials")
@@ -38,6 +38,7 @@ class Dataset:
     models: pd.DataFrame = field(default_factory=lambda: imi_models())
     source: str = ""
     truth: dict[str, Any] = field(default_factory=dict)
+    settings: list[dict[str, Any]] = field(default_factory=list)  # experiment.json: key + spec
 
     def save(self, folder: str | Path, fmt: str = "parquet") -> Path:
         """Write the tables as an interpsy export folder (parquet or csv)."""
@@ -68,8 +69,10 @@ def load_dataset(path: str | Path, experiment: str | None = None,
                  models: str | Path | pd.DataFrame | None = None) -> Dataset:
     """Load every table of a dataset from an export folder, a responses file or a database URL."""
     text = str(path)
+    settings: list[dict[str, Any]] = []
     if is_database_url(text):
         frames = _from_database(text, experiment)
+        settings = frames.pop("settings", [])
     else:
         p = Path(path)
         if p.is_dir():
@@ -80,6 +83,7 @@ def load_dataset(path: str | Path, experiment: str | None = None,
                     frames[name] = _read_table(found, name)
             if "responses" not in frames:
                 raise DataError(f"{p}: no responses.parquet or responses.csv in this folder")
+            settings = _read_settings(p / SETTINGS_FILE)
         elif p.is_file():
             frames = {"responses": _read_table(p, "responses")}
         else:
@@ -90,7 +94,22 @@ def load_dataset(path: str | Path, experiment: str | None = None,
                 raise DataError(f"{p}: no responses for experiment {experiment!r}")
     return Dataset(responses=frames["responses"], participants=frames.get("participants"),
                    units=frames.get("units"), trials=frames.get("trials"),
-                   models=read_models(models), source=text)
+                   models=read_models(models), source=text,
+                   settings=[x for x in settings if experiment is None
+                             or x.get("experiment", "").split("@")[0] == experiment.split("@")[0]])
+
+
+def _read_settings(path: Path) -> list[dict[str, Any]]:
+    """The exported experiment.json (each experiment's spec), or [] when absent."""
+    if not path.is_file():
+        return []
+    try:
+        value = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(value, list):
+        raise DataError(f"{path}: expected a list of experiments")
+    return value
 
 
 def _from_database(url: str, experiment: str | None) -> dict[str, pd.DataFrame]:

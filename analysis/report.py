@@ -15,7 +15,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from analysis import plots, scaling, scores, stats
-from analysis.exclusions import ExclusionResult, Rule, apply_exclusions
+from analysis.exclusions import ExclusionResult, Rule, apply_exclusions, rules_for
 from analysis.load import Dataset
 
 
@@ -47,6 +47,8 @@ def run_analysis(dataset: Dataset, n_resamples: int = 10_000, seed: int = 0,
         steps.update(1)
 
     t = time.perf_counter()
+    if rules is None:
+        rules = rules_for(dataset.settings)
     ex = apply_exclusions(dataset.responses, dataset.participants, rules)
     tables["exclusion_summary"] = ex.summary
     tables["excluded_participants"] = ex.participants[ex.participants["excluded"]][

@@ -12,7 +12,7 @@ from experiments.db import Database
 from experiments.db.models import (Experiment, Participant, Response, Session, StimulusSetRecord,
                                    Task, Trial, Unit)
 from experiments.errors import InterpsyError, NotFound
-from experiments.schema import TABLES, coerce
+from experiments.schema import SETTINGS_FILE, TABLES, coerce
 
 Format = Literal["parquet", "csv"]
 CLIENT_INFO_COLUMNS = ("screen_width", "screen_height", "window_width", "window_height",
@@ -137,12 +137,21 @@ def frames_from_db(db: Database, experiment: str | None = None) -> dict[str, pd.
     return frames
 
 
-def dataset_frames(database_url: str, experiment: str | None = None) -> dict[str, pd.DataFrame]:
-    """Like frames_from_db, from a database URL (what analysis.load calls)."""
+def experiment_settings(db: Database, experiment: str | None = None) -> list[dict]:
+    """Each experiment's key and validated spec (exclusion thresholds, design) as plain data."""
+    with db.read() as session:
+        return [{"experiment": exp.key, "seed": exp.seed, "spec_sha256": exp.spec_sha256,
+                 "spec": exp.spec_json} for exp in _experiments(session, experiment)]
+
+
+def dataset_frames(database_url: str, experiment: str | None = None) -> dict:
+    """Like frames_from_db, from a database URL, plus `settings` (what analysis.load calls)."""
     db = Database(database_url)
     try:
         db.require_current()
-        return frames_from_db(db, experiment)
+        frames = frames_from_db(db, experiment)
+        frames["settings"] = experiment_settings(db, experiment)
+        return frames
     finally:
         db.dispose()
 
@@ -166,8 +175,11 @@ def write_frames(frames: dict[str, pd.DataFrame], out_dir: str | Path, fmt: Form
 
 def export_experiment(db: Database, experiment: str, out_dir: str | Path,
                       fmt: Format = "parquet") -> list[Path]:
-    """`interpsy export`: write an experiment's dataset tables to `out_dir`."""
-    return write_frames(frames_from_db(db, experiment), out_dir, fmt)
+    """`interpsy export`: the dataset tables plus `experiment.json` (the spec) in `out_dir`."""
+    written = write_frames(frames_from_db(db, experiment), out_dir, fmt)
+    settings = Path(out_dir) / SETTINGS_FILE
+    settings.write_text(json.dumps(experiment_settings(db, experiment), indent=2, sort_keys=True))
+    return [*written, settings]
 
 
 def read_table(path: str | Path, table: str | None = None) -> pd.DataFrame:

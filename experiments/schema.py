@@ -97,6 +97,8 @@ TABLES: dict[str, dict[str, str]] = {
     "trials": TRIAL_COLUMNS,
 }
 
+SETTINGS_FILE = "experiment.json"  # beside the tables: each experiment's key and spec
+
 CONDITIONS = ("natural", "synthetic", "mixed", "none")
 DIFFICULTIES = ("easy", "p99", "p95", "p85")
 PHASES = ("practice", "main")

@@ -110,3 +110,19 @@ def test_practice_rule_uses_participants_table_first():
     p = pd.DataFrame({"participant_id": ["P1"], "practice_attempts": [7]})
     assert apply_exclusions(r, p, rules=[PracticeAttempts()]).participants["excluded"].iloc[0]
     assert not apply_exclusions(r, p, rules=[InstructionTime()]).participants["excluded"].iloc[0]
+
+
+def test_rules_follow_the_exported_experiment_spec():
+    """An export's experiment.json sets the thresholds; disagreeing experiments fall back to IMI's."""
+    from analysis.exclusions import rules_for
+
+    spec = {"catch_trials_per_task": 2,
+            "exclusions": {"min_catch_correct": 1, "min_row_uses": 3, "min_total_s": 0.0,
+                           "max_total_s": 99.0, "min_instruction_s": 2.0,
+                           "max_practice_attempts": 7, "exclude_repeat": False}}
+    described = " ".join(r.describe() for r in rules_for([{"experiment": "a@1", "spec": spec}]))
+    for expected in (">= 50%", ">= 3 times", "[0, 99] s", ">= 2 s", "within 7 attempts"):
+        assert expected in described
+    other = {**spec, "exclusions": {**spec["exclusions"], "min_row_uses": 9}}
+    fallback = " ".join(r.describe() for r in rules_for([{"spec": spec}, {"spec": other}]))
+    assert fallback == " ".join(r.describe() for r in rules_for([]))

@@ -92,3 +92,13 @@ def test_schema_doc_documents_every_column():
         assert section, f"data/SCHEMA.md has no '## {table}' section"
         documented = re.findall(r"^\| `([a-z_]+)` \|", section.group(1), re.M)
         assert documented == list(columns), f"{table}: SCHEMA.md rows differ from experiments/schema.py"
+
+
+def test_export_carries_the_spec_for_the_analysis(exported):
+    from analysis.load import load_dataset
+
+    for folder in exported.values():
+        dataset = load_dataset(folder)
+        assert [s["experiment"] for s in dataset.settings] == ["toy-exp@1"]
+        assert dataset.settings[0]["spec"]["catch_trials_per_task"] == 2
+        assert dataset.settings[0]["spec"]["exclusions"]["min_total_s"] == 135.0
