@@ -16,6 +16,12 @@ from analysis.scaling import TRANSFORMS  # noqa: E402
 COLORS = {"natural": "#1f77b4", "synthetic": "#ff7f0e", "mixed": "#2ca02c", "none": "#7f7f7f"}
 
 
+
+def _yerr(y: np.ndarray, low: pd.Series, high: pd.Series) -> np.ndarray:
+    """Error-bar lengths below and above y; an interval that excludes y (BCa can) draws 0."""
+    err = np.vstack([y - low.to_numpy(float), high.to_numpy(float) - y])
+    return np.clip(np.nan_to_num(err), 0.0, None)
+
 def save(fig: plt.Figure, folder: str | Path, name: str) -> list[Path]:
     """Write `fig` as name.png and name.svg into `folder`; close it; return the paths."""
     folder = Path(folder)
@@ -41,8 +47,8 @@ def plot_model_scores(model_scores: pd.DataFrame, title: str = "") -> plt.Figure
         f = model_scores[model_scores["condition"] == c].set_index("model").reindex(models)
         x = np.arange(len(models)) + (i - (len(conditions) - 1) / 2) * width
         y = f["score"].to_numpy(float)
-        err = np.vstack([y - f["ci_low"].to_numpy(float), f["ci_high"].to_numpy(float) - y])
-        ax.errorbar(x, y, yerr=np.nan_to_num(err), fmt="o", color=_color(c), label=c, capsize=3)
+        err = _yerr(y, f["ci_low"], f["ci_high"])
+        ax.errorbar(x, y, yerr=err, fmt="o", color=_color(c), label=c, capsize=3)
     ax.axhline(0.5, color="grey", lw=0.8, ls="--", label="chance")
     ax.set_xticks(np.arange(len(models)), models, rotation=35, ha="right")
     ax.set_ylabel("proportion correct")
@@ -84,8 +90,8 @@ def plot_scale(model_scores: pd.DataFrame, models: pd.DataFrame,
         for c, f in frame.groupby("condition", observed=True):
             f = f.dropna(subset=[scale])
             y = f["score"].to_numpy(float)
-            err = np.vstack([y - f["ci_low"].to_numpy(float), f["ci_high"].to_numpy(float) - y])
-            ax.errorbar(f[scale], y, yerr=np.nan_to_num(err), fmt="o", color=_color(c),
+            err = _yerr(y, f["ci_low"], f["ci_high"])
+            ax.errorbar(f[scale], y, yerr=err, fmt="o", color=_color(c),
                         label=c, capsize=2)
         if TRANSFORMS.get(scale, ("log10",))[0] == "log10":
             ax.set_xscale("log")
@@ -105,7 +111,7 @@ def plot_confidence(by_confidence: pd.DataFrame) -> plt.Figure:
     for c, f in parts:
         f = f.sort_values("confidence")
         y = f["accuracy"].to_numpy(float)
-        err = np.vstack([y - f["ci_low"].to_numpy(float), f["ci_high"].to_numpy(float) - y])
+        err = _yerr(y, f["ci_low"], f["ci_high"])
         ax.errorbar(f["confidence"].astype(float), y, yerr=err, marker="o", color=_color(c),
                     label=str(c), capsize=3)
     ax.set_xlabel("confidence")

@@ -87,7 +87,8 @@ def run_analysis(dataset: Dataset, n_resamples: int = 10_000, seed: int = 0,
 
     t = time.perf_counter()
     mm = None
-    if mixed and responses["participant_id"].nunique() > 1:
+    scored = scores.main_trials(responses)
+    if mixed and scored["participant_id"].nunique() > 1 and scored["correct"].nunique() > 1:
         mm = stats.mixed_model(responses, dataset.models, max_rows=mixed_rows, seed=seed + 3)
         tables["mixed_model_fixed"] = mm.fixed
         tables["mixed_model_variance"] = mm.variance

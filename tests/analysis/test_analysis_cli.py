@@ -87,3 +87,29 @@ def test_analysis_never_imports_torch_server_or_flask():
             "bad = [m for m in ('torch', 'server', 'flask') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=120)
+
+
+def test_plots_accept_intervals_that_exclude_the_estimate():
+    """BCa intervals can lie beside the estimate (or be rounded past it): plots must not fail."""
+    import pandas as pd
+
+    from analysis.plots import plot_model_scores
+
+    scores = pd.DataFrame({"model": ["m1", "m2"], "condition": ["natural", "natural"],
+                           "score": [1.0, 0.8], "ci_low": [1.0 + 1e-12, 0.82],
+                           "ci_high": [1.0, 0.9]})
+    figure = plot_model_scores(scores)
+    assert figure.axes
+
+
+def test_analysis_of_a_perfect_dataset_skips_the_mixed_model():
+    """Every answer correct (a tiny pilot): the report still runs; no model is fitted to constants."""
+    from analysis import simulate
+    from analysis.report import run_analysis
+
+    dataset = simulate(models=2, units_per_model=6, responses_per_unit=4, trials_per_task=4,
+                       catch_per_task=1, seed=3)
+    dataset.responses["correct"] = True
+    result = run_analysis(dataset, n_resamples=200, power_sims=20, rules=[])
+    assert "mixed_model_fixed" not in result.tables
+    assert (result.tables["model_scores"]["score"] == 1.0).all()

@@ -1,0 +1,296 @@
+"""`interpsy demo`: a whole study on one machine, offline, from photographs to the analysis report.
+
+The stimulus steps run as `interpsy stimuli build` in a subprocess (torch stays out of the server
+process); everything is cached under the demo folder so a second run is serving within seconds.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import pandas as pd
+from sqlalchemy import select
+from tqdm import tqdm
+
+from experiments.build import build_experiment
+from experiments.db import Database
+from experiments.db.models import Experiment
+from experiments.errors import InterpsyError
+from experiments.export import export_experiment
+from server.simulate import HttpParticipant, Observer
+
+MODEL = "efficientnet-lite0"
+EXPERIMENT = "demo"
+PRACTICE_TRIALS, CATCH_TRIALS = 2, 1
+CARELESS_SHARE = 0.2
+
+
+def default_folder() -> Path:
+    """data/cache/demo in a source checkout, else INTERPSY_HOME/demo."""
+    checkout = Path(__file__).resolve().parents[1] / "data"
+    if (checkout / "SCHEMA.md").is_file() and os.access(checkout, os.W_OK):
+        return checkout / "cache" / "demo"
+    from experiments.db import interpsy_home
+    return interpsy_home() / "demo"
+
+
+def _say(message: str) -> None:
+    click.echo(click.style("demo: ", fg="cyan", bold=True) + message)
+
+
+@dataclass(frozen=True)
+class DemoFolder:
+    """Where the demo keeps its cache: photos, stimulus set, database, secrets, export, report."""
+
+    root: Path
+
+    pool = property(lambda self: self.root / "pool")
+    stimulus_set = property(lambda self: self.root / "stimuli" / "lite0")
+    spec = property(lambda self: self.root / "demo.toml")
+    database_url = property(lambda self: f"sqlite:///{self.root / 'interpsy.sqlite3'}")
+    secrets = property(lambda self: self.root / "secrets.json")
+    export = property(lambda self: self.root / "export")
+    report = property(lambda self: self.root / "report")
+
+
+def make_stimuli(folder: DemoFolder, n_units: int, n_images: int, render_steps: int, seed: int
+                 ) -> Path:
+    """Image pool from package photos, then `interpsy stimuli build` for EfficientNet-Lite0."""
+    from stimuli.images import sample_image_pool
+
+    out = folder.stimulus_set
+    if (out / "stimuli.json").is_file():
+        _say(f"stimulus set cached: {out}")
+        return out
+    started = time.monotonic()
+    paths = sample_image_pool(folder.pool, n=n_images, seed=seed)
+    _say(f"image pool: {len(paths)} seeded crops of the photos scikit-image, scikit-learn and "
+         f"matplotlib ship ({folder.pool}; every crop is listed in pool.json)")
+    command = [sys.executable, "-m", "experiments.cli", "stimuli", "build", MODEL,
+               str(folder.pool), str(out), "--n-units", str(n_units), "--seed", str(seed),
+               "--n-batches", "5", "--steps", str(render_steps), "--alpha", "0.1",
+               "--device", "cpu", "--name", "lite0"]
+    _say("building the stimulus set: sample units, mine exemplars, render feature "
+         "visualizations (resumes if interrupted)")
+    if subprocess.run(command).returncode != 0:
+        raise InterpsyError(f"the stimulus build failed; run `interpsy demo` again to resume ({out})")
+    _say(f"stimulus set built in {time.monotonic() - started:.0f} s: {out}")
+    return out
+
+
+def write_spec(folder: DemoFolder, n_units: int, seed: int) -> Path:
+    """The demo experiment: natural vs synthetic references, short tasks."""
+    main_units = n_units - PRACTICE_TRIALS - CATCH_TRIALS
+    if main_units < 1:
+        raise InterpsyError(f"--units must be at least {PRACTICE_TRIALS + CATCH_TRIALS + 1}")
+    folder.spec.write_text(f'''# The demo experiment (written by `interpsy demo`).
+name = "{EXPERIMENT}"
+version = "1"
+seed = {seed}
+description = "EfficientNet-Lite0 units: natural exemplars vs feature visualizations."
+stimulus_sets = ["{folder.stimulus_set}"]
+conditions = ["natural", "synthetic"]
+main_trials_per_task = {main_units}
+catch_trials_per_task = {CATCH_TRIALS}
+responses_per_unit = {4 * main_units}
+
+[practice]
+trials = {PRACTICE_TRIALS}
+
+[[instructions]]
+title = "What you will see"
+text = """Each screen shows what one unit of a neural network responds to. On the right are
+images that make it respond strongly, on the left images that make it respond weakly.
+Decide which of the two images in the middle fits the right-hand side better, and how sure
+you are."""
+
+[[instructions]]
+title = "Synthetic images"
+conditions = ["synthetic"]
+text = "The examples are images optimised to excite (right) or inhibit (left) the unit."
+
+[recruitment]
+platforms = ["prolific", "link"]
+
+[recruitment.completion_codes]
+completed = "DEMO-COMPLETED"
+failed_checks = "DEMO-FAILED"
+
+[exclusions]
+# Simulated participants finish in seconds; a real study keeps IMI's [135, 2500] s.
+min_total_s = 0.0
+min_catch_correct = {CATCH_TRIALS}
+min_row_uses = 1
+''')
+    return folder.spec
+
+
+def ensure_experiment(db: Database, folder: DemoFolder, n_units: int, seed: int) -> str:
+    """Build the demo experiment unless the database already has it; return its key."""
+    db.upgrade()
+    with db.read() as session:
+        found = session.scalars(select(Experiment).where(Experiment.name == EXPERIMENT)).first()
+    if found is not None:
+        _say(f"experiment cached: {found.key}")
+        return found.key
+    built = build_experiment(write_spec(folder, n_units, seed), db)
+    _say(f"experiment built: {built.key} ({folder.spec})")
+    return built.key
+
+
+def demo_secrets(folder: DemoFolder) -> dict[str, str]:
+    """The server's secret key and the admin password, made once and kept (mode 0600)."""
+    if folder.secrets.is_file():
+        return json.loads(folder.secrets.read_text())
+    values = {"secret_key": secrets.token_urlsafe(48), "admin_password": secrets.token_urlsafe(12)}
+    folder.secrets.write_text(json.dumps(values))
+    folder.secrets.chmod(0o600)
+    return values
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class DemoServer:
+    """`interpsy serve` (gunicorn) in a subprocess, waited for until it answers."""
+
+    def __init__(self, folder: DemoFolder, port: int, workers: int):
+        self.base_url = f"http://127.0.0.1:{port}"
+        keys = demo_secrets(folder)
+        self.admin_password = keys["admin_password"]
+        env = {**os.environ, "INTERPSY_SECRET_KEY": keys["secret_key"],
+               "INTERPSY_ADMIN_PASSWORD": keys["admin_password"],
+               "INTERPSY_DATABASE_URL": folder.database_url,
+               "INTERPSY_IMAGE_CACHE": str(folder.root / "image-cache"),
+               "INTERPSY_RATE_LIMITS": "0"}
+        self.log = open(folder.root / "server.log", "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "experiments.cli", "serve", "--port", str(port),
+             "--workers", str(workers)], env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self._wait(folder)
+
+    def _wait(self, folder: DemoFolder, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise InterpsyError(f"the server stopped at start; see {folder.root / 'server.log'}")
+            try:
+                with urllib.request.urlopen(self.base_url + "/api/health", timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.3)
+        self.stop()
+        raise InterpsyError(f"the server did not answer within {timeout:.0f} s; see "
+                            f"{folder.root / 'server.log'}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self.log.close()
+
+
+def observer_knowledge(stimulus_set: Path) -> tuple[dict, dict, dict]:
+    """Per image: the unit's activation and unit; per unit: the spread of its activations."""
+    images = pd.read_csv(stimulus_set / "images.csv")
+    activation = dict(zip(images.image_id, images.activation.astype(float)))
+    unit_of = dict(zip(images.image_id, images.unit_id))
+    natural = images[images.kind == "natural"]
+    spread = natural.groupby("unit_id").activation.std().fillna(1.0).to_dict()
+    return activation, spread, unit_of
+
+
+def simulate(server: DemoServer, key: str, stimulus_set: Path, n: int, seed: int) -> list[dict]:
+    """N simulated participants (a share of them careless) through the real HTTP flow."""
+    activation, spread, unit_of = observer_knowledge(stimulus_set)
+    run_id = f"{int(time.time())}"
+    n_careless = round(n * CARELESS_SHARE) if n >= 3 else 0
+    people = [HttpParticipant(server.base_url, key, f"SIM{run_id}x{i:03d}",
+                              Observer(careless=i < n_careless, seed=seed * 10_000 + i,
+                                       instruction_s=5.0 if i < n_careless else 40.0),
+                              activation, spread, unit_of) for i in range(n)]
+    with ThreadPoolExecutor(4) as pool, tqdm(total=n, desc="simulated participants") as bar:
+        results = []
+        for result in pool.map(lambda p: p.run(), people):
+            results.append(result)
+            bar.update(1)
+    return results
+
+
+def report(db: Database, folder: DemoFolder, key: str, seed: int) -> Path:
+    """Export the responses and write the analysis report; return the report's path."""
+    from analysis.load import load_dataset
+    from analysis.report import analyze
+
+    export_experiment(db, key, folder.export, "parquet")
+    dataset = load_dataset(folder.export)
+    analyze(dataset, folder.report, progress=True, seed=seed, n_resamples=2_000)
+    return folder.report / "report.html"
+
+
+@click.command()
+@click.option("--simulate", "n_simulated", type=click.IntRange(0, 10_000), default=0,
+              help="Run N simulated participants through the HTTP API, then write the report.")
+@click.option("--serve/--no-serve", default=True, show_default=True,
+              help="Keep serving the study after the set-up (and the simulation).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="0: any free port.")
+@click.option("--folder", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Cache folder (default: data/cache/demo in a checkout).")
+@click.option("--units", "n_units", type=click.IntRange(4, 64), default=8, show_default=True)
+@click.option("--images", "n_images", type=click.IntRange(100, 20_000), default=300,
+              show_default=True, help="Photo crops in the image pool.")
+@click.option("--steps", "render_steps", type=click.IntRange(1, 20_000), default=60,
+              show_default=True, help="Feature-visualization steps (CPU-sized).")
+@click.option("--workers", type=click.IntRange(1, 16), default=2, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def demo(n_simulated: int, serve: bool, port: int, folder: Path | None, n_units: int,
+         n_images: int, render_steps: int, workers: int, seed: int) -> None:
+    """Run a whole study offline: stimuli, experiment, server, simulated participants, report."""
+    place = DemoFolder((folder or default_folder()).resolve())
+    place.root.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    stimulus_set = make_stimuli(place, n_units, n_images, render_steps, seed)
+    db = Database(place.database_url)
+    key = ensure_experiment(db, place, n_units, seed)
+    if not (serve or n_simulated):
+        return
+    server = DemoServer(place, port or free_port(), workers)
+    try:
+        _say(f"server ready after {time.monotonic() - started:.0f} s")
+        if n_simulated:
+            results = simulate(server, key, stimulus_set, n_simulated, seed)
+            done = sum(r["status"] == "completed" for r in results)
+            refused = sum(r["status"] == "refused" for r in results)
+            _say(f"{done} simulated sessions completed, {refused} refused"
+                 + (" (the experiment is full: delete the demo folder to start over)"
+                    if refused else ""))
+            _say(f"analysis report: {report(db, place, key, seed)}")
+        if serve:
+            _say(f"participant link: {server.base_url}/x/{key}/")
+            _say(f"Prolific-style link: {server.base_url}/x/{key}/?PROLIFIC_PID=TEST01"
+                 f"&STUDY_ID=demo&SESSION_ID=s1")
+            _say(f"admin: {server.base_url}/admin/ (password {server.admin_password})")
+            _say("press Ctrl-C to stop")
+            server.process.wait()
+    except KeyboardInterrupt:
+        _say("stopping")
+    finally:
+        server.stop()
+        db.dispose()

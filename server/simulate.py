@@ -1,0 +1,166 @@
+"""Simulated participants that take part through the real HTTP flow (entry, consent, API).
+
+An attentive observer answers from the model's own activations of the two queries plus Gaussian
+noise (its "perceptual" noise, scaled per condition); a careless one answers at random and skips
+the instructions. Used by `interpsy demo --simulate N` and for testing a deployment end to end.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any
+
+ENTRY_FIELD = re.compile(r'name="entry" value="([^"]+)"')
+FRAGMENT = re.compile(r"#s=([0-9a-f]+)&t=(.+)$")
+# Observer noise in units of the activation spread of the unit's images, per condition.
+NOISE = {"natural": 1.0, "mixed": 1.5, "synthetic": 2.0, "none": 6.0}
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirect)
+
+
+@dataclass
+class Observer:
+    """How one simulated participant behaves."""
+
+    careless: bool = False
+    noise_scale: float = 1.0
+    instruction_s: float = 30.0
+    rt_median_ms: float = 2500.0
+    seed: int = 0
+    rng: random.Random = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+
+    def choose(self, trial: dict[str, Any], activation: dict[str, float], spread: dict[str, float],
+               condition: str, unit_of: dict[str, str]) -> tuple[str, int]:
+        """Choice ('a'/'b') and confidence (1..3) for one trial."""
+        if self.careless:
+            return self.rng.choice("ab"), self.rng.randint(1, 3)
+        a, b = trial["query_a"], trial["query_b"]
+        scale = spread.get(unit_of.get(a, ""), 1.0) * NOISE.get(condition, 1.0) * self.noise_scale
+        # Queries carry the activation for the unit; the one seeming higher is the max one.
+        seen_a = activation.get(a, 0.0) + self.rng.gauss(0, scale)
+        seen_b = activation.get(b, 0.0) + self.rng.gauss(0, scale)
+        margin = abs(seen_a - seen_b) / (scale or 1.0)
+        confidence = 1 if margin < 0.7 else 2 if margin < 1.8 else 3
+        return ("a" if seen_a > seen_b else "b"), confidence
+
+    def rt_ms(self) -> float:
+        return self.rt_median_ms * math.exp(self.rng.gauss(0, 0.4))
+
+
+class HttpParticipant:
+    """Drives one participant through a running interpsy server over HTTP."""
+
+    def __init__(self, base_url: str, experiment: str, platform_id: str, observer: Observer,
+                 activation: dict[str, float], spread: dict[str, float], unit_of: dict[str, str],
+                 timeout: float = 30.0):
+        self.base = base_url.rstrip("/")
+        self.experiment = experiment
+        self.platform_id = platform_id
+        self.observer = observer
+        self.activation, self.spread, self.unit_of = activation, spread, unit_of
+        self.timeout = timeout
+        self.session_id = ""
+        self.token = ""
+
+    def _request(self, method: str, path: str, body: dict | None = None, form: dict | None = None
+                 ) -> tuple[int, dict[str, str], bytes]:
+        headers = {"User-Agent": "interpsy-simulated-participant"}
+        data = None
+        if body is not None:
+            data, headers["Content-Type"] = json.dumps(body).encode(), "application/json"
+        if form is not None:
+            data = urllib.parse.urlencode(form).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        request = urllib.request.Request(self.base + path, data=data, headers=headers, method=method)
+        for attempt in range(6):
+            try:
+                with _opener.open(request, timeout=self.timeout) as response:
+                    return response.status, dict(response.headers), response.read()
+            except urllib.error.HTTPError as exc:
+                if exc.code in (502, 503, 429) and attempt < 5:
+                    time.sleep(0.2 * 2 ** attempt)
+                    continue
+                return exc.code, dict(exc.headers), exc.read()
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                if attempt == 5:
+                    raise
+                time.sleep(0.2 * 2 ** attempt)
+        raise RuntimeError("unreachable")
+
+    def _api(self, method: str, path: str, body: dict | None = None) -> dict:
+        status, _, payload = self._request(method, f"/api/sessions/{self.session_id}{path}", body)
+        if status >= 400:
+            raise RuntimeError(f"{method} {path}: HTTP {status}: {payload[:300]!r}")
+        return json.loads(payload)
+
+    def enter(self) -> bool:
+        """Open the Prolific-style link and give consent; False when the study refuses."""
+        query = urllib.parse.urlencode({"PROLIFIC_PID": self.platform_id, "STUDY_ID": "demo",
+                                        "SESSION_ID": f"s-{self.platform_id}"})
+        status, _, page = self._request("GET", f"/x/{self.experiment}/?{query}")
+        match = ENTRY_FIELD.search(page.decode())
+        if status != 200 or not match:
+            raise RuntimeError(f"entry page answered HTTP {status}")
+        form = {"entry": match.group(1), "consent": "yes", "screen_width": 1920,
+                "screen_height": 1080, "window_width": 1600, "window_height": 900,
+                "device_pixel_ratio": 1, "touch": "0", "website": ""}
+        status, headers, _ = self._request("POST", f"/x/{self.experiment}/start", form=form)
+        if status != 303:
+            return False
+        found = FRAGMENT.search(urllib.parse.unquote(headers.get("Location", "")))
+        if not found:
+            raise RuntimeError("no session in the start redirect")
+        self.session_id, self.token = found.group(1), found.group(2)
+        return True
+
+    def run(self) -> dict[str, Any]:
+        """Enter, read instructions, pass practice, answer the main block, complete."""
+        if not self.enter():
+            return {"participant": self.platform_id, "status": "refused"}
+        state = self._api("GET", "")
+        self._api("POST", "/instructions", {"seconds": self.observer.instruction_s})
+        index, clock = state["next_index"], 1000.0
+        offset = state["main_offset"]
+        practice, main = state["practice"], state["main"]
+        while True:
+            if offset is None:
+                trial, phase = practice[index % len(practice)], "practice"
+            elif index - offset < len(main):
+                trial, phase = main[index - offset], "main"
+            else:
+                break
+            choice, confidence = self.observer.choose(trial, self.activation, self.spread,
+                                                      state["condition"], self.unit_of)
+            if phase == "practice" and self.observer.careless and self.observer.rng.random() < 0.5:
+                choice = trial["correct_choice"]  # people learn from feedback in practice
+            rt = self.observer.rt_ms()
+            result = self._api("POST", "/responses", {
+                "trial_index": index, "trial_id": trial["trial_id"], "choice": choice,
+                "confidence": confidence, "rt_ms": rt, "stim_onset_ms": clock,
+                "response_ms": clock + rt, "extra": {"simulated": True}})
+            clock += rt + 2000.0
+            index = result["next_index"]
+            offset = result["main_offset"]
+            if result["stage"] == "done":
+                break
+        done = self._api("POST", "/complete", {"feedback": "simulated participant"})
+        return {"participant": self.platform_id, "status": done["status"],
+                "completion_code": done["completion_code"], "careless": self.observer.careless}
