@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -272,6 +273,7 @@ def demo(n_simulated: int, serve: bool, port: int, folder: Path | None, n_units:
     if not (serve or n_simulated):
         return
     server = DemoServer(place, port or free_port(), workers)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # `kill` also stops the server
     try:
         _say(f"server ready after {time.monotonic() - started:.0f} s")
         if n_simulated:
