@@ -7,8 +7,15 @@ from pathlib import Path
 from sqlalchemy import delete, func, select
 
 from experiments.db import Database
-from experiments.db.models import (Experiment, Session, StimulusImage, StimulusSetRecord, Task,
-                                   Trial, Unit)
+from experiments.db.models import (
+    Experiment,
+    Session,
+    StimulusImage,
+    StimulusSetRecord,
+    Task,
+    Trial,
+    Unit,
+)
 from experiments.design import Design, plan
 from experiments.errors import InterpsyError
 from experiments.spec import LoadedSpec, load_spec

@@ -9,8 +9,16 @@ import pandas as pd
 from sqlalchemy import select
 
 from experiments.db import Database
-from experiments.db.models import (Experiment, Participant, Response, Session, StimulusSetRecord,
-                                   Task, Trial, Unit)
+from experiments.db.models import (
+    Experiment,
+    Participant,
+    Response,
+    Session,
+    StimulusSetRecord,
+    Task,
+    Trial,
+    Unit,
+)
 from experiments.errors import InterpsyError, NotFound
 from experiments.schema import SETTINGS_FILE, TABLES, coerce
 

@@ -8,16 +8,26 @@ import hashlib
 import hmac
 import secrets
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session as OrmSession
 
 from experiments.db import Database
-from experiments.db.models import Event, Experiment, Participant, Response, Session, Task, Trial, utcnow
+from experiments.db.models import (
+    Event,
+    Experiment,
+    Participant,
+    Response,
+    Session,
+    Task,
+    Trial,
+    utcnow,
+)
 from experiments.errors import Conflict, NotFound, Refused
 from experiments.spec import ExperimentSpec
 
@@ -62,12 +72,20 @@ class TrialView:
     correct_choice: str
     references_max: list[str]
     references_min: list[str]
+    model: str = ""
+    layer: str = ""
+    channel: int = -1
 
     @classmethod
-    def of(cls, trial: Trial) -> "TrialView":
+    def of(cls, trial: Trial) -> TrialView:
         return cls(trial.id, trial.phase, trial.position, trial.is_catch, trial.unit_id,
                    trial.condition, trial.difficulty, trial.batch, trial.query_a, trial.query_b,
-                   trial.correct_choice, list(trial.references_max), list(trial.references_min))
+                   trial.correct_choice, list(trial.references_max), list(trial.references_min),
+                   trial.model, trial.layer, trial.channel)
+
+    def image_ids(self) -> list[str]:
+        """Every image this trial shows."""
+        return [*self.references_min, *self.references_max, self.query_a, self.query_b]
 
 
 @dataclass

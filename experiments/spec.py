@@ -43,7 +43,7 @@ class Practice(Strict):
                              description="unit_ids; empty = reserve `trials` units (seeded)")
 
     @model_validator(mode="after")
-    def _criterion_fits(self) -> "Practice":
+    def _criterion_fits(self) -> Practice:
         if self.min_correct is not None and self.min_correct > self.trials:
             raise ValueError(f"min_correct ({self.min_correct}) exceeds trials ({self.trials})")
         if self.units and len(self.units) < self.trials:
@@ -101,7 +101,7 @@ class Exclusions(Strict):
     exclude_repeat: bool = True
 
     @model_validator(mode="after")
-    def _ordered(self) -> "Exclusions":
+    def _ordered(self) -> Exclusions:
         if self.min_total_s > self.max_total_s:
             raise ValueError("min_total_s must not exceed max_total_s")
         return self
@@ -144,7 +144,7 @@ class ExperimentSpec(Strict):
         return value
 
     @model_validator(mode="after")
-    def _catch_fits(self) -> "ExperimentSpec":
+    def _catch_fits(self) -> ExperimentSpec:
         if self.catch.units and len(self.catch.units) < self.catch_trials_per_task:
             raise ValueError(f"catch.units lists {len(self.catch.units)} units but "
                              f"catch_trials_per_task is {self.catch_trials_per_task}")

@@ -1,0 +1,118 @@
+"""`interpsy lab`: run, export and sync in-lab sessions (PsychoPy is imported only when drawing)."""
+from __future__ import annotations
+
+import click
+
+from experiments.db import Database
+
+database_option = click.option(
+    "--database", "database_url", envvar="INTERPSY_DATABASE_URL", default=None,
+    help="SQLAlchemy URL (default: INTERPSY_DATABASE_URL or SQLite under INTERPSY_HOME).")
+
+
+def _ask(values: dict) -> dict:
+    """PsychoPy's start dialog for what the command line left out."""
+    from psychopy import gui
+
+    dialog = gui.DlgFromDict(values, title="interpsy lab session", sortKeys=False)
+    if not dialog.OK:
+        raise click.exceptions.Abort()
+    return values
+
+
+@click.group(invoke_without_command=True)
+@click.option("--experiment", default=None, help="Experiment name or name@version.")
+@click.option("--participant", default=None, help="The participant's lab id, e.g. P01.")
+@click.option("--session", default="001", show_default=True, help="Session label for the data file.")
+@click.option("--task-file", default=None, type=click.Path(dir_okay=False),
+              help="Run from a task file made by `interpsy lab export-task` (no database).")
+@click.option("--fullscreen", is_flag=True, help="Full-screen window (use it for real sessions).")
+@click.option("--screen", "screen_index", default=0, show_default=True, help="Screen number.")
+@click.option("--data-dir", default="lab-data", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for the per-session CSV files.")
+@click.option("--break-every", default=0, show_default=True,
+              help="A break screen after this many main trials (0: none).")
+@click.option("--keyboard", type=click.Choice(["auto", "psychtoolbox", "pyglet"]), default="auto",
+              show_default=True, help="Key backend; auto falls back from psychtoolbox to pyglet.")
+@click.option("--timing-test", is_flag=True, help="Measure frame intervals and flip jitter, then exit.")
+@database_option
+@click.pass_context
+def lab(ctx: click.Context, experiment: str | None, participant: str | None, session: str,
+        task_file: str | None, fullscreen: bool, screen_index: int, data_dir: str,
+        break_every: int, keyboard: str, timing_test: bool, database_url: str | None) -> None:
+    """Run a lab session with PsychoPy (without arguments a dialog asks for them)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if timing_test:
+        _timing_test(fullscreen, screen_index)
+        return
+    if not task_file and not (experiment and participant):
+        values = _ask({"experiment": experiment or "", "participant": participant or "",
+                       "session": session, "fullscreen": fullscreen})
+        experiment, participant = values["experiment"], values["participant"]
+        session, fullscreen = values["session"], bool(values["fullscreen"])
+    from experiments.lab.session import LabOptions, run_lab
+
+    options = LabOptions(experiment=experiment, participant=participant or "", session=session,
+                         database_url=database_url, task_file=task_file, fullscreen=fullscreen,
+                         screen=screen_index, data_dir=data_dir, break_every=break_every,
+                         keyboard=keyboard)
+    result = run_lab(options)
+    click.echo(f"{result.status}: {result.answered} trials answered this run, next trial index "
+               f"{result.next_index}; data file {result.data_file}")
+    if result.completion_code:
+        click.echo(f"completion code: {result.completion_code}")
+    if result.status == "aborted":
+        click.echo("run the same command again to resume")
+
+
+def _timing_test(fullscreen: bool, screen_index: int) -> None:
+    from experiments.lab.screen import LabScreen
+    from experiments.lab.timing import measure_frame_rate, timing_test
+
+    screen = LabScreen(fullscreen, screen_index)
+    try:
+        rate = measure_frame_rate(screen.win)
+        click.echo(f"measured frame rate: {rate if rate else 'unstable'} Hz")
+        for line in timing_test(screen.win, n_frames=300).lines():
+            click.echo(line)
+    finally:
+        screen.close()
+
+
+@lab.command("export-task")
+@click.option("--experiment", required=True, help="Experiment name or name@version.")
+@click.option("--participant", required=True, help="The participant's lab id.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Task file to write (.json).")
+@click.option("--reference-images", is_flag=True,
+              help="Reference the image files by absolute path instead of copying them.")
+@database_option
+def export_task_command(experiment: str, participant: str, out: str, reference_images: bool,
+                        database_url: str | None) -> None:
+    """Reserve a participant's session and write a task file for a machine without the database."""
+    from experiments.lab.taskfile import export_task
+
+    db = Database(database_url)
+    try:
+        db.require_current()
+        path = export_task(db, experiment, participant, out, copy_images=not reference_images)
+    finally:
+        db.dispose()
+    click.echo(f"task file: {path}")
+
+
+@lab.command("sync")
+@click.argument("task_files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@database_option
+def sync(task_files: tuple[str, ...], database_url: str | None) -> None:
+    """Upload the results of task-file runs through the session service (safe to repeat)."""
+    from experiments.lab.taskfile import sync_task
+
+    db = Database(database_url)
+    try:
+        for task_file in task_files:
+            report = sync_task(db, task_file)
+            click.echo(f"{task_file}: {report.responses} responses ({report.new} new), "
+                       f"{report.events} events, completed: {report.completed}")
+    finally:
+        db.dispose()

@@ -1,0 +1,137 @@
+"""The per-session CSV: append-only, one row per answered trial, flushed and fsync'd per row.
+
+Columns: the response dataset's (experiments.schema.RESPONSE_COLUMNS, client = lab), then the
+usual PsychoPy ones (participant, session, date, expName, psychopyVersion, frameRate), then lab
+timing facts. A resumed session appends to the same file; the header is written once.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from experiments.lab.sequence import Answer, Recorded, Step
+from experiments.lab.task import LabTask
+from experiments.schema import RESPONSE_COLUMNS
+
+PSYCHOPY_COLUMNS = ("participant", "session", "date", "expName", "psychopyVersion", "frameRate")
+LAB_COLUMNS = ("keyboard_backend", "input", "key", "dropped_frames", "n_frames",
+               "frame_interval_ms", "saved_to", "written_at")
+COLUMNS = (*RESPONSE_COLUMNS, *PSYCHOPY_COLUMNS, *LAB_COLUMNS)
+
+
+def psychopy_version() -> str:
+    """The installed PsychoPy version without importing it ('' when not installed)."""
+    try:
+        return metadata.version("psychopy")
+    except metadata.PackageNotFoundError:
+        return ""
+
+
+def psychopy_date(now: datetime | None = None) -> str:
+    """PsychoPy's data.getDateStr() format: 2026-05-09_14h03.27.512."""
+    now = now or datetime.now()
+    return now.strftime("%Y-%m-%d_%Hh%M.%S.") + f"{now.microsecond // 1000:03d}"
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.@-]+", "-", text).strip("-") or "x"
+
+
+def data_path(data_dir: str | Path, task: LabTask) -> Path:
+    """The session's file: <participant>_<experiment>_<session_id>.csv (stable across resumes)."""
+    name = f"{_safe(task.participant)}_{_safe(task.experiment)}_{task.session_id[:12]}.csv"
+    return Path(data_dir) / name
+
+
+@dataclass
+class RunInfo:
+    """The PsychoPy-style facts of one run (what ExperimentHandler.extraInfo holds)."""
+
+    participant: str
+    session: str
+    exp_name: str
+    frame_rate: float | None = None
+    keyboard_backend: str = ""
+    date: str = ""
+    psychopy_version: str = ""
+
+    def __post_init__(self) -> None:
+        self.date = self.date or psychopy_date()
+        self.psychopy_version = self.psychopy_version or psychopy_version()
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return value
+
+
+class TrialCsv:
+    """Appends one row per trial and makes it durable (flush + fsync) before returning."""
+
+    def __init__(self, path: str | Path, task: LabTask, info: RunInfo):
+        self.path = Path(path)
+        self.task = task
+        self.info = info
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        self._handle = open(self.path, "a", newline="", encoding="utf-8")
+        if new:
+            self._append(list(COLUMNS))
+
+    def _append(self, cells: list[Any]) -> None:
+        buffer = io.StringIO()
+        csv.writer(buffer).writerow([_cell(c) for c in cells])
+        self._handle.write(buffer.getvalue())
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+
+    def row(self, step: Step, answer: Answer, correct: bool, recorded: Recorded) -> dict[str, Any]:
+        """The row's values by column."""
+        trial, task, extra = step.trial, self.task, answer.extra
+        return {
+            "experiment": task.experiment, "participant_id": task.participant_id,
+            "session_id": task.session_id, "task_id": task.task_id, "client": "lab",
+            "condition": trial.condition, "difficulty": trial.difficulty, "phase": step.phase,
+            "is_catch": trial.is_catch, "trial_index": step.trial_index, "model": trial.model,
+            "layer": trial.layer, "channel": trial.channel, "unit_id": trial.unit_id,
+            "batch": trial.batch, "query_a": trial.query_a, "query_b": trial.query_b,
+            "correct_choice": trial.correct_choice, "choice": answer.choice, "correct": correct,
+            "confidence": answer.confidence, "rt_ms": answer.rt_ms,
+            "stim_onset_ms": answer.stim_onset_ms, "response_ms": answer.response_ms,
+            "server_received_at": recorded.server_received_at, "attempt": step.attempt,
+            "participant": self.info.participant, "session": self.info.session,
+            "date": self.info.date, "expName": self.info.exp_name,
+            "psychopyVersion": self.info.psychopy_version, "frameRate": self.info.frame_rate,
+            "keyboard_backend": extra.get("keyboard_backend", self.info.keyboard_backend),
+            "input": extra.get("input"), "key": extra.get("key"),
+            "dropped_frames": extra.get("dropped_frames"), "n_frames": extra.get("n_frames"),
+            "frame_interval_ms": extra.get("frame_interval_ms"), "saved_to": recorded.saved_to,
+            "written_at": datetime.now(UTC)}
+
+    def write(self, step: Step, answer: Answer, correct: bool, recorded: Recorded) -> None:
+        """Append and fsync one trial's row."""
+        values = self.row(step, answer, correct, recorded)
+        self._append([values[c] for c in COLUMNS])
+
+    def close(self) -> None:
+        if not self._handle.closed:
+            self._handle.close()
+
+    def __enter__(self) -> TrialCsv:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,122 @@
+"""Response keys: the documented mapping, and key sources (psychtoolbox, falling back to pyglet).
+
+Mapping (upper query = a, lower query = b; confidence 1 = unsure .. 3 = sure):
+    1 2 3  ->  a with confidence 1 2 3        8 9 0  ->  b with confidence 1 2 3
+The numeric keypad works the same (num_1 ... num_0). Space or Return continues; Escape saves
+and aborts. Timestamps are seconds on psychopy.logging.defaultClock, the clock of flip times.
+psychopy is imported inside the sources only.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+RESPONSE_KEYS: dict[str, tuple[str, int]] = {
+    "1": ("a", 1), "2": ("a", 2), "3": ("a", 3), "8": ("b", 1), "9": ("b", 2), "0": ("b", 3)}
+RESPONSE_KEYS.update({f"num_{k}": v for k, v in list(RESPONSE_KEYS.items())})
+CONTINUE_KEYS = ("space", "return", "num_enter")
+ABORT_KEY = "escape"
+KEY_FOR: dict[tuple[str, int], str] = {v: k for k, v in RESPONSE_KEYS.items() if len(k) == 1}
+
+
+def decode(name: str) -> tuple[str, int] | None:
+    """(choice, confidence) of a response key, or None."""
+    return RESPONSE_KEYS.get(name.lower().replace("[", "num_").rstrip("]"))
+
+
+@dataclass(frozen=True)
+class KeyEvent:
+    """One key press: its name and time (defaultClock seconds)."""
+
+    name: str
+    t: float
+
+
+class EventKeys:
+    """pyglet key events through psychopy.event (the fallback; times are dispatch times)."""
+
+    backend = "pyglet"
+
+    def __init__(self) -> None:
+        from psychopy import event, logging
+        self._event, self._clock = event, logging.defaultClock
+
+    def clear(self) -> None:
+        self._event.clearEvents("keyboard")
+
+    def poll(self) -> list[KeyEvent]:
+        return [KeyEvent(str(name).lower(), float(t))
+                for name, t in self._event.getKeys(timeStamped=self._clock)]
+
+    def expect(self, context: str, payload: object = None) -> None:
+        """What the runner waits for next (used by emulated sources only)."""
+
+
+class PtbKeys:
+    """The psychtoolbox keyboard backend: hardware-queue timestamps, independent of frames."""
+
+    backend = "psychtoolbox"
+
+    def __init__(self) -> None:
+        from psychopy.hardware import keyboard
+        self._kb = keyboard.Keyboard(backend="ptb")
+        if self._kb.getBackend() != "ptb":
+            raise RuntimeError(f"keyboard backend is {self._kb.getBackend()!r}, not ptb")
+
+    def clear(self) -> None:
+        self._kb.clearEvents()
+
+    def poll(self) -> list[KeyEvent]:
+        return [KeyEvent(str(k.name).lower(), float(k.tDown))
+                for k in self._kb.getKeys(waitRelease=False)]
+
+    def expect(self, context: str, payload: object = None) -> None:
+        """What the runner waits for next (used by emulated sources only)."""
+
+
+def open_keys(preferred: str = "auto") -> tuple[EventKeys | PtbKeys, str]:
+    """A key source: psychtoolbox unless unavailable or `preferred` is pyglet; and why."""
+    if preferred not in ("auto", "psychtoolbox", "pyglet"):
+        raise ValueError(f"unknown keyboard backend {preferred!r}")
+    if preferred == "pyglet":
+        return EventKeys(), "pyglet requested"
+    try:
+        return PtbKeys(), "psychtoolbox"
+    except Exception as exc:  # psychtoolbox missing, libjack/portaudio missing, no HID access
+        if preferred == "psychtoolbox":
+            from experiments.errors import InterpsyError
+            raise InterpsyError(f"psychtoolbox keyboard unavailable: {exc}") from None
+        return EventKeys(), f"psychtoolbox unavailable ({type(exc).__name__}: {exc}); pyglet"
+
+
+Script = Callable[[str, object], "str | None"]
+
+
+class EmulatedKeys(EventKeys):
+    """Presses keys through psychopy.event._onPygletKey as a script says (tests, piloting).
+
+    `script(context, payload)` returns the key to press for what the runner waits for
+    (context 'trial' with the Step, 'continue' with the screen name), or None for none; the
+    key is pressed `delay_s` after the runner starts waiting.
+    """
+
+    backend = "pyglet-emulated"
+
+    def __init__(self, script: Script, delay_s: float = 0.05) -> None:
+        super().__init__()
+        self.script = script
+        self.delay_s = delay_s
+        self._pending: str | None = None
+        self._since = 0.0
+        self.pressed: list[str] = []
+
+    def expect(self, context: str, payload: object = None) -> None:
+        self._pending = self.script(context, payload)
+        self._since = self._clock.getTime()
+
+    def poll(self) -> list[KeyEvent]:
+        if self._pending is not None and self._clock.getTime() - self._since >= self.delay_s:
+            self._event._onPygletKey(self._pending, 0, emulated=True)
+            self.pressed.append(self._pending)
+            self._pending = None
+        return super().poll()

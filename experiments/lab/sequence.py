@@ -1,0 +1,208 @@
+"""Trial sequencing (like PsychoPy's TrialHandler): practice to criterion, main block, breaks.
+
+No drawing here: the runner asks `current()` what to show and hands back an `Answer`; the
+sequencer scores it, stores it through a recorder (database or local store) and writes the
+data-file row, in that order, before the next trial is shown.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from experiments.lab.task import LabTask, LabTrial, Progress
+from experiments.sessions import ResponseIn
+
+
+@dataclass(frozen=True)
+class Step:
+    """The trial to show next and where it sits in the session."""
+
+    trial: LabTrial
+    trial_index: int
+    phase: str
+    attempt: int  # practice repetition (0 for main)
+    position: int  # 0-based within its block
+    block_size: int
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the participant did on one trial, with the client-side timing."""
+
+    choice: str
+    confidence: int
+    rt_ms: float
+    stim_onset_ms: float | None = None
+    response_ms: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What a recorder did with one response; progress fields are authoritative when given."""
+
+    stored: bool
+    server_received_at: datetime | None = None
+    progress: Progress | None = None
+    saved_to: str = "database"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of one answered trial, for feedback and for what comes next."""
+
+    step: Step
+    correct: bool
+    stored: bool
+    attempt_closed: bool  # the last trial of a practice attempt
+    attempt_passed: bool | None
+    practice_failed: bool
+    break_due: bool
+    finished: bool  # nothing left to show (all main trials answered, or practice failed)
+
+
+class Recorder(Protocol):
+    """Where responses go: the session service (database) or an append-only local store."""
+
+    kind: str
+
+    def record(self, step: Step, response: ResponseIn, correct: bool, after: Progress) -> Recorded: ...
+
+    def event(self, kind: str, payload: dict[str, Any] | None = None) -> None: ...
+
+    def instructions(self, seconds: float) -> None: ...
+
+    def complete(self) -> str: ...
+
+
+class RowWriter(Protocol):
+    """The per-session data file."""
+
+    def write(self, step: Step, answer: Answer, correct: bool, recorded: Recorded) -> None: ...
+
+
+def advance(progress: Progress, n_practice: int, pass_mark: int, max_attempts: int,
+            correct: bool) -> tuple[Progress, bool | None]:
+    """Progress after one more answer (mirrors the session service); also attempt pass/fail."""
+    after = dataclasses.replace(progress)
+    index = progress.next_index
+    after.next_index = index + 1
+    if progress.main_offset is not None:
+        after.main_correct += int(correct)
+        return after, None
+    after.attempt_correct += int(correct)
+    if index % n_practice != n_practice - 1:
+        return after, None
+    after.practice_attempts = index // n_practice + 1
+    passed = after.attempt_correct >= pass_mark
+    after.attempt_correct = 0
+    if passed:
+        after.main_offset = after.next_index
+    elif max_attempts and after.practice_attempts >= max_attempts:
+        after.status = "failed_practice"
+    return after, passed
+
+
+class Sequencer:
+    """Walks one session's trials from its stored progress; every answer is saved at once."""
+
+    def __init__(self, task: LabTask, recorder: Recorder, writer: RowWriter | None = None,
+                 break_every: int = 0):
+        self.task = task
+        self.recorder = recorder
+        self.writer = writer
+        self.break_every = max(0, int(break_every))
+        if task.n_practice == 0 and task.progress.main_offset is None:
+            task.progress.main_offset = 0
+
+    @property
+    def progress(self) -> Progress:
+        return self.task.progress
+
+    @property
+    def stage(self) -> str:
+        """practice, main, finish (all answered, not completed) or done."""
+        p = self.progress
+        if p.status != "in_progress":
+            return "done"
+        if p.main_offset is None:
+            return "practice"
+        return "main" if p.next_index - p.main_offset < len(self.task.main) else "finish"
+
+    def current(self) -> Step | None:
+        """The next trial to show, or None when nothing is left."""
+        p, task = self.progress, self.task
+        stage = self.stage
+        if stage == "practice":
+            n = task.n_practice
+            return Step(task.practice[p.next_index % n], p.next_index, "practice",
+                        p.next_index // n, p.next_index % n, n)
+        if stage == "main":
+            j = p.next_index - p.main_offset
+            return Step(task.main[j], p.next_index, "main", 0, j, len(task.main))
+        return None
+
+    def answer(self, answer: Answer) -> Outcome:
+        """Score, store (recorder, then data file) and advance; raises if the store refuses."""
+        step = self.current()
+        if step is None:
+            raise RuntimeError("no trial is waiting for an answer")
+        correct = answer.choice == step.trial.correct_choice
+        after, passed = advance(self.progress, self.task.n_practice, self.task.practice_pass_mark,
+                                self.task.practice_max_attempts, correct)
+        response = ResponseIn(trial_index=step.trial_index, trial_id=step.trial.trial_id,
+                              choice=answer.choice, confidence=answer.confidence,
+                              rt_ms=max(0.0, answer.rt_ms), stim_onset_ms=answer.stim_onset_ms,
+                              response_ms=answer.response_ms, extra=answer.extra)
+        try:
+            recorded = self.recorder.record(step, response, correct, after)
+        except Exception as exc:
+            if self.writer is not None:  # keep the answer locally even when the store refuses
+                self.writer.write(step, answer, correct, Recorded(
+                    stored=False, saved_to=f"error: {type(exc).__name__}: {exc}"[:200]))
+            raise
+        if recorded.progress is not None:
+            after = recorded.progress
+        if self.writer is not None:
+            self.writer.write(step, answer, correct, recorded)
+        self.task.progress = after
+        closed = step.phase == "practice" and step.position == step.block_size - 1
+        main_done = after.main_offset is not None and step.phase == "main"
+        n_main_done = after.next_index - after.main_offset if main_done else 0
+        finished = self.stage in ("finish", "done")
+        break_due = (main_done and not finished and self.break_every > 0
+                     and n_main_done % self.break_every == 0)
+        return Outcome(step=step, correct=correct, stored=recorded.stored, attempt_closed=closed,
+                       attempt_passed=passed if closed else None,
+                       practice_failed=after.status == "failed_practice",
+                       break_due=break_due, finished=finished)
+
+    def complete(self) -> str:
+        """Mark a finished session completed; returns the completion code."""
+        if self.progress.status == "failed_practice":
+            return self.task.completion_codes.get("failed_checks", "")
+        if self.stage != "finish" and self.progress.status != "completed":
+            raise RuntimeError(f"session is at stage {self.stage}, not finished")
+        code = self.recorder.complete()
+        self.progress.status = "completed"
+        return code
+
+
+Responder = Callable[[Step], Answer]
+
+
+def run_headless(sequencer: Sequencer, responder: Responder, stop_after: int | None = None
+                 ) -> list[Outcome]:
+    """Answer trials with a scripted responder (no display); stop early after `stop_after`."""
+    outcomes: list[Outcome] = []
+    while (step := sequencer.current()) is not None:
+        if stop_after is not None and len(outcomes) >= stop_after:
+            sequencer.recorder.event("abort", {"next_index": step.trial_index, "reason": "escape"})
+            return outcomes
+        outcomes.append(sequencer.answer(responder(step)))
+    if sequencer.stage == "finish":
+        sequencer.complete()
+    return outcomes

@@ -1,0 +1,148 @@
+"""Recorders: the session service (database) and an append-only local store (JSON lines).
+
+The local store is what a lab machine without database access writes; `interpsy lab sync`
+replays it through the session service, which is idempotent on (session_id, trial_index).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from experiments.db import Database
+from experiments.db.models import Response
+from experiments.errors import InterpsyError
+from experiments.lab.sequence import Recorded, Step, advance
+from experiments.lab.task import LabTask, Progress
+from experiments.sessions import ResponseIn, SessionService
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class DatabaseRecorder:
+    """Writes each response through the session service the moment it is given."""
+
+    kind = "database"
+
+    def __init__(self, service: SessionService, task: LabTask):
+        self.service = service
+        self.task = task
+
+    def record(self, step: Step, response: ResponseIn, correct: bool, after: Progress) -> Recorded:
+        """Store one response; the service's progress is authoritative."""
+        result = self.service.record_response(self.task.session_id, self.task.token, response)
+        with self.service.db.read() as session:
+            received = session.scalar(select(Response.server_received_at).where(
+                Response.session_id == self.task.session_id,
+                Response.trial_index == response.trial_index))
+        progress = dataclasses.replace(
+            after, next_index=result.next_index, main_offset=result.main_offset,
+            practice_attempts=result.practice_attempts,
+            status="failed_practice" if result.stage == "done" and result.main_offset is None
+            else after.status)
+        return Recorded(stored=result.stored, server_received_at=received, progress=progress,
+                        saved_to="database")
+
+    def event(self, kind: str, payload: dict[str, Any] | None = None) -> None:
+        self.service.record_event(self.task.session_id, self.task.token, kind, payload)
+
+    def instructions(self, seconds: float) -> None:
+        self.service.record_instructions(self.task.session_id, self.task.token, seconds)
+
+    def complete(self) -> str:
+        return self.service.complete(self.task.session_id, self.task.token)
+
+
+class LocalStore:
+    """An append-only JSON-lines file; every line is flushed and fsync'd before returning."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Add one record durably."""
+        line = json.dumps({**record, "at": _now()}, separators=(",", ":")) + "\n"
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        """Every complete record in order; a torn last line (crash mid-write) is skipped."""
+        if not self.path.exists():
+            return
+        with open(self.path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError:
+                    if line.endswith("\n"):
+                        raise InterpsyError(f"{self.path}: line {number} is not JSON") from None
+
+    def responses(self) -> list[dict[str, Any]]:
+        """Stored responses, one per trial_index (the first wins, like the service)."""
+        seen: dict[int, dict[str, Any]] = {}
+        for record in self.records():
+            if record.get("kind") == "response":
+                seen.setdefault(int(record["trial_index"]), record)
+        return [seen[i] for i in sorted(seen)]
+
+    def replay(self, task: LabTask) -> Progress:
+        """The task's progress after the stored responses (from the progress at export)."""
+        progress = dataclasses.replace(task.progress)
+        if task.n_practice == 0 and progress.main_offset is None:
+            progress.main_offset = 0
+        for record in self.records():
+            kind = record.get("kind")
+            if kind == "response" and int(record["trial_index"]) == progress.next_index:
+                progress, _ = advance(progress, task.n_practice, task.practice_pass_mark,
+                                      task.practice_max_attempts, bool(record["correct"]))
+            elif kind == "instructions":
+                progress.instruction_s += float(record["seconds"])
+            elif kind == "complete" and progress.status == "in_progress":
+                progress.status = "completed"
+        return progress
+
+
+class LocalRecorder:
+    """Writes responses to a LocalStore (no database); progress is computed locally."""
+
+    kind = "local"
+
+    def __init__(self, store: LocalStore, task: LabTask):
+        self.store = store
+        self.task = task
+
+    def record(self, step: Step, response: ResponseIn, correct: bool, after: Progress) -> Recorded:
+        if response.trial_index != self.task.progress.next_index:
+            raise InterpsyError(f"trial {response.trial_index} out of order; expected "
+                                f"{self.task.progress.next_index}")
+        self.store.append({"kind": "response", "session_id": self.task.session_id,
+                           "correct": correct, "phase": step.phase, **response.model_dump()})
+        return Recorded(stored=True, saved_to="local")
+
+    def event(self, kind: str, payload: dict[str, Any] | None = None) -> None:
+        self.store.append({"kind": "event", "event": kind, "payload": payload or {}})
+
+    def instructions(self, seconds: float) -> None:
+        self.store.append({"kind": "instructions", "seconds": float(seconds)})
+
+    def complete(self) -> str:
+        self.store.append({"kind": "complete"})
+        return self.task.completion_codes.get("completed", "")
+
+
+def open_database_recorder(db: Database, task: LabTask) -> DatabaseRecorder:
+    """A recorder for a task loaded from `db`."""
+    return DatabaseRecorder(SessionService(db), task)

@@ -1,0 +1,51 @@
+"""`interpsy lab`: help without PsychoPy, export-task and sync by command, the timing test."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from experiments.build import build_experiment
+from experiments.cli import main
+from experiments.export import frames_from_db
+from tests.lab.conftest import lab_spec
+
+
+def test_help_does_not_import_psychopy():
+    code = ("import sys; from experiments.cli import main; main(['lab', '--help']);"
+            "print('PSYCHOPY' if 'psychopy' in sys.modules else 'CLEAN')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "export-task" in result.stdout and "--timing-test" in result.stdout
+    assert result.stdout.strip().endswith("CLEAN")
+
+
+def test_export_task_then_sync_by_command(db, toy_set, tmp_path, capsys):
+    key = build_experiment(lab_spec(tmp_path, toy_set), db).key
+    task_file = tmp_path / "P07.json"
+    assert main(["lab", "export-task", "--experiment", key, "--participant", "P07",
+                 "--out", str(task_file), "--database", db.url]) == 0
+    assert f"task file: {task_file}" in capsys.readouterr().out
+    # Exporting the same participant again is refused: the file is not overwritten.
+    assert main(["lab", "export-task", "--experiment", key, "--participant", "P07",
+                 "--out", str(task_file), "--database", db.url]) == 2
+    assert "exists" in capsys.readouterr().err
+    assert main(["lab", "sync", str(task_file), "--database", db.url]) == 0
+    assert "0 responses (0 new)" in capsys.readouterr().out
+    participants = frames_from_db(db, key)["participants"]
+    assert list(participants.client) == ["lab"] and list(participants.source) == ["lab"]
+
+
+def test_sync_of_a_missing_task_file_is_one_line(db, tmp_path, capsys):
+    assert main(["lab", "sync", str(tmp_path / "absent.json"), "--database", db.url]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no such task file" in err
+
+
+@pytest.mark.lab
+def test_timing_test_prints_frame_statistics(xvfb_display):
+    env = {**os.environ, "DISPLAY": xvfb_display}
+    result = subprocess.run([sys.executable, "-m", "experiments.cli", "lab", "--timing-test"],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for expected in ("measured frame rate", "frame rate:", "flip jitter", "dropped frames"):
+        assert expected in result.stdout

@@ -1,0 +1,117 @@
+"""The drawing path under Xvfb: emulated keys through whole sessions, abort + resume, screenshot."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from experiments.build import build_experiment
+from experiments.db import Database
+from experiments.export import frames_from_db
+from experiments.lab.keys import KEY_FOR
+from experiments.lab.session import LabOptions, run_lab
+from experiments.lab.taskfile import export_task, sync_task
+from experiments.schema import RESPONSE_COLUMNS
+from tests.lab.conftest import FAST_TIMING, lab_spec
+
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(120)]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "lab"
+
+
+@pytest.fixture(scope="module")
+def screen(xvfb_display):
+    from experiments.lab.screen import LabScreen
+    lab_screen = LabScreen(size=(1024, 768))
+    yield lab_screen
+    lab_screen.close()
+
+
+def script(abort_at: int | None = None, wrong_practice_once: bool = True):
+    """Keys a participant would press: Space to continue, a response key per trial."""
+    def press(context: str, payload: object) -> str | None:
+        if context == "continue":
+            return "space"
+        step = payload
+        if abort_at is not None and step.trial_index == abort_at:
+            return "escape"
+        choice = step.trial.correct_choice
+        if wrong_practice_once and step.phase == "practice" and step.attempt == 0 \
+                and step.position == 0:
+            choice = "b" if choice == "a" else "a"
+        return KEY_FOR[(choice, 1 + step.trial_index % 3)]
+    return press
+
+
+def _keys(press):
+    from experiments.lab.keys import EmulatedKeys
+    return EmulatedKeys(press, delay_s=FAST_TIMING["button_lock_ms"] / 1000 + 0.03)
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_session_with_keys_aborted_and_resumed(screen, toy_set, tmp_path):
+    db = Database(f"sqlite:///{tmp_path / 'lab.sqlite3'}")
+    key = build_experiment(lab_spec(tmp_path, toy_set), db).key
+    options = LabOptions(experiment=key, participant="P01", database_url=db.url,
+                         data_dir=str(tmp_path / "data"), break_every=3, end_wait_s=0.2,
+                         screenshot=str(ARTIFACTS / "trial_screen.png"))
+    first = run_lab(options, keys=_keys(script(abort_at=5)), screen=screen)
+    assert first.status == "aborted" and first.next_index == 5
+    assert first.screenshot is not None
+    from PIL import Image, ImageStat
+    with Image.open(first.screenshot) as shot:
+        spread = ImageStat.Stat(shot.convert("L")).stddev[0]
+        colours = len(shot.convert("RGB").getcolors(1 << 20) or [])
+    assert spread > 10 and colours > 50, "the screenshot does not show a trial screen"
+    second = run_lab(LabOptions(**{**options.__dict__, "screenshot": None}),
+                     keys=_keys(script()), screen=screen)
+    assert second.status == "completed" and second.next_index == 10
+    rows = _rows(first.data_file)
+    assert second.data_file == first.data_file
+    assert [int(r["trial_index"]) for r in rows] == list(range(10))
+    assert [r["phase"] for r in rows] == ["practice"] * 4 + ["main"] * 6
+    assert rows[0]["correct"] == "False" and all(r["correct"] == "True" for r in rows[1:])
+    lock = FAST_TIMING["button_lock_ms"]
+    for row in rows:
+        assert row["client"] == "lab" and row["keyboard_backend"] == "pyglet-emulated"
+        assert float(row["rt_ms"]) >= lock
+        assert abs(float(row["response_ms"]) - float(row["stim_onset_ms"])
+                   - float(row["rt_ms"])) < 1e-6
+        assert int(row["dropped_frames"]) >= 0 and int(row["n_frames"]) >= 1
+        assert row["frameRate"] and row["psychopyVersion"] and row["expName"] == key
+    frame = frames_from_db(db, key)
+    responses = frame["responses"]
+    assert list(responses.columns) == list(RESPONSE_COLUMNS)
+    assert list(responses.trial_index) == list(range(10)) and set(responses.client) == {"lab"}
+    assert [str(c) for c in responses.choice] == [r["choice"] for r in rows]
+    participant = frame["participants"].iloc[0]
+    assert participant.status == "completed" and participant.client == "lab"
+    assert participant.frame_rate > 0 and participant.instruction_s > 0
+    db.dispose()
+
+
+def test_offline_task_file_run_and_sync(screen, toy_set, tmp_path):
+    db = Database(f"sqlite:///{tmp_path / 'lab.sqlite3'}")
+    key = build_experiment(lab_spec(tmp_path, toy_set, name="offline"), db).key
+    task_file = export_task(db, key, "L01", tmp_path / "L01.json")
+    options = LabOptions(task_file=str(task_file), participant="L01", session="002",
+                         data_dir=str(tmp_path / "data"), end_wait_s=0.1)
+    result = run_lab(options, keys=_keys(script(wrong_practice_once=False)), screen=screen)
+    assert result.status == "completed" and result.next_index == 8
+    report = sync_task(db, task_file)
+    assert (report.new, report.completed) == (8, True)
+    assert set(frames_from_db(db, key)["responses"].client) == {"lab"}
+    db.dispose()
+
+
+def test_buttons_and_timing_test(screen):
+    from experiments.lab.timing import timing_test
+    for (choice, confidence), button in screen.buttons.items():
+        assert screen.button_at(tuple(button.pos)) == (choice, confidence)
+    assert screen.button_at((0.0, 0.45)) is None
+    stats = timing_test(screen.win, n_frames=30)
+    assert stats.n == 30 and stats.rate_hz > 0 and stats.dropped >= 0

@@ -1,0 +1,62 @@
+"""Task files: export for an offline machine, run from the file, resume, sync (idempotent)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from experiments.errors import InterpsyError
+from experiments.export import frames_from_db
+from experiments.lab.datafile import RunInfo, TrialCsv, data_path
+from experiments.lab.sequence import Sequencer, run_headless
+from experiments.lab.store import LocalRecorder, LocalStore
+from experiments.lab.taskfile import export_task, load_task_file, store_path, sync_task
+from tests.lab.conftest import correct_responder
+
+
+def _offline_run(task_file, data_dir, stop_after=None):
+    task = load_task_file(task_file)
+    store = LocalStore(store_path(task_file))
+    info = RunInfo(participant=task.participant, session="001", exp_name=task.experiment)
+    with TrialCsv(data_path(data_dir, task), task, info) as writer:
+        sequencer = Sequencer(task, LocalRecorder(store, task), writer)
+        sequencer.recorder.instructions(20.0)
+        run_headless(sequencer, correct_responder(True), stop_after)
+    return task, sequencer
+
+
+def test_export_run_offline_resume_and_sync(built, tmp_path):
+    db, key = built
+    task_file = export_task(db, key, "L07", tmp_path / "out" / "L07")
+    data = json.loads(task_file.read_text())
+    assert data["participant_id"].startswith("P") and len(data["main"]) == 6
+    assert all(not p.startswith("/") for p in (e["path"] for e in data["images"].values()))
+    with pytest.raises(InterpsyError):
+        export_task(db, key, "L07", task_file)  # never overwritten
+    # the lab machine: run, abort after 3 trials, resume, finish
+    task, sequencer = _offline_run(task_file, tmp_path / "data", stop_after=3)
+    assert sequencer.progress.next_index == 3
+    task2, sequencer2 = _offline_run(task_file, tmp_path / "data")
+    assert task2.resumed and sequencer2.progress.status == "completed"
+    assert frames_from_db(db, key)["responses"].empty  # nothing reached the database yet
+    report = sync_task(db, task_file)
+    assert (report.responses, report.new, report.completed) == (10, 10, True)
+    again = sync_task(db, task_file)
+    assert (again.new, again.already, again.events) == (0, 10, 0)
+    frames = frames_from_db(db, key)
+    responses = frames["responses"]
+    assert list(responses.trial_index) == list(range(10)) and set(responses.client) == {"lab"}
+    participant = frames["participants"].iloc[0]
+    assert participant.status == "completed" and participant.instruction_s == 40.0
+
+
+def test_reference_mode_and_bad_files(built, tmp_path):
+    db, key = built
+    task_file = export_task(db, key, "L08", tmp_path / "ref.json", copy_images=False)
+    paths = [e["path"] for e in json.loads(task_file.read_text())["images"].values()]
+    assert all(p.startswith("/") for p in paths)
+    assert load_task_file(task_file).progress.next_index == 0
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    with pytest.raises(InterpsyError, match="not an interpsy lab task file"):
+        load_task_file(bad)
