@@ -82,3 +82,10 @@ def test_export_of_unknown_experiment_and_unmigrated_database(tmp_path, capsys):
     capsys.readouterr()
     assert main(["export", "nope", "--out", str(tmp_path), "--database", url]) == 2
     assert "no experiment 'nope'" in _one_error_line(capsys)
+
+
+def test_every_subcommand_loads_and_has_help():
+    for name in SUBCOMMANDS:
+        result = subprocess.run([str(INTERPSY), name, "--help"], capture_output=True, text=True)
+        assert result.returncode == 0, (name, result.stderr[-500:])
+        assert "Usage: interpsy" in result.stdout
