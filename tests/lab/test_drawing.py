@@ -115,3 +115,30 @@ def test_buttons_and_timing_test(screen):
     assert screen.button_at((0.0, 0.45)) is None
     stats = timing_test(screen.win, n_frames=30)
     assert stats.n == 30 and stats.rate_hz > 0 and stats.dropped >= 0
+
+
+def test_lab_rows_match_a_web_session_of_the_same_experiment(screen, toy_set, tmp_path):
+    """Same columns, dtypes and meanings as a web session; only `client` differs."""
+    from experiments.sessions import SessionService
+    from tests.participants import run_session
+
+    db = Database(f"sqlite:///{tmp_path / 'both.sqlite3'}")
+    key = build_experiment(lab_spec(tmp_path, toy_set, name="both"), db).key
+    service = SessionService(db)
+    run_session(service, service.start(key, "WEB1", "prolific", client="web"))
+    options = LabOptions(experiment=key, participant="LAB1", database_url=db.url,
+                         data_dir=str(tmp_path / "data"), end_wait_s=0.1)
+    assert run_lab(options, keys=_keys(script(wrong_practice_once=False)), screen=screen).status \
+        == "completed"
+    responses = frames_from_db(db, key)["responses"]
+    web, lab = (responses[responses.client == c] for c in ("web", "lab"))
+    assert len(web) == len(lab) == 8
+    assert list(web.phase) == list(lab.phase) and list(web.trial_index) == list(lab.trial_index)
+    for frame in (web, lab):
+        assert (frame.correct == (frame.choice == frame.correct_choice)).all()
+        assert ((frame.response_ms - frame.stim_onset_ms - frame.rt_ms).abs() < 1e-6).all()
+        assert frame.confidence.between(1, 3).all() and frame.attempt.eq(0).all()
+        assert frame.is_catch.sum() == 2
+    participants = frames_from_db(db, key)["participants"].set_index("client")
+    assert participants.loc["web", "source"] == "prolific" and participants.loc["lab", "source"] == "lab"
+    db.dispose()
