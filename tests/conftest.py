@@ -11,6 +11,14 @@ from sqlalchemy import create_engine, text
 from experiments.db import Database
 from tests.stimset import make_stimulus_set
 
+# PsychoPy windows load Mesa's llvmpipe and torch optimisers load triton (via torch._dynamo);
+# both bundle LLVM, and loading triton second segfaults the process. The lab and stimuli tests
+# share one pytest process, so triton goes first when it is installed.
+try:
+    import triton  # noqa: F401
+except ImportError:
+    pass
+
 POSTGRES_URL = os.environ.get("INTERPSY_TEST_POSTGRES_URL",
                               "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
