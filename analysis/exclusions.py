@@ -1,6 +1,7 @@
 """Participant exclusion rules (IMI's criteria by default): flag with reasons, never drop rows."""
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -18,7 +19,7 @@ class RuleContext:
 
 
 @dataclass(frozen=True)
-class Rule:
+class Rule(ABC):
     """Base class: `check` returns a per-participant frame with `failed` (bool/NA) and `reason`."""
 
     name: str = "rule"
@@ -27,9 +28,9 @@ class Rule:
         """One line saying what passes."""
         return self.name
 
-    def check(self, ctx: RuleContext) -> pd.DataFrame:  # pragma: no cover - abstract
+    @abstractmethod
+    def check(self, ctx: RuleContext) -> pd.DataFrame:
         """Per participant: failed (True/False, NA when the data needed is missing) and reason."""
-        raise NotImplementedError
 
     def _result(self, ctx: RuleContext, failed: pd.Series, reason: pd.Series) -> pd.DataFrame:
         failed = failed.reindex(ctx.ids).astype("boolean")

@@ -135,6 +135,22 @@ class RecordResult:
     main_offset: int | None = None
 
 
+def experiment_by_key(session: OrmSession, key: str, lock: bool = False) -> Experiment:
+    """`name@version`, or `name` for its newest version; NotFound otherwise."""
+    name, _, version = key.partition("@")
+    query = select(Experiment).where(Experiment.name == name)
+    if version:
+        query = query.where(Experiment.version == version)
+    else:
+        query = query.order_by(Experiment.created_at.desc(), Experiment.id.desc()).limit(1)
+    if lock:
+        query = query.with_for_update()
+    experiment = session.scalars(query).first()
+    if experiment is None:
+        raise NotFound(f"no experiment {key!r}")
+    return experiment
+
+
 def _hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -149,18 +165,7 @@ class SessionService:
     # ---- lookup helpers -------------------------------------------------------------
     @staticmethod
     def _experiment(session: OrmSession, key: str, lock: bool = False) -> Experiment:
-        name, _, version = key.partition("@")
-        query = select(Experiment).where(Experiment.name == name)
-        if version:
-            query = query.where(Experiment.version == version)
-        else:
-            query = query.order_by(Experiment.created_at.desc(), Experiment.id.desc()).limit(1)
-        if lock:
-            query = query.with_for_update()
-        experiment = session.scalars(query).first()
-        if experiment is None:
-            raise NotFound(f"no experiment {key!r}")
-        return experiment
+        return experiment_by_key(session, key, lock)
 
     @staticmethod
     def spec_of(experiment: Experiment) -> ExperimentSpec:

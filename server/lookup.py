@@ -8,8 +8,9 @@ from typing import Any
 from sqlalchemy import select
 
 from experiments.db import Database
-from experiments.db.models import Experiment, Participant, Session
+from experiments.db.models import Participant, Session
 from experiments.errors import NotFound
+from experiments.sessions import experiment_by_key
 from experiments.spec import ExperimentSpec
 
 
@@ -32,16 +33,8 @@ def find_experiment(db: Database, key: str) -> ExperimentInfo:
     """`name` (newest version) or `name@version`; NotFound otherwise."""
     import json
 
-    name, _, version = key.partition("@")
-    query = select(Experiment).where(Experiment.name == name)
-    if version:
-        query = query.where(Experiment.version == version)
-    else:
-        query = query.order_by(Experiment.created_at.desc(), Experiment.id.desc()).limit(1)
     with db.read() as session:
-        experiment = session.scalars(query).first()
-        if experiment is None:
-            raise NotFound(f"no study {key!r}")
+        experiment = experiment_by_key(session, key)
         spec = _spec(experiment.id, experiment.spec_sha256, json.dumps(experiment.spec_json))
         return ExperimentInfo(experiment.id, experiment.key, experiment.status, spec)
 

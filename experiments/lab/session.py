@@ -23,7 +23,7 @@ class LabOptions:
     fullscreen: bool = False
     screen: int = 0
     size: tuple[int, int] = (1024, 768)
-    data_dir: str = "data"
+    data_dir: str = "lab-data"
     break_every: int = 0
     keyboard: str = "auto"  # auto | psychtoolbox | pyglet
     screenshot: str | None = None
