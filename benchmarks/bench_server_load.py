@@ -11,6 +11,8 @@ Baseline for the ratio: the same run's p99 against the 100 ms target.
 """
 from __future__ import annotations
 
+import contextlib
+
 import argparse
 import asyncio
 import os
@@ -99,12 +101,10 @@ class Server:
 async def with_retry(stats: Stats, call, what: str):
     """Retry network errors, 429 and 5xx with capped backoff, as the browser queue does."""
     for attempt in range(60):
-        try:
+        with contextlib.suppress(httpx.HTTPError):  # network errors are retried like 5xx
             response = await call()
             if response.status_code < 500 and response.status_code != 429:
                 return response
-        except httpx.HTTPError:
-            pass
         stats.retries += 1
         await asyncio.sleep(min(5.0, 0.25 * 2 ** attempt) * random.uniform(0.75, 1.25))
     raise RuntimeError(f"{what}: gave up after 60 tries")

@@ -133,6 +133,7 @@ class RecordResult:
     practice_attempt_passed: bool | None = None
     practice_attempts: int = 0
     main_offset: int | None = None
+    server_received_at: datetime | None = None
 
 
 def experiment_by_key(session: OrmSession, key: str, lock: bool = False) -> Experiment:
@@ -432,7 +433,8 @@ class SessionService:
                             correct=stored.correct, next_index=record.n_responses, stage=stage,
                             practice_attempt_passed=passed,
                             practice_attempts=record.practice_attempts,
-                            main_offset=record.main_offset)
+                            main_offset=record.main_offset,
+                            server_received_at=stored.server_received_at)
 
     # ---- events, instructions, completion -----------------------------------------------
     def record_event(self, session_id: str, token: str | None, kind: str,

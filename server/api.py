@@ -112,7 +112,9 @@ def post_response(session_id: str):
     token = _authorised(session_id)
     body: ResponseBody = parse(ResponseBody)
     result = service().record_response(session_id, token, body.to_service())
-    return jsonify(asdict(result)), 201 if result.stored else 200
+    body = asdict(result)
+    body["server_received_at"] = result.server_received_at.isoformat()  # ISO 8601, microseconds
+    return jsonify(body), 201 if result.stored else 200
 
 
 @bp.post("/sessions/<session_id>/events")

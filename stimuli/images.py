@@ -2,6 +2,8 @@
 offline image pool cut from photos that installed packages ship. Torch-free."""
 from __future__ import annotations
 
+import contextlib
+
 import json
 from pathlib import Path
 
@@ -68,7 +70,8 @@ def load_shown(path: str | Path, resize: int = RESIZE, crop: int = CROP) -> Imag
 def _package_photos() -> list[tuple[str, np.ndarray]]:
     """Natural photos shipped by installed packages (skimage, scikit-learn, matplotlib)."""
     photos: list[tuple[str, np.ndarray]] = []
-    try:
+    # Each source is optional: a package that is not installed contributes no photos.
+    with contextlib.suppress(ImportError):
         import skimage.data as data
 
         for name in ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field",
@@ -78,23 +81,17 @@ def _package_photos() -> list[tuple[str, np.ndarray]]:
                 photos.append((f"skimage.data.{name}", np.asarray(getattr(data, name)())))
             except Exception:  # noqa: BLE001 - a missing optional sample is skipped
                 continue
-    except ImportError:
-        pass
-    try:
+    with contextlib.suppress(ImportError):
         from sklearn.datasets import load_sample_images
 
         bunch = load_sample_images()
         for name, image in zip(bunch.filenames, bunch.images):
             photos.append((f"sklearn.{Path(name).name}", np.asarray(image)))
-    except ImportError:
-        pass
-    try:
+    with contextlib.suppress(ImportError, OSError, ValueError):
         import matplotlib.cbook as cbook
 
         path = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
         photos.append(("matplotlib.grace_hopper.jpg", np.asarray(Image.open(path).convert("RGB"))))
-    except (ImportError, OSError, ValueError):
-        pass
     rgb = []
     for name, array in photos:
         if array.dtype != np.uint8 or array.ndim not in (2, 3):

@@ -1,6 +1,8 @@
 """Relevant layers, layer widths and forward hooks that record unit activations (torch)."""
 from __future__ import annotations
 
+import contextlib
+
 from typing import Callable, Iterable
 
 import torch
@@ -102,10 +104,8 @@ class LayerRecorder:
     def __call__(self, model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Run one forward pass and return {layer: kept tensor}."""
         self.outputs = {}
-        try:
+        with contextlib.suppress(StopForward):  # raised after the deepest needed layer
             model(x)
-        except StopForward:
-            pass
         missing = [l for l in self.layers if l not in self.outputs]
         if missing:
             raise ModelError(f"layer(s) {', '.join(missing)} produced no output in the forward pass")

@@ -1,6 +1,7 @@
 """Shared fixtures: databases (SQLite always, PostgreSQL when reachable) and stimulus sets."""
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from pathlib import Path
@@ -14,10 +15,8 @@ from tests.stimset import make_stimulus_set
 # PsychoPy windows load Mesa's llvmpipe and torch optimisers load triton (via torch._dynamo);
 # both bundle LLVM, and loading triton second segfaults the process. The lab and stimuli tests
 # share one pytest process, so triton goes first when it is installed.
-try:
+with contextlib.suppress(ImportError):
     import triton  # noqa: F401
-except ImportError:
-    pass
 
 POSTGRES_URL = os.environ.get("INTERPSY_TEST_POSTGRES_URL",
                               "postgresql+psycopg://postgres@127.0.0.1:5432/test")

@@ -7,6 +7,8 @@ PsychoPy's frame-interval recording against the measured frame rate.
 """
 from __future__ import annotations
 
+import contextlib
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -191,9 +193,7 @@ class LabRunner:
         status = "failed_practice" if status == "failed_practice" else "completed"
         body = ("Thank you, the session is complete." if status == "completed" else
                 "The practice criterion was not reached; the session ends here. Thank you.")
-        try:
+        with contextlib.suppress(Aborted):  # everything is saved; Escape just closes the end screen
             self.message("Done", f"{body}\n\nCode: {code}", "end", max_s=self.end_wait_s)
-        except Aborted:
-            pass
         return RunResult(status, self.answered, self.sequencer.progress.next_index, code,
                          self.screenshot)

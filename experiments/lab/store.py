@@ -13,10 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-
 from experiments.db import Database
-from experiments.db.models import Response
 from experiments.errors import InterpsyError
 from experiments.lab.sequence import Recorded, Step, advance
 from experiments.lab.task import LabTask, Progress
@@ -39,16 +36,12 @@ class DatabaseRecorder:
     def record(self, step: Step, response: ResponseIn, correct: bool, after: Progress) -> Recorded:
         """Store one response; the service's progress is authoritative."""
         result = self.service.record_response(self.task.session_id, self.task.token, response)
-        with self.service.db.read() as session:
-            received = session.scalar(select(Response.server_received_at).where(
-                Response.session_id == self.task.session_id,
-                Response.trial_index == response.trial_index))
         progress = dataclasses.replace(
             after, next_index=result.next_index, main_offset=result.main_offset,
             practice_attempts=result.practice_attempts,
             status="failed_practice" if result.stage == "done" and result.main_offset is None
             else after.status)
-        return Recorded(stored=result.stored, server_received_at=received, progress=progress,
+        return Recorded(stored=result.stored, server_received_at=result.server_received_at, progress=progress,
                         saved_to="database")
 
     def event(self, kind: str, payload: dict[str, Any] | None = None) -> None:

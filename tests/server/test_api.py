@@ -160,3 +160,20 @@ def test_non_json_and_oversized_bodies(api_env):
     assert client.post(f"/api/sessions/{s.session_id}/instructions",
                        json={"seconds": float("nan")}, headers=s.headers).status_code == 400
     assert client.delete(url, headers=s.headers).status_code == 405
+
+
+def test_save_reports_when_the_server_stored_it(api_env, db):
+    """A save and its retry both answer the stored server_received_at, as ISO 8601 UTC."""
+    from datetime import datetime
+
+    _, client, key = api_env
+    s = start_session(client, key, "?id=stampuser")
+    state = client.get(f"/api/sessions/{s.session_id}", headers=s.headers).json
+    url = f"/api/sessions/{s.session_id}/responses"
+    body = answer(state["practice"][0], 0)
+    first = client.post(url, json=body, headers=s.headers).json
+    retry = client.post(url, json=body, headers=s.headers).json
+    with db.read() as session:
+        stored = session.scalar(select(Response.server_received_at))
+    assert datetime.fromisoformat(first["server_received_at"]) == stored
+    assert retry["server_received_at"] == first["server_received_at"]
