@@ -136,6 +136,38 @@ class RecordResult:
     server_received_at: datetime | None = None
 
 
+@dataclass(frozen=True)
+class TaskTrials:
+    """A task's trials in order; immutable once the experiment is built, so cached per process."""
+
+    practice: tuple[TrialView, ...]
+    main: tuple[TrialView, ...]
+
+    def at(self, phase: str, position: int) -> TrialView | None:
+        trials = self.practice if phase == "practice" else self.main
+        return trials[position] if 0 <= position < len(trials) else None
+
+
+_SPECS: dict[tuple[int, datetime, str], ExperimentSpec] = {}
+CACHE_SIZE = 4096
+
+
+def _remember(cache: dict, key: Any, value: Any) -> Any:
+    """Store in a bounded dict cache (oldest entry dropped first)."""
+    if len(cache) >= CACHE_SIZE:
+        cache.pop(next(iter(cache)), None)
+    cache[key] = value
+    return value
+
+
+def spec_of(experiment: Experiment) -> ExperimentSpec:
+    """The experiment's validated spec, parsed once per process (specs never change after build)."""
+    key = (experiment.id, experiment.created_at, experiment.spec_sha256)
+    spec = _SPECS.get(key)
+    return spec if spec is not None else _remember(
+        _SPECS, key, ExperimentSpec.model_validate(experiment.spec_json))
+
+
 def experiment_by_key(session: OrmSession, key: str, lock: bool = False) -> Experiment:
     """`name@version`, or `name` for its newest version; NotFound otherwise."""
     name, _, version = key.partition("@")
@@ -162,15 +194,25 @@ class SessionService:
     def __init__(self, db: Database, clock: Callable[[], datetime] = utcnow):
         self.db = db
         self.clock = clock
+        self._task_trials: dict[int, TaskTrials] = {}
 
     # ---- lookup helpers -------------------------------------------------------------
     @staticmethod
     def _experiment(session: OrmSession, key: str, lock: bool = False) -> Experiment:
         return experiment_by_key(session, key, lock)
 
-    @staticmethod
-    def spec_of(experiment: Experiment) -> ExperimentSpec:
-        return ExperimentSpec.model_validate(experiment.spec_json)
+    spec_of = staticmethod(spec_of)
+
+    def trials_of(self, session: OrmSession, task_id: int) -> TaskTrials:
+        """A task's trials, read once per process."""
+        cached = self._task_trials.get(task_id)
+        if cached is not None:
+            return cached
+        trials = [TrialView.of(t) for t in session.scalars(
+            select(Trial).where(Trial.task_id == task_id).order_by(Trial.ordinal))]
+        return _remember(self._task_trials, task_id, TaskTrials(
+            tuple(t for t in trials if t.phase == "practice"),
+            tuple(t for t in trials if t.phase == "main")))
 
     def _session(self, session: OrmSession, session_id: str, token: str | None, lock: bool = False
                  ) -> Session:
@@ -304,8 +346,7 @@ class SessionService:
     def _state(self, session: OrmSession, record: Session, spec: ExperimentSpec,
                experiment: Experiment, token: str | None = None, resumed: bool = False
                ) -> SessionState:
-        trials = session.scalars(select(Trial).where(Trial.task_id == record.task_id)
-                                 .order_by(Trial.ordinal)).all()
+        trials = self.trials_of(session, record.task_id)
         task = session.get(Task, record.task_id)
         correct_main = 0
         if record.main_offset is not None:
@@ -319,8 +360,7 @@ class SessionService:
             practice_attempts=record.practice_attempts, main_offset=record.main_offset,
             practice_pass_mark=spec.practice.pass_mark,
             practice_max_attempts=spec.practice.max_attempts,
-            practice=[TrialView.of(t) for t in trials if t.phase == "practice"],
-            main=[TrialView.of(t) for t in trials if t.phase == "main"],
+            practice=list(trials.practice), main=list(trials.main),
             completion_code=record.completion_code, token=token, resumed=resumed,
             answered_correct_main=correct_main)
 
@@ -368,11 +408,11 @@ class SessionService:
             raise Refused(f"this session is {record.status.replace('_', ' ')}; no more answers "
                           f"are taken", record.status)
         trial, attempt = self._trial_at(session, record, index)
-        if trial.id != response.trial_id:
-            raise Conflict(f"trial_index {index} is trial {trial.id} of this session, not "
+        if trial.trial_id != response.trial_id:
+            raise Conflict(f"trial_index {index} is trial {trial.trial_id} of this session, not "
                            f"{response.trial_id}", expected_trial_index=record.n_responses)
         now = self.clock()
-        stored = Response(session_id=record.id, trial_index=index, trial_id=trial.id,
+        stored = Response(session_id=record.id, trial_index=index, trial_id=trial.trial_id,
                           attempt=attempt, choice=response.choice,
                           confidence=response.confidence,
                           correct=response.choice == trial.correct_choice,
@@ -389,16 +429,15 @@ class SessionService:
             passed = self._close_practice_attempt(session, record, spec, attempt)
         return self._result(session, record, stored, stored_now=True, passed=passed)
 
-    def _trial_at(self, session: OrmSession, record: Session, index: int) -> tuple[Trial, int]:
-        n_practice = session.scalar(select(func.count()).select_from(Trial).where(
-            Trial.task_id == record.task_id, Trial.phase == "practice"))
+    def _trial_at(self, session: OrmSession, record: Session, index: int
+                  ) -> tuple[TrialView, int]:
+        trials = self.trials_of(session, record.task_id)
+        n_practice = len(trials.practice)
         if record.main_offset is None or index < record.main_offset:
             phase, position, attempt = "practice", index % n_practice, index // n_practice
         else:
             phase, position, attempt = "main", index - record.main_offset, 0
-        trial = session.scalars(select(Trial).where(
-            Trial.task_id == record.task_id, Trial.phase == phase,
-            Trial.position == position)).first()
+        trial = trials.at(phase, position)
         if trial is None:
             raise Conflict(f"trial_index {index} is past the last trial of this session")
         return trial, attempt
@@ -426,8 +465,7 @@ class SessionService:
         elif record.main_offset is None:
             stage = "practice"
         else:
-            n_main = session.scalar(select(func.count()).select_from(Trial).where(
-                Trial.task_id == record.task_id, Trial.phase == "main"))
+            n_main = len(self.trials_of(session, record.task_id).main)
             stage = "main" if record.n_responses - record.main_offset < n_main else "finish"
         return RecordResult(stored=stored_now, trial_index=stored.trial_index,
                             correct=stored.correct, next_index=record.n_responses, stage=stage,
@@ -438,20 +476,42 @@ class SessionService:
 
     # ---- events, instructions, completion -----------------------------------------------
     def record_event(self, session_id: str, token: str | None, kind: str,
-                     payload: dict[str, Any] | None = None, client_ms: float | None = None) -> None:
-        """Log a client event (reload, focus loss, fullscreen exit...) or a server-side one."""
+                     payload: dict[str, Any] | None = None, client_ms: float | None = None,
+                     client_key: str | None = None) -> bool:
+        """Log a client event (reload, focus loss, fullscreen exit...) or a server-side one.
+
+        Returns False, storing nothing, when the session already has an event with `client_key`
+        (a retry whose first reply was lost).
+        """
         with self.db.write() as session:
-            record = self._session(session, session_id, token)
+            record = self._session(session, session_id, token, lock=client_key is not None)
+            if self._seen(session, record.id, client_key):
+                return False
             session.add(Event(session_id=record.id, experiment_id=record.experiment_id,
                               kind=kind[:40], payload=payload or {}, client_ms=client_ms,
-                              created_at=self.clock()))
+                              client_key=client_key, created_at=self.clock()))
+            return True
 
-    def record_instructions(self, session_id: str, token: str | None, seconds: float) -> None:
-        """Add time spent on the instruction screens."""
+    def record_instructions(self, session_id: str, token: str | None, seconds: float,
+                            client_key: str | None = None) -> bool:
+        """Add time spent on the instruction screens, once per `client_key`."""
         with self.db.write() as session:
             record = self._session(session, session_id, token, lock=True)
-            record.instruction_s = (record.instruction_s or 0.0) + max(0.0, float(seconds))
+            if self._seen(session, record.id, client_key):
+                return False
+            seconds = max(0.0, float(seconds))
+            if client_key is not None:
+                session.add(Event(session_id=record.id, experiment_id=record.experiment_id,
+                                  kind="instructions", payload={"seconds": seconds},
+                                  client_key=client_key, created_at=self.clock()))
+            record.instruction_s = (record.instruction_s or 0.0) + seconds
             record.last_activity_at = self.clock()
+            return True
+
+    @staticmethod
+    def _seen(session: OrmSession, session_id: str, client_key: str | None) -> bool:
+        return client_key is not None and session.scalar(select(func.count()).select_from(Event).where(
+            Event.session_id == session_id, Event.client_key == client_key)) > 0
 
     def complete(self, session_id: str, token: str | None, feedback: str | None = None) -> str:
         """Finish a session whose trials are all stored; return its completion code."""
@@ -461,8 +521,7 @@ class SessionService:
                 return record.completion_code or ""
             experiment = session.get(Experiment, record.experiment_id)
             spec = self.spec_of(experiment)
-            n_main = session.scalar(select(func.count()).select_from(Trial).where(
-                Trial.task_id == record.task_id, Trial.phase == "main"))
+            n_main = len(self.trials_of(session, record.task_id).main)
             stored_main = (record.n_responses - record.main_offset
                            if record.main_offset is not None else 0)
             if stored_main < n_main:

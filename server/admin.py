@@ -184,6 +184,22 @@ def expire(experiment: str):
     return redirect(url_for("admin.experiment", experiment=info.key))
 
 
+@bp.post("/x/<experiment>/sessions/<session_id>/status")
+@login_required
+def mark_session(experiment: str, session_id: str):
+    """Mark a session returned (on the platform) or excluded, with a reason; frees its task."""
+    check_csrf()
+    status = request.form.get("status")
+    if status not in ("returned", "excluded"):
+        abort(400, "status must be returned or excluded")
+    info = lookup.find_experiment(_state().db, experiment)
+    if lookup.session_facts(_state().db, session_id)[2] != info.id:
+        abort(404, "no such session in this experiment")
+    reason = (request.form.get("reason") or "").strip()[:500]
+    _state().service.set_status(session_id, status, reason or f"marked {status} by the researcher")
+    return redirect(url_for("admin.experiment", experiment=info.key))
+
+
 @bp.get("/x/<experiment>/export.zip")
 @login_required
 def export(experiment: str):

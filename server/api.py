@@ -119,12 +119,12 @@ def post_response(session_id: str):
 
 @bp.post("/sessions/<session_id>/events")
 def post_event(session_id: str):
-    """Log a client event (focus loss, fullscreen exit, image retry...)."""
+    """Log a client event (focus loss, fullscreen exit, image retry...); a repeated key is a no-op."""
     token = _authorised(session_id)
     body: EventBody = parse(EventBody)
-    service().record_event(session_id, token, f"client_{body.kind}"[:40], body.payload,
-                           body.client_ms)
-    return jsonify(ok=True), 201
+    stored = service().record_event(session_id, token, f"client_{body.kind}"[:40], body.payload,
+                                    body.client_ms, body.key)
+    return jsonify(ok=True, stored=stored), 201 if stored else 200
 
 
 @bp.post("/sessions/<session_id>/instructions")
@@ -132,8 +132,8 @@ def post_instructions(session_id: str):
     """Add the seconds spent on the instruction screens."""
     token = _authorised(session_id)
     body: InstructionsBody = parse(InstructionsBody)
-    service().record_instructions(session_id, token, body.seconds)
-    return jsonify(ok=True)
+    stored = service().record_instructions(session_id, token, body.seconds, body.key)
+    return jsonify(ok=True, stored=stored)
 
 
 @bp.post("/sessions/<session_id>/complete")

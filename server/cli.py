@@ -10,6 +10,7 @@ import click
 from experiments.db import Database
 from experiments.errors import InterpsyError
 from server.config import ServerConfig
+from server.images import ImageStore
 
 
 @click.command()
@@ -20,15 +21,24 @@ from server.config import ServerConfig
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Threads per worker (gthread when > 1).")
 @click.option("--debug", is_flag=True, help="Flask's dev server with reload; no secret key needed.")
+@click.option("--skip-prepare", is_flag=True,
+              help="Do not make missing image derivatives before serving (they are then made "
+                   "on first request).")
 @click.option("--database", "database_url", envvar="INTERPSY_DATABASE_URL", default=None,
               help="SQLAlchemy URL (default: INTERPSY_DATABASE_URL or SQLite under INTERPSY_HOME).")
-def serve(host: str, port: int, workers: int, threads: int, debug: bool,
+def serve(host: str, port: int, workers: int, threads: int, debug: bool, skip_prepare: bool,
           database_url: str | None) -> None:
     """Run the crowdsourcing web server (participant pages, JSON API, admin)."""
     config = ServerConfig.from_env(database_url=database_url, debug=debug).resolved()
     db = Database(config.database_url)
     try:
         db.require_current()  # workers never migrate; say so once, clearly, before forking
+        if not skip_prepare and config.image_format != "png":
+            # Encoding on first request would slow the first participants' image loads.
+            made = ImageStore(db, config.image_cache, config.image_format,
+                              config.image_quality).prepare_open(progress=True)
+            for key, n in made.items():
+                click.echo(f"{key}: {n} images ready as {config.image_format} in {config.image_cache}")
     finally:
         db.dispose()
     os.environ["INTERPSY_DATABASE_URL"] = config.database_url or ""

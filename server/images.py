@@ -91,11 +91,26 @@ class ImageStore:
             if os.path.exists(tmp):
                 os.unlink(tmp)
 
-    def prepare(self, experiment_id: int) -> int:
-        """Make every derivative of an experiment ahead of time; returns how many exist."""
+    def prepare(self, experiment_id: int, progress: bool = False) -> int:
+        """Make every missing derivative of an experiment ahead of time; returns the image count.
+
+        Existing derivatives are kept, so a stopped run resumes where it was.
+        """
+        from tqdm import tqdm
+
         with self.db.read() as session:
             ids = session.scalars(select(StimulusImage.image_id).where(
                 StimulusImage.experiment_id == experiment_id)).all()
-        for image_id in ids:
+        for image_id in tqdm(ids, desc=f"images of experiment {experiment_id}", unit="img",
+                             disable=not progress, leave=False):
             self.file_for(experiment_id, image_id)
         return len(ids)
+
+    def prepare_open(self, progress: bool = False) -> dict[str, int]:
+        """Prepare the derivatives of every open experiment: {experiment key: images}."""
+        from experiments.db.models import Experiment
+
+        with self.db.read() as session:
+            experiments = session.scalars(select(Experiment).where(
+                Experiment.status == "open").order_by(Experiment.id)).all()
+        return {e.key: self.prepare(e.id, progress) for e in experiments}

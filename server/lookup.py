@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import select
@@ -10,7 +9,7 @@ from sqlalchemy import select
 from experiments.db import Database
 from experiments.db.models import Participant, Session
 from experiments.errors import NotFound
-from experiments.sessions import experiment_by_key
+from experiments.sessions import experiment_by_key, spec_of
 from experiments.spec import ExperimentSpec
 
 
@@ -24,19 +23,12 @@ class ExperimentInfo:
     spec: ExperimentSpec
 
 
-@lru_cache(maxsize=256)
-def _spec(experiment_id: int, spec_sha256: str, spec_json: str) -> ExperimentSpec:
-    return ExperimentSpec.model_validate_json(spec_json)
-
-
 def find_experiment(db: Database, key: str) -> ExperimentInfo:
     """`name` (newest version) or `name@version`; NotFound otherwise."""
-    import json
-
     with db.read() as session:
         experiment = experiment_by_key(session, key)
-        spec = _spec(experiment.id, experiment.spec_sha256, json.dumps(experiment.spec_json))
-        return ExperimentInfo(experiment.id, experiment.key, experiment.status, spec)
+        return ExperimentInfo(experiment.id, experiment.key, experiment.status,
+                              spec_of(experiment))
 
 
 def session_facts(db: Database, session_id: str) -> tuple[str, dict[str, Any], int]:

@@ -53,6 +53,10 @@ class ResponseBody(ResponseIn):
         return ResponseIn(**self.model_dump())
 
 
+# A key the page makes per event, so that a retry after a lost reply is stored once.
+CLIENT_KEY = r"^[A-Za-z0-9_-]{1,64}$"
+
+
 class EventBody(BaseModel):
     """A client event: focus loss, fullscreen exit, image error..."""
 
@@ -61,6 +65,7 @@ class EventBody(BaseModel):
     kind: str = Field(min_length=1, max_length=40)
     payload: dict[str, Any] = Field(default_factory=dict)
     client_ms: float | None = Field(None, ge=0, le=1e10, allow_inf_nan=False)
+    key: str | None = Field(None, pattern=CLIENT_KEY)
 
     @field_validator("kind")
     @classmethod
@@ -81,6 +86,7 @@ class InstructionsBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     seconds: float = Field(ge=0, le=86_400, allow_inf_nan=False)
+    key: str | None = Field(None, pattern=CLIENT_KEY)
 
 
 class CompleteBody(BaseModel):

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
+import threading
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Iterator
 
@@ -15,6 +16,11 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session as OrmSession, sessionmaker
 
 from experiments.errors import InterpsyError
+
+try:
+    import fcntl
+except ImportError:  # Windows lab machines: threads are still serialised
+    fcntl = None
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -60,6 +66,45 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql(f"BEGIN {mode}")
 
 
+class WriteLock:
+    """Serialises write transactions on one SQLite file across threads and processes.
+
+    SQLite makes a blocked writer poll with sleeps that grow to 100 ms, which turns a queue of a
+    few 2 ms writes into 100+ ms latencies; a blocking flock wakes the next writer at once.
+    """
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self._threads = threading.RLock()
+        self._local = threading.local()
+        self._fd: int | None = None
+        self._pid: int | None = None
+
+    def _file(self) -> int | None:
+        if self.path is None or fcntl is None:
+            return None
+        if self._pid != os.getpid():  # after a fork (gunicorn): an open file of our own
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            self._pid = os.getpid()
+        return self._fd
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        """Hold the lock for the block; re-entrant within a thread."""
+        with self._threads:
+            depth = getattr(self._local, "depth", 0)
+            fd = self._file() if depth == 0 else None
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            self._local.depth = depth + 1
+            try:
+                yield
+            finally:
+                self._local.depth = depth
+                if fd is not None:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+
+
 class Database:
     """One database: engine, read and write sessions, migrations."""
 
@@ -68,8 +113,10 @@ class Database:
         parsed = make_url(self.url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         if self.is_sqlite:
-            if parsed.database and parsed.database != ":memory:":
+            on_disk = bool(parsed.database) and parsed.database != ":memory:"
+            if on_disk:
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            self.write_lock = WriteLock(Path(f"{parsed.database}-writelock") if on_disk else None)
             self.engine = create_engine(self.url, echo=echo,
                                         connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
                                                       "check_same_thread": False})
@@ -79,6 +126,7 @@ class Database:
             self.engine = create_engine(self.url, echo=echo, pool_pre_ping=True,
                                         pool_size=5, max_overflow=10)
             writer = self.engine
+            self.write_lock = None
         self._reader = sessionmaker(self.engine, expire_on_commit=False)
         self._writer = sessionmaker(writer, expire_on_commit=False)
 
@@ -91,8 +139,9 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[OrmSession]:
         """A session whose transaction holds the write lock (SQLite) and commits on success."""
-        with self._writer() as session, session.begin():
-            yield session
+        with self.write_lock.hold() if self.write_lock else nullcontext():
+            with self._writer() as session, session.begin():
+                yield session
 
     def alembic_config(self) -> Config:
         config = Config()

@@ -217,6 +217,9 @@ class Response(Base):
 
 class Event(Base):
     __tablename__ = "events"
+    # A retried client event carries the same key and is stored once (NULLs never collide).
+    __table_args__ = (Index("uq_event_session_client_key", "session_id", "client_key",
+                            unique=True),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     session_id: Mapped[str | None] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"),
@@ -226,4 +229,5 @@ class Event(Base):
     kind: Mapped[str] = mapped_column(String(40))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     client_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    client_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

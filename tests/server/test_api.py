@@ -177,3 +177,34 @@ def test_save_reports_when_the_server_stored_it(api_env, db):
         stored = session.scalar(select(Response.server_received_at))
     assert datetime.fromisoformat(first["server_received_at"]) == stored
     assert retry["server_received_at"] == first["server_received_at"]
+
+
+def test_a_retried_event_or_instruction_time_is_stored_once(api_env, db):
+    """The page's outbox resends after a lost reply; the same key must not count twice."""
+    from experiments.db.models import Session
+
+    _, client, key = api_env
+    s = start_session(client, key, "?id=retryuser")
+    events = f"/api/sessions/{s.session_id}/events"
+    body = {"kind": "focus_lost", "payload": {}, "client_ms": 5.0, "key": "k1-abc"}
+    assert client.post(events, json=body, headers=s.headers).status_code == 201
+    again = client.post(events, json=body, headers=s.headers)
+    assert again.status_code == 200 and again.json["stored"] is False
+    assert client.post(events, json={**body, "key": "k2"}, headers=s.headers).status_code == 201
+    assert client.post(events, json={**body, "key": "bad key!"}, headers=s.headers).status_code == 400
+    instructions = f"/api/sessions/{s.session_id}/instructions"
+    for _ in range(3):
+        assert client.post(instructions, json={"seconds": 30.0, "key": "i1"},
+                           headers=s.headers).status_code == 200
+    assert client.post(instructions, json={"seconds": 12.5, "key": "i2"},
+                       headers=s.headers).json["stored"] is True
+    # The same key in another session is that session's own event.
+    other = start_session(client, key, "?id=retryuser2")
+    assert client.post(f"/api/sessions/{other.session_id}/events", json=body,
+                       headers=other.headers).status_code == 201
+    with db.read() as session:
+        record = session.get(Session, s.session_id)
+        kinds = session.scalars(select(Event.kind).where(Event.session_id == s.session_id,
+                                                         Event.client_key.is_not(None))).all()
+    assert record.instruction_s == 42.5
+    assert sorted(kinds) == ["client_focus_lost", "client_focus_lost", "instructions", "instructions"]

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from experiments.db import Database
-from experiments.db.models import Response, Session
+from experiments.db.models import Event, Response, Session
 from tests.server.conftest import FAST_TIMING, LiveServer, build, make_app
 from tests.stimset import make_stimulus_set
 
@@ -75,6 +75,12 @@ def count(db: Database, session_id: str | None = None) -> int:
         if session_id:
             query = query.where(Response.session_id == session_id)
         return s.scalar(query)
+
+
+def events(db: Database, session_id: str, kind: str) -> list[Event]:
+    with db.read() as s:
+        return s.scalars(select(Event).where(Event.session_id == session_id,
+                                             Event.kind == kind)).all()
 
 
 def session_row(db: Database, session_id: str) -> Session:
@@ -228,15 +234,26 @@ def test_offline_answers_are_kept_and_sent_later(page, study):
     page.wait_for_function("() => [...window.interpsyStudy.loader.cache.keys()].length >= 5 * 20")
     time.sleep(0.5)
     page.context.set_offline(True)
+    focus_before = len(events(study["db"], sid, "client_focus_lost"))
     for _ in range(3):
         answer(page)
+        page.evaluate("() => window.dispatchEvent(new Event('blur'))")  # the participant looks away
     page.wait_for_selector("#status-bar:not([hidden])")
     shot(page, "12-offline-queue")
     assert count(study["db"], sid) == 3
     queued = page.evaluate(f"() => JSON.parse(localStorage.getItem('interpsy:{study['key']}:{sid}:queue')).length")
     assert queued == 3
+    outbox = page.evaluate(f"() => JSON.parse(localStorage.getItem('interpsy:{study['key']}:{sid}:outbox'))")
+    assert sum(item["body"]["kind"] == "focus_lost" for item in outbox) == 3
     page.context.set_offline(False)
     wait_count(study["db"], sid, 6)
+    # The focus losses logged offline arrive too, each once, with the page's timestamps.
+    deadline = time.monotonic() + 15
+    while len(events(study["db"], sid, "client_focus_lost")) < focus_before + 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    lost = events(study["db"], sid, "client_focus_lost")
+    assert len(lost) == focus_before + 3
+    assert len({e.client_key for e in lost}) == len(lost) and all(e.client_ms > 0 for e in lost)
     n_main = page.evaluate("() => window.interpsyStudy.state.main.length")
     for _ in range(n_main - 4):
         answer(page)

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from experiments.cli import main as cli_main
-from experiments.db.models import Participant
+from experiments.db.models import Participant, StimulusImage
 from tests.server.conftest import build, make_app, start_session
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -163,3 +163,59 @@ def test_serve_needs_a_secret_key_and_a_current_schema(db, tmp_path, monkeypatch
     empty = f"sqlite:///{tmp_path / 'empty.sqlite3'}"
     assert cli_main(["serve", "--database", empty]) == 2
     assert "interpsy db upgrade" in capsys.readouterr().err
+
+
+def test_serve_makes_every_derivative_before_starting_gunicorn(db, tmp_path, small_set,
+                                                               monkeypatch, capsys):
+    key = build(db, tmp_path, small_set)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("INTERPSY_SECRET_KEY", "x" * 40)
+    monkeypatch.setenv("INTERPSY_IMAGE_CACHE", str(cache))
+    launched = []
+    monkeypatch.setattr("server.cli.os.execv", lambda path, args: launched.append(args))
+    assert cli_main(["serve", "--database", db.url, "--workers", "3"]) == 0
+    with db.read() as session:
+        n_images = session.scalar(select(func.count()).select_from(StimulusImage))
+    made = sorted(cache.rglob("*.webp"))
+    assert n_images > 0 and len(made) == n_images
+    assert all(p.read_bytes()[8:12] == b"WEBP" for p in made[:5])
+    assert f"{key}: {n_images} images ready as webp" in capsys.readouterr().out
+    assert launched and launched[0][-1] == "server.wsgi:app" and "3" in launched[0]
+    # A second start finds them all made and rewrites none.
+    before = {p: p.stat().st_mtime_ns for p in made}
+    assert cli_main(["serve", "--database", db.url, "--skip-prepare"]) == 0
+    assert cli_main(["serve", "--database", db.url]) == 0
+    assert {p: p.stat().st_mtime_ns for p in cache.rglob("*.webp")} == before
+
+
+def test_admin_marks_a_session_excluded_with_its_reason_and_the_export_shows_it(api_env, db):
+    _, client, key = api_env
+    s = start_session(client, key)
+    other = start_session(client, key, "?PROLIFIC_PID=someone-else&STUDY_ID=x&SESSION_ID=y")
+    admin = client  # the same app serves the admin pages
+    assert _login(admin)[0].status_code == 302
+    page = admin.get(f"/admin/x/{key}")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    url = f"/admin/x/{key}/sessions/{s.session_id}/status"
+    assert admin.post(url, data={"status": "excluded", "reason": "x"}).status_code == 403
+    assert admin.post(url, data={"status": "completed", "csrf_token": token}).status_code == 400
+    assert admin.post(f"/admin/x/{key}/sessions/{'0' * 32}/status",
+                      data={"status": "excluded", "csrf_token": token}).status_code == 404
+    done = admin.post(url, data={"status": "excluded", "reason": "answered at random",
+                                 "csrf_token": token})
+    assert done.status_code == 302
+    page = admin.get(f"/admin/x/{key}").text
+    assert page.count('class="status-excluded"') == 1
+    assert f"/sessions/{other.session_id}/status" in page  # still markable
+    assert f"/sessions/{s.session_id}/status" not in page
+    export = admin.get(f"/admin/x/{key}/export.zip?format=csv")
+    archive = zipfile.ZipFile(io.BytesIO(export.data))
+    participants = archive.read(f"{key}/participants.csv").decode()
+    assert "answered at random" in participants
+    # The excluded participant's session no longer takes answers.
+    state = client.get(f"/api/sessions/{s.session_id}", headers=s.headers).json
+    trial = state["practice"][0]
+    answer = client.post(f"/api/sessions/{s.session_id}/responses", headers=s.headers, json={
+        "trial_index": 0, "trial_id": trial["trial_id"], "choice": "a", "confidence": 2,
+        "rt_ms": 700.0})
+    assert answer.status_code in (403, 409) and "excluded" in answer.json["error"]

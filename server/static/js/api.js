@@ -44,10 +44,6 @@ export class Api {
 
   state() { return this.call('GET', ''); }
   response(payload) { return this.call('POST', '/responses', payload); }
-  event(kind, payload = {}) {
-    return this.call('POST', '/events', { kind, payload, client_ms: performance.now() });
-  }
-  instructions(seconds) { return this.call('POST', '/instructions', { seconds }); }
   complete(feedback) { return this.call('POST', '/complete', { feedback: feedback || null }); }
 }
 

@@ -2,7 +2,7 @@
 // answer through the queue, and resumes at the next unanswered trial after a reload.
 import { Api, ApiError, withRetry, sleep } from './api.js';
 import { Store } from './storage.js';
-import { SaveQueue } from './queue.js';
+import { Outbox, SaveQueue } from './queue.js';
 import { ImageLoader, ImageLoadError } from './preload.js';
 import { runTrial } from './trial.js';
 import * as screens from './screens.js';
@@ -41,6 +41,7 @@ class Study {
     this.sid = state.session_id;
     this.progress = { ...store.progress(this.sid) };
     this.focusLost = 0;
+    this.outbox = new Outbox(api, store, this.sid);
     this.loader = new ImageLoader(state.image_base, {
       onRetry: (id, attempt) => this.log('image_retry', { image_id: id.slice(0, 200), attempt }),
     });
@@ -53,7 +54,8 @@ class Study {
 
   save() { store.setProgress(this.sid, this.progress); }
 
-  log(kind, payload = {}) { this.api.event(kind, payload).catch(() => {}); }
+  /** Log an event; it waits in the outbox (localStorage) until the server has it. */
+  log(kind, payload = {}) { this.outbox.post('/events', { kind, payload, client_ms: performance.now() }); }
 
   showQueue(queue) {
     if (queue.length && queue.lastError) {
@@ -209,6 +211,8 @@ class Study {
       this.progress.feedback = await screens.feedbackForm(root);
       this.save();
     }
+    // Events and the instruction time first, but a dead outbox must not hold up the payment.
+    await Promise.race([this.outbox.drained(), sleep(5000)]);
     for (let tries = 0; ; tries += 1) {
       await this.drain();
       try {
@@ -254,7 +258,7 @@ class Study {
       const seconds = await screens.instructions(root, pages, this.loader, this.state.practice[0]);
       this.progress.instructions_done = true;
       this.save();
-      withRetry(() => this.api.instructions(seconds), { tries: 10 }).catch(() => {});
+      this.outbox.post('/instructions', { seconds });
     }
     await this.practice();
     if (this.state.stage === 'done') {

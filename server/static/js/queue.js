@@ -1,16 +1,14 @@
-// The save queue: answers are kept in localStorage until the server confirms them, sent in
-// order (the server refuses gaps), retried with backoff while offline or on server errors.
+// Queues kept in localStorage until the server confirms each item, sent in order and retried
+// with backoff while offline or on server errors: the answers (SaveQueue) and the events and
+// instruction times (Outbox).
 import { ApiError, sleep } from './api.js';
 
-export class SaveQueue {
-  constructor(api, store, sessionId, { onChange = () => {}, onFatal = () => {}, onDrop = () => {} } = {}) {
-    this.api = api;
+class StoredQueue {
+  constructor(store, key, { onChange = () => {} } = {}) {
     this.store = store;
-    this.key = `${sessionId}:queue`;
+    this.key = key;
     this.items = store.get(this.key, []);
     this.onChange = onChange;
-    this.onFatal = onFatal;
-    this.onDrop = onDrop;
     this.failures = 0;
     this.running = false;
     this.waiters = [];
@@ -20,16 +18,14 @@ export class SaveQueue {
   }
 
   get length() { return this.items.length; }
-  get lastIndex() { return this.items.length ? this.items[this.items.length - 1].trial_index : -1; }
 
   persist() {
     if (!this.store.set(this.key, this.items)) this.lastError = 'browser storage is full or blocked';
     this.onChange(this);
   }
 
-  push(payload) {
-    if (this.items.some((item) => item.trial_index === payload.trial_index)) return;
-    this.items.push(payload);
+  add(item) {
+    this.items.push(item);
     this.persist();
     this.kick(true);
   }
@@ -40,7 +36,7 @@ export class SaveQueue {
     if (!this.running) this.run();
   }
 
-  /** Resolves when every queued answer is confirmed by the server. */
+  /** Resolves when every queued item is confirmed by the server. */
   drained() {
     if (!this.items.length) return Promise.resolve();
     return new Promise((resolve) => { this.waiters.push(resolve); this.kick(true); });
@@ -51,16 +47,21 @@ export class SaveQueue {
     this.wake = null;
   }
 
+  /** Send one item; resolves with the server's answer. */
+  send(_item) { throw new Error('send() is defined by each queue'); }
+
+  /** What to do after a non-retryable error: 'drop' the item and go on, or 'stop'. */
+  refused(_error, _item) { return 'drop'; }
+
   async run() {
     this.running = true;
     while (this.items.length) {
       const item = this.items[0];
       try {
-        const result = await this.api.response(item);
+        this.lastResult = await this.send(item);
         this.items.shift();
         this.failures = 0;
         this.lastError = null;
-        this.lastResult = result;
         this.persist();
       } catch (error) {
         if (!(error instanceof ApiError)) throw error;
@@ -72,22 +73,12 @@ export class SaveQueue {
           await this.pause(wait * (0.75 + Math.random() * 0.5));
           continue;
         }
-        if (error.status === 409 && error.body.expected_trial_index === undefined) {
-          // Already stored with another answer (e.g. sent from another tab): the stored one wins.
-          this.items.shift();
-          this.persist();
-          this.onDrop(item, error);
-          continue;
+        if (this.refused(error, item) === 'stop') {
+          this.running = false;
+          return;
         }
-        if (error.status === 400 || (error.status === 409 && error.body.expected_trial_index > item.trial_index)) {
-          this.items.shift();
-          this.persist();
-          this.onDrop(item, error);
-          continue;
-        }
-        this.running = false;
-        this.onFatal(error, item);
-        return;
+        this.items.shift();
+        this.persist();
       }
     }
     this.running = false;
@@ -95,4 +86,58 @@ export class SaveQueue {
     this.waiters = [];
     waiters.forEach((resolve) => resolve());
   }
+}
+
+export class SaveQueue extends StoredQueue {
+  constructor(api, store, sessionId, { onChange = () => {}, onFatal = () => {}, onDrop = () => {} } = {}) {
+    super(store, `${sessionId}:queue`, { onChange });
+    this.api = api;
+    this.onFatal = onFatal;
+    this.onDrop = onDrop;
+  }
+
+  get lastIndex() { return this.items.length ? this.items[this.items.length - 1].trial_index : -1; }
+
+  push(payload) {
+    if (this.items.some((item) => item.trial_index === payload.trial_index)) return;
+    this.add(payload);
+  }
+
+  send(item) { return this.api.response(item); }
+
+  refused(error, item) {
+    // 409 without an expected index: already stored with another answer (e.g. from another
+    // tab), the stored one wins; 400, or an index the server is already past: drop it too.
+    if ((error.status === 409 && (error.body.expected_trial_index === undefined
+        || error.body.expected_trial_index > item.trial_index)) || error.status === 400) {
+      this.onDrop(item, error);
+      return 'drop';
+    }
+    this.onFatal(error, item);
+    return 'stop';
+  }
+}
+
+/** A key per item, so that the server stores a retried event once. */
+function itemKey() {
+  const bytes = new Uint8Array(12);
+  crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+export class Outbox extends StoredQueue {
+  constructor(api, store, sessionId, { limit = 500 } = {}) {
+    super(store, `${sessionId}:outbox`);
+    this.api = api;
+    this.limit = limit;
+    if (this.items.length) this.kick(true);
+  }
+
+  /** Queue a POST to the session's `path` (e.g. '/events'); a 4xx answer drops it. */
+  post(path, body) {
+    if (this.items.length >= this.limit) this.items.shift(); // keep storage bounded
+    this.add({ path, body: { ...body, key: itemKey() } });
+  }
+
+  send(item) { return this.api.call('POST', item.path, item.body); }
 }
