@@ -195,6 +195,7 @@ class SessionService:
         self.db = db
         self.clock = clock
         self._task_trials: dict[int, TaskTrials] = {}
+        self._specs: dict[int, ExperimentSpec] = {}
 
     # ---- lookup helpers -------------------------------------------------------------
     @staticmethod
@@ -202,6 +203,12 @@ class SessionService:
         return experiment_by_key(session, key, lock)
 
     spec_of = staticmethod(spec_of)
+
+    def _session_spec(self, session: OrmSession, record: Session) -> ExperimentSpec:
+        """The spec of a session's experiment, by id: an experiment with sessions is never replaced."""
+        spec = self._specs.get(record.experiment_id)
+        return spec if spec is not None else _remember(
+            self._specs, record.experiment_id, spec_of(session.get(Experiment, record.experiment_id)))
 
     def trials_of(self, session: OrmSession, task_id: int) -> TaskTrials:
         """A task's trials, read once per process."""
@@ -378,8 +385,7 @@ class SessionService:
         conflict: tuple[str, dict] | None = None
         with self.db.write() as session:
             record = self._session(session, session_id, token, lock=True)
-            experiment = session.get(Experiment, record.experiment_id)
-            spec = self.spec_of(experiment)
+            spec = self._session_spec(session, record)
             index = response.trial_index
             if index < record.n_responses:
                 stored = session.scalars(select(Response).where(
@@ -519,8 +525,7 @@ class SessionService:
             record = self._session(session, session_id, token, lock=True)
             if record.status in FINISHED:
                 return record.completion_code or ""
-            experiment = session.get(Experiment, record.experiment_id)
-            spec = self.spec_of(experiment)
+            spec = self._session_spec(session, record)
             n_main = len(self.trials_of(session, record.task_id).main)
             stored_main = (record.n_responses - record.main_offset
                            if record.main_offset is not None else 0)
