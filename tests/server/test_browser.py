@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from experiments.db import Database
 from experiments.db.models import Event, Response, Session
+from tests.conftest import _PG_REASON, drop_postgres_schema, postgres_schema_url
 from tests.server.conftest import FAST_TIMING, LiveServer, build, make_app
 from tests.stimset import make_stimulus_set
 
@@ -26,13 +27,21 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    """A live server with a small realistic (224 px) experiment on SQLite."""
+@pytest.fixture(scope="module",
+                params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def study(request, tmp_path_factory):
+    """A live server with a small realistic (224 px) experiment, on SQLite and on PostgreSQL."""
     root = tmp_path_factory.mktemp("browser")
     set_dir = make_stimulus_set(root / "sets", n_units=12, n_batches=1, synthetic=False,
                                 image_size=224)
-    db = Database(f"sqlite:///{root / 'db.sqlite3'}")
+    schema = None
+    if request.param == "postgres":
+        if _PG_REASON:
+            pytest.skip(_PG_REASON)
+        schema, url = postgres_schema_url()
+    else:
+        url = f"sqlite:///{root / 'db.sqlite3'}"
+    db = Database(url)
     db.upgrade()
     key = build(db, root, set_dir, conditions=["natural"], responses_per_unit=8, timing=FAST_TIMING)
     app = make_app(db, root)
@@ -40,6 +49,8 @@ def study(tmp_path_factory):
     yield {"url": server.url, "db": db, "key": key}
     server.stop()
     db.dispose()
+    if schema:
+        drop_postgres_schema(schema)
 
 
 @pytest.fixture(scope="module")
@@ -128,10 +139,13 @@ def answer(page, right: bool = True, screen: str | None = None) -> None:
         choice = "b" if choice == "a" else "a"
     if screen:
         shot(page, screen)
+        # Feedback shows for FAST_TIMING's 40 ms; hold it long enough to be photographed.
+        page.evaluate("() => { window.interpsyStudy.state.timing.feedback_ms = 1500; }")
     page.click(f".choice[data-choice='{choice}'][data-confidence='3']")
     if screen:
         page.wait_for_selector(".feedback.good, .feedback.bad")
         shot(page, f"{screen}-feedback")
+        page.evaluate(f"() => {{ window.interpsyStudy.state.timing.feedback_ms = {FAST_TIMING['feedback_ms']}; }}")
     page.click(".continue")
     page.wait_for_function(
         "(id) => !document.querySelector(`.trial[data-trial-id='${id}']`)", arg=trial_id)
