@@ -118,20 +118,46 @@ def scaling_slopes(model_scores: pd.DataFrame, models: pd.DataFrame,
     return out
 
 
+def _unit_scores_sim(mu: float, n: int, r: int, unit_sd: float, participant_sd: float,
+                     n_sims: int, per_participant: int | None, rng: np.random.Generator
+                     ) -> np.ndarray:
+    """(n_sims, n) simulated unit scores of one model, r responses per unit.
+
+    per_participant None: every response from a new participant. Otherwise the n x r responses
+    are cut into sessions of `per_participant` distinct units (the last one shorter), one
+    participant per session, as in the real task lists (units in cyclic order, r rounds).
+    """
+    u = rng.normal(mu, unit_sd, (n_sims, 1, n))
+    if per_participant is None:
+        b = rng.normal(0, participant_sd, (n_sims, r, n))
+    else:
+        k = max(1, min(int(per_participant), n))
+        session = np.arange(r * n) // k
+        b = rng.normal(0, participant_sd, (n_sims, int(session[-1]) + 1))[:, session]
+        b = b.reshape(n_sims, r, n)
+    correct = rng.random((n_sims, r, n)) < expit(u + b)
+    return correct.sum(axis=1) / r
+
+
 def power_analysis(difference: float = 0.05, n_units: Sequence[int] = (20, 40, 84, 150),
                    responses_per_unit: Sequence[int] = (10, 20, 30, 50),
                    base_accuracy: float = 0.8, unit_sd: float = 0.8,
                    participant_sd: float = 0.4, alpha: float = 0.05, n_sims: int = 500,
-                   test: str = "brunnermunzel", seed: int = 0) -> pd.DataFrame:
+                   test: str = "brunnermunzel", seed: int = 0,
+                   trials_per_participant: int | None = None) -> pd.DataFrame:
     """Power to detect a `difference` in mean unit accuracy between two models, by simulation.
 
     Each simulated study draws `n` units per model (logit unit effects with sd `unit_sd`) and
-    `r` responses per unit (each from a new participant with logit effect sd `participant_sd`),
-    then compares the two models' unit scores with `test` ('brunnermunzel' as in IMI, or
-    'welch' t-test) at level `alpha`.
+    `r` responses per unit, then compares the two models' unit scores with `test`
+    ('brunnermunzel' as in IMI, or 'welch' t-test) at level `alpha`. Participants (logit effect
+    sd `participant_sd`) answer one response each when `trials_per_participant` is None, or
+    `trials_per_participant` distinct units of one model each, as in real sessions (their
+    effect is then shared by the units they answer, which widens the spread of model means).
     """
     if test not in ("brunnermunzel", "welch"):
         raise ValueError("test must be 'brunnermunzel' or 'welch'")
+    if trials_per_participant is not None and trials_per_participant < 1:
+        raise ValueError("trials_per_participant must be >= 1 or None")
     total_sd = float(np.hypot(unit_sd, participant_sd))
     mu_a = logit_for_accuracy(base_accuracy, total_sd)
     mu_b = logit_for_accuracy(base_accuracy + difference, total_sd)
@@ -139,12 +165,8 @@ def power_analysis(difference: float = 0.05, n_units: Sequence[int] = (20, 40, 8
     rows = []
     for n in n_units:
         for r in responses_per_unit:
-            scores = []
-            for mu in (mu_a, mu_b):
-                u = rng.normal(mu, unit_sd, (n_sims, n, 1))
-                b = rng.normal(0, participant_sd, (n_sims, n, r))
-                k = (rng.random((n_sims, n, r)) < expit(u + b)).sum(axis=2)
-                scores.append(k / r)
+            scores = [_unit_scores_sim(mu, n, r, unit_sd, participant_sd, n_sims,
+                                       trials_per_participant, rng) for mu in (mu_a, mu_b)]
             with np.errstate(invalid="ignore", divide="ignore"):
                 if test == "welch":
                     p = stats.ttest_ind(scores[0], scores[1], axis=1, equal_var=False).pvalue
@@ -156,7 +178,8 @@ def power_analysis(difference: float = 0.05, n_units: Sequence[int] = (20, 40, 8
                          "power": power, "mc_se": np.sqrt(power * (1 - power) / n_sims)})
     out = pd.DataFrame(rows)
     out.attrs.update(test=test, alpha=alpha, n_sims=n_sims, seed=seed,
-                     base_accuracy=base_accuracy, unit_sd=unit_sd, participant_sd=participant_sd)
+                     base_accuracy=base_accuracy, unit_sd=unit_sd, participant_sd=participant_sd,
+                     trials_per_participant=trials_per_participant)
     return out
 
 

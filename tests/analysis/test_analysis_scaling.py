@@ -55,3 +55,19 @@ def test_power_grows_with_units_and_is_alpha_under_the_null():
     null = power_analysis(difference=0.0, n_units=(40,), responses_per_unit=(20,), n_sims=600,
                           seed=2, test="welch")
     assert null["power"].iloc[0] == pytest.approx(0.05, abs=0.03)
+
+
+def test_power_with_participants_shared_across_units():
+    """Sessions of 40 units share one participant effect: model means spread more, so a test
+    on unit scores rejects a true null far more often than with one participant per response."""
+    common = {"difference": 0.0, "n_units": (40,), "responses_per_unit": (20,), "unit_sd": 0.5,
+              "participant_sd": 1.0, "n_sims": 400, "test": "welch"}
+    alone = power_analysis(seed=3, **common)
+    one_each = power_analysis(seed=4, trials_per_participant=1, **common)
+    shared = power_analysis(seed=5, trials_per_participant=40, **common)
+    assert alone["power"].iloc[0] == pytest.approx(0.05, abs=0.035)
+    assert one_each["power"].iloc[0] == pytest.approx(0.05, abs=0.035)
+    assert shared["power"].iloc[0] > 0.25
+    assert shared.attrs["trials_per_participant"] == 40
+    with pytest.raises(ValueError):
+        power_analysis(trials_per_participant=0, n_sims=10)

@@ -8,6 +8,7 @@ from scipy import stats
 
 from analysis import (brunner_munzel, brunner_munzel_pairs, conover_posthoc, kruskal_models,
                       mixed_model, paired_conditions, simulate, unit_scores)
+from analysis.stats import between_model_slope
 
 
 @pytest.fixture(scope="module")
@@ -91,3 +92,48 @@ def test_mixed_model_recovers_condition_and_scale_effects():
     variance = res.variance.set_index("component")["sd"]
     assert variance["unit"] == pytest.approx(0.6, abs=0.25)
     assert res.n_used <= 4000 < res.n_rows and "seed 1" in res.notes[0]
+
+
+def test_between_model_slope_is_ols_with_a_t_interval_on_models_minus_2_df():
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(0)
+    x = pd.Series(np.linspace(6.5, 9, 9), index=[f"m{i}" for i in range(9)])
+    logits = pd.Series(1.0 + 0.2 * x.to_numpy() + rng.normal(0, 0.3, 9), index=x.index[::-1])
+    logits = logits.sort_index()
+    out = between_model_slope(logits, x)
+    ols = sm.OLS(logits.to_numpy(), sm.add_constant(x.reindex(logits.index).to_numpy())).fit()
+    assert out["estimate"] == pytest.approx(ols.params[1])
+    assert out["sd"] == pytest.approx(ols.bse[1])
+    assert out["df"] == 7 and out["n_models"] == 9
+    assert [out["ci_low"], out["ci_high"]] == pytest.approx(list(ols.conf_int()[1]))
+    assert out["residual_sd"] == pytest.approx(np.sqrt(ols.scale))
+    assert np.isnan(between_model_slope(logits.iloc[:2], x)["ci_low"])
+
+
+def test_scale_slope_interval_covers_zero_where_the_vb_interval_does_not():
+    """Null data (no scale effect) with between-model deviations (sd 0.2 logit): the
+    mean-field VB interval excludes the true slope 0, the between-model t interval does not."""
+    ds = simulate(units_per_model=40, responses_per_unit=20, careless_fraction=0.0,
+                  model_sd=0.2, scale_slope=0.0, seed=0)
+    res = mixed_model(ds.responses, ds.models, seed=1)
+    table = res.scale_slopes.set_index("interval")
+    vb, between = table.loc["VB posterior (mean-field)"], table.loc["between-model t"]
+    assert vb["ci_low"] > 0  # the old, too narrow interval
+    assert between["ci_low"] < 0 < between["ci_high"]
+    assert between["df"] == 7 and between["n_models"] == 9
+    assert between["sd"] > 2 * vb["sd"]
+    slope = res.slope()
+    assert slope["interval"] == "between-model t"
+    assert slope["ci_low"] == pytest.approx(between["ci_low"])
+    assert slope["ci_high"] == pytest.approx(between["ci_high"])
+    assert "between-model" in res.notes[-1] and "too narrow" in res.notes[-1]
+
+
+def test_two_models_keep_the_vb_slope_interval_and_say_so():
+    ds = simulate(models=2, units_per_model=20, responses_per_unit=6, careless_fraction=0.0,
+                  conditions=("natural",), seed=6)
+    res = mixed_model(ds.responses, ds.models, seed=0)
+    assert list(res.scale_slopes["interval"]) == ["VB posterior (mean-field)"]
+    assert res.slope()["interval"] == "VB posterior (mean-field)"
+    assert "fewer than 3 models" in res.notes[-1]
