@@ -123,16 +123,18 @@ def build_stimulus_set(model_name: str, image_source: str | Path, out_dir: str |
                        alpha: float | None = None, max_exponent: int = 4, binary_steps: int = 7,
                        max_render_batch: int = 64, device: str = "cpu", batch_size: int = 64,
                        workers: int = 2, store_activations: bool = True,
-                       skip_unreadable: bool = False, name: str | None = None,
+                       skip_unreadable: bool = False, decode: str = "pil",
+                       name: str | None = None,
                        image_size: int = CROP, progress: bool = True) -> Path:
     """Run sample -> mine -> render -> write for one model; resume partial work in out_dir.
 
     `render_steps=None` uses IMI's full schedule (cap 20,000, plateau stop after 2,500);
     a number caps the steps with a proportionally shortened plateau check (CPU demos, tests).
     `difficulties=None` adds every percentile query pair the image count allows.
+    `decode="torchvision"` decodes JPEGs in batches on `device` (nvJPEG on a GPU).
     Returns the set folder.
     """
-    from stimuli.mining import MiningConfig, merge_shards, mine_shard, percentile_picks
+    from stimuli.mining import MiningConfig, merge_shards, mine_shard
     from stimuli.render import RenderSchedule
 
     out = Path(out_dir)
@@ -144,7 +146,8 @@ def build_stimulus_set(model_name: str, image_source: str | Path, out_dir: str |
         raise StimuliError(f"{len(files)} images are too few for {n_batches} batches of "
                            f"{n_bins - 1} references + 1 query per side (need {2 * k})")
     cfg = MiningConfig(k=k, batch_size=batch_size, workers=workers, device=device,
-                       store_activations=store_activations, skip_unreadable=skip_unreadable)
+                       store_activations=store_activations, skip_unreadable=skip_unreadable,
+                       decode=decode)
     n_shards = finished_mining_shards(out)
     if n_shards is None:
         mine_shard(model, spec, weights, chosen, files, out / WORK, cfg, (0, 1), progress)
@@ -156,12 +159,24 @@ def build_stimulus_set(model_name: str, image_source: str | Path, out_dir: str |
         render_stage(model, spec, chosen, result, out, schedule, n_diverse, alpha, max_exponent,
                      binary_steps, device, seed, progress)
     params = {"n_batches": n_batches, "n_bins": n_bins, "k": k, "batching_seed": seed,
-              "mining": {k_: v for k_, v in asdict(cfg).items() if k_ != "device"},
+              "mining": {**{k_: v for k_, v in asdict(cfg).items() if k_ != "device"},
+                         **_precision_record(cfg)},
               "render": ({**asdict(schedule), "n_diverse": n_diverse, "alpha": alpha,
                           "max_exponent": max_exponent, "binary_steps": binary_steps,
                           "engine": "interpsy"} if render else None)}
     return write_set(out, spec, weights, chosen, result, params, difficulties, seed,
                      name or out.name, image_size, include_synthetic=render)
+
+
+def _precision_record(cfg) -> dict:
+    """The arithmetic a mining pass used, for the manifest: float32 or the autocast dtype."""
+    import torch
+
+    from stimuli.mining import precision
+
+    dtype, channels_last = precision(cfg, torch.device(cfg.device))
+    return {"precision": str(dtype or torch.float32).removeprefix("torch."),
+            "channels_last": channels_last}
 
 
 def finished_mining_shards(out: str | Path) -> int | None:

@@ -85,6 +85,10 @@ def _mining_options(f):
                      help="Spill activations to disk for exact percentile queries.")(f)
     f = click.option("--skip-unreadable", is_flag=True,
                      help="Skip unreadable images instead of stopping.")(f)
+    f = click.option("--decode", type=click.Choice(["pil", "torchvision"]), default="pil",
+                     show_default=True,
+                     help="JPEG decoding: PIL in the workers, or batched torchvision on the "
+                          "device (nvJPEG on a GPU).")(f)
     return f
 
 
@@ -126,7 +130,8 @@ def sample(model, out, n_units, unit_list, seed, weights_path, random_init, devi
 @click.option("--shard", default=None, help="i/n: mine the i-th of n slices of the images.")
 @click.option("--progress/--no-progress", default=True)
 def mine(model, images, out, n_units, unit_list, seed, n_batches, n_bins, batch_size, workers,
-         store_activations, skip_unreadable, weights_path, random_init, device, shard, progress):
+         store_activations, skip_unreadable, decode, weights_path, random_init, device, shard,
+         progress):
     """Mine MODEL's exemplars for OUT's units over IMAGES (a folder or a file list)."""
     from stimuli.build import env_device, load, prepare_files, prepare_units
     from stimuli.mining import MiningConfig, mine_shard
@@ -138,7 +143,7 @@ def mine(model, images, out, n_units, unit_list, seed, n_batches, n_bins, batch_
     files = prepare_files(images, out)
     cfg = MiningConfig(k=n_bins * n_batches, batch_size=batch_size, workers=workers,
                        device=device, store_activations=store_activations,
-                       skip_unreadable=skip_unreadable)
+                       skip_unreadable=skip_unreadable, decode=decode)
     path = mine_shard(net, spec, weights, chosen, files, f"{out}/_work", cfg, shard_, progress)
     click.echo(f"mined shard {shard_[0]}/{shard_[1]}: {path}")
 
@@ -193,7 +198,7 @@ def render(model, out, render_steps, n_diverse, alpha, max_exponent, binary_step
 @click.option("--name", default=None, help="Set name (default: OUT's folder name).")
 @click.option("--progress/--no-progress", default=True)
 def build(model, images, out, n_units, unit_list, seed, n_batches, n_bins, batch_size, workers,
-          store_activations, skip_unreadable, render_steps, n_diverse, alpha, max_exponent,
+          store_activations, skip_unreadable, decode, render_steps, n_diverse, alpha, max_exponent,
           binary_steps, render_batch, weights_path, random_init, device, difficulties, no_render,
           name, progress):
     """Sample, mine, render and write a ready stimulus set for MODEL into OUT (resumes)."""
@@ -206,6 +211,6 @@ def build(model, images, out, n_units, unit_list, seed, n_batches, n_bins, batch
         render_steps=render_steps, n_diverse=n_diverse, alpha=alpha, max_exponent=max_exponent,
         binary_steps=binary_steps, max_render_batch=render_batch, device=env_device(device),
         batch_size=batch_size, workers=workers, store_activations=store_activations,
-        skip_unreadable=skip_unreadable, name=name, progress=progress)
+        skip_unreadable=skip_unreadable, decode=decode, name=name, progress=progress)
     stimulus_set = load_stimulus_set(path, verify_images=True, verify_hashes=True)
     click.echo(f"ok: {path}: {len(stimulus_set.units)} units, {len(stimulus_set.images)} images")

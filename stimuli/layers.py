@@ -43,12 +43,21 @@ def resolve_module(model: nn.Module, layer: str, spec: ModelSpec | None = None) 
 
 
 def reduce_activation(x: torch.Tensor, layout: str) -> torch.Tensor:
-    """Mean over space (or tokens): (N, C, ...) channels-first or (N, ..., C) -> (N, C) float32."""
+    """Mean over space (or tokens): (N, C, ...) channels-first or (N, ..., C) -> (N, C) float32.
+
+    Accumulates in float32 (also under autocast) and reads any memory format without a copy.
+    """
     if x.dim() == 2:
         return x.float()
     if layout == CHANNELS_FIRST:
-        return x.flatten(2).mean(2, dtype=torch.float32)
-    return x.flatten(1, -2).mean(1, dtype=torch.float32)
+        return x.mean(tuple(range(2, x.dim())), dtype=torch.float32)
+    return x.mean(tuple(range(1, x.dim() - 1)), dtype=torch.float32)
+
+
+def select_channels(x: torch.Tensor, layout: str, channels: torch.Tensor) -> torch.Tensor:
+    """The given channels of a layer output, in the same layout."""
+    dim = 1 if layout == CHANNELS_FIRST or x.dim() == 2 else x.dim() - 1
+    return x.index_select(dim, channels)
 
 
 def channel_count(x: torch.Tensor, layout: str) -> int:
@@ -90,9 +99,7 @@ class LayerRecorder:
             if isinstance(x, (tuple, list)):
                 x = x[0]
             if self.keep == "reduced":
-                x = reduce_activation(x, layout)
-                if layer in self.channels:
-                    x = x.index_select(1, self.channels[layer])
+                x = self._reduce(x, layer, layout)
             self.outputs[layer] = x
             if self.stop_early and len(self.outputs) == len(self.layers):
                 raise StopForward
@@ -100,6 +107,19 @@ class LayerRecorder:
         if is_input:
             return lambda module, inputs: hook(module, inputs)
         return hook
+
+    def _reduce(self, x: torch.Tensor, layer: str, layout: str) -> torch.Tensor:
+        """(N, C') float32 means of the layer's requested channels (all channels if none given).
+
+        Channels-first outputs are cut to the requested channels before the mean, which then
+        reads only their planes (the same sums, bit for bit); other layouts are reduced first,
+        as the renderer's objective does, so mined and rendered activations agree exactly.
+        """
+        channels = self.channels.get(layer)
+        if channels is not None and (layout == CHANNELS_FIRST or x.dim() == 2):
+            return reduce_activation(select_channels(x, layout, channels), layout)
+        x = reduce_activation(x, layout)
+        return x if channels is None else x.index_select(1, channels)
 
     def __call__(self, model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Run one forward pass and return {layer: kept tensor}."""

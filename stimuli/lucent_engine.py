@@ -40,9 +40,12 @@ def render_lucent(model: torch.nn.Module, spec: ModelSpec, layer: str, channel: 
     if layer.endswith(INPUT_SUFFIX) or spec.layout(layer) != CHANNELS_FIRST:
         raise ModelError(f"the lucent engine renders channels-first module outputs only, not "
                          f"{layer!r} ({spec.layout(layer)})")
+    device = next(iter(model.parameters())).device
+    if torch.cuda.is_available() and device != torch.device("cuda:0"):
+        raise StimuliError(f"lucent renders on cuda:0 whenever CUDA is available; the model is "
+                           f"on {device}: load it with device='cuda:0' (--device cuda)")
     torch.manual_seed(seed)
     np.random.seed(seed)
-    device = next(iter(model.parameters())).device
     normalize = normalizer(spec, device)
     objective = objectives.channel(lucent_layer(layer), channel)
     if sign < 0:

@@ -14,12 +14,25 @@ at the end. With `store_activations=False` RAM and disk stay O(units x k) and on
 Sharding splits the *images* (`shard=(i, n)` takes a contiguous slice): every shard must run the
 forward pass for its images anyway, so splitting units would not save compute. Per-shard states
 carry global image indices and merge exactly (`merge_shards`).
+
+On CUDA the defaults are bfloat16 autocast (float16 on GPUs without bfloat16) and a
+channels-last model and input; activations are reduced in float32 either way. Both settings work
+on the CPU too when asked for (`MiningConfig(autocast=True, channels_last=True)`). Decoding is
+PIL in the DataLoader workers (`decode="pil"`) or, with `decode="torchvision"`, batched
+`torchvision.io.decode_jpeg` on the mining device (nvJPEG on a GPU; libjpeg-turbo on the CPU)
+with the resize and centre crop done there as well; non-JPEG files still go through PIL in the
+workers. Both decoders give the same crops as `stimuli.images.load_shown` to within one grey
+level on the CPU.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
+import warnings
+from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +48,9 @@ from stimuli.sampling import Unit
 from stimuli.topk import StreamingTopK
 
 MINING_DIR = "mining"
+DECODERS = ("pil", "torchvision")
+_DECODER_ALIASES = {"cpu": "pil", "gpu": "torchvision"}
+JPEG_MAGIC = b"\xff\xd8\xff"
 
 
 @dataclass
@@ -48,13 +64,69 @@ class MiningConfig:
     store_activations: bool = True
     checkpoint_every: int = 100
     autocast: bool | None = None  # default: on for CUDA (bfloat16), off on CPU
+    autocast_dtype: str | None = None  # "bfloat16" or "float16"; default bfloat16 where supported
     channels_last: bool | None = None  # default: on for CUDA
-    decode: str = "cpu"  # "cpu" (PIL in workers) or "gpu" (torchvision.io.decode_jpeg)
+    decode: str = "pil"  # "pil" (in the workers) or "torchvision" (decode_jpeg on the device)
     skip_unreadable: bool = False
+
+    def __post_init__(self) -> None:
+        self.decode = _DECODER_ALIASES.get(self.decode, self.decode)
+        if self.decode not in DECODERS:
+            raise StimuliError(f"decode={self.decode!r}: use one of {', '.join(DECODERS)}")
+
+
+def precision(cfg: MiningConfig, device: torch.device) -> tuple[torch.dtype | None, bool]:
+    """(autocast dtype, or None for float32; channels-last on/off) of a pass on `device`."""
+    cuda = device.type == "cuda"
+    channels_last = cuda if cfg.channels_last is None else bool(cfg.channels_last)
+    if not (cuda if cfg.autocast is None else cfg.autocast):
+        return None, channels_last
+    if cfg.autocast_dtype is not None:
+        return getattr(torch, cfg.autocast_dtype), channels_last
+    if cuda and not torch.cuda.is_bf16_supported():
+        return torch.float16, channels_last
+    return torch.bfloat16, channels_last
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """Autocast to `dtype` on `device`'s type, or a no-op for None."""
+    return torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
+
+
+@contextlib.contextmanager
+def memory_format(model: torch.nn.Module, channels_last: bool) -> Iterator[torch.nn.Module]:
+    """The model in channels-last memory format inside the block, contiguous again after it."""
+    if not channels_last:
+        yield model
+        return
+    model.to(memory_format=torch.channels_last)
+    try:
+        yield model
+    finally:
+        model.to(memory_format=torch.contiguous_format)
+
+
+def model_input(images: torch.Tensor, normalize, channels_last: bool) -> torch.Tensor:
+    """Normalised float input from uint8 images, channels-last when asked for."""
+    x = normalize(images)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def _pil_crop(path: str) -> tuple[torch.Tensor, str]:
+    """The shown crop through PIL as uint8 (3, 224, 224), or zeros and the error."""
+    try:
+        image = load_shown(path)
+    except ImageSourceError as exc:
+        return torch.zeros(3, CROP, CROP, dtype=torch.uint8), str(exc)
+    return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).contiguous(), ""
 
 
 class ImageDataset(Dataset):
-    """The shown crop of each file as a uint8 (3, 224, 224) tensor, its global index, an error."""
+    """The shown crop of each file as a uint8 (3, 224, 224) tensor, its global index, an error.
+
+    With `raw=True` a JPEG file comes back as its bytes (1-D uint8) with its path as a fourth
+    item, for batched decoding on the mining device; other files come back as PIL crops with "".
+    """
 
     def __init__(self, files: list[str], offset: int = 0, raw: bool = False):
         self.files = files
@@ -64,41 +136,112 @@ class ImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, i: int) -> tuple:
+        path = str(self.files[i])
         if self.raw:
-            from torchvision.io import read_file
+            return self._raw_item(path, self.offset + i)
+        crop, error = _pil_crop(path)
+        return crop, self.offset + i, error
 
-            return read_file(str(self.files[i])), self.offset + i, ""
+    def _raw_item(self, path: str, index: int) -> tuple:
+        """JPEG bytes and path, or the PIL crop (zeros on error) and "" for other files."""
         try:
-            image = load_shown(self.files[i])
-            tensor = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).contiguous()
-            return tensor, self.offset + i, ""
-        except ImageSourceError as exc:
-            return torch.zeros(3, CROP, CROP, dtype=torch.uint8), self.offset + i, str(exc)
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            zeros = torch.zeros(3, CROP, CROP, dtype=torch.uint8)
+            return zeros, index, f"cannot read image {path}: {exc}", ""
+        if data[:3] == JPEG_MAGIC:
+            return torch.frombuffer(bytearray(data), dtype=torch.uint8), index, "", path
+        crop, error = _pil_crop(path)
+        return crop, index, error, ""
 
 
-def _collate_raw(batch):
-    return [b[0] for b in batch], torch.tensor([b[1] for b in batch]), [b[2] for b in batch]
+def _collate_raw(batch: list[tuple]) -> tuple[list[torch.Tensor], torch.Tensor, list[str],
+                                                list[str]]:
+    """Raw items as lists (JPEG byte tensors differ in length), indices as one tensor."""
+    return ([b[0] for b in batch], torch.tensor([b[1] for b in batch]), [b[2] for b in batch],
+            [b[3] for b in batch])
 
 
-def _decode_gpu(raw: list[torch.Tensor], device: torch.device) -> tuple[torch.Tensor, list[str]]:
-    """Batched JPEG decoding on the GPU, then resize 256 / centre crop 224 there."""
-    from torchvision.io import ImageReadMode, decode_image, decode_jpeg
+def shown_tensor(images: torch.Tensor) -> torch.Tensor:
+    """Resize the shorter side to 256 and take the centre 224 crop of (..., 3, H, W) uint8 images.
+
+    Same arithmetic as `stimuli.images.load_shown` (torchvision's antialiased bilinear resize
+    matches PIL's to within one grey level).
+    """
     from torchvision.transforms.v2 import functional as TF
 
-    errors = [""] * len(raw)
+    resized = TF.resize(images, [RESIZE], antialias=True)
+    return TF.center_crop(resized, [CROP, CROP])
+
+
+def _decode_jpegs(data: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+    """RGB uint8 images from JPEG bytes, decoded on `device` (one batched nvJPEG call on CUDA)."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    if device.type == "cuda":
+        # nvJPEG writes its outputs on its own stream without waiting for the caller's: a block
+        # the caching allocator recycles may still be read by queued kernels (torchvision #9606)
+        torch.cuda.current_stream(device).synchronize()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torchvision 0.29 points to torchcodec
+        return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+
+
+def _shown_crops(images: list[torch.Tensor]) -> list[torch.Tensor]:
+    """`shown_tensor` of each image, one resize call per distinct image size."""
+    by_size: dict[tuple[int, ...], list[int]] = defaultdict(list)
+    for i, image in enumerate(images):
+        by_size[tuple(image.shape)].append(i)
+    crops: list[torch.Tensor] = [images[0]] * len(images)
+    for rows in by_size.values():
+        for i, crop in zip(rows, shown_tensor(torch.stack([images[i] for i in rows]))):
+            crops[i] = crop
+    return crops
+
+
+def _one_jpeg(data: torch.Tensor, path: str, device: torch.device) -> tuple[torch.Tensor, str]:
+    """One JPEG on `device`; what the device decoder refuses goes through PIL, then is an error."""
     try:
-        decoded = decode_jpeg(raw, mode=ImageReadMode.RGB, device=device)
+        return shown_tensor(_decode_jpegs([data], device)[0]), ""
     except RuntimeError:
-        decoded = []
-        for i, data in enumerate(raw):
-            try:
-                decoded.append(decode_image(data, mode=ImageReadMode.RGB).to(device))
-            except RuntimeError as exc:
-                errors[i] = f"cannot decode image: {exc}"
-                decoded.append(torch.zeros(3, CROP, CROP, dtype=torch.uint8, device=device))
-    out = [TF.center_crop(TF.resize(img, RESIZE, antialias=True), [CROP, CROP]) for img in decoded]
-    return torch.stack(out), errors
+        crop, error = _pil_crop(path)
+        return crop.to(device), error
+
+
+def decode_batch(items: list[torch.Tensor], errors: list[str], jpeg_paths: list[str],
+                 device: torch.device) -> tuple[torch.Tensor, list[str]]:
+    """A raw batch of `ImageDataset(raw=True)` as uint8 (B, 3, 224, 224) shown crops on `device`."""
+    errors = list(errors)
+    crops = [item.to(device, non_blocking=True) if not path else item
+             for item, path in zip(items, jpeg_paths)]
+    jpegs = [i for i, path in enumerate(jpeg_paths) if path]
+    if jpegs:
+        try:
+            decoded = _shown_crops(_decode_jpegs([items[i] for i in jpegs], device))
+            for i, crop in zip(jpegs, decoded):
+                crops[i] = crop
+        except RuntimeError:  # one bad file fails the whole batched call: redo them one by one
+            for i in jpegs:
+                crops[i], errors[i] = _one_jpeg(items[i], jpeg_paths[i], device)
+    return torch.stack(crops), errors
+
+
+def image_batches(files: list[str], offset: int, cfg: MiningConfig, device: torch.device
+                  ) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[str]]]:
+    """(uint8 (B, 3, 224, 224) crops on `device`, global indices on the CPU, error per image)."""
+    raw = cfg.decode == "torchvision"
+    loader = DataLoader(ImageDataset(files, offset=offset, raw=raw), batch_size=cfg.batch_size,
+                        num_workers=cfg.workers, pin_memory=device.type == "cuda" and not raw,
+                        collate_fn=_collate_raw if raw else None, persistent_workers=False)
+    for batch in loader:
+        if raw:
+            items, indices, errors, paths = batch
+            images, errors = decode_batch(items, errors, paths, device)
+            yield images, indices, errors
+        else:
+            images, indices, errors = batch
+            yield images.to(device, non_blocking=True), indices, list(errors)
 
 
 def normalizer(spec: ModelSpec, device: torch.device):
@@ -109,12 +252,12 @@ def normalizer(spec: ModelSpec, device: torch.device):
 
 
 def fingerprint(spec: ModelSpec, weights: str, units: list[Unit], files: list[str],
-                cfg: MiningConfig) -> str:
+                cfg: MiningConfig, dtype: torch.dtype | None = None) -> str:
     """Hash of everything that determines a mining result (to refuse resuming a different run)."""
     payload = json.dumps({"model": spec.name, "weights": weights,
                           "units": [u.unit_id for u in units], "files": files, "k": cfg.k,
                           "store": cfg.store_activations, "decode": cfg.decode,
-                          "crop": [RESIZE, CROP]})
+                          "precision": str(dtype or torch.float32), "crop": [RESIZE, CROP]})
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -137,6 +280,74 @@ def _save_atomic(obj: dict, path: Path) -> None:
     tmp.replace(path)
 
 
+class ActivationSpill:
+    """Writes each batch's activations into the memory-mapped store one batch late on CUDA.
+
+    The device-to-host copy goes into pinned memory without blocking and is waited for only when
+    the next batch has been queued, so the GPU never idles on the disk store.
+    """
+
+    def __init__(self, store: np.memmap | None, device: torch.device):
+        self.store = store
+        self.cuda = device.type == "cuda"
+        self.pending: tuple[int, torch.Tensor, torch.cuda.Event] | None = None
+
+    def put(self, row: int, acts: torch.Tensor) -> None:
+        """Queue rows row.. of the store for `acts` (images x units)."""
+        if self.store is None:
+            return
+        self.drain()
+        if not self.cuda:
+            self.store[row: row + len(acts)] = acts.numpy()
+            return
+        host = torch.empty(acts.shape, dtype=acts.dtype, pin_memory=True)
+        host.copy_(acts, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        self.pending = (row, host, event)
+
+    def drain(self) -> None:
+        """Write the queued batch, if any."""
+        if self.pending is None:
+            return
+        row, host, event = self.pending
+        event.synchronize()
+        self.store[row: row + len(host)] = host.numpy()
+        self.pending = None
+
+    def flush(self) -> None:
+        """Write the queued batch and flush the store to disk."""
+        self.drain()
+        if self.store is not None:
+            self.store.flush()
+
+
+def _unit_order(units: list[Unit], device: torch.device
+                ) -> tuple[list[str], dict[str, torch.Tensor], torch.Tensor]:
+    """Hooked layers, each layer's channels and the permutation back to the units' order."""
+    layers = list(dict.fromkeys(u.layer for u in units))
+    channels = {layer: torch.tensor([u.channel for u in units if u.layer == layer],
+                                    device=device) for layer in layers}
+    grouped = [(u.layer, u.channel) for layer in layers for u in units if u.layer == layer]
+    position = {key: i for i, key in enumerate(grouped)}
+    perm = torch.tensor([position[(u.layer, u.channel)] for u in units], device=device)
+    return layers, channels, perm
+
+
+def _update(top: StreamingTopK, bottom: StreamingTopK, acts: torch.Tensor, first: int,
+            failed: list[int]) -> None:
+    """Feed a batch (images x units) whose global indices start at `first`, minus failed rows."""
+    indices = torch.arange(first, first + len(acts), device=acts.device)
+    if failed:
+        keep = torch.ones(len(acts), dtype=torch.bool)
+        keep[failed] = False
+        good = keep.nonzero().squeeze(1).to(acts.device)
+        acts, indices = acts[good], indices[good]
+    if len(acts):
+        top.update(acts.T, indices)
+        bottom.update(acts.T, indices)
+
+
 def mine_shard(model: torch.nn.Module, spec: ModelSpec, weights: str, units: list[Unit],
                files: list[str], work_dir: str | Path, cfg: MiningConfig,
                shard: tuple[int, int] = (0, 1), progress: bool = True) -> Path:
@@ -144,7 +355,9 @@ def mine_shard(model: torch.nn.Module, spec: ModelSpec, weights: str, units: lis
     work = Path(work_dir) / MINING_DIR
     work.mkdir(parents=True, exist_ok=True)
     done_path, ckpt_path, act_path = _shard_paths(work, shard)
-    key = fingerprint(spec, weights, units, files, cfg)
+    device = torch.device(cfg.device)
+    dtype, channels_last = precision(cfg, device)
+    key = fingerprint(spec, weights, units, files, cfg, dtype)
     if done_path.is_file():
         if torch.load(done_path, weights_only=False)["fingerprint"] == key:
             return done_path
@@ -152,15 +365,7 @@ def mine_shard(model: torch.nn.Module, spec: ModelSpec, weights: str, units: lis
                            f"another output folder")
     start, stop = shard_range(len(files), shard)
     n_units, n_shard = len(units), stop - start
-    device = torch.device(cfg.device)
-    is_cuda = device.type == "cuda"
-
-    layers = list(dict.fromkeys(u.layer for u in units))
-    channels = {layer: torch.tensor([u.channel for u in units if u.layer == layer],
-                                    device=device) for layer in layers}
-    grouped = [(u.layer, u.channel) for layer in layers for u in units if u.layer == layer]
-    position = {key_: i for i, key_ in enumerate(grouped)}
-    perm = torch.tensor([position[(u.layer, u.channel)] for u in units], device=device)
+    layers, channels, perm = _unit_order(units, device)
 
     top = StreamingTopK(n_units, cfg.k, device, largest=True)
     bottom = StreamingTopK(n_units, cfg.k, device, largest=False)
@@ -173,74 +378,51 @@ def mine_shard(model: torch.nn.Module, spec: ModelSpec, weights: str, units: lis
         top = StreamingTopK.from_state(state["top"], device)
         bottom = StreamingTopK.from_state(state["bottom"], device)
         done, bad = state["done"], state["bad"]
-    activations = None
+    store = None
     if cfg.store_activations and n_shard:
         mode = "r+" if (done and act_path.is_file()) else "w+"
-        activations = np.memmap(act_path, dtype=np.float32, mode=mode, shape=(n_shard, n_units))
+        store = np.memmap(act_path, dtype=np.float32, mode=mode, shape=(n_shard, n_units))
+    spill = ActivationSpill(store, device)
 
-    raw = cfg.decode == "gpu" and is_cuda
-    dataset = ImageDataset(files[start + done: stop], offset=start + done, raw=raw)
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, num_workers=cfg.workers,
-                        pin_memory=is_cuda, collate_fn=_collate_raw if raw else None,
-                        persistent_workers=False)
+    def checkpoint() -> None:
+        """Flush the store, then save the top/bottom-k state and the count done."""
+        spill.flush()
+        _save_atomic({"fingerprint": key, "top": top.state_dict(),
+                      "bottom": bottom.state_dict(), "done": done, "bad": bad}, ckpt_path)
+
     normalize = normalizer(spec, device)
-    use_autocast = is_cuda if cfg.autocast is None else cfg.autocast
-    if (is_cuda if cfg.channels_last is None else cfg.channels_last):
-        model = model.to(memory_format=torch.channels_last)
     recorder = LayerRecorder(model, spec, layers, keep="reduced", channels=channels)
     bar = _progress(n_shard, done, progress, f"mining {spec.name} shard {shard[0]}/{shard[1]}")
     last_save = time.monotonic()
     try:
-        for step, (images, indices, errors) in enumerate(loader, 1):
-            if raw:
-                images, errors = _decode_gpu(images, device)
-            else:
-                images = images.to(device, non_blocking=True)
-            errors = list(errors)
-            failed = [j for j, e in enumerate(errors) if e]
-            if failed:
-                if not cfg.skip_unreadable:
-                    raise ImageSourceError(errors[failed[0]])
-                bad.extend(int(indices[j]) for j in failed)
-            x = normalize(images)
-            if is_cuda and cfg.channels_last is not False:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16,
-                                                 enabled=use_autocast):
-                outputs = recorder(model, x)
-            acts = torch.cat([outputs[layer] for layer in layers], 1).float()[:, perm]
-            keep = torch.ones(len(acts), dtype=torch.bool)
-            keep[failed] = False
-            if failed:
-                acts[torch.tensor(failed, device=acts.device)] = float("nan")
-            if activations is not None:
-                rows = slice(done, done + len(acts))
-                activations[rows] = acts.cpu().numpy()
-            if bool(keep.all()):
-                top.update(acts.T, indices)
-                bottom.update(acts.T, indices)
-            elif bool(keep.any()):
-                good = keep.nonzero().squeeze(1)
-                top.update(acts[good.to(acts.device)].T, indices[good])
-                bottom.update(acts[good.to(acts.device)].T, indices[good])
-            done += len(acts)
-            bar.update(len(acts))
-            if step % cfg.checkpoint_every == 0 or time.monotonic() - last_save > 300:
-                if activations is not None:
-                    activations.flush()
-                _save_atomic({"fingerprint": key, "top": top.state_dict(),
-                              "bottom": bottom.state_dict(), "done": done, "bad": bad},
-                             ckpt_path)
-                last_save = time.monotonic()
+        with memory_format(model, channels_last), torch.no_grad():
+            batches = image_batches(files[start + done: stop], start + done, cfg, device)
+            for step, (images, indices, errors) in enumerate(batches, 1):
+                failed = [j for j, e in enumerate(errors) if e]
+                if failed:
+                    if not cfg.skip_unreadable:
+                        raise ImageSourceError(errors[failed[0]])
+                    bad.extend(int(indices[j]) for j in failed)
+                with autocast(device, dtype):
+                    outputs = recorder(model, model_input(images, normalize, channels_last))
+                acts = torch.cat([outputs[layer] for layer in layers], 1).float()[:, perm]
+                if failed:
+                    acts[torch.tensor(failed, device=acts.device)] = float("nan")
+                spill.put(done, acts)
+                _update(top, bottom, acts, start + done, failed)
+                done += len(acts)
+                bar.update(len(acts))
+                if step % cfg.checkpoint_every == 0 or time.monotonic() - last_save > 300:
+                    checkpoint()
+                    last_save = time.monotonic()
     finally:
         recorder.close()
         bar.close()
-    if activations is not None:
-        activations.flush()
+    spill.flush()
     _save_atomic({"fingerprint": key, "top": top.state_dict(), "bottom": bottom.state_dict(),
                   "done": done, "bad": bad, "shard": list(shard), "start": start, "stop": stop,
                   "units": [u.unit_id for u in units],
-                  "activations": act_path.name if activations is not None else None},
+                  "activations": act_path.name if store is not None else None},
                  done_path)
     ckpt_path.unlink(missing_ok=True)
     return done_path

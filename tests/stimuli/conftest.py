@@ -1,10 +1,13 @@
-"""Shared fixtures: a small offline image folder and tiny models."""
+"""Shared fixtures: a small offline image folder, its JPEG copies, tiny models and their
+brute-force activations."""
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
 import pytest
+
+from tests.stimuli.helpers import UNITS, brute_force, write_jpegs
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +29,24 @@ def image_files(image_folder) -> list[str]:
     from stimuli.images import list_images
 
     return [str(p) for p in list_images(image_folder)]
+
+
+@pytest.fixture(scope="session")
+def jpeg_files(image_files, tmp_path_factory) -> list[str]:
+    """The pool as JPEGs of varied sizes (helpers.JPEG_SIZES), every 7th one greyscale."""
+    return write_jpegs(image_files, tmp_path_factory.mktemp("jpegs"))
+
+
+@pytest.fixture(scope="session")
+def brute(image_files):
+    """Per tiny model: (spec, CPU model, units, brute-force activations over image_files)."""
+    from stimuli.registry import get_spec, load_model
+    from stimuli.sampling import Unit
+
+    cache = {}
+    for name, specs in UNITS.items():
+        spec = get_spec(name)
+        model = load_model(name, pretrained=False)
+        units = [Unit(name, layer, c) for layer, c in specs]
+        cache[name] = (spec, model, units, brute_force(model, spec, units, image_files))
+    return cache

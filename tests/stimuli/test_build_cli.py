@@ -34,6 +34,9 @@ def test_built_set_passes_check(built):
     assert len(synthetic) == 2 * 2 * 3  # units x sides x (1 plain + 2 diverse)
     assert set(synthetic[synthetic.role == "reference_max"]["rank"]) == {0, 1, 2}
     assert stimulus_set.manifest["seed"] == 3
+    mining = stimulus_set.manifest["parameters"]["mining"]
+    assert (mining["precision"], mining["channels_last"], mining["decode"]) == ("float32", False,
+                                                                                 "pil")
     assert stimulus_set.units.top_natural_activation.notna().all()
     assert main(["stimuli", "check", str(built)]) == 0
 

@@ -5,41 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from stimuli.images import load_shown
-from stimuli.layers import LayerRecorder
-from stimuli.mining import (MiningConfig, merge_shards, mine_shard, normalizer, percentile_picks,
-                            percentile_rank)
-from stimuli.registry import get_spec, load_model
-from stimuli.sampling import Unit
+from stimuli.mining import MiningConfig, merge_shards, mine_shard, percentile_picks, percentile_rank
 from stimuli.topk import StreamingTopK
-
-UNITS = {
-    "tiny-cnn": [("bn1", 3), ("block:input", 0), ("bn3", 30), ("conv2", 5)],
-    "tiny-convnext": [("blocks.0.norm", 2), ("blocks.1", 7), ("blocks.1.fc1", 20)],
-    "tiny-vit": [("blocks.0.fc1", 1), ("blocks.1.norm2", 4)],
-}
-
-
-def brute_force(model, spec, units, files) -> np.ndarray:
-    """(images, units) activations from plain forwards of all images."""
-    images = torch.stack([torch.from_numpy(np.asarray(load_shown(f)).copy()).permute(2, 0, 1)
-                          for f in files])
-    layers = list(dict.fromkeys(u.layer for u in units))
-    with LayerRecorder(model, spec, layers, keep="reduced", stop_early=False) as rec, \
-            torch.no_grad():
-        out = rec(model, normalizer(spec, torch.device("cpu"))(images))
-    return np.stack([out[u.layer][:, u.channel].numpy() for u in units], 1)
-
-
-@pytest.fixture(scope="module")
-def brute(image_files):
-    cache = {}
-    for name, specs in UNITS.items():
-        spec = get_spec(name)
-        model = load_model(name, pretrained=False)
-        units = [Unit(name, layer, c) for layer, c in specs]
-        cache[name] = (spec, model, units, brute_force(model, spec, units, image_files))
-    return cache
+from tests.stimuli.helpers import UNITS
 
 
 @pytest.mark.parametrize("name", list(UNITS))
@@ -73,7 +41,7 @@ def test_mining_equals_brute_force(name, brute, image_files, tmp_path):
 
 
 def test_sharded_mining_merges_exactly(brute, image_files, tmp_path):
-    spec, model, units, acts = brute["tiny-cnn"]
+    spec, model, units, _ = brute["tiny-cnn"]
     cfg = MiningConfig(k=5, batch_size=8, workers=0)
     for i in range(3):
         mine_shard(model, spec, "random", units, image_files, tmp_path / "s", cfg, (i, 3),

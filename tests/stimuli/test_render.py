@@ -6,27 +6,14 @@ import pytest
 
 from stimuli.registry import get_spec, load_model
 from stimuli.render import Job, JobResult, RenderSchedule, _advance, _Search, render_jobs
-
-SMALL = {"size": 64, "pad": 12}  # 88 px parameters, 64 px after the transforms
-CASES = [("tiny-cnn", "bn2", 1, "channels_first"), ("tiny-cnn", "block:input", 1, "channels_first"),
-         ("tiny-convnext", "blocks.0.fc1", 1, "channels_last"),
-         ("tiny-vit", "blocks.1.fc1", 2, "tokens")]
+from tests.stimuli.helpers import LAYOUT_CASES, SMALL, check_renderer_moves
 
 
-@pytest.mark.parametrize("name,layer,channel,layout", CASES)
+@pytest.mark.parametrize("name,layer,channel,layout", LAYOUT_CASES)
 def test_renderer_moves_objective(name, layer, channel, layout):
     spec = get_spec(name)
     assert spec.layout(layer) == layout
-    model = load_model(name, pretrained=False)
-    jobs = [Job(layer, channel, 1), Job(layer, channel, -1), Job(layer, 2, 1, n=3, alpha=0.01)]
-    start = render_jobs(model, spec, jobs, RenderSchedule(max_steps=1, lr=0.0, **SMALL), seed=0)
-    end = render_jobs(model, spec, jobs, RenderSchedule(max_steps=20, min_steps=20, **SMALL),
-                      seed=0)
-    assert end[0].activations[0] > start[0].activations[0] + 1e-3
-    assert end[1].activations[0] < start[1].activations[0] - 1e-3
-    assert end[2].activations.mean() > start[2].activations.mean()
-    assert end[0].images.shape == (1, 64, 64, 3) and end[0].images.dtype == np.uint8
-    assert end[2].images.shape == (3, 64, 64, 3)
+    check_renderer_moves(load_model(name, pretrained=False), spec, layer, channel, "cpu")
 
 
 def test_early_stop_on_plateau():
