@@ -212,6 +212,30 @@ def trial_images(trial: dict) -> list[str]:
     return [*trial["references_min"], *trial["references_max"], trial["query_a"], trial["query_b"]]
 
 
+def route_of(path: str) -> str:
+    """A request path with its ids taken out: /api/sessions/<id>/responses -> .../responses."""
+    parts = path.split("/")
+    if path.startswith("/api/sessions/"):
+        return "/api/sessions/*" + ("/" + parts[4] if len(parts) > 4 else "")
+    if path.startswith("/x/"):
+        return "/x/*/" + (parts[3] if len(parts) > 3 else "")
+    return "/" + parts[1] if len(parts) > 1 else path
+
+
+def route_table(access_log: Path) -> list[str]:
+    """Server-side time per route (count, p50, p99, max ms): where the workers spent their time."""
+    by_route: dict[str, list[float]] = {}
+    for line in access_log.read_text().splitlines():
+        method, path, _, micros = line.split()[:4]
+        by_route.setdefault(f"{method} {route_of(path)}", []).append(int(micros) / 1000)
+    rows = []
+    for route, times in sorted(by_route.items(), key=lambda kv: -sum(kv[1])):
+        times.sort()
+        rows.append(f"{route:38s} n {len(times):6d}  p50 {statistics.median(times):7.1f}  "
+                    f"p99 {times[int(0.99 * (len(times) - 1))]:7.1f}  max {times[-1]:8.1f} ms")
+    return rows
+
+
 def server_side(access_log: Path) -> tuple[float, float, int]:
     """(p50 ms, p99 ms, count) of the saves as gunicorn timed them (request in to response out)."""
     durations = sorted(int(line.split()[3]) / 1000 for line in access_log.read_text().splitlines()
@@ -221,6 +245,21 @@ def server_side(access_log: Path) -> tuple[float, float, int]:
         return float("nan"), float("nan"), 0
     return (statistics.median(durations), durations[int(0.99 * (len(durations) - 1))],
             len(durations))
+
+
+def use_photos(set_dir: Path, size: int) -> None:
+    """Replace a generated set's noise PNGs by crops of natural photos (realistic compression)."""
+    import pandas as pd
+
+    from experiments.stimulus_set import sha256_file
+    from stimuli.images import sample_image_pool
+
+    table = pd.read_csv(set_dir / "images.csv")
+    pool = sample_image_pool(set_dir.parent / "photo-pool", n=len(table), size=size)
+    for row, source in zip(table.itertuples(), pool):
+        (set_dir / row.path).write_bytes(source.read_bytes())
+    table["sha256"] = [sha256_file(set_dir / rel) for rel in table["path"]]
+    table.to_csv(set_dir / "images.csv", index=False)
 
 
 def session_bytes(base: str, key: str) -> tuple[int, int]:
@@ -324,6 +363,7 @@ def run(backend: str, args, set_dir: Path, work: Path) -> dict:
             server.stop()
         stored, lost, mismatched = verify(db, stats)
         server_p50, server_p99, server_n = server_side(server.access_log)
+        routes = route_table(server.access_log)
         lat = sorted(stats.latencies)
         steady = sorted(stats.first_try)
         # Saves sent while no server listened wait for the restart by design; the rest should not.
@@ -341,7 +381,7 @@ def run(backend: str, args, set_dir: Path, work: Path) -> dict:
             "stored": stored, "lost": lost, "mismatched": mismatched, "errors": len(stats.errors),
             "session_mb": nbytes / 1e6, "session_images": nimages,
             "server_p50_ms": server_p50, "server_p99_ms": server_p99, "server_saves": server_n,
-            "images_downloaded": stats.images}
+            "images_downloaded": stats.images, "routes": routes}
         for message in stats.errors[:5]:
             print("  error:", message)
         return result
@@ -365,6 +405,9 @@ def main() -> None:
     parser.add_argument("--kill-at", type=float, default=0.0,
                         help="SIGKILL the server this many seconds in, then restart it (0: never)")
     parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--image-content", choices=["photos", "noise"], default="photos",
+                        help="photos: crops of natural photos (as real stimuli compress); noise: "
+                             "Gaussian noise, the worst case for compression")
     parser.add_argument("--images", choices=["none", "all"], default="none",
                         help="all: every participant downloads its images from gunicorn as the "
                              "page does (in production a proxy or CDN serves them)")
@@ -375,7 +418,10 @@ def main() -> None:
         t0 = time.perf_counter()
         set_dir = make_stimulus_set(work / "sets", n_units=n_units, n_batches=1, synthetic=False,
                                     image_size=args.image_size)
-        print(f"stimulus set: {n_units} units, {args.image_size} px, {time.perf_counter() - t0:.1f} s")
+        if args.image_content == "photos":
+            use_photos(set_dir, args.image_size)
+        print(f"stimulus set: {n_units} units, {args.image_size} px {args.image_content}, "
+              f"{time.perf_counter() - t0:.1f} s")
         backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
         print(f"{args.participants} participants x {args.practice_trials + args.main_trials + args.catch_trials}"
               f" trials, one every {args.interval} s; gunicorn {args.workers} workers"
@@ -398,6 +444,7 @@ def main() -> None:
                       f"p99 / 100 ms target = {r['p99_outside_outage_ms'] / 100:.2f}"
                       + (" (saves outside the restart window)" if args.kill_at else "")]
             print("\n  ".join(parts))
+            print("  server-side time per route:\n    " + "\n    ".join(r["routes"]))
 
 
 if __name__ == "__main__":

@@ -55,6 +55,11 @@ def build_experiment(spec_path: str | Path, db: Database, replace: bool = False,
             session.execute(delete(Experiment).where(Experiment.id == existing.id))
             session.flush()
         experiment = _store(session, loaded, sets, design)
+    if not db.is_sqlite:
+        # Fresh planner statistics for the rows just added (autovacuum analyses only later).
+        with db.engine.begin() as connection:
+            connection.exec_driver_sql("ANALYZE experiments, tasks, trials, units, images, "
+                                       "sessions, participants")
     return experiment
 
 

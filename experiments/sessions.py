@@ -325,17 +325,17 @@ class SessionService:
 
     def _least_filled(self, session: OrmSession, experiment: Experiment, spec: ExperimentSpec
                       ) -> Task:
-        holding = (select(Session.task_id, func.count().label("n"))
-                   .where(Session.experiment_id == experiment.id, self._holding(self._cutoff(spec)))
-                   .group_by(Session.task_id).subquery())
-        row = session.execute(
-            select(Task, func.coalesce(holding.c.n, 0))
-            .outerjoin(holding, holding.c.task_id == Task.id)
-            .where(Task.experiment_id == experiment.id)
-            .order_by(func.coalesce(holding.c.n, 0), Task.assign_order).limit(1)).first()
-        if row is None or row[1] >= 1:
+        """The first task (in assignment order) that no session holds."""
+        # An anti-join that stops at the first free task: the grouped count it replaces made
+        # PostgreSQL's planner (with fresh, unanalysed tables) loop over tasks x sessions.
+        held = select(Session.id).where(Session.task_id == Task.id,
+                                        self._holding(self._cutoff(spec)))
+        task = session.scalars(
+            select(Task).where(Task.experiment_id == experiment.id, ~held.exists())
+            .order_by(Task.assign_order).limit(1)).first()
+        if task is None:
             raise Refused(f"experiment {experiment.key} is full: every task is taken", "full")
-        return row[0]
+        return task
 
     def _revive(self, session: OrmSession, record: Session, spec: ExperimentSpec) -> None:
         """A timed-out session may go on while nobody else holds its task."""
