@@ -3,17 +3,25 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from experiments.errors import InterpsyError
-from experiments.schema import (SETTINGS_FILE, PARTICIPANT_COLUMNS, RESPONSE_COLUMNS, TABLES, TRIAL_COLUMNS,
-                                UNIT_COLUMNS, coerce)
+from experiments.schema import (
+    PARTICIPANT_COLUMNS,
+    RESPONSE_COLUMNS,
+    SETTINGS_FILE,
+    TABLES,
+    TRIAL_COLUMNS,
+    UNIT_COLUMNS,
+    coerce,
+)
 
 TABLE_NAMES = ("responses", "participants", "units", "trials")
 MODEL_COLUMNS = ("model", "display_name", "parameters", "train_images", "top1", "top1_kind",
@@ -246,20 +254,34 @@ def _parse_bool(series: pd.Series, name: str, source: str) -> pd.Series:
     return out.astype(bool)
 
 
+# read_trials works in this order (each step is optional):
+#   combine  {new: (their_a, their_b, ...)}: build a column by joining the file's own columns with
+#            "/" before anything is renamed, e.g. {"unit_id": ("layer", "branch", "feature")};
+#   columns  {theirs: ours}: rename; a foreign column whose values do not fit the schema (say a
+#            text "channel") can be renamed to any other name and is then left out;
+#   defaults {ours: constant}: columns the file lacks (e.g. {"model": "googlenet"});
+#   values   {ours: {theirs: ours}}: recode values, unlisted values are kept as they are;
+#   drop     {ours: [values]}: remove rows whose (recoded) value is listed, e.g. re-shown
+#            test-retest trials {"phase": ["repeated"]}; the count is in out.attrs["dropped_rows"];
+#   rt_unit  "ms" or "s": the unit of the reaction-time column (seconds are scaled to ms).
 def read_trials(source: str | Path | pd.DataFrame, columns: Mapping[str, str] | None = None,
                 values: Mapping[str, Mapping[Any, Any]] | None = None,
                 defaults: Mapping[str, Any] | None = None, rt_unit: str = "ms",
-                experiment: str | None = None) -> pd.DataFrame:
-    """Map a foreign trial-level table onto the responses schema (rename, recode, fill defaults)."""
+                experiment: str | None = None,
+                combine: Mapping[str, Sequence[str]] | None = None,
+                drop: Mapping[str, Iterable[Any]] | None = None) -> pd.DataFrame:
+    """Map a foreign trial-level table onto the responses schema (see the steps above)."""
     name = "data frame" if isinstance(source, pd.DataFrame) else str(source)
-    raw = source.copy() if isinstance(source, pd.DataFrame) else _read_raw(
-        Path(source), tuple(columns or {}))
+    combine = {k: tuple(v) for k, v in (combine or {}).items()}
+    text_columns = tuple(columns or {}) + tuple(c for parts in combine.values() for c in parts)
+    raw = (source.copy() if isinstance(source, pd.DataFrame)
+           else _read_raw(Path(source), text_columns))
     columns = dict(columns or {})
     unknown = [c for c in columns if c not in raw.columns]
     if unknown:
         raise DataError(f"{name}: columns to rename not found: {', '.join(unknown)} "
                         f"(the file has: {', '.join(map(str, raw.columns))})")
-    frame = raw.rename(columns=columns)
+    frame = _combine_columns(raw, combine, name).rename(columns=columns)
     if "rt" in frame.columns and "rt_ms" not in frame.columns:
         frame = frame.rename(columns={"rt": "rt_ms"})
     for column, value in (defaults or {}).items():
@@ -269,6 +291,7 @@ def read_trials(source: str | Path | pd.DataFrame, columns: Mapping[str, str] | 
         if column not in frame.columns:
             raise DataError(f"{name}: cannot recode values of missing column {column!r}")
         frame[column] = frame[column].map(lambda v, m=mapping: m.get(v, m.get(str(v), v)))
+    frame, dropped = _drop_rows(frame, drop or {}, name)
 
     missing = [c for c in REQUIRED_TRIAL_COLUMNS if c not in frame.columns]
     if "correct" in missing and {"choice", "correct_choice"} <= set(frame.columns):
@@ -278,9 +301,59 @@ def read_trials(source: str | Path | pd.DataFrame, columns: Mapping[str, str] | 
     if missing:
         raise DataError(
             f"{name}: missing columns {', '.join(missing)}; map them with columns={{'theirs': "
-            f"'ours'}} or give a constant with defaults={{...}} "
-            f"(the file has: {', '.join(map(str, raw.columns))})")
-    return _complete_responses(frame, name, rt_unit=rt_unit, experiment=experiment)
+            f"'ours'}}, build them with combine={{'ours': ('theirs', ...)}} or give a constant "
+            f"with defaults={{...}} (the file has: {', '.join(map(str, raw.columns))})")
+    out = _complete_responses(frame, name, rt_unit=rt_unit, experiment=experiment)
+    out.attrs["dropped_rows"] = dropped
+    return out
+
+
+def _combine_columns(raw: pd.DataFrame, combine: Mapping[str, tuple[str, ...]],
+                     name: str) -> pd.DataFrame:
+    """Add each `combine` column: the listed source columns as text joined with '/'."""
+    frame = raw.copy()
+    for target, parts in combine.items():
+        absent = [c for c in parts if c not in raw.columns]
+        if absent or not parts:
+            raise DataError(f"{name}: combine={{{target!r}: {parts!r}}} names columns the file "
+                            f"lacks: {', '.join(absent) or '(none given)'} "
+                            f"(the file has: {', '.join(map(str, raw.columns))})")
+        joined = raw[parts[0]].astype("string")
+        for part in parts[1:]:
+            joined = joined + "/" + raw[part].astype("string")
+        frame[target] = joined
+    return frame
+
+
+def _drop_rows(frame: pd.DataFrame, drop: Mapping[str, Iterable[Any]],
+               name: str) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Remove rows whose column holds a listed value; return the frame and counts per column."""
+    dropped: dict[str, int] = {}
+    for column, listed in drop.items():
+        if column not in frame.columns:
+            raise DataError(f"{name}: cannot drop rows by missing column {column!r} "
+                            f"(drop= names columns after renaming)")
+        listed = list(listed)
+        mask = frame[column].isin(listed) | frame[column].astype("string").isin(
+            [str(v) for v in listed]).fillna(False)
+        dropped[column] = int(mask.sum())
+        frame = frame[~mask.astype(bool)]
+    if frame.empty:
+        raise DataError(f"{name}: no rows left after drop={dict(drop)!r}")
+    return frame.reset_index(drop=True), dropped
+
+
+def _numeric(series: pd.Series, column: str, name: str) -> pd.Series:
+    """Parse a numeric column; text that is not a number is an error naming the column."""
+    numeric = pd.to_numeric(series, errors="coerce")
+    text = series.astype("string").str.strip()
+    bad = series[numeric.isna() & series.notna() & (text != "").fillna(False)]
+    if len(bad):
+        shown = ", ".join(map(repr, pd.unique(bad.astype(object))[:5]))
+        raise DataError(f"{name}: column {column!r} must hold numbers, found {shown}; recode it "
+                        f"with values={{{column!r}: {{...}}}} or rename the foreign column to "
+                        f"another name with columns={{...}} (it is then left out)")
+    return numeric
 
 
 def _complete_responses(frame: pd.DataFrame, name: str, rt_unit: str = "ms",
@@ -320,9 +393,9 @@ def _complete_responses(frame: pd.DataFrame, name: str, rt_unit: str = "ms",
         out["experiment"] = experiment
     if rt_unit not in ("ms", "s"):
         raise DataError(f"rt_unit must be 'ms' or 's', not {rt_unit!r}")
-    out["rt_ms"] = pd.to_numeric(out["rt_ms"], errors="coerce") * (1000.0 if rt_unit == "s" else 1.0)
+    out["rt_ms"] = _numeric(out["rt_ms"], "rt_ms", name) * (1000.0 if rt_unit == "s" else 1.0)
     for column in ("confidence", "channel", "batch", "trial_index", "attempt"):
-        numeric = pd.to_numeric(out[column], errors="coerce")
+        numeric = _numeric(out[column], column, name)
         if (numeric.dropna() % 1 != 0).any():
             raise DataError(f"{name}: column {column!r} must hold whole numbers")
         out[column] = numeric.round().astype("Int64")
@@ -332,7 +405,8 @@ def _complete_responses(frame: pd.DataFrame, name: str, rt_unit: str = "ms",
     bad_phase = set(out["phase"].dropna().unique()) - {"practice", "main"}
     if bad_phase:
         raise DataError(f"{name}: phase must be 'practice' or 'main', found {sorted(bad_phase)}; "
-                        f"recode with values={{'phase': {{...}}}}")
+                        f"recode with values={{'phase': {{...}}}} or remove those rows with "
+                        f"drop={{'phase': [...]}}")
     if n == 0:
         raise DataError(f"{name}: no rows")
     try:
