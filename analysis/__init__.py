@@ -6,8 +6,8 @@ from analysis.bootstrap import bca_mean, two_way_draws, wilson_interval
 from analysis.exclusions import (CatchTrials, ExclusionResult, InstructionTime, MinAccuracy,
                                  PracticeAttempts, RepeatParticipant, ResponseRows, Rule,
                                  TotalTime, apply_exclusions, imi_rules)
-from analysis.load import (Dataset, DataError, attach_model_metadata, imi_models, load,
-                           load_dataset, read_imi, read_models, read_trials)
+from analysis.load import (Dataset, DataError, attach_model_metadata, attach_units, imi_models,
+                           load, load_dataset, read_imi, read_models, read_trials, read_units)
 from analysis.scaling import power_analysis, scaling_slopes, spearman_trend, tost_slope
 from analysis.scores import (accuracy_by_confidence, main_trials, model_scores,
                              participant_scores, participant_summary, rt_summary,
@@ -26,6 +26,7 @@ def analyze(dataset: Dataset, out: str, **options):  # noqa: ANN201
 
 __all__ = [
     "Dataset", "DataError", "load", "load_dataset", "read_trials", "read_imi", "read_models",
+    "read_units", "attach_units",
     "imi_models", "attach_model_metadata", "simulate",
     "Rule", "CatchTrials", "ResponseRows", "TotalTime", "InstructionTime", "PracticeAttempts",
     "RepeatParticipant", "MinAccuracy", "imi_rules", "apply_exclusions", "ExclusionResult",

@@ -2,10 +2,22 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from experiments.errors import InterpsyError
+
+if TYPE_CHECKING:
+    from analysis.exclusions import Rule
+    from analysis.load import Dataset
+
+FORMATS = ("interpsy", "imi", "borowski2021")
+
+# --exclusions auto: the rules that fit each format. An interpsy export uses its experiment's own
+# thresholds (IMI's when it has none); the IMI release uses IMI's; Borowski et al. (2021) was a
+# lab study without online exclusion criteria, so none.
+AUTO_RULES = {"interpsy": None, "imi": None, "borowski2021": ()}
 
 
 @click.command()
@@ -19,30 +31,88 @@ from experiments.errors import InterpsyError
 @click.option("--models", "models", default=None, type=click.Path(dir_okay=False, path_type=Path),
               help="Model metadata CSV (model, parameters, train_images, top1); default: IMI's.")
 @click.option("--format", "fmt", default="interpsy", show_default=True,
-              type=click.Choice(["interpsy", "imi"]), help="Format of DATA when it is a file.")
+              type=click.Choice(FORMATS),
+              help="Format of DATA: an interpsy export, the IMI release file or Borowski et al. "
+                   "(2021) Experiment I's CSV.")
+@click.option("--units", "units", default=None,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Units CSV with layer_position (0..1) and unit_id or model, layer, channel: "
+                   "enables the layer-depth table and figure (replaces an export's units table).")
+@click.option("--exclusions", "exclusions", default="auto", show_default=True,
+              help="Exclusion rules: auto (the experiment's own, IMI's for --format imi, none for "
+                   "borowski2021), imi, none, or rule names separated by commas "
+                   "(e.g. catch_trials,total_time).")
+@click.option("--no-exclusions", is_flag=True, help="Apply no exclusion rule (= --exclusions none).")
 def analyze(data: str, out: Path, experiment: str | None, n_resamples: int, seed: int,
-            models: Path | None, fmt: str) -> None:
+            models: Path | None, fmt: str, units: Path | None, exclusions: str,
+            no_exclusions: bool) -> None:
     """Scores, statistics, plots and an HTML report from DATA (folder, file or database URL)."""
-    from analysis.load import Dataset, is_database_url, load_dataset, read_imi, read_models
+    from analysis.load import attach_units
     from analysis.report import analyze as run
 
     try:
-        if fmt == "imi":
-            if is_database_url(data):
-                raise InterpsyError("--format imi needs a file, not a database URL")
-            if not Path(data).is_file():
-                raise InterpsyError(f"{data}: no such file")
-            dataset = Dataset(responses=read_imi(data), models=read_models(models), source=data)
-        else:
-            dataset = load_dataset(data, experiment=experiment, models=models)
+        dataset = _read_dataset(data, fmt, experiment, models)
+        if units is not None:
+            dataset = attach_units(dataset, units)
+        rules = _rules(_exclusion_choice(exclusions, no_exclusions), fmt, dataset)
         if out.exists() and not out.is_dir():
             raise InterpsyError(f"{out}: exists and is not a folder")
-        result = run(dataset, out, progress=True, n_resamples=n_resamples, seed=seed)
+        result = run(dataset, out, progress=True, n_resamples=n_resamples, seed=seed,
+                     rules=rules)
     except InterpsyError:
         raise
     except (ValueError, KeyError, OSError) as exc:
         raise InterpsyError(f"cannot analyse {data}: {exc}") from exc
+    for note in dataset.notes:
+        click.echo(f"note: {note}")
     kept = int((~result.exclusions.participants["excluded"]).sum())
     total = len(result.exclusions.participants)
-    click.echo(f"{kept} of {total} participants kept; report: {out / 'report.html'} "
-               f"({result.timings.get('total', 0):.1f} s)")
+    applied = ", ".join(r.name for r in result.exclusions.rules) or "none"
+    click.echo(f"{kept} of {total} participants kept (exclusion rules: {applied}); report: "
+               f"{out / 'report.html'} ({result.timings.get('total', 0):.1f} s)")
+
+
+def _read_dataset(data: str, fmt: str, experiment: str | None, models: Path | None) -> Dataset:
+    """DATA read in its format, with the model metadata."""
+    from analysis.foreign import read_borowski2021
+    from analysis.load import Dataset, is_database_url, load_dataset, read_imi, read_models
+
+    if fmt == "interpsy":
+        return load_dataset(data, experiment=experiment, models=models)
+    if is_database_url(data):
+        raise InterpsyError(f"--format {fmt} needs a file, not a database URL")
+    if not Path(data).is_file():
+        raise InterpsyError(f"{data}: no such file")
+    reader = read_imi if fmt == "imi" else read_borowski2021
+    return Dataset(responses=reader(data), models=read_models(models), source=data)
+
+
+def _exclusion_choice(exclusions: str, no_exclusions: bool) -> str:
+    """--exclusions with --no-exclusions folded in (the two may not disagree)."""
+    if not no_exclusions:
+        return exclusions.strip()
+    if exclusions.strip() not in ("auto", "none"):
+        raise click.BadParameter(f"--no-exclusions contradicts --exclusions {exclusions}",
+                                 param_hint="--exclusions")
+    return "none"
+
+
+def _rules(choice: str, fmt: str, dataset: Dataset) -> list[Rule] | None:
+    """The rules to apply (None: the experiment's own, decided by the report)."""
+    from analysis.exclusions import imi_rules, select_rules
+
+    if choice == "auto":
+        auto = AUTO_RULES[fmt]
+        return None if auto is None else list(auto)
+    if choice == "none":
+        return []
+    if choice == "imi":
+        return imi_rules()
+    names = [n.strip() for n in choice.split(",") if n.strip()]
+    if not names:
+        raise click.BadParameter("give auto, imi, none or rule names separated by commas",
+                                 param_hint="--exclusions")
+    try:
+        return select_rules(names, dataset.settings)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--exclusions") from None

@@ -8,6 +8,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+POSITIONS_UNKNOWN = "query positions not in the data (choice empty)"
+
 
 @dataclass
 class RuleContext:
@@ -32,11 +34,20 @@ class Rule(ABC):
     def check(self, ctx: RuleContext) -> pd.DataFrame:
         """Per participant: failed (True/False, NA when the data needed is missing) and reason."""
 
-    def _result(self, ctx: RuleContext, failed: pd.Series, reason: pd.Series) -> pd.DataFrame:
+    def _result(self, ctx: RuleContext, failed: pd.Series, reason: pd.Series | str,
+                missing: str = "the data it needs is missing") -> pd.DataFrame:
+        """Frame of failed/reason per participant; `missing` says why a participant is NA."""
         failed = failed.reindex(ctx.ids).astype("boolean")
+        if isinstance(reason, str):
+            reason = pd.Series(reason, index=ctx.ids)
         reason = reason.reindex(ctx.ids).astype("string")
         reason = reason.where(failed.fillna(False).astype(bool), "")
-        return pd.DataFrame({"failed": failed, "reason": reason}, index=ctx.ids)
+        note = pd.Series(missing, index=ctx.ids, dtype="string").where(failed.isna(), "")
+        return pd.DataFrame({"failed": failed, "reason": reason, "missing": note}, index=ctx.ids)
+
+    def _not_applicable(self, ctx: RuleContext, why: str) -> pd.DataFrame:
+        """The rule cannot be evaluated for anyone (failed NA for all), saying why."""
+        return self._result(ctx, pd.Series(pd.NA, index=ctx.ids), "", missing=why)
 
     def _participant_column(self, ctx: RuleContext, column: str) -> pd.Series | None:
         if ctx.participants is None or column not in ctx.participants.columns:
@@ -60,19 +71,23 @@ class CatchTrials(Rule):
         r = ctx.responses
         catch = r[r["is_catch"] & (r["phase"] == "main")]
         if catch.empty:
-            return self._result(ctx, pd.Series(pd.NA, index=ctx.ids), pd.Series("", index=ctx.ids))
+            return self._not_applicable(ctx, "no catch trials in the data")
         g = catch.groupby("participant_id", observed=True)["correct"].agg(["sum", "size"])
         g = g.reindex(ctx.ids)
         frac = g["sum"] / g["size"]
         failed = (frac < self.min_fraction - 1e-12).astype("boolean").where(g["size"].notna())
         reason = ("catch " + g["sum"].fillna(0).astype(int).astype(str) + "/"
                   + g["size"].fillna(0).astype(int).astype(str) + " correct")
-        return self._result(ctx, failed, reason)
+        return self._result(ctx, failed, reason, missing="no catch trials for this participant")
 
 
 @dataclass(frozen=True)
 class ResponseRows(Rule):
-    """Both rows of response buttons (query a's and query b's) used at least `min_each` times."""
+    """Both rows of response buttons (upper query a's, lower query b's) used >= `min_each` times.
+
+    `choice` must be the displayed position; where it is empty (the IMI release records which
+    query was chosen, not where it was shown) the rule is not applicable, never passed or failed.
+    """
 
     name: str = "response_rows"
     min_each: int = 5
@@ -84,7 +99,7 @@ class ResponseRows(Rule):
         r = ctx.responses
         main = r[(r["phase"] == "main") & ~r["is_catch"] & r["choice"].notna()]
         if main.empty:
-            return self._result(ctx, pd.Series(pd.NA, index=ctx.ids), pd.Series("", index=ctx.ids))
+            return self._not_applicable(ctx, POSITIONS_UNKNOWN)
         counts = (main.groupby(["participant_id", "choice"], observed=True).size()
                   .unstack(fill_value=0).reindex(ctx.ids))
         a = counts.get("a", pd.Series(0, index=counts.index)).fillna(0)
@@ -92,7 +107,7 @@ class ResponseRows(Rule):
         has = counts.notna().any(axis=1)
         failed = ((a < self.min_each) | (b < self.min_each)).astype("boolean").where(has)
         reason = "rows used a=" + a.astype(int).astype(str) + ", b=" + b.astype(int).astype(str)
-        return self._result(ctx, failed, reason)
+        return self._result(ctx, failed, reason, missing=POSITIONS_UNKNOWN)
 
 
 @dataclass(frozen=True)
@@ -109,10 +124,10 @@ class TotalTime(Rule):
     def check(self, ctx: RuleContext) -> pd.DataFrame:
         total = self._participant_column(ctx, "total_s")
         if total is None:
-            return self._result(ctx, pd.Series(pd.NA, index=ctx.ids), pd.Series("", index=ctx.ids))
+            return self._not_applicable(ctx, "no total_s in the participants table")
         failed = ((total < self.min_s) | (total > self.max_s)).astype("boolean").where(total.notna())
         reason = "total " + total.round(0).astype(str) + " s"
-        return self._result(ctx, failed, reason)
+        return self._result(ctx, failed, reason, missing="total_s missing")
 
 
 @dataclass(frozen=True)
@@ -128,9 +143,10 @@ class InstructionTime(Rule):
     def check(self, ctx: RuleContext) -> pd.DataFrame:
         t = self._participant_column(ctx, "instruction_s")
         if t is None:
-            return self._result(ctx, pd.Series(pd.NA, index=ctx.ids), pd.Series("", index=ctx.ids))
+            return self._not_applicable(ctx, "no instruction_s in the participants table")
         failed = (t < self.min_s).astype("boolean").where(t.notna())
-        return self._result(ctx, failed, "instructions " + t.round(1).astype(str) + " s")
+        return self._result(ctx, failed, "instructions " + t.round(1).astype(str) + " s",
+                            missing="instruction_s missing")
 
 
 @dataclass(frozen=True)
@@ -149,25 +165,29 @@ class PracticeAttempts(Rule):
             r = ctx.responses
             practice = r[r["phase"] == "practice"]
             if practice.empty or practice["attempt"].isna().all():
-                return self._result(ctx, pd.Series(pd.NA, index=ctx.ids),
-                                    pd.Series("", index=ctx.ids))
+                return self._not_applicable(ctx, "no practice attempts in the data")
             # attempt is the 0-based repetition counter of practice rows
             attempts = (practice.groupby("participant_id", observed=True)["attempt"].max()
                         .astype(float) + 1).reindex(ctx.ids)
         failed = (attempts > self.max_attempts).astype("boolean").where(attempts.notna())
         reason = "practice attempts " + attempts.fillna(0).astype(int).astype(str)
-        return self._result(ctx, failed, reason)
+        return self._result(ctx, failed, reason, missing="no practice attempts recorded")
 
 
 @dataclass(frozen=True)
 class RepeatParticipant(Rule):
-    """Only a participant's first session counts: more than `max_sessions` sessions is excluded."""
+    """A participant with more than `max_sessions` sessions is excluded with all their sessions.
+
+    DESIGN.md: repeat participants are excluded (flagged, every row kept), not their later
+    sessions only: having seen the task before, their first session is not naive either.
+    """
 
     name: str = "repeat_participant"
     max_sessions: int = 1
 
     def describe(self) -> str:
-        return f"at most {self.max_sessions} session(s) per participant (repeat participants out)"
+        return (f"at most {self.max_sessions} session(s) per participant "
+                f"(a repeat participant is excluded with every session)")
 
     def check(self, ctx: RuleContext) -> pd.DataFrame:
         sessions = ctx.responses.groupby("participant_id", observed=True)["session_id"].nunique()
@@ -194,7 +214,8 @@ class MinAccuracy(Rule):
         main = r[(r["phase"] == "main") & ~r["is_catch"]]
         acc = main.groupby("participant_id", observed=True)["correct"].mean().reindex(ctx.ids)
         failed = (acc < self.min_fraction).astype("boolean").where(acc.notna())
-        return self._result(ctx, failed, "accuracy " + (acc * 100).round(1).astype(str) + "%")
+        return self._result(ctx, failed, "accuracy " + (acc * 100).round(1).astype(str) + "%",
+                            missing="no scored main trials")
 
 
 def imi_rules(catch_min_fraction: float = 0.8, min_row_uses: int = 5, min_total_s: float = 135.0,
@@ -229,6 +250,16 @@ def rules_for(settings: Sequence[Mapping[str, Any]]) -> list[Rule]:
     return rules_from_spec(specs[0]) if specs and len(distinct) == 1 else imi_rules()
 
 
+def select_rules(names: Sequence[str], settings: Sequence[Mapping[str, Any]] = ()) -> list[Rule]:
+    """The rules named (from the experiment's own rules, IMI's by default), in that order."""
+    available = {r.name: r for r in [*rules_for(settings), MinAccuracy()]}
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise ValueError(f"unknown exclusion rule(s) {', '.join(unknown)}; "
+                         f"choose from {', '.join(available)}")
+    return [available[n] for n in names]
+
+
 @dataclass
 class ExclusionResult:
     """Responses with `excluded`/`exclusion_reasons` added, per-participant flags and a summary."""
@@ -244,6 +275,18 @@ class ExclusionResult:
         return self.responses[~self.responses["excluded"]]
 
 
+def _applicability(result: pd.DataFrame) -> str:
+    """'not applicable: why' when no participant could be evaluated, else who could not and why."""
+    unknown = result["failed"].isna()
+    if not unknown.any():
+        return ""
+    missing = result.get("missing", pd.Series("", index=result.index))
+    why = "; ".join(sorted(set(missing[unknown].fillna("").astype(str)) - {""})) or "data missing"
+    if unknown.all():
+        return f"not applicable: {why}"
+    return f"{int(unknown.sum())} not evaluable: {why}"
+
+
 def apply_exclusions(responses: pd.DataFrame, participants: pd.DataFrame | None = None,
                      rules: Sequence[Rule] | None = None) -> ExclusionResult:
     """Evaluate `rules` per participant; add flags and reasons to every row; drop nothing."""
@@ -255,11 +298,12 @@ def apply_exclusions(responses: pd.DataFrame, participants: pd.DataFrame | None 
     ctx = RuleContext(responses=responses, participants=participants, ids=ids)
     flags = pd.DataFrame(index=ids)
     reasons = pd.Series("", index=ids, dtype="string")
-    evaluated = {}
+    evaluated, notes = {}, {}
     for rule in rules:
         result = rule.check(ctx)
         flags[f"fail_{rule.name}"] = result["failed"]
         evaluated[rule.name] = result["failed"].notna()
+        notes[rule.name] = _applicability(result)
         text = rule.name + " (" + result["reason"] + ")"
         add = result["failed"].fillna(False).astype(bool)
         reasons = reasons.where(~add, reasons.where(reasons == "", reasons + "; ") + text)
@@ -285,17 +329,19 @@ def apply_exclusions(responses: pd.DataFrame, participants: pd.DataFrame | None 
         rows.append({"rule": rule.name, "criterion": rule.describe(),
                      "evaluated": int(evaluated[rule.name].sum()),
                      "not_evaluable": int((~evaluated[rule.name]).sum()),
-                     "excluded": int(failed.sum()), "excluded_only_by_this_rule": int(only.sum())})
+                     "excluded": int(failed.sum()), "excluded_only_by_this_rule": int(only.sum()),
+                     "note": notes[rule.name]})
     rows.append({"rule": "any", "criterion": "excluded by at least one rule",
                  "evaluated": len(ids), "not_evaluable": 0, "excluded": int(excluded.sum()),
-                 "excluded_only_by_this_rule": np.nan})
+                 "excluded_only_by_this_rule": np.nan, "note": ""})
     rows.append({"rule": "kept", "criterion": "participants who passed every rule",
                  "evaluated": len(ids), "not_evaluable": 0, "excluded": int((~excluded).sum()),
-                 "excluded_only_by_this_rule": np.nan})
+                 "excluded_only_by_this_rule": np.nan, "note": ""})
     summary = pd.DataFrame(rows).rename(columns={"excluded": "participants"})
     return ExclusionResult(responses=out, participants=flags, summary=summary, rules=rules)
 
 
 __all__ = ["Rule", "CatchTrials", "ResponseRows", "TotalTime", "InstructionTime",
            "PracticeAttempts", "RepeatParticipant", "MinAccuracy", "imi_rules",
-           "apply_exclusions", "ExclusionResult"]
+           "apply_exclusions", "ExclusionResult", "POSITIONS_UNKNOWN", "rules_for",
+           "select_rules"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.scores import main_trials
 from experiments.errors import InterpsyError
 from experiments.schema import (
     PARTICIPANT_COLUMNS,
@@ -47,6 +48,18 @@ class Dataset:
     source: str = ""
     truth: dict[str, Any] = field(default_factory=dict)
     settings: list[dict[str, Any]] = field(default_factory=list)  # experiment.json: key + spec
+    # What loading did that the report must show: rows removed per column (read_trials drop=)
+    # and one line per such fact (rows removed, query positions unknown, units file used).
+    dropped_rows: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        """Carry what a loader recorded in the responses' attrs (dropped_rows, notes)."""
+        attrs = self.responses.attrs
+        if not self.dropped_rows:
+            self.dropped_rows = {str(k): int(v) for k, v in attrs.get("dropped_rows", {}).items()}
+        if not self.notes:
+            self.notes = [str(n) for n in attrs.get("notes", [])]
 
     def save(self, folder: str | Path, fmt: str = "parquet") -> Path:
         """Write the tables as an interpsy export folder (parquet or csv)."""
@@ -213,6 +226,74 @@ def read_models(models: str | Path | pd.DataFrame | None = None) -> pd.DataFrame
     return frame
 
 
+_UNITS_HINT = "give it as a number"
+
+
+def read_units(source: str | Path | pd.DataFrame) -> pd.DataFrame:
+    """A units table (unit_id or model+layer+channel, layer_position in [0, 1]) in the schema."""
+    name = "data frame" if isinstance(source, pd.DataFrame) else str(source)
+    raw = source.copy() if isinstance(source, pd.DataFrame) else _read_raw(
+        Path(source), tuple(c for c, d in UNIT_COLUMNS.items() if d == "string"))
+    missing = [] if "layer_position" in raw.columns else ["layer_position"]
+    if "unit_id" not in raw.columns and not {"model", "layer", "channel"} <= set(raw.columns):
+        missing.append("unit_id (or model, layer and channel)")
+    if missing:
+        raise DataError(f"{name}: the units table lacks columns {', '.join(missing)} "
+                        f"(the file has: {', '.join(map(str, raw.columns)) or 'none'})")
+    frame = raw.copy()
+    frame["layer_position"] = _layer_positions(frame["layer_position"], name)
+    if "channel" in frame.columns:
+        frame["channel"] = _whole(_numeric(frame["channel"], "channel", name, _UNITS_HINT),
+                                  "channel", name)
+    if "unit_id" not in frame.columns:
+        frame["unit_id"] = _unit_ids(frame["model"], frame["layer"], frame["channel"])
+    clash = frame.drop_duplicates(["unit_id", "layer_position"])["unit_id"]
+    if clash.duplicated().any():
+        shown = ", ".join(map(repr, clash[clash.duplicated()].unique()[:5]))
+        raise DataError(f"{name}: units listed twice with different layer_position: {shown}")
+    for column in UNIT_COLUMNS:
+        if column not in frame.columns:
+            frame[column] = pd.NA
+    try:
+        return coerce(frame, "units")
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"{name}: {exc}") from exc
+
+
+def _layer_positions(series: pd.Series, name: str) -> pd.Series:
+    """layer_position parsed (empty = depth unknown); values outside [0, 1] are an error."""
+    position = _numeric(series, "layer_position", name, _UNITS_HINT)
+    if position.isna().all():
+        raise DataError(f"{name}: layer_position is empty in every row")
+    bad = (position < 0) | (position > 1)
+    if bad.any():
+        rows = ", ".join(map(str, series.index[bad.to_numpy()][:5]))
+        shown = ", ".join(map(repr, series[bad].astype(object).head(5)))
+        raise DataError(f"{name}: layer_position must be a relative depth in [0, 1]; "
+                        f"{int(bad.sum())} rows are not (rows {rows}: {shown})")
+    return position.astype(float)
+
+
+def attach_units(dataset: Dataset, source: str | Path | pd.DataFrame) -> Dataset:
+    """The dataset with the units table read from `source` (must match its scored units)."""
+    units = read_units(source)
+    scored = pd.Index(main_trials(dataset.responses, include_excluded=True)["unit_id"]
+                      .dropna().unique())
+    known = units.loc[units["layer_position"].notna(), "unit_id"]
+    matched = scored.isin(known)
+    name = "data frame" if isinstance(source, pd.DataFrame) else str(source)
+    if len(scored) and not matched.any():
+        raise DataError(f"{name}: no unit with a layer_position matches the responses' unit_id "
+                        f"(units file: {', '.join(known.astype(str).head(3))}; responses: "
+                        f"{', '.join(scored.astype(str)[:3])}); unit_id is model/layer/channel")
+    note = (f"{name}: units table with layer_position for {int(matched.sum())} of "
+            f"{len(scored)} scored units")
+    if not matched.all():
+        absent = scored[~matched].astype(str)
+        note += f" (no depth for {', '.join(absent[:5])}{' ...' if len(absent) > 5 else ''})"
+    return replace(dataset, units=units, notes=[*dataset.notes, note])
+
+
 def attach_model_metadata(frame: pd.DataFrame, models: pd.DataFrame,
                           columns: tuple[str, ...] = ("parameters", "train_images", "top1")
                           ) -> pd.DataFrame:
@@ -262,7 +343,8 @@ def _parse_bool(series: pd.Series, name: str, source: str) -> pd.Series:
 #   defaults {ours: constant}: columns the file lacks (e.g. {"model": "googlenet"});
 #   values   {ours: {theirs: ours}}: recode values, unlisted values are kept as they are;
 #   drop     {ours: [values]}: remove rows whose (recoded) value is listed, e.g. re-shown
-#            test-retest trials {"phase": ["repeated"]}; the count is in out.attrs["dropped_rows"];
+#            test-retest trials {"phase": ["repeated"]}; the count is in out.attrs["dropped_rows"]
+#            and a line in out.attrs["notes"] (a Dataset built from the frame carries both);
 #   rt_unit  "ms" or "s": the unit of the reaction-time column (seconds are scaled to ms).
 def read_trials(source: str | Path | pd.DataFrame, columns: Mapping[str, str] | None = None,
                 values: Mapping[str, Mapping[Any, Any]] | None = None,
@@ -305,6 +387,8 @@ def read_trials(source: str | Path | pd.DataFrame, columns: Mapping[str, str] | 
             f"with defaults={{...}} (the file has: {', '.join(map(str, raw.columns))})")
     out = _complete_responses(frame, name, rt_unit=rt_unit, experiment=experiment)
     out.attrs["dropped_rows"] = dropped
+    out.attrs["notes"] = [f"{name}: {n} rows removed while loading ({column} in "
+                          f"{sorted(map(str, drop[column]))})" for column, n in dropped.items()]
     return out
 
 
@@ -343,17 +427,32 @@ def _drop_rows(frame: pd.DataFrame, drop: Mapping[str, Iterable[Any]],
     return frame.reset_index(drop=True), dropped
 
 
-def _numeric(series: pd.Series, column: str, name: str) -> pd.Series:
+_RECODE_HINT = ("recode it with values={{{column!r}: {{...}}}} or rename the foreign column to "
+                "another name with columns={{...}} (it is then left out)")
+
+
+def _numeric(series: pd.Series, column: str, name: str, hint: str = _RECODE_HINT) -> pd.Series:
     """Parse a numeric column; text that is not a number is an error naming the column."""
     numeric = pd.to_numeric(series, errors="coerce")
     text = series.astype("string").str.strip()
     bad = series[numeric.isna() & series.notna() & (text != "").fillna(False)]
     if len(bad):
         shown = ", ".join(map(repr, pd.unique(bad.astype(object))[:5]))
-        raise DataError(f"{name}: column {column!r} must hold numbers, found {shown}; recode it "
-                        f"with values={{{column!r}: {{...}}}} or rename the foreign column to "
-                        f"another name with columns={{...}} (it is then left out)")
+        raise DataError(f"{name}: column {column!r} must hold numbers, found {shown}; "
+                        + hint.format(column=column))
     return numeric
+
+
+def _whole(numeric: pd.Series, column: str, name: str) -> pd.Series:
+    """A parsed numeric column as Int64; fractions are an error naming the column."""
+    if (numeric.dropna() % 1 != 0).any():
+        raise DataError(f"{name}: column {column!r} must hold whole numbers")
+    return numeric.round().astype("Int64")
+
+
+def _unit_ids(model: pd.Series, layer: pd.Series, channel: pd.Series) -> pd.Series:
+    """`model/layer/channel` (DESIGN.md's unit_id) from the three columns; channel is Int64."""
+    return model.astype(str) + "/" + layer.astype(str) + "/" + channel.astype(str)
 
 
 def _complete_responses(frame: pd.DataFrame, name: str, rt_unit: str = "ms",
@@ -395,10 +494,7 @@ def _complete_responses(frame: pd.DataFrame, name: str, rt_unit: str = "ms",
         raise DataError(f"rt_unit must be 'ms' or 's', not {rt_unit!r}")
     out["rt_ms"] = _numeric(out["rt_ms"], "rt_ms", name) * (1000.0 if rt_unit == "s" else 1.0)
     for column in ("confidence", "channel", "batch", "trial_index", "attempt"):
-        numeric = _numeric(out[column], column, name)
-        if (numeric.dropna() % 1 != 0).any():
-            raise DataError(f"{name}: column {column!r} must hold whole numbers")
-        out[column] = numeric.round().astype("Int64")
+        out[column] = _whole(_numeric(out[column], column, name), column, name)
     for column in ("participant_id", "session_id", "task_id", "model", "layer", "unit_id",
                    "condition", "phase", "choice", "correct_choice"):
         out[column] = out[column].astype("string")
@@ -415,22 +511,62 @@ def _complete_responses(frame: pd.DataFrame, name: str, rt_unit: str = "ms",
         raise DataError(f"{name}: {exc}") from exc
 
 
-# IMI release (Zenodo 8131197): mode natural|optimized|catch_trial, choice a = min, b = max query.
+# IMI release (Zenodo 8131197): mode natural|optimized|catch_trial; `choice` is semantic
+# (a = the min query, b = the max query), so it says which query was chosen, not where it was
+# shown. The schema's choice/correct_choice are displayed positions (a = upper, b = lower): they
+# are left empty unless the file also gives the max query's position (IMI_POSITION_COLUMN).
 IMI_MODES = {"natural": "natural", "optimized": "synthetic", "catch_trial": "natural",
              "none": "none", "mixed": "mixed"}
+IMI_POSITION_COLUMN = "correct_choice"
+IMI_POSITIONS_NOTE = ("query positions not in the data: IMI's choice says which query was "
+                      "chosen (a = min, b = max), not where it was shown, so choice and "
+                      "correct_choice are empty and the response-rows rule does not apply")
+_IMI_NUMERIC_HINT = "IMI's {column} is a number (an index), check the file's columns"
 
 
-def read_imi(path: str | Path | pd.DataFrame, experiment: str = "imi") -> pd.DataFrame:
-    """Load an IMI release file (responses_main.csv style) as a responses table."""
+def read_imi(path: str | Path | pd.DataFrame, experiment: str = "imi",
+             position_column: str = IMI_POSITION_COLUMN) -> pd.DataFrame:
+    """Load an IMI release file (responses_main.csv style) as a responses table.
+
+    `position_column` ('a' upper / 'b' lower: where the max query was shown), when the file has
+    it, turns IMI's semantic choice into the displayed position; without it positions are empty.
+    """
     name = "data frame" if isinstance(path, pd.DataFrame) else str(path)
     raw = path.copy() if isinstance(path, pd.DataFrame) else _read_raw(
-        Path(path), ("participant_id", "model", "layer", "task_id", "mode", "choice"))
+        Path(path), ("participant_id", "model", "layer", "task_id", "mode", "choice",
+                     position_column))
     needed = ["model", "layer", "channel", "mode", "correct", "participant_id"]
     missing = [c for c in needed if c not in raw.columns]
     if missing:
         raise DataError(f"{name}: not an IMI responses file, missing columns "
                         f"{', '.join(missing)} (the file has: {', '.join(map(str, raw.columns))})")
-    frame = raw.copy()
+    frame = _imi_conditions(raw.copy(), name)
+    if "is_demo" in frame.columns:
+        demo = _parse_bool(frame["is_demo"], "is_demo", name)
+        frame["phase"] = np.where(demo, "practice", "main")
+    if "rt" in frame.columns:
+        frame = frame.rename(columns={"rt": "rt_ms"})
+    if "task_id" not in frame.columns and "task_number" in frame.columns:
+        frame["task_id"] = frame["task_number"].astype(str)
+    if "attempt" not in frame.columns and "phase" in frame.columns:
+        # the release has no practice repetition counter: unknown for practice rows
+        frame["attempt"] = pd.Series(0, index=frame.index, dtype="Int64").where(
+            frame["phase"] == "main")
+    frame, known = _imi_positions(frame, name, position_column)
+    frame["channel"] = _whole(_numeric(frame["channel"], "channel", name, _IMI_NUMERIC_HINT),
+                              "channel", name)
+    if "batch" in frame.columns:  # -1: no exemplar batch (practice and catch trials)
+        batch = _numeric(frame["batch"], "batch", name, _IMI_NUMERIC_HINT)
+        frame["batch"] = batch.where(batch >= 0)
+    frame["unit_id"] = _unit_ids(frame["model"], frame["layer"], frame["channel"])
+    keep = [c for c in frame.columns if c in RESPONSE_COLUMNS]
+    out = _complete_responses(frame[keep], name, rt_unit="ms", experiment=experiment)
+    out.attrs["notes"] = [] if known else [f"{name}: {IMI_POSITIONS_NOTE}"]
+    return out
+
+
+def _imi_conditions(frame: pd.DataFrame, name: str) -> pd.DataFrame:
+    """is_catch and condition from IMI's mode (catch trials get the participant's condition)."""
     mode = frame["mode"].astype("string")
     unknown = set(mode.dropna().unique()) - set(IMI_MODES)
     if unknown:
@@ -440,32 +576,48 @@ def read_imi(path: str | Path | pd.DataFrame, experiment: str = "imi") -> pd.Dat
         is_catch = is_catch | _parse_bool(frame["catch_trial"], "catch_trial", name)
     frame["is_catch"] = is_catch.astype(bool)
     frame["condition"] = mode.map(IMI_MODES)
-    # Catch trials carry the condition of the participant's main trials.
     main_condition = (frame.loc[~frame["is_catch"]].groupby("participant_id")["condition"]
                       .agg(lambda s: s.mode().iat[0] if len(s.mode()) else "natural"))
     frame.loc[frame["is_catch"], "condition"] = (
         frame.loc[frame["is_catch"], "participant_id"].map(main_condition).fillna("natural"))
-    if "is_demo" in frame.columns:
-        frame["phase"] = np.where(_parse_bool(frame["is_demo"], "is_demo", name), "practice", "main")
-    if "rt" in frame.columns:
-        frame = frame.rename(columns={"rt": "rt_ms"})
-    if "task_id" not in frame.columns and "task_number" in frame.columns:
-        frame["task_id"] = frame["task_number"].astype(str)
-    # IMI's choice is semantic (a = the min query, b = the max query), so the max query is 'b'.
-    frame["correct_choice"] = "b"
+    return frame
+
+
+def _ab(series: pd.Series, column: str, name: str, meaning: str) -> pd.Series:
+    """A column of 'a'/'b' (case and spaces ignored, empty allowed); other values are an error."""
+    text = series.astype("string").str.strip().str.lower()
+    bad = series[text.notna() & ~text.isin(["a", "b"]).fillna(False) & (text != "").fillna(False)]
+    if len(bad):
+        shown = ", ".join(map(repr, pd.unique(bad.astype(object))[:5]))
+        raise DataError(f"{name}: column {column!r} ({meaning}) must be 'a' or 'b', found {shown}")
+    return text.where(text.isin(["a", "b"]).fillna(False))
+
+
+def _imi_positions(frame: pd.DataFrame, name: str,
+                   position_column: str) -> tuple[pd.DataFrame, bool]:
+    """Displayed choice/correct_choice from the max query's position; empty when unknown."""
+    correct = _parse_bool(frame["correct"], "correct", name)
+    chose_max = correct
     if "choice" in frame.columns:
-        frame["choice"] = frame["choice"].astype("string").str.strip().str.lower()
-    if "trial_index" in frame.columns and "corrected_trial_index" in frame.columns:
-        frame["trial_index"] = frame["trial_index"]
-    frame["channel"] = pd.to_numeric(frame["channel"], errors="coerce")
-    frame["batch"] = pd.to_numeric(frame.get("batch", pd.Series(pd.NA, index=frame.index)),
-                                   errors="coerce").where(lambda b: b >= 0)
-    frame["unit_id"] = (frame["model"].astype(str) + "/" + frame["layer"].astype(str) + "/"
-                        + frame["channel"].astype("Int64").astype(str))
-    keep = [c for c in frame.columns if c in RESPONSE_COLUMNS]
-    return _complete_responses(frame[keep], name, rt_unit="ms", experiment=experiment)
+        semantic = _ab(frame["choice"], "choice", name, "IMI: a = min query, b = max query")
+        disagree = semantic.notna() & ((semantic == "b") != correct)
+        if disagree.any():
+            rows = ", ".join(map(str, frame.index[disagree.to_numpy()][:5]))
+            raise DataError(f"{name}: columns 'choice' and 'correct' disagree in "
+                            f"{int(disagree.sum())} rows (e.g. rows {rows}); in IMI's release "
+                            f"choice 'b' is the max query, i.e. the correct answer")
+    known = position_column in frame.columns and frame[position_column].notna().any()
+    if not known:
+        frame["choice"], frame["correct_choice"] = pd.NA, pd.NA
+        return frame, False
+    position = _ab(frame[position_column], position_column, name,
+                   "where the max query was shown: a = upper, b = lower")
+    other = position.map({"a": "b", "b": "a"}, na_action="ignore")
+    frame["correct_choice"] = position
+    frame["choice"] = position.where(chose_max.to_numpy(), other)
+    return frame, True
 
 
 __all__ = ["Dataset", "DataError", "load", "load_dataset", "read_trials", "read_imi",
-           "read_models", "imi_models", "attach_model_metadata", "is_database_url",
-           "PARTICIPANT_COLUMNS", "UNIT_COLUMNS", "TRIAL_COLUMNS"]
+           "read_units", "attach_units", "read_models", "imi_models", "attach_model_metadata",
+           "is_database_url", "PARTICIPANT_COLUMNS", "UNIT_COLUMNS", "TRIAL_COLUMNS"]

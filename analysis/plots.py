@@ -11,16 +11,35 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from analysis.load import attach_model_metadata  # noqa: E402
-from analysis.scaling import TRANSFORMS  # noqa: E402
+from analysis.scaling import TRANSFORMS, transform_scale  # noqa: E402
 
 COLORS = {"natural": "#1f77b4", "synthetic": "#ff7f0e", "mixed": "#2ca02c", "none": "#7f7f7f"}
 
 
 
-def _yerr(y: np.ndarray, low: pd.Series, high: pd.Series) -> np.ndarray:
-    """Error-bar lengths below and above y; an interval that excludes y (BCa can) draws 0."""
-    err = np.vstack([y - low.to_numpy(float), high.to_numpy(float) - y])
-    return np.clip(np.nan_to_num(err), 0.0, None)
+def _cells(frame: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
+    """(label, colour key, rows) per condition, and per difficulty when there are several."""
+    keys = ["condition"] + (["difficulty"] if "difficulty" in frame.columns
+                            and frame["difficulty"].nunique(dropna=True) > 1 else [])
+    out = []
+    for key, f in frame.groupby(keys, observed=True, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        out.append((" / ".join(map(str, key)), str(key[0]), f))
+    return out
+
+
+def _markers(n: int) -> list[str]:
+    return (["o", "s", "^", "D", "v"] * (n // 5 + 1))[:n]
+
+
+def _interval(ax: plt.Axes, x: np.ndarray, y: np.ndarray, low: pd.Series, high: pd.Series,
+              color: str, label: str, marker: str = "o", line: bool = False) -> None:
+    """Estimate markers with the interval as drawn lines from low to high (a BCa interval can
+    exclude its estimate; error bars cannot show that)."""
+    low, high = low.to_numpy(float), high.to_numpy(float)
+    ax.vlines(x, low, high, color=color, lw=1.2)
+    ax.plot(x, y, marker=marker, ls="-" if line else "none", color=color, label=label)
+
 
 def save(fig: plt.Figure, folder: str | Path, name: str) -> list[Path]:
     """Write `fig` as name.png and name.svg into `folder`; close it; return the paths."""
@@ -40,15 +59,14 @@ def _color(condition: str) -> str:
 def plot_model_scores(model_scores: pd.DataFrame, title: str = "") -> plt.Figure:
     """Per-model score with its interval, one marker colour per condition (IMI's main figure)."""
     models = sorted(model_scores["model"].unique())
-    conditions = sorted(model_scores["condition"].unique())
+    cells = _cells(model_scores)
     fig, ax = plt.subplots(figsize=(max(5, 0.8 * len(models) + 2), 4))
-    width = 0.8 / max(len(conditions), 1)
-    for i, c in enumerate(conditions):
-        f = model_scores[model_scores["condition"] == c].set_index("model").reindex(models)
-        x = np.arange(len(models)) + (i - (len(conditions) - 1) / 2) * width
-        y = f["score"].to_numpy(float)
-        err = _yerr(y, f["ci_low"], f["ci_high"])
-        ax.errorbar(x, y, yerr=err, fmt="o", color=_color(c), label=c, capsize=3)
+    width = 0.8 / max(len(cells), 1)
+    for i, ((label, c, f), marker) in enumerate(zip(cells, _markers(len(cells)))):
+        f = f.set_index("model").reindex(models)
+        x = np.arange(len(models)) + (i - (len(cells) - 1) / 2) * width
+        _interval(ax, x, f["score"].to_numpy(float), f["ci_low"], f["ci_high"], _color(c),
+                  label, marker)
     ax.axhline(0.5, color="grey", lw=0.8, ls="--", label="chance")
     ax.set_xticks(np.arange(len(models)), models, rotation=35, ha="right")
     ax.set_ylabel("proportion correct")
@@ -60,8 +78,9 @@ def plot_model_scores(model_scores: pd.DataFrame, title: str = "") -> plt.Figure
 
 def plot_paired(units: pd.DataFrame, a: str = "natural", b: str = "synthetic") -> plt.Figure:
     """Per unit: score with condition `a` against score with condition `b`."""
+    index = [k for k in ("model", "unit_id", "difficulty") if k in units.columns]
     wide = units[units["condition"].isin([a, b])].pivot_table(
-        index=["model", "unit_id"], columns="condition", values="score", observed=True).dropna()
+        index=index, columns="condition", values="score", observed=True).dropna()
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     if a in wide.columns and b in wide.columns:
         rng = np.random.default_rng(0)
@@ -82,17 +101,22 @@ def plot_paired(units: pd.DataFrame, a: str = "natural", b: str = "synthetic") -
 
 def plot_scale(model_scores: pd.DataFrame, models: pd.DataFrame,
                scales: tuple[str, ...] = ("parameters", "train_images", "top1")) -> plt.Figure:
-    """Model score against each scale variable (log axis for counts)."""
+    """Model score against each scale variable (log axis for counts), with the least-squares
+    line of each condition (the slope of `scaling_slopes`)."""
     frame = attach_model_metadata(model_scores, models, scales)
     fig, axes = plt.subplots(1, len(scales), figsize=(4 * len(scales), 3.6), sharey=True)
     axes = np.atleast_1d(axes)
     for ax, scale in zip(axes, scales):
-        for c, f in frame.groupby("condition", observed=True):
+        cells = _cells(frame)
+        for i, ((label, c, f), marker) in enumerate(zip(cells, _markers(len(cells)))):
             f = f.dropna(subset=[scale])
-            y = f["score"].to_numpy(float)
-            err = _yerr(y, f["ci_low"], f["ci_high"])
-            ax.errorbar(f[scale], y, yerr=err, fmt="o", color=_color(c),
-                        label=c, capsize=2)
+            _interval(ax, f[scale].to_numpy(float), f["score"].to_numpy(float), f["ci_low"],
+                      f["ci_high"], _color(c), label, marker)
+            for x, y, model in zip(f[scale], f["score"], f["model"]) if i == 0 else ():
+                ax.annotate(str(model), (x, y), fontsize=6, xytext=(3, 2),
+                            textcoords="offset points", color="#555")
+            _trend_line(ax, f[scale].to_numpy(float), f["score"].to_numpy(float), scale,
+                        _color(c), ("--", ":", "-.", (0, (5, 1)))[i % 4])
         if TRANSFORMS.get(scale, ("log10",))[0] == "log10":
             ax.set_xscale("log")
         ax.set_xlabel(scale.replace("_", " "))
@@ -103,17 +127,27 @@ def plot_scale(model_scores: pd.DataFrame, models: pd.DataFrame,
     return fig
 
 
+def _trend_line(ax: plt.Axes, x: np.ndarray, y: np.ndarray, scale: str, color: str,
+                style: str | tuple = "--") -> None:
+    """The least-squares line of scaling_slopes (score on transformed scale), dashed."""
+    t = transform_scale(x, scale)
+    ok = np.isfinite(t) & np.isfinite(y)
+    if ok.sum() < 3 or np.ptp(t[ok]) == 0:
+        return
+    slope, intercept = np.polyfit(t[ok], y[ok], 1)
+    xs = np.linspace(x[ok].min(), x[ok].max(), 50)
+    ax.plot(xs, intercept + slope * transform_scale(xs, scale), ls=style, lw=1, color=color)
+
+
 def plot_confidence(by_confidence: pd.DataFrame) -> plt.Figure:
     """Accuracy per confidence level, one line per condition."""
     fig, ax = plt.subplots(figsize=(4.5, 3.6))
-    group = "condition" if "condition" in by_confidence.columns else None
-    parts = by_confidence.groupby(group, observed=True) if group else [("all", by_confidence)]
-    for c, f in parts:
+    parts = (_cells(by_confidence) if "condition" in by_confidence.columns
+             else [("all", "all", by_confidence)])
+    for (label, c, f), marker in zip(parts, _markers(len(parts))):
         f = f.sort_values("confidence")
-        y = f["accuracy"].to_numpy(float)
-        err = _yerr(y, f["ci_low"], f["ci_high"])
-        ax.errorbar(f["confidence"].astype(float), y, yerr=err, marker="o", color=_color(c),
-                    label=str(c), capsize=3)
+        _interval(ax, f["confidence"].to_numpy(float), f["accuracy"].to_numpy(float),
+                  f["ci_low"], f["ci_high"], _color(c), label, marker, line=True)
     ax.set_xlabel("confidence")
     ax.set_ylabel("proportion correct")
     ax.set_xticks(sorted(by_confidence["confidence"].dropna().astype(int).unique()))
@@ -132,14 +166,16 @@ def plot_depth(units: pd.DataFrame, unit_table: pd.DataFrame | None) -> plt.Figu
     if frame.empty:
         return None
     fig, ax = plt.subplots(figsize=(5, 3.6))
-    for c, f in frame.groupby("condition", observed=True):
-        ax.scatter(f["depth"], f["score"], s=8, alpha=0.4, color=_color(c), label=c)
+    cells = _cells(frame)
+    for (label, c, f), marker in zip(cells, _markers(len(cells))):
+        ax.scatter(f["depth"], f["score"], s=8, alpha=0.4, color=_color(c), label=label,
+                   marker=marker)
         bins = np.linspace(0, 1, 6)
         mids = (bins[:-1] + bins[1:]) / 2
         which = np.clip(np.digitize(f["depth"], bins) - 1, 0, 4)
         means = [f["score"][which == i].mean() if (which == i).any() else np.nan
                  for i in range(5)]
-        ax.plot(mids, means, color=_color(c), lw=2)
+        ax.plot(mids, means, color=_color(c), lw=2, marker=marker)
     ax.set_xlabel("relative layer depth")
     ax.set_ylabel("unit score")
     ax.legend(frameon=False, fontsize=8)

@@ -89,7 +89,8 @@ def run_analysis(dataset: Dataset, n_resamples: int = 10_000, seed: int = 0,
     mm = None
     scored = scores.main_trials(responses)
     if mixed and scored["participant_id"].nunique() > 1 and scored["correct"].nunique() > 1:
-        mm = stats.mixed_model(responses, dataset.models, max_rows=mixed_rows, seed=seed + 3)
+        mm = stats.mixed_model(responses, dataset.models, max_rows=mixed_rows, seed=seed + 3,
+                               margin=margin)
         tables["mixed_model_fixed"] = mm.fixed
         tables["mixed_model_variance"] = mm.variance
         if not mm.scale_slopes.empty:
@@ -198,9 +199,28 @@ def _mixed_body(mm: stats.MixedModelResult) -> str:
             f"Intervals of the other fixed effects and of the SDs are posterior mean &plusmn; "
             f"1.96 posterior SD (mean-field VB; approximate).</p>")
     if mm.scale is not None:
-        text += (f"<h3>Scale slope (logit per 10&times; {html.escape(mm.scale)})</h3><p>"
-                 f"{html.escape(stats.SLOPE_INTERVAL_TEXT)}</p>" + _table(mm.scale_slopes))
+        text += (f"<h3>Scale slopes (logit per unit of each scale variable)</h3><p>"
+                 f"{html.escape(stats.SLOPE_INTERVAL_TEXT)} The row with used = True is the "
+                 f"log10_scale row of the fixed effects. Each between-model row also has a TOST "
+                 f"(&alpha; = 0.05) against the margin in logits (margin_logit: the report's "
+                 f"margin in proportion correct, divided by p(1 &minus; p) at the mean accuracy); "
+                 f"'equivalent' is true when the 90% interval lies inside &plusmn;margin_logit. "
+                 f"n_distinct: distinct values of the scale variable among the models (few "
+                 f"distinct values mean the slope contrasts groups of models).</p>"
+                 + _table(mm.scale_slopes))
     return text + _table(mm.fixed) + _table(mm.variance)
+
+
+def _loading_notes(dataset: Dataset) -> str:
+    """What loading did to the data (rows removed, positions unknown, units file), as a list."""
+    lines = list(dataset.notes)
+    noted = " ".join(lines)
+    lines += [f"{n} rows removed while loading ({column})"
+              for column, n in dataset.dropped_rows.items() if f"({column} in" not in noted]
+    if not lines:
+        return ""
+    return ("<h3>While loading</h3><ul>"
+            + "".join(f"<li>{html.escape(line)}</li>" for line in lines) + "</ul>")
 
 
 def render_html(result: AnalysisResult, dataset: Dataset) -> str:
@@ -219,17 +239,20 @@ def render_html(result: AnalysisResult, dataset: Dataset) -> str:
         {"item": "models", "value": ", ".join(sorted(main["model"].dropna().unique()))},
         {"item": "units", "value": main["unit_id"].nunique()},
         {"item": "conditions", "value": ", ".join(sorted(main["condition"].dropna().unique()))},
+        {"item": "query difficulties",
+         "value": ", ".join(sorted(main["difficulty"].dropna().unique()))},
     ])
     mm = result.mixed
     mixed_body = "<p class='note'>not fitted</p>" if mm is None else _mixed_body(mm)
     margin = s["tost_margin"]
     p = s["power"]
     sections = [
-        _section("Dataset", _table(overview), "dataset"),
+        _section("Dataset", _table(overview) + _loading_notes(dataset), "dataset"),
         _section("Exclusions", "<p>Rules flag participants; no row is deleted. Excluded "
                  "participants' trials are left out of every score below. 'not_evaluable' counts "
                  "participants for whom the data the rule needs is missing (they are not "
-                 "excluded by that rule).</p>" + _table(t["exclusion_summary"])
+                 "excluded by that rule); 'note' says why ('not applicable: ...' when no "
+                 "participant could be checked, e.g. IMI's release has no query positions).</p>" + _table(t["exclusion_summary"])
                  + "<h3>Excluded participants</h3>" + _table(t["excluded_participants"]),
                  "exclusions"),
         _section("Scores per model and condition",
@@ -272,7 +295,12 @@ def render_html(result: AnalysisResult, dataset: Dataset) -> str:
                  f"when the slope is shown to lie within &plusmn;{margin} proportion correct per "
                  f"unit of the scale variable (the stated margin, e.g. {margin * 100:.0f} "
                  f"percentage points per 10&times; parameters). A non-significant slope alone is "
-                 f"not evidence of no effect.</p>" + _table(t["scaling_slopes"])
+                 f"not evidence of no effect. n_distinct counts the distinct values of the "
+                 f"scale variable: with few (IMI's training-set sizes: 1.28 M images for most "
+                 f"models, LAION or WIT for the CLIP models) the slope contrasts groups of "
+                 f"models rather than a trend. The mixed model's between-model slopes on every "
+                 f"scale variable, with their own TOST, are in the mixed-model section.</p>"
+                 + _table(t["scaling_slopes"])
                  + _figure(result, "scale", "Score against model scale"), "scaling"),
         _section("Power analysis",
                  f"<p>Simulated power to detect a difference of {p['difference']} in mean unit "

@@ -52,7 +52,8 @@ def spearman_trend(model_scores: pd.DataFrame, models: pd.DataFrame,
         for scale in scales:
             g = f.dropna(subset=[scale, "score"])
             k = len(g)
-            row = {**dict(zip(keys, key)), "scale": scale, "n_models": k}
+            row = {**dict(zip(keys, key)), "scale": scale, "n_models": k,
+                   "n_distinct": int(g[scale].nunique())}
             x, y = g[scale].to_numpy(float), g["score"].to_numpy(float)
             if k < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
                 rows.append({**row, "rho": np.nan, "p": np.nan, "ci_low": np.nan,
@@ -99,7 +100,8 @@ def scaling_slopes(model_scores: pd.DataFrame, models: pd.DataFrame,
         for scale in scales:
             g = f.dropna(subset=[scale, "score"])
             row = {**dict(zip(keys, key)), "scale": scale, "unit": TRANSFORMS.get(
-                scale, ("log10", "per 10x"))[1], "n_models": len(g), "margin": margin}
+                scale, ("log10", "per 10x"))[1], "n_models": len(g),
+                   "n_distinct": int(g[scale].nunique()), "margin": margin}
             x = transform_scale(g[scale].to_numpy(float), scale)
             if len(g) < 3 or np.ptp(x) == 0:
                 rows.append({**row, "slope": np.nan})

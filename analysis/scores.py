@@ -111,7 +111,8 @@ def participant_summary(responses: pd.DataFrame,
     return out
 
 
-def accuracy_by_confidence(responses: pd.DataFrame, by: Sequence[str] = ("condition",),
+def accuracy_by_confidence(responses: pd.DataFrame,
+                           by: Sequence[str] = ("condition", "difficulty"),
                            confidence: float = 0.95) -> pd.DataFrame:
     """Proportion correct per confidence level (with Wilson interval and share of trials)."""
     main = main_trials(responses)
@@ -128,7 +129,7 @@ def accuracy_by_confidence(responses: pd.DataFrame, by: Sequence[str] = ("condit
 
 
 def rt_summary(responses: pd.DataFrame,
-               by: Sequence[str] = ("model", "condition")) -> pd.DataFrame:
+               by: Sequence[str] = ("model", "condition", "difficulty")) -> pd.DataFrame:
     """Reaction times (ms) per group: median, IQR, mean of log RT, split by correct and wrong."""
     main = main_trials(responses)
     main = main[main["rt_ms"].notna() & (main["rt_ms"] > 0)]

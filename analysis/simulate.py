@@ -1,6 +1,7 @@
 """Simulate IMI-shaped response datasets with known ground truth (seeded)."""
 from __future__ import annotations
 
+import itertools
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -65,7 +66,8 @@ def simulate(models: pd.DataFrame | Sequence[str] | int | None = None,
              repeat_fraction: float = 0.0,
              catch_accuracy: float = 0.97,
              seed: int = 0,
-             experiment: str = "simulated") -> Dataset:
+             experiment: str = "simulated",
+             difficulties: Mapping[str, float] | None = None) -> Dataset:
     """Make a dataset like IMI's (`units_per_model` may differ per model): per model x condition, tasks of `trials_per_task` distinct units
     plus catch trials, one participant per task, every unit answered `responses_per_unit` times.
 
@@ -73,7 +75,9 @@ def simulate(models: pd.DataFrame | Sequence[str] | int | None = None,
     + unit effect (sd `unit_sd`, correlated across conditions) + participant effect
     (sd `participant_sd`). `accuracy` gives each condition's marginal accuracy for a model with
     zero offset. Careless participants answer at chance (half of them always press row a),
-    fail catch trials and are fast. Ground truth is in `dataset.truth`.
+    fail catch trials and are fast. `difficulties` maps each query difficulty (easy, p99, p95,
+    p85) to a logit offset; every unit is then answered `responses_per_unit` times per condition
+    and difficulty (default: easy only). Ground truth is in `dataset.truth`.
     """
     rng = np.random.default_rng(seed)
     meta = _model_table(models)
@@ -88,6 +92,9 @@ def simulate(models: pd.DataFrame | Sequence[str] | int | None = None,
         x = np.log10(meta[scale].to_numpy(float))
         offsets = offsets + scale_slope * (x - x.mean())
     offsets = offsets + rng.normal(0, model_sd, n_models) if model_sd else offsets
+    difficulties = dict(difficulties or {"easy": 0.0})
+    diff_names = list(difficulties)
+    diff_offsets = np.array([float(difficulties[d]) for d in diff_names])
 
     # units: per model, effects per condition correlated across conditions
     per_model = np.broadcast_to(np.asarray(units_per_model, dtype=int), (n_models,))
@@ -105,20 +112,22 @@ def simulate(models: pd.DataFrame | Sequence[str] | int | None = None,
 
     # tasks: per model x condition, a cyclic order of units cut into tasks of distinct units
     t_len = min(trials_per_task, int(per_model.min()))
-    task_rows = []  # (model, condition index, task number, unit indices)
+    task_rows = []  # (model, condition index, difficulty index, task number, unit indices)
     for m in range(n_models):
         units_m = np.flatnonzero(unit_model == m)
         for ci in range(len(conditions)):
-            order = rng.permutation(units_m)
-            seq = np.tile(order, responses_per_unit)
-            for t, start in enumerate(range(0, len(seq), t_len)):
-                task_rows.append((m, ci, t, seq[start:start + t_len]))
+            for di in range(len(diff_names)):
+                order = rng.permutation(units_m)
+                seq = np.tile(order, responses_per_unit)
+                for t, start in enumerate(range(0, len(seq), t_len)):
+                    task_rows.append((m, ci, di, t, seq[start:start + t_len]))
     n_tasks = len(task_rows)
     careless = rng.random(n_tasks) < careless_fraction
     presser = careless & (rng.random(n_tasks) < 0.5)
     p_eff = rng.normal(0, participant_sd, n_tasks)
     pids = np.array([f"P{i + 1:05d}" for i in range(n_tasks)])
-    task_ids = np.array([f"{names[m]}-{conditions[ci]}-{t:03d}" for m, ci, t, _ in task_rows])
+    task_ids = np.array([f"{names[m]}-{conditions[ci]}-" + (f"{diff_names[di]}-" if len(
+        diff_names) > 1 else "") + f"{t:03d}" for m, ci, di, t, _ in task_rows])
 
     # main + catch rows, shuffled within each task
     sizes = np.array([len(u) + catch_per_task for *_, u in task_rows])
@@ -128,11 +137,14 @@ def simulate(models: pd.DataFrame | Sequence[str] | int | None = None,
     perm = np.argsort(keys, kind="stable")
     unit_col = unit_col[perm]
     is_catch = unit_col < 0
-    cond_idx = np.array([ci for _, ci, _, _ in task_rows])[row_task]
-    model_idx = np.array([m for m, _, _, _ in task_rows])[row_task]
+    task_cond = np.array([ci for _, ci, _, _, _ in task_rows])
+    task_diff = np.array([di for _, _, di, _, _ in task_rows])
+    cond_idx = task_cond[row_task]
+    model_idx = np.array([m for m, *_ in task_rows])[row_task]
     safe_unit = np.where(is_catch, 0, unit_col)
     logit = (np.array([mu_c[c] for c in conditions])[cond_idx] + offsets[model_idx]
-             + unit_eff[safe_unit, cond_idx] + p_eff[row_task])
+             + unit_eff[safe_unit, cond_idx] + p_eff[row_task]
+             + diff_offsets[task_diff[row_task]])
     p = np.where(is_catch, catch_accuracy, expit(logit))
     p = np.where(careless[row_task], 0.5, p)
     correct = rng.random(len(p)) < p
@@ -203,9 +215,8 @@ def simulate(models: pd.DataFrame | Sequence[str] | int | None = None,
     responses = pd.DataFrame({
         "experiment": experiment, "participant_id": pids[task_all],
         "session_id": np.char.add("S", pids[task_all]), "task_id": task_ids[task_all],
-        "client": "web", "condition": np.array(conditions)[np.array(
-            [ci for _, ci, _, _ in task_rows])[task_all]],
-        "difficulty": "easy", "phase": phase, "is_catch": catch_all,
+        "client": "web", "condition": np.array(conditions)[task_cond[task_all]],
+        "difficulty": np.array(diff_names)[task_diff[task_all]], "phase": phase, "is_catch": catch_all,
         "trial_index": trial_index, "model": row_model, "layer": row_layer,
         "channel": row_channel, "unit_id": row_unit, "batch": batch,
         "query_a": np.char.add("img", (np.arange(n) * 2).astype(str)),
@@ -246,15 +257,15 @@ def simulate(models: pd.DataFrame | Sequence[str] | int | None = None,
 
     # ground truth
     truth_units, truth_models = [], []
-    for ci, c in enumerate(conditions):
-        lp = mu_c[c] + offsets[unit_model] + unit_eff[:, ci]
+    for (ci, c), (di, d) in itertools.product(enumerate(conditions), enumerate(diff_names)):
+        lp = mu_c[c] + offsets[unit_model] + unit_eff[:, ci] + diff_offsets[di]
         p_unit = marginal_accuracy(lp, participant_sd)
         truth_units.append(pd.DataFrame({"unit_id": unit_ids, "model": np.array(names)[unit_model],
-                                         "condition": c, "p_true": p_unit}))
+                                         "condition": c, "difficulty": d, "p_true": p_unit}))
         for m, name in enumerate(names):
-            truth_models.append({"model": name, "condition": c,
+            truth_models.append({"model": name, "condition": c, "difficulty": d,
                                  "score_population": float(marginal_accuracy(
-                                     mu_c[c] + offsets[m], total_sd)),
+                                     mu_c[c] + offsets[m] + diff_offsets[di], total_sd)),
                                  "score_sample": float(p_unit[unit_model == m].mean()),
                                  "logit_offset": offsets[m]})
     truth = {"models": pd.DataFrame(truth_models),
@@ -264,7 +275,8 @@ def simulate(models: pd.DataFrame | Sequence[str] | int | None = None,
              "params": {"seed": seed, "accuracy": accuracy, "scale": scale,
                         "scale_slope": scale_slope, "unit_sd": unit_sd,
                         "participant_sd": participant_sd, "model_sd": model_sd,
-                        "careless_fraction": careless_fraction, "mu": mu_c}}
+                        "careless_fraction": careless_fraction, "mu": mu_c,
+                        "difficulties": difficulties}}
     models_out = meta.copy()
     return Dataset(responses=responses, participants=participants, units=units, trials=trials,
                    models=models_out, source=f"simulate(seed={seed})", truth=truth)

@@ -13,6 +13,7 @@ from statsmodels.stats.multitest import multipletests
 
 from analysis.bootstrap import _single_thread, bca_mean
 from analysis.load import attach_model_metadata
+from analysis.scaling import DEFAULT_MARGIN, SCALES, TRANSFORMS, tost_slope, transform_scale
 from analysis.scores import main_trials
 
 if TYPE_CHECKING:
@@ -118,7 +119,7 @@ def brunner_munzel_pairs(units: pd.DataFrame, strata: Sequence[str] = STRATA) ->
 def paired_conditions(units: pd.DataFrame, a: str = "natural", b: str = "synthetic",
                       n_resamples: int = 10_000, seed: int = 0) -> pd.DataFrame:
     """Per unit score(a) - score(b) for units tested in both: Wilcoxon signed-rank and BCa CI,
-    per model and over all models."""
+    per model and over all models (per difficulty when there are several)."""
     keys = [k for k in ("model", "unit_id", "difficulty") if k in units.columns]
     wide = (units[units["condition"].isin([a, b])]
             .pivot_table(index=keys, columns="condition", values="score", observed=True)
@@ -129,26 +130,40 @@ def paired_conditions(units: pd.DataFrame, a: str = "natural", b: str = "synthet
     wide["diff"] = wide[a] - wide[b]
     rng = np.random.default_rng(seed)
     rows = []
+    by_difficulty = ("difficulty" in wide.columns
+                     and wide["difficulty"].nunique(dropna=True) > 1)
+    parts = wide.groupby("difficulty", observed=True) if by_difficulty else [(None, wide)]
+    for difficulty, part in parts:
+        label = {"difficulty": difficulty} if by_difficulty else {}
+        rows += _paired_rows(part, a, b, label, n_resamples, rng)
+    out = pd.DataFrame(rows)
+    out.attrs.update(comparison=f"{a} - {b}", n_resamples=n_resamples, seed=seed)
+    return out
+
+
+def _paired_rows(wide: pd.DataFrame, a: str, b: str, label: dict, n_resamples: int,
+                 rng: np.random.Generator) -> list[dict]:
+    """Rows of `paired_conditions` for one difficulty: all models, then each model."""
+    rows = []
     for model, frame in [("all", wide)] + list(wide.groupby("model", observed=True)):
         d = frame["diff"].to_numpy(float)
         if len(d) < 2:
             continue
         mean, low, high = bca_mean(d, n_resamples, 0.95, rng)
         w = stats.wilcoxon(d) if np.any(d != 0) else None
-        rows.append({"model": model, "n_units": len(d), f"score_{a}": frame[a].mean(),
+        rows.append({**label, "model": model, "n_units": len(d), f"score_{a}": frame[a].mean(),
                      f"score_{b}": frame[b].mean(), "mean_diff": mean, "ci_low": low,
                      "ci_high": high, "wilcoxon_W": w.statistic if w else np.nan,
                      "p": w.pvalue if w else 1.0,
                      "share_units_a_better": float((d > 0).mean()),
                      "spearman_rho_units": stats.spearmanr(frame[a], frame[b]).statistic
-                     if len(d) > 2 else np.nan})
-    out = pd.DataFrame(rows)
-    out.attrs.update(comparison=f"{a} - {b}", n_resamples=n_resamples, seed=seed)
-    return out
+                     if len(d) > 2 and np.ptp(frame[a]) > 0 and np.ptp(frame[b]) > 0
+                     else np.nan})
+    return rows
 
 
 def depth_correlation(units: pd.DataFrame, unit_table: pd.DataFrame | None,
-                      strata: Sequence[str] = ("condition",)) -> pd.DataFrame:
+                      strata: Sequence[str] = STRATA) -> pd.DataFrame:
     """Spearman correlation of unit score with relative layer depth (layer_position)."""
     if unit_table is None or "layer_position" not in unit_table.columns:
         return pd.DataFrame()
@@ -161,7 +176,7 @@ def depth_correlation(units: pd.DataFrame, unit_table: pd.DataFrame | None,
     rows = []
     for key, f in frame.groupby(keys + ["model"], observed=True, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
-        if len(f) < 3 or f["layer_position"].nunique() < 2:
+        if len(f) < 3 or f["layer_position"].nunique() < 2 or f["score"].nunique() < 2:
             continue
         r = stats.spearmanr(f["layer_position"], f["score"])
         rows.append({**dict(zip(keys + ["model"], key)), "n_units": len(f),
@@ -218,13 +233,29 @@ def _subsample(data: pd.DataFrame, max_rows: int, seed: int) -> tuple[pd.DataFra
     return data, [note]
 
 
+DIFFICULTY_ORDER = ("easy", "p99", "p95", "p85")
+
+
+def _treatment_columns(data: pd.DataFrame, column: str, reference: str
+                       ) -> tuple[list[np.ndarray], list[str]]:
+    """Treatment-coded indicators of `column` against `reference` (or its first level)."""
+    if column not in data.columns:
+        return [], []
+    levels = sorted(data[column].dropna().unique())
+    base = reference if reference in levels else (levels[0] if levels else None)
+    others = [c for c in levels if c != base]
+    return ([(data[column] == c).to_numpy(float) for c in others],
+            [f"{column}[{c}]" for c in others])
+
+
 def _condition_columns(data: pd.DataFrame, reference: str) -> tuple[list[np.ndarray], list[str]]:
-    """Treatment-coded condition indicators against `reference` (or the first condition)."""
-    conditions = sorted(data["condition"].dropna().unique())
-    base = reference if reference in conditions else (conditions[0] if conditions else None)
-    others = [c for c in conditions if c != base]
-    return ([(data["condition"] == c).to_numpy(float) for c in others],
-            [f"condition[{c}]" for c in others])
+    """Treatment-coded condition indicators against `reference`, then difficulty indicators
+    against the easiest difficulty present (easy queries unless the data have none)."""
+    cond = _treatment_columns(data, "condition", reference)
+    present = set(data["difficulty"].dropna()) if "difficulty" in data.columns else set()
+    easiest = next((d for d in DIFFICULTY_ORDER if d in present), "")
+    diff = _treatment_columns(data, "difficulty", easiest)
+    return cond[0] + diff[0], cond[1] + diff[1]
 
 
 def _design(data: pd.DataFrame, fixed: list[np.ndarray], names: list[str],
@@ -293,7 +324,7 @@ def _scale_column(data: pd.DataFrame, models: pd.DataFrame | None, scale: str | 
         return None, ""
     x = attach_model_metadata(data[["model"]], models, (scale,))[scale].to_numpy(float)
     if np.isfinite(x).all() and (x > 0).all() and np.unique(x).size > 1:
-        return np.log10(x), ""
+        return transform_scale(x, scale), ""
     return None, f"no scale term: {scale} missing or constant for some models"
 
 
@@ -303,7 +334,8 @@ SLOPE_INTERVAL_TEXT = (
     "Scale is a model-level predictor, so the log10_scale row holds the between-model slope: "
     "each model's logit in the reference condition (one fixed intercept per model in a second "
     "mixed GLM with the same random participant and unit intercepts, VB posterior means) "
-    "regressed on log10 scale by least squares, one point per model, with a t interval on "
+    "regressed on the scale variable (log10 for counts, top-1 in steps of 10 points) by least "
+    "squares, one point per model, with a t interval on "
     "models - 2 df; its residual holds both the between-model deviations and the estimation "
     "noise. Measured 95% coverage on simulated IMI-shaped data (nine IMI models, 40 units x 20 "
     "responses x 2 conditions, mixed model on 8,000 rows; true slope 0 or 0.3 logit per "
@@ -316,7 +348,8 @@ SLOPE_INTERVAL_TEXT = (
 def mixed_model(responses: pd.DataFrame, models: pd.DataFrame | None = None,
                 scale: str | None = "parameters", max_rows: int = 8_000, seed: int = 0,
                 model_effect: bool = True, reference: str = "natural",
-                fit_method: str = "L-BFGS-B") -> MixedModelResult:
+                fit_method: str = "L-BFGS-B", margin: float = DEFAULT_MARGIN,
+                slope_scales: Sequence[str] = SCALES) -> MixedModelResult:
     """Logistic regression of correctness: fixed condition + log10(scale), random intercepts for
     participant and unit (crossed), and model; Bayesian mixed GLM fitted by variational Bayes.
 
@@ -327,7 +360,12 @@ def mixed_model(responses: pd.DataFrame, models: pd.DataFrame | None = None,
     therefore holds the between-model slope (see `between_model_slope`, SLOPE_INTERVAL_TEXT):
     model logits from a second mixed GLM (one fixed intercept per model, same random
     participant and unit intercepts) regressed on log10 scale with a t interval on models - 2
-    df (measured coverage 92.5%). Both are in `scale_slopes`. Large data are fitted on the
+    df (measured coverage 92.5%). Both are in `scale_slopes`, which also holds the
+    between-model slope on every variable of `slope_scales` (one more fit serves all) with a
+    TOST against `margin`, given in proportion correct per unit of the transformed scale and
+    converted to logits at the data's mean accuracy p (margin / (p (1 - p)), the slope of the
+    logistic curve there). Several query difficulties get treatment-coded fixed effects
+    against the easiest one present. Large data are fitted on the
     trials of a seeded random subset of participants, up to `max_rows` rows. The optimiser is
     L-BFGS-B: statsmodels' default BFGS keeps a dense inverse Hessian over every random effect.
     """
@@ -355,9 +393,10 @@ def mixed_model(responses: pd.DataFrame, models: pd.DataFrame | None = None,
     fixed["ci_high"] = fixed["estimate"] + z * fixed["sd"]
     slopes = pd.DataFrame()
     if lx is not None:
-        slopes, slope_notes = _scale_slopes(data, fixed, lx, reference, fit_method, seed)
+        slopes, slope_notes = _scale_slopes(data, models, fixed, scale, lx, reference, fit_method,
+                                            seed, margin, slope_scales)
         notes += slope_notes
-        best = slopes.iloc[-1]
+        best = slopes[(slopes["scale"] == scale)].iloc[-1]
         columns = ["estimate", "sd", "df", "interval", "ci_low", "ci_high"]
         fixed.loc[fixed["term"] == "log10_scale", columns] = [best[c] for c in columns]
     fixed["odds_ratio"] = np.exp(fixed["estimate"])
@@ -376,29 +415,66 @@ def _method_text(fit_method: str, slopes: pd.DataFrame) -> str:
     text = f"BinomialBayesMixedGLM.fit_vb (statsmodels, mean-field VB, {fit_method})"
     if slopes.empty:
         return text
-    used = slopes.iloc[-1]
+    used = slopes[slopes["used"]].iloc[0]
     return text + f"; log10_scale interval: {used['interval']} (df {used['df']:g})"
 
 
-def _scale_slopes(data: pd.DataFrame, fixed: pd.DataFrame, lx: np.ndarray, reference: str,
-                  fit_method: str, seed: int) -> tuple[pd.DataFrame, list[str]]:
-    """The VB slope row and the between-model slope (when >= 3 models), last = the one used."""
+def _scale_slopes(data: pd.DataFrame, models: pd.DataFrame, fixed: pd.DataFrame, scale: str,
+                  lx: np.ndarray, reference: str, fit_method: str, seed: int, margin: float,
+                  scales: Sequence[str]) -> tuple[pd.DataFrame, list[str]]:
+    """The VB slope row of `scale` and the between-model slope on each of `scales` (when >= 3
+    models) with a TOST; the row with used=True is the log10_scale row of the fixed effects."""
     vb = fixed.set_index("term").loc["log10_scale"]
-    rows = [{"interval": VB_METHOD, "estimate": vb["estimate"], "sd": vb["sd"], "df": np.inf,
+    p_bar = float(np.clip(data["correct"].mean(), 0.01, 0.99))
+    margin_logit = margin / (p_bar * (1 - p_bar))
+    rows = [{"scale": scale, "unit": TRANSFORMS[scale][1] if scale in TRANSFORMS else "per 10x",
+             "interval": VB_METHOD, "estimate": vb["estimate"], "sd": vb["sd"], "df": np.inf,
              "ci_low": vb["ci_low"], "ci_high": vb["ci_high"]}]
-    per_model = pd.Series(lx, index=data["model"].to_numpy()).groupby(level=0).first()
-    if len(per_model) < 3:
+    n_models = data["model"].nunique()
+    if n_models < 3:
+        rows[0]["used"] = True
         note = ("log10_scale interval: mean-field VB (fewer than 3 models; too narrow when "
                 "models vary beyond the trend)")
         return pd.DataFrame(rows), [note]
     logits = model_logits(data, reference, fit_method, seed)
-    rows.append({"interval": SLOPE_METHOD, **between_model_slope(logits, per_model)})
-    row = rows[-1]
-    note = (f"log10_scale: between-model slope of {row['n_models']} model logits (per-model "
-            f"intercepts of a second mixed GLM with the same random effects) on log10 scale, t "
-            f"interval with {row['df']:.0f} df; the mean-field VB interval "
-            f"[{rows[0]['ci_low']:.3f}, {rows[0]['ci_high']:.3f}] is too narrow")
-    return pd.DataFrame(rows), [note]
+    meta = attach_model_metadata(pd.DataFrame({"model": logits.index}), models,
+                                 tuple(scales)).set_index("model")
+    notes = []
+    for name in [scale] + [x for x in scales if x != scale]:
+        if name not in meta.columns:
+            continue
+        x = pd.Series(transform_scale(meta[name].to_numpy(float), name), index=meta.index)
+        x = x[np.isfinite(x)]
+        if len(x) < 3 or np.ptp(x) == 0:
+            continue
+        slope = between_model_slope(logits.reindex(x.index), x)
+        t90 = stats.t.ppf(0.95, slope["df"]) * slope["sd"]
+        rows.append({"scale": name, "unit": TRANSFORMS.get(name, ("", "per 10x"))[1],
+                     "interval": SLOPE_METHOD, **slope,
+                     "ci90_low": slope["estimate"] - t90, "ci90_high": slope["estimate"] + t90,
+                     "n_distinct": int(x.nunique()), "margin_logit": margin_logit,
+                     **tost_slope(slope["estimate"], slope["sd"], slope["df"], margin_logit),
+                     "used": name == scale})
+        if x.nunique() < 4:
+            notes.append(f"{name}: only {x.nunique()} distinct values among {len(x)} models, so "
+                         f"its slope contrasts {x.nunique()} groups of models")
+    out = pd.DataFrame(rows)
+    out["used"] = out["used"].fillna(False).astype(bool)
+    used = out[out["used"]]
+    if used.empty:
+        out.loc[0, "used"] = True
+        return out, notes
+    row = used.iloc[0]
+    width_vb = rows[0]["ci_high"] - rows[0]["ci_low"]
+    comparison = ("narrower" if width_vb < row["ci_high"] - row["ci_low"] else "not narrower")
+    notes.insert(0, f"log10_scale: between-model slope of {row['n_models']} model logits "
+                    f"(per-model intercepts of a second mixed GLM with the same random effects) "
+                    f"on {scale}, t interval with {row['df']:.0f} df; the mean-field VB "
+                    f"interval [{rows[0]['ci_low']:.3f}, {rows[0]['ci_high']:.3f}] is "
+                    f"{comparison} here (it covered 55% in simulations)")
+    notes.append(f"TOST margins: +-{margin} proportion correct per unit of each scale variable, "
+                 f"+-{margin_logit:.3f} logit at the mean accuracy {p_bar:.3f}")
+    return out, notes
 
 
 __all__ = ["conover_posthoc", "kruskal_models", "brunner_munzel", "brunner_munzel_pairs",

@@ -32,7 +32,7 @@ def one_dataset(slope: float, model_sd: float, seed: int, units_per_model: int,
     res = mixed_model(ds.responses, ds.models, max_rows=max_rows, seed=seed + 1)
     seconds = time.perf_counter() - t0
     rows = []
-    for _, r in res.scale_slopes.iterrows():
+    for _, r in res.scale_slopes[res.scale_slopes["scale"] == "parameters"].iterrows():
         rows.append({"slope": slope, "model_sd": model_sd, "seed": seed,
                      "interval": r["interval"], "estimate": r["estimate"], "sd": r["sd"],
                      "ci_low": r["ci_low"], "ci_high": r["ci_high"],
@@ -57,27 +57,40 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([out, pooled.assign(slope="all", model_sd="all")], ignore_index=True)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def coverage_parser(doc: str, responses: int, seed: int) -> argparse.ArgumentParser:
+    """The options every coverage script shares (datasets, workers, data size, seeds, CSV)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--n", type=int, default=40, help="datasets per setting")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes")
     parser.add_argument("--units", type=int, default=40, help="units per model")
-    parser.add_argument("--responses", type=int, default=20, help="responses per unit")
+    parser.add_argument("--responses", type=int, default=responses, help="responses per unit")
     parser.add_argument("--max-rows", type=int, default=8_000, help="mixed model subsample")
-    parser.add_argument("--seed", type=int, default=1000, help="first dataset seed")
+    parser.add_argument("--seed", type=int, default=seed, help="first dataset seed")
     parser.add_argument("--csv", default=None, help="write every interval to this CSV")
-    args = parser.parse_args()
-    # distinct seeds per setting, so the settings are independent samples
-    jobs = [(slope, sd, args.seed + 1000 * k + i, args.units, args.responses, args.max_rows)
-            for k, (slope, sd) in enumerate(SETTINGS) for i in range(args.n)]
-    t0 = time.perf_counter()
+    return parser
+
+
+def run_and_print(one_dataset, jobs: list[tuple], args: argparse.Namespace, summarise
+                  ) -> pd.DataFrame:
+    """Run `one_dataset` over `jobs` in `args.jobs` processes; print the summary; keep the CSV."""
     with ProcessPoolExecutor(args.jobs) as pool:
         rows = [r for part in pool.map(one_dataset, *zip(*jobs)) for r in part]
     frame = pd.DataFrame(rows)
     if args.csv:
         frame.to_csv(args.csv, index=False)
-    with pd.option_context("display.width", 140, "display.max_columns", 20):
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
         print(summarise(frame).round(3).to_string(index=False))
+    return frame
+
+
+def main() -> None:
+    parser = coverage_parser(__doc__, responses=20, seed=1000)
+    args = parser.parse_args()
+    # distinct seeds per setting, so the settings are independent samples
+    jobs = [(slope, sd, args.seed + 1000 * k + i, args.units, args.responses, args.max_rows)
+            for k, (slope, sd) in enumerate(SETTINGS) for i in range(args.n)]
+    t0 = time.perf_counter()
+    run_and_print(one_dataset, jobs, args, summarise)
     print(f"{len(jobs)} datasets ({args.units} units/model x {args.responses} responses, "
           f"natural + synthetic, mixed model on <= {args.max_rows} rows) in "
           f"{time.perf_counter() - t0:.0f} s")

@@ -38,21 +38,62 @@ def test_analyze_writes_report_tables_and_figures(small_folder, tmp_path, capsys
     assert "participants kept" in capsys.readouterr().out
 
 
-def test_analyze_imi_format(tmp_path, small):
+def _imi_release(small, path: Path) -> Path:
+    """`small` written as IMI's release writes it: choice semantic (b = the max query)."""
     r = small.responses
     imi = pd.DataFrame({"participant_id": r["participant_id"], "model": r["model"],
-                        "layer": r["layer"], "channel": r["channel"], "batch": r["batch"],
+                        "layer": r["layer"], "channel": r["channel"],
+                        "batch": r["batch"].fillna(-1),
                         "mode": r["condition"].replace({"synthetic": "optimized"}).where(
                             ~r["is_catch"], "catch_trial"),
                         "correct": r["correct"], "confidence": r["confidence"],
-                        "choice": r["choice"], "rt": r["rt_ms"],
+                        "choice": r["correct"].map({True: "b", False: "a"}), "rt": r["rt_ms"],
                         "trial_index": r["trial_index"], "is_demo": r["phase"] == "practice",
                         "catch_trial": r["is_catch"]})
-    path = tmp_path / "responses_main.csv"
     imi.to_csv(path, index=False)
+    return path
+
+
+def test_analyze_imi_format(tmp_path, small, capsys):
+    """Accurate participants are kept: the response-rows rule is not applicable to IMI's data."""
+    path = _imi_release(small, tmp_path / "responses_main.csv")
+    units = tmp_path / "units.csv"
+    small.units[["model", "layer", "channel", "layer_position"]].to_csv(units, index=False)
+    out = tmp_path / "o"
+    assert main(["analyze", str(path), "--format", "imi", "--out", str(out),
+                 "--bootstrap", "200", "--units", str(units)]) == 0
+    printed = capsys.readouterr().out
+    summary = pd.read_csv(out / "tables" / "exclusion_summary.csv").set_index("rule")
+    rows = summary.loc["response_rows"]
+    assert (rows["evaluated"], rows["participants"]) == (0, 0)
+    assert rows["note"].startswith("not applicable: query positions not in the data")
+    # What is left is the catch rule: everyone with >= 4 of 5 catch trials right is kept.
+    r = small.responses
+    catch = r[r["is_catch"] & (r["phase"] == "main")].groupby("participant_id")["correct"].mean()
+    flags = pd.read_csv(out / "tables" / "participant_flags.csv").set_index("participant_id")
+    kept = set(flags.index[~flags["excluded"]])
+    assert kept == set(catch.index[catch >= 0.8]) and len(kept) > 0.8 * len(flags)
+    assert not flags["exclusion_reasons"].fillna("").str.contains("response_rows").any()
+    assert f"{len(kept)} of {len(flags)} participants kept" in printed
+    assert "query positions not in the data" in printed
+    html = (out / "report.html").read_text()
+    assert "not applicable: query positions not in the data" in html
+    # --units gives the layer-depth table and figure
+    depth = pd.read_csv(out / "tables" / "depth_spearman.csv")
+    assert set(depth["model"]) == set(small.units["model"].dropna()) - {"catch", "practice"}
+    assert "figures/depth.png" in html and (out / "figures" / "depth.svg").exists()
+
+
+def test_bad_units_file_is_one_line_and_exit_code_2(tmp_path, small, capsys):
+    path = _imi_release(small, tmp_path / "responses_main.csv")
+    units = tmp_path / "units.csv"
+    small.units[["model", "layer", "layer_position"]].to_csv(units, index=False)
     assert main(["analyze", str(path), "--format", "imi", "--out", str(tmp_path / "o"),
-                 "--bootstrap", "200"]) == 0
-    assert (tmp_path / "o" / "report.html").exists()
+                 "--units", str(units)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: {units}: the units table lacks columns unit_id (or model, layer and "
+                   f"channel) (the file has: model, layer, layer_position)")
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize("make_input", ["missing", "bad_columns", "empty_folder"])

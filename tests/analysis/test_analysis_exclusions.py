@@ -98,11 +98,51 @@ def test_rules_compose_and_are_configurable(small):
         apply_exclusions(small.responses, rules=[CatchTrials(), CatchTrials()])
 
 
-def test_repeat_sessions_in_responses_are_caught():
-    r = pd.concat([_one_participant(), _one_participant().assign(session_id="S2")])
+def test_repeat_participants_are_excluded_with_every_session():
+    """DESIGN.md: repeat participants excluded; the first session is flagged too, nothing deleted."""
+    r = pd.concat([_one_participant(), _one_participant().assign(session_id="S2"),
+                   _one_participant().assign(participant_id="P2", session_id="S3")])
     res = apply_exclusions(r, rules=[RepeatParticipant()])
-    assert res.participants["excluded"].iloc[0]
+    flags = res.participants.set_index("participant_id")
+    assert flags.loc["P1", "excluded"] and not flags.loc["P2", "excluded"]
+    assert flags.loc["P1", "exclusion_reasons"] == "repeat_participant (2 sessions)"
     assert len(res.responses) == len(r)
+    p1 = res.responses[res.responses["participant_id"] == "P1"]
+    assert p1.groupby("session_id")["excluded"].all().to_dict() == {"S1": True, "S2": True}
+    assert set(res.included["session_id"]) == {"S3"}
+
+
+def test_response_rows_rule_does_not_apply_without_query_positions():
+    """IMI's release: choice empty (positions unknown); 37/40 correct must not be a row presser."""
+    r = _one_participant(a_choices=3).assign(choice=pd.NA)
+    r["correct"] = [i >= 3 for i in range(40)] + [True] * (len(r) - 40)
+    res = apply_exclusions(r, rules=imi_rules())
+    flags = res.participants.iloc[0]
+    assert not flags["excluded"] and pd.isna(flags["fail_response_rows"])
+    row = res.summary.set_index("rule").loc["response_rows"]
+    assert (row["evaluated"], row["not_evaluable"], row["participants"]) == (0, 1, 0)
+    assert row["note"] == "not applicable: query positions not in the data (choice empty)"
+    assert res.summary.set_index("rule").loc["kept", "participants"] == 1
+
+
+def test_summary_says_who_could_not_be_evaluated():
+    r = pd.concat([_one_participant(), _one_participant().assign(participant_id="P2")])
+    p = pd.DataFrame({"participant_id": ["P1", "P2"], "total_s": [300.0, None]})
+    summary = apply_exclusions(r, p, rules=[TotalTime(), CatchTrials()]).summary.set_index("rule")
+    assert summary.loc["total_time", "note"] == "1 not evaluable: total_s missing"
+    assert summary.loc["catch_trials", "note"] == ""
+    no_catch = apply_exclusions(r[~r["is_catch"]], rules=[CatchTrials()]).summary
+    assert no_catch.set_index("rule").loc["catch_trials", "note"] == (
+        "not applicable: no catch trials in the data")
+
+
+def test_select_rules_by_name():
+    from analysis.exclusions import select_rules
+
+    assert [r.name for r in select_rules(["total_time", "catch_trials"])] == [
+        "total_time", "catch_trials"]
+    with pytest.raises(ValueError, match="unknown exclusion rule.*nope; choose from catch_trials"):
+        select_rules(["nope"])
 
 
 def test_practice_rule_uses_participants_table_first():

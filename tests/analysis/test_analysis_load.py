@@ -7,8 +7,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import DataError, attach_model_metadata, imi_models, load, load_dataset, read_imi, read_trials
-from experiments.schema import RESPONSE_COLUMNS
+from analysis import (
+    DataError,
+    Dataset,
+    attach_model_metadata,
+    imi_models,
+    load,
+    load_dataset,
+    read_imi,
+    read_trials,
+)
+from analysis.load import attach_units, read_units
+from experiments.errors import InterpsyError
+from experiments.schema import RESPONSE_COLUMNS, UNIT_COLUMNS
 
 
 def test_load_folder_parquet_and_csv_give_schema(small, small_folder, tmp_path):
@@ -121,7 +132,7 @@ def test_read_trials_defaults_and_bad_values(tmp_path):
         read_trials(path, columns={"nope": "participant_id"})
 
 
-def test_read_imi_release_format(tmp_path):
+def _imi_rows():
     rows = []
     for pid, mode in (("P0001", "natural"), ("P0002", "optimized")):
         rows.append(dict(participant_id=pid, model="resnet50", layer="layer1", channel=5,
@@ -135,6 +146,11 @@ def test_read_imi_release_format(tmp_path):
         rows.append(dict(participant_id=pid, model="catch/manual", layer="x", channel=1,
                          batch=-1, mode="catch_trial", correct=True, confidence=3, choice="b",
                          rt=800.0, trial_index=6, is_demo=False, catch_trial=True))
+    return rows
+
+
+def test_read_imi_release_format(tmp_path):
+    rows = _imi_rows()
     path = tmp_path / "responses_main.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
     out = read_imi(path)
@@ -143,12 +159,123 @@ def test_read_imi_release_format(tmp_path):
     assert set(p2.loc[~p2["is_catch"] & (p2["phase"] == "main"), "condition"]) == {"synthetic"}
     assert p2.loc[p2["is_catch"], "condition"].tolist() == ["synthetic"]
     assert out["phase"].tolist().count("practice") == 2
-    assert (out["correct_choice"] == "b").all()
-    assert (out["correct"] == (out["choice"] == "b")).all()
+    # IMI's choice is semantic (b = the max query): the displayed positions are unknown.
+    assert out["choice"].isna().all() and out["correct_choice"].isna().all()
+    assert out["correct"].tolist() == [r["correct"] for r in rows]
+    assert out.loc[out["phase"] == "practice", "attempt"].isna().all()
+    assert "query positions not in the data" in out.attrs["notes"][0]
     assert out.loc[out["batch"].isna(), "phase"].isin(["practice", "main"]).all()
+    assert out["batch"].notna().sum() == 8
     assert "resnet50/layer3/2" in set(out["unit_id"])
     with pytest.raises(DataError, match="missing columns mode"):
         read_imi(pd.DataFrame(rows).drop(columns=["mode"]))
+
+
+def test_read_imi_uses_a_position_column_when_the_file_has_one():
+    rows = pd.DataFrame(_imi_rows())
+    rows["correct_choice"] = ["a", "b"] * (len(rows) // 2)
+    out = read_imi(rows)
+    assert out["correct_choice"].tolist() == rows["correct_choice"].tolist()
+    flipped = rows["correct_choice"].map({"a": "b", "b": "a"})
+    assert out["choice"].tolist() == rows["correct_choice"].where(rows["correct"], flipped).tolist()
+    assert (out["correct"] == (out["choice"] == out["correct_choice"])).all()
+    assert out.attrs["notes"] == []
+    rows.loc[2, "correct_choice"] = "left"
+    with pytest.raises(DataError, match="'correct_choice'.*'left'"):
+        read_imi(rows)
+
+
+def test_read_imi_names_bad_values():
+    rows = pd.DataFrame(_imi_rows())
+    text = rows.assign(channel=rows["channel"].astype(object))
+    text.loc[[1, 3], "channel"] = ["conv_7", "x"]
+    with pytest.raises(DataError, match="column 'channel' must hold numbers, found 'conv_7', 'x'"):
+        read_imi(text)
+    with pytest.raises(DataError, match="column 'batch' must hold numbers, found 'b1'"):
+        read_imi(rows.assign(batch=rows["batch"].astype(object).where(rows.index != 2, "b1")))
+    contradicts = rows.copy()
+    contradicts.loc[2, "choice"] = "a"  # a correct answer that chose the min query
+    with pytest.raises(DataError, match="'choice' and 'correct' disagree in 1 rows"):
+        read_imi(contradicts)
+
+
+def test_read_units_builds_unit_ids_and_names_missing_columns(small, tmp_path):
+    path = tmp_path / "units.csv"
+    small.units[["model", "layer", "channel", "layer_position"]].to_csv(path, index=False)
+    units = read_units(path)
+    assert list(units.columns) == list(UNIT_COLUMNS)
+    assert units["unit_id"].tolist() == small.units["unit_id"].tolist()
+    assert units["layer_position"].tolist() == pytest.approx(
+        small.units["layer_position"].tolist(), nan_ok=True)
+    with pytest.raises(DataError) as err:
+        read_units(small.units[["model", "layer"]])
+    assert "lacks columns layer_position, unit_id (or model, layer and channel)" in str(err.value)
+    assert "the file has: model, layer" in str(err.value)
+
+
+@pytest.mark.parametrize("position, message", [
+    ("deep", "column 'layer_position' must hold numbers, found 'deep'"),
+    ("1.5", r"relative depth in \[0, 1\]; 1 rows are not \(rows 1: '1.5'\)"),
+])
+def test_read_units_rejects_bad_depths(position, message):
+    frame = pd.DataFrame({"unit_id": ["m/l/1", "m/l/2"], "layer_position": ["0.5", position]})
+    with pytest.raises(DataError, match=message):
+        read_units(frame)
+    with pytest.raises(DataError, match="different layer_position: 'm/l/1'"):
+        read_units(pd.DataFrame({"unit_id": ["m/l/1", "m/l/1"], "layer_position": [0.1, 0.2]}))
+
+
+def test_attach_units_checks_that_units_match(small):
+    bare = Dataset(responses=small.responses)
+    half = small.units.iloc[:90][["unit_id", "layer_position"]]
+    out = attach_units(bare, half)
+    assert out.units["unit_id"].tolist() == half["unit_id"].tolist()
+    assert "layer_position for 90 of 180 scored units" in out.notes[-1]
+    with pytest.raises(DataError, match="no unit with a layer_position matches"):
+        attach_units(bare, half.assign(unit_id="other/x/" + half["unit_id"]))
+
+
+def test_dataset_carries_rows_removed_by_read_trials(tmp_path):
+    path = _foreign(tmp_path)
+    frame = read_trials(path, columns={"subject": "participant_id", "net": "model",
+                                       "layer_name": "layer", "feature": "channel",
+                                       "ref_type": "condition", "hit": "correct"},
+                        drop={"condition": ["optimized"]})
+    dataset = Dataset(responses=frame, source=str(path))
+    assert dataset.dropped_rows == {"condition": 4} and len(dataset.responses) == 4
+    assert dataset.notes == [f"{path}: 4 rows removed while loading (condition in ['optimized'])"]
+    assert Dataset(responses=frame.iloc[:0].copy(), notes=["x"]).notes == ["x"]
+
+
+def test_load_database_url_of_a_real_experiment(db, database_url, tmp_path, toy_set):
+    """A built experiment, sessions through the real session service, then load(url)."""
+    from experiments.build import build_experiment
+    from experiments.sessions import SessionService
+    from tests.participants import run_session
+    from tests.stimset import write_spec
+
+    build_experiment(write_spec(tmp_path / "spec.toml", [toy_set]), db)
+    service = SessionService(db)
+    first = service.start("toy-exp", "RAW-ID-1", "prolific")
+    service.record_instructions(first.session_id, first.token, 20.0)
+    sent = run_session(service, first, accuracy=0.5, seed=1)
+    second = service.start("toy-exp", "RAW-ID-2", "prolific")
+    run_session(service, second, stop_after=3, complete=False)
+
+    dataset = load_dataset(database_url, experiment="toy-exp")
+    r = dataset.responses
+    assert list(r.columns) == list(RESPONSE_COLUMNS) and len(r) == sent + 3
+    assert sorted(r["participant_id"].unique()) == ["P0001", "P0002"]
+    assert set(r["phase"]) == {"practice", "main"} and r["is_catch"].any()
+    assert (r["correct"] == (r["choice"] == r["correct_choice"])).all()
+    assert not r.duplicated(["session_id", "trial_index"]).any()
+    p = dataset.participants.set_index("participant_id")
+    assert p.loc["P0001", "status"] == "completed" and p.loc["P0001", "instruction_s"] == 20.0
+    assert dataset.units["layer_position"].notna().any()
+    assert dataset.settings[0]["spec"]["catch_trials_per_task"] == 2
+    assert len(load(database_url, experiment="toy-exp")) == len(r)
+    with pytest.raises(InterpsyError, match="no experiment 'toy-other'"):
+        load_dataset(database_url, experiment="toy-other")
 
 
 def test_imi_model_metadata_matches_reference():

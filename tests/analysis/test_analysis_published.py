@@ -158,6 +158,37 @@ def test_read_trials_combine_drop_and_numeric_errors(borowski_like: Path) -> Non
         read_trials(borowski_like, columns=base, drop={"stage": ["x"]}, **common)
 
 
+def test_analyze_borowski_format_without_exclusions(borowski_like: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """`interpsy analyze --format borowski2021`: no online exclusion rules for a lab study."""
+    from experiments.cli import main as cli
+
+    out = tmp_path / "report"
+    assert cli(["analyze", str(borowski_like), "--format", "borowski2021", "--out", str(out),
+                "--bootstrap", "200"]) == 0
+    printed = capsys.readouterr().out
+    assert "3 of 3 participants kept (exclusion rules: none)" in printed
+    assert "3 rows removed while loading (phase in ['repeated'])" in printed
+    table = pd.read_csv(out / "tables" / "participant_summary.csv")
+    direct = participant_summary(read_borowski2021(borowski_like))
+    for column in ("n_participants", "score", "sem", "low_2sem", "high_2sem"):
+        assert table[column].tolist() == pytest.approx(direct[column].tolist()), column
+    natural = table.set_index("condition").loc["natural"]
+    assert (natural["score"], 2 * natural["sem"]) == pytest.approx((0.75, 0.5 / math.sqrt(3)))
+    summary = pd.read_csv(out / "tables" / "exclusion_summary.csv")
+    assert list(summary["rule"]) == ["any", "kept"]
+    # --no-exclusions says the same explicitly; IMI's rules would remove every participant here
+    assert cli(["analyze", str(borowski_like), "--format", "borowski2021", "--out",
+                str(tmp_path / "again"), "--bootstrap", "200", "--no-exclusions"]) == 0
+    assert "3 of 3 participants kept" in capsys.readouterr().out
+    assert cli(["analyze", str(borowski_like), "--format", "borowski2021", "--out",
+                str(tmp_path / "imi"), "--exclusions", "catch_trials"]) == 2
+    assert "no scored trials left" in capsys.readouterr().err
+    assert cli(["analyze", str(borowski_like), "--format", "borowski2021", "--out",
+                str(tmp_path / "x"), "--exclusions", "catch_trials", "--no-exclusions"]) == 2
+    assert "--no-exclusions contradicts --exclusions catch_trials" in capsys.readouterr().err
+
+
 PUBLISHED_CSV = os.environ.get("INTERPSY_BOROWSKI_CSV", "")
 
 

@@ -117,8 +117,9 @@ def test_scale_slope_interval_covers_zero_where_the_vb_interval_does_not():
     ds = simulate(units_per_model=40, responses_per_unit=20, careless_fraction=0.0,
                   model_sd=0.2, scale_slope=0.0, seed=0)
     res = mixed_model(ds.responses, ds.models, seed=1)
-    table = res.scale_slopes.set_index("interval")
+    table = res.scale_slopes[res.scale_slopes["scale"] == "parameters"].set_index("interval")
     vb, between = table.loc["VB posterior (mean-field)"], table.loc["between-model t"]
+    assert between["used"] and not vb["used"]
     assert vb["ci_low"] > 0  # the old, too narrow interval
     assert between["ci_low"] < 0 < between["ci_high"]
     assert between["df"] == 7 and between["n_models"] == 9
@@ -127,7 +128,8 @@ def test_scale_slope_interval_covers_zero_where_the_vb_interval_does_not():
     assert slope["interval"] == "between-model t"
     assert slope["ci_low"] == pytest.approx(between["ci_low"])
     assert slope["ci_high"] == pytest.approx(between["ci_high"])
-    assert "between-model" in res.notes[-1] and "too narrow" in res.notes[-1]
+    note = next(n for n in res.notes if n.startswith("log10_scale: between-model"))
+    assert f"[{vb['ci_low']:.3f}, {vb['ci_high']:.3f}] is narrower here" in note
 
 
 def test_two_models_keep_the_vb_slope_interval_and_say_so():
