@@ -109,7 +109,8 @@ def run_analysis(dataset: Dataset, n_resamples: int = 10_000, seed: int = 0,
     unit_sd, participant_sd = 0.8, 0.4
     if mm is not None:
         v = mm.variance.set_index("component")["sd"]
-        unit_sd = float(v.get("unit", unit_sd))
+        # a unit's SD within one condition: its shared and its condition-specific part
+        unit_sd = float(np.hypot(v.get("unit", unit_sd), v.get("unit:condition", 0.0)))
         participant_sd = float(v.get("participant", participant_sd))
     per_participant = int(scored.groupby("participant_id", observed=True).size().median())
     tables["power"] = scaling.power_analysis(
@@ -196,8 +197,7 @@ def _mixed_body(mm: stats.MixedModelResult) -> str:
     """Method, notes and tables of the mixed model, with what the slope interval is."""
     text = (f"<p>{html.escape(mm.method)}; fixed effects on the logit scale; random intercepts "
             f"for {', '.join(mm.variance['component'])}. {html.escape('; '.join(mm.notes))}. "
-            f"Intervals of the other fixed effects and of the SDs are posterior mean &plusmn; "
-            f"1.96 posterior SD (mean-field VB; approximate).</p>")
+            f"{html.escape(stats.JOINT_INTERVAL_TEXT)}</p>")
     if mm.scale is not None:
         text += (f"<h3>Scale slopes (logit per unit of each scale variable)</h3><p>"
                  f"{html.escape(stats.SLOPE_INTERVAL_TEXT)} The row with used = True is the "

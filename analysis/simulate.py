@@ -104,10 +104,16 @@ def simulate(models: pd.DataFrame | Sequence[str] | int | None = None,
     layer_idx = rng.integers(1, 13, n_units)
     layer = np.array([f"layer{k}" for k in layer_idx])
     unit_ids = np.array([f"{names[m]}/{layer[i]}/{channel[i]}" for i, m in enumerate(unit_model)])
-    cov = np.full((len(conditions), len(conditions)), condition_unit_corr) * unit_sd**2
-    np.fill_diagonal(cov, unit_sd**2)
-    unit_eff = rng.multivariate_normal(np.zeros(len(conditions)), cov, size=n_units,
-                                       method="cholesky")
+    if not -1 < condition_unit_corr <= 1:
+        raise ValueError(f"condition_unit_corr must be in (-1, 1], not {condition_unit_corr}")
+    if condition_unit_corr == 1 and len(conditions) > 1:
+        # one effect per unit shared by every condition (the covariance is singular)
+        unit_eff = np.repeat(rng.normal(0, unit_sd, (n_units, 1)), len(conditions), axis=1)
+    else:
+        cov = np.full((len(conditions), len(conditions)), condition_unit_corr) * unit_sd**2
+        np.fill_diagonal(cov, unit_sd**2)
+        unit_eff = rng.multivariate_normal(np.zeros(len(conditions)), cov, size=n_units,
+                                           method="cholesky")
     layer_position = (layer_idx - 0.5) / 12
 
     # tasks: per model x condition, a cyclic order of units cut into tasks of distinct units

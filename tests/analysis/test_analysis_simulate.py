@@ -48,3 +48,16 @@ def test_careless_participants_answer_near_chance():
     attentive = acc[~acc.index.isin(ds.truth["careless"])]
     assert len(careless) > 3
     assert abs(careless.mean() - 0.5) < 0.08 and attentive.mean() > 0.7
+
+
+def test_unit_effects_shared_across_conditions_when_the_correlation_is_one():
+    """corr = 1 (one effect per unit, a singular covariance) works; outside (-1, 1] is an error."""
+    import pytest
+
+    ds = simulate(models=2, units_per_model=30, responses_per_unit=2, condition_unit_corr=1.0,
+                  unit_sd=1.0, seed=2)
+    truth = ds.truth["units"].pivot_table(index="unit_id", columns="condition", values="p_true")
+    # the same unit effect on top of each condition's intercept: the ranking of units agrees
+    assert (truth["natural"].rank() == truth["synthetic"].rank()).all()
+    with pytest.raises(ValueError, match="condition_unit_corr"):
+        simulate(models=2, units_per_model=5, responses_per_unit=2, condition_unit_corr=1.5)

@@ -119,8 +119,10 @@ def test_scale_slope_interval_covers_zero_where_the_vb_interval_does_not():
     res = mixed_model(ds.responses, ds.models, seed=1)
     table = res.scale_slopes[res.scale_slopes["scale"] == "parameters"].set_index("interval")
     vb, between = table.loc["VB posterior (mean-field)"], table.loc["between-model t"]
-    assert between["used"] and not vb["used"]
+    joint = table.loc["joint Gaussian at the VB means"]
+    assert between["used"] and not vb["used"] and not joint["used"]
     assert vb["ci_low"] > 0  # the old, too narrow interval
+    assert joint["sd"] > 1.5 * vb["sd"] and joint["estimate"] == vb["estimate"]
     assert between["ci_low"] < 0 < between["ci_high"]
     assert between["df"] == 7 and between["n_models"] == 9
     assert between["sd"] > 2 * vb["sd"]
@@ -136,6 +138,57 @@ def test_two_models_keep_the_vb_slope_interval_and_say_so():
     ds = simulate(models=2, units_per_model=20, responses_per_unit=6, careless_fraction=0.0,
                   conditions=("natural",), seed=6)
     res = mixed_model(ds.responses, ds.models, seed=0)
-    assert list(res.scale_slopes["interval"]) == ["VB posterior (mean-field)"]
-    assert res.slope()["interval"] == "VB posterior (mean-field)"
+    assert list(res.scale_slopes["interval"]) == ["VB posterior (mean-field)",
+                                                  "joint Gaussian at the VB means"]
+    assert res.slope()["interval"] == "joint Gaussian at the VB means"
     assert "fewer than 3 models" in res.notes[-1]
+
+
+def test_joint_fixed_sd_is_the_fixed_block_of_the_inverse_joint_precision():
+    """The sparse Schur complement equals the dense inverse of the whole joint precision."""
+    from scipy.special import expit
+
+    from analysis.stats import FE_PRIOR_SD, _condition_columns, _design, _fit_vb, _joint_fixed_sd
+
+    ds = simulate(models=3, units_per_model=12, responses_per_unit=4, careless_fraction=0.0,
+                  seed=11)
+    r = ds.responses
+    data = r[(r["phase"] == "main") & ~r["is_catch"]].reset_index(drop=True)
+    cond, names = _condition_columns(data, "natural")
+    design = _design(data, [np.ones(len(data))] + cond, ["intercept"] + names,
+                     [("participant", "participant_id"), ("unit", "unit_id")])
+    fit = _fit_vb(design, "L-BFGS-B", 0)
+    x, z = design.exog, design.exog_vc.toarray()
+    full = np.hstack([x, z])
+    w = expit(full @ np.r_[fit.fe_mean, fit.vc_mean])
+    w = w * (1 - w)
+    prior = np.r_[np.full(x.shape[1], FE_PRIOR_SD**-2), np.exp(-2 * fit.vcp_mean[design.ident])]
+    precision = full.T @ (full * w[:, None]) + np.diag(prior)
+    dense = np.sqrt(np.diag(np.linalg.inv(precision))[:x.shape[1]])
+    assert _joint_fixed_sd(design, fit) == pytest.approx(dense, rel=1e-8)
+    assert (dense > fit.fe_sd).all()  # mean-field VB's SDs are smaller
+
+
+def test_condition_and_difficulty_sds_match_the_spread_of_estimates_over_datasets():
+    """Over 16 simulated datasets the stated SD of the between-participant effects matches the
+    SD of the estimates (mean-field VB's was 2-3x too small) and the intervals cover."""
+    true = {"condition[synthetic]": None, "difficulty[p95]": -0.8}
+    estimates, sds, sds_vb, covered = [], [], [], []
+    for seed in range(16):
+        ds = simulate(models=["resnet50", "googlenet", "vit_b32", "convnext_b"],
+                      units_per_model=20, responses_per_unit=6, careless_fraction=0.0,
+                      seed=100 + seed, difficulties={"easy": 0.0, "p95": -0.8})
+        mu = ds.truth["params"]["mu"]
+        true["condition[synthetic]"] = mu["synthetic"] - mu["natural"]
+        fixed = mixed_model(ds.responses, None, seed=seed).fixed.set_index("term").loc[list(true)]
+        estimates.append(fixed["estimate"].to_numpy())
+        sds.append(fixed["sd"].to_numpy())
+        sds_vb.append(fixed["sd_vb"].to_numpy())
+        t = np.array(list(true.values()))
+        covered.append((fixed["ci_low"].to_numpy() <= t) & (t <= fixed["ci_high"].to_numpy()))
+    spread = np.std(estimates, axis=0, ddof=1)
+    ratio = np.sqrt(np.mean(np.square(sds), axis=0)) / spread
+    ratio_vb = np.sqrt(np.mean(np.square(sds_vb), axis=0)) / spread
+    assert ((0.7 < ratio) & (ratio < 1.45)).all(), ratio
+    assert (ratio_vb < 0.8 * ratio).all(), (ratio_vb, ratio)
+    assert (np.mean(covered, axis=0) >= 12 / 16).all()
