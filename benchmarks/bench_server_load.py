@@ -24,7 +24,6 @@ import os
 import random
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,6 +43,8 @@ sys.path.insert(0, str(ROOT))
 from experiments.build import build_experiment
 from experiments.db import Database
 from experiments.db.models import Response
+from server.images import ImageStore, nginx_locations
+from tests.nginx import Nginx, free_port
 from tests.stimset import make_stimulus_set, write_spec
 
 PG_URL = os.environ.get("INTERPSY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -62,12 +63,6 @@ class Stats:
     errors: list[str] = field(default_factory=list)
     sent: dict[str, dict[int, tuple[int, str]]] = field(default_factory=dict)  # sid -> index -> answer
     completed: int = 0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:
@@ -175,13 +170,13 @@ async def participant(number: int, client: aiohttp.ClientSession, base: str, key
         client, "GET", f"{base}/api/sessions/{sid}", headers=headers), "state")).text)
     trials = state["practice"] + state["main"]
     image_base = base + state["image_base"]
-    if args.images == "all":
+    if args.images != "none":
         await download(client, image_base, sorted({i for t in state["practice"]
                                                    for i in trial_images(t)}), stats)
     sent = stats.sent.setdefault(sid, {})
     for index in range(state["next_index"], len(trials)):
         trial = trials[index]
-        if args.images == "all" and index >= len(state["practice"]):
+        if args.images != "none" and index >= len(state["practice"]):
             await download(client, image_base, trial_images(trial), stats)
         await asyncio.sleep(args.interval * random.uniform(0.5, 1.5))
         body = {"trial_index": index, "trial_id": trial["trial_id"],
@@ -354,12 +349,23 @@ def run(backend: str, args, set_dir: Path, work: Path) -> dict:
                           responses_per_unit=args.participants * 2, practice={"trials": args.practice_trials})
         key = build_experiment(spec, db).key
         server = Server(url, home, args.workers, args.threads)
+        proxy = None
+        if args.images == "proxy":  # as `interpsy serve` does before gunicorn starts
+            store = ImageStore(db, home / "image-cache")
+            store.prepare_open()
+            proxy = Nginx(home / "nginx", nginx_locations(store.public_dir,
+                                                          f"127.0.0.1:{server.port}"))
         server.start()
         try:
-            nbytes, nimages = session_bytes(server.url, key)
+            if proxy:
+                proxy.start()
+            base = proxy.url if proxy else server.url
+            nbytes, nimages = session_bytes(base, key)
             stats = Stats()
-            wall = asyncio.run(drive(args, server.url, key, server, stats))
+            wall = asyncio.run(drive(args, base, key, server, stats))
         finally:
+            if proxy:
+                proxy.stop()
             server.stop()
         stored, lost, mismatched = verify(db, stats)
         server_p50, server_p99, server_n = server_side(server.access_log)
@@ -408,9 +414,10 @@ def main() -> None:
     parser.add_argument("--image-content", choices=["photos", "noise"], default="photos",
                         help="photos: crops of natural photos (as real stimuli compress); noise: "
                              "Gaussian noise, the worst case for compression")
-    parser.add_argument("--images", choices=["none", "all"], default="none",
+    parser.add_argument("--images", choices=["none", "all", "proxy"], default="none",
                         help="all: every participant downloads its images from gunicorn as the "
-                             "page does (in production a proxy or CDN serves them)")
+                             "page does; proxy: everything goes through nginx, which serves the "
+                             "prepared images from disk (the README's deployment)")
     args = parser.parse_args()
     n_units = args.practice_trials + args.catch_trials + args.main_trials + 2
     with tempfile.TemporaryDirectory(prefix="interpsy-bench-") as tmp:

@@ -4,13 +4,14 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from pathlib import Path
 
 import click
 
 from experiments.db import Database
 from experiments.errors import InterpsyError
 from server.config import ServerConfig
-from server.images import ImageStore
+from server.images import ImageStore, nginx_locations
 
 
 @click.command()
@@ -26,8 +27,12 @@ from server.images import ImageStore
                    "on first request).")
 @click.option("--database", "database_url", envvar="INTERPSY_DATABASE_URL", default=None,
               help="SQLAlchemy URL (default: INTERPSY_DATABASE_URL or SQLite under INTERPSY_HOME).")
+@click.option("--nginx-config", "nginx_config", default=None,
+              type=click.Path(dir_okay=False, writable=True, path_type=Path),
+              help="Write nginx location blocks to this file: the proxy serves the prepared "
+                   "images from disk (/img/) and passes everything else to gunicorn.")
 def serve(host: str, port: int, workers: int, threads: int, debug: bool, skip_prepare: bool,
-          database_url: str | None) -> None:
+          database_url: str | None, nginx_config: Path | None) -> None:
     """Run the crowdsourcing web server (participant pages, JSON API, admin)."""
     config = ServerConfig.from_env(database_url=database_url, debug=debug).resolved()
     db = Database(config.database_url)
@@ -39,6 +44,11 @@ def serve(host: str, port: int, workers: int, threads: int, debug: bool, skip_pr
                               config.image_quality).prepare_open(progress=True)
             for key, n in made.items():
                 click.echo(f"{key}: {n} images ready as {config.image_format} in {config.image_cache}")
+        if nginx_config is not None:
+            store = ImageStore(db, config.image_cache, config.image_format, config.image_quality)
+            nginx_config.write_text(nginx_locations(store.public_dir, f"{host}:{port}",
+                                                    store.mimetype))
+            click.echo(f"nginx location blocks written to {nginx_config}")
     finally:
         db.dispose()
     os.environ["INTERPSY_DATABASE_URL"] = config.database_url or ""

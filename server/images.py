@@ -91,10 +91,17 @@ class ImageStore:
             if os.path.exists(tmp):
                 os.unlink(tmp)
 
-    def prepare(self, experiment_id: int, progress: bool = False) -> int:
+    @property
+    def public_dir(self) -> Path:
+        """The root under which `prepare` links each image at its URL path, img/<key>/<id>."""
+        return self.cache_dir / "public"
+
+    def prepare(self, experiment_id: int, progress: bool = False, key: str | None = None) -> int:
         """Make every missing derivative of an experiment ahead of time; returns the image count.
 
-        Existing derivatives are kept, so a stopped run resumes where it was.
+        With `key` (the experiment's name@version, as in its image URLs) each image is also
+        linked at public_dir/img/<key>/<image id>, so a proxy can serve /img/ from disk
+        (`nginx_locations`). Existing derivatives are kept, so a stopped run resumes.
         """
         from tqdm import tqdm
 
@@ -103,8 +110,26 @@ class ImageStore:
                 StimulusImage.experiment_id == experiment_id)).all()
         for image_id in tqdm(ids, desc=f"images of experiment {experiment_id}", unit="img",
                              disable=not progress, leave=False):
-            self.file_for(experiment_id, image_id)
+            path = self.file_for(experiment_id, image_id)
+            if key is not None:
+                self._publish(key, image_id, path)
         return len(ids)
+
+    def _publish(self, key: str, image_id: str, target: Path) -> None:
+        """A relative symlink public_dir/img/key/image_id -> the derivative (replaced atomically)."""
+        folder = Path(os.path.abspath(self.public_dir / "img" / key))
+        link = Path(os.path.normpath(folder / image_id))  # not resolve(): it follows the link
+        if folder not in link.parents:
+            raise NotFound(f"image id {image_id!r} is not a plain file name")
+        link.parent.mkdir(parents=True, exist_ok=True)
+        relative = os.path.relpath(target.resolve(), link.parent.resolve())
+        if link.is_symlink() and os.readlink(link) == relative:
+            return
+        tmp = link.with_name(link.name + ".link")
+        if tmp.is_symlink():
+            tmp.unlink()
+        os.symlink(relative, tmp)
+        os.replace(tmp, link)
 
     def prepare_open(self, progress: bool = False) -> dict[str, int]:
         """Prepare the derivatives of every open experiment: {experiment key: images}."""
@@ -113,4 +138,31 @@ class ImageStore:
         with self.db.read() as session:
             experiments = session.scalars(select(Experiment).where(
                 Experiment.status == "open").order_by(Experiment.id)).all()
-        return {e.key: self.prepare(e.id, progress) for e in experiments}
+        return {e.key: self.prepare(e.id, progress, key=e.key) for e in experiments}
+
+
+def nginx_locations(public_dir: Path, upstream: str, mimetype: str = "image/webp") -> str:
+    """nginx `location` blocks: /img/ from the prepared files on disk, everything else (and any
+    image not prepared) passed to gunicorn at `upstream` (host:port)."""
+    return f"""# interpsy: put inside the server {{ ... }} block that terminates TLS
+location /img/ {{
+    root {Path(public_dir).resolve()};
+    types {{ }}
+    default_type {mimetype};
+    add_header Cache-Control "public, max-age=31536000, immutable";
+    access_log off;
+    try_files $uri @interpsy;
+}}
+location / {{
+    proxy_pass http://{upstream};
+    proxy_set_header Host $host;
+    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    proxy_set_header X-Forwarded-Proto $scheme;
+}}
+location @interpsy {{
+    proxy_pass http://{upstream};
+    proxy_set_header Host $host;
+    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    proxy_set_header X-Forwarded-Proto $scheme;
+}}
+"""

@@ -1,0 +1,82 @@
+"""nginx in front of the app: prepared images come from disk, everything else from the app."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from experiments.cli import main as cli_main
+from experiments.db.models import StimulusImage
+from server.images import nginx_locations
+from tests.nginx import NGINX, Nginx
+from tests.server.conftest import LiveServer, build, make_app, start_session
+
+needs_nginx = pytest.mark.skipif(not Path(NGINX).exists(),
+                                 reason="needs Debian's nginx (apt-get install nginx)")
+
+
+def test_serve_links_every_image_at_its_url_path(db, tmp_path, small_set, monkeypatch):
+    key = build(db, tmp_path, small_set)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("INTERPSY_SECRET_KEY", "x" * 40)
+    monkeypatch.setenv("INTERPSY_IMAGE_CACHE", str(cache))
+    monkeypatch.setattr("server.cli.os.execv", lambda path, args: None)
+    conf = tmp_path / "interpsy-nginx.conf"
+    assert cli_main(["serve", "--database", db.url, "--port", "8123",
+                     "--nginx-config", str(conf)]) == 0
+    text = conf.read_text()
+    assert f"root {(cache / 'public').resolve()};" in text
+    assert "proxy_pass http://127.0.0.1:8123;" in text and "try_files $uri @interpsy;" in text
+    links = [p for p in (cache / "public" / "img" / key).rglob("*") if p.is_symlink()]
+    with db.read() as session:
+        ids = session.scalars(select(StimulusImage.image_id)).all()
+    assert sorted(p.name for p in links) == sorted(ids)
+    # relative links into the derivative cache: the cache folder can move as a whole
+    assert all(not os.path.isabs(os.readlink(p)) and p.resolve().suffix == ".webp" for p in links)
+    # a second start keeps the links as they are
+    before = {p: os.readlink(p) for p in links}
+    assert cli_main(["serve", "--database", db.url]) == 0
+    assert {p: os.readlink(p) for p in links} == before
+
+
+@needs_nginx
+def test_nginx_serves_prepared_images_from_disk_and_the_rest_from_the_app(db, tmp_path,
+                                                                           small_set):
+    key = build(db, tmp_path, small_set)
+    app = make_app(db, tmp_path)
+    store = app.extensions["interpsy"].images
+    assert store.prepare_open()[key] > 0
+    live = LiveServer(app)
+    upstream = live.url.removeprefix("http://")
+    nginx = Nginx(tmp_path / "nginx", nginx_locations(store.public_dir, upstream))
+    nginx.start()
+    url = nginx.url
+    try:
+        client = app.test_client()
+        started = start_session(client, key)
+        state = client.get(f"/api/sessions/{started.session_id}", headers=started.headers).json
+        image_id = state["practice"][0]["query_a"]
+        direct = client.get(state["image_base"] + image_id)
+        via = httpx.get(url + state["image_base"] + image_id)
+        assert via.status_code == 200 and via.content == direct.data
+        assert via.headers["content-type"] == "image/webp"
+        assert "immutable" in via.headers["cache-control"]
+        # the API goes through to the app
+        api = httpx.get(f"{url}/api/sessions/{started.session_id}", headers=started.headers)
+        assert api.status_code == 200 and api.json()["next_index"] == 0
+        # an image without a link (prepare not run for it) is answered by the app
+        other = state["practice"][0]["query_b"]
+        (store.public_dir / "img" / key / other).unlink()
+        fallback = httpx.get(url + state["image_base"] + other)
+        assert fallback.content == client.get(
+            state["image_base"] + other).data, (fallback.status_code, fallback.text[:300])
+        # with the app down, prepared images still load; the API says the app is unreachable
+        live.stop()
+        assert httpx.get(url + state["image_base"] + image_id).content == direct.data
+        assert httpx.get(f"{url}/api/health").status_code == 502
+    finally:
+        nginx.stop()
+        live.stop()
