@@ -519,7 +519,7 @@ def _scale_slopes(data: pd.DataFrame, models: pd.DataFrame, fixed: pd.DataFrame,
     row = used.iloc[0]
     width_vb = rows[0]["ci_high"] - rows[0]["ci_low"]
     comparison = ("narrower" if width_vb < row["ci_high"] - row["ci_low"] else "not narrower")
-    notes.insert(0, f"log10_scale: between-model slope of {row['n_models']} model logits "
+    notes.insert(0, f"log10_scale: between-model slope of {int(row['n_models'])} model logits "
                     f"(per-model intercepts of a second mixed GLM with the same random effects) "
                     f"on {scale}, t interval with {row['df']:.0f} df; the mean-field VB "
                     f"interval [{rows[0]['ci_low']:.3f}, {rows[0]['ci_high']:.3f}] is "
