@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from analysis.load import Dataset
 
 FORMATS = ("interpsy", "imi", "borowski2021")
+DEFAULT_MARGIN = 0.05  # analysis.scaling.DEFAULT_MARGIN (not imported: --help stays light)
 
 # --exclusions auto: the rules that fit each format. An interpsy export uses its experiment's own
 # thresholds (IMI's when it has none); the IMI release uses IMI's; Borowski et al. (2021) was a
@@ -43,9 +44,15 @@ AUTO_RULES = {"interpsy": None, "imi": None, "borowski2021": ()}
                    "borowski2021), imi, none, or rule names separated by commas "
                    "(e.g. catch_trials,total_time).")
 @click.option("--no-exclusions", is_flag=True, help="Apply no exclusion rule (= --exclusions none).")
+@click.option("--margin", default=DEFAULT_MARGIN, show_default=True,
+              type=click.FloatRange(min=0, min_open=True),
+              help="Equivalence margin of the scaling TOSTs: proportion correct per unit of the "
+                   "scale variable (per 10x parameters or images, per 10 points of top-1).")
+@click.option("--mixed-rows", default=8_000, show_default=True, type=click.IntRange(min=100),
+              help="Scored trials the mixed model is fitted on (whole participants, seeded).")
 def analyze(data: str, out: Path, experiment: str | None, n_resamples: int, seed: int,
             models: Path | None, fmt: str, units: Path | None, exclusions: str,
-            no_exclusions: bool) -> None:
+            no_exclusions: bool, margin: float, mixed_rows: int) -> None:
     """Scores, statistics, plots and an HTML report from DATA (folder, file or database URL)."""
     from analysis.load import attach_units
     from analysis.report import analyze as run
@@ -58,7 +65,7 @@ def analyze(data: str, out: Path, experiment: str | None, n_resamples: int, seed
         if out.exists() and not out.is_dir():
             raise InterpsyError(f"{out}: exists and is not a folder")
         result = run(dataset, out, progress=True, n_resamples=n_resamples, seed=seed,
-                     rules=rules)
+                     rules=rules, margin=margin, mixed_rows=mixed_rows)
     except InterpsyError:
         raise
     except (ValueError, KeyError, OSError) as exc:

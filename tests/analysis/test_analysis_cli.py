@@ -154,3 +154,20 @@ def test_analysis_of_a_perfect_dataset_skips_the_mixed_model():
     result = run_analysis(dataset, n_resamples=200, power_sims=20, rules=[])
     assert "mixed_model_fixed" not in result.tables
     assert (result.tables["model_scores"]["score"] == 1.0).all()
+
+
+def test_margin_and_mixed_rows_reach_the_analysis(small_folder, tmp_path):
+    import json
+
+    from analysis import cli, scaling
+
+    assert cli.DEFAULT_MARGIN == scaling.DEFAULT_MARGIN
+    out = tmp_path / "report"
+    assert main(["analyze", str(small_folder), "--out", str(out), "--bootstrap", "200",
+                 "--margin", "0.02", "--mixed-rows", "600"]) == 0
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["tost_margin"] == 0.02 and settings["mixed_rows"] == 600
+    assert (pd.read_csv(out / "tables" / "scaling_slopes.csv")["margin"] == 0.02).all()
+    fixed = pd.read_csv(out / "tables" / "mixed_model_fixed.csv")
+    assert not fixed.empty
+    assert main(["analyze", str(small_folder), "--out", str(out), "--margin", "0"]) == 2
