@@ -488,6 +488,9 @@ def _complete_responses(frame: pd.DataFrame, name: str, rt_unit: str = "ms",
     for column, value in defaults.items():
         if column not in out.columns:
             out[column] = value
+    # a blank difficulty is the default one (no query-difficulty manipulation), not a group of its own
+    out["difficulty"] = out["difficulty"].astype("string").str.strip().replace("", pd.NA).fillna(
+        "easy")
     if experiment is not None:
         out["experiment"] = experiment
     if rt_unit not in ("ms", "s"):

@@ -197,6 +197,9 @@ class MixedModelResult:
     method: str
     notes: list[str] = field(default_factory=list)
     scale_slopes: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # fitted logits (fixed + random effects) of the rows in the reference condition and easiest
+    # difficulty: what the model logits and the TOST margin in logits refer to
+    reference_eta: np.ndarray = field(default_factory=lambda: np.empty(0))
 
     def slope(self) -> pd.Series | None:
         """The row of the scale slope (logit per decade), if the model had one."""
@@ -404,8 +407,8 @@ def mixed_model(responses: pd.DataFrame, models: pd.DataFrame | None = None,
     df (measured coverage 92.5%). Both are in `scale_slopes`, which also holds the
     between-model slope on every variable of `slope_scales` (one more fit serves all) with a
     TOST against `margin`, given in proportion correct per unit of the transformed scale and
-    converted to logits at the data's mean accuracy p (margin / (p (1 - p)), the slope of the
-    logistic curve there). Several query difficulties get treatment-coded fixed effects
+    converted to logits by `margin_in_logits` (divided by the mean p(1 - p) of the fitted
+    probabilities of the reference rows, the average slope of the logistic curve there). Several query difficulties get treatment-coded fixed effects
     against the easiest one present. Large data are fitted on the
     trials of a seeded random subset of participants, up to `max_rows` rows. The optimiser is
     L-BFGS-B: statsmodels' default BFGS keeps a dense inverse Hessian over every random effect.
@@ -433,6 +436,8 @@ def mixed_model(responses: pd.DataFrame, models: pd.DataFrame | None = None,
         factors.append(("model", "model"))
     design = _design(data, fixed_cols, names, factors)
     fit = _fit_vb(design, fit_method, seed)
+    eta = design.exog @ fit.fe_mean + design.exog_vc @ fit.vc_mean
+    reference_eta = eta[_reference_rows(data, reference)]
     z = stats.norm.ppf(0.975)
     fixed = pd.DataFrame({"term": names, "estimate": fit.fe_mean,
                           "sd": _joint_fixed_sd(design, fit), "df": np.inf,
@@ -441,8 +446,8 @@ def mixed_model(responses: pd.DataFrame, models: pd.DataFrame | None = None,
     fixed["ci_high"] = fixed["estimate"] + z * fixed["sd"]
     slopes = pd.DataFrame()
     if lx is not None:
-        slopes, slope_notes = _scale_slopes(data, models, fixed, scale, lx, reference, fit_method,
-                                            seed, margin, slope_scales)
+        slopes, slope_notes = _scale_slopes(data, models, fixed, scale, reference, fit_method,
+                                            seed, margin, slope_scales, reference_eta)
         notes += slope_notes
         best = slopes[(slopes["scale"] == scale)].iloc[-1]
         columns = ["estimate", "sd", "df", "interval", "ci_low", "ci_high"]
@@ -455,7 +460,7 @@ def mixed_model(responses: pd.DataFrame, models: pd.DataFrame | None = None,
     return MixedModelResult(fixed=fixed, variance=variance, n_rows=len(full), n_used=len(data),
                             seed=seed, scale=scale if lx is not None else None,
                             method=_method_text(fit_method, slopes), notes=notes,
-                            scale_slopes=slopes)
+                            scale_slopes=slopes, reference_eta=reference_eta)
 
 
 def _method_text(fit_method: str, slopes: pd.DataFrame) -> str:
@@ -467,15 +472,39 @@ def _method_text(fit_method: str, slopes: pd.DataFrame) -> str:
     return text + f"; log10_scale interval: {used['interval']} (df {used['df']:g})"
 
 
+def _reference_rows(data: pd.DataFrame, reference: str) -> np.ndarray:
+    """Rows in the reference condition and the easiest difficulty (all rows if there are none)."""
+    mask = np.ones(len(data), dtype=bool)
+    if reference in set(data["condition"].dropna()):
+        mask &= (data["condition"] == reference).to_numpy()
+    if "difficulty" in data.columns:
+        present = set(data.loc[mask, "difficulty"].dropna())
+        easiest = next((d for d in DIFFICULTY_ORDER if d in present), None)
+        if easiest is not None:
+            mask &= (data["difficulty"] == easiest).to_numpy()
+    return mask if mask.any() else np.ones(len(data), dtype=bool)
+
+
+def margin_in_logits(margin: float, reference_eta: np.ndarray) -> tuple[float, float]:
+    """(margin in logits, mean p(1 - p)): a shift of the logits by d changes the mean
+    proportion correct of the reference rows by about d * mean(p(1 - p)), p their fitted
+    probabilities given the random effects."""
+    from scipy.special import expit
+
+    p = expit(reference_eta)
+    density = float(np.mean(p * (1 - p))) if len(p) else 0.25
+    return margin / max(density, 1e-6), density
+
+
 def _scale_slopes(data: pd.DataFrame, models: pd.DataFrame, fixed: pd.DataFrame, scale: str,
-                  lx: np.ndarray, reference: str, fit_method: str, seed: int, margin: float,
-                  scales: Sequence[str]) -> tuple[pd.DataFrame, list[str]]:
+                  reference: str, fit_method: str, seed: int, margin: float,
+                  scales: Sequence[str], reference_eta: np.ndarray
+                  ) -> tuple[pd.DataFrame, list[str]]:
     """The main fit's slope of `scale` (mean-field VB and joint Gaussian SDs) and the
     between-model slope on each of `scales` (when >= 3 models) with a TOST; the row with
     used=True is the log10_scale row of the fixed effects."""
     main = fixed.set_index("term").loc["log10_scale"]
-    p_bar = float(np.clip(data["correct"].mean(), 0.01, 0.99))
-    margin_logit = margin / (p_bar * (1 - p_bar))
+    margin_logit, density = margin_in_logits(margin, reference_eta)
     z = stats.norm.ppf(0.975)
     unit = TRANSFORMS[scale][1] if scale in TRANSFORMS else "per 10x"
     rows = [{"scale": scale, "unit": unit, "interval": method, "estimate": main["estimate"],
@@ -490,7 +519,7 @@ def _scale_slopes(data: pd.DataFrame, models: pd.DataFrame, fixed: pd.DataFrame,
         return pd.DataFrame(rows), [note]
     logits = model_logits(data, reference, fit_method, seed)
     meta = attach_model_metadata(pd.DataFrame({"model": logits.index}), models,
-                                 tuple(scales)).set_index("model")
+                                 tuple(dict.fromkeys((scale, *scales)))).set_index("model")
     notes = []
     for name in [scale] + [x for x in scales if x != scale]:
         if name not in meta.columns:
@@ -525,7 +554,8 @@ def _scale_slopes(data: pd.DataFrame, models: pd.DataFrame, fixed: pd.DataFrame,
                     f"interval [{rows[0]['ci_low']:.3f}, {rows[0]['ci_high']:.3f}] is "
                     f"{comparison} here (it covered 55% in simulations)")
     notes.append(f"TOST margins: +-{margin} proportion correct per unit of each scale variable, "
-                 f"+-{margin_logit:.3f} logit at the mean accuracy {p_bar:.3f}")
+                 f"+-{margin_logit:.3f} logit (divided by the mean p(1 - p) = {density:.3f} of "
+                 f"the fitted probabilities in the reference condition)")
     return out, notes
 
 

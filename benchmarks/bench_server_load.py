@@ -353,8 +353,9 @@ def run(backend: str, args, set_dir: Path, work: Path) -> dict:
         if args.images == "proxy":  # as `interpsy serve` does before gunicorn starts
             store = ImageStore(db, home / "image-cache")
             store.prepare_open()
-            proxy = Nginx(home / "nginx", nginx_locations(store.public_dir,
-                                                          f"127.0.0.1:{server.port}"))
+            # workers as root: the benchmark's temporary folder is private (0700)
+            proxy = Nginx(home / "nginx", nginx_locations(
+                store.public_dir, f"127.0.0.1:{server.port}", root_location=True), user="root")
         server.start()
         try:
             if proxy:

@@ -11,7 +11,7 @@ import click
 from experiments.db import Database
 from experiments.errors import InterpsyError
 from server.config import ServerConfig
-from server.images import ImageStore, nginx_locations
+from server.images import ImageStore, nginx_locations, upstream_address
 
 
 @click.command()
@@ -38,15 +38,17 @@ def serve(host: str, port: int, workers: int, threads: int, debug: bool, skip_pr
     db = Database(config.database_url)
     try:
         db.require_current()  # workers never migrate; say so once, clearly, before forking
-        if not skip_prepare and config.image_format != "png":
-            # Encoding on first request would slow the first participants' image loads.
-            made = ImageStore(db, config.image_cache, config.image_format,
-                              config.image_quality).prepare_open(progress=True)
-            for key, n in made.items():
+        store = ImageStore(db, config.image_cache, config.image_format, config.image_quality)
+        if not skip_prepare:
+            # Encoding on first request would slow the first participants' image loads; the
+            # links let a proxy serve them from disk (png: links to the masters).
+            for key, n in store.prepare_open(progress=True).items():
                 click.echo(f"{key}: {n} images ready as {config.image_format} in {config.image_cache}")
+                if store.unlinked.get(key):
+                    click.echo(f"{key}: {len(store.unlinked[key])} image ids are not plain paths "
+                               f"(e.g. {store.unlinked[key][0]!r}); the app serves those")
         if nginx_config is not None:
-            store = ImageStore(db, config.image_cache, config.image_format, config.image_quality)
-            nginx_config.write_text(nginx_locations(store.public_dir, f"{host}:{port}",
+            nginx_config.write_text(nginx_locations(store.public_dir, upstream_address(host, port),
                                                     store.mimetype))
             click.echo(f"nginx location blocks written to {nginx_config}")
     finally:

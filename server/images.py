@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
@@ -16,6 +17,8 @@ from experiments.db.models import StimulusImage, StimulusSetRecord
 from experiments.errors import NotFound
 
 MIMETYPES = {"webp": "image/webp", "jpeg": "image/jpeg", "png": "image/png"}
+UMASK = os.umask(0o022)  # read once, at import (os.umask can only be read by setting it)
+os.umask(UMASK)
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class ImageStore:
         self.quality = quality
         self.lookup = lru_cache(maxsize=100_000)(self._lookup)
         self.experiment_ids: dict[str, int] = {}
+        self.unlinked: dict[str, list[str]] = {}  # experiment key -> ids prepare did not link
 
     @property
     def mimetype(self) -> str:
@@ -86,6 +90,7 @@ class ImageStore:
                 picture.save(tmp, "WEBP", quality=self.quality, method=4)
             else:
                 picture.save(tmp, "JPEG", quality=self.quality, subsampling=0, optimize=True)
+            _readable(Path(tmp))  # mkstemp makes 0600; a proxy's user must read it
             os.replace(tmp, target)  # atomic: concurrent workers never see half a file
         finally:
             if os.path.exists(tmp):
@@ -101,35 +106,49 @@ class ImageStore:
 
         With `key` (the experiment's name@version, as in its image URLs) each image is also
         linked at public_dir/img/<key>/<image id>, so a proxy can serve /img/ from disk
-        (`nginx_locations`). Existing derivatives are kept, so a stopped run resumes.
+        (`nginx_locations`); ids that cannot be a plain path are left to the app and listed in
+        `unlinked[key]`. Existing derivatives are kept, so a stopped run resumes.
         """
         from tqdm import tqdm
 
         with self.db.read() as session:
             ids = session.scalars(select(StimulusImage.image_id).where(
                 StimulusImage.experiment_id == experiment_id)).all()
+        skipped = []
         for image_id in tqdm(ids, desc=f"images of experiment {experiment_id}", unit="img",
                              disable=not progress, leave=False):
             path = self.file_for(experiment_id, image_id)
-            if key is not None:
-                self._publish(key, image_id, path)
+            if key is not None and not self._publish(key, image_id, path):
+                skipped.append(image_id)
+            elif key is not None and path.parent.parent == self.cache_dir:
+                _readable(path)  # derivatives made before 2026-12 were 0600
+        if key is not None:
+            self.unlinked[key] = skipped
         return len(ids)
 
-    def _publish(self, key: str, image_id: str, target: Path) -> None:
-        """A relative symlink public_dir/img/key/image_id -> the derivative (replaced atomically)."""
-        folder = Path(os.path.abspath(self.public_dir / "img" / key))
-        link = Path(os.path.normpath(folder / image_id))  # not resolve(): it follows the link
-        if folder not in link.parents:
-            raise NotFound(f"image id {image_id!r} is not a plain file name")
-        link.parent.mkdir(parents=True, exist_ok=True)
-        relative = os.path.relpath(target.resolve(), link.parent.resolve())
-        if link.is_symlink() and os.readlink(link) == relative:
-            return
-        tmp = link.with_name(link.name + ".link")
-        if tmp.is_symlink():
-            tmp.unlink()
-        os.symlink(relative, tmp)
-        os.replace(tmp, link)
+    def _publish(self, key: str, image_id: str, target: Path) -> bool:
+        """A relative symlink public_dir/img/key/image_id -> the derivative, replaced atomically;
+        False (nothing linked) for an id that is not a clean relative path or collides."""
+        parts = image_id.split("/")
+        if (not image_id or image_id.startswith("/") or any(p in ("", ".", "..") for p in parts)
+                or parts[-1].startswith(".")):
+            return False
+        folder = self.public_dir / "img" / key
+        link = folder / image_id
+        try:
+            link.parent.mkdir(parents=True, exist_ok=True)
+            relative = os.path.relpath(target.resolve(), link.parent.resolve())
+            if link.is_symlink() and os.readlink(link) == relative:
+                return True
+            if link.exists() and not link.is_symlink():
+                return False  # a folder of other ids ("a" beside "a/b"): the app serves this one
+            # a hidden, unique temporary name: no image id can take it, no two writers share it
+            tmp = link.with_name(f".{link.name}.{secrets.token_hex(6)}.tmp")
+            os.symlink(relative, tmp)
+            os.replace(tmp, link)
+            return True
+        except OSError:
+            return False
 
     def prepare_open(self, progress: bool = False) -> dict[str, int]:
         """Prepare the derivatives of every open experiment: {experiment key: images}."""
@@ -141,28 +160,38 @@ class ImageStore:
         return {e.key: self.prepare(e.id, progress, key=e.key) for e in experiments}
 
 
-def nginx_locations(public_dir: Path, upstream: str, mimetype: str = "image/webp") -> str:
-    """nginx `location` blocks: /img/ from the prepared files on disk, everything else (and any
-    image not prepared) passed to gunicorn at `upstream` (host:port)."""
-    return f"""# interpsy: put inside the server {{ ... }} block that terminates TLS
-location /img/ {{
-    root {Path(public_dir).resolve()};
-    types {{ }}
-    default_type {mimetype};
-    add_header Cache-Control "public, max-age=31536000, immutable";
-    access_log off;
-    try_files $uri @interpsy;
-}}
-location / {{
-    proxy_pass http://{upstream};
-    proxy_set_header Host $host;
-    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-    proxy_set_header X-Forwarded-Proto $scheme;
-}}
-location @interpsy {{
-    proxy_pass http://{upstream};
-    proxy_set_header Host $host;
-    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-    proxy_set_header X-Forwarded-Proto $scheme;
-}}
-"""
+def _readable(path: Path) -> None:
+    """Give a derivative the umask's usual read bits (a proxy's user must read it)."""
+    mode = path.stat().st_mode & 0o777
+    wanted = 0o666 & ~UMASK
+    if mode & wanted != wanted:
+        path.chmod(mode | wanted)
+
+
+def upstream_address(host: str, port: int) -> str:
+    """host:port as nginx's proxy_pass takes it (wildcards -> loopback, IPv6 in brackets)."""
+    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def nginx_locations(public_dir: Path, upstream: str, mimetype: str = "image/webp",
+                    root_location: bool = False) -> str:
+    """nginx `location` blocks: /img/ from the prepared files on disk, images not linked passed to
+    gunicorn at `upstream` (host:port); `root_location` adds `location /` passing the rest."""
+    root = str(Path(public_dir).resolve()).replace("\\", "\\\\").replace('"', '\\"')
+    proxy = (f"    proxy_pass http://{upstream};\n"
+             "    proxy_set_header Host $host;\n"
+             "    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n"
+             "    proxy_set_header X-Forwarded-Proto $scheme;\n")
+    rest = (f"location / {{\n{proxy}}}\n" if root_location else
+            "# the server block's own `location / { proxy_pass ...; }` passes everything else\n")
+    return (f"# interpsy: include inside the server {{ ... }} block that terminates TLS\n"
+            f"location /img/ {{\n"
+            f'    root "{root}";\n'
+            f"    types {{ }}\n"
+            f"    default_type {mimetype};\n"
+            f'    add_header Cache-Control "public, max-age=31536000, immutable";\n'
+            f"    access_log off;\n"
+            f"    try_files $uri @interpsy;\n"
+            f"}}\n"
+            f"location @interpsy {{\n{proxy}}}\n" + rest)

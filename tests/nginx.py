@@ -23,17 +23,21 @@ def free_port() -> int:
 class Nginx:
     """nginx on a free port with `locations` (e.g. server.images.nginx_locations) in its server."""
 
-    def __init__(self, prefix: Path, locations: str):
+    def __init__(self, prefix: Path, locations: str, user: str | None = None):
+        """`user`: the workers' user when started as root (nginx's default is nobody, as a
+        deployment's www-data: it must be able to read the image cache)."""
         if not Path(NGINX).exists():
             raise FileNotFoundError("nginx is not installed (apt-get install nginx)")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.prefix = Path(prefix)
         self.prefix.mkdir(parents=True)
-        temp = " ".join(f"{kind}_temp_path {self.prefix / kind};"
-                        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-        # as root, nginx's workers would run as nobody, who cannot read 0700 temporary folders
-        user = "user root;" if os.geteuid() == 0 else ""
+        kinds = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        for kind in kinds:  # the workers write here, whoever they run as
+            (self.prefix / kind).mkdir()
+            (self.prefix / kind).chmod(0o777)
+        temp = " ".join(f"{kind}_temp_path {self.prefix / kind};" for kind in kinds)
+        user = f"user {user};" if user and os.geteuid() == 0 else ""
         self.conf = self.prefix / "nginx.conf"
         self.conf.write_text(
             f"daemon off; {user} worker_processes 1; pid {self.prefix / 'nginx.pid'};\n"

@@ -72,12 +72,35 @@ def test_scale_slopes_of_the_mixed_model_cover_every_scale_with_a_tost():
     assert set(between["scale"]) == {"parameters", "train_images", "top1"}
     assert between["used"].sum() == 1
     assert between.set_index("scale").loc["parameters", "used"]
-    p = ds.responses.pipe(lambda r: r[(r["phase"] == "main") & ~r["is_catch"]])["correct"]
-    # the margin in logits is the proportion margin over the logistic slope at the data's mean
-    assert np.allclose(between["margin_logit"], 0.05 / (p.mean() * (1 - p.mean())), rtol=0.05)
+    # the margin in logits moves the reference rows' mean proportion correct by the margin
+    from scipy.special import expit
+
+    eta, m = res.reference_eta, between["margin_logit"].iloc[0]
+    assert len(eta) > 100 and np.allclose(between["margin_logit"], m)
+    shift = (expit(eta + m / 2).mean() - expit(eta - m / 2).mean())
+    assert shift == pytest.approx(0.05, rel=0.02)
     inside = (between["ci90_low"] > -between["margin_logit"]) & (
         between["ci90_high"] < between["margin_logit"])
     assert (inside == between["equivalent"]).all()
     # IMI's training-set sizes take 3 values over 9 models: the notes say what the slope is
     assert between.set_index("scale").loc["train_images", "n_distinct"] == 3
     assert any(n.startswith("train_images: only 3 distinct values") for n in res.notes)
+
+
+def test_slope_of_the_fitted_scale_is_between_model_even_if_not_among_slope_scales():
+    ds = simulate(units_per_model=12, responses_per_unit=6, careless_fraction=0.0, seed=5)
+    res = mixed_model(ds.responses, ds.models, seed=0, slope_scales=("top1",))
+    used = res.scale_slopes[res.scale_slopes["used"]].iloc[0]
+    assert (used["scale"], used["interval"]) == ("parameters", "between-model t")
+    assert set(res.scale_slopes["scale"]) == {"parameters", "top1"}
+
+
+def test_blank_difficulty_is_the_default_one():
+    """A foreign file whose difficulty column is empty is scored, not dropped as a NaN group."""
+    from analysis import paired_conditions, read_trials, unit_scores
+
+    r = simulate(models=2, units_per_model=10, responses_per_unit=4, seed=1).responses
+    frame = r.astype({"difficulty": object}).assign(difficulty="")
+    loaded = read_trials(frame)
+    assert set(loaded["difficulty"]) == {"easy"}
+    assert not paired_conditions(unit_scores(loaded), n_resamples=200).empty

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import httpx
@@ -10,7 +12,7 @@ from sqlalchemy import select
 
 from experiments.cli import main as cli_main
 from experiments.db.models import StimulusImage
-from server.images import nginx_locations
+from server.images import ImageStore, nginx_locations
 from tests.nginx import NGINX, Nginx
 from tests.server.conftest import LiveServer, build, make_app, start_session
 
@@ -28,8 +30,9 @@ def test_serve_links_every_image_at_its_url_path(db, tmp_path, small_set, monkey
     assert cli_main(["serve", "--database", db.url, "--port", "8123",
                      "--nginx-config", str(conf)]) == 0
     text = conf.read_text()
-    assert f"root {(cache / 'public').resolve()};" in text
+    assert f'root "{(cache / "public").resolve()}";' in text
     assert "proxy_pass http://127.0.0.1:8123;" in text and "try_files $uri @interpsy;" in text
+    assert "\nlocation / {" not in text  # the server block's own proxy location stays
     links = [p for p in (cache / "public" / "img" / key).rglob("*") if p.is_symlink()]
     with db.read() as session:
         ids = session.scalars(select(StimulusImage.image_id)).all()
@@ -42,16 +45,29 @@ def test_serve_links_every_image_at_its_url_path(db, tmp_path, small_set, monkey
     assert {p: os.readlink(p) for p in links} == before
 
 
+@pytest.fixture
+def shared_folder():
+    """A folder nginx's unprivileged workers can read (pytest's tmp_path is private, 0700)."""
+    folder = Path(tempfile.mkdtemp(prefix="interpsy-proxy-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 @needs_nginx
 def test_nginx_serves_prepared_images_from_disk_and_the_rest_from_the_app(db, tmp_path,
-                                                                           small_set):
+                                                                           small_set,
+                                                                           shared_folder):
+    """nginx's workers run as an unprivileged user, as in a deployment: the derivatives and
+    links `prepare` makes must be readable by it."""
     key = build(db, tmp_path, small_set)
-    app = make_app(db, tmp_path)
+    app = make_app(db, tmp_path, image_cache=shared_folder / "cache")
     store = app.extensions["interpsy"].images
-    assert store.prepare_open()[key] > 0
+    assert store.prepare_open()[key] > 0 and store.unlinked[key] == []
     live = LiveServer(app)
     upstream = live.url.removeprefix("http://")
-    nginx = Nginx(tmp_path / "nginx", nginx_locations(store.public_dir, upstream))
+    nginx = Nginx(shared_folder / "nginx", nginx_locations(store.public_dir, upstream,
+                                                           root_location=True))
     nginx.start()
     url = nginx.url
     try:
@@ -80,3 +96,23 @@ def test_nginx_serves_prepared_images_from_disk_and_the_rest_from_the_app(db, tm
     finally:
         nginx.stop()
         live.stop()
+
+
+def test_ids_that_are_not_plain_paths_are_left_to_the_app(db, tmp_path):
+    """Image ids come from stimulus sets: '..', a folder clash or a hidden name must not make
+    serve fail or a link point at another image."""
+    store = ImageStore(db, tmp_path / "cache")
+    target = tmp_path / "x.webp"
+    target.write_bytes(b"RIFF")
+    other = tmp_path / "y.webp"
+    other.write_bytes(b"RIFF2")
+    assert store._publish("exp@1", "b", other)
+    for bad in ("..", "../evil", "a/../b", "/abs", "a//b", ".hidden", "a/.b", ""):
+        assert not store._publish("exp@1", bad, target), bad
+    assert (store.public_dir / "img" / "exp@1" / "b").read_bytes() == b"RIFF2"
+    assert not (tmp_path / "cache" / "evil").exists()
+    assert store._publish("exp@1", "a/b", target)
+    assert not store._publish("exp@1", "a", target)  # "a" is the folder of "a/b"
+    assert (store.public_dir / "img" / "exp@1" / "a" / "b").read_bytes() == b"RIFF"
+    leftovers = [p for p in (store.public_dir / "img").rglob("*") if p.name.endswith(".tmp")]
+    assert leftovers == []
