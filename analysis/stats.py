@@ -239,6 +239,12 @@ def _subsample(data: pd.DataFrame, max_rows: int, seed: int) -> tuple[pd.DataFra
 DIFFICULTY_ORDER = ("easy", "p99", "p95", "p85")
 
 
+def _easiest(data: pd.DataFrame) -> str | None:
+    """The easiest query difficulty among `data`'s rows (None without a known one)."""
+    present = set(data["difficulty"].dropna()) if "difficulty" in data.columns else set()
+    return next((d for d in DIFFICULTY_ORDER if d in present), None)
+
+
 def _treatment_columns(data: pd.DataFrame, column: str, reference: str
                        ) -> tuple[list[np.ndarray], list[str]]:
     """Treatment-coded indicators of `column` against `reference` (or its first level)."""
@@ -255,9 +261,7 @@ def _condition_columns(data: pd.DataFrame, reference: str) -> tuple[list[np.ndar
     """Treatment-coded condition indicators against `reference`, then difficulty indicators
     against the easiest difficulty present (easy queries unless the data have none)."""
     cond = _treatment_columns(data, "condition", reference)
-    present = set(data["difficulty"].dropna()) if "difficulty" in data.columns else set()
-    easiest = next((d for d in DIFFICULTY_ORDER if d in present), "")
-    diff = _treatment_columns(data, "difficulty", easiest)
+    diff = _treatment_columns(data, "difficulty", _easiest(data) or "")
     return cond[0] + diff[0], cond[1] + diff[1]
 
 
@@ -477,11 +481,9 @@ def _reference_rows(data: pd.DataFrame, reference: str) -> np.ndarray:
     mask = np.ones(len(data), dtype=bool)
     if reference in set(data["condition"].dropna()):
         mask &= (data["condition"] == reference).to_numpy()
-    if "difficulty" in data.columns:
-        present = set(data.loc[mask, "difficulty"].dropna())
-        easiest = next((d for d in DIFFICULTY_ORDER if d in present), None)
-        if easiest is not None:
-            mask &= (data["difficulty"] == easiest).to_numpy()
+    easiest = _easiest(data[mask])
+    if easiest is not None:
+        mask &= (data["difficulty"] == easiest).to_numpy()
     return mask if mask.any() else np.ones(len(data), dtype=bool)
 
 
