@@ -57,3 +57,27 @@ def test_sampling_is_seeded_two_stage_and_distinct():
         parse_units("m", ["c:2"], widths)
     with pytest.raises(StimuliError, match="LAYER:CHANNEL"):
         parse_units("m", ["c"], widths)
+
+
+@pytest.mark.parametrize("name, library", [("convnext_b", "timm"), ("vit_b32", "timm"),
+                                           ("clip-resnet50", "open_clip"),
+                                           ("clip-vit_b32", "open_clip")])
+def test_missing_hub_weights_name_the_repo_the_library_itself_uses(name, library, tmp_path,
+                                                                   monkeypatch):
+    """Offline, a missing checkpoint's error names the Hugging Face cache folder of the repo that
+    timm / open_clip's own pretrained configs point at (so a copied cache is found)."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    if library == "timm":
+        import timm
+
+        arch = get_spec(name).weights.removeprefix("timm ")
+        repo = timm.models.get_pretrained_cfg(arch).hf_hub_id
+    else:
+        import open_clip
+
+        arch, tag = get_spec(name).weights.removeprefix("open_clip ").split()
+        repo = open_clip.get_pretrained_cfg(arch, tag)["hf_hub"].rstrip("/")
+    with pytest.raises(ModelError) as error:
+        load_model(name, pretrained=True)
+    folder = tmp_path / ("models--" + repo.replace("/", "--")) / "snapshots"
+    assert str(folder) in str(error.value)
