@@ -159,6 +159,19 @@ def _find_table(folder: Path, name: str) -> Path | None:
     return None
 
 
+def _source_name(source: str | Path | pd.DataFrame) -> str:
+    """How errors name a source: its path, or 'data frame'."""
+    return "data frame" if isinstance(source, pd.DataFrame) else str(source)
+
+
+def _raw_table(source: str | Path | pd.DataFrame, string_columns: tuple[str, ...] = ()
+               ) -> pd.DataFrame:
+    """A copy of a given frame, or the file read without coercion."""
+    if isinstance(source, pd.DataFrame):
+        return source.copy()
+    return _read_raw(Path(source), string_columns)
+
+
 def _read_raw(path: Path, string_columns: tuple[str, ...] = ()) -> pd.DataFrame:
     """Read a parquet or CSV file without coercion."""
     suffixes = "".join(path.suffixes).lower()
@@ -231,9 +244,8 @@ _UNITS_HINT = "give it as a number"
 
 def read_units(source: str | Path | pd.DataFrame) -> pd.DataFrame:
     """A units table (unit_id or model+layer+channel, layer_position in [0, 1]) in the schema."""
-    name = "data frame" if isinstance(source, pd.DataFrame) else str(source)
-    raw = source.copy() if isinstance(source, pd.DataFrame) else _read_raw(
-        Path(source), tuple(c for c, d in UNIT_COLUMNS.items() if d == "string"))
+    name = _source_name(source)
+    raw = _raw_table(source, tuple(c for c, d in UNIT_COLUMNS.items() if d == "string"))
     missing = [] if "layer_position" in raw.columns else ["layer_position"]
     if "unit_id" not in raw.columns and not {"model", "layer", "channel"} <= set(raw.columns):
         missing.append("unit_id (or model, layer and channel)")
@@ -281,7 +293,7 @@ def attach_units(dataset: Dataset, source: str | Path | pd.DataFrame) -> Dataset
                       .dropna().unique())
     known = units.loc[units["layer_position"].notna(), "unit_id"]
     matched = scored.isin(known)
-    name = "data frame" if isinstance(source, pd.DataFrame) else str(source)
+    name = _source_name(source)
     if len(scored) and not matched.any():
         raise DataError(f"{name}: no unit with a layer_position matches the responses' unit_id "
                         f"(units file: {', '.join(known.astype(str).head(3))}; responses: "
@@ -353,11 +365,10 @@ def read_trials(source: str | Path | pd.DataFrame, columns: Mapping[str, str] | 
                 combine: Mapping[str, Sequence[str]] | None = None,
                 drop: Mapping[str, Iterable[Any]] | None = None) -> pd.DataFrame:
     """Map a foreign trial-level table onto the responses schema (see the steps above)."""
-    name = "data frame" if isinstance(source, pd.DataFrame) else str(source)
+    name = _source_name(source)
     combine = {k: tuple(v) for k, v in (combine or {}).items()}
     text_columns = tuple(columns or {}) + tuple(c for parts in combine.values() for c in parts)
-    raw = (source.copy() if isinstance(source, pd.DataFrame)
-           else _read_raw(Path(source), text_columns))
+    raw = _raw_table(source, text_columns)
     columns = dict(columns or {})
     unknown = [c for c in columns if c not in raw.columns]
     if unknown:
@@ -534,10 +545,9 @@ def read_imi(path: str | Path | pd.DataFrame, experiment: str = "imi",
     `position_column` ('a' upper / 'b' lower: where the max query was shown), when the file has
     it, turns IMI's semantic choice into the displayed position; without it positions are empty.
     """
-    name = "data frame" if isinstance(path, pd.DataFrame) else str(path)
-    raw = path.copy() if isinstance(path, pd.DataFrame) else _read_raw(
-        Path(path), ("participant_id", "model", "layer", "task_id", "mode", "choice",
-                     position_column))
+    name = _source_name(path)
+    raw = _raw_table(path, ("participant_id", "model", "layer", "task_id", "mode", "choice",
+                               position_column))
     needed = ["model", "layer", "channel", "mode", "correct", "participant_id"]
     missing = [c for c in needed if c not in raw.columns]
     if missing:

@@ -213,15 +213,12 @@ def _mixed_body(mm: stats.MixedModelResult) -> str:
 
 
 def _loading_notes(dataset: Dataset) -> str:
-    """What loading did to the data (rows removed, positions unknown, units file), as a list."""
-    lines = list(dataset.notes)
-    noted = " ".join(lines)
-    lines += [f"{n} rows removed while loading ({column})"
-              for column, n in dataset.dropped_rows.items() if f"({column} in" not in noted]
-    if not lines:
+    """What loading did to the data (rows removed, positions unknown, units file), as a list;
+    the loaders write one note per such fact (read_trials: one per `drop` column)."""
+    if not dataset.notes:
         return ""
     return ("<h3>While loading</h3><ul>"
-            + "".join(f"<li>{html.escape(line)}</li>" for line in lines) + "</ul>")
+            + "".join(f"<li>{html.escape(line)}</li>" for line in dataset.notes) + "</ul>")
 
 
 def render_html(result: AnalysisResult, dataset: Dataset) -> str:

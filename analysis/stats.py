@@ -257,7 +257,7 @@ def _treatment_columns(data: pd.DataFrame, column: str, reference: str
             [f"{column}[{c}]" for c in others])
 
 
-def _condition_columns(data: pd.DataFrame, reference: str) -> tuple[list[np.ndarray], list[str]]:
+def _cell_columns(data: pd.DataFrame, reference: str) -> tuple[list[np.ndarray], list[str]]:
     """Treatment-coded condition indicators against `reference`, then difficulty indicators
     against the easiest difficulty present (easy queries unless the data have none)."""
     cond = _treatment_columns(data, "condition", reference)
@@ -325,7 +325,7 @@ def model_logits(data: pd.DataFrame, reference: str = "natural", fit_method: str
     participant and unit (VB posterior means)."""
     codes, levels = pd.factorize(data["model"])
     fixed = [(codes == i).astype(float) for i in range(len(levels))]
-    cond, cond_names = _condition_columns(data, reference)
+    cond, cond_names = _cell_columns(data, reference)
     design = _design(data, fixed + cond, [f"model[{m}]" for m in levels] + cond_names,
                      [("participant", "participant_id"), ("unit", "unit_id")])
     fit = _fit_vb(design, fit_method, seed)
@@ -421,7 +421,7 @@ def mixed_model(responses: pd.DataFrame, models: pd.DataFrame | None = None,
     full = main_trials(responses)
     data, notes = _subsample(full, max_rows, seed)
     fixed_cols, names = [np.ones(len(data))], ["intercept"]
-    cond, cond_names = _condition_columns(data, reference)
+    cond, cond_names = _cell_columns(data, reference)
     fixed_cols += cond
     names += cond_names
     lx, why = _scale_column(data, models, scale)

@@ -169,6 +169,8 @@ def test_analyze_borowski_format_without_exclusions(borowski_like: Path, tmp_pat
     printed = capsys.readouterr().out
     assert "3 of 3 participants kept (exclusion rules: none)" in printed
     assert "3 rows removed while loading (phase in ['repeated'])" in printed
+    html = (out / "report.html").read_text()
+    assert "<h3>While loading</h3>" in html and "3 rows removed while loading" in html
     table = pd.read_csv(out / "tables" / "participant_summary.csv")
     direct = participant_summary(read_borowski2021(borowski_like))
     for column in ("n_participants", "score", "sem", "low_2sem", "high_2sem"):

@@ -148,13 +148,13 @@ def test_joint_fixed_sd_is_the_fixed_block_of_the_inverse_joint_precision():
     """The sparse Schur complement equals the dense inverse of the whole joint precision."""
     from scipy.special import expit
 
-    from analysis.stats import FE_PRIOR_SD, _condition_columns, _design, _fit_vb, _joint_fixed_sd
+    from analysis.stats import FE_PRIOR_SD, _cell_columns, _design, _fit_vb, _joint_fixed_sd
 
     ds = simulate(models=3, units_per_model=12, responses_per_unit=4, careless_fraction=0.0,
                   seed=11)
     r = ds.responses
     data = r[(r["phase"] == "main") & ~r["is_catch"]].reset_index(drop=True)
-    cond, names = _condition_columns(data, "natural")
+    cond, names = _cell_columns(data, "natural")
     design = _design(data, [np.ones(len(data))] + cond, ["intercept"] + names,
                      [("participant", "participant_id"), ("unit", "unit_id")])
     fit = _fit_vb(design, "L-BFGS-B", 0)
