@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from experiments.build import build_experiment
 from experiments.db import Database
-from experiments.db.models import Response
+from experiments.db.models import Response, Trial
 from server.images import ImageStore, nginx_locations
 from tests.nginx import Nginx, free_port
 from tests.stimset import make_stimulus_set, write_spec
@@ -148,7 +148,7 @@ async def download(client: aiohttp.ClientSession, base: str, ids: list[str], sta
 
 
 async def participant(number: int, client: aiohttp.ClientSession, base: str, key: str, args,
-                      stats: Stats) -> None:
+                      stats: Stats, truth: dict[int, str]) -> None:
     await asyncio.sleep(random.uniform(0, args.interval * args.ramp))
     query = f"?PROLIFIC_PID=bench{number:05d}&STUDY_ID=load&SESSION_ID=s{number}"
     page = await with_retry(stats, lambda: fetch(client, "GET", f"{base}/x/{key}/{query}"), "entry")
@@ -180,7 +180,7 @@ async def participant(number: int, client: aiohttp.ClientSession, base: str, key
             await download(client, image_base, trial_images(trial), stats)
         await asyncio.sleep(args.interval * random.uniform(0.5, 1.5))
         body = {"trial_index": index, "trial_id": trial["trial_id"],
-                "choice": trial["correct_choice"], "confidence": random.randint(1, 3),
+                "choice": truth[trial["trial_id"]], "confidence": random.randint(1, 3),
                 "rt_ms": round(random.uniform(400, 4000), 1)}
         sent[index] = (body["trial_id"], body["choice"])
         t0 = time.perf_counter()
@@ -316,11 +316,14 @@ def database_for(backend: str, home: Path) -> tuple[str, callable]:
     return f"{PG_URL}?options=-csearch_path%3D{schema}", drop
 
 
-async def drive(args, base: str, key: str, server: Server, stats: Stats) -> float:
+async def drive(args, base: str, key: str, server: Server, stats: Stats,
+                truth: dict[int, str]) -> float:
+    """Run every participant; `truth` is the answer key (trial id -> correct choice), which
+    the pages never see, so that every practice passes at once."""
     connector = aiohttp.TCPConnector(limit=args.connections)
     async with aiohttp.ClientSession(connector=connector,
                                      timeout=aiohttp.ClientTimeout(total=30)) as client:
-        tasks = [asyncio.create_task(participant(i, client, base, key, args, stats))
+        tasks = [asyncio.create_task(participant(i, client, base, key, args, stats, truth))
                  for i in range(args.participants)]
         t0 = time.perf_counter()
         if args.kill_at:
@@ -363,7 +366,9 @@ def run(backend: str, args, set_dir: Path, work: Path) -> dict:
             base = proxy.url if proxy else server.url
             nbytes, nimages = session_bytes(base, key)
             stats = Stats()
-            wall = asyncio.run(drive(args, base, key, server, stats))
+            with db.read() as session:
+                truth = dict(session.execute(select(Trial.id, Trial.correct_choice)).all())
+            wall = asyncio.run(drive(args, base, key, server, stats, truth))
         finally:
             if proxy:
                 proxy.stop()

@@ -15,6 +15,7 @@ from experiments.db.models import (
     Task,
     Trial,
     Unit,
+    new_public_id,
 )
 from experiments.design import Design, plan
 from experiments.errors import InterpsyError
@@ -90,7 +91,8 @@ def _store(session, loaded: LoadedSpec, sets: list[StimulusSet], design: Design)
         session.execute(StimulusImage.__table__.insert(), [
             {"experiment_id": experiment.id, "set_id": set_ids[index], "image_id": row.image_id,
              "unit_id": row.unit_id, "kind": row.kind, "role": row.role, "batch": int(row.batch),
-             "rank": int(row.rank), "path": row.path, "sha256": row.sha256}
+             "rank": int(row.rank), "path": row.path, "sha256": row.sha256,
+             "public_id": new_public_id()}
             for row in stimulus_set.images.itertuples(index=False)])
     for planned in design.tasks:
         task = Task(experiment_id=experiment.id, task_key=planned.task_key,

@@ -128,6 +128,7 @@ class RecordResult:
     stored: bool  # False: an identical retry, nothing written
     trial_index: int
     correct: bool
+    correct_choice: str  # told only after the answer is stored: the page's feedback
     next_index: int
     stage: str
     practice_attempt_passed: bool | None = None
@@ -146,6 +147,9 @@ class TaskTrials:
     def at(self, phase: str, position: int) -> TrialView | None:
         trials = self.practice if phase == "practice" else self.main
         return trials[position] if 0 <= position < len(trials) else None
+
+    def by_id(self, trial_id: int) -> TrialView:
+        return next(t for t in (*self.practice, *self.main) if t.trial_id == trial_id)
 
 
 _SPECS: dict[tuple[int, datetime, str], ExperimentSpec] = {}
@@ -466,15 +470,17 @@ class SessionService:
 
     def _result(self, session: OrmSession, record: Session, stored: Response, stored_now: bool,
                 passed: bool | None = None) -> RecordResult:
+        trials = self.trials_of(session, record.task_id)
         if record.status in FINISHED:
             stage = "done"
         elif record.main_offset is None:
             stage = "practice"
         else:
-            n_main = len(self.trials_of(session, record.task_id).main)
-            stage = "main" if record.n_responses - record.main_offset < n_main else "finish"
+            stage = "main" if record.n_responses - record.main_offset < len(trials.main) else "finish"
         return RecordResult(stored=stored_now, trial_index=stored.trial_index,
-                            correct=stored.correct, next_index=record.n_responses, stage=stage,
+                            correct=stored.correct,
+                            correct_choice=trials.by_id(stored.trial_id).correct_choice,
+                            next_index=record.n_responses, stage=stage,
                             practice_attempt_passed=passed,
                             practice_attempts=record.practice_attempts,
                             main_offset=record.main_offset,

@@ -40,17 +40,20 @@ def _authorised(session_id: str) -> str:
     return token.strip()
 
 
-def _trial_json(trial: TrialView) -> dict[str, Any]:
-    # No unit, model or catch flag: nothing that could tell a participant which trial is which.
+def _trial_json(trial: TrialView, public: dict[str, str]) -> dict[str, Any]:
+    # No unit, model, catch flag, answer or internal image id (those name the image's role):
+    # nothing on the page tells a participant which query is the right one. The answer's
+    # scoring comes back in the reply to the saved response.
     return {"trial_id": trial.trial_id, "phase": trial.phase, "position": trial.position,
-            "query_a": trial.query_a, "query_b": trial.query_b,
-            "correct_choice": trial.correct_choice,
-            "references_max": trial.references_max, "references_min": trial.references_min}
+            "query_a": public[trial.query_a], "query_b": public[trial.query_b],
+            "references_max": [public[i] for i in trial.references_max],
+            "references_min": [public[i] for i in trial.references_min]}
 
 
-def _instructions(spec, state: SessionState) -> list[dict[str, Any]]:
+def _instructions(spec, state: SessionState, public: dict[str, str]) -> list[dict[str, Any]]:
     pages = [p for p in spec.instructions if not p.conditions or state.condition in p.conditions]
-    return [{"title": p.title, "text": p.text, "images": list(p.images)} for p in pages]
+    return [{"title": p.title, "text": p.text, "images": [public.get(i, i) for i in p.images]}
+            for p in pages]
 
 
 def _completion(source: str, info: dict[str, Any]) -> dict[str, Any]:
@@ -67,9 +70,11 @@ def _completion(source: str, info: dict[str, Any]) -> dict[str, Any]:
 
 def state_json(state: SessionState) -> dict[str, Any]:
     """A session's state as the trial page needs it."""
-    db = current_app.extensions["interpsy"].db
-    source, info, _ = lookup.session_facts(db, state.session_id)
+    app_state = current_app.extensions["interpsy"]
+    db = app_state.db
+    source, info, experiment_id = lookup.session_facts(db, state.session_id)
     spec = lookup.find_experiment(db, state.experiment).spec
+    public = app_state.images.public_ids(experiment_id)
     timing = spec.timing
     return {
         "session_id": state.session_id, "experiment": state.experiment,
@@ -80,12 +85,12 @@ def state_json(state: SessionState) -> dict[str, Any]:
         "practice_max_attempts": state.practice_max_attempts,
         "answered_correct_main": state.answered_correct_main,
         "completion_code": state.completion_code if state.stage == "done" else None,
-        "practice": [_trial_json(t) for t in state.practice],
-        "main": [_trial_json(t) for t in state.main],
+        "practice": [_trial_json(t, public) for t in state.practice],
+        "main": [_trial_json(t, public) for t in state.main],
         "timing": {"button_lock_ms": timing.button_lock_ms,
                    "feedback_delay_ms": timing.feedback_delay_ms,
                    "feedback_ms": timing.feedback_ms},
-        "instructions": _instructions(spec, state),
+        "instructions": _instructions(spec, state, public),
         "feedback_form": spec.feedback_form,
         "image_base": url_for("participant.image", experiment=state.experiment, image_id="x")[:-1],
         "min_window": list(current_app.config["INTERPSY"].min_window),

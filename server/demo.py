@@ -28,6 +28,8 @@ from experiments.db import Database
 from experiments.db.models import Experiment
 from experiments.errors import InterpsyError
 from experiments.export import export_experiment
+from server import lookup
+from server.images import public_ids
 from server.simulate import HttpParticipant, Observer
 
 MODEL = "efficientnet-lite0"
@@ -207,19 +209,24 @@ class DemoServer:
         self.log.close()
 
 
-def observer_knowledge(stimulus_set: Path) -> tuple[dict, dict, dict]:
-    """Per image: the unit's activation and unit; per unit: the spread of its activations."""
+def observer_knowledge(stimulus_set: Path, public: dict[str, str]) -> tuple[dict, dict, dict]:
+    """Per image (by the public id the pages show): the unit's activation and unit; per unit:
+    the spread of its activations."""
     images = pd.read_csv(stimulus_set / "images.csv")
-    activation = dict(zip(images.image_id, images.activation.astype(float)))
-    unit_of = dict(zip(images.image_id, images.unit_id))
+    images = images[images.image_id.isin(public)]
+    ids = images.image_id.map(public)
+    activation = dict(zip(ids, images.activation.astype(float)))
+    unit_of = dict(zip(ids, images.unit_id))
     natural = images[images.kind == "natural"]
     spread = natural.groupby("unit_id").activation.std().fillna(1.0).to_dict()
     return activation, spread, unit_of
 
 
-def simulate(server: DemoServer, key: str, stimulus_set: Path, n: int, seed: int) -> list[dict]:
+def simulate(db: Database, server: DemoServer, key: str, stimulus_set: Path, n: int, seed: int
+             ) -> list[dict]:
     """N simulated participants (a share of them careless) through the real HTTP flow."""
-    activation, spread, unit_of = observer_knowledge(stimulus_set)
+    public = public_ids(db, lookup.find_experiment(db, key).id)
+    activation, spread, unit_of = observer_knowledge(stimulus_set, public)
     run_id = f"{int(time.time())}"
     n_careless = round(n * CARELESS_SHARE) if n >= 3 else 0
     people = [HttpParticipant(server.base_url, key, f"SIM{run_id}x{i:03d}",
@@ -277,7 +284,7 @@ def demo(n_simulated: int, serve: bool, port: int, folder: Path | None, n_units:
     try:
         _say(f"server ready after {time.monotonic() - started:.0f} s")
         if n_simulated:
-            results = simulate(server, key, stimulus_set, n_simulated, seed)
+            results = simulate(db, server, key, stimulus_set, n_simulated, seed)
             done = sum(r["status"] == "completed" for r in results)
             refused = sum(r["status"] == "refused" for r in results)
             _say(f"{done} simulated sessions completed, {refused} refused"

@@ -21,6 +21,13 @@ UMASK = os.umask(0o022)  # read once, at import (os.umask can only be read by se
 os.umask(UMASK)
 
 
+def public_ids(db: Database, experiment_id: int) -> dict[str, str]:
+    """{image_id: public_id} of an experiment's images."""
+    with db.read() as session:
+        return dict(session.execute(select(StimulusImage.image_id, StimulusImage.public_id)
+                                    .where(StimulusImage.experiment_id == experiment_id)).all())
+
+
 @dataclass(frozen=True)
 class ImageFile:
     """Where one image's master lives and its content hash."""
@@ -38,6 +45,7 @@ class ImageStore:
         self.fmt = fmt
         self.quality = quality
         self.lookup = lru_cache(maxsize=100_000)(self._lookup)
+        self.public_ids = lru_cache(maxsize=64)(self._public_ids)
         self.experiment_ids: dict[str, int] = {}
         self.unlinked: dict[str, list[str]] = {}  # experiment key -> ids prepare did not link
 
@@ -45,20 +53,24 @@ class ImageStore:
     def mimetype(self) -> str:
         return MIMETYPES[self.fmt]
 
-    def _lookup(self, experiment_id: int, image_id: str) -> ImageFile:
+    def _public_ids(self, experiment_id: int) -> dict[str, str]:
+        return public_ids(self.db, experiment_id)  # fixed at build, so cached per process
+
+    def _lookup(self, experiment_id: int, public_id: str) -> ImageFile:
+        # Messages name the public id only: the internal id tells the image's role.
         with self.db.read() as session:
             row = session.execute(
                 select(StimulusImage.path, StimulusImage.sha256, StimulusSetRecord.path)
                 .join(StimulusSetRecord, StimulusSetRecord.id == StimulusImage.set_id)
                 .where(StimulusImage.experiment_id == experiment_id,
-                       StimulusImage.image_id == image_id)).first()
+                       StimulusImage.public_id == public_id)).first()
         if row is None:
-            raise NotFound(f"no image {image_id!r} in this experiment")
+            raise NotFound("no such image in this experiment")
         rel, sha, set_path = row
         root = Path(set_path).resolve()
         master = (root / rel).resolve()
         if root not in master.parents:
-            raise NotFound(f"image {image_id!r} lies outside its stimulus set")
+            raise NotFound(f"image {public_id!r} lies outside its stimulus set")
         return ImageFile(master, sha or "")
 
     def _cache_path(self, image: ImageFile) -> Path:
@@ -67,11 +79,11 @@ class ImageStore:
         suffix = "jpg" if self.fmt == "jpeg" else self.fmt
         return self.cache_dir / digest[:2] / f"{digest}.q{self.quality}.{suffix}"
 
-    def file_for(self, experiment_id: int, image_id: str) -> Path:
-        """The file to send for an image: its derivative (made now if missing) or the master."""
-        image = self.lookup(experiment_id, image_id)
+    def file_for(self, experiment_id: int, public_id: str) -> Path:
+        """The file to send for an image (by public id): its derivative (made now) or the master."""
+        image = self.lookup(experiment_id, public_id)
         if not image.master.is_file():
-            raise NotFound(f"image {image_id!r}: file missing on the server")
+            raise NotFound(f"image {public_id!r}: file missing on the server")
         if self.fmt == "png":
             return image.master
         target = self._cache_path(image)
@@ -105,21 +117,21 @@ class ImageStore:
         """Make every missing derivative of an experiment ahead of time; returns the image count.
 
         With `key` (the experiment's name@version, as in its image URLs) each image is also
-        linked at public_dir/img/<key>/<image id>, so a proxy can serve /img/ from disk
+        linked at public_dir/img/<key>/<public id>, so a proxy can serve /img/ from disk
         (`nginx_locations`); ids that cannot be a plain path are left to the app and listed in
         `unlinked[key]`. Existing derivatives are kept, so a stopped run resumes.
         """
         from tqdm import tqdm
 
         with self.db.read() as session:
-            ids = session.scalars(select(StimulusImage.image_id).where(
+            ids = session.scalars(select(StimulusImage.public_id).where(
                 StimulusImage.experiment_id == experiment_id)).all()
         skipped = []
-        for image_id in tqdm(ids, desc=f"images of experiment {experiment_id}", unit="img",
-                             disable=not progress, leave=False):
-            path = self.file_for(experiment_id, image_id)
-            if key is not None and not self._publish(key, image_id, path):
-                skipped.append(image_id)
+        for public_id in tqdm(ids, desc=f"images of experiment {experiment_id}", unit="img",
+                              disable=not progress, leave=False):
+            path = self.file_for(experiment_id, public_id)
+            if key is not None and not self._publish(key, public_id, path):
+                skipped.append(public_id)
             elif key is not None and path.parent.parent == self.cache_dir:
                 _readable(path)  # derivatives made before 2026-12 were 0600
         if key is not None:

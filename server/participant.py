@@ -167,7 +167,7 @@ def run(experiment: str):
 
 @bp.get("/img/<experiment>/<path:image_id>")
 def image(experiment: str, image_id: str):
-    """A stimulus image by id: the compressed derivative, cacheable for a year."""
+    """A stimulus image by its public id: the compressed derivative, cacheable for a year."""
     state = _app_state()
     experiment_id = state.images.experiment_ids.get(experiment)
     if experiment_id is None:

@@ -46,9 +46,9 @@ class Observer:
         self.rng = random.Random(self.seed)
 
     def choose(self, trial: dict[str, Any], activation: dict[str, float], spread: dict[str, float],
-               condition: str, unit_of: dict[str, str]) -> tuple[str, int]:
-        """Choice ('a'/'b') and confidence (1..3) for one trial."""
-        if self.careless:
+               condition: str, unit_of: dict[str, str], attend: bool = False) -> tuple[str, int]:
+        """Choice ('a'/'b') and confidence (1..3) for one trial (`attend`: even if careless)."""
+        if self.careless and not attend:
             return self.rng.choice("ab"), self.rng.randint(1, 3)
         a, b = trial["query_a"], trial["query_b"]
         scale = spread.get(unit_of.get(a, ""), 1.0) * NOISE.get(condition, 1.0) * self.noise_scale
@@ -147,10 +147,10 @@ class HttpParticipant:
                 trial, phase = main[index - offset], "main"
             else:
                 break
+            # Careless people too attend half the time in practice (its feedback teaches them).
+            attend = phase == "practice" and self.observer.rng.random() < 0.5
             choice, confidence = self.observer.choose(trial, self.activation, self.spread,
-                                                      state["condition"], self.unit_of)
-            if phase == "practice" and self.observer.careless and self.observer.rng.random() < 0.5:
-                choice = trial["correct_choice"]  # people learn from feedback in practice
+                                                      state["condition"], self.unit_of, attend)
             rt = self.observer.rt_ms()
             result = self._api("POST", "/responses", {
                 "trial_index": index, "trial_id": trial["trial_id"], "choice": choice,

@@ -1,6 +1,7 @@
 """SQLAlchemy 2 models: experiments, units, images, tasks, trials, participants, sessions, responses, events."""
 from __future__ import annotations
 
+import secrets
 from datetime import datetime, timezone
 from typing import Any
 
@@ -90,9 +91,15 @@ class Unit(Base):
     target_responses: Mapped[int] = mapped_column(Integer, default=0)
 
 
+def new_public_id() -> str:
+    """An opaque image id for participant-facing URLs: random, so it tells nothing of the role."""
+    return secrets.token_hex(16)
+
+
 class StimulusImage(Base):
     __tablename__ = "images"
-    __table_args__ = (UniqueConstraint("experiment_id", "image_id", name="uq_image_experiment_image"),)
+    __table_args__ = (UniqueConstraint("experiment_id", "image_id", name="uq_image_experiment_image"),
+                      Index("uq_image_experiment_public", "experiment_id", "public_id", unique=True))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"))
@@ -105,6 +112,8 @@ class StimulusImage(Base):
     rank: Mapped[int] = mapped_column(Integer)
     path: Mapped[str] = mapped_column(Text)
     sha256: Mapped[str] = mapped_column(String(64), default="")
+    # What participants' pages and URLs use instead of image_id (which names the role).
+    public_id: Mapped[str] = mapped_column(String(40), default=new_public_id)
 
 
 class Task(Base):

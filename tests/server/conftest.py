@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from experiments.build import build_experiment
 from experiments.db import Database
+from experiments.db.models import Trial
 from server.app import create_app
 from tests.stimset import make_stimulus_set, write_spec
 
@@ -54,6 +56,12 @@ def start_session(client, experiment: str, query: str = "", **form: Any) -> Star
     assert response.status_code == 303, response.text
     match = re.search(r"#s=([0-9a-f]{32})&t=(.+)$", response.headers["Location"])
     return Started(match.group(1), match.group(2))
+
+
+def answer_key(db: Database) -> dict[int, str]:
+    """{trial id: correct choice}: what the researcher knows and the page must not."""
+    with db.read() as session:
+        return dict(session.execute(select(Trial.id, Trial.correct_choice)).all())
 
 
 @pytest.fixture(scope="session")

@@ -1,15 +1,21 @@
 """The JSON API over the session service: a whole session, tokens, idempotency, conflicts."""
 from __future__ import annotations
 
+import re
+
 import pytest
 from sqlalchemy import func, select
 
 from experiments.db.models import Event, Response
-from tests.server.conftest import start_session
+from tests.server.conftest import answer_key, start_session
 
 
-def answer(trial: dict, index: int, right: bool = True, **extra) -> dict:
-    choice = trial["correct_choice"] if right else ("b" if trial["correct_choice"] == "a" else "a")
+def answer(trial: dict, index: int, right: bool = True, key: dict[int, str] | None = None,
+           **extra) -> dict:
+    """A response body; with the answer `key` (trial id -> correct choice) right or wrong."""
+    choice = key[trial["trial_id"]] if key else "a"
+    if not right:
+        choice = "b" if choice == "a" else "a"
     body = {"trial_index": index, "trial_id": trial["trial_id"], "choice": choice,
             "confidence": 3, "rt_ms": 850.5, "stim_onset_ms": 1000.0, "response_ms": 1850.5}
     body.update(extra)
@@ -27,13 +33,18 @@ def test_whole_session_through_the_api(api_env, db):
     state = client.get(f"/api/sessions/{started.session_id}", headers=started.headers).json
     assert state["stage"] == "practice" and state["next_index"] == 0
     assert "unit_id" not in state["practice"][0] and "is_catch" not in state["main"][0]
+    truth = answer_key(db)
     index = 0
     # Fail the first practice attempt, pass the second.
     for attempt_right in (False, True):
         for trial in state["practice"]:
             r = client.post(f"/api/sessions/{started.session_id}/responses",
-                            json=answer(trial, index, right=attempt_right), headers=started.headers)
+                            json=answer(trial, index, right=attempt_right, key=truth),
+                            headers=started.headers)
             assert r.status_code == 201, r.json
+            # the scoring comes back only now, with the stored answer
+            assert r.json["correct"] is attempt_right
+            assert r.json["correct_choice"] == truth[trial["trial_id"]]
             index += 1
         assert r.json["practice_attempt_passed"] is attempt_right
     assert r.json["main_offset"] == index and r.json["stage"] == "main"
@@ -62,7 +73,7 @@ def test_whole_session_through_the_api(api_env, db):
     assert again["stage"] == "done" and again["completion_code"] == "COMPLETED"
     # The same Prolific participant coming back gets a friendly refusal page.
     page = client.get(f"/x/{key}/?PROLIFIC_PID=p1&STUDY_ID=s&SESSION_ID=y")
-    import re
+    assert page.status_code == 200, page.text
     entry = re.search(r'name="entry" value="([^"]+)"', page.text).group(1)
     refused = client.post(f"/x/{key}/start", data={"entry": entry, "consent": "yes",
                                                     "window_width": 1280, "window_height": 800})

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -10,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from experiments.db import Database
-from experiments.db.models import Event, Response, Session
+from experiments.db.models import Event, Response, Session, Trial
 from tests.conftest import _PG_REASON, drop_postgres_schema, postgres_schema_url
 from tests.server.conftest import FAST_TIMING, LiveServer, build, make_app
 from tests.stimset import make_stimulus_set
@@ -18,6 +19,7 @@ from tests.stimset import make_stimulus_set
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--no-first-run"]
+re_public = re.compile(r"/img/[^/]+/[0-9a-f]{32}$")
 SCREENS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screens"
 
 pytestmark = [
@@ -123,18 +125,17 @@ def begin(page, study, query: str, screens: bool = False) -> str:
     return page.evaluate("() => window.interpsyStudy.sid")
 
 
-def correct_choice(page) -> tuple[str, int]:
+def correct_choice(page, study) -> tuple[str, int]:
+    """The right answer to the trial on screen, from the database (the page has no key)."""
     page.wait_for_selector(".trial:not(.hidden-until-ready)")
     trial_id = int(page.get_attribute(".trial", "data-trial-id"))
-    choice = page.evaluate("""(id) => {
-        const s = window.interpsyStudy.state;
-        return [...s.practice, ...s.main].find((t) => t.trial_id === id).correct_choice; }""", trial_id)
-    return choice, trial_id
+    with study["db"].read() as s:
+        return s.get(Trial, trial_id).correct_choice, trial_id
 
 
-def answer(page, right: bool = True, screen: str | None = None) -> None:
+def answer(page, study, right: bool = True, screen: str | None = None) -> None:
     """Answer the trial on screen (after the button lock) and press Continue."""
-    choice, trial_id = correct_choice(page)
+    choice, trial_id = correct_choice(page, study)
     if not right:
         choice = "b" if choice == "a" else "a"
     if screen:
@@ -151,10 +152,10 @@ def answer(page, right: bool = True, screen: str | None = None) -> None:
         "(id) => !document.querySelector(`.trial[data-trial-id='${id}']`)", arg=trial_id)
 
 
-def practice(page, right: bool = True, screens: bool = False) -> None:
+def practice(page, study, right: bool = True, screens: bool = False) -> None:
     n = page.evaluate("() => window.interpsyStudy.state.practice.length")
     for i in range(n):
-        answer(page, right, screen="04-practice-trial" if screens and i == 0 else None)
+        answer(page, study, right, screen="04-practice-trial" if screens and i == 0 else None)
 
 
 def wait_count(db: Database, session_id: str, expected: int, timeout: float = 15) -> None:
@@ -173,7 +174,7 @@ def test_prolific_flow_to_the_completion_redirect(page, study):
 
     page.route("https://app.prolific.com/**", prolific)
     sid = begin(page, study, "?PROLIFIC_PID=browser1&STUDY_ID=st&SESSION_ID=se", screens=True)
-    practice(page, screens=True)
+    practice(page, study, screens=True)
     page.wait_for_selector("#practice-passed")
     shot(page, "05-practice-passed")
     page.click("#practice-passed-continue")
@@ -181,7 +182,7 @@ def test_prolific_flow_to_the_completion_redirect(page, study):
     for j in range(n_main):
         page.wait_for_selector(".trial:not(.hidden-until-ready)")
         assert page.inner_text("#counter") == f"Correct answers: {j}"
-        answer(page, screen="06-main-trial" if j == 1 else None)
+        answer(page, study, screen="06-main-trial" if j == 1 else None)
     page.wait_for_selector("#feedback-form")
     shot(page, "07-feedback-form")
     page.fill("#feedback-text", "all good")
@@ -198,12 +199,12 @@ def test_prolific_flow_to_the_completion_redirect(page, study):
 
 def test_failing_the_practice_repeats_it(page, study):
     sid = begin(page, study, "?id=repeater")
-    practice(page, right=False)
+    practice(page, study, right=False)
     page.wait_for_selector("#practice-failed")
     shot(page, "09-practice-failed")
     assert "0 of 2" in page.inner_text("#practice-failed")
     page.click("#practice-failed-continue")
-    practice(page, right=True)
+    practice(page, study, right=True)
     page.wait_for_selector("#practice-passed")
     record = session_row(study["db"], sid)
     assert record.practice_attempts == 2 and record.main_offset == 4
@@ -212,10 +213,10 @@ def test_failing_the_practice_repeats_it(page, study):
 
 def test_reload_in_the_main_block_resumes(page, study):
     sid = begin(page, study, "?id=reloader")
-    practice(page)
+    practice(page, study)
     page.click("#practice-passed-continue")
     for _ in range(3):
-        answer(page)
+        answer(page, study)
     wait_count(study["db"], sid, 5)
     page.reload()
     page.wait_for_selector("#screen-check")
@@ -226,7 +227,7 @@ def test_reload_in_the_main_block_resumes(page, study):
     shot(page, "10-resumed-after-reload")
     n_main = page.evaluate("() => window.interpsyStudy.state.main.length")
     for _ in range(n_main - 3):
-        answer(page)
+        answer(page, study)
     page.click("#feedback-submit")
     page.wait_for_selector("#completion-code")
     shot(page, "11-completion-code")
@@ -240,9 +241,9 @@ def test_reload_in_the_main_block_resumes(page, study):
 
 def test_offline_answers_are_kept_and_sent_later(page, study):
     sid = begin(page, study, "?id=offline")
-    practice(page)
+    practice(page, study)
     page.click("#practice-passed-continue")
-    answer(page)
+    answer(page, study)
     wait_count(study["db"], sid, 3)
     # Preloading runs ahead; let it finish before the network goes.
     page.wait_for_function("() => [...window.interpsyStudy.loader.cache.keys()].length >= 5 * 20")
@@ -250,7 +251,7 @@ def test_offline_answers_are_kept_and_sent_later(page, study):
     page.context.set_offline(True)
     focus_before = len(events(study["db"], sid, "client_focus_lost"))
     for _ in range(3):
-        answer(page)
+        answer(page, study)
         page.evaluate("() => window.dispatchEvent(new Event('blur'))")  # the participant looks away
     page.wait_for_selector("#status-bar:not([hidden])")
     shot(page, "12-offline-queue")
@@ -270,7 +271,7 @@ def test_offline_answers_are_kept_and_sent_later(page, study):
     assert len({e.client_key for e in lost}) == len(lost) and all(e.client_ms > 0 for e in lost)
     n_main = page.evaluate("() => window.interpsyStudy.state.main.length")
     for _ in range(n_main - 4):
-        answer(page)
+        answer(page, study)
     page.click("#feedback-submit")
     page.wait_for_selector("#completion-code")
     assert count(study["db"], sid) == 2 + n_main
@@ -290,12 +291,30 @@ def test_mturk_submits_the_assignment(page, study):
     shot(page, "13-mturk-preview")
     begin(page, study, "?assignmentId=A1&hitId=H1&workerId=W1"
                        "&turkSubmitTo=https%3A%2F%2Fworkersandbox.mturk.com")
-    practice(page)
+    practice(page, study)
     page.click("#practice-passed-continue")
     n_main = page.evaluate("() => window.interpsyStudy.state.main.length")
     for _ in range(n_main):
-        answer(page)
+        answer(page, study)
     page.click("#feedback-submit")
     page.wait_for_url("https://workersandbox.mturk.com/mturk/externalSubmit")
     form = parse_qs(posted[0])
     assert form["assignmentId"] == ["A1"] and form["completion_code"] == ["COMPLETED"]
+
+
+def test_a_dom_only_cheater_learns_nothing(page, study):
+    """Everything a script in the page can read (image URLs, the state) holds no answer key."""
+    begin(page, study, "?id=dom-cheater")
+    page.wait_for_selector(".trial:not(.hidden-until-ready)")
+    sources = page.eval_on_selector_all(".trial img", "(imgs) => imgs.map((i) => i.src)")
+    assert len(sources) == 2 + 2 * 9
+    assert all(re_public.search(src) for src in sources), sources[:3]
+    state = page.evaluate("() => JSON.stringify(window.interpsyStudy.state)")
+    assert "correct_choice" not in state
+    assert not re.search(r"query_m(ax|in)|reference_m(ax|in)|[qr]m(ax|in)", state)
+    # The feedback still marks the right query: the server tells it with the stored answer.
+    choice, trial_id = correct_choice(page, study)
+    page.evaluate("() => { window.interpsyStudy.state.timing.feedback_ms = 1500; }")
+    page.click(f".choice[data-choice='{choice}'][data-confidence='2']")
+    page.wait_for_selector(f".query-{choice}.is-correct")
+    assert page.inner_text(".feedback") == "Correct!"

@@ -100,7 +100,10 @@ def test_images_are_compressed_cached_and_masters_untouched(api_env, db, small_s
     s = start_session(client, key)
     state = client.get(f"/api/sessions/{s.session_id}", headers=s.headers).json
     image_id = state["practice"][0]["query_a"]
-    master = next(small_set.rglob(f"{image_id}.png"))
+    with db.read() as session:
+        internal = session.scalar(select(StimulusImage.image_id).where(
+            StimulusImage.public_id == image_id))
+    master = next(small_set.rglob(f"{internal}.png"))
     digest = hashlib.sha256(master.read_bytes()).hexdigest()
     first = client.get(state["image_base"] + image_id)
     assert first.status_code == 200 and first.mimetype == "image/webp"

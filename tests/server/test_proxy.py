@@ -35,7 +35,7 @@ def test_serve_links_every_image_at_its_url_path(db, tmp_path, small_set, monkey
     assert "\nlocation / {" not in text  # the server block's own proxy location stays
     links = [p for p in (cache / "public" / "img" / key).rglob("*") if p.is_symlink()]
     with db.read() as session:
-        ids = session.scalars(select(StimulusImage.image_id)).all()
+        ids = session.scalars(select(StimulusImage.public_id)).all()
     assert sorted(p.name for p in links) == sorted(ids)
     # relative links into the derivative cache: the cache folder can move as a whole
     assert all(not os.path.isabs(os.readlink(p)) and p.resolve().suffix == ".webp" for p in links)

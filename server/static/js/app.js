@@ -138,11 +138,14 @@ class Study {
         return await runTrial(root, trial, {
           loader: this.loader, timing: this.state.timing, header,
           focusCounter: () => this.focusLost,
-          onAnswer: (answer, correct) => {
-            this.queue.push({ trial_index: index, ...answer });
+          onAnswer: (answer) => {
+            const reply = this.queue.push({ trial_index: index, ...answer });
             this.progress.next_index = index + 1;
-            if (correct) onCorrect();
             this.save();
+            return reply.then((result) => {
+              if (result && result.correct) onCorrect();
+              return result;
+            });
           },
         });
       } catch (error) {

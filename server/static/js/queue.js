@@ -19,6 +19,9 @@ class StoredQueue {
 
   get length() { return this.items.length; }
 
+  /** Called with each item and the server's answer (null when the item was dropped). */
+  settled(_item, _result) {}
+
   persist() {
     if (!this.store.set(this.key, this.items)) this.lastError = 'browser storage is full or blocked';
     this.onChange(this);
@@ -59,6 +62,7 @@ class StoredQueue {
       const item = this.items[0];
       try {
         this.lastResult = await this.send(item);
+        this.settled(item, this.lastResult);
         this.items.shift();
         this.failures = 0;
         this.lastError = null;
@@ -77,6 +81,7 @@ class StoredQueue {
           this.running = false;
           return;
         }
+        this.settled(item, null);
         this.items.shift();
         this.persist();
       }
@@ -94,13 +99,30 @@ export class SaveQueue extends StoredQueue {
     this.api = api;
     this.onFatal = onFatal;
     this.onDrop = onDrop;
+    this.replies = new Map(); // trial_index -> { promise, resolve }
   }
 
   get lastIndex() { return this.items.length ? this.items[this.items.length - 1].trial_index : -1; }
 
+  /** The server's reply to the answer at `index` (its scoring), or null if it was dropped. */
+  reply(index) {
+    if (!this.replies.has(index)) {
+      let resolve;
+      const promise = new Promise((r) => { resolve = r; });
+      this.replies.set(index, { promise, resolve });
+    }
+    return this.replies.get(index).promise;
+  }
+
+  settled(item, result) {
+    this.reply(item.trial_index);
+    this.replies.get(item.trial_index).resolve(result);
+  }
+
+  /** Queue an answer; resolves with the server's reply (correct, correct_choice) or null. */
   push(payload) {
-    if (this.items.some((item) => item.trial_index === payload.trial_index)) return;
-    this.add(payload);
+    if (!this.items.some((item) => item.trial_index === payload.trial_index)) this.add(payload);
+    return this.reply(payload.trial_index);
   }
 
   send(item) { return this.api.response(item); }

@@ -50,9 +50,13 @@ function queryRow(loader, trial, which, buttons) {
   return row;
 }
 
+const PENDING_MS = 3000; // how long feedback waits for the server before the page goes on
+
 /**
  * Show `trial` in `container`; resolves after the participant pressed Continue.
- * `onAnswer(answer)` runs at the click (so the answer is saved at once).
+ * `onAnswer(answer)` runs at the click (so the answer is saved at once) and returns a promise
+ * of the server's scoring ({correct, correct_choice}, or null): the page holds no answer key,
+ * so feedback comes from the server. Offline, the participant may go on after PENDING_MS.
  */
 export async function runTrial(container, trial, { loader, timing, header, onAnswer, focusCounter }) {
   await loader.preload([trial]);
@@ -100,16 +104,28 @@ export async function runTrial(container, trial, { loader, timing, header, onAns
       });
     }));
   });
-  const correct = answer.choice === trial.correct_choice;
-  onAnswer(answer, correct);
+  const scored = onAnswer(answer);
   await sleep(timing.feedback_delay_ms);
-  screen.querySelector(`.query-${trial.correct_choice}`).classList.add('is-correct');
-  feedback.textContent = correct ? 'Correct!' : 'Wrong.';
-  feedback.className = `feedback ${correct ? 'good' : 'bad'}`;
-  await sleep(timing.feedback_ms);
-  screen.querySelector(`.query-${trial.correct_choice}`).classList.remove('is-correct');
-  feedback.textContent = '';
-  feedback.className = 'feedback';
+  const late = setTimeout(() => {
+    feedback.textContent = 'Saving your answer...';
+    feedback.className = 'feedback pending';
+  }, 300);
+  const reply = await Promise.race([scored, sleep(PENDING_MS).then(() => undefined)]);
+  clearTimeout(late);
+  const correct = Boolean(reply && reply.correct);
+  if (reply) {
+    screen.querySelector(`.query-${reply.correct_choice}`).classList.add('is-correct');
+    feedback.textContent = correct ? 'Correct!' : 'Wrong.';
+    feedback.className = `feedback ${correct ? 'good' : 'bad'}`;
+    await sleep(timing.feedback_ms);
+    screen.querySelector(`.query-${reply.correct_choice}`).classList.remove('is-correct');
+    feedback.textContent = '';
+    feedback.className = 'feedback';
+  } else {
+    feedback.textContent = reply === null ? 'Your answer was recorded.'
+      : 'Your answer is kept in this browser and will be sent when the connection is back.';
+    feedback.className = 'feedback pending';
+  }
   proceed.hidden = false;
   proceed.focus();
   await new Promise((resolve) => proceed.addEventListener('click', resolve, { once: true }));
