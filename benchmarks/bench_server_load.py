@@ -152,6 +152,8 @@ async def participant(number: int, client: aiohttp.ClientSession, base: str, key
     await asyncio.sleep(random.uniform(0, args.interval * args.ramp))
     query = f"?PROLIFIC_PID=bench{number:05d}&STUDY_ID=load&SESSION_ID=s{number}"
     page = await with_retry(stats, lambda: fetch(client, "GET", f"{base}/x/{key}/{query}"), "entry")
+    if page.status == 303:  # to the entry URL with the ids encrypted
+        page = await with_retry(stats, lambda: fetch(client, "GET", base + page.location), "entry")
     entry = re.search(r'name="entry" value="([^"]+)"', page.text).group(1)
     form = {"entry": entry, "consent": "yes", "window_width": "1280", "window_height": "800"}
     started = await with_retry(stats, lambda: fetch(client, "POST", f"{base}/x/{key}/start",
@@ -160,7 +162,7 @@ async def participant(number: int, client: aiohttp.ClientSession, base: str, key
         # A kill between commit and reply: the same participant resumes on the next try.
         started = await with_retry(stats, lambda: fetch(client, "POST", f"{base}/x/{key}/start",
                                                         data=form), "start again")
-    match = re.search(r"#s=([0-9a-f]{32})&t=(.+)$", started.location)
+    match = re.search(r"#s=([0-9a-f]{32})&t=([^&]+)", started.location)
     if not match:
         stats.errors.append(f"participant {number}: start answered {started.status}")
         return
@@ -266,7 +268,7 @@ def session_bytes(base: str, key: str) -> tuple[int, int]:
         entry = re.search(r'name="entry" value="([^"]+)"', page.text).group(1)
         started = client.post(f"/x/{key}/start", data={"entry": entry, "consent": "yes",
                                                        "window_width": "1280", "window_height": "800"})
-        sid, token = re.search(r"#s=([0-9a-f]{32})&t=(.+)$", started.headers["location"]).groups()
+        sid, token = re.search(r"#s=([0-9a-f]{32})&t=([^&]+)", started.headers["location"]).groups()
         run = client.get(f"/x/{key}/run")
         total += len(run.content)
         for asset in ("style.css", "js/app.js", "js/api.js", "js/storage.js", "js/queue.js",

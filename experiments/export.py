@@ -80,6 +80,8 @@ def _participant_rows(session, experiment: Experiment) -> list[dict]:
             continue
         latest = sessions[-1]
         reasons = [r for s in sessions for r in s.exclusion_reasons]
+        if latest.status == "failed_practice":
+            reasons.append(f"practice not passed in {latest.practice_attempts} attempts")
         finished = latest.finished_at
         info = latest.client_info or {}
         row = {
@@ -100,8 +102,7 @@ def _participant_rows(session, experiment: Experiment) -> list[dict]:
 
 
 def _participant_status(session_status: str) -> str:
-    return {"in_progress": "started", "failed_practice": "completed",
-            "restarted": "started"}.get(session_status, session_status)
+    return {"in_progress": "started", "restarted": "started"}.get(session_status, session_status)
 
 
 def _unit_rows(session, experiment: Experiment) -> list[dict]:

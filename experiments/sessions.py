@@ -33,6 +33,10 @@ from experiments.spec import ExperimentSpec
 
 ACTIVE = "in_progress"
 FINISHED = ("completed", "failed_practice")
+REFUSAL_TEXT = {
+    "timed_out": "this session timed out and its trials were given to someone else",
+    "full": "this session was idle before its first answer and every task is taken now",
+}
 SOURCES = ("prolific", "mturk", "link", "lab")
 
 
@@ -192,6 +196,18 @@ def _hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _token_matches(record: Session, token: str) -> bool:
+    """The session's newest token or one handed out earlier (another tab keeps working)."""
+    given = _hash_token(token)
+    return any(hmac.compare_digest(known, given)
+               for known in (record.token_sha256, *(record.older_token_hashes or [])))
+
+
+def _add_token(record: Session, token: str, keep: int = 8) -> None:
+    record.older_token_hashes = [*(record.older_token_hashes or []), record.token_sha256][-keep:]
+    record.token_sha256 = _hash_token(token)
+
+
 class SessionService:
     """Assigns tasks, stores responses idempotently, resumes and completes sessions."""
 
@@ -231,26 +247,40 @@ class SessionService:
         if lock:
             query = query.with_for_update()
         record = session.scalars(query).first() if isinstance(session_id, str) else None
-        if record is None or (token is not None and not hmac.compare_digest(
-                record.token_sha256, _hash_token(token))):
+        if record is None or (token is not None and not _token_matches(record, token)):
             # One message for both, so a guessed id reveals nothing.
             raise NotFound("unknown session or wrong token")
         return record
 
-    def _cutoff(self, spec: ExperimentSpec) -> datetime:
-        return self.clock() - timedelta(minutes=spec.timing.session_timeout_min)
+    def _cutoff(self, spec: ExperimentSpec, answered: bool = True) -> datetime:
+        """Activity after this keeps a task; before the first answer only the (shorter)
+        reservation does, so sign-ups that never answer free their task soon."""
+        minutes = spec.timing.session_timeout_min
+        if not answered:
+            minutes = min(minutes, spec.recruitment.reservation_min)
+        return self.clock() - timedelta(minutes=minutes)
 
-    @staticmethod
-    def _holding(cutoff: datetime):
+    def _holding(self, spec: ExperimentSpec):
         """Sessions that hold their task: completed, or in progress and recently active."""
-        return or_(Session.status == "completed",
-                   and_(Session.status == ACTIVE, Session.last_activity_at >= cutoff))
+        return or_(Session.status == "completed", and_(Session.status == ACTIVE, or_(
+            and_(Session.n_responses > 0, Session.last_activity_at >= self._cutoff(spec)),
+            Session.last_activity_at >= self._cutoff(spec, answered=False))))
+
+    def _holds(self, record: Session, spec: ExperimentSpec) -> bool:
+        """Whether this session still holds its task (the same rule as `_holding`)."""
+        return record.status == "completed" or (
+            record.status == ACTIVE
+            and record.last_activity_at >= self._cutoff(spec, answered=record.n_responses > 0))
 
     # ---- assignment -----------------------------------------------------------------
     def start(self, experiment_key: str, platform_id: str | None, source: str,
               client: str = "web", client_info: dict[str, Any] | None = None,
-              platform_info: dict[str, Any] | None = None) -> SessionState:
-        """Assign a task to a new participant, or resume/restart/refuse a returning one."""
+              platform_info: dict[str, Any] | None = None, network_key: str | None = None
+              ) -> SessionState:
+        """Assign a task to a new participant, or resume/restart/refuse a returning one.
+
+        `network_key` (a keyed hash of the IP address) caps the sessions one network holds.
+        """
         if source not in SOURCES:
             raise Refused(f"unknown participant source {source!r}", "source")
         platform_id = platform_id or f"{source}-{uuid.uuid4().hex}"
@@ -268,10 +298,12 @@ class SessionService:
                 Participant.platform_id == platform_id)).first()
             token = secrets.token_urlsafe(32)
             if participant is not None:
-                record = self._returning(session, experiment, spec, participant, token)
+                record = self._returning(session, experiment, spec, participant, token,
+                                         platform_info)
                 if record is not None:
                     return self._state(session, record, spec, experiment, token, resumed=True)
-            else:
+            self._refuse_crowded_network(session, experiment, spec, network_key)
+            if participant is None:
                 experiment.participant_counter += 1
                 participant = Participant(experiment_id=experiment.id,
                                           number=experiment.participant_counter,
@@ -287,7 +319,7 @@ class SessionService:
                              token_sha256=_hash_token(token), client=client, status=ACTIVE,
                              started_at=now, last_activity_at=now,
                              main_offset=0 if spec.practice.trials == 0 else None,
-                             client_info=client_info or {})
+                             client_info=client_info or {}, network_key=network_key)
             session.add(record)
             session.flush()
             return self._state(session, record, spec, experiment, token)
@@ -303,14 +335,64 @@ class SessionService:
         if seen:
             raise Refused("you have taken part in an earlier study of this series", "repeat")
 
+    def entry_status(self, experiment_key: str, platform_id: str) -> tuple[str, str | None]:
+        """What a platform id opening the study link finds, before consent: ('new', None),
+        ('in_progress', None), ('completed' or 'failed_practice', its completion code) or
+        ('repeat', None) for someone who may not take part (again)."""
+        with self.db.read() as session:
+            experiment = self._experiment(session, experiment_key)
+            spec = self.spec_of(experiment)
+            latest = session.execute(
+                select(Session.status, Session.completion_code)
+                .join(Participant, Participant.id == Session.participant_id)
+                .where(Participant.experiment_id == experiment.id,
+                       Participant.platform_id == platform_id)
+                .order_by(Session.started_at.desc(), Session.id).limit(1)).first()
+            if latest is None:
+                try:
+                    self._refuse_other_experiments(session, spec, platform_id)
+                except Refused:
+                    return "repeat", None
+                return "new", None
+            status, code = latest
+            if status in FINISHED:
+                return status, code
+            if status in (ACTIVE, "timed_out") and spec.recruitment.resume_policy != "block":
+                return "in_progress", None
+            return "repeat", None
+
+    def _refuse_crowded_network(self, session: OrmSession, experiment: Experiment,
+                                spec: ExperimentSpec, network_key: str | None) -> None:
+        cap = spec.recruitment.max_sessions_per_network
+        if not cap or not network_key:
+            return
+        crowded = session.scalar(select(func.count()).select_from(Session).where(
+            Session.experiment_id == experiment.id, Session.network_key == network_key,
+            Session.status == ACTIVE, self._holding(spec)))
+        if crowded >= cap:
+            raise Refused(f"{crowded} sessions of this study are in progress from your network; "
+                          f"at most {cap} may run at once", "network")
+
     def _returning(self, session: OrmSession, experiment: Experiment, spec: ExperimentSpec,
-                   participant: Participant, token: str) -> Session | None:
+                   participant: Participant, token: str,
+                   platform_info: dict[str, Any] | None = None) -> Session | None:
         latest = session.scalars(select(Session).where(Session.participant_id == participant.id)
                                  .order_by(Session.started_at.desc(), Session.id).limit(1)).first()
         if latest is None:
             return None
+        if latest.status == "completed":
+            raise Refused("you have completed this study already", "completed")
+        if latest.status == "failed_practice":
+            raise Refused("you have taken part in this study already", "failed_practice")
         if latest.status not in (ACTIVE, "timed_out"):
             raise Refused("you have already taken part in this study", "repeat")
+        if platform_info and platform_info != participant.platform_info:
+            # A re-accepted MTurk HIT has a new assignment id: the completion must name it.
+            session.add(Event(session_id=latest.id, experiment_id=experiment.id,
+                              kind="platform_info_changed",
+                              payload={"before": participant.platform_info, "now": platform_info},
+                              created_at=self.clock()))
+            participant.platform_info = platform_info
         policy = spec.recruitment.resume_policy
         if policy == "block":
             raise Refused("this study cannot be resumed once started", "blocked")
@@ -320,38 +402,76 @@ class SessionService:
             session.add(Event(session_id=latest.id, experiment_id=experiment.id, kind="restart",
                               payload={}, created_at=self.clock()))
             return None
-        self._revive(session, latest, spec)
-        latest.token_sha256 = _hash_token(token)
+        outcome = self._reclaim(session, latest, spec)
+        if outcome not in (None, "reassigned"):
+            raise Refused(REFUSAL_TEXT[outcome], outcome)
+        _add_token(latest, token)
         latest.last_activity_at = self.clock()
         session.add(Event(session_id=latest.id, experiment_id=experiment.id, kind="resume",
                           payload={"next_index": latest.n_responses}, created_at=self.clock()))
         return latest
 
-    def _least_filled(self, session: OrmSession, experiment: Experiment, spec: ExperimentSpec
-                      ) -> Task:
+    def _free_task(self, session: OrmSession, experiment_id: int, spec: ExperimentSpec
+                   ) -> Task | None:
         """The first task (in assignment order) that no session holds."""
         # An anti-join that stops at the first free task: the grouped count it replaces made
         # PostgreSQL's planner (with fresh, unanalysed tables) loop over tasks x sessions.
-        held = select(Session.id).where(Session.task_id == Task.id,
-                                        self._holding(self._cutoff(spec)))
-        task = session.scalars(
-            select(Task).where(Task.experiment_id == experiment.id, ~held.exists())
+        held = select(Session.id).where(Session.task_id == Task.id, self._holding(spec))
+        return session.scalars(
+            select(Task).where(Task.experiment_id == experiment_id, ~held.exists())
             .order_by(Task.assign_order).limit(1)).first()
+
+    def _least_filled(self, session: OrmSession, experiment: Experiment, spec: ExperimentSpec
+                      ) -> Task:
+        task = self._free_task(session, experiment.id, spec)
         if task is None:
             raise Refused(f"experiment {experiment.key} is full: every task is taken", "full")
         return task
 
-    def _revive(self, session: OrmSession, record: Session, spec: ExperimentSpec) -> None:
-        """A timed-out session may go on while nobody else holds its task."""
-        if record.status != "timed_out":
-            return
+    def _reclaim(self, session: OrmSession, record: Session, spec: ExperimentSpec) -> str | None:
+        """A session that lost its hold on its task (timed out, or its reservation lapsed) comes
+        back: it goes on while nobody else took the task (None); with no answer yet it gets a
+        free task ('reassigned'); else it is timed out, never sharing a task ('timed_out', or
+        'full' when no task is free). Call with the experiment locked."""
+        if record.status not in (ACTIVE, "timed_out") or self._holds(record, spec):
+            return None
+        now = self.clock()
         others = session.scalar(select(func.count()).select_from(Session).where(
-            Session.task_id == record.task_id, Session.id != record.id,
-            self._holding(self._cutoff(spec))))
-        if others:
-            raise Refused("this session timed out and its trials were given to someone else",
-                          "timed_out")
-        record.status = ACTIVE
+            Session.task_id == record.task_id, Session.id != record.id, self._holding(spec)))
+        if not others:
+            record.status, record.last_activity_at = ACTIVE, now
+            return None
+        task = self._free_task(session, record.experiment_id, spec) if not record.n_responses \
+            else None
+        if task is not None:
+            session.add(Event(session_id=record.id, experiment_id=record.experiment_id,
+                              kind="reassigned", payload={"from_task": record.task_id,
+                                                          "to_task": task.id}, created_at=now))
+            record.task_id, record.status, record.last_activity_at = task.id, ACTIVE, now
+            record.practice_attempts = 0
+            record.main_offset = 0 if spec.practice.trials == 0 else None
+            return "reassigned"
+        if record.status == ACTIVE:
+            record.status = "timed_out"
+            session.add(Event(session_id=record.id, experiment_id=record.experiment_id,
+                              kind="timed_out", payload={"on_return": True}, created_at=now))
+        return "full" if not record.n_responses else "timed_out"
+
+    def _reclaim_now(self, session_id: str) -> str | None:
+        """`_reclaim` in a transaction of its own, locking the experiment, then the session."""
+        with self.db.write() as session:
+            experiment_id = session.scalar(select(Session.experiment_id).where(
+                Session.id == session_id))
+            session.scalars(select(Experiment).where(Experiment.id == experiment_id)
+                            .with_for_update()).first()
+            record = self._session(session, session_id, None, lock=True)
+            return self._reclaim(session, record, self._session_spec(session, record))
+
+    def _refuse_reclaimed(self, outcome: str) -> None:
+        if outcome == "reassigned":
+            raise Conflict("this session was given new trials because it was idle before its "
+                           "first answer; reload the page", expected_trial_index=0)
+        raise Refused(REFUSAL_TEXT[outcome], outcome)
 
     # ---- state ----------------------------------------------------------------------
     def _state(self, session: OrmSession, record: Session, spec: ExperimentSpec,
@@ -376,7 +496,17 @@ class SessionService:
             answered_correct_main=correct_main)
 
     def state(self, session_id: str, token: str | None) -> SessionState:
-        """The current state of a session (token checked unless None, for trusted callers)."""
+        """The current state of a session (token checked unless None, for trusted callers).
+
+        A session back after losing its task is reclaimed first (see `_reclaim`): the state
+        then shows its fresh task, or status timed_out.
+        """
+        with self.db.read() as session:
+            record = self._session(session, session_id, token)
+            lapsed = record.status in (ACTIVE, "timed_out") and not self._holds(
+                record, self._session_spec(session, record))
+        if lapsed:
+            self._reclaim_now(session_id)
         with self.db.read() as session:
             record = self._session(session, session_id, token)
             experiment = session.get(Experiment, record.experiment_id)
@@ -391,7 +521,11 @@ class SessionService:
             record = self._session(session, session_id, token, lock=True)
             spec = self._session_spec(session, record)
             index = response.trial_index
-            if index < record.n_responses:
+            lapsed = (index >= record.n_responses and record.status in (ACTIVE, "timed_out")
+                      and not self._holds(record, spec))
+            if lapsed:
+                pass  # reclaimed below, in a transaction that locks the experiment first
+            elif index < record.n_responses:
                 stored = session.scalars(select(Response).where(
                     Response.session_id == record.id, Response.trial_index == index)).one()
                 if response.same_answer(stored):
@@ -402,6 +536,11 @@ class SessionService:
                                 "confidence": stored.confidence, "rt_ms": stored.rt_ms}})
             else:
                 return self._store_new(session, record, spec, response)
+        if lapsed:
+            outcome = self._reclaim_now(session_id)
+            if outcome is not None:
+                self._refuse_reclaimed(outcome)
+            return self.record_response(session_id, token, response)
         # Outside the failed transaction: log the conflict, then refuse.
         self.record_event(session_id, None, "conflicting_response", conflict[1])
         raise Conflict(conflict[0])
@@ -412,8 +551,6 @@ class SessionService:
         if index > record.n_responses:
             raise Conflict(f"trial {index} sent before trial {record.n_responses}; send trials in "
                            f"order", expected_trial_index=record.n_responses)
-        if record.status == "timed_out":
-            self._revive(session, record, spec)
         if record.status != ACTIVE:
             raise Refused(f"this session is {record.status.replace('_', ' ')}; no more answers "
                           f"are taken", record.status)
@@ -539,7 +676,7 @@ class SessionService:
                 raise Conflict(f"{n_main - stored_main} of {n_main} main trials are not stored yet",
                                expected_trial_index=record.n_responses)
             if record.status == "timed_out":
-                self._revive(session, record, spec)
+                record.status = ACTIVE  # every answer is stored: the work is done and is paid
             if record.status != ACTIVE:
                 raise Refused(f"this session is {record.status}", record.status)
             record.status = "completed"
@@ -555,9 +692,10 @@ class SessionService:
         """Mark sessions idle past the timeout as timed out, freeing their tasks."""
         with self.db.write() as session:
             experiment = self._experiment(session, experiment_key, lock=True)
+            spec = self.spec_of(experiment)
             stale = session.scalars(select(Session).where(
                 Session.experiment_id == experiment.id, Session.status == ACTIVE,
-                Session.last_activity_at < self._cutoff(self.spec_of(experiment)))).all()
+                Session.last_activity_at < self._cutoff(spec))).all()
             for record in stale:
                 record.status = "timed_out"
                 session.add(Event(session_id=record.id, experiment_id=experiment.id,
@@ -566,15 +704,60 @@ class SessionService:
 
     def set_status(self, session_id: str, status: Literal["returned", "excluded"],
                    reason: str = "") -> None:
-        """Researcher marks a session returned (platform) or excluded; its task is freed."""
+        """Researcher marks a session returned (on the platform: not an exclusion) or excluded
+        (the reason is exported); its task is freed. The session's end stays the participant's
+        last activity, not the moment of the click; `undo_status` takes the mark back."""
         with self.db.write() as session:
             record = self._session(session, session_id, None, lock=True)
+            if record.status in ("returned", "excluded"):
+                raise Conflict(f"this session is marked {record.status} already; undo that first")
+            previous = {"status": record.status, "finished_at": record.finished_at.isoformat()
+                        if record.finished_at else None,
+                        "exclusion_reasons": list(record.exclusion_reasons or [])}
             record.status = status
-            record.finished_at = record.finished_at or self.clock()
-            if reason:
+            record.finished_at = record.finished_at or record.last_activity_at
+            if status == "excluded" and reason:
                 record.exclusion_reasons = [*record.exclusion_reasons, reason]
             session.add(Event(session_id=record.id, experiment_id=record.experiment_id,
-                              kind=status, payload={"reason": reason}, created_at=self.clock()))
+                              kind=status, payload={"reason": reason, "previous": previous},
+                              created_at=self.clock()))
+
+    def undo_status(self, session_id: str) -> str:
+        """Take back the researcher's last returned/excluded mark; returns the status restored."""
+        with self.db.write() as session:
+            record = self._session(session, session_id, None, lock=True)
+            if record.status not in ("returned", "excluded"):
+                raise Conflict(f"this session is {record.status}: there is no mark to undo")
+            mark = session.scalars(select(Event).where(
+                Event.session_id == record.id, Event.kind == record.status)
+                .order_by(Event.id.desc()).limit(1)).first()
+            previous = (mark.payload or {}).get("previous") if mark else None
+            if not previous:
+                raise Conflict("this mark was made before marks could be undone")
+            record.status = previous["status"]
+            record.finished_at = (datetime.fromisoformat(previous["finished_at"])
+                                  if previous["finished_at"] else None)
+            record.exclusion_reasons = previous["exclusion_reasons"]
+            if record.status == ACTIVE:
+                record.last_activity_at = self.clock()  # its task is held again from now
+            session.add(Event(session_id=record.id, experiment_id=record.experiment_id,
+                              kind="mark_undone", payload={"restored": record.status},
+                              created_at=self.clock()))
+            return record.status
+
+    def release_reservations(self, experiment_key: str) -> int:
+        """Free at once the tasks of in-progress sessions with no answer yet (a flood of forged
+        sign-ups); such a session that comes back gets a free task or a polite refusal."""
+        with self.db.write() as session:
+            experiment = self._experiment(session, experiment_key, lock=True)
+            held = session.scalars(select(Session).where(
+                Session.experiment_id == experiment.id, Session.status == ACTIVE,
+                Session.n_responses == 0)).all()
+            for record in held:
+                record.status = "timed_out"
+                session.add(Event(session_id=record.id, experiment_id=experiment.id,
+                                  kind="released", payload={}, created_at=self.clock()))
+            return len(held)
 
     def set_experiment_status(self, experiment_key: str, status: Literal["open", "closed"]) -> None:
         """Open or close an experiment for new participants."""

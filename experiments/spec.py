@@ -87,6 +87,17 @@ class Recruitment(Strict):
     resume_policy: Literal["resume", "restart", "block"] = "resume"
     block_participants_of: list[str] = Field(
         default_factory=list, description="names of other experiments whose participants are refused")
+    reservation_min: PositiveInt = Field(
+        15, description="a session holds its task this long before its first answer; after "
+                        "that the task may go to the next arrival (forged sign-ups expire)")
+    max_sessions_per_network: NonNegativeInt = Field(
+        4, description="in-progress sessions one IP address may hold at once; 0 = no cap")
+    verify_platform_ids: bool = Field(
+        False, description="refuse entries whose platform ids do not have the platform's format "
+                           "(Prolific: 24 hex digits; MTurk: worker A..., assignment 30 chars)")
+    prolific_study_ids: list[str] = Field(
+        default_factory=list, description="with verify_platform_ids: Prolific's STUDY_ID must be "
+                                          "one of these")
 
 
 class Exclusions(Strict):

@@ -174,14 +174,26 @@ def set_status(experiment: str):
     return redirect(url_for("admin.experiment", experiment=info.key))
 
 
+def _experiment_action(experiment: str, action: Callable[[str], Any]):
+    """Run a service action on the experiment (CSRF checked), then show its page again."""
+    check_csrf()
+    info = lookup.find_experiment(_state().db, experiment)
+    action(info.key)
+    return redirect(url_for("admin.experiment", experiment=info.key))
+
+
 @bp.post("/x/<experiment>/expire")
 @login_required
 def expire(experiment: str):
     """Time out idle sessions now, freeing their tasks."""
-    check_csrf()
-    info = lookup.find_experiment(_state().db, experiment)
-    _state().service.expire_sessions(info.key)
-    return redirect(url_for("admin.experiment", experiment=info.key))
+    return _experiment_action(experiment, _state().service.expire_sessions)
+
+
+@bp.post("/x/<experiment>/release")
+@login_required
+def release(experiment: str):
+    """Free at once the tasks held by sessions that have not answered yet."""
+    return _experiment_action(experiment, _state().service.release_reservations)
 
 
 @bp.post("/x/<experiment>/sessions/<session_id>/status")

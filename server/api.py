@@ -18,10 +18,10 @@ from server.payloads import (
     ResponseBody,
     parse,
 )
-from server.security import MTURK_HOSTS, limiter
+from server.platforms import completion
+from server.security import limiter
 
 bp = Blueprint("api", __name__, url_prefix="/api")
-PROLIFIC_COMPLETE = "https://app.prolific.com/submissions/complete?cc="
 
 
 def service() -> SessionService:
@@ -56,18 +56,6 @@ def _instructions(spec, state: SessionState, public: dict[str, str]) -> list[dic
             for p in pages]
 
 
-def _completion(source: str, info: dict[str, Any]) -> dict[str, Any]:
-    if source == "prolific":
-        return {"source": source, "redirect": PROLIFIC_COMPLETE}
-    if source == "mturk":
-        host = str(info.get("turkSubmitTo", "")).rstrip("/")
-        if host not in MTURK_HOSTS:
-            host = MTURK_HOSTS[0]
-        return {"source": source, "submit_url": f"{host}/mturk/externalSubmit",
-                "assignment_id": info.get("assignmentId", "")}
-    return {"source": source}
-
-
 def state_json(state: SessionState) -> dict[str, Any]:
     """A session's state as the trial page needs it."""
     app_state = current_app.extensions["interpsy"]
@@ -94,7 +82,7 @@ def state_json(state: SessionState) -> dict[str, Any]:
         "feedback_form": spec.feedback_form,
         "image_base": url_for("participant.image", experiment=state.experiment, image_id="x")[:-1],
         "min_window": list(current_app.config["INTERPSY"].min_window),
-        "completion": _completion(source, info),
+        "completion": completion(source, info),
     }
 
 
@@ -149,5 +137,5 @@ def post_complete(session_id: str):
     code = service().complete(session_id, token, body.feedback)
     state = service().state(session_id, token)
     return jsonify(completion_code=code, status=state.status,
-                   completion=_completion(*lookup.session_facts(
+                   completion=completion(*lookup.session_facts(
                        current_app.extensions["interpsy"].db, session_id)[:2]))

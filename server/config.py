@@ -37,7 +37,7 @@ class ServerConfig:
     check_schema: bool = True
     secure_cookies: bool | None = None  # None: only behind a (TLS) proxy, i.e. proxy_hops > 0
     min_window: tuple[int, int] = (940, 600)
-    consent_max_age_s: int = 6 * 3600
+    consent_max_age_s: int = 48 * 3600  # entry links and consent forms expire after this
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

@@ -124,6 +124,8 @@ text = "The examples are images optimised to excite (right) or inhibit (left) th
 
 [recruitment]
 platforms = ["prolific", "link"]
+# Simulated participants all come from this machine's address; a real study keeps the cap.
+max_sessions_per_network = 0
 
 [recruitment.completion_codes]
 completed = "DEMO-COMPLETED"

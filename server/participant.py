@@ -1,28 +1,30 @@
 """Participant pages: the entry link (Prolific, MTurk, plain), consent, the trial page, images."""
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from typing import Any
 
-from flask import Blueprint, current_app, redirect, render_template, request, send_file
+from flask import (Blueprint, current_app, redirect, render_template, request, send_file,
+                   url_for)
 from werkzeug.exceptions import BadRequest
 
 from experiments.errors import Refused
 from experiments.sessions import SessionService
 from server import lookup
+from server.platforms import completion, entry_facts, unverified
 from server.security import (
-    MTURK_HOSTS,
     client_ip,
     limiter,
+    network_key,
     read_entry,
     same_origin_or_absent,
     sign_entry,
 )
 
 bp = Blueprint("participant", __name__)
-PLATFORM_VALUE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 MOBILE = re.compile(r"Mobi|Android|iPhone|iPad|iPod|Windows Phone", re.IGNORECASE)
-MTURK_PREVIEW = "ASSIGNMENT_ID_NOT_AVAILABLE"
 REFUSALS = {
     "repeat": ("You have already taken part",
                "Our records show that you have already taken part in this study (or an earlier "
@@ -38,6 +40,11 @@ REFUSALS = {
                   "given to someone else. Please return the study on your platform."),
     "source": ("Wrong link", "This study does not recruit through this link. Please use the "
                "link from your recruitment platform."),
+    "unverified": ("This link is not valid", "The participant ids in this link do not belong "
+                   "to this study. Please open the study from your recruitment platform."),
+    "network": ("Too many sessions from your network", "Several sessions of this study are "
+                "already running from your internet connection. Please try again later, or "
+                "return the study on your platform; you will not be penalised."),
 }
 
 
@@ -45,51 +52,64 @@ def _app_state():
     return current_app.extensions["interpsy"]
 
 
-def _param(name: str) -> str | None:
-    value = request.args.get(name)
-    if value is None or value == "":
-        return None
-    if not PLATFORM_VALUE.match(value):
-        raise BadRequest(f"the link's parameter {name} is malformed; please use the link from "
-                         f"your recruitment platform")
-    return value
-
-
-def _entry_facts(experiment_key: str) -> dict[str, Any] | None:
-    """Who is arriving: source, platform id and info; None for an MTurk preview."""
-    if request.args.get("PROLIFIC_PID"):
-        info = {k: _param(k) for k in ("STUDY_ID", "SESSION_ID")}
-        return {"exp": experiment_key, "source": "prolific", "platform_id": _param("PROLIFIC_PID"),
-                "info": {k: v for k, v in info.items() if v}}
-    if "assignmentId" in request.args or "hitId" in request.args:
-        if request.args.get("assignmentId") == MTURK_PREVIEW:
-            return None
-        submit = (request.args.get("turkSubmitTo") or "").rstrip("/")
-        if submit and submit not in MTURK_HOSTS:
-            raise BadRequest("turkSubmitTo is not an MTurk address")
-        worker = _param("workerId")
-        if not worker or not _param("assignmentId"):
-            raise BadRequest("the MTurk link lacks workerId or assignmentId")
-        return {"exp": experiment_key, "source": "mturk", "platform_id": worker,
-                "info": {"assignmentId": _param("assignmentId"), "hitId": _param("hitId"),
-                         "turkSubmitTo": submit or MTURK_HOSTS[0]}}
-    return {"exp": experiment_key, "source": "link", "platform_id": _param("id"), "info": {}}
+def participant_tag(experiment_key: str, platform_id: str | None) -> str:
+    """A short keyed tag of who entered (no platform id: 'anonymous'): the page offers to
+    continue a stored session only to the same person."""
+    if not platform_id:
+        return "anonymous"
+    message = f"participant:{experiment_key}:{platform_id}".encode()
+    return hmac.new(current_app.secret_key.encode(), message, hashlib.sha256).hexdigest()[:20]
 
 
 @bp.get("/x/<experiment>/")
 def entry(experiment: str):
-    """The study link: consent form (or the MTurk preview, or a closed/unknown study page)."""
-    info = lookup.find_experiment(_app_state().db, experiment)
-    facts = _entry_facts(info.key)
-    if facts is None:
-        return render_template("preview.html", experiment=info, spec=info.spec)
+    """The study link: consent form (or the MTurk preview, a completion page for someone who
+    finished, or a closed/unknown study page). Platform ids leave the address bar at once."""
+    state = _app_state()
+    info = lookup.find_experiment(state.db, experiment)
+    token = request.args.get("e")
+    if token is not None:
+        facts = read_entry(token)
+        if facts.get("exp") != info.key:
+            raise BadRequest("this link belongs to another study")
+    else:
+        facts = entry_facts(info.key)
+        if facts is None:
+            return render_template("preview.html", experiment=info, spec=info.spec)
+        if facts["platform_id"] or facts["info"]:
+            # Redirect to a URL with the ids encrypted, so that neither the Referer of what the
+            # page loads next nor any later log line carries them.
+            return redirect(url_for("participant.entry", experiment=info.key,
+                                    e=sign_entry(facts)), code=303)
+        token = sign_entry(facts)
     if info.status != "open":
         return _refusal("closed", 403)
     if facts["source"] not in info.spec.recruitment.platforms:
         return _refusal("source", 403)
+    problem = unverified(facts, info.spec)
+    if problem:
+        current_app.logger.warning("unverified entry on %s: %s", info.key, problem)
+        return _refusal("unverified", 403)
+    returning = False
+    if facts.get("platform_id"):
+        status, code = state.service.entry_status(info.key, facts["platform_id"])
+        if status in ("completed", "failed_practice"):
+            return _finished_again(info, facts, status, code or "")
+        if status == "repeat":
+            return _refusal("repeat", 403)
+        returning = status == "in_progress"
     return render_template("consent.html", experiment=info, spec=info.spec,
-                           entry_token=sign_entry(facts), facts=facts,
+                           entry_token=token, facts=facts, returning=returning,
+                           participant=participant_tag(info.key, facts.get("platform_id")),
                            min_window=current_app.config["INTERPSY"].min_window)
+
+
+def _finished_again(info, facts: dict[str, Any], status: str, code: str):
+    """Someone who finished opens the link again: the code and the platform's way back again
+    (with MTurk's current assignment), never a refusal."""
+    return render_template("finished.html", experiment=info, status=status, code=code,
+                           completion=completion(facts["source"], facts.get("info") or {}),
+                           spec=info.spec)
 
 
 def _int_field(name: str, low: int, high: int) -> int | None:
@@ -151,10 +171,17 @@ def start(experiment: str):
     service: SessionService = _app_state().service
     try:
         state = service.start(info.key, facts.get("platform_id"), facts["source"], client="web",
-                              client_info=client, platform_info=facts.get("info") or {})
+                              client_info=client, platform_info=facts.get("info") or {},
+                              network_key=network_key(client_ip()))
     except Refused as exc:
+        if exc.reason in ("completed", "failed_practice"):
+            status, code = service.entry_status(info.key, facts["platform_id"])
+            return _finished_again(info, facts, status, code or "")
         return _refusal(exc.reason)
-    target = f"/x/{info.key}/run#s={state.session_id}&t={state.token}"
+    # The fragment never reaches a server or a log; `e` lets a lost page reopen the entry link.
+    tag = participant_tag(info.key, facts.get("platform_id"))
+    target = (f"/x/{info.key}/run#s={state.session_id}&t={state.token}&p={tag}"
+              f"&e={request.form.get('entry', '')}")
     return redirect(target, code=303)
 
 

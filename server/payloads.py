@@ -109,7 +109,10 @@ def parse(model: type[BaseModel]) -> Any:
     """The request's JSON body validated as `model`; BadRequest with a clear message otherwise."""
     if not request.is_json:
         raise BadRequest("send a JSON body with Content-Type: application/json")
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:  # a deeply nested body: json gives up before validation starts
+        raise BadRequest("the body is nested too deeply") from None
     if not isinstance(data, dict):
         raise BadRequest("the body must be a JSON object")
     try:

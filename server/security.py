@@ -1,18 +1,21 @@
 """Security helpers: rate limits, CSRF tokens, Origin checks and response headers."""
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
+import json
 import secrets
 import threading
 import time
 from typing import Any
 from urllib.parse import urlsplit
 
+from cryptography.fernet import Fernet, InvalidToken
 from flask import Flask, Response, current_app, request, session
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from werkzeug.exceptions import Forbidden, TooManyRequests
 
-MTURK_HOSTS = ("https://www.mturk.com", "https://workersandbox.mturk.com")
+from server.platforms import MTURK_HOSTS
 
 
 class RateLimiter:
@@ -79,25 +82,40 @@ def check_csrf() -> None:
         raise Forbidden("the form expired or was not sent from this site; reload the page")
 
 
-# ---- participant entry: a signed, time-limited form token (works without cookies, so
-# also inside MTurk's cross-site iframe where third-party cookies are blocked) ----------
-def _entry_serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.secret_key, salt="interpsy-entry")
+# ---- participant entry: an encrypted, time-limited token for the entry facts (works without
+# cookies, so also inside MTurk's cross-site iframe where third-party cookies are blocked; and
+# the platform ids in it cannot be read from the URL, the Referer or a log) ----------------
+def _entry_cipher() -> Fernet:
+    digest = hashlib.sha256(b"interpsy-entry:" + current_app.secret_key.encode()).digest()
+    return Fernet(base64.urlsafe_b64encode(digest))
 
 
 def sign_entry(data: dict[str, Any]) -> str:
-    """Sign the entry facts (experiment, source, platform ids) into the consent form."""
-    return _entry_serializer().dumps(data)
+    """Encrypt and sign the entry facts (experiment, source, platform ids)."""
+    return _entry_cipher().encrypt(json.dumps(data, sort_keys=True).encode()).decode()
 
 
 def read_entry(token: str) -> dict[str, Any]:
-    """The signed entry facts; 403 when forged, 400 when too old."""
+    """The entry facts; 403 when forged or too old."""
+    cipher = _entry_cipher()
     try:
-        return _entry_serializer().loads(token, max_age=current_app.config["INTERPSY"].consent_max_age_s)
-    except SignatureExpired:
-        raise Forbidden("this page expired; open the study link again") from None
-    except BadSignature:
+        data = cipher.decrypt(token.encode(), ttl=current_app.config["INTERPSY"].consent_max_age_s)
+    except InvalidToken:
+        try:  # tell an expired page from a forged one
+            cipher.decrypt(token.encode())
+        except (InvalidToken, ValueError):
+            raise Forbidden("this form was not sent from the study page") from None
+        raise Forbidden("this page expired; open the study link from your platform again") from None
+    except ValueError:
         raise Forbidden("this form was not sent from the study page") from None
+    return json.loads(data)
+
+
+def network_key(address: str) -> str:
+    """A keyed hash of an IP address: sessions per network can be counted, the address is
+    never stored."""
+    return hmac.new(current_app.secret_key.encode(), f"ip:{address}".encode(),
+                    hashlib.sha256).hexdigest()[:32]
 
 
 # ---- headers ----------------------------------------------------------------------------

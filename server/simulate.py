@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ENTRY_FIELD = re.compile(r'name="entry" value="([^"]+)"')
-FRAGMENT = re.compile(r"#s=([0-9a-f]+)&t=(.+)$")
+FRAGMENT = re.compile(r"#s=([0-9a-f]+)&t=([^&]+)")
 # Observer noise in units of the activation spread of the unit's images, per condition.
 NOISE = {"natural": 1.0, "mixed": 1.5, "synthetic": 2.0, "none": 6.0}
 
@@ -115,7 +115,9 @@ class HttpParticipant:
         """Open the Prolific-style link and give consent; False when the study refuses."""
         query = urllib.parse.urlencode({"PROLIFIC_PID": self.platform_id, "STUDY_ID": "demo",
                                         "SESSION_ID": f"s-{self.platform_id}"})
-        status, _, page = self._request("GET", f"/x/{self.experiment}/?{query}")
+        status, headers, page = self._request("GET", f"/x/{self.experiment}/?{query}")
+        if status == 303:  # the platform ids leave the address bar
+            status, _, page = self._request("GET", headers.get("Location", ""))
         match = ENTRY_FIELD.search(page.decode())
         if status != 200 or not match:
             raise RuntimeError(f"entry page answered HTTP {status}")

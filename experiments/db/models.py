@@ -178,7 +178,8 @@ class Participant(Base):
 
 class Session(Base):
     __tablename__ = "sessions"
-    __table_args__ = (Index("ix_sessions_task_status", "task_id", "status"),)
+    __table_args__ = (Index("ix_sessions_task_status", "task_id", "status"),
+                      Index("ix_sessions_experiment_network", "experiment_id", "network_key"))
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"),
@@ -186,6 +187,10 @@ class Session(Base):
     participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id", ondelete="CASCADE"))
     task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
     token_sha256: Mapped[str] = mapped_column(String(64))
+    # Tokens handed out earlier (another tab, a second consent) stay valid: newest last, at most 8.
+    older_token_hashes: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # A keyed hash of the client's IP address (never the address): caps sessions per network.
+    network_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
     client: Mapped[str] = mapped_column(String(8))  # web | lab
     # in_progress | completed | failed_practice | timed_out | returned | restarted | excluded
     status: Mapped[str] = mapped_column(String(16), default="in_progress")

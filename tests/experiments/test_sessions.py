@@ -130,12 +130,14 @@ def test_resume_returns_the_same_session_at_the_next_trial(service):
     run_session(service, state, stop_after=4, complete=False)
     again = service.start("toy-exp", "P", "prolific")
     assert again.session_id == state.session_id and again.resumed and again.next_index == 4
-    with pytest.raises(NotFound):  # the old token was replaced
-        service.state(state.session_id, state.token)
+    # the first tab's token keeps working beside the new one (two tabs, one session)
+    assert service.state(state.session_id, state.token).next_index == 4
+    with pytest.raises(NotFound):
+        service.state(state.session_id, "not-a-token")
     run_session(service, again)
     with pytest.raises(Refused) as info:
         service.start("toy-exp", "P", "prolific")
-    assert info.value.reason == "repeat"
+    assert info.value.reason == "completed"
 
 
 @pytest.mark.parametrize("policy", ["restart", "block"])
@@ -156,15 +158,17 @@ def test_restart_and_block_policies(db, tmp_path, toy_set, policy):
 
 def test_timeout_frees_the_task_and_a_late_return_is_refused(service, db, clock):
     states = [service.start("toy-exp", f"P{i}", "prolific") for i in range(8)]
+    for s in states:
+        service.record_response(s.session_id, s.token, answer(s.practice[0], 0))
     clock.now += timedelta(minutes=91)
     for s in states[1:]:
-        service.record_response(s.session_id, s.token, answer(s.practice[0], 0))
+        service.record_response(s.session_id, s.token, answer(s.practice[1], 1))
     assert service.expire_sessions("toy-exp") == 1
     newcomer = service.start("toy-exp", "NEW", "prolific")
     assert newcomer.task_id == states[0].task_id
     with pytest.raises(Refused) as info:
         service.record_response(states[0].session_id, states[0].token,
-                                answer(states[0].practice[0], 0))
+                                answer(states[0].practice[1], 1))
     assert info.value.reason == "timed_out"
 
 
@@ -221,3 +225,86 @@ def test_events_and_instruction_time_are_stored(service, db):
         logged = (event.payload, event.client_ms)
     assert seen == (17.5, 1920)
     assert logged == ({"hidden_ms": 900}, 1234.5)
+
+
+def _n_tasks(db) -> int:
+    from experiments.db.models import Task
+    return _count(db, Task)
+
+
+def _in_progress_per_task(db, clock) -> int:
+    """The most sessions any task has in progress and active within the last 15 minutes."""
+    with db.read() as s:
+        return max(s.execute(select(func.count()).select_from(Session)
+                             .where(Session.status == "in_progress",
+                                    Session.last_activity_at >= clock.now - timedelta(minutes=15))
+                             .group_by(Session.task_id)).scalars().all() or [0])
+
+
+def test_sign_ups_that_never_answer_free_their_task_after_the_reservation(service, db, clock):
+    n = _n_tasks(db)
+    forged = [service.start("toy-exp", f"FORGED{i}", "prolific") for i in range(n)]
+    with pytest.raises(Refused) as info:
+        service.start("toy-exp", "REAL1", "prolific")
+    assert info.value.reason == "full"
+    clock.now += timedelta(minutes=16)  # the default reservation is 15 minutes
+    real = service.start("toy-exp", "REAL1", "prolific")
+    assert real.task_id == forged[0].task_id
+    # The forged session comes back (no answer yet): a free task, never the shared one.
+    with pytest.raises(Conflict) as conflict:
+        service.record_response(forged[0].session_id, forged[0].token,
+                                answer(forged[0].practice[0], 0))
+    assert conflict.value.expected_trial_index == 0
+    moved = service.state(forged[0].session_id, forged[0].token)
+    assert moved.status == "in_progress" and moved.task_id != real.task_id
+    again = service.state(forged[1].session_id, forged[1].token)  # its task went to forged[0]
+    assert again.task_id not in (real.task_id, moved.task_id)
+    assert _in_progress_per_task(db, clock) == 1
+
+
+def test_an_idle_session_back_after_the_timeout_never_shares_its_task(service, db, clock):
+    idle = service.start("toy-exp", "IDLE", "prolific")
+    service.record_response(idle.session_id, idle.token, answer(idle.practice[0], 0))
+    others = [service.start("toy-exp", f"P{i}", "prolific") for i in range(_n_tasks(db) - 1)]
+    for s in others:
+        service.record_response(s.session_id, s.token, answer(s.practice[0], 0))
+    clock.now += timedelta(minutes=80)
+    for s in others:  # everyone else keeps going
+        service.record_response(s.session_id, s.token, answer(s.practice[1], 1))
+    clock.now += timedelta(minutes=11)  # IDLE is past the 90 minutes; nobody expired it
+    newcomer = service.start("toy-exp", "NEW", "prolific")
+    assert newcomer.task_id == idle.task_id
+    # the page reloads, then answers: refused politely, not a second session on the task
+    assert service.state(idle.session_id, idle.token).status == "timed_out"
+    with pytest.raises(Refused) as info:
+        service.record_response(idle.session_id, idle.token, answer(idle.practice[1], 1))
+    assert info.value.reason == "timed_out"
+    with pytest.raises(Refused):
+        service.start("toy-exp", "IDLE", "prolific")
+    assert _in_progress_per_task(db, clock) == 1
+
+
+def test_sessions_per_network_are_capped(db, tmp_path, toy_set):
+    _build(db, tmp_path, toy_set, recruitment={"max_sessions_per_network": 2})
+    service = SessionService(db)
+    first = service.start("toy-exp", "A", "prolific", network_key="net1")
+    service.start("toy-exp", "B", "prolific", network_key="net1")
+    with pytest.raises(Refused) as info:
+        service.start("toy-exp", "C", "prolific", network_key="net1")
+    assert info.value.reason == "network"
+    service.start("toy-exp", "D", "prolific", network_key="net2")
+    # the same person resuming is not a new session
+    assert service.start("toy-exp", "A", "prolific", network_key="net1").resumed
+    run_session(service, service.start("toy-exp", "A", "prolific", network_key="net1"))
+    service.start("toy-exp", "C", "prolific", network_key="net1")  # A finished: room again
+
+
+def test_a_re_accepted_hit_completes_with_the_new_assignment(service, db):
+    from experiments.db.models import Participant
+
+    service.start("toy-exp", "W1", "mturk", platform_info={"assignmentId": "OLD"})
+    service.start("toy-exp", "W1", "mturk", platform_info={"assignmentId": "NEW"})
+    with db.read() as s:
+        info = s.scalars(select(Participant.platform_info)).one()
+    assert info == {"assignmentId": "NEW"}
+    assert _count(db, Event, Event.kind == "platform_info_changed") == 1

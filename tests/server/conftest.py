@@ -47,15 +47,24 @@ class Started:
 
 def start_session(client, experiment: str, query: str = "", **form: Any) -> Started:
     """GET the entry page, POST the consent form, return the session from the redirect."""
-    page = client.get(f"/x/{experiment}/{query}")
+    page = client.get(f"/x/{experiment}/{query}", follow_redirects=True)
     assert page.status_code == 200, page.text
     entry = re.search(r'name="entry" value="([^"]+)"', page.text).group(1)
     data = {"entry": entry, "consent": "yes", "window_width": 1280, "window_height": 800}
     data.update(form)
     response = client.post(f"/x/{experiment}/start", data=data)
     assert response.status_code == 303, response.text
-    match = re.search(r"#s=([0-9a-f]{32})&t=(.+)$", response.headers["Location"])
+    match = re.search(r"#s=([0-9a-f]{32})&t=([^&]+)", response.headers["Location"])
     return Started(match.group(1), match.group(2))
+
+
+def admin_login(client, key: str, password: str = "admin-pw") -> str:
+    """Log the test client in to the admin pages; returns the experiment page's CSRF token."""
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/admin/login").text).group(1)
+    assert client.post("/admin/login", data={"csrf_token": token, "password": password}
+                       ).status_code == 302
+    page = client.get(f"/admin/x/{key}")
+    return re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
 
 
 def answer_key(db: Database) -> dict[int, str]:

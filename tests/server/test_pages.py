@@ -17,7 +17,7 @@ pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 def entry_token(client, key: str, query: str = "") -> str:
-    return re.search(r'name="entry" value="([^"]+)"', client.get(f"/x/{key}/{query}").text).group(1)
+    return re.search(r'name="entry" value="([^"]+)"', client.get(f"/x/{key}/{query}", follow_redirects=True).text).group(1)
 
 
 def n_participants(db) -> int:
@@ -43,7 +43,8 @@ def test_mturk_entry_stores_platform_facts(api_env, db):
     state = client.get(f"/api/sessions/{s.session_id}", headers=s.headers).json
     assert state["completion"] == {"source": "mturk", "assignment_id": "A9",
                                    "submit_url": "https://www.mturk.com/mturk/externalSubmit"}
-    bad = client.get(f"/x/{key}/?assignmentId=A&hitId=H&workerId=W&turkSubmitTo=https://evil.example")
+    bad = client.get(f"/x/{key}/?assignmentId=A&hitId=H&workerId=W&turkSubmitTo=https://evil.example",
+                     follow_redirects=True)
     assert bad.status_code == 400
 
 

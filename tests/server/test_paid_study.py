@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import re
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from experiments.db.models import StimulusImage
 from tests.server.conftest import start_session
@@ -52,3 +52,172 @@ def test_upgrading_an_older_database_gives_every_image_a_public_id(db, tmp_path,
     s = start_session(client, key)
     state = client.get(f"/api/sessions/{s.session_id}", headers=s.headers).json
     assert client.get(state["image_base"] + state["main"][0]["query_b"]).status_code == 200
+
+
+# ---- forged sign-ups (item 2) ----------------------------------------------------------
+def _pid(i: int) -> str:
+    return f"{i:024x}"
+
+
+def _consent(client, key: str, query: str):
+    page = client.get(f"/x/{key}/{query}", follow_redirects=True)
+    match = re.search(r'name="entry" value="([^"]+)"', page.text)
+    if match is None:
+        return page
+    return client.post(f"/x/{key}/start", data={"entry": match.group(1), "consent": "yes",
+                                                "window_width": 1280, "window_height": 800})
+
+
+def test_a_forged_pid_flood_cannot_fill_the_study(db, tmp_path, small_set):
+    from tests.server.conftest import build, make_app
+
+    key = build(db, tmp_path, small_set, recruitment={
+        "max_sessions_per_network": 3, "verify_platform_ids": True,
+        "prolific_study_ids": [_pid(999)]})
+    client = make_app(db, tmp_path, rate_limits=False).test_client()
+    # ids of the wrong shape or another study's STUDY_ID are refused before consent
+    bad = _consent(client, key, "?PROLIFIC_PID=forged1&STUDY_ID=x&SESSION_ID=y")
+    assert bad.status_code == 403 and "not valid" in bad.text
+    other = _consent(client, key, f"?PROLIFIC_PID={_pid(1)}&STUDY_ID={_pid(5)}&SESSION_ID={_pid(6)}")
+    assert other.status_code == 403
+    # well-formed forgeries from one network: only 3 get a task
+    codes = [_consent(client, key, f"?PROLIFIC_PID={_pid(i)}&STUDY_ID={_pid(999)}"
+                                   f"&SESSION_ID={_pid(100 + i)}").status_code for i in range(10)]
+    assert codes.count(303) == 3 and codes.count(403) == 7
+    refused = _consent(client, key, f"?PROLIFIC_PID={_pid(50)}&STUDY_ID={_pid(999)}"
+                                    f"&SESSION_ID={_pid(150)}")
+    assert "Too many sessions from your network" in refused.text
+    # a real participant from another network still gets a task
+    from experiments.sessions import SessionService
+    assert SessionService(db).start(key, _pid(77), "prolific", network_key="elsewhere").task_id
+
+
+def test_the_admin_releases_unanswered_reservations_at_once(api_env, db):
+    from tests.server.conftest import admin_login
+
+    _, client, key = api_env
+    with db.read() as session:
+        from experiments.db.models import Task
+        n_tasks = session.scalar(select(func.count()).select_from(Task))
+    for i in range(n_tasks):
+        start_session(client, key, f"?PROLIFIC_PID=flood{i}")
+    assert _consent(client, key, "?PROLIFIC_PID=real1").status_code == 403  # full
+    token = admin_login(client, key)
+    released = client.post(f"/admin/x/{key}/release", data={"csrf_token": token})
+    assert released.status_code == 302
+    assert _consent(client, key, "?PROLIFIC_PID=real1").status_code == 303
+
+
+# ---- logs, Referer, bodies (item 5) -------------------------------------------------------
+def test_platform_ids_leave_the_url_at_once_and_never_reach_a_log(api_env, db, tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    _, client, key = api_env
+    pid = "5f00000000000000000000aa"
+    first = client.get(f"/x/{key}/?PROLIFIC_PID={pid}&STUDY_ID=st1&SESSION_ID=se1")
+    assert first.status_code == 303 and pid not in first.headers["Location"]
+    page = client.get(first.headers["Location"])
+    assert page.status_code == 200 and pid not in page.text
+    # The real server (gunicorn through `interpsy serve`): its access log blanks the ids in
+    # the request line and in the Referer.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "INTERPSY_SECRET_KEY": "s" * 40, "INTERPSY_DATABASE_URL": db.url,
+           "INTERPSY_IMAGE_CACHE": str(tmp_path / "cache")}
+    log = tmp_path / "server.log"
+    with open(log, "wb") as out:
+        server = subprocess.Popen([sys.executable, "-m", "experiments.cli", "serve", "--port",
+                                   str(port), "--workers", "1", "--skip-prepare"],
+                                  env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(base + "/api/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        request = urllib.request.Request(
+            f"{base}/x/{key}/?PROLIFIC_PID={pid}&STUDY_ID=st1&SESSION_ID=se1",
+            headers={"Referer": f"{base}/x/{key}/?workerId=A1B2C3D4E5F6G7&assignmentId=Z9"})
+        with urllib.request.urlopen(request, timeout=5) as reply:  # follows the redirect
+            assert reply.status == 200 and pid not in reply.url
+    finally:
+        server.terminate()
+        server.wait(20)
+    text = log.read_text()
+    assert "PROLIFIC_PID=-" in text, text[-2000:]
+    assert pid not in text and "A1B2C3D4E5F6G7" not in text and "st1" not in text
+
+
+def test_a_deeply_nested_body_is_a_400(api_env):
+    _, client, key = api_env
+    s = start_session(client, key)
+    body = "[" * 30_000 + "]" * 30_000  # within the 64 KB limit
+    r = client.post(f"/api/sessions/{s.session_id}/events", data='{"kind": "x", "payload": '
+                    + body + "}", headers={**s.headers, "Content-Type": "application/json"})
+    assert r.status_code == 400 and "nested" in r.json["error"]
+
+
+# ---- nobody loses their pay (items 6, 7, 10, 11) -------------------------------------------
+def _finish(client, db, s, right: bool = True) -> dict:
+    from tests.server.conftest import answer_key
+
+    truth = answer_key(db)
+    state = client.get(f"/api/sessions/{s.session_id}", headers=s.headers).json
+    url = f"/api/sessions/{s.session_id}/responses"
+    index, reply = state["next_index"], None
+    while True:
+        state = client.get(f"/api/sessions/{s.session_id}", headers=s.headers).json
+        if state["stage"] == "done" or state["stage"] == "finish":
+            break
+        offset = state["main_offset"]
+        trial = (state["practice"][index % len(state["practice"])] if offset is None
+                 else state["main"][index - offset])
+        choice = truth[trial["trial_id"]]
+        if not right:
+            choice = "b" if choice == "a" else "a"
+        reply = client.post(url, json={"trial_index": index, "trial_id": trial["trial_id"],
+                                       "choice": choice, "confidence": 2, "rt_ms": 2000.0},
+                            headers=s.headers)
+        assert reply.status_code == 201, reply.json
+        index += 1
+    if state["stage"] == "finish":
+        return client.post(f"/api/sessions/{s.session_id}/complete", json={},
+                           headers=s.headers).json
+    return state
+
+
+def test_a_re_accepted_hit_submits_its_current_assignment(api_env, db):
+    _, client, key = api_env
+    start_session(client, key, "?assignmentId=OLDASSIGNMENT&hitId=H&workerId=W1"
+                               "&turkSubmitTo=https%3A%2F%2Fwww.mturk.com")
+    again = start_session(client, key, "?assignmentId=NEWASSIGNMENT&hitId=H&workerId=W1"
+                                       "&turkSubmitTo=https%3A%2F%2Fwww.mturk.com")
+    done = _finish(client, db, again)
+    assert done["completion"]["assignment_id"] == "NEWASSIGNMENT"
+
+
+def test_failing_the_practice_sends_the_failed_code_and_exports_failed_practice(db, tmp_path,
+                                                                                small_set):
+    from experiments.export import frames_from_db
+    from tests.server.conftest import build, make_app
+
+    key = build(db, tmp_path, small_set, practice={"trials": 2, "max_attempts": 2})
+    client = make_app(db, tmp_path).test_client()
+    s = start_session(client, key, "?PROLIFIC_PID=failer")
+    state = _finish(client, db, s, right=False)
+    assert state["status"] == "failed_practice" and state["completion_code"] == "FAILED_CHECKS"
+    # opening the link again shows that code and the way back to Prolific
+    again = client.get(f"/x/{key}/?PROLIFIC_PID=failer", follow_redirects=True)
+    assert 'data-status="failed_practice"' in again.text and "cc=FAILED_CHECKS" in again.text
+    participants = frames_from_db(db, key)["participants"]
+    row = participants.iloc[0]
+    assert row.status == "failed_practice" and bool(row.excluded)
+    assert "practice not passed in 2 attempts" in row.exclusion_reasons

@@ -17,7 +17,16 @@ function credentialsFromFragment() {
   const params = new URLSearchParams(window.location.hash.slice(1));
   const sessionId = params.get('s');
   const token = params.get('t');
-  return sessionId && token ? { session_id: sessionId, token } : null;
+  if (!sessionId || !token) return null;
+  // participant: who consented (the consent page offers "continue" only to the same person);
+  // entry: the encrypted entry link, so a lost session can go back to it with its ids.
+  return { session_id: sessionId, token, participant: params.get('p') || '', entry: params.get('e') || '' };
+}
+
+function entryLink() {
+  const saved = store.credentials();
+  const entry = saved && saved.entry;
+  return entry ? `${root.dataset.entry}?e=${encodeURIComponent(entry)}` : root.dataset.entry;
 }
 
 function showStatus(text) {
@@ -25,13 +34,22 @@ function showStatus(text) {
   statusBar.hidden = !text;
 }
 
-function lostSession(title, text) {
+function lostSession(title, text, href = entryLink()) {
   const main = screens.message(root, 'no-session', title, text);
   main.then((node) => {
     const link = screens.el('a', '', 'Open the study link again');
-    link.href = root.dataset.entry;
+    link.id = 'reopen-link';
+    link.href = href;
     node.append(link);
   });
+}
+
+function timedOut(detail) {
+  return screens.message(root, 'timed-out', 'Your session timed out', [
+    'You were away for too long, and your trials were given to someone else' +
+    (detail ? ` (${detail})` : '') + '.',
+    'The answers you gave are saved. Please return the study on your platform (you will not ' +
+    'be penalised for this) or contact the researchers.']);
 }
 
 class Study {
@@ -78,6 +96,8 @@ class Study {
     }
     if (error.status === 401 || error.status === 404) {
       lostSession('Session not found', 'This study session is not known to the server.');
+    } else if (error.status === 403 && ['timed_out', 'full'].includes(error.body.reason)) {
+      timedOut(error.message);
     } else {
       screens.message(root, 'session-ended', 'This session has ended', error.message);
     }
@@ -225,7 +245,7 @@ class Study {
         this.progress.completion_code = result.completion_code;
         this.save();
         this.log('completion_shown');
-        return screens.finish(root, result.completion_code, result.completion);
+        return screens.finish(root, result.completion_code, result.completion, result.status);
       } catch (error) {
         if (!(error instanceof ApiError) || error.status !== 409 || tries > 5) throw error;
         await sleep(1000);
@@ -233,13 +253,17 @@ class Study {
     }
   }
 
+  finish() {
+    return screens.finish(root, this.state.completion_code || '', this.state.completion,
+      this.state.status, this.state.practice_max_attempts);
+  }
+
   async run() {
     this.watchAttention();
     this.log('page_load', { next_index: this.state.next_index, queued: this.queue.length });
-    if (this.state.stage === 'done') {
-      return screens.finish(root, this.state.completion_code || '', this.state.completion);
-    }
-    if (!['in_progress', 'timed_out'].includes(this.state.status)) {
+    if (this.state.stage === 'done') return this.finish();
+    if (this.state.status === 'timed_out') return timedOut('');
+    if (this.state.status !== 'in_progress') {
       return screens.message(root, 'session-ended', 'This session has ended',
         `This session is ${this.state.status.replace('_', ' ')}. Thank you for your time.`);
     }
@@ -264,9 +288,7 @@ class Study {
       this.outbox.post('/instructions', { seconds });
     }
     await this.practice();
-    if (this.state.stage === 'done') {
-      return screens.finish(root, this.state.completion_code || '', this.state.completion);
-    }
+    if (this.state.stage === 'done') return this.finish();
     await this.mainBlock();
     return this.complete();
   }
@@ -291,8 +313,9 @@ async function main() {
     showStatus('');
   } catch (error) {
     if (error instanceof ApiError && (error.status === 404 || error.status === 401)) {
+      const href = entryLink();
       store.remove('credentials');
-      lostSession('Session not found', 'This session is not known to the server (or it was started again elsewhere).');
+      lostSession('Session not found', 'This session is not known to the server (or it was started again elsewhere).', href);
       return;
     }
     throw error;

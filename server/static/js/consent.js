@@ -30,7 +30,8 @@ form.addEventListener('submit', () => { fill(); start.disabled = true; });
 
 try {
   const saved = JSON.parse(localStorage.getItem(`interpsy:${main.dataset.experiment}:credentials`) || 'null');
-  if (saved && saved.session_id) {
+  // Only the same person may continue a session stored in this (perhaps shared) browser.
+  if (saved && saved.session_id && saved.participant === main.dataset.participant) {
     document.getElementById('resume').hidden = false;
     document.getElementById('resume-link').href = form.action.replace(/start$/, 'run');
   }

@@ -146,12 +146,22 @@ export async function feedbackForm(container) {
   return text.value.trim();
 }
 
-/** The end: redirect to Prolific, submit to MTurk, or show the code. */
-export function finish(container, code, completion) {
-  const main = card(container, 'done', 'Thank you!');
+/**
+ * The end: redirect to Prolific, submit to MTurk, or show the code. A failed practice says
+ * so and sends the platform the study's code for that case.
+ */
+export function finish(container, code, completion, status = 'completed', maxAttempts = 0) {
+  const failed = status === 'failed_practice';
+  const main = card(container, 'done', failed ? 'The study ends here' : 'Thank you!');
+  main.dataset.status = status;
+  if (failed) {
+    main.append(el('p', '', `The practice was not passed within ${maxAttempts || 'the allowed'} ` +
+      'attempts, so the study cannot go on. Thank you for your time.'));
+  }
   if (completion.source === 'prolific') {
     const url = completion.redirect + encodeURIComponent(code);
-    main.append(el('p', '', 'All your answers are saved. Taking you back to Prolific...'));
+    main.append(el('p', '', `${failed ? 'Your answers are saved.' : 'All your answers are saved.'} ` +
+      'Taking you back to Prolific...'));
     const link = el('a', '', 'Click here if nothing happens');
     link.href = url;
     link.id = 'prolific-link';
