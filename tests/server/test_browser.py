@@ -318,3 +318,109 @@ def test_a_dom_only_cheater_learns_nothing(page, study):
     page.click(f".choice[data-choice='{choice}'][data-confidence='2']")
     page.wait_for_selector(f".query-{choice}.is-correct")
     assert page.inner_text(".feedback") == "Correct!"
+
+
+def test_a_second_tab_does_not_end_the_first(page, study):
+    sid = begin(page, study, "?PROLIFIC_PID=two-tabs")
+    answer(page, study)
+    wait_count(study["db"], sid, 1)
+    second = page.context.new_page()
+    second.goto(f"{study['url']}/x/{study['key']}/?PROLIFIC_PID=two-tabs")
+    second.check("#consent-box")
+    second.click("#start")
+    second.click("#fullscreen")
+    second.wait_for_selector(".trial:not(.hidden-until-ready)")  # the same session, resumed
+    assert second.evaluate("() => window.interpsyStudy.sid") == sid
+    second.close()
+    answer(page, study)  # the first tab goes on
+    wait_count(study["db"], sid, 2)
+    assert not page.query_selector("#no-session")
+
+
+def test_a_lost_session_link_keeps_the_platform_ids(page, study):
+    sid = begin(page, study, "?PROLIFIC_PID=lost-one")
+    answer(page, study)
+    wait_count(study["db"], sid, 1)
+    # the credentials go bad (e.g. storage copied from elsewhere): the page offers the link
+    page.evaluate(f"""() => {{
+        const k = 'interpsy:{study['key']}:credentials';
+        const c = JSON.parse(localStorage.getItem(k)); c.token = 'wrong'; localStorage.setItem(k, JSON.stringify(c)); }}""")
+    page.goto(f"{study['url']}/x/{study['key']}/run")
+    page.wait_for_selector("#no-session")
+    assert "?e=" in page.get_attribute("#reopen-link", "href")
+    page.click("#reopen-link")
+    page.wait_for_selector("#consent")
+    assert page.is_visible("#returning")  # the same participant, not a new anonymous one
+
+
+def test_a_shared_browser_offers_continue_only_to_the_same_person(page, study):
+    begin(page, study, "?PROLIFIC_PID=first-person")
+    answer(page, study)
+    page.goto(f"{study['url']}/x/{study['key']}/?PROLIFIC_PID=second-person")
+    page.wait_for_selector("#consent")
+    assert page.is_hidden("#resume")
+    page.goto(f"{study['url']}/x/{study['key']}/?PROLIFIC_PID=first-person")
+    page.wait_for_selector("#consent")
+    assert page.is_visible("#resume") and page.is_visible("#returning")
+
+
+def test_an_idle_session_back_after_its_task_went_to_someone_else_is_told_so(page, study):
+    from datetime import timedelta
+
+    from experiments.db.models import Participant
+
+    sid = begin(page, study, "?PROLIFIC_PID=idle-one")
+    answer(page, study)
+    wait_count(study["db"], sid, 1)
+    with study["db"].write() as s:  # 2 hours idle, and a newcomer holds the task now
+        record = s.get(Session, sid)
+        record.last_activity_at -= timedelta(hours=2)
+        other = Participant(experiment_id=record.experiment_id, number=9999,
+                            platform_id="newcomer", source="prolific", platform_info={})
+        s.add(other)
+        s.flush()
+        s.add(Session(id="f" * 32, experiment_id=record.experiment_id, participant_id=other.id,
+                      task_id=record.task_id, token_sha256="x", client="web",
+                      status="in_progress", n_responses=1))
+    choice, _ = correct_choice(page, study)
+    page.click(f".choice[data-choice='{choice}'][data-confidence='1']")
+    page.wait_for_selector("#timed-out")
+    shot(page, "14-timed-out")
+    assert "given to someone else" in page.inner_text("#timed-out")
+    assert session_row(study["db"], sid).status == "timed_out"
+
+
+def test_failing_the_practice_says_so_and_sends_the_failed_code(page, study, tmp_path):
+    key = build(study["db"], tmp_path, make_stimulus_set(tmp_path / "sets", n_units=12,
+                                                          n_batches=1, synthetic=False),
+                name="practice-fails", conditions=["natural"], responses_per_unit=2,
+                timing=FAST_TIMING, practice={"trials": 2, "max_attempts": 1})
+    redirected: list[str] = []
+    page.route("https://app.prolific.com/**", lambda route: (
+        redirected.append(route.request.url),
+        route.fulfill(status=200, content_type="text/html", body="<h1>Prolific</h1>")))
+    failing = {**study, "key": key}
+    begin(page, failing, "?PROLIFIC_PID=cannot-pass")
+    practice(page, failing, right=False)
+    page.wait_for_url("https://app.prolific.com/**")
+    assert parse_qs(urlsplit(redirected[0]).query) == {"cc": ["FAILED_CHECKS"]}
+    page.goto(f"{study['url']}/x/{key}/?PROLIFIC_PID=cannot-pass")
+    page.wait_for_selector("#finished")
+    assert page.get_attribute("#finished", "data-status") == "failed_practice"
+    assert "FAILED_CHECKS" in page.inner_text("#completion-code")
+
+
+def test_a_completed_participant_opening_the_link_again_gets_the_code(page, study):
+    begin(page, study, "?PROLIFIC_PID=done-before")
+    practice(page, study)
+    page.click("#practice-passed-continue")
+    for _ in range(page.evaluate("() => window.interpsyStudy.state.main.length")):
+        answer(page, study)
+    page.route("https://app.prolific.com/**", lambda route: route.fulfill(
+        status=200, content_type="text/html", body="<h1>Prolific</h1>"))
+    page.click("#feedback-submit")
+    page.wait_for_url("https://app.prolific.com/**")
+    page.goto(f"{study['url']}/x/{study['key']}/?PROLIFIC_PID=done-before")
+    page.wait_for_selector("#finished")
+    shot(page, "15-completed-again")
+    assert "cc=COMPLETED" in page.get_attribute("#prolific-link", "href")
