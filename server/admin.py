@@ -25,8 +25,8 @@ from sqlalchemy import func, select
 
 from experiments.db.models import Experiment, Participant, Response, Session, Task, Trial, Unit
 from experiments.export import export_experiment, pseudonym
-from server import lookup
-from server.security import check_csrf, client_ip, limiter
+from server import admin_auth, lookup
+from server.security import check_csrf, client_ip, limiter, network_key
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -44,7 +44,8 @@ def _enabled() -> None:
 def login_required(view: Callable) -> Callable:
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any):
-        if not session.get("admin"):
+        if not admin_auth.session_valid(_state().db, session.get("admin_sid")):
+            session.pop("admin_sid", None)
             return redirect(url_for("admin.login", next=request.path))
         return view(*args, **kwargs)
     return wrapper
@@ -52,26 +53,43 @@ def login_required(view: Callable) -> Callable:
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
-    """Password login (INTERPSY_ADMIN_PASSWORD); rate-limited per IP."""
-    error = None
+    """Password login (INTERPSY_ADMIN_PASSWORD); locked out with backoff after failures."""
+    error, status = None, 200
     if request.method == "POST":
         limiter().hit(f"login:{client_ip()}", current_app.config["INTERPSY"].login_per_minute)
         check_csrf()
-        given = request.form.get("password", "").encode()
-        expected = current_app.config["INTERPSY"].admin_password.encode()
-        if hmac.compare_digest(given, expected):
-            session.clear()
-            session["admin"] = True
-            target = request.args.get("next", "")
-            return redirect(target if target.startswith("/admin/") else url_for("admin.index"))
-        error = "wrong password"
-    return render_template("admin/login.html", error=error), 401 if error else 200
+        db, network = _state().db, network_key(client_ip())
+        wait = admin_auth.locked_for(db, network)
+        if wait:
+            error, status = (f"too many wrong passwords from your network; try again in "
+                             f"{wait} s"), 429
+        else:
+            given = request.form.get("password", "").encode()
+            expected = current_app.config["INTERPSY"].admin_password.encode()
+            if hmac.compare_digest(given, expected):
+                admin_auth.record_success(db, network)
+                session.clear()
+                session["admin_sid"] = admin_auth.open_session(db, network)
+                target = request.args.get("next", "")
+                return redirect(target if target.startswith("/admin/") else url_for("admin.index"))
+            lock = admin_auth.record_failure(db, network)
+            current_app.logger.warning("failed admin login from network %s", network[:8])
+            error, status = "wrong password", 401
+            if lock:
+                error += f"; further tries are locked for {lock} s"
+    response = current_app.make_response((render_template("admin/login.html", error=error),
+                                          status))
+    if status == 429:
+        response.headers["Retry-After"] = str(admin_auth.locked_for(_state().db,
+                                                                    network_key(client_ip())))
+    return response
 
 
 @bp.post("/logout")
 @login_required
 def logout():
     check_csrf()
+    admin_auth.close_session(_state().db, session.get("admin_sid"))
     session.clear()
     return redirect(url_for("admin.login"))
 

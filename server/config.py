@@ -8,6 +8,7 @@ from typing import Any
 
 from experiments.db import database_url_from_env, interpsy_home
 from experiments.errors import InterpsyError
+from server.admin_auth import MIN_PASSWORD_LENGTH
 
 
 def _flag(name: str, default: bool) -> bool:
@@ -61,6 +62,10 @@ class ServerConfig:
 
     def resolved(self) -> ServerConfig:
         """Fill defaults that need the environment; refuse unsafe combinations."""
+        if self.admin_password and len(self.admin_password) < MIN_PASSWORD_LENGTH:
+            raise InterpsyError(f"INTERPSY_ADMIN_PASSWORD is shorter than {MIN_PASSWORD_LENGTH} "
+                                f"characters; choose a longer one (python -c 'import secrets; "
+                                f"print(secrets.token_urlsafe(16))')")
         if self.image_format not in ("webp", "jpeg", "png"):
             raise InterpsyError(f"image format {self.image_format!r}: use webp, jpeg or png")
         secret = self.secret_key

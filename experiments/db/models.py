@@ -245,3 +245,27 @@ class Event(Base):
     client_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     client_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AdminSession(Base):
+    """A researcher's login: the cookie holds a random id, this table its hash; logout revokes."""
+
+    __tablename__ = "admin_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sid_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    network_key: Mapped[str] = mapped_column(String(64), default="")
+
+
+class LoginFailures(Base):
+    """Failed admin logins per network (keyed IP hash), for lockout with backoff."""
+
+    __tablename__ = "admin_login_failures"
+
+    network_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[datetime] = mapped_column(default=utcnow)
+    locked_until: Mapped[datetime | None] = mapped_column(nullable=True)

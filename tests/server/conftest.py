@@ -28,7 +28,7 @@ def build(db: Database, root: Path, set_dir: Path, **overrides: Any) -> str:
 
 def make_app(db: Database, root: Path, **config: Any):
     values = {"database_url": db.url, "testing": True, "image_cache": root / "image-cache",
-              "admin_password": "admin-pw", "secret_key": "test-secret"}
+              "admin_password": "admin-password", "secret_key": "test-secret"}
     values.update(config)
     return create_app(values)
 
@@ -58,7 +58,7 @@ def start_session(client, experiment: str, query: str = "", **form: Any) -> Star
     return Started(match.group(1), match.group(2))
 
 
-def admin_login(client, key: str, password: str = "admin-pw") -> str:
+def admin_login(client, key: str, password: str = "admin-password") -> str:
     """Log the test client in to the admin pages; returns the experiment page's CSRF token."""
     token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/admin/login").text).group(1)
     assert client.post("/admin/login", data={"csrf_token": token, "password": password}

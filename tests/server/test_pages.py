@@ -124,7 +124,7 @@ def test_admin_disabled_without_a_password(db, tmp_path, small_set):
     assert response.status_code == 404 and "INTERPSY_ADMIN_PASSWORD" in response.text
 
 
-def _login(client, password="admin-pw"):
+def _login(client, password="admin-password"):
     token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/admin/login").text).group(1)
     return client.post("/admin/login", data={"csrf_token": token, "password": password}), token
 

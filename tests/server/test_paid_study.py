@@ -221,3 +221,59 @@ def test_failing_the_practice_sends_the_failed_code_and_exports_failed_practice(
     row = participants.iloc[0]
     assert row.status == "failed_practice" and bool(row.excluded)
     assert "practice not passed in 2 attempts" in row.exclusion_reasons
+
+
+# ---- admin sessions (item 3) ---------------------------------------------------------------
+def test_logout_ends_the_admin_session_for_a_copied_cookie_too(api_env):
+    from tests.server.conftest import admin_login
+
+    app, client, key = api_env
+    token = admin_login(client, key)
+    cookie = client.get_cookie("interpsy_admin").value
+    assert client.post("/admin/logout", data={"csrf_token": token}).status_code == 302
+    replay = app.test_client()
+    replay.set_cookie("interpsy_admin", cookie)
+    for path in ("/admin/", f"/admin/x/{key}", f"/admin/x/{key}/export.zip?format=csv"):
+        response = replay.get(path)
+        assert response.status_code == 302 and "/admin/login" in response.headers["Location"]
+
+
+def test_admin_logins_expire(api_env, db):
+    from datetime import timedelta
+
+    from experiments.db.models import AdminSession
+    from tests.server.conftest import admin_login
+
+    _, client, key = api_env
+    admin_login(client, key)
+    with db.write() as session:
+        for row in session.scalars(select(AdminSession)):
+            row.last_seen_at -= timedelta(hours=2)
+    assert client.get("/admin/").status_code == 302
+
+
+def test_wrong_passwords_lock_the_login_with_backoff(api_env):
+    _, client, key = api_env
+
+    def attempt(password: str):
+        page = client.get("/admin/login")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+        return client.post("/admin/login", data={"csrf_token": token, "password": password})
+
+    codes = [attempt("guess-number-%d" % i).status_code for i in range(5)]
+    assert codes == [401] * 5
+    sixth = attempt("guess-number-6")
+    assert sixth.status_code == 401 and "locked for 30 s" in sixth.text
+    locked = attempt("admin-password")  # even the right one waits
+    assert locked.status_code == 429 and int(locked.headers["Retry-After"]) > 0
+    assert "/admin/" not in locked.headers.get("Location", "")
+
+
+def test_a_short_admin_password_is_refused(db, tmp_path):
+    import pytest
+
+    from experiments.errors import InterpsyError
+    from tests.server.conftest import make_app
+
+    with pytest.raises(InterpsyError, match="shorter than 12"):
+        make_app(db, tmp_path, admin_password="short")
