@@ -22,6 +22,7 @@ from experiments.schema import (
     TRIAL_COLUMNS,
     UNIT_COLUMNS,
     coerce,
+    required_missing,
 )
 
 TABLE_NAMES = ("responses", "participants", "units", "trials")
@@ -193,7 +194,7 @@ def _read_table(path: Path, table: str) -> pd.DataFrame:
     columns = TABLES[table]
     strings = tuple(c for c, d in columns.items() if d == "string")
     frame = _read_raw(path, strings)
-    missing = [c for c in columns if c not in frame.columns]
+    missing = required_missing(frame.columns, table)
     if missing:
         hint = (" (for another lab's format use analysis.read_trials or analysis.read_imi)"
                 if table == "responses" else "")

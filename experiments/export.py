@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import Literal
 
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from experiments.db import Database
 from experiments.db.models import (
+    Event,
     Experiment,
     Participant,
     Response,
@@ -66,12 +67,37 @@ def _response_rows(session, experiment: Experiment) -> list[dict]:
             "choice": response.choice, "correct": response.correct,
             "confidence": response.confidence, "rt_ms": response.rt_ms,
             "stim_onset_ms": response.stim_onset_ms, "response_ms": response.response_ms,
-            "server_received_at": response.server_received_at, "attempt": response.attempt})
+            "server_received_at": response.server_received_at, "attempt": response.attempt,
+            "rt_flag": response.rt_flag,
+            "client_extra": json.dumps(response.client_extra, sort_keys=True)
+            if response.client_extra else None})
     return rows
+
+
+# Client events counted per participant in the export (the page's kinds, stored as client_*).
+ATTENTION_EVENTS = {"focus_losses": "client_focus_lost", "fullscreen_exits": "client_fullscreen_exit",
+                    "reloads": "client_page_load", "image_failures": "client_image_failed"}
+
+
+def _attention(session, experiment: Experiment) -> tuple[dict, dict]:
+    """Per session: {column: count} of attention events, and the last screen check's facts."""
+    counts: dict[str, dict[str, int]] = {}
+    kinds = {kind: column for column, kind in ATTENTION_EVENTS.items()}
+    for session_id, kind, n in session.execute(
+            select(Event.session_id, Event.kind, func.count())
+            .where(Event.experiment_id == experiment.id, Event.kind.in_(list(kinds)))
+            .group_by(Event.session_id, Event.kind)):
+        counts.setdefault(session_id, {})[kinds[kind]] = n
+    screens = {session_id: payload for session_id, payload in session.execute(
+        select(Event.session_id, Event.payload).where(
+            Event.experiment_id == experiment.id, Event.kind == "client_screen")
+        .order_by(Event.id))}
+    return counts, screens
 
 
 def _participant_rows(session, experiment: Experiment) -> list[dict]:
     rows = []
+    counts, screens = _attention(session, experiment)
     participants = session.scalars(select(Participant).where(
         Participant.experiment_id == experiment.id).order_by(Participant.number)).all()
     for participant in participants:
@@ -91,12 +117,22 @@ def _participant_rows(session, experiment: Experiment) -> list[dict]:
             "started_at": sessions[0].started_at, "finished_at": finished,
             "instruction_s": sum(s.instruction_s or 0.0 for s in sessions)
             if any(s.instruction_s is not None for s in sessions) else None,
+            "instruction_s_claimed": sum(s.instruction_s_claimed or 0.0 for s in sessions)
+            if any(s.instruction_s_claimed is not None for s in sessions) else None,
+            "time_flags": "; ".join(f for s in sessions for f in (s.time_flags or [])) or None,
             "total_s": (finished - latest.started_at).total_seconds() if finished else None,
             "practice_attempts": latest.practice_attempts,
             "excluded": any(s.status == "excluded" for s in sessions) or bool(reasons),
             "exclusion_reasons": "; ".join(reasons) or None}
         for column in CLIENT_INFO_COLUMNS:
             row[column] = info.get(column)
+        if row["frame_rate"] is None:  # the web page measures it at the screen check
+            row["frame_rate"] = next((screens[s.id].get("frame_rate") for s in reversed(sessions)
+                                      if s.id in screens), None)
+        for column in ATTENTION_EVENTS:
+            row[column] = sum(counts.get(s.id, {}).get(column, 0) for s in sessions)
+        row["reloads"] = max(0, row["reloads"] - len(sessions))  # the first load is no reload
+        row["feedback"] = "\n".join(s.feedback for s in sessions if s.feedback) or None
         rows.append(row)
     return rows
 

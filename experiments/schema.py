@@ -31,6 +31,8 @@ RESPONSE_COLUMNS: dict[str, str] = {
     "response_ms": "float64",
     "server_received_at": "datetime64[us, UTC]",
     "attempt": "Int64",
+    "rt_flag": "string",
+    "client_extra": "string",
 }
 
 PARTICIPANT_COLUMNS: dict[str, str] = {
@@ -43,6 +45,8 @@ PARTICIPANT_COLUMNS: dict[str, str] = {
     "started_at": "datetime64[us, UTC]",
     "finished_at": "datetime64[us, UTC]",
     "instruction_s": "float64",
+    "instruction_s_claimed": "float64",
+    "time_flags": "string",
     "total_s": "float64",
     "practice_attempts": "Int64",
     "excluded": "bool",
@@ -54,6 +58,11 @@ PARTICIPANT_COLUMNS: dict[str, str] = {
     "device_pixel_ratio": "float64",
     "user_agent": "string",
     "frame_rate": "float64",
+    "focus_losses": "Int64",
+    "fullscreen_exits": "Int64",
+    "reloads": "Int64",
+    "image_failures": "Int64",
+    "feedback": "string",
 }
 
 UNIT_COLUMNS: dict[str, str] = {
@@ -97,6 +106,13 @@ TABLES: dict[str, dict[str, str]] = {
     "trials": TRIAL_COLUMNS,
 }
 
+# Columns added after the first exports: a file without them reads with them empty.
+OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {
+    "responses": ("rt_flag", "client_extra"),
+    "participants": ("instruction_s_claimed", "time_flags", "focus_losses", "fullscreen_exits",
+                     "reloads", "image_failures", "feedback"),
+}
+
 SETTINGS_FILE = "experiment.json"  # beside the tables: each experiment's key and spec
 
 CONDITIONS = ("natural", "synthetic", "mixed", "none")
@@ -108,10 +124,10 @@ CLIENTS = ("web", "lab")
 def coerce(frame: pd.DataFrame, table: str) -> pd.DataFrame:
     """Return `frame` with exactly the documented columns of `table`, in order, with their dtypes."""
     columns = TABLES[table]
-    missing = [c for c in columns if c not in frame.columns]
+    missing = required_missing(frame.columns, table)
     if missing:
         raise ValueError(f"{table}: missing columns {', '.join(missing)}")
-    out = frame[list(columns)].copy()
+    out = frame.reindex(columns=list(columns))
     for name, dtype in columns.items():
         if dtype.startswith("datetime64"):
             out[name] = pd.to_datetime(out[name], utc=True, format="ISO8601").astype(dtype)
@@ -122,6 +138,12 @@ def coerce(frame: pd.DataFrame, table: str) -> pd.DataFrame:
         else:
             out[name] = out[name].astype(dtype)
     return out
+
+
+def required_missing(present, table: str) -> list[str]:
+    """The columns `table` needs that are not in `present` (optional ones never count)."""
+    optional = OPTIONAL_COLUMNS.get(table, ())
+    return [c for c in TABLES[table] if c not in present and c not in optional]
 
 
 def _to_bool(value: object) -> bool:

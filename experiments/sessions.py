@@ -33,6 +33,8 @@ from experiments.spec import ExperimentSpec
 
 ACTIVE = "in_progress"
 FINISHED = ("completed", "failed_practice")
+FRAME_TOLERANCE_MS = 17  # one frame at 60 Hz: a response time may undercut the lock by this
+CLOCK_TOLERANCE_MS = 2000  # client and server clocks: how much a client time may exceed wall time
 REFUSAL_TEXT = {
     "timed_out": "this session timed out and its trials were given to someone else",
     "full": "this session was idle before its first answer and every task is taken now",
@@ -139,6 +141,7 @@ class RecordResult:
     practice_attempts: int = 0
     main_offset: int | None = None
     server_received_at: datetime | None = None
+    rt_flag: str | None = None  # see Response.rt_flag
 
 
 @dataclass(frozen=True)
@@ -560,6 +563,7 @@ class SessionService:
                            f"{response.trial_id}", expected_trial_index=record.n_responses)
         now = self.clock()
         stored = Response(session_id=record.id, trial_index=index, trial_id=trial.trial_id,
+                          rt_flag=self._rt_flag(response.rt_ms, record, spec, now),
                           attempt=attempt, choice=response.choice,
                           confidence=response.confidence,
                           correct=response.choice == trial.correct_choice,
@@ -575,6 +579,15 @@ class SessionService:
         if trial.phase == "practice" and trial.position == n_practice - 1:
             passed = self._close_practice_attempt(session, record, spec, attempt)
         return self._result(session, record, stored, stored_now=True, passed=passed)
+
+    @staticmethod
+    def _rt_flag(rt_ms: float, record: Session, spec: ExperimentSpec, now: datetime) -> str | None:
+        """Why the server cannot believe a reported response time (None: it can)."""
+        if rt_ms < spec.timing.button_lock_ms - FRAME_TOLERANCE_MS:
+            return "below_button_lock"  # the buttons were still locked
+        if rt_ms > (now - record.started_at).total_seconds() * 1000 + CLOCK_TOLERANCE_MS:
+            return "longer_than_session"  # longer than the session has existed
+        return None
 
     def _trial_at(self, session: OrmSession, record: Session, index: int
                   ) -> tuple[TrialView, int]:
@@ -621,7 +634,8 @@ class SessionService:
                             practice_attempt_passed=passed,
                             practice_attempts=record.practice_attempts,
                             main_offset=record.main_offset,
-                            server_received_at=stored.server_received_at)
+                            server_received_at=stored.server_received_at,
+                            rt_flag=stored.rt_flag)
 
     # ---- events, instructions, completion -----------------------------------------------
     def record_event(self, session_id: str, token: str | None, kind: str,
@@ -648,12 +662,25 @@ class SessionService:
             record = self._session(session, session_id, token, lock=True)
             if self._seen(session, record.id, client_key):
                 return False
-            seconds = max(0.0, float(seconds))
+            claimed = max(0.0, float(seconds))
+            counted = claimed
+            if record.client == "web":
+                # A page's instruction time cannot exceed the wall time its session has existed
+                # (the lab's times come from the researcher's machine, synced perhaps later).
+                elapsed = (self.clock() - record.started_at).total_seconds()
+                counted = max(0.0, min(claimed, elapsed + CLOCK_TOLERANCE_MS / 1000
+                                       - (record.instruction_s or 0.0)))
             if client_key is not None:
                 session.add(Event(session_id=record.id, experiment_id=record.experiment_id,
-                                  kind="instructions", payload={"seconds": seconds},
+                                  kind="instructions",
+                                  payload={"seconds": claimed, "counted": counted},
                                   client_key=client_key, created_at=self.clock()))
-            record.instruction_s = (record.instruction_s or 0.0) + seconds
+            if counted < claimed:
+                record.time_flags = [*(record.time_flags or []),
+                                     f"instruction time {claimed:.0f} s claimed, {counted:.0f} s "
+                                     f"possible by the server's clock"][-20:]
+            record.instruction_s = (record.instruction_s or 0.0) + counted
+            record.instruction_s_claimed = (record.instruction_s_claimed or 0.0) + claimed
             record.last_activity_at = self.clock()
             return True
 

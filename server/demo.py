@@ -132,8 +132,10 @@ completed = "DEMO-COMPLETED"
 failed_checks = "DEMO-FAILED"
 
 [exclusions]
-# Simulated participants finish in seconds; a real study keeps IMI's [135, 2500] s.
+# Simulated participants finish in seconds (and the server counts instruction time by its own
+# clock); a real study keeps IMI's [135, 2500] s and 15 s of instructions.
 min_total_s = 0.0
+min_instruction_s = 0.0
 min_catch_correct = {CATCH_TRIALS}
 min_row_uses = 1
 ''')

@@ -197,7 +197,10 @@ class Session(Base):
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_activity_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
-    instruction_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    instruction_s: Mapped[float | None] = mapped_column(Float, nullable=True)  # bounded by wall time
+    instruction_s_claimed: Mapped[float | None] = mapped_column(Float, nullable=True)  # as sent
+    # Client-reported times the server could not believe (kept, flagged, exported).
+    time_flags: Mapped[list[Any]] = mapped_column(JSON, default=list)
     practice_attempts: Mapped[int] = mapped_column(Integer, default=0)
     main_offset: Mapped[int | None] = mapped_column(Integer, nullable=True)  # trial_index of main 0
     n_responses: Mapped[int] = mapped_column(Integer, default=0)
@@ -227,6 +230,8 @@ class Response(Base):
     response_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     client_extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     server_received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # below_button_lock | longer_than_session: an rt the page cannot have measured
+    rt_flag: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 class Event(Base):

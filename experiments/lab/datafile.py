@@ -112,6 +112,8 @@ class TrialCsv:
             "confidence": answer.confidence, "rt_ms": answer.rt_ms,
             "stim_onset_ms": answer.stim_onset_ms, "response_ms": answer.response_ms,
             "server_received_at": recorded.server_received_at, "attempt": step.attempt,
+            "rt_flag": recorded.rt_flag,
+            "client_extra": json.dumps(extra, sort_keys=True) if extra else None,
             "participant": self.info.participant, "session": self.info.session,
             "date": self.info.date, "expName": self.info.exp_name,
             "psychopyVersion": self.info.psychopy_version, "frameRate": self.info.frame_rate,

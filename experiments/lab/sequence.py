@@ -48,6 +48,7 @@ class Recorded:
     server_received_at: datetime | None = None
     progress: Progress | None = None
     saved_to: str = "database"
+    rt_flag: str | None = None  # the server's doubt about the response time, if any
 
 
 @dataclass(frozen=True)

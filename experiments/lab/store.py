@@ -42,7 +42,7 @@ class DatabaseRecorder:
             status="failed_practice" if result.stage == "done" and result.main_offset is None
             else after.status)
         return Recorded(stored=result.stored, server_received_at=result.server_received_at, progress=progress,
-                        saved_to="database")
+                        saved_to="database", rt_flag=result.rt_flag)
 
     def event(self, kind: str, payload: dict[str, Any] | None = None) -> None:
         self.service.record_event(self.task.session_id, self.task.token, kind, payload)

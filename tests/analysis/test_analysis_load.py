@@ -249,14 +249,18 @@ def test_dataset_carries_rows_removed_by_read_trials(tmp_path):
 
 def test_load_database_url_of_a_real_experiment(db, database_url, tmp_path, toy_set):
     """A built experiment, sessions through the real session service, then load(url)."""
+    from datetime import datetime, timedelta, timezone
+
     from experiments.build import build_experiment
     from experiments.sessions import SessionService
     from tests.participants import run_session
     from tests.stimset import write_spec
 
     build_experiment(write_spec(tmp_path / "spec.toml", [toy_set]), db)
-    service = SessionService(db)
+    now = [datetime(2026, 5, 1, 12, tzinfo=timezone.utc)]
+    service = SessionService(db, clock=lambda: now[0])
     first = service.start("toy-exp", "RAW-ID-1", "prolific")
+    now[0] += timedelta(seconds=25)  # the server allows the 20 s of instructions reported
     service.record_instructions(first.session_id, first.token, 20.0)
     sent = run_session(service, first, accuracy=0.5, seed=1)
     second = service.start("toy-exp", "RAW-ID-2", "prolific")

@@ -1,5 +1,6 @@
 """Export: documented columns and dtypes, pseudonyms only, byte-identical rebuilds."""
 import re
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -19,9 +20,11 @@ SCHEMA_DOC = Path(__file__).parents[2] / "data" / "SCHEMA.md"
 @pytest.fixture
 def exported(db, tmp_path, toy_set):
     build_experiment(write_spec(tmp_path / "spec.toml", [toy_set]), db)
-    service = SessionService(db)
+    now = [datetime(2026, 5, 1, 12, tzinfo=timezone.utc)]
+    service = SessionService(db, clock=lambda: now[0])
     first = service.start("toy-exp", "5f3a9c-PROLIFIC-RAW", "prolific",
                           client_info={"screen_width": 1920, "user_agent": "Firefox"})
+    now[0] += timedelta(seconds=25)  # the instructions take 20 s of these
     service.record_instructions(first.session_id, first.token, 20.0)
     # A failed practice attempt, then the whole session.
     service.record_response(first.session_id, first.token, answer(first.practice[0], 0, correct=False))

@@ -213,8 +213,9 @@ def test_excluded_session_frees_its_task(service):
     assert service.start("toy-exp", "REPLACEMENT", "prolific").task_id == states[3].task_id
 
 
-def test_events_and_instruction_time_are_stored(service, db):
+def test_events_and_instruction_time_are_stored(service, db, clock):
     state = service.start("toy-exp", "P", "link", client_info={"screen_width": 1920})
+    clock.now += timedelta(seconds=20)
     service.record_instructions(state.session_id, state.token, 12.5)
     service.record_instructions(state.session_id, state.token, 5.0)
     service.record_event(state.session_id, state.token, "focus_loss", {"hidden_ms": 900}, 1234.5)
@@ -225,6 +226,22 @@ def test_events_and_instruction_time_are_stored(service, db):
         logged = (event.payload, event.client_ms)
     assert seen == (17.5, 1920)
     assert logged == ({"hidden_ms": 900}, 1234.5)
+
+
+def test_client_times_are_bounded_by_the_servers_clock_and_flagged(service, db, clock):
+    state = service.start("toy-exp", "P", "link")
+    clock.now += timedelta(seconds=30)
+    for _ in range(3):  # 86,400 s claimed three times, 30 s of wall time
+        service.record_instructions(state.session_id, state.token, 86_400.0)
+    service.record_response(state.session_id, state.token, answer(state.practice[0], 0, rt_ms=40.0))
+    service.record_response(state.session_id, state.token,
+                            answer(state.practice[1], 1, rt_ms=3_600_000.0))
+    with db.read() as s:
+        record = s.get(Session, state.session_id)
+        flags = s.scalars(select(Response.rt_flag).order_by(Response.trial_index)).all()
+    assert record.instruction_s <= 32.0 and record.instruction_s_claimed == 3 * 86_400.0
+    assert len(record.time_flags) == 3 and "86400 s claimed" in record.time_flags[0]
+    assert flags == ["below_button_lock", "longer_than_session"]
 
 
 def _n_tasks(db) -> int:

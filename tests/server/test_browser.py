@@ -195,6 +195,12 @@ def test_prolific_flow_to_the_completion_redirect(page, study):
     assert record.status == "completed" and record.feedback == "all good"
     assert record.instruction_s and record.instruction_s > 0
     assert count(study["db"], sid) == 2 + n_main
+    # the export carries the feedback and the frame rate the page measured
+    from experiments.export import frames_from_db
+
+    people = frames_from_db(study["db"], study["key"])["participants"]
+    mine = people[people.feedback == "all good"].iloc[0]
+    assert 20 < mine.frame_rate < 500 and mine.status == "completed"
 
 
 def test_failing_the_practice_repeats_it(page, study):

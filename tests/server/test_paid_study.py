@@ -277,3 +277,35 @@ def test_a_short_admin_password_is_refused(db, tmp_path):
 
     with pytest.raises(InterpsyError, match="shorter than 12"):
         make_app(db, tmp_path, admin_password="short")
+
+
+# ---- client times and attention data (items 4, 13) ------------------------------------------
+def test_attention_data_and_bounded_times_reach_the_export(api_env, db):
+    from experiments.export import frames_from_db
+
+    _, client, key = api_env
+    s = start_session(client, key, "?PROLIFIC_PID=attentive")
+    url = f"/api/sessions/{s.session_id}"
+    for _ in range(3):
+        assert client.post(url + "/instructions", json={"seconds": 86_400},
+                           headers=s.headers).status_code == 200
+    for kind, payload in [("page_load", {}), ("page_load", {}), ("focus_lost", {}),
+                          ("focus_lost", {}), ("fullscreen_exit", {}), ("image_failed", {}),
+                          ("screen", {"frame_rate": 59.9, "window_width": 1280})]:
+        assert client.post(url + "/events", json={"kind": kind, "payload": payload},
+                           headers=s.headers).status_code == 201
+    state = client.get(url, headers=s.headers).json
+    trial = state["practice"][0]
+    client.post(url + "/responses", headers=s.headers, json={
+        "trial_index": 0, "trial_id": trial["trial_id"], "choice": "a", "confidence": 2,
+        "rt_ms": 20.0, "extra": {"focus_lost": 1, "fullscreen": False}})
+    client.post(url + "/complete", json={"feedback": "the images were small"}, headers=s.headers)
+    frames = frames_from_db(db, key)
+    p = frames["participants"].iloc[0]
+    assert p.instruction_s < 60 and p.instruction_s_claimed == 3 * 86_400
+    assert "86400 s claimed" in p.time_flags
+    assert (p.focus_losses, p.fullscreen_exits, p.reloads, p.image_failures) == (2, 1, 1, 1)
+    assert p.frame_rate == 59.9
+    r = frames["responses"].iloc[0]
+    assert r.rt_flag == "below_button_lock"
+    assert json.loads(r.client_extra) == {"focus_lost": 1, "fullscreen": False}

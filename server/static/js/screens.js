@@ -40,6 +40,17 @@ export function windowLargeEnough([minW, minH]) {
   return window.innerWidth >= minW && window.innerHeight >= minH;
 }
 
+/** The display's refresh rate in Hz: the median of `frames` requestAnimationFrame intervals. */
+export async function measureFrameRate(frames = 60) {
+  const stamps = [];
+  for (let i = 0; i <= frames; i += 1) {
+    stamps.push(await new Promise((resolve) => requestAnimationFrame(resolve)));
+  }
+  const gaps = stamps.slice(1).map((t, i) => t - stamps[i]).sort((a, b) => a - b);
+  const median = gaps[Math.floor(gaps.length / 2)];
+  return median > 0 ? Math.round(10000 / median) / 10 : null;
+}
+
 /** The screen check and the request to go fullscreen (the study goes on if it is refused). */
 export async function screenCheck(container, minWindow, log) {
   const main = card(container, 'screen-check', 'Screen check and fullscreen');
@@ -67,7 +78,8 @@ export async function screenCheck(container, minWindow, log) {
     log('fullscreen_refused', { message: String(error && error.message).slice(0, 200) });
   }
   log('screen', { window_width: window.innerWidth, window_height: window.innerHeight,
-    screen_width: screen.width, screen_height: screen.height, fullscreen: Boolean(document.fullscreenElement) });
+    screen_width: screen.width, screen_height: screen.height, fullscreen: Boolean(document.fullscreenElement),
+    frame_rate: await measureFrameRate() });
 }
 
 export function defaultInstructions(state) {
