@@ -23,9 +23,9 @@ from flask import (
 )
 from sqlalchemy import func, select
 
-from experiments.db.models import Experiment, Participant, Response, Session, Task, Trial, Unit
-from experiments.export import export_experiment, pseudonym
-from server import admin_auth, lookup
+from experiments.db.models import Experiment, Response, Session, Task
+from experiments.export import export_experiment
+from server import admin_auth, admin_data, lookup
 from server.security import check_csrf, client_ip, limiter, network_key
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -112,71 +112,35 @@ def index():
     return render_template("admin/index.html", rows=rows)
 
 
-def _flags(record: Session, spec, catch_correct: int, catch_total: int) -> list[str]:
-    rules = spec.exclusions
-    flags = list(record.exclusion_reasons or [])
-    if catch_total and catch_correct < min(rules.min_catch_correct, catch_total):
-        flags.append(f"catch {catch_correct}/{catch_total}")
-    if record.instruction_s is not None and record.instruction_s < rules.min_instruction_s:
-        flags.append(f"instructions {record.instruction_s:.0f} s")
-    if record.practice_attempts > rules.max_practice_attempts:
-        flags.append(f"practice attempts {record.practice_attempts}")
-    if record.finished_at is not None and record.status == "completed":
-        total = (record.finished_at - record.started_at).total_seconds()
-        if not rules.min_total_s <= total <= rules.max_total_s:
-            flags.append(f"total {total:.0f} s")
-    return flags
-
-
 @bp.get("/x/<experiment>")
 @login_required
 def experiment(experiment: str):
-    """Progress per condition and unit, and the sessions with status and flags."""
+    """Progress that counts, and the sessions (searchable, paged) with platform ids, durations,
+    catch accuracy, feedback and flags."""
     info = lookup.find_experiment(_state().db, experiment)
-    main_answer = (select(Trial.unit_id, Trial.condition, Trial.difficulty, func.count(Response.id))
-                   .join(Response, Response.trial_id == Trial.id)
-                   .join(Session, Session.id == Response.session_id)
-                   .where(Session.experiment_id == info.id, Trial.phase == "main",
-                          Trial.is_catch.is_(False), Session.status != "excluded")
-                   .group_by(Trial.unit_id, Trial.condition, Trial.difficulty))
-    planned = (select(Task.condition, Task.difficulty, func.count(Trial.id))
-               .join(Trial, Trial.task_id == Task.id)
-               .where(Task.experiment_id == info.id, Trial.phase == "main",
-                      Trial.is_catch.is_(False)).group_by(Task.condition, Task.difficulty))
-    with _state().db.read() as db:
-        answered = db.execute(main_answer).all()
-        cells = {(c, d): {"condition": c, "difficulty": d, "target": n, "done": 0}
-                 for c, d, n in db.execute(planned).all()}
-        units = {u.unit_id: {"unit_id": u.unit_id, "target": u.target_responses, "done": 0}
-                 for u in db.scalars(select(Unit).where(Unit.experiment_id == info.id,
-                                                        Unit.role == "main").order_by(Unit.unit_id))}
-        for unit_id, condition, difficulty, n in answered:
-            if (condition, difficulty) in cells:
-                cells[(condition, difficulty)]["done"] += n
-            if unit_id in units:
-                units[unit_id]["done"] += n
-        catch = dict(((sid, (ok, total)) for sid, ok, total in db.execute(
-            select(Response.session_id, func.count().filter(Response.correct.is_(True)),
-                   func.count()).join(Trial, Trial.id == Response.trial_id)
-            .join(Session, Session.id == Response.session_id)
-            .where(Session.experiment_id == info.id, Trial.is_catch.is_(True))
-            .group_by(Response.session_id)).all()))
-        sessions = []
-        for record, number, source, task_key in db.execute(
-                select(Session, Participant.number, Participant.source, Task.task_key)
-                .join(Participant, Participant.id == Session.participant_id)
-                .join(Task, Task.id == Session.task_id)
-                .where(Session.experiment_id == info.id)
-                .order_by(Session.started_at.desc()).limit(1000)):
-            ok, total = catch.get(record.id, (0, 0))
-            sessions.append({"id": record.id, "participant": pseudonym(number), "source": source,
-                             "task": task_key, "status": record.status,
-                             "started": record.started_at.strftime("%Y-%m-%d %H:%M:%S"),
-                             "responses": record.n_responses,
-                             "practice_attempts": record.practice_attempts,
-                             "flags": _flags(record, info.spec, ok, total)})
-    return render_template("admin/experiment.html", info=info, cells=list(cells.values()),
-                           units=list(units.values()), sessions=sessions)
+    query = (request.args.get("q") or "").strip()[:200]
+    try:
+        page = max(1, int(request.args.get("page", "1")))
+    except ValueError:
+        abort(400, "page must be a number")
+    cells, units = admin_data.progress(_state().db, info.id)
+    rows, total = admin_data.sessions(_state().db, info.id, info.spec, query, page)
+    pages = max(1, -(-total // admin_data.PAGE_SIZE))
+    return render_template("admin/experiment.html", info=info, cells=cells, units=units,
+                           sessions=rows, total=total, page=min(page, pages), pages=pages,
+                           query=query)
+
+
+@bp.get("/x/<experiment>/platform.csv")
+@login_required
+def platform(experiment: str):
+    """Every session with its raw platform ids and a suggested decision, for the platform."""
+    info = lookup.find_experiment(_state().db, experiment)
+    rows, _ = admin_data.sessions(_state().db, info.id, info.spec, page_size=None)
+    response = current_app.response_class(admin_data.platform_csv(rows), mimetype="text/csv")
+    response.headers["Content-Disposition"] = (
+        f"attachment; filename={info.key.replace('@', '_')}-platform.csv")
+    return response
 
 
 @bp.post("/x/<experiment>/status")
@@ -227,6 +191,18 @@ def mark_session(experiment: str, session_id: str):
         abort(404, "no such session in this experiment")
     reason = (request.form.get("reason") or "").strip()[:500]
     _state().service.set_status(session_id, status, reason or f"marked {status} by the researcher")
+    return redirect(url_for("admin.experiment", experiment=info.key))
+
+
+@bp.post("/x/<experiment>/sessions/<session_id>/undo")
+@login_required
+def undo_mark(experiment: str, session_id: str):
+    """Take back a returned/excluded mark."""
+    check_csrf()
+    info = lookup.find_experiment(_state().db, experiment)
+    if lookup.session_facts(_state().db, session_id)[2] != info.id:
+        abort(404, "no such session in this experiment")
+    _state().service.undo_status(session_id)
     return redirect(url_for("admin.experiment", experiment=info.key))
 
 

@@ -309,3 +309,96 @@ def test_attention_data_and_bounded_times_reach_the_export(api_env, db):
     r = frames["responses"].iloc[0]
     assert r.rt_flag == "below_button_lock"
     assert json.loads(r.client_extra) == {"focus_lost": 1, "fullscreen": False}
+
+
+# ---- the admin of a paid study (item 12) -----------------------------------------------------
+def test_progress_counts_only_answers_that_count(api_env, db):
+    from tests.server.conftest import admin_login
+
+    _, client, key = api_env
+    done = start_session(client, key, "?PROLIFIC_PID=finisher")
+    _finish(client, db, done)
+    quitter = start_session(client, key, "?PROLIFIC_PID=quitter")
+    state = client.get(f"/api/sessions/{quitter.session_id}", headers=quitter.headers).json
+    from tests.server.conftest import answer_key
+    truth = answer_key(db)
+    for index, trial in enumerate(state["practice"] + state["main"][:3]):
+        client.post(f"/api/sessions/{quitter.session_id}/responses", headers=quitter.headers,
+                    json={"trial_index": index, "trial_id": trial["trial_id"],
+                          "choice": truth[trial["trial_id"]], "confidence": 1, "rt_ms": 2000.0})
+    from experiments.sessions import SessionService
+    SessionService(db).set_status(quitter.session_id, "returned")
+    admin_login(client, key)
+    from server.admin_data import progress
+    with db.read() as session:
+        from experiments.db.models import Experiment
+        experiment_id = session.scalar(select(Experiment.id))
+    cells, _ = progress(db, experiment_id)
+    n_main = len([t for t in client.get(f"/api/sessions/{done.session_id}",
+                                        headers=done.headers).json["main"]])
+    with db.read() as session:
+        from experiments.db.models import Trial
+        n_catch = session.scalar(select(func.count()).select_from(Trial).where(
+            Trial.phase == "main", Trial.is_catch.is_(True), Trial.task_id == select(
+                Trial.task_id).where(Trial.id == state["main"][0]["trial_id"]).scalar_subquery()))
+    assert sum(c["done"] for c in cells) == n_main - n_catch  # the finisher's, not the quitter's
+    assert sum(c["running"] for c in cells) == 0
+
+
+def test_the_admin_sees_platform_ids_searches_pages_undoes_and_downloads(api_env, db):
+    from datetime import timedelta
+
+    from experiments.db.models import Experiment, Participant, Session, Task, utcnow
+    from tests.server.conftest import admin_login
+
+    _, client, key = api_env
+    s = start_session(client, key, "?PROLIFIC_PID=5f0000000000000000000abc&STUDY_ID=st"
+                                   "&SESSION_ID=se")
+    with db.write() as session:  # 1,100 earlier sessions that came and went
+        experiment_id = session.scalar(select(Experiment.id))
+        task_id = session.scalar(select(Task.id))
+        start = utcnow() - timedelta(days=1)
+        session.execute(Participant.__table__.insert(), [
+            {"experiment_id": experiment_id, "number": 100 + i, "platform_id": f"old{i:05d}",
+             "source": "prolific", "platform_info": {}, "created_at": start}
+            for i in range(1100)])
+        ids = dict(session.execute(select(Participant.platform_id, Participant.id)).all())
+        session.execute(Session.__table__.insert(), [
+            {"id": f"{i:032x}", "experiment_id": experiment_id, "participant_id": ids[f"old{i:05d}"],
+             "task_id": task_id, "token_sha256": "x", "client": "web", "status": "returned",
+             "started_at": start + timedelta(seconds=i), "last_activity_at": start,
+             "practice_attempts": 0, "n_responses": 0, "client_info": {},
+             "exclusion_reasons": [], "older_token_hashes": [], "time_flags": []}
+            for i in range(1100)])
+    token = admin_login(client, key)
+    first = client.get(f"/admin/x/{key}").text
+    assert "5f0000000000000000000abc" in first and "SESSION_ID=se" in first  # admin only
+    assert "Page 1 of 12" in first
+    last = client.get(f"/admin/x/{key}?page=12").text
+    assert "old00000" in last and "5f0000000000000000000abc" not in last
+    found = client.get(f"/admin/x/{key}?q=old01099").text
+    assert "old01099" in found and "old01098" not in found and "Page 1 of 1" in found
+    by_pseudonym = client.get(f"/admin/x/{key}?q=P0001").text
+    assert "5f0000000000000000000abc" in by_pseudonym
+    # mark, then undo the mark
+    url = f"/admin/x/{key}/sessions/{s.session_id}"
+    client.post(url + "/status", data={"status": "excluded", "reason": "bot",
+                                       "csrf_token": token})
+    assert _status_of(db, s.session_id) == "excluded"
+    assert client.post(url + "/undo", data={"csrf_token": token}).status_code == 302
+    assert _status_of(db, s.session_id) == "in_progress"
+    # the platform CSV: raw ids and a suggested decision per session
+    sheet = client.get(f"/admin/x/{key}/platform.csv")
+    assert sheet.status_code == 200 and sheet.mimetype == "text/csv"
+    lines = sheet.text.splitlines()
+    assert lines[0].startswith("source,participant_id,platform_id,assignment_id")
+    assert len(lines) == 1 + 1101
+    mine = next(line for line in lines if "5f0000000000000000000abc" in line)
+    assert ",se," in mine and ",in_progress," in mine and ",none," in mine
+
+
+def _status_of(db, session_id: str) -> str:
+    from experiments.db.models import Session
+
+    with db.read() as session:
+        return session.get(Session, session_id).status
