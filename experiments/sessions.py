@@ -29,6 +29,7 @@ from experiments.db.models import (
     utcnow,
 )
 from experiments.errors import Conflict, NotFound, Refused
+from experiments.practice import practice_order, practice_position
 from experiments.spec import ExperimentSpec
 
 ACTIVE = "in_progress"
@@ -116,6 +117,16 @@ class SessionState:
     token: str | None = None
     resumed: bool = False
     answered_correct_main: int = 0
+
+    def practice_trial(self, index: int) -> TrialView:
+        """The practice trial shown at running index `index` (repetitions are reshuffled)."""
+        return self.practice[practice_position(self.session_id, index, len(self.practice))]
+
+    @property
+    def practice_order(self) -> list[int]:
+        """The order of the practice attempt under way (or next)."""
+        n = len(self.practice)
+        return practice_order(self.session_id, self.next_index // n if n else 0, n)
 
     @property
     def stage(self) -> str:
@@ -576,7 +587,7 @@ class SessionService:
         session.flush()
         passed = None
         n_practice = spec.practice.trials
-        if trial.phase == "practice" and trial.position == n_practice - 1:
+        if trial.phase == "practice" and index % n_practice == n_practice - 1:  # the attempt's last slot
             passed = self._close_practice_attempt(session, record, spec, attempt)
         return self._result(session, record, stored, stored_now=True, passed=passed)
 
@@ -594,7 +605,8 @@ class SessionService:
         trials = self.trials_of(session, record.task_id)
         n_practice = len(trials.practice)
         if record.main_offset is None or index < record.main_offset:
-            phase, position, attempt = "practice", index % n_practice, index // n_practice
+            phase, attempt = "practice", index // n_practice
+            position = practice_position(record.id, index, n_practice)
         else:
             phase, position, attempt = "main", index - record.main_offset, 0
         trial = trials.at(phase, position)

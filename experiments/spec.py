@@ -72,6 +72,18 @@ class InstructionPage(Strict):
                                         description="show only for these; empty = all")
 
 
+class Consent(Strict):
+    """What the consent page (and MTurk's preview) tells people before they agree."""
+
+    text: str = Field("", description="the study's own information, paragraphs separated by a "
+                                      "blank line; empty = the built-in description of the task")
+    duration: str = Field("about 15-25 minutes", description="how long the study takes")
+    payment: str = Field("", description="what participants are paid, e.g. '£3.00 (£9/hour)'")
+    researcher: str = Field("", description="who runs the study: name and institution")
+    contact: str = Field("", description="how to reach the researchers, e.g. an e-mail address")
+    ethics: str = Field("", description="the ethics approval: board and reference number")
+
+
 class CompletionCodes(Strict):
     """Codes returned to the recruitment platform at the end of a session."""
 
@@ -137,7 +149,10 @@ class ExperimentSpec(Strict):
     practice: Practice = Practice()
     catch: Catch = Catch()
     timing: Timing = Timing()
-    instructions: list[InstructionPage] = Field(default_factory=list)
+    consent: Consent = Consent()
+    instructions: list[InstructionPage] = Field(
+        default_factory=list, description="pages shown before the built-in ones (how to answer, "
+                                          "the button lock, the practice criterion)")
     recruitment: Recruitment = Recruitment()
     exclusions: Exclusions = Exclusions()
     feedback_form: bool = True

@@ -74,6 +74,7 @@ def state_json(state: SessionState) -> dict[str, Any]:
         "answered_correct_main": state.answered_correct_main,
         "completion_code": state.completion_code if state.stage == "done" else None,
         "practice": [_trial_json(t, public) for t in state.practice],
+        "practice_order": state.practice_order,  # repetitions show the trials reshuffled
         "main": [_trial_json(t, public) for t in state.main],
         "timing": {"button_lock_ms": timing.button_lock_ms,
                    "feedback_delay_ms": timing.feedback_delay_ms,

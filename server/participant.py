@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from pathlib import Path
 from typing import Any
 
 from flask import (Blueprint, current_app, redirect, render_template, request, send_file,
@@ -190,6 +191,13 @@ def run(experiment: str):
     """The trial page; the session id and token come in the URL fragment or localStorage."""
     info = lookup.find_experiment(_app_state().db, experiment)
     return render_template("run.html", experiment=info)
+
+
+@bp.get("/favicon.ico")
+def favicon():
+    """Browsers ask for /favicon.ico whatever the page says: the same icon, no 404s in the log."""
+    return send_file(Path(current_app.static_folder) / "favicon.svg", mimetype="image/svg+xml",
+                     max_age=86_400)
 
 
 @bp.get("/img/<experiment>/<path:image_id>")

@@ -144,7 +144,9 @@ class HttpParticipant:
         practice, main = state["practice"], state["main"]
         while True:
             if offset is None:
-                trial, phase = practice[index % len(practice)], "practice"
+                if index % len(practice) == 0 and index:  # a repetition: its order is new
+                    state = self._api("GET", "")
+                trial, phase = practice[state["practice_order"][index % len(practice)]], "practice"
             elif index - offset < len(main):
                 trial, phase = main[index - offset], "main"
             else:

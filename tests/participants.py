@@ -21,9 +21,8 @@ def run_session(service: SessionService, state: SessionState, accuracy: float = 
     rng = random.Random(seed)
     index, sent = state.next_index, 0
     while state.main_offset is None and state.practice:
-        position = index % len(state.practice)
         result = service.record_response(state.session_id, state.token,
-                                         answer(state.practice[position], index))
+                                         answer(state.practice_trial(index), index))
         index, sent = index + 1, sent + 1
         if result.main_offset is not None:
             state.main_offset = result.main_offset

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from experiments.lab.task import LabTask, LabTrial, Progress
+from experiments.practice import practice_position
 from experiments.sessions import ResponseIn
 
 
@@ -139,7 +140,8 @@ class Sequencer:
         stage = self.stage
         if stage == "practice":
             n = task.n_practice
-            return Step(task.practice[p.next_index % n], p.next_index, "practice",
+            position = practice_position(task.session_id, p.next_index, n)
+            return Step(task.practice[position], p.next_index, "practice",
                         p.next_index // n, p.next_index % n, n)
         if stage == "main":
             j = p.next_index - p.main_offset

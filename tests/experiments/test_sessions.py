@@ -103,8 +103,12 @@ def test_failed_practice_is_repeated_then_passed(service, db):
     r = service.record_response(sid, token, answer(state.practice[0], 0, correct=False))
     r = service.record_response(sid, token, answer(state.practice[1], 1))
     assert r.practice_attempt_passed is False and r.stage == "practice" and r.practice_attempts == 1
-    service.record_response(sid, token, answer(state.practice[0], 2))
-    r = service.record_response(sid, token, answer(state.practice[1], 3))
+    # the repetition shows the two trials the other way round
+    assert state.practice_trial(2) == state.practice[1] and state.practice_trial(3) == state.practice[0]
+    with pytest.raises(Conflict):
+        service.record_response(sid, token, answer(state.practice[0], 2))
+    service.record_response(sid, token, answer(state.practice_trial(2), 2))
+    r = service.record_response(sid, token, answer(state.practice_trial(3), 3))
     assert r.practice_attempt_passed and r.main_offset == 4 and r.stage == "main"
     r = service.record_response(sid, token, answer(state.main[0], 4))
     with db.read() as s:
@@ -325,3 +329,16 @@ def test_a_re_accepted_hit_completes_with_the_new_assignment(service, db):
         info = s.scalars(select(Participant.platform_info)).one()
     assert info == {"assignmentId": "NEW"}
     assert _count(db, Event, Event.kind == "platform_info_changed") == 1
+
+
+def test_each_practice_repetition_shows_the_trials_in_a_new_order():
+    from experiments.practice import practice_order
+
+    for n in (2, 3, 5):
+        orders = [practice_order("session-x", a, n) for a in range(6)]
+        assert orders[0] == list(range(n))
+        assert all(sorted(o) == list(range(n)) for o in orders)
+        assert all(a != b for a, b in zip(orders, orders[1:]))
+    assert practice_order("session-x", 3, 5) == practice_order("session-x", 3, 5)
+    assert practice_order("session-x", 1, 5) != practice_order("session-y", 1, 5) or \
+        practice_order("session-x", 2, 5) != practice_order("session-y", 2, 5)

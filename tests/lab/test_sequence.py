@@ -134,7 +134,7 @@ def test_same_columns_as_a_web_session(built, tmp_path):
     from experiments.lab.sequence import Step
     index = 0
     while state.stage in ("practice", "main"):
-        trial = (state.practice[index % len(state.practice)] if state.main_offset is None
+        trial = (state.practice_trial(index) if state.main_offset is None
                  else state.main[index - state.main_offset])
         answer = respond(Step(trial, index, trial.phase, 0, 0, 1))
         service.record_response(state.session_id, state.token, ResponseIn(

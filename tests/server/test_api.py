@@ -35,9 +35,12 @@ def test_whole_session_through_the_api(api_env, db):
     assert "unit_id" not in state["practice"][0] and "is_catch" not in state["main"][0]
     truth = answer_key(db)
     index = 0
-    # Fail the first practice attempt, pass the second.
+    # Fail the first practice attempt, pass the second (whose trials come in a new order).
+    orders = []
     for attempt_right in (False, True):
-        for trial in state["practice"]:
+        state = client.get(f"/api/sessions/{started.session_id}", headers=started.headers).json
+        orders.append(state["practice_order"])
+        for trial in (state["practice"][i] for i in state["practice_order"]):
             r = client.post(f"/api/sessions/{started.session_id}/responses",
                             json=answer(trial, index, right=attempt_right, key=truth),
                             headers=started.headers)
@@ -48,6 +51,7 @@ def test_whole_session_through_the_api(api_env, db):
             index += 1
         assert r.json["practice_attempt_passed"] is attempt_right
     assert r.json["main_offset"] == index and r.json["stage"] == "main"
+    assert orders[0] == sorted(orders[0]) and orders[1] != orders[0]
     early = client.post(f"/api/sessions/{started.session_id}/complete", json={},
                         headers=started.headers)
     assert early.status_code == 409
@@ -217,5 +221,6 @@ def test_a_retried_event_or_instruction_time_is_stored_once(api_env, db):
         record = session.get(Session, s.session_id)
         kinds = session.scalars(select(Event.kind).where(Event.session_id == s.session_id,
                                                          Event.client_key.is_not(None))).all()
-    assert record.instruction_s == 42.5
+    # counted once each (the server also bounds them by the session's age: see test_paid_study)
+    assert record.instruction_s_claimed == 42.5 and record.instruction_s <= 42.5
     assert sorted(kinds) == ["client_focus_lost", "client_focus_lost", "instructions", "instructions"]

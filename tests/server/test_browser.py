@@ -430,3 +430,110 @@ def test_a_completed_participant_opening_the_link_again_gets_the_code(page, stud
     page.wait_for_selector("#finished")
     shot(page, "15-completed-again")
     assert "cc=COMPLETED" in page.get_attribute("#prolific-link", "href")
+
+
+CONTRAST = """(selector) => {
+    const parse = (c) => (c.match(/[\\d.]+/g) || []).map(Number);
+    const lum = ([r, g, b]) => [r, g, b].map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; })
+        .reduce((s, v, i) => s + v * [0.2126, 0.7152, 0.0722][i], 0);
+    const node = document.querySelector(selector);
+    const fg = parse(getComputedStyle(node).color);
+    let bg = null;
+    for (let n = node; n; n = n.parentElement) {
+        const c = parse(getComputedStyle(n).backgroundColor);
+        if (c.length === 3 || (c.length === 4 && c[3] > 0)) { bg = c; break; }
+    }
+    bg = bg || [255, 255, 255];
+    const [a, b] = [lum(fg), lum(bg)].sort((x, y) => y - x);
+    return (a + 0.05) / (b + 0.05);
+}"""
+
+
+@pytest.mark.parametrize("size", [(1280, 720), (1920, 1080)])
+def test_trial_screen_fills_the_screen_and_its_text_meets_wcag_aa(browser, study, size):
+    context = browser.new_context(viewport={"width": size[0], "height": size[1]})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        begin(page, study, f"?id=screen-{size[0]}")
+        page.wait_for_selector(".trial:not(.hidden-until-ready)")
+        shot(page, f"16-trial-{size[0]}x{size[1]}")
+        ref = page.eval_on_selector(".refs-max img", "(i) => i.getBoundingClientRect().width")
+        assert ref >= (110 if size[0] == 1280 else 170), ref  # it was 86 px at 1280x720
+        bottom = page.eval_on_selector(".trial", "(t) => t.getBoundingClientRect().bottom")
+        assert bottom <= size[1], "the trial screen must fit without scrolling"
+        for selector in (".question", ".trial-count"):
+            assert page.evaluate(CONTRAST, selector) >= 4.5, selector
+        choice, _ = correct_choice(page, study)
+        page.evaluate("() => { window.interpsyStudy.state.timing.feedback_ms = 3000; }")
+        page.click(f".choice[data-choice='{'b' if choice == 'a' else 'a'}'][data-confidence='1']")
+        page.wait_for_selector(".feedback.bad")
+        assert page.evaluate(CONTRAST, ".feedback") >= 4.5
+        shot(page, f"17-feedback-{size[0]}x{size[1]}")
+    finally:
+        context.close()
+
+
+def test_the_screen_guards_window_size_fullscreen_banner_and_keys(page, study):
+    sid = begin(page, study, "?id=guards")
+    page.wait_for_selector(".trial:not(.hidden-until-ready)")
+    page.set_viewport_size({"width": 800, "height": 500})  # shrunk below 940 x 600
+    page.wait_for_selector("#too-small:not([hidden])")
+    shot(page, "18-window-too-small")
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.wait_for_selector("#too-small", state="hidden")
+    # leaving fullscreen shows the banner above the study, never over the question
+    page.evaluate("""() => document.fullscreenElement ? document.exitFullscreen()
+                     : document.dispatchEvent(new Event('fullscreenchange'))""")
+    page.wait_for_selector("#fs-banner:not([hidden])")
+    banner = page.eval_on_selector("#fs-banner", "(b) => b.getBoundingClientRect().bottom")
+    question = page.eval_on_selector(".question", "(q) => q.getBoundingClientRect().top")
+    assert banner <= question
+    shot(page, "19-fullscreen-banner")
+    # keys answer: 8 = lower image, very sure; Enter continues
+    page.wait_for_selector(".choice:not([disabled])")
+    page.keyboard.press("8")
+    page.wait_for_selector(".continue:not([hidden])")
+    page.keyboard.press("Enter")
+    wait_count(study["db"], sid, 1)
+    with study["db"].read() as s:
+        stored = s.scalars(select(Response).where(Response.session_id == sid)).one()
+    assert (stored.choice, stored.confidence) == ("b", 3)
+    assert events(study["db"], sid, "client_window_too_small")
+
+
+def test_consent_and_instructions_come_from_the_spec(page, study, tmp_path):
+    key = build(study["db"], tmp_path, make_stimulus_set(tmp_path / "sets", n_units=12,
+                                                          n_batches=1, synthetic=False),
+                name="consent-spec", conditions=["natural"], responses_per_unit=2,
+                timing=FAST_TIMING, consent={
+                    "text": "We study how people read neural networks.\n\nSecond paragraph.",
+                    "duration": "about 12 minutes", "payment": "GBP 2.40",
+                    "researcher": "Vision Lab, Example University", "contact": "lab@example.org",
+                    "ethics": "Example IRB 2026-117"},
+                instructions=[{"title": "About the images", "text": "Our own page."}])
+    own = {**study, "key": key}
+    page.goto(f"{study['url']}/x/{key}/?id=consenter")
+    facts = page.inner_text("#study-facts")
+    for text in ("about 12 minutes", "GBP 2.40", "Example University", "lab@example.org",
+                 "Example IRB 2026-117"):
+        assert text in facts
+    assert "Second paragraph." in page.inner_text("#consent")
+    shot(page, "20-consent-from-spec")
+    page.check("#consent-box")
+    page.click("#start")
+    page.click("#fullscreen")
+    titles = []
+    while True:
+        page.wait_for_selector("#instructions")
+        titles.append(page.inner_text("#instructions h1"))
+        label = page.inner_text("#instructions-next")
+        if titles[-1] == "How to answer":
+            text = page.inner_text("#instructions")
+            assert "unlock after 0.1 seconds" in text and "8 9 0" in text
+        page.click("#instructions-next")
+        if label.startswith("Start"):
+            break
+    # the study's page first, then the built-in ones (buttons, lock, practice criterion)
+    assert titles == ["About the images", "How to answer", "Practice first"]
+    assert own["key"] == key

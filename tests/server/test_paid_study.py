@@ -178,8 +178,8 @@ def _finish(client, db, s, right: bool = True) -> dict:
         if state["stage"] == "done" or state["stage"] == "finish":
             break
         offset = state["main_offset"]
-        trial = (state["practice"][index % len(state["practice"])] if offset is None
-                 else state["main"][index - offset])
+        trial = (state["practice"][state["practice_order"][index % len(state["practice"])]]
+                 if offset is None else state["main"][index - offset])
         choice = truth[trial["trial_id"]]
         if not right:
             choice = "b" if choice == "a" else "a"
@@ -402,3 +402,33 @@ def _status_of(db, session_id: str) -> str:
 
     with db.read() as session:
         return session.get(Session, session_id).status
+
+
+def test_the_favicon_is_served(api_env):
+    _, client, _ = api_env
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.mimetype == "image/svg+xml"
+    assert 'rel="icon"' in client.get(f"/x/{api_env[2]}/").text
+
+
+def test_the_mturk_preview_says_when_the_study_is_closed(api_env, db):
+    from experiments.sessions import SessionService
+
+    _, client, key = api_env
+    SessionService(db).set_experiment_status(key, "closed")
+    preview = client.get(f"/x/{key}/?assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE&hitId=H")
+    assert 'id="preview-closed"' in preview.text
+
+
+def test_a_repeat_participant_is_told_before_the_consent_form(db, tmp_path, small_set):
+    from experiments.sessions import SessionService
+    from tests.server.conftest import build, make_app
+
+    build(db, tmp_path, small_set, name="wave1")
+    key = build(db, tmp_path, small_set, name="wave2",
+                recruitment={"block_participants_of": ["wave1"]})
+    SessionService(db).start("wave1", "veteran", "prolific")
+    page = make_app(db, tmp_path).test_client().get(f"/x/{key}/?PROLIFIC_PID=veteran",
+                                                    follow_redirects=True)
+    assert page.status_code == 403 and "already taken part" in page.text
+    assert 'name="consent"' not in page.text

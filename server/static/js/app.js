@@ -115,12 +115,37 @@ class Study {
     back.type = 'button';
     back.addEventListener('click', () => document.documentElement.requestFullscreen().catch(() => {}));
     banner.append(back);
-    document.body.append(banner);
+    document.body.prepend(banner); // in the flow above the study: it never covers the question
     document.addEventListener('fullscreenchange', () => {
       const inside = Boolean(document.fullscreenElement);
       this.log(inside ? 'fullscreen_enter' : 'fullscreen_exit');
       banner.hidden = inside;
+      document.body.classList.toggle('has-banner', !inside);
     });
+    this.watchWindowSize();
+  }
+
+  /** A window shrunk below the minimum mid-study is covered by a message until it is enlarged. */
+  watchWindowSize() {
+    const cover = screens.el('div', 'too-small');
+    cover.id = 'too-small';
+    cover.hidden = true;
+    const box = screens.el('main', 'card');
+    const text = screens.el('p', '');
+    box.append(screens.el('h1', '', 'Window too small'), text);
+    cover.append(box);
+    document.body.append(cover);
+    const [minW, minH] = this.state.min_window;
+    const check = () => {
+      const small = !screens.windowLargeEnough(this.state.min_window);
+      if (small && cover.hidden) this.log('window_too_small', { width: window.innerWidth, height: window.innerHeight });
+      cover.hidden = !small;
+      text.textContent = `Your browser window is ${window.innerWidth} x ${window.innerHeight} pixels; the ` +
+        `study needs at least ${minW} x ${minH}. Please make the window larger (or return to ` +
+        'fullscreen) to go on.';
+    };
+    window.addEventListener('resize', check);
+    check();
   }
 
   async drain() {
@@ -186,10 +211,11 @@ class Study {
       const attempt = Math.floor(this.progress.next_index / n);
       let position = this.progress.next_index % n;
       if (position === 0) this.progress.attempt_correct = 0;
+      const order = this.state.practice_order; // a repetition shows the trials reshuffled
       for (; position < n; position += 1) {
         const header = this.header(`Practice trial ${position + 1} of ${n}` +
           (attempt ? ` (attempt ${attempt + 1})` : ''));
-        await this.trial(trials[position], attempt * n + position, header, () => {
+        await this.trial(trials[order[position]], attempt * n + position, header, () => {
           this.progress.attempt_correct = (this.progress.attempt_correct || 0) + 1;
         });
       }
@@ -280,8 +306,8 @@ class Study {
     }
     this.loader.preload(this.state.practice).catch(() => {});
     if (!this.progress.instructions_done) {
-      const pages = this.state.instructions.length ? this.state.instructions
-        : screens.defaultInstructions(this.state);
+      const own = this.state.instructions;
+      const pages = [...own, ...screens.builtInInstructions(this.state, own.length > 0)];
       const seconds = await screens.instructions(root, pages, this.loader, this.state.practice[0]);
       this.progress.instructions_done = true;
       this.save();

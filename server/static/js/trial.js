@@ -4,6 +4,8 @@
 import { sleep } from './api.js';
 
 const CONFIDENCE = [[3, 'Very sure'], [2, 'Fairly sure'], [1, 'Not sure']];
+// Keyboard answers: upper image 1 2 3, lower image 8 9 0 (very, fairly, not sure).
+const KEYS = { a: ['1', '2', '3'], b: ['8', '9', '0'] };
 const nextFrame = () => new Promise((resolve) => requestAnimationFrame(resolve));
 
 function el(tag, className, text) {
@@ -37,8 +39,13 @@ function queryRow(loader, trial, which, buttons) {
   row.append(picture(loader, which === 'a' ? trial.query_a : trial.query_b, 'query-img'));
   const group = el('div', 'answer');
   group.append(el('span', 'answer-label', which === 'a' ? 'Upper image' : 'Lower image'));
-  CONFIDENCE.forEach(([confidence, text]) => {
+  CONFIDENCE.forEach(([confidence, text], i) => {
     const button = el('button', 'choice', text);
+    const key = el('kbd', 'key', KEYS[which][i]);
+    key.setAttribute('aria-hidden', 'true');
+    button.append(key);
+    button.dataset.key = KEYS[which][i];
+    button.setAttribute('aria-label', `${which === 'a' ? 'Upper' : 'Lower'} image: ${text} (key ${KEYS[which][i]})`);
     button.type = 'button';
     button.disabled = true;
     button.dataset.choice = which;
@@ -87,8 +94,15 @@ export async function runTrial(container, trial, { loader, timing, header, onAns
   setTimeout(() => buttons.forEach((button) => { button.disabled = false; }), lockRemaining);
 
   const answer = await new Promise((resolve) => {
+    const onKey = (event) => {
+      if (event.repeat || event.ctrlKey || event.altKey || event.metaKey) return;
+      const button = buttons.find((b) => b.dataset.key === event.key);
+      if (button && !button.disabled) button.dispatchEvent(new MouseEvent('click', { bubbles: true }));
+    };
+    document.addEventListener('keydown', onKey);
     buttons.forEach((button) => button.addEventListener('click', (event) => {
       if (button.disabled) return;
+      document.removeEventListener('keydown', onKey);
       buttons.forEach((b) => { b.disabled = true; });
       button.classList.add('chosen');
       const responseMs = event.timeStamp;
