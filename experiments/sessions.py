@@ -517,14 +517,15 @@ class SessionService:
         """
         with self.db.read() as session:
             record = self._session(session, session_id, token)
-            lapsed = record.status in (ACTIVE, "timed_out") and not self._holds(
-                record, self._session_spec(session, record))
-        if lapsed:
-            self._reclaim_now(session_id)
+            spec = self._session_spec(session, record)
+            if record.status not in (ACTIVE, "timed_out") or self._holds(record, spec):
+                return self._state(session, record, spec,
+                                   session.get(Experiment, record.experiment_id))
+        self._reclaim_now(session_id)
         with self.db.read() as session:
             record = self._session(session, session_id, token)
-            experiment = session.get(Experiment, record.experiment_id)
-            return self._state(session, record, self.spec_of(experiment), experiment)
+            return self._state(session, record, self._session_spec(session, record),
+                               session.get(Experiment, record.experiment_id))
 
     # ---- responses ------------------------------------------------------------------
     def record_response(self, session_id: str, token: str | None, response: ResponseIn

@@ -432,3 +432,21 @@ def test_a_repeat_participant_is_told_before_the_consent_form(db, tmp_path, smal
                                                     follow_redirects=True)
     assert page.status_code == 403 and "already taken part" in page.text
     assert 'name="consent"' not in page.text
+
+
+def test_a_returned_mark_is_no_exclusion_and_keeps_the_participants_own_end(api_env, db):
+    from datetime import timedelta
+
+    from experiments.db.models import Session
+    from experiments.export import frames_from_db
+    from experiments.sessions import SessionService
+
+    _, client, key = api_env
+    s = start_session(client, key, "?PROLIFIC_PID=went-back")
+    with db.write() as session:  # the participant's last answer was an hour ago
+        record = session.get(Session, s.session_id)
+        record.last_activity_at = record.started_at + timedelta(minutes=7)
+    SessionService(db).set_status(s.session_id, "returned")
+    row = frames_from_db(db, key)["participants"].iloc[0]
+    assert row.status == "returned" and not row.excluded
+    assert row.total_s == 7 * 60
