@@ -351,8 +351,9 @@ class SessionService:
 
     def entry_status(self, experiment_key: str, platform_id: str) -> tuple[str, str | None]:
         """What a platform id opening the study link finds, before consent: ('new', None),
-        ('in_progress', None), ('completed' or 'failed_practice', its completion code) or
-        ('repeat', None) for someone who may not take part (again)."""
+        ('in_progress', None), ('completed' or 'failed_practice', its completion code),
+        ('blocked', None) when the study cannot be resumed, or ('repeat', None) for someone who
+        may not take part (again)."""
         with self.db.read() as session:
             experiment = self._experiment(session, experiment_key)
             spec = self.spec_of(experiment)
@@ -371,8 +372,9 @@ class SessionService:
             status, code = latest
             if status in FINISHED:
                 return status, code
-            if status in (ACTIVE, "timed_out") and spec.recruitment.resume_policy != "block":
-                return "in_progress", None
+            if status in (ACTIVE, "timed_out"):
+                blocked = spec.recruitment.resume_policy == "block"
+                return ("blocked" if blocked else "in_progress"), None
             return "repeat", None
 
     def _refuse_crowded_network(self, session: OrmSession, experiment: Experiment,

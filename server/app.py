@@ -9,7 +9,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from experiments.db import Database
 from experiments.sessions import SessionService
-from server import errors, security
+from server import errors, logs, security
 from server.config import ServerConfig
 from server.images import ImageStore
 
@@ -60,5 +60,6 @@ def create_app(config: ServerConfig | dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(admin.bp)
     security.install(app)
     errors.install(app)
+    logs.install_werkzeug_filter()  # the development server's request log: no platform ids
     app.jinja_env.globals["csrf_token"] = security.csrf_token
     return app

@@ -96,8 +96,8 @@ def entry(experiment: str):
         status, code = state.service.entry_status(info.key, facts["platform_id"])
         if status in ("completed", "failed_practice"):
             return _finished_again(info, facts, status, code or "")
-        if status == "repeat":
-            return _refusal("repeat", 403)
+        if status in ("repeat", "blocked"):
+            return _refusal(status, 403)
         returning = status == "in_progress"
     return render_template("consent.html", experiment=info, spec=info.spec,
                            entry_token=token, facts=facts, returning=returning,

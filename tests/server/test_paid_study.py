@@ -156,6 +156,24 @@ def test_platform_ids_leave_the_url_at_once_and_never_reach_a_log(api_env, db, t
     assert pid not in text and "A1B2C3D4E5F6G7" not in text and "st1" not in text
 
 
+def test_the_development_servers_log_has_no_platform_ids(api_env, caplog):
+    import logging
+    import urllib.request
+
+    from tests.server.conftest import LiveServer
+
+    app, _, key = api_env
+    server = LiveServer(app)
+    try:
+        with caplog.at_level(logging.INFO, logger="werkzeug"):
+            urllib.request.urlopen(f"{server.url}/x/{key}/?PROLIFIC_PID=5f00000000000000000000bb"
+                                   f"&STUDY_ID=st2", timeout=5).read()
+    finally:
+        server.stop()
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "PROLIFIC_PID=-" in logged and "5f00000000000000000000bb" not in logged
+
+
 def test_a_deeply_nested_body_is_a_400(api_env):
     _, client, key = api_env
     s = start_session(client, key)
