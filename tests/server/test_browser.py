@@ -45,7 +45,7 @@ def study(request, tmp_path_factory):
         url = f"sqlite:///{root / 'db.sqlite3'}"
     db = Database(url)
     db.upgrade()
-    key = build(db, root, set_dir, conditions=["natural"], responses_per_unit=8, timing=FAST_TIMING)
+    key = build(db, root, set_dir, conditions=["natural"], responses_per_unit=20, timing=FAST_TIMING)
     app = make_app(db, root)
     server = LiveServer(app)
     yield {"url": server.url, "db": db, "key": key}
