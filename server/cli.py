@@ -69,7 +69,7 @@ def serve(host: str, port: int, workers: int, threads: int, debug: bool, skip_pr
         raise InterpsyError("gunicorn is not installed; pip install gunicorn (or use --debug)")
     args = [gunicorn, "--bind", f"{host}:{port}", "--workers", str(workers),
             "--access-logfile", "-", "--graceful-timeout", "20", "--timeout", "60",
-            "--logger-class", "server.logs.RedactingLogger"]
+            "--logger-class", "server.gunicorn_logger.RedactingLogger"]
     if threads > 1:
         args += ["--worker-class", "gthread", "--threads", str(threads)]
     click.echo(f"gunicorn on http://{host}:{port}/ with {workers} workers "
