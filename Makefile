@@ -3,9 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 EXTRAS := stimuli,lucent,lab,dev
-# Debian packages the test groups need: lab (PsychoPy under Xvfb), browser (Chromium) and the
+# Debian packages the test groups need: lab (PsychoPy under Xvfb; libxcb-cursor0 for its Qt
+# participant-info dialog), browser (Chromium) and the
 # proxy test (nginx in front of the app).
-DEBS := xvfb xauth libjack-jackd2-0 libportaudio2 chromium nginx
+DEBS := xvfb xauth libjack-jackd2-0 libportaudio2 libxcb-cursor0 chromium nginx
 PYTEST_ARGS ?=
 
 .PHONY: test demo install debs clean-venv

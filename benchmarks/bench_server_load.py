@@ -263,7 +263,8 @@ def session_bytes(base: str, key: str) -> tuple[int, int]:
     """(bytes, images) one fresh participant downloads: pages, scripts, styles, every image."""
     with httpx.Client(base_url=base, timeout=30) as client:
         total = 0
-        page = client.get(f"/x/{key}/?PROLIFIC_PID=bytes-probe&STUDY_ID=x&SESSION_ID=y")
+        page = client.get(f"/x/{key}/?PROLIFIC_PID=bytes-probe&STUDY_ID=x&SESSION_ID=y",
+                          follow_redirects=True)  # to the entry URL with the ids encrypted
         total += len(page.content)
         entry = re.search(r'name="entry" value="([^"]+)"', page.text).group(1)
         started = client.post(f"/x/{key}/start", data={"entry": entry, "consent": "yes",

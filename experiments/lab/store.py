@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +23,22 @@ from experiments.sessions import ResponseIn, SessionService
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
+
+
+def _record_after_fragment(line: str) -> dict[str, Any] | None:
+    """The complete JSON object that ends `line` after a torn fragment, if there is one."""
+    decoder = json.JSONDecoder()
+    text = line.rstrip("\n")
+    start = text.find("{", 1)
+    while start != -1:
+        try:
+            value, end = decoder.raw_decode(text, start)
+        except json.JSONDecodeError:
+            value, end = None, -1
+        if isinstance(value, dict) and end == len(text):
+            return value
+        start = text.find("{", start + 1)
+    return None
 
 
 class DatabaseRecorder:
@@ -55,14 +72,49 @@ class DatabaseRecorder:
 
 
 class LocalStore:
-    """An append-only JSON-lines file; every line is flushed and fsync'd before returning."""
+    """An append-only JSON-lines file; every line is flushed and fsync'd before returning.
+
+    A line cut short by a crash or a full disk (no newline at the end of the file) is moved to
+    `<file>.torn` with a warning before the next append, so later lines never join it.
+    """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
+    @property
+    def quarantine(self) -> Path:
+        return self.path.with_name(self.path.name + ".torn")
+
+    def repair(self) -> bool:
+        """Move a torn last line to the quarantine file; True when there was one."""
+        if not self.path.exists():
+            return False
+        with open(self.path, "rb+") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            if size == 0:
+                return False
+            handle.seek(size - 1)
+            if handle.read(1) == b"\n":
+                return False
+            handle.seek(0)
+            data = handle.read()
+            keep = data.rfind(b"\n") + 1
+            with open(self.quarantine, "ab") as torn:
+                torn.write(data[keep:] + b"\n")
+                torn.flush()
+                os.fsync(torn.fileno())
+            handle.truncate(keep)
+            handle.flush()
+            os.fsync(handle.fileno())
+        warnings.warn(f"{self.path}: its last line was cut short (a crash or a full disk); it "
+                      f"was moved to {self.quarantine} and the session goes on from the last "
+                      f"complete line", stacklevel=2)
+        return True
+
     def append(self, record: dict[str, Any]) -> None:
-        """Add one record durably."""
+        """Add one record durably (after repairing a torn last line)."""
+        self.repair()
         line = json.dumps({**record, "at": _now()}, separators=(",", ":")) + "\n"
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(line)
@@ -70,18 +122,27 @@ class LocalStore:
             os.fsync(handle.fileno())
 
     def records(self) -> Iterator[dict[str, Any]]:
-        """Every complete record in order; a torn last line (crash mid-write) is skipped."""
+        """Every complete record in order. A torn last line is skipped; a line where a torn
+        fragment was joined by a later record (files written before the repair existed) yields
+        that record, with a warning."""
         if not self.path.exists():
             return
-        with open(self.path, encoding="utf-8") as handle:
+        with open(self.path, encoding="utf-8", errors="replace") as handle:
             for number, line in enumerate(handle, 1):
                 if not line.strip():
                     continue
                 try:
                     yield json.loads(line)
                 except json.JSONDecodeError:
-                    if line.endswith("\n"):
-                        raise InterpsyError(f"{self.path}: line {number} is not JSON") from None
+                    if not line.endswith("\n"):
+                        continue  # the torn last line: repair() moves it before the next append
+                    salvaged = _record_after_fragment(line)
+                    if salvaged is None:
+                        raise InterpsyError(f"{self.path}: line {number} is not JSON and holds "
+                                            f"no complete record; see {self.quarantine}") from None
+                    warnings.warn(f"{self.path}: line {number} starts with a torn fragment; its "
+                                  f"complete record is used", stacklevel=2)
+                    yield salvaged
 
     def responses(self) -> list[dict[str, Any]]:
         """Stored responses, one per trial_index (the first wins, like the service)."""
