@@ -70,7 +70,8 @@ def _response_rows(session, experiment: Experiment) -> list[dict]:
             "server_received_at": response.server_received_at, "attempt": response.attempt,
             "rt_flag": response.rt_flag,
             "client_extra": json.dumps(response.client_extra, sort_keys=True)
-            if response.client_extra else None})
+            if response.client_extra else None,
+            "client_recorded_at": response.client_recorded_at})
     return rows
 
 
@@ -133,6 +134,9 @@ def _participant_rows(session, experiment: Experiment) -> list[dict]:
             row[column] = sum(counts.get(s.id, {}).get(column, 0) for s in sessions)
         row["reloads"] = max(0, row["reloads"] - len(sessions))  # the first load is no reload
         row["feedback"] = "\n".join(s.feedback for s in sessions if s.feedback) or None
+        row["late_sync"] = any(s.late_of is not None for s in sessions)
+        # The id the experimenter typed in the lab (a lab's own code, not a platform's id).
+        row["lab_id"] = participant.platform_id if participant.source == "lab" else None
         rows.append(row)
     return rows
 

@@ -33,6 +33,7 @@ RESPONSE_COLUMNS: dict[str, str] = {
     "attempt": "Int64",
     "rt_flag": "string",
     "client_extra": "string",
+    "client_recorded_at": "datetime64[us, UTC]",
 }
 
 PARTICIPANT_COLUMNS: dict[str, str] = {
@@ -63,6 +64,8 @@ PARTICIPANT_COLUMNS: dict[str, str] = {
     "reloads": "Int64",
     "image_failures": "Int64",
     "feedback": "string",
+    "late_sync": "boolean",
+    "lab_id": "string",
 }
 
 UNIT_COLUMNS: dict[str, str] = {
@@ -108,9 +111,9 @@ TABLES: dict[str, dict[str, str]] = {
 
 # Columns added after the first exports: a file without them reads with them empty.
 OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {
-    "responses": ("rt_flag", "client_extra"),
+    "responses": ("rt_flag", "client_extra", "client_recorded_at"),
     "participants": ("instruction_s_claimed", "time_flags", "focus_losses", "fullscreen_exits",
-                     "reloads", "image_failures", "feedback"),
+                     "reloads", "image_failures", "feedback", "late_sync", "lab_id"),
 }
 
 SETTINGS_FILE = "experiment.json"  # beside the tables: each experiment's key and spec
@@ -133,6 +136,8 @@ def coerce(frame: pd.DataFrame, table: str) -> pd.DataFrame:
             out[name] = pd.to_datetime(out[name], utc=True, format="ISO8601").astype(dtype)
         elif dtype == "bool":
             out[name] = out[name].map(_to_bool).astype("bool")
+        elif dtype == "boolean":  # nullable: empty in data written before the column existed
+            out[name] = out[name].map(_to_bool, na_action="ignore").astype("boolean")
         elif dtype in ("Int64", "float64"):
             out[name] = pd.to_numeric(out[name], errors="raise").astype(dtype)
         else:

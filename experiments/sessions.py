@@ -275,16 +275,19 @@ class SessionService:
         return self.clock() - timedelta(minutes=minutes)
 
     def _holding(self, spec: ExperimentSpec):
-        """Sessions that hold their task: completed, or in progress and recently active."""
+        """Sessions that hold their task: completed, exported to a lab task file (until synced
+        or released), or in progress and recently active."""
         return or_(Session.status == "completed", and_(Session.status == ACTIVE, or_(
+            and_(Session.held_offline.is_(True), Session.late_of.is_(None)),
             and_(Session.n_responses > 0, Session.last_activity_at >= self._cutoff(spec)),
             Session.last_activity_at >= self._cutoff(spec, answered=False))))
 
     def _holds(self, record: Session, spec: ExperimentSpec) -> bool:
-        """Whether this session still holds its task (the same rule as `_holding`)."""
-        return record.status == "completed" or (
-            record.status == ACTIVE
-            and record.last_activity_at >= self._cutoff(spec, answered=record.n_responses > 0))
+        """Whether this session keeps its trials (`_holding`'s rule; a late sync's session
+        keeps its own though its task belongs to another)."""
+        return record.status == "completed" or (record.status == ACTIVE and (
+            record.held_offline
+            or record.last_activity_at >= self._cutoff(spec, answered=record.n_responses > 0)))
 
     # ---- assignment -----------------------------------------------------------------
     def start(self, experiment_key: str, platform_id: str | None, source: str,
@@ -473,14 +476,18 @@ class SessionService:
                               kind="timed_out", payload={"on_return": True}, created_at=now))
         return "full" if not record.n_responses else "timed_out"
 
+    def _lock_with_experiment(self, session: OrmSession, session_id: str) -> Session:
+        """Lock a session's experiment, then the session (the order every writer keeps)."""
+        experiment_id = session.scalar(select(Session.experiment_id).where(
+            Session.id == session_id))
+        session.scalars(select(Experiment).where(Experiment.id == experiment_id)
+                        .with_for_update()).first()
+        return self._session(session, session_id, None, lock=True)
+
     def _reclaim_now(self, session_id: str) -> str | None:
         """`_reclaim` in a transaction of its own, locking the experiment, then the session."""
         with self.db.write() as session:
-            experiment_id = session.scalar(select(Session.experiment_id).where(
-                Session.id == session_id))
-            session.scalars(select(Experiment).where(Experiment.id == experiment_id)
-                            .with_for_update()).first()
-            record = self._session(session, session_id, None, lock=True)
+            record = self._lock_with_experiment(session, session_id)
             return self._reclaim(session, record, self._session_spec(session, record))
 
     def _refuse_reclaimed(self, outcome: str) -> None:
@@ -530,9 +537,12 @@ class SessionService:
                                session.get(Experiment, record.experiment_id))
 
     # ---- responses ------------------------------------------------------------------
-    def record_response(self, session_id: str, token: str | None, response: ResponseIn
-                        ) -> RecordResult:
-        """Store one answer; an identical retry is a no-op, a different one is refused and logged."""
+    def record_response(self, session_id: str, token: str | None, response: ResponseIn,
+                        client_recorded_at: datetime | None = None) -> RecordResult:
+        """Store one answer; an identical retry is a no-op, a different one is refused and logged.
+
+        `client_recorded_at`: when an offline lab run stored it (its journal's time).
+        """
         conflict: tuple[str, dict] | None = None
         with self.db.write() as session:
             record = self._session(session, session_id, token, lock=True)
@@ -552,18 +562,19 @@ class SessionService:
                                 "trial_id": stored.trial_id, "choice": stored.choice,
                                 "confidence": stored.confidence, "rt_ms": stored.rt_ms}})
             else:
-                return self._store_new(session, record, spec, response)
+                return self._store_new(session, record, spec, response, client_recorded_at)
         if lapsed:
             outcome = self._reclaim_now(session_id)
             if outcome is not None:
                 self._refuse_reclaimed(outcome)
-            return self.record_response(session_id, token, response)
+            return self.record_response(session_id, token, response, client_recorded_at)
         # Outside the failed transaction: log the conflict, then refuse.
         self.record_event(session_id, None, "conflicting_response", conflict[1])
         raise Conflict(conflict[0])
 
     def _store_new(self, session: OrmSession, record: Session, spec: ExperimentSpec,
-                   response: ResponseIn) -> RecordResult:
+                   response: ResponseIn, client_recorded_at: datetime | None = None
+                   ) -> RecordResult:
         index = response.trial_index
         if index > record.n_responses:
             raise Conflict(f"trial {index} sent before trial {record.n_responses}; send trials in "
@@ -583,7 +594,7 @@ class SessionService:
                           correct=response.choice == trial.correct_choice,
                           rt_ms=response.rt_ms, stim_onset_ms=response.stim_onset_ms,
                           response_ms=response.response_ms, client_extra=response.extra,
-                          server_received_at=now)
+                          server_received_at=now, client_recorded_at=client_recorded_at)
         session.add(stored)
         record.n_responses = index + 1
         record.last_activity_at = now
@@ -704,8 +715,12 @@ class SessionService:
         return client_key is not None and session.scalar(select(func.count()).select_from(Event).where(
             Event.session_id == session_id, Event.client_key == client_key)) > 0
 
-    def complete(self, session_id: str, token: str | None, feedback: str | None = None) -> str:
-        """Finish a session whose trials are all stored; return its completion code."""
+    def complete(self, session_id: str, token: str | None, feedback: str | None = None,
+                 finished_at: datetime | None = None) -> str:
+        """Finish a session whose trials are all stored; return its completion code.
+
+        `finished_at`: when an offline lab run finished, by its clock (default: now).
+        """
         with self.db.write() as session:
             record = self._session(session, session_id, token, lock=True)
             if record.status in FINISHED:
@@ -722,8 +737,8 @@ class SessionService:
             if record.status != ACTIVE:
                 raise Refused(f"this session is {record.status}", record.status)
             record.status = "completed"
-            record.finished_at = self.clock()
-            record.last_activity_at = record.finished_at
+            record.finished_at = finished_at or self.clock()
+            record.last_activity_at = self.clock()
             record.completion_code = spec.recruitment.completion_codes.completed
             if feedback:
                 record.feedback = feedback[:10_000]
@@ -737,6 +752,7 @@ class SessionService:
             spec = self.spec_of(experiment)
             stale = session.scalars(select(Session).where(
                 Session.experiment_id == experiment.id, Session.status == ACTIVE,
+                Session.held_offline.is_(False),
                 Session.last_activity_at < self._cutoff(spec))).all()
             for record in stale:
                 record.status = "timed_out"
@@ -789,17 +805,93 @@ class SessionService:
 
     def release_reservations(self, experiment_key: str) -> int:
         """Free at once the tasks of in-progress sessions with no answer yet (a flood of forged
-        sign-ups); such a session that comes back gets a free task or a polite refusal."""
+        sign-ups); such a session that comes back gets a free task or a polite refusal. Exported
+        lab tasks stay held (`release_offline` frees one)."""
         with self.db.write() as session:
             experiment = self._experiment(session, experiment_key, lock=True)
             held = session.scalars(select(Session).where(
                 Session.experiment_id == experiment.id, Session.status == ACTIVE,
-                Session.n_responses == 0)).all()
+                Session.held_offline.is_(False), Session.n_responses == 0)).all()
             for record in held:
                 record.status = "timed_out"
                 session.add(Event(session_id=record.id, experiment_id=experiment.id,
                                   kind="released", payload={}, created_at=self.clock()))
             return len(held)
+
+    # ---- lab task files ---------------------------------------------------------------
+    def _event(self, session: OrmSession, record: Session, kind: str, payload: dict[str, Any]
+               ) -> None:
+        session.add(Event(session_id=record.id, experiment_id=record.experiment_id, kind=kind,
+                          payload=payload, created_at=self.clock()))
+
+    def hold_offline(self, session_id: str) -> None:
+        """Hold an in-progress session's task while it runs from an exported task file."""
+        with self.db.write() as session:
+            record = self._session(session, session_id, None, lock=True)
+            if record.status != ACTIVE:
+                raise Refused(f"session {session_id} is {record.status}", record.status)
+            record.held_offline = True
+            self._event(session, record, "exported", {"next_index": record.n_responses})
+
+    def release_offline(self, session_id: str) -> str:
+        """Free the task of an exported session at once (the lab will not run it); returns the
+        status it ends with. A later sync of it is still stored, as a late session."""
+        with self.db.write() as session:
+            record = self._session(session, session_id, None, lock=True)
+            if record.status == ACTIVE:
+                record.status = "timed_out"
+                record.finished_at = record.last_activity_at
+            record.held_offline = False
+            self._event(session, record, "released", {"offline": True,
+                                                      "next_index": record.n_responses})
+            return record.status
+
+    def adopt_offline(self, session_id: str) -> str:
+        """The session an exported task's answers are synced into: its own while it holds its
+        task (or nobody took it); else a separate late session of the same participant and
+        task, flagged with `late_of`, so the answers are kept without sharing anyone's task."""
+        with self.db.write() as session:
+            record = self._lock_with_experiment(session, session_id)
+            late = session.scalars(select(Session).where(Session.late_of == record.id)).first()
+            if late is not None:
+                return late.id
+            if record.status in FINISHED or (record.status == ACTIVE and record.held_offline):
+                return record.id
+            spec = self._session_spec(session, record)
+            if record.status in (ACTIVE, "timed_out"):
+                others = session.scalar(select(func.count()).select_from(Session).where(
+                    Session.task_id == record.task_id, Session.id != record.id,
+                    self._holding(spec)))
+                if not others:
+                    record.status, record.held_offline = ACTIVE, True
+                    record.last_activity_at = self.clock()
+                    self._event(session, record, "resumed_by_sync", {})
+                    return record.id
+            late = Session(id=uuid.uuid4().hex, experiment_id=record.experiment_id,
+                           participant_id=record.participant_id, task_id=record.task_id,
+                           token_sha256=_hash_token(secrets.token_urlsafe(32)), client="lab",
+                           status=ACTIVE, started_at=record.started_at,
+                           last_activity_at=self.clock(), held_offline=True, late_of=record.id,
+                           main_offset=0 if spec.practice.trials == 0 else None,
+                           client_info=dict(record.client_info or {}))
+            session.add(late)
+            session.flush()
+            self._event(session, record, "late_sync", {"late_session": late.id,
+                                                       "status": record.status})
+            return late.id
+
+    def offline_facts(self, session_id: str, started_at: datetime | None = None,
+                      finished_at: datetime | None = None,
+                      client_info: dict[str, Any] | None = None) -> None:
+        """An offline run's times and machine facts, by the lab machine's clock (its journal)."""
+        with self.db.write() as session:
+            record = self._session(session, session_id, None, lock=True)
+            if started_at is not None:
+                record.started_at = started_at
+            if finished_at is not None and record.status in FINISHED:
+                record.finished_at = finished_at
+            if client_info:
+                record.client_info = {**(record.client_info or {}), **client_info}
 
     def set_experiment_status(self, experiment_key: str, status: Literal["open", "closed"]) -> None:
         """Open or close an experiment for new participants."""

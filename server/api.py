@@ -8,6 +8,7 @@ from flask import Blueprint, current_app, jsonify, request, url_for
 from werkzeug.exceptions import Unauthorized
 
 from experiments.errors import NotFound
+from experiments.instructions import session_pages
 from experiments.sessions import SessionService, SessionState, TrialView
 from server import lookup
 from server.payloads import (
@@ -51,9 +52,12 @@ def _trial_json(trial: TrialView, public: dict[str, str]) -> dict[str, Any]:
 
 
 def _instructions(spec, state: SessionState, public: dict[str, str]) -> list[dict[str, Any]]:
-    pages = [p for p in spec.instructions if not p.conditions or state.condition in p.conditions]
-    return [{"title": p.title, "text": p.text, "images": [public.get(i, i) for i in p.images]}
-            for p in pages]
+    """The session's instruction pages (the study's, then the built-in ones), image ids public."""
+    pages = session_pages([p.model_dump() for p in spec.instructions], state.condition,
+                          spec.timing.button_lock_ms, len(state.practice),
+                          state.practice_pass_mark, state.practice_max_attempts, "web")
+    return [{"title": p["title"], "text": p["text"], "example": p.get("example", False),
+             "images": [public.get(i, i) for i in p.get("images", [])]} for p in pages]
 
 
 def state_json(state: SessionState) -> dict[str, Any]:

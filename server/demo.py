@@ -123,7 +123,7 @@ conditions = ["synthetic"]
 text = "The examples are images optimised to excite (right) or inhibit (left) the unit."
 
 [recruitment]
-platforms = ["prolific", "link"]
+platforms = ["prolific", "link", "lab"]
 # Simulated participants all come from this machine's address; a real study keeps the cap.
 max_sessions_per_network = 0
 
@@ -300,6 +300,8 @@ def demo(n_simulated: int, serve: bool, port: int, folder: Path | None, n_units:
             _say(f"Prolific-style link: {server.base_url}/x/{key}/?PROLIFIC_PID=TEST01"
                  f"&STUDY_ID=demo&SESSION_ID=s1")
             _say(f"admin: {server.base_url}/admin/ (password {server.admin_password})")
+            _say(f"in the lab (PsychoPy): interpsy lab --database '{place.database_url}' "
+                 f"--experiment {key} --participant L01")
             _say("press Ctrl-C to stop")
             server.process.wait()
     except KeyboardInterrupt:

@@ -208,6 +208,10 @@ class Session(Base):
     client_info: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     feedback: Mapped[str | None] = mapped_column(Text, nullable=True)
     exclusion_reasons: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # Exported to a lab task file: holds its task until synced or released, whatever the timeout.
+    held_offline: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A late sync's answers: the session whose task went to someone else before they arrived.
+    late_of: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
     participant: Mapped[Participant] = relationship(back_populates="sessions")
     task: Mapped[Task] = relationship()
@@ -230,6 +234,8 @@ class Response(Base):
     response_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     client_extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     server_received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # When the client stored the answer locally (an offline lab run), by the client's clock.
+    client_recorded_at: Mapped[datetime | None] = mapped_column(nullable=True)
     # below_button_lock | longer_than_session: an rt the page cannot have measured
     rt_flag: Mapped[str | None] = mapped_column(String(32), nullable=True)
 

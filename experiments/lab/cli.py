@@ -62,6 +62,13 @@ def lab(ctx: click.Context, experiment: str | None, participant: str | None, ses
                f"{result.next_index}; data file {result.data_file}")
     if result.completion_code:
         click.echo(f"completion code: {result.completion_code}")
+    if result.participant_id:
+        click.echo(f"participant {options.participant or 'of the task file'} is "
+                   f"{result.participant_id} in the export (column lab_id maps them)")
+    if result.pending:
+        click.echo(f"the database could not be reached: answers wait in {result.pending}; "
+                   f"send them with `interpsy lab flush {result.pending}` (or resume the "
+                   f"session) when it is back", err=True)
     if result.status == "aborted":
         click.echo("run the same command again to resume")
 
@@ -101,6 +108,16 @@ def export_task_command(experiment: str, participant: str, out: str, reference_i
     click.echo(f"task file: {path}")
 
 
+def _each(database_url: str | None, paths: tuple[str, ...], action) -> None:
+    """Run `action(db, path)` for each file and print its one-line report."""
+    db = Database(database_url)
+    try:
+        for path in paths:
+            click.echo(f"{path}: {action(db, path)}")
+    finally:
+        db.dispose()
+
+
 @lab.command("sync")
 @click.argument("task_files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @database_option
@@ -108,11 +125,31 @@ def sync(task_files: tuple[str, ...], database_url: str | None) -> None:
     """Upload the results of task-file runs through the session service (safe to repeat)."""
     from experiments.lab.taskfile import sync_task
 
-    db = Database(database_url)
-    try:
-        for task_file in task_files:
-            report = sync_task(db, task_file)
-            click.echo(f"{task_file}: {report.responses} responses ({report.new} new), "
-                       f"{report.events} events, completed: {report.completed}")
-    finally:
-        db.dispose()
+    _each(database_url, task_files, lambda db, path: sync_task(db, path).line())
+
+
+@lab.command("flush")
+@click.argument("pending_files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@database_option
+def flush(pending_files: tuple[str, ...], database_url: str | None) -> None:
+    """Send answers a session kept in its pending journal while the database was unreachable."""
+    from experiments.lab.store import flush_pending_file
+
+    def send(db: Database, path: str) -> str:
+        done = flush_pending_file(db, path)
+        return (f"{done.responses} answers sent ({done.new} new), {done.events} events"
+                f"{'; session completed' if done.completed else ''}")
+
+    _each(database_url, pending_files, send)
+
+
+@lab.command("release")
+@click.argument("task_files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@database_option
+def release(task_files: tuple[str, ...], database_url: str | None) -> None:
+    """Free exported tasks the lab will not run (a later sync of one is still kept)."""
+    from experiments.lab.taskfile import release_task
+
+    _each(database_url, task_files, lambda db, path: (
+        f"released; its session is {release_task(db, path).replace('_', ' ')} and its trials "
+        f"go to the next participant"))

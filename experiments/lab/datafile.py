@@ -2,7 +2,10 @@
 
 Columns: the response dataset's (experiments.schema.RESPONSE_COLUMNS, client = lab), then the
 usual PsychoPy ones (participant, session, date, expName, psychopyVersion, frameRate), then lab
-timing facts. A resumed session appends to the same file; the header is written once.
+timing facts. A resumed session appends to the same file; the header is written once. The
+file follows the store (database or journal), which is written first: `reconcile` restores a
+row the process died before writing and moves rows of answers never stored to
+`<file>.unstored.csv`, so the file has one row per stored answer.
 """
 from __future__ import annotations
 
@@ -112,7 +115,7 @@ class TrialCsv:
             "confidence": answer.confidence, "rt_ms": answer.rt_ms,
             "stim_onset_ms": answer.stim_onset_ms, "response_ms": answer.response_ms,
             "server_received_at": recorded.server_received_at, "attempt": step.attempt,
-            "rt_flag": recorded.rt_flag,
+            "rt_flag": recorded.rt_flag, "client_recorded_at": recorded.client_recorded_at,
             "client_extra": json.dumps(extra, sort_keys=True) if extra else None,
             "participant": self.info.participant, "session": self.info.session,
             "date": self.info.date, "expName": self.info.exp_name,
@@ -127,6 +130,74 @@ class TrialCsv:
         """Append and fsync one trial's row."""
         values = self.row(step, answer, correct, recorded)
         self._append([values[c] for c in COLUMNS])
+
+    @property
+    def unstored_path(self) -> Path:
+        return self.path.with_name(self.path.stem + ".unstored.csv")
+
+    def _append_unstored(self, rows: list[dict[str, Any]]) -> None:
+        new = not self.unstored_path.exists()
+        with open(self.unstored_path, "a", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            if new:
+                writer.writerow(COLUMNS)
+            for row in rows:
+                writer.writerow([_cell(row.get(c)) for c in COLUMNS])
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def write_unstored(self, step: Step, answer: Answer, correct: bool,
+                       recorded: Recorded) -> None:
+        """Keep the row of an answer the store refused, beside the data file."""
+        self._append_unstored([self.row(step, answer, correct, recorded)])
+
+    def _read(self) -> tuple[list[dict[str, str]], bool]:
+        """The file's rows, and whether it needs rewriting: its last line was cut short
+        (dropped) or its header is not today's columns (a file of an older version)."""
+        text = self.path.read_text(encoding="utf-8") if self.path.exists() else ""
+        torn = bool(text) and not text.endswith("\n")
+        if torn:
+            text = text[:text.rfind("\n") + 1]
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        rows = list(reader)
+        return rows, torn or tuple(reader.fieldnames or COLUMNS) != COLUMNS
+
+    def reconcile(self, rows: list[tuple[Step, Answer, bool, Recorded]]) -> None:
+        """Make the file hold exactly one row per stored answer, in trial order."""
+        existing, rewrite = self._read()
+        stored = {step.trial_index: (step, answer, correct, recorded)
+                  for step, answer, correct, recorded in rows}
+        kept: dict[int, dict[str, Any]] = {}
+        aside = []
+        for row in existing:
+            index = int(row["trial_index"]) if row.get("trial_index", "").isdigit() else -1
+            if index in stored and index not in kept and not row["saved_to"].startswith("error"):
+                kept[index] = row
+            else:
+                aside.append(row)
+        missing = sorted(set(stored) - set(kept))
+        if not (missing or aside or rewrite):
+            return
+        for index in missing:
+            step, answer, correct, recorded = stored[index]
+            row = self.row(step, answer, correct, recorded)
+            row["saved_to"] = f"{recorded.saved_to} (row restored from the store on resume)"
+            kept[index] = {c: _cell(row[c]) for c in COLUMNS}
+        if aside:
+            self._append_unstored(aside)
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(COLUMNS)
+        for index in sorted(kept):
+            writer.writerow([kept[index].get(c, "") for c in COLUMNS])
+        self._handle.close()
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+            handle.write(buffer.getvalue())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.path)
+        self._handle = open(self.path, "a", newline="", encoding="utf-8")
 
     def close(self) -> None:
         if not self._handle.closed:

@@ -1,8 +1,8 @@
 """Response keys: the documented mapping, and key sources (psychtoolbox, falling back to pyglet).
 
-Mapping (upper query = a, lower query = b; confidence 1 = unsure .. 3 = sure):
-    1 2 3  ->  a with confidence 1 2 3        8 9 0  ->  b with confidence 1 2 3
-The numeric keypad works the same (num_1 ... num_0). Space or Return continues; Escape saves
+Mapping, as on the web page (experiments.instructions.KEYS; upper query = a, lower = b):
+    1 2 3  ->  a very / fairly / not sure     8 9 0  ->  b very / fairly / not sure
+(confidence 3 / 2 / 1). The numeric keypad works the same (num_1 ... num_0). Space or Return continues; Escape saves
 and aborts. Timestamps are seconds on psychopy.logging.defaultClock, the clock of flip times.
 psychopy is imported inside the sources only.
 """
@@ -11,8 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from experiments.instructions import CONFIDENCE_LABELS, KEYS
+
 RESPONSE_KEYS: dict[str, tuple[str, int]] = {
-    "1": ("a", 1), "2": ("a", 2), "3": ("a", 3), "8": ("b", 1), "9": ("b", 2), "0": ("b", 3)}
+    key: (choice, confidence) for choice, keys in KEYS.items()
+    for key, (confidence, _) in zip(keys, CONFIDENCE_LABELS, strict=True)}
 RESPONSE_KEYS.update({f"num_{k}": v for k, v in list(RESPONSE_KEYS.items())})
 CONTINUE_KEYS = ("space", "return", "num_enter")
 ABORT_KEY = "escape"

@@ -18,7 +18,6 @@ from psychopy import logging
 from experiments.lab.keys import ABORT_KEY, CONTINUE_KEYS, decode
 from experiments.lab.screen import LabScreen
 from experiments.lab.sequence import Answer, Outcome, Sequencer, Step
-from experiments.lab.task import instructions_for
 
 
 class Aborted(Exception):
@@ -35,6 +34,8 @@ class RunResult:
     completion_code: str = ""
     screenshot: Path | None = None
     data_file: Path | None = None
+    pending: Path | None = None  # answers still waiting for the database
+    participant_id: str = ""  # the pseudonym the export uses
 
 
 class LabRunner:
@@ -59,14 +60,20 @@ class LabRunner:
 
     def _wait_continue(self, draw, context: str, min_s: float = 0.0,
                        max_s: float | None = None) -> float:
-        """Redraw every frame until space/return/click; returns the seconds waited."""
+        """Redraw every frame until space/return/click; returns the seconds waited. Keys
+        pressed (and a mouse button held) before the screen first shows do not count."""
+        onset: list[float] = []
+        self.win.callOnFlip(lambda: (onset.append(self.clock.getTime()), self.keys.clear()))
+        self.screen.clicked()  # a button held from the previous screen is no new click
+        draw()
+        self.win.flip()
         self.keys.expect("continue", context)
-        start = self.clock.getTime()
+        start = onset[0] if onset else self.clock.getTime()
         while True:
             draw()
             self.win.flip()
             now = self.clock.getTime()
-            names = [k.name for k in self.keys.poll()]
+            names = [k.name for k in self.keys.poll() if k.t >= start]
             self._check_abort(names)
             clicked = self.screen.clicked()
             if now - start >= min_s and (clicked or any(n in CONTINUE_KEYS for n in names)):
@@ -131,7 +138,8 @@ class LabRunner:
         return outcome
 
     def _feedback(self, step: Step, outcome: Outcome, chosen: tuple[str, int], counter: str) -> None:
-        """The chosen button, then after the delay the feedback frame, then Continue."""
+        """The chosen button, then after the delay the feedback for as long as on the web page
+        (the timing's feedback_ms), then Continue without it."""
         task = self.task
         delay, show = task.feedback_delay_ms / 1000.0, task.feedback_ms / 1000.0
         text = "Correct!" if outcome.correct else "Wrong."
@@ -140,7 +148,8 @@ class LabRunner:
         start = self.clock.getTime()
 
         def draw(footer: str = "") -> None:
-            shown = self.clock.getTime() - start >= delay
+            elapsed = self.clock.getTime() - start
+            shown = delay <= elapsed < delay + show
             self.screen.draw_trial(locked=True, chosen=chosen, counter=counter, footer=footer,
                                    correct_choice=step.trial.correct_choice if shown else None,
                                    feedback=text if shown else "")
@@ -158,7 +167,7 @@ class LabRunner:
         try:
             if progress.next_index == 0 and not self.task.resumed:
                 seconds = 0.0
-                pages = instructions_for(self.task.instructions, self.task.condition)
+                pages = self.task.instruction_pages()
                 for n, page in enumerate(pages):
                     seconds += self.message(page.get("title") or f"Instructions {n + 1}/{len(pages)}",
                                             page.get("text", ""), f"instructions-{n}")

@@ -1,34 +1,26 @@
 """Drawing with PsychoPy: the IMI trial screen, text screens, buttons, mouse and screenshots.
 
-Layout (units 'height'): left a 3x3 grid of the minimally activating references, right a 3x3
-grid of the maximally activating ones; centre the two queries, a upper and b lower, each with a
-row of three confidence buttons under it (keys 1 2 3 for a, 8 9 0 for b).
+Layout (units 'height', see experiments.lab.layout): left a 3x3 grid of the minimally
+activating references, right a 3x3 grid of the maximally activating ones; centre the two
+queries, a upper and b lower, each with its three confidence buttons beside it (keys 1 2 3 for
+a, 8 9 0 for b: very, fairly, not sure), the same words as the web page.
 """
 from __future__ import annotations
 
 import platform
-import re
 from pathlib import Path
 from typing import Any
 
 from psychopy import core, event, logging, visual  # noqa: F401  (core keeps psychopy's clocks)
 
+from experiments.instructions import CONFIDENCE_LABELS, QUESTION, SIDE_LABELS, plain_text
 from experiments.lab.keys import KEY_FOR
+from experiments.lab.layout import Box, trial_layout
 from experiments.lab.task import LabTask, LabTrial
 
-CELL, GAP = 0.17, 0.012
-QUERY = 0.17
-BUTTON_W, BUTTON_H = 0.075, 0.055
 GREY, WHITE, DIM = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), (-0.3, -0.3, -0.3)
 GREEN, RED, BLUE = (-0.6, 0.6, -0.6), (0.7, -0.6, -0.6), (-0.4, -0.1, 0.6)
-QUERY_Y = {"a": 0.25, "b": -0.09}
-ROW_Y = {c: y - QUERY / 2 - BUTTON_H / 2 - 0.015 for c, y in QUERY_Y.items()}
-
-
-def plain(text: str) -> str:
-    """Instruction text with HTML tags removed (pages are written for the web too)."""
-    text = re.sub(r"<\s*br\s*/?>|</p>", "\n", text, flags=re.IGNORECASE)
-    return re.sub(r"<[^>]+>", "", text).strip()
+LABEL = dict(CONFIDENCE_LABELS)
 
 
 class LabScreen:
@@ -43,46 +35,44 @@ class LabScreen:
         self.win.mouseVisible = True
         self.mouse = event.Mouse(win=self.win)
         self._was_pressed = False
-        half = self.win.size[0] / self.win.size[1] / 2
-        self.grid_x = min(0.42, half - 1.5 * CELL - GAP - 0.02)
-        self.refs = {side: [self._image(self._cell(side, k)) for k in range(9)]
-                     for side in ("min", "max")}
-        self.queries = {c: self._image((0, y), QUERY) for c, y in QUERY_Y.items()}
-        self.frames = {c: visual.Rect(self.win, QUERY + 0.02, QUERY + 0.02, pos=(0, y),
+        width, height = self.win.size
+        self.layout = trial_layout(width / height)
+        layout = self.layout
+        self.refs = {side: [self._image(box) for box in boxes]
+                     for side, boxes in layout.refs.items()}
+        self.queries = {c: self._image(box) for c, box in layout.queries.items()}
+        self.frames = {c: visual.Rect(self.win, box.w + 0.02, box.h + 0.02, pos=(box.x, box.y),
                                       lineColor=GREEN, fillColor=None, lineWidth=6)
-                       for c, y in QUERY_Y.items()}
+                       for c, box in layout.queries.items()}
         self.buttons: dict[tuple[str, int], Any] = {}
         self.labels: dict[tuple[str, int], Any] = {}
-        for choice in ("a", "b"):
-            for confidence in (1, 2, 3):
-                pos = ((confidence - 2) * (BUTTON_W + 0.008), ROW_Y[choice])
-                self.buttons[(choice, confidence)] = visual.Rect(
-                    self.win, BUTTON_W, BUTTON_H, pos=pos, fillColor=DIM, lineColor=WHITE)
-                self.labels[(choice, confidence)] = visual.TextStim(
-                    self.win, KEY_FOR[(choice, confidence)], pos=pos, height=0.03, color=WHITE)
-        self.text = visual.TextStim(self.win, "", pos=(0, 0.05), height=0.032, wrapWidth=1.15,
-                                    color=WHITE)
+        for key, box in layout.buttons.items():
+            self.buttons[key] = visual.Rect(self.win, box.w, box.h, pos=(box.x, box.y),
+                                            fillColor=DIM, lineColor=WHITE)
+            self.labels[key] = visual.TextStim(
+                self.win, f"{KEY_FOR[key]}  {LABEL[key[1]]}", pos=(box.x, box.y),
+                height=min(0.022, box.h * 0.45), color=WHITE, wrapWidth=box.w)
+        self.text = visual.TextStim(self.win, "", pos=(0, 0.05), height=0.032,
+                                    wrapWidth=min(1.15, 0.9 * width / height), color=WHITE)
         self.title = visual.TextStim(self.win, "", pos=(0, 0.44), height=0.035, color=WHITE,
-                                     wrapWidth=1.2)
-        self.side_labels = [visual.TextStim(self.win, label, pos=(x, 3 * CELL / 2 + 0.07),
-                                            height=0.028, color=WHITE)
-                            for label, x in (("weak (min)", -self.grid_x),
-                                             ("strong (max)", self.grid_x))]
-        self.confidence_hint = visual.TextStim(
-            self.win, "unsure  <  sure", pos=(0, ROW_Y["b"] - 0.06), height=0.022, color=WHITE)
-        self.feedback = visual.TextStim(self.win, "", pos=(0, -0.37), height=0.04, color=WHITE)
-        self.footer = visual.TextStim(self.win, "", pos=(0, -0.45), height=0.026, color=WHITE)
-        self.counter = visual.TextStim(self.win, "", pos=(self.grid_x, -0.44), height=0.026,
-                                       color=WHITE)
+                                     wrapWidth=min(1.2, 0.95 * width / height))
+        self.question = visual.TextStim(self.win, QUESTION, pos=(0, layout.title_y),
+                                        height=0.032, color=WHITE,
+                                        wrapWidth=min(1.2, 0.95 * width / height))
+        self.side_labels = [visual.TextStim(self.win, SIDE_LABELS[side],
+                                            pos=(sign * layout.counter_x, layout.side_label_y),
+                                            height=0.026, color=WHITE)
+                            for side, sign in (("min", -1), ("max", 1))]
+        self.feedback = visual.TextStim(self.win, "", pos=(0, layout.feedback_y), height=0.04,
+                                        color=WHITE)
+        self.footer = visual.TextStim(self.win, "", pos=(0, layout.footer_y), height=0.026,
+                                      color=WHITE)
+        self.counter = visual.TextStim(self.win, "", pos=(layout.counter_x, layout.footer_y),
+                                       height=0.026, color=WHITE)
 
     # ---- construction helpers ----------------------------------------------------------
-    def _cell(self, side: str, k: int) -> tuple[float, float]:
-        row, col = divmod(k, 3)
-        x0 = -self.grid_x if side == "min" else self.grid_x
-        return x0 + (col - 1) * (CELL + GAP), (1 - row) * (CELL + GAP) + 0.02
-
-    def _image(self, pos: tuple[float, float], size: float = CELL) -> Any:
-        return visual.ImageStim(self.win, image=None, pos=pos, size=(size, size),
+    def _image(self, box: Box) -> Any:
+        return visual.ImageStim(self.win, image=None, pos=(box.x, box.y), size=(box.w, box.h),
                                 interpolate=True)
 
     # ---- facts -------------------------------------------------------------------------
@@ -110,8 +100,7 @@ class LabScreen:
                    correct_choice: str | None = None, feedback: str = "", counter: str = "",
                    footer: str = "") -> None:
         """Draw the trial screen into the back buffer (call win.flip to show it)."""
-        self.title.text = "Which centre image matches the right examples better?"
-        self.title.draw()
+        self.question.draw()
         for label in self.side_labels:
             label.draw()
         for stims in self.refs.values():
@@ -127,7 +116,6 @@ class LabScreen:
             button.opacity = 0.45 if locked and key != chosen else 1.0
             button.draw()
             self.labels[key].draw()
-        self.confidence_hint.draw()
         if feedback:
             self.feedback.text = feedback
             self.feedback.color = GREEN if feedback.startswith("Correct") else RED
@@ -143,7 +131,7 @@ class LabScreen:
         """A text screen (instructions, breaks, end)."""
         self.title.text = title
         self.title.draw()
-        self.text.text = plain(body)
+        self.text.text = plain_text(body)
         self.text.draw()
         if footer:
             self.footer.text = footer

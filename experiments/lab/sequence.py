@@ -1,8 +1,9 @@
 """Trial sequencing (like PsychoPy's TrialHandler): practice to criterion, main block, breaks.
 
 No drawing here: the runner asks `current()` what to show and hands back an `Answer`; the
-sequencer scores it, stores it through a recorder (database or local store) and writes the
-data-file row, in that order, before the next trial is shown.
+sequencer scores it, stores it through a recorder (database or local journal) and writes the
+data-file row, in that order, before the next trial is shown. The store is the record: on
+start the data file is reconciled with it (`Sequencer.reconcile`).
 """
 from __future__ import annotations
 
@@ -50,6 +51,16 @@ class Recorded:
     progress: Progress | None = None
     saved_to: str = "database"
     rt_flag: str | None = None  # the server's doubt about the response time, if any
+    client_recorded_at: datetime | None = None  # stored in a local journal at this time
+
+
+@dataclass(frozen=True)
+class Stored:
+    """An answer a recorder holds (to rebuild a data-file row the process died before writing)."""
+
+    response: ResponseIn
+    correct: bool
+    recorded: Recorded
 
 
 @dataclass(frozen=True)
@@ -79,11 +90,18 @@ class Recorder(Protocol):
 
     def complete(self) -> str: ...
 
+    def stored(self) -> list[Stored]: ...
+
 
 class RowWriter(Protocol):
     """The per-session data file."""
 
     def write(self, step: Step, answer: Answer, correct: bool, recorded: Recorded) -> None: ...
+
+    def reconcile(self, rows: list[tuple[Step, Answer, bool, Recorded]]) -> None: ...
+
+    def write_unstored(self, step: Step, answer: Answer, correct: bool,
+                       recorded: Recorded) -> None: ...
 
 
 def advance(progress: Progress, n_practice: int, pass_mark: int, max_attempts: int,
@@ -119,6 +137,25 @@ class Sequencer:
         self.break_every = max(0, int(break_every))
         if task.n_practice == 0 and task.progress.main_offset is None:
             task.progress.main_offset = 0
+        if writer is not None:
+            self.reconcile()
+
+    def reconcile(self) -> None:
+        """Make the data file hold one row per stored answer: a row the process died before
+        writing is restored, a row of an answer that was never stored is moved aside."""
+        trials = {t.trial_id: t for t in (*self.task.practice, *self.task.main)}
+        n = max(1, self.task.n_practice)
+        rows = []
+        for stored in self.recorder.stored():
+            r = stored.response
+            trial = trials[r.trial_id]
+            attempt = r.trial_index // n if trial.phase == "practice" else 0
+            step = Step(trial, r.trial_index, trial.phase, attempt, trial.position, 0)
+            answer = Answer(choice=r.choice, confidence=r.confidence, rt_ms=r.rt_ms,
+                            stim_onset_ms=r.stim_onset_ms, response_ms=r.response_ms,
+                            extra=dict(r.extra or {}))
+            rows.append((step, answer, stored.correct, stored.recorded))
+        self.writer.reconcile(rows)
 
     @property
     def progress(self) -> Progress:
@@ -163,8 +200,8 @@ class Sequencer:
         try:
             recorded = self.recorder.record(step, response, correct, after)
         except Exception as exc:
-            if self.writer is not None:  # keep the answer locally even when the store refuses
-                self.writer.write(step, answer, correct, Recorded(
+            if self.writer is not None:  # refused (not a database outage): keep it aside
+                self.writer.write_unstored(step, answer, correct, Recorded(
                     stored=False, saved_to=f"error: {type(exc).__name__}: {exc}"[:200]))
             raise
         if recorded.progress is not None:

@@ -18,7 +18,7 @@ from experiments.db.models import (
 )
 from experiments.errors import InterpsyError, Refused
 from experiments.export import pseudonym
-from experiments.lab.task import LabTask, Progress, instructions_for
+from experiments.lab.task import LabTask, Progress
 from experiments.sessions import SessionService, SessionState, TrialView
 from experiments.spec import ExperimentSpec
 
@@ -83,6 +83,6 @@ def task_from_state(db: Database, state: SessionState, participant: str) -> LabT
         practice_max_attempts=state.practice_max_attempts,
         button_lock_ms=spec.timing.button_lock_ms, feedback_delay_ms=spec.timing.feedback_delay_ms,
         feedback_ms=spec.timing.feedback_ms,
-        instructions=instructions_for(pages, state.condition),
+        instructions=pages,
         completion_codes=spec.recruitment.completion_codes.model_dump(),
         progress=progress, resumed=state.resumed, token=state.token)

@@ -1,28 +1,43 @@
-"""Recorders: the session service (database) and an append-only local store (JSON lines).
+"""Recorders: the session service (database) and an append-only local journal (JSON lines).
 
-The local store is what a lab machine without database access writes; `interpsy lab sync`
-replays it through the session service, which is idempotent on (session_id, trial_index).
+The journal is what a lab machine without database access writes (`interpsy lab sync` replays
+it), and where a database session keeps its answers while the database cannot be reached (they
+are sent when it is back). Replays go through the session service, idempotent on
+(session_id, trial_index) for answers and on a client key for events.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
+import time
 import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
 from experiments.db import Database
+from experiments.db.models import Response
 from experiments.errors import InterpsyError
-from experiments.lab.sequence import Recorded, Step, advance
+from experiments.lab.sequence import Recorded, Step, Stored, advance
 from experiments.lab.task import LabTask, Progress
 from experiments.sessions import ResponseIn, SessionService
 
+log = logging.getLogger("interpsy.lab")
+# Errors worth another try: the connection dropped, the server is restarting, the pool is busy.
+TRANSIENT = (OperationalError, InterfaceError, PoolTimeout)
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
+
+def recorded_at(record: dict[str, Any]) -> datetime | None:
+    """When a journal record was written, by the lab machine's clock."""
+    return datetime.fromisoformat(record["at"]) if record.get("at") else None
 
 
 def _record_after_fragment(line: str) -> dict[str, Any] | None:
@@ -41,36 +56,6 @@ def _record_after_fragment(line: str) -> dict[str, Any] | None:
     return None
 
 
-class DatabaseRecorder:
-    """Writes each response through the session service the moment it is given."""
-
-    kind = "database"
-
-    def __init__(self, service: SessionService, task: LabTask):
-        self.service = service
-        self.task = task
-
-    def record(self, step: Step, response: ResponseIn, correct: bool, after: Progress) -> Recorded:
-        """Store one response; the service's progress is authoritative."""
-        result = self.service.record_response(self.task.session_id, self.task.token, response)
-        progress = dataclasses.replace(
-            after, next_index=result.next_index, main_offset=result.main_offset,
-            practice_attempts=result.practice_attempts,
-            status="failed_practice" if result.stage == "done" and result.main_offset is None
-            else after.status)
-        return Recorded(stored=result.stored, server_received_at=result.server_received_at, progress=progress,
-                        saved_to="database", rt_flag=result.rt_flag)
-
-    def event(self, kind: str, payload: dict[str, Any] | None = None) -> None:
-        self.service.record_event(self.task.session_id, self.task.token, kind, payload)
-
-    def instructions(self, seconds: float) -> None:
-        self.service.record_instructions(self.task.session_id, self.task.token, seconds)
-
-    def complete(self) -> str:
-        return self.service.complete(self.task.session_id, self.task.token)
-
-
 class LocalStore:
     """An append-only JSON-lines file; every line is flushed and fsync'd before returning.
 
@@ -78,8 +63,9 @@ class LocalStore:
     `<file>.torn` with a warning before the next append, so later lines never join it.
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, pending: bool = False):
         self.path = Path(path)
+        self.pending = pending  # answers waiting for the database (not an offline task's journal)
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     @property
@@ -112,14 +98,16 @@ class LocalStore:
                       f"complete line", stacklevel=2)
         return True
 
-    def append(self, record: dict[str, Any]) -> None:
-        """Add one record durably (after repairing a torn last line)."""
+    def append(self, record: dict[str, Any]) -> datetime:
+        """Add one record durably (after repairing a torn last line); returns its time."""
         self.repair()
-        line = json.dumps({**record, "at": _now()}, separators=(",", ":")) + "\n"
+        now = datetime.now(UTC)
+        line = json.dumps({**record, "at": now.isoformat()}, separators=(",", ":")) + "\n"
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(line)
             handle.flush()
             os.fsync(handle.fileno())
+        return now
 
     def records(self) -> Iterator[dict[str, Any]]:
         """Every complete record in order. A torn last line is skipped; a line where a torn
@@ -182,9 +170,7 @@ class LocalRecorder:
         if response.trial_index != self.task.progress.next_index:
             raise InterpsyError(f"trial {response.trial_index} out of order; expected "
                                 f"{self.task.progress.next_index}")
-        self.store.append({"kind": "response", "session_id": self.task.session_id,
-                           "correct": correct, "phase": step.phase, **response.model_dump()})
-        return Recorded(stored=True, saved_to="local")
+        return _journal_response(self.store, self.task.session_id, step, response, correct)
 
     def event(self, kind: str, payload: dict[str, Any] | None = None) -> None:
         self.store.append({"kind": "event", "event": kind, "payload": payload or {}})
@@ -196,7 +182,212 @@ class LocalRecorder:
         self.store.append({"kind": "complete"})
         return self.task.completion_codes.get("completed", "")
 
+    def stored(self) -> list[Stored]:
+        """The answers in the journal."""
+        return _stored_in_journal(self.store)
 
-def open_database_recorder(db: Database, task: LabTask) -> DatabaseRecorder:
-    """A recorder for a task loaded from `db`."""
-    return DatabaseRecorder(SessionService(db), task)
+
+def _journal_response(store: LocalStore, session_id: str, step: Step, response: ResponseIn,
+                      correct: bool) -> Recorded:
+    at = store.append({"kind": "response", "session_id": session_id, "correct": correct,
+                       "phase": step.phase, **response.model_dump()})
+    return Recorded(stored=True, saved_to="journal" if store.pending else "local",
+                    client_recorded_at=at)
+
+
+def _stored_in_journal(store: LocalStore) -> list[Stored]:
+    return [Stored(ResponseIn(**{k: r[k] for k in ResponseIn.model_fields if k in r}),
+                   bool(r["correct"]), Recorded(stored=True, saved_to="journal" if store.pending
+                                                else "local", client_recorded_at=recorded_at(r)))
+            for r in store.responses()]
+
+
+@dataclasses.dataclass
+class Replay:
+    """What replaying a journal through the session service did."""
+
+    responses: int = 0
+    new: int = 0
+    events: int = 0
+    completed: bool = False
+
+
+def replay_journal(service: SessionService, session_id: str, store: LocalStore,
+                   token: str | None = None) -> Replay:
+    """Send a journal's answers, events and instruction times (with the lab machine's times)
+    and its completion; safe to repeat (events carry a client key)."""
+    from experiments.errors import Conflict
+
+    done = Replay()
+    records = list(store.records())
+    for record in store.responses():
+        response = ResponseIn(**{k: record[k] for k in ResponseIn.model_fields if k in record})
+        try:
+            result = service.record_response(session_id, token, response, recorded_at(record))
+        except Conflict as exc:
+            raise InterpsyError(f"{store.path}: trial {response.trial_index}: {exc}; nothing "
+                                f"after it was sent") from None
+        done.responses += 1
+        done.new += int(result.stored)
+    for n, record in enumerate(records):
+        key = f"journal:{record.get('at')}:{n}"[:64]
+        if record.get("kind") == "event":
+            done.events += int(service.record_event(
+                session_id, token, record["event"],
+                {**record.get("payload", {}), "local_at": record.get("at")}, client_key=key))
+        elif record.get("kind") == "instructions":
+            service.record_instructions(session_id, token, record["seconds"], client_key=key)
+    finished = next((r for r in records if r.get("kind") == "complete"), None)
+    if finished is not None:
+        service.complete(session_id, token, finished_at=recorded_at(finished))
+        done.completed = True
+    return done
+
+
+class DatabaseRecorder:
+    """Writes each response through the session service the moment it is given.
+
+    A database error is retried with backoff for `retry_s`; then the answer goes to the pending
+    journal (one warning to the experimenter) and the session goes on. Later writes try the
+    database again at most every `retry_every_s`, sending the journal first.
+    """
+
+    kind = "database"
+
+    def __init__(self, service: SessionService, task: LabTask, pending: LocalStore,
+                 retry_s: float = 5.0, retry_every_s: float = 30.0):
+        self.service, self.task, self.pending = service, task, pending
+        self.retry_s, self.retry_every_s = retry_s, retry_every_s
+        self._last_try = float("-inf")
+        self._warned = False
+
+    def _call(self, fn, *args, **kwargs):
+        """fn(*args) with retries and exponential backoff on transient database errors."""
+        for attempt in Retrying(stop=stop_after_delay(self.retry_s),
+                                wait=wait_exponential(multiplier=0.1, max=2.0),
+                                retry=retry_if_exception_type(TRANSIENT), reraise=True):
+            with attempt:
+                return fn(*args, **kwargs)
+        raise AssertionError("unreachable")
+
+    def _fall_back(self, exc: Exception) -> None:
+        self._last_try = time.monotonic()
+        if not self._warned:
+            self._warned = True
+            log.warning("database error (%s: %s); the session goes on and its answers are kept "
+                        "in %s until the database can be reached again (they are sent then, or "
+                        "when the session is resumed, or with `interpsy lab flush`)",
+                        type(exc).__name__, str(exc).splitlines()[0][:200], self.pending.path)
+
+    def _online(self) -> bool:
+        """Whether to write to the database now: nothing is waiting, or the journal was sent."""
+        if not self.pending.path.exists():
+            return True
+        if time.monotonic() - self._last_try < self.retry_every_s:
+            return False
+        try:
+            sent = flush_pending(self.service, self.task.session_id, self.pending,
+                                 self.task.token)
+        except SQLAlchemyError as exc:
+            self._fall_back(exc)
+            return False
+        log.warning("the database is back: %d waiting answers were sent", sent.responses)
+        self._warned = False
+        return True
+
+    def record(self, step: Step, response: ResponseIn, correct: bool, after: Progress) -> Recorded:
+        """Store one response; the service's progress is authoritative."""
+        if self._online():
+            try:
+                result = self._call(self.service.record_response, self.task.session_id,
+                                    self.task.token, response)
+            except SQLAlchemyError as exc:
+                self._fall_back(exc)
+            else:
+                progress = dataclasses.replace(
+                    after, next_index=result.next_index, main_offset=result.main_offset,
+                    practice_attempts=result.practice_attempts,
+                    status="failed_practice" if result.stage == "done"
+                    and result.main_offset is None else after.status)
+                return Recorded(stored=result.stored, server_received_at=result.server_received_at,
+                                progress=progress, saved_to="database", rt_flag=result.rt_flag)
+        return _journal_response(self.pending, self.task.session_id, step, response, correct)
+
+    def _write(self, record: dict[str, Any], fn, *args) -> None:
+        if self._online():
+            try:
+                self._call(fn, self.task.session_id, self.task.token, *args)
+                return
+            except SQLAlchemyError as exc:
+                self._fall_back(exc)
+        self.pending.append({**record, "session_id": self.task.session_id})
+
+    def event(self, kind: str, payload: dict[str, Any] | None = None) -> None:
+        self._write({"kind": "event", "event": kind, "payload": payload or {}},
+                    self.service.record_event, kind, payload)
+
+    def instructions(self, seconds: float) -> None:
+        self._write({"kind": "instructions", "seconds": float(seconds)},
+                    self.service.record_instructions, seconds)
+
+    def complete(self) -> str:
+        self._write({"kind": "complete"}, self.service.complete)
+        return self.task.completion_codes.get("completed", "")
+
+    def stored(self) -> list[Stored]:
+        """The answers stored so far: in the database, then any still waiting in the journal."""
+        def read() -> list[Stored]:
+            with self.service.db.read() as session:
+                rows = session.scalars(select(Response).where(
+                    Response.session_id == self.task.session_id)
+                    .order_by(Response.trial_index)).all()
+            return [Stored(ResponseIn(trial_index=r.trial_index, trial_id=r.trial_id,
+                                      choice=r.choice, confidence=r.confidence, rt_ms=r.rt_ms,
+                                      stim_onset_ms=r.stim_onset_ms, response_ms=r.response_ms,
+                                      extra=r.client_extra or {}),
+                           r.correct, Recorded(stored=True, server_received_at=r.server_received_at,
+                                               saved_to="database", rt_flag=r.rt_flag,
+                                               client_recorded_at=r.client_recorded_at))
+                    for r in rows]
+        found = {s.response.trial_index: s for s in self._call(read)}
+        for waiting in _stored_in_journal(self.pending):
+            found.setdefault(waiting.response.trial_index, waiting)
+        return [found[i] for i in sorted(found)]
+
+
+def pending_path(data_file: str | Path) -> Path:
+    """The journal beside a session's data file where answers wait for the database."""
+    file = Path(data_file)
+    return file.with_name(file.stem + ".pending.jsonl")
+
+
+def flush_pending(service: SessionService, session_id: str, store: LocalStore,
+                  token: str | None = None) -> Replay | None:
+    """Send a pending journal to the database, then move it aside (`*.sent-<time>.jsonl`)."""
+    if not store.path.exists():
+        return None
+    done = replay_journal(service, session_id, store, token)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    os.replace(store.path, store.path.with_name(store.path.name.replace(
+        ".pending.jsonl", f".sent-{stamp}.jsonl")))
+    return done
+
+
+def flush_pending_file(db: Database, path: str | Path) -> Replay:
+    """`interpsy lab flush`: send one pending journal (its session is named in its records)."""
+    store = LocalStore(path, pending=True)
+    if not store.path.is_file():
+        raise InterpsyError(f"{store.path}: no such pending journal")
+    session_id = next((r["session_id"] for r in store.records() if r.get("session_id")), None)
+    if session_id is None:
+        raise InterpsyError(f"{store.path}: no record names its session; nothing was sent")
+    db.require_current()
+    return flush_pending(SessionService(db), session_id, store)
+
+
+def open_database_recorder(db: Database, task: LabTask, data_file: str | Path,
+                           retry_s: float = 5.0, retry_every_s: float = 30.0) -> DatabaseRecorder:
+    """A recorder for a task loaded from `db`, its pending journal beside `data_file`."""
+    return DatabaseRecorder(SessionService(db), task, LocalStore(pending_path(data_file),
+                                                                 pending=True),
+                            retry_s, retry_every_s)

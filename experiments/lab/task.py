@@ -5,17 +5,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from experiments.instructions import session_pages
 from experiments.sessions import TrialView
-
-DEFAULT_INSTRUCTIONS = [
-    {"title": "Instructions",
-     "text": "On each trial you see two groups of nine images: the left group makes a unit of a "
-             "neural network respond weakly, the right group makes it respond strongly.\n\n"
-             "Which of the two images in the centre (upper = A, lower = B) matches the right "
-             "group better? Answer with your confidence: keys 1 2 3 for A, 8 9 0 for B "
-             "(1 and 8 = unsure, 3 and 0 = sure), or click one of the six buttons."},
-]
-
 
 # A lab trial is the session service's view of a trial (unit, layout, answer key).
 LabTrial = TrialView
@@ -53,7 +44,7 @@ class LabTask:
     button_lock_ms: int = 1500
     feedback_delay_ms: int = 350
     feedback_ms: int = 1150
-    instructions: list[dict[str, Any]] = field(default_factory=lambda: list(DEFAULT_INSTRUCTIONS))
+    instructions: list[dict[str, Any]] = field(default_factory=list)  # the study's own pages
     completion_codes: dict[str, str] = field(default_factory=lambda: {
         "completed": "COMPLETED", "failed_checks": "FAILED_CHECKS"})
     progress: Progress = field(default_factory=Progress)
@@ -63,6 +54,12 @@ class LabTask:
     @property
     def n_practice(self) -> int:
         return len(self.practice)
+
+    def instruction_pages(self) -> list[dict[str, Any]]:
+        """The pages this session shows: the study's, then the built-in ones (as on the web)."""
+        return session_pages(self.instructions, self.condition, self.button_lock_ms,
+                             self.n_practice, self.practice_pass_mark, self.practice_max_attempts,
+                             "lab")
 
     def image_path(self, image_id: str) -> Path:
         """The file of an image id; a clear error when the task lacks it."""
@@ -86,9 +83,3 @@ def trial_from_dict(data: dict[str, Any]) -> LabTrial:
     """The inverse of trial_to_dict."""
     return LabTrial(**{**data, "references_max": list(data["references_max"]),
                        "references_min": list(data["references_min"])})
-
-
-def instructions_for(pages: list[dict[str, Any]], condition: str) -> list[dict[str, Any]]:
-    """Instruction pages shown for a condition (pages without conditions are shown to all)."""
-    chosen = [p for p in pages if not p.get("conditions") or condition in p["conditions"]]
-    return chosen or list(DEFAULT_INSTRUCTIONS)

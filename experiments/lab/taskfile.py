@@ -1,10 +1,12 @@
 """Task files for lab machines without database access: export, load, and sync the results.
 
-`export_task` starts (reserves) the participant's session in the database and writes a JSON
-file with the trials, the rules and the images (copied next to it, or referenced by absolute
-path). Running from the file appends responses to `<file>.responses.jsonl`; `sync_task`
-replays that store through the session service (idempotent on trial_index) and completes the
-session when the run completed.
+`export_task` starts the participant's session in the database, holds its task until it is
+synced or released (`release_task`), and writes a JSON file with the trials, the rules and the
+images (copied next to it, or referenced by absolute path). Running from the file appends
+responses to `<file>.responses.jsonl`; `sync_task` replays that journal through the session
+service (idempotent on trial_index) with the lab machine's times and facts, and completes the
+session when the run completed. A task released and given to someone else before its sync is
+still stored, in a late session of its own.
 """
 from __future__ import annotations
 
@@ -19,16 +21,16 @@ from pathlib import Path
 from typing import Any
 
 from experiments.db import Database
-from experiments.errors import Conflict, InterpsyError, NotFound
+from experiments.db.models import Experiment, Session
+from experiments.errors import InterpsyError
 from experiments.lab.source import start_lab_session
-from experiments.lab.store import LocalStore
+from experiments.lab.store import LocalStore, recorded_at, replay_journal
 from experiments.lab.task import LabTask, Progress, trial_from_dict, trial_to_dict
-from experiments.sessions import ResponseIn, SessionService
+from experiments.sessions import SessionService
 from experiments.stimulus_set import sha256_file
 
 FORMAT = "interpsy-lab-task"
 VERSION = 1
-SYNC_SUFFIX = ".synced.json"
 
 
 def store_path(task_file: str | Path) -> Path:
@@ -50,6 +52,7 @@ def export_task(db: Database, experiment: str, participant: str, out: str | Path
     if file.exists():
         raise InterpsyError(f"{file} exists; choose another --out (task files are not overwritten)")
     task = start_lab_session(db, experiment, participant, {"exported_task": True})
+    SessionService(db).hold_offline(task.session_id)
     file.parent.mkdir(parents=True, exist_ok=True)
     images: dict[str, dict[str, str]] = {}
     folder = file.with_name(file.stem + "_images")
@@ -140,64 +143,67 @@ class SyncReport:
     already: int = 0
     events: int = 0
     completed: bool = False
+    late_session: str | None = None  # where the answers went when the task had been given away
 
     def line(self) -> str:
         done = "; session completed" if self.completed else ""
+        late = (f"; its task had been released and given to someone else, so the answers are "
+                f"kept as late session {self.late_session}" if self.late_session else "")
         return (f"session {self.session_id}: {self.responses} responses ({self.new} new, "
-                f"{self.already} already stored), {self.events} events{done}")
+                f"{self.already} already stored), {self.events} events{done}{late}")
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+def _session_of(db: Database, file: Path, data: dict[str, Any]) -> SessionService:
+    """The session service, after checking that the task's session is in this database."""
+    db.require_current()
+    with db.read() as session:  # read as is: a state() call could reassign a lapsed session
+        record = session.get(Session, data["session_id"])
+        key = session.get(Experiment, record.experiment_id).key if record else None
+    if key is None:
+        raise InterpsyError(f"{file}: session {data['session_id']} is not in {db.describe()}; "
+                            f"use the database the task was exported from "
+                            f"({data['database']})")
+    if key != data["experiment"]:
+        raise InterpsyError(f"{file}: session {data['session_id']} belongs to {key}, not "
+                            f"{data['experiment']}")
+    return SessionService(db)
+
+
+def _machine_facts(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The screen, frame rate and software of the first run, from its lab_start event."""
+    for record in records:
+        if record.get("kind") == "event" and record.get("event") == "lab_start":
+            return {k: v for k, v in record.get("payload", {}).items()
+                    if k not in ("next_index", "keyboard_note")}
+    return {}
+
+
+def release_task(db: Database, task_file: str | Path) -> str:
+    """Free an exported task's trials for other participants; returns the session's status."""
+    file = Path(task_file)
+    data = read_task_file(file)
+    return _session_of(db, file, data).release_offline(data["session_id"])
 
 
 def sync_task(db: Database, task_file: str | Path, store: LocalStore | None = None) -> SyncReport:
-    """Upload a task file's local results through the session service; safe to repeat."""
+    """Upload a task file's journal through the session service, with the lab machine's times
+    and facts; safe to repeat. Never refused: see `SessionService.adopt_offline`."""
     file = Path(task_file)
     data = read_task_file(file)
     store = store or LocalStore(store_path(file))
-    db.require_current()
-    service = SessionService(db)
-    session_id = data["session_id"]
-    try:
-        state = service.state(session_id, None)  # trusted: the researcher holds the database
-    except NotFound:
-        raise InterpsyError(f"{file}: session {session_id} is not in {db.describe()}; sync to "
-                            f"the database the task was exported from ({data['database']})") from None
-    if state.experiment != data["experiment"]:
-        raise InterpsyError(f"{file}: session {session_id} belongs to {state.experiment}, "
-                            f"not {data['experiment']}")
-    report = SyncReport(session_id)
-    for record in store.responses():
-        response = ResponseIn(**{k: record[k] for k in ResponseIn.model_fields if k in record})
-        try:
-            result = service.record_response(session_id, None, response)
-        except Conflict as exc:
-            raise InterpsyError(f"{file}: trial {response.trial_index}: {exc}; nothing after it "
-                                f"was synced") from None
-        report.responses += 1
-        report.new += int(result.stored)
-        report.already += int(not result.stored)
-    marker = file.with_name(file.stem + SYNC_SUFFIX)
-    done = json.loads(marker.read_text()) if marker.exists() else {"records": 0}
-    others = [r for r in store.records() if r.get("kind") in ("event", "instructions")]
-    for n, record in enumerate(others):
-        if n < done["records"]:
-            continue
-        if record["kind"] == "event":
-            service.record_event(session_id, None, record["event"],
-                                 {**record.get("payload", {}), "local_at": record.get("at")})
-            report.events += 1
-        else:
-            service.record_instructions(session_id, None, record["seconds"])
-        done["records"] = n + 1
-        _write_json(marker, done)
-    if any(r.get("kind") == "complete" for r in store.records()):
-        service.complete(session_id, None)
-        report.completed = True
+    service = _session_of(db, file, data)
+    target = service.adopt_offline(data["session_id"])
+    report = SyncReport(data["session_id"],
+                        late_session=target if target != data["session_id"] else None)
+    records = list(store.records())
+    if records:
+        service.offline_facts(target, started_at=recorded_at(records[0]),
+                              client_info=_machine_facts(records))
+    done = replay_journal(service, target, store)
+    report.responses, report.new, report.events = done.responses, done.new, done.events
+    report.already, report.completed = done.responses - done.new, done.completed
+    finished = next((r for r in records if r.get("kind") == "complete"), None)
+    answers = [r for r in records if r.get("kind") == "response"]
+    if answers:  # a failed practice ends at its last answer
+        service.offline_facts(target, finished_at=recorded_at(finished or answers[-1]))
     return report

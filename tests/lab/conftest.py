@@ -69,7 +69,7 @@ def xvfb_display():
     except ImportError:
         pytest.skip("psychopy not installed (pip install 'interpsy[lab]')")
     number = _free_display()
-    process = subprocess.Popen([binary, f":{number}", "-screen", "0", "1024x768x24", "-nolisten",
+    process = subprocess.Popen([binary, f":{number}", "-screen", "0", "1920x1200x24", "-nolisten",
                                 "tcp", "-noreset"], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     socket = Path(f"/tmp/.X11-unix/X{number}")

@@ -30,7 +30,7 @@ def test_export_task_then_sync_by_command(db, toy_set, tmp_path, capsys):
                  "--out", str(task_file), "--database", db.url]) == 2
     assert "exists" in capsys.readouterr().err
     assert main(["lab", "sync", str(task_file), "--database", db.url]) == 0
-    assert "0 responses (0 new)" in capsys.readouterr().out
+    assert "0 responses (0 new, 0 already stored)" in capsys.readouterr().out
     participants = frames_from_db(db, key)["participants"]
     assert list(participants.client) == ["lab"] and list(participants.source) == ["lab"]
 

@@ -23,7 +23,8 @@ def _run(db, key, participant, data_dir, stop_after=None, responder=None, break_
     task = start_lab_session(db, key, participant, {"frame_rate": 60.0})
     info = RunInfo(participant=participant, session="001", exp_name=key, frame_rate=60.0)
     with TrialCsv(data_path(data_dir, task), task, info) as writer:
-        sequencer = Sequencer(task, open_database_recorder(db, task), writer, break_every)
+        sequencer = Sequencer(task, open_database_recorder(db, task, writer.path), writer,
+                              break_every)
         outcomes = run_headless(sequencer, responder or correct_responder(), stop_after)
     return task, sequencer, outcomes
 

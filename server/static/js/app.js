@@ -306,9 +306,9 @@ class Study {
     }
     this.loader.preload(this.state.practice).catch(() => {});
     if (!this.progress.instructions_done) {
-      const own = this.state.instructions;
-      const pages = [...own, ...screens.builtInInstructions(this.state, own.length > 0)];
-      const seconds = await screens.instructions(root, pages, this.loader, this.state.practice[0]);
+      // The study's pages, then the built-in ones (experiments/instructions.py), from the server.
+      const seconds = await screens.instructions(root, this.state.instructions, this.loader,
+        this.state.practice[0]);
       this.progress.instructions_done = true;
       this.save();
       this.outbox.post('/instructions', { seconds });

@@ -83,40 +83,6 @@ export async function screenCheck(container, minWindow, log) {
     frame_rate: await measureFrameRate() });
 }
 
-/**
- * The built-in instruction pages: what the task is (unless the study has pages of its own, which
- * come first), how to answer (confidence buttons, keys, the button lock) and the practice
- * criterion. A study's own pages add to these, never replace them.
- */
-export function builtInInstructions(state, hasOwnPages) {
-  const lock = (state.timing.button_lock_ms / 1000).toLocaleString('en', { maximumFractionDigits: 1 });
-  const n = state.practice.length;
-  const attempts = state.practice_max_attempts;
-  const pages = [];
-  if (!hasOwnPages) {
-    pages.push({ title: 'Your task', text: '<p>On each screen you see two groups of example images. The ' +
-      '<b>right</b> group shows images that strongly activate some feature; the <b>left</b> group ' +
-      'shows images that do not.</p><p>In the centre are two new images. Decide which of the two ' +
-      'centre images fits the <b>right</b> group better.</p>', example: true });
-  }
-  pages.push({ title: 'How to answer', text: '<p>Each centre image has three buttons: <i>Very sure</i>, ' +
-    '<i>Fairly sure</i> and <i>Not sure</i>. Click the button next to the image you choose that ' +
-    'says how sure you are. You can also use the keys <b>1 2 3</b> (upper image: very, fairly, not ' +
-    'sure) and <b>8 9 0</b> (lower image: very, fairly, not sure).</p>' +
-    `<p>The buttons unlock after ${lock} seconds, so that you look at the images first. After your ` +
-    'answer you see whether it was right; then press <b>Continue</b> (or Enter). Take the time you ' +
-    'need; there is no deadline.</p>', example: hasOwnPages });
-  if (n) {
-    const needed = state.practice_pass_mark === n ? `all ${n}` : `at least ${state.practice_pass_mark} of ${n}`;
-    pages.push({ title: 'Practice first', text: `<p>You start with ${n} practice trials. ` +
-      `To continue to the main part you need to answer ${needed} correctly; otherwise you repeat ` +
-      'the practice, with the trials in a new order' +
-      (attempts ? ` (at most ${attempts} attempts in all; after that the study ends)` : '') +
-      '. In the main part a counter shows how many answers you got right.</p>' });
-  }
-  return pages;
-}
-
 function example(loader, trial) {
   const box = el('div', 'example');
   const side = (ids, label) => {

@@ -1,0 +1,74 @@
+"""The instruction pages every session shows, web and lab alike: the study's own pages for the
+participant's condition, then the built-in ones (the task unless the study explains it, how to
+answer with buttons and keys, the button lock, the practice criterion)."""
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+Client = Literal["web", "lab"]
+
+# Upper query = a, lower = b; confidence 3 = very sure .. 1 = not sure. The same keys as the
+# page's buttons (server/static/js/trial.js) and the lab's (experiments/lab/keys.py).
+KEYS: dict[str, tuple[str, str, str]] = {"a": ("1", "2", "3"), "b": ("8", "9", "0")}
+CONFIDENCE_LABELS: tuple[tuple[int, str], ...] = ((3, "Very sure"), (2, "Fairly sure"),
+                                                  (1, "Not sure"))
+QUESTION = "Which image in the centre fits the examples on the right better?"
+SIDE_LABELS = {"min": "Examples: low", "max": "Examples: high"}
+CONTINUE = {"web": "press <b>Continue</b> (or Enter)",
+            "lab": "press the <b>space bar</b> (or click)"}
+
+
+def _seconds(ms: int) -> str:
+    return f"{ms / 1000:.1f}".rstrip("0").rstrip(".")
+
+
+def built_in_pages(has_own_pages: bool, button_lock_ms: int, n_practice: int, pass_mark: int,
+                   max_attempts: int, client: Client = "web") -> list[dict[str, Any]]:
+    """The built-in pages (HTML text; `example` marks where a page shows example references)."""
+    pages: list[dict[str, Any]] = []
+    if not has_own_pages:
+        pages.append({"title": "Your task", "example": True, "text":
+                      "<p>On each screen you see two groups of example images. The <b>right</b> "
+                      "group shows images that strongly activate some feature; the <b>left</b> "
+                      "group shows images that do not.</p><p>In the centre are two new images. "
+                      "Decide which of the two centre images fits the <b>right</b> group "
+                      "better.</p>"})
+    pages.append({"title": "How to answer", "example": has_own_pages, "text":
+                  "<p>Each centre image has three buttons: <i>Very sure</i>, <i>Fairly sure</i> "
+                  "and <i>Not sure</i>. Click the button next to the image you choose that says "
+                  "how sure you are. You can also use the keys <b>1 2 3</b> (upper image: very, "
+                  "fairly, not sure) and <b>8 9 0</b> (lower image: very, fairly, not "
+                  f"sure).</p><p>The buttons unlock after {_seconds(button_lock_ms)} seconds, so "
+                  "that you look at the images first. After your answer you see whether it was "
+                  f"right; then {CONTINUE[client]}. Take the time you need; there is no "
+                  "deadline.</p>"})
+    if n_practice:
+        needed = f"all {n_practice}" if pass_mark == n_practice else \
+            f"at least {pass_mark} of {n_practice}"
+        limit = (f" (at most {max_attempts} attempts in all; after that the study ends)"
+                 if max_attempts else "")
+        pages.append({"title": "Practice first", "example": False, "text":
+                      f"<p>You start with {n_practice} practice trials. To continue to the main "
+                      f"part you need to answer {needed} correctly; otherwise you repeat the "
+                      f"practice, with the trials in a new order{limit}. In the main part a "
+                      f"counter shows how many answers you got right.</p>"})
+    return pages
+
+
+def session_pages(own: list[dict[str, Any]], condition: str, button_lock_ms: int,
+                  n_practice: int, pass_mark: int, max_attempts: int,
+                  client: Client = "web") -> list[dict[str, Any]]:
+    """The pages one session shows: the study's pages for `condition`, then the built-in ones."""
+    chosen = [p for p in own if not p.get("conditions") or condition in p["conditions"]]
+    return [*chosen, *built_in_pages(bool(chosen), button_lock_ms, n_practice, pass_mark,
+                                     max_attempts, client)]
+
+
+def plain_text(html: str) -> str:
+    """Page text for a screen without HTML: tags removed, paragraphs (a blank line, <p>, <br>)
+    kept, the line breaks inside a paragraph (from the TOML file) reflowed."""
+    text = re.sub(r"<\s*br\s*/?>|</p>", "\n\n", html, flags=re.IGNORECASE)
+    text = re.sub(r"<[^>]+>", "", text)
+    paragraphs = (" ".join(p.split()) for p in re.split(r"\n\s*\n", text))
+    return "\n\n".join(p for p in paragraphs if p)

@@ -1,0 +1,106 @@
+"""Where everything on the lab's trial screen goes, in PsychoPy 'height' units (the screen is 1
+high and `aspect` wide, origin at its centre), for any screen shape.
+
+As on the web page: the low examples left, the high examples right (3x3 grids), the two query
+images stacked in the centre at 1.6 times a reference's size, each with its three confidence
+buttons beside it (very, fairly, not sure; keys 1 2 3 and 8 9 0). The reference size fits the
+screen's width (4:3 and 5:4 screens get smaller cells than 16:9), or is given (from degrees of
+visual angle); a size that does not fit is an error, never an overlap.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from experiments.errors import InterpsyError
+
+QUERY_SCALE = 1.6  # query image side / reference side, as on the web page
+GAP_SCALE = 0.06  # gap between references / reference side
+MAX_CELL = 0.17
+BUTTON_W, BUTTON_GAP = 0.17, 0.008
+IMAGE_TO_BUTTONS = 0.015
+QUERY_GAP = 0.04  # between the two query rows
+COLUMN_MARGIN, OUTER_MARGIN = 0.04, 0.02
+CENTRE_Y = -0.01
+
+
+@dataclass(frozen=True)
+class Box:
+    """A rectangle by centre and size."""
+
+    x: float
+    y: float
+    w: float
+    h: float
+
+    def overlaps(self, other: Box) -> bool:
+        return (abs(self.x - other.x) < (self.w + other.w) / 2
+                and abs(self.y - other.y) < (self.h + other.h) / 2)
+
+    def inside(self, half_width: float, half_height: float = 0.5) -> bool:
+        return (abs(self.x) + self.w / 2 <= half_width + 1e-9
+                and abs(self.y) + self.h / 2 <= half_height + 1e-9)
+
+
+@dataclass(frozen=True)
+class TrialLayout:
+    """Every box of the trial screen, and the text positions around them."""
+
+    aspect: float
+    cell: float
+    refs: dict[str, list[Box]]  # min (left) / max (right), row by row
+    queries: dict[str, Box]  # a (upper) / b (lower)
+    buttons: dict[tuple[str, int], Box]  # (choice, confidence)
+    title_y: float
+    side_label_y: float
+    feedback_y: float
+    footer_y: float
+    counter_x: float
+
+    def boxes(self) -> list[Box]:
+        return [*self.refs["min"], *self.refs["max"], *self.queries.values(),
+                *self.buttons.values()]
+
+
+def max_cell(aspect: float) -> float:
+    """The largest reference side whose screen fits `aspect` (width / height)."""
+    fixed = BUTTON_W + IMAGE_TO_BUTTONS + 2 * COLUMN_MARGIN + 2 * OUTER_MARGIN
+    return min(MAX_CELL * 1.25, (aspect - fixed) / (QUERY_SCALE + 6 + 4 * GAP_SCALE),
+               (1 - 0.24 - QUERY_GAP) / (2 * QUERY_SCALE))
+
+
+def trial_layout(aspect: float, cell: float | None = None,
+                 confidence_order: tuple[int, ...] = (3, 2, 1)) -> TrialLayout:
+    """The layout for a screen `aspect` wide; `cell` (the reference side) fits it if not given."""
+    largest = max_cell(aspect)
+    if cell is None:
+        cell = min(MAX_CELL, largest)
+    elif cell > largest + 1e-9:
+        raise InterpsyError(f"references of {cell:.3f} screen heights do not fit a screen of "
+                            f"aspect {aspect:.2f} beside the queries and buttons (at most "
+                            f"{largest:.3f}); choose smaller sizes or a closer viewing distance")
+    gap = GAP_SCALE * cell
+    query = QUERY_SCALE * cell
+    grid = 3 * cell + 2 * gap
+    group = query + IMAGE_TO_BUTTONS + BUTTON_W
+    grid_x = group / 2 + COLUMN_MARGIN + grid / 2
+    refs = {}
+    for side, sign in (("min", -1), ("max", 1)):
+        refs[side] = [Box(sign * grid_x + (col - 1) * (cell + gap),
+                          CENTRE_Y + (1 - row) * (cell + gap), cell, cell)
+                      for row in range(3) for col in range(3)]
+    image_x = -group / 2 + query / 2
+    button_x = group / 2 - BUTTON_W / 2
+    button_h = (query - 2 * BUTTON_GAP) / 3
+    queries, buttons = {}, {}
+    for choice, sign in (("a", 1), ("b", -1)):
+        y = CENTRE_Y + sign * (query + QUERY_GAP) / 2
+        queries[choice] = Box(image_x, y, query, query)
+        for k, confidence in enumerate(confidence_order):
+            buttons[(choice, confidence)] = Box(
+                button_x, y + (1 - k) * (button_h + BUTTON_GAP), BUTTON_W, button_h)
+    top = CENTRE_Y + query + QUERY_GAP / 2
+    bottom = CENTRE_Y - query - QUERY_GAP / 2
+    return TrialLayout(aspect=aspect, cell=cell, refs=refs, queries=queries, buttons=buttons,
+                       title_y=(top + 0.5) / 2 + 0.02, side_label_y=CENTRE_Y + grid / 2 + 0.03,
+                       feedback_y=(bottom - 0.5) / 2 + 0.03, footer_y=-0.46,
+                       counter_x=grid_x)

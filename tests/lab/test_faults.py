@@ -1,0 +1,181 @@
+"""Faults in a lab session with database access: a kill between the database write and the CSV
+append, and a database that cannot be reached for a while. Nothing is lost or written twice."""
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from experiments.build import build_experiment
+from experiments.db import Database
+from experiments.export import frames_from_db
+from experiments.lab.datafile import RunInfo, TrialCsv, data_path
+from experiments.lab.sequence import Sequencer, run_headless
+from experiments.lab.session import LabOptions, load_task
+from tests.conftest import _PG_REASON, drop_postgres_schema, postgres_schema_url
+from tests.lab.conftest import correct_responder, lab_spec
+from tests.tcp_proxy import CuttableLink
+
+ROOT = Path(__file__).resolve().parents[2]
+
+CHILD = """
+import os, signal, sys
+from experiments.lab.datafile import RunInfo, TrialCsv, data_path
+from experiments.lab.sequence import Sequencer, run_headless
+from experiments.lab.session import LabOptions, load_task
+from tests.lab.conftest import correct_responder
+
+url, key, data_dir = sys.argv[1:4]
+task, recorder = load_task(LabOptions(experiment=key, participant="P02", database_url=url,
+                                      data_dir=data_dir), {})
+
+class DiesBeforeTheRow(TrialCsv):
+    def write(self, step, *args):
+        if step.trial_index == 3:  # the answer is in the database, its row not yet written
+            os.kill(os.getpid(), signal.SIGKILL)
+        super().write(step, *args)
+
+info = RunInfo(participant=task.participant, session="001", exp_name=task.experiment)
+with DiesBeforeTheRow(data_path(data_dir, task), task, info) as writer:
+    run_headless(Sequencer(task, recorder, writer), correct_responder())
+"""
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _session(options: LabOptions, stop_after: int | None = None):
+    task, recorder = load_task(options, {})
+    info = RunInfo(participant=task.participant, session="001", exp_name=task.experiment)
+    with TrialCsv(data_path(options.data_dir, task), task, info) as writer:
+        sequencer = Sequencer(task, recorder, writer)
+        run_headless(sequencer, correct_responder(), stop_after)
+    return task, sequencer, writer.path
+
+
+def test_a_kill_between_the_database_write_and_the_csv_row_is_filled_on_resume(built, tmp_path):
+    db, key = built
+    data_dir = tmp_path / "data"
+    child = subprocess.run([sys.executable, "-c", CHILD, db.url, key, str(data_dir)], cwd=ROOT,
+                           env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
+                           text=True, timeout=120, check=False)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    assert len(frames_from_db(db, key)["responses"]) == 4  # trial 3 reached the database
+    (csv_file,) = data_dir.glob("*.csv")
+    assert [r["trial_index"] for r in _rows(csv_file)] == ["0", "1", "2"]
+
+    _, sequencer, path = _session(LabOptions(experiment=key, participant="P02",
+                                             database_url=db.url, data_dir=str(data_dir)))
+    assert path == csv_file and sequencer.progress.status == "completed"
+    rows = _rows(csv_file)
+    assert [int(r["trial_index"]) for r in rows] == list(range(8))
+    assert "restored" in rows[3]["saved_to"] and rows[3]["choice"]
+    stored = frames_from_db(db, key)["responses"].set_index("trial_index")
+    assert rows[3]["choice"] == stored.loc[3, "choice"]
+    assert float(rows[3]["rt_ms"]) == pytest.approx(stored.loc[3, "rt_ms"])
+
+
+@pytest.fixture
+def cuttable_postgres(toy_set, tmp_path):
+    """(Database for the researcher, URL through a cuttable link, the link, experiment key)."""
+    if _PG_REASON:
+        pytest.skip(_PG_REASON)
+    schema, url = postgres_schema_url()
+    db = Database(url)
+    db.upgrade()
+    key = build_experiment(lab_spec(tmp_path, toy_set), db).key
+    link = CuttableLink(("127.0.0.1", 5432))
+    try:
+        yield db, url.replace("127.0.0.1:5432", f"127.0.0.1:{link.port}"), link, key
+    finally:
+        link.close()
+        db.dispose()
+        drop_postgres_schema(schema)
+
+
+@pytest.mark.postgres
+def test_a_database_outage_mid_session_falls_back_to_the_journal_and_catches_up(
+        cuttable_postgres, tmp_path, caplog):
+    db, url, link, key = cuttable_postgres
+    options = LabOptions(experiment=key, participant="P03", database_url=url,
+                         data_dir=str(tmp_path / "data"), db_retry_s=0.5, db_retry_every_s=0.0)
+    task, recorder = load_task(options, {})
+    respond = correct_responder()
+    info = RunInfo(participant=task.participant, session="001", exp_name=task.experiment)
+    with caplog.at_level(logging.WARNING, logger="interpsy.lab"), \
+            TrialCsv(data_path(options.data_dir, task), task, info) as writer:
+        sequencer = Sequencer(task, recorder, writer)
+        for _ in range(3):
+            sequencer.answer(respond(sequencer.current()))
+        link.cut()
+        for _ in range(3):  # the participant goes on; no error reaches the screen
+            outcome = sequencer.answer(respond(sequencer.current()))
+            assert outcome.stored
+        link.restore()
+        run_headless(sequencer, respond)
+    assert sequencer.progress.status == "completed"
+    warnings = [r.getMessage() for r in caplog.records if r.name == "interpsy.lab"]
+    assert len([w for w in warnings if "kept in" in w]) == 1, warnings
+    frames = frames_from_db(db, key)
+    assert list(frames["responses"].trial_index) == list(range(8))
+    assert frames["participants"].status.tolist() == ["completed"]
+    rows = _rows(writer.path)
+    assert [int(r["trial_index"]) for r in rows] == list(range(8))
+    assert [r["saved_to"] for r in rows[3:6]] == ["journal"] * 3
+    assert not list(Path(options.data_dir).glob("*.pending.jsonl"))
+
+
+def _outage(options: LabOptions, link: CuttableLink, before: int, during: int):
+    """Answer `before` trials, cut the database link, answer `during` more; the recorder."""
+    task, recorder = load_task(options, {})
+    info = RunInfo(participant=task.participant, session="001", exp_name=task.experiment)
+    respond = correct_responder()
+    with TrialCsv(data_path(options.data_dir, task), task, info) as writer:
+        sequencer = Sequencer(task, recorder, writer)
+        for n in range(before + during):
+            if n == before:
+                link.cut()
+            assert sequencer.answer(respond(sequencer.current())).stored
+    return recorder
+
+
+@pytest.mark.postgres
+def test_answers_kept_in_the_journal_reach_the_database_when_the_session_resumes(
+        cuttable_postgres, tmp_path):
+    db, url, link, key = cuttable_postgres
+    options = LabOptions(experiment=key, participant="P04", database_url=url,
+                         data_dir=str(tmp_path / "data"), db_retry_s=0.3, db_retry_every_s=60.0)
+    _outage(options, link, before=1, during=2)
+    assert len(list(Path(options.data_dir).glob("*.pending.jsonl"))) == 1
+    link.restore()  # the experimenter starts the same session again
+    _, sequencer, path = _session(options)
+    assert sequencer.progress.status == "completed"
+    assert [int(r["trial_index"]) for r in _rows(path)] == list(range(8))
+    assert list(frames_from_db(db, key)["responses"].trial_index) == list(range(8))
+
+
+@pytest.mark.postgres
+def test_interpsy_lab_flush_sends_a_pending_journal(cuttable_postgres, tmp_path):
+    from click.testing import CliRunner
+
+    from experiments.cli import cli
+
+    db, url, link, key = cuttable_postgres
+    options = LabOptions(experiment=key, participant="P05", database_url=url,
+                         data_dir=str(tmp_path / "data"), db_retry_s=0.3, db_retry_every_s=60.0)
+    _outage(options, link, before=0, during=2).event("abort", {"reason": "escape"})
+    (pending,) = Path(options.data_dir).glob("*.pending.jsonl")
+    link.restore()
+    result = CliRunner().invoke(cli, ["lab", "flush", str(pending), "--database", db.url])
+    assert result.exit_code == 0, result.output
+    assert "2 answers sent (2 new), 1 events" in result.output
+    assert list(frames_from_db(db, key)["responses"].trial_index) == [0, 1]
+    assert not pending.exists()
