@@ -59,7 +59,8 @@ def cli() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors become one line on stderr and exit code 2."""
     try:
-        cli.main(args=argv, prog_name="interpsy", standalone_mode=False)
+        # Without standalone mode, click returns (not raises) a command's Exit code.
+        code = cli.main(args=argv, prog_name="interpsy", standalone_mode=False)
     except InterpsyError as exc:
         click.echo(f"error: {exc}", err=True)
         return 2
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except click.exceptions.Exit as exc:
         return exc.exit_code
-    return 0
+    return code if type(code) is int else 0
 
 
 if __name__ == "__main__":

@@ -25,7 +25,9 @@ from experiments.schema import SETTINGS_FILE, TABLES, coerce
 
 Format = Literal["parquet", "csv"]
 CLIENT_INFO_COLUMNS = ("screen_width", "screen_height", "window_width", "window_height",
-                       "device_pixel_ratio", "user_agent", "frame_rate")
+                       "device_pixel_ratio", "user_agent", "frame_rate", "monitor",
+                       "monitor_width_cm", "viewing_distance_cm", "px_per_deg", "reference_px",
+                       "query_px", "reference_deg", "query_deg", "gap_deg", "timing_verdict")
 
 
 def pseudonym(number: int) -> str:
@@ -127,6 +129,9 @@ def _participant_rows(session, experiment: Experiment) -> list[dict]:
             "exclusion_reasons": "; ".join(reasons) or None}
         for column in CLIENT_INFO_COLUMNS:
             row[column] = info.get(column)
+        given = next((s.client_info["participant_info"] for s in sessions
+                      if (s.client_info or {}).get("participant_info")), None)
+        row["participant_info"] = json.dumps(given, sort_keys=True) if given else None
         if row["frame_rate"] is None:  # the web page measures it at the screen check
             row["frame_rate"] = next((screens[s.id].get("frame_rate") for s in reversed(sessions)
                                       if s.id in screens), None)

@@ -66,6 +66,17 @@ PARTICIPANT_COLUMNS: dict[str, str] = {
     "feedback": "string",
     "late_sync": "boolean",
     "lab_id": "string",
+    "monitor": "string",
+    "monitor_width_cm": "float64",
+    "viewing_distance_cm": "float64",
+    "px_per_deg": "float64",
+    "reference_px": "float64",
+    "query_px": "float64",
+    "reference_deg": "float64",
+    "query_deg": "float64",
+    "gap_deg": "float64",
+    "timing_verdict": "string",
+    "participant_info": "string",
 }
 
 UNIT_COLUMNS: dict[str, str] = {
@@ -113,7 +124,10 @@ TABLES: dict[str, dict[str, str]] = {
 OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {
     "responses": ("rt_flag", "client_extra", "client_recorded_at"),
     "participants": ("instruction_s_claimed", "time_flags", "focus_losses", "fullscreen_exits",
-                     "reloads", "image_failures", "feedback", "late_sync", "lab_id"),
+                     "reloads", "image_failures", "feedback", "late_sync", "lab_id",
+                     "monitor", "monitor_width_cm", "viewing_distance_cm", "px_per_deg",
+                     "reference_px", "query_px", "reference_deg", "query_deg", "gap_deg",
+                     "timing_verdict", "participant_info"),
 }
 
 SETTINGS_FILE = "experiment.json"  # beside the tables: each experiment's key and spec

@@ -880,10 +880,11 @@ class SessionService:
                                                        "status": record.status})
             return late.id
 
-    def offline_facts(self, session_id: str, started_at: datetime | None = None,
+    def client_facts(self, session_id: str, started_at: datetime | None = None,
                       finished_at: datetime | None = None,
                       client_info: dict[str, Any] | None = None) -> None:
-        """An offline run's times and machine facts, by the lab machine's clock (its journal)."""
+        """A lab run's facts (screen, monitor, sizes) and, for an offline run, its times by the
+        lab machine's clock (from its journal)."""
         with self.db.write() as session:
             record = self._session(session, session_id, None, lock=True)
             if started_at is not None:

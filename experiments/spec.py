@@ -130,6 +130,28 @@ class Exclusions(Strict):
         return self
 
 
+class LabSettings(Strict):
+    """Lab sessions: image sizes in degrees of visual angle (each lab session then needs a
+    monitor profile: width in cm, viewing distance, resolution; none given: the trial screen
+    fits the window; gamma is left to the monitor profile's calibration), and what the
+    experimenter is asked about the participant at the start."""
+
+    reference_deg: float | None = Field(None, gt=0, le=20, description="side of a reference image")
+    query_deg: float | None = Field(None, gt=0, le=30, description="side of a query image; "
+                                                                   "default 1.6 x reference_deg")
+    gap_deg: float | None = Field(None, ge=0, le=5, description="gap between references; default "
+                                                               "0.06 x reference_deg")
+    participant_fields: list[Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,39}$")]] = Field(
+        default_factory=list, description="asked in a dialog when a lab session starts (e.g. "
+                                          "age, gender, handedness); exported as participant_info")
+
+    @model_validator(mode="after")
+    def _reference_first(self) -> LabSettings:
+        if self.reference_deg is None and (self.query_deg is not None or self.gap_deg is not None):
+            raise ValueError("query_deg and gap_deg need reference_deg")
+        return self
+
+
 class ExperimentSpec(Strict):
     """A whole experiment: stimuli, conditions, task layout, timing, recruitment, exclusions."""
 
@@ -156,6 +178,7 @@ class ExperimentSpec(Strict):
     recruitment: Recruitment = Recruitment()
     exclusions: Exclusions = Exclusions()
     feedback_form: bool = True
+    lab: LabSettings = LabSettings()
 
     @field_validator("difficulty", mode="before")
     @classmethod

@@ -34,17 +34,36 @@ def _ask(values: dict) -> dict:
               help="A break screen after this many main trials (0: none).")
 @click.option("--keyboard", type=click.Choice(["auto", "psychtoolbox", "pyglet"]), default="auto",
               show_default=True, help="Key backend; auto falls back from psychtoolbox to pyglet.")
-@click.option("--timing-test", is_flag=True, help="Measure frame intervals and flip jitter, then exit.")
+@click.option("--timing-test", is_flag=True,
+              help="Flip the trial screen, judge its frame timing, then exit (1 when unstable).")
+@click.option("--expected-hz", type=click.FloatRange(min=1), default=None,
+              help="The screen's refresh rate (default: what the system reports).")
+@click.option("--frames", "timing_frames", default=300, show_default=True,
+              type=click.IntRange(min=10), help="Frames the timing test flips.")
+@click.option("--info", "info_pairs", multiple=True, metavar="FIELD=VALUE",
+              help="An answer to the spec's participant_fields (the rest are asked in a dialog).")
+@click.option("--monitor", "monitor_name", default=None,
+              help="PsychoPy monitor profile (Monitor Center): screen width, distance, gamma.")
+@click.option("--monitor-width-cm", type=click.FloatRange(min=1), default=None,
+              help="The screen's visible width in cm (overrides the profile's).")
+@click.option("--distance-cm", type=click.FloatRange(min=1), default=None,
+              help="Viewing distance in cm (overrides the profile's).")
 @database_option
 @click.pass_context
 def lab(ctx: click.Context, experiment: str | None, participant: str | None, session: str,
         task_file: str | None, fullscreen: bool, screen_index: int, data_dir: str,
-        break_every: int, keyboard: str, timing_test: bool, database_url: str | None) -> None:
+        break_every: int, keyboard: str, timing_test: bool, expected_hz: float | None,
+        timing_frames: int, info_pairs: tuple[str, ...], monitor_name: str | None,
+        monitor_width_cm: float | None,
+        distance_cm: float | None, database_url: str | None) -> None:
     """Run a lab session with PsychoPy (without arguments a dialog asks for them)."""
     if ctx.invoked_subcommand is not None:
         return
+    from experiments.lab.display import MonitorChoice
+
+    monitor = MonitorChoice(monitor_name, monitor_width_cm, distance_cm)
     if timing_test:
-        _timing_test(fullscreen, screen_index)
+        _timing_test(fullscreen, screen_index, monitor, expected_hz, timing_frames)
         return
     if not task_file and not (experiment and participant):
         values = _ask({"experiment": experiment or "", "participant": participant or "",
@@ -56,7 +75,8 @@ def lab(ctx: click.Context, experiment: str | None, participant: str | None, ses
     options = LabOptions(experiment=experiment, participant=participant or "", session=session,
                          database_url=database_url, task_file=task_file, fullscreen=fullscreen,
                          screen=screen_index, data_dir=data_dir, break_every=break_every,
-                         keyboard=keyboard)
+                         keyboard=keyboard, monitor=monitor, expected_hz=expected_hz,
+                         info=_pairs(info_pairs))
     result = run_lab(options)
     click.echo(f"{result.status}: {result.answered} trials answered this run, next trial index "
                f"{result.next_index}; data file {result.data_file}")
@@ -73,18 +93,35 @@ def lab(ctx: click.Context, experiment: str | None, participant: str | None, ses
         click.echo("run the same command again to resume")
 
 
-def _timing_test(fullscreen: bool, screen_index: int) -> None:
-    from experiments.lab.screen import LabScreen
-    from experiments.lab.timing import measure_frame_rate, timing_test
+def _pairs(pairs: tuple[str, ...]) -> dict[str, str]:
+    """--info FIELD=VALUE options as a dict."""
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"{pair!r} is not FIELD=VALUE", param_hint="--info")
+        out[name.strip()] = value.strip()
+    return out
 
-    screen = LabScreen(fullscreen, screen_index)
+
+def _timing_test(fullscreen: bool, screen_index: int, monitor, expected_hz: float | None,
+                 n_frames: int) -> None:
+    """Flip the real trial screen (20 images) and judge the timing; exit 1 when unstable."""
+    from experiments.lab.display import open_monitor
+    from experiments.lab.screen import LabScreen
+    from experiments.lab.timing import check_display
+
+    screen = LabScreen(fullscreen, screen_index, monitor=open_monitor(monitor))
     try:
-        rate = measure_frame_rate(screen.win)
-        click.echo(f"measured frame rate: {rate if rate else 'unstable'} Hz")
-        for line in timing_test(screen.win, n_frames=300).lines():
+        screen.show_noise()
+        stats, verdict = check_display(screen.win, expected_hz, n_frames,
+                                       draw=lambda: screen.draw_trial(locked=False))
+        for line in [*stats.lines(), verdict.line()]:
             click.echo(line)
     finally:
         screen.close()
+    if not verdict.stable:
+        raise click.exceptions.Exit(1)
 
 
 @lab.command("export-task")

@@ -46,7 +46,9 @@ class TrialLayout:
     """Every box of the trial screen, and the text positions around them."""
 
     aspect: float
-    cell: float
+    cell: float  # reference side
+    query: float  # query side
+    gap: float  # between references
     refs: dict[str, list[Box]]  # min (left) / max (right), row by row
     queries: dict[str, Box]  # a (upper) / b (lower)
     buttons: dict[tuple[str, int], Box]  # (choice, confidence)
@@ -61,25 +63,36 @@ class TrialLayout:
                 *self.buttons.values()]
 
 
+def _needs(cell: float, query: float, gap: float) -> tuple[float, float]:
+    """(width, height) in height units that a screen needs for these sizes."""
+    grid = 3 * cell + 2 * gap
+    group = query + IMAGE_TO_BUTTONS + BUTTON_W
+    width = 2 * grid + group + 2 * COLUMN_MARGIN + 2 * OUTER_MARGIN
+    return width, max(2 * query + QUERY_GAP, grid) + 0.24
+
+
 def max_cell(aspect: float) -> float:
-    """The largest reference side whose screen fits `aspect` (width / height)."""
-    fixed = BUTTON_W + IMAGE_TO_BUTTONS + 2 * COLUMN_MARGIN + 2 * OUTER_MARGIN
-    return min(MAX_CELL * 1.25, (aspect - fixed) / (QUERY_SCALE + 6 + 4 * GAP_SCALE),
-               (1 - 0.24 - QUERY_GAP) / (2 * QUERY_SCALE))
+    """The largest reference side (with the web page's proportions) that fits `aspect`."""
+    width, height = _needs(1.0, QUERY_SCALE, GAP_SCALE)
+    fixed, _ = _needs(0.0, 0.0, 0.0)
+    return min((aspect - fixed) / (width - fixed), (1 - 0.24) / (height - 0.24))
 
 
-def trial_layout(aspect: float, cell: float | None = None,
-                 confidence_order: tuple[int, ...] = (3, 2, 1)) -> TrialLayout:
-    """The layout for a screen `aspect` wide; `cell` (the reference side) fits it if not given."""
-    largest = max_cell(aspect)
+def trial_layout(aspect: float, cell: float | None = None, query: float | None = None,
+                 gap: float | None = None, confidence_order: tuple[int, ...] = (3, 2, 1)
+                 ) -> TrialLayout:
+    """The layout for a screen `aspect` wide. Without `cell` (the reference side) it fits the
+    screen; `query` and `gap` default to the web page's proportions of `cell`."""
     if cell is None:
-        cell = min(MAX_CELL, largest)
-    elif cell > largest + 1e-9:
-        raise InterpsyError(f"references of {cell:.3f} screen heights do not fit a screen of "
-                            f"aspect {aspect:.2f} beside the queries and buttons (at most "
-                            f"{largest:.3f}); choose smaller sizes or a closer viewing distance")
-    gap = GAP_SCALE * cell
-    query = QUERY_SCALE * cell
+        cell = min(MAX_CELL, max_cell(aspect))
+    query = QUERY_SCALE * cell if query is None else query
+    gap = GAP_SCALE * cell if gap is None else gap
+    width, height = _needs(cell, query, gap)
+    if width > aspect + 1e-9 or height > 1 + 1e-9:
+        raise InterpsyError(f"references of {cell:.3f} and queries of {query:.3f} screen heights "
+                            f"do not fit a screen of aspect {aspect:.2f} beside the buttons "
+                            f"(they need {width:.2f} x {height:.2f}); choose smaller sizes or a "
+                            f"longer viewing distance")
     grid = 3 * cell + 2 * gap
     group = query + IMAGE_TO_BUTTONS + BUTTON_W
     grid_x = group / 2 + COLUMN_MARGIN + grid / 2
@@ -100,7 +113,7 @@ def trial_layout(aspect: float, cell: float | None = None,
                 button_x, y + (1 - k) * (button_h + BUTTON_GAP), BUTTON_W, button_h)
     top = CENTRE_Y + query + QUERY_GAP / 2
     bottom = CENTRE_Y - query - QUERY_GAP / 2
-    return TrialLayout(aspect=aspect, cell=cell, refs=refs, queries=queries, buttons=buttons,
+    return TrialLayout(aspect=aspect, cell=cell, query=query, gap=gap, refs=refs, queries=queries, buttons=buttons,
                        title_y=(top + 0.5) / 2 + 0.02, side_label_y=CENTRE_Y + grid / 2 + 0.03,
                        feedback_y=(bottom - 0.5) / 2 + 0.03, footer_y=-0.46,
                        counter_x=grid_x)

@@ -8,6 +8,8 @@ a, 8 9 0 for b: very, fairly, not sure), the same words as the web page.
 from __future__ import annotations
 
 import platform
+
+import numpy as np
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,8 @@ from psychopy import core, event, logging, visual  # noqa: F401  (core keeps psy
 
 from experiments.instructions import CONFIDENCE_LABELS, QUESTION, SIDE_LABELS, plain_text
 from experiments.lab.keys import KEY_FOR
-from experiments.lab.layout import Box, trial_layout
+from experiments.lab.display import geometry_facts, layout_for
+from experiments.lab.layout import Box, TrialLayout, trial_layout
 from experiments.lab.task import LabTask, LabTrial
 
 GREY, WHITE, DIM = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), (-0.3, -0.3, -0.3)
@@ -27,17 +30,33 @@ class LabScreen:
     """One PsychoPy window and every stimulus the lab task draws."""
 
     def __init__(self, fullscreen: bool = False, screen: int = 0, size: tuple[int, int] = (1024, 768),
-                 win: Any = None):
+                 win: Any = None, monitor: Any = None):
         logging.console.setLevel(logging.ERROR)
+        # A monitor profile gives PsychoPy the screen's measures and gamma calibration.
+        self.monitor = monitor
+        extra = {"monitor": monitor} if monitor is not None else {}
         self.win = win or visual.Window(size=size, fullscr=fullscreen, screen=screen, units="height",
                                         color=GREY, allowGUI=not fullscreen, waitBlanking=True,
-                                        checkTiming=False)
+                                        checkTiming=False, **extra)
         self.win.mouseVisible = True
         self.mouse = event.Mouse(win=self.win)
         self._was_pressed = False
         width, height = self.win.size
-        self.layout = trial_layout(width / height)
-        layout = self.layout
+        wrap = min(1.2, 0.95 * width / height)
+        self.text = visual.TextStim(self.win, "", pos=(0, 0.05), height=0.032,
+                                    wrapWidth=min(1.15, 0.9 * width / height), color=WHITE)
+        self.title = visual.TextStim(self.win, "", pos=(0, 0.44), height=0.035, color=WHITE,
+                                     wrapWidth=wrap)
+        self.question = visual.TextStim(self.win, QUESTION, pos=(0, 0.4), height=0.032,
+                                        color=WHITE, wrapWidth=wrap)
+        self.feedback = visual.TextStim(self.win, "", height=0.04, color=WHITE)
+        self.footer = visual.TextStim(self.win, "", pos=(0, -0.46), height=0.026, color=WHITE)
+        self.counter = visual.TextStim(self.win, "", height=0.026, color=WHITE)
+        self.use_layout(trial_layout(width / height))
+
+    def use_layout(self, layout: TrialLayout) -> None:
+        """Place the trial screen's stimuli as `layout` says."""
+        self.layout = layout
         self.refs = {side: [self._image(box) for box in boxes]
                      for side, boxes in layout.refs.items()}
         self.queries = {c: self._image(box) for c, box in layout.queries.items()}
@@ -52,23 +71,31 @@ class LabScreen:
             self.labels[key] = visual.TextStim(
                 self.win, f"{KEY_FOR[key]}  {LABEL[key[1]]}", pos=(box.x, box.y),
                 height=min(0.022, box.h * 0.45), color=WHITE, wrapWidth=box.w)
-        self.text = visual.TextStim(self.win, "", pos=(0, 0.05), height=0.032,
-                                    wrapWidth=min(1.15, 0.9 * width / height), color=WHITE)
-        self.title = visual.TextStim(self.win, "", pos=(0, 0.44), height=0.035, color=WHITE,
-                                     wrapWidth=min(1.2, 0.95 * width / height))
-        self.question = visual.TextStim(self.win, QUESTION, pos=(0, layout.title_y),
-                                        height=0.032, color=WHITE,
-                                        wrapWidth=min(1.2, 0.95 * width / height))
+        self.question.pos = (0, layout.title_y)
         self.side_labels = [visual.TextStim(self.win, SIDE_LABELS[side],
                                             pos=(sign * layout.counter_x, layout.side_label_y),
                                             height=0.026, color=WHITE)
                             for side, sign in (("min", -1), ("max", 1))]
-        self.feedback = visual.TextStim(self.win, "", pos=(0, layout.feedback_y), height=0.04,
-                                        color=WHITE)
-        self.footer = visual.TextStim(self.win, "", pos=(0, layout.footer_y), height=0.026,
-                                      color=WHITE)
-        self.counter = visual.TextStim(self.win, "", pos=(layout.counter_x, layout.footer_y),
-                                       height=0.026, color=WHITE)
+        self.feedback.pos = (0, layout.feedback_y)
+        self.footer.pos = (0, layout.footer_y)
+        self.counter.pos = (layout.counter_x, layout.footer_y)
+
+    def show_noise(self, seed: int = 0) -> None:
+        """Fill the 20 image places with seeded noise (the timing test needs no experiment)."""
+        rng = np.random.default_rng(seed)
+        for stim in [*self.refs["min"], *self.refs["max"], *self.queries.values()]:
+            stim.image = rng.uniform(-1, 1, (128, 128, 3))
+            stim.setOpacity(1.0)
+
+    def use_display(self, display: dict[str, Any]) -> dict[str, Any]:
+        """Lay the trial screen out for the spec's sizes (degrees need the monitor profile);
+        returns the geometry facts to record with the session."""
+        facts = self.facts()
+        screen = (facts["screen_width"], facts["screen_height"])
+        if self.monitor is not None:  # the profile's pixels are the screen's, not the window's
+            self.monitor.setSizePix(list(screen))
+        self.use_layout(layout_for(display, self.monitor, tuple(self.win.size)))
+        return geometry_facts(self.layout, self.monitor, tuple(self.win.size), screen)
 
     # ---- construction helpers ----------------------------------------------------------
     def _image(self, box: Box) -> Any:

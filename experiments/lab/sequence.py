@@ -92,6 +92,8 @@ class Recorder(Protocol):
 
     def stored(self) -> list[Stored]: ...
 
+    def facts(self, info: dict[str, Any]) -> None: ...
+
 
 class RowWriter(Protocol):
     """The per-session data file."""

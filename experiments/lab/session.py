@@ -1,16 +1,22 @@
 """One lab run end to end (like PsychoPy's ExperimentHandler): screen, keys, task, data, runner."""
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from experiments.db import Database
 from experiments.lab.datafile import RunInfo, TrialCsv, data_path
+from experiments.lab.display import MonitorChoice
 from experiments.lab.sequence import Sequencer
 from experiments.lab.store import (
     LocalRecorder,
     LocalStore,
     flush_pending,
+    log,
     open_database_recorder,
 )
 from experiments.lab.task import LabTask
@@ -35,6 +41,10 @@ class LabOptions:
     end_wait_s: float | None = None
     db_retry_s: float = 5.0  # retry a failing database write this long, then use the journal
     db_retry_every_s: float = 30.0  # while answers wait in the journal, try the database again
+    monitor: MonitorChoice = field(default_factory=MonitorChoice)
+    info: dict[str, str] = field(default_factory=dict)  # answers to the spec's participant_fields
+    expected_hz: float | None = None  # the screen's refresh rate for the timing check
+    timing_frames: int = 120  # frames the timing check at the start flips
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -64,15 +74,52 @@ def load_task(options: LabOptions, client_info: dict[str, Any]) -> tuple[LabTask
     return task, recorder
 
 
+def ask_participant_info(fields: list[str], given: dict[str, str]) -> dict[str, str]:
+    """The spec's participant fields: from --info, the rest asked in PsychoPy's dialog."""
+    values = {f: given.get(f, "") for f in fields}
+    if fields and any(f not in given for f in fields):
+        from psychopy import gui
+
+        dialog = gui.DlgFromDict(values, title="Participant information", sortKeys=False)
+        if not dialog.OK:
+            from experiments.errors import InterpsyError
+            raise InterpsyError("the participant information dialog was cancelled")
+    return {k: str(v) for k, v in values.items()}
+
+
+@contextlib.contextmanager
+def psychopy_log(path: Path) -> Iterator[None]:
+    """PsychoPy's log of the session (window, frames, keys, interpsy's warnings) in `path`."""
+    from psychopy import logging as plog
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    target = plog.LogFile(str(path), level=plog.INFO, filemode="a")
+
+    class Forward(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            plog.warning(f"interpsy: {record.getMessage()}")
+
+    forward = Forward(level=logging.WARNING)
+    log.addHandler(forward)
+    try:
+        yield
+    finally:
+        log.removeHandler(forward)
+        plog.flush()
+        plog.root.removeTarget(target)
+        target.stream.close()
+
+
 def run_lab(options: LabOptions, keys: Any = None, screen: Any = None):
     """Open the window, start or resume the session, run it; returns the RunResult."""
+    from experiments.lab.display import open_monitor
     from experiments.lab.keys import open_keys
-    from experiments.lab.runner import LabRunner
     from experiments.lab.screen import LabScreen
     from experiments.lab.timing import measure_frame_rate, set_drop_threshold
 
     own_screen = screen is None
-    screen = screen or LabScreen(options.fullscreen, options.screen, options.size)
+    screen = screen or LabScreen(options.fullscreen, options.screen, options.size,
+                                 monitor=open_monitor(options.monitor))
     try:
         frame_rate = measure_frame_rate(screen.win)
         set_drop_threshold(screen.win, frame_rate)
@@ -82,22 +129,46 @@ def run_lab(options: LabOptions, keys: Any = None, screen: Any = None):
         facts = {**screen.facts(), "frame_rate": frame_rate, "keyboard_backend": keys.backend,
                  "lab_session": options.session, **options.extra}
         task, recorder = load_task(options, facts)
-        recorder.event("lab_start", {**facts, "keyboard_note": why,
-                                     "next_index": task.progress.next_index})
-        info = RunInfo(participant=task.participant, session=options.session,
-                       exp_name=task.experiment, frame_rate=frame_rate,
-                       keyboard_backend=keys.backend)
-        with TrialCsv(data_path(options.data_dir, task), task, info) as writer:
-            sequencer = Sequencer(task, recorder, writer, options.break_every)
-            runner = LabRunner(screen, keys, sequencer, frame_rate, options.screenshot,
-                               options.end_wait_s)
-            result = runner.run()
-        result.data_file = writer.path
-        result.participant_id = task.participant_id
-        pending = getattr(recorder, "pending", None)
-        if pending is not None and pending.path.exists():
-            result.pending = pending.path
-        return result
+        csv_path = data_path(options.data_dir, task)
+        with psychopy_log(csv_path.with_suffix(".log")):
+            return _run(options, task, recorder, screen, keys, facts, why, csv_path)
     finally:
         if own_screen:
             screen.close()
+
+
+def _run(options: LabOptions, task: LabTask, recorder: Any, screen: Any, keys: Any,
+         facts: dict[str, Any], why: str, csv_path: Path):
+    """run_lab once the task is loaded: geometry, timing check, participant info, the run."""
+    from experiments.lab.runner import LabRunner
+    from experiments.lab.timing import check_display
+
+    frame_rate = facts["frame_rate"]
+    geometry = screen.use_display(task.lab)
+    _, verdict = check_display(screen.win, options.expected_hz, options.timing_frames,
+                               draw=lambda: screen.draw_message("Please wait", "", footer=""))
+    if not verdict.stable:
+        log.warning("display timing is unstable (%s); the session goes on and the verdict is "
+                    "recorded; check the screen with `interpsy lab --timing-test`",
+                    "; ".join(verdict.reasons))
+    geometry.update(verdict.as_dict())
+    fields = task.lab.get("participant_fields") or []
+    if fields and task.progress.next_index == 0 and not task.resumed:
+        geometry["participant_info"] = ask_participant_info(fields, options.info)
+    recorder.facts(geometry)
+    recorder.event("lab_start", {**facts, **geometry, "keyboard_note": why,
+                                 "next_index": task.progress.next_index})
+    info = RunInfo(participant=task.participant, session=options.session,
+                   exp_name=task.experiment, frame_rate=frame_rate,
+                   keyboard_backend=keys.backend)
+    with TrialCsv(csv_path, task, info) as writer:
+        sequencer = Sequencer(task, recorder, writer, options.break_every)
+        runner = LabRunner(screen, keys, sequencer, frame_rate, options.screenshot,
+                           options.end_wait_s)
+        result = runner.run()
+    result.data_file = writer.path
+    result.participant_id = task.participant_id
+    pending = getattr(recorder, "pending", None)
+    if pending is not None and pending.path.exists():
+        result.pending = pending.path
+    return result

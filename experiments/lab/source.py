@@ -85,4 +85,5 @@ def task_from_state(db: Database, state: SessionState, participant: str) -> LabT
         feedback_ms=spec.timing.feedback_ms,
         instructions=pages,
         completion_codes=spec.recruitment.completion_codes.model_dump(),
-        progress=progress, resumed=state.resumed, token=state.token)
+        progress=progress, resumed=state.resumed, token=state.token,
+        lab=spec.lab.model_dump())

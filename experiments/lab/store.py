@@ -7,6 +7,7 @@ are sent when it is back). Replays go through the session service, idempotent on
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -186,6 +187,9 @@ class LocalRecorder:
         """The answers in the journal."""
         return _stored_in_journal(self.store)
 
+    def facts(self, info: dict[str, Any]) -> None:
+        """Nothing to do: `interpsy lab sync` reads them from the lab_start event."""
+
 
 def _journal_response(store: LocalStore, session_id: str, step: Step, response: ResponseIn,
                       correct: bool) -> Recorded:
@@ -333,6 +337,12 @@ class DatabaseRecorder:
     def complete(self) -> str:
         self._write({"kind": "complete"}, self.service.complete)
         return self.task.completion_codes.get("completed", "")
+
+    def facts(self, info: dict[str, Any]) -> None:
+        """Add what the run measured (monitor, sizes) to the session's facts; the lab_start
+        event carries them too, so an outage here loses nothing."""
+        with contextlib.suppress(SQLAlchemyError):
+            self._call(self.service.client_facts, self.task.session_id, client_info=info)
 
     def stored(self) -> list[Stored]:
         """The answers stored so far: in the database, then any still waiting in the journal."""

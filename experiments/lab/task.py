@@ -48,6 +48,7 @@ class LabTask:
     completion_codes: dict[str, str] = field(default_factory=lambda: {
         "completed": "COMPLETED", "failed_checks": "FAILED_CHECKS"})
     progress: Progress = field(default_factory=Progress)
+    lab: dict[str, Any] = field(default_factory=dict)  # the spec's [lab] table
     resumed: bool = False
     token: str | None = None
 

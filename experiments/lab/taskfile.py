@@ -79,7 +79,7 @@ def export_task(db: Database, experiment: str, participant: str, out: str | Path
         "timing": {"button_lock_ms": task.button_lock_ms,
                    "feedback_delay_ms": task.feedback_delay_ms, "feedback_ms": task.feedback_ms},
         "instructions": task.instructions, "completion_codes": task.completion_codes,
-        "progress": dataclasses.asdict(task.progress),
+        "progress": dataclasses.asdict(task.progress), "lab": task.lab,
         "practice": [trial_to_dict(t) for t in task.practice],
         "main": [trial_to_dict(t) for t in task.main], "images": images}
     tmp = file.with_suffix(".json.tmp")
@@ -122,7 +122,8 @@ def load_task_file(path: str | Path, store: LocalStore | None = None) -> LabTask
         practice_pass_mark=data["practice_pass_mark"],
         practice_max_attempts=data["practice_max_attempts"], **data["timing"],
         instructions=data["instructions"], completion_codes=data["completion_codes"],
-        progress=Progress(**data["progress"]), token=data.get("token"))
+        progress=Progress(**data["progress"]), token=data.get("token"),
+        lab=data.get("lab") or {})
     missing = task.missing_images()
     if missing:
         raise InterpsyError(f"{file}: {len(missing)} image files are missing (first: "
@@ -197,7 +198,7 @@ def sync_task(db: Database, task_file: str | Path, store: LocalStore | None = No
                         late_session=target if target != data["session_id"] else None)
     records = list(store.records())
     if records:
-        service.offline_facts(target, started_at=recorded_at(records[0]),
+        service.client_facts(target, started_at=recorded_at(records[0]),
                               client_info=_machine_facts(records))
     done = replay_journal(service, target, store)
     report.responses, report.new, report.events = done.responses, done.new, done.events
@@ -205,5 +206,5 @@ def sync_task(db: Database, task_file: str | Path, store: LocalStore | None = No
     finished = next((r for r in records if r.get("kind") == "complete"), None)
     answers = [r for r in records if r.get("kind") == "response"]
     if answers:  # a failed practice ends at its last answer
-        service.offline_facts(target, finished_at=recorded_at(finished or answers[-1]))
+        service.client_facts(target, finished_at=recorded_at(finished or answers[-1]))
     return report

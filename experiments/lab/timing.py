@@ -68,3 +68,74 @@ def timing_test(win: Any, n_frames: int = 300, draw: Any = None) -> FrameStats:
         win.flip()
         times.append(win._frameTime)  # set by every flip, waitBlanking or not
     return frame_stats([b - a for a, b in zip(times, times[1:])])
+
+
+RATE_TOLERANCE = 0.02  # measured rate within 2 % of the expected one
+MAX_DROPPED = 0.01  # at most 1 % of frames dropped
+JITTER_SHARE = 0.05  # flip jitter at most 5 % of a frame period (and never above 0.5 ms floor)
+
+
+@dataclass(frozen=True)
+class TimingVerdict:
+    """Whether the display's timing can be trusted, and why not."""
+
+    stable: bool
+    expected_hz: float | None
+    measured_hz: float
+    dropped: int
+    n_frames: int
+    reasons: tuple[str, ...]
+
+    def line(self) -> str:
+        if self.stable:
+            return (f"verdict: stable ({self.measured_hz:.2f} Hz"
+                    + (f", expected {self.expected_hz:g} Hz" if self.expected_hz else "")
+                    + f", {self.dropped} of {self.n_frames} frames dropped)")
+        return "verdict: UNSTABLE: " + "; ".join(self.reasons)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"timing_verdict": "stable" if self.stable else
+                "unstable: " + "; ".join(self.reasons),
+                "timing_expected_hz": self.expected_hz,
+                "timing_measured_hz": round(self.measured_hz, 3),
+                "timing_dropped": self.dropped, "timing_frames": self.n_frames,
+                "timing_reasons": list(self.reasons)}
+
+
+def judge(stats: FrameStats, expected_hz: float | None) -> TimingVerdict:
+    """Stable when the rate matches the expected one, few frames drop and flips do not jitter."""
+    reasons = []
+    measured = 1000.0 / stats.median_ms
+    if expected_hz:
+        off = abs(measured - expected_hz) / expected_hz
+        if off > RATE_TOLERANCE:
+            reasons.append(f"frame rate {measured:.2f} Hz, expected {expected_hz:g} Hz "
+                           f"({100 * off:.0f} % off)")
+    else:
+        reasons.append("no expected frame rate: give --expected-hz (the monitor's refresh rate "
+                       "could not be read)")
+    if stats.dropped > MAX_DROPPED * stats.n:
+        reasons.append(f"{stats.dropped} of {stats.n} frames dropped (at most "
+                       f"{100 * MAX_DROPPED:g} % allowed)")
+    period_ms = 1000.0 / (expected_hz or measured)
+    limit = max(0.5, JITTER_SHARE * period_ms)
+    if stats.jitter_ms > limit:
+        reasons.append(f"flip jitter {stats.jitter_ms:.2f} ms (at most {limit:.2f} ms)")
+    return TimingVerdict(not reasons, expected_hz, measured, stats.dropped, stats.n,
+                         tuple(reasons))
+
+
+def nominal_refresh_hz(win: Any) -> float | None:
+    """The refresh rate the operating system reports for the window's screen, if any."""
+    try:
+        rate = win.winHandle.screen.get_mode().rate
+    except Exception:  # pyglet backends and X servers without mode information
+        return None
+    return float(rate) if rate else None
+
+
+def check_display(win: Any, expected_hz: float | None, n_frames: int = 300, draw: Any = None
+                  ) -> tuple[FrameStats, TimingVerdict]:
+    """Flip the screen `draw` draws and judge its timing against `expected_hz` (or the OS's)."""
+    stats = timing_test(win, n_frames, draw)
+    return stats, judge(stats, expected_hz or nominal_refresh_hz(win))

@@ -24,7 +24,8 @@ def test_example_spec_is_valid_and_documented():
     assert all(p.is_absolute() for p in loaded.set_paths)
     text = EXAMPLE.read_text()
     for key in ("responses_per_unit", "[timing]", "[practice]", "[recruitment]", "[exclusions]",
-                "[[instructions]]", "resume_policy", "completion_codes"):
+                "[[instructions]]", "resume_policy", "completion_codes", "[lab]",
+                "participant_fields", "reference_deg"):
         assert key in text
 
 
@@ -40,6 +41,8 @@ def test_example_spec_is_valid_and_documented():
      "x.toml: practice: value error, min_correct (3) exceeds trials (2)"),
     ('name = "x"\nstimulus_sets = ["s"]\n[recruitment]\nresume_policy = "maybe"',
      "x.toml: recruitment.resume_policy: input should be 'resume', 'restart' or 'block'"),
+    ('name = "x"\nstimulus_sets = ["s"]\n[lab]\nquery_deg = 4.0',
+     "x.toml: lab: value error, query_deg and gap_deg need reference_deg"),
     ('name = "x"\nstimulus_sets = [', "x.toml: not valid TOML"),
 ])
 def test_errors_name_file_key_and_expectation(body, expected):

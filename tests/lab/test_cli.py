@@ -42,10 +42,13 @@ def test_sync_of_a_missing_task_file_is_one_line(db, tmp_path, capsys):
 
 
 @pytest.mark.lab
-def test_timing_test_prints_frame_statistics(xvfb_display):
+def test_timing_test_flips_the_trial_screen_and_gives_a_verdict(xvfb_display):
     env = {**os.environ, "DISPLAY": xvfb_display}
-    result = subprocess.run([sys.executable, "-m", "experiments.cli", "lab", "--timing-test"],
-                            capture_output=True, text=True, env=env, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
-    for expected in ("measured frame rate", "frame rate:", "flip jitter", "dropped frames"):
-        assert expected in result.stdout
+    result = subprocess.run([sys.executable, "-m", "experiments.cli", "lab", "--timing-test",
+                             "--expected-hz", "60", "--frames", "120"],
+                            capture_output=True, text=True, env=env, timeout=120, check=False)
+    for expected in ("frame rate:", "flip jitter", "dropped frames", "verdict: "):
+        assert expected in result.stdout, result.stderr[-2000:]
+    stable = "verdict: stable" in result.stdout
+    assert result.returncode == (0 if stable else 1), result.stderr[-2000:]
+    print(result.stdout)  # the verdict under Xvfb (no vertical sync) goes into the issue note
