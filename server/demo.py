@@ -268,8 +268,8 @@ def report(db: Database, folder: DemoFolder, key: str, seed: int) -> Path:
 @click.option("--units", "n_units", type=click.IntRange(4, 64), default=8, show_default=True)
 @click.option("--images", "n_images", type=click.IntRange(100, 20_000), default=300,
               show_default=True, help="Photo crops in the image pool.")
-@click.option("--steps", "render_steps", type=click.IntRange(1, 20_000), default=60,
-              show_default=True, help="Feature-visualization steps (CPU-sized).")
+@click.option("--steps", "render_steps", type=click.IntRange(1, 20_000), default=30,
+              show_default=True, help="Feature-visualization steps, run exactly (CPU-sized).")
 @click.option("--workers", type=click.IntRange(1, 16), default=2, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 def demo(n_simulated: int, serve: bool, port: int, folder: Path | None, n_units: int,

@@ -119,7 +119,9 @@ def build_stimulus_set(model_name: str, image_source: str | Path, out_dir: str |
                        seed: int = 42, pretrained: bool = True, weights_path: str | None = None,
                        n_batches: int = 20, n_bins: int = 10,
                        difficulties: list[str] | None = None, render: bool = True,
-                       render_steps: int | None = None, n_diverse: int = 8,
+                       render_steps: int | None = None, min_steps: int | None = None,
+                       plateau_window: int | None = None, smoothing: float | None = None,
+                       n_diverse: int = 8,
                        alpha: float | None = None, max_exponent: int = 4, binary_steps: int = 7,
                        max_render_batch: int = 64, device: str = "cpu", batch_size: int = 64,
                        workers: int = 2, store_activations: bool = True,
@@ -128,8 +130,9 @@ def build_stimulus_set(model_name: str, image_source: str | Path, out_dir: str |
                        image_size: int = CROP, progress: bool = True) -> Path:
     """Run sample -> mine -> render -> write for one model; resume partial work in out_dir.
 
-    `render_steps=None` uses IMI's full schedule (cap 20,000, plateau stop after 2,500);
-    a number caps the steps with a proportionally shortened plateau check (CPU demos, tests).
+    `render_steps=None` uses IMI's schedule (cap 20,000, plateau stop after 2,500); a number
+    caps it, and a cap below 2,500 runs exactly that many steps (RenderSchedule.for_steps);
+    `min_steps`, `plateau_window` and `smoothing` change the rest of the stopping rule.
     `difficulties=None` adds every percentile query pair the image count allows.
     `decode="torchvision"` decodes JPEGs in batches on `device` (nvJPEG on a GPU).
     Returns the set folder.
@@ -153,15 +156,16 @@ def build_stimulus_set(model_name: str, image_source: str | Path, out_dir: str |
         mine_shard(model, spec, weights, chosen, files, out / WORK, cfg, (0, 1), progress)
         n_shards = 1
     result = merge_shards(out / WORK, n_shards, [u.unit_id for u in chosen], files)
-    schedule = (RenderSchedule() if render_steps is None else RenderSchedule.short(render_steps))
-    schedule.max_batch = max_render_batch
+    schedule = RenderSchedule.for_steps(render_steps, min_steps, plateau_window, smoothing,
+                                        max_batch=max_render_batch)
     if render:
         render_stage(model, spec, chosen, result, out, schedule, n_diverse, alpha, max_exponent,
                      binary_steps, device, seed, progress)
     params = {"n_batches": n_batches, "n_bins": n_bins, "k": k, "batching_seed": seed,
               "mining": {**{k_: v for k_, v in asdict(cfg).items() if k_ != "device"},
                          **_precision_record(cfg)},
-              "render": ({**asdict(schedule), "n_diverse": n_diverse, "alpha": alpha,
+              "render": ({**asdict(schedule), "schedule": schedule.name,
+                          "n_diverse": n_diverse, "alpha": alpha,
                           "max_exponent": max_exponent, "binary_steps": binary_steps,
                           "engine": "interpsy"} if render else None)}
     return write_set(out, spec, weights, chosen, result, params, difficulties, seed,
@@ -306,6 +310,10 @@ def write_set(out: Path, spec, weights: str, chosen: list[Unit], result, params:
             "fv_alpha_max": fv_meta.get("max", {}).get("alpha", ""),
             "fv_alpha_min": fv_meta.get("min", {}).get("alpha", ""),
             "fv_beats_natural": (unit.unit_id not in skipped) if include_synthetic else "",
+            # The optimisation steps the images ran (plain = rank 0, diverse = ranks 1..).
+            **{f"fv_steps{kind}_{side}": fv_meta.get(side, {}).get(f"steps{key}", "")
+               for kind, key in (("", "_plain"), ("_diverse", "_diverse"))
+               for side in ("max", "min")},
             "layout": spec.layout(unit.layer)})
     manifest = {
         "name": name, "model": spec.name, "weights": weights, "image_size": image_size,

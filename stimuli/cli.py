@@ -93,8 +93,16 @@ def _mining_options(f):
 
 
 def _render_options(f):
-    f = click.option("--steps", "render_steps", type=int, default=None,
-                     help="Cap of optimisation steps (default: IMI's 20,000 with plateau stop).")(f)
+    f = click.option("--steps", "render_steps", type=click.IntRange(min=1), default=None,
+                     help="Cap of optimisation steps (default: IMI's 20,000); a cap below "
+                          "IMI's 2,500-step minimum runs exactly that many steps.")(f)
+    f = click.option("--min-steps", type=click.IntRange(min=1), default=None,
+                     help="Steps before the plateau stop may act (default: IMI's 2,500, or the "
+                          "cap when lower).")(f)
+    f = click.option("--plateau-window", type=click.IntRange(min=2), default=None,
+                     help="Steps over which the plateau is judged (default: IMI's 2,000).")(f)
+    f = click.option("--smoothing", type=click.FloatRange(0, 1, max_open=True), default=None,
+                     help="EMA factor of the gradient norm (default: IMI's 0.99).")(f)
     f = click.option("--n-diverse", type=int, default=8, show_default=True)(f)
     f = click.option("--alpha", type=float, default=None,
                      help="Fixed diversity weight (default: IMI's search).")(f)
@@ -156,8 +164,9 @@ def mine(model, images, out, n_units, unit_list, seed, n_batches, n_bins, batch_
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--shard", default=None, help="i/n: render every n-th unit starting at i.")
 @click.option("--progress/--no-progress", default=True)
-def render(model, out, render_steps, n_diverse, alpha, max_exponent, binary_steps, render_batch,
-           weights_path, random_init, device, seed, shard, progress):
+def render(model, out, render_steps, min_steps, plateau_window, smoothing, n_diverse, alpha,
+           max_exponent, binary_steps, render_batch, weights_path, random_init, device, seed, shard,
+           progress):
     """Render feature visualizations for OUT's mined units (needs finished mining)."""
     import json
     from pathlib import Path
@@ -177,8 +186,8 @@ def render(model, out, render_steps, n_diverse, alpha, max_exponent, binary_step
     files = json.loads((work / "files.json").read_text())["files"]
     result = merge_shards(work, n_shards, [u.unit_id for u in chosen], files)
     spec, net, _ = load(model, not random_init, weights_path, device)
-    schedule = RenderSchedule() if render_steps is None else RenderSchedule.short(render_steps)
-    schedule.max_batch = render_batch
+    schedule = RenderSchedule.for_steps(render_steps, min_steps, plateau_window, smoothing,
+                                        max_batch=render_batch)
     render_stage(net, spec, chosen, result, Path(out), schedule, n_diverse, alpha, max_exponent,
                  binary_steps, device, seed, progress, shard_)
     click.echo(f"rendered shard {shard_[0]}/{shard_[1]} of {len(chosen)} units in {work}/render")
@@ -198,9 +207,9 @@ def render(model, out, render_steps, n_diverse, alpha, max_exponent, binary_step
 @click.option("--name", default=None, help="Set name (default: OUT's folder name).")
 @click.option("--progress/--no-progress", default=True)
 def build(model, images, out, n_units, unit_list, seed, n_batches, n_bins, batch_size, workers,
-          store_activations, skip_unreadable, decode, render_steps, n_diverse, alpha, max_exponent,
-          binary_steps, render_batch, weights_path, random_init, device, difficulties, no_render,
-          name, progress):
+          store_activations, skip_unreadable, decode, render_steps, min_steps, plateau_window,
+          smoothing, n_diverse, alpha, max_exponent, binary_steps, render_batch, weights_path,
+          random_init, device, difficulties, no_render, name, progress):
     """Sample, mine, render and write a ready stimulus set for MODEL into OUT (resumes)."""
     from stimuli.build import build_stimulus_set, env_device
 
@@ -208,7 +217,8 @@ def build(model, images, out, n_units, unit_list, seed, n_batches, n_bins, batch
         model, images, out, n_units if (n_units or unit_list) else 100, list(unit_list) or None,
         seed=seed, pretrained=not random_init, weights_path=weights_path, n_batches=n_batches,
         n_bins=n_bins, difficulties=list(difficulties) or None, render=not no_render,
-        render_steps=render_steps, n_diverse=n_diverse, alpha=alpha, max_exponent=max_exponent,
+        render_steps=render_steps, min_steps=min_steps, plateau_window=plateau_window,
+        smoothing=smoothing, n_diverse=n_diverse, alpha=alpha, max_exponent=max_exponent,
         binary_steps=binary_steps, max_render_batch=render_batch, device=env_device(device),
         batch_size=batch_size, workers=workers, store_activations=store_activations,
         skip_unreadable=skip_unreadable, decode=decode, name=name, progress=progress)

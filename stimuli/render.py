@@ -3,7 +3,7 @@
 Each *job* is one unit, one sign (+1 max, -1 min), n images and a diversity weight alpha. Jobs
 share one Fourier parameter batch and one forward/backward per step; per job the loss is
 `-sign * mean(activation) + alpha * (n - 1) * mean pairwise Gram cosine` (lucid's diversity
-scale). Early stop per job (IMI): an EMA (0.99) of the max-over-the-job's-images pixel-gradient
+scale). Early stop per job (IMI): an EMA (`ema`) of the max-over-the-job's-images pixel-gradient
 L2 norm is tracked; once `min_steps` have passed and, over the last `window` steps, the mean of
 the first half divided by the mean of the second half is <= `plateau`, the job is frozen (its
 parameters are restored after every later step). `max_steps` caps the run.
@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from stimuli.errors import StimuliError
 from stimuli.fourier import FourierImage
 from stimuli.layers import LayerRecorder
 from stimuli.mining import normalizer
@@ -31,23 +32,43 @@ from stimuli.transforms import center_crop, random_transform
 
 @dataclass
 class RenderSchedule:
-    """Optimisation settings (IMI defaults)."""
+    """The optimisation schedule; the defaults are IMI's. A job stops at `max_steps`, or from
+    `min_steps` on when the `ema`-smoothed gradient norm plateaus over `window` steps."""
 
     max_steps: int = 20_000
     min_steps: int = 2_500
     window: int = 2_000
-    ema: float = 0.99
+    ema: float = 0.99  # smoothing of the gradient norm
     plateau: float = 1.1
     lr: float = 0.05
     size: int = 224
     pad: int = 16
     max_batch: int = 64
 
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_steps <= self.max_steps:
+            raise StimuliError(f"render schedule: min_steps {self.min_steps} must lie in "
+                               f"1..max_steps ({self.max_steps})")
+
     @classmethod
-    def short(cls, steps: int, **kwargs) -> "RenderSchedule":
-        """A scaled-down schedule for tests and CPU demos: cap `steps`, plateau checks after half."""
-        return cls(max_steps=steps, min_steps=max(1, steps // 2),
-                   window=max(4, steps // 4), **kwargs)
+    def for_steps(cls, steps: int | None = None, min_steps: int | None = None,
+                  window: int | None = None, smoothing: float | None = None,
+                  **kwargs) -> RenderSchedule:
+        """IMI's schedule with what is given changed: `steps` caps it; a cap below IMI's minimum
+        runs exactly that many steps (no plateau stop before it)."""
+        imi = cls()
+        cap = imi.max_steps if steps is None else steps
+        return cls(max_steps=cap, min_steps=min(imi.min_steps, cap) if min_steps is None
+                   else min_steps, window=imi.window if window is None else window,
+                   ema=imi.ema if smoothing is None else smoothing, **kwargs)
+
+    @property
+    def name(self) -> str:
+        """'imi' when the stopping rule is IMI's, else 'custom'."""
+        imi = RenderSchedule()
+        same = all(getattr(self, f) == getattr(imi, f)
+                   for f in ("max_steps", "min_steps", "window", "ema", "plateau", "lr"))
+        return "imi" if same else "custom"
 
 
 @dataclass

@@ -104,7 +104,7 @@ def check_renderer_moves(model, spec, layer: str, channel: int, device: str) -> 
     from stimuli.render import Job, RenderSchedule, render_jobs
 
     jobs = [Job(layer, channel, 1), Job(layer, channel, -1), Job(layer, 2, 1, n=3, alpha=0.01)]
-    start = render_jobs(model, spec, jobs, RenderSchedule(max_steps=1, lr=0.0, **SMALL), device,
+    start = render_jobs(model, spec, jobs, RenderSchedule.for_steps(1, lr=0.0, **SMALL), device,
                         seed=0)
     end = render_jobs(model, spec, jobs, RenderSchedule(max_steps=20, min_steps=20, **SMALL),
                       device, seed=0)

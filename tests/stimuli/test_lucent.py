@@ -17,7 +17,7 @@ def test_lucent_and_own_engine_raise_the_same_unit():
     model = load_model("tiny-cnn", pretrained=False)
     layer, channel, steps = "bn3", 4, 25
     small = {"size": 96, "pad": 16}
-    start = render_jobs(model, spec, [Job(layer, channel, 1)], RenderSchedule(max_steps=1, lr=0.0, **small))
+    start = render_jobs(model, spec, [Job(layer, channel, 1)], RenderSchedule.for_steps(1, lr=0.0, **small))
     own = render_jobs(model, spec, [Job(layer, channel, 1)],
                       RenderSchedule(max_steps=steps, min_steps=steps, **small))[0]
     hooks_before = sum(len(m._forward_hooks) for m in model.modules())

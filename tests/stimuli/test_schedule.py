@@ -1,0 +1,50 @@
+"""The render schedule is explicit: IMI's by name, and `--steps N` runs N steps, recorded."""
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from experiments.stimulus_set import MANIFEST
+from stimuli.errors import StimuliError
+from stimuli.registry import get_spec, load_model
+from stimuli.render import Job, RenderSchedule, render_jobs
+from tests.stimuli.helpers import SMALL
+
+
+def test_imi_is_the_named_default_and_a_cap_keeps_its_rules():
+    imi = RenderSchedule.for_steps()
+    assert (imi.max_steps, imi.min_steps, imi.window, imi.ema, imi.plateau) == \
+        (20_000, 2_500, 2_000, 0.99, 1.1)
+    assert imi.name == "imi" and RenderSchedule.for_steps(20_000).name == "imi"
+    capped = RenderSchedule.for_steps(5_000)
+    assert (capped.max_steps, capped.min_steps, capped.name) == (5_000, 2_500, "custom")
+    short = RenderSchedule.for_steps(60)
+    assert (short.max_steps, short.min_steps) == (60, 60)  # below IMI's minimum: exactly 60
+    with pytest.raises(StimuliError, match="min_steps"):
+        RenderSchedule.for_steps(100, min_steps=200)
+
+
+def test_steps_n_runs_n_steps():
+    spec = get_spec("tiny-cnn")
+    model = load_model("tiny-cnn", pretrained=False)
+    schedule = RenderSchedule.for_steps(40, size=SMALL["size"], pad=SMALL["pad"])
+    result = render_jobs(model, spec, [Job("bn1", 0, 1), Job("bn1", 1, -1, n=2, alpha=1.0)],
+                         schedule)
+    assert [r.steps for r in result] == [40, 40]
+
+
+def test_the_steps_each_image_ran_are_in_units_csv(image_folder, tmp_path):
+    from stimuli.build import build_stimulus_set
+
+    out = build_stimulus_set("tiny-cnn", image_folder, tmp_path / "set", n_units=1, seed=3,
+                             pretrained=False, n_batches=2, render_steps=6, n_diverse=2,
+                             max_exponent=0, binary_steps=0, workers=0, progress=False)
+    with open(out / "units.csv", newline="") as handle:
+        (row,) = list(csv.DictReader(handle))
+    for column in ("fv_steps_max", "fv_steps_min", "fv_steps_diverse_max",
+                   "fv_steps_diverse_min"):
+        assert row[column] == "6", column
+    render = json.loads((out / MANIFEST).read_text())["parameters"]["render"]
+    assert (render["max_steps"], render["min_steps"], render["schedule"]) == (6, 6, "custom")
