@@ -82,11 +82,11 @@ def _store(session, loaded: LoadedSpec, sets: list[StimulusSet], design: Design)
         session.execute(Unit.__table__.insert(), [
             {"experiment_id": experiment.id, "set_id": set_ids[index], "unit_id": row.unit_id,
              "model": row.model, "layer": row.layer, "channel": int(row.channel),
-             "role": design.unit_roles[row.unit_id],
+             "role": design.unit_roles.get(row.unit_id, "left_out"),
              "layer_position": _float(row.layer_position),
              "fv_activation": _float(row.fv_activation),
              "top_natural_activation": _float(row.top_natural_activation),
-             "target_responses": design.unit_targets[row.unit_id]}
+             "target_responses": design.unit_targets.get(row.unit_id, 0)}
             for row in stimulus_set.units.itertuples(index=False)])
         session.execute(StimulusImage.__table__.insert(), [
             {"experiment_id": experiment.id, "set_id": set_ids[index], "image_id": row.image_id,

@@ -6,7 +6,7 @@ from sqlalchemy import func, select
 
 from experiments.build import build_experiment
 from experiments.db import Database
-from experiments.db.models import Experiment, Session, Task
+from experiments.db.models import Experiment, Session, Task, Unit
 from experiments.export import export_experiment
 
 database_option = click.option(
@@ -30,8 +30,14 @@ def build(spec_path: str, database_url: str | None, replace: bool, verify_hashes
     built = build_experiment(spec_path, db, replace=replace, verify_hashes=verify_hashes)
     with db.read() as session:
         tasks = session.scalars(select(Task).where(Task.experiment_id == built.id)).all()
+        left_out = session.scalars(select(Unit.unit_id).where(
+            Unit.experiment_id == built.id, Unit.role == "left_out")).all()
     conditions = sorted({t.condition for t in tasks})
     click.echo(f"built {built.key}: {len(tasks)} tasks ({', '.join(conditions)}) in {db.describe()}")
+    if left_out:
+        click.echo(f"{len(left_out)} units left out: their feature visualizations do not beat "
+                   f"their natural exemplars (IMI's rule; fv_must_beat_natural = false keeps "
+                   f"them): {', '.join(left_out[:5])}{' ...' if len(left_out) > 5 else ''}")
 
 
 @experiment.command("list")

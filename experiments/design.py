@@ -64,6 +64,7 @@ class Design:
     unit_roles: dict[str, str]
     unit_targets: dict[str, int]
     units: dict[str, UnitInfo]
+    left_out: list[str] = field(default_factory=list)  # fv does not beat natural (IMI's rule)
 
 
 class ImageIndex:
@@ -207,6 +208,10 @@ def plan(spec: ExperimentSpec, sets: list[StimulusSet]) -> Design:
     """Plan every task and trial of an experiment; the same spec and sets give the same plan."""
     rng = np.random.default_rng(spec.seed)
     units = _collect_units(sets)
+    left_out = ([u for s in sets for u in s.units_fv_not_beating_natural()]
+                if spec.fv_must_beat_natural else [])
+    for unit_id in left_out:
+        del units[unit_id]
     all_ids = sorted(units)
     first_set = [u for u in all_ids if units[u].set_index == 0]
     practice = _reserve(spec.practice.units, spec.practice.trials, first_set, "practice",
@@ -243,7 +248,7 @@ def plan(spec: ExperimentSpec, sets: list[StimulusSet]) -> Design:
         tasks[task_index].assign_order = position
     for number, task in enumerate(tasks, start=1):
         task.task_key = f"T{number:05d}"
-    return Design(tasks, roles, targets, units)
+    return Design(tasks, roles, targets, units, sorted(left_out))
 
 
 def _make_task(maker: _TrialMaker, spec: ExperimentSpec, units: dict[str, UnitInfo],

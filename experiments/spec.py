@@ -178,6 +178,10 @@ class ExperimentSpec(Strict):
     recruitment: Recruitment = Recruitment()
     exclusions: Exclusions = Exclusions()
     feedback_form: bool = True
+    fv_must_beat_natural: bool = Field(
+        True, description="IMI's rule: units whose feature visualizations do not beat their "
+                          "natural exemplars (the set's fv_beats_natural) are left out; false "
+                          "keeps them")
     lab: LabSettings = LabSettings()
 
     @field_validator("difficulty", mode="before")

@@ -61,6 +61,14 @@ class StimulusSet:
     def image_size(self) -> int:
         return int(self.manifest.get("image_size", DEFAULT_IMAGE_SIZE))
 
+    def units_fv_not_beating_natural(self) -> list[str]:
+        """Units whose feature visualizations do not beat their natural exemplars (IMI left
+        them out); from units.csv's fv_beats_natural, empty when the set has no renders."""
+        if "fv_beats_natural" not in self.units:
+            return []
+        flags = self.units.fv_beats_natural.astype(str).str.strip().str.lower()
+        return sorted(self.units.unit_id[flags == "false"])
+
     def natural_batches(self, unit_id: str) -> list[int]:
         """Batches of a unit that have natural references and easy queries on both sides."""
         rows = self.images[(self.images.unit_id == unit_id) & (self.images.kind == "natural")]

@@ -92,10 +92,23 @@ def make_stimuli(folder: DemoFolder, n_units: int, n_images: int, render_steps: 
 
 
 def write_spec(folder: DemoFolder, n_units: int, seed: int) -> Path:
-    """The demo experiment: natural vs synthetic references, short tasks."""
-    main_units = n_units - PRACTICE_TRIALS - CATCH_TRIALS
-    if main_units < 1:
+    """The demo experiment: natural vs synthetic references, short tasks; units whose feature
+    visualizations do not beat their natural exemplars are left out (IMI's rule) while enough
+    units remain."""
+    from experiments.stimulus_set import load_stimulus_set
+
+    if n_units - PRACTICE_TRIALS - CATCH_TRIALS < 1:
         raise InterpsyError(f"--units must be at least {PRACTICE_TRIALS + CATCH_TRIALS + 1}")
+    unbeaten = len(load_stimulus_set(folder.stimulus_set).units_fv_not_beating_natural())
+    main_units = n_units - unbeaten - PRACTICE_TRIALS - CATCH_TRIALS
+    must_beat = main_units >= 1
+    if must_beat:
+        _say(f"{unbeaten} of {n_units} units left out: their feature visualizations do not beat "
+             f"their natural exemplars (IMI's rule)")
+    else:
+        main_units = n_units - PRACTICE_TRIALS - CATCH_TRIALS
+        _say(f"{unbeaten} of {n_units} units have feature visualizations that do not beat their "
+             f"natural exemplars; the demo keeps them (too few units otherwise)")
     folder.spec.write_text(f'''# The demo experiment (written by `interpsy demo`).
 name = "{EXPERIMENT}"
 version = "1"
@@ -106,6 +119,7 @@ conditions = ["natural", "synthetic"]
 main_trials_per_task = {main_units}
 catch_trials_per_task = {CATCH_TRIALS}
 responses_per_unit = {4 * main_units}
+fv_must_beat_natural = {str(must_beat).lower()}
 
 [practice]
 trials = {PRACTICE_TRIALS}

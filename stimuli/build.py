@@ -218,7 +218,7 @@ def render_stage(model, spec, chosen: list[Unit], result, out: Path, schedule, n
             [float(result.top_values[i, 0]) for i in group],
             [float(result.bottom_values[i, 0]) for i in group], schedule, n_diverse, alpha,
             max_exponent=max_exponent, binary_steps=binary_steps, device=device,
-            seed=seed + group[0], progress=False)
+            seed=seed, progress=False, unit_keys=group)
         for i, visual in zip(group, visuals):
             payload = {}
             meta = {}

@@ -26,6 +26,12 @@ def check(set_dir: str, hashes: bool) -> None:
     n_images = len(stimulus_set.images)
     click.echo(f"ok: {stimulus_set.path}: {len(stimulus_set.units)} units, {n_images} images, "
                f"model {stimulus_set.manifest['model']}")
+    unbeaten = stimulus_set.units_fv_not_beating_natural()
+    if unbeaten:
+        click.echo(f"warning: {len(unbeaten)} of {len(stimulus_set.units)} units have feature "
+                   f"visualizations that do not beat their natural exemplars; `experiment build` "
+                   f"leaves them out (IMI's rule): {', '.join(unbeaten[:5])}"
+                   f"{' ...' if len(unbeaten) > 5 else ''}", err=True)
 
 
 @stimuli.command()

@@ -27,7 +27,7 @@ from stimuli.layers import LayerRecorder
 from stimuli.mining import normalizer
 from stimuli.objectives import diversity_penalty, unit_activations
 from stimuli.registry import ModelSpec
-from stimuli.transforms import center_crop, random_transform
+from stimuli.transforms import TransformDraws, center_crop, random_transform
 
 
 @dataclass
@@ -137,7 +137,7 @@ def _render_chunk(model, spec, jobs, schedule, device, seed, progress) -> list[J
              for r in range(len(rows))]
     param = FourierImage(n_total, schedule.size + 2 * schedule.pad, seeds=seeds, device=device)
     optimizer = torch.optim.Adam(param.parameters(), lr=schedule.lr)
-    generator = torch.Generator().manual_seed(seed)
+    draws = TransformDraws(seeds)
     normalize = normalizer(spec, device)
     mean_std = lambda x: normalize(x * 255.0)  # noqa: E731 - images are in [0, 1]
 
@@ -158,7 +158,7 @@ def _render_chunk(model, spec, jobs, schedule, device, seed, progress) -> list[J
             optimizer.zero_grad(set_to_none=True)
             image = param()
             image.retain_grad()
-            outputs = recorder(model, mean_std(random_transform(image, generator)))
+            outputs = recorder(model, mean_std(random_transform(image, draws.next())))
             acts = unit_activations(outputs, layouts, layers, channels)
             loss = -(weight * acts * live).sum()
             if groups:
@@ -236,13 +236,16 @@ def render_units(model: torch.nn.Module, spec: ModelSpec, units: list[tuple[str,
                  top_natural: list[float], bottom_natural: list[float],
                  schedule: RenderSchedule, n_diverse: int = 8, alpha: float | None = None,
                  alpha_start: float = 1.0, max_exponent: int = 4, binary_steps: int = 7,
-                 device: str = "cpu", seed: int = 0, progress: bool = False
-                 ) -> list[UnitVisualizations]:
+                 device: str = "cpu", seed: int = 0, progress: bool = False,
+                 unit_keys: list[int] | None = None) -> list[UnitVisualizations]:
     """Non-diverse and diverse max/min visualizations for units, with IMI's alpha search.
 
     `alpha=None` searches the diversity weight; a number fixes it (one round only).
     `top_natural`/`bottom_natural` are each unit's most/least activating natural activation.
+    `unit_keys` (default 0, 1, ...) number the units for their seeds: give each unit the same key
+    whatever group or shard renders it, and its images come out the same.
     """
+    keys = list(range(len(units))) if unit_keys is None else list(unit_keys)
     out = [UnitVisualizations(layer, channel) for layer, channel in units]
     searches = []
     for u in range(len(units)):
@@ -250,14 +253,14 @@ def render_units(model: torch.nn.Module, spec: ModelSpec, units: list[tuple[str,
             searches.append(_Search(side, u, float(target),
                                     alpha_start if alpha is None else float(alpha)))
     plain_jobs = [Job(units[s.unit][0], units[s.unit][1], 1 if s.side == "max" else -1, 1, 0.0,
-                      seed=2 * s.unit + (s.side == "min")) for s in searches]
+                      seed=4 * keys[s.unit] + (s.side == "min")) for s in searches]
     round_index = 0
     while True:
         pending = [s for s in searches if not s.done]
         if not pending:
             break
         jobs = [Job(units[s.unit][0], units[s.unit][1], 1 if s.side == "max" else -1, n_diverse,
-                    s.alpha, seed=1000 + 2 * s.unit + (s.side == "min")) for s in pending]
+                    s.alpha, seed=4 * keys[s.unit] + 2 + (s.side == "min")) for s in pending]
         if round_index == 0:
             jobs = plain_jobs + jobs
         results = render_jobs(model, spec, jobs, schedule, device, seed + round_index, progress)

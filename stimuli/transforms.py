@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -17,18 +18,34 @@ ANGLES = tuple(range(-5, 6))
 JITTERS = (16, 8)
 
 
-def random_transform(images: torch.Tensor, generator: torch.Generator,
+class TransformDraws:
+    """Each image's random transform choices from a generator of its own, seeded by the image's
+    seed: what an image goes through depends on its seed and the step, never on the other
+    images of its batch (so a unit renders the same alone, in a group or in another shard)."""
+
+    def __init__(self, seeds: list[int], jitters: tuple[int, int] = JITTERS,
+                 n_scales: int = len(SCALES), n_angles: int = len(ANGLES)):
+        self.generators = [np.random.default_rng([int(s), 0x7A4]) for s in seeds]
+        self.highs = np.array([jitters[0], jitters[0], jitters[1], jitters[1], n_scales, n_angles])
+
+    def next(self) -> np.ndarray:
+        """(n, 6) integers: jitter 1 (x, y), jitter 2 (x, y), scale index, angle index."""
+        return np.stack([g.integers(0, self.highs) for g in self.generators])
+
+
+def random_transform(images: torch.Tensor, draws: np.ndarray,
                      jitters: tuple[int, int] = JITTERS, scales: tuple[float, ...] = SCALES,
                      angles: tuple[int, ...] = ANGLES) -> torch.Tensor:
-    """Jitter, scale, rotate, jitter each image of (N, 3, S, S) independently."""
+    """Jitter, scale, rotate, jitter each image of (N, 3, S, S) as its row of `draws` says
+    (from TransformDraws.next)."""
     n, _, size, _ = images.shape
     out = size - sum(jitters)
-    draw = lambda high: torch.randint(high, (n,), generator=generator).float()  # noqa: E731
-    shift1 = torch.stack([draw(jitters[0]), draw(jitters[0])], 1) - (jitters[0] - 1) / 2
-    shift2 = torch.stack([draw(jitters[1]), draw(jitters[1])], 1) - (jitters[1] - 1) / 2
-    scale = torch.tensor(scales)[torch.randint(len(scales), (n,), generator=generator)]
+    picks = torch.as_tensor(draws, dtype=torch.float32)
+    shift1 = picks[:, 0:2] - (jitters[0] - 1) / 2
+    shift2 = picks[:, 2:4] - (jitters[1] - 1) / 2
+    scale = torch.tensor(scales)[torch.as_tensor(draws[:, 4], dtype=torch.long)]
     angle = torch.tensor(angles, dtype=torch.float32)[
-        torch.randint(len(angles), (n,), generator=generator)] * math.pi / 180
+        torch.as_tensor(draws[:, 5], dtype=torch.long)] * math.pi / 180
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     rot = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)  # (n, 2, 2)
     shift = shift1 + torch.einsum("nij,nj->ni", rot, shift2)  # pixels in input space

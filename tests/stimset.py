@@ -24,8 +24,8 @@ def _save(root: Path, rel: str, rng: np.random.Generator, size: int, level: floa
 def make_stimulus_set(root: str | Path, name: str = "toy", model: str = "toynet",
                       n_units: int = 12, n_batches: int = 2, refs: int = 9,
                       synthetic: bool = True, difficulties: tuple[str, ...] = ("easy",),
-                      image_size: int = 32, seed: int = 0, layers: tuple[str, ...] = ("conv1", "conv2")
-                      ) -> Path:
+                      image_size: int = 32, seed: int = 0, layers: tuple[str, ...] = ("conv1", "conv2"),
+                      unbeaten: tuple[int, ...] = ()) -> Path:
     """A valid stimulus set folder: units, natural (and synthetic) references, queries, PNGs."""
     rng = np.random.default_rng(seed)
     where = Path(root) / name
@@ -36,7 +36,8 @@ def make_stimulus_set(root: str | Path, name: str = "toy", model: str = "toynet"
         unit_id = unit_key(model, layer, channel)
         units.append({"unit_id": unit_id, "model": model, "layer": layer, "channel": channel,
                       "reduction": "mean", "layer_position": layers.index(layer) / max(1, len(layers) - 1),
-                      "fv_activation": 10.0 + u, "top_natural_activation": 8.0 + u})
+                      "fv_activation": 10.0 + u, "top_natural_activation": 8.0 + u,
+                      "fv_beats_natural": (u not in unbeaten) if synthetic else ""})
 
         def add(kind: str, role: str, batch: int, rank: int, level: float, difficulty: str = ""):
             image_id = f"{model}.{layer}.{channel}.{kind[0]}.b{batch}.{role}.{difficulty or 'r'}{rank}"

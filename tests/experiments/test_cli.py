@@ -89,3 +89,26 @@ def test_every_subcommand_loads_and_has_help():
         result = subprocess.run([str(INTERPSY), name, "--help"], capture_output=True, text=True)
         assert result.returncode == 0, (name, result.stderr[-500:])
         assert "Usage: interpsy" in result.stdout
+
+
+def test_units_whose_fv_does_not_beat_natural_are_left_out(tmp_path, capsys):
+    from tests.stimset import make_stimulus_set
+
+    weak = make_stimulus_set(tmp_path / "sets", "weak", n_units=14, unbeaten=(3, 8))
+    assert main(["stimuli", "check", str(weak)]) == 0
+    assert "warning: 2 of 14 units" in capsys.readouterr().err
+    url = f"sqlite:///{tmp_path / 'cli.sqlite3'}"
+    spec = write_spec(tmp_path / "spec.toml", [weak])
+    assert main(["experiment", "build", str(spec), "--database", url]) == 0
+    out = capsys.readouterr().out
+    assert "2 units left out: their feature visualizations do not beat" in out
+    assert main(["export", "toy-exp", "--out", str(tmp_path / "out"), "--format", "csv",
+                 "--database", url]) == 0
+    trials = pd.read_csv(tmp_path / "out" / "trials.csv")
+    units = pd.read_csv(tmp_path / "out" / "units.csv").set_index("unit_id")
+    left_out = {"toynet/conv2/3", "toynet/conv1/8"}
+    assert set(units.index[units.role == "left_out"]) == left_out
+    assert not set(trials.unit_id) & left_out
+    keep = write_spec(tmp_path / "keep.toml", [weak], name="keep", fv_must_beat_natural=False)
+    assert main(["experiment", "build", str(keep), "--database", url]) == 0
+    assert "left out" not in capsys.readouterr().out

@@ -67,6 +67,18 @@ def test_cli_build_with_shards_and_percentiles(image_folder, tmp_path):
     stimulus_set = load_stimulus_set(out, verify_hashes=True)
     assert set(stimulus_set.images.difficulty) == {"", "easy", "p85"}
     assert stimulus_set.manifest["parameters"]["difficulties"] == ["easy", "p85"]
+    # the same set built in one go: its visualizations are byte for byte the sharded ones
+    whole = str(tmp_path / "whole")
+    assert main(["stimuli", "build", "tiny-vit", str(image_folder), whole, "--n-units", "2",
+                 "--n-batches", "1", "--n-bins", "4", "--steps", "3", "--n-diverse", "2",
+                 "--alpha", "0.1", "--difficulty", "p85", *common]) == 0
+
+    def synthetic(folder):
+        images = load_stimulus_set(folder).images
+        rows = images[images.kind == "synthetic"].sort_values("image_id")
+        return list(zip(rows.image_id, rows.sha256, strict=True))
+
+    assert synthetic(whole) == synthetic(out)
 
 
 def _error(args, capsys) -> str:

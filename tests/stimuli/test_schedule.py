@@ -48,3 +48,21 @@ def test_the_steps_each_image_ran_are_in_units_csv(image_folder, tmp_path):
         assert row[column] == "6", column
     render = json.loads((out / MANIFEST).read_text())["parameters"]["render"]
     assert (render["max_steps"], render["min_steps"], render["schedule"]) == (6, 6, "custom")
+
+
+def test_a_unit_renders_the_same_alone_and_in_a_group():
+    from stimuli.render import render_units
+
+    spec = get_spec("tiny-cnn")
+    model = load_model("tiny-cnn", pretrained=False)
+    schedule = RenderSchedule.for_steps(6, size=SMALL["size"], pad=SMALL["pad"])
+    units = [("bn1", 0), ("bn1", 1), ("bn1", 2)]
+    args = dict(n_diverse=2, alpha=1.0, seed=5)
+    group = render_units(model, spec, units, [9.0] * 3, [-9.0] * 3, schedule,
+                         unit_keys=[10, 11, 12], **args)
+    alone = render_units(model, spec, units[1:2], [9.0], [-9.0], schedule, unit_keys=[11],
+                         **args)[0]
+    for side in ("max", "min"):
+        for kind in ("plain", "diverse"):
+            assert group[1].results[side][kind].images.tobytes() == \
+                alone.results[side][kind].images.tobytes(), (side, kind)
