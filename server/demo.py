@@ -81,7 +81,7 @@ def make_stimuli(folder: DemoFolder, n_units: int, n_images: int, render_steps: 
          f"matplotlib ship ({folder.pool}; every crop is listed in pool.json)")
     command = [sys.executable, "-m", "experiments.cli", "stimuli", "build", MODEL,
                str(folder.pool), str(out), "--n-units", str(n_units), "--seed", str(seed),
-               "--n-batches", "5", "--steps", str(render_steps), "--alpha", "0.1",
+               "--n-batches", "5", "--steps", str(render_steps), "--alpha", "1",
                "--device", "cpu", "--name", "lite0"]
     _say("building the stimulus set: sample units, mine exemplars, render feature "
          "visualizations (resumes if interrupted)")

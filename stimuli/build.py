@@ -122,7 +122,7 @@ def build_stimulus_set(model_name: str, image_source: str | Path, out_dir: str |
                        render_steps: int | None = None, min_steps: int | None = None,
                        plateau_window: int | None = None, smoothing: float | None = None,
                        n_diverse: int = 8,
-                       alpha: float | None = None, max_exponent: int = 4, binary_steps: int = 7,
+                       alpha: float | None = None, max_exponent: int = 5, binary_steps: int = 7,
                        max_render_batch: int = 64, device: str = "cpu", batch_size: int = 64,
                        workers: int = 2, store_activations: bool = True,
                        skip_unreadable: bool = False, decode: str = "pil",
@@ -201,13 +201,13 @@ def render_stage(model, spec, chosen: list[Unit], result, out: Path, schedule, n
                  alpha: float | None, max_exponent: int, binary_steps: int, device: str,
                  seed: int, progress: bool, shard: tuple[int, int] = (0, 1)) -> None:
     """Render every unit of this shard that has no saved result yet (`<out>/_work/render/`)."""
-    from stimuli.render import render_units
+    from stimuli.render import N_PLAIN, render_units
 
     folder = _work(out) / "render"
     folder.mkdir(exist_ok=True)
     mine = [i for i in range(len(chosen)) if i % shard[1] == shard[0]
             and not (folder / f"unit-{i:05d}.npz").is_file()]
-    per_round = max(1, schedule.max_batch // (2 * n_diverse + 2))
+    per_round = max(1, schedule.max_batch // (2 * (n_diverse + N_PLAIN)))
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(mine), disable=not progress, desc=f"rendering {spec.name}", unit="unit")
@@ -231,6 +231,7 @@ def render_stage(model, spec, chosen: list[Unit], result, out: Path, schedule, n
                 meta[side] = {"alpha": record["alpha"], "beats": record["beats"],
                               "target": record["target"], "tried": record["tried"],
                               "steps_plain": record["plain"].steps,
+                              "plain_candidates": record["plain_candidates"],
                               "steps_diverse": record["diverse"].steps}
             tmp = folder / f"unit-{i:05d}.tmp.npz"
             np.savez(tmp, meta=json.dumps(meta), unit=chosen[i].unit_id, **payload)

@@ -112,8 +112,8 @@ def _render_options(f):
     f = click.option("--n-diverse", type=int, default=8, show_default=True)(f)
     f = click.option("--alpha", type=float, default=None,
                      help="Fixed diversity weight (default: IMI's search).")(f)
-    f = click.option("--max-exponent", type=int, default=4, show_default=True,
-                     help="Alpha search tries 1, 10, ... 10^max_exponent.")(f)
+    f = click.option("--max-exponent", type=int, default=5, show_default=True,
+                     help="Alpha search tries 1, 10, ... 10^max_exponent (IMI: up to 1e5).")(f)
     f = click.option("--binary-steps", type=int, default=7, show_default=True)(f)
     f = click.option("--render-batch", type=int, default=64, show_default=True,
                      help="Images per optimisation batch.")(f)

@@ -105,7 +105,13 @@ def load_model(name: str, pretrained: bool = True, weights_path: str | None = No
     spec = get_spec(name)
     if weights_path is not None and not Path(weights_path).is_file():
         raise ModelError(f"{name}: weights file {weights_path} does not exist")
-    model = spec.builder(pretrained, weights_path)
+    try:
+        model = spec.builder(pretrained, weights_path)
+    except RuntimeError as exc:  # load_state_dict: missing/unexpected keys, size mismatches
+        if "state_dict" not in str(exc):
+            raise
+        raise ModelError(f"{name}: weights file {weights_path or '(from the cache)'} does not fit "
+                         f"the model: {state_dict_mismatch(str(exc))}") from None
     for module in model.modules():  # in-place activations would break hooks and gradients
         if hasattr(module, "inplace") and isinstance(getattr(module, "inplace"), bool):
             module.inplace = False
@@ -123,6 +129,25 @@ def _torch_cache_file(filename: str) -> Path:
 def _missing(name: str, filename: str, where: Path | str, extra: str = "") -> ModelError:
     return ModelError(f"{name}: weights file {filename} not found; place it at {where}"
                       f"{extra} or pass --weights PATH")
+
+
+def state_dict_mismatch(message: str) -> str:
+    """One line from torch's load_state_dict error: key counts and the first size mismatch."""
+    parts = []
+    for label, pattern in (("missing", r"Missing key\(s\) in state_dict: (.*)"),
+                           ("unexpected", r"Unexpected key\(s\) in state_dict: (.*)")):
+        found = re.search(pattern, message)
+        if found:
+            keys = re.findall(r'"([^"]+)"', found.group(1))
+            parts.append(f"{len(keys)} {label} keys ({', '.join(keys[:2])}"
+                         f"{', ...' if len(keys) > 2 else ''})")
+    size = re.search(r"size mismatch for ([^:]+): copying a param with shape torch.Size\((\[.*?\])\)"
+                     r" from checkpoint, the shape in current model is torch.Size\((\[.*?\])\)",
+                     message)
+    if size:
+        parts.append(f"{size.group(1)} is {size.group(2)} in the file but {size.group(3)} in the "
+                     f"model")
+    return "; ".join(parts) or message.splitlines()[0]
 
 
 def _load_state(path: str | Path) -> dict:

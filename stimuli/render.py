@@ -202,6 +202,9 @@ def _render_chunk(model, spec, jobs, schedule, device, seed, progress) -> list[J
             for j, rows in enumerate(rows_of)]
 
 
+N_PLAIN = 9  # IMI's non-diverse image is the best of this many renders
+
+
 @dataclass
 class UnitVisualizations:
     """Max and min visualizations of one unit: non-diverse image, diverse images, search record."""
@@ -235,11 +238,14 @@ def _beats(side: str, acts: np.ndarray, target: float) -> bool:
 def render_units(model: torch.nn.Module, spec: ModelSpec, units: list[tuple[str, int]],
                  top_natural: list[float], bottom_natural: list[float],
                  schedule: RenderSchedule, n_diverse: int = 8, alpha: float | None = None,
-                 alpha_start: float = 1.0, max_exponent: int = 4, binary_steps: int = 7,
+                 alpha_start: float = 1.0, max_exponent: int = 5, binary_steps: int = 7,
                  device: str = "cpu", seed: int = 0, progress: bool = False,
-                 unit_keys: list[int] | None = None) -> list[UnitVisualizations]:
-    """Non-diverse and diverse max/min visualizations for units, with IMI's alpha search.
+                 unit_keys: list[int] | None = None, n_plain: int = N_PLAIN
+                 ) -> list[UnitVisualizations]:
+    """Non-diverse and diverse max/min visualizations for units, as IMI made them.
 
+    The non-diverse image is the best of `n_plain` renders; the diverse images come from IMI's
+    alpha search (1, 10, ... 10^max_exponent, then `binary_steps` bisections), strongest first.
     `alpha=None` searches the diversity weight; a number fixes it (one round only).
     `top_natural`/`bottom_natural` are each unit's most/least activating natural activation.
     `unit_keys` (default 0, 1, ...) number the units for their seeds: give each unit the same key
@@ -252,8 +258,8 @@ def render_units(model: torch.nn.Module, spec: ModelSpec, units: list[tuple[str,
         for side, target in (("max", top_natural[u]), ("min", bottom_natural[u])):
             searches.append(_Search(side, u, float(target),
                                     alpha_start if alpha is None else float(alpha)))
-    plain_jobs = [Job(units[s.unit][0], units[s.unit][1], 1 if s.side == "max" else -1, 1, 0.0,
-                      seed=4 * keys[s.unit] + (s.side == "min")) for s in searches]
+    plain_jobs = [Job(units[s.unit][0], units[s.unit][1], 1 if s.side == "max" else -1, n_plain,
+                      0.0, seed=4 * keys[s.unit] + (s.side == "min")) for s in searches]
     round_index = 0
     while True:
         pending = [s for s in searches if not s.done]
@@ -266,17 +272,26 @@ def render_units(model: torch.nn.Module, spec: ModelSpec, units: list[tuple[str,
         results = render_jobs(model, spec, jobs, schedule, device, seed + round_index, progress)
         if round_index == 0:
             for s, result in zip(searches, results[: len(plain_jobs)]):
-                out[s.unit].results.setdefault(s.side, {})["plain"] = result
+                out[s.unit].results.setdefault(s.side, {}).update(
+                    plain=_strongest_first(result, s.side, keep=1),
+                    plain_candidates=result.activations.tolist())
             results = results[len(plain_jobs):]
         for s, result in zip(pending, results):
             _advance(s, result, alpha is not None, max_exponent, binary_steps)
         round_index += 1
     for s in searches:
         record = out[s.unit].results.setdefault(s.side, {})
-        chosen = s.best if s.best is not None else s.last
+        chosen = _strongest_first(s.best if s.best is not None else s.last, s.side)
         record.update(diverse=chosen, alpha=chosen.alpha, beats=s.best is not None,
                       target=s.target, tried=s.tried)
     return out
+
+
+def _strongest_first(result: JobResult, side: str, keep: int | None = None) -> JobResult:
+    """The result's images ordered from the strongest (highest max, lowest min); `keep` first."""
+    order = np.argsort(-result.activations if side == "max" else result.activations,
+                       kind="stable")[:keep]
+    return JobResult(result.images[order], result.activations[order], result.steps, result.alpha)
 
 
 def _advance(s: _Search, result: JobResult, fixed: bool, max_exponent: int,

@@ -140,3 +140,16 @@ def test_check_and_help_do_not_import_torch():
             "stimuli.batching, stimuli.setwriter; from experiments.cli import main; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_wrong_weights_file_is_one_line(image_folder, tmp_path, capsys):
+    import torch
+    import torchvision
+
+    wrong = tmp_path / "resnet18.pth"  # another architecture's checkpoint
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), wrong)
+    err = _error(["stimuli", "build", "resnet50", str(image_folder), str(tmp_path / "out"),
+                  "--n-units", "2", "--weights", str(wrong)], capsys)
+    assert f"resnet50: weights file {wrong} does not fit the model" in err
+    assert "missing keys" in err and "is [64, 64, 3, 3] in the file but [64, 64, 1, 1]" in err
+    assert len(err) < 600

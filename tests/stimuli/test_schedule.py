@@ -66,3 +66,22 @@ def test_a_unit_renders_the_same_alone_and_in_a_group():
         for kind in ("plain", "diverse"):
             assert group[1].results[side][kind].images.tobytes() == \
                 alone.results[side][kind].images.tobytes(), (side, kind)
+
+
+def test_diversity_as_imi_best_of_nine_sorted_and_searched_up_to_1e5():
+    from stimuli.render import render_units
+
+    spec = get_spec("tiny-cnn")
+    model = load_model("tiny-cnn", pretrained=False)
+    schedule = RenderSchedule.for_steps(3, size=SMALL["size"], pad=SMALL["pad"])
+    # targets every render beats: the search climbs 1, 10, ... as far as IMI's 1e5
+    (unit,) = render_units(model, spec, [("bn1", 0)], [-1e9], [1e9], schedule, n_diverse=3,
+                           binary_steps=0)
+    for side, stronger in (("max", max), ("min", min)):
+        record = unit.results[side]
+        assert [alpha for alpha, _ in record["tried"]] == [1.0, 10.0, 100.0, 1e3, 1e4, 1e5]
+        candidates = record["plain_candidates"]
+        assert len(candidates) == 9
+        assert record["plain"].activations[0] == pytest.approx(stronger(candidates))
+        acts = list(record["diverse"].activations)
+        assert acts == sorted(acts, reverse=side == "max")  # the strongest first
