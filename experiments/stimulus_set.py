@@ -11,6 +11,13 @@ from PIL import Image, UnidentifiedImageError
 
 from experiments.errors import StimulusSetError
 from experiments.schema import DIFFICULTIES
+from experiments.set_integrity import (
+    check_activations,
+    check_complete_visualizations,
+    check_queries_are_not_references,
+    check_table_hashes,
+    check_units_match_manifest,
+)
 
 MANIFEST = "stimuli.json"
 UNITS_CSV = "units.csv"
@@ -122,8 +129,10 @@ def _numeric(frame: pd.DataFrame, name: str, column: str, kind: str, problems: l
 
 
 def load_stimulus_set(path: str | Path, verify_images: bool = True,
-                      verify_hashes: bool = False) -> StimulusSet:
-    """Read and validate a stimulus set folder; raise StimulusSetError naming the first problems."""
+                      verify_hashes: bool = False, decode_images: bool = False) -> StimulusSet:
+    """Read and validate a stimulus set folder; raise StimulusSetError naming the first problems.
+
+    `decode_images` decodes every image in full (a truncated file opens but does not decode)."""
     where = Path(path)
     if not where.is_dir():
         raise StimulusSetError(f"stimulus set {where}: not a folder")
@@ -139,9 +148,14 @@ def load_stimulus_set(path: str | Path, verify_images: bool = True,
     if problems:
         _fail(where, problems)
     _check_structure(units, images, problems)
+    check_table_hashes(where, manifest, problems)
+    check_units_match_manifest(units, manifest, problems)
+    check_activations(units, images, problems)
+    check_complete_visualizations(units, images, problems)
+    check_queries_are_not_references(images, problems)
     if verify_images:
         _check_files(where, images, int(manifest.get("image_size", DEFAULT_IMAGE_SIZE)),
-                     verify_hashes, problems)
+                     verify_hashes, problems, decode_images)
     if problems:
         _fail(where, problems)
     return StimulusSet(where.resolve(), manifest, units.reset_index(drop=True),
@@ -239,7 +253,7 @@ def _check_structure(units: pd.DataFrame, images: pd.DataFrame, problems: list[s
 
 
 def _check_files(where: Path, images: pd.DataFrame, size: int, verify_hashes: bool,
-                 problems: list[str]) -> None:
+                 problems: list[str], decode: bool = False) -> None:
     for row in images.itertuples(index=False):
         path = where / row.path
         if not path.is_file():
@@ -250,6 +264,8 @@ def _check_files(where: Path, images: pd.DataFrame, size: int, verify_hashes: bo
                 if image.size != (size, size):
                     problems.append(f"image {row.image_id}: {row.path} is {image.size[0]}x"
                                     f"{image.size[1]}, expected {size}x{size}")
+                if decode:
+                    image.load()
         except (UnidentifiedImageError, OSError) as exc:
             problems.append(f"image {row.image_id}: {row.path} is not a readable image ({exc})")
             continue

@@ -20,9 +20,30 @@ def stimuli() -> None:
 @stimuli.command()
 @click.argument("set_dir", type=click.Path(file_okay=False, path_type=str))
 @click.option("--hashes/--no-hashes", default=True, help="Verify every image's sha256.")
-def check(set_dir: str, hashes: bool) -> None:
-    """Validate a stimulus set folder (manifest, units.csv, images.csv, image files)."""
-    stimulus_set = load_stimulus_set(set_dir, verify_images=True, verify_hashes=hashes)
+@click.option("--recompute", "recompute_n", type=click.IntRange(min=0), default=0,
+              metavar="N", help="Load the model and recompute N sampled images' activations.")
+@click.option("--weights", "weights_path", default=None, type=click.Path(dir_okay=False),
+              help="Model weights for --recompute (default: the registry's).")
+@click.option("--random-init", is_flag=True, help="--recompute with the seeded random init "
+                                                  "(sets built with --random-init).")
+@click.option("--seed", type=int, default=0, show_default=True, help="--recompute's sample.")
+@click.option("--device", default="cpu", show_default=True, help="--recompute's torch device.")
+def check(set_dir: str, hashes: bool, recompute_n: int, weights_path: str | None,
+          random_init: bool, seed: int, device: str) -> None:
+    """Validate a stimulus set folder: manifest, tables (hashes, structure, activations), image
+    files (decoded in full), and with --recompute the activations themselves."""
+    stimulus_set = load_stimulus_set(set_dir, verify_images=True, verify_hashes=hashes,
+                                     decode_images=True)
+    if recompute_n:
+        from stimuli.build import env_device
+        from stimuli.recompute import recompute
+
+        n, problems = recompute(stimulus_set, recompute_n, seed, not random_init, weights_path,
+                                env_device(device))
+        if problems:
+            raise StimuliError(f"{stimulus_set.path}: {len(problems)} of {n} recomputed "
+                               f"activations differ: " + "; ".join(problems[:3]))
+        click.echo(f"recomputed {n} activations: all match")
     n_images = len(stimulus_set.images)
     click.echo(f"ok: {stimulus_set.path}: {len(stimulus_set.units)} units, {n_images} images, "
                f"model {stimulus_set.manifest['model']}")

@@ -17,8 +17,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from experiments.stimulus_set import (IMAGE_COLUMNS, IMAGES_CSV, MANIFEST, UNIT_COLUMNS,
-                                      UNITS_CSV, sha256_file)
+from experiments.set_integrity import TABLES_KEY, table_hashes
+from experiments.stimulus_set import (
+    IMAGE_COLUMNS,
+    IMAGES_CSV,
+    MANIFEST,
+    UNIT_COLUMNS,
+    UNITS_CSV,
+    sha256_file,
+)
 from stimuli.images import load_shown
 
 ROLE_SHORT = {"reference_max": "rmax", "reference_min": "rmin", "query_max": "qmax",
@@ -81,6 +88,7 @@ def write_tables(out: Path, manifest: dict, units: list[dict], images: list[dict
             writer.writeheader()
             for row in rows:
                 writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    manifest = {**manifest, TABLES_KEY: table_hashes(out, (UNITS_CSV, IMAGES_CSV))}
     tmp = out / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=1, default=str))
     tmp.replace(out / MANIFEST)

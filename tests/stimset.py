@@ -58,10 +58,18 @@ def make_stimulus_set(root: str | Path, name: str = "toy", model: str = "toynet"
                     q = PERCENTILES[difficulty]
                     add("natural", "query_max", batch, 0, q, difficulty)
                     add("natural", "query_min", batch, 0, 1 - q, difficulty)
-        if synthetic:
+        if synthetic:  # an unbeaten unit's diverse max references stay below its natural top
             for rank in range(refs):
-                add("synthetic", "reference_max", 0, rank, 0.95)
-                add("synthetic", "reference_min", 0, rank, 0.05)
+                add("synthetic", "reference_max", 0, rank,
+                    0.5 if u in unbeaten and rank else 0.9995 - rank * 1e-4)
+                add("synthetic", "reference_min", 0, rank, 0.0005 + rank * 1e-4)
+        # what a real set's writer derives from the images
+        own = [i for i in images if i["unit_id"] == unit_id]
+        natural = [i["activation"] for i in own if i["kind"] == "natural"]
+        units[-1].update(top_natural_activation=max(natural), bottom_natural_activation=min(natural))
+        if synthetic:
+            units[-1]["fv_activation"] = next(i["activation"] for i in own if i["kind"] == "synthetic"
+                                              and i["role"] == "reference_max" and i["rank"] == 0)
     pd.DataFrame(units).to_csv(where / "units.csv", index=False)
     pd.DataFrame(images).to_csv(where / "images.csv", index=False)
     manifest = {"name": name, "model": model, "weights": "random-init-test",

@@ -1,0 +1,138 @@
+"""Checks that a stimulus set's tables agree with its manifest and with themselves: the tables'
+hashes, the unit list, the activations' order and signs, the records the writer derived from
+them (top/bottom natural activation, fv_activation, fv_beats_natural), complete visualizations
+and no query that is also a reference of its batch."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+TABLES_KEY = "tables"  # manifest: {"units.csv": sha256, "images.csv": sha256}
+TOLERANCE = 1e-6
+
+
+def table_hashes(where: Path, names: tuple[str, ...]) -> dict[str, str]:
+    """sha256 of each table file, for the manifest."""
+    return {name: hashlib.sha256((where / name).read_bytes()).hexdigest() for name in names}
+
+
+def check_table_hashes(where: Path, manifest: dict, problems: list[str]) -> None:
+    """Tables edited after the set was written no longer match the manifest's hashes."""
+    recorded = manifest.get(TABLES_KEY) or {}
+    for name, digest in recorded.items():
+        path = where / name
+        if path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+            problems.append(f"{name} does not match its sha256 in the manifest (edited after the "
+                            f"set was written?)")
+
+
+def _close(a: float, b: float) -> bool:
+    return abs(a - b) <= TOLERANCE * (1 + abs(a) + abs(b))
+
+
+def _number(value: object) -> float | None:
+    return None if value is None or pd.isna(value) or value == "" else float(value)
+
+
+def check_units_match_manifest(units: pd.DataFrame, manifest: dict, problems: list[str]) -> None:
+    """The manifest's model and unit list are the units table's."""
+    listed = manifest.get("units")
+    if isinstance(listed, list) and sorted(map(str, listed)) != sorted(units.unit_id):
+        missing = sorted(set(map(str, listed)) - set(units.unit_id))
+        extra = sorted(set(units.unit_id) - set(map(str, listed)))
+        problems.append(f"the manifest lists {len(listed)} units, units.csv has {len(units)}"
+                        + (f" (not in units.csv: {', '.join(missing[:3])})" if missing else "")
+                        + (f" (not in the manifest: {', '.join(extra[:3])})" if extra else ""))
+    model = manifest.get("model")
+    if model and (units.model != model).any():
+        other = units.model[units.model != model].iloc[0]
+        problems.append(f"units.csv names model {other!r} but the manifest's model is {model!r}")
+
+
+def check_activations(units: pd.DataFrame, images: pd.DataFrame, problems: list[str]) -> None:
+    """Max references above min references in every batch, the easy max query above the min
+    one, and the units table's derived values equal to what its images say."""
+    known = images[images.activation.notna()]
+    natural = known[known.kind == "natural"]
+    if not natural.empty:
+        by_batch = natural.groupby(["unit_id", "batch", "role"]).activation.agg(["min", "max"])
+        for (unit_id, batch), group in by_batch.groupby(level=[0, 1]):
+            roles = group.droplevel([0, 1])
+            if {"reference_max", "reference_min"} <= set(roles.index) and \
+                    roles.loc["reference_max", "min"] < roles.loc["reference_min", "max"]:
+                problems.append(f"unit {unit_id} batch {batch}: a max reference is less activating "
+                                f"than a min reference (activation signs or roles swapped?)")
+                break
+        easy = natural[natural.difficulty == "easy"].pivot_table(
+            index=["unit_id", "batch"], columns="role", values="activation", aggfunc="first")
+        if {"query_max", "query_min"} <= set(easy.columns):
+            wrong = easy[easy.query_max < easy.query_min]
+            if not wrong.empty:
+                unit_id, batch = wrong.index[0]
+                problems.append(f"unit {unit_id} batch {batch}: the easy max query is less "
+                                f"activating than the min query")
+    extremes = natural.groupby("unit_id").activation.agg(["max", "min"])
+    synthetic = known[known.kind == "synthetic"]
+    for row in units.itertuples(index=False):
+        values = {"top_natural_activation": ("max", extremes),
+                  "bottom_natural_activation": ("min", extremes)}
+        for column, (which, table) in values.items():
+            stated = _number(getattr(row, column, None))
+            if stated is not None and row.unit_id in table.index and \
+                    not _close(stated, float(table.loc[row.unit_id, which])):
+                problems.append(f"unit {row.unit_id}: units.csv {column} {stated:g} differs from "
+                                f"its images' {which} natural activation "
+                                f"{float(table.loc[row.unit_id, which]):g}")
+        own = synthetic[synthetic.unit_id == row.unit_id]
+        plain = own[(own.role == "reference_max") & (own["rank"] == 0)].activation
+        stated = _number(getattr(row, "fv_activation", None))
+        if stated is not None and not plain.empty and not _close(stated, float(plain.iloc[0])):
+            problems.append(f"unit {row.unit_id}: units.csv fv_activation {stated:g} differs from "
+                            f"its visualization's {float(plain.iloc[0]):g}")
+        _check_beats(row, own, problems)
+
+
+def _check_beats(row, own: pd.DataFrame, problems: list[str]) -> None:
+    flag = str(getattr(row, "fv_beats_natural", "") or "").strip().lower()
+    top = _number(getattr(row, "top_natural_activation", None))
+    bottom = _number(getattr(row, "bottom_natural_activation", None))
+    diverse = own[own["rank"] > 0]
+    if flag not in ("true", "false") or top is None or bottom is None or diverse.empty:
+        return
+    beats = (diverse[diverse.role == "reference_max"].activation.min() > top
+             and diverse[diverse.role == "reference_min"].activation.max() < bottom)
+    if beats != (flag == "true"):
+        problems.append(f"unit {row.unit_id}: units.csv says fv_beats_natural = {flag} but its "
+                        f"diverse visualizations {'do' if beats else 'do not'} beat the natural "
+                        f"exemplars")
+
+
+def check_complete_visualizations(units: pd.DataFrame, images: pd.DataFrame,
+                                  problems: list[str]) -> None:
+    """A set with visualizations has them for every unit, as many per side."""
+    synthetic = images[images.kind == "synthetic"]
+    if synthetic.empty:
+        return
+    counts = synthetic.groupby(["unit_id", "role"]).size().unstack(fill_value=0)
+    counts = counts.reindex(units.unit_id, fill_value=0)
+    expected = int(np.max(counts.to_numpy()))
+    short = counts[(counts < expected).any(axis=1)]
+    if not short.empty:
+        problems.append(f"unit {short.index[0]}: {int(short.iloc[0].min())} synthetic references "
+                        f"on a side where the set has {expected} (visualizations removed?)")
+
+
+def check_queries_are_not_references(images: pd.DataFrame, problems: list[str]) -> None:
+    """No natural query is the same image (sha256) as a reference of its unit's batch."""
+    natural = images[(images.kind == "natural") & (images.sha256 != "")]
+    keys = ["unit_id", "batch", "sha256"]
+    references = natural[natural.role.str.startswith("reference")][keys].drop_duplicates()
+    queries = natural[natural.role.str.startswith("query")]
+    clash = queries.merge(references, on=keys)
+    if not clash.empty:
+        row = clash.iloc[0]
+        problems.append(f"unit {row.unit_id} batch {row.batch}: query {row.image_id} is the same "
+                        f"image as a reference of its batch")
