@@ -218,7 +218,8 @@ def render_stage(model, spec, chosen: list[Unit], result, out: Path, schedule, n
             [float(result.top_values[i, 0]) for i in group],
             [float(result.bottom_values[i, 0]) for i in group], schedule, n_diverse, alpha,
             max_exponent=max_exponent, binary_steps=binary_steps, device=device,
-            seed=seed, progress=False, unit_keys=group)
+            seed=seed, progress=progress, unit_keys=group,
+            checkpoint=folder / f"group-{group[0]:05d}.search.pkl")
         for i, visual in zip(group, visuals):
             payload = {}
             meta = {}
@@ -236,6 +237,7 @@ def render_stage(model, spec, chosen: list[Unit], result, out: Path, schedule, n
             tmp = folder / f"unit-{i:05d}.tmp.npz"
             np.savez(tmp, meta=json.dumps(meta), unit=chosen[i].unit_id, **payload)
             tmp.replace(folder / f"unit-{i:05d}.npz")
+        (folder / f"group-{group[0]:05d}.search.pkl").unlink(missing_ok=True)
         bar.update(len(group))
     bar.close()
 

@@ -15,11 +15,15 @@ all units advance in lock-step rounds so every round is one batched optimisation
 """
 from __future__ import annotations
 
+import pickle
+import sys
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from stimuli.errors import StimuliError
 from stimuli.fourier import FourierImage
@@ -81,6 +85,7 @@ class Job:
     n: int = 1
     alpha: float = 0.0
     seed: int = 0
+    target: float | None = None  # the activation to beat (shown in the progress bar)
 
 
 @dataclass
@@ -91,6 +96,19 @@ class JobResult:
     activations: np.ndarray
     steps: int
     alpha: float
+
+
+def _progress_note(acts: torch.Tensor, rows_of: list[list[int]], jobs: list[Job],
+                   targets: list[tuple[int, float]], active: list[bool]) -> str:
+    """The bar's postfix: jobs still running, and the weakest image's share of its target."""
+    note = f"{sum(active)}/{len(jobs)} running"
+    shares = []
+    for j, target in targets:
+        values = acts[rows_of[j]] * jobs[j].sign
+        shares.append(float(values.min()) / abs(target) * (1 if target > 0 else -1))
+    if shares:
+        note += f", weakest/target {min(shares):.2f}..{max(shares):.2f}"
+    return note
 
 
 def _chunks(jobs: list[Job], max_batch: int) -> list[list[int]]:
@@ -139,7 +157,7 @@ def _render_chunk(model, spec, jobs, schedule, device, seed, progress) -> list[J
     optimizer = torch.optim.Adam(param.parameters(), lr=schedule.lr)
     draws = TransformDraws(seeds)
     normalize = normalizer(spec, device)
-    mean_std = lambda x: normalize(x * 255.0)  # noqa: E731 - images are in [0, 1]
+    mean_std = lambda x: normalize(x * 255.0)
 
     active = [True] * len(jobs)
     steps = [schedule.max_steps] * len(jobs)
@@ -149,10 +167,9 @@ def _render_chunk(model, spec, jobs, schedule, device, seed, progress) -> list[J
     snapshot = param.spectrum.detach().clone()
     live = torch.ones(n_total, device=device)
 
-    from tqdm.auto import tqdm
-
     bar = tqdm(total=schedule.max_steps, disable=not progress, desc=f"render {len(jobs)} jobs",
-               dynamic_ncols=True, leave=False)
+               unit="step", dynamic_ncols=True, leave=False)
+    targets = [(j, job.target) for j, job in enumerate(jobs) if job.target]
     with LayerRecorder(model, spec, list(dict.fromkeys(layers)), keep="full") as recorder:
         for step in range(1, schedule.max_steps + 1):
             optimizer.zero_grad(set_to_none=True)
@@ -173,6 +190,8 @@ def _render_chunk(model, spec, jobs, schedule, device, seed, progress) -> list[J
                     param.spectrum[frozen] = snapshot[frozen]
             norms = image.grad.flatten(1).norm(dim=1).detach().cpu().numpy()
             bar.update(1)
+            if progress and (step % 25 == 0 or step == 1):
+                bar.set_postfix_str(_progress_note(acts.detach(), rows_of, jobs, targets, active))
             for j, rows in enumerate(rows_of):
                 if not active[j]:
                     continue
@@ -240,8 +259,8 @@ def render_units(model: torch.nn.Module, spec: ModelSpec, units: list[tuple[str,
                  schedule: RenderSchedule, n_diverse: int = 8, alpha: float | None = None,
                  alpha_start: float = 1.0, max_exponent: int = 5, binary_steps: int = 7,
                  device: str = "cpu", seed: int = 0, progress: bool = False,
-                 unit_keys: list[int] | None = None, n_plain: int = N_PLAIN
-                 ) -> list[UnitVisualizations]:
+                 unit_keys: list[int] | None = None, n_plain: int = N_PLAIN,
+                 checkpoint: str | Path | None = None) -> list[UnitVisualizations]:
     """Non-diverse and diverse max/min visualizations for units, as IMI made them.
 
     The non-diverse image is the best of `n_plain` renders; the diverse images come from IMI's
@@ -250,6 +269,7 @@ def render_units(model: torch.nn.Module, spec: ModelSpec, units: list[tuple[str,
     `top_natural`/`bottom_natural` are each unit's most/least activating natural activation.
     `unit_keys` (default 0, 1, ...) number the units for their seeds: give each unit the same key
     whatever group or shard renders it, and its images come out the same.
+    `checkpoint`: a file the search state is saved to after every round and resumed from.
     """
     keys = list(range(len(units))) if unit_keys is None else list(unit_keys)
     out = [UnitVisualizations(layer, channel) for layer, channel in units]
@@ -259,14 +279,23 @@ def render_units(model: torch.nn.Module, spec: ModelSpec, units: list[tuple[str,
             searches.append(_Search(side, u, float(target),
                                     alpha_start if alpha is None else float(alpha)))
     plain_jobs = [Job(units[s.unit][0], units[s.unit][1], 1 if s.side == "max" else -1, n_plain,
-                      0.0, seed=4 * keys[s.unit] + (s.side == "min")) for s in searches]
+                      0.0, seed=4 * keys[s.unit] + (s.side == "min"), target=s.target)
+                  for s in searches]
     round_index = 0
+    saved = _load_round(checkpoint, units, keys)
+    if saved is not None:
+        round_index, searches, out = saved
     while True:
         pending = [s for s in searches if not s.done]
         if not pending:
             break
+        if progress:
+            alphas = sorted({s.alpha for s in pending})
+            tqdm.write(f"alpha round {round_index + 1}: {len(pending)} searches, alpha "
+                       f"{alphas[0]:g}..{alphas[-1]:g}", file=sys.stderr)
         jobs = [Job(units[s.unit][0], units[s.unit][1], 1 if s.side == "max" else -1, n_diverse,
-                    s.alpha, seed=4 * keys[s.unit] + 2 + (s.side == "min")) for s in pending]
+                    s.alpha, seed=4 * keys[s.unit] + 2 + (s.side == "min"), target=s.target)
+                for s in pending]
         if round_index == 0:
             jobs = plain_jobs + jobs
         results = render_jobs(model, spec, jobs, schedule, device, seed + round_index, progress)
@@ -279,12 +308,36 @@ def render_units(model: torch.nn.Module, spec: ModelSpec, units: list[tuple[str,
         for s, result in zip(pending, results):
             _advance(s, result, alpha is not None, max_exponent, binary_steps)
         round_index += 1
+        _save_round(checkpoint, units, keys, round_index, searches, out)
     for s in searches:
         record = out[s.unit].results.setdefault(s.side, {})
         chosen = _strongest_first(s.best if s.best is not None else s.last, s.side)
         record.update(diverse=chosen, alpha=chosen.alpha, beats=s.best is not None,
                       target=s.target, tried=s.tried)
     return out
+
+
+def _load_round(path: str | Path | None, units: list, keys: list[int]):
+    """(next round, searches, results so far) saved for these units, or None."""
+    if path is None or not Path(path).is_file():
+        return None
+    with open(path, "rb") as handle:
+        state = pickle.load(handle)
+    if state["units"] != [tuple(u) for u in units] or state["keys"] != keys:
+        return None  # another group's or another run's state
+    return state["round"], state["searches"], state["out"]
+
+
+def _save_round(path: str | Path | None, units: list, keys: list[int], round_index: int,
+                searches: list, out: list) -> None:
+    if path is None:
+        return
+    target = Path(path)
+    tmp = target.with_name(target.name + ".tmp")
+    with open(tmp, "wb") as handle:
+        pickle.dump({"units": [tuple(u) for u in units], "keys": keys, "round": round_index,
+                     "searches": searches, "out": out}, handle)
+    tmp.replace(target)
 
 
 def _strongest_first(result: JobResult, side: str, keep: int | None = None) -> JobResult:
