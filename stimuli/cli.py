@@ -63,8 +63,10 @@ def models(show_all: bool) -> None:
 
     for name in model_names(include_test=show_all):
         spec = get_spec(name)
+        deviation = f"  deviates from IMI: {spec.deviation}" if spec.deviation else ""
         click.echo(f"{name:20s} {spec.source:12s} params={spec.n_params or '?'} "
-                   f"top1={spec.top1 or '?'} train={spec.train_size or '?'}  {spec.weights}")
+                   f"top1={spec.top1 or '?'} train={spec.train_size or '?'}  {spec.weights}"
+                   f"{deviation}")
 
 
 def _parse_shard(text: str | None) -> tuple[int, int]:

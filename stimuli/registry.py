@@ -52,6 +52,7 @@ class ModelSpec:
     weights_hint: str = ""
     test_only: bool = False
     notes: str = ""
+    deviation: str = ""  # how this entry differs from the model IMI used, if it does
     extra: dict = field(default_factory=dict)
 
     def layout(self, layer: str) -> str:
@@ -234,14 +235,20 @@ def _open_clip(name: str, arch: str, tag: str, hf_repo: str, filename: str) -> B
 
 
 # ------------------------------------------------------------------------------ IMI models
-_RESNET_LAYERS = (r"conv1", r"bn1", r"layer\d\.\d+\.bn[123]", r"layer\d\.\d+\.relu:input")
-_CLIP_RESNET_LAYERS = (r"bn[123]", r"layer\d\.\d+\.bn[123]", r"layer\d\.\d+\.act3:input")
+# IMI's ResNet layers: per block the pre-ReLU conv and BN outputs and the residual sum before
+# the last ReLU (16 x 7 = 112 for ResNet-50); not the stem.
+_RESNET_LAYERS = (r"layer\d\.\d+\.(conv|bn)[123]", r"layer\d\.\d+\.relu:input")
+_CLIP_RESNET_LAYERS = (r"layer\d\.\d+\.(conv|bn)[123]", r"layer\d\.\d+\.act3:input")
+_OPEN_CLIP_PREPROCESSING = ("mining resizes to 256 and crops 224 (bilinear) where IMI used "
+                            "open_clip's preprocessing (resize 224 bicubic, crop 224)")
 
 register_model(
     "googlenet", source="torchvision", weights="torchvision GoogLeNet_Weights.IMAGENET1K_V1",
     layer_patterns=(r"conv[123]\.bn", r"inception\w+\.branch\d(\.\d)?\.bn"),
     n_params=6_624_904, train_size=IMAGENET_TRAIN_SIZE, top1=69.15,
     weights_hint="googlenet-1378be20.pth in the torch hub cache",
+    deviation="torchvision's batch-norm GoogLeNet, labelled with IMI's top-1; IMI used lucent's "
+              "InceptionV1 (model inceptionv1)",
 )(_torchvision("googlenet", "googlenet", "GoogLeNet_Weights.IMAGENET1K_V1"))
 register_model(
     "resnet50", source="torchvision", weights="torchvision ResNet50_Weights.IMAGENET1K_V1",
@@ -255,10 +262,21 @@ register_model(
 )(_torchvision("wide_resnet50", "wide_resnet50_2", "Wide_ResNet50_2_Weights.IMAGENET1K_V2"))
 register_model(
     "densenet201", source="torchvision", weights="torchvision DenseNet201_Weights.IMAGENET1K_V1",
-    layer_patterns=(r"features\.conv0", r"features\.norm0",
-                    r"features\.denseblock\d\.denselayer\d+\.(norm|conv)[12]"),
+    layer_patterns=(r"features\.denseblock\d\.denselayer\d+\.(norm|conv)[12]",
+                    r"features\.transition\d\.(norm|conv)"),
     n_params=20_013_928, train_size=IMAGENET_TRAIN_SIZE, top1=76.89,
 )(_torchvision("densenet201", "densenet201", "DenseNet201_Weights.IMAGENET1K_V1"))
+
+
+def _checkpoint(name: str, filename: str, pretrained: bool, weights_path: str | None,
+                where_from: str) -> str | None:
+    """The weights file to load: the given one, else `filename` in the torch hub cache."""
+    if weights_path is not None or not pretrained:
+        return weights_path
+    path = _torch_cache_file(filename)
+    if not path.is_file():
+        raise _missing(name, filename, path, where_from)
+    return str(path)
 
 
 def _robust_resnet50(pretrained: bool, weights_path: str | None):
@@ -266,12 +284,8 @@ def _robust_resnet50(pretrained: bool, weights_path: str | None):
     import torchvision
 
     model = torchvision.models.resnet50(weights=None)
-    if weights_path is None and pretrained:
-        path = _torch_cache_file("resnet50_l2_eps3.ckpt")
-        if not path.is_file():
-            raise _missing("resnet50-l2", "resnet50_l2_eps3.ckpt", path,
-                           " (from github.com/microsoft/robust-models-transfer)")
-        weights_path = str(path)
+    weights_path = _checkpoint("resnet50-l2", "resnet50_l2_eps3.ckpt", pretrained, weights_path,
+                               " (from github.com/microsoft/robust-models-transfer)")
     if weights_path:
         state = _load_state(weights_path)
         prefixes = ("module.model.", "model.", "module.")
@@ -296,7 +310,7 @@ register_model(
 register_model(
     "clip-resnet50", source="open_clip", weights="open_clip RN50 openai",
     layer_patterns=_CLIP_RESNET_LAYERS, mean=CLIP_MEAN, std=CLIP_STD, n_params=38_316_896,
-    train_size=400_000_000, top1=59.83,
+    train_size=400_000_000, top1=59.83, deviation=_OPEN_CLIP_PREPROCESSING,
 )(_open_clip("clip-resnet50", "RN50", "openai", "timm/resnet50_clip.openai",
              "open_clip_pytorch_model.bin"))
 register_model(
@@ -311,14 +325,40 @@ register_model(
     layer_patterns=(r"blocks\.\d+\.(norm1|ls1|norm2|mlp\.fc1|mlp\.fc2|ls2)",),
     default_layout=TOKENS, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), n_params=88_224_232,
     train_size=IMAGENET_TRAIN_SIZE, top1=74.9,
+    deviation="mining resizes to 256 and crops 224 (bilinear) where IMI used timm's "
+              "preprocessing for this model (bicubic, crop_pct 0.9)",
 )(_timm("vit_b32", "vit_base_patch32_224.augreg_in1k", "timm/vit_base_patch32_224.augreg_in1k"))
 register_model(
     "clip-vit_b32", source="open_clip", weights="open_clip ViT-B-32 laion2b_s34b_b79k",
     layer_patterns=(r"transformer\.resblocks\.\d+\.(ln_1|ls_1|ln_2|mlp\.c_fc|mlp\.c_proj|ls_2)",),
     default_layout=TOKENS, mean=CLIP_MEAN, std=CLIP_STD, n_params=87_849_216,
-    train_size=2_320_000_000, top1=66.6,
+    train_size=2_320_000_000, top1=66.6, deviation=_OPEN_CLIP_PREPROCESSING,
 )(_open_clip("clip-vit_b32", "ViT-B-32", "laion2b_s34b_b79k",
              "laion/CLIP-ViT-B-32-laion2B-s34B-b79K", "open_clip_model.safetensors"))
+
+
+def _inceptionv1(pretrained: bool, weights_path: str | None):
+    """Lucent's InceptionV1 (Lucid's, converted by ProGamerGov) with weights from a local file."""
+    try:
+        from lucent.modelzoo.inceptionv1.InceptionV1 import InceptionV1
+    except ImportError:
+        raise ModelError("inceptionv1 needs torch-lucent: pip install 'interpsy[lucent]'") from None
+    model = InceptionV1(pretrained=False)
+    weights_path = _checkpoint("inceptionv1", "inception5h.pth", pretrained, weights_path,
+                               " (github.com/ProGamerGov/pytorch-old-tensorflow-models)")
+    if weights_path:
+        model.load_state_dict(_load_state(weights_path))
+    return model
+
+
+register_model(
+    "inceptionv1", source="lucent", weights="lucent InceptionV1 (inception5h.pth)",
+    layer_patterns=(r"mixed\d[a-e]_\w+_pre_relu_conv",),
+    # Lucid's input: 0..255 pixels minus 117
+    mean=(117 / 255,) * 3, std=(1 / 255,) * 3, n_params=7_066_380,
+    train_size=IMAGENET_TRAIN_SIZE, top1=69.15,
+    notes="IMI's GoogLeNet: pre-ReLU convolutions of the mixed blocks",
+)(_inceptionv1)
 
 
 def _efficientnet_lite0(pretrained: bool, weights_path: str | None):

@@ -26,12 +26,14 @@ def test_registry_lists_imi_models_with_facts():
         get_spec("resnet5O")
 
 
-def test_resnet50_relevant_layers_include_sum_points():
+def test_resnet50_relevant_layers_are_imis_112():
     spec = get_spec("resnet50")
     model = load_model("resnet50", pretrained=False)
     layers = relevant_layers(model, spec)
-    assert "layer1.0.bn3" in layers and "layer1.0.relu:input" in layers
-    assert not any(layer.endswith("conv1") and layer != "conv1" for layer in layers)
+    # 16 blocks x (conv1, bn1, conv2, bn2, conv3, bn3, the sum before the last ReLU); no stem
+    assert len(layers) == 112
+    assert {"layer1.0.conv1", "layer1.0.bn3", "layer1.0.relu:input"} <= set(layers)
+    assert "conv1" not in layers and "bn1" not in layers
     widths = layer_widths(model, spec, ["layer1.0.relu:input", "layer4.2.bn2"])
     assert widths == {"layer1.0.relu:input": 256, "layer4.2.bn2": 512}
 
@@ -81,3 +83,42 @@ def test_missing_hub_weights_name_the_repo_the_library_itself_uses(name, library
         load_model(name, pretrained=True)
     folder = tmp_path / ("models--" + repo.replace("/", "--")) / "snapshots"
     assert str(folder) in str(error.value)
+
+
+def test_densenet_and_clip_resnet_layers_as_imi():
+    densenet = relevant_layers(load_model("densenet201", pretrained=False),
+                               get_spec("densenet201"))
+    assert "features.conv0" not in densenet and "features.norm0" not in densenet
+    assert {"features.transition1.norm", "features.transition1.conv"} <= set(densenet)
+    clip = relevant_layers(load_model("clip-resnet50", pretrained=False),
+                           get_spec("clip-resnet50"))
+    assert not {"bn1", "bn2", "bn3"} & set(clip) and "layer1.0.bn1" in clip
+
+
+def test_inceptionv1_is_lucents_with_weights_from_a_local_file(tmp_path, monkeypatch):
+    import torch
+
+    spec = get_spec("inceptionv1")
+    model = load_model("inceptionv1", pretrained=False)
+    layers = relevant_layers(model, spec)
+    assert layers and all(l.startswith("mixed") and l.endswith("_pre_relu_conv") for l in layers)
+    assert "mixed4a_3x3_pre_relu_conv" in layers
+    weights = tmp_path / "inception5h.pth"
+    torch.save({k: v + 1 for k, v in model.state_dict().items()}, weights)
+    loaded = load_model("inceptionv1", weights_path=str(weights))
+    assert torch.equal(loaded.state_dict()["mixed3a_1x1_pre_relu_conv.bias"],
+                       model.state_dict()["mixed3a_1x1_pre_relu_conv.bias"] + 1)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    with pytest.raises(ModelError, match=r"inception5h\.pth not found; place it at"):
+        load_model("inceptionv1")
+
+
+def test_every_deviation_from_imi_is_named(capsys):
+    from experiments.cli import main
+
+    assert main(["stimuli", "models"]) == 0
+    out = capsys.readouterr().out
+    for name in ("googlenet", "clip-resnet50", "clip-vit_b32", "vit_b32"):
+        line = next(l for l in out.splitlines() if l.startswith(name + " "))
+        assert "deviates from IMI:" in line, line
+    assert "deviates" not in next(l for l in out.splitlines() if l.startswith("inceptionv1 "))
