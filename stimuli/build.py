@@ -17,9 +17,9 @@ import numpy as np
 
 from stimuli.batching import PERCENTILES, available_difficulties, plan_unit
 from stimuli.errors import StimuliError
-from stimuli.images import CROP, RESIZE, list_images
+from stimuli.images import CROP, list_images
 from stimuli.registry import get_spec, load_model
-from stimuli.sampling import Unit, check_unit, load_units, parse_units, sample_units, save_units
+from stimuli.sampling import Unit, load_units, parse_units, sample_units, save_units
 from stimuli.setwriter import image_id, save_png, unit_slug, write_natural, write_tables
 
 WORK = "_work"
@@ -267,7 +267,7 @@ def write_set(out: Path, spec, weights: str, chosen: list[Unit], result, params:
         for row in rows:
             index = row.pop("image_index")
             row.update(kind="natural", path=write_natural(out, index, result.files[index],
-                                                          image_size),
+                                                          image_size, spec.preprocessing),
                        source=Path(result.files[index]).name)
             row["image_id"] = image_id(unit.model, unit.layer, unit.channel, "natural",
                                        row["role"], row["batch"], row["rank"], row["difficulty"])
@@ -324,7 +324,7 @@ def write_set(out: Path, spec, weights: str, chosen: list[Unit], result, params:
         "units": [u.unit_id for u in chosen],
         "dataset": {"source": json.loads((out / WORK / "files.json").read_text())["source"],
                     "size": len(result.files), "unreadable_skipped": len(result.bad),
-                    "preprocessing": f"resize {RESIZE}, centre crop {CROP}"},
+                    "preprocessing": spec.preprocessing.describe()},
         "parameters": {**params, "difficulties": ["easy"] + chosen_difficulties,
                        "sampling": units_meta.get("sampling"),
                        "image_id_scheme": "{model}.{layer}.c{channel}.{n|s}.b{batch}.{role}"},

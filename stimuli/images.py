@@ -3,8 +3,8 @@ offline image pool cut from photos that installed packages ship. Torch-free."""
 from __future__ import annotations
 
 import contextlib
-
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -45,12 +45,30 @@ def list_images(source: str | Path) -> list[Path]:
     raise ImageSourceError(f"image source {source} does not exist (give a folder or a file list)")
 
 
-def load_shown(path: str | Path, resize: int = RESIZE, crop: int = CROP) -> Image.Image:
-    """The image as shown and as seen by the model: RGB, shorter side `resize`, centre `crop`.
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a source image becomes the crop the model sees and participants are shown: shorter
+    side to `resize` (`interpolation`), then the centre `crop` (torchvision's Resize +
+    CenterCrop). The default is torchvision's ImageNet evaluation; CLIP and timm models differ."""
 
-    Same arithmetic as torchvision's Resize(256) + CenterCrop(224) on PIL images.
+    resize: int = RESIZE
+    crop: int = CROP
+    interpolation: str = "bilinear"  # bilinear | bicubic
+
+    def describe(self) -> str:
+        return f"resize {self.resize} ({self.interpolation}), centre crop {self.crop}"
+
+
+DEFAULT_PREPROCESSING = Preprocessing()
+_PIL_FILTER = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
+
+
+def load_shown(path: str | Path, prep: Preprocessing = DEFAULT_PREPROCESSING) -> Image.Image:
+    """The image as shown and as seen by the model: RGB, shorter side `prep.resize`, centre
+    `prep.crop` (the same arithmetic as torchvision's Resize + CenterCrop on PIL images).
     Raises ImageSourceError naming the file when it is unreadable or not an image.
     """
+    resize, crop = prep.resize, prep.crop
     try:
         with Image.open(path) as image:
             image = image.convert("RGB")
@@ -60,7 +78,7 @@ def load_shown(path: str | Path, resize: int = RESIZE, crop: int = CROP) -> Imag
     short, long = (width, height) if width <= height else (height, width)
     new_long = int(resize * long / short)
     size = (resize, new_long) if width <= height else (new_long, resize)
-    image = image.resize(size, Image.BILINEAR)
+    image = image.resize(size, _PIL_FILTER[prep.interpolation])
     width, height = image.size
     top = int(round((height - crop) / 2.0))
     left = int(round((width - crop) / 2.0))

@@ -41,7 +41,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from stimuli.errors import ImageSourceError, StimuliError
-from stimuli.images import CROP, RESIZE, load_shown
+from stimuli.images import CROP, DEFAULT_PREPROCESSING, RESIZE, Preprocessing, load_shown
 from stimuli.layers import LayerRecorder
 from stimuli.registry import ModelSpec
 from stimuli.sampling import Unit
@@ -112,12 +112,12 @@ def model_input(images: torch.Tensor, normalize, channels_last: bool) -> torch.T
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
-def _pil_crop(path: str) -> tuple[torch.Tensor, str]:
-    """The shown crop through PIL as uint8 (3, 224, 224), or zeros and the error."""
+def _pil_crop(path: str, prep: Preprocessing) -> tuple[torch.Tensor, str]:
+    """The shown crop through PIL as uint8 (3, crop, crop), or zeros and the error."""
     try:
-        image = load_shown(path)
+        image = load_shown(path, prep)
     except ImageSourceError as exc:
-        return torch.zeros(3, CROP, CROP, dtype=torch.uint8), str(exc)
+        return torch.zeros(3, prep.crop, prep.crop, dtype=torch.uint8), str(exc)
     return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).contiguous(), ""
 
 
@@ -128,10 +128,12 @@ class ImageDataset(Dataset):
     item, for batched decoding on the mining device; other files come back as PIL crops with "".
     """
 
-    def __init__(self, files: list[str], offset: int = 0, raw: bool = False):
+    def __init__(self, files: list[str], offset: int = 0, raw: bool = False,
+                 prep: Preprocessing = DEFAULT_PREPROCESSING):
         self.files = files
         self.offset = offset
         self.raw = raw
+        self.prep = prep
 
     def __len__(self) -> int:
         return len(self.files)
@@ -140,7 +142,7 @@ class ImageDataset(Dataset):
         path = str(self.files[i])
         if self.raw:
             return self._raw_item(path, self.offset + i)
-        crop, error = _pil_crop(path)
+        crop, error = _pil_crop(path, self.prep)
         return crop, self.offset + i, error
 
     def _raw_item(self, path: str, index: int) -> tuple:
@@ -148,11 +150,11 @@ class ImageDataset(Dataset):
         try:
             data = Path(path).read_bytes()
         except OSError as exc:
-            zeros = torch.zeros(3, CROP, CROP, dtype=torch.uint8)
+            zeros = torch.zeros(3, self.prep.crop, self.prep.crop, dtype=torch.uint8)
             return zeros, index, f"cannot read image {path}: {exc}", ""
         if data[:3] == JPEG_MAGIC:
             return torch.frombuffer(bytearray(data), dtype=torch.uint8), index, "", path
-        crop, error = _pil_crop(path)
+        crop, error = _pil_crop(path, self.prep)
         return crop, index, error, ""
 
 
@@ -163,16 +165,19 @@ def _collate_raw(batch: list[tuple]) -> tuple[list[torch.Tensor], torch.Tensor, 
             [b[3] for b in batch])
 
 
-def shown_tensor(images: torch.Tensor) -> torch.Tensor:
-    """Resize the shorter side to 256 and take the centre 224 crop of (..., 3, H, W) uint8 images.
-
-    Same arithmetic as `stimuli.images.load_shown` (torchvision's antialiased bilinear resize
-    matches PIL's to within one grey level).
+def shown_tensor(images: torch.Tensor, prep: Preprocessing = DEFAULT_PREPROCESSING
+                 ) -> torch.Tensor:
+    """The shown crop of (..., 3, H, W) uint8 images: shorter side to `prep.resize`, centre
+    `prep.crop`. Same arithmetic as `stimuli.images.load_shown` (torchvision's antialiased
+    resize matches PIL's to within one grey level).
     """
+    from torchvision.transforms.v2 import InterpolationMode
     from torchvision.transforms.v2 import functional as TF
 
-    resized = TF.resize(images, [RESIZE], antialias=True)
-    return TF.center_crop(resized, [CROP, CROP])
+    mode = {"bilinear": InterpolationMode.BILINEAR,
+            "bicubic": InterpolationMode.BICUBIC}[prep.interpolation]
+    resized = TF.resize(images, [prep.resize], interpolation=mode, antialias=True)
+    return TF.center_crop(resized, [prep.crop, prep.crop])
 
 
 def _decode_jpegs(data: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
@@ -188,29 +193,31 @@ def _decode_jpegs(data: list[torch.Tensor], device: torch.device) -> list[torch.
         return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
 
 
-def _shown_crops(images: list[torch.Tensor]) -> list[torch.Tensor]:
+def _shown_crops(images: list[torch.Tensor], prep: Preprocessing) -> list[torch.Tensor]:
     """`shown_tensor` of each image, one resize call per distinct image size."""
     by_size: dict[tuple[int, ...], list[int]] = defaultdict(list)
     for i, image in enumerate(images):
         by_size[tuple(image.shape)].append(i)
     crops: list[torch.Tensor] = [images[0]] * len(images)
     for rows in by_size.values():
-        for i, crop in zip(rows, shown_tensor(torch.stack([images[i] for i in rows]))):
+        for i, crop in zip(rows, shown_tensor(torch.stack([images[i] for i in rows]), prep)):
             crops[i] = crop
     return crops
 
 
-def _one_jpeg(data: torch.Tensor, path: str, device: torch.device) -> tuple[torch.Tensor, str]:
+def _one_jpeg(data: torch.Tensor, path: str, device: torch.device, prep: Preprocessing
+              ) -> tuple[torch.Tensor, str]:
     """One JPEG on `device`; what the device decoder refuses goes through PIL, then is an error."""
     try:
-        return shown_tensor(_decode_jpegs([data], device)[0]), ""
+        return shown_tensor(_decode_jpegs([data], device)[0], prep), ""
     except RuntimeError:
-        crop, error = _pil_crop(path)
+        crop, error = _pil_crop(path, prep)
         return crop.to(device), error
 
 
 def decode_batch(items: list[torch.Tensor], errors: list[str], jpeg_paths: list[str],
-                 device: torch.device) -> tuple[torch.Tensor, list[str]]:
+                 device: torch.device, prep: Preprocessing = DEFAULT_PREPROCESSING
+                 ) -> tuple[torch.Tensor, list[str]]:
     """A raw batch of `ImageDataset(raw=True)` as uint8 (B, 3, 224, 224) shown crops on `device`."""
     errors = list(errors)
     crops = [item.to(device, non_blocking=True) if not path else item
@@ -218,26 +225,28 @@ def decode_batch(items: list[torch.Tensor], errors: list[str], jpeg_paths: list[
     jpegs = [i for i, path in enumerate(jpeg_paths) if path]
     if jpegs:
         try:
-            decoded = _shown_crops(_decode_jpegs([items[i] for i in jpegs], device))
+            decoded = _shown_crops(_decode_jpegs([items[i] for i in jpegs], device), prep)
             for i, crop in zip(jpegs, decoded):
                 crops[i] = crop
         except RuntimeError:  # one bad file fails the whole batched call: redo them one by one
             for i in jpegs:
-                crops[i], errors[i] = _one_jpeg(items[i], jpeg_paths[i], device)
+                crops[i], errors[i] = _one_jpeg(items[i], jpeg_paths[i], device, prep)
     return torch.stack(crops), errors
 
 
-def image_batches(files: list[str], offset: int, cfg: MiningConfig, device: torch.device
+def image_batches(files: list[str], offset: int, cfg: MiningConfig, device: torch.device,
+                  prep: Preprocessing = DEFAULT_PREPROCESSING
                   ) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[str]]]:
     """(uint8 (B, 3, 224, 224) crops on `device`, global indices on the CPU, error per image)."""
     raw = cfg.decode == "torchvision"
-    loader = DataLoader(ImageDataset(files, offset=offset, raw=raw), batch_size=cfg.batch_size,
+    loader = DataLoader(ImageDataset(files, offset=offset, raw=raw, prep=prep),
+                        batch_size=cfg.batch_size,
                         num_workers=cfg.workers, pin_memory=device.type == "cuda" and not raw,
                         collate_fn=_collate_raw if raw else None, persistent_workers=False)
     for batch in loader:
         if raw:
             items, indices, errors, paths = batch
-            images, errors = decode_batch(items, errors, paths, device)
+            images, errors = decode_batch(items, errors, paths, device, prep)
             yield images, indices, errors
         else:
             images, indices, errors = batch
@@ -257,7 +266,9 @@ def fingerprint(spec: ModelSpec, weights: str, units: list[Unit], files: list[st
     payload = json.dumps({"model": spec.name, "weights": weights,
                           "units": [u.unit_id for u in units], "files": files, "k": cfg.k,
                           "store": cfg.store_activations, "decode": cfg.decode,
-                          "precision": str(dtype or torch.float32), "crop": [RESIZE, CROP]})
+                          "precision": str(dtype or torch.float32),
+                          "crop": [RESIZE, CROP] if spec.preprocessing == DEFAULT_PREPROCESSING
+                          else spec.preprocessing.describe()})
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -396,7 +407,8 @@ def mine_shard(model: torch.nn.Module, spec: ModelSpec, weights: str, units: lis
     last_save = time.monotonic()
     try:
         with memory_format(model, channels_last), torch.no_grad():
-            batches = image_batches(files[start + done: stop], start + done, cfg, device)
+            batches = image_batches(files[start + done: stop], start + done, cfg, device,
+                                    spec.preprocessing)
             for step, (images, indices, errors) in enumerate(batches, 1):
                 failed = [j for j, e in enumerate(errors) if e]
                 if failed:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from stimuli.errors import ModelError
+from stimuli.images import DEFAULT_PREPROCESSING, Preprocessing
 
 CHANNELS_FIRST = "channels_first"  # (N, C, H, W)
 CHANNELS_LAST = "channels_last"  # (N, H, W, C)
@@ -53,6 +54,7 @@ class ModelSpec:
     test_only: bool = False
     notes: str = ""
     deviation: str = ""  # how this entry differs from the model IMI used, if it does
+    preprocessing: Preprocessing = DEFAULT_PREPROCESSING
     extra: dict = field(default_factory=dict)
 
     def layout(self, layer: str) -> str:
@@ -70,7 +72,8 @@ class ModelSpec:
         """JSON-able facts for manifests and scaling analyses."""
         return {"name": self.name, "source": self.source, "weights": self.weights,
                 "n_params": self.n_params, "train_size": self.train_size, "top1": self.top1,
-                "mean": list(self.mean), "std": list(self.std)}
+                "mean": list(self.mean), "std": list(self.std),
+                "preprocessing": self.preprocessing.describe()}
 
 
 REGISTRY: dict[str, ModelSpec] = {}
@@ -239,8 +242,11 @@ def _open_clip(name: str, arch: str, tag: str, hf_repo: str, filename: str) -> B
 # the last ReLU (16 x 7 = 112 for ResNet-50); not the stem.
 _RESNET_LAYERS = (r"layer\d\.\d+\.(conv|bn)[123]", r"layer\d\.\d+\.relu:input")
 _CLIP_RESNET_LAYERS = (r"layer\d\.\d+\.(conv|bn)[123]", r"layer\d\.\d+\.act3:input")
-_OPEN_CLIP_PREPROCESSING = ("mining resizes to 256 and crops 224 (bilinear) where IMI used "
-                            "open_clip's preprocessing (resize 224 bicubic, crop 224)")
+# open_clip's image transform; timm's for ViT-B/32 augreg (crop_pct 0.9: 224 / 0.9 = 248)
+_OPEN_CLIP_PREPROCESSING = Preprocessing(224, 224, "bicubic")
+_CLIP_VIEW = ("visualizations are optimised on the renderer's 232 px view, where IMI cropped "
+              "CLIP's view to 224 px")
+_TIMM_VIT_PREPROCESSING = Preprocessing(248, 224, "bicubic")
 
 register_model(
     "googlenet", source="torchvision", weights="torchvision GoogLeNet_Weights.IMAGENET1K_V1",
@@ -310,7 +316,8 @@ register_model(
 register_model(
     "clip-resnet50", source="open_clip", weights="open_clip RN50 openai",
     layer_patterns=_CLIP_RESNET_LAYERS, mean=CLIP_MEAN, std=CLIP_STD, n_params=38_316_896,
-    train_size=400_000_000, top1=59.83, deviation=_OPEN_CLIP_PREPROCESSING,
+    train_size=400_000_000, top1=59.83, preprocessing=_OPEN_CLIP_PREPROCESSING,
+    deviation=_CLIP_VIEW,
 )(_open_clip("clip-resnet50", "RN50", "openai", "timm/resnet50_clip.openai",
              "open_clip_pytorch_model.bin"))
 register_model(
@@ -324,15 +331,14 @@ register_model(
     "vit_b32", source="timm", weights="timm vit_base_patch32_224.augreg_in1k",
     layer_patterns=(r"blocks\.\d+\.(norm1|ls1|norm2|mlp\.fc1|mlp\.fc2|ls2)",),
     default_layout=TOKENS, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), n_params=88_224_232,
-    train_size=IMAGENET_TRAIN_SIZE, top1=74.9,
-    deviation="mining resizes to 256 and crops 224 (bilinear) where IMI used timm's "
-              "preprocessing for this model (bicubic, crop_pct 0.9)",
+    train_size=IMAGENET_TRAIN_SIZE, top1=74.9, preprocessing=_TIMM_VIT_PREPROCESSING,
 )(_timm("vit_b32", "vit_base_patch32_224.augreg_in1k", "timm/vit_base_patch32_224.augreg_in1k"))
 register_model(
     "clip-vit_b32", source="open_clip", weights="open_clip ViT-B-32 laion2b_s34b_b79k",
     layer_patterns=(r"transformer\.resblocks\.\d+\.(ln_1|ls_1|ln_2|mlp\.c_fc|mlp\.c_proj|ls_2)",),
     default_layout=TOKENS, mean=CLIP_MEAN, std=CLIP_STD, n_params=87_849_216,
-    train_size=2_320_000_000, top1=66.6, deviation=_OPEN_CLIP_PREPROCESSING,
+    train_size=2_320_000_000, top1=66.6, preprocessing=_OPEN_CLIP_PREPROCESSING,
+    deviation=_CLIP_VIEW,
 )(_open_clip("clip-vit_b32", "ViT-B-32", "laion2b_s34b_b79k",
              "laion/CLIP-ViT-B-32-laion2B-s34B-b79K", "open_clip_model.safetensors"))
 
@@ -418,4 +424,5 @@ register_model("tiny-convnext", source="test", weights="random init (seed 0)",
 register_model("tiny-vit", source="test", weights="random init (seed 0)",
                layer_patterns=(r"blocks\.\d\.(norm1|fc1|fc2|norm2)",), default_layout=TOKENS,
                mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), test_only=True,
+               preprocessing=_TIMM_VIT_PREPROCESSING,
                train_size=0)(_tiny("vit"))

@@ -26,7 +26,7 @@ from experiments.stimulus_set import (
     UNITS_CSV,
     sha256_file,
 )
-from stimuli.images import load_shown
+from stimuli.images import DEFAULT_PREPROCESSING, Preprocessing, load_shown
 
 ROLE_SHORT = {"reference_max": "rmax", "reference_min": "rmin", "query_max": "qmax",
               "query_min": "qmin"}
@@ -59,12 +59,13 @@ def save_png(array: np.ndarray, path: Path) -> None:
     Image.fromarray(np.ascontiguousarray(array)).save(path, format="PNG", optimize=False)
 
 
-def write_natural(out: Path, index: int, source: str, size: int) -> str:
+def write_natural(out: Path, index: int, source: str, size: int,
+                  prep: Preprocessing = DEFAULT_PREPROCESSING) -> str:
     """Save the shown crop of a source image once; return its relative path."""
     rel = f"images/natural/{index:07d}.png"
     target = out / rel
     if not target.is_file():
-        image = load_shown(source)
+        image = load_shown(source, prep)
         if image.size != (size, size):
             image = image.resize((size, size), Image.BILINEAR)
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -41,14 +41,14 @@ def write_jpegs(files: list[str], root: Path) -> list[str]:
     return out
 
 
-def shown_crops(files: list[str]) -> torch.Tensor:
+def shown_crops(files: list[str], prep=None) -> torch.Tensor:
     """uint8 (N, 3, 224, 224) PIL crops (`stimuli.images.load_shown`) of the files."""
     import torch
 
-    from stimuli.images import load_shown
+    from stimuli.images import DEFAULT_PREPROCESSING, load_shown
 
-    return torch.stack([torch.from_numpy(np.asarray(load_shown(f)).copy()).permute(2, 0, 1)
-                        for f in files])
+    return torch.stack([torch.from_numpy(np.asarray(load_shown(f, prep or DEFAULT_PREPROCESSING))
+                                         .copy()).permute(2, 0, 1) for f in files])
 
 
 def brute_force(model, spec, units, files) -> np.ndarray:
@@ -61,7 +61,8 @@ def brute_force(model, spec, units, files) -> np.ndarray:
     layers = list(dict.fromkeys(u.layer for u in units))
     with LayerRecorder(model, spec, layers, keep="reduced", stop_early=False) as rec, \
             torch.no_grad():
-        out = rec(model, normalizer(spec, torch.device("cpu"))(shown_crops(files)))
+        out = rec(model, normalizer(spec, torch.device("cpu"))(
+            shown_crops(files, spec.preprocessing)))
     return np.stack([out[u.layer][:, u.channel].numpy() for u in units], 1)
 
 

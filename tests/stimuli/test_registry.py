@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+from PIL import Image
 
 from stimuli.errors import ModelError, StimuliError
 from stimuli.layers import layer_widths, relevant_layers
@@ -118,7 +119,28 @@ def test_every_deviation_from_imi_is_named(capsys):
 
     assert main(["stimuli", "models"]) == 0
     out = capsys.readouterr().out
-    for name in ("googlenet", "clip-resnet50", "clip-vit_b32", "vit_b32"):
+    for name in ("googlenet", "clip-resnet50", "clip-vit_b32"):
         line = next(l for l in out.splitlines() if l.startswith(name + " "))
         assert "deviates from IMI:" in line, line
     assert "deviates" not in next(l for l in out.splitlines() if l.startswith("inceptionv1 "))
+
+
+def test_clip_and_vit_are_mined_with_their_own_preprocessing(image_folder, tmp_path):
+    import numpy as np
+
+    from experiments.stimulus_set import load_stimulus_set
+    from stimuli.build import build_stimulus_set
+    from stimuli.images import Preprocessing, load_shown
+
+    assert get_spec("clip-resnet50").preprocessing == Preprocessing(224, 224, "bicubic")
+    assert get_spec("vit_b32").preprocessing == Preprocessing(248, 224, "bicubic")
+    out = build_stimulus_set("tiny-vit", image_folder, tmp_path / "set", n_units=1, seed=3,
+                             pretrained=False, n_batches=1, n_bins=4, render=False, workers=0,
+                             progress=False)
+    stimulus_set = load_stimulus_set(out)
+    assert "resize 248 (bicubic)" in stimulus_set.manifest["dataset"]["preprocessing"]
+    row = stimulus_set.images[stimulus_set.images.kind == "natural"].iloc[0]
+    source = next(p for p in image_folder.rglob(row.source))
+    shown = np.asarray(Image.open(out / row.path))
+    assert np.array_equal(shown, np.asarray(load_shown(source, get_spec("tiny-vit").preprocessing)))
+    assert not np.array_equal(shown, np.asarray(load_shown(source)))  # not the ImageNet default
