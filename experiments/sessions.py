@@ -266,6 +266,12 @@ class SessionService:
             raise NotFound("unknown session or wrong token")
         return record
 
+    def _event(self, session: OrmSession, record: Session, kind: str,
+               payload: dict[str, Any] | None = None) -> None:
+        """Log a server-side event of a session in the open transaction."""
+        session.add(Event(session_id=record.id, experiment_id=record.experiment_id, kind=kind,
+                          payload=payload or {}, created_at=self.clock()))
+
     def _cutoff(self, spec: ExperimentSpec, answered: bool = True) -> datetime:
         """Activity after this keeps a task; before the first answer only the (shorter)
         reservation does, so sign-ups that never answer free their task soon."""
@@ -407,10 +413,8 @@ class SessionService:
             raise Refused("you have already taken part in this study", "repeat")
         if platform_info and platform_info != participant.platform_info:
             # A re-accepted MTurk HIT has a new assignment id: the completion must name it.
-            session.add(Event(session_id=latest.id, experiment_id=experiment.id,
-                              kind="platform_info_changed",
-                              payload={"before": participant.platform_info, "now": platform_info},
-                              created_at=self.clock()))
+            self._event(session, latest, "platform_info_changed",
+                        {"before": participant.platform_info, "now": platform_info})
             participant.platform_info = platform_info
         policy = spec.recruitment.resume_policy
         if policy == "block":
@@ -418,16 +422,14 @@ class SessionService:
         if policy == "restart":
             latest.status = "restarted"
             latest.finished_at = self.clock()
-            session.add(Event(session_id=latest.id, experiment_id=experiment.id, kind="restart",
-                              payload={}, created_at=self.clock()))
+            self._event(session, latest, "restart")
             return None
         outcome = self._reclaim(session, latest, spec)
         if outcome not in (None, "reassigned"):
             raise Refused(REFUSAL_TEXT[outcome], outcome)
         _add_token(latest, token)
         latest.last_activity_at = self.clock()
-        session.add(Event(session_id=latest.id, experiment_id=experiment.id, kind="resume",
-                          payload={"next_index": latest.n_responses}, created_at=self.clock()))
+        self._event(session, latest, "resume", {"next_index": latest.n_responses})
         return latest
 
     def _free_task(self, session: OrmSession, experiment_id: int, spec: ExperimentSpec
@@ -463,17 +465,15 @@ class SessionService:
         task = self._free_task(session, record.experiment_id, spec) if not record.n_responses \
             else None
         if task is not None:
-            session.add(Event(session_id=record.id, experiment_id=record.experiment_id,
-                              kind="reassigned", payload={"from_task": record.task_id,
-                                                          "to_task": task.id}, created_at=now))
+            self._event(session, record, "reassigned", {"from_task": record.task_id,
+                                                         "to_task": task.id})
             record.task_id, record.status, record.last_activity_at = task.id, ACTIVE, now
             record.practice_attempts = 0
             record.main_offset = 0 if spec.practice.trials == 0 else None
             return "reassigned"
         if record.status == ACTIVE:
             record.status = "timed_out"
-            session.add(Event(session_id=record.id, experiment_id=record.experiment_id,
-                              kind="timed_out", payload={"on_return": True}, created_at=now))
+            self._event(session, record, "timed_out", {"on_return": True})
         return "full" if not record.n_responses else "timed_out"
 
     def _lock_with_experiment(self, session: OrmSession, session_id: str) -> Session:
@@ -756,8 +756,7 @@ class SessionService:
                 Session.last_activity_at < self._cutoff(spec))).all()
             for record in stale:
                 record.status = "timed_out"
-                session.add(Event(session_id=record.id, experiment_id=experiment.id,
-                                  kind="timed_out", payload={}, created_at=self.clock()))
+                self._event(session, record, "timed_out")
             return len(stale)
 
     def set_status(self, session_id: str, status: Literal["returned", "excluded"],
@@ -776,9 +775,7 @@ class SessionService:
             record.finished_at = record.finished_at or record.last_activity_at
             if status == "excluded" and reason:
                 record.exclusion_reasons = [*record.exclusion_reasons, reason]
-            session.add(Event(session_id=record.id, experiment_id=record.experiment_id,
-                              kind=status, payload={"reason": reason, "previous": previous},
-                              created_at=self.clock()))
+            self._event(session, record, status, {"reason": reason, "previous": previous})
 
     def undo_status(self, session_id: str) -> str:
         """Take back the researcher's last returned/excluded mark; returns the status restored."""
@@ -798,9 +795,7 @@ class SessionService:
             record.exclusion_reasons = previous["exclusion_reasons"]
             if record.status == ACTIVE:
                 record.last_activity_at = self.clock()  # its task is held again from now
-            session.add(Event(session_id=record.id, experiment_id=record.experiment_id,
-                              kind="mark_undone", payload={"restored": record.status},
-                              created_at=self.clock()))
+            self._event(session, record, "mark_undone", {"restored": record.status})
             return record.status
 
     def release_reservations(self, experiment_key: str) -> int:
@@ -814,16 +809,10 @@ class SessionService:
                 Session.held_offline.is_(False), Session.n_responses == 0)).all()
             for record in held:
                 record.status = "timed_out"
-                session.add(Event(session_id=record.id, experiment_id=experiment.id,
-                                  kind="released", payload={}, created_at=self.clock()))
+                self._event(session, record, "released")
             return len(held)
 
     # ---- lab task files ---------------------------------------------------------------
-    def _event(self, session: OrmSession, record: Session, kind: str, payload: dict[str, Any]
-               ) -> None:
-        session.add(Event(session_id=record.id, experiment_id=record.experiment_id, kind=kind,
-                          payload=payload, created_at=self.clock()))
-
     def hold_offline(self, session_id: str) -> None:
         """Hold an in-progress session's task while it runs from an exported task file."""
         with self.db.write() as session:

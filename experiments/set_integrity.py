@@ -14,17 +14,26 @@ TABLES_KEY = "tables"  # manifest: {"units.csv": sha256, "images.csv": sha256}
 TOLERANCE = 1e-6
 
 
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def table_hashes(where: Path, names: tuple[str, ...]) -> dict[str, str]:
     """sha256 of each table file, for the manifest."""
-    return {name: hashlib.sha256((where / name).read_bytes()).hexdigest() for name in names}
+    return {name: sha256_file(where / name) for name in names}
 
 
 def check_table_hashes(where: Path, manifest: dict, problems: list[str]) -> None:
     """Tables edited after the set was written no longer match the manifest's hashes."""
     recorded = manifest.get(TABLES_KEY) or {}
-    for name, digest in recorded.items():
-        path = where / name
-        if path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+    present = tuple(name for name in recorded if (where / name).is_file())
+    for name, digest in table_hashes(where, present).items():
+        if digest != recorded[name]:
             problems.append(f"{name} does not match its sha256 in the manifest (edited after the "
                             f"set was written?)")
 
@@ -57,53 +66,57 @@ def check_activations(units: pd.DataFrame, images: pd.DataFrame, problems: list[
     one, and the units table's derived values equal to what its images say."""
     known = images[images.activation.notna()]
     natural = known[known.kind == "natural"]
-    if not natural.empty:
-        by_batch = natural.groupby(["unit_id", "batch", "role"]).activation.agg(["min", "max"])
-        for (unit_id, batch), group in by_batch.groupby(level=[0, 1]):
-            roles = group.droplevel([0, 1])
-            if {"reference_max", "reference_min"} <= set(roles.index) and \
-                    roles.loc["reference_max", "min"] < roles.loc["reference_min", "max"]:
-                problems.append(f"unit {unit_id} batch {batch}: a max reference is less activating "
-                                f"than a min reference (activation signs or roles swapped?)")
-                break
-        easy = natural[natural.difficulty == "easy"].pivot_table(
-            index=["unit_id", "batch"], columns="role", values="activation", aggfunc="first")
-        if {"query_max", "query_min"} <= set(easy.columns):
-            wrong = easy[easy.query_max < easy.query_min]
-            if not wrong.empty:
-                unit_id, batch = wrong.index[0]
-                problems.append(f"unit {unit_id} batch {batch}: the easy max query is less "
-                                f"activating than the min query")
-    extremes = natural.groupby("unit_id").activation.agg(["max", "min"])
+    by_batch = natural.groupby(["unit_id", "batch", "role"]).activation.agg(["min", "max"]) \
+        .unstack("role")
+    if ("min", "reference_max") in by_batch and ("max", "reference_min") in by_batch:
+        wrong = by_batch[by_batch[("min", "reference_max")] < by_batch[("max", "reference_min")]]
+        if not wrong.empty:
+            unit_id, batch = wrong.index[0]
+            problems.append(f"unit {unit_id} batch {batch}: a max reference is less activating "
+                            f"than a min reference (activation signs or roles swapped?)")
+    easy = natural[natural.difficulty == "easy"].pivot_table(
+        index=["unit_id", "batch"], columns="role", values="activation", aggfunc="first")
+    if {"query_max", "query_min"} <= set(easy.columns):
+        wrong = easy[easy.query_max < easy.query_min]
+        if not wrong.empty:
+            unit_id, batch = wrong.index[0]
+            problems.append(f"unit {unit_id} batch {batch}: the easy max query is less "
+                            f"activating than the min query")
+    derived = {"top_natural_activation": natural.groupby("unit_id").activation.max(),
+               "bottom_natural_activation": natural.groupby("unit_id").activation.min()}
     synthetic = known[known.kind == "synthetic"]
+    plain = synthetic[(synthetic.role == "reference_max") & (synthetic["rank"] == 0)] \
+        .groupby("unit_id").activation.first()
+    diverse = synthetic[synthetic["rank"] > 0]
+    weakest = {"reference_max": diverse[diverse.role == "reference_max"]
+               .groupby("unit_id").activation.min(),
+               "reference_min": diverse[diverse.role == "reference_min"]
+               .groupby("unit_id").activation.max()}
     for row in units.itertuples(index=False):
-        values = {"top_natural_activation": ("max", extremes),
-                  "bottom_natural_activation": ("min", extremes)}
-        for column, (which, table) in values.items():
+        for column, found in derived.items():
             stated = _number(getattr(row, column, None))
-            if stated is not None and row.unit_id in table.index and \
-                    not _close(stated, float(table.loc[row.unit_id, which])):
+            if stated is not None and row.unit_id in found and \
+                    not _close(stated, float(found[row.unit_id])):
                 problems.append(f"unit {row.unit_id}: units.csv {column} {stated:g} differs from "
-                                f"its images' {which} natural activation "
-                                f"{float(table.loc[row.unit_id, which]):g}")
-        own = synthetic[synthetic.unit_id == row.unit_id]
-        plain = own[(own.role == "reference_max") & (own["rank"] == 0)].activation
+                                f"what its natural images say ({float(found[row.unit_id]):g})")
         stated = _number(getattr(row, "fv_activation", None))
-        if stated is not None and not plain.empty and not _close(stated, float(plain.iloc[0])):
+        if stated is not None and row.unit_id in plain and \
+                not _close(stated, float(plain[row.unit_id])):
             problems.append(f"unit {row.unit_id}: units.csv fv_activation {stated:g} differs from "
-                            f"its visualization's {float(plain.iloc[0]):g}")
-        _check_beats(row, own, problems)
+                            f"its visualization's {float(plain[row.unit_id]):g}")
+        _check_beats(row, weakest, problems)
 
 
-def _check_beats(row, own: pd.DataFrame, problems: list[str]) -> None:
+def _check_beats(row, weakest: dict[str, pd.Series], problems: list[str]) -> None:
+    """fv_beats_natural must say whether the diverse visualizations beat the exemplars."""
     flag = str(getattr(row, "fv_beats_natural", "") or "").strip().lower()
     top = _number(getattr(row, "top_natural_activation", None))
     bottom = _number(getattr(row, "bottom_natural_activation", None))
-    diverse = own[own["rank"] > 0]
-    if flag not in ("true", "false") or top is None or bottom is None or diverse.empty:
+    if flag not in ("true", "false") or top is None or bottom is None or \
+            not all(row.unit_id in side for side in weakest.values()):
         return
-    beats = (diverse[diverse.role == "reference_max"].activation.min() > top
-             and diverse[diverse.role == "reference_min"].activation.max() < bottom)
+    beats = (weakest["reference_max"][row.unit_id] > top
+             and weakest["reference_min"][row.unit_id] < bottom)
     if beats != (flag == "true"):
         problems.append(f"unit {row.unit_id}: units.csv says fv_beats_natural = {flag} but its "
                         f"diverse visualizations {'do' if beats else 'do not'} beat the natural "

@@ -1,7 +1,6 @@
 """The stimulus set folder (DESIGN.md): column contract, reading and validation, no torch."""
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -17,6 +16,7 @@ from experiments.set_integrity import (
     check_queries_are_not_references,
     check_table_hashes,
     check_units_match_manifest,
+    sha256_file,
 )
 
 MANIFEST = "stimuli.json"
@@ -40,15 +40,6 @@ MAX_LISTED_PROBLEMS = 5
 def unit_key(model: str, layer: str, channel: int) -> str:
     """The `unit_id` of a unit: `model/layer/channel`."""
     return f"{model}/{layer}/{int(channel)}"
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -213,13 +213,13 @@ def render_stage(model, spec, chosen: list[Unit], result, out: Path, schedule, n
     bar = tqdm(total=len(mine), disable=not progress, desc=f"rendering {spec.name}", unit="unit")
     for first in range(0, len(mine), per_round):
         group = mine[first: first + per_round]
+        checkpoint = folder / f"group-{group[0]:05d}.search.pkl"  # the alpha search's rounds
         visuals = render_units(
             model, spec, [(chosen[i].layer, chosen[i].channel) for i in group],
             [float(result.top_values[i, 0]) for i in group],
             [float(result.bottom_values[i, 0]) for i in group], schedule, n_diverse, alpha,
             max_exponent=max_exponent, binary_steps=binary_steps, device=device,
-            seed=seed, progress=progress, unit_keys=group,
-            checkpoint=folder / f"group-{group[0]:05d}.search.pkl")
+            seed=seed, progress=progress, unit_keys=group, checkpoint=checkpoint)
         for i, visual in zip(group, visuals):
             payload = {}
             meta = {}
@@ -237,7 +237,7 @@ def render_stage(model, spec, chosen: list[Unit], result, out: Path, schedule, n
             tmp = folder / f"unit-{i:05d}.tmp.npz"
             np.savez(tmp, meta=json.dumps(meta), unit=chosen[i].unit_id, **payload)
             tmp.replace(folder / f"unit-{i:05d}.npz")
-        (folder / f"group-{group[0]:05d}.search.pkl").unlink(missing_ok=True)
+        checkpoint.unlink(missing_ok=True)
         bar.update(len(group))
     bar.close()
 

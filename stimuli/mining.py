@@ -267,6 +267,8 @@ def fingerprint(spec: ModelSpec, weights: str, units: list[Unit], files: list[st
                           "units": [u.unit_id for u in units], "files": files, "k": cfg.k,
                           "store": cfg.store_activations, "decode": cfg.decode,
                           "precision": str(dtype or torch.float32),
+                          # the default keeps the fingerprint of mining runs started before
+                          # preprocessing was per model, so they still resume
                           "crop": [RESIZE, CROP] if spec.preprocessing == DEFAULT_PREPROCESSING
                           else spec.preprocessing.describe()})
     return hashlib.sha256(payload.encode()).hexdigest()[:16]

@@ -9,7 +9,6 @@ from PIL import Image
 
 from experiments.stimulus_set import StimulusSet
 from stimuli.errors import StimuliError
-from stimuli.images import CROP
 from stimuli.layers import LayerRecorder
 from stimuli.mining import normalizer
 from stimuli.registry import get_spec, load_model
@@ -33,29 +32,29 @@ def recompute(stimulus_set: StimulusSet, sample: int = 64, seed: int = 0,
               pretrained: bool = True, weights_path: str | None = None,
               device: str = "cpu") -> tuple[int, list[str]]:
     """(images compared, problems): recorded activations the model does not reproduce."""
-    if stimulus_set.image_size != CROP:
-        raise StimuliError(f"{stimulus_set.path}: --recompute needs the model's {CROP} px crops; "
-                           f"this set stores {stimulus_set.image_size} px images")
     name = stimulus_set.manifest["model"]
     spec = get_spec(name)
+    crop = spec.preprocessing.crop
+    if stimulus_set.image_size != crop:
+        raise StimuliError(f"{stimulus_set.path}: --recompute needs the model's {crop} px crops; "
+                           f"this set stores {stimulus_set.image_size} px images")
     model = load_model(name, pretrained, weights_path, device)
     normalize = normalizer(spec, torch.device(device))
     units = stimulus_set.units.set_index("unit_id")
+    images = stimulus_set.images
+    natural = images[images.kind == "natural"].groupby("unit_id").activation
+    spans = natural.max() - natural.min()
     problems = []
     rows = _sample(stimulus_set, sample, seed)
     for row in rows:
         unit = units.loc[row.unit_id]
-        span = float(unit.top_natural_activation) - float(stimulus_set.images[
-            (stimulus_set.images.unit_id == row.unit_id)
-            & (stimulus_set.images.kind == "natural")].activation.min())
         pixels = np.asarray(Image.open(stimulus_set.path / row.path).convert("RGB"))
         x = torch.from_numpy(pixels.copy()).permute(2, 0, 1)[None].to(device)
         channel = torch.tensor([int(unit.channel)], device=device)
-        recorder = LayerRecorder(model, spec, [unit.layer], channels={unit.layer: channel})
-        with torch.no_grad():
+        with LayerRecorder(model, spec, [unit.layer], channels={unit.layer: channel}) as recorder, \
+                torch.no_grad():
             value = float(recorder(model, normalize(x))[unit.layer][0, 0])
-        recorder.close()
-        allowed = TOLERANCE[row.kind] * max(span, 1e-6) + 1e-6
+        allowed = TOLERANCE[row.kind] * max(float(spans.get(row.unit_id, 0.0)), 1e-6) + 1e-6
         if abs(value - float(row.activation)) > allowed:
             problems.append(f"image {row.image_id}: the model gives {value:.5g}, images.csv says "
                             f"{float(row.activation):.5g} (file or activation changed?)")

@@ -100,12 +100,14 @@ class JobResult:
 
 def _progress_note(acts: torch.Tensor, rows_of: list[list[int]], jobs: list[Job],
                    targets: list[tuple[int, float]], active: list[bool]) -> str:
-    """The bar's postfix: jobs still running, and the weakest image's share of its target."""
+    """The bar's postfix: jobs still running, and each job's weakest image over its target
+    (the lowest activation of a max job, the highest of a min job; 1 = on target)."""
     note = f"{sum(active)}/{len(jobs)} running"
     shares = []
     for j, target in targets:
-        values = acts[rows_of[j]] * jobs[j].sign
-        shares.append(float(values.min()) / abs(target) * (1 if target > 0 else -1))
+        sign = jobs[j].sign
+        weakest = float((acts[rows_of[j]] * sign).min()) * sign
+        shares.append(weakest / target)
     if shares:
         note += f", weakest/target {min(shares):.2f}..{max(shares):.2f}"
     return note

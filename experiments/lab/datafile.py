@@ -171,7 +171,8 @@ class TrialCsv:
         aside = []
         for row in existing:
             index = int(row["trial_index"]) if row.get("trial_index", "").isdigit() else -1
-            if index in stored and index not in kept and not row["saved_to"].startswith("error"):
+            if index in stored and index not in kept and \
+                    not (row.get("saved_to") or "").startswith("error"):
                 kept[index] = row
             else:
                 aside.append(row)

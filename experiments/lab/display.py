@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from experiments.errors import InterpsyError
 from experiments.lab.layout import TrialLayout, trial_layout
 
@@ -85,7 +87,6 @@ def geometry_facts(layout: TrialLayout, monitor: Any | None, window: tuple[int, 
         facts.update(monitor=monitor.name, monitor_width_cm=float(monitor.getWidth()),
                      viewing_distance_cm=float(monitor.getDistance()),
                      monitor_resolution=list(screen), px_per_deg=round(ppd, 3),
-                     gamma=float(gamma) if gamma is not None and not hasattr(gamma, "__len__")
-                     else (list(map(float, gamma)) if gamma is not None else None),
+                     gamma=None if gamma is None else np.asarray(gamma, float).tolist(),
                      **{f"{k}_deg": round(v / ppd, 3) for k, v in px.items()})
     return facts

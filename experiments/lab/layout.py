@@ -56,7 +56,7 @@ class TrialLayout:
     side_label_y: float
     feedback_y: float
     footer_y: float
-    counter_x: float
+    grid_x: float  # centre of the right grid (the left one at -grid_x)
 
     def boxes(self) -> list[Box]:
         return [*self.refs["min"], *self.refs["max"], *self.queries.values(),
@@ -116,4 +116,4 @@ def trial_layout(aspect: float, cell: float | None = None, query: float | None =
     return TrialLayout(aspect=aspect, cell=cell, query=query, gap=gap, refs=refs, queries=queries, buttons=buttons,
                        title_y=(top + 0.5) / 2 + 0.02, side_label_y=CENTRE_Y + grid / 2 + 0.03,
                        feedback_y=(bottom - 0.5) / 2 + 0.03, footer_y=-0.46,
-                       counter_x=grid_x)
+                       grid_x=grid_x)

@@ -8,7 +8,6 @@ PsychoPy's frame-interval recording against the measured frame rate.
 from __future__ import annotations
 
 import contextlib
-
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any

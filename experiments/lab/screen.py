@@ -8,16 +8,15 @@ a, 8 9 0 for b: very, fairly, not sure), the same words as the web page.
 from __future__ import annotations
 
 import platform
-
-import numpy as np
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from psychopy import core, event, logging, visual  # noqa: F401  (core keeps psychopy's clocks)
 
 from experiments.instructions import CONFIDENCE_LABELS, QUESTION, SIDE_LABELS, plain_text
-from experiments.lab.keys import KEY_FOR
 from experiments.lab.display import geometry_facts, layout_for
+from experiments.lab.keys import KEY_FOR
 from experiments.lab.layout import Box, TrialLayout, trial_layout
 from experiments.lab.task import LabTask, LabTrial
 
@@ -73,12 +72,12 @@ class LabScreen:
                 height=min(0.022, box.h * 0.45), color=WHITE, wrapWidth=box.w)
         self.question.pos = (0, layout.title_y)
         self.side_labels = [visual.TextStim(self.win, SIDE_LABELS[side],
-                                            pos=(sign * layout.counter_x, layout.side_label_y),
+                                            pos=(sign * layout.grid_x, layout.side_label_y),
                                             height=0.026, color=WHITE)
                             for side, sign in (("min", -1), ("max", 1))]
         self.feedback.pos = (0, layout.feedback_y)
         self.footer.pos = (0, layout.footer_y)
-        self.counter.pos = (layout.counter_x, layout.footer_y)
+        self.counter.pos = (layout.grid_x, layout.footer_y)
 
     def show_noise(self, seed: int = 0) -> None:
         """Fill the 20 image places with seeded noise (the timing test needs no experiment)."""

@@ -26,7 +26,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_e
 
 from experiments.db import Database
 from experiments.db.models import Response
-from experiments.errors import InterpsyError
+from experiments.errors import Conflict, InterpsyError
 from experiments.lab.sequence import Recorded, Step, Stored, advance
 from experiments.lab.task import LabTask, Progress
 from experiments.sessions import ResponseIn, SessionService
@@ -133,10 +133,16 @@ class LocalStore:
                                   f"complete record is used", stacklevel=2)
                     yield salvaged
 
-    def responses(self) -> list[dict[str, Any]]:
-        """Stored responses, one per trial_index (the first wins, like the service)."""
+    @property
+    def saved_to(self) -> str:
+        """What the data file says of an answer kept here."""
+        return "journal" if self.pending else "local"
+
+    def responses(self, records: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """Stored responses, one per trial_index (the first wins, like the service); from
+        `records` when the caller has read them already."""
         seen: dict[int, dict[str, Any]] = {}
-        for record in self.records():
+        for record in self.records() if records is None else records:
             if record.get("kind") == "response":
                 seen.setdefault(int(record["trial_index"]), record)
         return [seen[i] for i in sorted(seen)]
@@ -195,14 +201,18 @@ def _journal_response(store: LocalStore, session_id: str, step: Step, response: 
                       correct: bool) -> Recorded:
     at = store.append({"kind": "response", "session_id": session_id, "correct": correct,
                        "phase": step.phase, **response.model_dump()})
-    return Recorded(stored=True, saved_to="journal" if store.pending else "local",
-                    client_recorded_at=at)
+    return Recorded(stored=True, saved_to=store.saved_to, client_recorded_at=at)
+
+
+def _response_in(record: dict[str, Any]) -> ResponseIn:
+    """The answer a journal's response record holds."""
+    return ResponseIn(**{k: record[k] for k in ResponseIn.model_fields if k in record})
 
 
 def _stored_in_journal(store: LocalStore) -> list[Stored]:
-    return [Stored(ResponseIn(**{k: r[k] for k in ResponseIn.model_fields if k in r}),
-                   bool(r["correct"]), Recorded(stored=True, saved_to="journal" if store.pending
-                                                else "local", client_recorded_at=recorded_at(r)))
+    return [Stored(_response_in(r), bool(r["correct"]),
+                   Recorded(stored=True, saved_to=store.saved_to,
+                            client_recorded_at=recorded_at(r)))
             for r in store.responses()]
 
 
@@ -217,15 +227,15 @@ class Replay:
 
 
 def replay_journal(service: SessionService, session_id: str, store: LocalStore,
-                   token: str | None = None) -> Replay:
+                   token: str | None = None,
+                   records: list[dict[str, Any]] | None = None) -> Replay:
     """Send a journal's answers, events and instruction times (with the lab machine's times)
-    and its completion; safe to repeat (events carry a client key)."""
-    from experiments.errors import Conflict
-
+    and its completion; safe to repeat (events carry a client key). `records`: the journal's
+    records when the caller has read them already."""
     done = Replay()
-    records = list(store.records())
-    for record in store.responses():
-        response = ResponseIn(**{k: record[k] for k in ResponseIn.model_fields if k in record})
+    records = list(store.records()) if records is None else records
+    for record in store.responses(records):
+        response = _response_in(record)
         try:
             result = service.record_response(session_id, token, response, recorded_at(record))
         except Conflict as exc:
@@ -267,12 +277,10 @@ class DatabaseRecorder:
 
     def _call(self, fn, *args, **kwargs):
         """fn(*args) with retries and exponential backoff on transient database errors."""
-        for attempt in Retrying(stop=stop_after_delay(self.retry_s),
-                                wait=wait_exponential(multiplier=0.1, max=2.0),
-                                retry=retry_if_exception_type(TRANSIENT), reraise=True):
-            with attempt:
-                return fn(*args, **kwargs)
-        raise AssertionError("unreachable")
+        retrying = Retrying(stop=stop_after_delay(self.retry_s),
+                            wait=wait_exponential(multiplier=0.1, max=2.0),
+                            retry=retry_if_exception_type(TRANSIENT), reraise=True)
+        return retrying(fn, *args, **kwargs)
 
     def _fall_back(self, exc: Exception) -> None:
         self._last_try = time.monotonic()

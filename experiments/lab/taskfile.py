@@ -141,10 +141,14 @@ class SyncReport:
     session_id: str
     responses: int = 0
     new: int = 0
-    already: int = 0
     events: int = 0
     completed: bool = False
     late_session: str | None = None  # where the answers went when the task had been given away
+
+    @property
+    def already(self) -> int:
+        """Responses the database had before this sync."""
+        return self.responses - self.new
 
     def line(self) -> str:
         done = "; session completed" if self.completed else ""
@@ -194,15 +198,14 @@ def sync_task(db: Database, task_file: str | Path, store: LocalStore | None = No
     store = store or LocalStore(store_path(file))
     service = _session_of(db, file, data)
     target = service.adopt_offline(data["session_id"])
-    report = SyncReport(data["session_id"],
-                        late_session=target if target != data["session_id"] else None)
     records = list(store.records())
     if records:
         service.client_facts(target, started_at=recorded_at(records[0]),
                               client_info=_machine_facts(records))
-    done = replay_journal(service, target, store)
-    report.responses, report.new, report.events = done.responses, done.new, done.events
-    report.already, report.completed = done.responses - done.new, done.completed
+    done = replay_journal(service, target, store, records=records)
+    report = SyncReport(data["session_id"], done.responses, done.new, done.events,
+                        done.completed,
+                        late_session=target if target != data["session_id"] else None)
     finished = next((r for r in records if r.get("kind") == "complete"), None)
     answers = [r for r in records if r.get("kind") == "response"]
     if answers:  # a failed practice ends at its last answer

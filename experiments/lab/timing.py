@@ -72,7 +72,7 @@ def timing_test(win: Any, n_frames: int = 300, draw: Any = None) -> FrameStats:
 
 RATE_TOLERANCE = 0.02  # measured rate within 2 % of the expected one
 MAX_DROPPED = 0.01  # at most 1 % of frames dropped
-JITTER_SHARE = 0.05  # flip jitter at most 5 % of a frame period (and never above 0.5 ms floor)
+JITTER_SHARE = 0.05  # flip jitter at most 5 % of a frame period (and at least 0.5 ms allowed)
 
 
 @dataclass(frozen=True)
