@@ -135,17 +135,17 @@ def jpeg_pool(tmp: Path, n: int, size: int) -> Path:
     return folder
 
 
-def in_memory(files: list[str], cfg, device: torch.device):
+def in_memory(files: list[str], cfg, device: torch.device, prep):
     """A stand-in for `stimuli.mining.image_batches` that serves crops decoded once."""
     from stimuli.mining import image_batches
 
     cpu_cfg = type(cfg)(**{**cfg.__dict__, "device": "cpu", "decode": "pil"})
-    crops = torch.cat([b[0] for b in image_batches(files, 0, cpu_cfg, torch.device("cpu"))])
+    crops = torch.cat([b[0] for b in image_batches(files, 0, cpu_cfg, torch.device("cpu"), prep)])
     if device.type == "cuda":
         crops = crops.pin_memory()
     index = {path: i for i, path in enumerate(files)}
 
-    def batches(subset: list[str], offset: int, cfg_, device_: torch.device):
+    def batches(subset: list[str], offset: int, cfg_, device_: torch.device, prep_=None):
         first = index[subset[0]] if subset else 0
         for start in range(0, len(subset), cfg_.batch_size):
             stop = min(start + cfg_.batch_size, len(subset))
@@ -183,7 +183,8 @@ class Bench:
         if args.source == "memory":
             import stimuli.mining
 
-            stimuli.mining.image_batches = in_memory(self.files, self.cfg, self.device)
+            stimuli.mining.image_batches = in_memory(self.files, self.cfg, self.device,
+                                                     self.spec.preprocessing)
 
     def sync(self) -> None:
         if self.device.type == "cuda":

@@ -60,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors become one line on stderr and exit code 2."""
     try:
         # Without standalone mode, click returns (not raises) a command's Exit code.
-        code = cli.main(args=argv, prog_name="interpsy", standalone_mode=False)
+        args = sys.argv[1:] if argv is None else list(argv)
+        code = cli.main(args=args, prog_name="interpsy", standalone_mode=False,
+                        obj={"argv": args})
     except InterpsyError as exc:
         click.echo(f"error: {exc}", err=True)
         return 2

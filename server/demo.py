@@ -33,6 +33,8 @@ from server.images import public_ids
 from server.simulate import HttpParticipant, Observer
 
 MODEL = "efficientnet-lite0"
+# Late layers: EfficientNet-Lite0's ReLU6 saturates mid-layer units (washed-out visualizations).
+LATE_LAYERS = r"_blocks\.1[1-5]\._bn[0-2]"
 EXPERIMENT = "demo"
 PRACTICE_TRIALS, CATCH_TRIALS = 2, 1
 CARELESS_SHARE = 0.2
@@ -45,6 +47,26 @@ def default_folder() -> Path:
         return checkout / "cache" / "demo"
     from experiments.db import interpsy_home
     return interpsy_home() / "demo"
+
+
+def shipped_set() -> Path:
+    """The packed demo set rendered on a GPU (stimuli.shipped_set); INTERPSY_DEMO_STIMULI
+    names another."""
+    default = Path(__file__).resolve().parents[1] / "data" / "demo_stimuli"
+    return Path(os.environ.get("INTERPSY_DEMO_STIMULI", default))
+
+
+def _shipped_fits(shipped: Path, n_units: int, n_images: int, seed: int) -> str | None:
+    """None if the packed set is the one these demo options build, else why not."""
+    manifest_path = shipped / "stimuli.json"
+    if not manifest_path.is_file():
+        return "no shipped set"
+    manifest = json.loads(manifest_path.read_text())
+    made = {"--units": len(manifest["units"]), "--images": manifest["dataset"]["size"],
+            "--seed": manifest["seed"]}
+    asked = {"--units": n_units, "--images": n_images, "--seed": seed}
+    differ = [f"{k} {made[k]}" for k in made if made[k] != asked[k]]
+    return f"the shipped set was made with {', '.join(differ)}" if differ else None
 
 
 def _say(message: str) -> None:
@@ -66,9 +88,10 @@ class DemoFolder:
     report = property(lambda self: self.root / "report")
 
 
-def make_stimuli(folder: DemoFolder, n_units: int, n_images: int, render_steps: int, seed: int
-                 ) -> Path:
-    """Image pool from package photos, then `interpsy stimuli build` for EfficientNet-Lite0."""
+def make_stimuli(folder: DemoFolder, n_units: int, n_images: int, render_steps: int, seed: int,
+                 rebuild: bool = False) -> Path:
+    """Image pool from package photos, then the shipped set unpacked against it or, with
+    `rebuild` (or options the shipped set was not made with), `interpsy stimuli build`."""
     from stimuli.images import sample_image_pool
 
     out = folder.stimulus_set
@@ -79,10 +102,28 @@ def make_stimuli(folder: DemoFolder, n_units: int, n_images: int, render_steps: 
     paths = sample_image_pool(folder.pool, n=n_images, seed=seed)
     _say(f"image pool: {len(paths)} seeded crops of the photos scikit-image, scikit-learn and "
          f"matplotlib ship ({folder.pool}; every crop is listed in pool.json)")
+    shipped = shipped_set()
+    why_not = "--rebuild" if rebuild else _shipped_fits(shipped, n_units, n_images, seed)
+    if why_not is None:
+        from stimuli.errors import StimuliError
+        from stimuli.shipped_set import unpack
+
+        try:
+            unpack(shipped, folder.pool, out)
+        except StimuliError as exc:
+            why_not = f"it does not fit this machine's image pool: {exc}"
+        else:
+            render = json.loads((out / "stimuli.json").read_text())["parameters"]
+            _say(f"stimulus set: the shipped one ({render.get('command')}, on "
+                 f"{render.get('device')}), natural images cut from the pool again in "
+                 f"{time.monotonic() - started:.0f} s; --rebuild renders your own")
+            return out
+    if why_not != "no shipped set":
+        _say(f"not using the shipped stimulus set ({why_not}): building one here")
     command = [sys.executable, "-m", "experiments.cli", "stimuli", "build", MODEL,
                str(folder.pool), str(out), "--n-units", str(n_units), "--seed", str(seed),
-               "--n-batches", "5", "--steps", str(render_steps), "--alpha", "1",
-               "--device", "cpu", "--name", "lite0"]
+               "--n-batches", "5", "--layers", LATE_LAYERS, "--steps", str(render_steps),
+               "--alpha", "1", "--device", "cpu", "--name", "lite0"]
     _say("building the stimulus set: sample units, mine exemplars, render feature "
          "visualizations (resumes if interrupted)")
     if subprocess.run(command).returncode != 0:
@@ -283,16 +324,19 @@ def report(db: Database, folder: DemoFolder, key: str, seed: int) -> Path:
 @click.option("--images", "n_images", type=click.IntRange(100, 20_000), default=300,
               show_default=True, help="Photo crops in the image pool.")
 @click.option("--steps", "render_steps", type=click.IntRange(1, 20_000), default=30,
-              show_default=True, help="Feature-visualization steps, run exactly (CPU-sized).")
+              show_default=True, help="Feature-visualization steps of a set built here, run "
+                                      "exactly (CPU-sized; the shipped set ran longer).")
+@click.option("--rebuild", is_flag=True, help="Build the stimulus set on this machine instead "
+                                              "of unpacking the shipped one.")
 @click.option("--workers", type=click.IntRange(1, 16), default=2, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 def demo(n_simulated: int, serve: bool, port: int, folder: Path | None, n_units: int,
-         n_images: int, render_steps: int, workers: int, seed: int) -> None:
+         n_images: int, render_steps: int, rebuild: bool, workers: int, seed: int) -> None:
     """Run a whole study offline: stimuli, experiment, server, simulated participants, report."""
     place = DemoFolder((folder or default_folder()).resolve())
     place.root.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    stimulus_set = make_stimuli(place, n_units, n_images, render_steps, seed)
+    stimulus_set = make_stimuli(place, n_units, n_images, render_steps, seed, rebuild)
     db = Database(place.database_url)
     key = ensure_experiment(db, place, n_units, seed)
     if not (serve or n_simulated):

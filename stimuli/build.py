@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -60,8 +61,10 @@ def load(model_name: str, pretrained: bool, weights_path: str | None, device: st
 
 def prepare_units(model_name: str, out_dir: str | Path, n_units: int | None = None,
                   units: list[str] | None = None, seed: int = 42, model=None,
-                  pretrained: bool = True, weights_path: str | None = None) -> list[Unit]:
-    """Sample (or check an explicit list of) units once and store them in `<out>/_work/units.json`."""
+                  pretrained: bool = True, weights_path: str | None = None,
+                  layers: str | None = None) -> list[Unit]:
+    """Sample (or check an explicit list of) units once and store them in `<out>/_work/units.json`.
+    `layers`: sample only from the relevant layers this regular expression fully matches."""
     from stimuli.layers import layer_widths, relevant_layers
 
     path = _work(out_dir) / "units.json"
@@ -91,9 +94,16 @@ def prepare_units(model_name: str, out_dir: str | Path, n_units: int | None = No
     else:
         if n_units is None:
             raise StimuliError("give a number of units to sample or a list of units")
-        chosen = sample_units(model_name, widths, n_units, seed)
+        pool = widths
+        if layers:
+            pool = {layer: w for layer, w in widths.items() if re.fullmatch(layers, layer)}
+            if not pool:
+                names = list(widths)
+                raise StimuliError(f"--layers {layers!r} matches none of {model_name}'s "
+                                   f"{len(names)} relevant layers ({names[0]} ... {names[-1]})")
+        chosen = sample_units(model_name, pool, n_units, seed)
         how = {"method": "imi two-stage (layer uniform, then channel)", "seed": seed,
-               "n": n_units}
+               "n": n_units, **({"layers": layers} if layers else {})}
     depth = {layer: i / max(1, len(relevant) - 1) for i, layer in enumerate(relevant)}
     save_units(path, chosen, {"model": model_name, "sampling": how, "relevant_layers": relevant,
                               "widths": widths, "layer_position": depth})
@@ -126,8 +136,9 @@ def build_stimulus_set(model_name: str, image_source: str | Path, out_dir: str |
                        max_render_batch: int = 64, device: str = "cpu", batch_size: int = 64,
                        workers: int = 2, store_activations: bool = True,
                        skip_unreadable: bool = False, decode: str = "pil",
-                       name: str | None = None,
-                       image_size: int = CROP, progress: bool = True) -> Path:
+                       name: str | None = None, layers: str | None = None,
+                       image_size: int = CROP, progress: bool = True,
+                       command: str | None = None) -> Path:
     """Run sample -> mine -> render -> write for one model; resume partial work in out_dir.
 
     `render_steps=None` uses IMI's schedule (cap 20,000, plateau stop after 2,500); a number
@@ -135,6 +146,7 @@ def build_stimulus_set(model_name: str, image_source: str | Path, out_dir: str |
     `min_steps`, `plateau_window` and `smoothing` change the rest of the stopping rule.
     `difficulties=None` adds every percentile query pair the image count allows.
     `decode="torchvision"` decodes JPEGs in batches on `device` (nvJPEG on a GPU).
+    `command` (the CLI's command line) is recorded in the manifest with the device.
     Returns the set folder.
     """
     from stimuli.mining import MiningConfig, merge_shards, mine_shard
@@ -142,7 +154,7 @@ def build_stimulus_set(model_name: str, image_source: str | Path, out_dir: str |
 
     out = Path(out_dir)
     spec, model, weights = load(model_name, pretrained, weights_path, device)
-    chosen = prepare_units(model_name, out, n_units, units, seed, model)
+    chosen = prepare_units(model_name, out, n_units, units, seed, model, layers=layers)
     files = prepare_files(image_source, out)
     k = n_bins * n_batches
     if len(files) < 2 * k:
@@ -167,9 +179,28 @@ def build_stimulus_set(model_name: str, image_source: str | Path, out_dir: str |
               "render": ({**asdict(schedule), "schedule": schedule.name,
                           "n_diverse": n_diverse, "alpha": alpha,
                           "max_exponent": max_exponent, "binary_steps": binary_steps,
-                          "engine": "interpsy"} if render else None)}
+                          "engine": "interpsy"} if render else None),
+              "command": command, "device": _device_record(device)}
     return write_set(out, spec, weights, chosen, result, params, difficulties, seed,
                      name or out.name, image_size, include_synthetic=render)
+
+
+def _relative_source(file: str, source: str) -> str:
+    """A natural image's file relative to the image source (folder, or a list file's folder)."""
+    base = Path(source) if Path(source).is_dir() else Path(source).parent
+    try:
+        return Path(file).relative_to(base).as_posix()
+    except ValueError:
+        return Path(file).name
+
+
+def _device_record(device: str) -> str:
+    """The torch device, with the GPU's name on CUDA."""
+    import torch
+
+    if torch.device(device).type == "cuda" and torch.cuda.is_available():
+        return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+    return device
 
 
 def _precision_record(cfg) -> dict:
@@ -258,6 +289,7 @@ def write_set(out: Path, spec, weights: str, chosen: list[Unit], result, params:
     image_rows: list[dict] = []
     unit_rows: list[dict] = []
     skipped = []
+    dataset_source = json.loads((out / WORK / "files.json").read_text())["source"]
     for u, unit in enumerate(chosen):
         unit_picks = {d: {side: (picks[d][side][0][u], picks[d][side][1][u])
                           for side in ("max", "min")} for d in picks}
@@ -268,7 +300,7 @@ def write_set(out: Path, spec, weights: str, chosen: list[Unit], result, params:
             index = row.pop("image_index")
             row.update(kind="natural", path=write_natural(out, index, result.files[index],
                                                           image_size, spec.preprocessing),
-                       source=Path(result.files[index]).name)
+                       source=_relative_source(result.files[index], dataset_source))
             row["image_id"] = image_id(unit.model, unit.layer, unit.channel, "natural",
                                        row["role"], row["batch"], row["rank"], row["difficulty"])
             image_rows.append(row)
@@ -322,7 +354,7 @@ def write_set(out: Path, spec, weights: str, chosen: list[Unit], result, params:
         "name": name, "model": spec.name, "weights": weights, "image_size": image_size,
         "layers": sorted({u.layer for u in chosen}),
         "units": [u.unit_id for u in chosen],
-        "dataset": {"source": json.loads((out / WORK / "files.json").read_text())["source"],
+        "dataset": {"source": dataset_source,
                     "size": len(result.files), "unreadable_skipped": len(result.bad),
                     "preprocessing": spec.preprocessing.describe()},
         "parameters": {**params, "difficulties": ["easy"] + chosen_difficulties,

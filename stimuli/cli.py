@@ -6,6 +6,8 @@ Under torchrun, `--shard` defaults to RANK/WORLD_SIZE and `--device cuda` to cud
 """
 from __future__ import annotations
 
+import shlex
+
 import click
 
 from experiments.stimulus_set import load_stimulus_set
@@ -83,6 +85,12 @@ def _parse_shard(text: str | None) -> tuple[int, int]:
     return i, n
 
 
+def _command_line() -> str:
+    """The command line this command was started with, as `interpsy ...`."""
+    root = click.get_current_context().find_root()
+    return "interpsy " + shlex.join((root.obj or {}).get("argv", []))
+
+
 def _model_options(f):
     f = click.option("--weights", "weights_path", default=None,
                      help="Weights file (default: the local torch/timm/open_clip cache).")(f)
@@ -98,6 +106,8 @@ def _units_options(f):
     f = click.option("--unit", "unit_list", multiple=True,
                      help="Explicit unit LAYER:CHANNEL (repeatable) instead of sampling.")(f)
     f = click.option("--seed", type=int, default=42, show_default=True)(f)
+    f = click.option("--layers", "layer_regex", default=None, metavar="REGEX",
+                     help="Sample only from the relevant layers this regex fully matches.")(f)
     return f
 
 
@@ -148,12 +158,12 @@ def _render_options(f):
 @click.argument("out", type=click.Path(file_okay=False))
 @_units_options
 @_model_options
-def sample(model, out, n_units, unit_list, seed, weights_path, random_init, device):
+def sample(model, out, n_units, unit_list, seed, layer_regex, weights_path, random_init, device):
     """Sample units of MODEL (IMI two-stage) or check an explicit list; store them in OUT."""
     from stimuli.build import prepare_units
 
     chosen = prepare_units(model, out, n_units or (None if unit_list else 100), list(unit_list),
-                           seed, pretrained=False)
+                           seed, pretrained=False, layers=layer_regex)
     click.echo(f"{len(chosen)} units of {model} in {out}/_work/units.json")
 
 
@@ -166,7 +176,7 @@ def sample(model, out, n_units, unit_list, seed, weights_path, random_init, devi
 @_model_options
 @click.option("--shard", default=None, help="i/n: mine the i-th of n slices of the images.")
 @click.option("--progress/--no-progress", default=True)
-def mine(model, images, out, n_units, unit_list, seed, n_batches, n_bins, batch_size, workers,
+def mine(model, images, out, n_units, unit_list, seed, layer_regex, n_batches, n_bins, batch_size, workers,
          store_activations, skip_unreadable, decode, weights_path, random_init, device, shard,
          progress):
     """Mine MODEL's exemplars for OUT's units over IMAGES (a folder or a file list)."""
@@ -176,7 +186,7 @@ def mine(model, images, out, n_units, unit_list, seed, n_batches, n_bins, batch_
     shard_ = _parse_shard(shard)
     device = env_device(device)
     spec, net, weights = load(model, not random_init, weights_path, device)
-    chosen = prepare_units(model, out, n_units, list(unit_list), seed, net)
+    chosen = prepare_units(model, out, n_units, list(unit_list), seed, net, layers=layer_regex)
     files = prepare_files(images, out)
     cfg = MiningConfig(k=n_bins * n_batches, batch_size=batch_size, workers=workers,
                        device=device, store_activations=store_activations,
@@ -235,7 +245,7 @@ def render(model, out, render_steps, min_steps, plateau_window, smoothing, n_div
 @click.option("--no-render", is_flag=True, help="Natural exemplars only.")
 @click.option("--name", default=None, help="Set name (default: OUT's folder name).")
 @click.option("--progress/--no-progress", default=True)
-def build(model, images, out, n_units, unit_list, seed, n_batches, n_bins, batch_size, workers,
+def build(model, images, out, n_units, unit_list, seed, layer_regex, n_batches, n_bins, batch_size, workers,
           store_activations, skip_unreadable, decode, render_steps, min_steps, plateau_window,
           smoothing, n_diverse, alpha, max_exponent, binary_steps, render_batch, weights_path,
           random_init, device, difficulties, no_render, name, progress):
@@ -250,6 +260,7 @@ def build(model, images, out, n_units, unit_list, seed, n_batches, n_bins, batch
         smoothing=smoothing, n_diverse=n_diverse, alpha=alpha, max_exponent=max_exponent,
         binary_steps=binary_steps, max_render_batch=render_batch, device=env_device(device),
         batch_size=batch_size, workers=workers, store_activations=store_activations,
-        skip_unreadable=skip_unreadable, decode=decode, name=name, progress=progress)
+        skip_unreadable=skip_unreadable, decode=decode, name=name, layers=layer_regex,
+        progress=progress, command=_command_line())
     stimulus_set = load_stimulus_set(path, verify_images=True, verify_hashes=True)
     click.echo(f"ok: {path}: {len(stimulus_set.units)} units, {len(stimulus_set.images)} images")

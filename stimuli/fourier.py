@@ -22,11 +22,12 @@ def rfft2d_freqs(height: int, width: int) -> np.ndarray:
 
 
 class FourierImage(nn.Module):
-    """A batch of images parameterised by their (1/f-scaled) spectra; forward gives RGB in [0, 1]."""
+    """A batch of images parameterised by their (1/f-scaled) spectra; forward gives RGB in [0, 1].
+    `seeds` with `counts`: the first counts[0] images come from seeds[0], and so on."""
 
     def __init__(self, n: int, size: int = 256, sd: float = 0.01, decay_power: float = 1.0,
                  decorrelate: bool = True, seeds: list[int] | None = None,
-                 device: torch.device | str = "cpu"):
+                 counts: list[int] | None = None, device: torch.device | str = "cpu"):
         super().__init__()
         self.size = size
         self.decorrelate = decorrelate
@@ -34,8 +35,12 @@ class FourierImage(nn.Module):
         scale = 1.0 / np.maximum(freqs, 1.0 / size) ** decay_power
         shape = (3,) + freqs.shape + (2,)
         seeds = seeds if seeds is not None else list(range(n))
-        init = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(int(s)))
-                            for s in seeds]) * sd
+        counts = counts if counts is not None else [1] * len(seeds)
+        if sum(counts) != n:
+            raise ValueError(f"{n} images but counts {counts} add up to {sum(counts)}")
+        # counts[i] images from seed i, drawn as lucent draws a batch after torch.manual_seed
+        init = torch.cat([torch.randn((c,) + shape, generator=torch.Generator().manual_seed(int(s)))
+                          for s, c in zip(seeds, counts)]) * sd
         self.spectrum = nn.Parameter(init.to(device))
         self.register_buffer("scale", torch.tensor(scale, dtype=torch.float32,
                                                    device=device)[None, None, :, :, None])

@@ -5,7 +5,8 @@ Works with torch-lucent 0.1.8 + kornia 0.4.1 on torch 2.14 (checked on CPU). The
   outputs are supported (lucent cannot reach `:input` points, channels-last or token layers);
 - removes the forward hooks lucent's `hook_model` puts on *every* module and never removes;
 - passes the model's own normalisation (lucent's default assumes torchvision's ImageNet one) and
-  IMI's transforms built from lucent's own (jitter 16, scale, rotate +-5 degrees, jitter 8);
+  IMI's transforms built from lucent's own (jitter 16, scale, rotate +-5 degrees, jitter 8, then
+  the centre 224 px for the models IMI crops);
 - lucent places parameters on `cuda:0` whenever CUDA is available, so the model must be there.
 The final activation is measured with this package's hooks on the centre 224 crop.
 """
@@ -30,8 +31,9 @@ def lucent_layer(layer: str) -> str:
 
 def render_lucent(model: torch.nn.Module, spec: ModelSpec, layer: str, channel: int,
                   sign: int = 1, steps: int = 512, size: int = 224, pad: int = 16,
-                  lr: float = 0.05, seed: int = 0) -> JobResult:
-    """One visualization of (layer, channel) through lucent's render_vis; returns a JobResult."""
+                  lr: float = 0.05, seed: int = 0, n: int = 1, alpha: float = 0.0) -> JobResult:
+    """n visualizations of (layer, channel) with diversity weight alpha through lucent's
+    render_vis, set up as IMI's code sets it up; returns a JobResult."""
     try:
         from lucent.optvis import objectives, param, render, transform
     except ImportError as exc:
@@ -50,13 +52,17 @@ def render_lucent(model: torch.nn.Module, spec: ModelSpec, layer: str, channel: 
     objective = objectives.channel(lucent_layer(layer), channel)
     if sign < 0:
         objective = -objective
+    if alpha:
+        objective = objective - alpha * objectives.diversity(lucent_layer(layer))
     transforms = [transform.jitter(16), transform.random_scale(list(SCALES)),
-                  transform.random_rotate(list(ANGLES)), transform.jitter(8),
-                  lambda x: normalize(x * 255.0)]
+                  transform.random_rotate(list(ANGLES)), transform.jitter(8)]
+    if spec.crop_view:
+        transforms.append(lambda x: center_crop(x, size))
+    transforms.append(lambda x: normalize(x * 255.0))
     before = {id(m): set(m._forward_hooks) for m in model.modules()}
     try:
         images = render.render_vis(
-            model, objective, param_f=lambda: param.image(size + 2 * pad, batch=1),
+            model, objective, param_f=lambda: param.image(size + 2 * pad, batch=n),
             optimizer=lambda params: torch.optim.Adam(params, lr=lr), transforms=transforms,
             thresholds=(steps,), preprocess=False, progress=False, show_image=False)
     finally:
@@ -67,7 +73,7 @@ def render_lucent(model: torch.nn.Module, spec: ModelSpec, layer: str, channel: 
     image = center_crop(image, size)
     with LayerRecorder(model, spec, [layer], keep="full") as recorder, torch.no_grad():
         outputs = recorder(model, normalize(image * 255.0))
-        act = unit_activations(outputs, {layer: spec.layout(layer)}, [layer],
-                               torch.tensor([channel], device=device)).cpu().numpy()
+        act = unit_activations(outputs, {layer: spec.layout(layer)}, [layer] * n,
+                               torch.tensor([channel] * n, device=device)).cpu().numpy()
     pixels = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-    return JobResult(pixels, act.astype(np.float64), steps, 0.0)
+    return JobResult(pixels, act.astype(np.float64), steps, alpha)

@@ -55,6 +55,7 @@ class ModelSpec:
     notes: str = ""
     deviation: str = ""  # how this entry differs from the model IMI used, if it does
     preprocessing: Preprocessing = DEFAULT_PREPROCESSING
+    crop_view: bool = False  # IMI's CLIP and ViT see the centre `size` px of each view
     extra: dict = field(default_factory=dict)
 
     def layout(self, layer: str) -> str:
@@ -73,7 +74,7 @@ class ModelSpec:
         return {"name": self.name, "source": self.source, "weights": self.weights,
                 "n_params": self.n_params, "train_size": self.train_size, "top1": self.top1,
                 "mean": list(self.mean), "std": list(self.std),
-                "preprocessing": self.preprocessing.describe()}
+                "preprocessing": self.preprocessing.describe(), "crop_view": self.crop_view}
 
 
 REGISTRY: dict[str, ModelSpec] = {}
@@ -244,8 +245,12 @@ _RESNET_LAYERS = (r"layer\d\.\d+\.(conv|bn)[123]", r"layer\d\.\d+\.relu:input")
 _CLIP_RESNET_LAYERS = (r"layer\d\.\d+\.(conv|bn)[123]", r"layer\d\.\d+\.act3:input")
 # open_clip's image transform; timm's for ViT-B/32 augreg (crop_pct 0.9: 224 / 0.9 = 248)
 _OPEN_CLIP_PREPROCESSING = Preprocessing(224, 224, "bicubic")
-_CLIP_VIEW = ("visualizations are optimised on the renderer's 232 px view, where IMI cropped "
-              "CLIP's view to 224 px")
+# IMI's FV code crops the transformed view to 224 px for the models it names "clip-resnet50",
+# "clip-vit_b32" and "in21k_in1k-vit_b32"; its loader calls the timm ViT "in1k-vit_b32", so that
+# model fell through to the default branch (ImageNet mean/std, uncropped view).
+_VIT_VIEW = ("IMI's FV code misnames this model, so its visualizations were optimised with "
+             "torchvision's ImageNet mean/std on the uncropped 256-269 px view; interpsy crops "
+             "the view to 224 px (the ViT takes 224 px only) and normalises with timm's 0.5/0.5")
 _TIMM_VIT_PREPROCESSING = Preprocessing(248, 224, "bicubic")
 
 register_model(
@@ -317,7 +322,7 @@ register_model(
     "clip-resnet50", source="open_clip", weights="open_clip RN50 openai",
     layer_patterns=_CLIP_RESNET_LAYERS, mean=CLIP_MEAN, std=CLIP_STD, n_params=38_316_896,
     train_size=400_000_000, top1=59.83, preprocessing=_OPEN_CLIP_PREPROCESSING,
-    deviation=_CLIP_VIEW,
+    crop_view=True,
 )(_open_clip("clip-resnet50", "RN50", "openai", "timm/resnet50_clip.openai",
              "open_clip_pytorch_model.bin"))
 register_model(
@@ -332,13 +337,14 @@ register_model(
     layer_patterns=(r"blocks\.\d+\.(norm1|ls1|norm2|mlp\.fc1|mlp\.fc2|ls2)",),
     default_layout=TOKENS, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), n_params=88_224_232,
     train_size=IMAGENET_TRAIN_SIZE, top1=74.9, preprocessing=_TIMM_VIT_PREPROCESSING,
+    crop_view=True, deviation=_VIT_VIEW,
 )(_timm("vit_b32", "vit_base_patch32_224.augreg_in1k", "timm/vit_base_patch32_224.augreg_in1k"))
 register_model(
     "clip-vit_b32", source="open_clip", weights="open_clip ViT-B-32 laion2b_s34b_b79k",
     layer_patterns=(r"transformer\.resblocks\.\d+\.(ln_1|ls_1|ln_2|mlp\.c_fc|mlp\.c_proj|ls_2)",),
     default_layout=TOKENS, mean=CLIP_MEAN, std=CLIP_STD, n_params=87_849_216,
     train_size=2_320_000_000, top1=66.6, preprocessing=_OPEN_CLIP_PREPROCESSING,
-    deviation=_CLIP_VIEW,
+    crop_view=True,
 )(_open_clip("clip-vit_b32", "ViT-B-32", "laion2b_s34b_b79k",
              "laion/CLIP-ViT-B-32-laion2B-s34B-b79K", "open_clip_model.safetensors"))
 
@@ -424,5 +430,5 @@ register_model("tiny-convnext", source="test", weights="random init (seed 0)",
 register_model("tiny-vit", source="test", weights="random init (seed 0)",
                layer_patterns=(r"blocks\.\d\.(norm1|fc1|fc2|norm2)",), default_layout=TOKENS,
                mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), test_only=True,
-               preprocessing=_TIMM_VIT_PREPROCESSING,
+               preprocessing=_TIMM_VIT_PREPROCESSING, crop_view=True,
                train_size=0)(_tiny("vit"))

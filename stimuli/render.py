@@ -1,11 +1,14 @@
 """The project's feature-visualization renderer: many units, max and min, in one batch (torch).
 
-Each *job* is one unit, one sign (+1 max, -1 min), n images and a diversity weight alpha. Jobs
-share one Fourier parameter batch and one forward/backward per step; per job the loss is
-`-sign * mean(activation) + alpha * (n - 1) * mean pairwise Gram cosine` (lucid's diversity
-scale). Early stop per job (IMI): an EMA (`ema`) of the max-over-the-job's-images pixel-gradient
-L2 norm is tracked; once `min_steps` have passed and, over the last `window` steps, the mean of
-the first half divided by the mean of the second half is <= `plateau`, the job is frozen (its
+Each *job* is one unit, one sign (+1 max, -1 min), n images and a diversity weight alpha, seeded
+as lucent seeds one batch: its initial spectra and its transform draws (one per step, shared by
+its images) come from the job's seed alone. Jobs share one Fourier parameter batch and one
+backward per step, with one forward per view size (IMI's transforms leave 256, 263 or 269 px);
+per job the loss is `-sign * mean(activation) + alpha * (n - 1) * mean pairwise Gram cosine`
+(lucid's diversity scale). Early stop per job (IMI's code): an EMA (`ema`) of the largest
+per-image norm of the spectrum gradient (inverse-FFT'd) is tracked; once more than
+max(`min_steps`, `window`) steps have run and, over the last `window` steps, the mean of the
+first half divided by the mean of the second half is <= `plateau`, the job is frozen (its
 parameters are restored after every later step). `max_steps` caps the run.
 
 `render_units` adds IMI's diversity-weight search per unit and sign: alpha = 1, 10, 100, ...
@@ -31,7 +34,7 @@ from stimuli.layers import LayerRecorder
 from stimuli.mining import normalizer
 from stimuli.objectives import diversity_penalty, unit_activations
 from stimuli.registry import ModelSpec
-from stimuli.transforms import TransformDraws, center_crop, random_transform
+from stimuli.transforms import JobDraws, center_crop, imi_view
 
 
 @dataclass
@@ -126,6 +129,49 @@ def _chunks(jobs: list[Job], max_batch: int) -> list[list[int]]:
     return chunks
 
 
+@dataclass
+class _Batch:
+    """Where each job's images sit in the optimised batch, and what each row optimises."""
+
+    rows_of: list[list[int]]  # job -> its rows
+    row_job: list[int]  # row -> its job
+    layers: list[str]  # row -> layer
+    layouts: dict[str, str]
+    channels: torch.Tensor  # row -> channel
+    diverse: list[int]  # jobs with a diversity term
+    job_weight: torch.Tensor  # job -> alpha * (n - 1)
+
+
+def _step_loss(model, recorder, image: torch.Tensor, draws: np.ndarray, batch: _Batch,
+               crop: int | None, mean_std, weight: torch.Tensor, active: list[bool]):
+    """One step's loss over IMI's views (one forward per view size) and every row's activation."""
+    acts = torch.zeros(len(batch.row_job), device=image.device)
+    loss = image.new_zeros(())
+    for rows, view in imi_view(image, draws, batch.row_job, crop):
+        index = torch.tensor(rows, device=image.device)
+        outputs = recorder(model, mean_std(view))
+        view_acts = unit_activations(outputs, batch.layouts, [batch.layers[r] for r in rows],
+                                     batch.channels[index])
+        acts[index] = view_acts.detach()
+        loss = loss - (weight[index] * view_acts).sum()
+        position = {row: i for i, row in enumerate(rows)}
+        here = [j for j in batch.diverse if active[j] and batch.rows_of[j][0] in position]
+        if here:
+            groups = [(batch.layers[batch.rows_of[j][0]],
+                       [position[r] for r in batch.rows_of[j]]) for j in here]
+            penalty = diversity_penalty(outputs, batch.layouts, groups)
+            loss = loss + (batch.job_weight[here] * penalty).sum()
+    return loss, acts
+
+
+def _gradient_norms(param: FourierImage) -> np.ndarray:
+    """IMI's plateau signal: the L2 norm of each image's spectrum gradient taken back to pixels
+    (inverse FFT of the unscaled gradient)."""
+    grad = torch.view_as_complex(param.spectrum.grad.contiguous())
+    pixels = torch.fft.irfftn(grad, s=(param.size, param.size), norm="ortho")
+    return pixels.flatten(1).norm(dim=1).detach().cpu().numpy()
+
+
 def render_jobs(model: torch.nn.Module, spec: ModelSpec, jobs: list[Job],
                 schedule: RenderSchedule, device: str = "cpu", seed: int = 0,
                 progress: bool = False) -> list[JobResult]:
@@ -150,14 +196,16 @@ def _render_chunk(model, spec, jobs, schedule, device, seed, progress) -> list[J
     channels = torch.tensor([jobs[j].channel for j in row_job], device=device)
     weight = torch.tensor([jobs[j].sign / jobs[j].n for j in row_job], device=device,
                           dtype=torch.float32)
-    groups = [(job.layer, rows_of[j]) for j, job in enumerate(jobs) if job.alpha > 0 and job.n > 1]
-    group_weight = torch.tensor([job.alpha * (job.n - 1) for job in jobs
-                                 if job.alpha > 0 and job.n > 1], device=device)
-    seeds = [seed * 1_000_003 + jobs[j].seed * 101 + r for j, rows in enumerate(rows_of)
-             for r in range(len(rows))]
-    param = FourierImage(n_total, schedule.size + 2 * schedule.pad, seeds=seeds, device=device)
+    batch = _Batch(rows_of, row_job, layers, layouts, channels,
+                   [j for j, job in enumerate(jobs) if job.alpha > 0 and job.n > 1],
+                   torch.tensor([job.alpha * (job.n - 1) for job in jobs], device=device))
+    crop = schedule.size if spec.crop_view else None
+    # one seed per job: its initial spectra and its transform draws (as lucent seeds a batch)
+    job_seeds = [seed * 1_000_003 + job.seed * 101 for job in jobs]
+    param = FourierImage(n_total, schedule.size + 2 * schedule.pad, seeds=job_seeds,
+                         counts=[job.n for job in jobs], device=device)
     optimizer = torch.optim.Adam(param.parameters(), lr=schedule.lr)
-    draws = TransformDraws(seeds)
+    draws = JobDraws(job_seeds)
     normalize = normalizer(spec, device)
     mean_std = lambda x: normalize(x * 255.0)
 
@@ -175,22 +223,14 @@ def _render_chunk(model, spec, jobs, schedule, device, seed, progress) -> list[J
     with LayerRecorder(model, spec, list(dict.fromkeys(layers)), keep="full") as recorder:
         for step in range(1, schedule.max_steps + 1):
             optimizer.zero_grad(set_to_none=True)
-            image = param()
-            image.retain_grad()
-            outputs = recorder(model, mean_std(random_transform(image, draws.next())))
-            acts = unit_activations(outputs, layouts, layers, channels)
-            loss = -(weight * acts * live).sum()
-            if groups:
-                penalty = diversity_penalty(outputs, layouts, groups)
-                group_live = torch.tensor([float(active[j]) for j, job in enumerate(jobs)
-                                           if job.alpha > 0 and job.n > 1], device=device)
-                loss = loss + (group_weight * penalty * group_live).sum()
+            loss, acts = _step_loss(model, recorder, param(), draws.next(), batch, crop,
+                                    mean_std, weight * live, active)
             loss.backward()
+            norms = _gradient_norms(param)
             optimizer.step()
             if bool(frozen.any()):
                 with torch.no_grad():
                     param.spectrum[frozen] = snapshot[frozen]
-            norms = image.grad.flatten(1).norm(dim=1).detach().cpu().numpy()
             bar.update(1)
             if progress and (step % 25 == 0 or step == 1):
                 bar.set_postfix_str(_progress_note(acts.detach(), rows_of, jobs, targets, active))
@@ -200,7 +240,7 @@ def _render_chunk(model, spec, jobs, schedule, device, seed, progress) -> list[J
                 value = float(norms[rows].max())
                 ema[j] = value if ema[j] is None else schedule.ema * ema[j] + (1 - schedule.ema) * value
                 history[j].append(ema[j])
-                if step >= schedule.min_steps and len(history[j]) == schedule.window:
+                if step > max(schedule.min_steps, schedule.window):  # IMI's test
                     values = list(history[j])
                     half = schedule.window // 2
                     first, second = np.mean(values[:half]), np.mean(values[half:])
@@ -300,7 +340,8 @@ def render_units(model: torch.nn.Module, spec: ModelSpec, units: list[tuple[str,
                 for s in pending]
         if round_index == 0:
             jobs = plain_jobs + jobs
-        results = render_jobs(model, spec, jobs, schedule, device, seed + round_index, progress)
+        # IMI re-seeds every attempt alike: each alpha starts from the same noise and draws
+        results = render_jobs(model, spec, jobs, schedule, device, seed, progress)
         if round_index == 0:
             for s, result in zip(searches, results[: len(plain_jobs)]):
                 out[s.unit].results.setdefault(s.side, {}).update(

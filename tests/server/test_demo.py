@@ -1,4 +1,5 @@
 """`interpsy demo --simulate 5 --no-serve`: the whole study offline, end to end, on CPU."""
+import os
 import subprocess
 import sys
 import time
@@ -38,3 +39,38 @@ def test_demo_runs_a_whole_study_and_caches(tmp_path):
     assert again.returncode == 0, again.stderr[-2000:]
     assert "stimulus set cached" in again.stdout and "experiment cached: demo@1" in again.stdout
     assert time.monotonic() - started < 60
+
+    # The same set, packed as the repository ships the demo's: a fresh folder unpacks it (natural
+    # images cut from the pool again) instead of rendering, within the minute.
+    from stimuli.shipped_set import pack
+
+    shipped = pack(folder / "stimuli" / "lite0", tmp_path / "shipped")
+    fresh = tmp_path / "fresh"
+    env = {**os.environ, "INTERPSY_DEMO_STIMULI": str(shipped)}
+    started = time.monotonic()
+    unpacked = subprocess.run([*command[:4], "--folder", str(fresh), *command[6:], "--no-serve"],
+                              capture_output=True, text=True, timeout=120, env=env)
+    assert unpacked.returncode == 0, unpacked.stderr[-2000:]
+    assert "stimulus set: the shipped one (interpsy stimuli build efficientnet-lite0" in \
+        unpacked.stdout
+    assert time.monotonic() - started < 60
+    restored = load_stimulus_set(fresh / "stimuli" / "lite0", verify_hashes=True)
+
+    def synthetic(images):
+        rows = images[images.kind == "synthetic"].sort_values("image_id")
+        return list(zip(rows.image_id, rows.sha256, strict=True))
+
+    assert synthetic(restored.images) == synthetic(stimulus_set.images)
+
+
+def test_the_shipped_set_is_used_only_for_the_options_it_was_made_with(tmp_path):
+    import json
+
+    from server.demo import _shipped_fits
+
+    assert _shipped_fits(tmp_path, 8, 300, 0) == "no shipped set"
+    (tmp_path / "stimuli.json").write_text(json.dumps(
+        {"units": [f"u{i}" for i in range(8)], "dataset": {"size": 300}, "seed": 0}))
+    assert _shipped_fits(tmp_path, 8, 300, 0) is None
+    assert _shipped_fits(tmp_path, 6, 300, 1) == \
+        "the shipped set was made with --units 8, --seed 0"

@@ -20,8 +20,8 @@ UNITS = {
 LAYOUT_CASES = [("tiny-cnn", "bn2", 1, "channels_first"),
                 ("tiny-cnn", "block:input", 1, "channels_first"),
                 ("tiny-convnext", "blocks.0.fc1", 1, "channels_last"),
-                ("tiny-vit", "blocks.1.fc1", 2, "tokens")]
-SMALL = {"size": 64, "pad": 12}  # 88 px parameters, 64 px after the transforms
+                ("tiny-vit", "blocks.1.fc1", 5, "tokens")]  # its channel 2 starts near its top
+SMALL = {"size": 64, "pad": 12}  # 88 px parameters; the model sees 88 to 93 px views
 
 # JPEG copies of the pool: landscape, portrait, near-square, downscaled and upscaled sizes.
 JPEG_SIZES = [(320, 240), (200, 300), (257, 256), (500, 375), (180, 100), (256, 256)]
@@ -106,7 +106,7 @@ def check_renderer_moves(model, spec, layer: str, channel: int, device: str) -> 
 
     # Four images per job: one image's 20 steps on a random tiny ViT may go either way.
     jobs = [Job(layer, channel, 1, n=4), Job(layer, channel, -1, n=4),
-            Job(layer, 2, 1, n=4, alpha=0.01)]
+            Job(layer, channel, 1, n=4, alpha=0.01, seed=1)]
     start = render_jobs(model, spec, jobs, RenderSchedule.for_steps(1, lr=0.0, **SMALL), device,
                         seed=0)
     end = render_jobs(model, spec, jobs, RenderSchedule(max_steps=20, min_steps=20, **SMALL),
@@ -116,3 +116,14 @@ def check_renderer_moves(model, spec, layer: str, channel: int, device: str) -> 
     assert end[2].activations.mean() > start[2].activations.mean()
     assert end[0].images.shape == (4, 64, 64, 3) and end[0].images.dtype == np.uint8
     assert end[2].images.shape == (4, 64, 64, 3)
+
+
+def assert_same_render(a: np.ndarray, b: np.ndarray) -> None:
+    """Two renders of one job agree: the same seeds and draws, and only float rounding apart.
+    The model's kernels sum in a batch-size-dependent order (tiny-cnn's bn3 differs by 3.6e-7
+    between a batch of 1 and of 4 on the CPU), which Adam's sign-like first steps can carry to
+    a grey level here and there; a seed or draw that depended on the batch moves every pixel."""
+    assert a.shape == b.shape
+    difference = np.abs(a.astype(int) - b.astype(int))
+    assert difference.max() <= 2 and (difference == 0).mean() > 0.999, \
+        (difference.max(), (difference == 0).mean())

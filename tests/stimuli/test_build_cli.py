@@ -67,6 +67,9 @@ def test_cli_build_with_shards_and_percentiles(image_folder, tmp_path):
     stimulus_set = load_stimulus_set(out, verify_hashes=True)
     assert set(stimulus_set.images.difficulty) == {"", "easy", "p85"}
     assert stimulus_set.manifest["parameters"]["difficulties"] == ["easy", "p85"]
+    recorded = stimulus_set.manifest["parameters"]
+    assert recorded["command"].startswith(f"interpsy stimuli build tiny-vit {image_folder} ")
+    assert "--steps 3" in recorded["command"] and recorded["device"] == "cpu"
     # the same set built in one go: its visualizations are byte for byte the sharded ones
     whole = str(tmp_path / "whole")
     assert main(["stimuli", "build", "tiny-vit", str(image_folder), whole, "--n-units", "2",
@@ -153,3 +156,16 @@ def test_a_wrong_weights_file_is_one_line(image_folder, tmp_path, capsys):
     assert f"resnet50: weights file {wrong} does not fit the model" in err
     assert "missing keys" in err and "is [64, 64, 3, 3] in the file but [64, 64, 1, 1]" in err
     assert len(err) < 600
+
+
+def test_layers_restricts_sampling_to_matching_layers(tmp_path, capsys):
+    out = tmp_path / "late"
+    assert main(["stimuli", "sample", "tiny-cnn", str(out), "--n-units", "5", "--layers",
+                 r"bn[23]|conv3"]) == 0
+    meta = json.loads((out / "_work" / "units.json").read_text())
+    layers = {u["layer"] for u in meta["units"]}
+    assert layers and layers <= {"bn2", "bn3", "conv3"}, layers
+    assert meta["sampling"]["layers"] == r"bn[23]|conv3"
+    assert "matches none of tiny-cnn's" in _error(
+        ["stimuli", "sample", "tiny-cnn", str(tmp_path / "none"), "--n-units", "2", "--layers",
+         "layer9"], capsys)

@@ -6,7 +6,7 @@ import pytest
 
 from stimuli.registry import get_spec, load_model
 from stimuli.render import Job, JobResult, RenderSchedule, _advance, _Search, render_jobs
-from tests.stimuli.helpers import LAYOUT_CASES, SMALL, check_renderer_moves
+from tests.stimuli.helpers import LAYOUT_CASES, SMALL, assert_same_render, check_renderer_moves
 
 
 @pytest.mark.parametrize("name,layer,channel,layout", LAYOUT_CASES)
@@ -21,7 +21,9 @@ def test_early_stop_on_plateau():
     model = load_model("tiny-cnn", pretrained=False)
     schedule = RenderSchedule(max_steps=200, min_steps=10, window=6, plateau=10.0, **SMALL)
     result = render_jobs(model, spec, [Job("bn1", 0, 1)], schedule)[0]
-    assert result.steps == 10  # the (loose) plateau test passes at the first check
+    # IMI's check first runs once more than max(min_steps, window) smoothed norms are in, and
+    # the (loose) plateau test passes there
+    assert result.steps == 11
 
 
 def test_batched_equals_one_at_a_time():
@@ -33,7 +35,7 @@ def test_batched_equals_one_at_a_time():
     batched = render_jobs(model, spec, jobs, schedule, seed=1)
     for job, together in zip(jobs, batched, strict=True):
         alone = render_jobs(model, spec, [job], schedule, seed=1)[0]
-        assert alone.images.tobytes() == together.images.tobytes()
+        assert_same_render(alone.images, together.images)
 
 
 def _result(acts, alpha):

@@ -10,7 +10,7 @@ from experiments.stimulus_set import MANIFEST
 from stimuli.errors import StimuliError
 from stimuli.registry import get_spec, load_model
 from stimuli.render import Job, RenderSchedule, render_jobs
-from tests.stimuli.helpers import SMALL
+from tests.stimuli.helpers import SMALL, assert_same_render
 
 
 def test_imi_is_the_named_default_and_a_cap_keeps_its_rules():
@@ -64,8 +64,8 @@ def test_a_unit_renders_the_same_alone_and_in_a_group():
                          **args)[0]
     for side in ("max", "min"):
         for kind in ("plain", "diverse"):
-            assert group[1].results[side][kind].images.tobytes() == \
-                alone.results[side][kind].images.tobytes(), (side, kind)
+            assert_same_render(group[1].results[side][kind].images,
+                               alone.results[side][kind].images)
 
 
 def test_diversity_as_imi_best_of_nine_sorted_and_searched_up_to_1e5():
