@@ -5,8 +5,9 @@
         --append benchmarks/RESULTS_stimuli.md
 
 Both engines run the same number of steps per visualization (max objective, no diversity, IMI's
-transforms, 256 px parameters, 224 px results) after an untimed warm-up of each, with the same
-seeds (so the same initial spectra and transform draws: they differ by float rounding only). Prints
+transforms, 256 px parameters, 224 px results) after an untimed warm-up of each, every unit
+seeded alike as IMI seeded them (the same initial spectrum and transform draws in both engines:
+they differ by float rounding only). Prints
 visualizations/min of each, the speed ratio, peak memory (CUDA: `torch.cuda.max_memory_allocated`
 per engine) and the final activation each engine reached per unit, then a markdown block;
 `--append FILE` appends that block to FILE. Targets (issue 3, GPU): batched >= 10x lucent, with
@@ -77,7 +78,7 @@ def main() -> None:
     units = [u for u in sample_units(args.model, widths, min(4 * args.units, sum(widths.values())),
                                      seed=42) if not u.layer.endswith(":input")][: args.units]
     schedule = RenderSchedule(max_steps=args.steps, min_steps=args.steps, max_batch=4096)
-    jobs = [Job(u.layer, u.channel, 1, seed=i) for i, u in enumerate(units)]
+    jobs = [Job(u.layer, u.channel, 1) for u in units]
 
     # warm-up both engines (one-time kernel initialisation is not throughput)
     render_jobs(model, spec, jobs, RenderSchedule(max_steps=2, min_steps=2, max_batch=4096),
@@ -86,8 +87,7 @@ def main() -> None:
     ours, ours_s, ours_mem = timed(device, lambda: render_jobs(model, spec, jobs, schedule,
                                                                args.device))
     theirs, theirs_s, theirs_mem = timed(device, lambda: [
-        render_lucent(model, spec, u.layer, u.channel, steps=args.steps, seed=101 * i)
-        for i, u in enumerate(units)])
+        render_lucent(model, spec, u.layer, u.channel, steps=args.steps) for u in units])
 
     ours_acts = np.array([r.activations[0] for r in ours])
     theirs_acts = np.array([r.activations[0] for r in theirs])

@@ -1,10 +1,10 @@
 """The project's feature-visualization renderer: many units, max and min, in one batch (torch).
 
-Each *job* is one unit, one sign (+1 max, -1 min), n images and a diversity weight alpha, seeded
-as lucent seeds one batch: its initial spectra and its transform draws (one per step, shared by
-its images) come from the job's seed alone. Jobs share one Fourier parameter batch and one
-backward per step, with one forward per view size (IMI's transforms leave 256, 263 or 269 px);
-per job the loss is `-sign * mean(activation) + alpha * (n - 1) * mean pairwise Gram cosine`
+Each *job* is one unit, one sign (+1 max, -1 min), n images and a diversity weight alpha; its
+initial spectra come from the job's seed alone, drawn as lucent draws a batch. Jobs share one
+Fourier parameter batch, one transform draw per step (from the render seed: IMI re-seeded every
+unit alike, so all units saw one sequence; a job's images never depend on its batch-mates) and
+one forward/backward per step; per job the loss is `-sign * mean(activation) + alpha * (n - 1) * mean pairwise Gram cosine`
 (lucid's diversity scale). Early stop per job (IMI's code): an EMA (`ema`) of the largest
 per-image norm of the spectrum gradient (inverse-FFT'd) is tracked; once more than
 max(`min_steps`, `window`) steps have run and, over the last `window` steps, the mean of the
@@ -34,7 +34,7 @@ from stimuli.layers import LayerRecorder
 from stimuli.mining import normalizer
 from stimuli.objectives import diversity_penalty, unit_activations
 from stimuli.registry import ModelSpec
-from stimuli.transforms import JobDraws, center_crop, imi_view
+from stimuli.transforms import StepDraws, center_crop, imi_view
 
 
 @dataclass
@@ -134,7 +134,6 @@ class _Batch:
     """Where each job's images sit in the optimised batch, and what each row optimises."""
 
     rows_of: list[list[int]]  # job -> its rows
-    row_job: list[int]  # row -> its job
     layers: list[str]  # row -> layer
     layouts: dict[str, str]
     channels: torch.Tensor  # row -> channel
@@ -142,26 +141,19 @@ class _Batch:
     job_weight: torch.Tensor  # job -> alpha * (n - 1)
 
 
-def _step_loss(model, recorder, image: torch.Tensor, draws: np.ndarray, batch: _Batch,
-               crop: int | None, mean_std, weight: torch.Tensor, active: list[bool]):
-    """One step's loss over IMI's views (one forward per view size) and every row's activation."""
-    acts = torch.zeros(len(batch.row_job), device=image.device)
-    loss = image.new_zeros(())
-    for rows, view in imi_view(image, draws, batch.row_job, crop):
-        index = torch.tensor(rows, device=image.device)
-        outputs = recorder(model, mean_std(view))
-        view_acts = unit_activations(outputs, batch.layouts, [batch.layers[r] for r in rows],
-                                     batch.channels[index])
-        acts[index] = view_acts.detach()
-        loss = loss - (weight[index] * view_acts).sum()
-        position = {row: i for i, row in enumerate(rows)}
-        here = [j for j in batch.diverse if active[j] and batch.rows_of[j][0] in position]
-        if here:
-            groups = [(batch.layers[batch.rows_of[j][0]],
-                       [position[r] for r in batch.rows_of[j]]) for j in here]
-            penalty = diversity_penalty(outputs, batch.layouts, groups)
-            loss = loss + (batch.job_weight[here] * penalty).sum()
-    return loss, acts
+def _step_loss(model, recorder, view: torch.Tensor, batch: _Batch, weight: torch.Tensor,
+               active: list[bool]) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step's loss on the model's view, and every row's activation."""
+    outputs = recorder(model, view)
+    acts = unit_activations(outputs, batch.layouts, batch.layers, batch.channels)
+    loss = -(weight * acts).sum()
+    live = [j for j in batch.diverse if active[j]]
+    if live:
+        penalty = diversity_penalty(outputs, batch.layouts,
+                                    [(batch.layers[batch.rows_of[j][0]], batch.rows_of[j])
+                                     for j in live])
+        loss = loss + (batch.job_weight[live] * penalty).sum()
+    return loss, acts.detach()
 
 
 def _gradient_norms(param: FourierImage) -> np.ndarray:
@@ -196,16 +188,15 @@ def _render_chunk(model, spec, jobs, schedule, device, seed, progress) -> list[J
     channels = torch.tensor([jobs[j].channel for j in row_job], device=device)
     weight = torch.tensor([jobs[j].sign / jobs[j].n for j in row_job], device=device,
                           dtype=torch.float32)
-    batch = _Batch(rows_of, row_job, layers, layouts, channels,
+    batch = _Batch(rows_of, layers, layouts, channels,
                    [j for j, job in enumerate(jobs) if job.alpha > 0 and job.n > 1],
                    torch.tensor([job.alpha * (job.n - 1) for job in jobs], device=device))
     crop = schedule.size if spec.crop_view else None
-    # one seed per job: its initial spectra and its transform draws (as lucent seeds a batch)
-    job_seeds = [seed * 1_000_003 + job.seed * 101 for job in jobs]
+    job_seeds = [seed * 1_000_003 + job.seed * 101 for job in jobs]  # initial spectra
     param = FourierImage(n_total, schedule.size + 2 * schedule.pad, seeds=job_seeds,
                          counts=[job.n for job in jobs], device=device)
     optimizer = torch.optim.Adam(param.parameters(), lr=schedule.lr)
-    draws = JobDraws(job_seeds)
+    draws = StepDraws(seed)
     normalize = normalizer(spec, device)
     mean_std = lambda x: normalize(x * 255.0)
 
@@ -223,8 +214,8 @@ def _render_chunk(model, spec, jobs, schedule, device, seed, progress) -> list[J
     with LayerRecorder(model, spec, list(dict.fromkeys(layers)), keep="full") as recorder:
         for step in range(1, schedule.max_steps + 1):
             optimizer.zero_grad(set_to_none=True)
-            loss, acts = _step_loss(model, recorder, param(), draws.next(), batch, crop,
-                                    mean_std, weight * live, active)
+            view = mean_std(imi_view(param(), draws.next(), crop))
+            loss, acts = _step_loss(model, recorder, view, batch, weight * live, active)
             loss.backward()
             norms = _gradient_norms(param)
             optimizer.step()

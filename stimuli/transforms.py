@@ -2,8 +2,8 @@
 
 Jitter 16, random scale (1, 0.975, 1.025, 0.95, 1.05), rotation by a whole number of degrees in
 [-5, 5], jitter 8; every step zero-fills and keeps the image whole, so the model sees all of the
-256 px parameter image (263 or 269 px when scaled up). One draw per job and step, as lucent
-draws one per batch. kornia 0.4.1 builds its pixel-space matrices with (size - 1) normalisation
+256 px parameter image (263 or 269 px when scaled up). One draw per step for the whole batch, as
+lucent draws one per batch; IMI re-seeded every unit alike, so every unit saw the same sequence. kornia 0.4.1 builds its pixel-space matrices with (size - 1) normalisation
 but samples with align_corners=False, so a jitter of d px moves the image by d * size / (size - 1)
 px with bilinear blur; that is reproduced here because it is what IMI's stimuli went through.
 """
@@ -20,55 +20,50 @@ ANGLES = tuple(range(-5, 6))
 JITTERS = (16, 8)
 
 
-class JobDraws:
-    """Each job's transform draws from a numpy RandomState of its own, in lucent's call order
-    (jitter x, y; scale; angle; jitter x, y): a job seeded s draws what lucent draws after
-    `np.random.seed(s)`, and never depends on the other jobs of its batch."""
+class StepDraws:
+    """The transform drawn at each step, from a numpy RandomState in lucent's call order (jitter
+    x, y; scale; angle; jitter x, y): seeded s, it draws what lucent draws after
+    `np.random.seed(s)`, whatever the batch holds."""
 
-    def __init__(self, seeds: list[int]):
-        self.states = [np.random.RandomState(int(s) % 2**32) for s in seeds]
+    def __init__(self, seed: int):
+        self.state = np.random.RandomState(int(seed) % 2**32)
 
     def next(self) -> np.ndarray:
-        """(jobs, 6) integers: jitter 1 (x, y), scale index, angle index, jitter 2 (x, y)."""
+        """6 integers: jitter 1 (x, y), scale index, angle index, jitter 2 (x, y)."""
         highs = (JITTERS[0], JITTERS[0], len(SCALES), len(ANGLES), JITTERS[1], JITTERS[1])
-        return np.array([[state.choice(h) for h in highs] for state in self.states])
+        return np.array([self.state.choice(h) for h in highs])
 
 
 def _to_norm(height: int, width: int) -> torch.Tensor:
     """kornia 0.4.1's pixel -> [-1, 1] map (3 x 3), built on size - 1."""
     return torch.tensor([[2.0 / (width - 1), 0.0, -1.0], [0.0, 2.0 / (height - 1), -1.0],
-                         [0.0, 0.0, 1.0]], dtype=torch.float64)
+                         [0.0, 0.0, 1.0]])
 
 
-def _warp(images: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
-    """kornia 0.4.1's warp_affine: dst(x) = src(M^-1 x) for pixel-space (n, 2, 3) matrices, same
-    size, zero fill."""
+def _warp(images: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """kornia 0.4.1's warp_affine, in its float32 order of operations: dst(x) = src(M^-1 x) for
+    a pixel-space 2 x 3 matrix, same size, zero fill."""
     n, _, height, width = images.shape
-    full = torch.cat([matrices.double(), torch.tensor([[[0.0, 0.0, 1.0]]],
-                                                      dtype=torch.float64).expand(n, 1, 3)], 1)
+    full = torch.cat([matrix.float(), torch.tensor([[0.0, 0.0, 1.0]])])
     norm = _to_norm(height, width)
-    src_from_dst = torch.linalg.inv(norm @ full @ torch.linalg.inv(norm))[:, :2]
-    grid = F.affine_grid(src_from_dst.to(images.device, images.dtype), [n, 3, height, width],
-                         align_corners=False)
+    src_from_dst = torch.inverse(norm @ (full @ torch.inverse(norm)))[:2]
+    grid = F.affine_grid(src_from_dst.to(images.device, images.dtype).expand(n, 2, 3),
+                         [n, 3, height, width], align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def _shift(images: torch.Tensor, shifts: np.ndarray) -> torch.Tensor:
-    matrices = torch.zeros(len(images), 2, 3, dtype=torch.float64)
-    matrices[:, 0, 0] = matrices[:, 1, 1] = 1.0
-    matrices[:, :, 2] = torch.as_tensor(shifts, dtype=torch.float64)
-    return _warp(images, matrices)
+def _shift(images: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
+    return _warp(images, torch.tensor([[1.0, 0.0, float(dx)], [0.0, 1.0, float(dy)]]))
 
 
-def _rotate(images: torch.Tensor, degrees: np.ndarray) -> torch.Tensor:
+def _rotate(images: torch.Tensor, degrees: float) -> torch.Tensor:
     """Counter-clockwise about the centre ((w - 1) / 2, (h - 1) / 2), as kornia."""
     height, width = images.shape[-2:]
-    cx, cy = (width - 1) / 2, (height - 1) / 2
-    rad = torch.as_tensor(degrees, dtype=torch.float64) * math.pi / 180
+    cx, cy = torch.tensor((width - 1) / 2), torch.tensor((height - 1) / 2)
+    rad = torch.tensor(float(degrees)) * torch.tensor(math.pi) / 180.0
     cos, sin = torch.cos(rad), torch.sin(rad)
-    matrices = torch.stack([torch.stack([cos, sin, (1 - cos) * cx - sin * cy], 1),
-                            torch.stack([-sin, cos, sin * cx + (1 - cos) * cy], 1)], 1)
-    return _warp(images, matrices)
+    return _warp(images, torch.stack([torch.stack([cos, sin, (1 - cos) * cx - sin * cy]),
+                                      torch.stack([-sin, cos, sin * cx + (1 - cos) * cy])]))
 
 
 def _scale(images: torch.Tensor, scale: float) -> torch.Tensor:
@@ -81,25 +76,14 @@ def _scale(images: torch.Tensor, scale: float) -> torch.Tensor:
     return F.pad(resized, [pad_y, pad_x, pad_y, pad_x])
 
 
-def imi_view(images: torch.Tensor, draws: np.ndarray, job_of_row: list[int],
-             crop: int | None = None) -> list[tuple[list[int], torch.Tensor]]:
-    """What the model sees of (N, 3, S, S) images this step: [(rows, views)], one entry per view
-    size (a job's images share its draw, so they stay together). `draws` is JobDraws.next();
-    `crop` takes the centre crop x crop of every view (IMI's CLIP and ViT)."""
-    picks = draws[job_of_row]
-    shifted = _shift(images, picks[:, 0:2])
-    by_size: dict[int, tuple[list[int], list[torch.Tensor]]] = {}  # one forward pass per size
-    for scale_index in sorted(set(picks[:, 2].tolist())):
-        rows = [r for r in range(len(images)) if picks[r, 2] == scale_index]
-        view = _scale(shifted[rows], SCALES[scale_index])
-        view = _rotate(view, np.asarray(ANGLES)[picks[rows, 3]])
-        view = _shift(view, picks[rows, 4:6])
-        if crop is not None:
-            view = center_crop(view, crop)
-        entry = by_size.setdefault(view.shape[-1], ([], []))
-        entry[0].extend(rows)
-        entry[1].append(view)
-    return [(rows, torch.cat(views)) for rows, views in by_size.values()]
+def imi_view(images: torch.Tensor, draw: np.ndarray, crop: int | None = None) -> torch.Tensor:
+    """What the model sees of (N, 3, S, S) images this step, for one draw (StepDraws.next);
+    `crop` takes the centre crop x crop of the view (IMI's CLIP and ViT)."""
+    view = _shift(images, int(draw[0]), int(draw[1]))
+    view = _scale(view, SCALES[int(draw[2])])
+    view = _rotate(view, float(ANGLES[int(draw[3])]))
+    view = _shift(view, int(draw[4]), int(draw[5]))
+    return view if crop is None else center_crop(view, crop)
 
 
 def center_crop(images: torch.Tensor, size: int) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """The model's view during optimisation is IMI's: lucent 0.1.8 + kornia 0.4.1's jitter 16, random
-scale, rotation and jitter 8 with zero fill, the whole 256 px image in view, one draw per job and
-step; CLIP and ViT see the centre 224 px of it, as in IMI's code."""
+scale, rotation and jitter 8 with zero fill, the whole 256 px image in view, one draw per step;
+CLIP and ViT see the centre 224 px of it, as in IMI's code."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,7 +9,7 @@ import torch
 
 from stimuli.registry import get_spec, load_model
 from stimuli.render import Job, RenderSchedule, render_jobs
-from stimuli.transforms import SCALES, JobDraws, imi_view
+from stimuli.transforms import SCALES, StepDraws, imi_view
 
 SIZE = 256  # IMI: 224 px plus 16 px padding on each side
 
@@ -28,12 +28,10 @@ def test_view_equals_lucent_and_kornia_for_every_scale():
     image = torch.rand(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(3))
     seen = set()
     for seed in range(40):
-        draws = JobDraws([seed]).next()
-        [(rows, ours)] = imi_view(image, draws, [0])
+        ours = imi_view(image, StepDraws(seed).next())
         theirs = _lucent_view(image, seed)
-        assert rows == [0]
         assert ours.shape == theirs.shape, (seed, ours.shape, theirs.shape)
-        torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=0)  # float32 matrices in kornia
+        torch.testing.assert_close(ours, theirs, atol=0, rtol=0)
         seen.add(ours.shape[-1])
     assert seen == {256, 263, 269}  # 0.95/0.975/1 padded back to 256; 1.025 and 1.05 larger
 
@@ -46,29 +44,23 @@ def test_the_frame_is_in_view_as_often_as_in_imis_pipeline():
     inner = slice(16, SIZE - 16)
     strips[0, :, inner, 16:20] = strips[1, :, inner, -20:-16] = 1.0
     strips[2, :, 16:20, inner] = strips[3, :, -20:-16, inner] = 1.0
-    draws = JobDraws([11])
+    draws = StepDraws(11)
     kept = []
     for _ in range(500):
         draw = draws.next()
-        [(_, view)] = imi_view(strips, draw, [0, 0, 0, 0])
-        zoom = SCALES[draw[0, 2]] ** 2
+        view = imi_view(strips, draw)
+        zoom = SCALES[draw[2]] ** 2
         kept.append((view.sum((1, 2, 3)) / (strips.sum((1, 2, 3)) * zoom)).numpy())
     assert np.mean(kept) > 0.9  # IMI's pipeline about 0.95 here; the old 232 px view 0.77
 
 
-def test_one_draw_per_job_and_jobs_grouped_by_view_size():
+def test_the_draws_do_not_depend_on_the_batch():
+    """One draw per step for every image: a job alone and in a batch sees the same transforms."""
     images = torch.rand(5, 3, SIZE, SIZE)
-    job_of_row = [0, 0, 0, 1, 1]
-    for seed in range(20):
-        draws = JobDraws([seed, seed + 100]).next()
-        groups = imi_view(images, draws, job_of_row)
-        rows = sorted(r for group_rows, _ in groups for r in group_rows)
-        assert rows == [0, 1, 2, 3, 4]
-        for group_rows, view in groups:
-            assert view.shape[0] == len(group_rows)
-            # a job's images stay together: one transform for every image of a job
-            for j in {job_of_row[r] for r in group_rows}:
-                assert all(r in group_rows for r, jj in enumerate(job_of_row) if jj == j)
+    together, alone = StepDraws(7), StepDraws(7)
+    for _ in range(20):
+        torch.testing.assert_close(imi_view(images, together.next())[3:],
+                                   imi_view(images[3:], alone.next()), atol=0, rtol=0)
 
 
 def test_view_crop_gives_clip_and_vit_the_centre_224():
@@ -76,8 +68,7 @@ def test_view_crop_gives_clip_and_vit_the_centre_224():
     assert not get_spec("resnet50").crop_view
     images = torch.rand(2, 3, SIZE, SIZE)
     for seed in range(10):
-        groups = imi_view(images, JobDraws([seed]).next(), [0, 0], crop=224)
-        assert [view.shape[-1] for _, view in groups] == [224]
+        assert imi_view(images, StepDraws(seed).next(), crop=224).shape[-2:] == (224, 224)
 
 
 def test_the_renderer_shows_the_model_the_whole_image():
@@ -106,9 +97,9 @@ def _inputs(model: torch.nn.Module, render) -> list[torch.Tensor]:
 
 def test_own_engine_shows_the_model_what_lucent_shows_it():
     """Same seed: the same initial spectra and the same transform draws as IMI's lucent loop, for
-    a diverse batch of three. The first step's input is the same; afterwards Adam's first
-    updates (about lr * sign(gradient)) amplify float rounding, so later steps are compared by
-    view size and by where the zero fill lies, which only the draws decide."""
+    a diverse batch of three. The first step's input is the same; the diversity term sums in
+    another order than lucent's, and Adam's sign-like first updates carry that rounding apart,
+    so later steps are compared by view size and by where the zero fill lies (the draws)."""
     pytest.importorskip("lucent")
     from stimuli.lucent_engine import render_lucent
 
@@ -129,3 +120,17 @@ def test_own_engine_shows_the_model_what_lucent_shows_it():
         mask_b = ((b - fill).abs() < 1e-4).all(1)
         assert (mask_a == mask_b).float().mean() > 0.999, step
     assert sum(bool(((a - fill).abs() < 1e-4).all(1).any()) for a in ours[:-1]) > steps // 2
+
+
+def test_a_plain_render_is_lucents_bit_for_bit():
+    """Same seed, no diversity term: 25 steps of the own engine give lucent's image exactly."""
+    pytest.importorskip("lucent")
+    from stimuli.lucent_engine import render_lucent
+
+    spec = get_spec("tiny-cnn")
+    model = load_model("tiny-cnn", pretrained=False)
+    schedule = RenderSchedule(max_steps=25, min_steps=25, size=224, pad=16)
+    ours = render_jobs(model, spec, [Job("bn3", 4, 1)], schedule, seed=0)[0]
+    theirs = render_lucent(model, spec, "bn3", 4, steps=25, seed=0)
+    assert ours.images.tobytes() == theirs.images.tobytes()
+    np.testing.assert_allclose(ours.activations, theirs.activations, rtol=1e-6)
