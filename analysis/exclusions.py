@@ -8,6 +8,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from experiments.spec import Exclusions, ExperimentSpec
+
+IMI = Exclusions()  # the thresholds' one definition: the spec's `exclusions` table and its defaults
+IMI_CATCH_TRIALS = ExperimentSpec.model_fields["catch_trials_per_task"].default
 POSITIONS_UNKNOWN = "query positions not in the data (choice empty)"
 
 
@@ -62,7 +66,7 @@ class CatchTrials(Rule):
     """At least `min_fraction` of catch trials correct (IMI: 4 of 5 = 0.8)."""
 
     name: str = "catch_trials"
-    min_fraction: float = 0.8
+    min_fraction: float = IMI.min_catch_correct / IMI_CATCH_TRIALS
 
     def describe(self) -> str:
         return f"catch trials correct >= {self.min_fraction:.0%} (IMI: 4 of 5)"
@@ -90,7 +94,7 @@ class ResponseRows(Rule):
     """
 
     name: str = "response_rows"
-    min_each: int = 5
+    min_each: int = IMI.min_row_uses
 
     def describe(self) -> str:
         return f"each response row (a, b) chosen >= {self.min_each} times in main trials"
@@ -115,8 +119,8 @@ class TotalTime(Rule):
     """Total time on the task within [min_s, max_s] seconds (IMI: 135-2500 s)."""
 
     name: str = "total_time"
-    min_s: float = 135.0
-    max_s: float = 2500.0
+    min_s: float = IMI.min_total_s
+    max_s: float = IMI.max_total_s
 
     def describe(self) -> str:
         return f"total time in [{self.min_s:g}, {self.max_s:g}] s"
@@ -135,7 +139,7 @@ class InstructionTime(Rule):
     """Instructions read for at least `min_s` seconds (IMI: 15 s)."""
 
     name: str = "instruction_time"
-    min_s: float = 15.0
+    min_s: float = IMI.min_instruction_s
 
     def describe(self) -> str:
         return f"instructions read >= {self.min_s:g} s"
@@ -154,7 +158,7 @@ class PracticeAttempts(Rule):
     """Practice block passed within `max_attempts` attempts (IMI: 3)."""
 
     name: str = "practice_attempts"
-    max_attempts: int = 3
+    max_attempts: int = IMI.max_practice_attempts
 
     def describe(self) -> str:
         return f"practice passed within {self.max_attempts} attempts"
@@ -218,28 +222,21 @@ class MinAccuracy(Rule):
                             missing="no scored main trials")
 
 
-def imi_rules(catch_min_fraction: float = 0.8, min_row_uses: int = 5, min_total_s: float = 135.0,
-              max_total_s: float = 2500.0, min_instruction_s: float = 15.0,
-              max_practice_attempts: int = 3, max_sessions: int = 1) -> list[Rule]:
-    """IMI's exclusion criteria with their defaults, each adjustable."""
-    return [CatchTrials(min_fraction=catch_min_fraction), ResponseRows(min_each=min_row_uses),
-            TotalTime(min_s=min_total_s, max_s=max_total_s),
-            InstructionTime(min_s=min_instruction_s),
-            PracticeAttempts(max_attempts=max_practice_attempts),
-            RepeatParticipant(max_sessions=max_sessions)]
+def imi_rules(**thresholds: Any) -> list[Rule]:
+    """IMI's exclusion criteria; thresholds as the spec's `exclusions` keys (IMI's defaults)."""
+    return rules_from_spec({"exclusions": thresholds})
 
 
 def rules_from_spec(spec: Mapping[str, Any]) -> list[Rule]:
-    """IMI rules with the thresholds an experiment spec (its `exclusions` table) sets."""
-    values = spec.get("exclusions") or {}
-    n_catch = int(spec.get("catch_trials_per_task") or 5)
-    return imi_rules(
-        catch_min_fraction=values.get("min_catch_correct", 4) / n_catch if n_catch else 0.0,
-        min_row_uses=values.get("min_row_uses", 5),
-        min_total_s=values.get("min_total_s", 135.0), max_total_s=values.get("max_total_s", 2500.0),
-        min_instruction_s=values.get("min_instruction_s", 15.0),
-        max_practice_attempts=values.get("max_practice_attempts", 3),
-        max_sessions=1 if values.get("exclude_repeat", True) else 1_000_000)
+    """IMI's rules with the thresholds an experiment spec (its `exclusions` table) sets."""
+    values = Exclusions.model_validate(spec.get("exclusions") or {})
+    n_catch = int(spec.get("catch_trials_per_task") or IMI_CATCH_TRIALS)
+    return [CatchTrials(min_fraction=values.min_catch_correct / n_catch if n_catch else 0.0),
+            ResponseRows(min_each=values.min_row_uses),
+            TotalTime(min_s=values.min_total_s, max_s=values.max_total_s),
+            InstructionTime(min_s=values.min_instruction_s),
+            PracticeAttempts(max_attempts=values.max_practice_attempts),
+            RepeatParticipant(max_sessions=1 if values.exclude_repeat else 1_000_000)]
 
 
 def rules_for(settings: Sequence[Mapping[str, Any]]) -> list[Rule]:

@@ -121,6 +121,22 @@ def load_dataset(path: str | Path, experiment: str | None = None,
                              or x.get("experiment", "").split("@")[0] == experiment.split("@")[0]])
 
 
+def task_of(settings: Sequence[Mapping[str, Any]]):
+    """The task type of the exported experiments (IMI's 2-AFC when no spec says otherwise)."""
+    from experiments.tasks import get_task
+    from experiments.tasks.registry import DEFAULT_TASK
+
+    names = {((s.get("spec") or {}).get("task") or {}).get("type", DEFAULT_TASK)
+             for s in settings} or {DEFAULT_TASK}
+    if len(names) > 1:
+        raise DataError(f"the dataset mixes task types {', '.join(sorted(names))}; analyse each "
+                        f"type's experiments on their own")
+    try:
+        return get_task(names.pop())
+    except InterpsyError as exc:
+        raise DataError(f"experiment.json: {exc} (install the package that defines it)") from None
+
+
 def _read_settings(path: Path) -> list[dict[str, Any]]:
     """The exported experiment.json (each experiment's spec), or [] when absent."""
     if not path.is_file():

@@ -56,7 +56,8 @@ def _color(condition: str) -> str:
     return COLORS.get(str(condition), "#9467bd")
 
 
-def plot_model_scores(model_scores: pd.DataFrame, title: str = "") -> plt.Figure:
+def plot_model_scores(model_scores: pd.DataFrame, title: str = "", chance: float = 0.5
+                      ) -> plt.Figure:
     """Per-model score with its interval, one marker colour per condition (IMI's main figure)."""
     models = sorted(model_scores["model"].unique())
     cells = _cells(model_scores)
@@ -67,7 +68,7 @@ def plot_model_scores(model_scores: pd.DataFrame, title: str = "") -> plt.Figure
         x = np.arange(len(models)) + (i - (len(cells) - 1) / 2) * width
         _interval(ax, x, f["score"].to_numpy(float), f["ci_low"], f["ci_high"], _color(c),
                   label, marker)
-    ax.axhline(0.5, color="grey", lw=0.8, ls="--", label="chance")
+    ax.axhline(chance, color="grey", lw=0.8, ls="--", label="chance")
     ax.set_xticks(np.arange(len(models)), models, rotation=35, ha="right")
     ax.set_ylabel("proportion correct")
     ax.set_ylim(0.45, 1.0)
@@ -100,7 +101,8 @@ def plot_paired(units: pd.DataFrame, a: str = "natural", b: str = "synthetic") -
 
 
 def plot_scale(model_scores: pd.DataFrame, models: pd.DataFrame,
-               scales: tuple[str, ...] = ("parameters", "train_images", "top1")) -> plt.Figure:
+               scales: tuple[str, ...] = ("parameters", "train_images", "top1"),
+               chance: float = 0.5) -> plt.Figure:
     """Model score against each scale variable (log axis for counts), with the least-squares
     line of each condition (the slope of `scaling_slopes`)."""
     frame = attach_model_metadata(model_scores, models, scales)
@@ -120,7 +122,7 @@ def plot_scale(model_scores: pd.DataFrame, models: pd.DataFrame,
         if TRANSFORMS.get(scale, ("log10",))[0] == "log10":
             ax.set_xscale("log")
         ax.set_xlabel(scale.replace("_", " "))
-        ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+        ax.axhline(chance, color="grey", lw=0.8, ls="--")
     axes[0].set_ylabel("proportion correct")
     axes[0].legend(frameon=False, fontsize=8)
     fig.suptitle("Score against model scale")
@@ -139,7 +141,7 @@ def _trend_line(ax: plt.Axes, x: np.ndarray, y: np.ndarray, scale: str, color: s
     ax.plot(xs, intercept + slope * transform_scale(xs, scale), ls=style, lw=1, color=color)
 
 
-def plot_confidence(by_confidence: pd.DataFrame) -> plt.Figure:
+def plot_confidence(by_confidence: pd.DataFrame, chance: float = 0.5) -> plt.Figure:
     """Accuracy per confidence level, one line per condition."""
     fig, ax = plt.subplots(figsize=(4.5, 3.6))
     parts = (_cells(by_confidence) if "condition" in by_confidence.columns
@@ -151,7 +153,7 @@ def plot_confidence(by_confidence: pd.DataFrame) -> plt.Figure:
     ax.set_xlabel("confidence")
     ax.set_ylabel("proportion correct")
     ax.set_xticks(sorted(by_confidence["confidence"].dropna().astype(int).unique()))
-    ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+    ax.axhline(chance, color="grey", lw=0.8, ls="--")
     ax.legend(frameon=False, fontsize=8)
     ax.set_title("Accuracy by confidence")
     return fig

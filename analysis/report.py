@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from analysis import plots, scaling, scores, stats
 from analysis.exclusions import ExclusionResult, Rule, apply_exclusions, rules_for
-from analysis.load import Dataset
+from analysis.load import Dataset, task_of
 
 
 @dataclass
@@ -136,12 +136,14 @@ def run_analysis(dataset: Dataset, n_resamples: int = 10_000, seed: int = 0,
 def make_figures(result: AnalysisResult, dataset: Dataset, folder: Path) -> dict[str, list[Path]]:
     """Draw every figure of the report into `folder`."""
     t = result.tables
-    figures = {"model_scores": plots.plot_model_scores(t["model_scores"]),
+    chance = task_of(dataset.settings).chance
+    figures = {"model_scores": plots.plot_model_scores(t["model_scores"], chance=chance),
                "model_scores_two_way": plots.plot_model_scores(
-                   t["model_scores_two_way"], "Score per model (two-way bootstrap 95% CI)"),
+                   t["model_scores_two_way"], "Score per model (two-way bootstrap 95% CI)",
+                   chance=chance),
                "natural_vs_synthetic": plots.plot_paired(t["unit_scores"]),
-               "scale": plots.plot_scale(t["model_scores"], dataset.models),
-               "confidence": plots.plot_confidence(t["accuracy_by_confidence"]),
+               "scale": plots.plot_scale(t["model_scores"], dataset.models, chance=chance),
+               "confidence": plots.plot_confidence(t["accuracy_by_confidence"], chance),
                "depth": plots.plot_depth(t["unit_scores"], dataset.units),
                "power": plots.plot_power(t["power"])}
     return {name: plots.save(fig, folder, name) for name, fig in figures.items() if fig is not None}

@@ -15,6 +15,7 @@ from analysis.bootstrap import _single_thread, bca_mean
 from analysis.load import attach_model_metadata
 from analysis.scaling import DEFAULT_MARGIN, SCALES, TRANSFORMS, tost_slope, transform_scale
 from analysis.scores import main_trials
+from experiments.vocabulary import DIFFICULTIES
 
 if TYPE_CHECKING:
     from statsmodels.genmod.bayes_mixed_glm import BayesMixedGLMResults
@@ -236,7 +237,7 @@ def _subsample(data: pd.DataFrame, max_rows: int, seed: int) -> tuple[pd.DataFra
     return data, [note]
 
 
-DIFFICULTY_ORDER = ("easy", "p99", "p95", "p85")
+DIFFICULTY_ORDER = DIFFICULTIES  # easiest first
 
 
 def _easiest(data: pd.DataFrame) -> str | None:

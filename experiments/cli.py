@@ -17,7 +17,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("server.cli:serve", "Run the crowdsourcing web server."),
     "lab": ("experiments.lab.cli:lab", "Run in-lab sessions with PsychoPy."),
     "analyze": ("analysis.cli:analyze", "Scores, statistics, plots and an HTML report from a dataset."),
-    "demo": ("server.demo:demo", "Run a whole study offline with simulated participants."),
+    "demo": ("experiments.demo:demo", "Run a whole study offline with simulated participants."),
+    "tasks": ("experiments.commands:tasks", "List the task types: parameters, answer, chance."),
 }
 
 

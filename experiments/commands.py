@@ -8,6 +8,7 @@ from experiments.build import build_experiment
 from experiments.db import Database
 from experiments.db.models import Experiment, Session, Task, Unit
 from experiments.export import export_experiment
+from experiments.vocabulary import SessionStatus
 
 database_option = click.option(
     "--database", "database_url", envvar="INTERPSY_DATABASE_URL", default=None,
@@ -51,7 +52,7 @@ def list_experiments(database_url: str | None) -> None:
             n_tasks = session.scalar(select(func.count()).select_from(Task).where(
                 Task.experiment_id == exp.id))
             n_done = session.scalar(select(func.count()).select_from(Session).where(
-                Session.experiment_id == exp.id, Session.status == "completed"))
+                Session.experiment_id == exp.id, Session.status == SessionStatus.COMPLETED))
             click.echo(f"{exp.key}\t{exp.status}\t{n_tasks} tasks\t{n_done} completed sessions")
 
 
@@ -90,3 +91,32 @@ def export(experiment_key: str, out_dir: str, fmt: str, database_url: str | None
     database.require_current()
     for path in export_experiment(database, experiment_key, out_dir, fmt):
         click.echo(str(path))
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the descriptions as JSON.")
+def tasks(as_json: bool) -> None:
+    """List the registered task types: parameters, image roles, answer and chance level."""
+    import json
+
+    from experiments.tasks import task_types
+
+    described = [task.describe() for task in task_types().values()]
+    if as_json:
+        click.echo(json.dumps(described, indent=2, default=str))
+        return
+    for task in described:
+        click.echo(f"{task['name']}  (chance {task['chance']:.3g})  {task['title']}")
+        click.echo(f"  image roles: {', '.join(task['roles']) or 'none'}")
+        for what, fields in (("parameters ([task])", task["params"]),
+                             ("answer", task["answer"])):
+            if not fields:
+                click.echo(f"  {what}: none")
+                continue
+            click.echo(f"  {what}:")
+            for name, field in fields.items():
+                default = "" if field["default"] is None else f" = {field['default']!r}"
+                note = f"  {field['description']}" if field["description"] else ""
+                click.echo(f"    {name}: {field['type']}{default}{note}")
+        if task["extra_columns"]:
+            click.echo(f"  extra response columns: {', '.join(task['extra_columns'])}")

@@ -22,6 +22,7 @@ from experiments.db.models import (
 )
 from experiments.errors import InterpsyError, NotFound
 from experiments.schema import SETTINGS_FILE, TABLES, coerce
+from experiments.vocabulary import SessionStatus
 
 Format = Literal["parquet", "csv"]
 CLIENT_INFO_COLUMNS = ("screen_width", "screen_height", "window_width", "window_height",
@@ -109,7 +110,7 @@ def _participant_rows(session, experiment: Experiment) -> list[dict]:
             continue
         latest = sessions[-1]
         reasons = [r for s in sessions for r in s.exclusion_reasons]
-        if latest.status == "failed_practice":
+        if latest.status == SessionStatus.FAILED_PRACTICE:
             reasons.append(f"practice not passed in {latest.practice_attempts} attempts")
         finished = latest.finished_at
         info = latest.client_info or {}
@@ -125,7 +126,7 @@ def _participant_rows(session, experiment: Experiment) -> list[dict]:
             "time_flags": "; ".join(f for s in sessions for f in (s.time_flags or [])) or None,
             "total_s": (finished - latest.started_at).total_seconds() if finished else None,
             "practice_attempts": latest.practice_attempts,
-            "excluded": any(s.status == "excluded" for s in sessions) or bool(reasons),
+            "excluded": any(s.status == SessionStatus.EXCLUDED for s in sessions) or bool(reasons),
             "exclusion_reasons": "; ".join(reasons) or None}
         for column in CLIENT_INFO_COLUMNS:
             row[column] = info.get(column)
@@ -147,7 +148,8 @@ def _participant_rows(session, experiment: Experiment) -> list[dict]:
 
 
 def _participant_status(session_status: str) -> str:
-    return {"in_progress": "started", "restarted": "started"}.get(session_status, session_status)
+    started = (SessionStatus.ACTIVE, SessionStatus.RESTARTED)
+    return "started" if session_status in started else str(session_status)
 
 
 def _unit_rows(session, experiment: Experiment) -> list[dict]:

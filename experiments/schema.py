@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from experiments import vocabulary
+
 # One row per trial shown. Order is the export's column order.
 RESPONSE_COLUMNS: dict[str, str] = {
     "experiment": "string",
@@ -132,10 +134,8 @@ OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {
 
 SETTINGS_FILE = "experiment.json"  # beside the tables: each experiment's key and spec
 
-CONDITIONS = ("natural", "synthetic", "mixed", "none")
-DIFFICULTIES = ("easy", "p99", "p95", "p85")
-PHASES = ("practice", "main")
-CLIENTS = ("web", "lab")
+CONDITIONS, DIFFICULTIES, PHASES, CLIENTS = vocabulary.CONDITIONS, vocabulary.DIFFICULTIES, \
+    vocabulary.PHASES, vocabulary.CLIENTS  # re-exported for the dataset's readers
 
 
 def coerce(frame: pd.DataFrame, table: str) -> pd.DataFrame:

@@ -31,9 +31,10 @@ from experiments.db.models import (
 from experiments.errors import Conflict, NotFound, Refused
 from experiments.practice import practice_order, practice_position
 from experiments.spec import ExperimentSpec
+from experiments.tasks import get_task
+from experiments.vocabulary import FINISHED, MARKED, RESUMABLE, SessionStatus
 
-ACTIVE = "in_progress"
-FINISHED = ("completed", "failed_practice")
+ACTIVE = SessionStatus.ACTIVE  # the status most checks ask about
 FRAME_TOLERANCE_MS = 17  # one frame at 60 Hz: a response time may undercut the lock by this
 CLOCK_TOLERANCE_MS = 2000  # client and server clocks: how much a client time may exceed wall time
 REFUSAL_TEXT = {
@@ -60,6 +61,13 @@ class ResponseIn(BaseModel):
     def same_answer(self, stored: Response) -> bool:
         return (stored.trial_id == self.trial_id and stored.choice == self.choice
                 and stored.confidence == self.confidence and abs(stored.rt_ms - self.rt_ms) < 1e-6)
+
+
+def _score(spec: ExperimentSpec, response: ResponseIn, key: str) -> bool:
+    """The experiment's task type scores the answer fields of a response."""
+    task = get_task(spec.task.type)
+    fields = response.model_dump(include=set(task.Answer.model_fields))
+    return task.score(task.Answer.model_validate(fields), key)
 
 
 @dataclass(frozen=True)
@@ -283,7 +291,7 @@ class SessionService:
     def _holding(self, spec: ExperimentSpec):
         """Sessions that hold their task: completed, exported to a lab task file (until synced
         or released), or in progress and recently active."""
-        return or_(Session.status == "completed", and_(Session.status == ACTIVE, or_(
+        return or_(Session.status == SessionStatus.COMPLETED, and_(Session.status == ACTIVE, or_(
             and_(Session.held_offline.is_(True), Session.late_of.is_(None)),
             and_(Session.n_responses > 0, Session.last_activity_at >= self._cutoff(spec)),
             Session.last_activity_at >= self._cutoff(spec, answered=False))))
@@ -291,7 +299,7 @@ class SessionService:
     def _holds(self, record: Session, spec: ExperimentSpec) -> bool:
         """Whether this session keeps its trials (`_holding`'s rule; a late sync's session
         keeps its own though its task belongs to another)."""
-        return record.status == "completed" or (record.status == ACTIVE and (
+        return record.status == SessionStatus.COMPLETED or (record.status == ACTIVE and (
             record.held_offline
             or record.last_activity_at >= self._cutoff(spec, answered=record.n_responses > 0)))
 
@@ -381,7 +389,7 @@ class SessionService:
             status, code = latest
             if status in FINISHED:
                 return status, code
-            if status in (ACTIVE, "timed_out"):
+            if status in RESUMABLE:
                 blocked = spec.recruitment.resume_policy == "block"
                 return ("blocked" if blocked else "in_progress"), None
             return "repeat", None
@@ -405,11 +413,11 @@ class SessionService:
                                  .order_by(Session.started_at.desc(), Session.id).limit(1)).first()
         if latest is None:
             return None
-        if latest.status == "completed":
+        if latest.status == SessionStatus.COMPLETED:
             raise Refused("you have completed this study already", "completed")
-        if latest.status == "failed_practice":
+        if latest.status == SessionStatus.FAILED_PRACTICE:
             raise Refused("you have taken part in this study already", "failed_practice")
-        if latest.status not in (ACTIVE, "timed_out"):
+        if latest.status not in RESUMABLE:
             raise Refused("you have already taken part in this study", "repeat")
         if platform_info and platform_info != participant.platform_info:
             # A re-accepted MTurk HIT has a new assignment id: the completion must name it.
@@ -420,7 +428,7 @@ class SessionService:
         if policy == "block":
             raise Refused("this study cannot be resumed once started", "blocked")
         if policy == "restart":
-            latest.status = "restarted"
+            latest.status = SessionStatus.RESTARTED
             latest.finished_at = self.clock()
             self._event(session, latest, "restart")
             return None
@@ -454,7 +462,7 @@ class SessionService:
         back: it goes on while nobody else took the task (None); with no answer yet it gets a
         free task ('reassigned'); else it is timed out, never sharing a task ('timed_out', or
         'full' when no task is free). Call with the experiment locked."""
-        if record.status not in (ACTIVE, "timed_out") or self._holds(record, spec):
+        if record.status not in RESUMABLE or self._holds(record, spec):
             return None
         now = self.clock()
         others = session.scalar(select(func.count()).select_from(Session).where(
@@ -472,7 +480,7 @@ class SessionService:
             record.main_offset = 0 if spec.practice.trials == 0 else None
             return "reassigned"
         if record.status == ACTIVE:
-            record.status = "timed_out"
+            record.status = SessionStatus.TIMED_OUT
             self._event(session, record, "timed_out", {"on_return": True})
         return "full" if not record.n_responses else "timed_out"
 
@@ -527,7 +535,7 @@ class SessionService:
         with self.db.read() as session:
             record = self._session(session, session_id, token)
             spec = self._session_spec(session, record)
-            if record.status not in (ACTIVE, "timed_out") or self._holds(record, spec):
+            if record.status not in RESUMABLE or self._holds(record, spec):
                 return self._state(session, record, spec,
                                    session.get(Experiment, record.experiment_id))
         self._reclaim_now(session_id)
@@ -548,7 +556,7 @@ class SessionService:
             record = self._session(session, session_id, token, lock=True)
             spec = self._session_spec(session, record)
             index = response.trial_index
-            lapsed = (index >= record.n_responses and record.status in (ACTIVE, "timed_out")
+            lapsed = (index >= record.n_responses and record.status in RESUMABLE
                       and not self._holds(record, spec))
             if lapsed:
                 pass  # reclaimed below, in a transaction that locks the experiment first
@@ -591,7 +599,7 @@ class SessionService:
                           rt_flag=self._rt_flag(response.rt_ms, record, spec, now),
                           attempt=attempt, choice=response.choice,
                           confidence=response.confidence,
-                          correct=response.choice == trial.correct_choice,
+                          correct=_score(spec, response, trial.correct_choice),
                           rt_ms=response.rt_ms, stim_onset_ms=response.stim_onset_ms,
                           response_ms=response.response_ms, client_extra=response.extra,
                           server_received_at=now, client_recorded_at=client_recorded_at)
@@ -639,7 +647,7 @@ class SessionService:
             record.main_offset = record.n_responses
             return True
         if spec.practice.max_attempts and record.practice_attempts >= spec.practice.max_attempts:
-            record.status = "failed_practice"
+            record.status = SessionStatus.FAILED_PRACTICE
             record.finished_at = self.clock()
             record.completion_code = spec.recruitment.completion_codes.failed_checks
         return False
@@ -732,11 +740,11 @@ class SessionService:
             if stored_main < n_main:
                 raise Conflict(f"{n_main - stored_main} of {n_main} main trials are not stored yet",
                                expected_trial_index=record.n_responses)
-            if record.status == "timed_out":
+            if record.status == SessionStatus.TIMED_OUT:
                 record.status = ACTIVE  # every answer is stored: the work is done and is paid
             if record.status != ACTIVE:
                 raise Refused(f"this session is {record.status}", record.status)
-            record.status = "completed"
+            record.status = SessionStatus.COMPLETED
             record.finished_at = finished_at or self.clock()
             record.last_activity_at = self.clock()
             record.completion_code = spec.recruitment.completion_codes.completed
@@ -755,7 +763,7 @@ class SessionService:
                 Session.held_offline.is_(False),
                 Session.last_activity_at < self._cutoff(spec))).all()
             for record in stale:
-                record.status = "timed_out"
+                record.status = SessionStatus.TIMED_OUT
                 self._event(session, record, "timed_out")
             return len(stale)
 
@@ -766,14 +774,14 @@ class SessionService:
         last activity, not the moment of the click; `undo_status` takes the mark back."""
         with self.db.write() as session:
             record = self._session(session, session_id, None, lock=True)
-            if record.status in ("returned", "excluded"):
+            if record.status in MARKED:
                 raise Conflict(f"this session is marked {record.status} already; undo that first")
             previous = {"status": record.status, "finished_at": record.finished_at.isoformat()
                         if record.finished_at else None,
                         "exclusion_reasons": list(record.exclusion_reasons or [])}
             record.status = status
             record.finished_at = record.finished_at or record.last_activity_at
-            if status == "excluded" and reason:
+            if status == SessionStatus.EXCLUDED and reason:
                 record.exclusion_reasons = [*record.exclusion_reasons, reason]
             self._event(session, record, status, {"reason": reason, "previous": previous})
 
@@ -781,7 +789,7 @@ class SessionService:
         """Take back the researcher's last returned/excluded mark; returns the status restored."""
         with self.db.write() as session:
             record = self._session(session, session_id, None, lock=True)
-            if record.status not in ("returned", "excluded"):
+            if record.status not in MARKED:
                 raise Conflict(f"this session is {record.status}: there is no mark to undo")
             mark = session.scalars(select(Event).where(
                 Event.session_id == record.id, Event.kind == record.status)
@@ -808,7 +816,7 @@ class SessionService:
                 Session.experiment_id == experiment.id, Session.status == ACTIVE,
                 Session.held_offline.is_(False), Session.n_responses == 0)).all()
             for record in held:
-                record.status = "timed_out"
+                record.status = SessionStatus.TIMED_OUT
                 self._event(session, record, "released")
             return len(held)
 
@@ -828,7 +836,7 @@ class SessionService:
         with self.db.write() as session:
             record = self._session(session, session_id, None, lock=True)
             if record.status == ACTIVE:
-                record.status = "timed_out"
+                record.status = SessionStatus.TIMED_OUT
                 record.finished_at = record.last_activity_at
             record.held_offline = False
             self._event(session, record, "released", {"offline": True,
@@ -847,7 +855,7 @@ class SessionService:
             if record.status in FINISHED or (record.status == ACTIVE and record.held_offline):
                 return record.id
             spec = self._session_spec(session, record)
-            if record.status in (ACTIVE, "timed_out"):
+            if record.status in RESUMABLE:
                 others = session.scalar(select(func.count()).select_from(Session).where(
                     Session.task_id == record.task_id, Session.id != record.id,
                     self._holding(spec)))

@@ -4,14 +4,18 @@ from __future__ import annotations
 import hashlib
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError,
+                      field_validator, model_validator)
 
 from experiments.errors import SpecError
+from experiments.tasks.base import NoParams
+from experiments.tasks.registry import DEFAULT_TASK, get_task
+from experiments.vocabulary import CONDITIONS, DIFFICULTIES
 
-Condition = Literal["natural", "synthetic", "mixed", "none"]
-Difficulty = Literal["easy", "p99", "p95", "p85"]
+Condition = Literal[CONDITIONS]
+Difficulty = Literal[DIFFICULTIES]
 Platform = Literal["prolific", "mturk", "link", "lab"]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 PositiveInt = Annotated[int, Field(ge=1)]
@@ -152,6 +156,35 @@ class LabSettings(Strict):
         return self
 
 
+class TaskSettings(BaseModel):
+    """The `[task]` table: the task type (`interpsy tasks` lists them) and its parameters."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    type: str = DEFAULT_TASK
+    params: SerializeAsAny[BaseModel] = NoParams()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _type_and_params(cls, data: Any) -> Any:
+        if isinstance(data, TaskSettings) or not isinstance(data, dict):
+            return data
+        values = dict(data)
+        name = values.pop("type", DEFAULT_TASK)
+        if isinstance(values.get("params"), (dict, BaseModel)):  # a stored spec: model_dump's form
+            stored = values.pop("params")
+            values.update(stored if isinstance(stored, dict) else stored.model_dump())
+        try:
+            task = get_task(name)
+        except SpecError as exc:
+            raise ValueError(f"type: {exc}") from None
+        try:
+            return {"type": name, "params": task.Params.model_validate(values)}
+        except ValidationError as exc:
+            raise ValueError("; ".join(f"{_location(e)}: {_expected(e)}" for e in exc.errors())
+                             ) from None
+
+
 class ExperimentSpec(Strict):
     """A whole experiment: stimuli, conditions, task layout, timing, recruitment, exclusions."""
 
@@ -183,6 +216,8 @@ class ExperimentSpec(Strict):
                           "natural exemplars (the set's fv_beats_natural) are left out; false "
                           "keeps them")
     lab: LabSettings = LabSettings()
+    task: TaskSettings = Field(TaskSettings(), description="the task type and its parameters "
+                                                           "(IMI's 2-AFC by default)")
 
     @field_validator("difficulty", mode="before")
     @classmethod

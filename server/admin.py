@@ -25,6 +25,7 @@ from sqlalchemy import func, select
 
 from experiments.db.models import Experiment, Response, Session, Task
 from experiments.export import export_experiment
+from experiments.vocabulary import MARKED
 from server import admin_auth, admin_data, lookup
 from server.security import check_csrf, client_ip, limiter, network_key
 
@@ -184,7 +185,7 @@ def mark_session(experiment: str, session_id: str):
     """Mark a session returned (on the platform) or excluded, with a reason; frees its task."""
     check_csrf()
     status = request.form.get("status")
-    if status not in ("returned", "excluded"):
+    if status not in MARKED:
         abort(400, "status must be returned or excluded")
     info = lookup.find_experiment(_state().db, experiment)
     if lookup.session_facts(_state().db, session_id)[2] != info.id:

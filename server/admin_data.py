@@ -14,10 +14,11 @@ from experiments.db import Database
 from experiments.db.models import Participant, Response, Session, Task, Trial, Unit
 from experiments.export import pseudonym
 from experiments.spec import ExperimentSpec
+from experiments.vocabulary import SessionStatus
 
 PAGE_SIZE = 100
 # Sessions whose main answers count towards the design's targets: finished, or still going.
-COUNTING = ("completed", "in_progress")
+COUNTING = (SessionStatus.COMPLETED, SessionStatus.ACTIVE)
 
 
 @dataclass
@@ -54,9 +55,9 @@ class SessionRow:
     def decision(self) -> str:
         """A suggestion for the platform: approve, review (flags; Prolific allows rejection only
         for explicit checks, so nothing is rejected automatically) or none (not submitted)."""
-        if self.status == "completed":
+        if self.status == SessionStatus.COMPLETED:
             return "review" if self.flags else "approve"
-        if self.status in ("failed_practice", "excluded"):
+        if self.status in (SessionStatus.FAILED_PRACTICE, SessionStatus.EXCLUDED):
             return "review"
         return "none"
 
@@ -72,7 +73,7 @@ def flags(record: Session, spec: ExperimentSpec, catch_correct: int, catch_total
         found.append(f"instructions {record.instruction_s:.0f} s")
     if record.practice_attempts > rules.max_practice_attempts:
         found.append(f"practice attempts {record.practice_attempts}")
-    if record.finished_at is not None and record.status == "completed":
+    if record.finished_at is not None and record.status == SessionStatus.COMPLETED:
         total = (record.finished_at - record.started_at).total_seconds()
         if not rules.min_total_s <= total <= rules.max_total_s:
             found.append(f"total {total:.0f} s")
@@ -160,7 +161,7 @@ def progress(db: Database, experiment_id: int) -> tuple[list[dict], list[dict]]:
                      Unit.experiment_id == experiment_id, Unit.role == "main")
                      .order_by(Unit.unit_id))}
         for unit_id, condition, difficulty, status, n in session.execute(answered).all():
-            column = "done" if status == "completed" else "running"
+            column = "done" if status == SessionStatus.COMPLETED else "running"
             if (condition, difficulty) in cells:
                 cells[(condition, difficulty)][column] += n
             if unit_id in units:

@@ -7,12 +7,12 @@ import re
 from pathlib import Path
 from typing import Any
 
-from flask import (Blueprint, current_app, redirect, render_template, request, send_file,
-                   url_for)
+from flask import Blueprint, current_app, redirect, render_template, request, send_file, url_for
 from werkzeug.exceptions import BadRequest
 
 from experiments.errors import Refused
 from experiments.sessions import SessionService
+from experiments.vocabulary import FINISHED
 from server import lookup
 from server.platforms import completion, entry_facts, unverified
 from server.security import (
@@ -94,7 +94,7 @@ def entry(experiment: str):
     returning = False
     if facts.get("platform_id"):
         status, code = state.service.entry_status(info.key, facts["platform_id"])
-        if status in ("completed", "failed_practice"):
+        if status in FINISHED:
             return _finished_again(info, facts, status, code or "")
         if status in ("repeat", "blocked"):
             return _refusal(status, 403)
@@ -175,7 +175,7 @@ def start(experiment: str):
                               client_info=client, platform_info=facts.get("info") or {},
                               network_key=network_key(client_ip()))
     except Refused as exc:
-        if exc.reason in ("completed", "failed_practice"):
+        if exc.reason in FINISHED:
             status, code = service.entry_status(info.key, facts["platform_id"])
             return _finished_again(info, facts, status, code or "")
         return _refusal(exc.reason)

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from experiments.vocabulary import PERCENTILES
 from stimuli.errors import StimuliError
-
-PERCENTILES = {"p99": 99.0, "p95": 95.0, "p85": 85.0}
 
 
 def bin_shuffle(n_batches: int, n_bins: int, seed: int) -> np.ndarray:

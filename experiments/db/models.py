@@ -5,10 +5,22 @@ import secrets
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text,
-                        UniqueConstraint)
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
+
+from experiments.vocabulary import SessionStatus
 
 
 def utcnow() -> datetime:
@@ -193,7 +205,7 @@ class Session(Base):
     network_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
     client: Mapped[str] = mapped_column(String(8))  # web | lab
     # in_progress | completed | failed_practice | timed_out | returned | restarted | excluded
-    status: Mapped[str] = mapped_column(String(16), default="in_progress")
+    status: Mapped[str] = mapped_column(String(16), default=SessionStatus.ACTIVE.value)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_activity_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(nullable=True)

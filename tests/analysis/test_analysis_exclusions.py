@@ -166,3 +166,18 @@ def test_rules_follow_the_exported_experiment_spec():
     other = {**spec, "exclusions": {**spec["exclusions"], "min_row_uses": 9}}
     fallback = " ".join(r.describe() for r in rules_for([{"spec": spec}, {"spec": other}]))
     assert fallback == " ".join(r.describe() for r in rules_for([]))
+
+
+def test_thresholds_come_from_the_spec_model_and_unknown_ones_are_refused():
+    import pydantic
+
+    from experiments.spec import Exclusions
+
+    defaults = Exclusions()
+    rules = {r.name: r for r in imi_rules()}
+    assert (rules["total_time"].min_s, rules["total_time"].max_s) == \
+        (defaults.min_total_s, defaults.max_total_s)
+    assert rules["response_rows"].min_each == defaults.min_row_uses
+    assert {r.name: r for r in imi_rules(min_total_s=60)}["total_time"].min_s == 60
+    with pytest.raises(pydantic.ValidationError, match="min_totl_s"):
+        imi_rules(min_totl_s=60)

@@ -295,3 +295,15 @@ def test_imi_model_metadata_matches_reference():
     assert out["parameters"].iloc[0] == 25557032
     assert out["top1"].iloc[1] == 74.9
     assert np.isnan(out["parameters"].iloc[2])
+
+
+def test_the_task_type_and_its_chance_come_from_experiment_json():
+    from analysis.load import DataError, task_of
+
+    assert task_of([]).chance == 0.5  # no experiment.json: IMI's 2-AFC
+    assert task_of([{"experiment": "a@1", "spec": {"task": {"type": "imi_2afc"}}}]).name == \
+        "imi_2afc"
+    with pytest.raises(DataError, match="unknown task type 'occlusion'"):
+        task_of([{"spec": {"task": {"type": "occlusion"}}}])
+    with pytest.raises(DataError, match="mixes task types imi_2afc, occlusion"):
+        task_of([{"spec": {}}, {"spec": {"task": {"type": "occlusion"}}}])

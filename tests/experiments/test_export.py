@@ -105,3 +105,17 @@ def test_export_carries_the_spec_for_the_analysis(exported):
         assert [s["experiment"] for s in dataset.settings] == ["toy-exp@1"]
         assert dataset.settings[0]["spec"]["catch_trials_per_task"] == 2
         assert dataset.settings[0]["spec"]["exclusions"]["min_total_s"] == 135.0
+
+
+def test_every_participant_status_the_export_can_write_is_documented():
+    import re
+    from pathlib import Path
+
+    from experiments.export import _participant_status
+    from experiments.vocabulary import SessionStatus
+
+    schema = (Path(__file__).resolve().parents[2] / "data" / "SCHEMA.md").read_text()
+    line = next(l for l in schema.splitlines() if l.startswith("| `status` |"))
+    documented = set(re.findall(r"`(\w+)`", line.split("|")[3]))
+    written = {_participant_status(status) for status in SessionStatus}
+    assert written == documented - {"failed_checks"}, (written, documented)

@@ -25,7 +25,7 @@ def test_example_spec_is_valid_and_documented():
     text = EXAMPLE.read_text()
     for key in ("responses_per_unit", "[timing]", "[practice]", "[recruitment]", "[exclusions]",
                 "[[instructions]]", "resume_policy", "completion_codes", "[lab]",
-                "participant_fields", "reference_deg"):
+                "participant_fields", "reference_deg", "[task]"):
         assert key in text
 
 
@@ -44,6 +44,10 @@ def test_example_spec_is_valid_and_documented():
     ('name = "x"\nstimulus_sets = ["s"]\n[lab]\nquery_deg = 4.0',
      "x.toml: lab: value error, query_deg and gap_deg need reference_deg"),
     ('name = "x"\nstimulus_sets = [', "x.toml: not valid TOML"),
+    ('name = "x"\nstimulus_sets = ["s"]\n[task]\ntype = "occlusio"',
+     "x.toml: task: value error, type: unknown task type 'occlusio'; registered: imi_2afc"),
+    ('name = "x"\nstimulus_sets = ["s"]\n[task]\ntype = "imi_2afc"\nrefs = 9',
+     "x.toml: task: value error, refs: unknown key"),
 ])
 def test_errors_name_file_key_and_expectation(body, expected):
     with pytest.raises(SpecError) as info:
@@ -60,3 +64,9 @@ def test_missing_file_is_named(tmp_path):
 def test_single_difficulty_string_is_accepted():
     spec = parse_spec('name = "x"\nstimulus_sets = ["s"]\ndifficulty = "p95"')
     assert spec.difficulty == ["p95"]
+
+
+def test_the_task_table_defaults_to_imis_2afc():
+    spec = parse_spec('name = "x"\nstimulus_sets = ["s"]')
+    assert spec.task.type == "imi_2afc"
+    assert parse_spec('name = "x"\nstimulus_sets = ["s"]\n[task]\ntype = "imi_2afc"') == spec

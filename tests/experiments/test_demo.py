@@ -66,7 +66,7 @@ def test_demo_runs_a_whole_study_and_caches(tmp_path):
 def test_the_shipped_set_is_used_only_for_the_options_it_was_made_with(tmp_path):
     import json
 
-    from server.demo import _shipped_fits
+    from experiments.demo import _shipped_fits
 
     assert _shipped_fits(tmp_path, 8, 300, 0) == "no shipped set"
     (tmp_path / "stimuli.json").write_text(json.dumps(

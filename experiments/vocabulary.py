@@ -1,0 +1,28 @@
+"""The platform's vocabularies, each defined once: conditions, difficulties and their
+percentiles, phases, clients and session statuses (no pandas, no torch: every layer imports it)."""
+from __future__ import annotations
+
+from enum import StrEnum
+
+CONDITIONS = ("natural", "synthetic", "mixed", "none")
+DIFFICULTIES = ("easy", "p99", "p95", "p85")  # easy: the extreme queries; pXX: percentile windows
+PERCENTILES = {"p99": 99.0, "p95": 95.0, "p85": 85.0}  # each percentile difficulty's level
+PHASES = ("practice", "main")
+CLIENTS = ("web", "lab")
+
+
+class SessionStatus(StrEnum):
+    """A session's state in the store (the export's participant status derives from it)."""
+
+    ACTIVE = "in_progress"
+    COMPLETED = "completed"
+    FAILED_PRACTICE = "failed_practice"
+    TIMED_OUT = "timed_out"
+    RESTARTED = "restarted"  # replaced by a new session of the same participant
+    RETURNED = "returned"  # marked by the researcher: returned on the platform
+    EXCLUDED = "excluded"  # marked by the researcher
+
+
+FINISHED = (SessionStatus.COMPLETED, SessionStatus.FAILED_PRACTICE)
+RESUMABLE = (SessionStatus.ACTIVE, SessionStatus.TIMED_OUT)
+MARKED = (SessionStatus.RETURNED, SessionStatus.EXCLUDED)  # the researcher's marks
