@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from experiments.lab.task import LabTask, LabTrial, Progress
 from experiments.practice import practice_position
 from experiments.sessions import ResponseIn
+from experiments.tasks import get_task
 
 
 @dataclass(frozen=True)
@@ -192,7 +193,8 @@ class Sequencer:
         step = self.current()
         if step is None:
             raise RuntimeError("no trial is waiting for an answer")
-        correct = answer.choice == step.trial.correct_choice
+        correct = get_task(self.task.task_type).score_fields(dataclasses.asdict(answer),
+                                                             step.trial.correct_choice)
         after, passed = advance(self.progress, self.task.n_practice, self.task.practice_pass_mark,
                                 self.task.practice_max_attempts, correct)
         response = ResponseIn(trial_index=step.trial_index, trial_id=step.trial.trial_id,

@@ -86,4 +86,4 @@ def task_from_state(db: Database, state: SessionState, participant: str) -> LabT
         instructions=pages,
         completion_codes=spec.recruitment.completion_codes.model_dump(),
         progress=progress, resumed=state.resumed, token=state.token,
-        lab=spec.lab.model_dump())
+        lab=spec.lab.model_dump(), task_type=spec.task.type)

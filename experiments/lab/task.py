@@ -7,6 +7,7 @@ from typing import Any
 
 from experiments.instructions import session_pages
 from experiments.sessions import TrialView
+from experiments.tasks.registry import DEFAULT_TASK
 
 # A lab trial is the session service's view of a trial (unit, layout, answer key).
 LabTrial = TrialView
@@ -49,6 +50,7 @@ class LabTask:
         "completed": "COMPLETED", "failed_checks": "FAILED_CHECKS"})
     progress: Progress = field(default_factory=Progress)
     lab: dict[str, Any] = field(default_factory=dict)  # the spec's [lab] table
+    task_type: str = DEFAULT_TASK  # the spec's [task] type: scores the answers
     resumed: bool = False
     token: str | None = None
 

@@ -28,6 +28,7 @@ from experiments.lab.store import LocalStore, recorded_at, replay_journal
 from experiments.lab.task import LabTask, Progress, trial_from_dict, trial_to_dict
 from experiments.sessions import SessionService
 from experiments.stimulus_set import sha256_file
+from experiments.tasks.registry import DEFAULT_TASK
 
 FORMAT = "interpsy-lab-task"
 VERSION = 1
@@ -80,6 +81,7 @@ def export_task(db: Database, experiment: str, participant: str, out: str | Path
                    "feedback_delay_ms": task.feedback_delay_ms, "feedback_ms": task.feedback_ms},
         "instructions": task.instructions, "completion_codes": task.completion_codes,
         "progress": dataclasses.asdict(task.progress), "lab": task.lab,
+        "task_type": task.task_type,
         "practice": [trial_to_dict(t) for t in task.practice],
         "main": [trial_to_dict(t) for t in task.main], "images": images}
     tmp = file.with_suffix(".json.tmp")
@@ -123,7 +125,7 @@ def load_task_file(path: str | Path, store: LocalStore | None = None) -> LabTask
         practice_max_attempts=data["practice_max_attempts"], **data["timing"],
         instructions=data["instructions"], completion_codes=data["completion_codes"],
         progress=Progress(**data["progress"]), token=data.get("token"),
-        lab=data.get("lab") or {})
+        lab=data.get("lab") or {}, task_type=data.get("task_type", DEFAULT_TASK))
     missing = task.missing_images()
     if missing:
         raise InterpsyError(f"{file}: {len(missing)} image files are missing (first: "

@@ -1,6 +1,7 @@
 """What a task type declares: name, parameters, image roles, answer, scoring, chance level."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -33,6 +34,12 @@ class TaskType:
     def score(self, answer: BaseModel, key: str) -> bool:
         """Whether `answer` is correct for a trial whose answer key is `key`."""
         raise NotImplementedError
+
+    def score_fields(self, values: Mapping[str, Any], key: str) -> bool:
+        """Score the answer held in `values` (a client's record; other keys are ignored)."""
+        answer = self.Answer.model_validate({k: values[k] for k in self.Answer.model_fields
+                                             if k in values})
+        return self.score(answer, key)
 
     def describe(self) -> dict[str, Any]:
         """JSON-able facts for `interpsy tasks` and experiment records."""

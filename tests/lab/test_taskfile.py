@@ -60,3 +60,17 @@ def test_reference_mode_and_bad_files(built, tmp_path):
     bad.write_text("{}")
     with pytest.raises(InterpsyError, match="not an interpsy lab task file"):
         load_task_file(bad)
+
+
+def test_the_task_file_carries_the_task_type_that_scores_its_answers(built, tmp_path):
+    db, key = built
+    task_file = export_task(db, key, "L09", tmp_path / "typed.json")
+    data = json.loads(task_file.read_text())
+    assert data["task_type"] == "imi_2afc"
+    del data["task_type"]  # a file exported before task types existed
+    task_file.write_text(json.dumps(data))
+    task, sequencer = _offline_run(task_file, tmp_path / "data")
+    assert task.task_type == "imi_2afc"
+    # the responder errs once in the first practice attempt, then answers right: the type
+    # scored the one wrong answer wrong (a second attempt) and the rest right (passed)
+    assert (sequencer.progress.status, sequencer.progress.practice_attempts) == ("completed", 2)

@@ -1,0 +1,211 @@
+"""Shared pieces of the session service: what clients send and get, constants, lookups."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session as OrmSession
+
+from experiments.db.models import (
+    Experiment,
+    Response,
+    Session,
+    Trial,
+)
+from experiments.errors import NotFound
+from experiments.practice import practice_order, practice_position
+from experiments.spec import ExperimentSpec
+from experiments.vocabulary import FINISHED, SessionStatus
+
+ACTIVE = SessionStatus.ACTIVE  # the status most checks ask about
+FRAME_TOLERANCE_MS = 17  # one frame at 60 Hz: a response time may undercut the lock by this
+CLOCK_TOLERANCE_MS = 2000  # client and server clocks: how much a client time may exceed wall time
+REFUSAL_TEXT = {
+    "timed_out": "this session timed out and its trials were given to someone else",
+    "full": "this session was idle before its first answer and every task is taken now",
+}
+SOURCES = ("prolific", "mturk", "link", "lab")
+
+
+class ResponseIn(BaseModel):
+    """One answered trial as a client sends it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    trial_index: int = Field(ge=0, le=100_000)
+    trial_id: int = Field(ge=1)
+    choice: Literal["a", "b"]
+    confidence: int = Field(ge=1, le=3)
+    rt_ms: float = Field(ge=0, le=86_400_000, allow_inf_nan=False)
+    stim_onset_ms: float | None = Field(None, allow_inf_nan=False)
+    response_ms: float | None = Field(None, allow_inf_nan=False)
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    def same_answer(self, stored: Response) -> bool:
+        return (stored.trial_id == self.trial_id and stored.choice == self.choice
+                and stored.confidence == self.confidence and abs(stored.rt_ms - self.rt_ms) < 1e-6)
+
+
+@dataclass(frozen=True)
+class TrialView:
+    """A trial as a client needs it to draw the screen and give feedback."""
+
+    trial_id: int
+    phase: str
+    position: int
+    is_catch: bool
+    unit_id: str
+    condition: str
+    difficulty: str
+    batch: int
+    query_a: str
+    query_b: str
+    correct_choice: str
+    references_max: list[str]
+    references_min: list[str]
+    model: str = ""
+    layer: str = ""
+    channel: int = -1
+
+    @classmethod
+    def of(cls, trial: Trial) -> TrialView:
+        return cls(trial.id, trial.phase, trial.position, trial.is_catch, trial.unit_id,
+                   trial.condition, trial.difficulty, trial.batch, trial.query_a, trial.query_b,
+                   trial.correct_choice, list(trial.references_max), list(trial.references_min),
+                   trial.model, trial.layer, trial.channel)
+
+    def image_ids(self) -> list[str]:
+        """Every image this trial shows."""
+        return [*self.references_min, *self.references_max, self.query_a, self.query_b]
+
+
+@dataclass
+class SessionState:
+    """Where a session stands: its trials, the next trial_index and what happens next."""
+
+    session_id: str
+    experiment: str
+    task_id: str
+    condition: str
+    difficulty: str
+    client: str
+    status: str
+    next_index: int
+    practice_attempts: int
+    main_offset: int | None
+    practice_pass_mark: int
+    practice_max_attempts: int
+    practice: list[TrialView]
+    main: list[TrialView]
+    completion_code: str | None
+    token: str | None = None
+    resumed: bool = False
+    answered_correct_main: int = 0
+
+    def practice_trial(self, index: int) -> TrialView:
+        """The practice trial shown at running index `index` (repetitions are reshuffled)."""
+        return self.practice[practice_position(self.session_id, index, len(self.practice))]
+
+    @property
+    def practice_order(self) -> list[int]:
+        """The order of the practice attempt under way (or next)."""
+        n = len(self.practice)
+        return practice_order(self.session_id, self.next_index // n if n else 0, n)
+
+    @property
+    def stage(self) -> str:
+        """practice, main, finish (all trials stored, not yet completed) or done."""
+        if self.status in FINISHED:
+            return "done"
+        if self.main_offset is None:
+            return "practice"
+        return "main" if self.next_index - self.main_offset < len(self.main) else "finish"
+
+
+@dataclass
+class RecordResult:
+    """What storing one response did."""
+
+    stored: bool  # False: an identical retry, nothing written
+    trial_index: int
+    correct: bool
+    correct_choice: str  # told only after the answer is stored: the page's feedback
+    next_index: int
+    stage: str
+    practice_attempt_passed: bool | None = None
+    practice_attempts: int = 0
+    main_offset: int | None = None
+    server_received_at: datetime | None = None
+    rt_flag: str | None = None  # see Response.rt_flag
+
+
+@dataclass(frozen=True)
+class TaskTrials:
+    """A task's trials in order; immutable once the experiment is built, so cached per process."""
+
+    practice: tuple[TrialView, ...]
+    main: tuple[TrialView, ...]
+
+    def at(self, phase: str, position: int) -> TrialView | None:
+        trials = self.practice if phase == "practice" else self.main
+        return trials[position] if 0 <= position < len(trials) else None
+
+    def by_id(self, trial_id: int) -> TrialView:
+        return next(t for t in (*self.practice, *self.main) if t.trial_id == trial_id)
+
+
+_SPECS: dict[tuple[int, datetime, str], ExperimentSpec] = {}
+CACHE_SIZE = 4096
+
+
+def _remember(cache: dict, key: Any, value: Any) -> Any:
+    """Store in a bounded dict cache (oldest entry dropped first)."""
+    if len(cache) >= CACHE_SIZE:
+        cache.pop(next(iter(cache)), None)
+    cache[key] = value
+    return value
+
+
+def spec_of(experiment: Experiment) -> ExperimentSpec:
+    """The experiment's validated spec, parsed once per process (specs never change after build)."""
+    key = (experiment.id, experiment.created_at, experiment.spec_sha256)
+    spec = _SPECS.get(key)
+    return spec if spec is not None else _remember(
+        _SPECS, key, ExperimentSpec.model_validate(experiment.spec_json))
+
+
+def experiment_by_key(session: OrmSession, key: str, lock: bool = False) -> Experiment:
+    """`name@version`, or `name` for its newest version; NotFound otherwise."""
+    name, _, version = key.partition("@")
+    query = select(Experiment).where(Experiment.name == name)
+    if version:
+        query = query.where(Experiment.version == version)
+    else:
+        query = query.order_by(Experiment.created_at.desc(), Experiment.id.desc()).limit(1)
+    if lock:
+        query = query.with_for_update()
+    experiment = session.scalars(query).first()
+    if experiment is None:
+        raise NotFound(f"no experiment {key!r}")
+    return experiment
+
+
+def _hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _token_matches(record: Session, token: str) -> bool:
+    """The session's newest token or one handed out earlier (another tab keeps working)."""
+    given = _hash_token(token)
+    return any(hmac.compare_digest(known, given)
+               for known in (record.token_sha256, *(record.older_token_hashes or [])))
+
+
+def _add_token(record: Session, token: str, keep: int = 8) -> None:
+    record.older_token_hashes = [*(record.older_token_hashes or []), record.token_sha256][-keep:]
+    record.token_sha256 = _hash_token(token)

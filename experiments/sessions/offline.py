@@ -1,0 +1,78 @@
+"""Lab task files: holding a session offline, releasing and adopting it."""
+from __future__ import annotations
+
+import secrets
+import uuid
+
+from sqlalchemy import func, select
+
+from experiments.db.models import (
+    Session,
+)
+from experiments.errors import Refused
+from experiments.sessions.base import ServiceBase
+from experiments.sessions.common import (
+    ACTIVE,
+    _hash_token,
+)
+from experiments.vocabulary import FINISHED, RESUMABLE, SessionStatus
+
+
+class OfflineMixin(ServiceBase):
+    """Sessions held by exported lab task files."""
+
+    def hold_offline(self, session_id: str) -> None:
+        """Hold an in-progress session's task while it runs from an exported task file."""
+        with self.db.write() as session:
+            record = self._session(session, session_id, None, lock=True)
+            if record.status != ACTIVE:
+                raise Refused(f"session {session_id} is {record.status}", record.status)
+            record.held_offline = True
+            self._event(session, record, "exported", {"next_index": record.n_responses})
+
+    def release_offline(self, session_id: str) -> str:
+        """Free the task of an exported session at once (the lab will not run it); returns the
+        status it ends with. A later sync of it is still stored, as a late session."""
+        with self.db.write() as session:
+            record = self._session(session, session_id, None, lock=True)
+            if record.status == ACTIVE:
+                record.status = SessionStatus.TIMED_OUT
+                record.finished_at = record.last_activity_at
+            record.held_offline = False
+            self._event(session, record, "released", {"offline": True,
+                                                      "next_index": record.n_responses})
+            return record.status
+
+    def adopt_offline(self, session_id: str) -> str:
+        """The session an exported task's answers are synced into: its own while it holds its
+        task (or nobody took it); else a separate late session of the same participant and
+        task, flagged with `late_of`, so the answers are kept without sharing anyone's task."""
+        with self.db.write() as session:
+            record = self._lock_with_experiment(session, session_id)
+            late = session.scalars(select(Session).where(Session.late_of == record.id)).first()
+            if late is not None:
+                return late.id
+            if record.status in FINISHED or (record.status == ACTIVE and record.held_offline):
+                return record.id
+            spec = self._session_spec(session, record)
+            if record.status in RESUMABLE:
+                others = session.scalar(select(func.count()).select_from(Session).where(
+                    Session.task_id == record.task_id, Session.id != record.id,
+                    self._holding(spec)))
+                if not others:
+                    record.status, record.held_offline = ACTIVE, True
+                    record.last_activity_at = self.clock()
+                    self._event(session, record, "resumed_by_sync", {})
+                    return record.id
+            late = Session(id=uuid.uuid4().hex, experiment_id=record.experiment_id,
+                           participant_id=record.participant_id, task_id=record.task_id,
+                           token_sha256=_hash_token(secrets.token_urlsafe(32)), client="lab",
+                           status=ACTIVE, started_at=record.started_at,
+                           last_activity_at=self.clock(), held_offline=True, late_of=record.id,
+                           main_offset=0 if spec.practice.trials == 0 else None,
+                           client_info=dict(record.client_info or {}))
+            session.add(late)
+            session.flush()
+            self._event(session, record, "late_sync", {"late_session": late.id,
+                                                       "status": record.status})
+            return late.id

@@ -1,0 +1,255 @@
+"""Recording a session: idempotent responses, events, instructions and completion."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session as OrmSession
+
+from experiments.db.models import (
+    Event,
+    Response,
+    Session,
+)
+from experiments.errors import Conflict, Refused
+from experiments.practice import practice_position
+from experiments.sessions.base import ServiceBase
+from experiments.sessions.common import (
+    ACTIVE,
+    CLOCK_TOLERANCE_MS,
+    FRAME_TOLERANCE_MS,
+    RecordResult,
+    ResponseIn,
+    TrialView,
+)
+from experiments.spec import ExperimentSpec
+from experiments.tasks import get_task
+from experiments.vocabulary import FINISHED, RESUMABLE, SessionStatus
+
+
+class RecordingMixin(ServiceBase):
+    """Responses, events, instruction time, completion and client facts."""
+
+    def record_response(self, session_id: str, token: str | None, response: ResponseIn,
+                        client_recorded_at: datetime | None = None) -> RecordResult:
+        """Store one answer; an identical retry is a no-op, a different one is refused and logged.
+
+        `client_recorded_at`: when an offline lab run stored it (its journal's time).
+        """
+        conflict: tuple[str, dict] | None = None
+        with self.db.write() as session:
+            record = self._session(session, session_id, token, lock=True)
+            spec = self._session_spec(session, record)
+            index = response.trial_index
+            lapsed = (index >= record.n_responses and record.status in RESUMABLE
+                      and not self._holds(record, spec))
+            if lapsed:
+                pass  # reclaimed below, in a transaction that locks the experiment first
+            elif index < record.n_responses:
+                stored = session.scalars(select(Response).where(
+                    Response.session_id == record.id, Response.trial_index == index)).one()
+                if response.same_answer(stored):
+                    return self._result(session, record, stored, stored_now=False)
+                conflict = (f"trial {index} of this session is already stored with a different "
+                            f"answer", {"sent": response.model_dump(), "stored": {
+                                "trial_id": stored.trial_id, "choice": stored.choice,
+                                "confidence": stored.confidence, "rt_ms": stored.rt_ms}})
+            else:
+                return self._store_new(session, record, spec, response, client_recorded_at)
+        if lapsed:
+            outcome = self._reclaim_now(session_id)
+            if outcome is not None:
+                self._refuse_reclaimed(outcome)
+            return self.record_response(session_id, token, response, client_recorded_at)
+        # Outside the failed transaction: log the conflict, then refuse.
+        self.record_event(session_id, None, "conflicting_response", conflict[1])
+        raise Conflict(conflict[0])
+
+    def _store_new(self, session: OrmSession, record: Session, spec: ExperimentSpec,
+                   response: ResponseIn, client_recorded_at: datetime | None = None
+                   ) -> RecordResult:
+        index = response.trial_index
+        if index > record.n_responses:
+            raise Conflict(f"trial {index} sent before trial {record.n_responses}; send trials in "
+                           f"order", expected_trial_index=record.n_responses)
+        if record.status != ACTIVE:
+            raise Refused(f"this session is {record.status.replace('_', ' ')}; no more answers "
+                          f"are taken", record.status)
+        trial, attempt = self._trial_at(session, record, index)
+        if trial.trial_id != response.trial_id:
+            raise Conflict(f"trial_index {index} is trial {trial.trial_id} of this session, not "
+                           f"{response.trial_id}", expected_trial_index=record.n_responses)
+        now = self.clock()
+        stored = Response(session_id=record.id, trial_index=index, trial_id=trial.trial_id,
+                          rt_flag=self._rt_flag(response.rt_ms, record, spec, now),
+                          attempt=attempt, choice=response.choice,
+                          confidence=response.confidence,
+                          correct=get_task(spec.task.type).score_fields(
+                              response.model_dump(), trial.correct_choice),
+                          rt_ms=response.rt_ms, stim_onset_ms=response.stim_onset_ms,
+                          response_ms=response.response_ms, client_extra=response.extra,
+                          server_received_at=now, client_recorded_at=client_recorded_at)
+        session.add(stored)
+        record.n_responses = index + 1
+        record.last_activity_at = now
+        session.flush()
+        passed = None
+        n_practice = spec.practice.trials
+        if trial.phase == "practice" and index % n_practice == n_practice - 1:  # the attempt's last slot
+            passed = self._close_practice_attempt(session, record, spec, attempt)
+        return self._result(session, record, stored, stored_now=True, passed=passed)
+
+    @staticmethod
+    def _rt_flag(rt_ms: float, record: Session, spec: ExperimentSpec, now: datetime) -> str | None:
+        """Why the server cannot believe a reported response time (None: it can)."""
+        if rt_ms < spec.timing.button_lock_ms - FRAME_TOLERANCE_MS:
+            return "below_button_lock"  # the buttons were still locked
+        if rt_ms > (now - record.started_at).total_seconds() * 1000 + CLOCK_TOLERANCE_MS:
+            return "longer_than_session"  # longer than the session has existed
+        return None
+
+    def _trial_at(self, session: OrmSession, record: Session, index: int
+                  ) -> tuple[TrialView, int]:
+        trials = self.trials_of(session, record.task_id)
+        n_practice = len(trials.practice)
+        if record.main_offset is None or index < record.main_offset:
+            phase, attempt = "practice", index // n_practice
+            position = practice_position(record.id, index, n_practice)
+        else:
+            phase, position, attempt = "main", index - record.main_offset, 0
+        trial = trials.at(phase, position)
+        if trial is None:
+            raise Conflict(f"trial_index {index} is past the last trial of this session")
+        return trial, attempt
+
+    def _close_practice_attempt(self, session: OrmSession, record: Session, spec: ExperimentSpec,
+                                attempt: int) -> bool:
+        first = record.n_responses - spec.practice.trials
+        n_correct = session.scalar(select(func.count()).select_from(Response).where(
+            Response.session_id == record.id, Response.trial_index >= first,
+            Response.correct.is_(True)))
+        record.practice_attempts = attempt + 1
+        if n_correct >= spec.practice.pass_mark:
+            record.main_offset = record.n_responses
+            return True
+        if spec.practice.max_attempts and record.practice_attempts >= spec.practice.max_attempts:
+            record.status = SessionStatus.FAILED_PRACTICE
+            record.finished_at = self.clock()
+            record.completion_code = spec.recruitment.completion_codes.failed_checks
+        return False
+
+    def _result(self, session: OrmSession, record: Session, stored: Response, stored_now: bool,
+                passed: bool | None = None) -> RecordResult:
+        trials = self.trials_of(session, record.task_id)
+        if record.status in FINISHED:
+            stage = "done"
+        elif record.main_offset is None:
+            stage = "practice"
+        else:
+            stage = "main" if record.n_responses - record.main_offset < len(trials.main) else "finish"
+        return RecordResult(stored=stored_now, trial_index=stored.trial_index,
+                            correct=stored.correct,
+                            correct_choice=trials.by_id(stored.trial_id).correct_choice,
+                            next_index=record.n_responses, stage=stage,
+                            practice_attempt_passed=passed,
+                            practice_attempts=record.practice_attempts,
+                            main_offset=record.main_offset,
+                            server_received_at=stored.server_received_at,
+                            rt_flag=stored.rt_flag)
+
+    # ---- events, instructions, completion -----------------------------------------------
+    def record_event(self, session_id: str, token: str | None, kind: str,
+                     payload: dict[str, Any] | None = None, client_ms: float | None = None,
+                     client_key: str | None = None) -> bool:
+        """Log a client event (reload, focus loss, fullscreen exit...) or a server-side one.
+
+        Returns False, storing nothing, when the session already has an event with `client_key`
+        (a retry whose first reply was lost).
+        """
+        with self.db.write() as session:
+            record = self._session(session, session_id, token, lock=client_key is not None)
+            if self._seen(session, record.id, client_key):
+                return False
+            session.add(Event(session_id=record.id, experiment_id=record.experiment_id,
+                              kind=kind[:40], payload=payload or {}, client_ms=client_ms,
+                              client_key=client_key, created_at=self.clock()))
+            return True
+
+    def record_instructions(self, session_id: str, token: str | None, seconds: float,
+                            client_key: str | None = None) -> bool:
+        """Add time spent on the instruction screens, once per `client_key`."""
+        with self.db.write() as session:
+            record = self._session(session, session_id, token, lock=True)
+            if self._seen(session, record.id, client_key):
+                return False
+            claimed = max(0.0, float(seconds))
+            counted = claimed
+            if record.client == "web":
+                # A page's instruction time cannot exceed the wall time its session has existed
+                # (the lab's times come from the researcher's machine, synced perhaps later).
+                elapsed = (self.clock() - record.started_at).total_seconds()
+                counted = max(0.0, min(claimed, elapsed + CLOCK_TOLERANCE_MS / 1000
+                                       - (record.instruction_s or 0.0)))
+            if client_key is not None:
+                session.add(Event(session_id=record.id, experiment_id=record.experiment_id,
+                                  kind="instructions",
+                                  payload={"seconds": claimed, "counted": counted},
+                                  client_key=client_key, created_at=self.clock()))
+            if counted < claimed:
+                record.time_flags = [*(record.time_flags or []),
+                                     f"instruction time {claimed:.0f} s claimed, {counted:.0f} s "
+                                     f"possible by the server's clock"][-20:]
+            record.instruction_s = (record.instruction_s or 0.0) + counted
+            record.instruction_s_claimed = (record.instruction_s_claimed or 0.0) + claimed
+            record.last_activity_at = self.clock()
+            return True
+
+    @staticmethod
+    def _seen(session: OrmSession, session_id: str, client_key: str | None) -> bool:
+        return client_key is not None and session.scalar(select(func.count()).select_from(Event).where(
+            Event.session_id == session_id, Event.client_key == client_key)) > 0
+
+    def complete(self, session_id: str, token: str | None, feedback: str | None = None,
+                 finished_at: datetime | None = None) -> str:
+        """Finish a session whose trials are all stored; return its completion code.
+
+        `finished_at`: when an offline lab run finished, by its clock (default: now).
+        """
+        with self.db.write() as session:
+            record = self._session(session, session_id, token, lock=True)
+            if record.status in FINISHED:
+                return record.completion_code or ""
+            spec = self._session_spec(session, record)
+            n_main = len(self.trials_of(session, record.task_id).main)
+            stored_main = (record.n_responses - record.main_offset
+                           if record.main_offset is not None else 0)
+            if stored_main < n_main:
+                raise Conflict(f"{n_main - stored_main} of {n_main} main trials are not stored yet",
+                               expected_trial_index=record.n_responses)
+            if record.status == SessionStatus.TIMED_OUT:
+                record.status = ACTIVE  # every answer is stored: the work is done and is paid
+            if record.status != ACTIVE:
+                raise Refused(f"this session is {record.status}", record.status)
+            record.status = SessionStatus.COMPLETED
+            record.finished_at = finished_at or self.clock()
+            record.last_activity_at = self.clock()
+            record.completion_code = spec.recruitment.completion_codes.completed
+            if feedback:
+                record.feedback = feedback[:10_000]
+            return record.completion_code
+
+
+    def client_facts(self, session_id: str, started_at: datetime | None = None,
+                      finished_at: datetime | None = None,
+                      client_info: dict[str, Any] | None = None) -> None:
+        """A lab run's facts (screen, monitor, sizes) and, for an offline run, its times by the
+        lab machine's clock (from its journal)."""
+        with self.db.write() as session:
+            record = self._session(session, session_id, None, lock=True)
+            if started_at is not None:
+                record.started_at = started_at
+            if finished_at is not None and record.status in FINISHED:
+                record.finished_at = finished_at
+            if client_info:
+                record.client_info = {**(record.client_info or {}), **client_info}
