@@ -21,6 +21,7 @@ from experiments.design import Design, plan
 from experiments.errors import InterpsyError
 from experiments.spec import LoadedSpec, load_spec
 from experiments.stimulus_set import StimulusSet, load_stimulus_set
+from experiments.tasks import get_task
 
 
 def load_sets(loaded: LoadedSpec, verify_hashes: bool = False) -> list[StimulusSet]:
@@ -31,6 +32,12 @@ def load_sets(loaded: LoadedSpec, verify_hashes: bool = False) -> list[StimulusS
     if len(set(names)) != len(names):
         raise InterpsyError(f"{loaded.path}: stimulus_sets: two sets share the name "
                             f"{next(n for n in names if names.count(n) > 1)!r}")
+    task = get_task(loaded.spec.task.type)
+    for stimulus_set in sets:
+        missing = [role for role in task.roles if not (stimulus_set.images.role == role).any()]
+        if missing:
+            raise InterpsyError(f"{loaded.path}: task type {task.name} needs images of the roles "
+                                f"{', '.join(missing)}; stimulus set {stimulus_set.path} has none")
     return sets
 
 

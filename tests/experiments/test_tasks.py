@@ -40,6 +40,13 @@ class YesNo(TaskType):
         return answer.says_yes == (key == "yes")
 
 
+class Occluding(YesNo):
+    """A type needing an image role the 2-AFC sets do not hold."""
+
+    name = "occluding"
+    roles = ("query_max", "occluded_max")
+
+
 class NotATask:
     pass
 
@@ -99,3 +106,16 @@ def test_an_entry_point_that_is_no_task_type_or_a_second_name_is_refused(registe
     registered("tests.experiments.test_tasks:YesNo", "tests.experiments.test_tasks:YesNo")
     with pytest.raises(SpecError, match="'yes_no' is registered twice"):
         task_types()
+
+
+def test_a_stimulus_set_lacking_the_roles_a_task_needs_is_refused(registered, toy_set, tmp_path,
+                                                                  capsys):
+    from tests.stimset import write_spec
+
+    registered("tests.experiments.test_tasks:Occluding")
+    spec = write_spec(tmp_path / "spec.toml", [toy_set], task={"type": "occluding"})
+    url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    assert main(["experiment", "build", str(spec), "--database", url]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: {spec.resolve()}: task type occluding needs images of the roles "
+                   f"occluded_max; stimulus set {toy_set} has none")
