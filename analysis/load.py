@@ -24,6 +24,8 @@ from experiments.schema import (
     coerce,
     required_missing,
 )
+from experiments.tasks import TaskType, get_task
+from experiments.tasks.registry import DEFAULT_TASK
 
 TABLE_NAMES = ("responses", "participants", "units", "trials")
 MODEL_COLUMNS = ("model", "display_name", "parameters", "train_images", "top1", "top1_kind",
@@ -121,11 +123,8 @@ def load_dataset(path: str | Path, experiment: str | None = None,
                              or x.get("experiment", "").split("@")[0] == experiment.split("@")[0]])
 
 
-def task_of(settings: Sequence[Mapping[str, Any]]):
+def task_of(settings: Sequence[Mapping[str, Any]]) -> TaskType:
     """The task type of the exported experiments (IMI's 2-AFC when no spec says otherwise)."""
-    from experiments.tasks import get_task
-    from experiments.tasks.registry import DEFAULT_TASK
-
     names = {((s.get("spec") or {}).get("task") or {}).get("type", DEFAULT_TASK)
              for s in settings} or {DEFAULT_TASK}
     if len(names) > 1:

@@ -44,9 +44,9 @@ class RecordingMixin(ServiceBase):
             index = response.trial_index
             lapsed = (index >= record.n_responses and record.status in RESUMABLE
                       and not self._holds(record, spec))
-            if lapsed:
-                pass  # reclaimed below, in a transaction that locks the experiment first
-            elif index < record.n_responses:
+            if not lapsed:
+                if index >= record.n_responses:
+                    return self._store_new(session, record, spec, response, client_recorded_at)
                 stored = session.scalars(select(Response).where(
                     Response.session_id == record.id, Response.trial_index == index)).one()
                 if response.same_answer(stored):
@@ -55,9 +55,7 @@ class RecordingMixin(ServiceBase):
                             f"answer", {"sent": response.model_dump(), "stored": {
                                 "trial_id": stored.trial_id, "choice": stored.choice,
                                 "confidence": stored.confidence, "rt_ms": stored.rt_ms}})
-            else:
-                return self._store_new(session, record, spec, response, client_recorded_at)
-        if lapsed:
+        if lapsed:  # reclaimed in a transaction that locks the experiment first
             outcome = self._reclaim_now(session_id)
             if outcome is not None:
                 self._refuse_reclaimed(outcome)

@@ -1,6 +1,7 @@
 """What a task type declares: name, parameters, image roles, answer, scoring, chance level."""
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -13,7 +14,7 @@ class NoParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class TaskType:
+class TaskType(ABC):
     """A paradigm. Subclasses set the class attributes and `score`; one instance is registered.
 
     - `Params`: the pydantic model of the spec's `[task]` table (besides `type`);
@@ -31,9 +32,9 @@ class TaskType:
     chance: ClassVar[float]
     extra_columns: ClassVar[dict[str, str]] = {}
 
+    @abstractmethod
     def score(self, answer: BaseModel, key: str) -> bool:
         """Whether `answer` is correct for a trial whose answer key is `key`."""
-        raise NotImplementedError
 
     def score_fields(self, values: Mapping[str, Any], key: str) -> bool:
         """Score the answer held in `values` (a client's record; other keys are ignored)."""

@@ -48,7 +48,7 @@ class Occluding(YesNo):
 
 
 class NotATask:
-    pass
+    """An entry point target that is no task type."""
 
 
 @pytest.fixture
