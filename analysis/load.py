@@ -25,7 +25,7 @@ from experiments.schema import (
     required_missing,
 )
 from experiments.tasks import TaskType, get_task
-from experiments.tasks.registry import DEFAULT_TASK
+from experiments.tasks.registry import DEFAULT_TASK, task_name_of_spec
 
 TABLE_NAMES = ("responses", "participants", "units", "trials")
 MODEL_COLUMNS = ("model", "display_name", "parameters", "train_images", "top1", "top1_kind",
@@ -125,8 +125,7 @@ def load_dataset(path: str | Path, experiment: str | None = None,
 
 def task_of(settings: Sequence[Mapping[str, Any]]) -> TaskType:
     """The task type of the exported experiments (IMI's 2-AFC when no spec says otherwise)."""
-    names = {((s.get("spec") or {}).get("task") or {}).get("type", DEFAULT_TASK)
-             for s in settings} or {DEFAULT_TASK}
+    names = {task_name_of_spec(s.get("spec")) for s in settings} or {DEFAULT_TASK}
     if len(names) > 1:
         raise DataError(f"the dataset mixes task types {', '.join(sorted(names))}; analyse each "
                         f"type's experiments on their own")

@@ -111,9 +111,8 @@ def _store(session, loaded: LoadedSpec, sets: list[StimulusSet], design: Design)
             {"task_id": task.id, "ordinal": ordinal, "phase": t.phase, "position": t.position,
              "is_catch": t.is_catch, "unit_id": t.unit.unit_id, "model": t.unit.model,
              "layer": t.unit.layer, "channel": t.unit.channel, "condition": t.condition,
-             "difficulty": t.difficulty, "batch": t.batch, "query_a": t.query_a,
-             "query_b": t.query_b, "correct_choice": t.correct_choice,
-             "references_max": t.references_max, "references_min": t.references_min}
+             "difficulty": t.difficulty, "batch": t.batch, "stimulus": t.stimulus,
+             "answer_key": t.answer_key}
             for ordinal, t in enumerate(planned.practice + planned.main)])
     return experiment
 

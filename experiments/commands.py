@@ -118,5 +118,5 @@ def tasks(as_json: bool) -> None:
                 default = "" if field["default"] is None else f" = {field['default']!r}"
                 note = f"  {field['description']}" if field["description"] else ""
                 click.echo(f"    {name}: {field['type']}{default}{note}")
-        if task["extra_columns"]:
-            click.echo(f"  extra response columns: {', '.join(task['extra_columns'])}")
+        click.echo(f"  answer keys: {', '.join(task['keys'])} (column {task['key_column']})")
+        click.echo(f"  response columns: {', '.join(task['response_columns'])}")

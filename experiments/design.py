@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -10,9 +12,7 @@ import pandas as pd
 from experiments.errors import SpecError
 from experiments.spec import ExperimentSpec
 from experiments.stimulus_set import StimulusSet
-
-SYNTHETIC_SHARE_IN_MIXED = 0.5  # mixed: the first half (rounded down) of each side is synthetic
-
+from experiments.tasks import TaskType, get_task
 
 @dataclass(frozen=True)
 class UnitInfo:
@@ -27,7 +27,7 @@ class UnitInfo:
 
 @dataclass
 class PlannedTrial:
-    """One trial as the participant will see it."""
+    """One trial as the participant will see it: generic facts plus the task's stimulus."""
 
     phase: str
     position: int
@@ -36,11 +36,8 @@ class PlannedTrial:
     condition: str
     difficulty: str
     batch: int
-    query_a: str
-    query_b: str
-    correct_choice: str
-    references_max: list[str]
-    references_min: list[str]
+    stimulus: dict[str, Any]
+    answer_key: str
 
 
 @dataclass
@@ -110,16 +107,9 @@ def _reserve(listed: list[str], count: int, pool: list[str], what: str, key: str
     return sorted(rng.choice(pool, size=count, replace=False).tolist()) if count else []
 
 
-def _balanced_choices(n: int, rng: np.random.Generator) -> list[str]:
-    """'a'/'b' for the max query, n // 2 of one and the rest of the other, in random order."""
-    first, second = ("a", "b") if rng.random() < 0.5 else ("b", "a")
-    labels = [first] * (n - n // 2) + [second] * (n // 2)
-    rng.shuffle(labels)
-    return labels
-
-
-class _TrialMaker:
-    """Builds trials for units, cycling each unit's reference batches per (condition, difficulty)."""
+class TrialContext:
+    """What a task type makes trials from: the spec, the sets' images, the seeded rng, and each
+    unit's reference batches cycled per cell (condition, difficulty, phase)."""
 
     def __init__(self, spec: ExperimentSpec, sets: list[StimulusSet], rng: np.random.Generator):
         self.spec = spec
@@ -127,65 +117,35 @@ class _TrialMaker:
         self.rng = rng
         self._cycle: dict[tuple, tuple[list[int], int]] = {}
 
+    def images(self, unit: UnitInfo, kind: str, role: str, batch: int,
+               difficulty: str = "") -> list[str]:
+        """The image ids of a unit's (kind, role, batch, difficulty), in rank order."""
+        return self.indexes[unit.set_index].get(unit.unit_id, kind, role, batch, difficulty)
+
+    def set_path(self, unit: UnitInfo) -> Path:
+        """The folder of the stimulus set the unit comes from (for error messages)."""
+        return self.indexes[unit.set_index].set.path
+
     def next_batch(self, unit: UnitInfo, kind: str, cell: tuple) -> int:
+        """The unit's next reference batch of `kind` for `cell`, from a seeded start."""
         key = (unit.unit_id, kind, cell)
         if key not in self._cycle:
             batches = self.indexes[unit.set_index].batches(unit.unit_id, kind)
             if not batches:
                 raise SpecError(f"unit {unit.unit_id} has no {kind} references in "
-                                f"{self.indexes[unit.set_index].set.path}; condition "
-                                f"{cell[0]!r} needs them")
+                                f"{self.set_path(unit)}; condition {cell[0]!r} needs them")
             self._cycle[key] = (batches, int(self.rng.integers(len(batches))))
         batches, counter = self._cycle[key]
         self._cycle[key] = (batches, counter + 1)
         return batches[counter % len(batches)]
 
-    def references(self, unit: UnitInfo, condition: str, batch: int, cell: tuple
-                   ) -> tuple[list[str], list[str]]:
-        index, n = self.indexes[unit.set_index], self.spec.references_per_side
-        natural = [index.get(unit.unit_id, "natural", role, batch)
-                   for role in ("reference_max", "reference_min")]
-        if condition == "natural":
-            sides = natural
-        elif condition == "none":
-            return [], []
-        else:
-            synthetic_batch = self.next_batch(unit, "synthetic", cell)
-            synthetic = [index.get(unit.unit_id, "synthetic", role, synthetic_batch)
-                         for role in ("reference_max", "reference_min")]
-            if condition == "synthetic":
-                sides = synthetic
-            else:
-                k = int(n * SYNTHETIC_SHARE_IN_MIXED)
-                sides = [syn[:k] + nat[: n - k] for syn, nat in zip(synthetic, natural)]
-        for side in sides:
-            if len(side) < n:
-                raise SpecError(f"references_per_side is {n} but unit {unit.unit_id} has only "
-                                f"{len(side)} {condition} references per side in batch {batch}")
-        return sides[0][:n], sides[1][:n]
-
-    def trial(self, unit: UnitInfo, condition: str, difficulty: str, phase: str, position: int,
-              max_is: str, is_catch: bool = False) -> PlannedTrial:
-        cell = (condition, difficulty, phase)
-        batch = self.next_batch(unit, "natural", cell)
-        shown = "natural" if is_catch and condition == "none" else condition
-        ref_max, ref_min = self.references(unit, shown, batch, cell)
-        if is_catch:
-            # The query is one of the references shown: the answer is obvious.
-            q_max = ref_max[int(self.rng.integers(len(ref_max)))]
-            q_min = ref_min[int(self.rng.integers(len(ref_min)))]
-        else:
-            index = self.indexes[unit.set_index]
-            q_max_list = index.get(unit.unit_id, "natural", "query_max", batch, difficulty)
-            q_min_list = index.get(unit.unit_id, "natural", "query_min", batch, difficulty)
-            if len(q_max_list) != 1 or len(q_min_list) != 1:
-                raise SpecError(f"difficulty {difficulty!r}: unit {unit.unit_id} batch {batch} "
-                                f"needs one {difficulty} query_max and one query_min in "
-                                f"{index.set.path}")
-            q_max, q_min = q_max_list[0], q_min_list[0]
-        query_a, query_b = (q_max, q_min) if max_is == "a" else (q_min, q_max)
-        return PlannedTrial(phase, position, is_catch, unit, condition, difficulty, batch,
-                            query_a, query_b, max_is, ref_max, ref_min)
+    def trial(self, task: TaskType, unit: UnitInfo, condition: str, difficulty: str, phase: str,
+              position: int, key: str, is_catch: bool = False) -> PlannedTrial:
+        """One planned trial, its stimulus made by `task` and checked against its model."""
+        made = task.make_trial(self, unit, condition, difficulty, phase, key, is_catch)
+        stimulus = task.Stimulus.model_validate(made.stimulus).model_dump()
+        return PlannedTrial(phase, position, is_catch, unit, condition, difficulty, made.batch,
+                            stimulus, made.answer_key)
 
 
 def _fill_tasks(units: list[str], per_task: int, responses: int, rng: np.random.Generator
@@ -227,7 +187,8 @@ def plan(spec: ExperimentSpec, sets: list[StimulusSet]) -> Design:
     else:
         groups = {"pooled": [u for u in all_ids if u not in reserved]}
 
-    maker = _TrialMaker(spec, sets, rng)
+    maker = TrialContext(spec, sets, rng)
+    task_type = get_task(spec.task.type)
     targets = dict.fromkeys(all_ids, 0)
     tasks: list[PlannedTask] = []
     for condition in spec.conditions:
@@ -239,7 +200,7 @@ def plan(spec: ExperimentSpec, sets: list[StimulusSet]) -> Design:
                                     f"practice and catch units; each unit may appear once per task")
                 for unit_ids in _fill_tasks(pool, spec.main_trials_per_task,
                                             spec.responses_per_unit, rng):
-                    tasks.append(_make_task(maker, spec, units, unit_ids, practice, catch,
+                    tasks.append(_make_task(maker, task_type, spec, units, unit_ids, practice, catch,
                                             condition, difficulty, group, rng))
                     for unit_id in unit_ids:
                         targets[unit_id] += 1
@@ -251,22 +212,22 @@ def plan(spec: ExperimentSpec, sets: list[StimulusSet]) -> Design:
     return Design(tasks, roles, targets, units, sorted(left_out))
 
 
-def _make_task(maker: _TrialMaker, spec: ExperimentSpec, units: dict[str, UnitInfo],
+def _make_task(maker: TrialContext, task_type: TaskType, spec: ExperimentSpec, units: dict[str, UnitInfo],
                main_ids: list[str], practice: list[str], catch: list[str], condition: str,
                difficulty: str, group: str, rng: np.random.Generator) -> PlannedTask:
     task = PlannedTask("", condition, difficulty, group, 0)
     practice_ids = list(practice[: spec.practice.trials])
     rng.shuffle(practice_ids)
-    for position, (unit_id, max_is) in enumerate(
-            zip(practice_ids, _balanced_choices(len(practice_ids), rng))):
-        task.practice.append(maker.trial(units[unit_id], condition, difficulty, "practice",
-                                         position, max_is))
+    for position, (unit_id, key) in enumerate(
+            zip(practice_ids, task_type.balanced_keys(len(practice_ids), rng))):
+        task.practice.append(maker.trial(task_type, units[unit_id], condition, difficulty,
+                                         "practice", position, key))
     block = [(u, False) for u in main_ids] + [(u, True) for u in catch[: spec.catch_trials_per_task]]
     rng.shuffle(block)
-    for position, ((unit_id, is_catch), max_is) in enumerate(
-            zip(block, _balanced_choices(len(block), rng))):
-        task.main.append(maker.trial(units[unit_id], condition, difficulty, "main", position,
-                                     max_is, is_catch))
+    for position, ((unit_id, is_catch), key) in enumerate(
+            zip(block, task_type.balanced_keys(len(block), rng))):
+        task.main.append(maker.trial(task_type, units[unit_id], condition, difficulty, "main",
+                                     position, key, is_catch))
     return task
 
 
@@ -279,8 +240,6 @@ def design_frame(design: Design) -> pd.DataFrame:
                          "phase": trial.phase, "position": trial.position,
                          "is_catch": trial.is_catch, "unit_id": trial.unit.unit_id,
                          "condition": trial.condition, "difficulty": trial.difficulty,
-                         "batch": trial.batch, "query_a": trial.query_a, "query_b": trial.query_b,
-                         "correct_choice": trial.correct_choice,
-                         "references_max": trial.references_max,
-                         "references_min": trial.references_min})
+                         "batch": trial.batch, **trial.stimulus,
+                         "answer_key": trial.answer_key})
     return pd.DataFrame(rows)

@@ -21,7 +21,9 @@ from experiments.db.models import (
     Unit,
 )
 from experiments.errors import InterpsyError, NotFound
-from experiments.schema import SETTINGS_FILE, TABLES, coerce
+from experiments.schema import SETTINGS_FILE, TABLES, coerce, tables_for
+from experiments.tasks import TaskType, get_task
+from experiments.tasks.registry import task_name_of_spec
 from experiments.vocabulary import SessionStatus
 
 Format = Literal["parquet", "csv"]
@@ -58,6 +60,7 @@ def _response_rows(session, experiment: Experiment) -> list[dict]:
              .where(Session.experiment_id == experiment.id)
              .order_by(Participant.number, Session.started_at, Session.id, Response.trial_index))
     rows = []
+    task = task_of_experiment(experiment)
     for response, sess, number, task_key, trial in session.execute(query):
         rows.append({
             "experiment": experiment.key, "participant_id": pseudonym(number),
@@ -65,10 +68,10 @@ def _response_rows(session, experiment: Experiment) -> list[dict]:
             "condition": trial.condition, "difficulty": trial.difficulty, "phase": trial.phase,
             "is_catch": trial.is_catch, "trial_index": response.trial_index,
             "model": trial.model, "layer": trial.layer, "channel": trial.channel,
-            "unit_id": trial.unit_id, "batch": trial.batch, "query_a": trial.query_a,
-            "query_b": trial.query_b, "correct_choice": trial.correct_choice,
-            "choice": response.choice, "correct": response.correct,
-            "confidence": response.confidence, "rt_ms": response.rt_ms,
+            "unit_id": trial.unit_id, "batch": trial.batch,
+            **task.response_values(trial.stimulus, trial.answer_key, response.answer,
+                                   response.correct),
+            "rt_ms": response.rt_ms,
             "stim_onset_ms": response.stim_onset_ms, "response_ms": response.response_ms,
             "server_received_at": response.server_received_at, "attempt": response.attempt,
             "rt_flag": response.rt_flag,
@@ -167,14 +170,17 @@ def _unit_rows(session, experiment: Experiment) -> list[dict]:
 def _trial_rows(session, experiment: Experiment) -> list[dict]:
     query = (select(Task.task_key, Trial).join(Trial, Trial.task_id == Task.id)
              .where(Task.experiment_id == experiment.id).order_by(Task.task_key, Trial.ordinal))
+    task = task_of_experiment(experiment)
     return [{"experiment": experiment.key, "task_id": key, "condition": t.condition,
              "difficulty": t.difficulty, "phase": t.phase, "position": t.position,
              "is_catch": t.is_catch, "model": t.model, "layer": t.layer, "channel": t.channel,
-             "unit_id": t.unit_id, "batch": t.batch, "query_a": t.query_a, "query_b": t.query_b,
-             "correct_choice": t.correct_choice,
-             "references_max": json.dumps(t.references_max),
-             "references_min": json.dumps(t.references_min)}
+             "unit_id": t.unit_id, "batch": t.batch, **task.trial_values(t.stimulus, t.answer_key)}
             for key, t in session.execute(query)]
+
+
+def task_of_experiment(experiment: Experiment) -> TaskType:
+    """The task type an experiment was built with (its stored spec's `[task]` type)."""
+    return get_task(task_name_of_spec(experiment.spec_json))
 
 
 BUILDERS = {"responses": _response_rows, "participants": _participant_rows,
@@ -185,11 +191,12 @@ def frames_from_db(db: Database, experiment: str | None = None) -> dict[str, pd.
     """The dataset tables of one experiment (or all) as DataFrames with the documented dtypes."""
     with db.read() as session:
         chosen = _experiments(session, experiment)
+        tables = tables_for(task_of_experiment(exp).name for exp in chosen)
         frames = {}
         for table, builder in BUILDERS.items():
             rows = [row for exp in chosen for row in builder(session, exp)]
-            frame = pd.DataFrame(rows, columns=list(TABLES[table]))
-            frames[table] = coerce(frame, table)
+            frame = pd.DataFrame(rows, columns=list(tables[table]))
+            frames[table] = coerce(frame, table, tables)
     return frames
 
 

@@ -1,12 +1,16 @@
 """Column names and pandas dtypes of the exported dataset (documented in data/SCHEMA.md)."""
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import pandas as pd
 
 from experiments import vocabulary
+from experiments.tasks.registry import DEFAULT_TASK, get_task
 
-# One row per trial shown. Order is the export's column order.
-RESPONSE_COLUMNS: dict[str, str] = {
+# One row per trial shown. Order is the export's column order: the head, the task type's own
+# columns (IMI's 2-AFC: query_a, query_b, correct_choice, choice, correct, confidence), the tail.
+RESPONSE_HEAD: dict[str, str] = {
     "experiment": "string",
     "participant_id": "string",
     "session_id": "string",
@@ -22,12 +26,8 @@ RESPONSE_COLUMNS: dict[str, str] = {
     "channel": "Int64",
     "unit_id": "string",
     "batch": "Int64",
-    "query_a": "string",
-    "query_b": "string",
-    "correct_choice": "string",
-    "choice": "string",
-    "correct": "bool",
-    "confidence": "Int64",
+}
+RESPONSE_TAIL: dict[str, str] = {
     "rt_ms": "float64",
     "stim_onset_ms": "float64",
     "response_ms": "float64",
@@ -95,7 +95,7 @@ UNIT_COLUMNS: dict[str, str] = {
     "target_responses": "Int64",
 }
 
-TRIAL_COLUMNS: dict[str, str] = {
+TRIAL_HEAD: dict[str, str] = {
     "experiment": "string",
     "task_id": "string",
     "condition": "string",
@@ -108,19 +108,23 @@ TRIAL_COLUMNS: dict[str, str] = {
     "channel": "Int64",
     "unit_id": "string",
     "batch": "Int64",
-    "query_a": "string",
-    "query_b": "string",
-    "correct_choice": "string",
-    "references_max": "string",
-    "references_min": "string",
 }
 
-TABLES: dict[str, dict[str, str]] = {
-    "responses": RESPONSE_COLUMNS,
-    "participants": PARTICIPANT_COLUMNS,
-    "units": UNIT_COLUMNS,
-    "trials": TRIAL_COLUMNS,
-}
+
+def tables_for(task_names: Iterable[str] = (DEFAULT_TASK,)) -> dict[str, dict[str, str]]:
+    """Each table's columns for a dataset of these task types (their own columns merged in
+    order between the generic head and tail)."""
+    tasks = [get_task(name) for name in dict.fromkeys(task_names)] or [get_task(DEFAULT_TASK)]
+    responses, trials = dict(RESPONSE_HEAD), dict(TRIAL_HEAD)
+    for task in tasks:
+        responses.update(task.response_columns)
+        trials.update(task.trial_columns)
+    return {"responses": {**responses, **RESPONSE_TAIL}, "participants": PARTICIPANT_COLUMNS,
+            "units": UNIT_COLUMNS, "trials": trials}
+
+
+TABLES = tables_for()  # IMI's 2-AFC, the default task type
+RESPONSE_COLUMNS, TRIAL_COLUMNS = TABLES["responses"], TABLES["trials"]
 
 # Columns added after the first exports: a file without them reads with them empty.
 OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -138,10 +142,12 @@ CONDITIONS, DIFFICULTIES, PHASES, CLIENTS = vocabulary.CONDITIONS, vocabulary.DI
     vocabulary.PHASES, vocabulary.CLIENTS  # re-exported for the dataset's readers
 
 
-def coerce(frame: pd.DataFrame, table: str) -> pd.DataFrame:
-    """Return `frame` with exactly the documented columns of `table`, in order, with their dtypes."""
-    columns = TABLES[table]
-    missing = required_missing(frame.columns, table)
+def coerce(frame: pd.DataFrame, table: str,
+           tables: dict[str, dict[str, str]] | None = None) -> pd.DataFrame:
+    """Return `frame` with exactly the documented columns of `table`, in order, with their
+    dtypes (`tables`: those of the dataset's task types; default IMI's 2-AFC)."""
+    columns = (tables or TABLES)[table]
+    missing = required_missing(frame.columns, table, tables)
     if missing:
         raise ValueError(f"{table}: missing columns {', '.join(missing)}")
     out = frame.reindex(columns=list(columns))
@@ -159,10 +165,11 @@ def coerce(frame: pd.DataFrame, table: str) -> pd.DataFrame:
     return out
 
 
-def required_missing(present, table: str) -> list[str]:
+def required_missing(present, table: str,
+                     tables: dict[str, dict[str, str]] | None = None) -> list[str]:
     """The columns `table` needs that are not in `present` (optional ones never count)."""
     optional = OPTIONAL_COLUMNS.get(table, ())
-    return [c for c in TABLES[table] if c not in present and c not in optional]
+    return [c for c in (tables or TABLES)[table] if c not in present and c not in optional]
 
 
 def _to_bool(value: object) -> bool:

@@ -10,6 +10,7 @@ from werkzeug.exceptions import Unauthorized
 from experiments.errors import NotFound
 from experiments.instructions import session_pages
 from experiments.sessions import SessionService, SessionState, TrialView
+from experiments.tasks import TaskType, get_task
 from server import lookup
 from server.payloads import (
     SESSION_ID,
@@ -41,14 +42,12 @@ def _authorised(session_id: str) -> str:
     return token.strip()
 
 
-def _trial_json(trial: TrialView, public: dict[str, str]) -> dict[str, Any]:
+def _trial_json(trial: TrialView, task: TaskType, public: dict[str, str]) -> dict[str, Any]:
     # No unit, model, catch flag, answer or internal image id (those name the image's role):
     # nothing on the page tells a participant which query is the right one. The answer's
     # scoring comes back in the reply to the saved response.
     return {"trial_id": trial.trial_id, "phase": trial.phase, "position": trial.position,
-            "query_a": public[trial.query_a], "query_b": public[trial.query_b],
-            "references_max": [public[i] for i in trial.references_max],
-            "references_min": [public[i] for i in trial.references_min]}
+            "type": task.name, "stimulus": task.map_images(trial.stimulus, public.__getitem__)}
 
 
 def _instructions(spec, state: SessionState, public: dict[str, str]) -> list[dict[str, Any]]:
@@ -67,6 +66,7 @@ def state_json(state: SessionState) -> dict[str, Any]:
     source, info, experiment_id = lookup.session_facts(db, state.session_id)
     spec = lookup.find_experiment(db, state.experiment).spec
     public = app_state.images.public_ids(experiment_id)
+    task = get_task(spec.task.type)
     timing = spec.timing
     return {
         "session_id": state.session_id, "experiment": state.experiment,
@@ -77,9 +77,10 @@ def state_json(state: SessionState) -> dict[str, Any]:
         "practice_max_attempts": state.practice_max_attempts,
         "answered_correct_main": state.answered_correct_main,
         "completion_code": state.completion_code if state.stage == "done" else None,
-        "practice": [_trial_json(t, public) for t in state.practice],
+        "task_type": task.name,
+        "practice": [_trial_json(t, task, public) for t in state.practice],
         "practice_order": state.practice_order,  # repetitions show the trials reshuffled
-        "main": [_trial_json(t, public) for t in state.main],
+        "main": [_trial_json(t, task, public) for t in state.main],
         "timing": {"button_lock_ms": timing.button_lock_ms,
                    "feedback_delay_ms": timing.feedback_delay_ms,
                    "feedback_ms": timing.feedback_ms},

@@ -7,7 +7,14 @@ import re
 from typing import Any
 
 from flask import request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from experiments.errors import InterpsyError
 from experiments.sessions import ResponseIn
@@ -37,17 +44,17 @@ def _small_flat_dict(value: dict[str, Any], what: str) -> dict[str, Any]:
 
 
 class ResponseBody(ResponseIn):
-    """ResponseIn with strict types (no "1" for 1) and a small flat `extra`."""
+    """ResponseIn with strict types (no "1" for 1) and a small flat `answer` and `extra`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     stim_onset_ms: float | None = Field(None, ge=0, le=1e10, allow_inf_nan=False)
     response_ms: float | None = Field(None, ge=0, le=1e10, allow_inf_nan=False)
 
-    @field_validator("extra")
+    @field_validator("extra", "answer")
     @classmethod
-    def _extra(cls, value: dict[str, Any]) -> dict[str, Any]:
-        return _small_flat_dict(value, "extra")
+    def _small(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        return _small_flat_dict(value, info.field_name)
 
     def to_service(self) -> ResponseIn:
         return ResponseIn(**self.model_dump())

@@ -50,7 +50,7 @@ class Observer:
         """Choice ('a'/'b') and confidence (1..3) for one trial (`attend`: even if careless)."""
         if self.careless and not attend:
             return self.rng.choice("ab"), self.rng.randint(1, 3)
-        a, b = trial["query_a"], trial["query_b"]
+        a, b = trial["stimulus"]["query_a"], trial["stimulus"]["query_b"]
         scale = spread.get(unit_of.get(a, ""), 1.0) * NOISE.get(condition, 1.0) * self.noise_scale
         # Queries carry the activation for the unit; the one seeming higher is the max one.
         seen_a = activation.get(a, 0.0) + self.rng.gauss(0, scale)
@@ -157,8 +157,8 @@ class HttpParticipant:
                                                       state["condition"], self.unit_of, attend)
             rt = self.observer.rt_ms()
             result = self._api("POST", "/responses", {
-                "trial_index": index, "trial_id": trial["trial_id"], "choice": choice,
-                "confidence": confidence, "rt_ms": rt, "stim_onset_ms": clock,
+                "trial_index": index, "trial_id": trial["trial_id"],
+                "answer": {"choice": choice, "confidence": confidence}, "rt_ms": rt, "stim_onset_ms": clock,
                 "response_ms": clock + rt, "extra": {"simulated": True}})
             clock += rt + 2000.0
             index = result["next_index"]

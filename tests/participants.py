@@ -9,9 +9,9 @@ from experiments.sessions import ResponseIn, SessionService, SessionState, Trial
 def answer(trial: TrialView, index: int, correct: bool = True, confidence: int = 2,
            rt_ms: float = 800.0) -> ResponseIn:
     """The response a participant gives to `trial` at running index `index`."""
-    choice = trial.correct_choice if correct else ("b" if trial.correct_choice == "a" else "a")
-    return ResponseIn(trial_index=index, trial_id=trial.trial_id, choice=choice,
-                      confidence=confidence, rt_ms=rt_ms, stim_onset_ms=1000.0 + index,
+    choice = trial.answer_key if correct else ("b" if trial.answer_key == "a" else "a")
+    return ResponseIn(trial_index=index, trial_id=trial.trial_id,
+                      answer={"choice": choice, "confidence": confidence}, rt_ms=rt_ms, stim_onset_ms=1000.0 + index,
                       response_ms=1000.0 + index + rt_ms)
 
 

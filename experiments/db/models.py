@@ -162,11 +162,9 @@ class Trial(Base):
     condition: Mapped[str] = mapped_column(String(16))
     difficulty: Mapped[str] = mapped_column(String(8))
     batch: Mapped[int] = mapped_column(Integer)
-    query_a: Mapped[str] = mapped_column(String(300))
-    query_b: Mapped[str] = mapped_column(String(300))
-    correct_choice: Mapped[str] = mapped_column(String(1))
-    references_max: Mapped[list[Any]] = mapped_column(JSON)
-    references_min: Mapped[list[Any]] = mapped_column(JSON)
+    # The task type's stimulus description (image ids by role) and the answer it scores against.
+    stimulus: Mapped[dict[str, Any]] = mapped_column(JSON)
+    answer_key: Mapped[str] = mapped_column(String(40))
 
     task: Mapped[Task] = relationship(back_populates="trials")
 
@@ -238,8 +236,7 @@ class Response(Base):
     trial_index: Mapped[int] = mapped_column(Integer)
     trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"))
     attempt: Mapped[int] = mapped_column(Integer, default=0)
-    choice: Mapped[str] = mapped_column(String(1))
-    confidence: Mapped[int] = mapped_column(Integer)
+    answer: Mapped[dict[str, Any]] = mapped_column(JSON)  # as the task type's Answer validated it
     correct: Mapped[bool] = mapped_column(Boolean)
     rt_ms: Mapped[float] = mapped_column(Float)
     stim_onset_ms: Mapped[float | None] = mapped_column(Float, nullable=True)

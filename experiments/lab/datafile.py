@@ -1,6 +1,6 @@
 """The per-session CSV: append-only, one row per answered trial, flushed and fsync'd per row.
 
-Columns: the response dataset's (experiments.schema.RESPONSE_COLUMNS, client = lab), then the
+Columns: the response dataset's for the task type (experiments.schema, client = lab), then the
 usual PsychoPy ones (participant, session, date, expName, psychopyVersion, frameRate), then lab
 timing facts. A resumed session appends to the same file; the header is written once. The
 file follows the store (database or journal), which is written first: `reconcile` restores a
@@ -22,12 +22,17 @@ from typing import Any
 
 from experiments.lab.sequence import Answer, Recorded, Step
 from experiments.lab.task import LabTask
-from experiments.schema import RESPONSE_COLUMNS
+from experiments.schema import tables_for
+from experiments.tasks import get_task
 
 PSYCHOPY_COLUMNS = ("participant", "session", "date", "expName", "psychopyVersion", "frameRate")
 LAB_COLUMNS = ("keyboard_backend", "input", "key", "dropped_frames", "n_frames",
                "frame_interval_ms", "saved_to", "written_at")
-COLUMNS = (*RESPONSE_COLUMNS, *PSYCHOPY_COLUMNS, *LAB_COLUMNS)
+
+
+def columns_for(task_type: str) -> tuple[str, ...]:
+    """The data file's columns for a session of `task_type`."""
+    return (*tables_for([task_type])["responses"], *PSYCHOPY_COLUMNS, *LAB_COLUMNS)
 
 
 def psychopy_version() -> str:
@@ -87,12 +92,13 @@ class TrialCsv:
     def __init__(self, path: str | Path, task: LabTask, info: RunInfo):
         self.path = Path(path)
         self.task = task
+        self.columns = columns_for(task.task_type)
         self.info = info
         self.path.parent.mkdir(parents=True, exist_ok=True)
         new = not self.path.exists() or self.path.stat().st_size == 0
         self._handle = open(self.path, "a", newline="", encoding="utf-8")
         if new:
-            self._append(list(COLUMNS))
+            self._append(list(self.columns))
 
     def _append(self, cells: list[Any]) -> None:
         buffer = io.StringIO()
@@ -110,9 +116,10 @@ class TrialCsv:
             "condition": trial.condition, "difficulty": trial.difficulty, "phase": step.phase,
             "is_catch": trial.is_catch, "trial_index": step.trial_index, "model": trial.model,
             "layer": trial.layer, "channel": trial.channel, "unit_id": trial.unit_id,
-            "batch": trial.batch, "query_a": trial.query_a, "query_b": trial.query_b,
-            "correct_choice": trial.correct_choice, "choice": answer.choice, "correct": correct,
-            "confidence": answer.confidence, "rt_ms": answer.rt_ms,
+            "batch": trial.batch,
+            **get_task(task.task_type).response_values(trial.stimulus, trial.answer_key,
+                                                       answer.answer, correct),
+            "rt_ms": answer.rt_ms,
             "stim_onset_ms": answer.stim_onset_ms, "response_ms": answer.response_ms,
             "server_received_at": recorded.server_received_at, "attempt": step.attempt,
             "rt_flag": recorded.rt_flag, "client_recorded_at": recorded.client_recorded_at,
@@ -129,7 +136,7 @@ class TrialCsv:
     def write(self, step: Step, answer: Answer, correct: bool, recorded: Recorded) -> None:
         """Append and fsync one trial's row."""
         values = self.row(step, answer, correct, recorded)
-        self._append([values[c] for c in COLUMNS])
+        self._append([values[c] for c in self.columns])
 
     @property
     def unstored_path(self) -> Path:
@@ -140,9 +147,9 @@ class TrialCsv:
         with open(self.unstored_path, "a", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
             if new:
-                writer.writerow(COLUMNS)
+                writer.writerow(self.columns)
             for row in rows:
-                writer.writerow([_cell(row.get(c)) for c in COLUMNS])
+                writer.writerow([_cell(row.get(c)) for c in self.columns])
             handle.flush()
             os.fsync(handle.fileno())
 
@@ -160,7 +167,7 @@ class TrialCsv:
             text = text[:text.rfind("\n") + 1]
         reader = csv.DictReader(io.StringIO(text, newline=""))
         rows = list(reader)
-        return rows, torn or tuple(reader.fieldnames or COLUMNS) != COLUMNS
+        return rows, torn or tuple(reader.fieldnames or self.columns) != self.columns
 
     def reconcile(self, rows: list[tuple[Step, Answer, bool, Recorded]]) -> None:
         """Make the file hold exactly one row per stored answer, in trial order."""
@@ -183,14 +190,14 @@ class TrialCsv:
             step, answer, correct, recorded = stored[index]
             row = self.row(step, answer, correct, recorded)
             row["saved_to"] = f"{recorded.saved_to} (row restored from the store on resume)"
-            kept[index] = {c: _cell(row[c]) for c in COLUMNS}
+            kept[index] = {c: _cell(row[c]) for c in self.columns}
         if aside:
             self._append_unstored(aside)
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow(COLUMNS)
+        writer.writerow(self.columns)
         for index in sorted(kept):
-            writer.writerow([kept[index].get(c, "") for c in COLUMNS])
+            writer.writerow([kept[index].get(c, "") for c in self.columns])
         self._handle.close()
         tmp = self.path.with_name(self.path.name + ".tmp")
         with open(tmp, "w", newline="", encoding="utf-8") as handle:

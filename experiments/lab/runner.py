@@ -124,7 +124,8 @@ class LabRunner:
         choice, confidence, t_response, how, key_name = response
         intervals = win.frameIntervals[intervals_before:]
         answer = Answer(
-            choice=choice, confidence=confidence, rt_ms=(t_response - onset[0]) * 1000.0,
+            answer={"choice": choice, "confidence": confidence},
+            rt_ms=(t_response - onset[0]) * 1000.0,
             stim_onset_ms=onset[0] * 1000.0, response_ms=t_response * 1000.0,
             extra={"keyboard_backend": self.keys.backend, "input": how, "key": key_name,
                    "dropped_frames": int(win.nDroppedFrames - dropped_before), "n_frames": frames,
@@ -150,7 +151,7 @@ class LabRunner:
             elapsed = self.clock.getTime() - start
             shown = delay <= elapsed < delay + show
             self.screen.draw_trial(locked=True, chosen=chosen, counter=counter, footer=footer,
-                                   correct_choice=step.trial.correct_choice if shown else None,
+                                   correct_choice=step.trial.answer_key if shown else None,
                                    feedback=text if shown else "")
 
         while self.clock.getTime() - start < delay + show:

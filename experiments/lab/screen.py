@@ -19,6 +19,7 @@ from experiments.lab.display import geometry_facts, layout_for
 from experiments.lab.keys import KEY_FOR
 from experiments.lab.layout import Box, TrialLayout, trial_layout
 from experiments.lab.task import LabTask, LabTrial
+from experiments.tasks.imi_2afc import TwoAfcStimulus
 
 GREY, WHITE, DIM = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), (-0.3, -0.3, -0.3)
 GREEN, RED, BLUE = (-0.6, 0.6, -0.6), (0.7, -0.6, -0.6), (-0.4, -0.1, 0.6)
@@ -115,12 +116,13 @@ class LabScreen:
     # ---- trial screen ------------------------------------------------------------------
     def set_trial(self, trial: LabTrial, task: LabTask) -> None:
         """Load a trial's 20 images (empty cells when a condition shows fewer references)."""
-        for side, ids in (("min", trial.references_min), ("max", trial.references_max)):
+        stimulus = TwoAfcStimulus.model_validate(trial.stimulus)
+        for side, ids in (("min", stimulus.references_min), ("max", stimulus.references_max)):
             for k, stim in enumerate(self.refs[side]):
                 stim.image = str(task.image_path(ids[k])) if k < len(ids) else None
                 stim.setOpacity(1.0 if k < len(ids) else 0.0)
-        self.queries["a"].image = str(task.image_path(trial.query_a))
-        self.queries["b"].image = str(task.image_path(trial.query_b))
+        self.queries["a"].image = str(task.image_path(stimulus.query_a))
+        self.queries["b"].image = str(task.image_path(stimulus.query_b))
 
     def draw_trial(self, locked: bool, chosen: tuple[str, int] | None = None,
                    correct_choice: str | None = None, feedback: str = "", counter: str = "",

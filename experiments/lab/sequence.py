@@ -35,8 +35,7 @@ class Step:
 class Answer:
     """What the participant did on one trial, with the client-side timing."""
 
-    choice: str
-    confidence: int
+    answer: dict[str, Any]  # the task type's answer fields (2-AFC: choice, confidence)
     rt_ms: float
     stim_onset_ms: float | None = None
     response_ms: float | None = None
@@ -154,7 +153,7 @@ class Sequencer:
             trial = trials[r.trial_id]
             attempt = r.trial_index // n if trial.phase == "practice" else 0
             step = Step(trial, r.trial_index, trial.phase, attempt, trial.position, 0)
-            answer = Answer(choice=r.choice, confidence=r.confidence, rt_ms=r.rt_ms,
+            answer = Answer(answer=dict(r.answer), rt_ms=r.rt_ms,
                             stim_onset_ms=r.stim_onset_ms, response_ms=r.response_ms,
                             extra=dict(r.extra or {}))
             rows.append((step, answer, stored.correct, stored.recorded))
@@ -193,13 +192,12 @@ class Sequencer:
         step = self.current()
         if step is None:
             raise RuntimeError("no trial is waiting for an answer")
-        correct = get_task(self.task.task_type).score_fields(dataclasses.asdict(answer),
-                                                             step.trial.correct_choice)
+        task_type = get_task(self.task.task_type)
+        correct = task_type.score(task_type.parse_answer(answer.answer), step.trial.answer_key)
         after, passed = advance(self.progress, self.task.n_practice, self.task.practice_pass_mark,
                                 self.task.practice_max_attempts, correct)
         response = ResponseIn(trial_index=step.trial_index, trial_id=step.trial.trial_id,
-                              choice=answer.choice, confidence=answer.confidence,
-                              rt_ms=max(0.0, answer.rt_ms), stim_onset_ms=answer.stim_onset_ms,
+                              answer=answer.answer, rt_ms=max(0.0, answer.rt_ms), stim_onset_ms=answer.stim_onset_ms,
                               response_ms=answer.response_ms, extra=answer.extra)
         try:
             recorded = self.recorder.record(step, response, correct, after)

@@ -20,6 +20,7 @@ from experiments.errors import InterpsyError, Refused
 from experiments.export import pseudonym
 from experiments.lab.task import LabTask, Progress
 from experiments.sessions import SessionService, SessionState, TrialView
+from experiments.tasks import get_task
 from experiments.spec import ExperimentSpec
 
 
@@ -49,7 +50,8 @@ def task_from_state(db: Database, state: SessionState, participant: str) -> LabT
                                .order_by(Trial.ordinal)).all()
         practice = [TrialView.of(t) for t in rows if t.phase == "practice"]
         main = [TrialView.of(t) for t in rows if t.phase == "main"]
-        wanted = {i for t in practice + main for i in t.image_ids()}
+        task_type = get_task(spec.task.type)
+        wanted = {i for t in practice + main for i in task_type.image_ids(t.stimulus)}
         images: dict[str, Path] = {}
         query = (select(StimulusImage.image_id, StimulusImage.path, StimulusSetRecord.path)
                  .join(StimulusSetRecord, StimulusSetRecord.id == StimulusImage.set_id)

@@ -30,6 +30,7 @@ from experiments.errors import Conflict, InterpsyError
 from experiments.lab.sequence import Recorded, Step, Stored, advance
 from experiments.lab.task import LabTask, Progress
 from experiments.sessions import ResponseIn, SessionService
+from experiments.sessions.common import LEGACY_ANSWER_KEYS
 
 log = logging.getLogger("interpsy.lab")
 # Errors worth another try: the connection dropped, the server is restarting, the pool is busy.
@@ -205,8 +206,10 @@ def _journal_response(store: LocalStore, session_id: str, step: Step, response: 
 
 
 def _response_in(record: dict[str, Any]) -> ResponseIn:
-    """The answer a journal's response record holds."""
-    return ResponseIn(**{k: record[k] for k in ResponseIn.model_fields if k in record})
+    """The answer a journal's response record holds (a journal from before task types holds
+    IMI's choice and confidence flat: ResponseIn reads them into `answer`)."""
+    return ResponseIn(**{k: record[k] for k in (*ResponseIn.model_fields, *LEGACY_ANSWER_KEYS)
+                         if k in record})
 
 
 def _stored_in_journal(store: LocalStore) -> list[Stored]:
@@ -360,7 +363,7 @@ class DatabaseRecorder:
                     Response.session_id == self.task.session_id)
                     .order_by(Response.trial_index)).all()
             return [Stored(ResponseIn(trial_index=r.trial_index, trial_id=r.trial_id,
-                                      choice=r.choice, confidence=r.confidence, rt_ms=r.rt_ms,
+                                      answer=r.answer, rt_ms=r.rt_ms,
                                       stim_onset_ms=r.stim_onset_ms, response_ms=r.response_ms,
                                       extra=r.client_extra or {}),
                            r.correct, Recorded(stored=True, server_received_at=r.server_received_at,

@@ -82,7 +82,14 @@ def trial_to_dict(trial: LabTrial) -> dict[str, Any]:
     return asdict(trial)
 
 
+# A task file of version 1 (before task types) holds IMI's 2-AFC fields flat.
+LEGACY_STIMULUS_KEYS = ("query_a", "query_b", "references_max", "references_min")
+
+
 def trial_from_dict(data: dict[str, Any]) -> LabTrial:
-    """The inverse of trial_to_dict."""
-    return LabTrial(**{**data, "references_max": list(data["references_max"]),
-                       "references_min": list(data["references_min"])})
+    """The inverse of trial_to_dict; reads version-1 task files' flat 2-AFC trials too."""
+    values = dict(data)
+    if "stimulus" not in values:
+        values["stimulus"] = {k: values.pop(k) for k in LEGACY_STIMULUS_KEYS}
+        values["answer_key"] = values.pop("correct_choice")
+    return LabTrial(**values)

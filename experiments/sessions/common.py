@@ -5,9 +5,9 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session as OrmSession
 
@@ -30,30 +30,42 @@ REFUSAL_TEXT = {
     "full": "this session was idle before its first answer and every task is taken now",
 }
 SOURCES = ("prolific", "mturk", "link", "lab")
+# What pages and lab journals from before task types sent flat instead of `answer` (IMI's 2-AFC).
+LEGACY_ANSWER_KEYS = ("choice", "confidence")
 
 
 class ResponseIn(BaseModel):
-    """One answered trial as a client sends it."""
+    """One answered trial as a client sends it; `answer` is validated by the task type."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     trial_index: int = Field(ge=0, le=100_000)
     trial_id: int = Field(ge=1)
-    choice: Literal["a", "b"]
-    confidence: int = Field(ge=1, le=3)
+    answer: dict[str, Any]
     rt_ms: float = Field(ge=0, le=86_400_000, allow_inf_nan=False)
     stim_onset_ms: float | None = Field(None, allow_inf_nan=False)
     response_ms: float | None = Field(None, allow_inf_nan=False)
     extra: dict[str, Any] = Field(default_factory=dict)
 
-    def same_answer(self, stored: Response) -> bool:
-        return (stored.trial_id == self.trial_id and stored.choice == self.choice
-                and stored.confidence == self.confidence and abs(stored.rt_ms - self.rt_ms) < 1e-6)
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_two_afc(cls, data: Any) -> Any:
+        """A page or lab journal from before task types sent IMI's choice and confidence flat."""
+        if isinstance(data, dict) and "answer" not in data and "choice" in data:
+            data = dict(data)
+            data["answer"] = {k: data.pop(k) for k in LEGACY_ANSWER_KEYS if k in data}
+        return data
+
+    def same_answer(self, stored: Response, answer: dict[str, Any]) -> bool:
+        """Whether `stored` holds this answer (`answer`: ours as the task type normalises it)."""
+        return (stored.trial_id == self.trial_id and stored.answer == answer
+                and abs(stored.rt_ms - self.rt_ms) < 1e-6)
 
 
 @dataclass(frozen=True)
 class TrialView:
-    """A trial as a client needs it to draw the screen and give feedback."""
+    """A trial as a client needs it to draw the screen and give feedback: generic facts, the
+    task type's stimulus description and the answer key."""
 
     trial_id: int
     phase: str
@@ -63,11 +75,8 @@ class TrialView:
     condition: str
     difficulty: str
     batch: int
-    query_a: str
-    query_b: str
-    correct_choice: str
-    references_max: list[str]
-    references_min: list[str]
+    stimulus: dict[str, Any]
+    answer_key: str
     model: str = ""
     layer: str = ""
     channel: int = -1
@@ -75,13 +84,8 @@ class TrialView:
     @classmethod
     def of(cls, trial: Trial) -> TrialView:
         return cls(trial.id, trial.phase, trial.position, trial.is_catch, trial.unit_id,
-                   trial.condition, trial.difficulty, trial.batch, trial.query_a, trial.query_b,
-                   trial.correct_choice, list(trial.references_max), list(trial.references_min),
-                   trial.model, trial.layer, trial.channel)
-
-    def image_ids(self) -> list[str]:
-        """Every image this trial shows."""
-        return [*self.references_min, *self.references_max, self.query_a, self.query_b]
+                   trial.condition, trial.difficulty, trial.batch, dict(trial.stimulus),
+                   trial.answer_key, trial.model, trial.layer, trial.channel)
 
 
 @dataclass
@@ -134,7 +138,7 @@ class RecordResult:
     stored: bool  # False: an identical retry, nothing written
     trial_index: int
     correct: bool
-    correct_choice: str  # told only after the answer is stored: the page's feedback
+    answer_key: str  # told only after the answer is stored: the page's feedback
     next_index: int
     stage: str
     practice_attempt_passed: bool | None = None

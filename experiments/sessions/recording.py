@@ -12,7 +12,7 @@ from experiments.db.models import (
     Response,
     Session,
 )
-from experiments.errors import Conflict, Refused
+from experiments.errors import Conflict, InterpsyError, Refused
 from experiments.practice import practice_position
 from experiments.sessions.base import ServiceBase
 from experiments.sessions.common import (
@@ -49,12 +49,12 @@ class RecordingMixin(ServiceBase):
                     return self._store_new(session, record, spec, response, client_recorded_at)
                 stored = session.scalars(select(Response).where(
                     Response.session_id == record.id, Response.trial_index == index)).one()
-                if response.same_answer(stored):
+                if response.same_answer(stored, self._normalised(spec, response)):
                     return self._result(session, record, stored, stored_now=False)
                 conflict = (f"trial {index} of this session is already stored with a different "
                             f"answer", {"sent": response.model_dump(), "stored": {
-                                "trial_id": stored.trial_id, "choice": stored.choice,
-                                "confidence": stored.confidence, "rt_ms": stored.rt_ms}})
+                                "trial_id": stored.trial_id, "answer": stored.answer,
+                                "rt_ms": stored.rt_ms}})
         if lapsed:  # reclaimed in a transaction that locks the experiment first
             outcome = self._reclaim_now(session_id)
             if outcome is not None:
@@ -63,6 +63,14 @@ class RecordingMixin(ServiceBase):
         # Outside the failed transaction: log the conflict, then refuse.
         self.record_event(session_id, None, "conflicting_response", conflict[1])
         raise Conflict(conflict[0])
+
+    @staticmethod
+    def _normalised(spec: ExperimentSpec, response: ResponseIn) -> dict[str, Any]:
+        """The answer as it would be stored; {} when it does not validate (never the same)."""
+        try:
+            return get_task(spec.task.type).parse_answer(response.answer).model_dump(mode="json")
+        except InterpsyError:
+            return {}
 
     def _store_new(self, session: OrmSession, record: Session, spec: ExperimentSpec,
                    response: ResponseIn, client_recorded_at: datetime | None = None
@@ -78,13 +86,13 @@ class RecordingMixin(ServiceBase):
         if trial.trial_id != response.trial_id:
             raise Conflict(f"trial_index {index} is trial {trial.trial_id} of this session, not "
                            f"{response.trial_id}", expected_trial_index=record.n_responses)
+        task = get_task(spec.task.type)
+        answer = task.parse_answer(response.answer)
         now = self.clock()
         stored = Response(session_id=record.id, trial_index=index, trial_id=trial.trial_id,
                           rt_flag=self._rt_flag(response.rt_ms, record, spec, now),
-                          attempt=attempt, choice=response.choice,
-                          confidence=response.confidence,
-                          correct=get_task(spec.task.type).score_fields(
-                              response.model_dump(), trial.correct_choice),
+                          attempt=attempt, answer=answer.model_dump(mode="json"),
+                          correct=task.score(answer, trial.answer_key),
                           rt_ms=response.rt_ms, stim_onset_ms=response.stim_onset_ms,
                           response_ms=response.response_ms, client_extra=response.extra,
                           server_received_at=now, client_recorded_at=client_recorded_at)
@@ -148,7 +156,7 @@ class RecordingMixin(ServiceBase):
             stage = "main" if record.n_responses - record.main_offset < len(trials.main) else "finish"
         return RecordResult(stored=stored_now, trial_index=stored.trial_index,
                             correct=stored.correct,
-                            correct_choice=trials.by_id(stored.trial_id).correct_choice,
+                            answer_key=trials.by_id(stored.trial_id).answer_key,
                             next_index=record.n_responses, stage=stage,
                             practice_attempt_passed=passed,
                             practice_attempts=record.practice_attempts,

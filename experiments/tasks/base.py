@@ -1,11 +1,19 @@
-"""What a task type declares: name, parameters, image roles, answer, scoring, chance level."""
+"""What a task type declares: name, parameters, image roles, trials, answers, scoring, columns."""
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from experiments.errors import InterpsyError
+
+if TYPE_CHECKING:
+    from experiments.design import TrialContext, UnitInfo
 
 
 class NoParams(BaseModel):
@@ -14,39 +22,129 @@ class NoParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class BadAnswer(InterpsyError):
+    """An answer whose shape the experiment's task type does not accept (HTTP 400)."""
+
+
+@dataclass(frozen=True)
+class MadeTrial:
+    """What a task type makes of one unit: the stimulus description, its key and reference batch."""
+
+    stimulus: dict[str, Any]
+    answer_key: str
+    batch: int = 0
+
+
 class TaskType(ABC):
-    """A paradigm. Subclasses set the class attributes and `score`; one instance is registered.
+    """A paradigm. Subclasses set the class attributes, `make_trial` and `score`; one instance
+    is registered.
 
     - `Params`: the pydantic model of the spec's `[task]` table (besides `type`);
     - `roles`: the image roles a stimulus set must hold for the task;
+    - `Stimulus`: the pydantic model of one trial's stimulus description (stored as JSON);
+      `image_fields` names its fields that hold an image id or a list of them;
+    - `keys`: the answer keys a trial can have, balanced within each block;
     - `Answer`: the pydantic model of one answer as a client sends it;
     - `chance`: the proportion correct of random answers;
-    - `extra_columns`: response columns the type adds (name -> pandas dtype), in data/SCHEMA.md.
+    - `key_column`: the dataset column that holds a trial's answer key;
+    - `trial_columns` / `response_columns`: the type's columns (name -> pandas dtype) in the
+      trials and responses tables, in order, documented in data/SCHEMA.md; the response columns
+      include `correct` where it reads best.
     """
 
     name: ClassVar[str]
     title: ClassVar[str]
     Params: ClassVar[type[BaseModel]] = NoParams
+    Stimulus: ClassVar[type[BaseModel]]
+    image_fields: ClassVar[tuple[str, ...]] = ()
+    keys: ClassVar[tuple[str, ...]]
     Answer: ClassVar[type[BaseModel]]
     roles: ClassVar[tuple[str, ...]] = ()
     chance: ClassVar[float]
-    extra_columns: ClassVar[dict[str, str]] = {}
+    key_column: ClassVar[str] = "answer_key"
+    trial_columns: ClassVar[dict[str, str]]
+    response_columns: ClassVar[dict[str, str]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        columns = cls.__dict__.get("response_columns")
+        if columns is not None and "correct" not in columns:
+            raise TypeError(f"{cls.__name__}.response_columns must place `correct`")
+
+    @abstractmethod
+    def make_trial(self, context: TrialContext, unit: UnitInfo, condition: str, difficulty: str,
+                   phase: str, key: str, is_catch: bool) -> MadeTrial:
+        """One trial of `unit` whose answer is `key`, from the context's images and seeded rng."""
 
     @abstractmethod
     def score(self, answer: BaseModel, key: str) -> bool:
         """Whether `answer` is correct for a trial whose answer key is `key`."""
 
+    # ---- answers ------------------------------------------------------------------------
+    def parse_answer(self, values: Mapping[str, Any]) -> BaseModel:
+        """`values` as this type's Answer; BadAnswer naming what is wrong otherwise."""
+        try:
+            return self.Answer.model_validate(dict(values))
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'answer'}: {e['msg']}"
+                                 for e in exc.errors()[:5])
+            raise BadAnswer(f"answer for task type {self.name}: {problems}") from None
+
     def score_fields(self, values: Mapping[str, Any], key: str) -> bool:
         """Score the answer held in `values` (a client's record; other keys are ignored)."""
-        answer = self.Answer.model_validate({k: values[k] for k in self.Answer.model_fields
-                                             if k in values})
-        return self.score(answer, key)
+        return self.score(self.parse_answer({k: values[k] for k in self.Answer.model_fields
+                                             if k in values}), key)
+
+    def balanced_keys(self, n: int, rng: np.random.Generator) -> list[str]:
+        """`n` answer keys in random order, each key n // k or n // k + 1 times."""
+        keys = list(self.keys) if rng.random() < 0.5 else list(reversed(self.keys))
+        labels = [key for j, key in enumerate(keys)
+                  for _ in range(n // len(keys) + (1 if j < n % len(keys) else 0))]
+        rng.shuffle(labels)
+        return labels
+
+    # ---- stimuli ------------------------------------------------------------------------
+    def image_ids(self, stimulus: Mapping[str, Any]) -> list[str]:
+        """Every image a trial shows, in `image_fields` order."""
+        out: list[str] = []
+        for name in self.image_fields:
+            value = stimulus[name]
+            out.extend(value if isinstance(value, list) else [value])
+        return out
+
+    def map_images(self, stimulus: Mapping[str, Any], rename: Callable[[str], str]
+                   ) -> dict[str, Any]:
+        """The stimulus with every image id replaced by `rename(id)` (public ids for pages)."""
+        out = dict(stimulus)
+        for name in self.image_fields:
+            value = out[name]
+            out[name] = [rename(v) for v in value] if isinstance(value, list) else rename(value)
+        return out
+
+    # ---- dataset columns ----------------------------------------------------------------
+    def trial_values(self, stimulus: Mapping[str, Any], key: str) -> dict[str, Any]:
+        """The type's trials-table values of one trial (lists as JSON text)."""
+        flat = {name: json.dumps(value) if isinstance(value, list) else value
+                for name, value in stimulus.items()}
+        flat[self.key_column] = key
+        return {column: flat.get(column) for column in self.trial_columns}
+
+    def response_values(self, stimulus: Mapping[str, Any], key: str, answer: Mapping[str, Any],
+                        correct: bool) -> dict[str, Any]:
+        """The type's responses-table values of one answered trial."""
+        flat = {**self.trial_values(stimulus, key), **{
+            name: value for name, value in stimulus.items() if not isinstance(value, list)},
+            **answer, "correct": correct}
+        return {column: flat.get(column) for column in self.response_columns}
 
     def describe(self) -> dict[str, Any]:
         """JSON-able facts for `interpsy tasks` and experiment records."""
         return {"name": self.name, "title": self.title, "chance": self.chance,
-                "roles": list(self.roles), "params": _fields(self.Params),
-                "answer": _fields(self.Answer), "extra_columns": dict(self.extra_columns)}
+                "roles": list(self.roles), "keys": list(self.keys),
+                "params": _fields(self.Params), "stimulus": _fields(self.Stimulus),
+                "answer": _fields(self.Answer), "key_column": self.key_column,
+                "trial_columns": dict(self.trial_columns),
+                "response_columns": dict(self.response_columns)}
 
 
 def _fields(model: type[BaseModel]) -> dict[str, dict[str, Any]]:

@@ -3,20 +3,63 @@ maximally activating references? Its layout keys (conditions, difficulty, refere
 ...) sit at the top level of the spec."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from experiments.tasks.base import TaskType
+from experiments.errors import SpecError
+from experiments.tasks.base import MadeTrial, TaskType
+
+if TYPE_CHECKING:
+    from experiments.design import TrialContext, UnitInfo
+
+SYNTHETIC_SHARE_IN_MIXED = 0.5  # mixed: the first half (rounded down) of each side is synthetic
+
+
+class TwoAfcStimulus(BaseModel):
+    """Two queries (a upper, b lower) between the minimally and maximally activating references."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    query_a: str = Field(description="image id of the upper query")
+    query_b: str = Field(description="image id of the lower query")
+    references_max: list[str] = Field(description="image ids of the maximally activating side")
+    references_min: list[str] = Field(description="image ids of the minimally activating side")
 
 
 class TwoAfcAnswer(BaseModel):
     """The query chosen (`a` upper, `b` lower) and the confidence 1 (low) to 3 (high)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     choice: Literal["a", "b"] = Field(description="the query chosen: a (upper), b (lower)")
     confidence: int = Field(ge=1, le=3, description="1 (low) to 3 (high)")
+
+
+def references(context: TrialContext, unit: UnitInfo, condition: str, batch: int, cell: tuple,
+               n: int) -> tuple[list[str], list[str]]:
+    """The max and min references of a condition: natural from `batch`, synthetic from the
+    unit's next synthetic batch, mixed with the synthetic ones first; `n` per side."""
+    natural = [context.images(unit, "natural", role, batch)
+               for role in ("reference_max", "reference_min")]
+    if condition == "natural":
+        sides = natural
+    elif condition == "none":
+        return [], []
+    else:
+        synthetic_batch = context.next_batch(unit, "synthetic", cell)
+        synthetic = [context.images(unit, "synthetic", role, synthetic_batch)
+                     for role in ("reference_max", "reference_min")]
+        if condition == "synthetic":
+            sides = synthetic
+        else:
+            k = int(n * SYNTHETIC_SHARE_IN_MIXED)
+            sides = [syn[:k] + nat[: n - k] for syn, nat in zip(synthetic, natural)]
+    for side in sides:
+        if len(side) < n:
+            raise SpecError(f"references_per_side is {n} but unit {unit.unit_id} has only "
+                            f"{len(side)} {condition} references per side in batch {batch}")
+    return sides[0][:n], sides[1][:n]
 
 
 class ImiTwoAfc(TaskType):
@@ -24,9 +67,41 @@ class ImiTwoAfc(TaskType):
 
     name = "imi_2afc"
     title = "IMI's 2-AFC: which query image fits the maximally activating references?"
+    Stimulus = TwoAfcStimulus
+    image_fields = ("references_min", "references_max", "query_a", "query_b")
+    keys = ("a", "b")
     Answer = TwoAfcAnswer
     roles = ("reference_max", "reference_min", "query_max", "query_min")
     chance = 0.5
+    key_column = "correct_choice"
+    trial_columns = {"query_a": "string", "query_b": "string", "correct_choice": "string",
+                     "references_max": "string", "references_min": "string"}
+    response_columns = {"query_a": "string", "query_b": "string", "correct_choice": "string",
+                        "choice": "string", "correct": "bool", "confidence": "Int64"}
+
+    def make_trial(self, context: TrialContext, unit: UnitInfo, condition: str, difficulty: str,
+                   phase: str, key: str, is_catch: bool) -> MadeTrial:
+        cell = (condition, difficulty, phase)
+        batch = context.next_batch(unit, "natural", cell)
+        shown = "natural" if is_catch and condition == "none" else condition
+        ref_max, ref_min = references(context, unit, shown, batch, cell,
+                                      context.spec.references_per_side)
+        if is_catch:
+            # The query is one of the references shown: the answer is obvious.
+            q_max = ref_max[int(context.rng.integers(len(ref_max)))]
+            q_min = ref_min[int(context.rng.integers(len(ref_min)))]
+        else:
+            q_max_list = context.images(unit, "natural", "query_max", batch, difficulty)
+            q_min_list = context.images(unit, "natural", "query_min", batch, difficulty)
+            if len(q_max_list) != 1 or len(q_min_list) != 1:
+                raise SpecError(f"difficulty {difficulty!r}: unit {unit.unit_id} batch {batch} "
+                                f"needs one {difficulty} query_max and one query_min in "
+                                f"{context.set_path(unit)}")
+            q_max, q_min = q_max_list[0], q_min_list[0]
+        query_a, query_b = (q_max, q_min) if key == "a" else (q_min, q_max)
+        stimulus = TwoAfcStimulus(query_a=query_a, query_b=query_b, references_max=ref_max,
+                                  references_min=ref_min)
+        return MadeTrial(stimulus.model_dump(), key, batch)
 
     def score(self, answer: TwoAfcAnswer, key: str) -> bool:
         return answer.choice == key

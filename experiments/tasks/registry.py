@@ -1,7 +1,9 @@
 """The registered task types: the built-in ones and those of installed packages (entry points)."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cache
+from typing import Any
 from importlib import metadata
 
 from experiments.errors import SpecError
@@ -35,3 +37,8 @@ def get_task(name: str) -> TaskType:
     if name not in types:
         raise SpecError(f"unknown task type {name!r}; registered: {', '.join(sorted(types))}")
     return types[name]
+
+
+def task_name_of_spec(spec: Mapping[str, Any] | None) -> str:
+    """The task type a stored spec (its JSON form) names; IMI's 2-AFC when it names none."""
+    return ((spec or {}).get("task") or {}).get("type", DEFAULT_TASK)

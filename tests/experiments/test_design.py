@@ -64,7 +64,7 @@ def test_design_invariants(sets, values):
         assert len(block) == len(set(block)), "a unit appears twice in one task"
         assert len(block) == spec.main_trials_per_task + spec.catch_trials_per_task
         for trials in (task.main, task.practice):
-            counts = Counter(t.correct_choice for t in trials)
+            counts = Counter(t.answer_key for t in trials)
             assert abs(counts["a"] - counts["b"]) <= 1, "max query side unbalanced"
         assert {t.unit.unit_id for t in task.practice} <= practice_units
         assert len(task.practice) == spec.practice.trials
@@ -92,8 +92,8 @@ def test_design_invariants(sets, values):
 
     # Catch trials are obvious: the queries are among the references shown.
     for row in main[main.is_catch].itertuples():
-        q_max = row.query_a if row.correct_choice == "a" else row.query_b
-        q_min = row.query_b if row.correct_choice == "a" else row.query_a
+        q_max = row.query_a if row.answer_key == "a" else row.query_b
+        q_min = row.query_b if row.answer_key == "a" else row.query_a
         assert q_max in row.references_max and q_min in row.references_min
 
     # Normal trials never show a query among the references.
@@ -126,7 +126,7 @@ def test_mixed_condition_puts_synthetic_first(sets):
     spec = _spec(name="m", stimulus_sets=["a"], conditions=["mixed"], main_trials_per_task=4,
                  responses_per_unit=1, catch_trials_per_task=0)
     trial = plan(spec, sets[:1]).tasks[0].main[0]
-    kinds = [ref.split(".")[3] for ref in trial.references_max]
+    kinds = [ref.split(".")[3] for ref in trial.stimulus["references_max"]]
     assert kinds == ["s"] * 4 + ["n"] * 5
 
 

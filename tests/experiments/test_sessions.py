@@ -70,15 +70,15 @@ def test_retry_is_a_noop_and_a_different_answer_is_refused_and_logged(service, d
     assert service.record_response(state.session_id, state.token, first).stored
     retry = service.record_response(state.session_id, state.token, first)
     assert not retry.stored and retry.next_index == 1
-    changed = first.model_copy(update={"confidence": 1})
+    changed = first.model_copy(update={"answer": {**first.answer, "confidence": 1}})
     with pytest.raises(Conflict, match="already stored with a different answer"):
         service.record_response(state.session_id, state.token, changed)
     assert _count(db, Response, Response.session_id == state.session_id) == 1
     with db.read() as s:
-        stored = s.scalars(select(Response)).one().confidence
+        stored = s.scalars(select(Response)).one().answer["confidence"]
         event = s.scalars(select(Event).where(Event.kind == "conflicting_response")).one().payload
-    assert stored == first.confidence
-    assert event["sent"]["confidence"] == 1
+    assert stored == first.answer["confidence"]
+    assert event["sent"]["answer"]["confidence"] == 1
 
 
 def test_gaps_wrong_trials_and_foreign_tokens_are_refused(service, db):

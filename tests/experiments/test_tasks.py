@@ -12,6 +12,7 @@ from experiments.cli import main
 from experiments.errors import SpecError
 from experiments.spec import ExperimentSpec, parse_spec
 from experiments.tasks import ENTRY_POINT_GROUP, TaskType, get_task, task_types
+from experiments.tasks.base import MadeTrial
 
 
 class YesNoParams(BaseModel):
@@ -21,9 +22,15 @@ class YesNoParams(BaseModel):
 
 
 class YesNoAnswer(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     says_yes: bool
+
+
+class YesNoStimulus(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    image: str
 
 
 class YesNo(TaskType):
@@ -32,9 +39,22 @@ class YesNo(TaskType):
     name = "yes_no"
     title = "One image: does the unit respond to it?"
     Params = YesNoParams
+    Stimulus = YesNoStimulus
+    image_fields = ("image",)
+    keys = ("yes", "no")
     Answer = YesNoAnswer
     roles = ("query_max", "query_min")
     chance = 0.5
+    key_column = "truth"
+    trial_columns = {"image": "string", "truth": "string"}
+    response_columns = {"image": "string", "truth": "string", "says_yes": "boolean",
+                        "correct": "bool"}
+
+    def make_trial(self, context, unit, condition, difficulty, phase, key, is_catch):
+        batch = context.next_batch(unit, "natural", (condition, difficulty, phase))
+        role = "query_max" if key == "yes" else "query_min"
+        image = context.images(unit, "natural", role, batch, difficulty)[0]
+        return MadeTrial({"image": image}, key, batch)
 
     def score(self, answer: YesNoAnswer, key: str) -> bool:
         return answer.says_yes == (key == "yes")
@@ -119,3 +139,48 @@ def test_a_stimulus_set_lacking_the_roles_a_task_needs_is_refused(registered, to
     err = capsys.readouterr().err.strip()
     assert err == (f"error: {spec.resolve()}: task type occluding needs images of the roles "
                    f"occluded_max; stimulus set {toy_set} has none")
+
+
+def test_a_task_type_defined_only_here_runs_through_design_service_api_and_export(
+        registered, toy_set, tmp_path, db):
+    """The seam is real: a third type, in no package, is built, served, answered and exported."""
+    from experiments.build import build_experiment
+    from experiments.export import frames_from_db
+    from tests.server.conftest import make_app, start_session
+    from tests.stimset import write_spec
+
+    registered("tests.experiments.test_tasks:YesNo")
+    spec = write_spec(tmp_path / "yes.toml", [toy_set], name="yes-exp", conditions=["natural"],
+                      catch_trials_per_task=0, task={"type": "yes_no"},
+                      timing={"button_lock_ms": 0})
+    key = build_experiment(spec, db).key
+    client = make_app(db, tmp_path).test_client()
+    s = start_session(client, key)
+    state = client.get(f"/api/sessions/{s.session_id}", headers=s.headers).json
+    assert state["task_type"] == "yes_no"
+    first = state["practice"][state["practice_order"][0]]
+    assert first["type"] == "yes_no" and set(first["stimulus"]) == {"image"}
+    assert "query" not in first["stimulus"]["image"]  # a public id, not the role-naming one
+    assert client.get(state["image_base"] + first["stimulus"]["image"]).status_code == 200
+    url = f"/api/sessions/{s.session_id}/responses"
+    wrong_shape = client.post(url, headers=s.headers, json={
+        "trial_index": 0, "trial_id": first["trial_id"],
+        "answer": {"choice": "a", "confidence": 3}, "rt_ms": 700.0})
+    assert wrong_shape.status_code == 400
+    assert "answer for task type yes_no: says_yes: Field required" in wrong_shape.json["error"]
+    reply = client.post(url, headers=s.headers, json={
+        "trial_index": 0, "trial_id": first["trial_id"], "answer": {"says_yes": True},
+        "rt_ms": 700.0})
+    assert reply.status_code == 201 and reply.json["answer_key"] in ("yes", "no")
+    assert reply.json["correct"] == (reply.json["answer_key"] == "yes")
+
+    frames = frames_from_db(db, key)
+    responses = frames["responses"]
+    assert len(responses) == 1
+    assert {"image", "truth", "says_yes", "correct"} <= set(responses.columns)
+    assert not {"query_a", "choice", "confidence"} & set(responses.columns)
+    row = responses.iloc[0]
+    assert bool(row.says_yes) and row.truth == reply.json["answer_key"]
+    trials = frames["trials"]
+    assert set(trials.truth) == {"yes", "no"}  # keys balanced within each block
+    assert trials.image.str.contains("query_m").all()

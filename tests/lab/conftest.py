@@ -35,12 +35,12 @@ def built(db, toy_set, tmp_path):
 def correct_responder(wrong_first_attempt: bool = False):
     """A scripted participant: always right (optionally wrong once in practice attempt 0)."""
     def respond(step: Step) -> Answer:
-        right = step.trial.correct_choice
+        right = step.trial.answer_key
         choice = right
         if wrong_first_attempt and step.phase == "practice" and step.attempt == 0 \
                 and step.position == 0:
             choice = "b" if right == "a" else "a"
-        return Answer(choice=choice, confidence=1 + step.trial_index % 3,
+        return Answer(answer={"choice": choice, "confidence": 1 + step.trial_index % 3},
                       rt_ms=500.0 + step.trial_index, stim_onset_ms=1000.0 * step.trial_index,
                       response_ms=1000.0 * step.trial_index + 500.0 + step.trial_index,
                       extra={"keyboard_backend": "scripted", "input": "script"})

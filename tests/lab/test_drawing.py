@@ -35,7 +35,7 @@ def script(abort_at: int | None = None, wrong_practice_once: bool = True):
         step = payload
         if abort_at is not None and step.trial_index == abort_at:
             return "escape"
-        choice = step.trial.correct_choice
+        choice = step.trial.answer_key
         if wrong_practice_once and step.phase == "practice" and step.attempt == 0 \
                 and step.position == 0:
             choice = "b" if choice == "a" else "a"

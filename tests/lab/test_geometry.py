@@ -87,7 +87,7 @@ def test_a_session_draws_and_exports_the_sizes_in_degrees(xvfb_display, toy_set,
     key = build_experiment(lab_spec(tmp_path, toy_set, lab=settings), db).key
 
     def press(context, step):
-        return "space" if context == "continue" else KEY_FOR[(step.trial.correct_choice, 3)]
+        return "space" if context == "continue" else KEY_FOR[(step.trial.answer_key, 3)]
 
     shot = ROOT / "test-artifacts" / "lab" / "trial_degrees_1280x1024.png"
     options = LabOptions(experiment=key, participant="G01", database_url=db.url,

@@ -148,10 +148,10 @@ def test_feedback_shows_as_long_as_on_the_web_then_continue_without_it(xvfb_disp
         sequencer = Sequencer(task, LocalRecorder(LocalStore(tmp_path / "j.jsonl"), task))
         runner = LabRunner(screen, keys, sequencer, None)
         step = sequencer.current()
-        outcome = sequencer.answer(Answer(choice=step.trial.correct_choice, confidence=3,
+        outcome = sequencer.answer(Answer(answer={"choice": step.trial.answer_key, "confidence": 3},
                                           rt_ms=2000.0))
         start = len(screen.drawn)
-        runner._feedback(step, outcome, (step.trial.correct_choice, 3), "")
+        runner._feedback(step, outcome, (step.trial.answer_key, 3), "")
     finally:
         screen.close()
     frames = screen.drawn[start:]

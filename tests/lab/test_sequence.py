@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 
 from experiments.errors import Refused
 from experiments.export import frames_from_db
-from experiments.lab.datafile import COLUMNS, PSYCHOPY_COLUMNS, RunInfo, TrialCsv, data_path
+from experiments.lab.datafile import PSYCHOPY_COLUMNS, RunInfo, TrialCsv, columns_for, data_path
 from experiments.lab.sequence import Sequencer, advance, run_headless
 from experiments.lab.source import start_lab_session
 from experiments.lab.store import LocalStore, open_database_recorder
@@ -45,7 +45,7 @@ def test_whole_session_to_database_and_csv(built, tmp_path):
     assert outcomes[3].attempt_passed is True
     assert sum(o.step.trial.is_catch for o in outcomes) == 2
     rows = _csv_rows(data_path(tmp_path, task))
-    assert list(rows[0]) == list(COLUMNS)
+    assert list(rows[0]) == list(columns_for("imi_2afc"))
     assert [int(r["trial_index"]) for r in rows] == list(range(10))
     assert {r["client"] for r in rows} == {"lab"} and {r["saved_to"] for r in rows} == {"database"}
     assert all(r[c] for r in rows for c in PSYCHOPY_COLUMNS)
@@ -89,7 +89,8 @@ def test_failed_practice_ends_the_session(db, toy_set, tmp_path):
     key = build_experiment(lab_spec(tmp_path, toy_set, name="strict",
                                     practice={"trials": 2, "max_attempts": 2}), db).key
     wrong = lambda step: correct_responder()(step).__class__(  # noqa: E731
-        choice="b" if step.trial.correct_choice == "a" else "a", confidence=1, rt_ms=300.0)
+        answer={"choice": "b" if step.trial.answer_key == "a" else "a", "confidence": 1},
+        rt_ms=300.0)
     task, sequencer, outcomes = _run(db, key, "P04", tmp_path, responder=wrong)
     assert len(outcomes) == 4 and outcomes[-1].practice_failed
     assert sequencer.progress.status == "failed_practice"
@@ -139,8 +140,9 @@ def test_same_columns_as_a_web_session(built, tmp_path):
                  else state.main[index - state.main_offset])
         answer = respond(Step(trial, index, trial.phase, 0, 0, 1))
         service.record_response(state.session_id, state.token, ResponseIn(
-            trial_index=index, trial_id=trial.trial_id, choice=trial.correct_choice,
-            confidence=answer.confidence, rt_ms=answer.rt_ms, stim_onset_ms=answer.stim_onset_ms,
+            trial_index=index, trial_id=trial.trial_id,
+            answer={"choice": trial.answer_key, "confidence": answer.answer["confidence"]},
+            rt_ms=answer.rt_ms, stim_onset_ms=answer.stim_onset_ms,
             response_ms=answer.response_ms))
         index += 1
         state = service.state(state.session_id, state.token)

@@ -70,7 +70,7 @@ def admin_login(client, key: str, password: str = "admin-password") -> str:
 def answer_key(db: Database) -> dict[int, str]:
     """{trial id: correct choice}: what the researcher knows and the page must not."""
     with db.read() as session:
-        return dict(session.execute(select(Trial.id, Trial.correct_choice)).all())
+        return dict(session.execute(select(Trial.id, Trial.answer_key)).all())
 
 
 @pytest.fixture(scope="session")

@@ -16,8 +16,8 @@ def answer(trial: dict, index: int, right: bool = True, key: dict[int, str] | No
     choice = key[trial["trial_id"]] if key else "a"
     if not right:
         choice = "b" if choice == "a" else "a"
-    body = {"trial_index": index, "trial_id": trial["trial_id"], "choice": choice,
-            "confidence": 3, "rt_ms": 850.5, "stim_onset_ms": 1000.0, "response_ms": 1850.5}
+    body = {"trial_index": index, "trial_id": trial["trial_id"],
+            "answer": {"choice": choice, "confidence": 3}, "rt_ms": 850.5, "stim_onset_ms": 1000.0, "response_ms": 1850.5}
     body.update(extra)
     return body
 
@@ -47,7 +47,7 @@ def test_whole_session_through_the_api(api_env, db):
             assert r.status_code == 201, r.json
             # the scoring comes back only now, with the stored answer
             assert r.json["correct"] is attempt_right
-            assert r.json["correct_choice"] == truth[trial["trial_id"]]
+            assert r.json["answer_key"] == truth[trial["trial_id"]]
             index += 1
         assert r.json["practice_attempt_passed"] is attempt_right
     assert r.json["main_offset"] == index and r.json["stage"] == "main"
@@ -115,7 +115,8 @@ def test_retries_are_idempotent_and_conflicts_refused(api_env, db):
     retry = client.post(url, json=body, headers=s.headers)
     assert (first.status_code, first.json["stored"]) == (201, True)
     assert (retry.status_code, retry.json["stored"]) == (200, False)
-    changed = client.post(url, json=dict(body, choice="b" if body["choice"] == "a" else "a"),
+    other = "b" if body["answer"]["choice"] == "a" else "a"
+    changed = client.post(url, json=dict(body, answer={"choice": other, "confidence": 3}),
                           headers=s.headers)
     assert changed.status_code == 409 and "different answer" in changed.json["error"]
     gap = client.post(url, json=answer(state["practice"][1], 3), headers=s.headers)
@@ -144,20 +145,45 @@ def test_state_resumes_at_next_index_after_restart_of_the_entry(api_env):
 @pytest.mark.parametrize("body,fragment", [
     ({"trial_index": -1}, "trial_index"),
     ({"trial_index": "0"}, "trial_index"),
-    ({"choice": "c"}, "choice"),
-    ({"confidence": 4}, "confidence"),
-    ({"confidence": True}, "confidence"),
+    ({"answer": {"choice": "c", "confidence": 3}}, "choice"),
+    ({"answer": {"choice": "a", "confidence": 4}}, "confidence"),
+    ({"answer": {"choice": "a", "confidence": True}}, "confidence"),
+    ({"answer": {"choice": "a"}}, "answer for task type imi_2afc: confidence: Field required"),
+    ({"answer": {"choice": "a", "confidence": 2, "says_yes": True}}, "says_yes"),
+    ({"answer": {"choice": {"nested": 1}, "confidence": 2}}, "answer"),
+    ({"choice": "a"}, "choice"),
     ({"rt_ms": -5}, "rt_ms"),
     ({"extra": {"nested": {"a": 1}}}, "extra"),
     ({"unknown": 1}, "unknown"),
 ])
-def test_bad_payloads_get_a_clear_400(api_env, body, fragment):
+def test_bad_payloads_get_a_clear_400(api_env, db, body, fragment):
     _, client, key = api_env
     s = start_session(client, key)
     state = client.get(f"/api/sessions/{s.session_id}", headers=s.headers).json
     payload = dict(answer(state["practice"][0], 0), **body)
     r = client.post(f"/api/sessions/{s.session_id}/responses", json=payload, headers=s.headers)
     assert r.status_code == 400 and fragment in r.json["error"]
+    assert n_responses(db) == 0
+    again = client.get(f"/api/sessions/{s.session_id}", headers=s.headers).json
+    assert again["next_index"] == 0
+
+
+def test_a_page_from_before_task_types_still_saves_its_flat_answer(api_env, db):
+    """A page loaded before the upgrade (or its queued answers) sends choice and confidence
+    flat: they are stored as the 2-AFC answer, and a retry in the new shape is the same."""
+    _, client, key = api_env
+    s = start_session(client, key)
+    state = client.get(f"/api/sessions/{s.session_id}", headers=s.headers).json
+    trial, url = state["practice"][0], f"/api/sessions/{s.session_id}/responses"
+    flat = {"trial_index": 0, "trial_id": trial["trial_id"], "choice": "b", "confidence": 2,
+            "rt_ms": 900.0}
+    assert client.post(url, json=flat, headers=s.headers).status_code == 201
+    with db.read() as session:
+        assert session.scalars(select(Response.answer)).one() == {"choice": "b", "confidence": 2}
+    new = {"trial_index": 0, "trial_id": trial["trial_id"],
+           "answer": {"choice": "b", "confidence": 2}, "rt_ms": 900.0}
+    retry = client.post(url, json=new, headers=s.headers)
+    assert (retry.status_code, retry.json["stored"]) == (200, False)
 
 
 def test_non_json_and_oversized_bodies(api_env):

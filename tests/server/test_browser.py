@@ -130,7 +130,7 @@ def correct_choice(page, study) -> tuple[str, int]:
     page.wait_for_selector(".trial:not(.hidden-until-ready)")
     trial_id = int(page.get_attribute(".trial", "data-trial-id"))
     with study["db"].read() as s:
-        return s.get(Trial, trial_id).correct_choice, trial_id
+        return s.get(Trial, trial_id).answer_key, trial_id
 
 
 def answer(page, study, right: bool = True, screen: str | None = None) -> None:
@@ -498,7 +498,7 @@ def test_the_screen_guards_window_size_fullscreen_banner_and_keys(page, study):
     wait_count(study["db"], sid, 1)
     with study["db"].read() as s:
         stored = s.scalars(select(Response).where(Response.session_id == sid)).one()
-    assert (stored.choice, stored.confidence) == ("b", 3)
+    assert stored.answer == {"choice": "b", "confidence": 3}
     assert events(study["db"], sid, "client_window_too_small")
 
 

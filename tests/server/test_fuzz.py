@@ -14,7 +14,7 @@ json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12),
 json_values = st.recursive(json_scalars, lambda inner: st.one_of(
     st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=12), inner, max_size=4)),
     max_leaves=12)
-keys = st.sampled_from(["trial_index", "trial_id", "choice", "confidence", "rt_ms",
+keys = st.sampled_from(["trial_index", "trial_id", "answer", "choice", "confidence", "rt_ms",
                         "stim_onset_ms", "response_ms", "extra", "kind", "payload", "client_ms",
                         "seconds", "feedback", "other"])
 bodies = st.one_of(json_values, st.dictionaries(keys, json_values, max_size=8))
@@ -24,7 +24,7 @@ paths = st.sampled_from(["responses", "events", "instructions", "complete"])
 def snapshot(db) -> tuple:
     with db.read() as session:
         rows = session.execute(select(Response.session_id, Response.trial_index, Response.trial_id,
-                                      Response.choice, Response.confidence, Response.rt_ms)
+                                      Response.answer, Response.rt_ms)
                                .order_by(Response.id)).all()
         statuses = session.execute(select(Session.id, Session.status, Session.n_responses)
                                    .order_by(Session.id)).all()

@@ -100,7 +100,7 @@ def test_images_are_compressed_cached_and_masters_untouched(api_env, db, small_s
     _, client, key = api_env
     s = start_session(client, key)
     state = client.get(f"/api/sessions/{s.session_id}", headers=s.headers).json
-    image_id = state["practice"][0]["query_a"]
+    image_id = state["practice"][0]["stimulus"]["query_a"]
     with db.read() as session:
         internal = session.scalar(select(StimulusImage.image_id).where(
             StimulusImage.public_id == image_id))

@@ -14,7 +14,8 @@ PUBLIC_ID = re.compile(r"^[0-9a-f]{32}$")
 
 def _image_ids(state: dict) -> list[str]:
     ids = [i for t in state["practice"] + state["main"]
-           for i in (t["query_a"], t["query_b"], *t["references_max"], *t["references_min"])]
+           for s in [t["stimulus"]]
+           for i in (s["query_a"], s["query_b"], *s["references_max"], *s["references_min"])]
     return ids
 
 
@@ -51,7 +52,7 @@ def test_upgrading_an_older_database_gives_every_image_a_public_id(db, tmp_path,
     client = make_app(db, tmp_path).test_client()
     s = start_session(client, key)
     state = client.get(f"/api/sessions/{s.session_id}", headers=s.headers).json
-    assert client.get(state["image_base"] + state["main"][0]["query_b"]).status_code == 200
+    assert client.get(state["image_base"] + state["main"][0]["stimulus"]["query_b"]).status_code == 200
 
 
 # ---- forged sign-ups (item 2) ----------------------------------------------------------

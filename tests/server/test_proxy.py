@@ -74,7 +74,7 @@ def test_nginx_serves_prepared_images_from_disk_and_the_rest_from_the_app(db, tm
         client = app.test_client()
         started = start_session(client, key)
         state = client.get(f"/api/sessions/{started.session_id}", headers=started.headers).json
-        image_id = state["practice"][0]["query_a"]
+        image_id = state["practice"][0]["stimulus"]["query_a"]
         direct = client.get(state["image_base"] + image_id)
         via = httpx.get(url + state["image_base"] + image_id)
         assert via.status_code == 200 and via.content == direct.data
@@ -84,7 +84,7 @@ def test_nginx_serves_prepared_images_from_disk_and_the_rest_from_the_app(db, tm
         api = httpx.get(f"{url}/api/sessions/{started.session_id}", headers=started.headers)
         assert api.status_code == 200 and api.json()["next_index"] == 0
         # an image without a link (prepare not run for it) is answered by the app
-        other = state["practice"][0]["query_b"]
+        other = state["practice"][0]["stimulus"]["query_b"]
         (store.public_dir / "img" / key / other).unlink()
         fallback = httpx.get(url + state["image_base"] + other)
         assert fallback.content == client.get(

@@ -31,7 +31,9 @@ def test_view_equals_lucent_and_kornia_for_every_scale():
         ours = imi_view(image, StepDraws(seed).next())
         theirs = _lucent_view(image, seed)
         assert ours.shape == theirs.shape, (seed, ours.shape, theirs.shape)
-        torch.testing.assert_close(ours, theirs, atol=0, rtol=0)
+        # Equal up to float32 rounding: the warp's matrix products round differently on CPUs
+        # with other vector units (bit for bit on some, 4e-5 apart on others).
+        torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=0)
         seen.add(ours.shape[-1])
     assert seen == {256, 263, 269}  # 0.95/0.975/1 padded back to 256; 1.025 and 1.05 larger
 
@@ -122,15 +124,22 @@ def test_own_engine_shows_the_model_what_lucent_shows_it():
     assert sum(bool(((a - fill).abs() < 1e-4).all(1).any()) for a in ours[:-1]) > steps // 2
 
 
-def test_a_plain_render_is_lucents_bit_for_bit():
-    """Same seed, no diversity term: 25 steps of the own engine give lucent's image exactly."""
+def test_a_plain_render_is_lucents():
+    """Same seed, no diversity term: the own engine's first step gives lucent's image exactly,
+    and 25 steps stay within float rounding of it (bit for bit on some CPUs; on others the
+    warp's rounding, carried by Adam, moves some pixels by a few grey levels)."""
     pytest.importorskip("lucent")
     from stimuli.lucent_engine import render_lucent
 
     spec = get_spec("tiny-cnn")
     model = load_model("tiny-cnn", pretrained=False)
-    schedule = RenderSchedule(max_steps=25, min_steps=25, size=224, pad=16)
-    ours = render_jobs(model, spec, [Job("bn3", 4, 1)], schedule, seed=0)[0]
-    theirs = render_lucent(model, spec, "bn3", 4, steps=25, seed=0)
-    assert ours.images.tobytes() == theirs.images.tobytes()
-    np.testing.assert_allclose(ours.activations, theirs.activations, rtol=1e-6)
+    renders = []
+    for steps in (1, 25):
+        schedule = RenderSchedule(max_steps=steps, min_steps=steps, size=224, pad=16)
+        renders.append((render_jobs(model, spec, [Job("bn3", 4, 1)], schedule, seed=0)[0],
+                        render_lucent(model, spec, "bn3", 4, steps=steps, seed=0)))
+    (first, first_lucent), (ours, theirs) = renders
+    assert first.images.tobytes() == first_lucent.images.tobytes()
+    difference = np.abs(ours.images.astype(int) - theirs.images.astype(int))
+    assert difference.mean() < 1.0 and np.percentile(difference, 99) <= 8
+    np.testing.assert_allclose(ours.activations, theirs.activations, rtol=2e-3)

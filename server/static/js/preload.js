@@ -5,7 +5,8 @@ import { sleep } from './api.js';
 export class ImageLoadError extends Error {}
 
 export function trialImageIds(trial) {
-  return [...trial.references_min, ...trial.references_max, trial.query_a, trial.query_b];
+  const s = trial.stimulus;
+  return [...s.references_min, ...s.references_max, s.query_a, s.query_b];
 }
 
 export class ImageLoader {

@@ -119,7 +119,7 @@ export class SaveQueue extends StoredQueue {
     this.replies.get(item.trial_index).resolve(result);
   }
 
-  /** Queue an answer; resolves with the server's reply (correct, correct_choice) or null. */
+  /** Queue an answer; resolves with the server's reply (correct, answer_key) or null. */
   push(payload) {
     if (!this.items.some((item) => item.trial_index === payload.trial_index)) this.add(payload);
     return this.reply(payload.trial_index);

@@ -93,7 +93,8 @@ function example(loader, trial) {
     s.append(g);
     return s;
   };
-  box.append(side(trial.references_min, 'Examples: low'), side(trial.references_max, 'Examples: high'));
+  box.append(side(trial.stimulus.references_min, 'Examples: low'),
+    side(trial.stimulus.references_max, 'Examples: high'));
   return box;
 }
 

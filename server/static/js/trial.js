@@ -36,7 +36,7 @@ function grid(loader, ids, label, side) {
 function queryRow(loader, trial, which, buttons) {
   const row = el('div', `query query-${which}`);
   row.dataset.query = which;
-  row.append(picture(loader, which === 'a' ? trial.query_a : trial.query_b, 'query-img'));
+  row.append(picture(loader, which === 'a' ? trial.stimulus.query_a : trial.stimulus.query_b, 'query-img'));
   const group = el('div', 'answer');
   group.append(el('span', 'answer-label', which === 'a' ? 'Upper image' : 'Lower image'));
   CONFIDENCE.forEach(([confidence, text], i) => {
@@ -62,7 +62,7 @@ const PENDING_MS = 3000; // how long feedback waits for the server before the pa
 /**
  * Show `trial` in `container`; resolves after the participant pressed Continue.
  * `onAnswer(answer)` runs at the click (so the answer is saved at once) and returns a promise
- * of the server's scoring ({correct, correct_choice}, or null): the page holds no answer key,
+ * of the server's scoring ({correct, answer_key}, or null): the page holds no answer key,
  * so feedback comes from the server. Offline, the participant may go on after PENDING_MS.
  */
 export async function runTrial(container, trial, { loader, timing, header, onAnswer, focusCounter }) {
@@ -75,8 +75,8 @@ export async function runTrial(container, trial, { loader, timing, header, onAns
   centre.append(el('p', 'question', 'Which image in the centre fits the examples on the right better?'));
   centre.append(queryRow(loader, trial, 'a', buttons), queryRow(loader, trial, 'b', buttons));
   const layout = el('div', 'layout');
-  layout.append(grid(loader, trial.references_min, 'Examples: low', 'min'), centre,
-    grid(loader, trial.references_max, 'Examples: high', 'max'));
+  layout.append(grid(loader, trial.stimulus.references_min, 'Examples: low', 'min'), centre,
+    grid(loader, trial.stimulus.references_max, 'Examples: high', 'max'));
   const feedback = el('p', 'feedback');
   feedback.setAttribute('role', 'status');
   const proceed = el('button', 'continue', 'Continue');
@@ -108,8 +108,7 @@ export async function runTrial(container, trial, { loader, timing, header, onAns
       const responseMs = event.timeStamp;
       resolve({
         trial_id: trial.trial_id,
-        choice: button.dataset.choice,
-        confidence: Number(button.dataset.confidence),
+        answer: { choice: button.dataset.choice, confidence: Number(button.dataset.confidence) },
         rt_ms: Math.max(0, responseMs - onset),
         stim_onset_ms: onset,
         response_ms: responseMs,
@@ -128,11 +127,11 @@ export async function runTrial(container, trial, { loader, timing, header, onAns
   clearTimeout(late);
   const correct = Boolean(reply && reply.correct);
   if (reply) {
-    screen.querySelector(`.query-${reply.correct_choice}`).classList.add('is-correct');
+    screen.querySelector(`.query-${reply.answer_key}`).classList.add('is-correct');
     feedback.textContent = correct ? 'Correct!' : 'Wrong.';
     feedback.className = `feedback ${correct ? 'good' : 'bad'}`;
     await sleep(timing.feedback_ms);
-    screen.querySelector(`.query-${reply.correct_choice}`).classList.remove('is-correct');
+    screen.querySelector(`.query-${reply.answer_key}`).classList.remove('is-correct');
     feedback.textContent = '';
     feedback.className = 'feedback';
   } else {
