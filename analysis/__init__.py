@@ -3,18 +3,53 @@ test differences and scaling trends, draw figures and write reports. Never impor
 from __future__ import annotations
 
 from analysis.bootstrap import bca_mean, two_way_draws, wilson_interval
-from analysis.exclusions import (CatchTrials, ExclusionResult, InstructionTime, MinAccuracy,
-                                 PracticeAttempts, RepeatParticipant, ResponseRows, Rule,
-                                 TotalTime, apply_exclusions, imi_rules)
-from analysis.load import (Dataset, DataError, attach_model_metadata, attach_units, imi_models,
-                           load, load_dataset, read_imi, read_models, read_trials, read_units)
+from analysis.exclusions import (
+    CatchTrials,
+    ExclusionResult,
+    InstructionTime,
+    MinAccuracy,
+    PracticeAttempts,
+    RepeatParticipant,
+    ResponseRows,
+    Rule,
+    TotalTime,
+    apply_exclusions,
+    imi_rules,
+)
+from analysis.load import (
+    DataError,
+    Dataset,
+    attach_model_metadata,
+    attach_units,
+    imi_models,
+    load,
+    load_dataset,
+    read_imi,
+    read_models,
+    read_trials,
+    read_units,
+)
 from analysis.scaling import power_analysis, scaling_slopes, spearman_trend, tost_slope
-from analysis.scores import (accuracy_by_confidence, main_trials, model_scores,
-                             participant_scores, participant_summary, rt_summary,
-                             two_way_scores, unit_scores)
+from analysis.scores import (
+    accuracy_by_confidence,
+    main_trials,
+    model_scores,
+    participant_scores,
+    participant_summary,
+    rt_summary,
+    two_way_scores,
+    unit_scores,
+)
 from analysis.simulate import simulate
-from analysis.stats import (brunner_munzel, brunner_munzel_pairs, conover_posthoc,
-                            depth_correlation, kruskal_models, mixed_model, paired_conditions)
+from analysis.stats import (
+    brunner_munzel,
+    brunner_munzel_pairs,
+    conover_posthoc,
+    depth_correlation,
+    kruskal_models,
+    mixed_model,
+    paired_conditions,
+)
 
 
 def analyze(dataset: Dataset, out: str, **options):  # noqa: ANN201

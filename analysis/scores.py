@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from analysis.bootstrap import (bca_mean, percentile_interval, two_way_draws, wilson_interval)
+from analysis.bootstrap import bca_mean, percentile_interval, two_way_draws, wilson_interval
 
 GROUP = ("model", "condition")
 

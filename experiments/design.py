@@ -14,6 +14,7 @@ from experiments.spec import ExperimentSpec
 from experiments.stimulus_set import StimulusSet
 from experiments.tasks import TaskType, get_task
 
+
 @dataclass(frozen=True)
 class UnitInfo:
     """A unit and the stimulus set it comes from."""

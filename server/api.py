@@ -9,6 +9,7 @@ from werkzeug.exceptions import Unauthorized
 
 from experiments.errors import NotFound
 from experiments.instructions import session_pages
+from experiments.progress import Slot
 from experiments.sessions import SessionService, SessionState, TrialView
 from experiments.tasks import TaskType, get_task
 from server import lookup
@@ -50,6 +51,10 @@ def _trial_json(trial: TrialView, task: TaskType, public: dict[str, str]) -> dic
             "type": task.name, "stimulus": task.map_images(trial.stimulus, public.__getitem__)}
 
 
+def _step_json(step: Slot | None) -> dict[str, Any] | None:
+    return None if step is None else asdict(step)
+
+
 def _instructions(spec, state: SessionState, public: dict[str, str]) -> list[dict[str, Any]]:
     """The session's instruction pages (the study's, then the built-in ones), image ids public."""
     pages = session_pages([p.model_dump() for p in spec.instructions], state.condition,
@@ -80,6 +85,9 @@ def state_json(state: SessionState) -> dict[str, Any]:
         "task_type": task.name,
         "practice": [_trial_json(t, task, public) for t in state.practice],
         "practice_order": state.practice_order,  # repetitions show the trials reshuffled
+        # The trial to show next (experiments.progress.Slot; None: nothing left to show):
+        # `phase` and `position` index the practice or main list, `slot` of `block_size`.
+        "next": _step_json(state.next_step),
         "main": [_trial_json(t, task, public) for t in state.main],
         "timing": {"button_lock_ms": timing.button_lock_ms,
                    "feedback_delay_ms": timing.feedback_delay_ms,

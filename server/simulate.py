@@ -139,18 +139,10 @@ class HttpParticipant:
             return {"participant": self.platform_id, "status": "refused"}
         state = self._api("GET", "")
         self._api("POST", "/instructions", {"seconds": self.observer.instruction_s})
-        index, clock = state["next_index"], 1000.0
-        offset = state["main_offset"]
-        practice, main = state["practice"], state["main"]
-        while True:
-            if offset is None:
-                if index % len(practice) == 0 and index:  # a repetition: its order is new
-                    state = self._api("GET", "")
-                trial, phase = practice[state["practice_order"][index % len(practice)]], "practice"
-            elif index - offset < len(main):
-                trial, phase = main[index - offset], "main"
-            else:
-                break
+        clock, step = 1000.0, state["next"]
+        while step is not None:  # the server says which trial comes next (experiments.progress)
+            phase, index = step["phase"], step["trial_index"]
+            trial = state[phase][step["position"]]
             # Careless people too attend half the time in practice (its feedback teaches them).
             attend = phase == "practice" and self.observer.rng.random() < 0.5
             choice, confidence = self.observer.choose(trial, self.activation, self.spread,
@@ -158,13 +150,10 @@ class HttpParticipant:
             rt = self.observer.rt_ms()
             result = self._api("POST", "/responses", {
                 "trial_index": index, "trial_id": trial["trial_id"],
-                "answer": {"choice": choice, "confidence": confidence}, "rt_ms": rt, "stim_onset_ms": clock,
-                "response_ms": clock + rt, "extra": {"simulated": True}})
+                "answer": {"choice": choice, "confidence": confidence}, "rt_ms": rt,
+                "stim_onset_ms": clock, "response_ms": clock + rt, "extra": {"simulated": True}})
             clock += rt + 2000.0
-            index = result["next_index"]
-            offset = result["main_offset"]
-            if result["stage"] == "done":
-                break
+            step = result["next_step"]
         done = self._api("POST", "/complete", {"feedback": "simulated participant"})
         return {"participant": self.platform_id, "status": done["status"],
                 "completion_code": done["completion_code"], "careless": self.observer.careless}

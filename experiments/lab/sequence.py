@@ -7,14 +7,13 @@ start the data file is reconciled with it (`Sequencer.reconcile`).
 """
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from experiments import progress
 from experiments.lab.task import LabTask, LabTrial, Progress
-from experiments.practice import practice_position
 from experiments.sessions import ResponseIn
 from experiments.tasks import get_task
 
@@ -106,28 +105,6 @@ class RowWriter(Protocol):
                        recorded: Recorded) -> None: ...
 
 
-def advance(progress: Progress, n_practice: int, pass_mark: int, max_attempts: int,
-            correct: bool) -> tuple[Progress, bool | None]:
-    """Progress after one more answer (mirrors the session service); also attempt pass/fail."""
-    after = dataclasses.replace(progress)
-    index = progress.next_index
-    after.next_index = index + 1
-    if progress.main_offset is not None:
-        after.main_correct += int(correct)
-        return after, None
-    after.attempt_correct += int(correct)
-    if index % n_practice != n_practice - 1:
-        return after, None
-    after.practice_attempts = index // n_practice + 1
-    passed = after.attempt_correct >= pass_mark
-    after.attempt_correct = 0
-    if passed:
-        after.main_offset = after.next_index
-    elif max_attempts and after.practice_attempts >= max_attempts:
-        after.status = "failed_practice"
-    return after, passed
-
-
 class Sequencer:
     """Walks one session's trials from its stored progress; every answer is saved at once."""
 
@@ -166,26 +143,16 @@ class Sequencer:
     @property
     def stage(self) -> str:
         """practice, main, finish (all answered, not completed) or done."""
-        p = self.progress
-        if p.status != "in_progress":
-            return "done"
-        if p.main_offset is None:
-            return "practice"
-        return "main" if p.next_index - p.main_offset < len(self.task.main) else "finish"
+        return progress.stage(self.progress, self.task.rules)
 
     def current(self) -> Step | None:
         """The next trial to show, or None when nothing is left."""
-        p, task = self.progress, self.task
-        stage = self.stage
-        if stage == "practice":
-            n = task.n_practice
-            position = practice_position(task.session_id, p.next_index, n)
-            return Step(task.practice[position], p.next_index, "practice",
-                        p.next_index // n, p.next_index % n, n)
-        if stage == "main":
-            j = p.next_index - p.main_offset
-            return Step(task.main[j], p.next_index, "main", 0, j, len(task.main))
-        return None
+        slot = progress.next_slot(self.task.session_id, self.progress, self.task.rules)
+        if slot is None:
+            return None
+        block = self.task.practice if slot.phase == progress.PRACTICE else self.task.main
+        return Step(block[slot.position], slot.trial_index, slot.phase, slot.attempt, slot.slot,
+                    slot.block_size)
 
     def answer(self, answer: Answer) -> Outcome:
         """Score, store (recorder, then data file) and advance; raises if the store refuses."""
@@ -194,8 +161,7 @@ class Sequencer:
             raise RuntimeError("no trial is waiting for an answer")
         task_type = get_task(self.task.task_type)
         correct = task_type.score(task_type.parse_answer(answer.answer), step.trial.answer_key)
-        after, passed = advance(self.progress, self.task.n_practice, self.task.practice_pass_mark,
-                                self.task.practice_max_attempts, correct)
+        after, passed = progress.advance(self.progress, self.task.rules, correct)
         response = ResponseIn(trial_index=step.trial_index, trial_id=step.trial.trial_id,
                               answer=answer.answer, rt_ms=max(0.0, answer.rt_ms), stim_onset_ms=answer.stim_onset_ms,
                               response_ms=answer.response_ms, extra=answer.extra)

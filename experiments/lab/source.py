@@ -20,8 +20,8 @@ from experiments.errors import InterpsyError, Refused
 from experiments.export import pseudonym
 from experiments.lab.task import LabTask, Progress
 from experiments.sessions import SessionService, SessionState, TrialView
-from experiments.tasks import get_task
 from experiments.spec import ExperimentSpec
+from experiments.tasks import get_task
 
 
 def start_lab_session(db: Database, experiment: str, participant: str,

@@ -24,10 +24,11 @@ from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
+from experiments import progress
 from experiments.db import Database
 from experiments.db.models import Response
 from experiments.errors import Conflict, InterpsyError
-from experiments.lab.sequence import Recorded, Step, Stored, advance
+from experiments.lab.sequence import Recorded, Step, Stored
 from experiments.lab.task import LabTask, Progress
 from experiments.sessions import ResponseIn, SessionService
 from experiments.sessions.common import LEGACY_ANSWER_KEYS
@@ -150,19 +151,18 @@ class LocalStore:
 
     def replay(self, task: LabTask) -> Progress:
         """The task's progress after the stored responses (from the progress at export)."""
-        progress = dataclasses.replace(task.progress)
-        if task.n_practice == 0 and progress.main_offset is None:
-            progress.main_offset = 0
+        state = dataclasses.replace(task.progress)
+        if task.n_practice == 0 and state.main_offset is None:
+            state.main_offset = 0
         for record in self.records():
             kind = record.get("kind")
-            if kind == "response" and int(record["trial_index"]) == progress.next_index:
-                progress, _ = advance(progress, task.n_practice, task.practice_pass_mark,
-                                      task.practice_max_attempts, bool(record["correct"]))
+            if kind == "response" and int(record["trial_index"]) == state.next_index:
+                state, _ = progress.advance(state, task.rules, bool(record["correct"]))
             elif kind == "instructions":
-                progress.instruction_s += float(record["seconds"])
-            elif kind == "complete" and progress.status == "in_progress":
-                progress.status = "completed"
-        return progress
+                state.instruction_s += float(record["seconds"])
+            elif kind == "complete" and state.status == "in_progress":
+                state.status = "completed"
+        return state
 
 
 class LocalRecorder:

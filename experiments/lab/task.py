@@ -5,6 +5,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from experiments import progress
 from experiments.instructions import session_pages
 from experiments.sessions import TrialView
 from experiments.tasks.registry import DEFAULT_TASK
@@ -14,15 +15,9 @@ LabTrial = TrialView
 
 
 @dataclass
-class Progress:
-    """Where a session stands: the next trial_index and the practice/main bookkeeping."""
+class Progress(progress.Progress):
+    """Where a lab session stands (experiments.progress), and its time on the instructions."""
 
-    next_index: int = 0
-    main_offset: int | None = None
-    practice_attempts: int = 0
-    attempt_correct: int = 0  # correct answers in the practice attempt under way
-    main_correct: int = 0
-    status: str = "in_progress"  # in_progress | failed_practice | completed
     instruction_s: float = 0.0
 
 
@@ -57,6 +52,12 @@ class LabTask:
     @property
     def n_practice(self) -> int:
         return len(self.practice)
+
+    @property
+    def rules(self) -> progress.Rules:
+        """Block sizes and the practice criterion (experiments.progress)."""
+        return progress.Rules(len(self.practice), len(self.main), self.practice_pass_mark,
+                              self.practice_max_attempts)
 
     def instruction_pages(self) -> list[dict[str, Any]]:
         """The pages this session shows: the study's, then the built-in ones (as on the web)."""

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session as OrmSession
 
+from experiments import progress
 from experiments.db import Database
 from experiments.db.models import (
     Event,
@@ -62,6 +63,12 @@ class ServiceBase:
         return _remember(self._task_trials, task_id, TaskTrials(
             tuple(t for t in trials if t.phase == "practice"),
             tuple(t for t in trials if t.phase == "main")))
+
+    @staticmethod
+    def rules_of(trials: TaskTrials, spec: ExperimentSpec) -> progress.Rules:
+        """A task's block sizes and the spec's practice criterion."""
+        return progress.Rules(len(trials.practice), len(trials.main), spec.practice.pass_mark,
+                              spec.practice.max_attempts)
 
     def _session(self, session: OrmSession, session_id: str, token: str | None, lock: bool = False
                  ) -> Session:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session as OrmSession
 
+from experiments import progress
 from experiments.db.models import (
     Experiment,
     Response,
@@ -18,9 +19,8 @@ from experiments.db.models import (
     Trial,
 )
 from experiments.errors import NotFound
-from experiments.practice import practice_order, practice_position
 from experiments.spec import ExperimentSpec
-from experiments.vocabulary import FINISHED, SessionStatus
+from experiments.vocabulary import SessionStatus
 
 ACTIVE = SessionStatus.ACTIVE  # the status most checks ask about
 FRAME_TOLERANCE_MS = 17  # one frame at 60 Hz: a response time may undercut the lock by this
@@ -111,24 +111,35 @@ class SessionState:
     resumed: bool = False
     answered_correct_main: int = 0
 
+    @property
+    def rules(self) -> progress.Rules:
+        return progress.Rules(len(self.practice), len(self.main), self.practice_pass_mark,
+                              self.practice_max_attempts)
+
+    @property
+    def current(self) -> progress.Progress:
+        return progress.Progress(self.next_index, self.main_offset, self.practice_attempts,
+                                 main_correct=self.answered_correct_main, status=self.status)
+
     def practice_trial(self, index: int) -> TrialView:
         """The practice trial shown at running index `index` (repetitions are reshuffled)."""
-        return self.practice[practice_position(self.session_id, index, len(self.practice))]
+        return self.practice[progress.slot_at(self.session_id, self.rules, None, index).position]
 
     @property
     def practice_order(self) -> list[int]:
         """The order of the practice attempt under way (or next)."""
         n = len(self.practice)
-        return practice_order(self.session_id, self.next_index // n if n else 0, n)
+        return progress.practice_order(self.session_id, self.next_index // n if n else 0, n)
 
     @property
     def stage(self) -> str:
         """practice, main, finish (all trials stored, not yet completed) or done."""
-        if self.status in FINISHED:
-            return "done"
-        if self.main_offset is None:
-            return "practice"
-        return "main" if self.next_index - self.main_offset < len(self.main) else "finish"
+        return progress.stage(self.current, self.rules)
+
+    @property
+    def next_step(self) -> progress.Slot | None:
+        """The trial to show next (None: nothing left to show)."""
+        return progress.next_slot(self.session_id, self.current, self.rules)
 
 
 @dataclass
@@ -146,6 +157,7 @@ class RecordResult:
     main_offset: int | None = None
     server_received_at: datetime | None = None
     rt_flag: str | None = None  # see Response.rt_flag
+    next_step: progress.Slot | None = None  # the trial to show next (None: nothing left)
 
 
 @dataclass(frozen=True)

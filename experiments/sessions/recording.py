@@ -7,13 +7,13 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session as OrmSession
 
+from experiments import progress
 from experiments.db.models import (
     Event,
     Response,
     Session,
 )
 from experiments.errors import Conflict, InterpsyError, Refused
-from experiments.practice import practice_position
 from experiments.sessions.base import ServiceBase
 from experiments.sessions.common import (
     ACTIVE,
@@ -21,7 +21,6 @@ from experiments.sessions.common import (
     FRAME_TOLERANCE_MS,
     RecordResult,
     ResponseIn,
-    TrialView,
 )
 from experiments.spec import ExperimentSpec
 from experiments.tasks import get_task
@@ -82,7 +81,12 @@ class RecordingMixin(ServiceBase):
         if record.status != ACTIVE:
             raise Refused(f"this session is {record.status.replace('_', ' ')}; no more answers "
                           f"are taken", record.status)
-        trial, attempt = self._trial_at(session, record, index)
+        trials = self.trials_of(session, record.task_id)
+        rules = self.rules_of(trials, spec)
+        slot = progress.slot_at(record.id, rules, record.main_offset, index)
+        if slot is None:
+            raise Conflict(f"trial_index {index} is past the last trial of this session")
+        trial = trials.at(slot.phase, slot.position)
         if trial.trial_id != response.trial_id:
             raise Conflict(f"trial_index {index} is trial {trial.trial_id} of this session, not "
                            f"{response.trial_id}", expected_trial_index=record.n_responses)
@@ -91,19 +95,29 @@ class RecordingMixin(ServiceBase):
         now = self.clock()
         stored = Response(session_id=record.id, trial_index=index, trial_id=trial.trial_id,
                           rt_flag=self._rt_flag(response.rt_ms, record, spec, now),
-                          attempt=attempt, answer=answer.model_dump(mode="json"),
+                          attempt=slot.attempt, answer=answer.model_dump(mode="json"),
                           correct=task.score(answer, trial.answer_key),
                           rt_ms=response.rt_ms, stim_onset_ms=response.stim_onset_ms,
                           response_ms=response.response_ms, client_extra=response.extra,
                           server_received_at=now, client_recorded_at=client_recorded_at)
         session.add(stored)
-        record.n_responses = index + 1
+        # The attempt's earlier correct answers matter only when this answer closes it.
+        earlier = session.scalar(select(func.count()).select_from(Response).where(
+            Response.session_id == record.id, Response.trial_index >= index - slot.slot,
+            Response.trial_index < index, Response.correct.is_(True))) \
+            if slot.closes_attempt else 0
+        before = progress.Progress(index, record.main_offset, record.practice_attempts,
+                                   attempt_correct=earlier, status=record.status)
+        after, passed = progress.advance(before, rules, stored.correct)
+        record.n_responses = after.next_index
+        record.main_offset = after.main_offset
+        record.practice_attempts = after.practice_attempts
         record.last_activity_at = now
+        if after.status == SessionStatus.FAILED_PRACTICE:
+            record.status = SessionStatus.FAILED_PRACTICE
+            record.finished_at = now
+            record.completion_code = spec.recruitment.completion_codes.failed_checks
         session.flush()
-        passed = None
-        n_practice = spec.practice.trials
-        if trial.phase == "practice" and index % n_practice == n_practice - 1:  # the attempt's last slot
-            passed = self._close_practice_attempt(session, record, spec, attempt)
         return self._result(session, record, stored, stored_now=True, passed=passed)
 
     @staticmethod
@@ -115,54 +129,22 @@ class RecordingMixin(ServiceBase):
             return "longer_than_session"  # longer than the session has existed
         return None
 
-    def _trial_at(self, session: OrmSession, record: Session, index: int
-                  ) -> tuple[TrialView, int]:
-        trials = self.trials_of(session, record.task_id)
-        n_practice = len(trials.practice)
-        if record.main_offset is None or index < record.main_offset:
-            phase, attempt = "practice", index // n_practice
-            position = practice_position(record.id, index, n_practice)
-        else:
-            phase, position, attempt = "main", index - record.main_offset, 0
-        trial = trials.at(phase, position)
-        if trial is None:
-            raise Conflict(f"trial_index {index} is past the last trial of this session")
-        return trial, attempt
-
-    def _close_practice_attempt(self, session: OrmSession, record: Session, spec: ExperimentSpec,
-                                attempt: int) -> bool:
-        first = record.n_responses - spec.practice.trials
-        n_correct = session.scalar(select(func.count()).select_from(Response).where(
-            Response.session_id == record.id, Response.trial_index >= first,
-            Response.correct.is_(True)))
-        record.practice_attempts = attempt + 1
-        if n_correct >= spec.practice.pass_mark:
-            record.main_offset = record.n_responses
-            return True
-        if spec.practice.max_attempts and record.practice_attempts >= spec.practice.max_attempts:
-            record.status = SessionStatus.FAILED_PRACTICE
-            record.finished_at = self.clock()
-            record.completion_code = spec.recruitment.completion_codes.failed_checks
-        return False
-
     def _result(self, session: OrmSession, record: Session, stored: Response, stored_now: bool,
                 passed: bool | None = None) -> RecordResult:
         trials = self.trials_of(session, record.task_id)
-        if record.status in FINISHED:
-            stage = "done"
-        elif record.main_offset is None:
-            stage = "practice"
-        else:
-            stage = "main" if record.n_responses - record.main_offset < len(trials.main) else "finish"
+        rules = self.rules_of(trials, self._session_spec(session, record))
+        now = progress.Progress(record.n_responses, record.main_offset, record.practice_attempts,
+                                status=record.status)
         return RecordResult(stored=stored_now, trial_index=stored.trial_index,
                             correct=stored.correct,
                             answer_key=trials.by_id(stored.trial_id).answer_key,
-                            next_index=record.n_responses, stage=stage,
+                            next_index=record.n_responses, stage=progress.stage(now, rules),
                             practice_attempt_passed=passed,
                             practice_attempts=record.practice_attempts,
                             main_offset=record.main_offset,
                             server_received_at=stored.server_received_at,
-                            rt_flag=stored.rt_flag)
+                            rt_flag=stored.rt_flag,
+                            next_step=progress.next_slot(record.id, now, rules))
 
     # ---- events, instructions, completion -----------------------------------------------
     def record_event(self, session_id: str, token: str | None, kind: str,

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import cache
-from typing import Any
 from importlib import metadata
+from typing import Any
 
 from experiments.errors import SpecError
 from experiments.tasks.base import TaskType

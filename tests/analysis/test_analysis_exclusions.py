@@ -4,8 +4,17 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from analysis import (CatchTrials, InstructionTime, PracticeAttempts, RepeatParticipant,
-                      ResponseRows, TotalTime, apply_exclusions, imi_rules, simulate)
+from analysis import (
+    CatchTrials,
+    InstructionTime,
+    PracticeAttempts,
+    RepeatParticipant,
+    ResponseRows,
+    TotalTime,
+    apply_exclusions,
+    imi_rules,
+    simulate,
+)
 
 
 def test_imi_rules_catch_every_careless_participant_and_keep_rows(small):

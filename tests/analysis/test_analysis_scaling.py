@@ -5,8 +5,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import (model_scores, power_analysis, scaling_slopes, simulate, spearman_trend,
-                      tost_slope, unit_scores)
+from analysis import (
+    model_scores,
+    power_analysis,
+    scaling_slopes,
+    simulate,
+    spearman_trend,
+    tost_slope,
+    unit_scores,
+)
 
 
 def _scores(ds):

@@ -5,8 +5,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import (accuracy_by_confidence, apply_exclusions, main_trials, model_scores,
-                      participant_summary, rt_summary, simulate, unit_scores)
+from analysis import (
+    accuracy_by_confidence,
+    apply_exclusions,
+    main_trials,
+    model_scores,
+    participant_summary,
+    rt_summary,
+    simulate,
+    unit_scores,
+)
 
 
 def test_unit_scores_use_only_main_non_catch_included_rows(small):

@@ -6,8 +6,16 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from analysis import (brunner_munzel, brunner_munzel_pairs, conover_posthoc, kruskal_models,
-                      mixed_model, paired_conditions, simulate, unit_scores)
+from analysis import (
+    brunner_munzel,
+    brunner_munzel_pairs,
+    conover_posthoc,
+    kruskal_models,
+    mixed_model,
+    paired_conditions,
+    simulate,
+    unit_scores,
+)
 from analysis.stats import between_model_slope
 
 

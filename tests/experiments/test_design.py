@@ -2,7 +2,8 @@
 from collections import Counter, defaultdict
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from experiments.design import design_frame, plan
 from experiments.errors import SpecError

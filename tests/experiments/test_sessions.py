@@ -329,16 +329,3 @@ def test_a_re_accepted_hit_completes_with_the_new_assignment(service, db):
         info = s.scalars(select(Participant.platform_info)).one()
     assert info == {"assignmentId": "NEW"}
     assert _count(db, Event, Event.kind == "platform_info_changed") == 1
-
-
-def test_each_practice_repetition_shows_the_trials_in_a_new_order():
-    from experiments.practice import practice_order
-
-    for n in (2, 3, 5):
-        orders = [practice_order("session-x", a, n) for a in range(6)]
-        assert orders[0] == list(range(n))
-        assert all(sorted(o) == list(range(n)) for o in orders)
-        assert all(a != b for a, b in zip(orders, orders[1:]))
-    assert practice_order("session-x", 3, 5) == practice_order("session-x", 3, 5)
-    assert practice_order("session-x", 1, 5) != practice_order("session-y", 1, 5) or \
-        practice_order("session-x", 2, 5) != practice_order("session-y", 2, 5)

@@ -5,15 +5,13 @@ import csv
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings, strategies as st
 
 from experiments.errors import Refused
 from experiments.export import frames_from_db
 from experiments.lab.datafile import PSYCHOPY_COLUMNS, RunInfo, TrialCsv, columns_for, data_path
-from experiments.lab.sequence import Sequencer, advance, run_headless
+from experiments.lab.sequence import Sequencer, run_headless
 from experiments.lab.source import start_lab_session
 from experiments.lab.store import LocalStore, open_database_recorder
-from experiments.lab.task import Progress
 from experiments.schema import RESPONSE_COLUMNS
 from experiments.sessions import ResponseIn, SessionService
 from tests.lab.conftest import correct_responder
@@ -95,28 +93,6 @@ def test_failed_practice_ends_the_session(db, toy_set, tmp_path):
     assert len(outcomes) == 4 and outcomes[-1].practice_failed
     assert sequencer.progress.status == "failed_practice"
     assert sequencer.complete() == "FAILED_CHECKS"
-
-
-@settings(max_examples=60, deadline=None)
-@given(answers=st.lists(st.booleans(), min_size=1, max_size=30),
-       n_practice=st.integers(1, 4), max_attempts=st.integers(0, 3), slack=st.integers(0, 1))
-def test_advance_is_consistent(answers, n_practice, max_attempts, slack):
-    """Attempts close every n_practice answers; main starts right after a passing attempt."""
-    pass_mark = max(0, n_practice - slack)
-    progress = Progress()
-    for k, correct in enumerate(answers):
-        if progress.status != "in_progress":
-            break
-        before = progress
-        progress, passed = advance(progress, n_practice, pass_mark, max_attempts, correct)
-        assert progress.next_index == k + 1
-        if before.main_offset is not None:
-            assert passed is None and progress.main_offset == before.main_offset
-        elif (k + 1) % n_practice == 0:
-            assert passed is not None
-            assert (progress.main_offset == k + 1) == passed
-        else:
-            assert passed is None and progress.main_offset is None
 
 
 def test_local_store_skips_a_torn_last_line(tmp_path):

@@ -250,3 +250,32 @@ def test_a_retried_event_or_instruction_time_is_stored_once(api_env, db):
     # counted once each (the server also bounds them by the session's age: see test_paid_study)
     assert record.instruction_s_claimed == 42.5 and record.instruction_s <= 42.5
     assert sorted(kinds) == ["client_focus_lost", "client_focus_lost", "instructions", "instructions"]
+
+
+def test_the_api_tells_the_page_the_next_step(api_env, db):
+    """The page (and simulated participants) follow `next` / `next_step` from the server
+    (experiments.progress), through a failed and a passed practice attempt to the end."""
+    _, client, key = api_env
+    s = start_session(client, key)
+    url = f"/api/sessions/{s.session_id}"
+    state = client.get(url, headers=s.headers).json
+    truth = answer_key(db)
+    step = state["next"]
+    assert step == {"trial_index": 0, "phase": "practice", "attempt": 0, "slot": 0,
+                    "position": state["practice_order"][0], "block_size": 2}
+    seen = []
+    while step is not None:
+        trial = state[step["phase"]][step["position"]]
+        right = not (step["phase"] == "practice" and step["attempt"] == 0)
+        r = client.post(f"{url}/responses", headers=s.headers,
+                        json=answer(trial, step["trial_index"], right=right, key=truth))
+        assert r.status_code == 201, r.json
+        seen.append((step["phase"], step["attempt"], step["slot"]))
+        step = r.json["next_step"]
+        if step is not None and len(seen) == 3:  # a reload mid-attempt resumes at the same step
+            assert client.get(url, headers=s.headers).json["next"] == step
+    n_main = len(state["main"])
+    assert seen == [("practice", 0, 0), ("practice", 0, 1), ("practice", 1, 0),
+                    ("practice", 1, 1), *(("main", 0, j) for j in range(n_main))]
+    final = client.get(url, headers=s.headers).json
+    assert final["next"] is None and final["stage"] == "finish"

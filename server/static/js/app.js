@@ -208,8 +208,10 @@ class Study {
     const n = trials.length;
     this.loader.preload(trials).catch(() => {});
     while (this.state.main_offset === null && n > 0 && this.state.stage === 'practice') {
-      const attempt = Math.floor(this.progress.next_index / n);
-      let position = this.progress.next_index % n;
+      // The server's next step (experiments/progress.py); the page has drained its queue first.
+      const step = this.state.next;
+      const attempt = step.attempt;
+      let position = step.slot;
       if (position === 0) this.progress.attempt_correct = 0;
       const order = this.state.practice_order; // a repetition shows the trials reshuffled
       for (; position < n; position += 1) {

@@ -6,8 +6,8 @@ Create Date: 2026-12-04 08:45:00
 """
 import secrets
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = '0003'
 down_revision = '0002'

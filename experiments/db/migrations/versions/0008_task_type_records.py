@@ -8,8 +8,8 @@ Create Date: 2026-12-04 17:30:00
 Columns are added and dropped with plain ALTER TABLE on every dialect: SQLite's batch mode would
 recreate `trials`, and dropping it cascades to every response (foreign keys are on).
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = '0008'
 down_revision = '0007'
