@@ -23,6 +23,7 @@ from experiments.schema import (
     UNIT_COLUMNS,
     coerce,
     required_missing,
+    tables_for,
 )
 from experiments.tasks import TaskType, get_task
 from experiments.tasks.registry import DEFAULT_TASK, task_name_of_spec
@@ -100,14 +101,15 @@ def load_dataset(path: str | Path, experiment: str | None = None,
     else:
         p = Path(path)
         if p.is_dir():
+            settings = _read_settings(p / SETTINGS_FILE)
+            tables = tables_for([task_of(settings).name])  # the task type's own columns
             frames = {}
             for name in TABLE_NAMES:
                 found = _find_table(p, name)
                 if found is not None:
-                    frames[name] = _read_table(found, name)
+                    frames[name] = _read_table(found, name, tables)
             if "responses" not in frames:
                 raise DataError(f"{p}: no responses.parquet or responses.csv in this folder")
-            settings = _read_settings(p / SETTINGS_FILE)
         elif p.is_file():
             frames = {"responses": _read_table(p, "responses")}
         else:
@@ -203,18 +205,21 @@ def _read_raw(path: Path, string_columns: tuple[str, ...] = ()) -> pd.DataFrame:
     raise DataError(f"{path}: unknown file type (expected .parquet or .csv)")
 
 
-def _read_table(path: Path, table: str) -> pd.DataFrame:
-    """Read one exported table and coerce it to the schema, naming missing columns."""
-    columns = TABLES[table]
+def _read_table(path: Path, table: str, tables: dict[str, dict[str, str]] | None = None
+                ) -> pd.DataFrame:
+    """Read one exported table and coerce it to the schema (`tables`: the task type's, default
+    IMI's 2-AFC), naming missing columns."""
+    tables = tables or TABLES
+    columns = tables[table]
     strings = tuple(c for c, d in columns.items() if d == "string")
     frame = _read_raw(path, strings)
-    missing = required_missing(frame.columns, table)
+    missing = required_missing(frame.columns, table, tables)
     if missing:
         hint = (" (for another lab's format use analysis.read_trials or analysis.read_imi)"
                 if table == "responses" else "")
         raise DataError(f"{path}: missing columns {', '.join(missing)}{hint}")
     try:
-        return coerce(frame, table)
+        return coerce(frame, table, tables)
     except (ValueError, TypeError) as exc:
         raise DataError(f"{path}: {exc}") from exc
 

@@ -108,6 +108,8 @@ def tasks(as_json: bool) -> None:
     for task in described:
         click.echo(f"{task['name']}  (chance {task['chance']:.3g})  {task['title']}")
         click.echo(f"  image roles: {', '.join(task['roles']) or 'none'}")
+        click.echo(f"  conditions: {', '.join(task['conditions'])}; difficulties: "
+                   f"{', '.join(task['difficulties'])}")
         for what, fields in (("parameters ([task])", task["params"]),
                              ("answer", task["answer"])):
             if not fields:

@@ -38,6 +38,8 @@ LATE_LAYERS = r"_blocks\.1[1-5]\._bn[0-2]"
 EXPERIMENT = "demo"
 PRACTICE_TRIALS, CATCH_TRIALS = 2, 1
 CARELESS_SHARE = 0.2
+# The occlusion demo's occluder steps on 224 px images: CPU-sized (the paper slid it by 2 px).
+OCCLUSION_STRIDE, BLUR_STRIDE = 16, 45
 
 
 def default_folder() -> Path:
@@ -132,6 +134,75 @@ def make_stimuli(folder: DemoFolder, n_units: int, n_images: int, render_steps: 
     return out
 
 
+# Both demo specs end with the demo's recruitment and exclusion settings.
+_SPEC_TAIL = f'''[recruitment]
+platforms = ["prolific", "link", "lab"]
+# Simulated participants all come from this machine's address; a real study keeps the cap.
+max_sessions_per_network = 0
+
+[recruitment.completion_codes]
+completed = "DEMO-COMPLETED"
+failed_checks = "DEMO-FAILED"
+
+[exclusions]
+# Simulated participants finish in seconds (and the server counts instruction time by its own
+# clock); a real study keeps IMI's [135, 2500] s and 15 s of instructions.
+min_total_s = 0.0
+min_instruction_s = 0.0
+min_catch_correct = {CATCH_TRIALS}
+min_row_uses = 1
+'''
+
+
+def add_occlusion_images(folder: DemoFolder) -> None:
+    """`interpsy stimuli occlusion` on the demo set (a subprocess, resumable, cached)."""
+    manifest = json.loads((folder.stimulus_set / "stimuli.json").read_text())
+    if "occlusion" in manifest:
+        _say("occlusion images cached")
+        return
+    started = time.monotonic()
+    _say(f"occluding each batch's top image at every position (stride {OCCLUSION_STRIDE} px; "
+         f"the paper's 2 px needs a GPU) and blurring the references")
+    random_init = ["--random-init"] if manifest.get("weights") == "random init" else []
+    command = [sys.executable, "-m", "experiments.cli", "stimuli", "occlusion",
+               str(folder.stimulus_set), "--stride", str(OCCLUSION_STRIDE), "--blur-stride",
+               str(BLUR_STRIDE), "--device", "cpu", *random_init]
+    if subprocess.run(command).returncode != 0:
+        raise InterpsyError(f"the occlusion step failed; run `interpsy demo --task occlusion` "
+                            f"again to resume ({folder.stimulus_set})")
+    _say(f"occlusion images added in {time.monotonic() - started:.0f} s")
+
+
+def write_occlusion_spec(folder: DemoFolder, n_units: int, seed: int) -> Path:
+    """The occlusion demo (Zimmermann et al. 2021's conditions, short tasks)."""
+    main_units = n_units - PRACTICE_TRIALS - CATCH_TRIALS
+    if main_units < 1:
+        raise InterpsyError(f"--units must be at least {PRACTICE_TRIALS + CATCH_TRIALS + 1}")
+    spec = folder.root / "demo-occlusion.toml"
+    spec.write_text(f'''# The occlusion demo (written by `interpsy demo --task occlusion`).
+name = "{EXPERIMENT}-occlusion"
+version = "1"
+seed = {seed}
+description = "EfficientNet-Lite0 units: which occlusion keeps the unit's activation higher?"
+stimulus_sets = ["{folder.stimulus_set}"]
+conditions = ["none", "natural", "synthetic", "mixed", "blurred"]
+main_trials_per_task = {main_units}
+catch_trials_per_task = {CATCH_TRIALS}
+responses_per_unit = {4 * main_units}
+fv_must_beat_natural = false
+
+[task]
+type = "occlusion"
+references = 9
+synthetic_in_mixed = 5
+
+[practice]
+trials = {PRACTICE_TRIALS}
+
+{_SPEC_TAIL}''')
+    return spec
+
+
 def write_spec(folder: DemoFolder, n_units: int, seed: int) -> Path:
     """The demo experiment: natural vs synthetic references, short tasks; units whose feature
     visualizations do not beat their natural exemplars are left out (IMI's rule) while enough
@@ -177,36 +248,23 @@ title = "Synthetic images"
 conditions = ["synthetic"]
 text = "The examples are images optimised to excite (right) or inhibit (left) the unit."
 
-[recruitment]
-platforms = ["prolific", "link", "lab"]
-# Simulated participants all come from this machine's address; a real study keeps the cap.
-max_sessions_per_network = 0
-
-[recruitment.completion_codes]
-completed = "DEMO-COMPLETED"
-failed_checks = "DEMO-FAILED"
-
-[exclusions]
-# Simulated participants finish in seconds (and the server counts instruction time by its own
-# clock); a real study keeps IMI's [135, 2500] s and 15 s of instructions.
-min_total_s = 0.0
-min_instruction_s = 0.0
-min_catch_correct = {CATCH_TRIALS}
-min_row_uses = 1
-''')
+{_SPEC_TAIL}''')
     return folder.spec
 
 
-def ensure_experiment(db: Database, folder: DemoFolder, n_units: int, seed: int) -> str:
-    """Build the demo experiment unless the database already has it; return its key."""
+def ensure_experiment(db: Database, folder: DemoFolder, n_units: int, seed: int,
+                      task: str = "imi_2afc") -> str:
+    """Build the demo experiment of `task` unless the database already has it; its key."""
     db.upgrade()
+    name = EXPERIMENT if task == "imi_2afc" else f"{EXPERIMENT}-{task}"
     with db.read() as session:
-        found = session.scalars(select(Experiment).where(Experiment.name == EXPERIMENT)).first()
+        found = session.scalars(select(Experiment).where(Experiment.name == name)).first()
     if found is not None:
         _say(f"experiment cached: {found.key}")
         return found.key
-    built = build_experiment(write_spec(folder, n_units, seed), db)
-    _say(f"experiment built: {built.key} ({folder.spec})")
+    spec = (write_spec if task == "imi_2afc" else write_occlusion_spec)(folder, n_units, seed)
+    built = build_experiment(spec, db)
+    _say(f"experiment built: {built.key} ({spec})")
     return built.key
 
 
@@ -330,15 +388,21 @@ def report(db: Database, folder: DemoFolder, key: str, seed: int) -> Path:
                                               "of unpacking the shipped one.")
 @click.option("--workers", type=click.IntRange(1, 16), default=2, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--task", type=click.Choice(["imi_2afc", "occlusion"]), default="imi_2afc",
+              show_default=True, help="The paradigm: IMI's 2-AFC or the causal occlusion task "
+                                      "(Zimmermann et al. 2021).")
 def demo(n_simulated: int, serve: bool, port: int, folder: Path | None, n_units: int,
-         n_images: int, render_steps: int, rebuild: bool, workers: int, seed: int) -> None:
+         n_images: int, render_steps: int, rebuild: bool, workers: int, seed: int,
+         task: str) -> None:
     """Run a whole study offline: stimuli, experiment, server, simulated participants, report."""
     place = DemoFolder((folder or default_folder()).resolve())
     place.root.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     stimulus_set = make_stimuli(place, n_units, n_images, render_steps, seed, rebuild)
+    if task == "occlusion":
+        add_occlusion_images(place)
     db = Database(place.database_url)
-    key = ensure_experiment(db, place, n_units, seed)
+    key = ensure_experiment(db, place, n_units, seed, task)
     if not (serve or n_simulated):
         return
     server = DemoServer(place, port or free_port(), workers)

@@ -6,14 +6,15 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
+from experiments.tasks.registry import DEFAULT_TASK, get_task
+
 Client = Literal["web", "lab"]
 
 # Upper query = a, lower = b; confidence 3 = very sure .. 1 = not sure. The same keys as the
-# page's buttons (server/static/js/trial.js) and the lab's (experiments/lab/keys.py).
+# page's buttons (server/static/js/tasks/two_choice.js) and the lab's (experiments/lab/keys.py).
 KEYS: dict[str, tuple[str, str, str]] = {"a": ("1", "2", "3"), "b": ("8", "9", "0")}
 CONFIDENCE_LABELS: tuple[tuple[int, str], ...] = ((3, "Very sure"), (2, "Fairly sure"),
                                                   (1, "Not sure"))
-QUESTION = "Which image in the centre fits the examples on the right better?"
 SIDE_LABELS = {"min": "Examples: low", "max": "Examples: high"}
 CONTINUE = {"web": "press <b>Continue</b> (or Enter)",
             "lab": "press the <b>space bar</b> (or click)"}
@@ -24,16 +25,14 @@ def _seconds(ms: int) -> str:
 
 
 def built_in_pages(has_own_pages: bool, button_lock_ms: int, n_practice: int, pass_mark: int,
-                   max_attempts: int, client: Client = "web") -> list[dict[str, Any]]:
-    """The built-in pages (HTML text; `example` marks where a page shows example references)."""
+                   max_attempts: int, client: Client = "web", task_type: str = DEFAULT_TASK
+                   ) -> list[dict[str, Any]]:
+    """The built-in pages (HTML text; `example` marks where a page shows example references);
+    the task's own page is the task type's `task_page`."""
     pages: list[dict[str, Any]] = []
     if not has_own_pages:
-        pages.append({"title": "Your task", "example": True, "text":
-                      "<p>On each screen you see two groups of example images. The <b>right</b> "
-                      "group shows images that strongly activate some feature; the <b>left</b> "
-                      "group shows images that do not.</p><p>In the centre are two new images. "
-                      "Decide which of the two centre images fits the <b>right</b> group "
-                      "better.</p>"})
+        pages.append({"title": "Your task", "example": True,
+                      "text": get_task(task_type).task_page})
     pages.append({"title": "How to answer", "example": has_own_pages, "text":
                   "<p>Each centre image has three buttons: <i>Very sure</i>, <i>Fairly sure</i> "
                   "and <i>Not sure</i>. Click the button next to the image you choose that says "
@@ -58,11 +57,11 @@ def built_in_pages(has_own_pages: bool, button_lock_ms: int, n_practice: int, pa
 
 def session_pages(own: list[dict[str, Any]], condition: str, button_lock_ms: int,
                   n_practice: int, pass_mark: int, max_attempts: int,
-                  client: Client = "web") -> list[dict[str, Any]]:
+                  client: Client = "web", task_type: str = DEFAULT_TASK) -> list[dict[str, Any]]:
     """The pages one session shows: the study's pages for `condition`, then the built-in ones."""
     chosen = [p for p in own if not p.get("conditions") or condition in p["conditions"]]
     return [*chosen, *built_in_pages(bool(chosen), button_lock_ms, n_practice, pass_mark,
-                                     max_attempts, client)]
+                                     max_attempts, client, task_type)]
 
 
 def plain_text(html: str) -> str:

@@ -111,10 +111,11 @@ TRIAL_HEAD: dict[str, str] = {
 }
 
 
-def tables_for(task_names: Iterable[str] = (DEFAULT_TASK,)) -> dict[str, dict[str, str]]:
+def tables_for(task_names: str | Iterable[str] = (DEFAULT_TASK,)) -> dict[str, dict[str, str]]:
     """Each table's columns for a dataset of these task types (their own columns merged in
     order between the generic head and tail)."""
-    tasks = [get_task(name) for name in dict.fromkeys(task_names)] or [get_task(DEFAULT_TASK)]
+    names = [task_names] if isinstance(task_names, str) else list(task_names)
+    tasks = [get_task(name) for name in dict.fromkeys(names)] or [get_task(DEFAULT_TASK)]
     responses, trials = dict(RESPONSE_HEAD), dict(TRIAL_HEAD)
     for task in tasks:
         responses.update(task.response_columns)

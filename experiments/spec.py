@@ -12,6 +12,7 @@ from pydantic import (
     Field,
     SerializeAsAny,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -19,10 +20,7 @@ from pydantic import (
 from experiments.errors import SpecError
 from experiments.tasks.base import NoParams
 from experiments.tasks.registry import DEFAULT_TASK, get_task
-from experiments.vocabulary import CONDITIONS, DIFFICULTIES
 
-Condition = Literal[CONDITIONS]
-Difficulty = Literal[DIFFICULTIES]
 Platform = Literal["prolific", "mturk", "link", "lab"]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 PositiveInt = Annotated[int, Field(ge=1)]
@@ -79,8 +77,8 @@ class InstructionPage(Strict):
     title: str = ""
     text: str
     images: list[str] = Field(default_factory=list, description="image ids or files")
-    conditions: list[Condition] = Field(default_factory=list,
-                                        description="show only for these; empty = all")
+    conditions: list[str] = Field(default_factory=list,
+                                  description="show only for these; empty = all")
 
 
 class Consent(Strict):
@@ -192,6 +190,19 @@ class TaskSettings(BaseModel):
                              ) from None
 
 
+def _in_vocabulary(values: list[str], info: ValidationInfo, what: str) -> None:
+    """Each value one of the task type's conditions (or difficulties)."""
+    settings = info.data.get("task")
+    if settings is None:  # the [task] table itself did not validate
+        return
+    task = get_task(settings.type)
+    allowed = task.conditions if what == "conditions" else task.difficulties
+    for value in values:
+        if value not in allowed:
+            raise ValueError(f"{value!r} is not a {what[:-1] if what.endswith('s') else what} "
+                             f"of task type {task.name}; use {', '.join(allowed)}")
+
+
 class ExperimentSpec(Strict):
     """A whole experiment: stimuli, conditions, task layout, timing, recruitment, exclusions."""
 
@@ -199,9 +210,12 @@ class ExperimentSpec(Strict):
     version: Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")] = "1"
     seed: NonNegativeInt = 42
     description: str = ""
+    # Before the keys whose vocabulary is the task type's (validated in this order).
+    task: TaskSettings = Field(TaskSettings(), description="the task type and its parameters "
+                                                           "(IMI's 2-AFC by default)")
     stimulus_sets: Annotated[list[str], Field(min_length=1)]
-    conditions: Annotated[list[Condition], Field(min_length=1)] = ["natural", "synthetic"]
-    difficulty: Annotated[list[Difficulty], Field(min_length=1)] = ["easy"]
+    conditions: Annotated[list[str], Field(min_length=1)] = ["natural", "synthetic"]
+    difficulty: Annotated[list[str], Field(min_length=1)] = ["easy"]
     task_units: Literal["per_set", "pooled"] = Field(
         "per_set", description="per_set: a task draws its units from one stimulus set (one model)")
     references_per_side: PositiveInt = 9
@@ -223,8 +237,6 @@ class ExperimentSpec(Strict):
                           "natural exemplars (the set's fv_beats_natural) are left out; false "
                           "keeps them")
     lab: LabSettings = LabSettings()
-    task: TaskSettings = Field(TaskSettings(), description="the task type and its parameters "
-                                                           "(IMI's 2-AFC by default)")
 
     @field_validator("difficulty", mode="before")
     @classmethod
@@ -233,10 +245,19 @@ class ExperimentSpec(Strict):
 
     @field_validator("conditions", "difficulty")
     @classmethod
-    def _no_repeats(cls, value: list[str]) -> list[str]:
+    def _no_repeats(cls, value: list[str], info: ValidationInfo) -> list[str]:
         if len(set(value)) != len(value):
             raise ValueError("each value may appear only once")
+        _in_vocabulary(value, info, info.field_name)
         return value
+
+    @field_validator("instructions")
+    @classmethod
+    def _page_conditions(cls, pages: list[InstructionPage], info: ValidationInfo
+                         ) -> list[InstructionPage]:
+        for page in pages:
+            _in_vocabulary(page.conditions, info, "conditions")
+        return pages
 
     @model_validator(mode="after")
     def _catch_fits(self) -> ExperimentSpec:

@@ -29,10 +29,13 @@ UNIT_COLUMNS = ("unit_id", "model", "layer", "channel", "reduction", "layer_posi
                 "fv_activation", "top_natural_activation")
 IMAGE_COLUMNS = ("image_id", "unit_id", "kind", "role", "batch", "rank", "activation", "path",
                  "sha256", "difficulty")
-KINDS = ("natural", "synthetic")
+KINDS = ("natural", "synthetic", "occlusion")
 REFERENCE_ROLES = ("reference_max", "reference_min")
 QUERY_ROLES = ("query_max", "query_min")
-ROLES = REFERENCE_ROLES + QUERY_ROLES
+# `interpsy stimuli occlusion` (kind occlusion): the occlusions that keep the unit's activation
+# highest and lower it most, and the blurred references.
+OCCLUSION_ROLES = ("occluded_max", "occluded_min", "reference_blurred")
+ROLES = REFERENCE_ROLES + QUERY_ROLES + OCCLUSION_ROLES
 DEFAULT_IMAGE_SIZE = 224
 MAX_LISTED_PROBLEMS = 5
 
@@ -219,7 +222,34 @@ def _check_images(images: pd.DataFrame, unit_ids: set[str], problems: list[str])
             break
 
 
+def _check_occlusion(images: pd.DataFrame, problems: list[str]) -> None:
+    """Occlusion images (if any) on their own kind, and for each occluded batch one image of
+    each occlusion and as many blurred references as natural ones (max references 1-8 and the
+    easy max query: as many as max references)."""
+    kinds = images.role.isin(OCCLUSION_ROLES) != (images.kind == "occlusion")
+    if kinds.any():
+        row = images[kinds].iloc[0]
+        problems.append(f"image {row.image_id}: role {row.role} and kind {row.kind} do not go "
+                        f"together (the occlusion roles are kind occlusion)")
+        return
+    occluded = images[images.kind == "occlusion"]
+    if occluded.empty:
+        return
+    natural_max = images[(images.kind == "natural") & (images.role == "reference_max")] \
+        .groupby(["unit_id", "batch"]).size()
+    counts = occluded.groupby(["unit_id", "batch"]).role.value_counts().unstack(fill_value=0) \
+        .reindex(columns=list(OCCLUSION_ROLES), fill_value=0)
+    for (unit_id, batch), row in counts.iterrows():
+        single = [role for role in OCCLUSION_ROLES[:2] if row[role] != 1]
+        if single:
+            problems.append(f"unit {unit_id} batch {batch}: needs exactly one {single[0]} image")
+        if row.reference_blurred not in (0, natural_max.get((unit_id, batch), 0)):
+            problems.append(f"unit {unit_id} batch {batch}: {row.reference_blurred} blurred "
+                            f"references for {natural_max.get((unit_id, batch), 0)} max ones")
+
+
 def _check_structure(units: pd.DataFrame, images: pd.DataFrame, problems: list[str]) -> None:
+    _check_occlusion(images, problems)
     natural = images[images.kind == "natural"]
     for unit_id in units.unit_id:
         rows = natural[natural.unit_id == unit_id]

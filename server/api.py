@@ -59,7 +59,8 @@ def _instructions(spec, state: SessionState, public: dict[str, str]) -> list[dic
     """The session's instruction pages (the study's, then the built-in ones), image ids public."""
     pages = session_pages([p.model_dump() for p in spec.instructions], state.condition,
                           spec.timing.button_lock_ms, len(state.practice),
-                          state.practice_pass_mark, state.practice_max_attempts, "web")
+                          state.practice_pass_mark, state.practice_max_attempts, "web",
+                          spec.task.type)
     return [{"title": p["title"], "text": p["text"], "example": p.get("example", False),
              "images": [public.get(i, i) for i in p.get("images", [])]} for p in pages]
 
@@ -82,7 +83,7 @@ def state_json(state: SessionState) -> dict[str, Any]:
         "practice_max_attempts": state.practice_max_attempts,
         "answered_correct_main": state.answered_correct_main,
         "completion_code": state.completion_code if state.stage == "done" else None,
-        "task_type": task.name,
+        "task_type": task.name, "words": {"question": task.question, "labels": task.labels},
         "practice": [_trial_json(t, task, public) for t in state.practice],
         "practice_order": state.practice_order,  # repetitions show the trials reshuffled
         # The trial to show next (experiments.progress.Slot; None: nothing left to show):

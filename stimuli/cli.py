@@ -264,3 +264,32 @@ def build(model, images, out, n_units, unit_list, seed, layer_regex, n_batches, 
         progress=progress, command=_command_line())
     stimulus_set = load_stimulus_set(path, verify_images=True, verify_hashes=True)
     click.echo(f"ok: {path}: {len(stimulus_set.units)} units, {len(stimulus_set.images)} images")
+
+
+@stimuli.command()
+@click.argument("set_dir", type=click.Path(file_okay=False, path_type=str))
+@click.option("--fraction", type=click.FloatRange(0, 1, min_open=True), default=0.4,
+              show_default=True, help="Occluder side / image side (0.4: 90 px on 224).")
+@click.option("--stride", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Occluder step in pixels (every position's activation is kept).")
+@click.option("--blur-sigma", type=click.FloatRange(min=0, min_open=True), default=8.0,
+              show_default=True, help="Gaussian blur of the blurred references, in pixels.")
+@click.option("--blur-stride", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Step of the sharp window searched on each blurred reference.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@_model_options
+def occlusion(set_dir, fraction, stride, blur_sigma, blur_stride, batch_size, progress,
+              weights_path, random_init, device):
+    """Add the occlusion task's images (Zimmermann et al. 2021) to a built set: each batch's
+    top image occluded at every position, the occlusions keeping the activation highest and
+    lowest, a catch image and blurred references. Resumes; the set stays valid."""
+    from stimuli.build import env_device
+    from stimuli.occlusion import OcclusionConfig
+    from stimuli.occlusion_set import add_occlusion
+
+    cfg = OcclusionConfig(fraction=fraction, stride=stride, blur_sigma=blur_sigma,
+                          blur_stride=blur_stride, batch_size=batch_size)
+    out = add_occlusion(set_dir, cfg, pretrained=not random_init, weights_path=weights_path,
+                        device=env_device(device), progress=progress, command=_command_line())
+    click.echo(f"occlusion images added to {out}")

@@ -15,16 +15,20 @@ from stimuli.registry import get_spec, load_model
 
 # Allowed difference, as a share of the unit's natural activation range: natural PNGs are the
 # model's exact crops; a visualization's PNG is its float image rounded to 8 bits.
-TOLERANCE = {"natural": 1e-3, "synthetic": 0.05}
+TOLERANCE = {"natural": 1e-3, "synthetic": 0.05, "occlusion": 1e-3}
 
 
 def _sample(stimulus_set: StimulusSet, n: int, seed: int):
-    """Up to n images with a recorded activation, half natural and half synthetic if possible."""
+    """Up to n images with a recorded activation, shared out over the kinds the set holds
+    (synthetic, occlusion, natural) as evenly as each kind's images allow."""
     known = stimulus_set.images[stimulus_set.images.activation.notna()]
-    parts = [known[known.kind == kind] for kind in ("synthetic", "natural")]
-    take = min(len(parts[0]), n // 2)
-    chosen = [parts[0].sample(n=take, random_state=seed),
-              parts[1].sample(n=min(len(parts[1]), n - take), random_state=seed)]
+    parts = [p for p in (known[known.kind == kind] for kind in ("synthetic", "occlusion",
+                                                                  "natural")) if len(p)]
+    chosen, left = [], n
+    for k, part in enumerate(parts):
+        take = min(len(part), left // (len(parts) - k))
+        chosen.append(part.sample(n=take, random_state=seed))
+        left -= take
     return [row for frame in chosen for row in frame.itertuples(index=False)]
 
 

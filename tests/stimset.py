@@ -25,8 +25,9 @@ def make_stimulus_set(root: str | Path, name: str = "toy", model: str = "toynet"
                       n_units: int = 12, n_batches: int = 2, refs: int = 9,
                       synthetic: bool = True, difficulties: tuple[str, ...] = ("easy",),
                       image_size: int = 32, seed: int = 0, layers: tuple[str, ...] = ("conv1", "conv2"),
-                      unbeaten: tuple[int, ...] = ()) -> Path:
-    """A valid stimulus set folder: units, natural (and synthetic) references, queries, PNGs."""
+                      unbeaten: tuple[int, ...] = (), occlusion: bool = False) -> Path:
+    """A valid stimulus set folder: units, natural (and synthetic) references, queries, PNGs;
+    with `occlusion`, the occlusion task's images too (as `interpsy stimuli occlusion` adds)."""
     rng = np.random.default_rng(seed)
     where = Path(root) / name
     where.mkdir(parents=True, exist_ok=True)
@@ -58,6 +59,11 @@ def make_stimulus_set(root: str | Path, name: str = "toy", model: str = "toynet"
                     q = PERCENTILES[difficulty]
                     add("natural", "query_max", batch, 0, q, difficulty)
                     add("natural", "query_min", batch, 0, 1 - q, difficulty)
+            if occlusion:
+                add("occlusion", "occluded_max", batch, 0, 0.75)
+                add("occlusion", "occluded_min", batch, 0, 0.3)
+                for rank in range(refs):
+                    add("occlusion", "reference_blurred", batch, rank, 0.7 - rank * 0.01)
         if synthetic:  # an unbeaten unit's diverse max references stay below its natural top
             for rank in range(refs):
                 add("synthetic", "reference_max", 0, rank,

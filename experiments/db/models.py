@@ -119,7 +119,7 @@ class StimulusImage(Base):
     image_id: Mapped[str] = mapped_column(String(300))
     unit_id: Mapped[str] = mapped_column(String(300))
     kind: Mapped[str] = mapped_column(String(16))
-    role: Mapped[str] = mapped_column(String(16))
+    role: Mapped[str] = mapped_column(String(32))
     batch: Mapped[int] = mapped_column(Integer)
     rank: Mapped[int] = mapped_column(Integer)
     path: Mapped[str] = mapped_column(Text)

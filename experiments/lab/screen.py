@@ -1,9 +1,9 @@
-"""Drawing with PsychoPy: the IMI trial screen, text screens, buttons, mouse and screenshots.
+"""Drawing with PsychoPy: the two-choice trial screen, text screens, buttons, mouse, screenshots.
 
-Layout (units 'height', see experiments.lab.layout): left a 3x3 grid of the minimally
-activating references, right a 3x3 grid of the maximally activating ones; centre the two
-queries, a upper and b lower, each with its three confidence buttons beside it (keys 1 2 3 for
-a, 8 9 0 for b: very, fairly, not sure), the same words as the web page.
+Layout (units 'height', see experiments.lab.layout): a 3x3 grid (or one large image) left, a
+3x3 grid right, and the two answer images in the centre, a upper and b lower, each with its
+three confidence buttons beside it (keys 1 2 3 for a, 8 9 0 for b: very, fairly, not sure).
+Which images go where is the task type's (experiments.lab.tasks), and so are the words.
 """
 from __future__ import annotations
 
@@ -14,12 +14,14 @@ from typing import Any
 import numpy as np
 from psychopy import core, event, logging, visual  # noqa: F401  (core keeps psychopy's clocks)
 
-from experiments.instructions import CONFIDENCE_LABELS, QUESTION, SIDE_LABELS, plain_text
+from experiments.instructions import CONFIDENCE_LABELS, plain_text
 from experiments.lab.display import geometry_facts, layout_for
 from experiments.lab.keys import KEY_FOR
 from experiments.lab.layout import Box, TrialLayout, trial_layout
 from experiments.lab.task import LabTask, LabTrial
-from experiments.tasks.imi_2afc import TwoAfcStimulus
+from experiments.lab.tasks import layout_module
+from experiments.tasks import get_task
+from experiments.tasks.imi_2afc import ImiTwoAfc
 
 GREY, WHITE, DIM = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), (-0.3, -0.3, -0.3)
 GREEN, RED, BLUE = (-0.6, 0.6, -0.6), (0.7, -0.6, -0.6), (-0.4, -0.1, 0.6)
@@ -47,7 +49,7 @@ class LabScreen:
                                     wrapWidth=min(1.15, 0.9 * width / height), color=WHITE)
         self.title = visual.TextStim(self.win, "", pos=(0, 0.44), height=0.035, color=WHITE,
                                      wrapWidth=wrap)
-        self.question = visual.TextStim(self.win, QUESTION, pos=(0, 0.4), height=0.032,
+        self.question = visual.TextStim(self.win, ImiTwoAfc.question, pos=(0, 0.4), height=0.032,
                                         color=WHITE, wrapWidth=wrap)
         self.feedback = visual.TextStim(self.win, "", height=0.04, color=WHITE)
         self.footer = visual.TextStim(self.win, "", pos=(0, -0.46), height=0.026, color=WHITE)
@@ -72,10 +74,15 @@ class LabScreen:
                 self.win, f"{KEY_FOR[key]}  {LABEL[key[1]]}", pos=(box.x, box.y),
                 height=min(0.022, box.h * 0.45), color=WHITE, wrapWidth=box.w)
         self.question.pos = (0, layout.title_y)
-        self.side_labels = [visual.TextStim(self.win, SIDE_LABELS[side],
-                                            pos=(sign * layout.grid_x, layout.side_label_y),
-                                            height=0.026, color=WHITE)
-                            for side, sign in (("min", -1), ("max", 1))]
+        self.side_labels = {side: visual.TextStim(self.win, ImiTwoAfc.labels[side],
+                                                  pos=(sign * layout.grid_x, layout.side_label_y),
+                                                  height=0.026, color=WHITE)
+                            for side, sign in (("left", -1), ("right", 1))}
+        left = layout.refs["min"]
+        span = left[-1].x - left[0].x + left[0].w  # the whole left grid
+        self.base = visual.ImageStim(self.win, image=None, pos=(-layout.grid_x, left[4].y),
+                                     size=(span, span), interpolate=True)
+        self.base_shown = False
         self.feedback.pos = (0, layout.feedback_y)
         self.footer.pos = (0, layout.footer_y)
         self.counter.pos = (layout.grid_x, layout.footer_y)
@@ -116,25 +123,34 @@ class LabScreen:
     # ---- trial screen ------------------------------------------------------------------
     def set_trial(self, trial: LabTrial, task: LabTask) -> None:
         """Load a trial's 20 images (empty cells when a condition shows fewer references)."""
-        stimulus = TwoAfcStimulus.model_validate(trial.stimulus)
-        for side, ids in (("min", stimulus.references_min), ("max", stimulus.references_max)):
+        placed = layout_module(task.task_type).place(trial.stimulus)
+        words = get_task(task.task_type)
+        self.question.text = words.question
+        for side, label in self.side_labels.items():
+            label.text = words.labels[side]
+        for side, ids in (("min", placed.left), ("max", placed.right)):
             for k, stim in enumerate(self.refs[side]):
                 stim.image = str(task.image_path(ids[k])) if k < len(ids) else None
                 stim.setOpacity(1.0 if k < len(ids) else 0.0)
-        self.queries["a"].image = str(task.image_path(stimulus.query_a))
-        self.queries["b"].image = str(task.image_path(stimulus.query_b))
+        self.base_shown = placed.left_single is not None
+        if self.base_shown:
+            self.base.image = str(task.image_path(placed.left_single))
+        self.queries["a"].image = str(task.image_path(placed.a))
+        self.queries["b"].image = str(task.image_path(placed.b))
 
     def draw_trial(self, locked: bool, chosen: tuple[str, int] | None = None,
                    correct_choice: str | None = None, feedback: str = "", counter: str = "",
                    footer: str = "") -> None:
         """Draw the trial screen into the back buffer (call win.flip to show it)."""
         self.question.draw()
-        for label in self.side_labels:
+        for label in self.side_labels.values():
             label.draw()
         for stims in self.refs.values():
             for stim in stims:
                 if stim.opacity:
                     stim.draw()
+        if self.base_shown:
+            self.base.draw()
         for choice, stim in self.queries.items():
             stim.draw()
             if correct_choice == choice:

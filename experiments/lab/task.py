@@ -63,7 +63,7 @@ class LabTask:
         """The pages this session shows: the study's, then the built-in ones (as on the web)."""
         return session_pages(self.instructions, self.condition, self.button_lock_ms,
                              self.n_practice, self.practice_pass_mark, self.practice_max_attempts,
-                             "lab")
+                             "lab", self.task_type)
 
     def image_path(self, image_id: str) -> Path:
         """The file of an image id; a clear error when the task lacks it."""

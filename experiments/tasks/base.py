@@ -11,6 +11,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from experiments.errors import InterpsyError
+from experiments.vocabulary import CONDITIONS, DIFFICULTIES
 
 if TYPE_CHECKING:
     from experiments.design import TrialContext, UnitInfo
@@ -41,11 +42,14 @@ class TaskType(ABC):
 
     - `Params`: the pydantic model of the spec's `[task]` table (besides `type`);
     - `roles`: the image roles a stimulus set must hold for the task;
+    - `conditions` / `difficulties`: the spec's `conditions` and `difficulty` vocabularies;
     - `Stimulus`: the pydantic model of one trial's stimulus description (stored as JSON);
       `image_fields` names its fields that hold an image id or a list of them;
     - `keys`: the answer keys a trial can have, balanced within each block;
     - `Answer`: the pydantic model of one answer as a client sends it;
     - `chance`: the proportion correct of random answers;
+    - `question`: what the trial screen asks (web and lab); `task_page`: the built-in
+      instruction page that explains the task (HTML), when a study has no pages of its own;
     - `key_column`: the dataset column that holds a trial's answer key;
     - `trial_columns` / `response_columns`: the type's columns (name -> pandas dtype) in the
       trials and responses tables, in order, documented in data/SCHEMA.md; the response columns
@@ -60,7 +64,12 @@ class TaskType(ABC):
     keys: ClassVar[tuple[str, ...]]
     Answer: ClassVar[type[BaseModel]]
     roles: ClassVar[tuple[str, ...]] = ()
+    conditions: ClassVar[tuple[str, ...]] = CONDITIONS
+    difficulties: ClassVar[tuple[str, ...]] = DIFFICULTIES
     chance: ClassVar[float]
+    question: ClassVar[str] = ""
+    labels: ClassVar[dict[str, str]] = {}  # the screen's left and right captions
+    task_page: ClassVar[str] = ""
     key_column: ClassVar[str] = "answer_key"
     trial_columns: ClassVar[dict[str, str]]
     response_columns: ClassVar[dict[str, str]]
@@ -140,7 +149,9 @@ class TaskType(ABC):
     def describe(self) -> dict[str, Any]:
         """JSON-able facts for `interpsy tasks` and experiment records."""
         return {"name": self.name, "title": self.title, "chance": self.chance,
+                "question": self.question, "labels": dict(self.labels),
                 "roles": list(self.roles), "keys": list(self.keys),
+                "conditions": list(self.conditions), "difficulties": list(self.difficulties),
                 "params": _fields(self.Params), "stimulus": _fields(self.Stimulus),
                 "answer": _fields(self.Answer), "key_column": self.key_column,
                 "trial_columns": dict(self.trial_columns),

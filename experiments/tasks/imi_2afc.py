@@ -73,6 +73,13 @@ class ImiTwoAfc(TaskType):
     Answer = TwoAfcAnswer
     roles = ("reference_max", "reference_min", "query_max", "query_min")
     chance = 0.5
+    question = "Which image in the centre fits the examples on the right better?"
+    labels = {"left": "Examples: low", "right": "Examples: high"}
+    task_page = ("<p>On each screen you see two groups of example images. The <b>right</b> "
+                 "group shows images that strongly activate some feature; the <b>left</b> "
+                 "group shows images that do not.</p><p>In the centre are two new images. "
+                 "Decide which of the two centre images fits the <b>right</b> group "
+                 "better.</p>")
     key_column = "correct_choice"
     trial_columns = {"query_a": "string", "query_b": "string", "correct_choice": "string",
                      "references_max": "string", "references_min": "string"}

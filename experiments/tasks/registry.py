@@ -9,6 +9,7 @@ from typing import Any
 from experiments.errors import SpecError
 from experiments.tasks.base import TaskType
 from experiments.tasks.imi_2afc import ImiTwoAfc
+from experiments.tasks.occlusion import Occlusion
 
 ENTRY_POINT_GROUP = "interpsy.tasks"
 DEFAULT_TASK = ImiTwoAfc.name
@@ -18,7 +19,7 @@ DEFAULT_TASK = ImiTwoAfc.name
 def task_types() -> dict[str, TaskType]:
     """Name -> task type: built-in first, then each entry point of `interpsy.tasks` (a TaskType
     subclass or instance)."""
-    types: dict[str, TaskType] = {ImiTwoAfc.name: ImiTwoAfc()}
+    types: dict[str, TaskType] = {task.name: task for task in (ImiTwoAfc(), Occlusion())}
     for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
         loaded = entry.load()
         task = loaded() if isinstance(loaded, type) else loaded

@@ -303,7 +303,8 @@ def test_the_task_type_and_its_chance_come_from_experiment_json():
     assert task_of([]).chance == 0.5  # no experiment.json: IMI's 2-AFC
     assert task_of([{"experiment": "a@1", "spec": {"task": {"type": "imi_2afc"}}}]).name == \
         "imi_2afc"
-    with pytest.raises(DataError, match="unknown task type 'occlusion'"):
-        task_of([{"spec": {"task": {"type": "occlusion"}}}])
+    assert task_of([{"spec": {"task": {"type": "occlusion"}}}]).name == "occlusion"
+    with pytest.raises(DataError, match="unknown task type 'go_nogo'"):
+        task_of([{"spec": {"task": {"type": "go_nogo"}}}])
     with pytest.raises(DataError, match="mixes task types imi_2afc, occlusion"):
         task_of([{"spec": {}}, {"spec": {"task": {"type": "occlusion"}}}])

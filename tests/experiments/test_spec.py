@@ -32,7 +32,8 @@ def test_example_spec_is_valid_and_documented():
 @pytest.mark.parametrize("body, expected", [
     ('stimulus_sets = ["s"]', "x.toml: name: required key is missing"),
     ('name = "x"\nstimulus_sets = ["s"]\nconditions = ["nat"]',
-     "x.toml: conditions.0: input should be 'natural', 'synthetic', 'mixed' or 'none' (got 'nat')"),
+     "x.toml: conditions: value error, 'nat' is not a condition of task type imi_2afc; use "
+     "natural, synthetic, mixed, none (got ['nat'])"),
     ('name = "x"\nstimulus_sets = ["s"]\n[timing]\nbutton_lock = 3',
      "x.toml: timing.button_lock: unknown key"),
     ('name = "x"\nstimulus_sets = ["s"]\nmain_trials_per_task = 0',

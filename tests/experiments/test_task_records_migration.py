@@ -37,7 +37,7 @@ def test_an_imi_study_from_before_task_types_upgrades_unchanged(db, tmp_path, to
         zip(before["responses"].choice, before["responses"].confidence))
 
     assert main(["db", "upgrade", "--database", db.url]) == 0
-    assert "is at revision 0008" in capsys.readouterr().out
+    assert "is at revision 0009" in capsys.readouterr().out
     after = frames_from_db(db, key)
     for table, frame in before.items():
         assert after[table].equals(frame), table
@@ -50,3 +50,19 @@ def test_an_imi_study_from_before_task_types_upgrades_unchanged(db, tmp_path, to
     assert service.record_response(state.session_id, state.token, answer(trial, index)).stored
     assert run_session(service, service.state(state.session_id, state.token)) > 0
     assert len(frames_from_db(db, key)["responses"]) > len(before["responses"])
+
+
+def test_the_migrated_schema_is_the_models_schema(db):
+    """What `db upgrade` builds equals the ORM models (tables, columns, types, nullability):
+    a model changed without a migration (or the reverse) fails here."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from experiments.db.models import Base
+
+    with db.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        differences = compare_metadata(context, Base.metadata)
+    relevant = [d for d in differences
+                if not (isinstance(d, tuple) and d[0] in ("remove_index", "add_index"))]
+    assert relevant == []

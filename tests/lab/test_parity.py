@@ -16,7 +16,7 @@ SCREENS = [(1024, 768), (1280, 1024), (1920, 1080)]
 
 
 def test_the_lab_keys_are_the_web_pages_keys():
-    script = (ROOT / "server/static/js/trial.js").read_text()
+    script = (ROOT / "server/static/js/tasks/two_choice.js").read_text()
     confidence = re.search(r"const CONFIDENCE = (\[.*?\]);", script).group(1)
     web_levels = [(int(n), text) for n, text in re.findall(r"\[(\d), '([^']+)'\]", confidence)]
     assert tuple(web_levels) == CONFIDENCE_LABELS

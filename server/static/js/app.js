@@ -53,14 +53,15 @@ function timedOut(detail) {
 }
 
 class Study {
-  constructor(api, state) {
+  constructor(api, state, task) {
     this.api = api;
     this.state = state;
+    this.task = task; // the task type's module: imageIds, render, example
     this.sid = state.session_id;
     this.progress = { ...store.progress(this.sid) };
     this.focusLost = 0;
     this.outbox = new Outbox(api, store, this.sid);
-    this.loader = new ImageLoader(state.image_base, {
+    this.loader = new ImageLoader(state.image_base, task.imageIds, {
       onRetry: (id, attempt) => this.log('image_retry', { image_id: id.slice(0, 200), attempt }),
     });
     this.queue = new SaveQueue(api, store, this.sid, {
@@ -180,8 +181,8 @@ class Study {
       try {
         await ready;
         clearTimeout(slow);
-        return await runTrial(root, trial, {
-          loader: this.loader, timing: this.state.timing, header,
+        return await runTrial(root, trial, this.task, {
+          loader: this.loader, timing: this.state.timing, words: this.state.words, header,
           focusCounter: () => this.focusLost,
           onAnswer: (answer) => {
             const reply = this.queue.push({ trial_index: index, ...answer });
@@ -310,7 +311,7 @@ class Study {
     if (!this.progress.instructions_done) {
       // The study's pages, then the built-in ones (experiments/instructions.py), from the server.
       const seconds = await screens.instructions(root, this.state.instructions, this.loader,
-        this.state.practice[0]);
+        this.state.practice[0], (loader, stimulus) => this.task.example(loader, stimulus, this.state.words));
       this.progress.instructions_done = true;
       this.save();
       this.outbox.post('/instructions', { seconds });
@@ -348,7 +349,10 @@ async function main() {
     }
     throw error;
   }
-  window.interpsyStudy = new Study(api, state);
+  // Each task type is one module (server/static/js/tasks/<type>.js), loaded by name.
+  if (!/^[a-z][a-z0-9_]*$/.test(state.task_type)) throw new Error(`unknown task type ${state.task_type}`);
+  const task = await import(`./tasks/${state.task_type}.js`);
+  window.interpsyStudy = new Study(api, state, task);
   await window.interpsyStudy.run();
 }
 

@@ -4,14 +4,11 @@ import { sleep } from './api.js';
 
 export class ImageLoadError extends Error {}
 
-export function trialImageIds(trial) {
-  const s = trial.stimulus;
-  return [...s.references_min, ...s.references_max, s.query_a, s.query_b];
-}
-
 export class ImageLoader {
-  constructor(base, { concurrency = 6, retries = 4, timeoutMs = 20000, onRetry = () => {} } = {}) {
+  /** `imageIds(stimulus)`: the task type's images of a trial (tasks/<type>.js). */
+  constructor(base, imageIds, { concurrency = 6, retries = 4, timeoutMs = 20000, onRetry = () => {} } = {}) {
     this.base = base;
+    this.imageIds = imageIds;
     this.concurrency = concurrency;
     this.retries = retries;
     this.timeoutMs = timeoutMs;
@@ -84,6 +81,6 @@ export class ImageLoader {
 
   /** Every image of these trials loaded and decoded. */
   preload(trials) {
-    return Promise.all(trials.flatMap((trial) => trialImageIds(trial).map((id) => this.load(id))));
+    return Promise.all(trials.flatMap((trial) => this.imageIds(trial.stimulus).map((id) => this.load(id))));
   }
 }

@@ -83,23 +83,9 @@ export async function screenCheck(container, minWindow, log) {
     frame_rate: await measureFrameRate() });
 }
 
-function example(loader, trial) {
-  const box = el('div', 'example');
-  const side = (ids, label) => {
-    const s = el('div', 'example-side');
-    s.append(el('span', 'refs-label', label));
-    const g = el('div', 'grid small');
-    ids.slice(0, 9).forEach((id) => { const i = el('img', 'ref'); i.alt = ''; i.src = loader.url(id); g.append(i); });
-    s.append(g);
-    return s;
-  };
-  box.append(side(trial.stimulus.references_min, 'Examples: low'),
-    side(trial.stimulus.references_max, 'Examples: high'));
-  return box;
-}
-
 /** Instruction pages with Back/Next; resolves with the seconds spent on them. */
-export async function instructions(container, pages, loader, exampleTrial) {
+/** `example(loader, stimulus)`: the task type's example (tasks/<type>.js) of `exampleTrial`. */
+export async function instructions(container, pages, loader, exampleTrial, example) {
   const started = performance.now();
   let index = 0;
   while (index < pages.length) {
@@ -109,7 +95,7 @@ export async function instructions(container, pages, loader, exampleTrial) {
     const body = el('div', 'instruction-text');
     body.innerHTML = page.text; // the researcher's own text from the experiment spec
     main.append(body);
-    if (page.example && exampleTrial) main.append(example(loader, exampleTrial));
+    if (page.example && exampleTrial) main.append(example(loader, exampleTrial.stimulus));
     (page.images || []).forEach((id) => {
       const img = el('img', 'instruction-img');
       img.alt = '';

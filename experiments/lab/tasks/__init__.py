@@ -1,0 +1,22 @@
+"""The lab client's screen for each task type: one module per type, as the web page's
+server/static/js/tasks/<type>.js. Each says which images go where on the two-choice screen
+(experiments.lab.layout); the words (question, side labels) are the task type's, and keys,
+buttons and feedback the shared two-choice ones (experiments.lab.keys)."""
+from __future__ import annotations
+
+from types import ModuleType
+
+from experiments.errors import InterpsyError
+from experiments.lab.tasks import imi_2afc, occlusion
+
+LAYOUTS: dict[str, ModuleType] = {"imi_2afc": imi_2afc, "occlusion": occlusion}
+
+
+def layout_module(task_type: str) -> ModuleType:
+    """The lab screen module of a task type; a clear error for a type without one."""
+    try:
+        return LAYOUTS[task_type]
+    except KeyError:
+        raise InterpsyError(f"the lab client has no screen for task type {task_type!r} "
+                            f"(known: {', '.join(sorted(LAYOUTS))}); add a module to "
+                            f"experiments/lab/tasks/") from None

@@ -1,0 +1,14 @@
+"""The occlusion task on the lab screen: the unoccluded base image large on the left, the
+maximally activating references right, the two occluded versions as queries a and b."""
+from __future__ import annotations
+
+from typing import Any
+
+from experiments.lab.tasks.placement import Placement
+from experiments.tasks.occlusion import OcclusionStimulus
+
+
+def place(stimulus: dict[str, Any]) -> Placement:
+    """Where the trial's images go."""
+    s = OcclusionStimulus.model_validate(stimulus)
+    return Placement(a=s.query_a, b=s.query_b, right=s.references, left_single=s.base)

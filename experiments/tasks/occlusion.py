@@ -1,0 +1,139 @@
+"""The causal occlusion task (Zimmermann, Borowski et al., NeurIPS 2021, "How well do feature
+visualizations support causal understanding of CNN activations?"): beside the maximally
+activating references and the unoccluded base image, two occluded versions of the base; which
+one does the unit respond to more strongly? Images from `interpsy stimuli occlusion`."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from experiments.errors import SpecError
+from experiments.tasks.base import MadeTrial, TaskType
+from experiments.tasks.imi_2afc import TwoAfcAnswer
+
+if TYPE_CHECKING:
+    from experiments.design import TrialContext, UnitInfo
+
+OCCLUSION_KIND = "occlusion"  # the image kind `stimuli occlusion` writes
+
+
+class OcclusionParams(BaseModel):
+    """The `[task]` table of an occlusion experiment."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    references: int = Field(9, ge=1, le=9, description="reference images shown per trial")
+    synthetic_in_mixed: int = Field(5, ge=0, le=9, description="mixed: this many synthetic "
+                                    "references first, natural ones after (the paper: 5 + 4)")
+
+    @model_validator(mode="after")
+    def _mixed_fits(self) -> OcclusionParams:
+        if self.synthetic_in_mixed > self.references:
+            raise ValueError(f"synthetic_in_mixed ({self.synthetic_in_mixed}) exceeds "
+                             f"references ({self.references})")
+        return self
+
+
+class OcclusionStimulus(BaseModel):
+    """The references (none, natural, synthetic, mixed or blurred), the base image and the two
+    occluded versions of it (a upper, b lower)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    references: list[str] = Field(description="image ids of the maximally activating references")
+    base: str = Field(description="image id of the unoccluded base image")
+    query_a: str = Field(description="image id of the upper occluded image")
+    query_b: str = Field(description="image id of the lower occluded image")
+
+
+class Occlusion(TaskType):
+    """Which occlusion of the base image leaves the unit's activation higher?"""
+
+    name = "occlusion"
+    title = ("Causal occlusion (Zimmermann et al. 2021): which occluded image does the unit "
+             "respond to more strongly?")
+    Params = OcclusionParams
+    Stimulus = OcclusionStimulus
+    image_fields = ("references", "base", "query_a", "query_b")
+    keys = ("a", "b")
+    Answer = TwoAfcAnswer
+    roles = ("reference_max", "query_max", "occluded_max", "occluded_min")
+    conditions = ("none", "natural", "synthetic", "mixed", "blurred")
+    difficulties = ("easy",)  # the paper's queries: the extreme occlusions
+    chance = 0.5
+    question = "Which occluded image does the unit respond to more strongly?"
+    labels = {"left": "Image without occlusion", "right": "Examples: high"}
+    task_page = ("<p>A unit of a neural network responds strongly to some feature of images. "
+                 "On the <b>right</b> you see example images it responds to strongly (in some "
+                 "conditions none, or blurred ones whose sharp part matters most).</p><p>On the "
+                 "<b>left</b> is another image. In the centre are two copies of it, each with a "
+                 "grey square covering a different part. Decide for which of the two centre "
+                 "images the unit still responds <b>more strongly</b>: the square hides less "
+                 "of what the unit looks for.</p>")
+    key_column = "correct_choice"
+    trial_columns = {"base": "string", "query_a": "string", "query_b": "string",
+                     "correct_choice": "string", "references": "string"}
+    response_columns = {"base": "string", "query_a": "string", "query_b": "string",
+                        "correct_choice": "string", "choice": "string", "correct": "bool",
+                        "confidence": "Int64"}
+
+    def make_trial(self, context: TrialContext, unit: UnitInfo, condition: str, difficulty: str,
+                   phase: str, key: str, is_catch: bool) -> MadeTrial:
+        params: OcclusionParams = context.spec.task.params
+        cell = (condition, difficulty, phase)
+        batch = context.next_batch(unit, "natural", cell)
+        base, natural = self._batch(context, unit, batch)
+        references = self._references(context, unit, condition, batch, cell, params, natural)
+        # A catch trial: the unoccluded base against the worst occlusion (nothing hidden wins).
+        q_max = base if is_catch else self._one(context, unit, OCCLUSION_KIND, "occluded_max",
+                                                batch)
+        q_min = self._one(context, unit, OCCLUSION_KIND, "occluded_min", batch)
+        query_a, query_b = (q_max, q_min) if key == "a" else (q_min, q_max)
+        stimulus = OcclusionStimulus(references=references, base=base, query_a=query_a,
+                                     query_b=query_b)
+        return MadeTrial(stimulus.model_dump(), key, batch)
+
+    @staticmethod
+    def _one(context: TrialContext, unit: UnitInfo, kind: str, role: str, batch: int,
+             difficulty: str = "") -> str:
+        found = context.images(unit, kind, role, batch, difficulty)
+        if len(found) != 1:
+            raise SpecError(f"unit {unit.unit_id} batch {batch} needs one {kind} {role} image in "
+                            f"{context.set_path(unit)} (run `interpsy stimuli occlusion` on it)")
+        return found[0]
+
+    @staticmethod
+    def _batch(context: TrialContext, unit: UnitInfo, batch: int) -> tuple[str, list[str]]:
+        """The batch's top image (the base) and its other nine (max references 1-8, then the
+        easy max query), as `stimuli occlusion` split it."""
+        ordered = [*context.images(unit, "natural", "reference_max", batch),
+                   *context.images(unit, "natural", "query_max", batch, "easy")]
+        if len(ordered) < 2:
+            raise SpecError(f"unit {unit.unit_id} batch {batch} has too few natural images in "
+                            f"{context.set_path(unit)}")
+        return ordered[0], ordered[1:]
+
+    @staticmethod
+    def _references(context: TrialContext, unit: UnitInfo, condition: str, batch: int,
+                    cell: tuple, params: OcclusionParams, natural: list[str]) -> list[str]:
+        n = params.references
+        if condition == "none":
+            return []
+        if condition == "natural":
+            chosen = natural[:n]
+        elif condition == "blurred":
+            chosen = context.images(unit, OCCLUSION_KIND, "reference_blurred", batch)[:n]
+        else:
+            synthetic_batch = context.next_batch(unit, "synthetic", cell)
+            synthetic = context.images(unit, "synthetic", "reference_max", synthetic_batch)
+            k = n if condition == "synthetic" else params.synthetic_in_mixed
+            chosen = synthetic[:k] + natural[: n - k]
+        if len(chosen) < n:
+            raise SpecError(f"[task] references is {n} but unit {unit.unit_id} has only "
+                            f"{len(chosen)} {condition} references in batch {batch} of "
+                            f"{context.set_path(unit)}")
+        return chosen
+
+    def score(self, answer: TwoAfcAnswer, key: str) -> bool:
+        return answer.choice == key

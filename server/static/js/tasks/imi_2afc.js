@@ -1,0 +1,27 @@
+// IMI's 2-AFC screen: min references left, max references right, queries a (upper) and b
+// (lower) in the centre with three confidence buttons each.
+import { el, grid, queries, smallGrid, target } from './two_choice.js';
+
+/** Every image a trial shows (what the loader preloads). */
+export function imageIds(stimulus) {
+  return [...stimulus.references_min, ...stimulus.references_max, stimulus.query_a, stimulus.query_b];
+}
+
+/** The trial's screen with the task type's `words` (question, side labels, from the server):
+ * {element, buttons, target(screen, answerKey)}; the runner handles the rest. */
+export function render(loader, stimulus, words) {
+  const buttons = [];
+  const layout = el('div', 'layout');
+  layout.append(grid(loader, stimulus.references_min, words.labels.left, 'min'),
+    queries(loader, words.question, stimulus, buttons),
+    grid(loader, stimulus.references_max, words.labels.right, 'max'));
+  return { element: layout, buttons, target: (screen, key) => target(screen, key) };
+}
+
+/** The instructions' example: both reference grids of a practice trial. */
+export function example(loader, stimulus, words) {
+  const box = el('div', 'example');
+  box.append(smallGrid(loader, stimulus.references_min, words.labels.left),
+    smallGrid(loader, stimulus.references_max, words.labels.right));
+  return box;
+}

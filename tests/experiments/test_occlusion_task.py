@@ -1,0 +1,124 @@
+"""The occlusion task type end to end on a real (tiny, random-init) model's set: the spec's
+vocabulary, the trials per condition, catch trials, serving, answers and export."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from experiments.build import build_experiment
+from experiments.cli import main
+from experiments.design import design_frame, plan
+from experiments.errors import SpecError
+from experiments.export import frames_from_db
+from experiments.spec import load_spec, parse_spec
+from experiments.stimulus_set import load_stimulus_set
+from tests.server.conftest import make_app, start_session
+from tests.stimset import write_spec
+
+QUICK = dict(pretrained=False, n_batches=2, render_steps=4, n_diverse=2, max_exponent=1,
+             binary_steps=1, workers=0, progress=False)
+CONDITIONS = ["none", "natural", "synthetic", "mixed", "blurred"]
+TASK = {"type": "occlusion", "references": 3, "synthetic_in_mixed": 2}
+
+
+@pytest.fixture(scope="module")
+def occlusion_set(tmp_path_factory) -> Path:
+    from stimuli.build import build_stimulus_set
+    from stimuli.images import sample_image_pool
+    from stimuli.occlusion import OcclusionConfig
+    from stimuli.occlusion_set import add_occlusion
+
+    root = tmp_path_factory.mktemp("occlusion-task")
+    pool = sample_image_pool(root / "pool", 40, seed=2, size=160)
+    out = root / "set"
+    build_stimulus_set("tiny-cnn", root / "pool", out, n_units=8, seed=4, **QUICK)
+    add_occlusion(out, OcclusionConfig(stride=16, blur_stride=32), pretrained=False,
+                  progress=False)
+    assert pool
+    return out
+
+
+def _spec(tmp_path: Path, occlusion_set: Path, **overrides) -> Path:
+    values = dict(name="occ-exp", conditions=CONDITIONS, main_trials_per_task=4,
+                  catch_trials_per_task=1, responses_per_unit=1, references_per_side=3,
+                  fv_must_beat_natural=False, task=TASK, practice={"trials": 1})
+    values.update(overrides)
+    return write_spec(tmp_path / "occ.toml", [occlusion_set], **values)
+
+
+def test_the_spec_takes_the_occlusion_vocabulary(tmp_path):
+    base = 'name = "x"\nstimulus_sets = ["s"]\n'
+    spec = parse_spec(base + 'conditions = ["none", "blurred"]\n[task]\ntype = "occlusion"\n')
+    assert spec.conditions == ["none", "blurred"] and spec.task.params.references == 9
+    with pytest.raises(SpecError, match="'blurred' is not a condition of task type imi_2afc"):
+        parse_spec(base + 'conditions = ["blurred"]\n', "x.toml")
+    with pytest.raises(SpecError, match="'p95' is not a difficulty of task type occlusion; "
+                                        "use easy"):
+        parse_spec(base + 'difficulty = "p95"\n[task]\ntype = "occlusion"\n', "x.toml")
+    with pytest.raises(SpecError, match="synthetic_in_mixed \\(6\\) exceeds references \\(4\\)"):
+        parse_spec(base + '[task]\ntype = "occlusion"\nreferences = 4\nsynthetic_in_mixed = 6\n')
+
+
+def test_trials_show_each_conditions_references_and_the_extreme_occlusions(tmp_path,
+                                                                           occlusion_set):
+    loaded = load_spec(_spec(tmp_path, occlusion_set))
+    stimulus_set = load_stimulus_set(occlusion_set)
+    images = stimulus_set.images.set_index("image_id")
+    frame = design_frame(plan(loaded.spec, [stimulus_set]))
+    assert set(frame.condition) == set(CONDITIONS)
+    for row in frame.itertuples():
+        refs = row.references
+        kinds = [images.loc[i, "kind"] for i in refs]
+        roles = [images.loc[i, "role"] for i in refs]
+        expected = {"none": [], "natural": ["natural"] * 3, "synthetic": ["synthetic"] * 3,
+                    "mixed": ["synthetic"] * 2 + ["natural"], "blurred": ["occlusion"] * 3}
+        assert kinds == expected[row.condition], row.condition
+        assert set(roles) <= {"reference_max", "reference_blurred"}
+        base = images.loc[row.base]
+        assert (base.kind, base.role, base["rank"]) == ("natural", "reference_max", 0)
+        assert row.base not in refs  # the batch's top image is occluded, its other nine shown
+        right = row.query_a if row.answer_key == "a" else row.query_b
+        wrong = row.query_b if row.answer_key == "a" else row.query_a
+        assert images.loc[wrong, "role"] == "occluded_min"
+        assert (right == row.base) if row.is_catch else \
+            (images.loc[right, "role"] == "occluded_max")
+        assert images.loc[right, "batch"] == base.batch == images.loc[wrong, "batch"]
+        assert images.loc[right, "activation"] > images.loc[wrong, "activation"]
+
+
+def test_an_occlusion_study_is_served_answered_and_exported(tmp_path, occlusion_set, db):
+    key = build_experiment(_spec(tmp_path, occlusion_set), db).key
+    client = make_app(db, tmp_path).test_client()
+    s = start_session(client, key)
+    url = f"/api/sessions/{s.session_id}"
+    state = client.get(url, headers=s.headers).json
+    assert state["task_type"] == "occlusion" and "occluded" in state["words"]["question"]
+    assert state["words"]["labels"]["left"] == "Image without occlusion"
+    step = state["next"]
+    while step is not None:
+        trial = state[step["phase"]][step["position"]]
+        assert set(trial["stimulus"]) == {"references", "base", "query_a", "query_b"}
+        reply = client.post(f"{url}/responses", headers=s.headers, json={
+            "trial_index": step["trial_index"], "trial_id": trial["trial_id"],
+            "answer": {"choice": "a", "confidence": 2}, "rt_ms": 900.0})
+        assert reply.status_code == 201, reply.json
+        step = reply.json["next_step"]
+    assert client.post(f"{url}/complete", headers=s.headers, json={}).status_code == 200
+    frames = frames_from_db(db, key)
+    responses = frames["responses"]
+    assert {"base", "query_a", "query_b", "correct_choice", "choice", "confidence"} <= set(
+        responses.columns)
+    assert "references_min" not in responses.columns
+    assert (responses.correct == (responses.choice == responses.correct_choice)).all()
+    assert json.loads(frames["trials"].references.iloc[0]) is not None
+
+
+def test_a_set_without_occlusion_images_is_refused_by_name(tmp_path, toy_set, capsys):
+    spec = write_spec(tmp_path / "bad.toml", [toy_set], conditions=["natural"], task=TASK)
+    url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    assert main(["experiment", "build", str(spec), "--database", url]) == 2
+    err = capsys.readouterr().err
+    assert "task type occlusion needs images of the roles occluded_max, occluded_min; " \
+           f"stimulus set {toy_set} has none" in err
