@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from analysis import plots, scaling, scores, stats
+from analysis import occlusion, plots, scaling, scores, stats
 from analysis.exclusions import ExclusionResult, Rule, apply_exclusions, rules_for
 from analysis.load import Dataset, task_of
 
@@ -83,6 +83,10 @@ def run_analysis(dataset: Dataset, n_resamples: int = 10_000, seed: int = 0,
     tables["natural_vs_synthetic"] = stats.paired_conditions(units, n_resamples=n_resamples,
                                                              seed=seed + 2)
     tables["depth_spearman"] = stats.depth_correlation(units, dataset.units)
+    if "occluder_a" in responses.columns:  # the occlusion task: the paper's baselines
+        scored = scores.main_trials(responses)
+        tables["occlusion_baselines"] = occlusion.baseline_scores(scored)
+        tables["occlusion_agreement"] = occlusion.agreement(scored)
     step("tests", t)
 
     t = time.perf_counter()
@@ -285,6 +289,16 @@ def render_html(result: AnalysisResult, dataset: Dataset) -> str:
                  + "<h3>Brunner-Munzel for each pair of models, Holm-adjusted per condition</h3>"
                  "<p>p_a_less_b estimates P(unit score of a &lt; that of b) + &frac12; P(tie).</p>"
                  + _table(t["brunner_munzel"]), "models"),
+        *([_section("Occlusion baselines",
+                    "<p>The paper's simple baselines answered from the stored stimuli: "
+                    "<i>centre</i> picks the image whose occluder lies farther from the image "
+                    "centre, <i>variance</i> the one whose occluder covers the patch of lower "
+                    "pixel variance (an unoccluded image wins both). Proportion correct on the "
+                    "scored trials beside the people's, then Cohen's kappa between the "
+                    "people's answers in each condition and each baseline's (95% interval).</p>"
+                    + _table(t["occlusion_baselines"]) + "<h3>Agreement (Cohen's kappa)</h3>"
+                    + _table(t["occlusion_agreement"]), "occlusion")]
+          if "occlusion_baselines" in t else []),
         _section("Mixed-effects logistic regression", mixed_body, "mixed"),
         _section("Scaling trends",
                  "<p>Spearman's rho of model score against each scale variable, with a "
@@ -329,6 +343,7 @@ def render_html(result: AnalysisResult, dataset: Dataset) -> str:
     toc = "".join(f"<li><a href='#{a}'>{n}</a></li>" for n, a in [
         ("Dataset", "dataset"), ("Exclusions", "exclusions"), ("Scores", "scores"),
         ("Unit scores", "units"), ("Natural vs synthetic", "paired"), ("Models", "models"),
+        *([("Occlusion baselines", "occlusion")] if "occlusion_baselines" in t else []),
         ("Mixed model", "mixed"), ("Scaling", "scaling"), ("Power", "power"),
         ("Confidence and RT", "confidence"), ("Depth", "depth"), ("Methods", "methods")])
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;"

@@ -70,11 +70,17 @@ class ImageIndex:
 
     def __init__(self, stimulus_set: StimulusSet):
         self.set = stimulus_set
+        self._rows: pd.DataFrame | None = None
         frame = stimulus_set.images.sort_values(["unit_id", "kind", "role", "batch", "rank"])
         self._groups: dict[tuple, list[str]] = {
             key: list(group.image_id)
             for key, group in frame.groupby(["unit_id", "kind", "role", "batch", "difficulty"],
                                             sort=False)}
+
+    def row(self, image_id: str) -> dict[str, Any]:
+        if self._rows is None:
+            self._rows = self.set.images.set_index("image_id")
+        return self._rows.loc[image_id].to_dict()
 
     def get(self, unit_id: str, kind: str, role: str, batch: int, difficulty: str = "") -> list[str]:
         return self._groups.get((unit_id, kind, role, batch, difficulty), [])
@@ -122,6 +128,14 @@ class TrialContext:
                difficulty: str = "") -> list[str]:
         """The image ids of a unit's (kind, role, batch, difficulty), in rank order."""
         return self.indexes[unit.set_index].get(unit.unit_id, kind, role, batch, difficulty)
+
+    def image_row(self, unit: UnitInfo, image_id: str) -> dict[str, Any]:
+        """The images.csv row of one of the unit's images (its extra columns included)."""
+        return self.indexes[unit.set_index].row(image_id)
+
+    def image_side(self, unit: UnitInfo) -> int:
+        """The side in pixels of the unit's set's images."""
+        return self.indexes[unit.set_index].set.image_size
 
     def set_path(self, unit: UnitInfo) -> Path:
         """The folder of the stimulus set the unit comes from (for error messages)."""

@@ -48,7 +48,7 @@ def _trial_json(trial: TrialView, task: TaskType, public: dict[str, str]) -> dic
     # nothing on the page tells a participant which query is the right one. The answer's
     # scoring comes back in the reply to the saved response.
     return {"trial_id": trial.trial_id, "phase": trial.phase, "position": trial.position,
-            "type": task.name, "stimulus": task.map_images(trial.stimulus, public.__getitem__)}
+            "type": task.name, "stimulus": task.for_page(trial.stimulus, public.__getitem__)}
 
 
 def _step_json(step: Slot | None) -> dict[str, Any] | None:

@@ -38,9 +38,11 @@ from stimuli.setwriter import save_png, unit_slug, write_tables
 
 KIND = "occlusion"
 SHORT = {"occluded_max": "omax", "occluded_min": "omin", "reference_blurred": "rblur"}
-OCCLUDER_COLUMNS = ("occluder_y", "occluder_x", "occluder_size")
+# The chosen occluder of each occluded image: its corner and side, and the variance of the base
+# image's pixels it covers (grey levels, mean over channels) for the paper's variance baseline.
+OCCLUDER_COLUMNS = ("occluder_y", "occluder_x", "occluder_size", "occluder_variance")
 MAPS = "occlusion"
-FORMAT = 2  # in the resume stamp: work files of another layout are redone
+FORMAT = 3  # in the resume stamp: work files of another layout are redone
 
 
 def occlusion_image_id(slug: str, role: str, batch: int, rank: int = 0) -> str:
@@ -66,11 +68,20 @@ def _pixels(path: Path) -> np.ndarray:
 
 
 def _row(image_id: str, unit_id: str, role: str, batch: int, rank: int, activation: float,
-         path: str, corner: tuple[int, int] | None, size: int) -> dict:
+         path: str, corner: tuple[int, int], size: int, variance: float | str = "") -> dict:
     row = {"image_id": image_id, "unit_id": unit_id, "kind": KIND, "role": role, "batch": batch,
            "rank": rank, "activation": f"{activation:.9g}", "path": path, "difficulty": ""}
-    row.update(dict(zip(OCCLUDER_COLUMNS, (*corner, size) if corner else ("", "", ""))))
+    if variance != "":
+        variance = f"{variance:.6g}"
+    row.update(dict(zip(OCCLUDER_COLUMNS, (*corner, size, variance))))
     return row
+
+
+def patch_variance(pixels: np.ndarray, corner: tuple[int, int], size: int) -> float:
+    """Variance of the pixels under an occluder (grey levels, mean over the channels)."""
+    y, x = corner
+    patch = pixels[y:y + size, x:x + size].astype(np.float64)
+    return float(patch.reshape(-1, patch.shape[-1]).var(axis=0).mean())
 
 
 def _unit_rows(stimulus_set, unit, probe: UnitProbe, cfg: OcclusionConfig, out: Path
@@ -86,7 +97,8 @@ def _unit_rows(stimulus_set, unit, probe: UnitProbe, cfg: OcclusionConfig, out: 
         if base is None:
             raise StimuliError(f"{stimulus_set.path}: unit {unit.unit_id} batch {batch} has no "
                                f"max reference of rank 0 to occlude")
-        found = occlusions_of(probe, _pixels(stimulus_set.path / base.path), cfg)
+        base_pixels = _pixels(stimulus_set.path / base.path)
+        found = occlusions_of(probe, base_pixels, cfg)
         size = cfg.size(found.best_image.shape[0])
         for role, picture, index in (("occluded_max", found.best_image, found.best),
                                      ("occluded_min", found.worst_image, found.worst)):
@@ -95,7 +107,8 @@ def _unit_rows(stimulus_set, unit, probe: UnitProbe, cfg: OcclusionConfig, out: 
             save_png(picture, out / rel)
             corner = (int(found.corners[index][0]), int(found.corners[index][1]))
             rows.append(_row(image_id, unit.unit_id, role, int(batch), 0,
-                             float(found.activations[index]), rel, corner, size))
+                             float(found.activations[index]), rel, corner, size,
+                             patch_variance(base_pixels, corner, size)))
         for rank, reference in enumerate(references):
             picture, activation, corner = blurred_reference(
                 probe, _pixels(stimulus_set.path / reference.path), cfg)

@@ -11,6 +11,7 @@ from PIL import Image
 from experiments.stimulus_set import sha256_file, unit_key
 
 PERCENTILES = {"p99": 0.99, "p95": 0.95, "p85": 0.85}
+OCCLUDER = ("occluder_y", "occluder_x", "occluder_size", "occluder_variance")
 
 
 def _save(root: Path, rel: str, rng: np.random.Generator, size: int, level: float) -> str:
@@ -40,13 +41,15 @@ def make_stimulus_set(root: str | Path, name: str = "toy", model: str = "toynet"
                       "fv_activation": 10.0 + u, "top_natural_activation": 8.0 + u,
                       "fv_beats_natural": (u not in unbeaten) if synthetic else ""})
 
-        def add(kind: str, role: str, batch: int, rank: int, level: float, difficulty: str = ""):
+        def add(kind: str, role: str, batch: int, rank: int, level: float, difficulty: str = "",
+                occluder: tuple = ()):
             image_id = f"{model}.{layer}.{channel}.{kind[0]}.b{batch}.{role}.{difficulty or 'r'}{rank}"
             rel = f"images/{layer}/{channel}/{image_id}.png"
             digest = _save(where, rel, rng, image_size, level)
             images.append({"image_id": image_id, "unit_id": unit_id, "kind": kind, "role": role,
                            "batch": batch, "rank": rank, "activation": round(level * 10, 4),
-                           "path": rel, "sha256": digest, "difficulty": difficulty})
+                           "path": rel, "sha256": digest, "difficulty": difficulty,
+                           **dict(zip(OCCLUDER, occluder))})
 
         for batch in range(n_batches):
             for rank in range(refs):
@@ -60,8 +63,11 @@ def make_stimulus_set(root: str | Path, name: str = "toy", model: str = "toynet"
                     add("natural", "query_max", batch, 0, q, difficulty)
                     add("natural", "query_min", batch, 0, 1 - q, difficulty)
             if occlusion:
-                add("occlusion", "occluded_max", batch, 0, 0.75)
-                add("occlusion", "occluded_min", batch, 0, 0.3)
+                side = int(image_size * 0.4)  # max: a corner; min: the centre
+                add("occlusion", "occluded_max", batch, 0, 0.75, occluder=(0, 0, side, 50.0))
+                middle = (image_size - side) // 2
+                add("occlusion", "occluded_min", batch, 0, 0.3,
+                    occluder=(middle, middle, side, 900.0))
                 for rank in range(refs):
                     add("occlusion", "reference_blurred", batch, rank, 0.7 - rank * 0.01)
         if synthetic:  # an unbeaten unit's diverse max references stay below its natural top

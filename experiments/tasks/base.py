@@ -61,6 +61,7 @@ class TaskType(ABC):
     Params: ClassVar[type[BaseModel]] = NoParams
     Stimulus: ClassVar[type[BaseModel]]
     image_fields: ClassVar[tuple[str, ...]] = ()
+    page_fields: ClassVar[tuple[str, ...] | None] = None  # what the page gets; None: all
     keys: ClassVar[tuple[str, ...]]
     Answer: ClassVar[type[BaseModel]]
     roles: ClassVar[tuple[str, ...]] = ()
@@ -121,6 +122,12 @@ class TaskType(ABC):
             out.extend(value if isinstance(value, list) else [value])
         return out
 
+    def for_page(self, stimulus: Mapping[str, Any], rename: Callable[[str], str]
+                 ) -> dict[str, Any]:
+        """What a participant's page gets: the page fields, image ids renamed (public ids)."""
+        shown = self.map_images(stimulus, rename)
+        return shown if self.page_fields is None else {k: shown[k] for k in self.page_fields}
+
     def map_images(self, stimulus: Mapping[str, Any], rename: Callable[[str], str]
                    ) -> dict[str, Any]:
         """The stimulus with every image id replaced by `rename(id)` (public ids for pages)."""
@@ -133,7 +140,7 @@ class TaskType(ABC):
     # ---- dataset columns ----------------------------------------------------------------
     def trial_values(self, stimulus: Mapping[str, Any], key: str) -> dict[str, Any]:
         """The type's trials-table values of one trial (lists as JSON text)."""
-        flat = {name: json.dumps(value) if isinstance(value, list) else value
+        flat = {name: json.dumps(value) if isinstance(value, (list, dict)) else value
                 for name, value in stimulus.items()}
         flat[self.key_column] = key
         return {column: flat.get(column) for column in self.trial_columns}
@@ -142,8 +149,8 @@ class TaskType(ABC):
                         correct: bool) -> dict[str, Any]:
         """The type's responses-table values of one answered trial."""
         flat = {**self.trial_values(stimulus, key), **{
-            name: value for name, value in stimulus.items() if not isinstance(value, list)},
-            **answer, "correct": correct}
+            name: value for name, value in stimulus.items()
+            if not isinstance(value, (list, dict))}, **answer, "correct": correct}
         return {column: flat.get(column) for column in self.response_columns}
 
     def describe(self) -> dict[str, Any]:

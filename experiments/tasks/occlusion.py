@@ -35,6 +35,19 @@ class OcclusionParams(BaseModel):
         return self
 
 
+class Occluder(BaseModel):
+    """Where an occluded image's square lies (pixels of the shown image) and the variance of
+    the base image's pixels it covers."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    y: int
+    x: int
+    size: int
+    side: int  # the image's side
+    variance: float
+
+
 class OcclusionStimulus(BaseModel):
     """The references (none, natural, synthetic, mixed or blurred), the base image and the two
     occluded versions of it (a upper, b lower)."""
@@ -45,6 +58,18 @@ class OcclusionStimulus(BaseModel):
     base: str = Field(description="image id of the unoccluded base image")
     query_a: str = Field(description="image id of the upper occluded image")
     query_b: str = Field(description="image id of the lower occluded image")
+    occluder_a: Occluder | None = Field(description="the upper image's occluder (None: the "
+                                                    "unoccluded base, in catch trials)")
+    occluder_b: Occluder | None = Field(description="the lower image's occluder")
+
+
+def occluder_of(row: dict, side: int) -> Occluder | None:
+    """The occluder an occlusion image's row records (None for a natural image)."""
+    if row.get("kind") != OCCLUSION_KIND:
+        return None
+    number = {k: float(row[f"occluder_{k}"]) for k in ("y", "x", "size", "variance")}
+    return Occluder(y=round(number["y"]), x=round(number["x"]), size=round(number["size"]),
+                    side=side, variance=number["variance"])
 
 
 class Occlusion(TaskType):
@@ -56,6 +81,7 @@ class Occlusion(TaskType):
     Params = OcclusionParams
     Stimulus = OcclusionStimulus
     image_fields = ("references", "base", "query_a", "query_b")
+    page_fields = image_fields  # the occluders' facts are for the analysis' baselines
     keys = ("a", "b")
     Answer = TwoAfcAnswer
     roles = ("reference_max", "query_max", "occluded_max", "occluded_min")
@@ -73,10 +99,11 @@ class Occlusion(TaskType):
                  "of what the unit looks for.</p>")
     key_column = "correct_choice"
     trial_columns = {"base": "string", "query_a": "string", "query_b": "string",
-                     "correct_choice": "string", "references": "string"}
+                     "correct_choice": "string", "references": "string",
+                     "occluder_a": "string", "occluder_b": "string"}
     response_columns = {"base": "string", "query_a": "string", "query_b": "string",
                         "correct_choice": "string", "choice": "string", "correct": "bool",
-                        "confidence": "Int64"}
+                        "confidence": "Int64", "occluder_a": "string", "occluder_b": "string"}
 
     def make_trial(self, context: TrialContext, unit: UnitInfo, condition: str, difficulty: str,
                    phase: str, key: str, is_catch: bool) -> MadeTrial:
@@ -90,8 +117,10 @@ class Occlusion(TaskType):
                                                 batch)
         q_min = self._one(context, unit, OCCLUSION_KIND, "occluded_min", batch)
         query_a, query_b = (q_max, q_min) if key == "a" else (q_min, q_max)
-        stimulus = OcclusionStimulus(references=references, base=base, query_a=query_a,
-                                     query_b=query_b)
+        stimulus = OcclusionStimulus(
+            references=references, base=base, query_a=query_a, query_b=query_b,
+            occluder_a=occluder_of(context.image_row(unit, query_a), context.image_side(unit)),
+            occluder_b=occluder_of(context.image_row(unit, query_b), context.image_side(unit)))
         return MadeTrial(stimulus.model_dump(), key, batch)
 
     @staticmethod

@@ -1,5 +1,5 @@
-"""The occlusion task type end to end on a real (tiny, random-init) model's set: the spec's
-vocabulary, the trials per condition, catch trials, serving, answers and export."""
+"""The occlusion task type end to end: the spec's vocabulary, the trials per condition, catch
+trials, serving, answers, export and the report's baselines."""
 from __future__ import annotations
 
 import json
@@ -15,29 +15,18 @@ from experiments.export import frames_from_db
 from experiments.spec import load_spec, parse_spec
 from experiments.stimulus_set import load_stimulus_set
 from tests.server.conftest import make_app, start_session
-from tests.stimset import write_spec
+from tests.stimset import make_stimulus_set, write_spec
 
-QUICK = dict(pretrained=False, n_batches=2, render_steps=4, n_diverse=2, max_exponent=1,
-             binary_steps=1, workers=0, progress=False)
 CONDITIONS = ["none", "natural", "synthetic", "mixed", "blurred"]
 TASK = {"type": "occlusion", "references": 3, "synthetic_in_mixed": 2}
 
 
 @pytest.fixture(scope="module")
 def occlusion_set(tmp_path_factory) -> Path:
-    from stimuli.build import build_stimulus_set
-    from stimuli.images import sample_image_pool
-    from stimuli.occlusion import OcclusionConfig
-    from stimuli.occlusion_set import add_occlusion
-
-    root = tmp_path_factory.mktemp("occlusion-task")
-    pool = sample_image_pool(root / "pool", 40, seed=2, size=160)
-    out = root / "set"
-    build_stimulus_set("tiny-cnn", root / "pool", out, n_units=8, seed=4, **QUICK)
-    add_occlusion(out, OcclusionConfig(stride=16, blur_stride=32), pretrained=False,
-                  progress=False)
-    assert pool
-    return out
+    """A set with the occlusion task's images as `stimuli occlusion` writes them (the images
+    themselves come from a real model in tests/stimuli/test_occlusion.py)."""
+    return make_stimulus_set(tmp_path_factory.mktemp("occlusion-task"), name="occ", n_units=8,
+                             occlusion=True)
 
 
 def _spec(tmp_path: Path, occlusion_set: Path, **overrides) -> Path:
@@ -99,6 +88,7 @@ def test_an_occlusion_study_is_served_answered_and_exported(tmp_path, occlusion_
     step = state["next"]
     while step is not None:
         trial = state[step["phase"]][step["position"]]
+        # the page gets the images only (the occluders' facts are the analysis' baselines)
         assert set(trial["stimulus"]) == {"references", "base", "query_a", "query_b"}
         reply = client.post(f"{url}/responses", headers=s.headers, json={
             "trial_index": step["trial_index"], "trial_id": trial["trial_id"],
@@ -113,6 +103,24 @@ def test_an_occlusion_study_is_served_answered_and_exported(tmp_path, occlusion_
     assert "references_min" not in responses.columns
     assert (responses.correct == (responses.choice == responses.correct_choice)).all()
     assert json.loads(frames["trials"].references.iloc[0]) is not None
+    occluded = responses[~responses.is_catch]
+    assert occluded.occluder_a.notna().all() and occluded.occluder_b.notna().all()
+    assert set(json.loads(occluded.occluder_a.iloc[0])) == {"y", "x", "size", "side", "variance"}
+
+    from analysis.load import load_dataset
+    from analysis.report import analyze
+    from experiments.export import export_experiment
+
+    export_experiment(db, key, tmp_path / "export")
+    dataset = load_dataset(tmp_path / "export")
+    assert "occluder_a" in dataset.responses.columns
+    # one participant who always answered `a`: no exclusion rules, or nothing is left
+    result = analyze(dataset, tmp_path / "report", n_resamples=200, mixed=False, power_sims=10,
+                     rules=[])
+    baselines = result.tables["occlusion_baselines"]
+    scored = responses[(responses.phase == "main") & ~responses.is_catch]
+    assert baselines.set_index("condition").loc["all", "n_trials"] == len(scored)
+    assert "Occlusion baselines" in (tmp_path / "report" / "report.html").read_text()
 
 
 def test_a_set_without_occlusion_images_is_refused_by_name(tmp_path, toy_set, capsys):

@@ -1,0 +1,48 @@
+"""The occlusion task's reference rows: the paper's centre and variance baselines answered from
+the stored occluders, their accuracy beside the people's, and Cohen's kappa per condition."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.occlusion import agreement, baseline_choices, baseline_scores
+
+
+def _occluder(y: int, x: int, variance: float, size: int = 90, side: int = 224) -> str:
+    return json.dumps({"y": y, "x": x, "size": size, "side": side, "variance": variance})
+
+
+def _rows() -> pd.DataFrame:
+    corner, centre = _occluder(0, 0, 900.0), _occluder(67, 67, 50.0)
+    return pd.DataFrame({
+        "condition": ["natural"] * 4 + ["none"] * 4,
+        "occluder_a": [corner, centre, corner, None, corner, centre, centre, corner],
+        "occluder_b": [centre, corner, centre, centre, centre, corner, corner, centre],
+        "correct_choice": ["a", "b", "a", "a", "b", "a", "b", "a"],
+        "choice": ["a", "b", "a", "a", "b", "a", "b", "b"],
+        "correct": [True, True, True, True, True, True, True, False],
+    })
+
+
+def test_the_baselines_pick_what_the_paper_says():
+    choices = baseline_choices(_rows())
+    # centre: the occluder farther from the centre hides less; variance: the calmer patch
+    assert list(choices.centre[:3]) == ["a", "b", "a"]
+    assert list(choices.variance[:3]) == ["b", "a", "b"]
+    assert (choices.centre[3], choices.variance[3]) == ("a", "a")  # unoccluded base wins both
+    scores = baseline_scores(_rows()).set_index("condition")
+    assert scores.loc["all", "n_trials"] == 8 and scores.loc["all", "people"] == 7 / 8
+    assert scores.loc["natural", "centre"] == 1.0 and scores.loc["natural", "variance"] == 0.25
+
+
+def test_kappa_is_cohens_on_the_same_trials():
+    table = agreement(_rows()).set_index(["condition", "baseline"])
+    # natural: people = a b a a, centre = a b a a: perfect agreement
+    assert table.loc[("natural", "centre"), "kappa"] == pytest.approx(1.0)
+    # none: people = b a b b, centre = a b b a -> p_o = 1/4, p_e = (3/4*2/4 + 1/4*2/4) = 1/2
+    assert table.loc[("none", "centre"), "kappa"] == pytest.approx((0.25 - 0.5) / (1 - 0.5))
+    assert table.loc[("none", "centre"), "n_trials"] == 4
+    assert np.isfinite(table.loc[("none", "centre"), "se"])
