@@ -133,6 +133,10 @@ class TrialContext:
         """The images.csv row of one of the unit's images (its extra columns included)."""
         return self.indexes[unit.set_index].row(image_id)
 
+    def manifest(self, unit: UnitInfo) -> dict[str, Any]:
+        """The manifest (stimuli.json) of the unit's stimulus set."""
+        return self.indexes[unit.set_index].set.manifest
+
     def image_side(self, unit: UnitInfo) -> int:
         """The side in pixels of the unit's set's images."""
         return self.indexes[unit.set_index].set.image_size

@@ -110,6 +110,8 @@ class Occlusion(TaskType):
         params: OcclusionParams = context.spec.task.params
         cell = (condition, difficulty, phase)
         batch = context.next_batch(unit, "natural", cell)
+        if is_catch:
+            batch = self._safe_catch_batch(context, unit, batch, cell)
         base, natural = self._batch(context, unit, batch)
         references = self._references(context, unit, condition, batch, cell, params, natural)
         # A catch trial: the unoccluded base against the worst occlusion (nothing hidden wins).
@@ -131,6 +133,22 @@ class Occlusion(TaskType):
             raise SpecError(f"unit {unit.unit_id} batch {batch} needs one {kind} {role} image in "
                             f"{context.set_path(unit)} (run `interpsy stimuli occlusion` on it)")
         return found[0]
+
+    @staticmethod
+    def _safe_catch_batch(context: TrialContext, unit: UnitInfo, batch: int, cell: tuple) -> int:
+        """`batch`, or the unit's next one whose worst occlusion lowers the unit below the
+        unoccluded base (`stimuli occlusion` lists the others as `unsafe_catch`)."""
+        unsafe = set((context.manifest(unit).get("occlusion") or {}).get("unsafe_catch", []))
+        tried = set()
+        while f"{unit.unit_id} batch {batch}" in unsafe:
+            tried.add(batch)
+            batch = context.next_batch(unit, "natural", cell)
+            if batch in tried:
+                raise SpecError(f"catch unit {unit.unit_id}: in no batch does its worst "
+                                f"occlusion lower it below the unoccluded image (unsafe_catch "
+                                f"in {context.set_path(unit)}/stimuli.json); choose other "
+                                f"[catch] units")
+        return batch
 
     @staticmethod
     def _batch(context: TrialContext, unit: UnitInfo, batch: int) -> tuple[str, list[str]]:

@@ -1,4 +1,8 @@
-"""The registered task types: the built-in ones and those of installed packages (entry points)."""
+"""The registered task types: the built-in ones and those of installed packages (entry points).
+
+The built-in types are listed here rather than through interpsy's own `interpsy.tasks` entry
+points (as DESIGN.md has it): an editable install only sees new entry points after it is
+installed again, and a missing built-in type would make every stored study unreadable."""
 from __future__ import annotations
 
 from collections.abc import Mapping

@@ -38,6 +38,20 @@ def test_analyze_writes_report_tables_and_figures(small_folder, tmp_path, capsys
     assert "participants kept" in capsys.readouterr().out
 
 
+def test_the_first_page_says_when_the_mixed_model_is_fitted_on_a_subsample(small_folder,
+                                                                          tmp_path):
+    out = tmp_path / "report"
+    assert main(["analyze", str(small_folder), "--out", str(out), "--bootstrap", "200",
+                 "--mixed-rows", "300"]) == 0
+    html = (out / "report.html").read_text()
+    dataset = html[html.index("id='dataset'"):html.index("id='exclusions'")]
+    found = re.search(r"The mixed model is fitted on a subsample:</b> ([\d,]+) of the ([\d,]+)",
+                      dataset)
+    assert found and int(found.group(1).replace(",", "")) <= 300 < \
+        int(found.group(2).replace(",", ""))
+    assert "3.5x wider" in dataset
+
+
 def _imi_release(small, path: Path) -> Path:
     """`small` written as IMI's release writes it: choice semantic (b = the max query)."""
     r = small.responses

@@ -130,3 +130,26 @@ def test_a_set_without_occlusion_images_is_refused_by_name(tmp_path, toy_set, ca
     err = capsys.readouterr().err
     assert "task type occlusion needs images of the roles occluded_max, occluded_min; " \
            f"stimulus set {toy_set} has none" in err
+
+
+def test_catch_trials_avoid_batches_whose_catch_answer_would_be_false(tmp_path):
+    """A batch where the worst occlusion does not lower the unit below the unoccluded base
+    (`unsafe_catch`) never serves a catch trial; a unit with no other batch is refused."""
+    folder = make_stimulus_set(tmp_path / "sets", name="unsafe", n_units=8, n_batches=2,
+                               occlusion=True)
+    manifest_path = folder / "stimuli.json"
+    manifest = json.loads(manifest_path.read_text())
+    catch_unit = "toynet/conv1/0"
+    manifest["occlusion"] = {"unsafe_catch": [f"{catch_unit} batch 0"]}
+    manifest_path.write_text(json.dumps(manifest))
+    spec = load_spec(write_spec(tmp_path / "u.toml", [folder], name="u", conditions=["natural"],
+                                main_trials_per_task=4, catch_trials_per_task=1,
+                                responses_per_unit=4, fv_must_beat_natural=False, task=TASK,
+                                practice={"trials": 1}, catch={"units": [catch_unit]})).spec
+    frame = design_frame(plan(spec, [load_stimulus_set(folder)]))
+    catch = frame[frame.is_catch]
+    assert len(catch) > 1 and set(catch.batch) == {1}
+    manifest["occlusion"]["unsafe_catch"].append(f"{catch_unit} batch 1")
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(SpecError, match=f"catch unit {catch_unit}: in no batch"):
+        plan(spec, [load_stimulus_set(folder)])
