@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from experiments.spec import Exclusions, ExperimentSpec
+from experiments.tasks.registry import get_task, task_name_of_spec
 
 IMI = Exclusions()  # the thresholds' one definition: the spec's `exclusions` table and its defaults
 IMI_CATCH_TRIALS = ExperimentSpec.model_fields["catch_trials_per_task"].default
@@ -87,31 +88,42 @@ class CatchTrials(Rule):
 
 @dataclass(frozen=True)
 class ResponseRows(Rule):
-    """Both rows of response buttons (upper query a's, lower query b's) used >= `min_each` times.
+    """Each response option of the task type used >= `min_each` times in main trials (IMI's
+    2-AFC: both rows of buttons, upper query a's and lower query b's).
 
-    `choice` must be the displayed position; where it is empty (the IMI release records which
-    query was chosen, not where it was shown) the rule is not applicable, never passed or failed.
+    `column` holds the option chosen (the task type's `option_column`; IMI: `choice`, the
+    displayed position); where it is empty (the IMI release records which query was chosen,
+    not where it was shown) the rule is not applicable, never passed or failed.
     """
 
     name: str = "response_rows"
     min_each: int = IMI.min_row_uses
+    column: str | None = "choice"
+    options: tuple[str, ...] = ("a", "b")
 
     def describe(self) -> str:
-        return f"each response row (a, b) chosen >= {self.min_each} times in main trials"
+        return (f"each response option ({', '.join(self.options)}) chosen >= {self.min_each} "
+                f"times in main trials")
 
     def check(self, ctx: RuleContext) -> pd.DataFrame:
         r = ctx.responses
-        main = r[(r["phase"] == "main") & ~r["is_catch"] & r["choice"].notna()]
+        if self.column is None or self.column not in r.columns:
+            return self._not_applicable(ctx, "the task type has no response-option column")
+        main = r[(r["phase"] == "main") & ~r["is_catch"] & r[self.column].notna()]
         if main.empty:
             return self._not_applicable(ctx, POSITIONS_UNKNOWN)
-        counts = (main.groupby(["participant_id", "choice"], observed=True).size()
-                  .unstack(fill_value=0).reindex(ctx.ids))
-        a = counts.get("a", pd.Series(0, index=counts.index)).fillna(0)
-        b = counts.get("b", pd.Series(0, index=counts.index)).fillna(0)
+        chosen = main[self.column].astype(str).str.lower()
+        counts = (main.assign(option=chosen).groupby(["participant_id", "option"], observed=True)
+                  .size().unstack(fill_value=0).reindex(ctx.ids))
+        used = {o: counts.get(o.lower(), pd.Series(0, index=counts.index)).fillna(0)
+                for o in self.options}
         has = counts.notna().any(axis=1)
-        failed = ((a < self.min_each) | (b < self.min_each)).astype("boolean").where(has)
-        reason = "rows used a=" + a.astype(int).astype(str) + ", b=" + b.astype(int).astype(str)
-        return self._result(ctx, failed, reason, missing=POSITIONS_UNKNOWN)
+        failed = pd.concat([n < self.min_each for n in used.values()], axis=1).any(axis=1)
+        reason = "options used " + pd.concat(
+            [o + "=" + n.astype(int).astype(str) for o, n in used.items()], axis=1
+        ).agg(", ".join, axis=1)
+        return self._result(ctx, failed.astype("boolean").where(has), reason,
+                            missing=POSITIONS_UNKNOWN)
 
 
 @dataclass(frozen=True)
@@ -231,8 +243,10 @@ def rules_from_spec(spec: Mapping[str, Any]) -> list[Rule]:
     """IMI's rules with the thresholds an experiment spec (its `exclusions` table) sets."""
     values = Exclusions.model_validate(spec.get("exclusions") or {})
     n_catch = int(spec.get("catch_trials_per_task") or IMI_CATCH_TRIALS)
+    task = get_task(task_name_of_spec(spec))
     return [CatchTrials(min_fraction=values.min_catch_correct / n_catch if n_catch else 0.0),
-            ResponseRows(min_each=values.min_row_uses),
+            ResponseRows(min_each=values.min_row_uses, column=task.option_column,
+                         options=tuple(task.options)),
             TotalTime(min_s=values.min_total_s, max_s=values.max_total_s),
             InstructionTime(min_s=values.min_instruction_s),
             PracticeAttempts(max_attempts=values.max_practice_attempts),

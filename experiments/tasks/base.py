@@ -51,6 +51,8 @@ class TaskType(ABC):
     - `question`: what the trial screen asks (web and lab); `task_page`: the built-in
       instruction page that explains the task (HTML), when a study has no pages of its own;
     - `key_column`: the dataset column that holds a trial's answer key;
+    - `option_column` / `options`: the answer field naming the response option chosen and its
+      values, for the exclusion rule "each response option used" (None: no such rule);
     - `trial_columns` / `response_columns`: the type's columns (name -> pandas dtype) in the
       trials and responses tables, in order, documented in data/SCHEMA.md; the response columns
       include `correct` where it reads best.
@@ -72,6 +74,8 @@ class TaskType(ABC):
     labels: ClassVar[dict[str, str]] = {}  # the screen's left and right captions
     task_page: ClassVar[str] = ""
     key_column: ClassVar[str] = "answer_key"
+    option_column: ClassVar[str | None] = None
+    options: ClassVar[tuple[str, ...]] = ()
     trial_columns: ClassVar[dict[str, str]]
     response_columns: ClassVar[dict[str, str]]
 

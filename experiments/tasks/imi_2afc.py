@@ -81,6 +81,7 @@ class ImiTwoAfc(TaskType):
                  "Decide which of the two centre images fits the <b>right</b> group "
                  "better.</p>")
     key_column = "correct_choice"
+    option_column, options = "choice", ("a", "b")  # the two rows of buttons
     trial_columns = {"query_a": "string", "query_b": "string", "correct_choice": "string",
                      "references_max": "string", "references_min": "string"}
     response_columns = {"query_a": "string", "query_b": "string", "correct_choice": "string",

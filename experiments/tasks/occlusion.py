@@ -98,6 +98,7 @@ class Occlusion(TaskType):
                  "images the unit still responds <b>more strongly</b>: the square hides less "
                  "of what the unit looks for.</p>")
     key_column = "correct_choice"
+    option_column, options = "choice", ("a", "b")  # the two rows of buttons
     trial_columns = {"base": "string", "query_a": "string", "query_b": "string",
                      "correct_choice": "string", "references": "string",
                      "occluder_a": "string", "occluder_b": "string"}

@@ -65,6 +65,23 @@ def test_response_rows_rule_counts_both_rows(a_choices, fails):
     assert bool(res.participants["excluded"].iloc[0]) is fails
 
 
+def test_the_response_rows_rule_is_each_response_option_of_the_task_type():
+    """Another type's option column and values (here a yes/no answer); a type without one is
+    not applicable; the spec's task type picks them."""
+    from analysis.exclusions import rules_from_spec
+
+    r = _one_participant(a_choices=38).assign(says_yes=lambda f: f["choice"] == "a")
+    yes_no = ResponseRows(column="says_yes", options=("true", "false"))
+    res = apply_exclusions(r, rules=[yes_no])
+    assert bool(res.participants["excluded"].iloc[0])
+    assert "options used true=38, false=2" in res.participants["exclusion_reasons"].iloc[0]
+    none = apply_exclusions(r, rules=[ResponseRows(column=None)])
+    assert not bool(none.participants["excluded"].iloc[0])
+    rule = next(x for x in rules_from_spec({"task": {"type": "occlusion"}})
+                if isinstance(x, ResponseRows))
+    assert (rule.column, rule.options) == ("choice", ("a", "b"))
+
+
 @pytest.mark.parametrize("total, instruction, attempts, sessions, expected", [
     (300, 60, 3, 1, set()),
     (134, 60, 1, 1, {"total_time"}),
