@@ -21,9 +21,7 @@ BASELINES = ("centre", "variance")
 
 
 def _occluder(text: object) -> dict | None:
-    if text is None or (isinstance(text, float) and np.isnan(text)) or text is pd.NA:
-        return None
-    return json.loads(str(text))
+    return None if text is None or pd.isna(text) else json.loads(str(text))
 
 
 def _centre_distance(occluder: dict | None) -> float:

@@ -173,22 +173,34 @@ def add_occlusion_images(folder: DemoFolder) -> None:
     _say(f"occlusion images added in {time.monotonic() - started:.0f} s")
 
 
+def experiment_name(task: str) -> str:
+    """The demo experiment's name for a task type: `demo` for IMI's 2-AFC, else `demo-<type>`."""
+    return EXPERIMENT if task == "imi_2afc" else f"{EXPERIMENT}-{task}"
+
+
+def main_units(n_units: int) -> int:
+    """Units left for the main block after the practice and catch units."""
+    left = n_units - PRACTICE_TRIALS - CATCH_TRIALS
+    if left < 1:
+        raise InterpsyError(f"--units must be at least {PRACTICE_TRIALS + CATCH_TRIALS + 1}")
+    return left
+
+
 def write_occlusion_spec(folder: DemoFolder, n_units: int, seed: int) -> Path:
     """The occlusion demo (Zimmermann et al. 2021's conditions, short tasks)."""
-    main_units = n_units - PRACTICE_TRIALS - CATCH_TRIALS
-    if main_units < 1:
-        raise InterpsyError(f"--units must be at least {PRACTICE_TRIALS + CATCH_TRIALS + 1}")
-    spec = folder.root / "demo-occlusion.toml"
+    n_main = main_units(n_units)
+    name = experiment_name("occlusion")
+    spec = folder.root / f"{name}.toml"
     spec.write_text(f'''# The occlusion demo (written by `interpsy demo --task occlusion`).
-name = "{EXPERIMENT}-occlusion"
+name = "{name}"
 version = "1"
 seed = {seed}
 description = "EfficientNet-Lite0 units: which occlusion keeps the unit's activation higher?"
 stimulus_sets = ["{folder.stimulus_set}"]
 conditions = ["none", "natural", "synthetic", "mixed", "blurred"]
-main_trials_per_task = {main_units}
+main_trials_per_task = {n_main}
 catch_trials_per_task = {CATCH_TRIALS}
-responses_per_unit = {4 * main_units}
+responses_per_unit = {4 * n_main}
 fv_must_beat_natural = false
 
 [task]
@@ -209,16 +221,14 @@ def write_spec(folder: DemoFolder, n_units: int, seed: int) -> Path:
     units remain."""
     from experiments.stimulus_set import load_stimulus_set
 
-    if n_units - PRACTICE_TRIALS - CATCH_TRIALS < 1:
-        raise InterpsyError(f"--units must be at least {PRACTICE_TRIALS + CATCH_TRIALS + 1}")
+    n_main = main_units(n_units)
     unbeaten = len(load_stimulus_set(folder.stimulus_set).units_fv_not_beating_natural())
-    main_units = n_units - unbeaten - PRACTICE_TRIALS - CATCH_TRIALS
-    must_beat = main_units >= 1
+    must_beat = n_main - unbeaten >= 1
     if must_beat:
+        n_main -= unbeaten
         _say(f"{unbeaten} of {n_units} units left out: their feature visualizations do not beat "
              f"their natural exemplars (IMI's rule)")
     else:
-        main_units = n_units - PRACTICE_TRIALS - CATCH_TRIALS
         _say(f"{unbeaten} of {n_units} units have feature visualizations that do not beat their "
              f"natural exemplars; the demo keeps them (too few units otherwise)")
     folder.spec.write_text(f'''# The demo experiment (written by `interpsy demo`).
@@ -228,9 +238,9 @@ seed = {seed}
 description = "EfficientNet-Lite0 units: natural exemplars vs feature visualizations."
 stimulus_sets = ["{folder.stimulus_set}"]
 conditions = ["natural", "synthetic"]
-main_trials_per_task = {main_units}
+main_trials_per_task = {n_main}
 catch_trials_per_task = {CATCH_TRIALS}
-responses_per_unit = {4 * main_units}
+responses_per_unit = {4 * n_main}
 fv_must_beat_natural = {str(must_beat).lower()}
 
 [practice]
@@ -256,7 +266,7 @@ def ensure_experiment(db: Database, folder: DemoFolder, n_units: int, seed: int,
                       task: str = "imi_2afc") -> str:
     """Build the demo experiment of `task` unless the database already has it; its key."""
     db.upgrade()
-    name = EXPERIMENT if task == "imi_2afc" else f"{EXPERIMENT}-{task}"
+    name = experiment_name(task)
     with db.read() as session:
         found = session.scalars(select(Experiment).where(Experiment.name == name)).first()
     if found is not None:

@@ -70,7 +70,7 @@ class ImageIndex:
 
     def __init__(self, stimulus_set: StimulusSet):
         self.set = stimulus_set
-        self._rows: pd.DataFrame | None = None
+        self._rows: dict[str, dict[str, Any]] | None = None
         frame = stimulus_set.images.sort_values(["unit_id", "kind", "role", "batch", "rank"])
         self._groups: dict[tuple, list[str]] = {
             key: list(group.image_id)
@@ -78,9 +78,10 @@ class ImageIndex:
                                             sort=False)}
 
     def row(self, image_id: str) -> dict[str, Any]:
+        """One image's images.csv row (built into a dict once: a build asks per trial)."""
         if self._rows is None:
-            self._rows = self.set.images.set_index("image_id")
-        return self._rows.loc[image_id].to_dict()
+            self._rows = self.set.images.set_index("image_id").to_dict("index")
+        return {"image_id": image_id, **self._rows[image_id]}
 
     def get(self, unit_id: str, kind: str, role: str, batch: int, difficulty: str = "") -> list[str]:
         return self._groups.get((unit_id, kind, role, batch, difficulty), [])

@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TypeVar
 
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from experiments.errors import StimulusSetError
-from experiments.schema import DIFFICULTIES
 from experiments.set_integrity import (
     check_activations,
     check_complete_visualizations,
@@ -18,6 +19,7 @@ from experiments.set_integrity import (
     check_units_match_manifest,
     sha256_file,
 )
+from experiments.vocabulary import DIFFICULTIES
 
 MANIFEST = "stimuli.json"
 UNITS_CSV = "units.csv"
@@ -29,12 +31,16 @@ UNIT_COLUMNS = ("unit_id", "model", "layer", "channel", "reduction", "layer_posi
                 "fv_activation", "top_natural_activation")
 IMAGE_COLUMNS = ("image_id", "unit_id", "kind", "role", "batch", "rank", "activation", "path",
                  "sha256", "difficulty")
-KINDS = ("natural", "synthetic", "occlusion")
 REFERENCE_ROLES = ("reference_max", "reference_min")
 QUERY_ROLES = ("query_max", "query_min")
-# `interpsy stimuli occlusion` (kind occlusion): the occlusions that keep the unit's activation
-# highest and lower it most, and the blurred references.
+# `interpsy stimuli occlusion` writes kind `occlusion`: the occlusions that keep the unit's
+# activation highest and lower it most, and the blurred references; each occluded image's
+# occluder (corner, side, and the variance of the base image's pixels it covers: grey levels,
+# mean over channels, for the paper's variance baseline) in images.csv's occluder columns.
+OCCLUSION_KIND = "occlusion"
 OCCLUSION_ROLES = ("occluded_max", "occluded_min", "reference_blurred")
+OCCLUDER_COLUMNS = ("occluder_y", "occluder_x", "occluder_size", "occluder_variance")
+KINDS = ("natural", "synthetic", OCCLUSION_KIND)
 ROLES = REFERENCE_ROLES + QUERY_ROLES + OCCLUSION_ROLES
 DEFAULT_IMAGE_SIZE = 224
 MAX_LISTED_PROBLEMS = 5
@@ -222,17 +228,29 @@ def _check_images(images: pd.DataFrame, unit_ids: set[str], problems: list[str])
             break
 
 
+T = TypeVar("T")
+
+
+def occlusion_split(max_references: Sequence[T], easy_max_queries: Sequence[T]
+                    ) -> tuple[T | None, list[T]]:
+    """The occlusion task's base (the top image of IMI's fair batch: the max reference of rank
+    0) and the batch's other images, its natural references (the max references 1-8, then the
+    easy max query); both in rank order."""
+    ordered = [*max_references, *easy_max_queries]
+    return (ordered[0] if max_references else None), ordered[1:]
+
+
 def _check_occlusion(images: pd.DataFrame, problems: list[str]) -> None:
     """Occlusion images (if any) on their own kind, and for each occluded batch one image of
     each occlusion and as many blurred references as natural ones (max references 1-8 and the
     easy max query: as many as max references)."""
-    kinds = images.role.isin(OCCLUSION_ROLES) != (images.kind == "occlusion")
+    kinds = images.role.isin(OCCLUSION_ROLES) != (images.kind == OCCLUSION_KIND)
     if kinds.any():
         row = images[kinds].iloc[0]
         problems.append(f"image {row.image_id}: role {row.role} and kind {row.kind} do not go "
                         f"together (the occlusion roles are kind occlusion)")
         return
-    occluded = images[images.kind == "occlusion"]
+    occluded = images[images.kind == OCCLUSION_KIND]
     if occluded.empty:
         return
     natural_max = images[(images.kind == "natural") & (images.role == "reference_max")] \

@@ -1,10 +1,10 @@
 """Occlusion stimuli (Zimmermann, Borowski et al., NeurIPS 2021): a square occluder filled with
 the mean colour of the patch it covers, slid over a base image; the unit's activation at every
 position; the occlusions that keep it highest and lower it most; and references blurred except
-for the window that drives the unit most. Composable pieces: positions, occlude, activation map."""
+for the window that drives the unit most. Composable pieces: positions, occlude, keep_window, scan."""
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -89,17 +89,11 @@ def _chunks(n: int, size: int) -> Iterator[slice]:
         yield slice(start, min(n, start + size))
 
 
-def activation_map(probe: UnitProbe, image: torch.Tensor, corners: np.ndarray, size: int,
-                   batch_size: int) -> np.ndarray:
-    """The unit's activation with the occluder at each position: shape (len(corners),)."""
-    return np.concatenate([probe(occlude(image, corners[part], size))
-                           for part in _chunks(len(corners), batch_size)])
-
-
-def window_map(probe: UnitProbe, image: torch.Tensor, blurred: torch.Tensor, corners: np.ndarray,
-               size: int, batch_size: int) -> np.ndarray:
-    """The unit's activation on the blurred image with each window left sharp."""
-    return np.concatenate([probe(keep_window(image, blurred, corners[part], size))
+def scan(probe: UnitProbe, corners: np.ndarray, batch_size: int,
+         variant: Callable[[np.ndarray], torch.Tensor]) -> np.ndarray:
+    """The unit's activation on `variant(corners)` for every corner, `batch_size` at a time:
+    shape (len(corners),)."""
+    return np.concatenate([probe(variant(corners[part]))
                            for part in _chunks(len(corners), batch_size)])
 
 
@@ -116,6 +110,11 @@ class Occlusions:
     worst_image: np.ndarray
 
 
+def from_uint8(pixels: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (3, H, W) float in [0, 1]."""
+    return torch.from_numpy(pixels).permute(2, 0, 1).float() / 255.0
+
+
 def to_uint8(image: torch.Tensor) -> np.ndarray:
     """(3, H, W) float in [0, 1] -> (H, W, 3) uint8."""
     return (image.clamp(0, 1) * 255.0).round().byte().permute(1, 2, 0).cpu().numpy()
@@ -123,11 +122,11 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
 
 def occlusions_of(probe: UnitProbe, pixels: np.ndarray, cfg: OcclusionConfig) -> Occlusions:
     """Slide the occluder over one base image (H, W, 3 uint8) and pick the extreme positions."""
-    image = torch.from_numpy(pixels).permute(2, 0, 1).float() / 255.0
+    image = from_uint8(pixels)
     side = image.shape[-1]
     size = cfg.size(side)
     corners = positions(side, size, cfg.stride)
-    acts = activation_map(probe, image, corners, size, cfg.batch_size)
+    acts = scan(probe, corners, cfg.batch_size, lambda part: occlude(image, part, size))
     best, worst = int(np.argmax(acts)), int(np.argmin(acts))
     base_act = float(probe(image[None])[0])
     shown = occlude(image, corners[[best, worst]], size)
@@ -139,12 +138,13 @@ def blurred_reference(probe: UnitProbe, pixels: np.ndarray, cfg: OcclusionConfig
                       ) -> tuple[np.ndarray, float, tuple[int, int]]:
     """A reference blurred except the window (the occluder's size) that drives the unit most:
     (image, its activation, the window's top-left corner)."""
-    image = torch.from_numpy(pixels).permute(2, 0, 1).float() / 255.0
+    image = from_uint8(pixels)
     side = image.shape[-1]
     size = cfg.size(side)
     corners = positions(side, size, cfg.blur_stride)
     blurred = blur(image, cfg.blur_sigma)
-    acts = window_map(probe, image, blurred, corners, size, cfg.batch_size)
+    acts = scan(probe, corners, cfg.batch_size,
+                lambda part: keep_window(image, blurred, part, size))
     top = int(np.argmax(acts))
     shown = keep_window(image, blurred, corners[[top]], size)[0]
     return to_uint8(shown), float(acts[top]), (int(corners[top, 0]), int(corners[top, 1]))

@@ -25,9 +25,14 @@ from PIL import Image
 from experiments.stimulus_set import (
     IMAGES_CSV,
     MANIFEST,
+    OCCLUDER_COLUMNS,
     OCCLUSION_ROLES,
     UNITS_CSV,
     load_stimulus_set,
+    occlusion_split,
+)
+from experiments.stimulus_set import (
+    OCCLUSION_KIND as KIND,
 )
 from stimuli.build import WORK, _device_record, _save_json
 from stimuli.errors import StimuliError
@@ -36,11 +41,7 @@ from stimuli.occlusion import OcclusionConfig, UnitProbe, blurred_reference, occ
 from stimuli.registry import get_spec, load_model
 from stimuli.setwriter import save_png, unit_slug, write_tables
 
-KIND = "occlusion"
 SHORT = {"occluded_max": "omax", "occluded_min": "omin", "reference_blurred": "rblur"}
-# The chosen occluder of each occluded image: its corner and side, and the variance of the base
-# image's pixels it covers (grey levels, mean over channels) for the paper's variance baseline.
-OCCLUDER_COLUMNS = ("occluder_y", "occluder_x", "occluder_size", "occluder_variance")
 MAPS = "occlusion"
 FORMAT = 3  # in the resume stamp: work files of another layout are redone
 
@@ -49,17 +50,6 @@ def occlusion_image_id(slug: str, role: str, batch: int, rank: int = 0) -> str:
     """`{unit}.o.b{batch:02d}.{omax|omin}` or `... .rblur{rank}`."""
     suffix = f"{SHORT[role]}{rank}" if role == "reference_blurred" else SHORT[role]
     return f"{slug}.o.b{batch:02d}.{suffix}"
-
-
-def split_batch(group):
-    """(the base row, the reference rows) of one unit's natural batch: the top image (max
-    reference of rank 0) and the other nine (references 1-8, then the easy max query)."""
-    ordered = group[group.role == "reference_max"].sort_values("rank")
-    query = group[(group.role == "query_max") & (group.difficulty == "easy")]
-    rows = [*ordered.itertuples(index=False), *query.itertuples(index=False)]
-    if ordered.empty or int(ordered.iloc[0]["rank"]) != 0:
-        return None, rows
-    return rows[0], rows[1:]
 
 
 def _pixels(path: Path) -> np.ndarray:
@@ -93,8 +83,11 @@ def _unit_rows(stimulus_set, unit, probe: UnitProbe, cfg: OcclusionConfig, out: 
     natural = images[(images.unit_id == unit.unit_id) & (images.kind == "natural")]
     for batch in stimulus_set.natural_batches(unit.unit_id):
         group = natural[natural.batch == batch]
-        base, references = split_batch(group)
-        if base is None:
+        base, references = occlusion_split(
+            list(group[group.role == "reference_max"].sort_values("rank").itertuples()),
+            list(group[(group.role == "query_max")
+                       & (group.difficulty == "easy")].itertuples()))
+        if base is None or int(base.rank) != 0:
             raise StimuliError(f"{stimulus_set.path}: unit {unit.unit_id} batch {batch} has no "
                                f"max reference of rank 0 to occlude")
         base_pixels = _pixels(stimulus_set.path / base.path)

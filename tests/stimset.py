@@ -8,10 +8,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from experiments.stimulus_set import sha256_file, unit_key
+from experiments.stimulus_set import OCCLUDER_COLUMNS, sha256_file, unit_key
 
 PERCENTILES = {"p99": 0.99, "p95": 0.95, "p85": 0.85}
-OCCLUDER = ("occluder_y", "occluder_x", "occluder_size", "occluder_variance")
 
 
 def _save(root: Path, rel: str, rng: np.random.Generator, size: int, level: float) -> str:
@@ -49,7 +48,7 @@ def make_stimulus_set(root: str | Path, name: str = "toy", model: str = "toynet"
             images.append({"image_id": image_id, "unit_id": unit_id, "kind": kind, "role": role,
                            "batch": batch, "rank": rank, "activation": round(level * 10, 4),
                            "path": rel, "sha256": digest, "difficulty": difficulty,
-                           **dict(zip(OCCLUDER, occluder))})
+                           **dict(zip(OCCLUDER_COLUMNS, occluder))})
 
         for batch in range(n_batches):
             for rank in range(refs):

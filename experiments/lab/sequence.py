@@ -163,7 +163,8 @@ class Sequencer:
         correct = task_type.score(task_type.parse_answer(answer.answer), step.trial.answer_key)
         after, passed = progress.advance(self.progress, self.task.rules, correct)
         response = ResponseIn(trial_index=step.trial_index, trial_id=step.trial.trial_id,
-                              answer=answer.answer, rt_ms=max(0.0, answer.rt_ms), stim_onset_ms=answer.stim_onset_ms,
+                              answer=answer.answer, rt_ms=max(0.0, answer.rt_ms),
+                              stim_onset_ms=answer.stim_onset_ms,
                               response_ms=answer.response_ms, extra=answer.extra)
         try:
             recorded = self.recorder.record(step, response, correct, after)
@@ -177,14 +178,14 @@ class Sequencer:
         if self.writer is not None:
             self.writer.write(step, answer, correct, recorded)
         self.task.progress = after
-        closed = step.phase == "practice" and step.position == step.block_size - 1
+        closed = passed is not None  # progress.advance says so only when an attempt closes
         main_done = after.main_offset is not None and step.phase == "main"
         n_main_done = after.next_index - after.main_offset if main_done else 0
         finished = self.stage in ("finish", "done")
         break_due = (main_done and not finished and self.break_every > 0
                      and n_main_done % self.break_every == 0)
         return Outcome(step=step, correct=correct, stored=recorded.stored, attempt_closed=closed,
-                       attempt_passed=passed if closed else None,
+                       attempt_passed=passed,
                        practice_failed=after.status == "failed_practice",
                        break_due=break_due, finished=finished)
 

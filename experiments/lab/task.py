@@ -8,6 +8,7 @@ from typing import Any
 from experiments import progress
 from experiments.instructions import session_pages
 from experiments.sessions import TrialView
+from experiments.tasks.imi_2afc import TwoAfcStimulus
 from experiments.tasks.registry import DEFAULT_TASK
 
 # A lab trial is the session service's view of a trial (unit, layout, answer key).
@@ -84,7 +85,7 @@ def trial_to_dict(trial: LabTrial) -> dict[str, Any]:
 
 
 # A task file of version 1 (before task types) holds IMI's 2-AFC fields flat.
-LEGACY_STIMULUS_KEYS = ("query_a", "query_b", "references_max", "references_min")
+LEGACY_STIMULUS_KEYS = tuple(TwoAfcStimulus.model_fields)
 
 
 def trial_from_dict(data: dict[str, Any]) -> LabTrial:

@@ -20,6 +20,7 @@ from experiments.db.models import (
 )
 from experiments.errors import NotFound
 from experiments.spec import ExperimentSpec
+from experiments.tasks.two_choice import TwoAfcAnswer
 from experiments.vocabulary import SessionStatus
 
 ACTIVE = SessionStatus.ACTIVE  # the status most checks ask about
@@ -31,7 +32,7 @@ REFUSAL_TEXT = {
 }
 SOURCES = ("prolific", "mturk", "link", "lab")
 # What pages and lab journals from before task types sent flat instead of `answer` (IMI's 2-AFC).
-LEGACY_ANSWER_KEYS = ("choice", "confidence")
+LEGACY_ANSWER_KEYS = tuple(TwoAfcAnswer.model_fields)
 
 
 class ResponseIn(BaseModel):

@@ -104,11 +104,6 @@ class TaskType(ABC):
                                  for e in exc.errors()[:5])
             raise BadAnswer(f"answer for task type {self.name}: {problems}") from None
 
-    def score_fields(self, values: Mapping[str, Any], key: str) -> bool:
-        """Score the answer held in `values` (a client's record; other keys are ignored)."""
-        return self.score(self.parse_answer({k: values[k] for k in self.Answer.model_fields
-                                             if k in values}), key)
-
     def balanced_keys(self, n: int, rng: np.random.Generator) -> list[str]:
         """`n` answer keys in random order, each key n // k or n // k + 1 times."""
         keys = list(self.keys) if rng.random() < 0.5 else list(reversed(self.keys))

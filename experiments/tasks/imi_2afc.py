@@ -3,12 +3,13 @@ maximally activating references? Its layout keys (conditions, difficulty, refere
 ...) sit at the top level of the spec."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from experiments.errors import SpecError
-from experiments.tasks.base import MadeTrial, TaskType
+from experiments.tasks.base import MadeTrial
+from experiments.tasks.two_choice import TwoChoiceTask
 
 if TYPE_CHECKING:
     from experiments.design import TrialContext, UnitInfo
@@ -25,15 +26,6 @@ class TwoAfcStimulus(BaseModel):
     query_b: str = Field(description="image id of the lower query")
     references_max: list[str] = Field(description="image ids of the maximally activating side")
     references_min: list[str] = Field(description="image ids of the minimally activating side")
-
-
-class TwoAfcAnswer(BaseModel):
-    """The query chosen (`a` upper, `b` lower) and the confidence 1 (low) to 3 (high)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-    choice: Literal["a", "b"] = Field(description="the query chosen: a (upper), b (lower)")
-    confidence: int = Field(ge=1, le=3, description="1 (low) to 3 (high)")
 
 
 def references(context: TrialContext, unit: UnitInfo, condition: str, batch: int, cell: tuple,
@@ -62,17 +54,14 @@ def references(context: TrialContext, unit: UnitInfo, condition: str, batch: int
     return sides[0][:n], sides[1][:n]
 
 
-class ImiTwoAfc(TaskType):
+class ImiTwoAfc(TwoChoiceTask):
     """Two queries, the references of both extremes; pick the query that activates more."""
 
     name = "imi_2afc"
     title = "IMI's 2-AFC: which query image fits the maximally activating references?"
     Stimulus = TwoAfcStimulus
     image_fields = ("references_min", "references_max", "query_a", "query_b")
-    keys = ("a", "b")
-    Answer = TwoAfcAnswer
     roles = ("reference_max", "reference_min", "query_max", "query_min")
-    chance = 0.5
     question = "Which image in the centre fits the examples on the right better?"
     labels = {"left": "Examples: low", "right": "Examples: high"}
     task_page = ("<p>On each screen you see two groups of example images. The <b>right</b> "
@@ -80,12 +69,10 @@ class ImiTwoAfc(TaskType):
                  "group shows images that do not.</p><p>In the centre are two new images. "
                  "Decide which of the two centre images fits the <b>right</b> group "
                  "better.</p>")
-    key_column = "correct_choice"
-    option_column, options = "choice", ("a", "b")  # the two rows of buttons
     trial_columns = {"query_a": "string", "query_b": "string", "correct_choice": "string",
                      "references_max": "string", "references_min": "string"}
-    response_columns = {"query_a": "string", "query_b": "string", "correct_choice": "string",
-                        "choice": "string", "correct": "bool", "confidence": "Int64"}
+    response_columns = {"query_a": "string", "query_b": "string",
+                        **TwoChoiceTask.answer_columns}
 
     def make_trial(self, context: TrialContext, unit: UnitInfo, condition: str, difficulty: str,
                    phase: str, key: str, is_catch: bool) -> MadeTrial:
@@ -110,6 +97,3 @@ class ImiTwoAfc(TaskType):
         stimulus = TwoAfcStimulus(query_a=query_a, query_b=query_b, references_max=ref_max,
                                   references_min=ref_min)
         return MadeTrial(stimulus.model_dump(), key, batch)
-
-    def score(self, answer: TwoAfcAnswer, key: str) -> bool:
-        return answer.choice == key

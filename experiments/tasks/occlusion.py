@@ -9,13 +9,12 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from experiments.errors import SpecError
-from experiments.tasks.base import MadeTrial, TaskType
-from experiments.tasks.imi_2afc import TwoAfcAnswer
+from experiments.stimulus_set import OCCLUDER_COLUMNS, OCCLUSION_KIND, occlusion_split
+from experiments.tasks.base import MadeTrial
+from experiments.tasks.two_choice import TwoChoiceTask
 
 if TYPE_CHECKING:
     from experiments.design import TrialContext, UnitInfo
-
-OCCLUSION_KIND = "occlusion"  # the image kind `stimuli occlusion` writes
 
 
 class OcclusionParams(BaseModel):
@@ -67,12 +66,11 @@ def occluder_of(row: dict, side: int) -> Occluder | None:
     """The occluder an occlusion image's row records (None for a natural image)."""
     if row.get("kind") != OCCLUSION_KIND:
         return None
-    number = {k: float(row[f"occluder_{k}"]) for k in ("y", "x", "size", "variance")}
-    return Occluder(y=round(number["y"]), x=round(number["x"]), size=round(number["size"]),
-                    side=side, variance=number["variance"])
+    y, x, size, variance = (float(row[column]) for column in OCCLUDER_COLUMNS)
+    return Occluder(y=round(y), x=round(x), size=round(size), side=side, variance=variance)
 
 
-class Occlusion(TaskType):
+class Occlusion(TwoChoiceTask):
     """Which occlusion of the base image leaves the unit's activation higher?"""
 
     name = "occlusion"
@@ -82,12 +80,9 @@ class Occlusion(TaskType):
     Stimulus = OcclusionStimulus
     image_fields = ("references", "base", "query_a", "query_b")
     page_fields = image_fields  # the occluders' facts are for the analysis' baselines
-    keys = ("a", "b")
-    Answer = TwoAfcAnswer
     roles = ("reference_max", "query_max", "occluded_max", "occluded_min")
     conditions = ("none", "natural", "synthetic", "mixed", "blurred")
     difficulties = ("easy",)  # the paper's queries: the extreme occlusions
-    chance = 0.5
     question = "Which occluded image does the unit respond to more strongly?"
     labels = {"left": "Image without occlusion", "right": "Examples: high"}
     task_page = ("<p>A unit of a neural network responds strongly to some feature of images. "
@@ -97,14 +92,12 @@ class Occlusion(TaskType):
                  "grey square covering a different part. Decide for which of the two centre "
                  "images the unit still responds <b>more strongly</b>: the square hides less "
                  "of what the unit looks for.</p>")
-    key_column = "correct_choice"
-    option_column, options = "choice", ("a", "b")  # the two rows of buttons
     trial_columns = {"base": "string", "query_a": "string", "query_b": "string",
                      "correct_choice": "string", "references": "string",
                      "occluder_a": "string", "occluder_b": "string"}
     response_columns = {"base": "string", "query_a": "string", "query_b": "string",
-                        "correct_choice": "string", "choice": "string", "correct": "bool",
-                        "confidence": "Int64", "occluder_a": "string", "occluder_b": "string"}
+                        **TwoChoiceTask.answer_columns,
+                        "occluder_a": "string", "occluder_b": "string"}
 
     def make_trial(self, context: TrialContext, unit: UnitInfo, condition: str, difficulty: str,
                    phase: str, key: str, is_catch: bool) -> MadeTrial:
@@ -153,14 +146,14 @@ class Occlusion(TaskType):
 
     @staticmethod
     def _batch(context: TrialContext, unit: UnitInfo, batch: int) -> tuple[str, list[str]]:
-        """The batch's top image (the base) and its other nine (max references 1-8, then the
-        easy max query), as `stimuli occlusion` split it."""
-        ordered = [*context.images(unit, "natural", "reference_max", batch),
-                   *context.images(unit, "natural", "query_max", batch, "easy")]
-        if len(ordered) < 2:
+        """The batch's base and natural references, split as `stimuli occlusion` split them."""
+        base, natural = occlusion_split(
+            context.images(unit, "natural", "reference_max", batch),
+            context.images(unit, "natural", "query_max", batch, "easy"))
+        if base is None or not natural:
             raise SpecError(f"unit {unit.unit_id} batch {batch} has too few natural images in "
                             f"{context.set_path(unit)}")
-        return ordered[0], ordered[1:]
+        return base, natural
 
     @staticmethod
     def _references(context: TrialContext, unit: UnitInfo, condition: str, batch: int,
@@ -182,6 +175,3 @@ class Occlusion(TaskType):
                             f"{len(chosen)} {condition} references in batch {batch} of "
                             f"{context.set_path(unit)}")
         return chosen
-
-    def score(self, answer: TwoAfcAnswer, key: str) -> bool:
-        return answer.choice == key

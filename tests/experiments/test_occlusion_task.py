@@ -102,7 +102,10 @@ def test_an_occlusion_study_is_served_answered_and_exported(tmp_path, occlusion_
         responses.columns)
     assert "references_min" not in responses.columns
     assert (responses.correct == (responses.choice == responses.correct_choice)).all()
-    assert json.loads(frames["trials"].references.iloc[0]) is not None
+    trials = frames["trials"]
+    shown = trials.references.map(json.loads).map(len)
+    expected = trials.condition.map(lambda c: 0 if c == "none" else TASK["references"])
+    assert (shown == expected).all()
     occluded = responses[~responses.is_catch]
     assert occluded.occluder_a.notna().all() and occluded.occluder_b.notna().all()
     assert set(json.loads(occluded.occluder_a.iloc[0])) == {"y", "x", "size", "side", "variance"}

@@ -11,6 +11,7 @@ import pytest
 
 from experiments.build import build_experiment
 from experiments.db import Database
+from experiments.errors import InterpsyError
 from experiments.lab.session import LabOptions, run_lab
 from experiments.lab.tasks import layout_module
 from tests.lab.conftest import lab_spec
@@ -67,5 +68,5 @@ def test_an_occlusion_session_draws_its_screen_aborts_and_resumes(screen, occlus
 
 
 def test_a_type_without_a_lab_screen_is_named():
-    with pytest.raises(Exception, match="no screen for task type 'yes_no'"):
+    with pytest.raises(InterpsyError, match="no screen for task type 'yes_no'"):
         layout_module("yes_no")

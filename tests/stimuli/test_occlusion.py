@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from experiments.cli import main
-from experiments.stimulus_set import load_stimulus_set
+from experiments.stimulus_set import OCCLUDER_COLUMNS, load_stimulus_set
 from stimuli.build import build_stimulus_set
 from stimuli.occlusion import (
     OcclusionConfig,
@@ -18,7 +18,7 @@ from stimuli.occlusion import (
     positions,
     to_uint8,
 )
-from stimuli.occlusion_set import OCCLUDER_COLUMNS, add_occlusion
+from stimuli.occlusion_set import add_occlusion
 
 QUICK = dict(pretrained=False, n_batches=2, render_steps=4, n_diverse=2, max_exponent=1,
              binary_steps=1, workers=0, progress=False)
