@@ -244,7 +244,9 @@ def rules_from_spec(spec: Mapping[str, Any]) -> list[Rule]:
     values = Exclusions.model_validate(spec.get("exclusions") or {})
     n_catch = int(spec.get("catch_trials_per_task") or IMI_CATCH_TRIALS)
     task = get_task(task_name_of_spec(spec))
-    return [CatchTrials(min_fraction=values.min_catch_correct / n_catch if n_catch else 0.0),
+    # a spec asking more correct catch answers than it has catch trials needs all of them
+    need = min(values.min_catch_correct, n_catch)
+    return [CatchTrials(min_fraction=need / n_catch if n_catch else 0.0),
             ResponseRows(min_each=values.min_row_uses, column=task.option_column,
                          options=tuple(task.options)),
             TotalTime(min_s=values.min_total_s, max_s=values.max_total_s),
@@ -352,7 +354,24 @@ def apply_exclusions(responses: pd.DataFrame, participants: pd.DataFrame | None 
     return ExclusionResult(responses=out, participants=flags, summary=summary, rules=rules)
 
 
+def session_flags(responses: pd.DataFrame, sessions: pd.DataFrame, spec: Mapping[str, Any]
+                  ) -> dict[str, list[str]]:
+    """Per session, the reasons the spec's rules flag it so far: the admin's hint while a study
+    runs, from the rules the analysis applies. Each session stands as its own participant
+    (`participant_id` = the session) in both frames; the repeat rule needs a participant's
+    other sessions and is left to the analysis."""
+    rules = [r for r in rules_from_spec(spec) if not isinstance(r, RepeatParticipant)]
+    ids = pd.Index(pd.unique(sessions["participant_id"]), name="participant_id")
+    ctx = RuleContext(responses=responses, participants=sessions, ids=ids)
+    found: dict[str, list[str]] = {str(i): [] for i in ids}
+    for rule in rules:
+        result = rule.check(ctx)
+        for i in result.index[result["failed"].fillna(False).astype(bool)]:
+            found[str(i)].append(str(result.at[i, "reason"]))
+    return found
+
+
 __all__ = ["Rule", "CatchTrials", "ResponseRows", "TotalTime", "InstructionTime",
            "PracticeAttempts", "RepeatParticipant", "MinAccuracy", "imi_rules",
            "apply_exclusions", "ExclusionResult", "POSITIONS_UNKNOWN", "rules_for",
-           "select_rules"]
+           "select_rules", "session_flags"]

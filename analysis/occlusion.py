@@ -8,6 +8,9 @@ Baselines (each picks the image it predicts the unit responds to more strongly):
 - `variance`: the image whose occluder covers the patch of lower pixel variance (hides less
   structure).
 An unoccluded image (the base, in catch trials) counts as occluded nowhere: both pick it.
+
+The task type names this module (`Occlusion.analysis`): the report adds `tables` under
+`SECTION`.
 """
 from __future__ import annotations
 
@@ -18,6 +21,19 @@ import pandas as pd
 from statsmodels.stats.inter_rater import cohens_kappa
 
 BASELINES = ("centre", "variance")
+# The paper's human results (MTurk, mean +- 2 SEM over workers; ../shared/REFERENCE.md): the
+# middle of each reported range and its half-width.
+PUBLISHED = {"synthetic": (0.675, 0.04), "natural": (0.665, 0.03), "mixed": (0.665, 0.03),
+             "blurred": (0.665, 0.03), "none": (0.60, 0.03)}
+SECTION = ("Occlusion task: baselines and published results",
+           "<p>The paper's simple baselines answered from the stored stimuli: <i>centre</i> "
+           "picks the image whose occluder lies farther from the image centre, <i>variance</i> "
+           "the one whose occluder covers the patch of lower pixel variance (an unoccluded "
+           "image wins both). Proportion correct on the scored trials beside the people's, "
+           "Cohen's kappa between the people's answers in each condition and each baseline's "
+           "(95% interval), and each condition's mean &plusmn; 2 SEM over participants beside "
+           "the paper's (Zimmermann, Borowski et al. 2021, MTurk): <i>inside</i> says whether "
+           "the published mean lies within this study's &plusmn; 2 SEM.</p>")
 
 
 def _occluder(text: object) -> dict | None:
@@ -84,3 +100,29 @@ def agreement(responses: pd.DataFrame) -> pd.DataFrame:
                            ci_low=float(result.kappa_low), ci_high=float(result.kappa_upp))
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def published_comparison(scored: pd.DataFrame) -> pd.DataFrame:
+    """Per condition: this study's mean +- 2 SEM over participants beside the paper's result."""
+    from analysis.scores import participant_summary
+
+    here = participant_summary(scored, by=("condition",)).set_index("condition")
+    rows = []
+    for condition, (mean, half) in PUBLISHED.items():
+        row = {"condition": condition, "published": mean, "published_2sem": half,
+               "score": np.nan, "low_2sem": np.nan, "high_2sem": np.nan, "n_participants": 0}
+        if condition in here.index:
+            found = here.loc[condition]
+            row.update(score=found["score"], low_2sem=found["low_2sem"],
+                       high_2sem=found["high_2sem"], n_participants=int(found["n_participants"]))
+        row["inside"] = bool(row["low_2sem"] <= mean <= row["high_2sem"])
+        row["difference"] = row["score"] - mean
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def tables(scored: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The report's occlusion tables from the scored trials (main, not catch, not excluded)."""
+    return {"occlusion_baselines": baseline_scores(scored),
+            "occlusion_agreement": agreement(scored),
+            "occlusion_published": published_comparison(scored)}

@@ -13,7 +13,9 @@ import pandas as pd  # noqa: E402
 from analysis.load import attach_model_metadata  # noqa: E402
 from analysis.scaling import TRANSFORMS, transform_scale  # noqa: E402
 
-COLORS = {"natural": "#1f77b4", "synthetic": "#ff7f0e", "mixed": "#2ca02c", "none": "#7f7f7f"}
+COLORS = {"natural": "#1f77b4", "synthetic": "#ff7f0e", "mixed": "#2ca02c", "none": "#7f7f7f",
+          "blurred": "#9467bd"}
+OTHER_COLORS = ("#8c564b", "#e377c2", "#bcbd22", "#17becf", "#d62728")  # other types' conditions
 
 
 
@@ -53,7 +55,11 @@ def save(fig: plt.Figure, folder: str | Path, name: str) -> list[Path]:
 
 
 def _color(condition: str) -> str:
-    return COLORS.get(str(condition), "#9467bd")
+    """The condition's colour; a condition of another task type gets a stable one of the rest."""
+    name = str(condition)
+    if name in COLORS:
+        return COLORS[name]
+    return OTHER_COLORS[sum(name.encode()) % len(OTHER_COLORS)]
 
 
 def plot_model_scores(model_scores: pd.DataFrame, title: str = "", chance: float = 0.5

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import html
+import importlib
 import json
 import platform
 import time
@@ -14,9 +15,10 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from analysis import occlusion, plots, scaling, scores, stats
+from analysis import plots, scaling, scores, stats
 from analysis.exclusions import ExclusionResult, Rule, apply_exclusions, rules_for
 from analysis.load import Dataset, task_of
+from experiments.tasks.base import TaskType
 
 
 @dataclass
@@ -36,7 +38,10 @@ def run_analysis(dataset: Dataset, n_resamples: int = 10_000, seed: int = 0,
                  mixed_rows: int = 8_000, mixed: bool = True, margin: float = scaling.DEFAULT_MARGIN,
                  power_sims: int = 300, power_difference: float = 0.05,
                  progress: bool = False) -> AnalysisResult:
-    """Exclusions, scores, statistics, scaling trends and power for one dataset (no files)."""
+    """Exclusions, scores, statistics, scaling trends and power for one dataset (no files); the
+    task type recorded in the dataset gives the chance level, the paired comparisons, the
+    mixed model's factors and its own tables."""
+    task = task_of(dataset.settings)
     timings: dict[str, float] = {}
     tables: dict[str, pd.DataFrame] = {}
     steps = tqdm(total=10, desc="analysis", disable=not progress)
@@ -80,13 +85,16 @@ def run_analysis(dataset: Dataset, n_resamples: int = 10_000, seed: int = 0,
     t = time.perf_counter()
     tables["kruskal_wallis"], tables["conover_holm"] = stats.kruskal_models(units)
     tables["brunner_munzel"] = stats.brunner_munzel_pairs(units)
-    tables["natural_vs_synthetic"] = stats.paired_conditions(units, n_resamples=n_resamples,
-                                                             seed=seed + 2)
+    for a, b in task.comparisons:
+        tables[comparison_table(a, b)] = stats.paired_conditions(
+            units, a, b, n_resamples=n_resamples, seed=seed + 2)
     tables["depth_spearman"] = stats.depth_correlation(units, dataset.units)
-    if "occluder_a" in responses.columns:  # the occlusion task: the paper's baselines
-        scored = scores.main_trials(responses)
-        tables["occlusion_baselines"] = occlusion.baseline_scores(scored)
-        tables["occlusion_agreement"] = occlusion.agreement(scored)
+    extension = task_analysis(task)
+    task_tables: list[str] = []
+    if extension is not None:
+        added = extension.tables(scores.main_trials(responses))
+        tables.update(added)
+        task_tables = list(added)
     step("tests", t)
 
     t = time.perf_counter()
@@ -94,7 +102,8 @@ def run_analysis(dataset: Dataset, n_resamples: int = 10_000, seed: int = 0,
     scored = scores.main_trials(responses)
     if mixed and scored["participant_id"].nunique() > 1 and scored["correct"].nunique() > 1:
         mm = stats.mixed_model(responses, dataset.models, max_rows=mixed_rows, seed=seed + 3,
-                               margin=margin)
+                               margin=margin, reference=task.reference_condition,
+                               factors=task.factors)
         tables["mixed_model_fixed"] = mm.fixed
         tables["mixed_model_variance"] = mm.variance
         if not mm.scale_slopes.empty:
@@ -124,7 +133,11 @@ def run_analysis(dataset: Dataset, n_resamples: int = 10_000, seed: int = 0,
     step("power", t)
     steps.close()
 
-    settings = {"n_resamples": n_resamples, "two_way_resamples": two_way_resamples or n_resamples,
+    settings = {"task_type": task.name, "chance": task.chance,
+                "comparisons": [f"{a} - {b}" for a, b in task.comparisons],
+                "mixed_factors": list(task.factors), "task_tables": task_tables,
+                "reference_condition": task.reference_condition,
+                "n_resamples": n_resamples, "two_way_resamples": two_way_resamples or n_resamples,
                 "seed": seed, "seeds": {"bca_units": seed, "two_way": seed + 1,
                                         "paired": seed + 2, "mixed_subsample": seed + 3,
                                         "spearman": seed + 4, "power": seed + 5},
@@ -137,15 +150,27 @@ def run_analysis(dataset: Dataset, n_resamples: int = 10_000, seed: int = 0,
                           timings=timings)
 
 
+def comparison_table(a: str, b: str) -> str:
+    """The name of the table (and figure) comparing conditions `a` and `b` paired per unit."""
+    return f"{a}_vs_{b}"
+
+
+def task_analysis(task: TaskType):  # noqa: ANN201 (a module)
+    """The module holding the task type's own tables (`tables`, `SECTION`), or None."""
+    return None if task.analysis is None else importlib.import_module(task.analysis)
+
+
 def make_figures(result: AnalysisResult, dataset: Dataset, folder: Path) -> dict[str, list[Path]]:
     """Draw every figure of the report into `folder`."""
     t = result.tables
-    chance = task_of(dataset.settings).chance
+    task = task_of(dataset.settings)
+    chance = task.chance
     figures = {"model_scores": plots.plot_model_scores(t["model_scores"], chance=chance),
                "model_scores_two_way": plots.plot_model_scores(
                    t["model_scores_two_way"], "Score per model (two-way bootstrap 95% CI)",
                    chance=chance),
-               "natural_vs_synthetic": plots.plot_paired(t["unit_scores"]),
+               **{comparison_table(a, b): plots.plot_paired(t["unit_scores"], a, b)
+                  for a, b in task.comparisons if not t[comparison_table(a, b)].empty},
                "scale": plots.plot_scale(t["model_scores"], dataset.models, chance=chance),
                "confidence": plots.plot_confidence(t["accuracy_by_confidence"], chance),
                "depth": plots.plot_depth(t["unit_scores"], dataset.units),
@@ -239,6 +264,10 @@ SUBSAMPLE_COST = ("On a simulated IMI-sized study (104,312 scored rows) the cond
 def render_html(result: AnalysisResult, dataset: Dataset) -> str:
     """The report: every table and figure, the exclusion summary, methods and settings."""
     t = result.tables
+    task = task_of(dataset.settings)
+    extension = task_analysis(task)
+    extension_tables = [] if extension is None else [
+        name for name in t if name in result.settings.get("task_tables", ())]
     r = dataset.responses
     main = scores.main_trials(result.exclusions.responses, include_excluded=True)
     s = result.settings
@@ -288,12 +317,15 @@ def render_html(result: AnalysisResult, dataset: Dataset) -> str:
         _section("Unit scores", "<p>Proportion correct per unit with a Wilson 95% interval "
                  "(all rows in tables/unit_scores.csv).</p>" + _table(t["unit_scores"], 40),
                  "units"),
-        _section("Natural vs synthetic, paired per unit",
-                 "<p>Difference natural &minus; synthetic for units tested in both conditions; "
-                 "Wilcoxon signed-rank test; BCa interval of the mean difference.</p>"
-                 + _table(t["natural_vs_synthetic"])
-                 + _figure(result, "natural_vs_synthetic", "Unit scores, natural vs synthetic"),
-                 "paired"),
+        _section("Conditions compared, paired per unit",
+                 "<p>For each pair of conditions the task type compares: the difference of "
+                 "unit scores (first &minus; second) for units tested in both; Wilcoxon "
+                 "signed-rank test; BCa interval of the mean difference.</p>"
+                 + "".join(f"<h3>{html.escape(a)} vs {html.escape(b)}</h3>"
+                           + _table(t[comparison_table(a, b)])
+                           + _figure(result, comparison_table(a, b),
+                                     f"Unit scores, {a} vs {b}")
+                           for a, b in task.comparisons), "paired"),
         _section("Differences between models",
                  "<p>Kruskal-Wallis across models on unit scores, per condition.</p>"
                  + _table(t["kruskal_wallis"])
@@ -302,16 +334,9 @@ def render_html(result: AnalysisResult, dataset: Dataset) -> str:
                  + "<h3>Brunner-Munzel for each pair of models, Holm-adjusted per condition</h3>"
                  "<p>p_a_less_b estimates P(unit score of a &lt; that of b) + &frac12; P(tie).</p>"
                  + _table(t["brunner_munzel"]), "models"),
-        *([_section("Occlusion baselines",
-                    "<p>The paper's simple baselines answered from the stored stimuli: "
-                    "<i>centre</i> picks the image whose occluder lies farther from the image "
-                    "centre, <i>variance</i> the one whose occluder covers the patch of lower "
-                    "pixel variance (an unoccluded image wins both). Proportion correct on the "
-                    "scored trials beside the people's, then Cohen's kappa between the "
-                    "people's answers in each condition and each baseline's (95% interval).</p>"
-                    + _table(t["occlusion_baselines"]) + "<h3>Agreement (Cohen's kappa)</h3>"
-                    + _table(t["occlusion_agreement"]), "occlusion")]
-          if "occlusion_baselines" in t else []),
+        *([_section(extension.SECTION[0], extension.SECTION[1] + "".join(
+            f"<h3>{html.escape(name)}</h3>" + _table(t[name]) for name in extension_tables),
+            "task")] if extension is not None else []),
         _section("Mixed-effects logistic regression", mixed_body, "mixed"),
         _section("Scaling trends",
                  "<p>Spearman's rho of model score against each scale variable, with a "
@@ -355,8 +380,8 @@ def render_html(result: AnalysisResult, dataset: Dataset) -> str:
     ]
     toc = "".join(f"<li><a href='#{a}'>{n}</a></li>" for n, a in [
         ("Dataset", "dataset"), ("Exclusions", "exclusions"), ("Scores", "scores"),
-        ("Unit scores", "units"), ("Natural vs synthetic", "paired"), ("Models", "models"),
-        *([("Occlusion baselines", "occlusion")] if "occlusion_baselines" in t else []),
+        ("Unit scores", "units"), ("Conditions compared", "paired"), ("Models", "models"),
+        *([(extension.SECTION[0], "task")] if extension is not None else []),
         ("Mixed model", "mixed"), ("Scaling", "scaling"), ("Power", "power"),
         ("Confidence and RT", "confidence"), ("Depth", "depth"), ("Methods", "methods")])
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;"

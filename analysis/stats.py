@@ -258,12 +258,22 @@ def _treatment_columns(data: pd.DataFrame, column: str, reference: str
             [f"{column}[{c}]" for c in others])
 
 
-def _cell_columns(data: pd.DataFrame, reference: str) -> tuple[list[np.ndarray], list[str]]:
-    """Treatment-coded condition indicators against `reference`, then difficulty indicators
-    against the easiest difficulty present (easy queries unless the data have none)."""
-    cond = _treatment_columns(data, "condition", reference)
-    diff = _treatment_columns(data, "difficulty", _easiest(data) or "")
-    return cond[0] + diff[0], cond[1] + diff[1]
+FACTORS = ("condition", "difficulty")  # IMI's 2-AFC; a task type names its own (`factors`)
+
+
+def _cell_columns(data: pd.DataFrame, reference: str, factors: Sequence[str] = FACTORS
+                  ) -> tuple[list[np.ndarray], list[str]]:
+    """Treatment-coded indicators of each factor: condition against `reference`, difficulty
+    against the easiest difficulty present (easy queries unless the data have none), any other
+    factor against its first level."""
+    columns: list[np.ndarray] = []
+    names: list[str] = []
+    for factor in factors:
+        base = {"condition": reference, "difficulty": _easiest(data) or ""}.get(factor, "")
+        found = _treatment_columns(data, factor, base)
+        columns += found[0]
+        names += found[1]
+    return columns, names
 
 
 def _design(data: pd.DataFrame, fixed: list[np.ndarray], names: list[str],
@@ -320,13 +330,13 @@ def _joint_fixed_sd(design: _Design, fit: BayesMixedGLMResults) -> np.ndarray:
 
 
 def model_logits(data: pd.DataFrame, reference: str = "natural", fit_method: str = "L-BFGS-B",
-                 seed: int = 0) -> pd.Series:
+                 seed: int = 0, factors: Sequence[str] = FACTORS) -> pd.Series:
     """Each model's logit of P(correct) in the reference condition, from a mixed GLM with one
     fixed intercept per model, fixed condition effects and crossed random intercepts for
     participant and unit (VB posterior means)."""
     codes, levels = pd.factorize(data["model"])
     fixed = [(codes == i).astype(float) for i in range(len(levels))]
-    cond, cond_names = _cell_columns(data, reference)
+    cond, cond_names = _cell_columns(data, reference, factors)
     design = _design(data, fixed + cond, [f"model[{m}]" for m in levels] + cond_names,
                      [("participant", "participant_id"), ("unit", "unit_id")])
     fit = _fit_vb(design, fit_method, seed)
@@ -396,8 +406,10 @@ def mixed_model(responses: pd.DataFrame, models: pd.DataFrame | None = None,
                 scale: str | None = "parameters", max_rows: int = 8_000, seed: int = 0,
                 model_effect: bool = True, reference: str = "natural",
                 fit_method: str = "L-BFGS-B", margin: float = DEFAULT_MARGIN,
-                slope_scales: Sequence[str] = SCALES) -> MixedModelResult:
-    """Logistic regression of correctness: fixed condition + log10(scale), random intercepts for
+                slope_scales: Sequence[str] = SCALES, factors: Sequence[str] = FACTORS
+                ) -> MixedModelResult:
+    """Logistic regression of correctness: fixed `factors` (the task type's; IMI: condition and
+    difficulty, condition against `reference`) + log10(scale), random intercepts for
     participant and unit (crossed), and model; Bayesian mixed GLM fitted by variational Bayes.
 
     statsmodels' BinomialBayesMixedGLM.fit_vb handles thousands of crossed random effects in
@@ -422,9 +434,12 @@ def mixed_model(responses: pd.DataFrame, models: pd.DataFrame | None = None,
     full = main_trials(responses)
     data, notes = _subsample(full, max_rows, seed)
     fixed_cols, names = [np.ones(len(data))], ["intercept"]
-    cond, cond_names = _cell_columns(data, reference)
+    cond, cond_names = _cell_columns(data, reference, factors)
     fixed_cols += cond
     names += cond_names
+    notes.append(f"fixed effects of the task type's factors ({', '.join(factors)}), "
+                 f"treatment-coded" + (f"; condition against {reference}"
+                                       if "condition" in factors else ""))
     lx, why = _scale_column(data, models, scale)
     if lx is not None:
         fixed_cols.append(lx - lx.mean())
@@ -453,7 +468,7 @@ def mixed_model(responses: pd.DataFrame, models: pd.DataFrame | None = None,
     slopes = pd.DataFrame()
     if lx is not None:
         slopes, slope_notes = _scale_slopes(data, models, fixed, scale, reference, fit_method,
-                                            seed, margin, slope_scales, reference_eta)
+                                            seed, margin, slope_scales, reference_eta, factors)
         notes += slope_notes
         best = slopes[(slopes["scale"] == scale)].iloc[-1]
         columns = ["estimate", "sd", "df", "interval", "ci_low", "ci_high"]
@@ -502,8 +517,8 @@ def margin_in_logits(margin: float, reference_eta: np.ndarray) -> tuple[float, f
 
 def _scale_slopes(data: pd.DataFrame, models: pd.DataFrame, fixed: pd.DataFrame, scale: str,
                   reference: str, fit_method: str, seed: int, margin: float,
-                  scales: Sequence[str], reference_eta: np.ndarray
-                  ) -> tuple[pd.DataFrame, list[str]]:
+                  scales: Sequence[str], reference_eta: np.ndarray,
+                  factors: Sequence[str] = FACTORS) -> tuple[pd.DataFrame, list[str]]:
     """The main fit's slope of `scale` (mean-field VB and joint Gaussian SDs) and the
     between-model slope on each of `scales` (when >= 3 models) with a TOST; the row with
     used=True is the log10_scale row of the fixed effects."""
@@ -521,7 +536,7 @@ def _scale_slopes(data: pd.DataFrame, models: pd.DataFrame, fixed: pd.DataFrame,
         note = ("log10_scale interval: joint Gaussian of the main fit (fewer than 3 models, no "
                 "between-model slope; too narrow when models vary beyond the trend)")
         return pd.DataFrame(rows), [note]
-    logits = model_logits(data, reference, fit_method, seed)
+    logits = model_logits(data, reference, fit_method, seed, factors)
     meta = attach_model_metadata(pd.DataFrame({"model": logits.index}), models,
                                  tuple(dict.fromkeys((scale, *scales)))).set_index("model")
     notes = []

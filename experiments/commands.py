@@ -122,3 +122,7 @@ def tasks(as_json: bool) -> None:
                 click.echo(f"    {name}: {field['type']}{default}{note}")
         click.echo(f"  answer keys: {', '.join(task['keys'])} (column {task['key_column']})")
         click.echo(f"  response columns: {', '.join(task['response_columns'])}")
+        compared = "; ".join(f"{a} vs {b}" for a, b in task["comparisons"]) or "none"
+        click.echo(f"  analysis: mixed-model factors {', '.join(task['factors'])} (condition "
+                   f"against {task['reference_condition']}); compared per unit: {compared}"
+                   + (f"; own tables: {task['analysis']}" if task["analysis"] else ""))

@@ -8,12 +8,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import pandas as pd
 from sqlalchemy import String, cast, func, or_, select
 
+from analysis.exclusions import session_flags
 from experiments.db import Database
 from experiments.db.models import Participant, Response, Session, Task, Trial, Unit
 from experiments.export import pseudonym
 from experiments.spec import ExperimentSpec
+from experiments.tasks import get_task
 from experiments.vocabulary import SessionStatus
 
 PAGE_SIZE = 100
@@ -62,22 +65,30 @@ class SessionRow:
         return "none"
 
 
-def flags(record: Session, spec: ExperimentSpec, catch_correct: int, catch_total: int
-          ) -> list[str]:
-    """The study's exclusion criteria a session already fails (a hint; analysis decides)."""
-    rules = spec.exclusions
-    found = list(record.exclusion_reasons or []) + list(record.time_flags or [])
-    if catch_total and catch_correct < min(rules.min_catch_correct, catch_total):
-        found.append(f"catch {catch_correct}/{catch_total}")
-    if record.instruction_s is not None and record.instruction_s < rules.min_instruction_s:
-        found.append(f"instructions {record.instruction_s:.0f} s")
-    if record.practice_attempts > rules.max_practice_attempts:
-        found.append(f"practice attempts {record.practice_attempts}")
-    if record.finished_at is not None and record.status == SessionStatus.COMPLETED:
-        total = (record.finished_at - record.started_at).total_seconds()
-        if not rules.min_total_s <= total <= rules.max_total_s:
-            found.append(f"total {total:.0f} s")
-    return found
+def flags(db_session, records: list[Session], spec: ExperimentSpec) -> dict[str, list[str]]:
+    """Per session: the exclusion criteria it already fails (a hint; the analysis decides),
+    from the analysis' rules on its answers so far, after the reasons stored with it."""
+    ids = [record.id for record in records]
+    option = get_task(spec.task.type).option_column
+    answered = db_session.execute(
+        select(Response.session_id, Trial.phase, Trial.is_catch, Response.correct,
+               Response.attempt, Response.answer)
+        .join(Trial, Trial.id == Response.trial_id).where(Response.session_id.in_(ids))).all()
+    responses = pd.DataFrame(
+        [(sid, phase, bool(catch), bool(correct), attempt, (answer or {}).get(option))
+         for sid, phase, catch, correct, attempt, answer in answered],
+        columns=["participant_id", "phase", "is_catch", "correct", "attempt",
+                 option or "option"]).assign(session_id=lambda f: f["participant_id"])
+    sessions = pd.DataFrame({
+        "participant_id": ids,
+        "total_s": [(r.finished_at - r.started_at).total_seconds()
+                    if r.finished_at is not None and r.status == SessionStatus.COMPLETED
+                    else None for r in records],
+        "instruction_s": [r.instruction_s for r in records],
+        "practice_attempts": [r.practice_attempts for r in records]})
+    found = session_flags(responses, sessions, spec.model_dump(mode="json"))
+    return {r.id: list(r.exclusion_reasons or []) + list(r.time_flags or []) + found[r.id]
+            for r in records}
 
 
 def _search(query: str):
@@ -122,6 +133,7 @@ def sessions(db: Database, experiment_id: int, spec: ExperimentSpec, query: str 
                                                   Trial.phase == "main"))
                        .join(Trial, Trial.id == Response.trial_id)
                        .where(Response.session_id.in_(ids)).group_by(Response.session_id))}
+        flagged = flags(session, [row[0] for row in found], spec)
     rows = []
     for record, number, source, platform_id, info, task_key in found:
         catch_ok, catch_n, main_ok, main_n = answers.get(record.id, (0, 0, 0, 0))
@@ -133,7 +145,7 @@ def sessions(db: Database, experiment_id: int, spec: ExperimentSpec, query: str 
             main_answered=main_n, main_correct=main_ok, catch_correct=catch_ok,
             catch_total=catch_n, practice_attempts=record.practice_attempts,
             feedback=record.feedback or "", completion_code=record.completion_code or "",
-            flags=flags(record, spec, catch_ok, catch_n)))
+            flags=flagged[record.id]))
     return rows, total
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 
 from experiments.db import Database
+from experiments.tasks import ENTRY_POINT_GROUP, task_types
 from tests.stimset import make_stimulus_set
 
 # PsychoPy windows load Mesa's llvmpipe and torch optimisers load triton (via torch._dynamo);
@@ -82,3 +84,19 @@ def db(database_url: str):
 def toy_set(tmp_path_factory) -> Path:
     """A small valid stimulus set with natural and synthetic references (shared, read-only)."""
     return make_stimulus_set(tmp_path_factory.mktemp("sets"), difficulties=("easy", "p95"))
+
+
+@pytest.fixture
+def registered(monkeypatch):
+    """Install `interpsy.tasks` entry points ("module:Class") as an installed package would,
+    for one test."""
+
+    def install(*values: str) -> None:
+        points = [metadata.EntryPoint(name=v.rpartition(":")[2], value=v, group=ENTRY_POINT_GROUP)
+                  for v in values]
+        monkeypatch.setattr(metadata, "entry_points",
+                            lambda group=None: points if group == ENTRY_POINT_GROUP else [])
+        task_types.cache_clear()
+
+    yield install
+    task_types.cache_clear()

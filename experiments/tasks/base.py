@@ -55,7 +55,13 @@ class TaskType(ABC):
       values, for the exclusion rule "each response option used" (None: no such rule);
     - `trial_columns` / `response_columns`: the type's columns (name -> pandas dtype) in the
       trials and responses tables, in order, documented in data/SCHEMA.md; the response columns
-      include `correct` where it reads best.
+      include `correct` where it reads best;
+    - `factors`: the trial columns that are fixed effects of the analysis' mixed model
+      (treatment-coded against `reference_condition` for `condition`, against the first level
+      of the type's vocabulary otherwise);
+    - `comparisons`: the pairs of conditions the report compares paired per unit;
+    - `analysis`: a module (import path) whose `tables(scored)` adds the type's own tables to
+      the report and whose `SECTION` (title, intro HTML) introduces them; None: none.
     """
 
     name: ClassVar[str]
@@ -78,6 +84,10 @@ class TaskType(ABC):
     options: ClassVar[tuple[str, ...]] = ()
     trial_columns: ClassVar[dict[str, str]]
     response_columns: ClassVar[dict[str, str]]
+    factors: ClassVar[tuple[str, ...]] = ("condition", "difficulty")
+    reference_condition: ClassVar[str] = "natural"
+    comparisons: ClassVar[tuple[tuple[str, str], ...]] = (("natural", "synthetic"),)
+    analysis: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -161,7 +171,14 @@ class TaskType(ABC):
                 "params": _fields(self.Params), "stimulus": _fields(self.Stimulus),
                 "answer": _fields(self.Answer), "key_column": self.key_column,
                 "trial_columns": dict(self.trial_columns),
-                "response_columns": dict(self.response_columns)}
+                "response_columns": dict(self.response_columns),
+                "factors": list(self.factors), "reference_condition": self.reference_condition,
+                "comparisons": [list(pair) for pair in self.comparisons],
+                "analysis": self.analysis}
+
+    def levels(self, factor: str) -> tuple[str, ...]:
+        """The vocabulary of one of `factors`, in the type's order (empty when it has none)."""
+        return {"condition": self.conditions, "difficulty": self.difficulties}.get(factor, ())
 
 
 def _fields(model: type[BaseModel]) -> dict[str, dict[str, Any]]:

@@ -98,6 +98,11 @@ class Occlusion(TwoChoiceTask):
     response_columns = {"base": "string", "query_a": "string", "query_b": "string",
                         **TwoChoiceTask.answer_columns,
                         "occluder_a": "string", "occluder_b": "string"}
+    factors = ("condition",)
+    reference_condition = "none"  # the paper's question: does an explanation help over none?
+    comparisons = (("natural", "synthetic"), ("synthetic", "none"), ("natural", "none"),
+                   ("mixed", "none"), ("blurred", "none"))
+    analysis = "analysis.occlusion"
 
     def make_trial(self, context: TrialContext, unit: UnitInfo, condition: str, difficulty: str,
                    phase: str, key: str, is_catch: bool) -> MadeTrial:

@@ -22,7 +22,7 @@ def test_analyze_writes_report_tables_and_figures(small_folder, tmp_path, capsys
     html = (out / "report.html").read_text()
     for heading in ("Exclusions", "Scores per model and condition", "Two-way bootstrap",
                     "Mixed-effects logistic regression", "Scaling trends", "Power analysis",
-                    "Natural vs synthetic", "Kruskal-Wallis", "Brunner-Munzel",
+                    "Conditions compared", "natural vs synthetic", "Kruskal-Wallis", "Brunner-Munzel",
                     "Accuracy by confidence", "Layer depth"):
         assert heading in html, heading
     images = re.findall(r"src='(figures/[^']+\.png)'", html)

@@ -207,3 +207,16 @@ def test_thresholds_come_from_the_spec_model_and_unknown_ones_are_refused():
     assert {r.name: r for r in imi_rules(min_total_s=60)}["total_time"].min_s == 60
     with pytest.raises(pydantic.ValidationError, match="min_totl_s"):
         imi_rules(min_totl_s=60)
+
+
+def test_a_spec_asking_more_catch_answers_than_it_has_needs_all_of_them():
+    """2 catch trials with the default minimum of 4 correct: all correct passes (the rule asked
+    for a share of 200% before and excluded everyone)."""
+    from analysis.exclusions import CatchTrials, rules_for
+
+    rule = next(r for r in rules_for([{"spec": {"catch_trials_per_task": 2}}])
+                if isinstance(r, CatchTrials))
+    rows = pd.DataFrame({"participant_id": ["good"] * 2 + ["bad"] * 2, "phase": "main",
+                         "is_catch": True, "correct": [True, True, True, False]})
+    result = apply_exclusions(rows, None, [rule]).participants.set_index("participant_id")
+    assert not result.loc["good", "excluded"] and result.loc["bad", "excluded"]

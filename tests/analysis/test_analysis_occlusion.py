@@ -8,7 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.occlusion import agreement, baseline_choices, baseline_scores
+from analysis.occlusion import (
+    agreement,
+    baseline_choices,
+    baseline_scores,
+    published_comparison,
+)
 
 
 def _occluder(y: int, x: int, variance: float, size: int = 90, side: int = 224) -> str:
@@ -46,3 +51,19 @@ def test_kappa_is_cohens_on_the_same_trials():
     assert table.loc[("none", "centre"), "kappa"] == pytest.approx((0.25 - 0.5) / (1 - 0.5))
     assert table.loc[("none", "centre"), "n_trials"] == 4
     assert np.isfinite(table.loc[("none", "centre"), "se"])
+
+
+def test_each_condition_is_set_beside_the_papers_result():
+    """Mean +- 2 SEM over participants per condition against the paper's MTurk numbers."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for p in range(40):
+        for condition, accuracy in (("none", 0.6), ("synthetic", 0.9)):
+            for correct in rng.random(18) < accuracy:
+                rows.append({"participant_id": f"P{p}", "condition": condition,
+                             "phase": "main", "is_catch": False, "correct": bool(correct),
+                             "model": "m", "difficulty": "easy"})
+    table = published_comparison(pd.DataFrame(rows)).set_index("condition")
+    assert table.loc["none", "inside"] and not table.loc["synthetic", "inside"]
+    assert table.loc["synthetic", "difference"] == pytest.approx(0.9 - 0.675, abs=0.04)
+    assert table.loc["natural", "n_participants"] == 0 and not table.loc["natural", "inside"]

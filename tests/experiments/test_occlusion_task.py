@@ -123,7 +123,12 @@ def test_an_occlusion_study_is_served_answered_and_exported(tmp_path, occlusion_
     baselines = result.tables["occlusion_baselines"]
     scored = responses[(responses.phase == "main") & ~responses.is_catch]
     assert baselines.set_index("condition").loc["all", "n_trials"] == len(scored)
-    assert "Occlusion baselines" in (tmp_path / "report" / "report.html").read_text()
+    report = (tmp_path / "report" / "report.html").read_text()
+    assert "Occlusion task: baselines and published results" in report
+    assert "occlusion_published" in report and "synthetic vs none" in report
+    published = result.tables["occlusion_published"].set_index("condition")
+    assert published.loc["none", "published"] == 0.60
+    assert result.settings["task_type"] == "occlusion"
 
 
 def test_a_set_without_occlusion_images_is_refused_by_name(tmp_path, toy_set, capsys):

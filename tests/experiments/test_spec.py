@@ -71,3 +71,20 @@ def test_the_task_table_defaults_to_imis_2afc():
     spec = parse_spec('name = "x"\nstimulus_sets = ["s"]')
     assert spec.task.type == "imi_2afc"
     assert parse_spec('name = "x"\nstimulus_sets = ["s"]\n[task]\ntype = "imi_2afc"') == spec
+
+
+def test_the_occlusion_example_holds_the_papers_design():
+    """Zimmermann, Borowski et al. 2021: 18 main + 3 catch trials per HIT and their criteria."""
+    example = EXAMPLE.with_name("occlusion_replication.toml")
+    spec = load_spec(example).spec
+    assert spec.task.type == "occlusion"
+    assert spec.conditions == ["none", "natural", "synthetic", "mixed", "blurred"]
+    assert (spec.main_trials_per_task, spec.catch_trials_per_task, spec.practice.trials) == (
+        18, 3, 4)
+    rules = spec.exclusions
+    assert (rules.min_total_s, rules.max_total_s, rules.min_instruction_s,
+            rules.max_practice_attempts) == (90, 900, 20, 5)
+    assert rules.min_catch_correct / spec.catch_trials_per_task >= 0.6
+    text = example.read_text()
+    for key in spec.model_dump(exclude_unset=True):
+        assert f"\n{key} =" in text or f"[{key}" in text, key

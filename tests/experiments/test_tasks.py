@@ -3,7 +3,6 @@ group `interpsy.tasks`; the spec's `[task]` table is validated by the chosen typ
 from __future__ import annotations
 
 import json
-from importlib import metadata
 
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
@@ -11,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from experiments.cli import main
 from experiments.errors import SpecError
 from experiments.spec import ExperimentSpec, parse_spec
-from experiments.tasks import ENTRY_POINT_GROUP, TaskType, get_task, task_types
+from experiments.tasks import TaskType, get_task, task_types
 from experiments.tasks.base import MadeTrial
 
 
@@ -71,21 +70,6 @@ class NotATask:
     """An entry point target that is no task type."""
 
 
-@pytest.fixture
-def registered(monkeypatch):
-    """Install entry points as an installed package would, for one test."""
-
-    def install(*values: str) -> None:
-        points = [metadata.EntryPoint(name=v.rpartition(":")[2], value=v, group=ENTRY_POINT_GROUP)
-                  for v in values]
-        monkeypatch.setattr(metadata, "entry_points",
-                            lambda group=None: points if group == ENTRY_POINT_GROUP else [])
-        task_types.cache_clear()
-
-    yield install
-    task_types.cache_clear()
-
-
 def test_imis_2afc_is_built_in_and_scores_the_chosen_query():
     task = get_task("imi_2afc")
     assert task.chance == 0.5
@@ -104,6 +88,8 @@ def test_a_task_type_from_an_installed_package_is_listed_and_validates_its_table
     out = capsys.readouterr().out
     assert "yes_no  (chance 0.5)  One image: does the unit respond to it?" in out
     assert "question: str = 'Does the unit respond to this image?'  asked each trial" in out
+    assert ("analysis: mixed-model factors condition (condition against none); compared per "
+            "unit: natural vs synthetic; synthetic vs none") in out  # the occlusion task's
     assert main(["tasks", "--json"]) == 0
     described = {t["name"]: t for t in json.loads(capsys.readouterr().out)}
     assert described["yes_no"]["answer"]["says_yes"]["type"] == "bool"

@@ -185,7 +185,7 @@ def test_a_deeply_nested_body_is_a_400(api_env):
 
 
 # ---- nobody loses their pay (items 6, 7, 10, 11) -------------------------------------------
-def _finish(client, db, s, right: bool = True) -> dict:
+def _finish(client, db, s, right: bool = True, main_choice: str | None = None) -> dict:
     from tests.server.conftest import answer_key
 
     truth = answer_key(db)
@@ -202,6 +202,8 @@ def _finish(client, db, s, right: bool = True) -> dict:
         choice = truth[trial["trial_id"]]
         if not right:
             choice = "b" if choice == "a" else "a"
+        if main_choice is not None and offset is not None:
+            choice = main_choice
         reply = client.post(url, json={"trial_index": index, "trial_id": trial["trial_id"],
                                        "choice": choice, "confidence": 2, "rt_ms": 2000.0},
                             headers=s.headers)
@@ -414,6 +416,23 @@ def test_the_admin_sees_platform_ids_searches_pages_undoes_and_downloads(api_env
     assert len(lines) == 1 + 1101
     mine = next(line for line in lines if "5f0000000000000000000abc" in line)
     assert ",se," in mine and ",in_progress," in mine and ",none," in mine
+
+
+def test_the_admin_flags_what_the_analysis_will_exclude(db, tmp_path, small_set):
+    """The admin's flags are the analysis' rules on the session's answers: a participant who
+    always pressed the upper row is flagged for review before the platform pays them."""
+    from tests.server.conftest import FAST_TIMING, admin_login, build, make_app
+
+    key = build(db, tmp_path, small_set, timing=FAST_TIMING,
+                exclusions={"min_row_uses": 2, "min_total_s": 0})
+    client = make_app(db, tmp_path).test_client()
+    _finish(client, db, start_session(client, key, "?PROLIFIC_PID=balanced"))
+    _finish(client, db, start_session(client, key, "?PROLIFIC_PID=presser"), main_choice="a")
+    admin_login(client, key)
+    lines = {line.split(",")[2]: line
+             for line in client.get(f"/admin/x/{key}/platform.csv").text.splitlines()[1:]}
+    assert "options used a=6, b=0" in lines["presser"] and ",review," in lines["presser"]
+    assert "options used" not in lines["balanced"] and ",approve," in lines["balanced"]
 
 
 def _status_of(db, session_id: str) -> str:
