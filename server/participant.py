@@ -7,11 +7,21 @@ import re
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, current_app, redirect, render_template, request, send_file, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
 from werkzeug.exceptions import BadRequest
 
-from experiments.errors import Refused
+from experiments.errors import InterpsyError, Refused
 from experiments.sessions import SessionService
+from experiments.tasks import get_task
 from experiments.vocabulary import FINISHED
 from server import lookup
 from server.platforms import completion, entry_facts, unverified
@@ -198,6 +208,22 @@ def favicon():
     """Browsers ask for /favicon.ico whatever the page says: the same icon, no 404s in the log."""
     return send_file(Path(current_app.static_folder) / "favicon.svg", mimetype="image/svg+xml",
                      max_age=86_400)
+
+
+@bp.get("/static/js/tasks/<name>.js")
+def task_script(name: str):
+    """A task type's page module: interpsy's own file, or the one a type from another package
+    ships (its `page_script`); served under interpsy's static path so that it can import the
+    shared modules beside it (./two_choice.js, ../screens.js)."""
+    own = Path(current_app.static_folder) / "js" / "tasks" / f"{name}.js"
+    if not own.is_file():
+        try:
+            own = get_task(name).page_script_file()
+        except InterpsyError:
+            own = None
+        if own is None or not own.is_file():
+            abort(404)
+    return send_file(own, mimetype="text/javascript")
 
 
 @bp.get("/img/<experiment>/<path:image_id>")

@@ -5,6 +5,8 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -61,7 +63,11 @@ class TaskType(ABC):
       of the type's vocabulary otherwise);
     - `comparisons`: the pairs of conditions the report compares paired per unit;
     - `analysis`: a module (import path) whose `tables(scored)` adds the type's own tables to
-      the report and whose `SECTION` (title, intro HTML) introduces them; None: none.
+      the report and whose `SECTION` (title, intro HTML) introduces them; None: none;
+    - `page_script` / `lab_screen`: where a type from another package keeps its page module
+      ("package:file.js", served as /static/js/tasks/<name>.js) and its lab screen module (an
+      import path); the built-in types' live in server/static/js/tasks/ and
+      experiments/lab/tasks/.
     """
 
     name: ClassVar[str]
@@ -88,6 +94,8 @@ class TaskType(ABC):
     reference_condition: ClassVar[str] = "natural"
     comparisons: ClassVar[tuple[tuple[str, str], ...]] = (("natural", "synthetic"),)
     analysis: ClassVar[str | None] = None
+    page_script: ClassVar[str | None] = None
+    lab_screen: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -176,9 +184,13 @@ class TaskType(ABC):
                 "comparisons": [list(pair) for pair in self.comparisons],
                 "analysis": self.analysis}
 
-    def levels(self, factor: str) -> tuple[str, ...]:
-        """The vocabulary of one of `factors`, in the type's order (empty when it has none)."""
-        return {"condition": self.conditions, "difficulty": self.difficulties}.get(factor, ())
+    def page_script_file(self) -> Path | None:
+        """The file of `page_script` inside its package (None when the type names none)."""
+        if self.page_script is None:
+            return None
+        package, _, name = self.page_script.partition(":")
+        return Path(str(resources.files(package) / name))
+
 
 
 def _fields(model: type[BaseModel]) -> dict[str, dict[str, Any]]:

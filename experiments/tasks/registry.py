@@ -1,4 +1,5 @@
-"""The registered task types: the built-in ones and those of installed packages (entry points).
+"""The registered task types: the built-in ones and those of installed packages (entry points;
+such a type names its page module and lab screen itself: `page_script`, `lab_screen`).
 
 The built-in types are listed here rather than through interpsy's own `interpsy.tasks` entry
 points (as DESIGN.md has it): an editable install only sees new entry points after it is

@@ -45,6 +45,9 @@ class YesNo(TaskType):
     roles = ("query_max", "query_min")
     chance = 0.5
     key_column = "truth"
+    question = "Does the unit respond strongly to this image?"
+    task_page = "<p>Say whether the unit responds strongly to the image.</p>"
+    page_script = "tests.experiments:yes_no.js"  # its page module, shipped with its package
     trial_columns = {"image": "string", "truth": "string"}
     response_columns = {"image": "string", "truth": "string", "says_yes": "boolean",
                         "correct": "bool"}
@@ -60,10 +63,11 @@ class YesNo(TaskType):
 
 
 class Occluding(YesNo):
-    """A type needing an image role the 2-AFC sets do not hold."""
+    """A type needing an image role the 2-AFC sets do not hold, with no page module."""
 
     name = "occluding"
     roles = ("query_max", "occluded_max")
+    page_script = None
 
 
 class NotATask:

@@ -14,6 +14,8 @@ from experiments.db import Database
 from experiments.errors import InterpsyError
 from experiments.lab.session import LabOptions, run_lab
 from experiments.lab.tasks import layout_module
+from experiments.lab.tasks import occlusion as occlusion_screen
+from experiments.tasks.occlusion import Occlusion
 from tests.lab.conftest import lab_spec
 from tests.lab.test_drawing import ARTIFACTS, _keys, script
 from tests.stimset import make_stimulus_set
@@ -67,6 +69,19 @@ def test_an_occlusion_session_draws_its_screen_aborts_and_resumes(screen, occlus
     assert all(r["correct"] == "True" for r in rows[1:])  # feedback followed the answer key
 
 
-def test_a_type_without_a_lab_screen_is_named():
-    with pytest.raises(InterpsyError, match="no screen for task type 'yes_no'"):
+class PackagedOcclusion(Occlusion):
+    """The occlusion task as another package would register it, naming its lab screen."""
+
+    name = "packaged_occlusion"
+    lab_screen = "experiments.lab.tasks.occlusion"
+
+
+def test_a_type_without_a_lab_screen_is_named(registered):
+    registered("tests.experiments.test_tasks:YesNo")
+    with pytest.raises(InterpsyError, match="no screen for task type 'yes_no' .*`lab_screen`"):
         layout_module("yes_no")
+
+
+def test_a_type_from_another_package_brings_its_lab_screen(registered):
+    registered("tests.lab.test_occlusion_screen:PackagedOcclusion")
+    assert layout_module("packaged_occlusion") is occlusion_screen

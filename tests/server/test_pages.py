@@ -223,3 +223,17 @@ def test_admin_marks_a_session_excluded_with_its_reason_and_the_export_shows_it(
         "trial_index": 0, "trial_id": trial["trial_id"], "choice": "a", "confidence": 2,
         "rt_ms": 700.0})
     assert answer.status_code in (403, 409) and "excluded" in answer.json["error"]
+
+
+def test_a_task_types_page_module_comes_from_its_own_package(api_env, registered):
+    """A type from another package ships its page module (`page_script`); it is served beside
+    interpsy's own so that it can import the shared ones. Anything else is a 404."""
+    registered("tests.experiments.test_tasks:YesNo", "tests.experiments.test_tasks:Occluding")
+    _, client, _ = api_env
+    script = client.get("/static/js/tasks/yes_no.js")
+    assert script.status_code == 200 and script.mimetype == "text/javascript"
+    assert "says_yes" in script.text and "from './two_choice.js'" in script.text
+    for own in ("imi_2afc", "occlusion", "two_choice"):
+        assert client.get(f"/static/js/tasks/{own}.js").status_code == 200
+    assert client.get("/static/js/tasks/occluding.js").status_code == 404  # names no module
+    assert client.get("/static/js/tasks/nope.js").status_code == 404

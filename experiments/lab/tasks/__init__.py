@@ -4,19 +4,25 @@ server/static/js/tasks/<type>.js. Each says which images go where on the two-cho
 buttons and feedback the shared two-choice ones (experiments.lab.keys)."""
 from __future__ import annotations
 
+from importlib import import_module
 from types import ModuleType
 
 from experiments.errors import InterpsyError
 from experiments.lab.tasks import imi_2afc, occlusion
+from experiments.tasks import get_task
 
 LAYOUTS: dict[str, ModuleType] = {"imi_2afc": imi_2afc, "occlusion": occlusion}
 
 
 def layout_module(task_type: str) -> ModuleType:
-    """The lab screen module of a task type; a clear error for a type without one."""
-    try:
+    """The lab screen module of a task type (built in, or its package's `lab_screen`); a clear
+    error for a type without one."""
+    if task_type in LAYOUTS:
         return LAYOUTS[task_type]
-    except KeyError:
+    screen = get_task(task_type).lab_screen
+    if screen is None:
         raise InterpsyError(f"the lab client has no screen for task type {task_type!r} "
-                            f"(known: {', '.join(sorted(LAYOUTS))}); add a module to "
-                            f"experiments/lab/tasks/") from None
+                            f"(built in: {', '.join(sorted(LAYOUTS))}); its package names one "
+                            f"as the type's `lab_screen`, or add a module to "
+                            f"experiments/lab/tasks/")
+    return import_module(screen)
