@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 from statsmodels.stats.inter_rater import cohens_kappa
 
+from experiments.tasks.occlusion import centre_distance, covered_variance
+
 BASELINES = ("centre", "variance")
 # The paper's human results (MTurk, mean +- 2 SEM over workers; ../shared/REFERENCE.md): the
 # middle of each reported range and its half-width.
@@ -40,26 +42,15 @@ def _occluder(text: object) -> dict | None:
     return None if text is None or pd.isna(text) else json.loads(str(text))
 
 
-def _centre_distance(occluder: dict | None) -> float:
-    if occluder is None:
-        return np.inf
-    middle = occluder["side"] / 2
-    cy, cx = occluder["y"] + occluder["size"] / 2, occluder["x"] + occluder["size"] / 2
-    return float(np.hypot(cy - middle, cx - middle))
-
-
-def _covered_variance(occluder: dict | None) -> float:
-    return -np.inf if occluder is None else float(occluder["variance"])
-
-
 def baseline_choices(responses: pd.DataFrame) -> pd.DataFrame:
     """Per response row: each baseline's choice (`a` / `b`) and whether it is correct."""
-    a = responses["occluder_a"].map(_occluder)
-    b = responses["occluder_b"].map(_occluder)
+    # plain lists: Series.map would turn a missing occluder into NA inside an arrow struct
+    a = [_occluder(text) for text in responses["occluder_a"]]
+    b = [_occluder(text) for text in responses["occluder_b"]]
     out = pd.DataFrame(index=responses.index)
-    farther_a = a.map(_centre_distance) > b.map(_centre_distance)
+    farther_a = np.array([centre_distance(x) > centre_distance(y) for x, y in zip(a, b)])
     out["centre"] = np.where(farther_a, "a", "b")
-    calmer_a = a.map(_covered_variance) < b.map(_covered_variance)
+    calmer_a = np.array([covered_variance(x) < covered_variance(y) for x, y in zip(a, b)])
     out["variance"] = np.where(calmer_a, "a", "b")
     for name in BASELINES:
         out[f"{name}_correct"] = out[name] == responses["correct_choice"].astype(str)

@@ -16,6 +16,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "export": ("experiments.commands:export", "Export an experiment's responses, participants and units."),
     "serve": ("server.cli:serve", "Run the crowdsourcing web server."),
     "lab": ("experiments.lab.cli:lab", "Run in-lab sessions with PsychoPy."),
+    "observe": ("stimuli.observers.cli:observe", "Machine observers answer a set's or an experiment's trials."),
     "analyze": ("analysis.cli:analyze", "Scores, statistics, plots and an HTML report from a dataset."),
     "demo": ("experiments.demo:demo", "Run a whole study offline with simulated participants."),
     "tasks": ("experiments.commands:tasks", "List the task types: parameters, answer, chance."),

@@ -36,6 +36,9 @@ RESPONSE_TAIL: dict[str, str] = {
     "rt_flag": "string",
     "client_extra": "string",
     "client_recorded_at": "datetime64[us, UTC]",
+    "observer": "string",
+    "backbone": "string",
+    "p_correct": "float64",
 }
 
 PARTICIPANT_COLUMNS: dict[str, str] = {
@@ -129,7 +132,8 @@ RESPONSE_COLUMNS, TRIAL_COLUMNS = TABLES["responses"], TABLES["trials"]
 
 # Columns added after the first exports: a file without them reads with them empty.
 OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {
-    "responses": ("rt_flag", "client_extra", "client_recorded_at"),
+    "responses": ("rt_flag", "client_extra", "client_recorded_at", "observer", "backbone",
+                  "p_correct"),
     "participants": ("instruction_s_claimed", "time_flags", "focus_losses", "fullscreen_exits",
                      "reloads", "image_failures", "feedback", "late_sync", "lab_id",
                      "monitor", "monitor_width_cm", "viewing_distance_cm", "px_per_deg",

@@ -8,7 +8,7 @@ CONDITIONS = ("natural", "synthetic", "mixed", "none")
 DIFFICULTIES = ("easy", "p99", "p95", "p85")  # easy: the extreme queries; pXX: percentile windows
 PERCENTILES = {"p99": 99.0, "p95": 95.0, "p85": 85.0}  # each percentile difficulty's level
 PHASES = ("practice", "main")
-CLIENTS = ("web", "lab")
+CLIENTS = ("web", "lab", "machine")  # machine: an observer's answers (`interpsy observe`)
 
 
 class SessionStatus(StrEnum):

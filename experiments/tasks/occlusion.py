@@ -4,7 +4,9 @@ activating references and the unoccluded base image, two occluded versions of th
 one does the unit respond to more strongly? Images from `interpsy stimuli occlusion`."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -60,6 +62,22 @@ class OcclusionStimulus(BaseModel):
     occluder_a: Occluder | None = Field(description="the upper image's occluder (None: the "
                                                     "unoccluded base, in catch trials)")
     occluder_b: Occluder | None = Field(description="the lower image's occluder")
+
+
+def centre_distance(occluder: Mapping[str, Any] | None) -> float:
+    """How far the occluder's centre lies from the image centre (px); an unoccluded image
+    (None) is infinitely far: the occlusion paper's centre baseline picks the larger."""
+    if occluder is None:
+        return math.inf
+    middle = occluder["side"] / 2
+    half = occluder["size"] / 2
+    return math.hypot(occluder["y"] + half - middle, occluder["x"] + half - middle)
+
+
+def covered_variance(occluder: Mapping[str, Any] | None) -> float:
+    """The pixel variance the occluder hides; nothing for an unoccluded image (None): the
+    paper's variance baseline picks the smaller."""
+    return -math.inf if occluder is None else float(occluder["variance"])
 
 
 def occluder_of(row: dict, side: int) -> Occluder | None:

@@ -24,11 +24,11 @@ class CueTask(YesNo):
 
 @pytest.fixture
 def cue_dataset(registered):
-    """A simulated study relabelled as the cue task: cue 85 %, no cue 70 %, two difficulties
+    """A simulated study relabelled as the cue task: cue 92 %, no cue 60 %, two difficulties
     that the type does not model."""
     registered("tests.analysis.test_analysis_task_types:CueTask")
-    ds = simulate(units_per_model=12, responses_per_unit=10, seed=11,
-                  accuracy={"natural": 0.85, "synthetic": 0.7})
+    ds = simulate(models=3, units_per_model=12, responses_per_unit=10, seed=11,
+                  accuracy={"natural": 0.92, "synthetic": 0.6})
     r = ds.responses.copy()
     r["condition"] = r["condition"].map({"natural": "cue", "synthetic": "nocue"})
     r["difficulty"] = np.where(np.random.default_rng(0).random(len(r)) < 0.5, "easy", "p95")

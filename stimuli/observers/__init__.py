@@ -1,0 +1,9 @@
+"""Machine observers: answer the trials people answer (MIS from image similarity, the occlusion
+paper's baselines) and write rows in the response schema with client `machine` (torch side)."""
+from __future__ import annotations
+
+from stimuli.observers.observers import OBSERVERS, MachineAnswer, Observer, get_observer
+from stimuli.observers.rules import DREAMSIM_ALPHA, fit_alpha, mis_delta, p_choose
+
+__all__ = ["OBSERVERS", "Observer", "MachineAnswer", "get_observer", "DREAMSIM_ALPHA",
+           "fit_alpha", "mis_delta", "p_choose"]

@@ -1,0 +1,150 @@
+"""Similarity backbones: image -> unit-norm embedding, whose dot products are the similarities
+a machine observer compares (torch).
+
+- `dreamsim[:TYPE]`: DreamSim (the `dreamsim` package) with weights from a local folder; a
+  missing file is named with where to put it, nothing is downloaded.
+- `model:NAME` (or a registered model's NAME): the penultimate features of a registered model
+  (the input of its last linear layer; its output when it has none), e.g. the offline
+  `efficientnet-lite0`, so everything runs without a network.
+"""
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from stimuli.errors import StimuliError
+from stimuli.observers.rules import DREAMSIM_ALPHA
+from stimuli.registry import get_spec, load_model
+
+# The files `dreamsim(cache_dir=...)` looks for, per DreamSim type (dreamsim 0.2), and the
+# archive that holds them.
+DREAMSIM_FILES = {
+    "ensemble": ("dino_vitb16_pretrain.pth", "open_clip_vitb16_pretrain.pth.tar",
+                 "clip_vitb16_pretrain.pth.tar", "ensemble_lora"),
+    "dino_vitb16": ("dino_vitb16_pretrain.pth", "dino_vitb16_single_lora"),
+    "open_clip_vitb32": ("open_clip_vitb32_pretrain.pth.tar", "open_clip_vitb32_single_lora"),
+    "clip_vitb32": ("clip_vitb32_pretrain.pth.tar", "clip_vitb32_single_lora"),
+}
+DREAMSIM_ARCHIVE = ("https://github.com/ssundaram21/dreamsim/releases/download/"
+                    "v0.2.0-checkpoints/dreamsim_{type}_checkpoint.zip")
+
+
+def dreamsim_cache() -> Path:
+    """Where DreamSim's weights are looked for: $INTERPSY_DREAMSIM_CACHE, else
+    ~/.cache/interpsy/dreamsim."""
+    default = Path.home() / ".cache" / "interpsy" / "dreamsim"
+    return Path(os.environ.get("INTERPSY_DREAMSIM_CACHE", default))
+
+
+class Backbone(ABC):
+    """Turns uint8 images (N, 3, H, W) into unit-norm embeddings (N, D) on its device."""
+
+    name: str
+    default_alpha: float | None = None  # the alpha published for this backbone, if any
+
+    def __init__(self, device: str = "cpu"):
+        self.device = torch.device(device)
+
+    @abstractmethod
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Raw features of uint8 images already on the device."""
+
+    def facts(self) -> dict:
+        """What identifies the embeddings (for the cache and the output's records)."""
+        return {"backbone": self.name}
+
+    @torch.no_grad()
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """Unit-norm float32 embeddings of uint8 images."""
+        out = self.features(images.to(self.device)).flatten(1).float()
+        return F.normalize(out, dim=1).cpu()
+
+
+class ModelBackbone(Backbone):
+    """A registered model's penultimate features (random weights with pretrained=False)."""
+
+    def __init__(self, model: str, device: str = "cpu", pretrained: bool = True,
+                 weights_path: str | None = None):
+        super().__init__(device)
+        self.spec = get_spec(model)
+        self.pretrained = pretrained
+        self.weights_path = weights_path
+        self.name = f"model:{model}" + ("" if pretrained else ":random-init")
+        self.model = load_model(model, pretrained, weights_path, device)
+        linear = [m for m in self.model.modules() if isinstance(m, nn.Linear)]
+        self._head = linear[-1] if linear else None
+        mean = torch.tensor(self.spec.mean, device=self.device).view(1, 3, 1, 1) * 255.0
+        std = torch.tensor(self.spec.std, device=self.device).view(1, 3, 1, 1) * 255.0
+        self._normalise = lambda x: (x.float() - mean) / std
+
+    def facts(self) -> dict:
+        return {"backbone": self.name, "model": self.spec.name, "weights": self.spec.weights,
+                "pretrained": self.pretrained, "weights_path": self.weights_path,
+                "features": "input of the last linear layer" if self._head is not None
+                else "model output"}
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        crop = self.spec.preprocessing.crop
+        x = self._normalise(images)
+        if x.shape[-1] != crop or x.shape[-2] != crop:
+            x = F.interpolate(x, size=(crop, crop), mode="bilinear", align_corners=False)
+        if self._head is None:
+            return self.model(x)
+        captured: list[torch.Tensor] = []
+        handle = self._head.register_forward_hook(lambda m, args, out: captured.append(args[0]))
+        try:
+            self.model(x)
+        finally:
+            handle.remove()
+        return captured[-1]
+
+
+class DreamSimBackbone(Backbone):
+    """DreamSim's embedding (its perceptual distance is 1 - the cosine similarity)."""
+
+    default_alpha = DREAMSIM_ALPHA
+
+    def __init__(self, kind: str = "ensemble", device: str = "cpu", cache: Path | None = None):
+        super().__init__(device)
+        if kind not in DREAMSIM_FILES:
+            raise StimuliError(f"unknown DreamSim type {kind!r}; known: "
+                               f"{', '.join(DREAMSIM_FILES)}")
+        self.kind = kind
+        self.name = "dreamsim" if kind == "ensemble" else f"dreamsim:{kind}"
+        self.cache = Path(cache) if cache is not None else dreamsim_cache()
+        missing = [name for name in DREAMSIM_FILES[kind] if not (self.cache / name).exists()]
+        if missing:
+            raise StimuliError(
+                f"DreamSim ({kind}) weights missing in {self.cache}: {', '.join(missing)}; "
+                f"download {DREAMSIM_ARCHIVE.format(type=kind)} and unzip it into that folder "
+                f"(or set INTERPSY_DREAMSIM_CACHE to the folder that holds them)")
+        try:
+            from dreamsim import dreamsim
+        except ImportError as exc:
+            raise StimuliError(f"the DreamSim backbone needs the `dreamsim` package ({exc}): "
+                               f"pip install dreamsim") from None
+        self.model, _ = dreamsim(pretrained=True, device=str(self.device),
+                                 cache_dir=str(self.cache), dreamsim_type=kind)
+
+    def facts(self) -> dict:
+        return {"backbone": self.name, "dreamsim_type": self.kind, "cache": str(self.cache)}
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.float() / 255.0
+        if x.shape[-1] != 224 or x.shape[-2] != 224:
+            x = F.interpolate(x, size=(224, 224), mode="bicubic", align_corners=False)
+        return self.model.embed(x.clamp(0, 1))
+
+
+def get_backbone(name: str, device: str = "cpu", pretrained: bool = True,
+                 weights_path: str | None = None) -> Backbone:
+    """The backbone `name` names: `dreamsim`, `dreamsim:TYPE`, `model:NAME` or a model NAME."""
+    if name == "dreamsim" or name.startswith("dreamsim:"):
+        return DreamSimBackbone(name.partition(":")[2] or "ensemble", device)
+    model = name.removeprefix("model:")
+    return ModelBackbone(model, device, pretrained, weights_path)

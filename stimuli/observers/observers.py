@@ -1,0 +1,121 @@
+"""Machine observers: each answers a trial from its stimulus description, as a person would
+through the task type's answer model (torch-free; the embeddings come computed).
+
+Every observer here answers two-choice types (IMI's 2-AFC, the occlusion task): it gives the
+probability of choosing the upper image `a`; the answer is the likelier image with a confidence
+from how sure the rule is, and `p_correct` the probability of the right one.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from experiments.tasks.base import TaskType
+from experiments.tasks.occlusion import centre_distance, covered_variance
+from stimuli.errors import StimuliError
+from stimuli.observers.rules import mis_delta, p_choose, set_similarity
+
+Embeddings = Mapping[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class MachineAnswer:
+    """One answer in the task type's answer model, whether it is right, and how likely."""
+
+    answer: dict[str, Any]
+    correct: bool
+    p_correct: float
+
+
+class Observer(ABC):
+    """Answers trials of the task types it names."""
+
+    name: str
+    title: str
+    tasks: tuple[str, ...]
+    needs_embeddings: bool = True
+
+    @abstractmethod
+    def p_upper(self, task: TaskType, stimulus: Mapping[str, Any], embeddings: Embeddings,
+                alpha: float | None) -> float:
+        """P(choosing the upper image `a`)."""
+
+    def answer(self, task: TaskType, stimulus: Mapping[str, Any], key: str,
+               embeddings: Embeddings, alpha: float | None, rng: np.random.Generator
+               ) -> MachineAnswer:
+        """The observer's answer to one trial whose answer key is `key`."""
+        if task.name not in self.tasks:
+            raise StimuliError(f"observer {self.name} answers task types "
+                               f"{', '.join(self.tasks)}, not {task.name}")
+        p_a = self.p_upper(task, stimulus, embeddings, alpha)
+        choice = "a" if p_a > 0.5 else "b" if p_a < 0.5 else str(rng.choice(["a", "b"]))
+        confidence = 1 + min(2, int(abs(p_a - 0.5) * 6))  # |p - 0.5| in thirds of its range
+        answer = task.parse_answer({"choice": choice, "confidence": confidence})
+        return MachineAnswer(answer.model_dump(), task.score(answer, key),
+                             p_a if key == "a" else 1.0 - p_a)
+
+
+def _vectors(embeddings: Embeddings, ids: list[str]) -> np.ndarray:
+    return np.stack([embeddings[i] for i in ids]) if ids else np.zeros((0, 1))
+
+
+class SimilarityObserver(Observer):
+    """The MIS rule: the query more similar to the maximally activating explanations (and less
+    to the minimally activating ones) is the one the unit responds to more."""
+
+    name = "mis"
+    title = ("Machine Interpretability Score (Zimmermann, Klindt & Brendel 2024): "
+             "sigmoid(alpha * similarity difference)")
+    tasks = ("imi_2afc", "occlusion")
+
+    def delta_upper(self, task: TaskType, stimulus: Mapping[str, Any],
+                    embeddings: Embeddings) -> float:
+        """The rule's evidence for the upper image `a`."""
+        a, b = embeddings[stimulus["query_a"]], embeddings[stimulus["query_b"]]
+        if task.name == "imi_2afc":
+            return mis_delta(a, b, _vectors(embeddings, stimulus["references_max"]),
+                             _vectors(embeddings, stimulus["references_min"]))
+        # occlusion: the occluded image closer to the references (to the base image, without)
+        shown = stimulus["references"] or [stimulus["base"]]
+        references = _vectors(embeddings, shown)
+        return set_similarity(a, references) - set_similarity(b, references)
+
+    def p_upper(self, task: TaskType, stimulus: Mapping[str, Any], embeddings: Embeddings,
+                alpha: float | None) -> float:
+        return float(p_choose(self.delta_upper(task, stimulus, embeddings), alpha))
+
+
+class OcclusionBaseline(Observer):
+    """One of the occlusion paper's simple baselines, from the occluders the trial records."""
+
+    tasks = ("occlusion",)
+    needs_embeddings = False
+
+    def __init__(self, name: str, title: str, score: Any):
+        self.name, self.title, self._score = name, title, score
+
+    def p_upper(self, task: TaskType, stimulus: Mapping[str, Any], embeddings: Embeddings,
+                alpha: float | None) -> float:
+        a = self._score(stimulus.get("occluder_a"))
+        b = self._score(stimulus.get("occluder_b"))
+        return 1.0 if a > b else 0.0 if a < b else 0.5
+
+
+OBSERVERS: dict[str, Observer] = {o.name: o for o in (
+    SimilarityObserver(),
+    OcclusionBaseline("centre", "Occlusion baseline: the occluder farther from the image centre",
+                      centre_distance),
+    OcclusionBaseline("variance", "Occlusion baseline: the occluder over the calmer patch",
+                      lambda occluder: -covered_variance(occluder)),
+)}
+
+
+def get_observer(name: str) -> Observer:
+    """The registered observer `name`; a clear error listing the known ones."""
+    if name not in OBSERVERS:
+        raise StimuliError(f"unknown observer {name!r}; known: {', '.join(OBSERVERS)}")
+    return OBSERVERS[name]

@@ -1,0 +1,125 @@
+"""`interpsy observe`: a machine observer answers a stimulus set's or an experiment's trials and
+writes a response dataset in the schema (client `machine`), beside people's (torch)."""
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from experiments.export import write_frames
+from experiments.schema import SETTINGS_FILE, coerce, tables_for
+from stimuli.errors import StimuliError
+from stimuli.observers.backbones import Backbone, get_backbone
+from stimuli.observers.embeddings import embed_images
+from stimuli.observers.observers import Observer, get_observer
+from stimuli.observers.trials import TrialSource
+
+OBSERVER_FILE = "observer.json"
+
+
+@dataclass(frozen=True)
+class ObserveOptions:
+    """How to answer: the observer, its backbone and alpha, the seed, the device."""
+
+    observer: str = "mis"
+    backbone: str = "model:efficientnet-lite0"
+    alpha: float | None | str = "published"  # a number, None (hard 0/1) or the backbone's own
+    seed: int = 0
+    device: str = "cpu"
+    batch_size: int = 64
+    pretrained: bool = True
+    weights_path: str | None = None
+
+
+def resolve_alpha(alpha: float | None | str, backbone: Backbone | None, observer: Observer
+                  ) -> float | None:
+    """The alpha to use: a number or None as given; "published": the backbone's published one,
+    an error naming the choices when it has none."""
+    if alpha != "published":
+        return None if alpha is None else float(alpha)
+    if not observer.needs_embeddings:
+        return None
+    if backbone is not None and backbone.default_alpha is not None:
+        return backbone.default_alpha
+    raise StimuliError(f"no alpha is published for backbone {backbone.name if backbone else '?'}"
+                       f" (DreamSim's is 0.16): give --alpha A (from a fit to people's answers "
+                       f"on the same kind of trials) or --alpha none for hard 0/1 answers")
+
+
+def observe(source: TrialSource, out: str | Path, options: ObserveOptions,
+            progress: bool = True, fmt: str = "parquet") -> pd.DataFrame:
+    """Answer every trial of `source` and write the dataset into `out`: responses, units,
+    experiment.json and observer.json (what answered, with which settings). Embeddings are
+    cached beside each stimulus set (under `out` when a set's folder is read-only), so a killed
+    run resumes where it stopped."""
+    out = Path(out)
+    observer = get_observer(options.observer)
+    if source.task.name not in observer.tasks:
+        raise StimuliError(f"observer {observer.name} answers task types "
+                           f"{', '.join(observer.tasks)}; {source.experiment} is "
+                           f"{source.task.name}")
+    backbone = (get_backbone(options.backbone, options.device, options.pretrained,
+                             options.weights_path) if observer.needs_embeddings else None)
+    alpha = resolve_alpha(options.alpha, backbone, observer)
+    embeddings: dict[str, np.ndarray] = {}
+    if backbone is not None:
+        shown = {i for observed in source.trials
+                 for i in source.task.image_ids(observed.trial.stimulus)}
+        missing = sorted(shown - set(source.images))
+        if missing:
+            raise StimuliError(f"{source.experiment}: {len(missing)} images of its trials are "
+                               f"not in its stimulus sets, e.g. {missing[0]}")
+        embeddings = embed_images(backbone, (source.images[i] for i in sorted(shown)),
+                                  out, options.batch_size, progress)
+    rng = np.random.default_rng(options.seed)
+    participant = f"M-{observer.name}" + (f"-{backbone.name}" if backbone else "")
+    answered_at = datetime.now(timezone.utc)
+    rows = []
+    for observed in tqdm(source.trials, desc=f"answering ({observer.name})", unit="trial",
+                         disable=not progress):
+        trial = observed.trial
+        made = observer.answer(source.task, trial.stimulus, trial.answer_key, embeddings, alpha,
+                               rng)
+        rows.append({
+            "experiment": source.experiment, "participant_id": participant,
+            "session_id": f"{participant}/{observed.task_id}", "task_id": observed.task_id,
+            "client": "machine", "condition": trial.condition, "difficulty": trial.difficulty,
+            "phase": trial.phase, "is_catch": trial.is_catch,
+            "trial_index": observed.trial_index, "model": trial.unit.model,
+            "layer": trial.unit.layer, "channel": trial.unit.channel,
+            "unit_id": trial.unit.unit_id, "batch": trial.batch,
+            **source.task.response_values(trial.stimulus, trial.answer_key, made.answer,
+                                          made.correct),
+            "rt_ms": np.nan, "stim_onset_ms": np.nan, "response_ms": np.nan,
+            "server_received_at": answered_at, "attempt": 0, "observer": observer.name,
+            "backbone": backbone.name if backbone else None, "p_correct": made.p_correct})
+    tables = tables_for(source.task.name)
+    responses = coerce(pd.DataFrame(rows), "responses", tables)
+    units = coerce(source.units.assign(experiment=source.experiment), "units", tables)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / OBSERVER_FILE).unlink(missing_ok=True)  # written last: its presence means complete
+    write_frames({"responses": responses, "units": units}, out, fmt)
+    (out / SETTINGS_FILE).write_text(json.dumps([source.settings], indent=2,
+                                                    sort_keys=True, default=str))
+    record = {"observer": observer.name, "title": observer.title, "alpha": alpha,
+              "alpha_source": "given" if options.alpha != "published" else "published",
+              "backbone": backbone.facts() if backbone else None, "seed": options.seed,
+              "device": options.device, "task_type": source.task.name,
+              "source": source.experiment, "trials": len(rows),
+              "mean_p_correct": float(responses["p_correct"].mean()) if rows else None,
+              "python": platform.python_version(),
+              "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    (out / OBSERVER_FILE).write_text(json.dumps(record, indent=2, default=str))
+    return responses
+
+
+def observer_record(folder: str | Path) -> dict[str, Any]:
+    """The observer.json of an `observe` output folder."""
+    return json.loads((Path(folder) / OBSERVER_FILE).read_text())

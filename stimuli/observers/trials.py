@@ -1,0 +1,115 @@
+"""The trials a machine observer answers: exactly those of a built experiment (every task's
+trial list, as people got them), or N trials per unit and condition made from a stimulus set by
+the task type itself, as a study would make them (torch-free)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import select
+
+from experiments.db import Database
+from experiments.db.models import StimulusImage, StimulusSetRecord, Task, Trial
+from experiments.design import PlannedTrial, TrialContext, UnitInfo
+from experiments.export import _experiments, _unit_rows, task_of_experiment
+from experiments.spec import ExperimentSpec
+from experiments.stimulus_set import load_stimulus_set
+from experiments.tasks import get_task
+from experiments.tasks.base import TaskType
+from stimuli.errors import StimuliError
+from stimuli.observers.embeddings import ImageFile
+
+
+@dataclass(frozen=True)
+class ObservedTrial:
+    """One trial to answer: its trial list and place in it, and the trial as people see it."""
+
+    task_id: str
+    trial_index: int
+    trial: PlannedTrial
+
+
+@dataclass
+class TrialSource:
+    """The trials, the task type, the images they show and the record of where they came from."""
+
+    task: TaskType
+    experiment: str
+    settings: dict[str, Any]  # one entry of experiment.json: experiment key and spec
+    trials: list[ObservedTrial]
+    images: dict[str, ImageFile]
+    units: pd.DataFrame
+
+
+def from_experiment(database_url: str, experiment: str) -> TrialSource:
+    """Every trial of every task of a built experiment (practice, main and catch)."""
+    db = Database(database_url)
+    try:
+        with db.read() as session:
+            found = _experiments(session, experiment)
+            if len(found) != 1:
+                raise StimuliError(f"{experiment!r} names {len(found)} experiments; give "
+                                   f"name@version")
+            record = found[0]
+            task = task_of_experiment(record)
+            sets = {set_id: path for set_id, path in session.execute(
+                select(StimulusSetRecord.id, StimulusSetRecord.path)
+                .where(StimulusSetRecord.experiment_id == record.id)).all()}
+            images = {row.image_id: ImageFile(row.image_id, Path(sets[row.set_id]) / row.path,
+                                              row.sha256, Path(sets[row.set_id]))
+                      for row in session.scalars(select(StimulusImage).where(
+                          StimulusImage.experiment_id == record.id))}
+            rows = session.execute(
+                select(Trial, Task.task_key).join(Task, Task.id == Trial.task_id)
+                .where(Task.experiment_id == record.id).order_by(Task.task_key, Trial.ordinal))
+            trials = [ObservedTrial(task_key, trial.ordinal, PlannedTrial(
+                trial.phase, trial.position, trial.is_catch,
+                UnitInfo(trial.unit_id, trial.model, trial.layer, trial.channel, 0),
+                trial.condition, trial.difficulty, trial.batch, dict(trial.stimulus),
+                trial.answer_key)) for trial, task_key in rows]
+            units = pd.DataFrame(_unit_rows(session, record))
+            settings = {"experiment": record.key, "seed": record.seed,
+                        "spec_sha256": record.spec_sha256, "spec": record.spec_json}
+    finally:
+        db.dispose()
+    return TrialSource(task, settings["experiment"], settings, trials, images, units)
+
+
+def from_set(set_dir: str | Path, task_name: str = "imi_2afc",
+             conditions: tuple[str, ...] = ("natural",), difficulty: str = "easy",
+             trials_per_unit: int = 20, seed: int = 0, task_params: dict | None = None
+             ) -> TrialSource:
+    """`trials_per_unit` main trials per unit and condition, made by the task type from the
+    set's images (the unit's batches cycled from a seeded start; answer keys balanced)."""
+    stimulus_set = load_stimulus_set(set_dir, verify_images=True, verify_hashes=False)
+    task = get_task(task_name)
+    spec = ExperimentSpec.model_validate({
+        "name": "observe", "seed": seed, "stimulus_sets": [str(stimulus_set.path)],
+        "conditions": list(conditions), "difficulty": [difficulty],
+        "task": {"type": task_name, **(task_params or {})}})
+    rng = np.random.default_rng(seed)
+    context = TrialContext(spec, [stimulus_set], rng)
+    trials = []
+    for condition in conditions:
+        task_id = f"M-{condition}-{difficulty}"
+        index = 0
+        for row in stimulus_set.units.itertuples(index=False):
+            unit = UnitInfo(row.unit_id, row.model, row.layer, int(row.channel), 0)
+            for key in task.balanced_keys(trials_per_unit, rng):
+                planned = context.trial(task, unit, condition, difficulty, "main", index, key)
+                trials.append(ObservedTrial(task_id, index, planned))
+                index += 1
+    frame = stimulus_set.images
+    images = {row.image_id: ImageFile(row.image_id, stimulus_set.path / row.path,
+                                      str(row.sha256), stimulus_set.path)
+              for row in frame.itertuples(index=False)}
+    name = f"{stimulus_set.name}@observed"
+    settings = {"experiment": name, "seed": seed, "spec": spec.model_dump(mode="json"),
+                "stimulus_set": str(stimulus_set.path)}
+    units = stimulus_set.units.assign(experiment=name, role="main",
+                                      stimulus_set=stimulus_set.name,
+                                      target_responses=trials_per_unit * len(conditions))
+    return TrialSource(task, name, settings, trials, images, units)

@@ -1,0 +1,184 @@
+"""Machine observers (issue 16): the MIS rule against a hand-computed case and planted
+similarities, alpha's fit, `interpsy observe` on a built experiment (exactly its trials) and on a
+stimulus set (N per unit, cached embeddings), and the errors a user can run into."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.load import load_dataset
+from experiments.build import build_experiment
+from experiments.cli import main
+from experiments.db import Database
+from experiments.export import frames_from_db
+from experiments.tasks import get_task
+from stimuli.errors import StimuliError
+from stimuli.observers.observers import get_observer
+from stimuli.observers.rules import fit_alpha, mis_delta, p_choose
+from stimuli.observers.trials import from_set
+from tests.stimset import make_stimulus_set, write_spec
+
+
+def _unit(*xy: float) -> np.ndarray:
+    v = np.array(xy, dtype=float)
+    return v / np.linalg.norm(v)
+
+
+def test_the_mis_rule_matches_a_hand_computed_case():
+    q_pos, q_neg = _unit(1, 0), _unit(0, 1)
+    e_pos = np.stack([_unit(1, 0), _unit(1, 1)])  # similarities to q+: 1, .7071; to q-: 0, .7071
+    e_neg = np.stack([_unit(0, 1)])  # to q+: 0; to q-: 1
+    # [(1 + .7071)/2 - 0] - [(0 + .7071)/2 - 1] = .85355 + .64645 = 1.5
+    assert mis_delta(q_pos, q_neg, e_pos, e_neg) == pytest.approx(1.5)
+    assert p_choose(1.5, 0.16) == pytest.approx(1 / (1 + np.exp(-0.24)))
+    assert p_choose(1.5, None) == 1.0 and p_choose(-0.1, None) == 0.0
+    assert p_choose(0.0, None) == 0.5
+
+
+def test_alpha_is_recovered_from_answers_it_generated():
+    rng = np.random.default_rng(0)
+    delta = rng.normal(0, 0.3, 20_000)
+    correct = rng.random(delta.size) < 1 / (1 + np.exp(-4.0 * delta))
+    assert fit_alpha(delta, correct) == pytest.approx(4.0, rel=0.08)
+    with pytest.raises(ValueError, match="no trials with a non-zero"):
+        fit_alpha(np.zeros(3), np.ones(3))
+
+
+@pytest.fixture(scope="module")
+def toy_set(tmp_path_factory):
+    return make_stimulus_set(tmp_path_factory.mktemp("observe"), n_units=12, n_batches=3)
+
+
+def _planted(toy_set, shuffle: bool, seed: int = 1) -> dict[str, np.ndarray]:
+    """Max-side images near one direction, min-side ones near another (or all shuffled)."""
+    images = pd.read_csv(toy_set / "images.csv")
+    rng = np.random.default_rng(seed)
+    out = {}
+    for row in images.itertuples():
+        side = _unit(1, 0, 0) if row.role.endswith("max") else _unit(0, 1, 0)
+        vector = side + rng.normal(0, 0.2, 3)
+        out[row.image_id] = vector / np.linalg.norm(vector)
+    if shuffle:
+        keys = list(out)
+        out = dict(zip(keys, [out[k] for k in rng.permutation(keys)]))
+    return out
+
+
+def test_a_planted_similarity_scores_near_one_and_a_shuffled_one_near_chance(toy_set):
+    source = from_set(toy_set, trials_per_unit=20, seed=3, conditions=("natural", "synthetic"))
+    assert len(source.trials) == 12 * 20 * 2
+    trials = [observed.trial for observed in source.trials]
+    assert {t.answer_key for t in trials} == {"a", "b"}
+    observer, task = get_observer("mis"), get_task("imi_2afc")
+    rng = np.random.default_rng(0)
+    def mis(embeddings: dict) -> float:
+        answers = [observer.answer(task, t.stimulus, t.answer_key, embeddings, None, rng)
+                   for t in trials]
+        assert all(a.correct == (a.answer["choice"] == t.answer_key)
+                   for a, t in zip(answers, trials))
+        return float(np.mean([a.p_correct for a in answers]))
+
+    assert mis(_planted(toy_set, shuffle=False)) >= 0.97
+    # the 480 trials show 72 distinct image sets: average over shuffles for a tight check
+    shuffled = [mis(_planted(toy_set, shuffle=True, seed=seed)) for seed in range(20)]
+    assert 0.44 <= np.mean(shuffled) <= 0.56
+
+
+def test_observe_answers_exactly_the_trials_of_a_built_experiment(toy_set, tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    db = Database(url)
+    db.upgrade()
+    key = build_experiment(write_spec(tmp_path / "e.toml", [toy_set], name="obs-exp"), db).key
+    trials = frames_from_db(db, key)["trials"]
+    db.dispose()
+    out = tmp_path / "machine"
+    assert main(["observe", key, "--database", url, "--observer", "mis", "--backbone",
+                 "tiny-cnn", "--random-init", "--alpha", "none", "--out", str(out)]) == 0
+    assert "answered" in capsys.readouterr().out
+    dataset = load_dataset(out)
+    machine = dataset.responses
+    assert len(machine) == len(trials)  # every trial of every task, once
+    assert set(zip(machine.task_id, machine.query_a, machine.query_b)) == set(
+        zip(trials.task_id, trials.query_a, trials.query_b))
+    assert (machine.client == "machine").all() and (machine.observer == "mis").all()
+    assert (machine.backbone == "model:tiny-cnn:random-init").all()
+    assert set(machine.p_correct.unique()) <= {0.0, 0.5, 1.0}
+    assert (machine.correct == (machine.choice == machine.correct_choice)).all()
+    assert dataset.settings[0]["experiment"] == key
+
+
+def test_observe_on_a_set_caches_embeddings_and_resumes_from_them(toy_set, tmp_path,
+                                                                  monkeypatch):
+    from stimuli.observers import backbones
+    from stimuli.observers.run import ObserveOptions, observe, observer_record
+
+    options = ObserveOptions(backbone="tiny-cnn", pretrained=False, alpha=5.0, seed=2)
+    source = from_set(toy_set, trials_per_unit=4, seed=2)
+    first = observe(source, tmp_path / "one", options, progress=False)
+    assert len(first) == 12 * 4 and first.p_correct.between(0, 1).all()
+    assert list((toy_set / "_embeddings").glob("model-tiny-cnn-random-init-*.npz"))
+
+    def refuse(self, images):
+        raise AssertionError("embedded again instead of reading the cache")
+
+    monkeypatch.setattr(backbones.ModelBackbone, "features", refuse)
+    again = observe(source, tmp_path / "two", options, progress=False)
+    pd.testing.assert_series_equal(first.p_correct, again.p_correct)
+    record = observer_record(tmp_path / "two")
+    assert record["alpha"] == 5.0 and record["backbone"]["pretrained"] is False
+
+
+def test_what_a_user_can_get_wrong_is_named(toy_set, tmp_path, monkeypatch, capsys):
+    from stimuli.observers.run import ObserveOptions, observe
+
+    source = from_set(toy_set, trials_per_unit=2)
+    with pytest.raises(StimuliError, match="unknown observer 'mys'; known: mis, centre"):
+        observe(source, tmp_path / "x", ObserveOptions(observer="mys"))
+    with pytest.raises(StimuliError, match="observer centre answers task types occlusion"):
+        observe(source, tmp_path / "x", ObserveOptions(observer="centre"))
+    with pytest.raises(StimuliError, match="no alpha is published for backbone "
+                                           "model:tiny-cnn:random-init"):
+        observe(source, tmp_path / "x", ObserveOptions(backbone="tiny-cnn", pretrained=False),
+                progress=False)
+    monkeypatch.setenv("INTERPSY_DREAMSIM_CACHE", str(tmp_path / "nothing"))
+    assert main(["observe", str(toy_set), "--backbone", "dreamsim", "--out",
+                 str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert (f"DreamSim (ensemble) weights missing in {tmp_path / 'nothing'}: "
+            "dino_vitb16_pretrain.pth, open_clip_vitb16_pretrain.pth.tar") in err
+    assert "dreamsim_ensemble_checkpoint.zip and unzip it into that folder" in err
+    assert not (tmp_path / "d").exists()  # nothing written
+
+
+@pytest.mark.parametrize("observer", ["centre", "variance", "mis"])
+def test_occlusion_trials_are_answered_by_the_papers_baselines_and_the_mis_rule(
+        observer, tmp_path):
+    """The occlusion task through the same seam: the baselines as observers agree with the
+    analysis' baseline columns on the very trials; the similarity rule answers them too."""
+    from analysis.occlusion import baseline_choices
+    from tests.experiments.test_occlusion_task import CONDITIONS, TASK
+
+    occ = make_stimulus_set(tmp_path / "sets", name="occ", n_units=8, occlusion=True)
+    url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    db = Database(url)
+    db.upgrade()
+    spec = write_spec(tmp_path / "occ.toml", [occ], name="occ-exp", conditions=CONDITIONS,
+                      main_trials_per_task=4, catch_trials_per_task=1, responses_per_unit=1,
+                      references_per_side=3, fv_must_beat_natural=False, task=TASK,
+                      practice={"trials": 1})
+    key = build_experiment(spec, db).key
+    db.dispose()
+    args = ["observe", key, "--database", url, "--observer", observer, "--out",
+            str(tmp_path / "m")]
+    if observer == "mis":
+        args += ["--backbone", "tiny-cnn", "--random-init", "--alpha", "8"]
+    assert main(args) == 0
+    machine = load_dataset(tmp_path / "m").responses
+    assert set(machine.condition) == set(CONDITIONS) and machine.base.notna().all()
+    if observer != "mis":
+        expected = baseline_choices(machine)[observer]
+        assert (machine.choice == expected).all()
+        assert machine.correct[machine.is_catch].all()  # the unoccluded base wins both rules
+    else:
+        assert machine.p_correct.between(0, 1).all() and machine.p_correct.nunique() > 2
