@@ -40,6 +40,7 @@ RESPONSE_TAIL: dict[str, str] = {
     "backbone": "string",
     "p_correct": "float64",
 }
+MACHINE_COLUMNS = ("observer", "backbone", "p_correct")  # machine observers' rows only
 
 PARTICIPANT_COLUMNS: dict[str, str] = {
     "experiment": "string",
@@ -132,8 +133,7 @@ RESPONSE_COLUMNS, TRIAL_COLUMNS = TABLES["responses"], TABLES["trials"]
 
 # Columns added after the first exports: a file without them reads with them empty.
 OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {
-    "responses": ("rt_flag", "client_extra", "client_recorded_at", "observer", "backbone",
-                  "p_correct"),
+    "responses": ("rt_flag", "client_extra", "client_recorded_at", *MACHINE_COLUMNS),
     "participants": ("instruction_s_claimed", "time_flags", "focus_losses", "fullscreen_exits",
                      "reloads", "image_failures", "feedback", "late_sync", "lab_id",
                      "monitor", "monitor_width_cm", "viewing_distance_cm", "px_per_deg",

@@ -22,7 +22,7 @@ from typing import Any
 
 from experiments.lab.sequence import Answer, Recorded, Step
 from experiments.lab.task import LabTask
-from experiments.schema import tables_for
+from experiments.schema import MACHINE_COLUMNS, tables_for
 from experiments.tasks import get_task
 
 PSYCHOPY_COLUMNS = ("participant", "session", "date", "expName", "psychopyVersion", "frameRate")
@@ -32,7 +32,8 @@ LAB_COLUMNS = ("keyboard_backend", "input", "key", "dropped_frames", "n_frames",
 
 def columns_for(task_type: str) -> tuple[str, ...]:
     """The data file's columns for a session of `task_type`."""
-    return (*tables_for([task_type])["responses"], *PSYCHOPY_COLUMNS, *LAB_COLUMNS)
+    people = [c for c in tables_for([task_type])["responses"] if c not in MACHINE_COLUMNS]
+    return (*people, *PSYCHOPY_COLUMNS, *LAB_COLUMNS)
 
 
 def psychopy_version() -> str:
