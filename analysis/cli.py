@@ -50,9 +50,14 @@ AUTO_RULES = {"interpsy": None, "imi": None, "borowski2021": ()}
                    "scale variable (per 10x parameters or images, per 10 points of top-1).")
 @click.option("--mixed-rows", default=8_000, show_default=True, type=click.IntRange(min=100),
               help="Scored trials the mixed model is fitted on (whole participants, seeded).")
+@click.option("--machine", "machine", multiple=True,
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A machine observer's answers (`interpsy observe --out`), compared with the "
+                   "people's on the same units; repeat for several observers.")
 def analyze(data: str, out: Path, experiment: str | None, n_resamples: int, seed: int,
             models: Path | None, fmt: str, units: Path | None, exclusions: str,
-            no_exclusions: bool, margin: float, mixed_rows: int) -> None:
+            no_exclusions: bool, margin: float, mixed_rows: int, machine: tuple[Path, ...]
+            ) -> None:
     """Scores, statistics, plots and an HTML report from DATA (folder, file or database URL)."""
     from analysis.load import attach_units
     from analysis.report import analyze as run
@@ -64,8 +69,9 @@ def analyze(data: str, out: Path, experiment: str | None, n_resamples: int, seed
         rules = _rules(_exclusion_choice(exclusions, no_exclusions), fmt, dataset)
         if out.exists() and not out.is_dir():
             raise InterpsyError(f"{out}: exists and is not a folder")
+        machine_rows = _machine_rows(machine)
         result = run(dataset, out, progress=True, n_resamples=n_resamples, seed=seed,
-                     rules=rules, margin=margin, mixed_rows=mixed_rows)
+                     rules=rules, margin=margin, mixed_rows=mixed_rows, machine=machine_rows)
     except InterpsyError:
         raise
     except (ValueError, KeyError, OSError) as exc:
@@ -92,6 +98,24 @@ def _read_dataset(data: str, fmt: str, experiment: str | None, models: Path | No
         raise InterpsyError(f"{data}: no such file")
     reader = read_imi if fmt == "imi" else read_borowski2021
     return Dataset(responses=reader(data), models=read_models(models), source=data)
+
+
+def _machine_rows(folders: tuple[Path, ...]):  # noqa: ANN202 (a DataFrame or None)
+    """The machine observers' rows of every --machine folder, or None without any."""
+    if not folders:
+        return None
+    import pandas as pd
+
+    from analysis.load import load_dataset
+
+    frames = []
+    for folder in folders:
+        rows = load_dataset(folder).responses
+        if not (rows["client"].astype(str) == "machine").any():
+            raise InterpsyError(f"{folder}: no machine observer's rows (client 'machine'); "
+                                f"`interpsy observe ... --out {folder}` writes them")
+        frames.append(rows)
+    return pd.concat(frames, ignore_index=True)
 
 
 def _exclusion_choice(exclusions: str, no_exclusions: bool) -> str:

@@ -106,6 +106,33 @@ def plot_paired(units: pd.DataFrame, a: str = "natural", b: str = "synthetic") -
     return fig
 
 
+def plot_machine_vs_human(units: pd.DataFrame) -> plt.Figure:
+    """Per model: each unit's machine score against its human score, one colour per observer."""
+    models = sorted(units["model"].astype(str).unique())
+    columns = min(3, len(models))
+    rows = -(-len(models) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.0 * rows), squeeze=False,
+                             sharex=True, sharey=True)
+    observers = sorted(units["observer"].astype(str).unique())
+    for ax, model in zip(axes.flat, models):
+        part = units[units["model"].astype(str) == model]
+        for i, observer in enumerate(observers):
+            mine = part[part["observer"].astype(str) == observer]
+            ax.scatter(mine["human_score"], mine["machine_score"], s=10, alpha=0.6,
+                       color=OTHER_COLORS[i % len(OTHER_COLORS)], label=observer)
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
+        ax.set_title(model, fontsize=9)
+    for ax in axes.flat[len(models):]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel("human unit score")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("machine unit score")
+    axes.flat[0].legend(frameon=False, fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
 def plot_scale(model_scores: pd.DataFrame, models: pd.DataFrame,
                scales: tuple[str, ...] = ("parameters", "train_images", "top1"),
                chance: float = 0.5) -> plt.Figure:

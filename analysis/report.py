@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from analysis import plots, scaling, scores, stats
 from analysis.exclusions import ExclusionResult, Rule, apply_exclusions, rules_for
 from analysis.load import Dataset, task_of
+from analysis.machine import machine_vs_human, split_clients
 from experiments.tasks.base import TaskType
 
 
@@ -37,14 +38,18 @@ def run_analysis(dataset: Dataset, n_resamples: int = 10_000, seed: int = 0,
                  rules: Sequence[Rule] | None = None, two_way_resamples: int | None = None,
                  mixed_rows: int = 8_000, mixed: bool = True, margin: float = scaling.DEFAULT_MARGIN,
                  power_sims: int = 300, power_difference: float = 0.05,
-                 progress: bool = False) -> AnalysisResult:
+                 progress: bool = False, machine: pd.DataFrame | None = None) -> AnalysisResult:
     """Exclusions, scores, statistics, scaling trends and power for one dataset (no files); the
     task type recorded in the dataset gives the chance level, the paired comparisons, the
-    mixed model's factors and its own tables."""
+    mixed model's factors and its own tables. Machine observers' rows (client `machine`, in the
+    dataset or given as `machine`) are compared with the people's and kept out of the rest."""
     task = task_of(dataset.settings)
     timings: dict[str, float] = {}
     tables: dict[str, pd.DataFrame] = {}
-    steps = tqdm(total=10, desc="analysis", disable=not progress)
+    steps = tqdm(total=11, desc="analysis", disable=not progress)
+    people, bots = split_clients(dataset.responses)
+    if machine is not None:
+        bots = pd.concat([bots, split_clients(machine)[1]], ignore_index=True)
 
     def step(name: str, t0: float) -> None:
         timings[name] = time.perf_counter() - t0
@@ -54,7 +59,7 @@ def run_analysis(dataset: Dataset, n_resamples: int = 10_000, seed: int = 0,
     t = time.perf_counter()
     if rules is None:
         rules = rules_for(dataset.settings)
-    ex = apply_exclusions(dataset.responses, dataset.participants, rules)
+    ex = apply_exclusions(people, dataset.participants, rules)
     tables["exclusion_summary"] = ex.summary
     tables["excluded_participants"] = ex.participants[ex.participants["excluded"]][
         ["participant_id", "exclusion_reasons"]]
@@ -131,6 +136,11 @@ def run_analysis(dataset: Dataset, n_resamples: int = 10_000, seed: int = 0,
         participant_sd=participant_sd, n_sims=power_sims, seed=seed + 5,
         trials_per_participant=per_participant)
     step("power", t)
+
+    t = time.perf_counter()
+    if not bots.empty:
+        tables.update(machine_vs_human(responses, bots, min(n_resamples, 2000), seed + 6))
+    step("machine vs human", t)
     steps.close()
 
     settings = {"task_type": task.name, "chance": task.chance,
@@ -140,7 +150,8 @@ def run_analysis(dataset: Dataset, n_resamples: int = 10_000, seed: int = 0,
                 "n_resamples": n_resamples, "two_way_resamples": two_way_resamples or n_resamples,
                 "seed": seed, "seeds": {"bca_units": seed, "two_way": seed + 1,
                                         "paired": seed + 2, "mixed_subsample": seed + 3,
-                                        "spearman": seed + 4, "power": seed + 5},
+                                        "spearman": seed + 4, "power": seed + 5,
+                                        "machine": seed + 6},
                 "mixed_rows": mixed_rows, "tost_margin": margin,
                 "power": {"difference": power_difference, "base_accuracy": base,
                           "unit_sd": unit_sd, "participant_sd": participant_sd,
@@ -174,6 +185,9 @@ def make_figures(result: AnalysisResult, dataset: Dataset, folder: Path) -> dict
                "scale": plots.plot_scale(t["model_scores"], dataset.models, chance=chance),
                "confidence": plots.plot_confidence(t["accuracy_by_confidence"], chance),
                "depth": plots.plot_depth(t["unit_scores"], dataset.units),
+               "machine_vs_human": (plots.plot_machine_vs_human(t["machine_units"])
+                                    if not t.get("machine_units", pd.DataFrame()).empty
+                                    else None),
                "power": plots.plot_power(t["power"])}
     return {name: plots.save(fig, folder, name) for name, fig in figures.items() if fig is not None}
 
@@ -261,6 +275,24 @@ SUBSAMPLE_COST = ("On a simulated IMI-sized study (104,312 scored rows) the cond
                   "narrow. All rows took 93 s instead of 7 s on 2 cores.")
 
 
+MACHINE_TABLES = (("machine_correlations", "Correlation of machine and human unit scores"),
+                  ("machine_noise_ceiling", "Human noise ceiling"),
+                  ("machine_model_ranking", "Model ranking"),
+                  ("machine_disagreements", "Where machine and people disagree most"),
+                  ("machine_units", "Unit scores (first rows; all in tables/machine_units.csv)"))
+MACHINE_TEXT = (
+    "<p>Each machine observer's unit score is the mean of its p_correct over the unit's scored "
+    "trials (the MIS for the mis observer); the human score the proportion correct of the "
+    "people's scored trials (excluded participants left out), for the units and conditions "
+    "both answered. Spearman and Pearson r with percentile bootstrap intervals over units, over "
+    "all units and per model. The noise ceiling is the people's split-half reliability of the "
+    "unit scores (each unit's trials split at random, Spearman r of the halves, Spearman-Brown "
+    "corrected, averaged over splits; bootstrap interval over units): no score can correlate "
+    "with the human unit scores much beyond its square root (ceiling_r). Kendall's tau compares "
+    "the models' order by mean score; the disagreements are the units whose machine and human "
+    "percentile ranks differ most.</p>")
+
+
 def render_html(result: AnalysisResult, dataset: Dataset) -> str:
     """The report: every table and figure, the exclusion summary, methods and settings."""
     t = result.tables
@@ -268,7 +300,7 @@ def render_html(result: AnalysisResult, dataset: Dataset) -> str:
     extension = task_analysis(task)
     extension_tables = [] if extension is None else [
         name for name in t if name in result.settings.get("task_tables", ())]
-    r = dataset.responses
+    r = split_clients(dataset.responses)[0]
     main = scores.main_trials(result.exclusions.responses, include_excluded=True)
     s = result.settings
     overview = pd.DataFrame([
@@ -337,6 +369,11 @@ def render_html(result: AnalysisResult, dataset: Dataset) -> str:
         *([_section(extension.SECTION[0], extension.SECTION[1] + "".join(
             f"<h3>{html.escape(name)}</h3>" + _table(t[name]) for name in extension_tables),
             "task")] if extension is not None else []),
+        *([_section("Machine observers vs people", MACHINE_TEXT + "".join(
+            f"<h3>{html.escape(title)}</h3>" + _table(t[name], 40)
+            for name, title in MACHINE_TABLES if name in t)
+            + _figure(result, "machine_vs_human", "Machine score against human score per unit"),
+            "machine")] if "machine_units" in t else []),
         _section("Mixed-effects logistic regression", mixed_body, "mixed"),
         _section("Scaling trends",
                  "<p>Spearman's rho of model score against each scale variable, with a "
@@ -382,6 +419,7 @@ def render_html(result: AnalysisResult, dataset: Dataset) -> str:
         ("Dataset", "dataset"), ("Exclusions", "exclusions"), ("Scores", "scores"),
         ("Unit scores", "units"), ("Conditions compared", "paired"), ("Models", "models"),
         *([(extension.SECTION[0], "task")] if extension is not None else []),
+        *([("Machine observers", "machine")] if "machine_units" in t else []),
         ("Mixed model", "mixed"), ("Scaling", "scaling"), ("Power", "power"),
         ("Confidence and RT", "confidence"), ("Depth", "depth"), ("Methods", "methods")])
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;"

@@ -1,0 +1,210 @@
+"""Machine observers against people on the same units: each unit's machine score (the mean
+p_correct of `interpsy observe`, the MIS) beside its human score, Spearman and Pearson
+correlations with bootstrap intervals over units, the human noise ceiling (split-half
+reliability, Spearman-Brown corrected), model ranking agreement (Kendall's tau) and the units
+where machine and people disagree most."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from analysis.scores import main_trials
+
+MACHINE = "machine"
+KEYS = ("model", "unit_id", "condition", "difficulty")
+
+
+def split_clients(responses: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(people's rows, machine observers' rows)."""
+    machine = responses["client"].astype(str) == MACHINE
+    return responses[~machine], responses[machine]
+
+
+def _keys(*frames: pd.DataFrame) -> list[str]:
+    return [k for k in KEYS if all(k in f.columns for f in frames)]
+
+
+def unit_table(human: pd.DataFrame, machine: pd.DataFrame) -> pd.DataFrame:
+    """One row per unit cell and machine observer (observer + backbone): the human score
+    (proportion correct of scored trials, excluded participants left out) and the machine
+    score (mean p_correct of its scored trials), for the cells both answered."""
+    people = main_trials(human)
+    bots = main_trials(machine).assign(
+        observer_id=lambda f: f["observer"].astype(str)
+        + f["backbone"].astype("string").fillna("").map(lambda b: f" ({b})" if b else ""))
+    keys = _keys(people, bots)
+    h = (people.groupby(keys, observed=True)["correct"].agg(n_human="size", human_score="mean")
+         .reset_index())
+    m = (bots.groupby(["observer_id", *keys], observed=True)["p_correct"]
+         .agg(n_machine="size", machine_score="mean").reset_index())
+    return m.merge(h, on=keys, how="inner").rename(columns={"observer_id": "observer"})
+
+
+def _rank_rows(values: np.ndarray) -> np.ndarray:
+    return stats.rankdata(values, axis=1)
+
+
+def _pearson_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Pearson r of each row pair (NaN where a row is constant)."""
+    x = x - x.mean(axis=1, keepdims=True)
+    y = y - y.mean(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (x * y).sum(axis=1) / np.sqrt((x * x).sum(axis=1) * (y * y).sum(axis=1))
+
+
+def correlation_interval(x: np.ndarray, y: np.ndarray, n_resamples: int = 2000,
+                         confidence: float = 0.95, rng: np.random.Generator | None = None
+                         ) -> dict[str, float]:
+    """Spearman and Pearson r of x and y with percentile bootstrap intervals over the pairs."""
+    rng = rng or np.random.default_rng(0)
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    n = len(x)
+    out = {"n_units": n}
+    if n < 3:
+        return {**out, **dict.fromkeys(("spearman", "spearman_low", "spearman_high", "pearson",
+                                        "pearson_low", "pearson_high"), np.nan)}
+    idx = rng.integers(0, n, (n_resamples, n))
+    xb, yb = x[idx], y[idx]
+    tail = (1 - confidence) / 2 * 100
+    for name, point, draws in (
+            ("spearman", stats.spearmanr(x, y).statistic,
+             _pearson_rows(_rank_rows(xb), _rank_rows(yb))),
+            ("pearson", _pearson_rows(x[None], y[None])[0], _pearson_rows(xb, yb))):
+        low, high = np.nanpercentile(draws, [tail, 100 - tail])
+        out.update({name: float(point), f"{name}_low": float(low), f"{name}_high": float(high)})
+    return out
+
+
+def correlations(table: pd.DataFrame, n_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Per observer and condition, over all units and per model: Spearman and Pearson r of
+    machine and human unit scores with bootstrap intervals over units."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for (observer, condition), group in table.groupby(["observer", "condition"], observed=True):
+        scopes = [("all", group), *group.groupby("model", observed=True)]
+        for model, part in scopes:
+            rows.append({"observer": observer, "condition": condition, "model": model,
+                         **correlation_interval(part["machine_score"], part["human_score"],
+                                                n_resamples, rng=rng)})
+    return pd.DataFrame(rows)
+
+
+def _halves(codes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random split of each unit's trials into two halves (alternating in random order)."""
+    n = len(codes)
+    shuffled = rng.permutation(n)
+    rows = shuffled[np.argsort(codes[shuffled], kind="stable")]
+    grouped = codes[rows]
+    starts = np.r_[0, np.flatnonzero(grouped[1:] != grouped[:-1]) + 1]
+    position = np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
+    half = np.empty(n, dtype=bool)
+    half[rows] = position % 2 == 0
+    return half
+
+
+def _reliability(codes: np.ndarray, correct: np.ndarray, n_splits: int,
+                 rng: np.random.Generator) -> float:
+    """Mean Spearman-Brown corrected split-half Spearman r of the unit scores (codes: unit)."""
+    n_units = int(codes.max()) + 1 if len(codes) else 0
+    values = []
+    for _ in range(n_splits):
+        half = _halves(codes, rng)
+        scores = []
+        for mask in (half, ~half):
+            sums = np.bincount(codes[mask], correct[mask], n_units)
+            counts = np.bincount(codes[mask], minlength=n_units)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                scores.append(sums / counts)
+        ok = np.isfinite(scores[0]) & np.isfinite(scores[1])
+        if ok.sum() >= 3:
+            r = stats.spearmanr(scores[0][ok], scores[1][ok]).statistic
+            values.append(2 * r / (1 + r))
+    return float(np.nanmean(values)) if values else np.nan
+
+
+def split_half_reliability(human: pd.DataFrame, n_splits: int = 50, seed: int = 0,
+                           keys: Sequence[str] = ("model", "unit_id", "condition")) -> float:
+    """Mean over random splits of each unit's scored trials into halves of the Spearman r
+    between the halves' unit scores, Spearman-Brown corrected to the full number of trials."""
+    people = main_trials(human)
+    keys = [k for k in keys if k in people.columns]
+    codes = people.groupby(keys, observed=True).ngroup().to_numpy()
+    return _reliability(codes, people["correct"].to_numpy(float), n_splits,
+                        np.random.default_rng(seed))
+
+
+def noise_ceiling(human: pd.DataFrame, n_splits: int = 20, n_resamples: int = 500,
+                  seed: int = 0) -> pd.DataFrame:
+    """Per condition: the human split-half reliability (Spearman-Brown), with a percentile
+    bootstrap interval over units (units resampled with all their trials, one split each),
+    and the ceiling it sets on a correlation with the human scores (its square root)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    people = main_trials(human)
+    for condition, part in people.groupby("condition", observed=True):
+        codes = part.groupby(_keys(part)[:2], observed=True).ngroup().to_numpy()
+        correct = part["correct"].to_numpy(float)
+        n_units = int(codes.max()) + 1
+        order = np.argsort(codes, kind="stable")
+        sizes = np.bincount(codes, minlength=n_units)
+        starts = np.r_[0, np.cumsum(sizes)[:-1]]
+        draws = []
+        for _ in range(n_resamples):
+            chosen = rng.integers(0, n_units, n_units)
+            rows_b = np.concatenate([order[starts[i]:starts[i] + sizes[i]] for i in chosen])
+            codes_b = np.repeat(np.arange(n_units), sizes[chosen])
+            draws.append(_reliability(codes_b, correct[rows_b], 1, rng))
+        point = _reliability(codes, correct, n_splits, rng)
+        low, high = np.nanpercentile(draws, [2.5, 97.5])
+        rows.append({"condition": condition, "n_units": n_units,
+                     "trials_per_unit": len(part) / n_units, "reliability": point,
+                     "ci_low": low, "ci_high": high,
+                     "ceiling_r": np.sqrt(point) if point > 0 else np.nan})
+    return pd.DataFrame(rows)
+
+
+def model_ranking(table: pd.DataFrame) -> pd.DataFrame:
+    """Per observer and condition: Kendall's tau between the models' mean human and machine
+    unit scores (do both rank the models alike?)."""
+    rows = []
+    for (observer, condition), group in table.groupby(["observer", "condition"], observed=True):
+        models = group.groupby("model", observed=True)[["human_score", "machine_score"]].mean()
+        tau = (stats.kendalltau(models["machine_score"], models["human_score"])
+               if len(models) >= 3 else None)
+        rows.append({"observer": observer, "condition": condition, "n_models": len(models),
+                     "kendall_tau": tau.statistic if tau else np.nan,
+                     "p": tau.pvalue if tau else np.nan,
+                     "human_order": ", ".join(models["human_score"].sort_values(
+                         ascending=False).index.astype(str)),
+                     "machine_order": ", ".join(models["machine_score"].sort_values(
+                         ascending=False).index.astype(str))})
+    return pd.DataFrame(rows)
+
+
+def disagreements(table: pd.DataFrame, k: int = 20) -> pd.DataFrame:
+    """The k unit cells per observer where the machine's and people's percentile ranks differ
+    most (units to look at)."""
+    out = []
+    for _, group in table.groupby(["observer", "condition"], observed=True):
+        g = group.assign(human_rank=group["human_score"].rank(pct=True),
+                         machine_rank=group["machine_score"].rank(pct=True))
+        g["rank_gap"] = g["machine_rank"] - g["human_rank"]
+        out.append(g.reindex(g["rank_gap"].abs().sort_values(ascending=False).index).head(k))
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+
+
+def machine_vs_human(human: pd.DataFrame, machine: pd.DataFrame, n_resamples: int = 2000,
+                     seed: int = 0) -> dict[str, pd.DataFrame]:
+    """Every table of the comparison (empty tables when no unit was answered by both)."""
+    table = unit_table(human, machine)
+    if table.empty:
+        return {"machine_units": table}
+    return {"machine_units": table,
+            "machine_correlations": correlations(table, n_resamples, seed),
+            "machine_noise_ceiling": noise_ceiling(
+                human[human["unit_id"].isin(table["unit_id"])], seed=seed + 1),
+            "machine_model_ranking": model_ranking(table),
+            "machine_disagreements": disagreements(table)}

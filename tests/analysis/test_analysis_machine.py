@@ -1,0 +1,136 @@
+"""Machine vs human (issue 16 item 3): the unit table joins the very cells both answered, the
+correlation and noise-ceiling intervals cover their truth at about the nominal rate on simulated
+data (a small check here; benchmarks/coverage_machine.py runs the larger one), the model ranking
+and the disagreements name what a reader looks for."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from scipy.special import expit
+
+from analysis.machine import (
+    _reliability,
+    correlation_interval,
+    machine_vs_human,
+    noise_ceiling,
+    split_clients,
+)
+
+
+def simulate_units(rng: np.random.Generator, n_units: int, trials: int, models: int = 3,
+                   machine_noise: float = 0.6) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """People answer each unit `trials` times with its true p; the machine's unit score is a
+    noisy function of the same truth (seeded)."""
+    truth = rng.normal(1.0, 0.8, n_units)
+    unit_ids = [f"m{u % models}/l/{u}" for u in range(n_units)]
+    model = [f"m{u % models}" for u in range(n_units)]
+    base = {"phase": "main", "is_catch": False, "condition": "natural", "difficulty": "easy"}
+    human = pd.DataFrame({
+        **base, "client": "web", "model": np.repeat(model, trials),
+        "unit_id": np.repeat(unit_ids, trials),
+        "participant_id": [f"P{i}" for i in range(n_units * trials)],
+        "correct": rng.random(n_units * trials) < np.repeat(expit(truth), trials)})
+    machine = pd.DataFrame({
+        **base, "client": "machine", "model": model, "unit_id": unit_ids, "observer": "mis",
+        "backbone": "b", "p_correct": expit(truth + rng.normal(0, machine_noise, n_units)),
+        "correct": True, "participant_id": "M"})
+    return human, machine
+
+
+def _scores(human: pd.DataFrame) -> np.ndarray:
+    return human.groupby("unit_id", sort=False)["correct"].mean().to_numpy()
+
+
+def test_the_unit_table_joins_the_cells_both_answered_and_reports_every_table():
+    rng = np.random.default_rng(0)
+    human, machine = simulate_units(rng, 60, 20)
+    both = pd.concat([human, machine[machine.unit_id != "m0/l/0"]], ignore_index=True)
+    people, bots = split_clients(both)
+    tables = machine_vs_human(people, bots, n_resamples=300)
+    units = tables["machine_units"]
+    assert len(units) == 59 and units["n_human"].eq(20).all()
+    assert units["observer"].unique().tolist() == ["mis (b)"]
+    corr = tables["machine_correlations"].set_index("model").loc["all"]
+    assert 0.3 < corr["spearman"] < 0.9 and corr["spearman_low"] < corr["spearman"]
+    assert set(tables["machine_correlations"]["model"]) == {"all", "m0", "m1", "m2"}
+    ceiling = tables["machine_noise_ceiling"].iloc[0]
+    assert 0 < ceiling["ci_low"] < ceiling["reliability"] < ceiling["ci_high"] < 1
+    ranking = tables["machine_model_ranking"].iloc[0]
+    assert ranking["n_models"] == 3 and -1 <= ranking["kendall_tau"] <= 1
+    gaps = tables["machine_disagreements"]
+    assert len(gaps) == 20 and gaps["rank_gap"].abs().is_monotonic_decreasing
+
+
+def test_the_correlation_interval_covers_the_population_value():
+    rng = np.random.default_rng(1)
+    big_h, big_m = simulate_units(rng, 100_000, 20)
+    truth = stats.spearmanr(big_m["p_correct"], _scores(big_h)).statistic
+    covered = []
+    for _ in range(150):
+        human, machine = simulate_units(rng, 80, 20)
+        found = correlation_interval(machine["p_correct"], _scores(human), 1000, rng=rng)
+        covered.append(found["spearman_low"] <= truth <= found["spearman_high"])
+    assert 0.89 <= np.mean(covered) <= 0.99, np.mean(covered)
+
+
+def test_the_noise_ceiling_interval_covers_the_population_reliability():
+    rng = np.random.default_rng(2)
+    big, _ = simulate_units(rng, 40_000, 20)
+    codes = big.groupby("unit_id", sort=False).ngroup().to_numpy()
+    truth = _reliability(codes, big["correct"].to_numpy(float), 5, rng)
+    covered = []
+    for seed in range(40):
+        human, _ = simulate_units(rng, 80, 20)
+        row = noise_ceiling(human, n_splits=10, n_resamples=200, seed=seed).iloc[0]
+        covered.append(row["ci_low"] <= truth <= row["ci_high"])
+    assert np.mean(covered) >= 0.85, np.mean(covered)
+
+
+def test_no_shared_units_gives_an_empty_comparison_not_an_error():
+    rng = np.random.default_rng(3)
+    human, machine = simulate_units(rng, 10, 5)
+    tables = machine_vs_human(human, machine.assign(unit_id="other"))
+    assert list(tables) == ["machine_units"] and tables["machine_units"].empty
+
+
+@pytest.mark.parametrize("n", [2])
+def test_too_few_units_give_no_correlation(n):
+    assert np.isnan(correlation_interval(np.arange(n), np.arange(n))["spearman"])
+
+
+def test_analyze_compares_a_machine_observer_with_the_people(small, small_folder, tmp_path,
+                                                             capsys):
+    """`interpsy analyze HUMAN --machine DIR`: the report gains the comparison; the people's
+    scores are unchanged by the machine's rows."""
+    from analysis.cli import analyze  # noqa: F401  (the command is reached through main)
+    from analysis.load import Dataset
+    from experiments.cli import main
+
+    rng = np.random.default_rng(4)
+    people = small.responses
+    truth = people.groupby("unit_id")["correct"].mean()
+    machine = people.assign(client="machine", observer="mis", backbone="b",
+                            participant_id="M-mis-b")
+    machine["p_correct"] = expit(4 * (machine["unit_id"].map(truth) - 0.5)
+                                 + rng.normal(0, 0.3, len(machine)))
+    Dataset(responses=machine).save(tmp_path / "machine")
+    assert main(["analyze", str(small_folder), "--bootstrap", "100", "--mixed-rows", "2000",
+                 "--out", str(tmp_path / "both"), "--machine", str(tmp_path / "machine")]) == 0
+    html = (tmp_path / "both" / "report.html").read_text()
+    assert "Machine observers vs people" in html and "machine_vs_human.png" in html
+    corr = pd.read_csv(tmp_path / "both" / "tables" / "machine_correlations.csv")
+    overall = corr[(corr.model == "all")]
+    assert (overall["spearman"] > 0.5).all() and (overall["n_units"] > 100).all()
+    # the people's analysis holds the people only
+    flags = pd.read_csv(tmp_path / "both" / "tables" / "participant_flags.csv")
+    assert set(flags.participant_id) == set(people.participant_id)
+    scores = pd.read_csv(tmp_path / "both" / "tables" / "unit_scores.csv")
+    kept = pd.read_csv(tmp_path / "both" / "tables" / "excluded_participants.csv")
+    human = people[~people.participant_id.isin(kept.participant_id)
+                   & (people.phase == "main") & ~people.is_catch]
+    assert scores["n"].sum() == len(human)
+    assert main(["analyze", str(small_folder), "--out", str(tmp_path / "x"), "--machine",
+                 str(small_folder)]) == 2
+    assert "no machine observer's rows" in capsys.readouterr().err
