@@ -108,6 +108,13 @@ def _halves(codes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def _reliability(codes: np.ndarray, correct: np.ndarray, n_splits: int,
                  rng: np.random.Generator) -> float:
     """Mean Spearman-Brown corrected split-half Spearman r of the unit scores (codes: unit)."""
+    values = _split_values(codes, correct, n_splits, rng)
+    return float(np.nanmean(values)) if values else np.nan
+
+
+def _split_values(codes: np.ndarray, correct: np.ndarray, n_splits: int,
+                  rng: np.random.Generator) -> list[float]:
+    """The Spearman-Brown corrected split-half Spearman r of each of `n_splits` splits."""
     n_units = int(codes.max()) + 1 if len(codes) else 0
     values = []
     for _ in range(n_splits):
@@ -122,7 +129,7 @@ def _reliability(codes: np.ndarray, correct: np.ndarray, n_splits: int,
         if ok.sum() >= 3:
             r = stats.spearmanr(scores[0][ok], scores[1][ok]).statistic
             values.append(2 * r / (1 + r))
-    return float(np.nanmean(values)) if values else np.nan
+    return values
 
 
 def split_half_reliability(human: pd.DataFrame, n_splits: int = 50, seed: int = 0,
@@ -139,8 +146,10 @@ def split_half_reliability(human: pd.DataFrame, n_splits: int = 50, seed: int = 
 def noise_ceiling(human: pd.DataFrame, n_splits: int = 20, n_resamples: int = 500,
                   seed: int = 0) -> pd.DataFrame:
     """Per condition: the human split-half reliability (Spearman-Brown), with a percentile
-    bootstrap interval over units (units resampled with all their trials, one split each),
-    and the ceiling it sets on a correlation with the human scores (its square root)."""
+    bootstrap interval over units and the ceiling it sets on a correlation with the human
+    scores (its square root). Each bootstrap draw resamples units with all their trials and
+    takes one random split; the draws' spread is then narrowed by the split-to-split variance
+    the mean over `n_splits` splits no longer has (measured: benchmarks/coverage_machine.py)."""
     rng = np.random.default_rng(seed)
     rows = []
     people = main_trials(human)
@@ -157,8 +166,14 @@ def noise_ceiling(human: pd.DataFrame, n_splits: int = 20, n_resamples: int = 50
             rows_b = np.concatenate([order[starts[i]:starts[i] + sizes[i]] for i in chosen])
             codes_b = np.repeat(np.arange(n_units), sizes[chosen])
             draws.append(_reliability(codes_b, correct[rows_b], 1, rng))
-        point = _reliability(codes, correct, n_splits, rng)
-        low, high = np.nanpercentile(draws, [2.5, 97.5])
+        splits = np.array(_split_values(codes, correct, max(n_splits, 2), rng))
+        point = float(np.nanmean(splits))
+        draws = np.asarray(draws, dtype=float)
+        total, split_var = np.nanvar(draws), np.nanvar(splits, ddof=1)
+        keep = max(total - split_var * (1 - 1 / len(splits)), 0.0)
+        centre = np.nanmean(draws)
+        shrink = np.sqrt(keep / total) if total > 0 else 1.0
+        low, high = np.nanpercentile(centre + (draws - centre) * shrink, [2.5, 97.5])
         rows.append({"condition": condition, "n_units": n_units,
                      "trials_per_unit": len(part) / n_units, "reliability": point,
                      "ci_low": low, "ci_high": high,
@@ -208,3 +223,38 @@ def machine_vs_human(human: pd.DataFrame, machine: pd.DataFrame, n_resamples: in
                 human[human["unit_id"].isin(table["unit_id"])], seed=seed + 1),
             "machine_model_ranking": model_ranking(table),
             "machine_disagreements": disagreements(table)}
+
+
+def selection_groups(unit_scores: pd.DataFrame, units: pd.DataFrame | None,
+                     n_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Units chosen by a machine score (`[select_units]`, the MIS paper's interventional
+    design): per condition and selection group, the people's mean unit score with a BCa
+    interval over units and the mean machine score; then the easiest against the hardest group
+    (Brunner-Munzel on unit scores). Empty when no unit was chosen by score."""
+    from analysis.bootstrap import bca_mean
+    from analysis.stats import brunner_munzel
+
+    if units is None or "selection_group" not in units or units["selection_group"].isna().all():
+        return pd.DataFrame()
+    groups = units.dropna(subset=["selection_group"]).drop_duplicates("unit_id").set_index(
+        "unit_id")[["selection_group", "machine_score"]]
+    scored = unit_scores.join(groups, on="unit_id", how="inner")
+    rng = np.random.default_rng(seed)
+    rows = []
+    for condition, part in scored.groupby("condition", observed=True):
+        by_group = {g: f for g, f in part.groupby("selection_group", observed=True)}
+        for group, frame in by_group.items():
+            mean, low, high = bca_mean(frame["score"].to_numpy(float), n_resamples, 0.95, rng)
+            rows.append({"condition": condition, "group": group, "n_units": len(frame),
+                         "human_score": mean, "ci_low": low, "ci_high": high,
+                         "machine_score": frame["machine_score"].mean()})
+        if {"easiest", "hardest"} <= set(by_group) and min(
+                len(by_group["easiest"]), len(by_group["hardest"])) >= 2:
+            test = brunner_munzel(by_group["hardest"]["score"], by_group["easiest"]["score"])
+            rows.append({"condition": condition, "group": "easiest vs hardest",
+                         "n_units": test["n_a"] + test["n_b"],
+                         "human_score": by_group["easiest"]["score"].mean()
+                         - by_group["hardest"]["score"].mean(),
+                         "brunner_munzel_p": test["p"],
+                         "p_easiest_higher": test["p_a_less_b"]})
+    return pd.DataFrame(rows)

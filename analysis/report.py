@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from analysis import plots, scaling, scores, stats
 from analysis.exclusions import ExclusionResult, Rule, apply_exclusions, rules_for
 from analysis.load import Dataset, task_of
-from analysis.machine import machine_vs_human, split_clients
+from analysis.machine import machine_vs_human, selection_groups, split_clients
 from experiments.tasks.base import TaskType
 
 
@@ -94,6 +94,9 @@ def run_analysis(dataset: Dataset, n_resamples: int = 10_000, seed: int = 0,
         tables[comparison_table(a, b)] = stats.paired_conditions(
             units, a, b, n_resamples=n_resamples, seed=seed + 2)
     tables["depth_spearman"] = stats.depth_correlation(units, dataset.units)
+    chosen = selection_groups(units, dataset.units, min(n_resamples, 2000), seed + 7)
+    if not chosen.empty:
+        tables["selection_groups"] = chosen
     extension = task_analysis(task)
     task_tables: list[str] = []
     if extension is not None:
@@ -151,7 +154,7 @@ def run_analysis(dataset: Dataset, n_resamples: int = 10_000, seed: int = 0,
                 "seed": seed, "seeds": {"bca_units": seed, "two_way": seed + 1,
                                         "paired": seed + 2, "mixed_subsample": seed + 3,
                                         "spearman": seed + 4, "power": seed + 5,
-                                        "machine": seed + 6},
+                                        "machine": seed + 6, "selection": seed + 7},
                 "mixed_rows": mixed_rows, "tost_margin": margin,
                 "power": {"difference": power_difference, "base_accuracy": base,
                           "unit_sd": unit_sd, "participant_sd": participant_sd,
@@ -369,6 +372,16 @@ def render_html(result: AnalysisResult, dataset: Dataset) -> str:
         *([_section(extension.SECTION[0], extension.SECTION[1] + "".join(
             f"<h3>{html.escape(name)}</h3>" + _table(t[name]) for name in extension_tables),
             "task")] if extension is not None else []),
+        *([_section("Units chosen by machine score",
+                    "<p>The experiment chose its main units by a machine observer's unit scores "
+                    "(the spec's <code>[select_units]</code>): the highest-scoring (easiest), "
+                    "the lowest-scoring (hardest) and random ones. Per group: the people's mean "
+                    "unit score with a BCa interval over units and the mean machine score; then "
+                    "easiest against hardest, Brunner-Munzel on the unit scores "
+                    "(p_easiest_higher estimates P(a hardest unit scores below an easiest one) "
+                    "+ &frac12; P(tie)). Do people find the machine's easy units easier?</p>"
+                    + _table(t["selection_groups"]), "selection")]
+          if "selection_groups" in t else []),
         *([_section("Machine observers vs people", MACHINE_TEXT + "".join(
             f"<h3>{html.escape(title)}</h3>" + _table(t[name], 40)
             for name, title in MACHINE_TABLES if name in t)
@@ -419,6 +432,7 @@ def render_html(result: AnalysisResult, dataset: Dataset) -> str:
         ("Dataset", "dataset"), ("Exclusions", "exclusions"), ("Scores", "scores"),
         ("Unit scores", "units"), ("Conditions compared", "paired"), ("Models", "models"),
         *([(extension.SECTION[0], "task")] if extension is not None else []),
+        *([("Units chosen by machine score", "selection")] if "selection_groups" in t else []),
         *([("Machine observers", "machine")] if "machine_units" in t else []),
         ("Mixed model", "mixed"), ("Scaling", "scaling"), ("Power", "power"),
         ("Confidence and RT", "confidence"), ("Depth", "depth"), ("Methods", "methods")])

@@ -9,10 +9,14 @@ units x T human trials each.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 from scipy import stats
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests' simulators
 
 from analysis.machine import _reliability, correlation_interval, noise_ceiling
 from tests.analysis.test_analysis_machine import _scores, simulate_units

@@ -19,6 +19,7 @@ from experiments.db.models import (
 )
 from experiments.design import Design, plan
 from experiments.errors import InterpsyError
+from experiments.selection import read_machine_scores
 from experiments.spec import LoadedSpec, load_spec
 from experiments.stimulus_set import StimulusSet, load_stimulus_set
 from experiments.tasks import get_task
@@ -46,7 +47,9 @@ def build_experiment(spec_path: str | Path, db: Database, replace: bool = False,
     """Build an experiment from a spec file into `db`; refuse to overwrite one that has sessions."""
     loaded = load_spec(spec_path)
     sets = load_sets(loaded, verify_hashes)
-    design = plan(loaded.spec, sets)
+    scores = (None if loaded.scores_path is None
+              else read_machine_scores(loaded.scores_path, loaded.spec.select_units))
+    design = plan(loaded.spec, sets, scores)
     db.upgrade()
     with db.write() as session:
         existing = session.scalars(select(Experiment).where(
@@ -93,7 +96,9 @@ def _store(session, loaded: LoadedSpec, sets: list[StimulusSet], design: Design)
              "layer_position": _float(row.layer_position),
              "fv_activation": _float(row.fv_activation),
              "top_natural_activation": _float(row.top_natural_activation),
-             "target_responses": design.unit_targets.get(row.unit_id, 0)}
+             "target_responses": design.unit_targets.get(row.unit_id, 0),
+             "selection_group": design.selection.get(row.unit_id, (None, None))[0],
+             "machine_score": design.selection.get(row.unit_id, (None, None))[1]}
             for row in stimulus_set.units.itertuples(index=False)])
         session.execute(StimulusImage.__table__.insert(), [
             {"experiment_id": experiment.id, "set_id": set_ids[index], "image_id": row.image_id,

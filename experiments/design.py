@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from experiments.errors import SpecError
+from experiments.selection import select_units
 from experiments.spec import ExperimentSpec
 from experiments.stimulus_set import StimulusSet
 from experiments.tasks import TaskType, get_task
@@ -63,6 +64,8 @@ class Design:
     unit_targets: dict[str, int]
     units: dict[str, UnitInfo]
     left_out: list[str] = field(default_factory=list)  # fv does not beat natural (IMI's rule)
+    # [select_units]: unit_id -> (selection group, machine score) of the chosen main units
+    selection: dict[str, tuple[str, float]] = field(default_factory=dict)
 
 
 class ImageIndex:
@@ -184,8 +187,10 @@ def _fill_tasks(units: list[str], per_task: int, responses: int, rng: np.random.
     return tasks
 
 
-def plan(spec: ExperimentSpec, sets: list[StimulusSet]) -> Design:
-    """Plan every task and trial of an experiment; the same spec and sets give the same plan."""
+def plan(spec: ExperimentSpec, sets: list[StimulusSet],
+         machine_scores: pd.Series | None = None) -> Design:
+    """Plan every task and trial of an experiment; the same spec and sets give the same plan.
+    With `[select_units]`, `machine_scores` (unit_id -> score) choose each group's main units."""
     rng = np.random.default_rng(spec.seed)
     units = _collect_units(sets)
     left_out = ([u for s in sets for u in s.units_fv_not_beating_natural()]
@@ -206,6 +211,17 @@ def plan(spec: ExperimentSpec, sets: list[StimulusSet]) -> Design:
                   for i in range(len(sets))}
     else:
         groups = {"pooled": [u for u in all_ids if u not in reserved]}
+    selection: dict[str, tuple[str, float]] = {}
+    if spec.select_units is not None:
+        if machine_scores is None:
+            raise SpecError("select_units: no machine scores were read for this plan")
+        picker = np.random.default_rng([spec.seed, 1])  # its own stream: the rest is unmoved
+        for group, pool in groups.items():
+            selection.update(select_units(group, pool, machine_scores, spec.select_units,
+                                          picker))
+            groups[group] = [u for u in pool if u in selection]
+        roles = {u: "left_out" if role == "main" and u not in selection else role
+                 for u, role in roles.items()}
 
     maker = TrialContext(spec, sets, rng)
     task_type = get_task(spec.task.type)
@@ -229,7 +245,7 @@ def plan(spec: ExperimentSpec, sets: list[StimulusSet]) -> Design:
         tasks[task_index].assign_order = position
     for number, task in enumerate(tasks, start=1):
         task.task_key = f"T{number:05d}"
-    return Design(tasks, roles, targets, units, sorted(left_out))
+    return Design(tasks, roles, targets, units, sorted(left_out), selection)
 
 
 def _make_task(maker: TrialContext, task_type: TaskType, spec: ExperimentSpec, units: dict[str, UnitInfo],

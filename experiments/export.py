@@ -164,7 +164,8 @@ def _unit_rows(session, experiment: Experiment) -> list[dict]:
              "layer": u.layer, "channel": u.channel, "role": u.role,
              "stimulus_set": names[u.set_id], "layer_position": u.layer_position,
              "fv_activation": u.fv_activation, "top_natural_activation": u.top_natural_activation,
-             "target_responses": u.target_responses} for u in units]
+             "target_responses": u.target_responses, "selection_group": u.selection_group,
+             "machine_score": u.machine_score} for u in units]
 
 
 def _trial_rows(session, experiment: Experiment) -> list[dict]:

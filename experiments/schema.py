@@ -97,6 +97,8 @@ UNIT_COLUMNS: dict[str, str] = {
     "fv_activation": "float64",
     "top_natural_activation": "float64",
     "target_responses": "Int64",
+    "selection_group": "string",
+    "machine_score": "float64",
 }
 
 TRIAL_HEAD: dict[str, str] = {
@@ -134,6 +136,7 @@ RESPONSE_COLUMNS, TRIAL_COLUMNS = TABLES["responses"], TABLES["trials"]
 # Columns added after the first exports: a file without them reads with them empty.
 OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {
     "responses": ("rt_flag", "client_extra", "client_recorded_at", *MACHINE_COLUMNS),
+    "units": ("selection_group", "machine_score"),
     "participants": ("instruction_s_claimed", "time_flags", "focus_losses", "fullscreen_exits",
                      "reloads", "image_failures", "feedback", "late_sync", "lab_id",
                      "monitor", "monitor_width_cm", "viewing_distance_cm", "px_per_deg",

@@ -71,6 +71,28 @@ class Catch(Strict):
                              description="unit_ids; empty = reserve trials-per-task units (seeded)")
 
 
+class UnitSelection(Strict):
+    """`[select_units]`: the main units of each unit group (a stimulus set, or all when
+    `task_units = "pooled"`) chosen by a machine observer's unit scores, as in the MIS paper's
+    interventional design: the `easiest` (highest score), the `hardest` (lowest) and `random`
+    ones from the rest (seeded). Practice and catch units are reserved first."""
+
+    scores: str = Field(description="an `interpsy observe` output folder, relative to the spec")
+    condition: str = Field("natural", description="whose rows give the unit score (mean "
+                                                  "p_correct of scored trials)")
+    observer: str | None = Field(None, description="the observer's rows to use, e.g. 'mis' "
+                                                   "(needed when the folder holds several)")
+    easiest: NonNegativeInt = 0
+    hardest: NonNegativeInt = 0
+    random: NonNegativeInt = 0
+
+    @model_validator(mode="after")
+    def _some(self) -> UnitSelection:
+        if self.easiest + self.hardest + self.random == 0:
+            raise ValueError("choose at least one unit: easiest, hardest or random")
+        return self
+
+
 class InstructionPage(Strict):
     """One instruction screen: text (HTML allowed) and optional example images."""
 
@@ -237,6 +259,8 @@ class ExperimentSpec(Strict):
                           "natural exemplars (the set's fv_beats_natural) are left out; false "
                           "keeps them")
     lab: LabSettings = LabSettings()
+    select_units: UnitSelection | None = Field(
+        None, description="choose the main units by a machine observer's scores")
 
     @field_validator("difficulty", mode="before")
     @classmethod
@@ -282,6 +306,7 @@ class LoadedSpec(BaseModel):
     path: Path
     text: str
     set_paths: list[Path]
+    scores_path: Path | None = None  # [select_units] scores, resolved like the sets
 
     @property
     def sha256(self) -> str:
@@ -335,6 +360,9 @@ def load_spec(path: str | Path) -> LoadedSpec:
         raise SpecError(f"{file}: not UTF-8 text") from None
     spec = parse_spec(text, str(file))
     set_paths = [(file.parent / p).resolve() for p in spec.stimulus_sets]
-    return LoadedSpec(spec=spec, path=file.resolve(), text=text, set_paths=set_paths)
+    scores = (None if spec.select_units is None
+              else (file.parent / spec.select_units.scores).resolve())
+    return LoadedSpec(spec=spec, path=file.resolve(), text=text, set_paths=set_paths,
+                      scores_path=scores)
 
 

@@ -101,6 +101,9 @@ class Unit(Base):
     fv_activation: Mapped[float | None] = mapped_column(Float, nullable=True)
     top_natural_activation: Mapped[float | None] = mapped_column(Float, nullable=True)
     target_responses: Mapped[int] = mapped_column(Integer, default=0)
+    # [select_units]: easiest | hardest | random, and the machine score it was chosen by
+    selection_group: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    machine_score: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 def new_public_id() -> str:

@@ -134,3 +134,23 @@ def test_analyze_compares_a_machine_observer_with_the_people(small, small_folder
     assert main(["analyze", str(small_folder), "--out", str(tmp_path / "x"), "--machine",
                  str(small_folder)]) == 2
     assert "no machine observer's rows" in capsys.readouterr().err
+
+
+def test_units_chosen_by_machine_score_are_compared_by_group():
+    """The interventional design: people's unit scores per selection group, and the easiest
+    against the hardest group."""
+    from analysis.machine import selection_groups
+
+    rng = np.random.default_rng(5)
+    groups = ["easiest"] * 15 + ["hardest"] * 15 + ["random"] * 10
+    truth = {"easiest": 0.85, "hardest": 0.6, "random": 0.72}
+    units = pd.DataFrame({"unit_id": [f"u{i}" for i in range(40)], "selection_group": groups,
+                          "machine_score": [0.9] * 15 + [0.55] * 15 + [0.7] * 10})
+    unit_scores = pd.DataFrame({"unit_id": units.unit_id, "condition": "natural",
+                                "score": [rng.binomial(30, truth[g]) / 30 for g in groups]})
+    table = selection_groups(unit_scores, units, n_resamples=500).set_index("group")
+    assert table.loc["easiest", "ci_low"] > table.loc["hardest", "ci_high"]
+    contrast = table.loc["easiest vs hardest"]
+    assert contrast["brunner_munzel_p"] < 0.001 and contrast["p_easiest_higher"] > 0.9
+    assert contrast["human_score"] == pytest.approx(0.25, abs=0.06)
+    assert selection_groups(unit_scores, units.assign(selection_group=None)).empty

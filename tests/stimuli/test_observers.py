@@ -182,3 +182,47 @@ def test_occlusion_trials_are_answered_by_the_papers_baselines_and_the_mis_rule(
         assert machine.correct[machine.is_catch].all()  # the unoccluded base wins both rules
     else:
         assert machine.p_correct.between(0, 1).all() and machine.p_correct.nunique() > 2
+
+
+def test_a_spec_chooses_its_units_by_the_machine_score_and_records_it(toy_set, tmp_path,
+                                                                       capsys):
+    """[select_units]: the easiest (highest MIS), hardest and random units of each set become
+    the main units; each unit's group and score are stored and exported."""
+    from experiments.selection import read_machine_scores
+    from experiments.spec import UnitSelection
+
+    assert main(["observe", str(toy_set), "--backbone", "tiny-cnn", "--random-init",
+                 "--alpha", "5", "--tasks-per-unit", "6", "--out",
+                 str(tmp_path / "machine")]) == 0
+    selection = {"scores": "machine", "easiest": 2, "hardest": 2, "random": 1}
+    spec = write_spec(tmp_path / "chosen.toml", [toy_set], name="chosen", select_units=selection,
+                      main_trials_per_task=4, catch_trials_per_task=2)
+    url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    db = Database(url)
+    key = build_experiment(spec, db).key
+    frames = frames_from_db(db, key)
+    units = frames["units"].set_index("unit_id")
+    main_units = units[units.role == "main"]
+    assert main_units.selection_group.value_counts().to_dict() == {
+        "easiest": 2, "hardest": 2, "random": 1}
+    assert (units.role == "left_out").sum() == 12 - 2 - 2 - 5  # practice 2, catch 2
+    scores = read_machine_scores(tmp_path / "machine", UnitSelection(**selection))
+    candidates = scores[units.role.reindex(scores.index).isin(["main", "left_out"])]
+    ranked = candidates.sort_values(ascending=False, kind="stable")
+    assert set(main_units.index[main_units.selection_group == "easiest"]) == set(ranked.index[:2])
+    assert set(main_units.index[main_units.selection_group == "hardest"]) == set(
+        ranked.index[-2:])
+    assert np.allclose(main_units.machine_score, scores[main_units.index])
+    shown = frames["trials"]
+    assert set(shown[(shown.phase == "main") & ~shown.is_catch].unit_id) == set(main_units.index)
+
+    too_many = write_spec(tmp_path / "many.toml", [toy_set], name="many",
+                          select_units={**selection, "random": 20})
+    with pytest.raises(Exception, match="unit group 'toy' has 8 units with a machine score "
+                                        r"\(0 without one\) but easiest \+ hardest \+ random = 24"):
+        build_experiment(too_many, db)
+    missing = write_spec(tmp_path / "none.toml", [toy_set], name="none",
+                         select_units={**selection, "scores": "nowhere"})
+    assert main(["experiment", "build", str(missing), "--database", url]) == 2
+    assert "holds no responses.parquet or responses.csv" in capsys.readouterr().err
+    db.dispose()
