@@ -8,8 +8,6 @@ import click
 
 from experiments.commands import database_option
 from stimuli.observers.observers import OBSERVERS
-from stimuli.observers.run import ObserveOptions, observe as run_observe
-from stimuli.observers.trials import from_experiment, from_set
 
 
 def _alpha(value: str) -> float | None | str:
@@ -50,18 +48,25 @@ def _alpha(value: str) -> float | None | str:
               help="The backbone model with its seeded random init (tests, no weights).")
 @click.option("--weights", "weights_path", default=None, type=click.Path(dir_okay=False),
               help="The backbone model's weights file (default: the registry's).")
+@click.option("--calibrate", default=None, type=click.Path(exists=True, file_okay=False),
+              help="An export of people's answers to the same experiment: fit alpha to them "
+                   "(maximum likelihood) instead of --alpha.")
 @click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet",
               show_default=True)
 def observe(source: str, out: str, database_url: str | None, observer: str, backbone: str,
             alpha: str, tasks_per_unit: int, conditions: str, task_name: str, seed: int,
             device: str, batch_size: int, random_init: bool, weights_path: str | None,
-            fmt: str) -> None:
+            calibrate: str | None, fmt: str) -> None:
     """Answer SOURCE's trials by machine: SOURCE is a stimulus set folder (N trials per unit
     and condition, made by the task type) or a built experiment's name@version in --database
     (exactly the trials people got)."""
+    from stimuli.observers.run import ObserveOptions, observe as run_observe  # torch
+    from stimuli.observers.trials import from_experiment, from_set
+
     options = ObserveOptions(observer=observer, backbone=backbone, alpha=_alpha(alpha),
                              seed=seed, device=device, batch_size=batch_size,
-                             pretrained=not random_init, weights_path=weights_path)
+                             pretrained=not random_init, weights_path=weights_path,
+                             calibrate=calibrate)
     if (Path(source) / "stimuli.json").is_file():
         trials = from_set(source, task_name, tuple(c.strip() for c in conditions.split(",")),
                           trials_per_unit=tasks_per_unit, seed=seed)

@@ -36,6 +36,7 @@ class ObserveOptions:
     batch_size: int = 64
     pretrained: bool = True
     weights_path: str | None = None
+    calibrate: str | None = None  # people's answers to the same trials: fit alpha to them
 
 
 def resolve_alpha(alpha: float | None | str, backbone: Backbone | None, observer: Observer
@@ -67,7 +68,11 @@ def observe(source: TrialSource, out: str | Path, options: ObserveOptions,
                            f"{source.task.name}")
     backbone = (get_backbone(options.backbone, options.device, options.pretrained,
                              options.weights_path) if observer.needs_embeddings else None)
-    alpha = resolve_alpha(options.alpha, backbone, observer)
+    if options.calibrate is not None and options.alpha != "published":
+        raise StimuliError(f"--alpha {options.alpha} and --calibrate exclude each other: "
+                           f"calibrating fits alpha")
+    alpha = (None if options.calibrate is not None
+             else resolve_alpha(options.alpha, backbone, observer))
     embeddings: dict[str, np.ndarray] = {}
     if backbone is not None:
         shown = {i for observed in source.trials
@@ -78,6 +83,9 @@ def observe(source: TrialSource, out: str | Path, options: ObserveOptions,
                                f"not in its stimulus sets, e.g. {missing[0]}")
         embeddings = embed_images(backbone, (source.images[i] for i in sorted(shown)),
                                   out, options.batch_size, progress)
+    fitted_on = 0
+    if options.calibrate is not None:
+        alpha, fitted_on = calibrate_alpha(source, observer, embeddings, options.calibrate)
     rng = np.random.default_rng(options.seed)
     participant = f"M-{observer.name}" + (f"-{backbone.name}" if backbone else "")
     answered_at = datetime.now(timezone.utc)
@@ -109,7 +117,9 @@ def observe(source: TrialSource, out: str | Path, options: ObserveOptions,
     (out / SETTINGS_FILE).write_text(json.dumps([source.settings], indent=2,
                                                     sort_keys=True, default=str))
     record = {"observer": observer.name, "title": observer.title, "alpha": alpha,
-              "alpha_source": "given" if options.alpha != "published" else "published",
+              "alpha_source": (f"fit to {fitted_on} answers of people in {options.calibrate}"
+                               if options.calibrate else "given"
+                               if options.alpha != "published" else "published"),
               "backbone": backbone.facts() if backbone else None, "seed": options.seed,
               "device": options.device, "task_type": source.task.name,
               "source": source.experiment, "trials": len(rows),
@@ -118,6 +128,41 @@ def observe(source: TrialSource, out: str | Path, options: ObserveOptions,
               "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     (out / OBSERVER_FILE).write_text(json.dumps(record, indent=2, default=str))
     return responses
+
+
+def calibrate_alpha(source: TrialSource, observer: Observer, embeddings: dict[str, np.ndarray],
+                    people: str | Path) -> tuple[float, int]:
+    """The alpha that best predicts people's correct and wrong answers (scored trials) to the
+    very trials of `source` from the rule's evidence for the right image, and how many answers
+    it was fitted on. `people` is their export (`interpsy export`)."""
+    from analysis.load import load_dataset  # the export reader (pandas only)
+    from stimuli.observers.observers import SimilarityObserver
+    from stimuli.observers.rules import fit_alpha
+
+    if not isinstance(observer, SimilarityObserver):
+        raise StimuliError(f"observer {observer.name} has no alpha to calibrate")
+    answers = load_dataset(people).responses
+    answers = answers[(answers["client"] != "machine") & (answers["phase"] == "main")
+                      & ~answers["is_catch"].astype(bool)]
+    evidence: dict[tuple, float] = {}
+    columns: list[str] = []
+    for observed in source.trials:
+        trial = observed.trial
+        values = {"task_id": observed.task_id, "unit_id": trial.unit.unit_id,
+                  "condition": trial.condition,
+                  **source.task.trial_values(trial.stimulus, trial.answer_key)}
+        columns = [c for c in values if isinstance(values[c], str) and c in answers.columns]
+        toward_upper = observer.delta_upper(source.task, trial.stimulus, embeddings)
+        evidence[tuple(values[c] for c in columns)] = (
+            toward_upper if trial.answer_key == "a" else -toward_upper)
+    keys = list(zip(*(answers[c].astype(str) for c in columns))) if columns else []
+    matched = [(evidence[k], bool(c)) for k, c in zip(keys, answers["correct"]) if k in evidence]
+    if len(matched) < 20:
+        raise StimuliError(f"--calibrate {people}: {len(matched)} of its {len(answers)} scored "
+                           f"answers are to trials of {source.experiment}; give the export of "
+                           f"the same experiment")
+    delta, correct = (np.array(v) for v in zip(*matched))
+    return fit_alpha(delta, correct), len(matched)
 
 
 def observer_record(folder: str | Path) -> dict[str, Any]:

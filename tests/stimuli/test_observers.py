@@ -226,3 +226,41 @@ def test_a_spec_chooses_its_units_by_the_machine_score_and_records_it(toy_set, t
     assert main(["experiment", "build", str(missing), "--database", url]) == 2
     assert "holds no responses.parquet or responses.csv" in capsys.readouterr().err
     db.dispose()
+
+
+def test_alpha_is_fitted_to_peoples_answers_on_the_same_trials(toy_set, tmp_path, capsys):
+    """--calibrate: people who answer with a known alpha on the experiment's trials give that
+    alpha back; answers to other trials are refused by name."""
+    from scipy.special import expit, logit
+
+    from analysis.load import Dataset
+    from stimuli.observers.run import observer_record
+
+    url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    db = Database(url)
+    key = build_experiment(write_spec(tmp_path / "e.toml", [toy_set], name="cal"), db).key
+    db.dispose()
+    common = ["observe", key, "--database", url, "--backbone", "tiny-cnn", "--random-init"]
+    assert main(common + ["--alpha", "1", "--out", str(tmp_path / "unit")]) == 0
+    rows = load_dataset(tmp_path / "unit").responses
+    rows = rows[(rows.phase == "main") & ~rows.is_catch]
+    evidence = logit(rows.p_correct.to_numpy())  # alpha 1: p = sigmoid(evidence)
+    true_alpha = 1.2 / np.abs(evidence).mean()  # people right about 3 times in 4
+    rng = np.random.default_rng(0)
+    people = pd.concat([rows.assign(
+        client="web", participant_id=f"P{i:03d}", observer=None, backbone=None, p_correct=None,
+        correct=rng.random(len(rows)) < expit(true_alpha * evidence)) for i in range(60)],
+        ignore_index=True)
+    Dataset(responses=people).save(tmp_path / "people")
+    assert main(common + ["--calibrate", str(tmp_path / "people"), "--out",
+                          str(tmp_path / "fitted")]) == 0
+    record = observer_record(tmp_path / "fitted")
+    assert record["alpha"] == pytest.approx(true_alpha, rel=0.2)
+    assert record["alpha_source"].startswith(f"fit to {len(people)} answers of people")
+    assert main(common + ["--calibrate", str(tmp_path / "people"), "--alpha", "3", "--out",
+                          str(tmp_path / "both")]) == 2
+    assert "--alpha 3.0 and --calibrate exclude each other" in capsys.readouterr().err
+    Dataset(responses=people.assign(task_id="T99999")).save(tmp_path / "others")
+    assert main(common + ["--calibrate", str(tmp_path / "others"), "--out",
+                          str(tmp_path / "x")]) == 2
+    assert "give the export of the same experiment" in capsys.readouterr().err
