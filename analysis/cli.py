@@ -114,7 +114,7 @@ def _machine_rows(folders: tuple[Path, ...]):  # noqa: ANN202 (a DataFrame or No
         if not (rows["client"].astype(str) == "machine").any():
             raise InterpsyError(f"{folder}: no machine observer's rows (client 'machine'); "
                                 f"`interpsy observe ... --out {folder}` writes them")
-        frames.append(rows)
+        frames.append(rows.assign(machine_source=folder.name))
     return pd.concat(frames, ignore_index=True)
 
 

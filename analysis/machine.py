@@ -23,6 +23,16 @@ def split_clients(responses: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return responses[~machine], responses[machine]
 
 
+def observer_labels(machine: pd.DataFrame) -> pd.Series:
+    """Each machine row's observer as the report names it: observer (backbone), and the folder
+    it was read from when rows of several `interpsy observe` runs are compared."""
+    label = machine["observer"].astype(str) + machine["backbone"].astype("string").fillna(
+        "").map(lambda b: f" ({b})" if b else "")
+    if "machine_source" in machine and machine["machine_source"].nunique() > 1:
+        label = label + " from " + machine["machine_source"].astype(str)
+    return label
+
+
 def _keys(*frames: pd.DataFrame) -> list[str]:
     return [k for k in KEYS if all(k in f.columns for f in frames)]
 
@@ -32,9 +42,7 @@ def unit_table(human: pd.DataFrame, machine: pd.DataFrame) -> pd.DataFrame:
     (proportion correct of scored trials, excluded participants left out) and the machine
     score (mean p_correct of its scored trials), for the cells both answered."""
     people = main_trials(human)
-    bots = main_trials(machine).assign(
-        observer_id=lambda f: f["observer"].astype(str)
-        + f["backbone"].astype("string").fillna("").map(lambda b: f" ({b})" if b else ""))
+    bots = main_trials(machine).assign(observer_id=lambda f: observer_labels(f))
     keys = _keys(people, bots)
     h = (people.groupby(keys, observed=True)["correct"].agg(n_human="size", human_score="mean")
          .reset_index())
@@ -73,7 +81,8 @@ def correlation_interval(x: np.ndarray, y: np.ndarray, n_resamples: int = 2000,
             ("spearman", stats.spearmanr(x, y).statistic,
              _pearson_rows(_rank_rows(xb), _rank_rows(yb))),
             ("pearson", _pearson_rows(x[None], y[None])[0], _pearson_rows(xb, yb))):
-        low, high = np.nanpercentile(draws, [tail, 100 - tail])
+        low, high = (np.nanpercentile(draws, [tail, 100 - tail]) if np.isfinite(draws).any()
+                     else (np.nan, np.nan))
         out.update({name: float(point), f"{name}_low": float(low), f"{name}_high": float(high)})
     return out
 
@@ -128,7 +137,7 @@ def _split_values(codes: np.ndarray, correct: np.ndarray, n_splits: int,
         ok = np.isfinite(scores[0]) & np.isfinite(scores[1])
         if ok.sum() >= 3:
             r = stats.spearmanr(scores[0][ok], scores[1][ok]).statistic
-            values.append(2 * r / (1 + r))
+            values.append(2 * r / (1 + r) if 1 + r > 1e-12 else np.nan)  # r = -1: undefined
     return values
 
 
@@ -173,7 +182,9 @@ def noise_ceiling(human: pd.DataFrame, n_splits: int = 20, n_resamples: int = 50
         keep = max(total - split_var * (1 - 1 / len(splits)), 0.0)
         centre = np.nanmean(draws)
         shrink = np.sqrt(keep / total) if total > 0 else 1.0
-        low, high = np.nanpercentile(centre + (draws - centre) * shrink, [2.5, 97.5])
+        adjusted = centre + (draws - centre) * shrink
+        low, high = (np.nanpercentile(adjusted, [2.5, 97.5]) if np.isfinite(adjusted).any()
+                     else (np.nan, np.nan))
         rows.append({"condition": condition, "n_units": n_units,
                      "trials_per_unit": len(part) / n_units, "reliability": point,
                      "ci_low": low, "ci_high": high,

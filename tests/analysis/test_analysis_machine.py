@@ -154,3 +154,19 @@ def test_units_chosen_by_machine_score_are_compared_by_group():
     assert contrast["brunner_munzel_p"] < 0.001 and contrast["p_easiest_higher"] > 0.9
     assert contrast["human_score"] == pytest.approx(0.25, abs=0.06)
     assert selection_groups(unit_scores, units.assign(selection_group=None)).empty
+
+
+def test_two_runs_of_one_observer_stay_apart():
+    """Two `interpsy observe` folders of the same observer and backbone (e.g. other alphas) are
+    two rows of the comparison, not one average."""
+    from analysis.machine import observer_labels, unit_table
+
+    rng = np.random.default_rng(6)
+    human, machine = simulate_units(rng, 12, 10)
+    both = pd.concat([machine.assign(machine_source="alpha-1"),
+                      machine.assign(machine_source="alpha-8", p_correct=0.9)])
+    assert set(observer_labels(both)) == {"mis (b) from alpha-1", "mis (b) from alpha-8"}
+    table = unit_table(human, both)
+    assert len(table) == 24
+    assert table.groupby("observer").machine_score.mean()["mis (b) from alpha-8"] == 0.9
+    assert set(observer_labels(machine)) == {"mis (b)"}

@@ -264,3 +264,18 @@ def test_alpha_is_fitted_to_peoples_answers_on_the_same_trials(toy_set, tmp_path
     assert main(common + ["--calibrate", str(tmp_path / "others"), "--out",
                           str(tmp_path / "x")]) == 2
     assert "give the export of the same experiment" in capsys.readouterr().err
+
+
+def test_observe_makes_occlusion_trials_from_a_set(tmp_path):
+    """On a set with occlusion images, the occlusion task makes the trials (N per unit and
+    condition); the centre baseline answers them from the occluders they record."""
+    from stimuli.observers.run import ObserveOptions, observe
+
+    occ = make_stimulus_set(tmp_path / "sets", name="occ", n_units=4, occlusion=True)
+    source = from_set(occ, "occlusion", ("none", "natural", "blurred"), trials_per_unit=3)
+    assert len(source.trials) == 4 * 3 * 3
+    answered = observe(source, tmp_path / "o", ObserveOptions(observer="centre"),
+                       progress=False)
+    # the toy set's worst occlusion covers the centre, its best a corner: centre is right
+    assert answered.correct.all() and set(answered.condition) == {"none", "natural", "blurred"}
+    assert answered.occluder_a.notna().all()
