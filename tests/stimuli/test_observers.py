@@ -279,3 +279,21 @@ def test_observe_makes_occlusion_trials_from_a_set(tmp_path):
     # the toy set's worst occlusion covers the centre, its best a corner: centre is right
     assert answered.correct.all() and set(answered.condition) == {"none", "natural", "blurred"}
     assert answered.occluder_a.notna().all()
+
+
+@pytest.mark.parametrize("model", ["tiny-cnn", "tiny-convnext", "tiny-vit"])
+def test_a_registered_model_of_any_layout_is_a_backbone(model):
+    """Channels-first, channels-last and token models alike: the embedding is the unit-norm
+    input of the model's classifier (its last linear layer)."""
+    import torch
+
+    from stimuli.observers.backbones import get_backbone
+
+    backbone = get_backbone(model, pretrained=False)
+    images = torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8)
+    vectors = backbone.embed(images)
+    head = backbone._head
+    assert vectors.shape == (3, head.in_features)
+    assert torch.allclose(vectors.norm(dim=1), torch.ones(3), atol=1e-5)
+    assert torch.equal(vectors, backbone.embed(images))  # deterministic
+    assert backbone.facts()["features"] == "input of the last linear layer"
