@@ -3,6 +3,8 @@ similarities, alpha's fit, `interpsy observe` on a built experiment (exactly its
 stimulus set (N per unit, cached embeddings), and the errors a user can run into."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -297,3 +299,42 @@ def test_a_registered_model_of_any_layout_is_a_backbone(model):
     assert torch.allclose(vectors.norm(dim=1), torch.ones(3), atol=1e-5)
     assert torch.equal(vectors, backbone.embed(images))  # deterministic
     assert backbone.facts()["features"] == "input of the last linear layer"
+
+
+def test_a_killed_embedding_run_resumes_from_what_it_saved(tmp_path, monkeypatch):
+    """Embeddings are saved as they go: after a crash in the third batch the rerun embeds only
+    the images the first run had not saved, and a read-only set keeps its cache under --out."""
+    from stimuli.observers import backbones, embeddings
+    from stimuli.observers.run import ObserveOptions, observe
+
+    set_dir = make_stimulus_set(tmp_path / "sets", n_units=4, n_batches=2)
+    source = from_set(set_dir, trials_per_unit=4)
+    options = ObserveOptions(backbone="tiny-cnn", pretrained=False, alpha=5.0)
+    monkeypatch.setattr(embeddings, "SAVE_EVERY", 64)
+    real = backbones.ModelBackbone.features
+    calls: list[int] = []
+
+    def crash_third(self, images):
+        calls.append(len(images))
+        if len(calls) == 3:
+            raise RuntimeError("killed")
+        return real(self, images)
+
+    monkeypatch.setattr(backbones.ModelBackbone, "features", crash_third)
+    with pytest.raises(RuntimeError, match="killed"):
+        observe(source, tmp_path / "one", options, progress=False)
+    shown = len({i for o in source.trials for i in source.task.image_ids(o.trial.stimulus)})
+    calls.clear()
+    monkeypatch.setattr(backbones.ModelBackbone, "features",
+                        lambda self, images: calls.append(len(images)) or real(self, images))
+    observe(source, tmp_path / "one", options, progress=False)
+    assert sum(calls) == shown - 2 * 64  # the two saved batches are not embedded again
+
+    # a shared set the user may not write to (root may write anywhere, so the test denies it)
+    real_access = embeddings.os.access
+    monkeypatch.setattr(embeddings.os, "access",
+                        lambda path, mode: False if Path(path) == set_dir
+                        else real_access(path, mode))
+    observe(source, tmp_path / "two", ObserveOptions(backbone="tiny-cnn", pretrained=False,
+                                                     alpha=5.0, seed=1), progress=False)
+    assert list((tmp_path / "two" / "_embeddings" / set_dir.name).glob("*.npz"))
