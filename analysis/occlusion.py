@@ -31,9 +31,10 @@ SECTION = ("Occlusion task: baselines and published results",
            "<p>The paper's simple baselines answered from the stored stimuli: <i>centre</i> "
            "picks the image whose occluder lies farther from the image centre, <i>variance</i> "
            "the one whose occluder covers the patch of lower pixel variance (an unoccluded "
-           "image wins both). Proportion correct on the scored trials beside the people's, "
-           "Cohen's kappa between the people's answers in each condition and each baseline's "
-           "(95% interval), and each condition's mean &plusmn; 2 SEM over participants beside "
+           "image wins both; where a rule cannot tell the two apart, a tie, it earns half a "
+           "point). Proportion correct on the scored trials beside the people's, Cohen's kappa "
+           "between the people's answers in each condition and each baseline's on the trials "
+           "it decided (95% interval; ties counted apart), and each condition's mean &plusmn; 2 SEM over participants beside "
            "the paper's (Zimmermann, Borowski et al. 2021, MTurk): <i>inside</i> says whether "
            "the published mean lies within this study's &plusmn; 2 SEM.</p>")
 
@@ -43,17 +44,21 @@ def _occluder(text: object) -> dict | None:
 
 
 def baseline_choices(responses: pd.DataFrame) -> pd.DataFrame:
-    """Per response row: each baseline's choice (`a` / `b`) and whether it is correct."""
+    """Per response row: each baseline's choice (`a`, `b`, or `tie` when its rule cannot tell
+    the two apart, e.g. occluders at mirrored positions) and its credit: 1 right, 0 wrong, 0.5
+    on a tie (the expected credit of a coin flip, as the `centre`/`variance` observers give)."""
     # plain lists: Series.map would turn a missing occluder into NA inside an arrow struct
     a = [_occluder(text) for text in responses["occluder_a"]]
     b = [_occluder(text) for text in responses["occluder_b"]]
     out = pd.DataFrame(index=responses.index)
-    farther_a = np.array([centre_distance(x) > centre_distance(y) for x, y in zip(a, b)])
-    out["centre"] = np.where(farther_a, "a", "b")
-    calmer_a = np.array([covered_variance(x) < covered_variance(y) for x, y in zip(a, b)])
-    out["variance"] = np.where(calmer_a, "a", "b")
-    for name in BASELINES:
-        out[f"{name}_correct"] = out[name] == responses["correct_choice"].astype(str)
+    key = responses["correct_choice"].astype(str).to_numpy()
+    for name, upper, lower in (
+            ("centre", [centre_distance(x) for x in a], [centre_distance(y) for y in b]),
+            ("variance", [-covered_variance(x) for x in a], [-covered_variance(y) for y in b])):
+        upper, lower = np.array(upper, dtype=float), np.array(lower, dtype=float)
+        choice = np.where(upper > lower, "a", np.where(upper < lower, "b", "tie"))
+        out[name] = choice
+        out[f"{name}_correct"] = np.where(choice == "tie", 0.5, (choice == key).astype(float))
     return out
 
 
@@ -80,11 +85,14 @@ def agreement(responses: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for condition, group in responses.groupby("condition", sort=True):
         for name in BASELINES:
-            table = pd.crosstab(group["choice"].astype(str), choices.loc[group.index, name])
+            picked = choices.loc[group.index, name]
+            decided = group[picked != "tie"]  # a tie is no answer to agree with
+            table = pd.crosstab(decided["choice"].astype(str), picked[decided.index])
             table = table.reindex(index=["a", "b"], columns=["a", "b"], fill_value=0)
-            row = {"condition": condition, "baseline": name, "n_trials": len(group),
+            row = {"condition": condition, "baseline": name, "n_trials": len(decided),
+                   "ties": int((picked == "tie").sum()),
                    "kappa": np.nan, "se": np.nan, "ci_low": np.nan, "ci_high": np.nan}
-            if len(group) >= 2:
+            if len(decided) >= 2:
                 with np.errstate(all="ignore"):  # one answer only: kappa is undefined (NaN)
                     result = cohens_kappa(table.to_numpy())
                 row.update(kappa=float(result.kappa), se=float(result.std_kappa),

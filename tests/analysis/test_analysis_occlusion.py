@@ -67,3 +67,20 @@ def test_each_condition_is_set_beside_the_papers_result():
     assert table.loc["none", "inside"] and not table.loc["synthetic", "inside"]
     assert table.loc["synthetic", "difference"] == pytest.approx(0.9 - 0.675, abs=0.04)
     assert table.loc["natural", "n_participants"] == 0 and not table.loc["natural", "inside"]
+
+
+def test_a_baseline_that_cannot_decide_earns_half_and_stays_out_of_the_agreement():
+    """Occluders at mirrored positions are equally far from the centre: a tie, not `b`."""
+    left, right = _occluder(67, 0, 400.0), _occluder(67, 134, 100.0)
+    rows = pd.DataFrame({"condition": ["natural"] * 4,
+                         "occluder_a": [left, right, left, right],
+                         "occluder_b": [right, left, right, left],
+                         "correct_choice": ["a", "b", "b", "a"], "choice": ["a", "b", "a", "b"],
+                         "correct": [True, True, False, False]})
+    choices = baseline_choices(rows)
+    assert set(choices.centre) == {"tie"} and choices.centre_correct.eq(0.5).all()
+    assert list(choices.variance) == ["b", "a", "b", "a"]  # the calmer patch still decides
+    kappa = agreement(rows).set_index("baseline")
+    assert kappa.loc["centre", "n_trials"] == 0 and kappa.loc["centre", "ties"] == 4
+    assert kappa.loc["variance", "n_trials"] == 4
+    assert baseline_scores(rows).set_index("condition").loc["all", "centre"] == 0.5
