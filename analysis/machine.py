@@ -5,8 +5,6 @@ reliability, Spearman-Brown corrected), model ranking agreement (Kendall's tau) 
 where machine and people disagree most."""
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -139,17 +137,6 @@ def _split_values(codes: np.ndarray, correct: np.ndarray, n_splits: int,
             r = stats.spearmanr(scores[0][ok], scores[1][ok]).statistic
             values.append(2 * r / (1 + r) if 1 + r > 1e-12 else np.nan)  # r = -1: undefined
     return values
-
-
-def split_half_reliability(human: pd.DataFrame, n_splits: int = 50, seed: int = 0,
-                           keys: Sequence[str] = ("model", "unit_id", "condition")) -> float:
-    """Mean over random splits of each unit's scored trials into halves of the Spearman r
-    between the halves' unit scores, Spearman-Brown corrected to the full number of trials."""
-    people = main_trials(human)
-    keys = [k for k in keys if k in people.columns]
-    codes = people.groupby(keys, observed=True).ngroup().to_numpy()
-    return _reliability(codes, people["correct"].to_numpy(float), n_splits,
-                        np.random.default_rng(seed))
 
 
 def noise_ceiling(human: pd.DataFrame, n_splits: int = 20, n_resamples: int = 500,

@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 from statsmodels.stats.inter_rater import cohens_kappa
 
-from experiments.tasks.occlusion import centre_distance, covered_variance
+from experiments.tasks.occlusion import BASELINE_RULES, baseline_pick
 
-BASELINES = ("centre", "variance")
+BASELINES = tuple(BASELINE_RULES)
 # The paper's human results (MTurk, mean +- 2 SEM over workers; ../shared/REFERENCE.md): the
 # middle of each reported range and its half-width.
 PUBLISHED = {"synthetic": (0.675, 0.04), "natural": (0.665, 0.03), "mixed": (0.665, 0.03),
@@ -52,12 +52,9 @@ def baseline_choices(responses: pd.DataFrame) -> pd.DataFrame:
     b = [_occluder(text) for text in responses["occluder_b"]]
     out = pd.DataFrame(index=responses.index)
     key = responses["correct_choice"].astype(str).to_numpy()
-    for name, upper, lower in (
-            ("centre", [centre_distance(x) for x in a], [centre_distance(y) for y in b]),
-            ("variance", [-covered_variance(x) for x in a], [-covered_variance(y) for y in b])):
-        upper, lower = np.array(upper, dtype=float), np.array(lower, dtype=float)
-        choice = np.where(upper > lower, "a", np.where(upper < lower, "b", "tie"))
-        out[name] = choice
+    for name in BASELINES:
+        choice = np.array([baseline_pick(name, x, y) for x, y in zip(a, b)], dtype=object)
+        out[name] = choice.astype(str)
         out[f"{name}_correct"] = np.where(choice == "tie", 0.5, (choice == key).astype(float))
     return out
 

@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 
 from experiments.errors import SpecError
-from experiments.export import read_table
 from experiments.spec import UnitSelection
 
 GROUPS = ("easiest", "hardest", "random")
@@ -18,6 +17,8 @@ GROUPS = ("easiest", "hardest", "random")
 def read_machine_scores(folder: Path, selection: UnitSelection) -> pd.Series:
     """unit_id -> the observer's unit score: the mean p_correct of its scored trials in the
     selection's condition."""
+    from experiments.export import read_table  # storage-side reader; planning stays pure
+
     files = [folder / f"responses.{fmt}" for fmt in ("parquet", "csv")]
     found = next((f for f in files if f.is_file()), None)
     if found is None:

@@ -5,7 +5,7 @@ one does the unit respond to more strongly? Images from `interpsy stimuli occlus
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -78,6 +78,23 @@ def covered_variance(occluder: Mapping[str, Any] | None) -> float:
     """The pixel variance the occluder hides; nothing for an unoccluded image (None): the
     paper's variance baseline picks the smaller."""
     return -math.inf if occluder is None else float(occluder["variance"])
+
+
+# The occlusion paper's simple baselines: each scores an occluder (None: the image is not
+# occluded) and picks the image whose occluder scores higher.
+BASELINE_RULES: dict[str, Callable[[Mapping[str, Any] | None], float]] = {
+    "centre": centre_distance,  # farther from the centre: hides less of the object
+    "variance": lambda occluder: -covered_variance(occluder),  # over the calmer patch
+}
+
+
+def baseline_pick(rule: str, occluder_a: Mapping[str, Any] | None,
+                  occluder_b: Mapping[str, Any] | None) -> str:
+    """The image a baseline rule picks: `a`, `b`, or `tie` when it cannot tell them apart
+    (e.g. occluders at mirrored positions)."""
+    score = BASELINE_RULES[rule]
+    a, b = score(occluder_a), score(occluder_b)
+    return "a" if a > b else "b" if a < b else "tie"
 
 
 def occluder_of(row: dict, side: int) -> Occluder | None:

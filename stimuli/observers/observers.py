@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from experiments.tasks.base import TaskType
-from experiments.tasks.occlusion import centre_distance, covered_variance
+from experiments.tasks.occlusion import baseline_pick
 from stimuli.errors import StimuliError
 from stimuli.observers.rules import mis_delta, p_choose, set_similarity
 
@@ -95,22 +95,19 @@ class OcclusionBaseline(Observer):
     tasks = ("occlusion",)
     needs_embeddings = False
 
-    def __init__(self, name: str, title: str, score: Any):
-        self.name, self.title, self._score = name, title, score
+    def __init__(self, name: str, title: str):
+        self.name, self.title = name, title
 
     def p_upper(self, task: TaskType, stimulus: Mapping[str, Any], embeddings: Embeddings,
                 alpha: float | None) -> float:
-        a = self._score(stimulus.get("occluder_a"))
-        b = self._score(stimulus.get("occluder_b"))
-        return 1.0 if a > b else 0.0 if a < b else 0.5
+        pick = baseline_pick(self.name, stimulus.get("occluder_a"), stimulus.get("occluder_b"))
+        return {"a": 1.0, "b": 0.0, "tie": 0.5}[pick]
 
 
 OBSERVERS: dict[str, Observer] = {o.name: o for o in (
     SimilarityObserver(),
-    OcclusionBaseline("centre", "Occlusion baseline: the occluder farther from the image centre",
-                      centre_distance),
-    OcclusionBaseline("variance", "Occlusion baseline: the occluder over the calmer patch",
-                      lambda occluder: -covered_variance(occluder)),
+    OcclusionBaseline("centre", "Occlusion baseline: the occluder farther from the image centre"),
+    OcclusionBaseline("variance", "Occlusion baseline: the occluder over the calmer patch"),
 )}
 
 

@@ -145,15 +145,15 @@ def calibrate_alpha(source: TrialSource, observer: Observer, embeddings: dict[st
     answers = answers[(answers["client"] != "machine") & (answers["phase"] == "main")
                       & ~answers["is_catch"].astype(bool)]
     evidence: dict[tuple, float] = {}
-    columns: list[str] = []
+    columns = [c for c in ("task_id", "unit_id", "condition", *source.task.trial_columns)
+               if c in answers.columns and source.task.trial_columns.get(c, "string") == "string"]
     for observed in source.trials:
         trial = observed.trial
         values = {"task_id": observed.task_id, "unit_id": trial.unit.unit_id,
                   "condition": trial.condition,
                   **source.task.trial_values(trial.stimulus, trial.answer_key)}
-        columns = [c for c in values if isinstance(values[c], str) and c in answers.columns]
         toward_upper = observer.delta_upper(source.task, trial.stimulus, embeddings)
-        evidence[tuple(values[c] for c in columns)] = (
+        evidence[tuple(str(values[c]) for c in columns)] = (
             toward_upper if trial.answer_key == "a" else -toward_upper)
     keys = list(zip(*(answers[c].astype(str) for c in columns))) if columns else []
     matched = [(evidence[k], bool(c)) for k, c in zip(keys, answers["correct"]) if k in evidence]
