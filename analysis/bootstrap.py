@@ -153,5 +153,35 @@ def _two_way_loop(hits: np.ndarray, trials: np.ndarray, n_p: int, n_u: int, out:
         out[start:start + b] = (weights * ratio).sum(axis=1) / np.where(total > 0, total, np.nan)
 
 
+def two_way_gap_draws(participant: np.ndarray, unit: np.ndarray, correct: np.ndarray,
+                      first: np.ndarray, n_resamples: int, rng: np.random.Generator,
+                      chunk: int = 1000) -> np.ndarray:
+    """Crossed bootstrap, as `two_way_draws`, of the mean over units of a paired difference:
+    each unit's proportion correct on its `first` trials minus that on the others. Units
+    without trials on both sides in a resample drop out of its mean."""
+    p_codes, p_index = np.unique(participant, return_inverse=True)
+    u_codes, u_index = np.unique(unit, return_inverse=True)
+    n_p, n_u = len(p_codes), len(u_codes)
+    tables = []
+    for side in (np.asarray(first, bool), ~np.asarray(first, bool)):
+        trials, hits = np.zeros((n_p, n_u)), np.zeros((n_p, n_u))
+        np.add.at(trials, (p_index[side], u_index[side]), 1.0)
+        np.add.at(hits, (p_index[side], u_index[side]), np.asarray(correct, float)[side])
+        tables.append((hits, trials))
+    out = np.empty(n_resamples)
+    with _single_thread():
+        for start in range(0, n_resamples, chunk):
+            b = min(chunk, n_resamples - start)
+            w_p = _resample_counts(n_p, b, rng)
+            w_u = _resample_counts(n_u, b, rng)
+            (num_a, den_a), (num_b, den_b) = ((w_p @ h, w_p @ t) for h, t in tables)
+            gap = num_a / np.maximum(den_a, 1.0) - num_b / np.maximum(den_b, 1.0)
+            weights = w_u * ((den_a > 0) & (den_b > 0))
+            total = weights.sum(axis=1)
+            out[start:start + b] = (weights * gap).sum(axis=1) / np.where(total > 0, total,
+                                                                           np.nan)
+    return out
+
+
 __all__ = ["wilson_interval", "bca_mean", "bca_from_distribution", "bootstrap_mean_draws",
-           "percentile_interval", "two_way_draws"]
+           "percentile_interval", "two_way_draws", "two_way_gap_draws"]

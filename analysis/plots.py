@@ -83,6 +83,30 @@ def plot_model_scores(model_scores: pd.DataFrame, title: str = "", chance: float
     return fig
 
 
+def plot_shifted(model_gaps: pd.DataFrame) -> plt.Figure:
+    """Per model, the drop in proportion correct from in-distribution to shifted queries (mean
+    over units with its interval), one marker per condition and shifted distribution."""
+    models = list(dict.fromkeys(model_gaps["model"]))
+    cells = list(model_gaps.groupby(["condition", "difficulty", "query_distribution"],
+                                    sort=True))
+    fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(models) + 2), 4))
+    width = 0.8 / max(len(cells), 1)
+    for i, (((condition, difficulty, label), f), marker) in enumerate(
+            zip(cells, _markers(len(cells)))):
+        f = f.set_index("model").reindex(models)
+        x = np.arange(len(models)) + (i - (len(cells) - 1) / 2) * width
+        name = f"{condition} / {label}" + (f" / {difficulty}"
+                                           if model_gaps["difficulty"].nunique() > 1 else "")
+        _interval(ax, x, f["gap"].to_numpy(float), f["gap_low"], f["gap_high"],
+                  _color(condition), name, marker)
+    ax.axhline(0, color="grey", lw=0.8, ls="--")
+    ax.set_xticks(np.arange(len(models)), models, rotation=35, ha="right")
+    ax.set_ylabel("in-distribution minus shifted\n(proportion correct)")
+    ax.set_title("Score lost with shifted queries (mean over units, 95% CI)")
+    ax.legend(frameon=False, fontsize=8)
+    return fig
+
+
 def plot_paired(units: pd.DataFrame, a: str = "natural", b: str = "synthetic") -> plt.Figure:
     """Per unit: score with condition `a` against score with condition `b`."""
     index = [k for k in ("model", "unit_id", "difficulty") if k in units.columns]

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from analysis import plots, scaling, scores, stats
+from analysis import plots, scaling, scores, shifted, stats
 from analysis.exclusions import ExclusionResult, Rule, apply_exclusions, rules_for
 from analysis.load import Dataset, task_of
 from analysis.machine import machine_vs_human, selection_groups, split_clients
@@ -63,7 +63,11 @@ def run_analysis(dataset: Dataset, n_resamples: int = 10_000, seed: int = 0,
     tables["exclusion_summary"] = ex.summary
     tables["excluded_participants"] = ex.participants[ex.participants["excluded"]][
         ["participant_id", "exclusion_reasons"]]
-    responses = ex.responses
+    every_distribution = ex.responses
+    scored_in = shifted.scored_distribution(every_distribution)
+    responses = (every_distribution if shifted.COLUMN not in every_distribution.columns else
+                 every_distribution[every_distribution[shifted.COLUMN].fillna(scored_in)
+                                    == scored_in])
     if scores.main_trials(responses).empty:
         steps.close()
         from analysis.load import DataError
@@ -97,6 +101,7 @@ def run_analysis(dataset: Dataset, n_resamples: int = 10_000, seed: int = 0,
     chosen = selection_groups(units, dataset.units, min(n_resamples, 2000), seed + 7)
     if not chosen.empty:
         tables["selection_groups"] = chosen
+    tables.update(shifted.tables(every_distribution, n_resamples, seed + 8))
     extension = task_analysis(task)
     task_tables: list[str] = []
     if extension is not None:
@@ -107,11 +112,12 @@ def run_analysis(dataset: Dataset, n_resamples: int = 10_000, seed: int = 0,
 
     t = time.perf_counter()
     mm = None
-    scored = scores.main_trials(responses)
+    scored = scores.main_trials(every_distribution)
+    factors = stats.with_query_distribution(task.factors, scored)
     if mixed and scored["participant_id"].nunique() > 1 and scored["correct"].nunique() > 1:
-        mm = stats.mixed_model(responses, dataset.models, max_rows=mixed_rows, seed=seed + 3,
-                               margin=margin, reference=task.reference_condition,
-                               factors=task.factors)
+        mm = stats.mixed_model(every_distribution, dataset.models, max_rows=mixed_rows,
+                               seed=seed + 3, margin=margin,
+                               reference=task.reference_condition, factors=factors)
         tables["mixed_model_fixed"] = mm.fixed
         tables["mixed_model_variance"] = mm.variance
         if not mm.scale_slopes.empty:
@@ -141,6 +147,8 @@ def run_analysis(dataset: Dataset, n_resamples: int = 10_000, seed: int = 0,
     step("power", t)
 
     t = time.perf_counter()
+    if shifted.COLUMN in bots.columns:  # compared on the same queries as the scores
+        bots = bots[bots[shifted.COLUMN].fillna(scored_in) == scored_in]
     if not bots.empty:
         tables.update(machine_vs_human(responses, bots, min(n_resamples, 2000), seed + 6))
     step("machine vs human", t)
@@ -148,13 +156,16 @@ def run_analysis(dataset: Dataset, n_resamples: int = 10_000, seed: int = 0,
 
     settings = {"task_type": task.name, "chance": task.chance,
                 "comparisons": [f"{a} - {b}" for a, b in task.comparisons],
-                "mixed_factors": list(task.factors), "task_tables": task_tables,
+                "mixed_factors": list(factors), "task_tables": task_tables,
+                "query_distributions": shifted.distributions(every_distribution),
+                "scored_distribution": scored_in,
                 "reference_condition": task.reference_condition,
                 "n_resamples": n_resamples, "two_way_resamples": two_way_resamples or n_resamples,
                 "seed": seed, "seeds": {"bca_units": seed, "two_way": seed + 1,
                                         "paired": seed + 2, "mixed_subsample": seed + 3,
                                         "spearman": seed + 4, "power": seed + 5,
-                                        "machine": seed + 6, "selection": seed + 7},
+                                        "machine": seed + 6, "selection": seed + 7,
+                                        "shifted": seed + 8},
                 "mixed_rows": mixed_rows, "tost_margin": margin,
                 "power": {"difference": power_difference, "base_accuracy": base,
                           "unit_sd": unit_sd, "participant_sd": participant_sd,
@@ -162,6 +173,20 @@ def run_analysis(dataset: Dataset, n_resamples: int = 10_000, seed: int = 0,
                 "rules": [r.describe() for r in ex.rules], "source": dataset.source}
     return AnalysisResult(tables=tables, exclusions=ex, mixed=mm, settings=settings,
                           timings=timings)
+
+
+SHIFTED_TEXT = (
+    "<p>Some trials' queries came from shifted distributions (a shift of the stimulus set's own "
+    "images, or another domain; <code>interpsy stimuli shift</code>); their references were the "
+    "same in-distribution exemplars. The scores, comparisons and tests above use the "
+    "<b>{scored}</b> queries only; the mixed model takes every trial, with query_distribution "
+    "and its interaction with condition as fixed effects (against <code>in</code>). Here: each "
+    "unit's proportion correct with in-distribution and with shifted queries in the same "
+    "condition and difficulty, and the gap (in &minus; shifted). Per unit the gap has "
+    "Newcombe's hybrid score interval; per model the means over units have BCa bootstrap "
+    "intervals over units (the gap's resamples each unit's own gap). A gap well above zero "
+    "says the explanation helps predict the unit on the images it was made from but less on "
+    "images the unit also responds to from elsewhere.</p>")
 
 
 def comparison_table(a: str, b: str) -> str:
@@ -188,6 +213,8 @@ def make_figures(result: AnalysisResult, dataset: Dataset, folder: Path) -> dict
                "scale": plots.plot_scale(t["model_scores"], dataset.models, chance=chance),
                "confidence": plots.plot_confidence(t["accuracy_by_confidence"], chance),
                "depth": plots.plot_depth(t["unit_scores"], dataset.units),
+               "shifted": (plots.plot_shifted(t["shifted_model_gaps"])
+                           if not t.get("shifted_model_gaps", pd.DataFrame()).empty else None),
                "machine_vs_human": (plots.plot_machine_vs_human(t["machine_units"])
                                     if not t.get("machine_units", pd.DataFrame()).empty
                                     else None),
@@ -318,6 +345,7 @@ def render_html(result: AnalysisResult, dataset: Dataset) -> str:
         {"item": "conditions", "value": ", ".join(sorted(main["condition"].dropna().unique()))},
         {"item": "query difficulties",
          "value": ", ".join(sorted(main["difficulty"].dropna().unique()))},
+        {"item": "query distributions", "value": ", ".join(s["query_distributions"])},
     ])
     mm = result.mixed
     mixed_body = "<p class='note'>not fitted</p>" if mm is None else _mixed_body(mm)
@@ -382,6 +410,11 @@ def render_html(result: AnalysisResult, dataset: Dataset) -> str:
                     "+ &frac12; P(tie)). Do people find the machine's easy units easier?</p>"
                     + _table(t["selection_groups"]), "selection")]
           if "selection_groups" in t else []),
+        *([_section("Shifted queries", SHIFTED_TEXT.format(scored=html.escape(s["scored_distribution"]))
+                    + "<h3>Per model</h3>" + _table(t["shifted_model_gaps"])
+                    + _figure(result, "shifted", "Score lost with shifted queries per model")
+                    + "<h3>Per unit, largest gap first</h3>" + _table(t["shifted_unit_gaps"], 40),
+                    "shifted")] if "shifted_model_gaps" in t else []),
         *([_section("Machine observers vs people", MACHINE_TEXT + "".join(
             f"<h3>{html.escape(title)}</h3>" + _table(t[name], 40)
             for name, title in MACHINE_TABLES if name in t)
@@ -433,6 +466,7 @@ def render_html(result: AnalysisResult, dataset: Dataset) -> str:
         ("Unit scores", "units"), ("Conditions compared", "paired"), ("Models", "models"),
         *([(extension.SECTION[0], "task")] if extension is not None else []),
         *([("Units chosen by machine score", "selection")] if "selection_groups" in t else []),
+        *([("Shifted queries", "shifted")] if "shifted_model_gaps" in t else []),
         *([("Machine observers", "machine")] if "machine_units" in t else []),
         ("Mixed model", "mixed"), ("Scaling", "scaling"), ("Power", "power"),
         ("Confidence and RT", "confidence"), ("Depth", "depth"), ("Methods", "methods")])

@@ -67,7 +67,8 @@ def simulate(models: pd.DataFrame | Sequence[str] | int | None = None,
              catch_accuracy: float = 0.97,
              seed: int = 0,
              experiment: str = "simulated",
-             difficulties: Mapping[str, float] | None = None) -> Dataset:
+             difficulties: Mapping[str, float] | None = None,
+             distributions: Mapping[str, float] | None = None) -> Dataset:
     """Make a dataset like IMI's (`units_per_model` may differ per model): per model x condition, tasks of `trials_per_task` distinct units
     plus catch trials, one participant per task, every unit answered `responses_per_unit` times.
 
@@ -77,7 +78,9 @@ def simulate(models: pd.DataFrame | Sequence[str] | int | None = None,
     zero offset. Careless participants answer at chance (half of them always press row a),
     fail catch trials and are fast. `difficulties` maps each query difficulty (easy, p99, p95,
     p85) to a logit offset; every unit is then answered `responses_per_unit` times per condition
-    and difficulty (default: easy only). Ground truth is in `dataset.truth`.
+    and difficulty (default: easy only). `distributions` does the same for query distributions
+    (`in` and shifted ones, each a logit offset; default: `in` only). Ground truth is in
+    `dataset.truth`.
     """
     rng = np.random.default_rng(seed)
     meta = _model_table(models)
@@ -93,8 +96,11 @@ def simulate(models: pd.DataFrame | Sequence[str] | int | None = None,
         offsets = offsets + scale_slope * (x - x.mean())
     offsets = offsets + rng.normal(0, model_sd, n_models) if model_sd else offsets
     difficulties = dict(difficulties or {"easy": 0.0})
-    diff_names = list(difficulties)
-    diff_offsets = np.array([float(difficulties[d]) for d in diff_names])
+    distributions = dict(distributions or {"in": 0.0})
+    # a cell of the design: (difficulty, query distribution), each with its logit offset
+    cells = list(itertools.product(difficulties, distributions))
+    diff_names = [f"{d}-{q}" if len(distributions) > 1 else d for d, q in cells]
+    diff_offsets = np.array([float(difficulties[d]) + float(distributions[q]) for d, q in cells])
 
     # units: per model, effects per condition correlated across conditions
     per_model = np.broadcast_to(np.asarray(units_per_model, dtype=int), (n_models,))
@@ -222,7 +228,9 @@ def simulate(models: pd.DataFrame | Sequence[str] | int | None = None,
         "experiment": experiment, "participant_id": pids[task_all],
         "session_id": np.char.add("S", pids[task_all]), "task_id": task_ids[task_all],
         "client": "web", "condition": np.array(conditions)[task_cond[task_all]],
-        "difficulty": np.array(diff_names)[task_diff[task_all]], "phase": phase, "is_catch": catch_all,
+        "difficulty": np.array([d for d, _ in cells])[task_diff[task_all]],
+        "query_distribution": np.array([q for _, q in cells])[task_diff[task_all]],
+        "phase": phase, "is_catch": catch_all,
         "trial_index": trial_index, "model": row_model, "layer": row_layer,
         "channel": row_channel, "unit_id": row_unit, "batch": batch,
         "query_a": np.char.add("img", (np.arange(n) * 2).astype(str)),
@@ -263,13 +271,15 @@ def simulate(models: pd.DataFrame | Sequence[str] | int | None = None,
 
     # ground truth
     truth_units, truth_models = [], []
-    for (ci, c), (di, d) in itertools.product(enumerate(conditions), enumerate(diff_names)):
+    for (ci, c), (di, (d, q)) in itertools.product(enumerate(conditions), enumerate(cells)):
         lp = mu_c[c] + offsets[unit_model] + unit_eff[:, ci] + diff_offsets[di]
         p_unit = marginal_accuracy(lp, participant_sd)
         truth_units.append(pd.DataFrame({"unit_id": unit_ids, "model": np.array(names)[unit_model],
-                                         "condition": c, "difficulty": d, "p_true": p_unit}))
+                                         "condition": c, "difficulty": d,
+                                         "query_distribution": q, "p_true": p_unit}))
         for m, name in enumerate(names):
             truth_models.append({"model": name, "condition": c, "difficulty": d,
+                                 "query_distribution": q,
                                  "score_population": float(marginal_accuracy(
                                      mu_c[c] + offsets[m] + diff_offsets[di], total_sd)),
                                  "score_sample": float(p_unit[unit_model == m].mean()),
@@ -282,7 +292,7 @@ def simulate(models: pd.DataFrame | Sequence[str] | int | None = None,
                         "scale_slope": scale_slope, "unit_sd": unit_sd,
                         "participant_sd": participant_sd, "model_sd": model_sd,
                         "careless_fraction": careless_fraction, "mu": mu_c,
-                        "difficulties": difficulties}}
+                        "difficulties": difficulties, "distributions": distributions}}
     models_out = meta.copy()
     return Dataset(responses=responses, participants=participants, units=units, trials=trials,
                    models=models_out, source=f"simulate(seed={seed})", truth=truth)

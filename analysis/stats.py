@@ -15,7 +15,7 @@ from analysis.bootstrap import _single_thread, bca_mean
 from analysis.load import attach_model_metadata
 from analysis.scaling import DEFAULT_MARGIN, SCALES, TRANSFORMS, tost_slope, transform_scale
 from analysis.scores import main_trials
-from experiments.vocabulary import DIFFICULTIES
+from experiments.vocabulary import DIFFICULTIES, IN_DISTRIBUTION
 
 if TYPE_CHECKING:
     from statsmodels.genmod.bayes_mixed_glm import BayesMixedGLMResults
@@ -261,18 +261,41 @@ def _treatment_columns(data: pd.DataFrame, column: str, reference: str
 FACTORS = ("condition", "difficulty")  # IMI's 2-AFC; a task type names its own (`factors`)
 
 
+def with_query_distribution(factors: Sequence[str], data: pd.DataFrame) -> tuple[str, ...]:
+    """The factors plus query_distribution and its interaction with condition, when the data
+    hold queries from more than one distribution (shifted queries)."""
+    column = "query_distribution"
+    if column not in data.columns or data[column].nunique(dropna=True) < 2:
+        return tuple(factors)
+    extra = (column, f"condition:{column}") if "condition" in factors else (column,)
+    return (*factors, *extra)
+
+
 def _cell_columns(data: pd.DataFrame, reference: str, factors: Sequence[str] = FACTORS
                   ) -> tuple[list[np.ndarray], list[str]]:
     """Treatment-coded indicators of each factor: condition against `reference`, difficulty
-    against the easiest difficulty present (easy queries unless the data have none), any other
-    factor against its first level."""
+    against the easiest difficulty present (easy queries unless the data have none),
+    query_distribution against `in`, any other factor against its first level; `a:b` is the
+    interaction, the products of a's and b's indicators."""
     columns: list[np.ndarray] = []
     names: list[str] = []
+    coded: dict[str, tuple[list[np.ndarray], list[str]]] = {}
+
+    def code(factor: str) -> tuple[list[np.ndarray], list[str]]:
+        if factor not in coded:
+            base = {"condition": reference, "difficulty": _easiest(data) or "",
+                    "query_distribution": IN_DISTRIBUTION}.get(factor, "")
+            coded[factor] = _treatment_columns(data, factor, base)
+        return coded[factor]
+
     for factor in factors:
-        base = {"condition": reference, "difficulty": _easiest(data) or ""}.get(factor, "")
-        found = _treatment_columns(data, factor, base)
-        columns += found[0]
-        names += found[1]
+        if ":" in factor:
+            (a_cols, a_names), (b_cols, b_names) = (code(f) for f in factor.split(":", 1))
+            columns += [x * y for x in a_cols for y in b_cols]
+            names += [f"{x}:{y}" for x in a_names for y in b_names]
+        else:
+            columns += code(factor)[0]
+            names += code(factor)[1]
     return columns, names
 
 
@@ -447,15 +470,15 @@ def mixed_model(responses: pd.DataFrame, models: pd.DataFrame | None = None,
         notes.append(f"log10({scale}) centred at {lx.mean():.3f}")
     elif why:
         notes.append(why)
-    factors = [("participant", "participant_id"), ("unit", "unit_id")]
+    random = [("participant", "participant_id"), ("unit", "unit_id")]
     if data["condition"].nunique() > 1:
         # a unit's effect differs between conditions (its exemplars and its visualizations)
         data = data.assign(unit_condition=data["unit_id"].astype(str) + "|"
                            + data["condition"].astype(str))
-        factors.append(("unit:condition", "unit_condition"))
+        random.append(("unit:condition", "unit_condition"))
     if model_effect and data["model"].nunique() > 1:
-        factors.append(("model", "model"))
-    design = _design(data, fixed_cols, names, factors)
+        random.append(("model", "model"))
+    design = _design(data, fixed_cols, names, random)
     fit = _fit_vb(design, fit_method, seed)
     eta = design.exog @ fit.fe_mean + design.exog_vc @ fit.vc_mean
     reference_eta = eta[_reference_rows(data, reference)]
@@ -474,7 +497,7 @@ def mixed_model(responses: pd.DataFrame, models: pd.DataFrame | None = None,
         columns = ["estimate", "sd", "df", "interval", "ci_low", "ci_high"]
         fixed.loc[fixed["term"] == "log10_scale", columns] = [best[c] for c in columns]
     fixed["odds_ratio"] = np.exp(fixed["estimate"])
-    variance = pd.DataFrame({"component": [label for label, _ in factors],
+    variance = pd.DataFrame({"component": [label for label, _ in random],
                              "sd": np.exp(fit.vcp_mean),
                              "sd_low": np.exp(fit.vcp_mean - z * fit.vcp_sd),
                              "sd_high": np.exp(fit.vcp_mean + z * fit.vcp_sd)})
@@ -494,8 +517,11 @@ def _method_text(fit_method: str, slopes: pd.DataFrame) -> str:
 
 
 def _reference_rows(data: pd.DataFrame, reference: str) -> np.ndarray:
-    """Rows in the reference condition and the easiest difficulty (all rows if there are none)."""
+    """Rows in the reference condition, the easiest difficulty and in-distribution queries
+    (all rows if there are none)."""
     mask = np.ones(len(data), dtype=bool)
+    if "query_distribution" in data.columns and (data["query_distribution"] == IN_DISTRIBUTION).any():
+        mask &= (data["query_distribution"] == IN_DISTRIBUTION).to_numpy()
     if reference in set(data["condition"].dropna()):
         mask &= (data["condition"] == reference).to_numpy()
     easiest = _easiest(data[mask])

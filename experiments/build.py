@@ -109,14 +109,15 @@ def _store(session, loaded: LoadedSpec, sets: list[StimulusSet], design: Design)
     for planned in design.tasks:
         task = Task(experiment_id=experiment.id, task_key=planned.task_key,
                     condition=planned.condition, difficulty=planned.difficulty,
-                    unit_group=planned.unit_group, assign_order=planned.assign_order)
+                    query_distribution=planned.query_distribution, unit_group=planned.unit_group, assign_order=planned.assign_order)
         session.add(task)
         session.flush()
         session.execute(Trial.__table__.insert(), [
             {"task_id": task.id, "ordinal": ordinal, "phase": t.phase, "position": t.position,
              "is_catch": t.is_catch, "unit_id": t.unit.unit_id, "model": t.unit.model,
              "layer": t.unit.layer, "channel": t.unit.channel, "condition": t.condition,
-             "difficulty": t.difficulty, "batch": t.batch, "stimulus": t.stimulus,
+             "difficulty": t.difficulty, "query_distribution": t.query_distribution,
+             "batch": t.batch, "stimulus": t.stimulus,
              "answer_key": t.answer_key}
             for ordinal, t in enumerate(planned.practice + planned.main)])
     return experiment

@@ -14,6 +14,7 @@ from experiments.selection import select_units
 from experiments.spec import ExperimentSpec
 from experiments.stimulus_set import StimulusSet
 from experiments.tasks import TaskType, get_task
+from experiments.vocabulary import IN_DISTRIBUTION
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class PlannedTrial:
     batch: int
     stimulus: dict[str, Any]
     answer_key: str
+    query_distribution: str = IN_DISTRIBUTION
 
 
 @dataclass
@@ -53,6 +55,7 @@ class PlannedTask:
     assign_order: int
     practice: list[PlannedTrial] = field(default_factory=list)
     main: list[PlannedTrial] = field(default_factory=list)
+    query_distribution: str = IN_DISTRIBUTION
 
 
 @dataclass
@@ -77,8 +80,8 @@ class ImageIndex:
         frame = stimulus_set.images.sort_values(["unit_id", "kind", "role", "batch", "rank"])
         self._groups: dict[tuple, list[str]] = {
             key: list(group.image_id)
-            for key, group in frame.groupby(["unit_id", "kind", "role", "batch", "difficulty"],
-                                            sort=False)}
+            for key, group in frame.groupby(["unit_id", "kind", "role", "batch", "difficulty",
+                                             "distribution"], sort=False)}
 
     def row(self, image_id: str) -> dict[str, Any]:
         """One image's images.csv row (built into a dict once: a build asks per trial)."""
@@ -86,8 +89,9 @@ class ImageIndex:
             self._rows = self.set.images.set_index("image_id").to_dict("index")
         return {"image_id": image_id, **self._rows[image_id]}
 
-    def get(self, unit_id: str, kind: str, role: str, batch: int, difficulty: str = "") -> list[str]:
-        return self._groups.get((unit_id, kind, role, batch, difficulty), [])
+    def get(self, unit_id: str, kind: str, role: str, batch: int, difficulty: str = "",
+            distribution: str = IN_DISTRIBUTION) -> list[str]:
+        return self._groups.get((unit_id, kind, role, batch, difficulty, distribution), [])
 
     def batches(self, unit_id: str, kind: str) -> list[int]:
         return sorted({k[3] for k in self._groups if k[0] == unit_id and k[1] == kind
@@ -129,9 +133,11 @@ class TrialContext:
         self._cycle: dict[tuple, tuple[list[int], int]] = {}
 
     def images(self, unit: UnitInfo, kind: str, role: str, batch: int,
-               difficulty: str = "") -> list[str]:
-        """The image ids of a unit's (kind, role, batch, difficulty), in rank order."""
-        return self.indexes[unit.set_index].get(unit.unit_id, kind, role, batch, difficulty)
+               difficulty: str = "", distribution: str = IN_DISTRIBUTION) -> list[str]:
+        """The image ids of a unit's (kind, role, batch, difficulty, query distribution), in
+        rank order."""
+        return self.indexes[unit.set_index].get(unit.unit_id, kind, role, batch, difficulty,
+                                                distribution)
 
     def image_row(self, unit: UnitInfo, image_id: str) -> dict[str, Any]:
         """The images.csv row of one of the unit's images (its extra columns included)."""
@@ -163,12 +169,14 @@ class TrialContext:
         return batches[counter % len(batches)]
 
     def trial(self, task: TaskType, unit: UnitInfo, condition: str, difficulty: str, phase: str,
-              position: int, key: str, is_catch: bool = False) -> PlannedTrial:
+              position: int, key: str, is_catch: bool = False,
+              distribution: str = IN_DISTRIBUTION) -> PlannedTrial:
         """One planned trial, its stimulus made by `task` and checked against its model."""
-        made = task.make_trial(self, unit, condition, difficulty, phase, key, is_catch)
+        shifted = {"distribution": distribution} if task.shifted_queries else {}
+        made = task.make_trial(self, unit, condition, difficulty, phase, key, is_catch, **shifted)
         stimulus = task.Stimulus.model_validate(made.stimulus).model_dump()
         return PlannedTrial(phase, position, is_catch, unit, condition, difficulty, made.batch,
-                            stimulus, made.answer_key)
+                            stimulus, made.answer_key, distribution)
 
 
 def _fill_tasks(units: list[str], per_task: int, responses: int, rng: np.random.Generator
@@ -223,23 +231,27 @@ def plan(spec: ExperimentSpec, sets: list[StimulusSet],
         roles = {u: "left_out" if role == "main" and u not in selection else role
                  for u, role in roles.items()}
 
+    _check_query_distributions(spec, sets)
     maker = TrialContext(spec, sets, rng)
     task_type = get_task(spec.task.type)
     targets = dict.fromkeys(all_ids, 0)
     tasks: list[PlannedTask] = []
     for condition in spec.conditions:
         for difficulty in spec.difficulty:
-            for group, pool in groups.items():
-                if spec.main_trials_per_task > len(pool):
-                    raise SpecError(f"main_trials_per_task is {spec.main_trials_per_task} but "
-                                    f"{group!r} has only {len(pool)} units left after reserving "
-                                    f"practice and catch units; each unit may appear once per task")
-                for unit_ids in _fill_tasks(pool, spec.main_trials_per_task,
-                                            spec.responses_per_unit, rng):
-                    tasks.append(_make_task(maker, task_type, spec, units, unit_ids, practice, catch,
-                                            condition, difficulty, group, rng))
-                    for unit_id in unit_ids:
-                        targets[unit_id] += 1
+            for distribution in spec.query_distribution:
+                for group, pool in groups.items():
+                    if spec.main_trials_per_task > len(pool):
+                        raise SpecError(f"main_trials_per_task is {spec.main_trials_per_task} "
+                                        f"but {group!r} has only {len(pool)} units left after "
+                                        f"reserving practice and catch units; each unit may "
+                                        f"appear once per task")
+                    for unit_ids in _fill_tasks(pool, spec.main_trials_per_task,
+                                                spec.responses_per_unit, rng):
+                        tasks.append(_make_task(maker, task_type, spec, units, unit_ids, practice,
+                                                catch, (condition, difficulty, distribution),
+                                                group, rng))
+                        for unit_id in unit_ids:
+                            targets[unit_id] += 1
     order = rng.permutation(len(tasks))
     for position, task_index in enumerate(order):
         tasks[task_index].assign_order = position
@@ -248,22 +260,38 @@ def plan(spec: ExperimentSpec, sets: list[StimulusSet],
     return Design(tasks, roles, targets, units, sorted(left_out), selection)
 
 
+def _check_query_distributions(spec: ExperimentSpec, sets: list[StimulusSet]) -> None:
+    """Every stimulus set holds queries of each of the spec's query distributions."""
+    for stimulus_set in sets:
+        held = set(stimulus_set.images.distribution)
+        missing = [d for d in spec.query_distribution if d not in held]
+        if missing:
+            raise SpecError(f"query_distribution {missing[0]!r}: stimulus set "
+                            f"{stimulus_set.path} has no such queries (it has "
+                            f"{', '.join(sorted(held))}); add them with `interpsy stimuli shift "
+                            f"{stimulus_set.path} --shift NAME:SEVERITY` or `--domain "
+                            f"NAME=FOLDER`")
+
+
 def _make_task(maker: TrialContext, task_type: TaskType, spec: ExperimentSpec, units: dict[str, UnitInfo],
-               main_ids: list[str], practice: list[str], catch: list[str], condition: str,
-               difficulty: str, group: str, rng: np.random.Generator) -> PlannedTask:
-    task = PlannedTask("", condition, difficulty, group, 0)
+               main_ids: list[str], practice: list[str], catch: list[str],
+               cell: tuple[str, str, str], group: str, rng: np.random.Generator) -> PlannedTask:
+    """One task of the cell (condition, difficulty, query distribution): practice and main
+    trials, catch trials shuffled in."""
+    condition, difficulty, distribution = cell
+    task = PlannedTask("", condition, difficulty, group, 0, query_distribution=distribution)
     practice_ids = list(practice[: spec.practice.trials])
     rng.shuffle(practice_ids)
     for position, (unit_id, key) in enumerate(
             zip(practice_ids, task_type.balanced_keys(len(practice_ids), rng))):
         task.practice.append(maker.trial(task_type, units[unit_id], condition, difficulty,
-                                         "practice", position, key))
+                                         "practice", position, key, False, distribution))
     block = [(u, False) for u in main_ids] + [(u, True) for u in catch[: spec.catch_trials_per_task]]
     rng.shuffle(block)
     for position, ((unit_id, is_catch), key) in enumerate(
             zip(block, task_type.balanced_keys(len(block), rng))):
         task.main.append(maker.trial(task_type, units[unit_id], condition, difficulty, "main",
-                                     position, key, is_catch))
+                                     position, key, is_catch, distribution))
     return task
 
 
@@ -276,6 +304,7 @@ def design_frame(design: Design) -> pd.DataFrame:
                          "phase": trial.phase, "position": trial.position,
                          "is_catch": trial.is_catch, "unit_id": trial.unit.unit_id,
                          "condition": trial.condition, "difficulty": trial.difficulty,
+                         "query_distribution": trial.query_distribution,
                          "batch": trial.batch, **trial.stimulus,
                          "answer_key": trial.answer_key})
     return pd.DataFrame(rows)

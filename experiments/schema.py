@@ -18,6 +18,7 @@ RESPONSE_HEAD: dict[str, str] = {
     "client": "string",
     "condition": "string",
     "difficulty": "string",
+    "query_distribution": "string",
     "phase": "string",
     "is_catch": "bool",
     "trial_index": "Int64",
@@ -106,6 +107,7 @@ TRIAL_HEAD: dict[str, str] = {
     "task_id": "string",
     "condition": "string",
     "difficulty": "string",
+    "query_distribution": "string",
     "phase": "string",
     "position": "Int64",
     "is_catch": "bool",
@@ -135,7 +137,9 @@ RESPONSE_COLUMNS, TRIAL_COLUMNS = TABLES["responses"], TABLES["trials"]
 
 # Columns added after the first exports: a file without them reads with them empty.
 OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {
-    "responses": ("rt_flag", "client_extra", "client_recorded_at", *MACHINE_COLUMNS),
+    "responses": ("query_distribution", "rt_flag", "client_extra", "client_recorded_at",
+                  *MACHINE_COLUMNS),
+    "trials": ("query_distribution",),
     "units": ("selection_group", "machine_score"),
     "participants": ("instruction_s_claimed", "time_flags", "focus_losses", "fullscreen_exits",
                      "reloads", "image_failures", "feedback", "late_sync", "lab_id",
@@ -170,6 +174,9 @@ def coerce(frame: pd.DataFrame, table: str,
             out[name] = pd.to_numeric(out[name], errors="raise").astype(dtype)
         else:
             out[name] = out[name].astype(dtype)
+    if "query_distribution" in out:  # data from before shifted queries: the set's own queries
+        out["query_distribution"] = out["query_distribution"].replace("", pd.NA).fillna(
+            vocabulary.IN_DISTRIBUTION)
     return out
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -20,9 +21,12 @@ from pydantic import (
 from experiments.errors import SpecError
 from experiments.tasks.base import NoParams
 from experiments.tasks.registry import DEFAULT_TASK, get_task
+from experiments.vocabulary import IN_DISTRIBUTION
 
 Platform = Literal["prolific", "mturk", "link", "lab"]
 NonNegativeInt = Annotated[int, Field(ge=0)]
+# `in`, a shifted pool's label (`blur-3`) or a domain's name (stimuli.shifts)
+DISTRIBUTION_NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}(-[1-5])?$")
 PositiveInt = Annotated[int, Field(ge=1)]
 
 
@@ -225,6 +229,21 @@ def _in_vocabulary(values: list[str], info: ValidationInfo, what: str) -> None:
                              f"of task type {task.name}; use {', '.join(allowed)}")
 
 
+def _shifted_queries(values: list[str], info: ValidationInfo) -> None:
+    """Names a set can hold; queries other than `in` need a task type that takes them."""
+    for value in values:
+        if not DISTRIBUTION_NAME.fullmatch(value):
+            raise ValueError(f"{value!r} is not a query distribution: use {IN_DISTRIBUTION!r}, "
+                             f"a shifted pool's label (e.g. blur-3) or a domain's name")
+    settings = info.data.get("task")
+    if settings is None or values == [IN_DISTRIBUTION]:
+        return
+    task = get_task(settings.type)
+    if not task.shifted_queries:
+        raise ValueError(f"task type {task.name} has no shifted queries; use "
+                         f"{IN_DISTRIBUTION!r} only")
+
+
 class ExperimentSpec(Strict):
     """A whole experiment: stimuli, conditions, task layout, timing, recruitment, exclusions."""
 
@@ -238,6 +257,10 @@ class ExperimentSpec(Strict):
     stimulus_sets: Annotated[list[str], Field(min_length=1)]
     conditions: Annotated[list[str], Field(min_length=1)] = ["natural", "synthetic"]
     difficulty: Annotated[list[str], Field(min_length=1)] = ["easy"]
+    query_distribution: Annotated[list[str], Field(min_length=1)] = Field(
+        [IN_DISTRIBUTION], description="where the queries come from: `in` (the set's own) and "
+                                       "shifted pools or domains added with `interpsy stimuli "
+                                       "shift` (e.g. blur-3); a design factor like difficulty")
     task_units: Literal["per_set", "pooled"] = Field(
         "per_set", description="per_set: a task draws its units from one stimulus set (one model)")
     references_per_side: PositiveInt = 9
@@ -262,17 +285,20 @@ class ExperimentSpec(Strict):
     select_units: UnitSelection | None = Field(
         None, description="choose the main units by a machine observer's scores")
 
-    @field_validator("difficulty", mode="before")
+    @field_validator("difficulty", "query_distribution", mode="before")
     @classmethod
     def _one_or_many(cls, value: object) -> object:
         return [value] if isinstance(value, str) else value
 
-    @field_validator("conditions", "difficulty")
+    @field_validator("conditions", "difficulty", "query_distribution")
     @classmethod
     def _no_repeats(cls, value: list[str], info: ValidationInfo) -> list[str]:
         if len(set(value)) != len(value):
             raise ValueError("each value may appear only once")
-        _in_vocabulary(value, info, info.field_name)
+        if info.field_name == "query_distribution":
+            _shifted_queries(value, info)
+        else:
+            _in_vocabulary(value, info, info.field_name)
         return value
 
     @field_validator("instructions")

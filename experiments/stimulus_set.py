@@ -19,7 +19,7 @@ from experiments.set_integrity import (
     check_units_match_manifest,
     sha256_file,
 )
-from experiments.vocabulary import DIFFICULTIES
+from experiments.vocabulary import DIFFICULTIES, IN_DISTRIBUTION
 
 MANIFEST = "stimuli.json"
 UNITS_CSV = "units.csv"
@@ -30,7 +30,7 @@ MANIFEST_KEYS = ("model", "weights", "layers", "units", "dataset", "parameters",
 UNIT_COLUMNS = ("unit_id", "model", "layer", "channel", "reduction", "layer_position",
                 "fv_activation", "top_natural_activation")
 IMAGE_COLUMNS = ("image_id", "unit_id", "kind", "role", "batch", "rank", "activation", "path",
-                 "sha256", "difficulty")
+                 "sha256", "difficulty", "distribution")
 REFERENCE_ROLES = ("reference_max", "reference_min")
 QUERY_ROLES = ("query_max", "query_min")
 # `interpsy stimuli occlusion` writes kind `occlusion`: the occlusions that keep the unit's
@@ -141,10 +141,11 @@ def load_stimulus_set(path: str | Path, verify_images: bool = True,
                       optional=("reduction", "layer_position", "fv_activation",
                                 "top_natural_activation"))
     images = _read_csv(where, IMAGES_CSV, IMAGE_COLUMNS, optional=("difficulty", "sha256",
-                                                                    "activation"))
+                                                                    "activation", "distribution"))
     problems: list[str] = []
     _check_units(units, problems)
     _check_images(images, set(units.unit_id), problems)
+    _check_distributions(images, manifest, problems)
     if problems:
         _fail(where, problems)
     _check_structure(units, images, problems)
@@ -228,6 +229,23 @@ def _check_images(images: pd.DataFrame, unit_ids: set[str], problems: list[str])
             break
 
 
+def _check_distributions(images: pd.DataFrame, manifest: dict, problems: list[str]) -> None:
+    """`distribution` is `in` (empty reads as `in`) except on natural queries of a pool the
+    manifest's `query_distributions` describes (`interpsy stimuli shift`)."""
+    images.loc[images.distribution == "", "distribution"] = IN_DISTRIBUTION
+    shifted = images.distribution != IN_DISTRIBUTION
+    wrong = shifted & ~(images.role.isin(QUERY_ROLES) & (images.kind == "natural"))
+    if wrong.any():
+        row = images[wrong].iloc[0]
+        problems.append(f"image {row.image_id}: distribution {row.distribution!r} on a "
+                        f"{row.kind} {row.role}; only natural queries leave the distribution")
+    known = set(manifest.get("query_distributions") or {})
+    unknown = shifted & ~images.distribution.isin(known)
+    if unknown.any():
+        problems.append(f"{IMAGES_CSV}: distribution {images.distribution[unknown].iloc[0]!r} "
+                        f"is not described in {MANIFEST}'s query_distributions")
+
+
 T = TypeVar("T")
 
 
@@ -268,7 +286,7 @@ def _check_occlusion(images: pd.DataFrame, problems: list[str]) -> None:
 
 def _check_structure(units: pd.DataFrame, images: pd.DataFrame, problems: list[str]) -> None:
     _check_occlusion(images, problems)
-    natural = images[images.kind == "natural"]
+    natural = images[(images.kind == "natural") & (images.distribution == IN_DISTRIBUTION)]
     for unit_id in units.unit_id:
         rows = natural[natural.unit_id == unit_id]
         if rows.empty:

@@ -7,6 +7,7 @@ from enum import StrEnum
 CONDITIONS = ("natural", "synthetic", "mixed", "none")
 DIFFICULTIES = ("easy", "p99", "p95", "p85")  # easy: the extreme queries; pXX: percentile windows
 PERCENTILES = {"p99": 99.0, "p95": 95.0, "p85": 85.0}  # each percentile difficulty's level
+IN_DISTRIBUTION = "in"  # query_distribution of a set's own queries; shifted ones are named
 PHASES = ("practice", "main")
 CLIENTS = ("web", "lab", "machine")  # machine: an observer's answers (`interpsy observe`)
 

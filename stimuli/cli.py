@@ -293,3 +293,42 @@ def occlusion(set_dir, fraction, stride, blur_sigma, blur_stride, batch_size, pr
     out = add_occlusion(set_dir, cfg, pretrained=not random_init, weights_path=weights_path,
                         device=env_device(device), progress=progress, command=_command_line())
     click.echo(f"occlusion images added to {out}")
+
+
+@stimuli.command()
+@click.argument("set_dir", type=click.Path(file_okay=False, path_type=str))
+@click.option("--shift", "shifts", multiple=True, metavar="NAME:SEVERITY",
+              help="A shifted pool of the set's own images, e.g. blur:3 (repeatable; shifts: "
+                   "blur, noise, contrast, hue, greyscale, cutout, edges, stylise; 1-5).")
+@click.option("--domain", "domains", multiple=True, metavar="NAME=FOLDER",
+              help="A folder of images as its own query distribution (repeatable).")
+@click.option("--images", default=None, type=click.Path(),
+              help="The set's image source, if not where its manifest says.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True,
+              help="DataLoader worker processes.")
+@click.option("--skip-unreadable", is_flag=True,
+              help="Skip unreadable images instead of stopping.")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@_model_options
+def shift(set_dir, shifts, domains, images, batch_size, workers, skip_unreadable, progress,
+          weights_path, random_init, device):
+    """Add queries from shifted distributions to a built set: each --shift pool is the set's
+    images shifted (seeded per image), each --domain a folder; mined for the set's units and
+    picked with the set's own query rule; references stay in distribution. Resumes."""
+    from stimuli.build import env_device
+    from stimuli.shifted_set import add_shifted_queries
+
+    named = {}
+    for text in domains:
+        name, sep, folder = text.partition("=")
+        if not sep or not folder:
+            raise StimuliError(f"--domain {text!r}: expected NAME=FOLDER")
+        named[name] = folder
+    out = add_shifted_queries(set_dir, shifts, named, images, pretrained=not random_init,
+                              weights_path=weights_path, device=env_device(device),
+                              batch_size=batch_size, workers=workers,
+                              skip_unreadable=skip_unreadable, progress=progress,
+                              command=_command_line())
+    added = load_stimulus_set(out).manifest["query_distributions"]
+    click.echo(f"queries from {', '.join(sorted(added))} in {out}")

@@ -32,7 +32,7 @@ import json
 import time
 import warnings
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,6 +51,9 @@ MINING_DIR = "mining"
 DECODERS = ("pil", "torchvision")
 _DECODER_ALIASES = {"cpu": "pil", "gpu": "torchvision"}
 JPEG_MAGIC = b"\xff\xd8\xff"
+# What a pool does to each shown crop before the model sees it: (pixels H x W x 3, global image
+# index) -> pixels; picklable, with a `describe()` for the mining fingerprint (stimuli.shifts).
+Transform = Callable[[np.ndarray, int], np.ndarray]
 
 
 @dataclass
@@ -112,13 +115,18 @@ def model_input(images: torch.Tensor, normalize, channels_last: bool) -> torch.T
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
-def _pil_crop(path: str, prep: Preprocessing) -> tuple[torch.Tensor, str]:
-    """The shown crop through PIL as uint8 (3, crop, crop), or zeros and the error."""
+def _pil_crop(path: str, prep: Preprocessing, transform: Transform | None = None,
+              index: int = 0) -> tuple[torch.Tensor, str]:
+    """The shown crop through PIL as uint8 (3, crop, crop), `transform(pixels, index)` applied
+    when given, or zeros and the error."""
     try:
         image = load_shown(path, prep)
     except ImageSourceError as exc:
         return torch.zeros(3, prep.crop, prep.crop, dtype=torch.uint8), str(exc)
-    return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).contiguous(), ""
+    pixels = np.asarray(image)
+    if transform is not None:
+        pixels = transform(pixels, index)
+    return torch.from_numpy(pixels.copy()).permute(2, 0, 1).contiguous(), ""
 
 
 class ImageDataset(Dataset):
@@ -129,11 +137,12 @@ class ImageDataset(Dataset):
     """
 
     def __init__(self, files: list[str], offset: int = 0, raw: bool = False,
-                 prep: Preprocessing = DEFAULT_PREPROCESSING):
+                 prep: Preprocessing = DEFAULT_PREPROCESSING, transform: Transform | None = None):
         self.files = files
         self.offset = offset
-        self.raw = raw
+        self.raw = raw and transform is None
         self.prep = prep
+        self.transform = transform
 
     def __len__(self) -> int:
         return len(self.files)
@@ -142,7 +151,7 @@ class ImageDataset(Dataset):
         path = str(self.files[i])
         if self.raw:
             return self._raw_item(path, self.offset + i)
-        crop, error = _pil_crop(path, self.prep)
+        crop, error = _pil_crop(path, self.prep, self.transform, self.offset + i)
         return crop, self.offset + i, error
 
     def _raw_item(self, path: str, index: int) -> tuple:
@@ -235,11 +244,13 @@ def decode_batch(items: list[torch.Tensor], errors: list[str], jpeg_paths: list[
 
 
 def image_batches(files: list[str], offset: int, cfg: MiningConfig, device: torch.device,
-                  prep: Preprocessing = DEFAULT_PREPROCESSING
+                  prep: Preprocessing = DEFAULT_PREPROCESSING, transform: Transform | None = None
                   ) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[str]]]:
-    """(uint8 (B, 3, 224, 224) crops on `device`, global indices on the CPU, error per image)."""
-    raw = cfg.decode == "torchvision"
-    loader = DataLoader(ImageDataset(files, offset=offset, raw=raw, prep=prep),
+    """(uint8 (B, 3, 224, 224) crops on `device`, global indices on the CPU, error per image).
+    A transformed pool decodes through PIL in the workers (the transform works on pixels)."""
+    raw = cfg.decode == "torchvision" and transform is None
+    loader = DataLoader(ImageDataset(files, offset=offset, raw=raw, prep=prep,
+                                     transform=transform),
                         batch_size=cfg.batch_size,
                         num_workers=cfg.workers, pin_memory=device.type == "cuda" and not raw,
                         collate_fn=_collate_raw if raw else None, persistent_workers=False)
@@ -261,9 +272,11 @@ def normalizer(spec: ModelSpec, device: torch.device):
 
 
 def fingerprint(spec: ModelSpec, weights: str, units: list[Unit], files: list[str],
-                cfg: MiningConfig, dtype: torch.dtype | None = None) -> str:
+                cfg: MiningConfig, dtype: torch.dtype | None = None,
+                transform: Transform | None = None) -> str:
     """Hash of everything that determines a mining result (to refuse resuming a different run)."""
-    payload = json.dumps({"model": spec.name, "weights": weights,
+    shifted = {"transform": transform.describe()} if transform is not None else {}
+    payload = json.dumps({**shifted, "model": spec.name, "weights": weights,
                           "units": [u.unit_id for u in units], "files": files, "k": cfg.k,
                           "store": cfg.store_activations, "decode": cfg.decode,
                           "precision": str(dtype or torch.float32),
@@ -363,14 +376,16 @@ def _update(top: StreamingTopK, bottom: StreamingTopK, acts: torch.Tensor, first
 
 def mine_shard(model: torch.nn.Module, spec: ModelSpec, weights: str, units: list[Unit],
                files: list[str], work_dir: str | Path, cfg: MiningConfig,
-               shard: tuple[int, int] = (0, 1), progress: bool = True) -> Path:
-    """Mine one shard of the images for all units; resumes from its checkpoint; returns its file."""
+               shard: tuple[int, int] = (0, 1), progress: bool = True,
+               transform: Transform | None = None) -> Path:
+    """Mine one shard of the images for all units; resumes from its checkpoint; returns its file.
+    `transform` changes each shown crop before the model sees it (a shifted pool)."""
     work = Path(work_dir) / MINING_DIR
     work.mkdir(parents=True, exist_ok=True)
     done_path, ckpt_path, act_path = _shard_paths(work, shard)
     device = torch.device(cfg.device)
     dtype, channels_last = precision(cfg, device)
-    key = fingerprint(spec, weights, units, files, cfg, dtype)
+    key = fingerprint(spec, weights, units, files, cfg, dtype, transform)
     if done_path.is_file():
         if torch.load(done_path, weights_only=False)["fingerprint"] == key:
             return done_path
@@ -410,7 +425,7 @@ def mine_shard(model: torch.nn.Module, spec: ModelSpec, weights: str, units: lis
     try:
         with memory_format(model, channels_last), torch.no_grad():
             batches = image_batches(files[start + done: stop], start + done, cfg, device,
-                                    spec.preprocessing)
+                                    spec.preprocessing, transform)
             for step, (images, indices, errors) in enumerate(batches, 1):
                 failed = [j for j, e in enumerate(errors) if e]
                 if failed:
@@ -517,6 +532,15 @@ def percentile_rank(percentile: float, n_valid: int) -> int:
     return int(round((100.0 - percentile) / 100.0 * (n_valid - 1)))
 
 
+def percentile_start(percentile: float, window: int) -> Callable[[int], int]:
+    """The first rank of the `window` images centred on a (max-side) percentile, given the
+    number of valid images."""
+    def start(n_valid: int) -> int:
+        return min(max(0, percentile_rank(percentile, n_valid) - window // 2),
+                   max(0, n_valid - window))
+    return start
+
+
 def percentile_picks(result: MiningResult, percentiles: dict[str, float], window: int,
                      block: int = 64) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
     """Exact picks around percentiles: {difficulty: {"max"|"min": (indices, values) per unit}}.
@@ -526,23 +550,38 @@ def percentile_picks(result: MiningResult, percentiles: dict[str, float], window
     r = round((1 - P/100) (n - 1)); the min side does the same on the ascending order
     (the 1st/5th/15th percentile). Returns index and value arrays of shape (units, window).
     """
+    return window_picks(result, {d: percentile_start(p, window) for d, p in percentiles.items()},
+                        window, block=block)
+
+
+def window_picks(result: MiningResult, starts: dict[str, Callable[[int], int]], window: int,
+                 exclude: list[np.ndarray] | None = None, block: int = 64
+                 ) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """`window` images per unit and side from rank `starts[d](n)` on of the descending (max)
+    and ascending (min) order of the unit's n valid images, ties by image index; `exclude[u]`
+    holds image indices unit u may not pick (they count as invalid)."""
     n_units = len(result.unit_ids)
     out = {d: {"max": (np.zeros((n_units, window), np.int64), np.zeros((n_units, window))),
                "min": (np.zeros((n_units, window), np.int64), np.zeros((n_units, window)))}
-           for d in percentiles}
+           for d in starts}
     for first in range(0, n_units, block):
         columns = slice(first, min(first + block, n_units))
         values = result.activation_block(columns)
         for j in range(values.shape[1]):
             column = values[:, j]
-            valid = np.flatnonzero(~np.isnan(column))
+            usable = ~np.isnan(column)
+            if exclude is not None:
+                usable[exclude[first + j]] = False
+            valid = np.flatnonzero(usable)
             descending = valid[np.argsort(-column[valid], kind="stable")]
             ascending = valid[np.argsort(column[valid], kind="stable")]
-            for difficulty, percentile in percentiles.items():
-                r = percentile_rank(percentile, len(valid))
-                lo = min(max(0, r - window // 2), max(0, len(valid) - window))
+            for difficulty, start in starts.items():
+                lo = start(len(valid))
                 for side, order in (("max", descending), ("min", ascending)):
                     picked = order[lo: lo + window]
+                    if len(picked) < window:
+                        raise StimuliError(f"unit {result.unit_ids[first + j]}: {len(valid)} "
+                                           f"usable images, too few for {difficulty} queries")
                     out[difficulty][side][0][first + j] = picked
                     out[difficulty][side][1][first + j] = column[picked]
     return out

@@ -34,6 +34,7 @@ from experiments.stimulus_set import (
 from experiments.stimulus_set import (
     OCCLUSION_KIND as KIND,
 )
+from experiments.vocabulary import IN_DISTRIBUTION
 from stimuli.build import WORK, _device_record, _save_json
 from stimuli.errors import StimuliError
 from stimuli.mining import normalizer
@@ -80,7 +81,8 @@ def _unit_rows(stimulus_set, unit, probe: UnitProbe, cfg: OcclusionConfig, out: 
     images = stimulus_set.images
     slug = unit_slug(unit.model, unit.layer, int(unit.channel))
     rows, maps = [], {"batch": [], "base_activation": [], "activations": [], "corners": None}
-    natural = images[(images.unit_id == unit.unit_id) & (images.kind == "natural")]
+    natural = images[(images.unit_id == unit.unit_id) & (images.kind == "natural")
+                     & (images.distribution == IN_DISTRIBUTION)]
     for batch in stimulus_set.natural_batches(unit.unit_id):
         group = natural[natural.batch == batch]
         base, references = occlusion_split(

@@ -3,11 +3,15 @@ uint8 image and a severity 1-5, registered by name, in the spirit of ImageNet-C'
 References stay in distribution; only the queries move (PIL and numpy)."""
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
+
+from experiments.vocabulary import IN_DISTRIBUTION
 
 SEVERITIES = (1, 2, 3, 4, 5)
 Apply = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
@@ -109,3 +113,57 @@ def apply_shift(image: np.ndarray, name: str, severity: int, seed: int) -> np.nd
         raise ValueError(f"expected an RGB uint8 image (H, W, 3), got {image.dtype} "
                          f"{image.shape}")
     return SHIFTS[name].apply(image, severity, np.random.default_rng(seed))
+
+
+@dataclass(frozen=True)
+class PoolShift:
+    """One shift at one severity applied to every image of a pool, seeded per image: the same
+    (seed, label, image index) always gives the same pixels (picklable for DataLoader workers)."""
+
+    shift: str
+    severity: int
+    seed: int
+
+    def __post_init__(self) -> None:
+        if self.shift not in SHIFTS:
+            raise ValueError(f"unknown shift {self.shift!r}; known: {', '.join(SHIFTS)}")
+        if self.severity not in SEVERITIES:
+            raise ValueError(f"severity must be one of {SEVERITIES}, got {self.severity!r}")
+
+    @property
+    def label(self) -> str:
+        """The query distribution's name in sets, specs and datasets, e.g. `blur-3`."""
+        return f"{self.shift}-{self.severity}"
+
+    def image_seed(self, index: int) -> int:
+        """The seed of image `index` of the pool."""
+        digest = hashlib.sha256(f"{self.seed}:{self.label}:{index}".encode()).digest()
+        return int.from_bytes(digest[:8], "little")
+
+    def __call__(self, image: np.ndarray, index: int) -> np.ndarray:
+        return apply_shift(image, self.shift, self.severity, self.image_seed(index))
+
+    def describe(self) -> dict:
+        """What the manifest records of this shift."""
+        return {"shift": self.shift, "severity": self.severity, "seed": self.seed,
+                "description": SHIFTS[self.shift].description}
+
+
+def parse_shift(text: str, seed: int) -> PoolShift:
+    """`NAME:SEVERITY` (e.g. `blur:3`) as a PoolShift, or ValueError naming what is wrong."""
+    name, _, severity = text.partition(":")
+    if not severity.strip().isdigit():
+        raise ValueError(f"shift {text!r}: expected NAME:SEVERITY, e.g. blur:3 (shifts: "
+                         f"{', '.join(SHIFTS)}; severities 1-5)")
+    return PoolShift(name.strip(), int(severity), seed)
+
+
+DOMAIN_NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
+
+
+def check_domain_name(name: str) -> str:
+    """A user folder's distribution name: lower case, not `in` and not a shift's label."""
+    if not DOMAIN_NAME.fullmatch(name) or name == IN_DISTRIBUTION or name in SHIFTS:
+        raise ValueError(f"domain name {name!r}: use lower-case letters, digits and _ (starting "
+                         f"with a letter), other than {IN_DISTRIBUTION!r} and the shifts' names")
+    return name

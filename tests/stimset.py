@@ -25,9 +25,11 @@ def make_stimulus_set(root: str | Path, name: str = "toy", model: str = "toynet"
                       n_units: int = 12, n_batches: int = 2, refs: int = 9,
                       synthetic: bool = True, difficulties: tuple[str, ...] = ("easy",),
                       image_size: int = 32, seed: int = 0, layers: tuple[str, ...] = ("conv1", "conv2"),
-                      unbeaten: tuple[int, ...] = (), occlusion: bool = False) -> Path:
+                      unbeaten: tuple[int, ...] = (), occlusion: bool = False,
+                      shifted: tuple[str, ...] = ()) -> Path:
     """A valid stimulus set folder: units, natural (and synthetic) references, queries, PNGs;
-    with `occlusion`, the occlusion task's images too (as `interpsy stimuli occlusion` adds)."""
+    with `occlusion`, the occlusion task's images too (as `interpsy stimuli occlusion` adds);
+    `shifted` names query distributions whose queries it adds (as `interpsy stimuli shift`)."""
     rng = np.random.default_rng(seed)
     where = Path(root) / name
     where.mkdir(parents=True, exist_ok=True)
@@ -41,13 +43,16 @@ def make_stimulus_set(root: str | Path, name: str = "toy", model: str = "toynet"
                       "fv_beats_natural": (u not in unbeaten) if synthetic else ""})
 
         def add(kind: str, role: str, batch: int, rank: int, level: float, difficulty: str = "",
-                occluder: tuple = ()):
+                occluder: tuple = (), distribution: str = "in"):
             image_id = f"{model}.{layer}.{channel}.{kind[0]}.b{batch}.{role}.{difficulty or 'r'}{rank}"
+            if distribution != "in":
+                image_id += f".{distribution}"
             rel = f"images/{layer}/{channel}/{image_id}.png"
             digest = _save(where, rel, rng, image_size, level)
             images.append({"image_id": image_id, "unit_id": unit_id, "kind": kind, "role": role,
                            "batch": batch, "rank": rank, "activation": round(level * 10, 4),
                            "path": rel, "sha256": digest, "difficulty": difficulty,
+                           "distribution": distribution,
                            **dict(zip(OCCLUDER_COLUMNS, occluder))})
 
         for batch in range(n_batches):
@@ -61,6 +66,11 @@ def make_stimulus_set(root: str | Path, name: str = "toy", model: str = "toynet"
                     q = PERCENTILES[difficulty]
                     add("natural", "query_max", batch, 0, q, difficulty)
                     add("natural", "query_min", batch, 0, 1 - q, difficulty)
+            for label in shifted:
+                for difficulty in dict.fromkeys(("easy", *difficulties)):
+                    q = PERCENTILES.get(difficulty, 0.8)
+                    add("natural", "query_max", batch, 0, q - 0.05, difficulty, (), label)
+                    add("natural", "query_min", batch, 0, 1.05 - q, difficulty, (), label)
             if occlusion:
                 side = int(image_size * 0.4)  # max: a corner; min: the centre
                 add("occlusion", "occluded_max", batch, 0, 0.75, occluder=(0, 0, side, 50.0))
@@ -88,7 +98,8 @@ def make_stimulus_set(root: str | Path, name: str = "toy", model: str = "toynet"
                 "dataset": {"name": "generated", "size": len(images), "split": "test"},
                 "parameters": {"n_batches": n_batches, "references": refs},
                 "versions": {"interpsy": "test"}, "seed": seed,
-                "created_at": "2026-01-01T00:00:00Z", "image_size": image_size}
+                "created_at": "2026-01-01T00:00:00Z", "image_size": image_size,
+                "query_distributions": {label: {"shift": label} for label in shifted}}
     (where / "stimuli.json").write_text(json.dumps(manifest, indent=2))
     return where
 

@@ -141,6 +141,8 @@ class Task(Base):
     task_key: Mapped[str] = mapped_column(String(40))  # T0001... stable, exported as task_id
     condition: Mapped[str] = mapped_column(String(16))
     difficulty: Mapped[str] = mapped_column(String(8))
+    query_distribution: Mapped[str] = mapped_column(String(40), default="in",
+                                                    server_default="in")
     unit_group: Mapped[str] = mapped_column(String(200))
     assign_order: Mapped[int] = mapped_column(Integer)
 
@@ -164,6 +166,8 @@ class Trial(Base):
     channel: Mapped[int] = mapped_column(Integer)
     condition: Mapped[str] = mapped_column(String(16))
     difficulty: Mapped[str] = mapped_column(String(8))
+    query_distribution: Mapped[str] = mapped_column(String(40), default="in",
+                                                    server_default="in")
     batch: Mapped[int] = mapped_column(Integer)
     # The task type's stimulus description (image ids by role) and the answer it scores against.
     stimulus: Mapped[dict[str, Any]] = mapped_column(JSON)

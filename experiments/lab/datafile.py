@@ -114,7 +114,8 @@ class TrialCsv:
         return {
             "experiment": task.experiment, "participant_id": task.participant_id,
             "session_id": task.session_id, "task_id": task.task_id, "client": "lab",
-            "condition": trial.condition, "difficulty": trial.difficulty, "phase": step.phase,
+            "condition": trial.condition, "difficulty": trial.difficulty,
+            "query_distribution": trial.query_distribution, "phase": step.phase,
             "is_catch": trial.is_catch, "trial_index": step.trial_index, "model": trial.model,
             "layer": trial.layer, "channel": trial.channel, "unit_id": trial.unit_id,
             "batch": trial.batch,

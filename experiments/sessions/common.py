@@ -20,6 +20,7 @@ from experiments.db.models import (
 )
 from experiments.errors import NotFound
 from experiments.spec import ExperimentSpec
+from experiments.vocabulary import IN_DISTRIBUTION
 from experiments.tasks.two_choice import TwoAfcAnswer
 from experiments.vocabulary import SessionStatus
 
@@ -81,12 +82,14 @@ class TrialView:
     model: str = ""
     layer: str = ""
     channel: int = -1
+    query_distribution: str = IN_DISTRIBUTION
 
     @classmethod
     def of(cls, trial: Trial) -> TrialView:
         return cls(trial.id, trial.phase, trial.position, trial.is_catch, trial.unit_id,
                    trial.condition, trial.difficulty, trial.batch, dict(trial.stimulus),
-                   trial.answer_key, trial.model, trial.layer, trial.channel)
+                   trial.answer_key, trial.model, trial.layer, trial.channel,
+                   trial.query_distribution)
 
 
 @dataclass

@@ -45,6 +45,8 @@ class TaskType(ABC):
     - `Params`: the pydantic model of the spec's `[task]` table (besides `type`);
     - `roles`: the image roles a stimulus set must hold for the task;
     - `conditions` / `difficulties`: the spec's `conditions` and `difficulty` vocabularies;
+    - `shifted_queries`: whether the type takes the spec's `query_distribution` (then
+      `make_trial` gets a `distribution` keyword: the query distribution of the trial);
     - `Stimulus`: the pydantic model of one trial's stimulus description (stored as JSON);
       `image_fields` names its fields that hold an image id or a list of them;
     - `keys`: the answer keys a trial can have, balanced within each block;
@@ -81,6 +83,7 @@ class TaskType(ABC):
     roles: ClassVar[tuple[str, ...]] = ()
     conditions: ClassVar[tuple[str, ...]] = CONDITIONS
     difficulties: ClassVar[tuple[str, ...]] = DIFFICULTIES
+    shifted_queries: ClassVar[bool] = False
     chance: ClassVar[float]
     question: ClassVar[str] = ""
     labels: ClassVar[dict[str, str]] = {}  # the screen's left and right captions
@@ -176,6 +179,7 @@ class TaskType(ABC):
                 "question": self.question, "labels": dict(self.labels),
                 "roles": list(self.roles), "keys": list(self.keys),
                 "conditions": list(self.conditions), "difficulties": list(self.difficulties),
+                "shifted_queries": self.shifted_queries,
                 "params": _fields(self.Params), "stimulus": _fields(self.Stimulus),
                 "answer": _fields(self.Answer), "key_column": self.key_column,
                 "trial_columns": dict(self.trial_columns),

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from experiments.errors import SpecError
 from experiments.tasks.base import MadeTrial
 from experiments.tasks.two_choice import TwoChoiceTask
+from experiments.vocabulary import IN_DISTRIBUTION
 
 if TYPE_CHECKING:
     from experiments.design import TrialContext, UnitInfo
@@ -55,13 +56,15 @@ def references(context: TrialContext, unit: UnitInfo, condition: str, batch: int
 
 
 class ImiTwoAfc(TwoChoiceTask):
-    """Two queries, the references of both extremes; pick the query that activates more."""
+    """Two queries, the references of both extremes; pick the query that activates more. The
+    queries may come from a shifted distribution; the references never do."""
 
     name = "imi_2afc"
     title = "IMI's 2-AFC: which query image fits the maximally activating references?"
     Stimulus = TwoAfcStimulus
     image_fields = ("references_min", "references_max", "query_a", "query_b")
     roles = ("reference_max", "reference_min", "query_max", "query_min")
+    shifted_queries = True
     question = "Which image in the centre fits the examples on the right better?"
     labels = {"left": "Examples: low", "right": "Examples: high"}
     task_page = ("<p>On each screen you see two groups of example images. The <b>right</b> "
@@ -75,7 +78,8 @@ class ImiTwoAfc(TwoChoiceTask):
                         **TwoChoiceTask.answer_columns}
 
     def make_trial(self, context: TrialContext, unit: UnitInfo, condition: str, difficulty: str,
-                   phase: str, key: str, is_catch: bool) -> MadeTrial:
+                   phase: str, key: str, is_catch: bool,
+                   distribution: str = IN_DISTRIBUTION) -> MadeTrial:
         cell = (condition, difficulty, phase)
         batch = context.next_batch(unit, "natural", cell)
         shown = "natural" if is_catch and condition == "none" else condition
@@ -86,12 +90,15 @@ class ImiTwoAfc(TwoChoiceTask):
             q_max = ref_max[int(context.rng.integers(len(ref_max)))]
             q_min = ref_min[int(context.rng.integers(len(ref_min)))]
         else:
-            q_max_list = context.images(unit, "natural", "query_max", batch, difficulty)
-            q_min_list = context.images(unit, "natural", "query_min", batch, difficulty)
+            q_max_list = context.images(unit, "natural", "query_max", batch, difficulty,
+                                        distribution)
+            q_min_list = context.images(unit, "natural", "query_min", batch, difficulty,
+                                        distribution)
             if len(q_max_list) != 1 or len(q_min_list) != 1:
+                source = "" if distribution == IN_DISTRIBUTION else f" from {distribution}"
                 raise SpecError(f"difficulty {difficulty!r}: unit {unit.unit_id} batch {batch} "
-                                f"needs one {difficulty} query_max and one query_min in "
-                                f"{context.set_path(unit)}")
+                                f"needs one {difficulty} query_max and one query_min{source} "
+                                f"in {context.set_path(unit)}")
             q_max, q_min = q_max_list[0], q_min_list[0]
         query_a, query_b = (q_max, q_min) if key == "a" else (q_min, q_max)
         stimulus = TwoAfcStimulus(query_a=query_a, query_b=query_b, references_max=ref_max,
