@@ -231,7 +231,7 @@ def plan(spec: ExperimentSpec, sets: list[StimulusSet],
         roles = {u: "left_out" if role == "main" and u not in selection else role
                  for u, role in roles.items()}
 
-    _check_query_distributions(spec, sets)
+    check_query_distributions(spec, sets)
     maker = TrialContext(spec, sets, rng)
     task_type = get_task(spec.task.type)
     targets = dict.fromkeys(all_ids, 0)
@@ -260,7 +260,7 @@ def plan(spec: ExperimentSpec, sets: list[StimulusSet],
     return Design(tasks, roles, targets, units, sorted(left_out), selection)
 
 
-def _check_query_distributions(spec: ExperimentSpec, sets: list[StimulusSet]) -> None:
+def check_query_distributions(spec: ExperimentSpec, sets: list[StimulusSet]) -> None:
     """Every stimulus set holds queries of each of the spec's query distributions."""
     for stimulus_set in sets:
         held = set(stimulus_set.images.distribution)

@@ -332,3 +332,44 @@ def shift(set_dir, shifts, domains, images, batch_size, workers, skip_unreadable
                               command=_command_line())
     added = load_stimulus_set(out).manifest["query_distributions"]
     click.echo(f"queries from {', '.join(sorted(added))} in {out}")
+
+
+@stimuli.command()
+@click.argument("set_dir", type=click.Path(file_okay=False, path_type=str))
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Folder for proxy_faithfulness.csv, proxy_summary.csv and proxies.json.")
+@click.option("--proxy", "kinds", multiple=True, type=click.Choice(["rank", "prototypes",
+                                                                      "weights"]),
+              help="Proxy kinds (repeatable; default all): rank-k projection of the layer's "
+                   "input, k-prototype quantiser of it, rank-k SVD of the unit's weights.")
+@click.option("--k", "ks", default=None, metavar="K,K,...",
+              help="The sweep's k (default: 1, 2, 4, ... up to no simplification).")
+@click.option("--fit-images", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Images the proxies are fitted on (none of them shown by the set).")
+@click.option("--eval-images", type=click.IntRange(min=2), default=200, show_default=True,
+              help="Held-out images for rank correlation and top-9 overlap.")
+@click.option("--images", default=None, type=click.Path(),
+              help="The set's image source, if not where its manifest says.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@_model_options
+def proxies(set_dir, out, kinds, ks, fit_images, eval_images, images, seed, progress,
+            weights_path, random_init, device):
+    """Fit simplified proxies of every unit of a set and measure how faithful they are in and
+    out of distribution (agreement on the set's query pairs, rank correlation, top-9 overlap),
+    with the smallest k reaching 95% agreement in distribution."""
+    from stimuli.build import env_device
+    from stimuli.proxies import KINDS
+    from stimuli.proxy_faithfulness import faithfulness
+
+    try:
+        sweep = [int(k) for k in ks.split(",")] if ks else None
+    except ValueError:
+        raise StimuliError(f"--k {ks!r}: expected numbers, e.g. 1,4,16") from None
+    _, summary = faithfulness(set_dir, out, tuple(kinds) or KINDS, sweep, fit_images,
+                              eval_images, images, pretrained=not random_init,
+                              weights_path=weights_path, device=env_device(device), seed=seed,
+                              progress=progress)
+    reached = summary.k95.notna().sum()
+    click.echo(f"{len(summary)} unit x proxy rows ({reached} reach 95% agreement in "
+               f"distribution) in {out}")

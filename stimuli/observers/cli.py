@@ -38,6 +38,9 @@ def _alpha(value: str) -> float | None | str:
               help="On a stimulus set: trials per unit and condition (the paper's N).")
 @click.option("--conditions", default="natural", show_default=True,
               help="On a stimulus set: comma-separated reference conditions.")
+@click.option("--query-distributions", "distributions", default="in", show_default=True,
+              help="On a stimulus set: comma-separated query distributions (in, and shifted "
+                   "pools or domains added by `interpsy stimuli shift`, e.g. in,blur-3).")
 @click.option("--task", "task_name", default="imi_2afc", show_default=True,
               help="On a stimulus set: the task type whose trials are made.")
 @click.option("--seed", type=int, default=0, show_default=True,
@@ -54,7 +57,8 @@ def _alpha(value: str) -> float | None | str:
 @click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet",
               show_default=True)
 def observe(source: str, out: str, database_url: str | None, observer: str, backbone: str,
-            alpha: str, tasks_per_unit: int, conditions: str, task_name: str, seed: int,
+            alpha: str, tasks_per_unit: int, conditions: str, distributions: str,
+            task_name: str, seed: int,
             device: str, batch_size: int, random_init: bool, weights_path: str | None,
             calibrate: str | None, fmt: str) -> None:
     """Answer SOURCE's trials by machine: SOURCE is a stimulus set folder (N trials per unit
@@ -69,7 +73,8 @@ def observe(source: str, out: str, database_url: str | None, observer: str, back
                              calibrate=calibrate)
     if (Path(source) / "stimuli.json").is_file():
         trials = from_set(source, task_name, tuple(c.strip() for c in conditions.split(",")),
-                          trials_per_unit=tasks_per_unit, seed=seed)
+                          trials_per_unit=tasks_per_unit, seed=seed,
+                          distributions=tuple(d.strip() for d in distributions.split(",")))
     else:
         trials = from_experiment(database_url, source)
     responses = run_observe(trials, out, options, progress=True, fmt=fmt)

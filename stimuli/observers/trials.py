@@ -3,6 +3,7 @@ trial list, as people got them), or N trials per unit and condition made from a 
 the task type itself, as a study would make them (torch-free)."""
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,12 +14,13 @@ from sqlalchemy import select
 
 from experiments.db import Database
 from experiments.db.models import StimulusImage, StimulusSetRecord, Task, Trial
-from experiments.design import PlannedTrial, TrialContext, UnitInfo
+from experiments.design import PlannedTrial, TrialContext, UnitInfo, check_query_distributions
 from experiments.export import _experiments, _unit_rows, task_of_experiment
 from experiments.spec import ExperimentSpec
 from experiments.stimulus_set import load_stimulus_set
 from experiments.tasks import get_task
 from experiments.tasks.base import TaskType
+from experiments.vocabulary import IN_DISTRIBUTION
 from stimuli.errors import StimuliError
 from stimuli.observers.embeddings import ImageFile
 
@@ -69,7 +71,7 @@ def from_experiment(database_url: str, experiment: str) -> TrialSource:
                 trial.phase, trial.position, trial.is_catch,
                 UnitInfo(trial.unit_id, trial.model, trial.layer, trial.channel, 0),
                 trial.condition, trial.difficulty, trial.batch, dict(trial.stimulus),
-                trial.answer_key)) for trial, task_key in rows]
+                trial.answer_key, trial.query_distribution)) for trial, task_key in rows]
             units = pd.DataFrame(_unit_rows(session, record))
             settings = {"experiment": record.key, "seed": record.seed,
                         "spec_sha256": record.spec_sha256, "spec": record.spec_json}
@@ -80,26 +82,31 @@ def from_experiment(database_url: str, experiment: str) -> TrialSource:
 
 def from_set(set_dir: str | Path, task_name: str = "imi_2afc",
              conditions: tuple[str, ...] = ("natural",), difficulty: str = "easy",
-             trials_per_unit: int = 20, seed: int = 0, task_params: dict | None = None
-             ) -> TrialSource:
-    """`trials_per_unit` main trials per unit and condition, made by the task type from the
-    set's images (the unit's batches cycled from a seeded start; answer keys balanced)."""
+             trials_per_unit: int = 20, seed: int = 0, task_params: dict | None = None,
+             distributions: tuple[str, ...] = (IN_DISTRIBUTION,)) -> TrialSource:
+    """`trials_per_unit` main trials per unit, condition and query distribution, made by the
+    task type from the set's images (the unit's batches cycled from a seeded start; answer
+    keys balanced)."""
     stimulus_set = load_stimulus_set(set_dir, verify_images=True, verify_hashes=False)
     task = get_task(task_name)
     spec = ExperimentSpec.model_validate({
         "name": "observe", "seed": seed, "stimulus_sets": [str(stimulus_set.path)],
         "conditions": list(conditions), "difficulty": [difficulty],
+        "query_distribution": list(distributions),
         "task": {"type": task_name, **(task_params or {})}})
     rng = np.random.default_rng(seed)
+    check_query_distributions(spec, [stimulus_set])
     context = TrialContext(spec, [stimulus_set], rng)
     trials = []
-    for condition in conditions:
-        task_id = f"M-{condition}-{difficulty}"
+    for condition, distribution in itertools.product(conditions, distributions):
+        task_id = f"M-{condition}-{difficulty}" + (
+            "" if distribution == IN_DISTRIBUTION else f"-{distribution}")
         index = 0
         for row in stimulus_set.units.itertuples(index=False):
             unit = UnitInfo(row.unit_id, row.model, row.layer, int(row.channel), 0)
             for key in task.balanced_keys(trials_per_unit, rng):
-                planned = context.trial(task, unit, condition, difficulty, "main", index, key)
+                planned = context.trial(task, unit, condition, difficulty, "main", index, key,
+                                        distribution=distribution)
                 trials.append(ObservedTrial(task_id, index, planned))
                 index += 1
     frame = stimulus_set.images
@@ -111,5 +118,6 @@ def from_set(set_dir: str | Path, task_name: str = "imi_2afc",
                 "stimulus_set": str(stimulus_set.path)}
     units = stimulus_set.units.assign(experiment=name, role="main",
                                       stimulus_set=stimulus_set.name,
-                                      target_responses=trials_per_unit * len(conditions))
+                                      target_responses=trials_per_unit * len(conditions)
+                                      * len(distributions))
     return TrialSource(task, name, settings, trials, images, units)

@@ -338,3 +338,34 @@ def test_a_killed_embedding_run_resumes_from_what_it_saved(tmp_path, monkeypatch
     observe(source, tmp_path / "two", ObserveOptions(backbone="tiny-cnn", pretrained=False,
                                                      alpha=5.0, seed=1), progress=False)
     assert list((tmp_path / "two" / "_embeddings" / set_dir.name).glob("*.npz"))
+
+
+def test_observers_answer_shifted_queries_and_record_their_distribution(tmp_path, capsys):
+    shifted = make_stimulus_set(tmp_path, "shifted", n_units=10, image_size=16,
+                                shifted=("blur-3",))
+    out = tmp_path / "machine"
+    assert main(["observe", str(shifted), "--query-distributions", "in,blur-3", "--backbone",
+                 "tiny-cnn", "--random-init", "--alpha", "none", "--tasks-per-unit", "4",
+                 "--out", str(out)]) == 0
+    machine = load_dataset(out).responses
+    assert machine.groupby(["unit_id", "query_distribution"]).size().eq(4).all()
+    images = pd.read_csv(shifted / "images.csv").set_index("image_id").distribution
+    for row in machine.itertuples():
+        assert {images[row.query_a], images[row.query_b]} == {row.query_distribution}
+    assert main(["observe", str(shifted), "--query-distributions", "in,noise-2", "--backbone",
+                 "tiny-cnn", "--random-init", "--out", str(tmp_path / "no")]) == 2
+    assert "query_distribution 'noise-2'" in capsys.readouterr().err
+    # on a built experiment: each answer carries its trial's distribution
+    url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    db = Database(url)
+    db.upgrade()
+    key = build_experiment(write_spec(tmp_path / "e.toml", [shifted], name="shift-exp",
+                                      query_distribution=["in", "blur-3"],
+                                      conditions=["natural"]), db).key
+    trials = frames_from_db(db, key)["trials"]
+    db.dispose()
+    assert main(["observe", key, "--database", url, "--backbone", "tiny-cnn", "--random-init",
+                 "--alpha", "none", "--out", str(tmp_path / "exp")]) == 0
+    answered = load_dataset(tmp_path / "exp").responses
+    assert sorted(zip(answered.task_id, answered.query_a, answered.query_distribution)) == \
+        sorted(zip(trials.task_id, trials.query_a, trials.query_distribution))
