@@ -88,8 +88,9 @@ def split_images(stimulus_set: StimulusSet, source: str, n_fit: int, n_eval: int
     shown = set(natural.source)
     free = [i for i, f in enumerate(files) if _relative_source(f, source) not in shown]
     if len(free) < n_fit + n_eval:
-        raise StimuliError(f"{source}: {len(free)} images the set does not show; --fit-images "
-                           f"{n_fit} and --eval-images {n_eval} need {n_fit + n_eval}")
+        raise StimuliError(f"{source}: {len(free)} images the set does not show; {n_fit} "
+                           f"fitting and {n_eval} evaluation images need {n_fit + n_eval} "
+                           f"(--fit-images, --eval-images)")
     order = np.random.default_rng(seed).permutation(free)
     return sorted(order[:n_fit].tolist()), sorted(order[n_fit:n_fit + n_eval].tolist()), files
 
@@ -237,3 +238,50 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
                     row[f"agreement_{column}"] = float(first[column])
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def parse_proxy(text: str) -> tuple[str, int]:
+    """`KIND:K` (e.g. rank:8) as (kind, k), or a StimuliError naming what is wrong."""
+    kind, _, k = text.removeprefix("proxy:").partition(":")
+    if kind not in KINDS or not k.isdigit() or int(k) < 1:
+        raise StimuliError(f"proxy {text!r}: expected KIND:K with KIND one of "
+                           f"{', '.join(KINDS)} and K >= 1, e.g. rank:8")
+    return kind, int(k)
+
+
+def proxy_values(units: dict[str, set[str]], image_files: dict, text: str, n_fit: int = 200,
+                 images: str | None = None, pretrained: bool = True,
+                 weights_path: str | None = None, device: str = "cpu", seed: int = 0
+                 ) -> dict[str, np.ndarray]:
+    """Per image id, the activation of the proxy `text` (KIND:K) of the unit whose trials show
+    it (`units`: unit_id -> image ids; `image_files`: image id -> ImageFile), each proxy fitted
+    on `n_fit` images its set never shows."""
+    from stimuli.mining import normalizer
+    from stimuli.registry import get_spec, load_model
+
+    kind, k = parse_proxy(text)
+    values: dict[str, np.ndarray] = {}
+    by_set: dict[Path, list[str]] = {}
+    for unit_id, shown in units.items():
+        by_set.setdefault(Path(image_files[next(iter(shown))].set_dir), []).append(unit_id)
+    for set_dir, unit_ids in by_set.items():
+        stimulus_set = load_stimulus_set(set_dir, verify_images=False)
+        name = stimulus_set.manifest["model"]
+        spec = get_spec(name)
+        model = load_model(name, pretrained=pretrained, weights_path=weights_path, device=device)
+        normalize = normalizer(spec, torch.device(device))
+        source = images or stimulus_set.manifest["dataset"]["source"]
+        fitting, _, files = split_images(stimulus_set, source, n_fit, 0, seed)
+        fit_pixels = _pixels([files[i] for i in fitting], spec.preprocessing).to(device)
+        table = stimulus_set.units.set_index("unit_id")
+        for unit_id in unit_ids:
+            site = UnitSite(model, spec, table.layer[unit_id], int(table.channel[unit_id]))
+            rows = fit_rows(site, capture_inputs(site, fit_pixels, normalize), seed=seed)
+            ids = sorted(units[unit_id])
+            pixels = torch.stack([_png(image_files[i].path, spec.preprocessing.crop)
+                                  for i in ids]).to(device)
+            inputs = capture_inputs(site, pixels, normalize)
+            with proxy(site, kind, min(k, full_size(site, kind, rows)), rows, seed) as simplify:
+                found = apply_module(site, inputs, simplify)
+            values.update({i: np.array([v]) for i, v in zip(ids, found)})
+    return values

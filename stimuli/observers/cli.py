@@ -30,7 +30,8 @@ def _alpha(value: str) -> float | None | str:
               type=click.Choice(sorted(OBSERVERS)), help="Who answers.")
 @click.option("--backbone", default="dreamsim", show_default=True,
               help="Similarity backbone: dreamsim, dreamsim:TYPE, or a registered model's "
-                   "name (its penultimate features), e.g. efficientnet-lite0.")
+                   "name (its penultimate features), e.g. efficientnet-lite0; with "
+                   "--observer proxy the proxy KIND:K (rank:8, prototypes:16, weights:1).")
 @click.option("--alpha", default="published", show_default=True,
               help="Slope of the decision rule: a number, none (hard 0/1 answers) or "
                    "published (DreamSim's 0.16; other backbones need a number).")
@@ -54,13 +55,16 @@ def _alpha(value: str) -> float | None | str:
 @click.option("--calibrate", default=None, type=click.Path(exists=True, file_okay=False),
               help="An export of people's answers to the same experiment: fit alpha to them "
                    "(maximum likelihood) instead of --alpha.")
+@click.option("--fit-images", type=click.IntRange(min=1), default=200, show_default=True,
+              help="With --observer proxy: images the proxies are fitted on (none of them "
+                   "shown by the set).")
 @click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet",
               show_default=True)
 def observe(source: str, out: str, database_url: str | None, observer: str, backbone: str,
             alpha: str, tasks_per_unit: int, conditions: str, distributions: str,
             task_name: str, seed: int,
             device: str, batch_size: int, random_init: bool, weights_path: str | None,
-            calibrate: str | None, fmt: str) -> None:
+            calibrate: str | None, fit_images: int, fmt: str) -> None:
     """Answer SOURCE's trials by machine: SOURCE is a stimulus set folder (N trials per unit
     and condition, made by the task type) or a built experiment's name@version in --database
     (exactly the trials people got)."""
@@ -70,7 +74,7 @@ def observe(source: str, out: str, database_url: str | None, observer: str, back
     options = ObserveOptions(observer=observer, backbone=backbone, alpha=_alpha(alpha),
                              seed=seed, device=device, batch_size=batch_size,
                              pretrained=not random_init, weights_path=weights_path,
-                             calibrate=calibrate)
+                             calibrate=calibrate, fit_images=fit_images)
     if (Path(source) / "stimuli.json").is_file():
         trials = from_set(source, task_name, tuple(c.strip() for c in conditions.split(",")),
                           trials_per_unit=tasks_per_unit, seed=seed,

@@ -38,6 +38,7 @@ class Observer(ABC):
     title: str
     tasks: tuple[str, ...]
     needs_embeddings: bool = True
+    needs_unit_values: bool = False  # one value per image for the trial's unit (proxies)
 
     @abstractmethod
     def p_upper(self, task: TaskType, stimulus: Mapping[str, Any], embeddings: Embeddings,
@@ -104,10 +105,30 @@ class OcclusionBaseline(Observer):
         return {"a": 1.0, "b": 0.0, "tie": 0.5}[pick]
 
 
+class ProxyObserver(Observer):
+    """A simplified proxy of the unit (`interpsy stimuli proxies`) in the participant's place:
+    the image the proxy responds to more is the one it picks. Its values arrive as one-number
+    'embeddings' per image id, the proxy's activation for the trial's unit."""
+
+    name = "proxy"
+    title = ("Simplified proxy of the unit (Friedman et al. 2024): the query the proxy "
+             "responds to more")
+    tasks = ("imi_2afc", "occlusion")
+    needs_embeddings = False
+    needs_unit_values = True
+
+    def p_upper(self, task: TaskType, stimulus: Mapping[str, Any], embeddings: Embeddings,
+                alpha: float | None) -> float:
+        a = float(embeddings[stimulus["query_a"]][0])
+        b = float(embeddings[stimulus["query_b"]][0])
+        return 1.0 if a > b else 0.0 if a < b else 0.5
+
+
 OBSERVERS: dict[str, Observer] = {o.name: o for o in (
     SimilarityObserver(),
     OcclusionBaseline("centre", "Occlusion baseline: the occluder farther from the image centre"),
     OcclusionBaseline("variance", "Occlusion baseline: the occluder over the calmer patch"),
+    ProxyObserver(),
 )}
 
 

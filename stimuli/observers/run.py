@@ -37,6 +37,7 @@ class ObserveOptions:
     pretrained: bool = True
     weights_path: str | None = None
     calibrate: str | None = None  # people's answers to the same trials: fit alpha to them
+    fit_images: int = 200  # the proxy observer's fitting images (none shown by the set)
 
 
 def resolve_alpha(alpha: float | None | str, backbone: Backbone | None, observer: Observer
@@ -83,11 +84,26 @@ def observe(source: TrialSource, out: str | Path, options: ObserveOptions,
                                f"not in its stimulus sets, e.g. {missing[0]}")
         embeddings = embed_images(backbone, (source.images[i] for i in sorted(shown)),
                                   out, options.batch_size, progress)
+    if observer.needs_unit_values:
+        from stimuli.proxy_faithfulness import parse_proxy, proxy_values
+
+        units: dict[str, set[str]] = {}
+        for observed in source.trials:
+            units.setdefault(observed.trial.unit.unit_id, set()).update(
+                source.task.image_ids(observed.trial.stimulus))
+        kind, k = parse_proxy(options.backbone)
+        embeddings = proxy_values(units, source.images, options.backbone, options.fit_images,
+                                  seed=options.seed,
+                                  pretrained=options.pretrained,
+                                  weights_path=options.weights_path, device=options.device)
+        label = f"proxy:{kind}:{k}"
+    else:
+        label = backbone.name if backbone else None
     fitted_on = 0
     if options.calibrate is not None:
         alpha, fitted_on = calibrate_alpha(source, observer, embeddings, options.calibrate)
     rng = np.random.default_rng(options.seed)
-    participant = f"M-{observer.name}" + (f"-{backbone.name}" if backbone else "")
+    participant = f"M-{observer.name}" + (f"-{label}" if label else "")
     answered_at = datetime.now(timezone.utc)
     rows = []
     for observed in tqdm(source.trials, desc=f"answering ({observer.name})", unit="trial",
@@ -108,7 +124,7 @@ def observe(source: TrialSource, out: str | Path, options: ObserveOptions,
                                           made.correct),
             "rt_ms": np.nan, "stim_onset_ms": np.nan, "response_ms": np.nan,
             "server_received_at": answered_at, "attempt": 0, "observer": observer.name,
-            "backbone": backbone.name if backbone else None, "p_correct": made.p_correct})
+            "backbone": label, "p_correct": made.p_correct})
     tables = tables_for(source.task.name)
     responses = coerce(pd.DataFrame(rows), "responses", tables)
     units = coerce(source.units.assign(experiment=source.experiment), "units", tables)
@@ -121,7 +137,7 @@ def observe(source: TrialSource, out: str | Path, options: ObserveOptions,
               "alpha_source": (f"fit to {fitted_on} answers of people in {options.calibrate}"
                                if options.calibrate else "given"
                                if options.alpha != "published" else "published"),
-              "backbone": backbone.facts() if backbone else None, "seed": options.seed,
+              "backbone": backbone.facts() if backbone else label, "seed": options.seed,
               "device": options.device, "task_type": source.task.name,
               "source": source.experiment, "trials": len(rows),
               "mean_p_correct": float(responses["p_correct"].mean()) if rows else None,

@@ -89,8 +89,12 @@ def from_set(set_dir: str | Path, task_name: str = "imi_2afc",
     keys balanced)."""
     stimulus_set = load_stimulus_set(set_dir, verify_images=True, verify_hashes=False)
     task = get_task(task_name)
+    frame = stimulus_set.images
+    natural_max = frame[(frame.kind == "natural") & (frame.role == "reference_max")]
+    per_side = int(natural_max.groupby(["unit_id", "batch"]).size().min())
     spec = ExperimentSpec.model_validate({
         "name": "observe", "seed": seed, "stimulus_sets": [str(stimulus_set.path)],
+        "references_per_side": min(9, per_side),  # IMI's 9, or all a smaller set has
         "conditions": list(conditions), "difficulty": [difficulty],
         "query_distribution": list(distributions),
         "task": {"type": task_name, **(task_params or {})}})

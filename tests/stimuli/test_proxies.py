@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from analysis.load import load_dataset
 from experiments.cli import main
 from experiments.stimulus_set import load_stimulus_set
 from stimuli.build import build_stimulus_set
@@ -146,3 +147,18 @@ def test_bad_requests_are_named(measured, tmp_path, capsys):
         assert main(["stimuli", "proxies", str(out), "--out", str(tmp_path), *args,
                      "--random-init", "--no-progress"]) == 2, args
         assert message in capsys.readouterr().err
+
+
+def test_a_proxy_answers_the_sets_trials_as_a_machine_observer(measured, tmp_path):
+    out, _ = measured
+    for k, folder in ((1000, "full"), (1, "one")):
+        assert main(["observe", str(out), "--observer", "proxy", "--backbone", f"rank:{k}",
+                     "--tasks-per-unit", "6", "--fit-images", "6", "--random-init", "--out",
+                     str(tmp_path / folder)]) == 0
+    full = load_dataset(tmp_path / "full").responses
+    assert (full.observer == "proxy").all() and full.correct.all()  # no simplification: exact
+    assert set(full.backbone) == {"proxy:rank:1000"}
+    one = load_dataset(tmp_path / "one").responses
+    assert set(one.backbone) == {"proxy:rank:1"} and len(one) == len(full)
+    assert main(["observe", str(out), "--observer", "proxy", "--backbone", "dreamsim",
+                 "--random-init", "--out", str(tmp_path / "bad")]) == 2
