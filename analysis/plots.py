@@ -83,6 +83,29 @@ def plot_model_scores(model_scores: pd.DataFrame, title: str = "", chance: float
     return fig
 
 
+def plot_psychometric(fits: pd.DataFrame) -> plt.Figure:
+    """Proportion correct on the polysemantic calibration units against the mixing knob, one
+    colour per explanation type: the measured points and the fitted curve."""
+    from analysis.calibration import psychometric_p
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    grid = np.linspace(0, 1, 101)
+    for _, row in fits.iterrows():  # column names hold dots (p_correct_m0.25)
+        measured = {float(k.removeprefix("p_correct_m")): v for k, v in row.items()
+                    if k.startswith("p_correct_m")}
+        color = _color(row["condition"])
+        ax.plot(list(measured), list(measured.values()), "o", color=color)
+        ax.plot(grid, psychometric_p(grid, row["m50"], row["width"], row["lapse"]), "-",
+                color=color, label=f"{row['condition']} (m50 {row['m50']:.2f})")
+    ax.axhline(0.5, color="grey", lw=0.8, ls="--", label="chance")
+    ax.set_xlabel("mixing knob m of max(A, m x B)")
+    ax.set_ylabel("proportion correct")
+    ax.set_ylim(0.4, 1.0)
+    ax.set_title("Calibration units: resolution of each explanation type")
+    ax.legend(frameon=False, fontsize=8)
+    return fig
+
+
 def plot_shifted(model_gaps: pd.DataFrame) -> plt.Figure:
     """Per model, the drop in proportion correct from in-distribution to shifted queries (mean
     over units with its interval), one marker per condition and shifted distribution."""

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from analysis import plots, scaling, scores, shifted, stats
+from analysis import calibration, plots, scaling, scores, shifted, stats
 from analysis.exclusions import ExclusionResult, Rule, apply_exclusions, rules_for
 from analysis.load import Dataset, task_of
 from analysis.machine import machine_vs_human, selection_groups, split_clients
@@ -151,6 +151,7 @@ def run_analysis(dataset: Dataset, n_resamples: int = 10_000, seed: int = 0,
         bots = bots[bots[shifted.COLUMN].fillna(scored_in) == scored_in]
     if not bots.empty:
         tables.update(machine_vs_human(responses, bots, min(n_resamples, 2000), seed + 6))
+    tables.update(calibration.tables(responses, bots, min(n_resamples, 2000), seed + 9))
     step("machine vs human", t)
     steps.close()
 
@@ -165,7 +166,7 @@ def run_analysis(dataset: Dataset, n_resamples: int = 10_000, seed: int = 0,
                                         "paired": seed + 2, "mixed_subsample": seed + 3,
                                         "spearman": seed + 4, "power": seed + 5,
                                         "machine": seed + 6, "selection": seed + 7,
-                                        "shifted": seed + 8},
+                                        "shifted": seed + 8, "calibration": seed + 9},
                 "mixed_rows": mixed_rows, "tost_margin": margin,
                 "power": {"difference": power_difference, "base_accuracy": base,
                           "unit_sd": unit_sd, "participant_sd": participant_sd,
@@ -173,6 +174,20 @@ def run_analysis(dataset: Dataset, n_resamples: int = 10_000, seed: int = 0,
                 "rules": [r.describe() for r in ex.rules], "source": dataset.source}
     return AnalysisResult(tables=tables, exclusions=ex, mixed=mm, settings=settings,
                           timings=timings)
+
+
+CALIBRATION_TEXT = (
+    "<p>Some units came from interpsy's calibration model (<code>calibration-net</code>), whose "
+    "units do what their construction says: oriented edges, colour-opponent blobs, "
+    "centre-surround and texture detectors, random controls, and polysemantic mixtures "
+    "max(A, m &times; B) at mixing knobs m. Their known order (1 for a pure detector, "
+    "1 &minus; m/2 for a mixture, 0 for a control) is what any trustworthy score must "
+    "reproduce: Spearman's rho per source with a percentile bootstrap interval over units "
+    "should be near 1 before the score is trusted on real models. The psychometric function "
+    "(chance + (1 &minus; lapse &minus; chance) &middot; logistic) of proportion correct "
+    "against m gives each explanation type's resolution m50, the mixing at which accuracy "
+    "has fallen halfway to chance, with an interval from refits on resampled "
+    "participants.</p>")
 
 
 SHIFTED_TEXT = (
@@ -213,6 +228,8 @@ def make_figures(result: AnalysisResult, dataset: Dataset, folder: Path) -> dict
                "scale": plots.plot_scale(t["model_scores"], dataset.models, chance=chance),
                "confidence": plots.plot_confidence(t["accuracy_by_confidence"], chance),
                "depth": plots.plot_depth(t["unit_scores"], dataset.units),
+               "calibration": (plots.plot_psychometric(t["calibration_psychometric"])
+                               if "calibration_psychometric" in t else None),
                "shifted": (plots.plot_shifted(t["shifted_model_gaps"])
                            if not t.get("shifted_model_gaps", pd.DataFrame()).empty else None),
                "machine_vs_human": (plots.plot_machine_vs_human(t["machine_units"])
@@ -415,6 +432,14 @@ def render_html(result: AnalysisResult, dataset: Dataset) -> str:
                     + _figure(result, "shifted", "Score lost with shifted queries per model")
                     + "<h3>Per unit, largest gap first</h3>" + _table(t["shifted_unit_gaps"], 40),
                     "shifted")] if "shifted_model_gaps" in t else []),
+        *([_section("Calibration units", CALIBRATION_TEXT
+                    + "<h3>Does each score order the units as their construction says?</h3>"
+                    + _table(t["calibration_order"])
+                    + ("<h3>Psychometric function against the mixing knob</h3>"
+                       + _table(t["calibration_psychometric"])
+                       + _figure(result, "calibration", "Proportion correct against mixing")
+                       if "calibration_psychometric" in t else ""), "calibration")]
+          if "calibration_order" in t else []),
         *([_section("Machine observers vs people", MACHINE_TEXT + "".join(
             f"<h3>{html.escape(title)}</h3>" + _table(t[name], 40)
             for name, title in MACHINE_TABLES if name in t)
@@ -467,6 +492,7 @@ def render_html(result: AnalysisResult, dataset: Dataset) -> str:
         *([(extension.SECTION[0], "task")] if extension is not None else []),
         *([("Units chosen by machine score", "selection")] if "selection_groups" in t else []),
         *([("Shifted queries", "shifted")] if "shifted_model_gaps" in t else []),
+        *([("Calibration units", "calibration")] if "calibration_order" in t else []),
         *([("Machine observers", "machine")] if "machine_units" in t else []),
         ("Mixed model", "mixed"), ("Scaling", "scaling"), ("Power", "power"),
         ("Confidence and RT", "confidence"), ("Depth", "depth"), ("Methods", "methods")])

@@ -404,6 +404,27 @@ register_model(
 )(_efficientnet_lite0)
 
 
+# ------------------------------------------------------------- calibration units (known)
+def _calibration(pretrained: bool, weights_path: str | None):
+    """The hand-set calibration model (stimuli.calibration_models); its weights are its
+    construction, so `pretrained` and random init give the same model."""
+    from stimuli.calibration_models import CalibrationNet
+
+    model = CalibrationNet(seed=0)
+    if weights_path:
+        model.load_state_dict(_load_state(weights_path))
+    return model
+
+
+register_model(
+    "calibration-net", source="interpsy", weights="hand-set by construction (controls: seed 0)",
+    layer_patterns=(r"detectors", r"mixtures"), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25),
+    n_params=12 * 3 * 15 * 15, train_size=0,
+    notes="units with known mechanisms: edges, colour blobs, centre-surround, texture, random "
+          "controls, polysemantic mixtures max(A, m x B); grey maps to 0",
+)(_calibration)
+
+
 # ---------------------------------------------------------------------- tiny test models
 def _tiny(kind: str) -> Builder:
     def build(pretrained: bool, weights_path: str | None):

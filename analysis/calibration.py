@@ -1,0 +1,134 @@
+"""Calibration units in a study (issue 17 item 3): does a score order the calibration model's
+units as their construction says, and at which mixing does an explanation stop describing a
+polysemantic unit (a psychometric function of proportion correct against the mixing knob)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, special, stats
+
+from analysis.bootstrap import percentile_interval
+from experiments.calibration_units import calibration_units
+
+CHANCE = 0.5
+
+
+def construction() -> pd.DataFrame:
+    """Each calibration unit's function, kind, mixing knob and known order, by unit_id."""
+    return pd.DataFrame([{"unit_id": u.unit_id, "function": u.function, "kind": u.kind,
+                          "mixing": u.mixing, "known_order": u.known_order}
+                         for u in calibration_units()])
+
+
+def calibration_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of `frame` about calibration units, with their construction columns."""
+    known = construction()
+    return frame.merge(known, on="unit_id", how="inner") if "unit_id" in frame else known.iloc[:0]
+
+
+def order_agreement(scores: pd.DataFrame, n_resamples: int = 2000, seed: int = 0,
+                    by: tuple[str, ...] = ("source", "condition")) -> pd.DataFrame:
+    """Per source (people, each machine observer) and condition: Spearman's rho between the
+    calibration units' scores and their known order, with a percentile bootstrap interval over
+    units. Near 1 is what a score must reach before it is trusted on real models."""
+    rows = calibration_rows(scores)
+    keys = [k for k in by if k in rows.columns]
+    rng = np.random.default_rng(seed)
+    out = []
+    for key, part in rows.groupby(keys, sort=True):
+        x, y = part["known_order"].to_numpy(float), part["score"].to_numpy(float)
+        rho = stats.spearmanr(x, y).statistic if len(part) > 2 else np.nan
+        draws = np.empty(n_resamples)
+        for i in range(n_resamples):
+            pick = rng.integers(0, len(part), len(part))
+            with np.errstate(invalid="ignore"):
+                draws[i] = stats.spearmanr(x[pick], y[pick]).statistic \
+                    if np.ptp(x[pick]) and np.ptp(y[pick]) else np.nan
+        low, high = percentile_interval(draws[np.isfinite(draws)], 0.95) \
+            if np.isfinite(draws).any() else (np.nan, np.nan)
+        key = key if isinstance(key, tuple) else (key,)
+        out.append({**dict(zip(keys, key)), "n_units": len(part), "spearman_rho": rho,
+                    "ci_low": low, "ci_high": high})
+    return pd.DataFrame(out)
+
+
+def psychometric_p(m: np.ndarray, m50: float, width: float, lapse: float) -> np.ndarray:
+    """P(correct) at mixing m: from 1 - lapse at no mixing down to chance, halfway at m50."""
+    return CHANCE + (1 - lapse - CHANCE) * special.expit(-(np.asarray(m) - m50) / width)
+
+
+STARTS = ((0.5, 0.1, 0.02), (1.0, 0.3, 0.02), (0.25, 0.05, 0.05))  # (m50, width, lapse)
+
+
+def fit_psychometric(m: np.ndarray, correct: np.ndarray,
+                     starts: tuple[tuple[float, float, float], ...] = STARTS
+                     ) -> tuple[float, float, float]:
+    """(m50, width, lapse) by maximum likelihood (width > 0, lapse in [0, 0.5)), the best of
+    Nelder-Mead runs from `starts`."""
+    m, correct = np.asarray(m, float), np.asarray(correct, float)
+
+    def loss(theta: np.ndarray) -> float:
+        p = np.clip(psychometric_p(m, theta[0], np.exp(theta[1]), 0.5 * special.expit(theta[2])),
+                    1e-9, 1 - 1e-9)
+        return -float(np.sum(correct * np.log(p) + (1 - correct) * np.log(1 - p)))
+
+    best = min((optimize.minimize(loss, np.array([m50, np.log(max(width, 1e-4)),
+                                                  special.logit(np.clip(2 * lapse, 1e-4, 0.999))]),
+                                  method="Nelder-Mead",
+                                  options={"xatol": 1e-5, "fatol": 1e-8, "maxiter": 4000})
+                for m50, width, lapse in starts), key=lambda r: r.fun)
+    return float(best.x[0]), float(np.exp(best.x[1])), float(0.5 * special.expit(best.x[2]))
+
+
+def psychometric(responses: pd.DataFrame, n_resamples: int = 200, seed: int = 0
+                 ) -> pd.DataFrame:
+    """Per condition (explanation type): the psychometric function of proportion correct on
+    the polysemantic calibration units against their mixing knob, and its `m50`, the mixing at
+    which accuracy has fallen halfway to chance (the explanation's resolution), with a
+    percentile interval from refits on participants resampled."""
+    rows = calibration_rows(responses)
+    rows = rows[rows["kind"] == "mixture"]
+    rng = np.random.default_rng(seed)
+    out = []
+    for condition, part in rows.groupby("condition", sort=True):
+        fitted = fit_psychometric(part["mixing"], part["correct"])
+        m50, width, lapse = fitted
+        people = part["participant_id"].unique()
+        groups = {p: g for p, g in part.groupby("participant_id")}
+        draws = []
+        for _ in range(n_resamples):
+            sample = pd.concat([groups[p] for p in rng.choice(people, len(people))])
+            draws.append(fit_psychometric(sample["mixing"], sample["correct"], (fitted,))[0])
+        low, high = percentile_interval(np.asarray(draws), 0.95)
+        by_m = part.groupby("mixing")["correct"].agg(["mean", "size"])
+        out.append({"condition": condition, "m50": m50, "m50_low": low, "m50_high": high,
+                    "width": width, "lapse": lapse, "n_trials": len(part),
+                    "n_participants": len(people),
+                    **{f"p_correct_m{m:g}": float(v) for m, v in by_m["mean"].items()}})
+    return pd.DataFrame(out)
+
+
+def tables(responses: pd.DataFrame, machine: pd.DataFrame, n_resamples: int, seed: int
+           ) -> dict[str, pd.DataFrame]:
+    """The report's calibration tables (an empty dict when no calibration unit was shown):
+    the order check of the people's unit scores and each machine observer's, and the
+    psychometric function per explanation type."""
+    from analysis.machine import observer_labels
+    from analysis.scores import main_trials
+
+    people = calibration_rows(main_trials(responses))
+    if people.empty:
+        return {}
+    scores = [people.groupby(["unit_id", "condition"])["correct"].mean().rename("score")
+              .reset_index().assign(source="people")]
+    bots = calibration_rows(main_trials(machine)) if not machine.empty else people.iloc[:0]
+    if not bots.empty:
+        scores.append(bots.assign(source=observer_labels(bots))
+                      .groupby(["source", "unit_id", "condition"])["p_correct"].mean()
+                      .rename("score").reset_index())
+    out = {"calibration_order": order_agreement(pd.concat(scores, ignore_index=True),
+                                                n_resamples, seed)}
+    if (people["kind"] == "mixture").any():
+        out["calibration_psychometric"] = psychometric(responses, min(n_resamples, 200),
+                                                       seed + 1)
+    return out

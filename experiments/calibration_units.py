@@ -1,0 +1,46 @@
+"""The calibration model's units and what each is by construction (torch-free; the model is
+stimuli.calibration_models, `calibration-net` in the registry)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MODEL = "calibration-net"
+DETECTORS = ("edge 0 deg", "edge 45 deg", "edge 90 deg", "edge 135 deg", "red-green blob",
+             "blue-yellow blob", "centre-surround", "fine texture")
+N_CONTROLS = 4
+MIXING = (0.0, 0.25, 0.5, 0.75, 1.0)  # mixture channel i: max(A, MIXING[i] x B)
+MIXED = (0, 4)  # the detectors mixed: A the vertical edge, B the red-green blob
+
+
+@dataclass(frozen=True)
+class CalibrationUnit:
+    """What a calibration unit is by construction. `known_order` ranks how well one explanation
+    can describe it: 1 for a pure detector, 1 - m/2 for a mixture at knob m, 0 for a random
+    control (only the order is meaningful)."""
+
+    layer: str
+    channel: int
+    function: str
+    kind: str  # detector | control | mixture
+    mixing: float | None = None
+
+    @property
+    def unit_id(self) -> str:
+        return f"{MODEL}/{self.layer}/{self.channel}"
+
+    @property
+    def known_order(self) -> float:
+        if self.kind == "control":
+            return 0.0
+        return 1.0 - (self.mixing or 0.0) / 2
+
+
+def calibration_units() -> list[CalibrationUnit]:
+    """Every calibration unit with what it is by construction."""
+    a, b = (DETECTORS[i] for i in MIXED)
+    units = [CalibrationUnit("detectors", c, name, "detector") for c, name in enumerate(DETECTORS)]
+    units += [CalibrationUnit("detectors", len(DETECTORS) + i, "random weights (seeded)",
+                              "control") for i in range(N_CONTROLS)]
+    units += [CalibrationUnit("mixtures", i, f"max({a}, {m:g} x {b})", "mixture", m)
+              for i, m in enumerate(MIXING)]
+    return units

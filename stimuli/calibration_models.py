@@ -1,0 +1,112 @@
+"""Calibration units with known mechanisms (issue 17 item 3): a small hand-set model whose
+units do what their construction says, shipped with interpsy (no download; torch).
+
+Layer `detectors` (ReLU of one 15x15 convolution on the normalised image; a unit's activation is
+its mean over space, as for any model):
+- channels 0-3: oriented edges, a Gabor on luminance at 0, 45, 90 and 135 degrees;
+- channels 4-5: colour-opponent blobs, red minus green and blue minus yellow;
+- channel 6: centre-surround, a difference of Gaussians on luminance (bright spots);
+- channel 7: a fine texture detector, a Gabor at a high spatial frequency;
+- channels 8-11: negative controls, the same convolution with seeded random weights.
+Each hand-set kernel is an outer product of a colour vector and a spatial profile, so its
+weights have rank 1.
+
+Layer `mixtures`: polysemantic units, max(A, m x B) of two detectors, A the vertical edge
+(channel 0) and B the red-green blob (channel 4), at the mixing knob m of MIXING (channel i: m =
+MIXING[i]); m = 0 is the pure edge detector; m scales B's response before the max.
+What each unit is by construction: experiments.calibration_units (torch-free).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from experiments.calibration_units import DETECTORS, MIXED, MIXING, N_CONTROLS
+
+SIZE = 15  # kernel side
+LUMINANCE = (0.299, 0.587, 0.114)
+
+
+def _grid() -> tuple[np.ndarray, np.ndarray]:
+    half = SIZE // 2
+    y, x = np.mgrid[-half:half + 1, -half:half + 1].astype(np.float64)
+    return y, x
+
+
+def gabor(theta_deg: float, wavelength: float, sigma: float) -> np.ndarray:
+    """A cosine Gabor (zero mean) at orientation `theta_deg` (0 = vertical stripes)."""
+    y, x = _grid()
+    theta = np.deg2rad(theta_deg)
+    along = x * np.cos(theta) + y * np.sin(theta)
+    g = np.exp(-(x**2 + y**2) / (2 * sigma**2)) * np.cos(2 * np.pi * along / wavelength)
+    return g - g.mean()
+
+
+def gaussian(sigma: float) -> np.ndarray:
+    """A normalised Gaussian blob."""
+    y, x = _grid()
+    g = np.exp(-(x**2 + y**2) / (2 * sigma**2))
+    return g / g.sum()
+
+
+def _unit_norm(kernel: np.ndarray) -> np.ndarray:
+    return kernel / np.linalg.norm(kernel)
+
+
+def hand_set_kernels() -> list[np.ndarray]:
+    """The 3 x SIZE x SIZE kernel of each hand-set detector (DETECTORS order), colour x space."""
+    lum = np.array(LUMINANCE)
+    profiles = [(lum, gabor(angle, 8.0, 3.0)) for angle in (0, 45, 90, 135)]
+    profiles += [(np.array([1.0, -1.0, 0.0]), gaussian(3.0)),  # red minus green
+                 (np.array([-0.5, -0.5, 1.0]), gaussian(3.0)),  # blue minus yellow
+                 (lum, gaussian(1.5) - gaussian(4.0)),  # centre-surround
+                 (lum, gabor(0, 3.0, 2.5))]  # fine texture
+    assert len(profiles) == len(DETECTORS)
+    return [_unit_norm(np.einsum("c,yx->cyx", vector, profile)) for vector, profile in profiles]
+
+
+class Detectors(nn.Module):
+    """One convolution (hand-set and random channels) and a ReLU."""
+
+    def __init__(self, seed: int = 0):
+        super().__init__()
+        kernels = hand_set_kernels()
+        self.conv = nn.Conv2d(3, len(kernels) + N_CONTROLS, SIZE, padding=SIZE // 2, bias=False)
+        generator = torch.Generator().manual_seed(seed)
+        random = torch.randn(N_CONTROLS, 3, SIZE, SIZE, generator=generator)
+        random = random / random.flatten(1).norm(dim=1)[:, None, None, None]
+        with torch.no_grad():
+            self.conv.weight[:len(kernels)] = torch.from_numpy(np.stack(kernels)).float()
+            self.conv.weight[len(kernels):] = random
+        self.relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.conv(x))
+
+
+class Mixtures(nn.Module):
+    """max(A, m x B) of two detector channels at each mixing knob m."""
+
+    def __init__(self, a: int = MIXED[0], b: int = MIXED[1], mixing: tuple[float, ...] = MIXING):
+        super().__init__()
+        self.a, self.b = a, b
+        self.register_buffer("mixing", torch.tensor(mixing, dtype=torch.float32))
+
+    def forward(self, detected: torch.Tensor) -> torch.Tensor:
+        a = detected[:, self.a:self.a + 1]
+        b = detected[:, self.b:self.b + 1] * self.mixing.view(1, -1, 1, 1)
+        return torch.maximum(a.expand_as(b), b)
+
+
+class CalibrationNet(nn.Module):
+    """Detectors, then their polysemantic mixtures; the head is a placeholder readout."""
+
+    def __init__(self, seed: int = 0):
+        super().__init__()
+        self.detectors = Detectors(seed)
+        self.mixtures = Mixtures()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        detected = self.detectors(x)
+        return torch.cat([detected, self.mixtures(detected)], 1).mean((2, 3))

@@ -1,0 +1,90 @@
+"""Calibration units (issue 17 item 3): each hand-set detector responds most to what its
+construction says, its weights have rank 1 (the random controls' do not), a mixture is max(A,
+m x B), and `interpsy stimuli build` works on the model like on any other."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from experiments.cli import main
+from experiments.stimulus_set import load_stimulus_set
+from experiments.calibration_units import MIXING, N_CONTROLS, calibration_units
+from stimuli.layers import LayerRecorder, layer_widths
+from stimuli.mining import normalizer
+from stimuli.proxies import UnitSite, effective_rank
+from stimuli.registry import get_spec, load_model
+
+NAME = "calibration-net"
+
+
+def _probe(kind: str) -> np.ndarray:
+    y, x = np.mgrid[0:224, 0:224]
+    image = np.full((224, 224, 3), 0.5)
+    stripes = {"vertical": x, "horizontal": y, "diagonal": (x + y) / np.sqrt(2),
+               "other diagonal": (x - y) / np.sqrt(2)}
+    if kind in stripes:
+        image[:] = (0.5 + 0.5 * np.sign(np.cos(2 * np.pi * stripes[kind] / 8)))[..., None]
+    elif kind == "fine":
+        image[:] = (0.5 + 0.5 * np.sign(np.cos(2 * np.pi * x / 3)))[..., None]
+    elif kind == "red":
+        image[:] = (0.9, 0.1, 0.1)
+    elif kind == "blue":
+        image[:] = (0.1, 0.1, 0.9)
+    return np.rint(image * 255).astype(np.uint8)
+
+
+PROBES = ("grey", "vertical", "horizontal", "diagonal", "other diagonal", "fine", "red", "blue")
+EXPECTED = {0: "vertical", 1: "diagonal", 2: "horizontal", 3: "other diagonal", 4: "red",
+            5: "blue", 7: "fine"}
+
+
+@pytest.fixture(scope="module")
+def responses():
+    spec, model = get_spec(NAME), load_model(NAME, pretrained=True)
+    images = torch.from_numpy(np.stack([_probe(k) for k in PROBES])).permute(0, 3, 1, 2)
+    with LayerRecorder(model, spec, ["detectors", "mixtures"]) as recorder, torch.no_grad():
+        out = recorder(model, normalizer(spec, torch.device("cpu"))(images))
+    return {layer: value.numpy() for layer, value in out.items()}
+
+
+def test_each_detector_responds_most_to_what_it_was_built_for(responses):
+    detectors = responses["detectors"]
+    for channel, probe in EXPECTED.items():
+        assert PROBES[int(detectors[:, channel].argmax())] == probe, channel
+    assert (detectors[PROBES.index("grey"), :8] < 0.01).all()  # grey: (almost) nothing
+
+
+def test_a_mixture_is_the_max_of_its_two_detectors(responses):
+    detectors, mixtures = responses["detectors"], responses["mixtures"]
+    np.testing.assert_allclose(mixtures[:, 0], detectors[:, 0], rtol=1e-5)
+    red = PROBES.index("red")
+    assert mixtures[red, -1] == pytest.approx(detectors[red, 4], rel=1e-5)
+    assert (np.diff(mixtures[red]) > 0).all()  # the red blob weighs more as m grows
+
+
+def test_the_hand_set_weights_have_rank_one_and_the_controls_do_not():
+    spec, model = get_spec(NAME), load_model(NAME)
+    ranks = [effective_rank(UnitSite(model, spec, "detectors.conv", c)) for c in range(12)]
+    assert ranks == [1] * 8 + [3] * N_CONTROLS
+
+
+def test_the_construction_table_names_every_unit():
+    spec, model = get_spec(NAME), load_model(NAME)
+    widths = layer_widths(model, spec)
+    units = calibration_units()
+    assert widths == {"detectors": 8 + N_CONTROLS, "mixtures": len(MIXING)}
+    assert [(u.layer, u.channel) for u in units] == [
+        (layer, c) for layer, width in widths.items() for c in range(width)]
+    assert {u.kind for u in units} == {"detector", "control", "mixture"}
+
+
+def test_a_stimulus_set_is_built_from_calibration_units(image_folder, tmp_path):
+    out = tmp_path / "calibration"
+    assert main(["stimuli", "build", NAME, str(image_folder), str(out), "--unit", "detectors:0",
+                 "--unit", "detectors:9", "--unit", "mixtures:2", "--n-batches", "2",
+                 "--n-bins", "4", "--no-render", "--workers", "0", "--no-progress"]) == 0
+    stimulus_set = load_stimulus_set(out, verify_hashes=True)
+    assert set(stimulus_set.units.layer) == {"detectors", "mixtures"}
+    assert stimulus_set.manifest["weights"].startswith("hand-set")
+    assert main(["stimuli", "check", str(out), "--recompute", "40"]) == 0
