@@ -31,7 +31,7 @@ def order_agreement(scores: pd.DataFrame, n_resamples: int = 2000, seed: int = 0
     """Per source (people, each machine observer) and condition: Spearman's rho between the
     calibration units' scores and their known order, with a percentile bootstrap interval over
     units. Near 1 is what a score must reach before it is trusted on real models."""
-    rows = calibration_rows(scores)
+    rows = calibration_rows(scores).dropna(subset=["known_order"])  # shortcuts: no order
     keys = [k for k in by if k in rows.columns]
     rng = np.random.default_rng(seed)
     out = []

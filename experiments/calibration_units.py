@@ -10,18 +10,22 @@ DETECTORS = ("edge 0 deg", "edge 45 deg", "edge 90 deg", "edge 135 deg", "red-gr
 N_CONTROLS = 4
 MIXING = (0.0, 0.25, 0.5, 0.75, 1.0)  # mixture channel i: max(A, MIXING[i] x B)
 MIXED = (0, 4)  # the detectors mixed: A the vertical edge, B the red-green blob
+SHORTCUT_GAIN = 4.0  # shortcuts/0 = edge 0 deg + SHORTCUT_GAIN x fine checkerboard
+SHORTCUTS = (f"edge 0 deg + {SHORTCUT_GAIN:g} x fine checkerboard (planted shortcut)",
+             "edge 0 deg (the same without the shortcut)")
 
 
 @dataclass(frozen=True)
 class CalibrationUnit:
     """What a calibration unit is by construction. `known_order` ranks how well one explanation
     can describe it: 1 for a pure detector, 1 - m/2 for a mixture at knob m, 0 for a random
-    control (only the order is meaningful)."""
+    control (only the order is meaningful); None for a shortcut unit, whose natural exemplars
+    describe it and whose visualizations do not."""
 
     layer: str
     channel: int
     function: str
-    kind: str  # detector | control | mixture
+    kind: str  # detector | control | mixture | shortcut
     mixing: float | None = None
 
     @property
@@ -29,7 +33,9 @@ class CalibrationUnit:
         return f"{MODEL}/{self.layer}/{self.channel}"
 
     @property
-    def known_order(self) -> float:
+    def known_order(self) -> float | None:
+        if self.kind == "shortcut":
+            return None
         if self.kind == "control":
             return 0.0
         return 1.0 - (self.mixing or 0.0) / 2
@@ -41,6 +47,9 @@ def calibration_units() -> list[CalibrationUnit]:
     units = [CalibrationUnit("detectors", c, name, "detector") for c, name in enumerate(DETECTORS)]
     units += [CalibrationUnit("detectors", len(DETECTORS) + i, "random weights (seeded)",
                               "control") for i in range(N_CONTROLS)]
+    units += [CalibrationUnit("checker", 0, "fine checkerboard", "detector")]
     units += [CalibrationUnit("mixtures", i, f"max({a}, {m:g} x {b})", "mixture", m)
               for i, m in enumerate(MIXING)]
+    units += [CalibrationUnit("shortcuts", i, name, "shortcut" if i == 0 else "detector")
+              for i, name in enumerate(SHORTCUTS)]
     return units

@@ -14,6 +14,13 @@ weights have rank 1.
 Layer `mixtures`: polysemantic units, max(A, m x B) of two detectors, A the vertical edge
 (channel 0) and B the red-green blob (channel 4), at the mixing knob m of MIXING (channel i: m =
 MIXING[i]); m = 0 is the pure edge detector; m scales B's response before the max.
+
+Layer `checker`: ReLU of a fine checkerboard filter on luminance, a pattern natural images
+rarely hold. Layer `shortcuts`: channel 0 is the vertical edge detector plus SHORTCUT_GAIN x the
+checkerboard detector, a planted shortcut: its natural exemplars are vertical edges, while a
+visualization finds the checkerboard, a route the exemplars do not take (the reliability
+check's positive case); channel 1 is the edge detector alone (its negative case).
+
 What each unit is by construction: experiments.calibration_units (torch-free).
 """
 from __future__ import annotations
@@ -22,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from experiments.calibration_units import DETECTORS, MIXED, MIXING, N_CONTROLS
+from experiments.calibration_units import DETECTORS, MIXED, MIXING, N_CONTROLS, SHORTCUT_GAIN
 
 SIZE = 15  # kernel side
 LUMINANCE = (0.299, 0.587, 0.114)
@@ -99,14 +106,55 @@ class Mixtures(nn.Module):
         return torch.maximum(a.expand_as(b), b)
 
 
+def checkerboard(period: float = 4.0, sigma: float = 4.0) -> np.ndarray:
+    """A windowed luminance checkerboard (zero mean, unit norm) of `period` pixels."""
+    y, x = _grid()
+    profile = (np.cos(np.pi * 2 * x / period) * np.cos(np.pi * 2 * y / period)
+               * np.exp(-(x**2 + y**2) / (2 * sigma**2)))
+    profile -= profile.mean()
+    return _unit_norm(np.einsum("c,yx->cyx", np.array(LUMINANCE), profile))
+
+
+class Checker(nn.Module):
+    """A fine checkerboard detector and a ReLU."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 1, SIZE, padding=SIZE // 2, bias=False)
+        with torch.no_grad():
+            self.conv.weight[0] = torch.from_numpy(checkerboard()).float()
+        self.relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.conv(x))
+
+
+class Shortcuts(nn.Module):
+    """From [detectors, checker]: the edge detector with the planted checkerboard shortcut, and
+    the edge detector alone."""
+
+    def __init__(self, edge: int = MIXED[0], gain: float = SHORTCUT_GAIN):
+        super().__init__()
+        self.edge, self.gain = edge, gain
+
+    def forward(self, stacked: torch.Tensor) -> torch.Tensor:
+        edge, checker = stacked[:, self.edge:self.edge + 1], stacked[:, -1:]
+        return torch.cat([edge + self.gain * checker, edge], 1)
+
+
 class CalibrationNet(nn.Module):
-    """Detectors, then their polysemantic mixtures; the head is a placeholder readout."""
+    """Detectors, their polysemantic mixtures, the checkerboard detector and the shortcut
+    units; the head is a placeholder readout."""
 
     def __init__(self, seed: int = 0):
         super().__init__()
         self.detectors = Detectors(seed)
+        self.checker = Checker()
         self.mixtures = Mixtures()
+        self.shortcuts = Shortcuts()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         detected = self.detectors(x)
-        return torch.cat([detected, self.mixtures(detected)], 1).mean((2, 3))
+        checker = self.checker(x)
+        return torch.cat([detected, checker, self.mixtures(detected),
+                          self.shortcuts(torch.cat([detected, checker], 1))], 1).mean((2, 3))

@@ -30,12 +30,28 @@ def stimuli() -> None:
                                                   "(sets built with --random-init).")
 @click.option("--seed", type=int, default=0, show_default=True, help="--recompute's sample.")
 @click.option("--device", default="cpu", show_default=True, help="--recompute's torch device.")
+@click.option("--reliability", is_flag=True,
+              help="Compare each unit's feature visualizations' paths through the earlier "
+                   "layers with its natural exemplars'; flag the units they reach by another "
+                   "route (units.csv fv_reliable, reliability.csv).")
 def check(set_dir: str, hashes: bool, recompute_n: int, weights_path: str | None,
-          random_init: bool, seed: int, device: str) -> None:
+          random_init: bool, seed: int, device: str, reliability: bool) -> None:
     """Validate a stimulus set folder: manifest, tables (hashes, structure, activations), image
-    files (decoded in full), and with --recompute the activations themselves."""
+    files (decoded in full), with --recompute the activations themselves, and with
+    --reliability the feature visualizations' routes to the unit."""
     stimulus_set = load_stimulus_set(set_dir, verify_images=True, verify_hashes=hashes,
                                      decode_images=True)
+    if reliability:
+        from stimuli.build import env_device
+        from stimuli.reliability import check_reliability
+
+        table = check_reliability(stimulus_set, not random_init, weights_path,
+                                  env_device(device), progress=False)
+        flagged = sorted(set(table.unit_id[table.outlier]))
+        click.echo(f"visualization paths: {len(flagged)} of {table.unit_id.nunique()} units "
+                   f"reached by a route their natural exemplars do not take"
+                   + (f": {', '.join(flagged[:5])}" if flagged else ""))
+        stimulus_set = load_stimulus_set(set_dir, verify_images=False)
     if recompute_n:
         from stimuli.build import env_device
         from stimuli.recompute import recompute

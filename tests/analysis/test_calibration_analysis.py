@@ -49,7 +49,7 @@ def test_the_resolution_of_each_explanation_type_is_recovered(answers):
 
 
 def test_a_score_that_follows_the_construction_orders_the_units(answers):
-    known = {u.unit_id: u.known_order for u in calibration_units()}
+    known = {u.unit_id: u.known_order for u in calibration_units() if u.known_order is not None}
     rng = np.random.default_rng(1)
     faithful = pd.DataFrame({"unit_id": list(known), "source": "faithful",
                              "condition": "natural",
@@ -57,7 +57,7 @@ def test_a_score_that_follows_the_construction_orders_the_units(answers):
                                        known.values()]})
     shuffled = faithful.assign(source="shuffled", score=rng.permutation(faithful.score))
     table = order_agreement(pd.concat([faithful, shuffled]), n_resamples=300).set_index("source")
-    assert table.loc["faithful", "spearman_rho"] > 0.9
+    assert table.loc["faithful", "spearman_rho"] > 0.85  # ties among the detectors
     assert table.loc["faithful", "ci_low"] > 0.6
     assert table.loc["shuffled", "ci_low"] < 0.3
 

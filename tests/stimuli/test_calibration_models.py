@@ -73,10 +73,11 @@ def test_the_construction_table_names_every_unit():
     spec, model = get_spec(NAME), load_model(NAME)
     widths = layer_widths(model, spec)
     units = calibration_units()
-    assert widths == {"detectors": 8 + N_CONTROLS, "mixtures": len(MIXING)}
+    assert widths == {"detectors": 8 + N_CONTROLS, "checker": 1, "mixtures": len(MIXING),
+                      "shortcuts": 2}
     assert [(u.layer, u.channel) for u in units] == [
         (layer, c) for layer, width in widths.items() for c in range(width)]
-    assert {u.kind for u in units} == {"detector", "control", "mixture"}
+    assert {u.kind for u in units} == {"detector", "control", "mixture", "shortcut"}
 
 
 def test_a_stimulus_set_is_built_from_calibration_units(image_folder, tmp_path):
