@@ -20,10 +20,14 @@ from analysis.load import (  # noqa: E402
     read_units,
 )
 
+# `simulate` too: once any module has imported analysis.simulate (the scaling module does),
+# the package attribute is that module and a lazy lookup would never run.
+from analysis.simulate import simulate  # noqa: E402
+
 _LOADING = ("Dataset", "DataError", "load", "load_dataset", "read_trials", "read_imi",
-            "read_models", "read_units", "attach_units", "imi_models", "attach_model_metadata")
+            "read_models", "read_units", "attach_units", "imi_models", "attach_model_metadata",
+            "simulate")
 _MODULES = {  # the module defining each public name, imported on first use
-    "analysis.simulate": ("simulate",),
     "analysis.exclusions": ("Rule", "CatchTrials", "ResponseRows", "TotalTime",
                             "InstructionTime", "PracticeAttempts", "RepeatParticipant",
                             "MinAccuracy", "imi_rules", "apply_exclusions", "ExclusionResult"),

@@ -349,7 +349,7 @@ def write_set(out: Path, spec, weights: str, chosen: list[Unit], result, params:
             **{f"fv_steps{kind}_{side}": fv_meta.get(side, {}).get(f"steps{key}", "")
                for kind, key in (("", "_plain"), ("_diverse", "_diverse"))
                for side in ("max", "min")},
-            "layout": spec.layout(unit.layer)})
+            "layout": spec.layout(unit.layer), **spec.unit_facts(unit.layer, unit.channel)})
     manifest = {
         "name": name, "model": spec.name, "weights": weights, "image_size": image_size,
         "layers": sorted({u.layer for u in chosen}),

@@ -65,6 +65,12 @@ class ModelSpec:
                 return layout
         return self.default_layout
 
+    def unit_facts(self, layer: str, channel: int) -> dict:
+        """Extra units.csv columns the model states about a unit (`extra["unit_facts"]`, a
+        function of layer and channel; e.g. what a calibration unit is by construction)."""
+        facts = self.extra.get("unit_facts")
+        return facts(layer, channel) if facts else {}
+
     def is_relevant(self, layer: str) -> bool:
         """Whether a layer name matches one of the model's relevant-layer patterns."""
         return any(re.fullmatch(p, layer) for p in self.layer_patterns)
@@ -405,6 +411,18 @@ register_model(
 
 
 # ------------------------------------------------------------- calibration units (known)
+def _calibration_facts(layer: str, channel: int) -> dict:
+    """units.csv's construction columns of a calibration unit (empty for other channels)."""
+    from experiments.calibration_units import calibration_units
+
+    found = {(u.layer, u.channel): u for u in calibration_units()}.get((layer, channel))
+    if found is None:
+        return {"construction": "", "construction_kind": "", "mixing": "", "known_order": ""}
+    return {"construction": found.function, "construction_kind": found.kind,
+            "mixing": "" if found.mixing is None else found.mixing,
+            "known_order": "" if found.known_order is None else found.known_order}
+
+
 def _calibration(pretrained: bool, weights_path: str | None):
     """The hand-set calibration model (stimuli.calibration_models); its weights are its
     construction, so `pretrained` and random init give the same model."""
@@ -422,6 +440,7 @@ register_model(
     mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), n_params=13 * 3 * 15 * 15, train_size=0,
     notes="units with known mechanisms: edges, colour blobs, centre-surround, texture, random "
           "controls, polysemantic mixtures max(A, m x B), a planted shortcut; grey maps to 0",
+    extra={"unit_facts": _calibration_facts},
 )(_calibration)
 
 

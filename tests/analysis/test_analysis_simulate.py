@@ -61,3 +61,15 @@ def test_unit_effects_shared_across_conditions_when_the_correlation_is_one():
     assert (truth["natural"].rank() == truth["synthetic"].rank()).all()
     with pytest.raises(ValueError, match="condition_unit_corr"):
         simulate(models=2, units_per_model=5, responses_per_unit=2, condition_unit_corr=1.5)
+
+
+def test_the_package_gives_the_simulate_function_whatever_was_imported_first():
+    """`from analysis import simulate` after another module imported analysis.simulate (the
+    scaling module does) must still be the function, as the benchmarks and docs use it."""
+    import subprocess
+    import sys
+
+    code = ("import analysis.scaling\nfrom analysis import simulate, mixed_model\n"
+            "assert callable(simulate), simulate\nassert callable(mixed_model)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

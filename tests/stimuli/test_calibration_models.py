@@ -88,4 +88,9 @@ def test_a_stimulus_set_is_built_from_calibration_units(image_folder, tmp_path):
     stimulus_set = load_stimulus_set(out, verify_hashes=True)
     assert set(stimulus_set.units.layer) == {"detectors", "mixtures"}
     assert stimulus_set.manifest["weights"].startswith("hand-set")
+    facts = stimulus_set.units.set_index("unit_id")
+    assert facts.construction["calibration-net/detectors/0"] == "edge 0 deg"
+    assert facts.construction_kind["calibration-net/detectors/9"] == "control"
+    assert facts.mixing["calibration-net/mixtures/2"] == "0.5"
+    assert facts.known_order["calibration-net/mixtures/2"] == "0.75"
     assert main(["stimuli", "check", str(out), "--recompute", "40"]) == 0
