@@ -3,6 +3,8 @@ a machine observer compares (torch).
 
 - `dreamsim[:TYPE]`: DreamSim (the `dreamsim` package) with weights from a local folder; a
   missing file is named with where to put it, nothing is downloaded.
+- `lpips:NAME`: LPIPS-style unit-normalised feature maps of a registered model at several
+  layers (uniform layer weights; no learned LPIPS weights are downloaded).
 - `model:NAME` (or a registered model's NAME): the penultimate features of a registered model
   (the input of its last linear layer; its output when it has none), e.g. the offline
   `efficientnet-lite0`, so everything runs without a network.
@@ -19,7 +21,10 @@ from torch import nn
 
 from stimuli.errors import StimuliError
 from stimuli.observers.rules import DREAMSIM_ALPHA
-from stimuli.registry import get_spec, load_model
+from stimuli.registry import CHANNELS_FIRST, INPUT_SUFFIX, get_spec, load_model
+
+LPIPS_LAYERS = 5  # layers an LPIPS-style backbone compares, evenly spaced over the relevant
+LPIPS_GRID = 7  # side of the grid each layer's normalised map is pooled to
 
 # The files `dreamsim(cache_dir=...)` looks for, per DreamSim type (dreamsim 0.2), and the
 # archive that holds them.
@@ -104,6 +109,58 @@ class ModelBackbone(Backbone):
         return captured[-1]
 
 
+class LpipsBackbone(ModelBackbone):
+    """LPIPS-style features of a registered model (Zhang et al. 2018, uniform layer weights):
+    at LPIPS_LAYERS evenly spaced relevant layers, each position's channel vector is unit-norm,
+    the maps are average-pooled to LPIPS_GRID x LPIPS_GRID and renormalised per position, and
+    each layer is scaled by 1 / grid side. Every embedding then has the same norm, so its
+    cosine similarity is 1 - d / (2 x layers), d the LPIPS distance of the pooled maps: one
+    embedding per image serves the pairwise distance."""
+
+    def __init__(self, model: str, device: str = "cpu", pretrained: bool = True,
+                 weights_path: str | None = None):
+        super().__init__(model, device, pretrained, weights_path)
+        from stimuli.layers import relevant_layers
+
+        self.name = f"lpips:{model}" + ("" if pretrained else ":random-init")
+        every = [layer for layer in relevant_layers(self.model, self.spec)
+                 if not layer.endswith(INPUT_SUFFIX)]
+        picks = torch.linspace(0, len(every) - 1, min(LPIPS_LAYERS, len(every))).round().long()
+        self.layers = list(dict.fromkeys(every[int(i)] for i in picks))
+
+    def facts(self) -> dict:
+        return {**super().facts(), "backbone": self.name, "layers": self.layers,
+                "grid": LPIPS_GRID, "features": "LPIPS-style unit-normalised maps"}
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        from stimuli.layers import LayerRecorder
+
+        crop = self.spec.preprocessing.crop
+        x = self._normalise(images)
+        if x.shape[-1] != crop or x.shape[-2] != crop:
+            x = F.interpolate(x, size=(crop, crop), mode="bilinear", align_corners=False)
+        with LayerRecorder(self.model, self.spec, self.layers, keep="full") as recorder:
+            out = recorder(self.model, x)
+        parts = []
+        for layer in self.layers:
+            maps = _channels_first(out[layer].float(), self.spec.layout(layer))
+            maps = F.normalize(maps, dim=1)
+            maps = F.normalize(F.adaptive_avg_pool2d(maps, LPIPS_GRID), dim=1)
+            parts.append(maps.flatten(1) / LPIPS_GRID)
+        return torch.cat(parts, 1)
+
+
+def _channels_first(x: torch.Tensor, layout: str) -> torch.Tensor:
+    """(N, C, H, W) from a layer output in any layout (tokens as a 1-pixel-wide map)."""
+    if x.dim() == 2:
+        return x[:, :, None, None]
+    if layout == CHANNELS_FIRST:
+        return x
+    if x.dim() == 3:  # tokens (N, T, C)
+        return x.transpose(1, 2)[..., None]
+    return x.permute(0, 3, 1, 2)
+
+
 class DreamSimBackbone(Backbone):
     """DreamSim's embedding (its perceptual distance is 1 - the cosine similarity)."""
 
@@ -143,8 +200,11 @@ class DreamSimBackbone(Backbone):
 
 def get_backbone(name: str, device: str = "cpu", pretrained: bool = True,
                  weights_path: str | None = None) -> Backbone:
-    """The backbone `name` names: `dreamsim`, `dreamsim:TYPE`, `model:NAME` or a model NAME."""
+    """The backbone `name` names: `dreamsim`, `dreamsim:TYPE`, `lpips:NAME`, `model:NAME` or a
+    model NAME."""
     if name == "dreamsim" or name.startswith("dreamsim:"):
         return DreamSimBackbone(name.partition(":")[2] or "ensemble", device)
+    if name.startswith("lpips:"):
+        return LpipsBackbone(name.removeprefix("lpips:"), device, pretrained, weights_path)
     model = name.removeprefix("model:")
     return ModelBackbone(model, device, pretrained, weights_path)

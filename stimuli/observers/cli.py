@@ -29,7 +29,8 @@ def _alpha(value: str) -> float | None | str:
 @click.option("--observer", default="mis", show_default=True,
               type=click.Choice(sorted(OBSERVERS)), help="Who answers.")
 @click.option("--backbone", default="dreamsim", show_default=True,
-              help="Similarity backbone: dreamsim, dreamsim:TYPE, or a registered model's "
+              help="Similarity backbone: dreamsim, dreamsim:TYPE, lpips:NAME (LPIPS-style "
+                   "maps of a registered model), or a registered model's "
                    "name (its penultimate features), e.g. efficientnet-lite0; with "
                    "--observer proxy the proxy KIND:K (rank:8, prototypes:16, weights:1).")
 @click.option("--alpha", default="published", show_default=True,

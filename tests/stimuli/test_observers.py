@@ -369,3 +369,39 @@ def test_observers_answer_shifted_queries_and_record_their_distribution(tmp_path
     answered = load_dataset(tmp_path / "exp").responses
     assert sorted(zip(answered.task_id, answered.query_a, answered.query_distribution)) == \
         sorted(zip(trials.task_id, trials.query_a, trials.query_distribution))
+
+
+@pytest.mark.parametrize("model", ["tiny-cnn", "tiny-convnext", "tiny-vit"])
+def test_an_lpips_style_backbone_turns_its_distance_into_a_cosine(model):
+    """cos(E(a), E(b)) = 1 - d / (2 x layers), d the uniform-weight LPIPS distance of the
+    pooled unit-normalised maps, computed here from the layers' outputs directly."""
+    import torch
+    import torch.nn.functional as F
+
+    from stimuli.layers import LayerRecorder
+    from stimuli.observers.backbones import LPIPS_GRID, _channels_first, get_backbone
+
+    backbone = get_backbone(f"lpips:{model}", pretrained=False)
+    assert backbone.name == f"lpips:{model}:random-init" and 1 < len(backbone.layers) <= 5
+    side = backbone.spec.preprocessing.crop
+    images = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (2, 3, side, side),
+                                                                 dtype=np.uint8))
+    embedded = backbone.embed(images)
+    cosine = float(embedded[0] @ embedded[1])
+    with LayerRecorder(backbone.model, backbone.spec, backbone.layers, keep="full") as recorder, \
+            torch.no_grad():
+        out = recorder(backbone.model, backbone._normalise(images))
+    distance = 0.0
+    for layer in backbone.layers:
+        maps = F.normalize(_channels_first(out[layer].float(), backbone.spec.layout(layer)), dim=1)
+        maps = F.normalize(F.adaptive_avg_pool2d(maps, LPIPS_GRID), dim=1)
+        distance += float(((maps[0] - maps[1]) ** 2).sum(0).mean())
+    assert cosine == pytest.approx(1 - distance / (2 * len(backbone.layers)), abs=1e-5)
+
+
+def test_observe_takes_an_lpips_style_backbone(toy_set, tmp_path):
+    assert main(["observe", str(toy_set), "--backbone", "lpips:tiny-cnn", "--random-init",
+                 "--alpha", "5", "--tasks-per-unit", "2", "--out", str(tmp_path / "lp")]) == 0
+    machine = load_dataset(tmp_path / "lp").responses
+    assert set(machine.backbone) == {"lpips:tiny-cnn:random-init"}
+    assert machine.p_correct.between(0, 1).all()
