@@ -86,6 +86,20 @@ class ModelBackbone(Backbone):
         mean = torch.tensor(self.spec.mean, device=self.device).view(1, 3, 1, 1) * 255.0
         std = torch.tensor(self.spec.std, device=self.device).view(1, 3, 1, 1) * 255.0
         self._normalise = lambda x: (x.float() - mean) / std
+        if self._head is not None and not self._head_runs():
+            self._head = None  # e.g. CLIP's attention pool uses its Linear's weights directly
+
+    def _head_runs(self) -> bool:
+        """Whether the last Linear module is called in a forward (a grey probe image)."""
+        calls: list[bool] = []
+        handle = self._head.register_forward_hook(lambda m, args, out: calls.append(True))
+        side = self.spec.preprocessing.crop
+        try:
+            with torch.no_grad():
+                self.model(torch.zeros(1, 3, side, side, device=self.device))
+        finally:
+            handle.remove()
+        return bool(calls)
 
     def facts(self) -> dict:
         return {"backbone": self.name, "model": self.spec.name, "weights": self.spec.weights,

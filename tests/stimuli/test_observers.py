@@ -298,7 +298,10 @@ def test_a_registered_model_of_any_layout_is_a_backbone(model):
     assert vectors.shape == (3, head.in_features)
     assert torch.allclose(vectors.norm(dim=1), torch.ones(3), atol=1e-5)
     assert torch.equal(vectors, backbone.embed(images))  # deterministic
-    assert backbone.facts()["features"] == "input of the last linear layer"
+    # RN50's attention pool uses its last Linear's weights without calling it: the tower's
+    # output is the embedding then
+    assert backbone.facts()["features"] == ("model output" if model == "clip-resnet50"
+                                            else "input of the last linear layer")
 
 
 def test_a_killed_embedding_run_resumes_from_what_it_saved(tmp_path, monkeypatch):
@@ -405,3 +408,23 @@ def test_observe_takes_an_lpips_style_backbone(toy_set, tmp_path):
     machine = load_dataset(tmp_path / "lp").responses
     assert set(machine.backbone) == {"lpips:tiny-cnn:random-init"}
     assert machine.p_correct.between(0, 1).all()
+
+
+@pytest.mark.parametrize("model", ["clip-resnet50", "clip-vit_b32"])
+def test_a_clip_model_is_a_backbone_from_its_loading_code(model):
+    """CLIP image towers through the registry's open_clip loader (random init here: no weights
+    can be downloaded; with cached weights the same path loads them)."""
+    import torch
+
+    from stimuli.observers.backbones import get_backbone
+
+    backbone = get_backbone(f"model:{model}", pretrained=False)
+    images = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (2, 3, 224, 224),
+                                                                 dtype=np.uint8))
+    first, again = backbone.embed(images), backbone.embed(images)
+    assert torch.equal(first, again) and first.shape[0] == 2
+    assert torch.allclose(first.norm(dim=1), torch.ones(2), atol=1e-5)
+    # RN50's attention pool uses its last Linear's weights without calling it: the tower's
+    # output is the embedding then
+    assert backbone.facts()["features"] == ("model output" if model == "clip-resnet50"
+                                            else "input of the last linear layer")
