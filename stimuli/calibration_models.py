@@ -144,7 +144,7 @@ class Shortcuts(nn.Module):
 
 class CalibrationNet(nn.Module):
     """Detectors, their polysemantic mixtures, the checkerboard detector and the shortcut
-    units; the head is a placeholder readout."""
+    units; its output is every unit's mean over space (there is no classifier)."""
 
     def __init__(self, seed: int = 0):
         super().__init__()

@@ -1,16 +1,21 @@
 """Image sources (folders, file lists), the shown crop (resize 256, centre crop 224) and an
-offline image pool cut from photos that installed packages ship. Torch-free."""
+offline image pool cut from photos that installed packages ship. Torch-free (crop_tensor
+imports torch when called)."""
 from __future__ import annotations
 
 import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from stimuli.errors import ImageSourceError
+from stimuli.errors import ImageSourceError, StimuliError
+
+if TYPE_CHECKING:
+    import torch
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm")
 RESIZE = 256
@@ -168,3 +173,16 @@ def sample_image_pool(out_dir: str | Path, n: int = 300, seed: int = 0, size: in
         records.append({"file": file, "source": name, "box": [left, top, w, h], "flip": flip})
     meta_path.write_text(json.dumps({"parameters": params, "images": records}, indent=1))
     return paths
+
+
+def crop_tensor(path: str | Path, crop: int, purpose: str) -> torch.Tensor:
+    """A stored set image as uint8 (3, crop, crop), refusing other sizes: `purpose` (e.g.
+    "proxies") needs the model's own crops."""
+    import torch
+
+    with Image.open(path) as image:
+        pixels = np.asarray(image.convert("RGB"))
+    if pixels.shape[0] != crop:
+        raise StimuliError(f"{path}: {purpose} need the model's {crop} px crops; the set "
+                           f"stores {pixels.shape[0]} px images")
+    return torch.from_numpy(pixels.copy()).permute(2, 0, 1)

@@ -24,14 +24,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
 from scipy import stats
 
 from experiments.stimulus_set import StimulusSet, load_stimulus_set
 from experiments.vocabulary import IN_DISTRIBUTION
 from stimuli.build import _relative_source
 from stimuli.errors import StimuliError
-from stimuli.images import list_images, load_shown
+from stimuli.images import crop_tensor, list_images, load_shown
 from stimuli.proxies import (
     KINDS,
     UnitSite,
@@ -61,15 +60,6 @@ def _pixels(files: list[str], prep, shift: PoolShift | None = None,
             image = shift(image, indices[n])
         out.append(torch.from_numpy(image.copy()).permute(2, 0, 1))
     return torch.stack(out)
-
-
-def _png(path: Path, crop: int) -> torch.Tensor:
-    with Image.open(path) as image:
-        pixels = np.asarray(image.convert("RGB"))
-    if pixels.shape[0] != crop:
-        raise StimuliError(f"{path}: proxies need the model's {crop} px crops; the set stores "
-                           f"{pixels.shape[0]} px images")
-    return torch.from_numpy(pixels.copy()).permute(2, 0, 1)
 
 
 def split_images(stimulus_set: StimulusSet, source: str, n_fit: int, n_eval: int, seed: int
@@ -170,7 +160,8 @@ def faithfulness(set_dir: str | Path, out: str | Path, kinds: tuple[str, ...] = 
                   for name, pixels in pools.items()}
         pairs = _pairs(stimulus_set, unit.unit_id)
         pair_inputs = {d: capture_inputs(site, torch.stack(
-            [_png(stimulus_set.path / p, crop) for pair in found for p in pair]).to(device),
+            [crop_tensor(stimulus_set.path / p, crop, "proxies") for pair in found
+             for p in pair]).to(device),
             normalize) for d, found in pairs.items()}
         truth = {name: apply_module(site, x) for name, x in inputs.items()}
         pair_truth = {name: apply_module(site, x).reshape(-1, 2)
@@ -278,8 +269,8 @@ def proxy_values(units: dict[str, set[str]], image_files: dict, text: str, n_fit
             site = UnitSite(model, spec, table.layer[unit_id], int(table.channel[unit_id]))
             rows = fit_rows(site, capture_inputs(site, fit_pixels, normalize), seed=seed)
             ids = sorted(units[unit_id])
-            pixels = torch.stack([_png(image_files[i].path, spec.preprocessing.crop)
-                                  for i in ids]).to(device)
+            pixels = torch.stack([crop_tensor(image_files[i].path, spec.preprocessing.crop,
+                                              "proxies") for i in ids]).to(device)
             inputs = capture_inputs(site, pixels, normalize)
             with proxy(site, kind, min(k, full_size(site, kind, rows)), rows, seed) as simplify:
                 found = apply_module(site, inputs, simplify)

@@ -23,10 +23,10 @@ import json
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
 
 from experiments.stimulus_set import IMAGES_CSV, MANIFEST, UNITS_CSV, StimulusSet
 from stimuli.errors import StimuliError
+from stimuli.images import crop_tensor
 from stimuli.layers import LayerRecorder, relevant_layers
 from stimuli.mining import normalizer
 from stimuli.occlusion_set import _read_rows
@@ -39,15 +39,8 @@ TABLE = "reliability.csv"
 
 
 def _pixels(stimulus_set: StimulusSet, paths: list[str], crop: int) -> torch.Tensor:
-    out = []
-    for rel in paths:
-        with Image.open(stimulus_set.path / rel) as image:
-            pixels = np.asarray(image.convert("RGB"))
-        if pixels.shape[0] != crop:
-            raise StimuliError(f"{stimulus_set.path}: --reliability needs the model's {crop} px "
-                               f"crops; this set stores {pixels.shape[0]} px images")
-        out.append(torch.from_numpy(pixels.copy()).permute(2, 0, 1))
-    return torch.stack(out)
+    return torch.stack([crop_tensor(stimulus_set.path / rel, crop, "reliability checks")
+                        for rel in paths])
 
 
 def earlier_layers(all_layers: list[str], layer: str, limit: int = MAX_LAYERS) -> list[str]:

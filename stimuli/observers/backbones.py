@@ -107,11 +107,16 @@ class ModelBackbone(Backbone):
                 "features": "input of the last linear layer" if self._head is not None
                 else "model output"}
 
-    def features(self, images: torch.Tensor) -> torch.Tensor:
+    def model_input(self, images: torch.Tensor) -> torch.Tensor:
+        """Normalised float input at the model's crop size from uint8 images."""
         crop = self.spec.preprocessing.crop
         x = self._normalise(images)
         if x.shape[-1] != crop or x.shape[-2] != crop:
             x = F.interpolate(x, size=(crop, crop), mode="bilinear", align_corners=False)
+        return x
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.model_input(images)
         if self._head is None:
             return self.model(x)
         captured: list[torch.Tensor] = []
@@ -149,12 +154,8 @@ class LpipsBackbone(ModelBackbone):
     def features(self, images: torch.Tensor) -> torch.Tensor:
         from stimuli.layers import LayerRecorder
 
-        crop = self.spec.preprocessing.crop
-        x = self._normalise(images)
-        if x.shape[-1] != crop or x.shape[-2] != crop:
-            x = F.interpolate(x, size=(crop, crop), mode="bilinear", align_corners=False)
         with LayerRecorder(self.model, self.spec, self.layers, keep="full") as recorder:
-            out = recorder(self.model, x)
+            out = recorder(self.model, self.model_input(images))
         parts = []
         for layer in self.layers:
             maps = _channels_first(out[layer].float(), self.spec.layout(layer))
