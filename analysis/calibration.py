@@ -63,21 +63,30 @@ STARTS = ((0.5, 0.1, 0.02), (1.0, 0.3, 0.02), (0.25, 0.05, 0.05))  # (m50, width
 def fit_psychometric(m: np.ndarray, correct: np.ndarray,
                      starts: tuple[tuple[float, float, float], ...] = STARTS
                      ) -> tuple[float, float, float]:
-    """(m50, width, lapse) by maximum likelihood (width > 0, lapse in [0, 0.5)), the best of
-    Nelder-Mead runs from `starts`."""
+    """(m50, width, lapse) by maximum likelihood, the best of Nelder-Mead runs from `starts`;
+    m50 within the knobs tested (an explanation at chance everywhere has its m50 at the
+    smallest knob, not beyond it), width > 0, lapse in [0, 0.5)."""
     m, correct = np.asarray(m, float), np.asarray(correct, float)
+    low, high = float(m.min()), float(m.max())
+    span = max(high - low, 1e-9)
+
+    def unpack(theta: np.ndarray) -> tuple[float, float, float]:
+        return (low + span * float(special.expit(theta[0])), float(np.exp(theta[1])),
+                0.5 * float(special.expit(theta[2])))
 
     def loss(theta: np.ndarray) -> float:
-        p = np.clip(psychometric_p(m, theta[0], np.exp(theta[1]), 0.5 * special.expit(theta[2])),
-                    1e-9, 1 - 1e-9)
+        p = np.clip(psychometric_p(m, *unpack(theta)), 1e-9, 1 - 1e-9)
         return -float(np.sum(correct * np.log(p) + (1 - correct) * np.log(1 - p)))
 
-    best = min((optimize.minimize(loss, np.array([m50, np.log(max(width, 1e-4)),
-                                                  special.logit(np.clip(2 * lapse, 1e-4, 0.999))]),
-                                  method="Nelder-Mead",
+    def start(m50: float, width: float, lapse: float) -> np.ndarray:
+        inside = np.clip((m50 - low) / span, 1e-4, 1 - 1e-4)
+        return np.array([special.logit(inside), np.log(max(width, 1e-4)),
+                         special.logit(np.clip(2 * lapse, 1e-4, 0.999))])
+
+    best = min((optimize.minimize(loss, start(*s), method="Nelder-Mead",
                                   options={"xatol": 1e-5, "fatol": 1e-8, "maxiter": 4000})
-                for m50, width, lapse in starts), key=lambda r: r.fun)
-    return float(best.x[0]), float(np.exp(best.x[1])), float(0.5 * special.expit(best.x[2]))
+                for s in starts), key=lambda r: r.fun)
+    return unpack(best.x)
 
 
 def psychometric(responses: pd.DataFrame, n_resamples: int = 200, seed: int = 0
@@ -86,7 +95,9 @@ def psychometric(responses: pd.DataFrame, n_resamples: int = 200, seed: int = 0
     the polysemantic calibration units against their mixing knob, and its `m50`, the mixing at
     which accuracy has fallen halfway to chance (the explanation's resolution), with a
     percentile interval from refits on participants resampled."""
-    rows = calibration_rows(responses)
+    from analysis.scores import main_trials
+
+    rows = calibration_rows(main_trials(responses))
     rows = rows[rows["kind"] == "mixture"]
     rng = np.random.default_rng(seed)
     out = []

@@ -8,6 +8,7 @@ MODEL = "calibration-net"
 DETECTORS = ("edge 0 deg", "edge 45 deg", "edge 90 deg", "edge 135 deg", "red-green blob",
              "blue-yellow blob", "centre-surround", "fine texture")
 N_CONTROLS = 4
+CONTROL_PERIOD = 0.004  # a control's readout period; its pooled response spans about +-2 on photos
 MIXING = (0.0, 0.25, 0.5, 0.75, 1.0)  # mixture channel i: max(A, MIXING[i] x B)
 MIXED = (0, 4)  # the detectors mixed: A the vertical edge, B the red-green blob
 SHORTCUT_GAIN = 4.0  # shortcuts/0 = edge 0 deg + SHORTCUT_GAIN x fine checkerboard
@@ -45,8 +46,8 @@ def calibration_units() -> list[CalibrationUnit]:
     """Every calibration unit with what it is by construction."""
     a, b = (DETECTORS[i] for i in MIXED)
     units = [CalibrationUnit("detectors", c, name, "detector") for c, name in enumerate(DETECTORS)]
-    units += [CalibrationUnit("detectors", len(DETECTORS) + i, "random weights (seeded)",
-                              "control") for i in range(N_CONTROLS)]
+    units += [CalibrationUnit("controls", i, "random weights (seeded), read out modulo a fine "
+                              "period", "control") for i in range(N_CONTROLS)]
     units += [CalibrationUnit("checker", 0, "fine checkerboard", "detector")]
     units += [CalibrationUnit("mixtures", i, f"max({a}, {m:g} x {b})", "mixture", m)
               for i, m in enumerate(MIXING)]

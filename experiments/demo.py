@@ -30,7 +30,7 @@ from experiments.errors import InterpsyError
 from experiments.export import export_experiment
 from server import lookup
 from server.images import public_ids
-from server.simulate import HttpParticipant, Observer
+from server.simulate import HttpParticipant, Observer, construction_p_correct
 
 MODEL = "efficientnet-lite0"
 # Late layers: EfficientNet-Lite0's ReLU6 saturates mid-layer units (washed-out visualizations).
@@ -40,6 +40,12 @@ PRACTICE_TRIALS, CATCH_TRIALS = 2, 1
 CARELESS_SHARE = 0.2
 # The occlusion demo's occluder steps on 224 px images: CPU-sized (the paper slid it by 2 px).
 OCCLUSION_STRIDE, BLUR_STRIDE = 16, 45
+# The calibration demo (`--calibration`): every calibration unit; these detectors are its
+# practice and catch units, the rest its main block.
+CALIBRATION_PRACTICE = ("calibration-net/detectors/1", "calibration-net/detectors/3")
+CALIBRATION_CATCH = ("calibration-net/detectors/2",)
+CALIBRATION_TASKS_PER_CONDITION = 20
+MACHINE_BACKBONE, MACHINE_ALPHA = "efficientnet-lite0", "8"
 
 
 def default_folder() -> Path:
@@ -80,30 +86,51 @@ class DemoFolder:
     """Where the demo keeps its cache: photos, stimulus set, database, secrets, export, report."""
 
     root: Path
+    study: str = ""  # "" for the EfficientNet-Lite0 study, "calibration" for the calibration one
 
     pool = property(lambda self: self.root / "pool")
-    stimulus_set = property(lambda self: self.root / "stimuli" / "lite0")
+    stimulus_set = property(lambda self: self.root / "stimuli" / (self.study or "lite0"))
     spec = property(lambda self: self.root / "demo.toml")
     database_url = property(lambda self: f"sqlite:///{self.root / 'interpsy.sqlite3'}")
     secrets = property(lambda self: self.root / "secrets.json")
-    export = property(lambda self: self.root / "export")
-    report = property(lambda self: self.root / "report")
+    export = property(lambda self: self.root / "-".join(filter(None, ("export", self.study))))
+    report = property(lambda self: self.root / "-".join(filter(None, ("report", self.study))))
+    machine = property(lambda self: self.root / "-".join(filter(None, ("machine", self.study))))
+
+
+def image_pool(folder: DemoFolder, n_images: int, seed: int) -> list[Path]:
+    """The demo's image pool: seeded crops of the photos the Python packages ship."""
+    from stimuli.images import sample_image_pool
+
+    paths = sample_image_pool(folder.pool, n=n_images, seed=seed)
+    _say(f"image pool: {len(paths)} seeded crops of the photos scikit-image, scikit-learn and "
+         f"matplotlib ship ({folder.pool}; every crop is listed in pool.json)")
+    return paths
+
+
+def run_build(command: list[str], out: Path, started: float) -> Path:
+    """`interpsy stimuli build` in a subprocess (resumable); the set's folder."""
+    _say("building the stimulus set: sample units, mine exemplars, render feature "
+         "visualizations (resumes if interrupted)")
+    if subprocess.run(command).returncode != 0:
+        raise InterpsyError(f"the stimulus build failed; run `interpsy demo` again to resume ({out})")
+    _say(f"stimulus set built in {time.monotonic() - started:.0f} s: {out}")
+    return out
 
 
 def make_stimuli(folder: DemoFolder, n_units: int, n_images: int, render_steps: int, seed: int,
                  rebuild: bool = False) -> Path:
     """Image pool from package photos, then the shipped set unpacked against it or, with
-    `rebuild` (or options the shipped set was not made with), `interpsy stimuli build`."""
-    from stimuli.images import sample_image_pool
-
+    `rebuild` (or options the shipped set was not made with), `interpsy stimuli build`; the
+    calibration study's set is always built here."""
     out = folder.stimulus_set
     if (out / "stimuli.json").is_file():
         _say(f"stimulus set cached: {out}")
         return out
     started = time.monotonic()
-    paths = sample_image_pool(folder.pool, n=n_images, seed=seed)
-    _say(f"image pool: {len(paths)} seeded crops of the photos scikit-image, scikit-learn and "
-         f"matplotlib ship ({folder.pool}; every crop is listed in pool.json)")
+    image_pool(folder, n_images, seed)
+    if folder.study == "calibration":
+        return run_build(calibration_build(folder, render_steps, seed), out, started)
     shipped = shipped_set()
     why_not = "--rebuild" if rebuild else _shipped_fits(shipped, n_units, n_images, seed)
     if why_not is None:
@@ -122,16 +149,22 @@ def make_stimuli(folder: DemoFolder, n_units: int, n_images: int, render_steps: 
             return out
     if why_not != "no shipped set":
         _say(f"not using the shipped stimulus set ({why_not}): building one here")
-    command = [sys.executable, "-m", "experiments.cli", "stimuli", "build", MODEL,
-               str(folder.pool), str(out), "--n-units", str(n_units), "--seed", str(seed),
-               "--n-batches", "5", "--layers", LATE_LAYERS, "--steps", str(render_steps),
-               "--alpha", "1", "--device", "cpu", "--name", "lite0"]
-    _say("building the stimulus set: sample units, mine exemplars, render feature "
-         "visualizations (resumes if interrupted)")
-    if subprocess.run(command).returncode != 0:
-        raise InterpsyError(f"the stimulus build failed; run `interpsy demo` again to resume ({out})")
-    _say(f"stimulus set built in {time.monotonic() - started:.0f} s: {out}")
-    return out
+    return run_build([sys.executable, "-m", "experiments.cli", "stimuli", "build", MODEL,
+                      str(folder.pool), str(out), "--n-units", str(n_units), "--seed", str(seed),
+                      "--n-batches", "5", "--layers", LATE_LAYERS, "--steps", str(render_steps),
+                      "--alpha", "1", "--device", "cpu", "--name", "lite0"], out, started)
+
+
+def calibration_build(folder: DemoFolder, render_steps: int, seed: int) -> list[str]:
+    """`interpsy stimuli build` of every unit of the calibration model (small: built here)."""
+    from experiments.calibration_units import MODEL as CALIBRATION_MODEL
+    from experiments.calibration_units import calibration_units
+
+    units = [a for u in calibration_units() for a in ("--unit", f"{u.layer}:{u.channel}")]
+    return [sys.executable, "-m", "experiments.cli", "stimuli", "build", CALIBRATION_MODEL,
+            str(folder.pool), str(folder.stimulus_set), *units, "--seed", str(seed),
+            "--n-batches", "5", "--steps", str(render_steps), "--alpha", "1", "--device", "cpu",
+            "--name", folder.study]
 
 
 # Both demo specs end with the demo's recruitment and exclusion settings.
@@ -173,8 +206,11 @@ def add_occlusion_images(folder: DemoFolder) -> None:
     _say(f"occlusion images added in {time.monotonic() - started:.0f} s")
 
 
-def experiment_name(task: str) -> str:
-    """The demo experiment's name for a task type: `demo` for IMI's 2-AFC, else `demo-<type>`."""
+def experiment_name(task: str, study: str = "") -> str:
+    """The demo experiment's name: `demo` for IMI's 2-AFC, `demo-<type>` for another task type,
+    `demo-<study>` for another study (the calibration one)."""
+    if study:
+        return f"{EXPERIMENT}-{study}"
     return EXPERIMENT if task == "imi_2afc" else f"{EXPERIMENT}-{task}"
 
 
@@ -215,6 +251,37 @@ trials = {PRACTICE_TRIALS}
     return spec
 
 
+def _spec_head(name: str, seed: int, description: str, folder: DemoFolder, n_main: int,
+               n_catch: int, responses: int, must_beat: bool) -> str:
+    """The top of a demo spec of IMI's 2-AFC: identity, stimuli, conditions, task layout."""
+    return f'''name = "{name}"
+version = "1"
+seed = {seed}
+description = "{description}"
+stimulus_sets = ["{folder.stimulus_set}"]
+conditions = ["natural", "synthetic"]
+main_trials_per_task = {n_main}
+catch_trials_per_task = {n_catch}
+responses_per_unit = {responses}
+fv_must_beat_natural = {str(must_beat).lower()}
+'''
+
+
+_INSTRUCTIONS = '''
+[[instructions]]
+title = "What you will see"
+text = """Each screen shows what one unit of a neural network responds to. On the right are
+images that make it respond strongly, on the left images that make it respond weakly.
+Decide which of the two images in the middle fits the right-hand side better, and how sure
+you are."""
+
+[[instructions]]
+title = "Synthetic images"
+conditions = ["synthetic"]
+text = "The examples are images optimised to excite (right) or inhibit (left) the unit."
+'''
+
+
 def write_spec(folder: DemoFolder, n_units: int, seed: int) -> Path:
     """The demo experiment: natural vs synthetic references, short tasks; units whose feature
     visualizations do not beat their natural exemplars are left out (IMI's rule) while enough
@@ -231,48 +298,50 @@ def write_spec(folder: DemoFolder, n_units: int, seed: int) -> Path:
     else:
         _say(f"{unbeaten} of {n_units} units have feature visualizations that do not beat their "
              f"natural exemplars; the demo keeps them (too few units otherwise)")
-    folder.spec.write_text(f'''# The demo experiment (written by `interpsy demo`).
-name = "{EXPERIMENT}"
-version = "1"
-seed = {seed}
-description = "EfficientNet-Lite0 units: natural exemplars vs feature visualizations."
-stimulus_sets = ["{folder.stimulus_set}"]
-conditions = ["natural", "synthetic"]
-main_trials_per_task = {n_main}
-catch_trials_per_task = {CATCH_TRIALS}
-responses_per_unit = {4 * n_main}
-fv_must_beat_natural = {str(must_beat).lower()}
-
-[practice]
-trials = {PRACTICE_TRIALS}
-
-[[instructions]]
-title = "What you will see"
-text = """Each screen shows what one unit of a neural network responds to. On the right are
-images that make it respond strongly, on the left images that make it respond weakly.
-Decide which of the two images in the middle fits the right-hand side better, and how sure
-you are."""
-
-[[instructions]]
-title = "Synthetic images"
-conditions = ["synthetic"]
-text = "The examples are images optimised to excite (right) or inhibit (left) the unit."
-
-{_SPEC_TAIL}''')
+    folder.spec.write_text(
+        "# The demo experiment (written by `interpsy demo`).\n"
+        + _spec_head(EXPERIMENT, seed, "EfficientNet-Lite0 units: natural exemplars vs feature "
+                     "visualizations.", folder, n_main, CATCH_TRIALS, 4 * n_main, must_beat)
+        + f"\n[practice]\ntrials = {PRACTICE_TRIALS}\n{_INSTRUCTIONS}\n{_SPEC_TAIL}")
     return folder.spec
+
+
+def write_calibration_spec(folder: DemoFolder, n_units: int, seed: int) -> Path:
+    """The calibration demo: every calibration unit, natural vs synthetic references, each
+    task showing all the main units once."""
+    from experiments.calibration_units import calibration_units
+
+    reserved = set(CALIBRATION_PRACTICE) | set(CALIBRATION_CATCH)
+    n_main = sum(u.unit_id not in reserved for u in calibration_units())
+    name = experiment_name("imi_2afc", folder.study)
+    spec = folder.root / f"{name}.toml"
+    spec.write_text(
+        "# The calibration demo (written by `interpsy demo --calibration`); every calibration "
+        "unit stays,\n# whether or not its visualizations beat its exemplars.\n"
+        + _spec_head(name, seed, "Calibration units with known mechanisms: detectors, random "
+                     "controls, mixtures.", folder, n_main, len(CALIBRATION_CATCH),
+                     CALIBRATION_TASKS_PER_CONDITION, False)
+        + f"\n[practice]\ntrials = {len(CALIBRATION_PRACTICE)}\n"
+          f"units = {json.dumps(list(CALIBRATION_PRACTICE))}\n\n"
+          f"[catch]\nunits = {json.dumps(list(CALIBRATION_CATCH))}\n{_INSTRUCTIONS}\n"
+          f"{_SPEC_TAIL}")
+    return spec
 
 
 def ensure_experiment(db: Database, folder: DemoFolder, n_units: int, seed: int,
                       task: str = "imi_2afc") -> str:
-    """Build the demo experiment of `task` unless the database already has it; its key."""
+    """Build the demo experiment of `task` (or of the folder's study) unless the database
+    already has it; its key."""
     db.upgrade()
-    name = experiment_name(task)
+    name = experiment_name(task, folder.study)
     with db.read() as session:
         found = session.scalars(select(Experiment).where(Experiment.name == name)).first()
     if found is not None:
         _say(f"experiment cached: {found.key}")
         return found.key
-    spec = (write_spec if task == "imi_2afc" else write_occlusion_spec)(folder, n_units, seed)
+    writer = (write_calibration_spec if folder.study == "calibration" else write_spec
+              if task == "imi_2afc" else write_occlusion_spec)
+    spec = writer(folder, n_units, seed)
     built = build_experiment(spec, db)
     _say(f"experiment built: {built.key} ({spec})")
     return built.key
@@ -356,9 +425,11 @@ def simulate(db: Database, server: DemoServer, key: str, stimulus_set: Path, n: 
     activation, spread, unit_of = observer_knowledge(stimulus_set, public)
     run_id = f"{int(time.time())}"
     n_careless = round(n * CARELESS_SHARE) if n >= 3 else 0
+    known = construction_p_correct(["natural", "synthetic", "mixed"])  # calibration units
     people = [HttpParticipant(server.base_url, key, f"SIM{run_id}x{i:03d}",
                               Observer(careless=i < n_careless, seed=seed * 10_000 + i,
-                                       instruction_s=5.0 if i < n_careless else 40.0),
+                                       instruction_s=5.0 if i < n_careless else 40.0,
+                                       known=known),
                               activation, spread, unit_of) for i in range(n)]
     with ThreadPoolExecutor(4) as pool, tqdm(total=n, desc="simulated participants") as bar:
         results = []
@@ -368,15 +439,51 @@ def simulate(db: Database, server: DemoServer, key: str, stimulus_set: Path, n: 
     return results
 
 
-def report(db: Database, folder: DemoFolder, key: str, seed: int) -> Path:
-    """Export the responses and write the analysis report; return the report's path."""
+def observe(folder: DemoFolder, key: str) -> Path:
+    """A machine observer (the MIS on EfficientNet-Lite0's features) answers exactly the
+    trials people got (`interpsy observe` in a subprocess); its output folder."""
+    _say(f"a machine observer answers the same trials (interpsy observe {key} --backbone "
+         f"{MACHINE_BACKBONE})")
+    command = [sys.executable, "-m", "experiments.cli", "observe", key, "--database",
+               folder.database_url, "--backbone", MACHINE_BACKBONE, "--alpha", MACHINE_ALPHA,
+               "--out", str(folder.machine)]
+    if subprocess.run(command).returncode != 0:
+        raise InterpsyError(f"the machine observer failed ({folder.machine})")
+    return folder.machine
+
+
+def report(db: Database, folder: DemoFolder, key: str, seed: int,
+           machine: Path | None = None) -> Path:
+    """Export the responses and write the analysis report (with a machine observer's answers
+    beside the people's); return the report's path."""
     from analysis.load import load_dataset
     from analysis.report import analyze
 
     export_experiment(db, key, folder.export, "parquet")
     dataset = load_dataset(folder.export)
-    analyze(dataset, folder.report, progress=True, seed=seed, n_resamples=2_000)
+    bots = None if machine is None else load_dataset(machine).responses
+    analyze(dataset, folder.report, progress=True, seed=seed, n_resamples=2_000, machine=bots)
     return folder.report / "report.html"
+
+
+def summarize_calibration(folder: DemoFolder) -> None:
+    """The report's calibration findings in a few lines: each score's order agreement with the
+    construction, and each explanation type's resolution against the planted one."""
+    from server.simulate import PLANTED_M50
+
+    tables = folder.report / "tables"
+    order = tables / "calibration_order.csv"
+    if order.is_file():
+        for row in pd.read_csv(order).itertuples(index=False):
+            _say(f"calibration order, {row.source} ({row.condition}): Spearman rho "
+                 f"{row.spearman_rho:.2f} [{row.ci_low:.2f}, {row.ci_high:.2f}] over "
+                 f"{row.n_units} units (near 1 before a score is trusted)")
+    curve = tables / "calibration_psychometric.csv"
+    if curve.is_file():
+        for row in pd.read_csv(curve).itertuples(index=False):
+            _say(f"resolution of {row.condition} explanations: m50 {row.m50:.2f} "
+                 f"[{row.m50_low:.2f}, {row.m50_high:.2f}] (simulated participants were "
+                 f"planted at {PLANTED_M50.get(row.condition, float('nan')):.2f})")
 
 
 @click.command()
@@ -401,11 +508,18 @@ def report(db: Database, folder: DemoFolder, key: str, seed: int) -> Path:
 @click.option("--task", type=click.Choice(["imi_2afc", "occlusion"]), default="imi_2afc",
               show_default=True, help="The paradigm: IMI's 2-AFC or the causal occlusion task "
                                       "(Zimmermann et al. 2021).")
+@click.option("--calibration", is_flag=True,
+              help="The study on the calibration model's units (known mechanisms; built here, "
+                   "--units does not apply): simulated participants follow the construction, a "
+                   "machine observer answers the same trials, and the report checks both.")
 def demo(n_simulated: int, serve: bool, port: int, folder: Path | None, n_units: int,
          n_images: int, render_steps: int, rebuild: bool, workers: int, seed: int,
-         task: str) -> None:
+         task: str, calibration: bool) -> None:
     """Run a whole study offline: stimuli, experiment, server, simulated participants, report."""
-    place = DemoFolder((folder or default_folder()).resolve())
+    if calibration and task != "imi_2afc":
+        raise click.UsageError("--calibration runs IMI's 2-AFC task; leave out --task")
+    place = DemoFolder((folder or default_folder()).resolve(),
+                       "calibration" if calibration else "")
     place.root.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     stimulus_set = make_stimuli(place, n_units, n_images, render_steps, seed, rebuild)
@@ -426,7 +540,10 @@ def demo(n_simulated: int, serve: bool, port: int, folder: Path | None, n_units:
             _say(f"{done} simulated sessions completed, {refused} refused"
                  + (" (the experiment is full: delete the demo folder to start over)"
                     if refused else ""))
-            _say(f"analysis report: {report(db, place, key, seed)}")
+            machine = observe(place, key) if calibration else None
+            _say(f"analysis report: {report(db, place, key, seed, machine)}")
+            if calibration:
+                summarize_calibration(place)
         if serve:
             _say(f"participant link: {server.base_url}/x/{key}/")
             _say(f"Prolific-style link: {server.base_url}/x/{key}/?PROLIFIC_PID=TEST01"

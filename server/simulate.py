@@ -1,8 +1,10 @@
 """Simulated participants that take part through the real HTTP flow (entry, consent, API).
 
 An attentive observer answers from the model's own activations of the two queries plus Gaussian
-noise (its "perceptual" noise, scaled per condition); a careless one answers at random and skips
-the instructions. Used by `interpsy demo --simulate N` and for testing a deployment end to end.
+noise (its "perceptual" noise, scaled per condition); on units whose mechanism is known (the
+calibration units) its sensitivity follows their construction instead; a careless one answers
+at random and skips the instructions. Used by `interpsy demo --simulate N` and for testing a
+deployment end to end.
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import json
 import math
 import random
 import re
+import statistics
 import time
 import urllib.error
 import urllib.parse
@@ -21,6 +24,32 @@ ENTRY_FIELD = re.compile(r'name="entry" value="([^"]+)"')
 FRAGMENT = re.compile(r"#s=([0-9a-f]+)&t=([^&]+)")
 # Observer noise in units of the activation spread of the unit's images, per condition.
 NOISE = {"natural": 1.0, "mixed": 1.5, "synthetic": 2.0, "none": 6.0}
+# Calibration units: the mixing knob m at which a simulated participant's accuracy has fallen
+# halfway to chance (the resolution `interpsy analyze` should recover), per explanation type;
+# natural exemplars show both of a mixture's features, a visualization mostly one.
+PLANTED_M50 = {"natural": 0.6, "synthetic": 0.35, "mixed": 0.5}
+PLANTED_WIDTH, PLANTED_LAPSE = 0.08, 0.04
+
+
+def construction_p_correct(conditions: list[str]) -> dict[tuple[str, str], float]:
+    """P(correct) of an attentive simulated participant on each calibration unit and condition,
+    from its construction: a detector 1 - lapse, a random control chance, a mixture at knob m
+    the psychometric function at the planted resolution, the planted shortcut like a detector
+    from natural exemplars and at chance from its visualizations (they show the shortcut)."""
+    from analysis.calibration import CHANCE, psychometric_p
+    from experiments.calibration_units import calibration_units
+
+    known = {}
+    for unit in calibration_units():
+        for condition in conditions:
+            m50 = PLANTED_M50.get(condition)
+            if m50 is None or unit.kind == "control" or (
+                    unit.kind == "shortcut" and condition != "natural"):
+                p = CHANCE
+            else:
+                p = float(psychometric_p(unit.mixing or 0.0, m50, PLANTED_WIDTH, PLANTED_LAPSE))
+            known[unit.unit_id, condition] = p
+    return known
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -40,6 +69,7 @@ class Observer:
     instruction_s: float = 30.0
     rt_median_ms: float = 2500.0
     seed: int = 0
+    known: dict[tuple[str, str], float] = field(default_factory=dict)  # (unit_id, condition)
     rng: random.Random = field(init=False)
 
     def __post_init__(self) -> None:
@@ -51,6 +81,9 @@ class Observer:
         if self.careless and not attend:
             return self.rng.choice("ab"), self.rng.randint(1, 3)
         a, b = trial["stimulus"]["query_a"], trial["stimulus"]["query_b"]
+        p_known = self.known.get((unit_of.get(a, ""), condition))
+        if p_known is not None:
+            return self._choose_known(activation.get(a, 0.0) >= activation.get(b, 0.0), p_known)
         scale = spread.get(unit_of.get(a, ""), 1.0) * NOISE.get(condition, 1.0) * self.noise_scale
         # Queries carry the activation for the unit; the one seeming higher is the max one.
         seen_a = activation.get(a, 0.0) + self.rng.gauss(0, scale)
@@ -58,6 +91,15 @@ class Observer:
         margin = abs(seen_a - seen_b) / (scale or 1.0)
         confidence = 1 if margin < 0.7 else 2 if margin < 1.8 else 3
         return ("a" if seen_a > seen_b else "b"), confidence
+
+    def _choose_known(self, a_is_max: bool, p_correct: float) -> tuple[str, int]:
+        """Signal detection at the sensitivity that gives `p_correct`: evidence ~ N(d, 1) for
+        the right query, d = probit(p_correct); confidence from the evidence's size."""
+        d = statistics.NormalDist().inv_cdf(min(max(p_correct, 1e-6), 1 - 1e-6))
+        evidence = self.rng.gauss(d, 1.0)
+        right, wrong = ("a", "b") if a_is_max else ("b", "a")
+        size = abs(evidence)
+        return (right if evidence > 0 else wrong), 1 if size < 0.7 else 2 if size < 1.8 else 3
 
     def rt_ms(self) -> float:
         return self.rt_median_ms * math.exp(self.rng.gauss(0, 0.4))

@@ -6,10 +6,16 @@ its mean over space, as for any model):
 - channels 0-3: oriented edges, a Gabor on luminance at 0, 45, 90 and 135 degrees;
 - channels 4-5: colour-opponent blobs, red minus green and blue minus yellow;
 - channel 6: centre-surround, a difference of Gaussians on luminance (bright spots);
-- channel 7: a fine texture detector, a Gabor at a high spatial frequency;
-- channels 8-11: negative controls, the same convolution with seeded random weights.
+- channel 7: a fine texture detector, a Gabor at a high spatial frequency.
 Each hand-set kernel is an outer product of a colour vector and a spatial profile, so its
 weights have rank 1.
+
+Layer `controls` (negative controls): seeded random-initialised convolution channels, their
+spatial mean z read out as cos(2 pi z / CONTROL_PERIOD). A plain random filter and ReLU
+responds to colour and contrast, which images share visibly (MIS 0.76-0.98,
+benchmarks/RESULTS_shifted.md); the readout wraps z a hundred times and more over the range
+natural images span, so the images that drive a control most share nothing visible. (No ReLU:
+the images it would map to z = 0 would all share one activation.)
 
 Layer `mixtures`: polysemantic units, max(A, m x B) of two detectors, A the vertical edge
 (channel 0) and B the red-green blob (channel 4), at the mixing knob m of MIXING (channel i: m =
@@ -25,11 +31,20 @@ What each unit is by construction: experiments.calibration_units (torch-free).
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import nn
 
-from experiments.calibration_units import DETECTORS, MIXED, MIXING, N_CONTROLS, SHORTCUT_GAIN
+from experiments.calibration_units import (
+    CONTROL_PERIOD,
+    DETECTORS,
+    MIXED,
+    MIXING,
+    N_CONTROLS,
+    SHORTCUT_GAIN,
+)
 
 SIZE = 15  # kernel side
 LUMINANCE = (0.299, 0.587, 0.114)
@@ -74,22 +89,36 @@ def hand_set_kernels() -> list[np.ndarray]:
 
 
 class Detectors(nn.Module):
-    """One convolution (hand-set and random channels) and a ReLU."""
+    """One hand-set convolution and a ReLU."""
 
-    def __init__(self, seed: int = 0):
+    def __init__(self):
         super().__init__()
         kernels = hand_set_kernels()
-        self.conv = nn.Conv2d(3, len(kernels) + N_CONTROLS, SIZE, padding=SIZE // 2, bias=False)
-        generator = torch.Generator().manual_seed(seed)
-        random = torch.randn(N_CONTROLS, 3, SIZE, SIZE, generator=generator)
-        random = random / random.flatten(1).norm(dim=1)[:, None, None, None]
+        self.conv = nn.Conv2d(3, len(kernels), SIZE, padding=SIZE // 2, bias=False)
         with torch.no_grad():
-            self.conv.weight[:len(kernels)] = torch.from_numpy(np.stack(kernels)).float()
-            self.conv.weight[len(kernels):] = random
+            self.conv.weight[:] = torch.from_numpy(np.stack(kernels)).float()
         self.relu = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.relu(self.conv(x))
+
+
+class Controls(nn.Module):
+    """Seeded random convolution channels, their spatial mean z read out as cos(2 pi z /
+    period) (one value per image: an N x C x 1 x 1 map)."""
+
+    def __init__(self, seed: int = 0, period: float = CONTROL_PERIOD):
+        super().__init__()
+        self.conv = nn.Conv2d(3, N_CONTROLS, SIZE, padding=SIZE // 2, bias=False)
+        generator = torch.Generator().manual_seed(seed)
+        random = torch.randn(N_CONTROLS, 3, SIZE, SIZE, generator=generator)
+        with torch.no_grad():
+            self.conv.weight[:] = random / random.flatten(1).norm(dim=1)[:, None, None, None]
+        self.period = period
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.conv(x).mean((2, 3), keepdim=True)
+        return torch.cos(2 * math.pi * z / self.period)
 
 
 class Mixtures(nn.Module):
@@ -148,7 +177,8 @@ class CalibrationNet(nn.Module):
 
     def __init__(self, seed: int = 0):
         super().__init__()
-        self.detectors = Detectors(seed)
+        self.detectors = Detectors()
+        self.controls = Controls(seed)
         self.checker = Checker()
         self.mixtures = Mixtures()
         self.shortcuts = Shortcuts()
@@ -156,5 +186,6 @@ class CalibrationNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         detected = self.detectors(x)
         checker = self.checker(x)
-        return torch.cat([detected, checker, self.mixtures(detected),
-                          self.shortcuts(torch.cat([detected, checker], 1))], 1).mean((2, 3))
+        maps = [detected, self.controls(x), checker, self.mixtures(detected),
+                self.shortcuts(torch.cat([detected, checker], 1))]
+        return torch.cat([m.mean((2, 3)) for m in maps], 1)

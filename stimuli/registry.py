@@ -436,7 +436,7 @@ def _calibration(pretrained: bool, weights_path: str | None):
 
 register_model(
     "calibration-net", source="interpsy", weights="hand-set by construction (controls: seed 0)",
-    layer_patterns=(r"detectors", r"checker", r"mixtures", r"shortcuts"),
+    layer_patterns=(r"detectors", r"controls", r"checker", r"mixtures", r"shortcuts"),
     mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), n_params=13 * 3 * 15 * 15, train_size=0,
     notes="units with known mechanisms: edges, colour blobs, centre-surround, texture, random "
           "controls, polysemantic mixtures max(A, m x B), a planted shortcut; grey maps to 0",

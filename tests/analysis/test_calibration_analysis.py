@@ -89,3 +89,21 @@ def test_the_report_shows_calibration_units(answers, tmp_path):
     assert order.loc[("people", "natural"), "spearman_rho"] > 0.5
     page = (tmp_path / "report.html").read_text()
     assert "Calibration units" in page and (tmp_path / "figures" / "calibration.png").is_file()
+
+
+def test_practice_rows_and_excluded_people_stay_out_of_the_fit(answers):
+    clean = psychometric(answers.assign(excluded=False), n_resamples=20)
+    mixtures = answers[answers.unit_id.str.contains("/mixtures/")]
+    practice = mixtures.assign(phase="practice", correct=False)
+    careless = mixtures.assign(participant_id="careless-" + mixtures.participant_id,
+                               correct=False)
+    noisy = pd.concat([answers.assign(excluded=False), practice.assign(excluded=False),
+                       careless.assign(excluded=True)], ignore_index=True)
+    pd.testing.assert_frame_equal(psychometric(noisy, n_resamples=20), clean)
+
+
+def test_an_explanation_at_chance_everywhere_has_its_resolution_at_the_smallest_knob():
+    m = np.repeat(np.linspace(0, 1, 5), 5)  # five people at chance, as a small demo gets
+    correct = np.array([1, 1, 1, 0, 0, 1, 1, 0, 0, 0, 1, 1, 1, 0, 0, 1, 0, 0, 0, 0, 1, 1, 0, 0, 0])
+    m50, _, _ = fit_psychometric(m, correct)
+    assert 0 <= m50 < 0.1

@@ -74,3 +74,32 @@ def test_the_shipped_set_is_used_only_for_the_options_it_was_made_with(tmp_path)
     assert _shipped_fits(tmp_path, 8, 300, 0) is None
     assert _shipped_fits(tmp_path, 6, 300, 1) == \
         "the shipped set was made with --units 8, --seed 0"
+
+
+@pytest.mark.slow
+def test_the_calibration_demo_reports_the_known_answers(tmp_path):
+    folder = tmp_path / "demo"
+    done = subprocess.run([sys.executable, "-m", "experiments.cli", "demo", "--calibration",
+                           "--folder", str(folder), "--images", "100", "--steps", "1",
+                           "--simulate", "10", "--no-serve", "--port", "0"],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "10 simulated sessions completed, 0 refused" in done.stdout
+    stimulus_set = load_stimulus_set(folder / "stimuli" / "calibration", verify_hashes=True)
+    assert len(stimulus_set.units) == 20
+    html = (folder / "report-calibration" / "report.html").read_text()
+    assert "Calibration units" in html
+    tables = folder / "report-calibration" / "tables"
+    order = pd.read_csv(tables / "calibration_order.csv")
+    assert {"people", "mis"} <= {s.split(" ")[0] for s in order.source}, order
+    people = order[order.source == "people"].set_index("condition")
+    assert (people.spearman_rho > 0.3).all(), people
+    curve = pd.read_csv(tables / "calibration_psychometric.csv")
+    assert set(curve.condition) == {"natural", "synthetic"}
+    assert "resolution of natural explanations: m50" in done.stdout
+    answers = pd.read_parquet(folder / "export-calibration" / "responses.parquet")
+    flags = pd.read_csv(folder / "report-calibration" / "tables" / "participant_flags.csv")
+    kept = set(flags.loc[~flags.excluded.astype(bool), "participant_id"])
+    controls = answers[answers.unit_id.str.contains("/controls/")
+                       & answers.participant_id.isin(kept)]
+    assert abs(controls.correct.mean() - 0.5) < 0.2, len(controls)

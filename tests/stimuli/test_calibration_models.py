@@ -1,9 +1,11 @@
 """Calibration units (issue 17 item 3): each hand-set detector responds most to what its
 construction says, its weights have rank 1 (the random controls' do not), a mixture is max(A,
-m x B), and `interpsy stimuli build` works on the model like on any other."""
+m x B), `interpsy stimuli build` works on the model like on any other, and a pretrained
+similarity observer (MIS) scores the random controls near chance and the detectors high."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -65,7 +67,9 @@ def test_a_mixture_is_the_max_of_its_two_detectors(responses):
 
 def test_the_hand_set_weights_have_rank_one_and_the_controls_do_not():
     spec, model = get_spec(NAME), load_model(NAME)
-    ranks = [effective_rank(UnitSite(model, spec, "detectors.conv", c)) for c in range(12)]
+    ranks = [effective_rank(UnitSite(model, spec, "detectors.conv", c)) for c in range(8)]
+    ranks += [effective_rank(UnitSite(model, spec, "controls.conv", c))
+              for c in range(N_CONTROLS)]
     assert ranks == [1] * 8 + [3] * N_CONTROLS
 
 
@@ -73,8 +77,8 @@ def test_the_construction_table_names_every_unit():
     spec, model = get_spec(NAME), load_model(NAME)
     widths = layer_widths(model, spec)
     units = calibration_units()
-    assert widths == {"detectors": 8 + N_CONTROLS, "checker": 1, "mixtures": len(MIXING),
-                      "shortcuts": 2}
+    assert widths == {"detectors": 8, "controls": N_CONTROLS, "checker": 1,
+                      "mixtures": len(MIXING), "shortcuts": 2}
     assert [(u.layer, u.channel) for u in units] == [
         (layer, c) for layer, width in widths.items() for c in range(width)]
     assert {u.kind for u in units} == {"detector", "control", "mixture", "shortcut"}
@@ -83,14 +87,33 @@ def test_the_construction_table_names_every_unit():
 def test_a_stimulus_set_is_built_from_calibration_units(image_folder, tmp_path):
     out = tmp_path / "calibration"
     assert main(["stimuli", "build", NAME, str(image_folder), str(out), "--unit", "detectors:0",
-                 "--unit", "detectors:9", "--unit", "mixtures:2", "--n-batches", "2",
+                 "--unit", "controls:1", "--unit", "mixtures:2", "--n-batches", "2",
                  "--n-bins", "4", "--no-render", "--workers", "0", "--no-progress"]) == 0
     stimulus_set = load_stimulus_set(out, verify_hashes=True)
-    assert set(stimulus_set.units.layer) == {"detectors", "mixtures"}
+    assert set(stimulus_set.units.layer) == {"detectors", "controls", "mixtures"}
     assert stimulus_set.manifest["weights"].startswith("hand-set")
     facts = stimulus_set.units.set_index("unit_id")
     assert facts.construction["calibration-net/detectors/0"] == "edge 0 deg"
-    assert facts.construction_kind["calibration-net/detectors/9"] == "control"
+    assert facts.construction_kind["calibration-net/controls/1"] == "control"
     assert facts.mixing["calibration-net/mixtures/2"] == "0.5"
     assert facts.known_order["calibration-net/mixtures/2"] == "0.75"
     assert main(["stimuli", "check", str(out), "--recompute", "40"]) == 0
+
+
+@pytest.mark.slow
+def test_mis_scores_the_random_controls_near_chance_and_the_detectors_high(tmp_path):
+    from stimuli.images import sample_image_pool
+
+    pool = tmp_path / "pool"
+    sample_image_pool(pool, 480, seed=3, size=160)
+    units = [f"controls:{c}" for c in range(N_CONTROLS)] + ["detectors:0", "detectors:4"]
+    out = tmp_path / "set"
+    assert main(["stimuli", "build", NAME, str(pool), str(out), *[a for u in units
+                                                                   for a in ("--unit", u)],
+                 "--n-batches", "6", "--no-render", "--workers", "0", "--no-progress"]) == 0
+    assert main(["observe", str(out), "--backbone", "efficientnet-lite0", "--alpha", "8",
+                 "--tasks-per-unit", "24", "--out", str(tmp_path / "mis")]) == 0
+    answers = pd.read_parquet(tmp_path / "mis" / "responses.parquet")
+    score = answers.groupby(answers.unit_id.str.split("/").str[1]).p_correct.mean()
+    assert abs(score["controls"] - 0.5) < 0.07, score
+    assert score["detectors"] > 0.75, score

@@ -54,7 +54,7 @@ def calibration():
 
 def test_a_planted_shortcut_is_flagged_and_an_ordinary_route_is_not(calibration):
     spec, model, layers = calibration
-    assert layers == ["detectors", "checker", "mixtures", "shortcuts:input"]
+    assert layers == ["detectors", "controls", "checker", "mixtures", "shortcuts:input"]
     natural = _stripes(40, seed=0)
     shortcut = path_scores(model, spec, natural, _checkers(9, seed=1), layers)
     ordinary = path_scores(model, spec, natural, _stripes(9, seed=2), layers)
