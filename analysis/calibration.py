@@ -97,7 +97,7 @@ def psychometric(responses: pd.DataFrame, n_resamples: int = 200, seed: int = 0
     percentile interval from refits on participants resampled."""
     from analysis.scores import main_trials
 
-    rows = calibration_rows(main_trials(responses))
+    rows = calibration_rows(main_trials(responses, calibration=True))
     rows = rows[rows["kind"] == "mixture"]
     rng = np.random.default_rng(seed)
     out = []
@@ -119,6 +119,43 @@ def psychometric(responses: pd.DataFrame, n_resamples: int = 200, seed: int = 0
     return pd.DataFrame(out)
 
 
+def control_scores(responses: pd.DataFrame) -> pd.DataFrame:
+    """Per participant who met calibration trials mixed into the study (`[calibration]`):
+    their number, the share answered correctly (the control score) and the participant's
+    accuracy on the study's own main trials; excluded participants included."""
+    from analysis.scores import main_trials
+
+    if "is_calibration" not in responses.columns:
+        return pd.DataFrame()
+    every = main_trials(responses, include_excluded=True, calibration=True)
+    known = every[every["is_calibration"].astype(bool)]
+    if known.empty:
+        return pd.DataFrame()
+    out = (known.groupby(["participant_id", "condition"], observed=True)["correct"]
+           .agg(n_calibration="size", n_correct="sum").reset_index())
+    out["control_score"] = out["n_correct"] / out["n_calibration"]
+    study = every[~every["is_calibration"].astype(bool)]
+    accuracy = study.groupby("participant_id", observed=True)["correct"].mean()
+    out["main_accuracy"] = out["participant_id"].map(accuracy)
+    if "excluded" in responses.columns:
+        flags = responses.groupby("participant_id", observed=True)["excluded"].first()
+        out["excluded"] = out["participant_id"].map(flags).astype(bool)
+    return out.sort_values("participant_id", ignore_index=True)
+
+
+def control_summary(scores: pd.DataFrame) -> pd.DataFrame:
+    """How the control score goes with accuracy on the study's own trials: Spearman's rho
+    across participants (a control score that tracks it says who was attending)."""
+    both = scores.dropna(subset=["control_score", "main_accuracy"])
+    varied = len(both) > 2 and both["control_score"].nunique() > 1 \
+        and both["main_accuracy"].nunique() > 1
+    test = stats.spearmanr(both["control_score"], both["main_accuracy"]) if varied else None
+    return pd.DataFrame([{
+        "n_participants": len(scores), "mean_control_score": scores["control_score"].mean(),
+        "spearman_rho_with_main_accuracy": np.nan if test is None else test.statistic,
+        "p_value": np.nan if test is None else test.pvalue}])
+
+
 def tables(responses: pd.DataFrame, machine: pd.DataFrame, n_resamples: int, seed: int
            ) -> dict[str, pd.DataFrame]:
     """The report's calibration tables (an empty dict when no calibration unit was shown):
@@ -127,18 +164,23 @@ def tables(responses: pd.DataFrame, machine: pd.DataFrame, n_resamples: int, see
     from analysis.machine import observer_labels
     from analysis.scores import main_trials
 
-    people = calibration_rows(main_trials(responses))
+    controls = control_scores(responses)
+    out = ({"calibration_control_scores": controls,
+            "calibration_control_summary": control_summary(controls)}
+           if not controls.empty else {})
+    people = calibration_rows(main_trials(responses, calibration=True))
     if people.empty:
-        return {}
+        return out
     scores = [people.groupby(["unit_id", "condition"])["correct"].mean().rename("score")
               .reset_index().assign(source="people")]
-    bots = calibration_rows(main_trials(machine)) if not machine.empty else people.iloc[:0]
+    bots = (calibration_rows(main_trials(machine, calibration=True)) if not machine.empty
+            else people.iloc[:0])
     if not bots.empty:
         scores.append(bots.assign(source=observer_labels(bots))
                       .groupby(["source", "unit_id", "condition"])["p_correct"].mean()
                       .rename("score").reset_index())
-    out = {"calibration_order": order_agreement(pd.concat(scores, ignore_index=True),
-                                                n_resamples, seed)}
+    out["calibration_order"] = order_agreement(pd.concat(scores, ignore_index=True),
+                                               n_resamples, seed)
     if (people["kind"] == "mixture").any():
         out["calibration_psychometric"] = psychometric(responses, min(n_resamples, 200),
                                                        seed + 1)

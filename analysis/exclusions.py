@@ -64,26 +64,45 @@ class Rule(ABC):
 
 @dataclass(frozen=True)
 class CatchTrials(Rule):
-    """At least `min_fraction` of catch trials correct (IMI: 4 of 5 = 0.8)."""
+    """At least `min_fraction` of catch trials correct (IMI: 4 of 5 = 0.8); `flag` is the
+    column marking the trials checked, `label` what the reason calls them."""
 
     name: str = "catch_trials"
     min_fraction: float = IMI.min_catch_correct / IMI_CATCH_TRIALS
+    flag: str = "is_catch"
+    label: str = "catch"
 
     def describe(self) -> str:
         return f"catch trials correct >= {self.min_fraction:.0%} (IMI: 4 of 5)"
 
     def check(self, ctx: RuleContext) -> pd.DataFrame:
         r = ctx.responses
-        catch = r[r["is_catch"] & (r["phase"] == "main")]
-        if catch.empty:
-            return self._not_applicable(ctx, "no catch trials in the data")
-        g = catch.groupby("participant_id", observed=True)["correct"].agg(["sum", "size"])
+        marked = r[self.flag].fillna(False).astype(bool) if self.flag in r else False
+        rows = r[marked & (r["phase"] == "main")]
+        if rows.empty:
+            return self._not_applicable(ctx, f"no {self.label} trials in the data")
+        g = rows.groupby("participant_id", observed=True)["correct"].agg(["sum", "size"])
         g = g.reindex(ctx.ids)
         frac = g["sum"] / g["size"]
         failed = (frac < self.min_fraction - 1e-12).astype("boolean").where(g["size"].notna())
-        reason = ("catch " + g["sum"].fillna(0).astype(int).astype(str) + "/"
+        reason = (f"{self.label} " + g["sum"].fillna(0).astype(int).astype(str) + "/"
                   + g["size"].fillna(0).astype(int).astype(str) + " correct")
-        return self._result(ctx, failed, reason, missing="no catch trials for this participant")
+        return self._result(ctx, failed, reason,
+                            missing=f"no {self.label} trials for this participant")
+
+
+@dataclass(frozen=True)
+class CalibrationTrials(CatchTrials):
+    """At least `min_fraction` of the calibration trials mixed into the main block correct (the
+    spec's `[calibration]` and `exclusions.min_calibration_correct`; not IMI's)."""
+
+    name: str = "calibration_trials"
+    min_fraction: float = 0.0
+    flag: str = "is_calibration"
+    label: str = "calibration"
+
+    def describe(self) -> str:
+        return f"calibration trials correct >= {self.min_fraction:.0%}"
 
 
 @dataclass(frozen=True)
@@ -246,7 +265,12 @@ def rules_from_spec(spec: Mapping[str, Any]) -> list[Rule]:
     task = get_task(task_name_of_spec(spec))
     # a spec asking more correct catch answers than it has catch trials needs all of them
     need = min(values.min_catch_correct, n_catch)
-    return [CatchTrials(min_fraction=need / n_catch if n_catch else 0.0),
+    calibration = spec.get("calibration") or {}
+    n_known = int(calibration.get("trials") or 0)
+    known = ([CalibrationTrials(min_fraction=min(values.min_calibration_correct, n_known)
+                                / n_known)]
+             if n_known and values.min_calibration_correct else [])
+    return [CatchTrials(min_fraction=need / n_catch if n_catch else 0.0), *known,
             ResponseRows(min_each=values.min_row_uses, column=task.option_column,
                          options=tuple(task.options)),
             TotalTime(min_s=values.min_total_s, max_s=values.max_total_s),
@@ -259,7 +283,7 @@ def rules_for(settings: Sequence[Mapping[str, Any]]) -> list[Rule]:
     """The rules of the exported experiment(s); IMI defaults when none or when they disagree."""
     specs = [s.get("spec") or {} for s in settings]
     distinct = {repr(sorted((s.get("exclusions") or {}).items())) + repr(s.get("catch_trials_per_task"))
-                for s in specs}
+                + repr(s.get("calibration")) for s in specs}
     return rules_from_spec(specs[0]) if specs and len(distinct) == 1 else imi_rules()
 
 

@@ -190,6 +190,17 @@ CALIBRATION_TEXT = (
     "participants.</p>")
 
 
+CONTROL_TEXT = (
+    "<p>Every task carried trials of the calibration model's units (the spec's "
+    "<code>[calibration]</code>), shuffled into the main block and drawn like the study's own: "
+    "nothing on the page told them apart. Their answer follows from each unit's construction, "
+    "so the share a participant got right is a control score that is harder to game than "
+    "catch trials (whose answer is among the references). The study's scores leave these "
+    "trials out. Below: how the control score goes with accuracy on the study's own trials "
+    "(Spearman's rho across participants), then each participant's score; the spec's "
+    "<code>exclusions.min_calibration_correct</code>, when set, excludes those below it.</p>")
+
+
 SHIFTED_TEXT = (
     "<p>Some trials' queries came from shifted distributions (a shift of the stimulus set's own "
     "images, or another domain; <code>interpsy stimuli shift</code>); their references were the "
@@ -432,6 +443,10 @@ def render_html(result: AnalysisResult, dataset: Dataset) -> str:
                     + _figure(result, "shifted", "Score lost with shifted queries per model")
                     + "<h3>Per unit, largest gap first</h3>" + _table(t["shifted_unit_gaps"], 40),
                     "shifted")] if "shifted_model_gaps" in t else []),
+        *([_section("Calibration trials (per-participant control score)", CONTROL_TEXT
+                    + _table(t["calibration_control_summary"])
+                    + _table(t["calibration_control_scores"], 60), "control-score")]
+          if "calibration_control_scores" in t else []),
         *([_section("Calibration units", CALIBRATION_TEXT
                     + "<h3>Does each score order the units as their construction says?</h3>"
                     + _table(t["calibration_order"])
@@ -492,6 +507,7 @@ def render_html(result: AnalysisResult, dataset: Dataset) -> str:
         *([(extension.SECTION[0], "task")] if extension is not None else []),
         *([("Units chosen by machine score", "selection")] if "selection_groups" in t else []),
         *([("Shifted queries", "shifted")] if "shifted_model_gaps" in t else []),
+        *([("Control score", "control-score")] if "calibration_control_scores" in t else []),
         *([("Calibration units", "calibration")] if "calibration_order" in t else []),
         *([("Machine observers", "machine")] if "machine_units" in t else []),
         ("Mixed model", "mixed"), ("Scaling", "scaling"), ("Power", "power"),

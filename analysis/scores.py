@@ -12,9 +12,13 @@ from analysis.bootstrap import bca_mean, percentile_interval, two_way_draws, wil
 GROUP = ("model", "condition")
 
 
-def main_trials(responses: pd.DataFrame, include_excluded: bool = False) -> pd.DataFrame:
-    """Scored rows: phase == 'main', not catch, and (if flagged) not excluded."""
+def main_trials(responses: pd.DataFrame, include_excluded: bool = False,
+                calibration: bool = False) -> pd.DataFrame:
+    """Scored rows: phase == 'main', not catch, not a calibration trial mixed into the study
+    (with `calibration`: those too) and (if flagged) not excluded."""
     mask = (responses["phase"] == "main") & ~responses["is_catch"].astype(bool)
+    if not calibration and "is_calibration" in responses.columns:
+        mask &= ~responses["is_calibration"].fillna(False).astype(bool)
     if not include_excluded and "excluded" in responses.columns:
         mask &= ~responses["excluded"].astype(bool)
     return responses[mask.fillna(False).astype(bool)]

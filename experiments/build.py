@@ -42,14 +42,30 @@ def load_sets(loaded: LoadedSpec, verify_hashes: bool = False) -> list[StimulusS
     return sets
 
 
+def load_calibration_set(loaded: LoadedSpec, verify_hashes: bool = False) -> StimulusSet | None:
+    """The `[calibration]` stimulus set, validated like the others (None without one)."""
+    if loaded.calibration_path is None:
+        return None
+    found = load_stimulus_set(loaded.calibration_path, verify_images=True,
+                              verify_hashes=verify_hashes)
+    task = get_task(loaded.spec.task.type)
+    missing = [role for role in task.roles if not (found.images.role == role).any()]
+    if missing:
+        raise InterpsyError(f"{loaded.path}: task type {task.name} needs images of the roles "
+                            f"{', '.join(missing)}; the calibration set {found.path} has none")
+    return found
+
+
 def build_experiment(spec_path: str | Path, db: Database, replace: bool = False,
                      verify_hashes: bool = False) -> Experiment:
     """Build an experiment from a spec file into `db`; refuse to overwrite one that has sessions."""
     loaded = load_spec(spec_path)
     sets = load_sets(loaded, verify_hashes)
+    calibration = load_calibration_set(loaded, verify_hashes)
     scores = (None if loaded.scores_path is None
               else read_machine_scores(loaded.scores_path, loaded.spec.select_units))
-    design = plan(loaded.spec, sets, scores)
+    design = plan(loaded.spec, sets, scores, calibration)
+    sets = sets + ([calibration] if calibration is not None else [])
     db.upgrade()
     with db.write() as session:
         existing = session.scalars(select(Experiment).where(
@@ -114,7 +130,8 @@ def _store(session, loaded: LoadedSpec, sets: list[StimulusSet], design: Design)
         session.flush()
         session.execute(Trial.__table__.insert(), [
             {"task_id": task.id, "ordinal": ordinal, "phase": t.phase, "position": t.position,
-             "is_catch": t.is_catch, "unit_id": t.unit.unit_id, "model": t.unit.model,
+             "is_catch": t.is_catch, "is_calibration": t.is_calibration,
+             "unit_id": t.unit.unit_id, "model": t.unit.model,
              "layer": t.unit.layer, "channel": t.unit.channel, "condition": t.condition,
              "difficulty": t.difficulty, "query_distribution": t.query_distribution,
              "batch": t.batch, "stimulus": t.stimulus,

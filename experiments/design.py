@@ -42,6 +42,7 @@ class PlannedTrial:
     stimulus: dict[str, Any]
     answer_key: str
     query_distribution: str = IN_DISTRIBUTION
+    is_calibration: bool = False
 
 
 @dataclass
@@ -179,28 +180,62 @@ class TrialContext:
                             stimulus, made.answer_key, distribution)
 
 
+def _least_used(units: list[str], k: int, counts: dict[str, int], rng: np.random.Generator
+                ) -> list[str]:
+    """k of `units`, least used first (ties in seeded random order); their counts go up."""
+    keys = rng.random(len(units))
+    order = sorted(range(len(units)), key=lambda i: (counts[units[i]], keys[i]))
+    chosen = [units[i] for i in order[:k]]
+    for unit in chosen:
+        counts[unit] += 1
+    return chosen
+
+
 def _fill_tasks(units: list[str], per_task: int, responses: int, rng: np.random.Generator
                 ) -> list[list[str]]:
     """Least-used-first selection: unit counts end within 1 of `responses`, none twice per task."""
-    n_tasks = math.ceil(len(units) * responses / per_task)
     counts = dict.fromkeys(units, 0)
-    tasks = []
-    for _ in range(n_tasks):
-        keys = rng.random(len(units))
-        order = sorted(range(len(units)), key=lambda i: (counts[units[i]], keys[i]))
-        chosen = [units[i] for i in order[:per_task]]
-        for unit in chosen:
-            counts[unit] += 1
-        tasks.append(chosen)
-    return tasks
+    return [_least_used(units, per_task, counts, rng)
+            for _ in range(math.ceil(len(units) * responses / per_task))]
+
+
+def _calibration_pool(spec: ExperimentSpec, stimulus_set: StimulusSet) -> list[str]:
+    """The calibration units a task may draw: the spec's list, else the set's detectors and
+    mixtures (the units a careful participant answers by their construction)."""
+    from experiments.calibration_units import MODEL, calibration_units
+
+    models = sorted(set(stimulus_set.units.model))
+    if models != [MODEL]:
+        raise SpecError(f"calibration.stimulus_set: {stimulus_set.path} holds units of "
+                        f"{', '.join(models)}, not the calibration model {MODEL} (build one with "
+                        f"`interpsy stimuli build {MODEL} IMAGES OUT`)")
+    held = list(stimulus_set.units.unit_id)
+    listed = spec.calibration.units
+    unknown = [u for u in listed if u not in held]
+    if unknown:
+        raise SpecError(f"calibration.units: {unknown[0]!r} is not a unit of the calibration set "
+                        f"{stimulus_set.path}")
+    kinds = {u.unit_id: u.kind for u in calibration_units()}
+    pool = sorted(listed or [u for u in held if kinds.get(u) in ("detector", "mixture")])
+    if spec.calibration.trials > len(pool):
+        raise SpecError(f"calibration.trials is {spec.calibration.trials} but {len(pool)} "
+                        f"calibration units can be drawn (each at most once per task)")
+    return pool
 
 
 def plan(spec: ExperimentSpec, sets: list[StimulusSet],
-         machine_scores: pd.Series | None = None) -> Design:
+         machine_scores: pd.Series | None = None,
+         calibration: StimulusSet | None = None) -> Design:
     """Plan every task and trial of an experiment; the same spec and sets give the same plan.
-    With `[select_units]`, `machine_scores` (unit_id -> score) choose each group's main units."""
+    With `[select_units]`, `machine_scores` (unit_id -> score) choose each group's main units;
+    with `[calibration]`, `calibration` is the calibration set its trials come from."""
     rng = np.random.default_rng(spec.seed)
-    units = _collect_units(sets)
+    if (spec.calibration is None) != (calibration is None):
+        raise SpecError("calibration: the spec's [calibration] and the calibration set passed "
+                        "to the plan do not go together")
+    units = _collect_units(sets + ([calibration] if calibration is not None else []))
+    calibration_pool = [] if calibration is None else _calibration_pool(spec, calibration)
+    calibration_units = {u: units.pop(u) for u in list(units) if units[u].set_index == len(sets)}
     left_out = ([u for s in sets for u in s.units_fv_not_beating_natural()]
                 if spec.fv_must_beat_natural else [])
     for unit_id in left_out:
@@ -231,10 +266,15 @@ def plan(spec: ExperimentSpec, sets: list[StimulusSet],
         roles = {u: "left_out" if role == "main" and u not in selection else role
                  for u, role in roles.items()}
 
+    roles.update({u: "calibration" if u in calibration_pool else "left_out"
+                  for u in calibration_units})
     check_query_distributions(spec, sets)
-    maker = TrialContext(spec, sets, rng)
+    maker = TrialContext(spec, sets + ([calibration] if calibration is not None else []), rng)
     task_type = get_task(spec.task.type)
-    targets = dict.fromkeys(all_ids, 0)
+    targets = dict.fromkeys([*all_ids, *calibration_units], 0)
+    drawer = np.random.default_rng([spec.seed, 2])  # its own stream: the rest is unmoved
+    drawn = dict.fromkeys(calibration_pool, 0)
+    n_calibration = 0 if spec.calibration is None else spec.calibration.trials
     tasks: list[PlannedTask] = []
     for condition in spec.conditions:
         for difficulty in spec.difficulty:
@@ -247,10 +287,13 @@ def plan(spec: ExperimentSpec, sets: list[StimulusSet],
                                         f"appear once per task")
                     for unit_ids in _fill_tasks(pool, spec.main_trials_per_task,
                                                 spec.responses_per_unit, rng):
-                        tasks.append(_make_task(maker, task_type, spec, units, unit_ids, practice,
-                                                catch, (condition, difficulty, distribution),
-                                                group, rng))
-                        for unit_id in unit_ids:
+                        known = _least_used(calibration_pool, n_calibration, drawn, drawer)
+                        tasks.append(_make_task(maker, task_type, spec,
+                                                {**units, **calibration_units}, unit_ids,
+                                                practice, catch,
+                                                (condition, difficulty, distribution), group,
+                                                rng, known))
+                        for unit_id in unit_ids + known:
                             targets[unit_id] += 1
     order = rng.permutation(len(tasks))
     for position, task_index in enumerate(order):
@@ -275,9 +318,11 @@ def check_query_distributions(spec: ExperimentSpec, sets: list[StimulusSet]) -> 
 
 def _make_task(maker: TrialContext, task_type: TaskType, spec: ExperimentSpec, units: dict[str, UnitInfo],
                main_ids: list[str], practice: list[str], catch: list[str],
-               cell: tuple[str, str, str], group: str, rng: np.random.Generator) -> PlannedTask:
+               cell: tuple[str, str, str], group: str, rng: np.random.Generator,
+               calibration: list[str] = ()) -> PlannedTask:
     """One task of the cell (condition, difficulty, query distribution): practice and main
-    trials, catch trials shuffled in."""
+    trials, catch and calibration trials shuffled in (calibration trials in the task's
+    condition with the easy, in-distribution queries of the calibration set)."""
     condition, difficulty, distribution = cell
     task = PlannedTask("", condition, difficulty, group, 0, query_distribution=distribution)
     practice_ids = list(practice[: spec.practice.trials])
@@ -286,12 +331,20 @@ def _make_task(maker: TrialContext, task_type: TaskType, spec: ExperimentSpec, u
             zip(practice_ids, task_type.balanced_keys(len(practice_ids), rng))):
         task.practice.append(maker.trial(task_type, units[unit_id], condition, difficulty,
                                          "practice", position, key, False, distribution))
-    block = [(u, False) for u in main_ids] + [(u, True) for u in catch[: spec.catch_trials_per_task]]
+    block = ([(u, "main") for u in main_ids]
+             + [(u, "catch") for u in catch[: spec.catch_trials_per_task]]
+             + [(u, "calibration") for u in calibration])
     rng.shuffle(block)
-    for position, ((unit_id, is_catch), key) in enumerate(
+    for position, ((unit_id, kind), key) in enumerate(
             zip(block, task_type.balanced_keys(len(block), rng))):
-        task.main.append(maker.trial(task_type, units[unit_id], condition, difficulty, "main",
-                                     position, key, is_catch, distribution))
+        if kind == "calibration":
+            trial = maker.trial(task_type, units[unit_id], condition, "easy", "main", position,
+                                key, False, IN_DISTRIBUTION)
+            trial.is_calibration = True
+        else:
+            trial = maker.trial(task_type, units[unit_id], condition, difficulty, "main",
+                                position, key, kind == "catch", distribution)
+        task.main.append(trial)
     return task
 
 
@@ -302,7 +355,8 @@ def design_frame(design: Design) -> pd.DataFrame:
         for trial in task.practice + task.main:
             rows.append({"task_id": task.task_key, "assign_order": task.assign_order,
                          "phase": trial.phase, "position": trial.position,
-                         "is_catch": trial.is_catch, "unit_id": trial.unit.unit_id,
+                         "is_catch": trial.is_catch, "is_calibration": trial.is_calibration,
+                         "unit_id": trial.unit.unit_id,
                          "condition": trial.condition, "difficulty": trial.difficulty,
                          "query_distribution": trial.query_distribution,
                          "batch": trial.batch, **trial.stimulus,

@@ -67,7 +67,8 @@ def _response_rows(session, experiment: Experiment) -> list[dict]:
             "session_id": sess.id, "task_id": task_key, "client": sess.client,
             "condition": trial.condition, "difficulty": trial.difficulty,
             "query_distribution": trial.query_distribution, "phase": trial.phase,
-            "is_catch": trial.is_catch, "trial_index": response.trial_index,
+            "is_catch": trial.is_catch, "is_calibration": trial.is_calibration,
+            "trial_index": response.trial_index,
             "model": trial.model, "layer": trial.layer, "channel": trial.channel,
             "unit_id": trial.unit_id, "batch": trial.batch,
             **task.response_values(trial.stimulus, trial.answer_key, response.answer,
@@ -176,7 +177,8 @@ def _trial_rows(session, experiment: Experiment) -> list[dict]:
     return [{"experiment": experiment.key, "task_id": key, "condition": t.condition,
              "difficulty": t.difficulty, "query_distribution": t.query_distribution,
              "phase": t.phase, "position": t.position,
-             "is_catch": t.is_catch, "model": t.model, "layer": t.layer, "channel": t.channel,
+             "is_catch": t.is_catch, "is_calibration": t.is_calibration, "model": t.model,
+             "layer": t.layer, "channel": t.channel,
              "unit_id": t.unit_id, "batch": t.batch, **task.trial_values(t.stimulus, t.answer_key)}
             for key, t in session.execute(query)]
 

@@ -21,6 +21,7 @@ RESPONSE_HEAD: dict[str, str] = {
     "query_distribution": "string",
     "phase": "string",
     "is_catch": "bool",
+    "is_calibration": "bool",
     "trial_index": "Int64",
     "model": "string",
     "layer": "string",
@@ -111,6 +112,7 @@ TRIAL_HEAD: dict[str, str] = {
     "phase": "string",
     "position": "Int64",
     "is_catch": "bool",
+    "is_calibration": "bool",
     "model": "string",
     "layer": "string",
     "channel": "Int64",
@@ -137,9 +139,9 @@ RESPONSE_COLUMNS, TRIAL_COLUMNS = TABLES["responses"], TABLES["trials"]
 
 # Columns added after the first exports: a file without them reads with them empty.
 OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {
-    "responses": ("query_distribution", "rt_flag", "client_extra", "client_recorded_at",
+    "responses": ("query_distribution", "is_calibration", "rt_flag", "client_extra", "client_recorded_at",
                   *MACHINE_COLUMNS),
-    "trials": ("query_distribution",),
+    "trials": ("query_distribution", "is_calibration"),
     "units": ("selection_group", "machine_score"),
     "participants": ("instruction_s_claimed", "time_flags", "focus_losses", "fullscreen_exits",
                      "reloads", "image_failures", "feedback", "late_sync", "lab_id",
@@ -166,8 +168,8 @@ def coerce(frame: pd.DataFrame, table: str,
     for name, dtype in columns.items():
         if dtype.startswith("datetime64"):
             out[name] = pd.to_datetime(out[name], utc=True, format="ISO8601").astype(dtype)
-        elif dtype == "bool":
-            out[name] = out[name].map(_to_bool).astype("bool")
+        elif dtype == "bool":  # empty (a column added later, absent from the file) = false
+            out[name] = out[name].fillna(False).map(_to_bool).astype("bool")
         elif dtype == "boolean":  # nullable: empty in data written before the column existed
             out[name] = out[name].map(_to_bool, na_action="ignore").astype("boolean")
         elif dtype in ("Int64", "float64"):

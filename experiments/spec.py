@@ -75,6 +75,18 @@ class Catch(Strict):
                              description="unit_ids; empty = reserve trials-per-task units (seeded)")
 
 
+class CalibrationTrials(Strict):
+    """`[calibration]`: trials of the calibration model's units (known mechanisms; a set built
+    with `interpsy stimuli build calibration-net`) shuffled into every task's main block in the
+    task's condition: a per-participant control score on trials that look like all the others."""
+
+    stimulus_set: str = Field(description="the calibration set's folder, relative to the spec")
+    trials: PositiveInt = Field(4, description="calibration trials per task")
+    units: list[str] = Field(default_factory=list,
+                             description="unit_ids drawn from; empty = the set's detectors and "
+                                         "mixtures")
+
+
 class UnitSelection(Strict):
     """`[select_units]`: the main units of each unit group (a stimulus set, or all when
     `task_units = "pooled"`) chosen by a machine observer's unit scores, as in the MIS paper's
@@ -151,6 +163,9 @@ class Exclusions(Strict):
     """Exclusion thresholds (IMI defaults). Exclusions flag data; they never delete it."""
 
     min_catch_correct: NonNegativeInt = 4
+    min_calibration_correct: NonNegativeInt = Field(
+        0, description="with [calibration]: calibration trials a participant must answer "
+                       "correctly; 0 = report the control score without excluding anyone")
     min_row_uses: NonNegativeInt = 5
     min_total_s: float = Field(135.0, ge=0)
     max_total_s: float = Field(2500.0, ge=0)
@@ -284,6 +299,8 @@ class ExperimentSpec(Strict):
     lab: LabSettings = LabSettings()
     select_units: UnitSelection | None = Field(
         None, description="choose the main units by a machine observer's scores")
+    calibration: CalibrationTrials | None = Field(
+        None, description="mix calibration trials (units with known mechanisms) into every task")
 
     @field_validator("difficulty", "query_distribution", mode="before")
     @classmethod
@@ -333,6 +350,7 @@ class LoadedSpec(BaseModel):
     text: str
     set_paths: list[Path]
     scores_path: Path | None = None  # [select_units] scores, resolved like the sets
+    calibration_path: Path | None = None  # [calibration]'s set, resolved like the sets
 
     @property
     def sha256(self) -> str:
@@ -388,7 +406,9 @@ def load_spec(path: str | Path) -> LoadedSpec:
     set_paths = [(file.parent / p).resolve() for p in spec.stimulus_sets]
     scores = (None if spec.select_units is None
               else (file.parent / spec.select_units.scores).resolve())
+    calibration = (None if spec.calibration is None
+                   else (file.parent / spec.calibration.stimulus_set).resolve())
     return LoadedSpec(spec=spec, path=file.resolve(), text=text, set_paths=set_paths,
-                      scores_path=scores)
+                      scores_path=scores, calibration_path=calibration)
 
 

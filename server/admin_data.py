@@ -158,12 +158,14 @@ def progress(db: Database, experiment_id: int) -> tuple[list[dict], list[dict]]:
                 .join(Response, Response.trial_id == Trial.id)
                 .join(Session, Session.id == Response.session_id)
                 .where(Session.experiment_id == experiment_id, Trial.phase == "main",
-                       Trial.is_catch.is_(False), Session.status.in_(COUNTING))
+                       Trial.is_catch.is_(False), Trial.is_calibration.is_(False),
+                       Session.status.in_(COUNTING))
                 .group_by(Trial.unit_id, Trial.condition, Trial.difficulty, Session.status))
     planned = (select(Task.condition, Task.difficulty, func.count(Trial.id))
                .join(Trial, Trial.task_id == Task.id)
                .where(Task.experiment_id == experiment_id, Trial.phase == "main",
-                      Trial.is_catch.is_(False)).group_by(Task.condition, Task.difficulty))
+                      Trial.is_catch.is_(False), Trial.is_calibration.is_(False))
+               .group_by(Task.condition, Task.difficulty))
     with db.read() as session:
         cells = {(c, d): {"condition": c, "difficulty": d, "target": n, "done": 0, "running": 0}
                  for c, d, n in session.execute(planned).all()}

@@ -18,6 +18,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.sql import expression
 from sqlalchemy.types import TypeDecorator
 
 from experiments.vocabulary import SessionStatus
@@ -160,6 +161,9 @@ class Trial(Base):
     phase: Mapped[str] = mapped_column(String(8))  # practice | main
     position: Mapped[int] = mapped_column(Integer)
     is_catch: Mapped[bool] = mapped_column(Boolean, default=False)
+    # a trial of the calibration model's units mixed into the main block (`[calibration]`)
+    is_calibration: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                 server_default=expression.false())
     unit_id: Mapped[str] = mapped_column(String(300))
     model: Mapped[str] = mapped_column(String(100))
     layer: Mapped[str] = mapped_column(String(200))

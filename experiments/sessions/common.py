@@ -83,13 +83,14 @@ class TrialView:
     layer: str = ""
     channel: int = -1
     query_distribution: str = IN_DISTRIBUTION
+    is_calibration: bool = False
 
     @classmethod
     def of(cls, trial: Trial) -> TrialView:
         return cls(trial.id, trial.phase, trial.position, trial.is_catch, trial.unit_id,
                    trial.condition, trial.difficulty, trial.batch, dict(trial.stimulus),
                    trial.answer_key, trial.model, trial.layer, trial.channel,
-                   trial.query_distribution)
+                   trial.query_distribution, bool(trial.is_calibration))
 
 
 @dataclass
