@@ -187,7 +187,9 @@ CALIBRATION_TEXT = (
     "(chance + (1 &minus; lapse &minus; chance) &middot; logistic) of proportion correct "
     "against m gives each explanation type's resolution m50, the mixing at which accuracy "
     "has fallen halfway to chance, with an interval from refits on resampled "
-    "participants.</p>")
+    "participants. The knobs tested bound what m50 can say (0.25 apart in the shipped model: "
+    "between two knobs the data hardly tell where the fall happens), and with fewer than about "
+    "10 participants per explanation type the resampled interval is too narrow.</p>")
 
 
 CONTROL_TEXT = (

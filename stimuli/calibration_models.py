@@ -72,6 +72,11 @@ def gaussian(sigma: float) -> np.ndarray:
     return g / g.sum()
 
 
+def _channels_last(x: torch.Tensor) -> torch.Tensor:
+    # 15x15 convolutions run about 1.6x faster channels-last on CPU (same sums; RESULTS_shifted)
+    return x.contiguous(memory_format=torch.channels_last)
+
+
 def _unit_norm(kernel: np.ndarray) -> np.ndarray:
     return kernel / np.linalg.norm(kernel)
 
@@ -97,10 +102,11 @@ class Detectors(nn.Module):
         self.conv = nn.Conv2d(3, len(kernels), SIZE, padding=SIZE // 2, bias=False)
         with torch.no_grad():
             self.conv.weight[:] = torch.from_numpy(np.stack(kernels)).float()
+        self.conv.to(memory_format=torch.channels_last)
         self.relu = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.relu(self.conv(x))
+        return self.relu(self.conv(_channels_last(x)))
 
 
 class Controls(nn.Module):
@@ -114,10 +120,11 @@ class Controls(nn.Module):
         random = torch.randn(N_CONTROLS, 3, SIZE, SIZE, generator=generator)
         with torch.no_grad():
             self.conv.weight[:] = random / random.flatten(1).norm(dim=1)[:, None, None, None]
+        self.conv.to(memory_format=torch.channels_last)
         self.period = period
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.conv(x).mean((2, 3), keepdim=True)
+        z = self.conv(_channels_last(x)).mean((2, 3), keepdim=True)
         return torch.cos(2 * math.pi * z / self.period)
 
 
@@ -152,10 +159,11 @@ class Checker(nn.Module):
         self.conv = nn.Conv2d(3, 1, SIZE, padding=SIZE // 2, bias=False)
         with torch.no_grad():
             self.conv.weight[0] = torch.from_numpy(checkerboard()).float()
+        self.conv.to(memory_format=torch.channels_last)
         self.relu = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.relu(self.conv(x))
+        return self.relu(self.conv(_channels_last(x)))
 
 
 class Shortcuts(nn.Module):
