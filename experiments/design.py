@@ -233,7 +233,8 @@ def plan(spec: ExperimentSpec, sets: list[StimulusSet],
     if (spec.calibration is None) != (calibration is None):
         raise SpecError("calibration: the spec's [calibration] and the calibration set passed "
                         "to the plan do not go together")
-    units = _collect_units(sets + ([calibration] if calibration is not None else []))
+    with_calibration = [*sets, *([calibration] if calibration is not None else [])]
+    units = _collect_units(with_calibration)
     calibration_pool = [] if calibration is None else _calibration_pool(spec, calibration)
     calibration_units = {u: units.pop(u) for u in list(units) if units[u].set_index == len(sets)}
     left_out = ([u for s in sets for u in s.units_fv_not_beating_natural()]
@@ -269,7 +270,7 @@ def plan(spec: ExperimentSpec, sets: list[StimulusSet],
     roles.update({u: "calibration" if u in calibration_pool else "left_out"
                   for u in calibration_units})
     check_query_distributions(spec, sets)
-    maker = TrialContext(spec, sets + ([calibration] if calibration is not None else []), rng)
+    maker = TrialContext(spec, with_calibration, rng)
     task_type = get_task(spec.task.type)
     targets = dict.fromkeys([*all_ids, *calibration_units], 0)
     drawer = np.random.default_rng([spec.seed, 2])  # its own stream: the rest is unmoved
@@ -319,7 +320,7 @@ def check_query_distributions(spec: ExperimentSpec, sets: list[StimulusSet]) -> 
 def _make_task(maker: TrialContext, task_type: TaskType, spec: ExperimentSpec, units: dict[str, UnitInfo],
                main_ids: list[str], practice: list[str], catch: list[str],
                cell: tuple[str, str, str], group: str, rng: np.random.Generator,
-               calibration: list[str] = ()) -> PlannedTask:
+               calibration: tuple[str, ...] | list[str] = ()) -> PlannedTask:
     """One task of the cell (condition, difficulty, query distribution): practice and main
     trials, catch and calibration trials shuffled in (calibration trials in the task's
     condition with the easy, in-distribution queries of the calibration set)."""

@@ -52,6 +52,11 @@ def construction_p_correct(conditions: list[str]) -> dict[tuple[str, str], float
     return known
 
 
+def _confidence(margin: float) -> int:
+    """The confidence button (1..3) for evidence `margin` noise units away from a tie."""
+    return 1 if margin < 0.7 else 2 if margin < 1.8 else 3
+
+
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args, **kwargs):
         return None
@@ -89,8 +94,7 @@ class Observer:
         seen_a = activation.get(a, 0.0) + self.rng.gauss(0, scale)
         seen_b = activation.get(b, 0.0) + self.rng.gauss(0, scale)
         margin = abs(seen_a - seen_b) / (scale or 1.0)
-        confidence = 1 if margin < 0.7 else 2 if margin < 1.8 else 3
-        return ("a" if seen_a > seen_b else "b"), confidence
+        return ("a" if seen_a > seen_b else "b"), _confidence(margin)
 
     def _choose_known(self, a_is_max: bool, p_correct: float) -> tuple[str, int]:
         """Signal detection at the sensitivity that gives `p_correct`: evidence ~ N(d, 1) for
@@ -98,8 +102,7 @@ class Observer:
         d = statistics.NormalDist().inv_cdf(min(max(p_correct, 1e-6), 1 - 1e-6))
         evidence = self.rng.gauss(d, 1.0)
         right, wrong = ("a", "b") if a_is_max else ("b", "a")
-        size = abs(evidence)
-        return (right if evidence > 0 else wrong), 1 if size < 0.7 else 2 if size < 1.8 else 3
+        return (right if evidence > 0 else wrong), _confidence(abs(evidence))
 
     def rt_ms(self) -> float:
         return self.rt_median_ms * math.exp(self.rng.gauss(0, 0.4))
