@@ -3,13 +3,15 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 EXTRAS := stimuli,lucent,lab,dev
+# Debian packages the analysis needs: R and lme4 for the mixed model (glmer).
+R_DEBS := r-base-core r-cran-lme4
 # Debian packages the test groups need: lab (PsychoPy under Xvfb; libxcb-cursor0 for its Qt
 # participant-info dialog), browser (Chromium) and the
 # proxy test (nginx in front of the app).
-DEBS := xvfb xauth libjack-jackd2-0 libportaudio2 libxcb-cursor0 chromium nginx
+DEBS := $(R_DEBS) xvfb xauth libjack-jackd2-0 libportaudio2 libxcb-cursor0 chromium nginx
 PYTEST_ARGS ?=
 
-.PHONY: test demo install debs clean-venv
+.PHONY: test demo install debs r-debs clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,8 +21,8 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-debs:
-	@missing=""; for p in $(DEBS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; done; \
+debs r-debs:
+	@missing=""; for p in $(if $(filter r-debs,$@),$(R_DEBS),$(DEBS)); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then \
 	  echo "installing Debian packages:$$missing"; \
@@ -34,7 +36,7 @@ debs:
 test: install debs
 	$(PY) -m pytest -m "not gpu" $(PYTEST_ARGS)
 
-demo: install
+demo: install r-debs
 	$(VENV)/bin/interpsy demo
 
 clean-venv:

@@ -48,16 +48,22 @@ AUTO_RULES = {"interpsy": None, "imi": None, "borowski2021": ()}
               type=click.FloatRange(min=0, min_open=True),
               help="Equivalence margin of the scaling TOSTs: proportion correct per unit of the "
                    "scale variable (per 10x parameters or images, per 10 points of top-1).")
-@click.option("--mixed-rows", default=8_000, show_default=True, type=click.IntRange(min=100),
-              help="Scored trials the mixed model is fitted on (whole participants, seeded).")
+@click.option("--mixed-rows", default=None, type=click.IntRange(min=100),
+              help="Fit the mixed model on a seeded subsample of whole participants up to this "
+                   "many scored trials (default: every row); the report then also fits every "
+                   "row and shows what the subsample cost.")
+@click.option("--mixed-engine", default="auto", show_default=True,
+              type=click.Choice(("auto", "glmer", "vb")),
+              help="glmer: lme4 through R (auto uses it when R and lme4 are installed); vb: "
+                   "statsmodels' variational Bayes, the fallback.")
 @click.option("--machine", "machine", multiple=True,
               type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="A machine observer's answers (`interpsy observe --out`), compared with the "
                    "people's on the same units; repeat for several observers.")
 def analyze(data: str, out: Path, experiment: str | None, n_resamples: int, seed: int,
             models: Path | None, fmt: str, units: Path | None, exclusions: str,
-            no_exclusions: bool, margin: float, mixed_rows: int, machine: tuple[Path, ...]
-            ) -> None:
+            no_exclusions: bool, margin: float, mixed_rows: int | None, mixed_engine: str,
+            machine: tuple[Path, ...]) -> None:
     """Scores, statistics, plots and an HTML report from DATA (folder, file or database URL)."""
     from analysis.load import attach_units
     from analysis.report import analyze as run
@@ -71,7 +77,8 @@ def analyze(data: str, out: Path, experiment: str | None, n_resamples: int, seed
             raise InterpsyError(f"{out}: exists and is not a folder")
         machine_rows = _machine_rows(machine)
         result = run(dataset, out, progress=True, n_resamples=n_resamples, seed=seed,
-                     rules=rules, margin=margin, mixed_rows=mixed_rows, machine=machine_rows)
+                     rules=rules, margin=margin, mixed_rows=mixed_rows,
+                     mixed_engine=mixed_engine, machine=machine_rows)
     except InterpsyError:
         raise
     except (ValueError, KeyError, OSError) as exc:

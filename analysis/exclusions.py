@@ -10,6 +10,9 @@ import pandas as pd
 
 from experiments.spec import Exclusions, ExperimentSpec
 from experiments.tasks.registry import get_task, task_name_of_spec
+from experiments.vocabulary import SessionStatus
+
+FAILED_PRACTICE = SessionStatus.FAILED_PRACTICE.value
 
 IMI = Exclusions()  # the thresholds' one definition: the spec's `exclusions` table and its defaults
 IMI_CATCH_TRIALS = ExperimentSpec.model_fields["catch_trials_per_task"].default
@@ -107,8 +110,9 @@ class CalibrationTrials(CatchTrials):
 
 @dataclass(frozen=True)
 class ResponseRows(Rule):
-    """Each response option of the task type used >= `min_each` times in main trials (IMI's
-    2-AFC: both rows of buttons, upper query a's and lower query b's).
+    """Each response option of the task type used >= `min_each` times in the main block (IMI's
+    2-AFC: both rows of buttons, upper query a's and lower query b's), catch trials counted
+    as IMI's code counts them unless `include_catch` is false (scored trials only).
 
     `column` holds the option chosen (the task type's `option_column`; IMI: `choice`, the
     displayed position); where it is empty (the IMI release records which query was chosen,
@@ -119,16 +123,22 @@ class ResponseRows(Rule):
     min_each: int = IMI.min_row_uses
     column: str | None = "choice"
     options: tuple[str, ...] = ("a", "b")
+    include_catch: bool = IMI.row_uses_include_catch
 
     def describe(self) -> str:
+        counted = ("the main block, catch trials included (IMI)" if self.include_catch
+                   else "scored main trials, catch trials left out (not IMI's rule)")
         return (f"each response option ({', '.join(self.options)}) chosen >= {self.min_each} "
-                f"times in main trials")
+                f"times over {counted}")
 
     def check(self, ctx: RuleContext) -> pd.DataFrame:
         r = ctx.responses
         if self.column is None or self.column not in r.columns:
             return self._not_applicable(ctx, "the task type has no response-option column")
-        main = r[(r["phase"] == "main") & ~r["is_catch"] & r[self.column].notna()]
+        counted = r["phase"] == "main"
+        if not self.include_catch:
+            counted &= ~r["is_catch"].fillna(False).astype(bool)
+        main = r[counted & r[self.column].notna()]
         if main.empty:
             return self._not_applicable(ctx, POSITIONS_UNKNOWN)
         chosen = main[self.column].astype(str).str.lower()
@@ -196,17 +206,33 @@ class PracticeAttempts(Rule):
 
     def check(self, ctx: RuleContext) -> pd.DataFrame:
         attempts = self._participant_column(ctx, "practice_attempts")
+        r = ctx.responses
         if attempts is None:
-            r = ctx.responses
             practice = r[r["phase"] == "practice"]
             if practice.empty or practice["attempt"].isna().all():
                 return self._not_applicable(ctx, "no practice attempts in the data")
             # attempt is the 0-based repetition counter of practice rows
             attempts = (practice.groupby("participant_id", observed=True)["attempt"].max()
                         .astype(float) + 1).reindex(ctx.ids)
-        failed = (attempts > self.max_attempts).astype("boolean").where(attempts.notna())
-        reason = "practice attempts " + attempts.fillna(0).astype(int).astype(str)
+        never = failed_practice(ctx)
+        failed = ((attempts > self.max_attempts) | never).astype("boolean").where(
+            attempts.notna() | never)
+        reason = ("practice attempts " + attempts.fillna(0).astype(int).astype(str)).where(
+            ~never, "practice not passed")
         return self._result(ctx, failed, reason, missing="no practice attempts recorded")
+
+
+def failed_practice(ctx: RuleContext) -> pd.Series:
+    """Per participant: never passed the practice block (status failed_practice, or practice
+    answers and no main-block answer)."""
+    r = ctx.responses
+    phases = r.groupby("participant_id", observed=True)["phase"].agg(set).reindex(ctx.ids)
+    never = phases.map(lambda p: isinstance(p, set) and "practice" in p and "main" not in p)
+    if ctx.participants is not None and "status" in ctx.participants.columns:
+        status = (ctx.participants.drop_duplicates("participant_id")
+                  .set_index("participant_id")["status"].reindex(ctx.ids))
+        never |= status.astype(str).eq(FAILED_PRACTICE)
+    return never.fillna(False).astype(bool)
 
 
 @dataclass(frozen=True)
@@ -272,7 +298,8 @@ def rules_from_spec(spec: Mapping[str, Any]) -> list[Rule]:
              if n_known and values.min_calibration_correct else [])
     return [CatchTrials(min_fraction=need / n_catch if n_catch else 0.0), *known,
             ResponseRows(min_each=values.min_row_uses, column=task.option_column,
-                         options=tuple(task.options)),
+                         options=tuple(task.options),
+                         include_catch=values.row_uses_include_catch),
             TotalTime(min_s=values.min_total_s, max_s=values.max_total_s),
             InstructionTime(min_s=values.min_instruction_s),
             PracticeAttempts(max_attempts=values.max_practice_attempts),
@@ -368,11 +395,18 @@ def apply_exclusions(responses: pd.DataFrame, participants: pd.DataFrame | None 
                      "not_evaluable": int((~evaluated[rule.name]).sum()),
                      "excluded": int(failed.sum()), "excluded_only_by_this_rule": int(only.sum()),
                      "note": notes[rule.name]})
+    never = failed_practice(ctx)
+    rows.append({"rule": "failed_practice", "criterion": "never passed the practice block: no "
+                 "main-block answer (counted apart; excluded when practice_attempts applies)",
+                 "evaluated": len(ids), "not_evaluable": 0, "excluded": int(never.sum()),
+                 "excluded_only_by_this_rule": np.nan, "note": ""})
     rows.append({"rule": "any", "criterion": "excluded by at least one rule",
                  "evaluated": len(ids), "not_evaluable": 0, "excluded": int(excluded.sum()),
                  "excluded_only_by_this_rule": np.nan, "note": ""})
-    rows.append({"rule": "kept", "criterion": "participants who passed every rule",
-                 "evaluated": len(ids), "not_evaluable": 0, "excluded": int((~excluded).sum()),
+    kept = ~excluded & ~never.to_numpy()
+    rows.append({"rule": "kept", "criterion": "participants who passed every rule and "
+                 "answered main-block trials", "evaluated": len(ids), "not_evaluable": 0,
+                 "excluded": int(kept.sum()),
                  "excluded_only_by_this_rule": np.nan, "note": ""})
     summary = pd.DataFrame(rows).rename(columns={"excluded": "participants"})
     return ExclusionResult(responses=out, participants=flags, summary=summary, rules=rules)

@@ -85,9 +85,16 @@ def is_database_url(text: str) -> bool:
     return bool(re.match(r"^[a-zA-Z][a-zA-Z0-9+]*://", str(text)))
 
 
-def load(path: str | Path, experiment: str | None = None) -> pd.DataFrame:
-    """Return the responses table (documented columns and dtypes) of an export folder, file or database URL."""
-    return load_dataset(path, experiment=experiment).responses
+def load(path: str | Path, experiment: str | None = None, table: str = "responses"
+         ) -> pd.DataFrame:
+    """One table of an export folder, file or database URL in the documented columns and
+    dtypes: the responses, or `table` "participants", "units" or "trials"."""
+    if table not in TABLE_NAMES:
+        raise DataError(f"table must be one of {', '.join(TABLE_NAMES)}, got {table!r}")
+    frame = getattr(load_dataset(path, experiment=experiment), table)
+    if frame is None:
+        raise DataError(f"{path}: no {table} table")
+    return frame
 
 
 def load_dataset(path: str | Path, experiment: str | None = None,
@@ -343,6 +350,30 @@ def attach_model_metadata(frame: pd.DataFrame, models: pd.DataFrame,
         values = meta[column].to_numpy(dtype=float) if column in meta else np.full(len(meta), np.nan)
         out[column] = np.where(index >= 0, values[index.clip(lower=0)], np.nan)
     return out
+
+
+def model_order(names: Iterable[str], models: pd.DataFrame | None = None) -> list[str]:
+    """Models as IMI orders them ('ordered by scale': its figures' order, `imi_order`), the
+    others after them by parameter count, then by name."""
+    names = list(dict.fromkeys(str(n) for n in names))
+    meta = attach_model_metadata(pd.DataFrame({"model": names}),
+                                 imi_models() if models is None else models,
+                                 ("imi_order", "parameters"))
+    if models is not None and meta["imi_order"].isna().all():
+        meta["imi_order"] = attach_model_metadata(meta[["model"]], imi_models(),
+                                                  ("imi_order",))["imi_order"]
+    key = meta.assign(o=meta["imi_order"].fillna(np.inf), p=meta["parameters"].fillna(np.inf))
+    return key.sort_values(["o", "p", "model"], kind="stable")["model"].tolist()
+
+
+def sort_by_model(frame: pd.DataFrame, models: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Rows ordered by `model_order` (model "all" first), the order within a model kept."""
+    if frame is None or frame.empty or "model" not in frame.columns:
+        return frame
+    names = [m for m in frame["model"].astype(str).unique() if m != "all"]
+    rank = {m: i for i, m in enumerate(["all", *model_order(names, models)])}
+    position = frame["model"].astype(str).map(rank)
+    return frame.iloc[np.argsort(position.to_numpy(), kind="stable")].reset_index(drop=True)
 
 
 # ----------------------------------------------------------------------------- foreign formats

@@ -153,6 +153,15 @@ def noise_ceiling(human: pd.DataFrame, n_splits: int = 20, n_resamples: int = 50
         codes = part.groupby(_keys(part)[:2], observed=True).ngroup().to_numpy()
         correct = part["correct"].to_numpy(float)
         n_units = int(codes.max()) + 1
+        splits = np.array(_split_values(codes, correct, max(n_splits, 2), rng))
+        splits = splits[np.isfinite(splits)]
+        base = {"condition": condition, "n_units": n_units,
+                "trials_per_unit": len(part) / n_units}
+        if len(splits) == 0:
+            rows.append({**base, "reliability": np.nan, "ci_low": np.nan, "ci_high": np.nan,
+                         "ceiling_r": np.nan, "note": "no split-half reliability: fewer than 3 "
+                         "units with 2 or more trials"})
+            continue
         order = np.argsort(codes, kind="stable")
         sizes = np.bincount(codes, minlength=n_units)
         starts = np.r_[0, np.cumsum(sizes)[:-1]]
@@ -162,20 +171,23 @@ def noise_ceiling(human: pd.DataFrame, n_splits: int = 20, n_resamples: int = 50
             rows_b = np.concatenate([order[starts[i]:starts[i] + sizes[i]] for i in chosen])
             codes_b = np.repeat(np.arange(n_units), sizes[chosen])
             draws.append(_reliability(codes_b, correct[rows_b], 1, rng))
-        splits = np.array(_split_values(codes, correct, max(n_splits, 2), rng))
-        point = float(np.nanmean(splits))
+        point = float(np.mean(splits))
         draws = np.asarray(draws, dtype=float)
-        total, split_var = np.nanvar(draws), np.nanvar(splits, ddof=1)
+        split_var = np.var(splits, ddof=1) if len(splits) > 1 else 0.0
+        total = np.nanvar(draws) if np.isfinite(draws).any() else 0.0
         keep = max(total - split_var * (1 - 1 / len(splits)), 0.0)
         centre = np.nanmean(draws)
         shrink = np.sqrt(keep / total) if total > 0 else 1.0
         adjusted = centre + (draws - centre) * shrink
         low, high = (np.nanpercentile(adjusted, [2.5, 97.5]) if np.isfinite(adjusted).any()
                      else (np.nan, np.nan))
-        rows.append({"condition": condition, "n_units": n_units,
-                     "trials_per_unit": len(part) / n_units, "reliability": point,
-                     "ci_low": low, "ci_high": high,
-                     "ceiling_r": np.sqrt(point) if point > 0 else np.nan})
+        # a reliability lies in [0, 1]: Spearman-Brown of a negative split-half r does not
+        note = ("the halves disagree (mean Spearman-Brown value below 0): the human unit "
+                "scores are not reliable at this many trials per unit" if point < 0 else
+                "interval clipped to [0, 1]" if low < 0 or high > 1 else "")
+        rows.append({**base, "reliability": point if point >= 0 else np.nan,
+                     "ci_low": float(np.clip(low, 0, 1)), "ci_high": float(np.clip(high, 0, 1)),
+                     "ceiling_r": np.sqrt(point) if point > 0 else np.nan, "note": note})
     return pd.DataFrame(rows)
 
 

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from analysis.load import attach_model_metadata  # noqa: E402
+from analysis.load import attach_model_metadata, model_order  # noqa: E402
 from analysis.scaling import TRANSFORMS, transform_scale  # noqa: E402
 
 COLORS = {"natural": "#1f77b4", "synthetic": "#ff7f0e", "mixed": "#2ca02c", "none": "#7f7f7f",
@@ -62,10 +62,11 @@ def _color(condition: str) -> str:
     return OTHER_COLORS[sum(name.encode()) % len(OTHER_COLORS)]
 
 
-def plot_model_scores(model_scores: pd.DataFrame, title: str = "", chance: float = 0.5
-                      ) -> plt.Figure:
-    """Per-model score with its interval, one marker colour per condition (IMI's main figure)."""
-    models = sorted(model_scores["model"].unique())
+def plot_model_scores(model_scores: pd.DataFrame, title: str = "", chance: float = 0.5,
+                      order: list[str] | None = None) -> plt.Figure:
+    """Per-model score with its interval, one marker colour per condition (IMI's main figure),
+    models in `order` (IMI's, by scale)."""
+    models = order or model_order(model_scores["model"].unique())
     cells = _cells(model_scores)
     fig, ax = plt.subplots(figsize=(max(5, 0.8 * len(models) + 2), 4))
     width = 0.8 / max(len(cells), 1)
@@ -188,15 +189,16 @@ def plot_scale(model_scores: pd.DataFrame, models: pd.DataFrame,
     frame = attach_model_metadata(model_scores, models, scales)
     fig, axes = plt.subplots(1, len(scales), figsize=(4 * len(scales), 3.6), sharey=True)
     axes = np.atleast_1d(axes)
+    labelled = []
     for ax, scale in zip(axes, scales):
         cells = _cells(frame)
         for i, ((label, c, f), marker) in enumerate(zip(cells, _markers(len(cells)))):
             f = f.dropna(subset=[scale])
             _interval(ax, f[scale].to_numpy(float), f["score"].to_numpy(float), f["ci_low"],
                       f["ci_high"], _color(c), label, marker)
-            for x, y, model in zip(f[scale], f["score"], f["model"]) if i == 0 else ():
-                ax.annotate(str(model), (x, y), fontsize=6, xytext=(3, 2),
-                            textcoords="offset points", color="#555")
+            if i == 0:
+                labelled.append((ax, f[scale].to_numpy(float), f["score"].to_numpy(float),
+                                 f["model"].astype(str).tolist()))
             _trend_line(ax, f[scale].to_numpy(float), f["score"].to_numpy(float), scale,
                         _color(c), ("--", ":", "-.", (0, (5, 1)))[i % 4])
         if TRANSFORMS.get(scale, ("log10",))[0] == "log10":
@@ -205,8 +207,34 @@ def plot_scale(model_scores: pd.DataFrame, models: pd.DataFrame,
         ax.axhline(chance, color="grey", lw=0.8, ls="--")
     axes[0].set_ylabel("proportion correct")
     axes[0].legend(frameon=False, fontsize=8)
-    fig.suptitle("Score against model scale")
+    fig.suptitle("Score against model scale (bars: BCa 95% CI; lines: least-squares fits)")
+    fig.tight_layout()
+    for ax, xs, ys, names in labelled:
+        _label_points(ax, xs, ys, names)
     return fig
+
+
+OFFSETS = [(4, 3), (4, -9), (-4, 3), (-4, -9), (4, 12), (4, -18), (-4, 12), (-4, -18),
+           (10, 20), (10, -26), (-10, 20), (-10, -26)]  # points, tried in this order
+
+
+def _label_points(ax: plt.Axes, xs: np.ndarray, ys: np.ndarray, names: list[str]) -> None:
+    """Name each point at the first offset whose text overlaps no label placed before it (the
+    last offset tried when none is free)."""
+    renderer = ax.figure.canvas.get_renderer()
+    placed = []
+    for x, y, name in sorted(zip(xs, ys, names), key=lambda v: (v[0], v[1])):
+        if not (np.isfinite(x) and np.isfinite(y)):
+            continue
+        for dx, dy in OFFSETS:
+            text = ax.annotate(name, (x, y), fontsize=6, xytext=(dx, dy),
+                               textcoords="offset points", color="#555",
+                               ha="left" if dx > 0 else "right")
+            box = text.get_window_extent(renderer).expanded(1.05, 1.1)
+            if not any(box.overlaps(other) for other in placed) or (dx, dy) == OFFSETS[-1]:
+                placed.append(box)
+                break
+            text.remove()
 
 
 def _trend_line(ax: plt.Axes, x: np.ndarray, y: np.ndarray, scale: str, color: str,
@@ -222,8 +250,10 @@ def _trend_line(ax: plt.Axes, x: np.ndarray, y: np.ndarray, scale: str, color: s
 
 
 def plot_confidence(by_confidence: pd.DataFrame, chance: float = 0.5) -> plt.Figure:
-    """Accuracy per confidence level, one line per condition."""
+    """Accuracy per confidence level over all models, one line per condition."""
     fig, ax = plt.subplots(figsize=(4.5, 3.6))
+    if "model" in by_confidence.columns:
+        by_confidence = by_confidence[by_confidence["model"] == "all"]
     parts = (_cells(by_confidence) if "condition" in by_confidence.columns
              else [("all", "all", by_confidence)])
     for (label, c, f), marker in zip(parts, _markers(len(parts))):
@@ -231,37 +261,35 @@ def plot_confidence(by_confidence: pd.DataFrame, chance: float = 0.5) -> plt.Fig
         _interval(ax, f["confidence"].to_numpy(float), f["accuracy"].to_numpy(float),
                   f["ci_low"], f["ci_high"], _color(c), label, marker, line=True)
     ax.set_xlabel("confidence")
-    ax.set_ylabel("proportion correct")
+    ax.set_ylabel("mean of unit accuracies")
     ax.set_xticks(sorted(by_confidence["confidence"].dropna().astype(int).unique()))
     ax.axhline(chance, color="grey", lw=0.8, ls="--")
     ax.legend(frameon=False, fontsize=8)
-    ax.set_title("Accuracy by confidence")
+    ax.set_title("Accuracy by confidence (BCa 95% CI over units)")
     return fig
 
 
-def plot_depth(units: pd.DataFrame, unit_table: pd.DataFrame | None) -> plt.Figure | None:
-    """Unit score against relative layer depth (None when the units table has no depths)."""
-    if unit_table is None or "layer_position" not in unit_table.columns:
+def plot_depth(units: pd.DataFrame, layers: pd.DataFrame,
+               unit_table: pd.DataFrame | None) -> plt.Figure | None:
+    """Unit scores (dots) and layer means with their t intervals against relative layer depth
+    (None when the units table has no depths)."""
+    if layers is None or layers.empty or unit_table is None:
         return None
     pos = unit_table.drop_duplicates("unit_id").set_index("unit_id")["layer_position"]
     frame = units.assign(depth=units["unit_id"].map(pos)).dropna(subset=["depth"])
-    if frame.empty:
-        return None
-    fig, ax = plt.subplots(figsize=(5, 3.6))
-    cells = _cells(frame)
-    for (label, c, f), marker in zip(cells, _markers(len(cells))):
-        ax.scatter(f["depth"], f["score"], s=8, alpha=0.4, color=_color(c), label=label,
-                   marker=marker)
-        bins = np.linspace(0, 1, 6)
-        mids = (bins[:-1] + bins[1:]) / 2
-        which = np.clip(np.digitize(f["depth"], bins) - 1, 0, 4)
-        means = [f["score"][which == i].mean() if (which == i).any() else np.nan
-                 for i in range(5)]
-        ax.plot(mids, means, color=_color(c), lw=2, marker=marker)
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    by_cell = {label: f for label, _, f in _cells(layers)}
+    for (label, c, f), marker in zip(_cells(frame), _markers(len(by_cell))):
+        ax.scatter(f["depth"], f["score"], s=6, alpha=0.25, color=_color(c), marker=marker)
+        layer = by_cell.get(label)
+        if layer is not None:
+            _interval(ax, layer["layer_position"].to_numpy(float), layer["score"].to_numpy(float),
+                      layer["ci_low"], layer["ci_high"], _color(c), f"{label} (layer means)",
+                      marker)
     ax.set_xlabel("relative layer depth")
-    ax.set_ylabel("unit score")
+    ax.set_ylabel("proportion correct")
     ax.legend(frameon=False, fontsize=8)
-    ax.set_title("Score by layer depth (lines: means of 5 depth bins)")
+    ax.set_title("Score by layer depth (layer means, t 95% CI over units)")
     return fig
 
 

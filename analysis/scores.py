@@ -117,18 +117,33 @@ def participant_summary(responses: pd.DataFrame,
 
 def accuracy_by_confidence(responses: pd.DataFrame,
                            by: Sequence[str] = ("condition", "difficulty"),
-                           confidence: float = 0.95) -> pd.DataFrame:
-    """Proportion correct per confidence level (with Wilson interval and share of trials)."""
+                           confidence: float = 0.95, n_resamples: int = 10_000,
+                           seed: int = 0) -> pd.DataFrame:
+    """Accuracy per confidence level as IMI computes it: the mean of unit accuracies among the
+    trials answered at that level, with a BCa interval over units; per model and over all
+    models (model "all"). share: the level's share of the trials; pooled_accuracy: correct
+    over trials (trials taken as independent, not IMI's)."""
     main = main_trials(responses)
     main = main[main["confidence"].notna()]
     keys = _group_keys(main, by)
-    g = main.groupby(keys + ["confidence"], observed=True, sort=True, dropna=False)["correct"]
-    out = g.agg(n="size", correct="sum").reset_index()
-    out["accuracy"] = out["correct"] / out["n"]
-    out["ci_low"], out["ci_high"] = wilson_interval(out["correct"].to_numpy(float),
-                                                    out["n"].to_numpy(float), confidence)
-    totals = out.groupby(keys, observed=True, dropna=False)["n"].transform("sum") if keys else out["n"].sum()
-    out["share"] = out["n"] / totals
+    rng = np.random.default_rng(seed)
+    rows = []
+    for model, frame in [("all", main), *main.groupby("model", observed=True, sort=True)]:
+        cells = frame.groupby(keys + ["confidence"], observed=True, sort=True, dropna=False)
+        for key, cell in cells:
+            key = key if isinstance(key, tuple) else (key,)
+            per_unit = cell.groupby("unit_id", observed=True)["correct"].mean().to_numpy(float)
+            mean, low, high = bca_mean(per_unit, n_resamples, confidence, rng)
+            rows.append({"model": model, **dict(zip(keys + ["confidence"], key)),
+                         "n_trials": len(cell), "n_units": len(per_unit), "accuracy": mean,
+                         "ci_low": low, "ci_high": high,
+                         "pooled_accuracy": float(cell["correct"].mean())})
+    out = pd.DataFrame(rows)
+    if not out.empty:
+        cell = out.groupby(["model", *keys], observed=True, dropna=False)["n_trials"]
+        out.insert(out.columns.get_loc("n_units"), "share", out["n_trials"] / cell.transform("sum"))
+    out.attrs.update(method="mean of unit accuracies, BCa bootstrap over units",
+                     n_resamples=n_resamples, confidence=confidence, seed=seed)
     return out
 
 

@@ -3,6 +3,7 @@ and a mixed-effects logistic regression with crossed random effects."""
 from __future__ import annotations
 
 import itertools
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Sequence
 
@@ -21,6 +22,14 @@ if TYPE_CHECKING:
     from statsmodels.genmod.bayes_mixed_glm import BayesMixedGLMResults
 
 STRATA = ("condition", "difficulty")
+
+
+MIN_N = 5  # below this many units (or participants, layers) a test prints a note, not a p
+
+
+def too_few(n: int, what: str) -> str:
+    """'too few ...' when `n` is below MIN_N (the test's p is then not reported), else ''."""
+    return f"too few {what} (n = {n} < {MIN_N}): no p-value" if n < MIN_N else ""
 
 
 def _strata(frame: pd.DataFrame, strata: Sequence[str]) -> list[str]:
@@ -70,11 +79,16 @@ def kruskal_models(units: pd.DataFrame, strata: Sequence[str] = STRATA
         if len(groups) < 2:
             continue
         res = stats.kruskal(*groups.values())
-        eps2 = (res.statistic - len(groups) + 1) / (sum(map(len, groups.values())) - len(groups))
-        tests.append({**label, "n_models": len(groups),
-                      "n_units": int(sum(map(len, groups.values()))), "H": res.statistic,
-                      "df": len(groups) - 1, "p": res.pvalue, "epsilon_squared": eps2})
+        n, k = sum(map(len, groups.values())), len(groups)
+        note = too_few(min(map(len, groups.values())), "units in a model")
+        tests.append({**label, "n_models": k, "n_units": n, "H": res.statistic, "df": k - 1,
+                      "p": np.nan if note else res.pvalue,
+                      "epsilon_squared": res.statistic / (n - 1),
+                      "eta_squared_h": (res.statistic - k + 1) / (n - k), "note": note})
         ph = conover_posthoc(groups)
+        if note:
+            ph[["p", "p_holm"]] = np.nan
+            ph["note"] = note
         for column, value in reversed(list(label.items())):
             ph.insert(0, column, value)
         posthoc.append(ph)
@@ -82,19 +96,26 @@ def kruskal_models(units: pd.DataFrame, strata: Sequence[str] = STRATA
                                  else pd.DataFrame())
 
 
+BM_NORMAL_ABOVE = 50  # IMI: the normal approximation when the smaller group has more units
+
+
 def brunner_munzel(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
-    """Brunner-Munzel test of two samples with the effect P(a < b) + 0.5 P(a = b)."""
+    """Brunner-Munzel test of two samples (IMI's rule: t distribution when the smaller group has
+    at most 50 values, else the normal approximation) with P(a < b) + 0.5 P(a = b)."""
     a = np.asarray(a, dtype=float)
     b = np.asarray(b, dtype=float)
-    res = stats.brunnermunzel(a, b)
+    distribution = "t" if min(len(a), len(b)) <= BM_NORMAL_ABOVE else "normal"
+    res = stats.brunnermunzel(a, b, alternative="two-sided", distribution=distribution)
     ranks = stats.rankdata(np.r_[a, b])
     p_hat = (ranks[len(a):].mean() - (len(b) + 1) / 2) / len(a)
-    return {"statistic": float(res.statistic), "p": float(res.pvalue), "p_a_less_b": float(p_hat),
-            "n_a": len(a), "n_b": len(b)}
+    return {"statistic": float(res.statistic), "p": float(res.pvalue), "distribution": distribution,
+            "p_a_less_b": float(p_hat), "n_a": len(a), "n_b": len(b)}
 
 
-def brunner_munzel_pairs(units: pd.DataFrame, strata: Sequence[str] = STRATA) -> pd.DataFrame:
-    """Brunner-Munzel for every pair of models within each condition, Holm-adjusted per family."""
+def brunner_munzel_pairs(units: pd.DataFrame, strata: Sequence[str] = STRATA,
+                         holm: bool = False) -> pd.DataFrame:
+    """Brunner-Munzel for every pair of models within each condition, uncorrected as in IMI;
+    `holm` adds Holm-adjusted p-values per condition (p_holm, not IMI's)."""
     keys = _strata(units, strata)
     out = []
     for key, frame in units.groupby(keys, observed=True, dropna=False) if keys else [((), units)]:
@@ -105,14 +126,19 @@ def brunner_munzel_pairs(units: pd.DataFrame, strata: Sequence[str] = STRATA) ->
             if len(groups[ma]) < 2 or len(groups[mb]) < 2:
                 continue
             res = brunner_munzel(groups[ma], groups[mb])
+            note = too_few(min(res["n_a"], res["n_b"]), "units in a model")
             rows.append({**dict(zip(keys, key)), "model_a": ma, "model_b": mb,
-                         "score_a": groups[ma].mean(), "score_b": groups[mb].mean(), **res})
+                         "score_a": groups[ma].mean(), "score_b": groups[mb].mean(), **res,
+                         "note": note})
+            if note:
+                rows[-1]["p"] = np.nan
         if rows:
             fam = pd.DataFrame(rows)
-            ok = fam["p"].notna()
-            fam["p_holm"] = np.nan
-            if ok.any():
-                fam.loc[ok, "p_holm"] = multipletests(fam.loc[ok, "p"], method="holm")[1]
+            if holm:
+                ok = fam["p"].notna()
+                fam["p_holm"] = np.nan
+                if ok.any():
+                    fam.loc[ok, "p_holm"] = multipletests(fam.loc[ok, "p"], method="holm")[1]
             out.append(fam)
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 
@@ -152,10 +178,11 @@ def _paired_rows(wide: pd.DataFrame, a: str, b: str, label: dict, n_resamples: i
             continue
         mean, low, high = bca_mean(d, n_resamples, 0.95, rng)
         w = stats.wilcoxon(d) if np.any(d != 0) else None
+        note = too_few(len(d), "units")
         rows.append({**label, "model": model, "n_units": len(d), f"score_{a}": frame[a].mean(),
                      f"score_{b}": frame[b].mean(), "mean_diff": mean, "ci_low": low,
                      "ci_high": high, "wilcoxon_W": w.statistic if w else np.nan,
-                     "p": w.pvalue if w else 1.0,
+                     "p": np.nan if note else w.pvalue if w else 1.0, "note": note,
                      "share_units_a_better": float((d > 0).mean()),
                      "spearman_rho_units": stats.spearmanr(frame[a], frame[b]).statistic
                      if len(d) > 2 and np.ptp(frame[a]) > 0 and np.ptp(frame[b]) > 0
@@ -163,14 +190,41 @@ def _paired_rows(wide: pd.DataFrame, a: str, b: str, label: dict, n_resamples: i
     return rows
 
 
-def depth_correlation(units: pd.DataFrame, unit_table: pd.DataFrame | None,
-                      strata: Sequence[str] = STRATA) -> pd.DataFrame:
-    """Spearman correlation of unit score with relative layer depth (layer_position)."""
+def layer_scores(units: pd.DataFrame, unit_table: pd.DataFrame | None,
+                 strata: Sequence[str] = STRATA) -> pd.DataFrame:
+    """Per model, condition and layer: the unweighted mean of its units' scores (IMI), the
+    layer's relative depth and a t interval over its units (none for a single unit)."""
     if unit_table is None or "layer_position" not in unit_table.columns:
         return pd.DataFrame()
     pos = unit_table.drop_duplicates("unit_id").set_index("unit_id")["layer_position"]
     frame = units.assign(layer_position=units["unit_id"].map(pos)).dropna(
         subset=["layer_position"])
+    if frame.empty:
+        return pd.DataFrame()
+    if "layer" not in frame.columns:  # a unit id is model/layer/channel
+        frame = frame.assign(layer=frame["unit_id"].astype(str).str.rsplit("/", n=1).str[0])
+    keys = _strata(frame, strata) + ["model", "layer"]
+    g = frame.groupby(keys, observed=True, dropna=False)
+    out = g.agg(layer_position=("layer_position", "first"), n_units=("score", "size"),
+                score=("score", "mean"), sd=("score", "std")).reset_index()
+    half = stats.t.ppf(0.975, np.maximum(out["n_units"] - 1, 1)) * out["sd"] / np.sqrt(
+        out["n_units"])
+    out["ci_low"] = (out["score"] - half).where(out["n_units"] > 1)
+    out["ci_high"] = (out["score"] + half).where(out["n_units"] > 1)
+    return out.sort_values(keys[:-1] + ["layer_position"]).reset_index(drop=True)
+
+
+def depth_correlation(units: pd.DataFrame, unit_table: pd.DataFrame | None,
+                      strata: Sequence[str] = STRATA, level: str = "layer") -> pd.DataFrame:
+    """Spearman correlation of score with relative layer depth per model and condition: IMI
+    averages units per layer first and correlates the layer means (`level="layer"`, n =
+    layers); `level="unit"` correlates single units (n = units, not IMI's)."""
+    if level not in ("layer", "unit"):
+        raise ValueError(f"level must be 'layer' or 'unit', got {level!r}")
+    if level == "layer":
+        frame = layer_scores(units, unit_table, strata)
+    else:
+        frame = layer_scores(units.assign(layer=units["unit_id"]), unit_table, strata)
     if frame.empty:
         return pd.DataFrame()
     keys = _strata(frame, strata)
@@ -180,8 +234,11 @@ def depth_correlation(units: pd.DataFrame, unit_table: pd.DataFrame | None,
         if len(f) < 3 or f["layer_position"].nunique() < 2 or f["score"].nunique() < 2:
             continue
         r = stats.spearmanr(f["layer_position"], f["score"])
-        rows.append({**dict(zip(keys + ["model"], key)), "n_units": len(f),
-                     "spearman_rho": r.statistic, "p": r.pvalue})
+        note = too_few(len(f), f"{level}s")
+        rows.append({**dict(zip(keys + ["model"], key)), "level": level,
+                     f"n_{level}s": len(f), "n_units": int(f["n_units"].sum()),
+                     "spearman_rho": r.statistic, "p": np.nan if note else r.pvalue,
+                     "note": note})
     return pd.DataFrame(rows)
 
 
@@ -201,6 +258,8 @@ class MixedModelResult:
     # fitted logits (fixed + random effects) of the rows in the reference condition and easiest
     # difficulty: what the model logits and the TOST margin in logits refer to
     reference_eta: np.ndarray = field(default_factory=lambda: np.empty(0))
+    engine: str = "vb"  # glmer (lme4) or vb (statsmodels, the fallback)
+    seconds: float = np.nan
 
     def slope(self) -> pd.Series | None:
         """The row of the scale slope (logit per decade), if the model had one."""
@@ -297,6 +356,12 @@ def _cell_columns(data: pd.DataFrame, reference: str, factors: Sequence[str] = F
             columns += code(factor)[0]
             names += code(factor)[1]
     return columns, names
+
+
+def _factors_note(factors: Sequence[str], reference: str) -> str:
+    """How the task type's factors enter the mixed model."""
+    return (f"fixed effects of the task type's factors ({', '.join(factors)}), treatment-coded"
+            + (f"; condition against {reference}" if "condition" in factors else ""))
 
 
 def _design(data: pd.DataFrame, fixed: list[np.ndarray], names: list[str],
@@ -403,37 +468,166 @@ JOINT_INTERVAL_TEXT = (
     "approximation of fixed and random effects at the VB means (the fixed-effects block of the "
     "inverse joint precision given the variance components); sd_vb is mean-field VB's own "
     "posterior SD, which ignores the correlation of between-participant effects (condition, "
-    "difficulty) with the participant effects. Measured 95% coverage on simulated IMI-shaped "
-    "data (nine IMI models, 40 units x 10 responses x 2 conditions x 2 difficulties, unit "
-    "effects correlated 0.6 or 1 across conditions, mixed model on 8,000 rows; "
-    "benchmarks/coverage_mixed_effects.py, 110 datasets): condition 90%, difficulty 94% "
-    "(88-97% per setting, Monte Carlo SE 2-7%), against 60-72% and 36-60% for the mean-field "
-    "VB intervals (50 datasets). The SDs of the variance components are mean-field VB's.")
+    "difficulty) with the participant effects. The SDs of the variance components are "
+    "mean-field VB's.")
 SLOPE_INTERVAL_TEXT = (
     "Scale is a model-level predictor, so the log10_scale row holds the between-model slope: "
-    "each model's logit in the reference condition (one fixed intercept per model in a second "
-    "mixed GLM with the same random participant and unit intercepts, VB posterior means) "
-    "regressed on the scale variable (log10 for counts, top-1 in steps of 10 points) by least "
-    "squares, one point per model, with a t interval on "
-    "models - 2 df; its residual holds both the between-model deviations and the estimation "
-    "noise. Measured 95% coverage on simulated IMI-shaped data (nine IMI models, 40 units x 20 "
-    "responses x 2 conditions, mixed model on 8,000 rows; true slope 0 or 0.3 logit per "
-    "decade, between-model SD 0-0.3 logit; benchmarks/coverage_mixed_slope.py --n 50, 200 "
-    "datasets): 92.5% (Monte Carlo SE 1.9%; 88-96% per setting). "
-    "The mean-field VB interval of the same slope (shown for comparison) covered 55% "
-    "(40-68%): it drops the correlation between the slope and the model intercepts; the "
-    "joint-Gaussian interval of the main fit (also shown) covered 92% in 100 datasets.")
+    "each model's logit in the reference condition (one fixed intercept per model) regressed "
+    "on the scale variable (log10 for counts, top-1 in steps of 10 points) by least squares, "
+    "one point per model, with a t interval on models - 2 df; its residual holds both the "
+    "between-model deviations and the estimation noise.")
+GLMER_INTERVAL_TEXT = (
+    "Fixed effects: glmer's estimates with Wald intervals (estimate +- 1.96 SE, the SE from "
+    "lme4's covariance of the fixed effects). With several models each model has its own fixed "
+    "intercept (model[...]: its logit in the reference condition); scale enters through the "
+    "between-model slope. Variance components: the SD of each random intercept with a Wald "
+    "interval on log(SD), its SE from the curvature of glmer's deviance in the SDs (the fixed "
+    "effects held at their estimates); an SD at the boundary (near 0) gets no upper limit.")
+ENGINES = ("auto", "glmer", "vb")
 
 
 def mixed_model(responses: pd.DataFrame, models: pd.DataFrame | None = None,
-                scale: str | None = "parameters", max_rows: int = 8_000, seed: int = 0,
+                scale: str | None = "parameters", max_rows: int | None = None, seed: int = 0,
                 model_effect: bool = True, reference: str = "natural",
                 fit_method: str = "L-BFGS-B", margin: float = DEFAULT_MARGIN,
-                slope_scales: Sequence[str] = SCALES, factors: Sequence[str] = FACTORS
-                ) -> MixedModelResult:
-    """Logistic regression of correctness: fixed `factors` (the task type's; IMI: condition and
-    difficulty, condition against `reference`) + log10(scale), random intercepts for
-    participant and unit (crossed), and model; Bayesian mixed GLM fitted by variational Bayes.
+                slope_scales: Sequence[str] = SCALES, factors: Sequence[str] = FACTORS,
+                engine: str = "auto", nagq: int = 1) -> MixedModelResult:
+    """Logistic mixed model of correctness on every scored row (or a seeded subsample of whole
+    participants, `max_rows`): lme4's glmer when R and lme4 are installed (`engine` auto or
+    glmer; Laplace, `nagq` 1), else statsmodels' variational Bayes (`engine` vb, the named
+    fallback). See `glmer_mixed_model` and `vb_mixed_model`."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    from analysis import glmm
+
+    if engine == "glmer" or (engine == "auto" and glmm.available()):
+        return glmer_mixed_model(responses, models, scale, max_rows, seed, model_effect,
+                                 reference, margin, slope_scales, factors, nagq)
+    notes = ([] if engine == "vb" else
+             [f"lme4 not found, so the statsmodels fallback ran ({glmm.INSTALL_HINT} for glmer)"])
+    result = vb_mixed_model(responses, models, scale, 8_000 if max_rows is None else max_rows,
+                            seed, model_effect, reference, fit_method, margin, slope_scales,
+                            factors)
+    result.notes[:0] = notes
+    return result
+
+
+def glmer_mixed_model(responses: pd.DataFrame, models: pd.DataFrame | None = None,
+                      scale: str | None = "parameters", max_rows: int | None = None,
+                      seed: int = 0, model_effect: bool = True, reference: str = "natural",
+                      margin: float = DEFAULT_MARGIN, slope_scales: Sequence[str] = SCALES,
+                      factors: Sequence[str] = FACTORS, nagq: int = 1) -> MixedModelResult:
+    """lme4's glmer: fixed `factors` (treatment-coded, condition against `reference`) and one
+    intercept per model (the model's logit in the reference cell), random intercepts for
+    participant, unit and unit:condition (crossed); the scale slope is the between-model slope
+    of those logits (t on models - 2 df, with a TOST per scale variable)."""
+    from analysis import glmm
+    from analysis.load import model_order
+
+    full = main_trials(responses)
+    data, notes = _subsample(full, len(full) if max_rows is None else max_rows, seed)
+    names_models = model_order(data["model"].astype(str).unique(), models)
+    if model_effect and len(names_models) > 1:
+        fixed_cols = [(data["model"].astype(str) == m).to_numpy(float) for m in names_models]
+        names = [f"model[{m}]" for m in names_models]
+    else:
+        fixed_cols, names = [np.ones(len(data))], ["intercept"]
+    cond, cond_names = _cell_columns(data, reference, factors)
+    fixed_cols += cond
+    names += cond_names
+    notes.append(_factors_note(factors, reference))
+    random = [("participant", data["participant_id"]), ("unit", data["unit_id"])]
+    if data["condition"].nunique() > 1:
+        random.append(("unit:condition", data["unit_id"].astype(str) + "|"
+                       + data["condition"].astype(str)))
+    fit = glmm.fit_glmer(data["correct"].to_numpy(int), np.column_stack(fixed_cols), names,
+                         random, nagq=nagq)
+    z = stats.norm.ppf(0.975)
+    fixed = pd.DataFrame({"term": names, "estimate": fit.fixed["estimate"].to_numpy(float),
+                          "sd": fit.fixed["se"].to_numpy(float), "df": np.inf,
+                          "interval": "Wald (glmer)"})
+    fixed["ci_low"] = fixed["estimate"] - z * fixed["sd"]
+    fixed["ci_high"] = fixed["estimate"] + z * fixed["sd"]
+    reference_eta = fit.eta[_reference_rows(data, reference)]
+    slopes = pd.DataFrame()
+    lx, why = _scale_column(data, models, scale)
+    if lx is not None and names[0].startswith("model["):
+        logits = pd.Series(fixed["estimate"].to_numpy()[:len(names_models)],
+                           index=pd.Index(names_models, name="model"))
+        slopes, slope_notes = between_model_slopes(logits, models, scale, slope_scales, margin,
+                                                   reference_eta)
+        notes += slope_notes
+        used = slopes[slopes["used"]] if not slopes.empty else slopes
+        if not used.empty:
+            row = used.iloc[0]
+            fixed = pd.concat([fixed, pd.DataFrame([{
+                "term": "log10_scale", **{c: row[c] for c in ("estimate", "sd", "df",
+                                                              "ci_low", "ci_high")},
+                "interval": SLOPE_METHOD}])], ignore_index=True)
+    elif why:
+        notes.append(why)
+    fixed["odds_ratio"] = np.exp(fixed["estimate"])
+    variance = _glmer_variance(fit.variance, z)
+    notes += [f"lme4: {w}" for w in fit.warnings]
+    approximation = "Laplace" if nagq == 1 else f"nAGQ = {nagq}"
+    method = (f"lme4 {fit.info.get('lme4', '?')} glmer ({approximation}, nloptwrap; "
+              f"{fit.info.get('R', 'R')}), {float(fit.info.get('fit_s', 'nan')):.1f} s")
+    return MixedModelResult(fixed=fixed, variance=variance, n_rows=len(full), n_used=len(data),
+                            seed=seed, scale=scale if not slopes.empty else None, method=method,
+                            notes=notes, scale_slopes=slopes, reference_eta=reference_eta,
+                            engine="glmer", seconds=float(fit.info.get("total_s", "nan")))
+
+
+def compare_fits(sub: MixedModelResult, full: MixedModelResult) -> pd.DataFrame:
+    """A subsample's fit beside the fit on every row: estimates, interval widths and their
+    ratio per fixed effect and variance component, the scale slope's TOST verdict, seconds."""
+    def rows(result: MixedModelResult) -> pd.DataFrame:
+        fixed = result.fixed.assign(kind="fixed effect")[["kind", "term", "estimate", "ci_low",
+                                                          "ci_high"]]
+        variance = result.variance.rename(columns={"component": "term", "sd": "estimate",
+                                                   "sd_low": "ci_low", "sd_high": "ci_high"})
+        frame = pd.concat([fixed, variance.assign(kind="SD")[fixed.columns]], ignore_index=True)
+        return frame.assign(width=frame["ci_high"] - frame["ci_low"]).set_index(["kind", "term"])
+
+    a, b = rows(sub), rows(full)
+    out = (a[["estimate", "width"]].add_suffix("_subsample")
+           .join(b[["estimate", "width"]].add_suffix("_all"), how="outer").reset_index())
+    out["width_ratio"] = out["width_subsample"] / out["width_all"]
+    verdicts = {}
+    for label, result in (("subsample", sub), ("all rows", full)):
+        used = (result.scale_slopes[result.scale_slopes["used"]]
+                if "equivalent" in result.scale_slopes else pd.DataFrame())
+        if not used.empty:
+            verdicts[label] = (float(used.iloc[0]["p_tost"]), bool(used.iloc[0]["equivalent"]))
+    out.attrs.update(rows=(sub.n_used, full.n_used), seconds=(sub.seconds, full.seconds),
+                     tost=verdicts)
+    return out
+
+
+def _glmer_variance(variance: pd.DataFrame, z: float) -> pd.DataFrame:
+    """SDs with Wald intervals on log(SD); an SD at the boundary gets [0, no upper limit]."""
+    sd = variance["sd"].to_numpy(float)
+    se = variance["se"].to_numpy(float)
+    inner = (sd > 1e-4) & np.isfinite(se)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        spread = np.exp(z * se / sd)
+        high = sd * spread
+    return pd.DataFrame({"component": variance["component"], "sd": sd, "se": se,
+                         "sd_low": np.where(inner, sd / spread, 0.0),
+                         "sd_high": np.where(inner, high, np.nan),
+                         "interval": np.where(inner, "Wald on log(SD)", "at the boundary")})
+
+
+def vb_mixed_model(responses: pd.DataFrame, models: pd.DataFrame | None = None,
+                   scale: str | None = "parameters", max_rows: int = 8_000, seed: int = 0,
+                   model_effect: bool = True, reference: str = "natural",
+                   fit_method: str = "L-BFGS-B", margin: float = DEFAULT_MARGIN,
+                   slope_scales: Sequence[str] = SCALES, factors: Sequence[str] = FACTORS
+                   ) -> MixedModelResult:
+    """The fallback without R: logistic regression of correctness with fixed `factors` (the
+    task type's; IMI: condition and difficulty, condition against `reference`) +
+    log10(scale), random intercepts for participant and unit (crossed), and model; Bayesian
+    mixed GLM fitted by variational Bayes.
 
     statsmodels' BinomialBayesMixedGLM.fit_vb handles thousands of crossed random effects in
     seconds. A unit's effect may differ between conditions (a unit:condition random intercept
@@ -460,9 +654,7 @@ def mixed_model(responses: pd.DataFrame, models: pd.DataFrame | None = None,
     cond, cond_names = _cell_columns(data, reference, factors)
     fixed_cols += cond
     names += cond_names
-    notes.append(f"fixed effects of the task type's factors ({', '.join(factors)}), "
-                 f"treatment-coded" + (f"; condition against {reference}"
-                                       if "condition" in factors else ""))
+    notes.append(_factors_note(factors, reference))
     lx, why = _scale_column(data, models, scale)
     if lx is not None:
         fixed_cols.append(lx - lx.mean())
@@ -478,6 +670,7 @@ def mixed_model(responses: pd.DataFrame, models: pd.DataFrame | None = None,
         random.append(("unit:condition", "unit_condition"))
     if model_effect and data["model"].nunique() > 1:
         random.append(("model", "model"))
+    started = time.perf_counter()
     design = _design(data, fixed_cols, names, random)
     fit = _fit_vb(design, fit_method, seed)
     eta = design.exog @ fit.fe_mean + design.exog_vc @ fit.vc_mean
@@ -504,7 +697,8 @@ def mixed_model(responses: pd.DataFrame, models: pd.DataFrame | None = None,
     return MixedModelResult(fixed=fixed, variance=variance, n_rows=len(full), n_used=len(data),
                             seed=seed, scale=scale if lx is not None else None,
                             method=_method_text(fit_method, slopes), notes=notes,
-                            scale_slopes=slopes, reference_eta=reference_eta)
+                            scale_slopes=slopes, reference_eta=reference_eta, engine="vb",
+                            seconds=time.perf_counter() - started)
 
 
 def _method_text(fit_method: str, slopes: pd.DataFrame) -> str:
@@ -545,28 +739,47 @@ def _scale_slopes(data: pd.DataFrame, models: pd.DataFrame, fixed: pd.DataFrame,
                   reference: str, fit_method: str, seed: int, margin: float,
                   scales: Sequence[str], reference_eta: np.ndarray,
                   factors: Sequence[str] = FACTORS) -> tuple[pd.DataFrame, list[str]]:
-    """The main fit's slope of `scale` (mean-field VB and joint Gaussian SDs) and the
-    between-model slope on each of `scales` (when >= 3 models) with a TOST; the row with
-    used=True is the log10_scale row of the fixed effects."""
+    """The VB fit's slope of `scale` (mean-field VB and joint Gaussian SDs) and the
+    between-model slope on each of `scales` (when >= 3 models, from a second fit with one
+    intercept per model) with a TOST; the row with used=True is the log10_scale row."""
     main = fixed.set_index("term").loc["log10_scale"]
-    margin_logit, density = margin_in_logits(margin, reference_eta)
     z = stats.norm.ppf(0.975)
     unit = TRANSFORMS[scale][1] if scale in TRANSFORMS else "per 10x"
     rows = [{"scale": scale, "unit": unit, "interval": method, "estimate": main["estimate"],
              "sd": sd, "df": np.inf, "ci_low": main["estimate"] - z * sd,
              "ci_high": main["estimate"] + z * sd, "used": False}
             for method, sd in ((VB_METHOD, main["sd_vb"]), (JOINT_METHOD, main["sd"]))]
-    n_models = data["model"].nunique()
-    if n_models < 3:
+    if data["model"].nunique() < 3:
         rows[1]["used"] = True
         note = ("log10_scale interval: joint Gaussian of the main fit (fewer than 3 models, no "
                 "between-model slope; too narrow when models vary beyond the trend)")
         return pd.DataFrame(rows), [note]
     logits = model_logits(data, reference, fit_method, seed, factors)
+    between, notes = between_model_slopes(logits, models, scale, scales, margin, reference_eta)
+    out = pd.concat([pd.DataFrame(rows), between], ignore_index=True)
+    out["used"] = out["used"].fillna(False).astype(bool)
+    if not out["used"].any():
+        out.loc[1, "used"] = True
+        return out, notes
+    row = out[out["used"]].iloc[0]
+    width_vb = rows[0]["ci_high"] - rows[0]["ci_low"]
+    comparison = "narrower" if width_vb < row["ci_high"] - row["ci_low"] else "not narrower"
+    notes.insert(1, f"the mean-field VB interval [{rows[0]['ci_low']:.3f}, "
+                    f"{rows[0]['ci_high']:.3f}] is {comparison} here")
+    return out, notes
+
+
+def between_model_slopes(logits: pd.Series, models: pd.DataFrame, scale: str,
+                         scales: Sequence[str], margin: float, reference_eta: np.ndarray
+                         ) -> tuple[pd.DataFrame, list[str]]:
+    """The between-model slope of the model logits on `scale` and each of `scales` (>= 3
+    models with distinct values), each with a TOST against `margin` (proportion correct,
+    converted to logits at the reference rows); used=True marks `scale`'s row."""
+    margin_logit, density = margin_in_logits(margin, reference_eta)
     meta = attach_model_metadata(pd.DataFrame({"model": logits.index}), models,
                                  tuple(dict.fromkeys((scale, *scales)))).set_index("model")
-    notes = []
-    for name in [scale] + [x for x in scales if x != scale]:
+    rows, notes = [], []
+    for name in dict.fromkeys((scale, *scales)):
         if name not in meta.columns:
             continue
         x = pd.Series(transform_scale(meta[name].to_numpy(float), name), index=meta.index)
@@ -585,19 +798,13 @@ def _scale_slopes(data: pd.DataFrame, models: pd.DataFrame, fixed: pd.DataFrame,
             notes.append(f"{name}: only {x.nunique()} distinct values among {len(x)} models, so "
                          f"its slope contrasts {x.nunique()} groups of models")
     out = pd.DataFrame(rows)
-    out["used"] = out["used"].fillna(False).astype(bool)
-    used = out[out["used"]]
-    if used.empty:
-        out.loc[1, "used"] = True
+    if out.empty:
         return out, notes
-    row = used.iloc[0]
-    width_vb = rows[0]["ci_high"] - rows[0]["ci_low"]
-    comparison = ("narrower" if width_vb < row["ci_high"] - row["ci_low"] else "not narrower")
-    notes.insert(0, f"log10_scale: between-model slope of {int(row['n_models'])} model logits "
-                    f"(per-model intercepts of a second mixed GLM with the same random effects) "
-                    f"on {scale}, t interval with {row['df']:.0f} df; the mean-field VB "
-                    f"interval [{rows[0]['ci_low']:.3f}, {rows[0]['ci_high']:.3f}] is "
-                    f"{comparison} here (it covered 55% in simulations)")
+    used = out[out["used"]]
+    if not used.empty:
+        row = used.iloc[0]
+        notes.insert(0, f"log10_scale: between-model slope of {int(row['n_models'])} model "
+                        f"logits on {scale}, t interval with {row['df']:.0f} df")
     notes.append(f"TOST margins: +-{margin} proportion correct per unit of each scale variable, "
                  f"+-{margin_logit:.3f} logit (divided by the mean p(1 - p) = {density:.3f} of "
                  f"the fitted probabilities in the reference condition)")
@@ -605,5 +812,6 @@ def _scale_slopes(data: pd.DataFrame, models: pd.DataFrame, fixed: pd.DataFrame,
 
 
 __all__ = ["conover_posthoc", "kruskal_models", "brunner_munzel", "brunner_munzel_pairs",
-           "paired_conditions", "depth_correlation", "mixed_model", "MixedModelResult",
-           "model_logits", "between_model_slope"]
+           "paired_conditions", "depth_correlation", "layer_scores", "mixed_model", "MixedModelResult",
+           "model_logits", "between_model_slope", "between_model_slopes", "glmer_mixed_model",
+           "vb_mixed_model"]

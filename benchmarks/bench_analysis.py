@@ -1,6 +1,7 @@
 """Benchmark: the whole analysis of a simulated IMI-sized dataset, against a naive baseline.
 
-130,000 trials, 767 units, 9 models, 10,000 bootstrap resamples, mixed model on a subsample.
+130,000 trials, 767 units, 9 models, 10,000 bootstrap resamples, mixed model (lme4 glmer when
+installed) on every scored row.
 Baseline (named, measured in the same run): the BCa-over-units step done the naive way, one
 Python-level resample at a time (np.random.choice + mean per resample, jackknife in a loop),
 timed on a subset of groups and resamples and scaled linearly to the full job.

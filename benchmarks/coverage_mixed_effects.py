@@ -1,4 +1,4 @@
-"""Coverage of the mixed model's condition and difficulty intervals on simulated data.
+"""Coverage of the VB fallback's condition and difficulty intervals on simulated data.
 
 Simulate `--n` IMI-shaped datasets (nine IMI models, natural and synthetic references, easy and
 p95 queries, known logit effects), fit `analysis.mixed_model` (no scale term, so one fit per
@@ -32,7 +32,7 @@ def one_dataset(seed: int, units_per_model: int, responses_per_unit: int, max_ro
     truth = {"condition[synthetic]": mu["synthetic"] - mu["natural"],
              "difficulty[p95]": DIFFICULTY}
     t0 = time.perf_counter()
-    res = mixed_model(ds.responses, None, max_rows=max_rows, seed=seed + 1)
+    res = mixed_model(ds.responses, None, max_rows=max_rows, seed=seed + 1, engine="vb")
     seconds = time.perf_counter() - t0
     fixed = res.fixed.set_index("term")
     rows = []

@@ -1,4 +1,4 @@
-"""Coverage of the mixed model's scale-slope intervals on simulated data with known slope.
+"""Coverage of the VB fallback's scale-slope intervals on simulated data with known slope.
 
 For each setting (true slope, between-model SD) simulate `--n` IMI-shaped datasets (nine IMI
 models, `analysis.simulate` with seeded model deviations around the scale trend), fit
@@ -29,7 +29,7 @@ def one_dataset(slope: float, model_sd: float, seed: int, units_per_model: int,
     ds = simulate(units_per_model=units_per_model, responses_per_unit=responses_per_unit,
                   careless_fraction=0.0, scale_slope=slope, model_sd=model_sd, seed=seed)
     t0 = time.perf_counter()
-    res = mixed_model(ds.responses, ds.models, max_rows=max_rows, seed=seed + 1)
+    res = mixed_model(ds.responses, ds.models, max_rows=max_rows, seed=seed + 1, engine="vb")
     seconds = time.perf_counter() - t0
     rows = []
     for _, r in res.scale_slopes[res.scale_slopes["scale"] == "parameters"].iterrows():

@@ -6,7 +6,9 @@ from sqlalchemy import func, select
 
 from experiments.build import build_experiment
 from experiments.db import Database
-from experiments.db.models import Experiment, Session, Task, Unit
+from experiments.db.models import Experiment, Session, Task, Trial, Unit
+from experiments.spec import Exclusions
+from experiments.tasks.registry import get_task, task_name_of_spec
 from experiments.export import export_experiment
 from experiments.vocabulary import SessionStatus
 
@@ -35,10 +37,33 @@ def build(spec_path: str, database_url: str | None, replace: bool, verify_hashes
             Unit.experiment_id == built.id, Unit.role == "left_out")).all()
     conditions = sorted({t.condition for t in tasks})
     click.echo(f"built {built.key}: {len(tasks)} tasks ({', '.join(conditions)}) in {db.describe()}")
+    for warning in unmeetable_exclusions(db, built):
+        click.echo(f"warning: {warning}", err=True)
     if left_out:
         click.echo(f"{len(left_out)} units left out: their feature visualizations do not beat "
                    f"their natural exemplars (IMI's rule; fv_must_beat_natural = false keeps "
                    f"them): {', '.join(left_out[:5])}{' ...' if len(left_out) > 5 else ''}")
+
+
+def unmeetable_exclusions(db: Database, built: Experiment) -> list[str]:
+    """The spec's exclusion thresholds that its own tasks cannot meet (the fewest trials of
+    any task decide)."""
+    thresholds = Exclusions.model_validate(built.spec_json.get("exclusions") or {})
+    with db.read() as session:
+        counts = session.execute(
+            select(Trial.task_id, Trial.is_catch, Trial.is_calibration, func.count())
+            .join(Task).where(Task.experiment_id == built.id, Trial.phase == "main")
+            .group_by(Trial.task_id, Trial.is_catch, Trial.is_calibration)).all()
+    per_task: dict[int, list[int]] = {}
+    for task_id, is_catch, is_calibration, n in counts:
+        kind = 1 if is_catch else 2 if is_calibration else 0
+        per_task.setdefault(task_id, [0, 0, 0])[kind] += n
+    if not per_task:
+        return []
+    fewest = min(per_task.values(), key=lambda c: (c[0] + c[2], c[1]))
+    options = len(get_task(task_name_of_spec(built.spec_json)).options)
+    return thresholds.unmeetable(main_trials=fewest[0] + fewest[2], catch_trials=fewest[1],
+                                      options=options, calibration_trials=fewest[2])
 
 
 @experiment.command("list")

@@ -167,6 +167,9 @@ class Exclusions(Strict):
         0, description="with [calibration]: calibration trials a participant must answer "
                        "correctly; 0 = report the control score without excluding anyone")
     min_row_uses: NonNegativeInt = 5
+    row_uses_include_catch: bool = Field(
+        True, description="count the response rows over the whole main block, catch trials "
+                          "included (IMI's code); false: over scored trials only")
     min_total_s: float = Field(135.0, ge=0)
     max_total_s: float = Field(2500.0, ge=0)
     min_instruction_s: float = Field(15.0, ge=0)
@@ -178,6 +181,27 @@ class Exclusions(Strict):
         if self.min_total_s > self.max_total_s:
             raise ValueError("min_total_s must not exceed max_total_s")
         return self
+
+    def unmeetable(self, main_trials: int, catch_trials: int, options: int,
+                   calibration_trials: int = 0) -> list[str]:
+        """What no participant of a task with this many trials (the fewest of any task) can
+        meet, one sentence each."""
+        found = []
+        if self.min_catch_correct > catch_trials:
+            found.append(f"exclusions.min_catch_correct = {self.min_catch_correct} but a task "
+                         f"has {catch_trials} catch trials: the analysis then needs all of them "
+                         f"correct")
+        counted = main_trials + (catch_trials if self.row_uses_include_catch else 0)
+        if options and self.min_row_uses * options > counted:
+            found.append(f"exclusions.min_row_uses = {self.min_row_uses} needs {options} x "
+                         f"{self.min_row_uses} = {self.min_row_uses * options} counted answers "
+                         f"but a task has {counted} "
+                         + ("(main and catch trials)" if self.row_uses_include_catch
+                            else "(scored main trials)") + ": everyone would be excluded")
+        if self.min_calibration_correct > calibration_trials:
+            found.append(f"exclusions.min_calibration_correct = {self.min_calibration_correct} "
+                         f"but a task has {calibration_trials} calibration trials")
+        return found
 
 
 class LabSettings(Strict):

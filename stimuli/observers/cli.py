@@ -69,7 +69,13 @@ def observe(source: str, out: str, database_url: str | None, observer: str, back
     """Answer SOURCE's trials by machine: SOURCE is a stimulus set folder (N trials per unit
     and condition, made by the task type) or a built experiment's name@version in --database
     (exactly the trials people got)."""
-    from stimuli.observers.run import ObserveOptions, observe as run_observe  # torch
+    from stimuli.observers.run import (  # torch
+        SCORED_SCOPE,
+        ObserveOptions,
+        scored,
+        scored_mean,
+    )
+    from stimuli.observers.run import observe as run_observe
     from stimuli.observers.trials import from_experiment, from_set
 
     options = ObserveOptions(observer=observer, backbone=backbone, alpha=_alpha(alpha),
@@ -83,7 +89,8 @@ def observe(source: str, out: str, database_url: str | None, observer: str, back
     else:
         trials = from_experiment(database_url, source)
     responses = run_observe(trials, out, options, progress=True, fmt=fmt)
-    score = responses.loc[(responses.phase == "main") & ~responses.is_catch, "p_correct"]
+    mean = scored_mean(responses)
     click.echo(f"answered {len(responses)} trials of {trials.experiment} "
-               f"({responses.unit_id.nunique()} units); mean p_correct of scored trials "
-               f"{score.mean():.3f}; written to {out}")
+               f"({responses.unit_id.nunique()} units); mean p_correct "
+               f"{'n/a' if mean is None else f'{mean:.3f}'} over {len(scored(responses))} "
+               f"{SCORED_SCOPE}; written to {out}")

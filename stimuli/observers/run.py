@@ -140,11 +140,29 @@ def observe(source: TrialSource, out: str | Path, options: ObserveOptions,
               "backbone": backbone.facts() if backbone else label, "seed": options.seed,
               "device": options.device, "task_type": source.task.name,
               "source": source.experiment, "trials": len(rows),
-              "mean_p_correct": float(responses["p_correct"].mean()) if rows else None,
+              "mean_p_correct": scored_mean(responses), "mean_p_correct_scope": SCORED_SCOPE,
+              "scored_trials": int(scored(responses).shape[0]),
               "python": platform.python_version(),
               "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     (out / OBSERVER_FILE).write_text(json.dumps(record, indent=2, default=str))
     return responses
+
+
+SCORED_SCOPE = "scored trials: main block, catch and calibration trials left out"
+
+
+def scored(responses: pd.DataFrame) -> pd.DataFrame:
+    """The rows a unit's machine score is made of (SCORED_SCOPE)."""
+    mask = (responses["phase"] == "main") & ~responses["is_catch"].astype(bool)
+    if "is_calibration" in responses.columns:
+        mask &= ~responses["is_calibration"].fillna(False).astype(bool)
+    return responses[mask]
+
+
+def scored_mean(responses: pd.DataFrame) -> float | None:
+    """Mean p_correct of the scored trials (None without any)."""
+    rows = scored(responses)
+    return float(rows["p_correct"].mean()) if len(rows) else None
 
 
 def calibrate_alpha(source: TrialSource, observer: Observer, embeddings: dict[str, np.ndarray],

@@ -36,20 +36,44 @@ def test_analyze_writes_report_tables_and_figures(small_folder, tmp_path, capsys
     assert len(ms) == 18 and (ms["ci_low"] < ms["score"]).all()
     assert '"seed": 7' in (out / "settings.json").read_text()
     assert "participants kept" in capsys.readouterr().out
+    _reads_as_an_imi_author_would(html, ms)
 
 
-def test_the_first_page_says_when_the_mixed_model_is_fitted_on_a_subsample(small_folder,
-                                                                          tmp_path):
+def _reads_as_an_imi_author_would(html: str, model_scores: pd.DataFrame) -> None:
+    """Every table under its own heading, text left-aligned, numbers right-aligned, IMI's model
+    order, the excluded participants after the scores, each method named."""
+    tables = [m.start() for m in re.finditer(r"<table class='t'>", html)]
+    assert tables and all(html.rfind("</h3>", 0, start) > html.rfind("</table>", 0, start)
+                          for start in tables), "a table without its own heading"
+    assert "<th class='txt'>model</th>" in html and "<td class='num'>" in html
+    imi = ["googlenet", "densenet201", "resnet50", "resnet50_l2_eps3", "clip_resnet50",
+           "wide_resnet50_2", "vit_b32", "clip_vit_b32", "convnext_b"]
+    assert list(dict.fromkeys(model_scores["model"])) == imi
+    scores = html.index("id='scores'")
+    assert html.index("Excluded participants and why") > scores
+    for method in ("lme4", "glmer", "normal approximation", "epsilon_squared = H / (n",
+                   "mean of unit accuracies", "units of each layer averaged first",
+                   "least-squares fits"):
+        assert method in html, method
+
+
+def test_a_subsample_is_compared_with_every_row_in_the_reports_own_numbers(small_folder,
+                                                                           tmp_path):
+    """No fixed text measured on other data: the report fits both and says what it saw."""
     out = tmp_path / "report"
     assert main(["analyze", str(small_folder), "--out", str(out), "--bootstrap", "200",
                  "--mixed-rows", "300"]) == 0
     html = (out / "report.html").read_text()
-    dataset = html[html.index("id='dataset'"):html.index("id='exclusions'")]
-    found = re.search(r"The mixed model is fitted on a subsample:</b> ([\d,]+) of the ([\d,]+)",
-                      dataset)
+    mixed = html[html.index("id='mixed'"):html.index("id='scaling'")]
+    found = re.search(r"fitted on a subsample</b> \(([\d,]+) of ([\d,]+) rows", mixed)
     assert found and int(found.group(1).replace(",", "")) <= 300 < \
         int(found.group(2).replace(",", ""))
-    assert "3.5x wider" in dataset
+    table = pd.read_csv(out / "tables" / "mixed_model_subsample.csv")
+    fixed = table[table["kind"] == "fixed effect"]
+    assert (f"{fixed['width_ratio'].min():.2f}-{fixed['width_ratio'].max():.2f} times as wide"
+            in mixed)
+    assert fixed["width_ratio"].max() > 1.5  # 300 rows against about 3,000
+    assert "3.5x" not in html and "104,312" not in html
 
 
 def _imi_release(small, path: Path) -> Path:

@@ -59,10 +59,25 @@ def test_catch_rule_threshold(catch_correct, fails):
         assert "catch 3/5 correct" in res.participants["exclusion_reasons"].iloc[0]
 
 
-@pytest.mark.parametrize("a_choices, fails", [(5, False), (4, True), (36, True), (35, False)])
-def test_response_rows_rule_counts_both_rows(a_choices, fails):
-    res = apply_exclusions(_one_participant(a_choices=a_choices), rules=[ResponseRows()])
+@pytest.mark.parametrize("a_choices, include_catch, fails", [
+    (5, True, False), (36, True, True), (35, True, False),
+    # IMI's code counts the whole main block: the 5 catch trials (all answered `a`) make up
+    # for an upper row never used on scored trials; counting scored trials only, they do not
+    (0, True, False), (0, False, True), (4, False, True), (5, False, False)])
+def test_response_rows_rule_counts_both_rows_over_the_main_block(a_choices, include_catch, fails):
+    rule = ResponseRows(include_catch=include_catch)
+    res = apply_exclusions(_one_participant(a_choices=a_choices), rules=[rule])
     assert bool(res.participants["excluded"].iloc[0]) is fails
+    assert ("catch trials included (IMI)" in rule.describe()) is include_catch
+
+
+def test_the_spec_chooses_whether_catch_trials_count_for_the_rows():
+    from analysis.exclusions import rules_from_spec
+
+    def rows(spec):
+        return next(r for r in rules_from_spec(spec) if isinstance(r, ResponseRows))
+    assert rows({}).include_catch is True
+    assert rows({"exclusions": {"row_uses_include_catch": False}}).include_catch is False
 
 
 def test_the_response_rows_rule_is_each_response_option_of_the_task_type():
@@ -74,7 +89,8 @@ def test_the_response_rows_rule_is_each_response_option_of_the_task_type():
     yes_no = ResponseRows(column="says_yes", options=("true", "false"))
     res = apply_exclusions(r, rules=[yes_no])
     assert bool(res.participants["excluded"].iloc[0])
-    assert "options used true=38, false=2" in res.participants["exclusion_reasons"].iloc[0]
+    # the 5 catch trials (answered yes) count as IMI counts them
+    assert "options used true=43, false=2" in res.participants["exclusion_reasons"].iloc[0]
     none = apply_exclusions(r, rules=[ResponseRows(column=None)])
     assert not bool(none.participants["excluded"].iloc[0])
     rule = next(x for x in rules_from_spec({"task": {"type": "occlusion"}})
@@ -113,13 +129,34 @@ def test_rules_without_their_data_are_reported_not_applied():
     assert summary.loc["practice_attempts", "participants"] == 1
 
 
+def test_failed_practice_sessions_are_counted_apart_from_the_kept():
+    """A participant who never passed the practice block has no main-block answer: IMI's
+    practice rule excludes them, and even without it they are not 'kept'."""
+    passed = _one_participant()
+    failed = _one_participant(practice_attempts=3).assign(participant_id="P2", session_id="S2")
+    failed = failed[failed["phase"] == "practice"]
+    r = pd.concat([passed, failed], ignore_index=True)
+    participants = pd.DataFrame({"participant_id": ["P1", "P2"],
+                                 "status": ["completed", "failed_practice"],
+                                 "practice_attempts": [1, 3]})
+    res = apply_exclusions(r, participants, rules=[PracticeAttempts()])
+    flags = res.participants.set_index("participant_id")
+    assert flags.loc["P2", "excluded"] and not flags.loc["P1", "excluded"]
+    assert "practice not passed" in flags.loc["P2", "exclusion_reasons"]
+    summary = res.summary.set_index("rule")["participants"]
+    assert summary["failed_practice"] == 1 and summary["kept"] == 1
+    bare = apply_exclusions(r, participants, rules=[]).summary.set_index("rule")["participants"]
+    assert bare["failed_practice"] == 1 and bare["kept"] == 1 and bare["any"] == 0
+
+
 def test_rules_compose_and_are_configurable(small):
     strict = apply_exclusions(small.responses, small.participants,
                               rules=[CatchTrials(min_fraction=1.0), TotalTime(min_s=0, max_s=1e9)])
     lenient = apply_exclusions(small.responses, small.participants,
                                rules=[CatchTrials(min_fraction=0.4)])
     assert strict.participants["excluded"].sum() > lenient.participants["excluded"].sum()
-    assert list(strict.summary["rule"]) == ["catch_trials", "total_time", "any", "kept"]
+    assert list(strict.summary["rule"]) == ["catch_trials", "total_time", "failed_practice",
+                                            "any", "kept"]
     with pytest.raises(ValueError, match="unique"):
         apply_exclusions(small.responses, rules=[CatchTrials(), CatchTrials()])
 

@@ -35,6 +35,14 @@ def test_load_folder_parquet_and_csv_give_schema(small, small_folder, tmp_path):
     assert (from_csv.responses["participant_id"] == frame["participant_id"]).all()
 
 
+def test_load_gives_the_participants_table_too(small, small_folder):
+    participants = load(small_folder, table="participants")
+    assert len(participants) == small.participants["participant_id"].nunique()
+    assert {"participant_id", "total_s", "instruction_s"} <= set(participants.columns)
+    with pytest.raises(DataError, match="table must be one of"):
+        load(small_folder, table="answers")
+
+
 def test_load_single_file_and_experiment_filter(small, small_folder, tmp_path):
     frame = load(small_folder / "responses.parquet", experiment="simulated")
     assert len(frame) == len(small.responses)

@@ -169,3 +169,28 @@ def test_two_runs_of_one_observer_stay_apart():
     assert len(table) == 24
     assert table.groupby("observer").machine_score.mean()["mis (b) from alpha-8"] == 0.9
     assert set(observer_labels(machine)) == {"mis (b)"}
+
+
+def test_one_response_per_unit_gives_no_reliability_and_no_crash():
+    """A pilot with one answer per unit: no split halves exist; the table says so."""
+    rng = np.random.default_rng(4)
+    human, machine = simulate_units(rng, 30, 1)
+    tables = machine_vs_human(human, machine, n_resamples=200, seed=0)
+    ceiling = tables["machine_noise_ceiling"].iloc[0]
+    assert np.isnan(ceiling["reliability"]) and "no split-half reliability" in ceiling["note"]
+    assert not tables["machine_correlations"].empty
+
+
+def test_a_reliability_is_never_printed_outside_zero_to_one():
+    """Units at chance answered twice: the split halves anticorrelate and Spearman-Brown
+    averages to -1.65 here (seed 13); that is reported as unreliable, not as a reliability."""
+    rng = np.random.default_rng(13)
+    human = pd.DataFrame({"unit_id": np.repeat([f"m/l/{u}" for u in range(20)], 2),
+                          "correct": rng.random(40) < 0.5}).assign(
+        model="m", phase="main", is_catch=False, condition="natural", difficulty="easy",
+        client="web", participant_id=lambda f: "P" + f.index.astype(str))
+    row = noise_ceiling(human, n_splits=10, n_resamples=100, seed=0).iloc[0]
+    assert np.isnan(row["reliability"]) and "not reliable" in row["note"]
+    for value in (row["ci_low"], row["ci_high"]):
+        assert np.isnan(value) or 0 <= value <= 1
+    assert np.isnan(row["ceiling_r"])

@@ -178,14 +178,21 @@ def test_analyze_borowski_format_without_exclusions(borowski_like: Path, tmp_pat
     natural = table.set_index("condition").loc["natural"]
     assert (natural["score"], 2 * natural["sem"]) == pytest.approx((0.75, 0.5 / math.sqrt(3)))
     summary = pd.read_csv(out / "tables" / "exclusion_summary.csv")
-    assert list(summary["rule"]) == ["any", "kept"]
+    assert list(summary["rule"]) == ["failed_practice", "any", "kept"]
     # --no-exclusions says the same explicitly; IMI's rules would remove every participant here
     assert cli(["analyze", str(borowski_like), "--format", "borowski2021", "--out",
                 str(tmp_path / "again"), "--bootstrap", "200", "--no-exclusions"]) == 0
     assert "3 of 3 participants kept" in capsys.readouterr().out
     assert cli(["analyze", str(borowski_like), "--format", "borowski2021", "--out",
                 str(tmp_path / "imi"), "--exclusions", "catch_trials"]) == 2
-    assert "no scored trials left" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "no scored trials left" in error and "catch_trials excluded" in error
+    # a pilot that every participant fails still gets its exclusions written down
+    written = pd.read_csv(tmp_path / "imi" / "tables" / "exclusion_summary.csv").set_index("rule")
+    assert written.loc["catch_trials", "participants"] == 3
+    flags = pd.read_csv(tmp_path / "imi" / "tables" / "participant_flags.csv")
+    assert flags["excluded"].all() and flags["exclusion_reasons"].str.contains("catch").all()
+    assert "catch_trials excluded" in (tmp_path / "imi" / "report.html").read_text()
     assert cli(["analyze", str(borowski_like), "--format", "borowski2021", "--out",
                 str(tmp_path / "x"), "--exclusions", "catch_trials", "--no-exclusions"]) == 2
     assert "--no-exclusions contradicts --exclusions catch_trials" in capsys.readouterr().err

@@ -57,10 +57,34 @@ def test_participant_summary_is_mean_plus_minus_two_sem(small):
 
 
 def test_accuracy_rises_with_confidence(small):
-    acc = accuracy_by_confidence(small.responses)
-    for _, f in acc.groupby("condition"):
+    acc = accuracy_by_confidence(small.responses, n_resamples=500)
+    pooled = acc[acc["model"] == "all"]
+    for _, f in pooled.groupby("condition"):
         assert f.sort_values("confidence")["accuracy"].is_monotonic_increasing
         assert f["share"].sum() == pytest.approx(1.0)
+    for _, f in acc.groupby(["model", "condition"]):
+        assert f["share"].sum() == pytest.approx(1.0)
+
+
+def test_accuracy_by_confidence_is_the_mean_of_unit_accuracies_with_a_bca_interval(small):
+    """IMI: per confidence level the units' proportions correct are averaged (not the trials
+    pooled) and scipy's BCa bootstrap over units gives the interval."""
+    from scipy import stats as sps
+
+    acc = accuracy_by_confidence(small.responses, n_resamples=2000, seed=1)
+    main = main_trials(small.responses)
+    cell = main[(main["condition"] == "synthetic") & (main["confidence"] == 1)]
+    per_unit = cell.groupby("unit_id")["correct"].mean()
+    row = acc[(acc["model"] == "all") & (acc["condition"] == "synthetic")
+              & (acc["confidence"] == 1)].iloc[0]
+    assert row["accuracy"] == pytest.approx(per_unit.mean())
+    assert row["pooled_accuracy"] == pytest.approx(cell["correct"].mean())
+    assert row["accuracy"] != pytest.approx(row["pooled_accuracy"], abs=1e-3)
+    ref = sps.bootstrap((per_unit.to_numpy(float),), np.mean, n_resamples=2000,
+                        method="BCa", random_state=1).confidence_interval
+    assert row["ci_low"] == pytest.approx(ref.low, abs=0.01)
+    assert row["ci_high"] == pytest.approx(ref.high, abs=0.01)
+    assert row["n_units"] == len(per_unit) and row["n_trials"] == len(cell)
 
 
 def test_rt_summary_medians(small):

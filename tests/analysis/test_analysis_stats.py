@@ -66,13 +66,78 @@ def test_brunner_munzel_matches_scipy_and_orients_effect():
     assert brunner_munzel(b, a)["p_a_less_b"] == pytest.approx(1 - res["p_a_less_b"])
 
 
-def test_brunner_munzel_pairs_holm_per_condition(effects):
+def test_brunner_munzel_pairs_as_imi_and_holm_on_request(effects):
+    """IMI: unadjusted p, the normal approximation above 50 units per group (60 here)."""
     _, units = effects
     bm = brunner_munzel_pairs(units)
-    assert len(bm) == 2 * 36
+    assert len(bm) == 2 * 36 and "p_holm" not in bm.columns
     g = bm[(bm["condition"] == "natural") & (bm["model_a"] == "convnext_b")
            & (bm["model_b"] == "googlenet")].iloc[0]
-    assert g["p_holm"] < 0.01 and g["p_a_less_b"] < 0.3
+    a = units[(units["condition"] == "natural") & (units["model"] == "convnext_b")]["score"]
+    b = units[(units["condition"] == "natural") & (units["model"] == "googlenet")]["score"]
+    assert g["p"] == pytest.approx(stats.brunnermunzel(a, b, distribution="normal").pvalue)
+    assert g["distribution"] == "normal" and g["p"] < 0.01 and g["p_a_less_b"] < 0.3
+    holm = brunner_munzel_pairs(units, holm=True)
+    assert (holm["p_holm"] >= holm["p"] - 1e-15).all()
+
+
+@pytest.mark.parametrize("n_a, n_b, distribution", [(50, 80, "t"), (51, 80, "normal"),
+                                                    (80, 51, "normal"), (80, 50, "t")])
+def test_brunner_munzel_uses_imis_distribution_rule(n_a, n_b, distribution):
+    rng = np.random.default_rng(n_a + n_b)
+    a, b = rng.normal(0, 1, n_a), rng.normal(0.3, 1, n_b)
+    res = brunner_munzel(a, b)
+    assert res["distribution"] == distribution
+    assert res["p"] == pytest.approx(stats.brunnermunzel(a, b, distribution=distribution).pvalue)
+
+
+def test_kruskal_effect_sizes_carry_their_own_definitions(effects):
+    _, units = effects
+    kw, _ = kruskal_models(units)
+    row = kw[kw["condition"] == "natural"].iloc[0]
+    n, k = row["n_units"], row["n_models"]
+    assert row["epsilon_squared"] == pytest.approx(row["H"] / (n - 1))
+    assert row["eta_squared_h"] == pytest.approx((row["H"] - k + 1) / (n - k))
+
+
+def test_too_few_units_give_a_note_instead_of_a_p_value():
+    units = pd.DataFrame({"model": ["a"] * 3 + ["b"] * 3 + ["c"] * 3, "condition": "natural",
+                          "unit_id": [f"u{i}" for i in range(9)],
+                          "score": [0.1, 0.2, 0.3, 0.6, 0.7, 0.8, 0.4, 0.5, 0.9]})
+    kw, ph = kruskal_models(units)
+    assert np.isnan(kw["p"].iloc[0]) and "too few units" in kw["note"].iloc[0]
+    assert ph["p"].isna().all() and ph["note"].str.contains("too few").all()
+    bm = brunner_munzel_pairs(units)
+    assert bm["p"].isna().all() and bm["note"].str.contains("too few").all()
+    paired = paired_conditions(pd.concat([units, units.assign(condition="synthetic",
+                                                              score=units["score"] - 0.1)]),
+                               n_resamples=200)
+    per_model = paired[paired["model"] != "all"]
+    assert per_model["p"].isna().all() and per_model["note"].str.contains("too few").all()
+    assert paired.set_index("model").loc["all", "note"] == ""  # 9 units
+
+
+def test_depth_correlates_layer_means_as_imi_does():
+    """Units averaged per layer first, then Spearman over layers (n = layers)."""
+    from analysis.stats import depth_correlation
+
+    rng = np.random.default_rng(2)
+    rows, table = [], []
+    for layer in range(8):
+        for c in range(1 + layer % 3):
+            uid = f"m/l{layer}/{c}"
+            rows.append({"model": "m", "unit_id": uid, "condition": "natural",
+                         "score": 0.6 + 0.03 * layer + rng.normal(0, 0.05)})
+            table.append({"unit_id": uid, "layer_position": layer / 7})
+    units, table = pd.DataFrame(rows), pd.DataFrame(table)
+    out = depth_correlation(units, table).iloc[0]
+    means = units.assign(depth=units["unit_id"].map(table.set_index("unit_id")["layer_position"]))
+    means = means.groupby("depth")["score"].mean()
+    expected = stats.spearmanr(means.index, means.to_numpy())
+    assert out["n_layers"] == 8 and out["spearman_rho"] == pytest.approx(expected.statistic)
+    assert out["p"] == pytest.approx(expected.pvalue) and out["level"] == "layer"
+    per_unit = depth_correlation(units, table, level="unit").iloc[0]
+    assert per_unit["n_units"] == len(units) and per_unit["level"] == "unit"
 
 
 def test_paired_natural_vs_synthetic_recovers_difference(effects):
@@ -124,7 +189,7 @@ def test_scale_slope_interval_covers_zero_where_the_vb_interval_does_not():
     mean-field VB interval excludes the true slope 0, the between-model t interval does not."""
     ds = simulate(units_per_model=40, responses_per_unit=20, careless_fraction=0.0,
                   model_sd=0.2, scale_slope=0.0, seed=0)
-    res = mixed_model(ds.responses, ds.models, seed=1)
+    res = mixed_model(ds.responses, ds.models, seed=1, engine="vb")
     table = res.scale_slopes[res.scale_slopes["scale"] == "parameters"].set_index("interval")
     vb, between = table.loc["VB posterior (mean-field)"], table.loc["between-model t"]
     joint = table.loc["joint Gaussian at the VB means"]
@@ -138,14 +203,15 @@ def test_scale_slope_interval_covers_zero_where_the_vb_interval_does_not():
     assert slope["interval"] == "between-model t"
     assert slope["ci_low"] == pytest.approx(between["ci_low"])
     assert slope["ci_high"] == pytest.approx(between["ci_high"])
-    note = next(n for n in res.notes if n.startswith("log10_scale: between-model"))
+    assert any(n.startswith("log10_scale: between-model") for n in res.notes)
+    note = next(n for n in res.notes if "mean-field VB interval" in n)
     assert f"[{vb['ci_low']:.3f}, {vb['ci_high']:.3f}] is narrower here" in note
 
 
 def test_two_models_keep_the_vb_slope_interval_and_say_so():
     ds = simulate(models=2, units_per_model=20, responses_per_unit=6, careless_fraction=0.0,
                   conditions=("natural",), seed=6)
-    res = mixed_model(ds.responses, ds.models, seed=0)
+    res = mixed_model(ds.responses, ds.models, seed=0, engine="vb")
     assert list(res.scale_slopes["interval"]) == ["VB posterior (mean-field)",
                                                   "joint Gaussian at the VB means"]
     assert res.slope()["interval"] == "joint Gaussian at the VB means"
@@ -188,7 +254,8 @@ def test_condition_and_difficulty_sds_match_the_spread_of_estimates_over_dataset
                       seed=100 + seed, difficulties={"easy": 0.0, "p95": -0.8})
         mu = ds.truth["params"]["mu"]
         true["condition[synthetic]"] = mu["synthetic"] - mu["natural"]
-        fixed = mixed_model(ds.responses, None, seed=seed).fixed.set_index("term").loc[list(true)]
+        fixed = (mixed_model(ds.responses, None, seed=seed, engine="vb").fixed
+                 .set_index("term").loc[list(true)])
         estimates.append(fixed["estimate"].to_numpy())
         sds.append(fixed["sd"].to_numpy())
         sds_vb.append(fixed["sd_vb"].to_numpy())

@@ -41,6 +41,22 @@ def test_build_list_and_export(tmp_path, toy_set, capsys):
     assert len(trials) == 80
 
 
+def test_build_warns_when_the_exclusions_cannot_be_met_by_the_design(tmp_path, toy_set, capsys):
+    """6 main + 2 catch trials per task: IMI's 4 correct catch trials and 2 x 5 row uses are
+    out of reach; thresholds that fit build without a word."""
+    url = f"sqlite:///{tmp_path / 'w.sqlite3'}"
+    assert main(["db", "upgrade", "--database", url]) == 0
+    spec = write_spec(tmp_path / "spec.toml", [toy_set])
+    assert main(["experiment", "build", str(spec), "--database", url]) == 0
+    err = capsys.readouterr().err
+    assert "warning: exclusions.min_catch_correct = 4 but a task has 2 catch trials" in err
+    assert "exclusions.min_row_uses = 5 needs 2 x 5 = 10 counted answers but a task has 8" in err
+    fitting = write_spec(tmp_path / "fits.toml", [toy_set], version="2",
+                         exclusions={"min_catch_correct": 2, "min_row_uses": 4})
+    assert main(["experiment", "build", str(fitting), "--database", url]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
 def _one_error_line(capsys) -> str:
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err

@@ -431,7 +431,8 @@ def test_the_admin_flags_what_the_analysis_will_exclude(db, tmp_path, small_set)
     admin_login(client, key)
     lines = {line.split(",")[2]: line
              for line in client.get(f"/admin/x/{key}/platform.csv").text.splitlines()[1:]}
-    assert "options used a=6, b=0" in lines["presser"] and ",review," in lines["presser"]
+    # 6 main and 2 catch trials, all on the upper row: IMI counts the whole main block
+    assert "options used a=8, b=0" in lines["presser"] and ",review," in lines["presser"]
     assert "options used" not in lines["balanced"] and ",approve," in lines["balanced"]
 
 

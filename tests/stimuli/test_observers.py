@@ -3,6 +3,7 @@ similarities, alpha's fit, `interpsy observe` on a built experiment (exactly its
 stimulus set (N per unit, cached embeddings), and the errors a user can run into."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -97,9 +98,17 @@ def test_observe_answers_exactly_the_trials_of_a_built_experiment(toy_set, tmp_p
     out = tmp_path / "machine"
     assert main(["observe", key, "--database", url, "--observer", "mis", "--backbone",
                  "tiny-cnn", "--random-init", "--alpha", "none", "--out", str(out)]) == 0
-    assert "answered" in capsys.readouterr().out
+    printed = capsys.readouterr().out
     dataset = load_dataset(out)
     machine = dataset.responses
+    # one mean p_correct, printed and recorded alike, over the scored trials it names
+    record = json.loads((out / "observer.json").read_text())
+    scored = machine[(machine.phase == "main") & ~machine.is_catch]
+    assert record["mean_p_correct"] == pytest.approx(scored.p_correct.mean())
+    assert record["scored_trials"] == len(scored) < len(machine)
+    assert "catch" in record["mean_p_correct_scope"]
+    assert (f"mean p_correct {record['mean_p_correct']:.3f} over {len(scored)} "
+            f"{record['mean_p_correct_scope']}") in printed
     assert len(machine) == len(trials)  # every trial of every task, once
     assert set(zip(machine.task_id, machine.query_a, machine.query_b)) == set(
         zip(trials.task_id, trials.query_a, trials.query_b))
