@@ -79,6 +79,14 @@ def bootstrap_mean_draws(values: np.ndarray, n_resamples: int, rng: np.random.Ge
     return out
 
 
+MIN_N = 5  # below this many units (participants, layers, models) a test gives a note, not a p
+
+
+def too_few(n: int, what: str) -> str:
+    """'too few ...' when `n` is below MIN_N (no p-value or interval is then reported)."""
+    return f"too few {what} (n = {n} < {MIN_N}): no p-value" if n < MIN_N else ""
+
+
 def bca_mean(values: np.ndarray, n_resamples: int = 10_000, confidence: float = 0.95,
              rng: np.random.Generator | int | None = None) -> tuple[float, float, float]:
     """Mean of `values` with its BCa bootstrap interval: (mean, low, high)."""

@@ -155,6 +155,12 @@ class ResponseRows(Rule):
                             missing=POSITIONS_UNKNOWN)
 
 
+def _seconds(values: pd.Series) -> pd.Series:
+    """Seconds as text with up to 3 decimals, so a value just past a threshold never prints
+    as the threshold itself (14.96 s is not '15.0 s')."""
+    return values.map(lambda v: "" if pd.isna(v) else f"{v:.3f}".rstrip("0").rstrip("."))
+
+
 @dataclass(frozen=True)
 class TotalTime(Rule):
     """Total time on the task within [min_s, max_s] seconds (IMI: 135-2500 s)."""
@@ -171,7 +177,7 @@ class TotalTime(Rule):
         if total is None:
             return self._not_applicable(ctx, "no total_s in the participants table")
         failed = ((total < self.min_s) | (total > self.max_s)).astype("boolean").where(total.notna())
-        reason = "total " + total.round(0).astype(str) + " s"
+        reason = "total " + _seconds(total) + " s"
         return self._result(ctx, failed, reason, missing="total_s missing")
 
 
@@ -190,7 +196,7 @@ class InstructionTime(Rule):
         if t is None:
             return self._not_applicable(ctx, "no instruction_s in the participants table")
         failed = (t < self.min_s).astype("boolean").where(t.notna())
-        return self._result(ctx, failed, "instructions " + t.round(1).astype(str) + " s",
+        return self._result(ctx, failed, "instructions " + _seconds(t) + " s",
                             missing="instruction_s missing")
 
 

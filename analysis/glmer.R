@@ -70,9 +70,10 @@ if (!is.null(inverse)) theta_se <- sqrt(pmax(diag(2 * inverse), 0))
 total_s <- proc.time()[["elapsed"]] - started
 
 write.csv(data.frame(term = names(beta), estimate = unname(beta),
-                     se = sqrt(diag(as.matrix(vcov(fit))))),
+                     se = sqrt(diag(as.matrix(vcov(fit, use.hessian = FALSE))))),
           file.path(folder, "fixed.csv"), row.names = FALSE)
-write.csv(as.matrix(vcov(fit)), file.path(folder, "vcov.csv"), row.names = FALSE)
+write.csv(as.matrix(vcov(fit, use.hessian = FALSE)), file.path(folder, "vcov.csv"),
+          row.names = FALSE)
 components <- sub("\\.\\(Intercept\\)$", "", names(theta))
 write.csv(data.frame(group = components, sd = unname(theta), se = theta_se),
           file.path(folder, "variance.csv"), row.names = FALSE)

@@ -8,6 +8,7 @@ import pandas as pd
 from scipy import stats
 from scipy.special import expit
 
+from analysis.bootstrap import too_few
 from analysis.load import attach_model_metadata
 from analysis.simulate import logit_for_accuracy
 
@@ -60,6 +61,11 @@ def spearman_trend(model_scores: pd.DataFrame, models: pd.DataFrame,
                              "ci_high": np.nan, "n_resamples_used": 0})
                 continue
             res = stats.spearmanr(x, y)
+            note = too_few(k, "models")
+            if note:  # a bootstrap over fewer than 5 models says more than the data can
+                rows.append({**row, "rho": res.statistic, "p": np.nan, "ci_low": np.nan,
+                             "ci_high": np.nan, "n_resamples_used": 0, "note": note})
+                continue
             idx = rng.integers(0, k, (n_resamples, k))
             distinct = 1 + (np.diff(np.sort(idx, axis=1), axis=1) != 0).sum(axis=1) >= 3
             rho_b = _row_spearman(x[idx[distinct]], y[idx[distinct]])

@@ -12,8 +12,8 @@ import pandas as pd
 from scipy import sparse, stats
 from statsmodels.stats.multitest import multipletests
 
-from analysis.bootstrap import _single_thread, bca_mean
-from analysis.load import attach_model_metadata
+from analysis.bootstrap import MIN_N, _single_thread, bca_mean, too_few
+from analysis.load import attach_model_metadata, model_order
 from analysis.scaling import DEFAULT_MARGIN, SCALES, TRANSFORMS, tost_slope, transform_scale
 from analysis.scores import main_trials
 from experiments.vocabulary import DIFFICULTIES, IN_DISTRIBUTION
@@ -24,16 +24,14 @@ if TYPE_CHECKING:
 STRATA = ("condition", "difficulty")
 
 
-MIN_N = 5  # below this many units (or participants, layers) a test prints a note, not a p
-
-
-def too_few(n: int, what: str) -> str:
-    """'too few ...' when `n` is below MIN_N (the test's p is then not reported), else ''."""
-    return f"too few {what} (n = {n} < {MIN_N}): no p-value" if n < MIN_N else ""
-
-
 def _strata(frame: pd.DataFrame, strata: Sequence[str]) -> list[str]:
     return [s for s in strata if s in frame.columns and frame[s].nunique(dropna=False) > 0]
+
+
+def _model_groups(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Each model's unit scores, models in IMI's order (so are the pairs compared)."""
+    scores = {str(m): f["score"].to_numpy(float) for m, f in frame.groupby("model", observed=True)}
+    return {m: scores[m] for m in model_order(scores) if len(scores[m]) > 0}
 
 
 def conover_posthoc(groups: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -74,8 +72,7 @@ def kruskal_models(units: pd.DataFrame, strata: Sequence[str] = STRATA
     for key, frame in units.groupby(keys, observed=True, dropna=False) if keys else [((), units)]:
         key = key if isinstance(key, tuple) else (key,)
         label = dict(zip(keys, key))
-        groups = {m: f["score"].to_numpy(float) for m, f in frame.groupby("model", observed=True)}
-        groups = {m: g for m, g in groups.items() if len(g) > 0}
+        groups = _model_groups(frame)
         if len(groups) < 2:
             continue
         res = stats.kruskal(*groups.values())
@@ -120,9 +117,9 @@ def brunner_munzel_pairs(units: pd.DataFrame, strata: Sequence[str] = STRATA,
     out = []
     for key, frame in units.groupby(keys, observed=True, dropna=False) if keys else [((), units)]:
         key = key if isinstance(key, tuple) else (key,)
-        groups = {m: f["score"].to_numpy(float) for m, f in frame.groupby("model", observed=True)}
+        groups = _model_groups(frame)
         rows = []
-        for ma, mb in itertools.combinations(sorted(groups), 2):
+        for ma, mb in itertools.combinations(groups, 2):
             if len(groups[ma]) < 2 or len(groups[mb]) < 2:
                 continue
             res = brunner_munzel(groups[ma], groups[mb])
@@ -478,7 +475,10 @@ SLOPE_INTERVAL_TEXT = (
     "between-model deviations and the estimation noise.")
 GLMER_INTERVAL_TEXT = (
     "Fixed effects: glmer's estimates with Wald intervals (estimate +- 1.96 SE, the SE from "
-    "lme4's covariance of the fixed effects). With several models each model has its own fixed "
+    "lme4's covariance of the fixed effects at the estimates: vcov(use.hessian = FALSE), "
+    "since the finite-difference Hessian that glmer's default convergence check adds costs "
+    "about as much as the fit; its SEs differ slightly, see docs/analysis.md). With several "
+    "models each model has its own fixed "
     "intercept (model[...]: its logit in the reference condition); scale enters through the "
     "between-model slope. Variance components: the SD of each random intercept with a Wald "
     "interval on log(SD), its SE from the curvature of glmer's deviance in the SDs (the fixed "
@@ -522,7 +522,6 @@ def glmer_mixed_model(responses: pd.DataFrame, models: pd.DataFrame | None = Non
     participant, unit and unit:condition (crossed); the scale slope is the between-model slope
     of those logits (t on models - 2 df, with a TOST per scale variable)."""
     from analysis import glmm
-    from analysis.load import model_order
 
     full = main_trials(responses)
     data, notes = _subsample(full, len(full) if max_rows is None else max_rows, seed)

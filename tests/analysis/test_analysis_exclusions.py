@@ -129,6 +129,17 @@ def test_rules_without_their_data_are_reported_not_applied():
     assert summary.loc["practice_attempts", "participants"] == 1
 
 
+def test_a_time_just_past_a_threshold_never_prints_as_the_threshold():
+    """14.96 s of instructions fail `>= 15 s` and say 14.96, not 15.0."""
+    r = pd.concat([_one_participant(), _one_participant().assign(participant_id="P2")])
+    participants = pd.DataFrame({"participant_id": ["P1", "P2"], "instruction_s": [14.96, 15.0],
+                                 "total_s": [134.9, 2500.0]})
+    res = apply_exclusions(r, participants, rules=[InstructionTime(), TotalTime()])
+    reasons = res.participants.set_index("participant_id")["exclusion_reasons"]
+    assert "instructions 14.96 s" in reasons["P1"] and "total 134.9 s" in reasons["P1"]
+    assert reasons["P2"] == ""
+
+
 def test_failed_practice_sessions_are_counted_apart_from_the_kept():
     """A participant who never passed the practice block has no main-block answer: IMI's
     practice rule excludes them, and even without it they are not 'kept'."""

@@ -96,3 +96,14 @@ def test_tost_calls_a_slope_at_the_margin_equivalent_alpha_of_the_time():
         row = scaling_slopes(ms, models, scales=("parameters",), margin=0.05).iloc[0]
         calls.append(row["equivalent"])
     assert np.mean(calls) == pytest.approx(0.05, abs=0.02)  # MC SE 0.7%
+
+
+def test_a_spearman_over_fewer_than_five_models_gives_no_interval():
+    """A percentile bootstrap over 4 models claims more than the data hold: a note instead."""
+    from analysis import imi_models
+
+    scores = pd.DataFrame({"model": ["googlenet", "resnet50", "densenet201", "convnext_b"],
+                           "condition": "natural", "score": [0.9, 0.85, 0.8, 0.7]})
+    row = spearman_trend(scores, imi_models(), scales=("parameters",), n_resamples=500).iloc[0]
+    assert np.isfinite(row["rho"]) and np.isnan(row["p"]) and np.isnan(row["ci_low"])
+    assert "too few models (n = 4 < 5)" in row["note"]
