@@ -142,13 +142,19 @@ def check_complete_visualizations(units: pd.DataFrame, images: pd.DataFrame,
 
 
 def check_queries_are_not_references(images: pd.DataFrame, problems: list[str]) -> None:
-    """No natural query is the same image (sha256) as a reference of its unit's batch."""
+    """No natural query is the same image (sha256) as a reference of its unit, in its own batch
+    or another (a duplicate in the mined pool shows the answer's image twice)."""
     natural = images[(images.kind == "natural") & (images.sha256 != "")]
-    keys = ["unit_id", "batch", "sha256"]
-    references = natural[natural.role.str.startswith("reference")][keys].drop_duplicates()
+    keys = ["unit_id", "sha256"]
+    references = (natural[natural.role.str.startswith("reference")][[*keys, "batch"]]
+                  .drop_duplicates().rename(columns={"batch": "reference_batch"}))
     queries = natural[natural.role.str.startswith("query")]
     clash = queries.merge(references, on=keys)
     if not clash.empty:
+        clash = clash.assign(own=clash.batch == clash.reference_batch).sort_values(
+            "own", ascending=False)
         row = clash.iloc[0]
+        where = ("its batch" if row.own else
+                 f"batch {row.reference_batch} (the same photograph mined twice?)")
         problems.append(f"unit {row.unit_id} batch {row.batch}: query {row.image_id} is the same "
-                        f"image as a reference of its batch")
+                        f"image as a reference of {where}")

@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import re
+import sys
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -65,7 +66,7 @@ def prepare_units(model_name: str, out_dir: str | Path, n_units: int | None = No
                   layers: str | None = None) -> list[Unit]:
     """Sample (or check an explicit list of) units once and store them in `<out>/_work/units.json`.
     `layers`: sample only from the relevant layers this regular expression fully matches."""
-    from stimuli.layers import layer_widths, relevant_layers
+    from stimuli.layers import layer_depths, layer_widths, relevant_layers
 
     path = _work(out_dir) / "units.json"
     if path.is_file():
@@ -104,7 +105,7 @@ def prepare_units(model_name: str, out_dir: str | Path, n_units: int | None = No
         chosen = sample_units(model_name, pool, n_units, seed)
         how = {"method": "imi two-stage (layer uniform, then channel)", "seed": seed,
                "n": n_units, **({"layers": layers} if layers else {})}
-    depth = {layer: i / max(1, len(relevant) - 1) for i, layer in enumerate(relevant)}
+    depth = layer_depths(relevant)
     save_units(path, chosen, {"model": model_name, "sampling": how, "relevant_layers": relevant,
                               "widths": widths, "layer_position": depth})
     return chosen
@@ -159,14 +160,24 @@ def build_stimulus_set(model_name: str, image_source: str | Path, out_dir: str |
     k = n_bins * n_batches
     if len(files) < 2 * k:
         raise StimuliError(f"{len(files)} images are too few for {n_batches} batches of "
-                           f"{n_bins - 1} references + 1 query per side (need {2 * k})")
+                           f"{n_bins - 1} references + 1 query per side (need {2 * k}): give "
+                           f"more images or fewer batches (--n-batches "
+                           f"{max(1, len(files) // (2 * n_bins))} fits)")
     cfg = MiningConfig(k=k, batch_size=batch_size, workers=workers, device=device,
                        store_activations=store_activations, skip_unreadable=skip_unreadable,
                        decode=decode)
     n_shards = finished_mining_shards(out)
+    mining = out / WORK / "mining"
+    mining.mkdir(parents=True, exist_ok=True)
+    same_settings(mining / "settings.json", "finished mining shards",
+                  {"k": k, "n_batches": n_batches, "n_bins": n_bins, "images": len(files)},
+                  done=n_shards or 0, restart=mining)
     if n_shards is None:
         mine_shard(model, spec, weights, chosen, files, out / WORK, cfg, (0, 1), progress)
         n_shards = 1
+    elif progress:
+        print(f"reusing the finished mining of {len(files)} images in {mining}",
+              file=sys.stderr)
     result = merge_shards(out / WORK, n_shards, [u.unit_id for u in chosen], files)
     schedule = RenderSchedule.for_steps(render_steps, min_steps, plateau_window, smoothing,
                                         max_batch=max_render_batch)
@@ -214,6 +225,22 @@ def _precision_record(cfg) -> dict:
             "channels_last": channels_last}
 
 
+def same_settings(path: Path, what: str, settings: dict, done: int, restart: Path) -> None:
+    """Record the settings `done` saved results were made with; on a resume with other
+    settings, refuse (naming each change and the folder to delete to start that stage over)."""
+    current = json.loads(json.dumps(settings, default=str))
+    if path.is_file() and done:
+        stored = json.loads(path.read_text())
+        changed = [f"{key} {stored.get(key)!r} -> {value!r}" for key, value in current.items()
+                   if stored.get(key) != value]
+        if changed:
+            raise StimuliError(f"{done} {what} in {restart} were made with other settings "
+                               f"({'; '.join(changed)}): resume with the same settings, or "
+                               f"delete {restart} to redo that stage (the rest is reused)")
+        return
+    _save_json(path, current)
+
+
 def finished_mining_shards(out: str | Path) -> int | None:
     """n if `<out>/_work/mining` holds all n finished shards of one run, else None."""
     import re
@@ -236,8 +263,15 @@ def render_stage(model, spec, chosen: list[Unit], result, out: Path, schedule, n
 
     folder = _work(out) / "render"
     folder.mkdir(exist_ok=True)
+    same_settings(folder / "settings.json", "rendered units", {
+        **asdict(schedule), "n_diverse": n_diverse, "alpha": alpha,
+        "max_exponent": max_exponent, "binary_steps": binary_steps, "seed": seed},
+        done=len(list(folder.glob("unit-*.npz"))), restart=folder)
     mine = [i for i in range(len(chosen)) if i % shard[1] == shard[0]
             and not (folder / f"unit-{i:05d}.npz").is_file()]
+    reused = sum(1 for i in range(len(chosen)) if i % shard[1] == shard[0]) - len(mine)
+    if reused and progress:
+        print(f"reusing {reused} rendered units in {folder}", file=sys.stderr)
     per_round = max(1, schedule.max_batch // (2 * (n_diverse + N_PLAIN)))
     from tqdm.auto import tqdm
 
@@ -261,6 +295,7 @@ def render_stage(model, spec, chosen: list[Unit], result, out: Path, schedule, n
                 payload[f"{side}_diverse"] = record["diverse"].images
                 payload[f"{side}_diverse_act"] = record["diverse"].activations
                 meta[side] = {"alpha": record["alpha"], "beats": record["beats"],
+                              "fallback_non_diverse": record["fallback_non_diverse"],
                               "target": record["target"], "tried": record["tried"],
                               "steps_plain": record["plain"].steps,
                               "plain_candidates": record["plain_candidates"],

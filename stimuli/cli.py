@@ -87,6 +87,35 @@ def models(show_all: bool) -> None:
                    f"{deviation}")
 
 
+@stimuli.command()
+@click.argument("model")
+@click.option("--layers", "layer_regex", default=None, metavar="REGEX",
+              help="Show only the layers this regex fully matches (as `build --layers`).")
+def layers(model: str, layer_regex: str | None) -> None:
+    """List MODEL's sampleable (relevant) layers: depth, layout and unit count (no weights)."""
+    import re
+
+    from stimuli.layers import layer_depths, layer_widths, relevant_layers
+    from stimuli.registry import get_spec, load_model
+
+    spec = get_spec(model)
+    net = load_model(model, pretrained=False)
+    relevant = relevant_layers(net, spec)
+    widths = layer_widths(net, spec, relevant)
+    depths = layer_depths(relevant)
+    shown = [layer for layer in relevant
+             if layer_regex is None or re.fullmatch(layer_regex, layer)]
+    if not shown:
+        raise StimuliError(f"--layers {layer_regex!r} matches none of {model}'s "
+                           f"{len(relevant)} relevant layers ({relevant[0]} ... {relevant[-1]})")
+    click.echo(f"{'depth':>6s}  {'units':>6s}  {'layout':14s}  layer")
+    for layer in shown:
+        click.echo(f"{depths[layer]:6.3f}  {widths[layer]:6d}  {spec.layout(layer):14s}  {layer}")
+    click.echo(f"{len(shown)} of {len(relevant)} relevant layers, "
+               f"{sum(widths[x] for x in shown)} units; `interpsy stimuli build ... --layers "
+               f"REGEX` samples a layer uniformly among them, then a channel (IMI)")
+
+
 def _parse_shard(text: str | None) -> tuple[int, int]:
     from stimuli.build import env_shard
 

@@ -28,6 +28,11 @@ def relevant_layers(model: nn.Module, spec: ModelSpec) -> list[str]:
     return names
 
 
+def layer_depths(relevant: list[str]) -> dict[str, float]:
+    """Each relevant layer's relative depth: its index among them, 0 (first) to 1 (last)."""
+    return {layer: i / max(1, len(relevant) - 1) for i, layer in enumerate(relevant)}
+
+
 def resolve_module(model: nn.Module, layer: str, spec: ModelSpec | None = None) -> nn.Module:
     """The module behind a layer name; ModelError naming the model's layers when unknown."""
     module_name = layer[: -len(INPUT_SUFFIX)] if layer.endswith(INPUT_SUFFIX) else layer

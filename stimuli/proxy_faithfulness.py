@@ -174,8 +174,11 @@ def faithfulness(set_dir: str | Path, out: str | Path, kinds: tuple[str, ...] = 
             except StimuliError:
                 continue  # the weights proxy on a module without a weight matrix
             for k in sweep(full, ks):
+                # k-means has no lossless k: at its cap it is still a simplification
+                lossless = k >= full and kind != "prototypes"
                 row = {"unit_id": unit.unit_id, "model": unit.model, "layer": unit.layer,
-                       "proxy": kind, "k": k, "full": k >= full}
+                       "proxy": kind, "k": k, "full": lossless,
+                       "at_cap": kind == "prototypes" and k >= full}
                 with proxy(site, kind, k, fitted, seed) as simplify:
                     for name, x in pair_inputs.items():
                         values = apply_module(site, x, simplify).reshape(-1, 2)

@@ -248,6 +248,11 @@ def _open_clip(name: str, arch: str, tag: str, hf_repo: str, filename: str) -> B
 # IMI's ResNet layers: per block the pre-ReLU conv and BN outputs and the residual sum before
 # the last ReLU (16 x 7 = 112 for ResNet-50); not the stem.
 _RESNET_LAYERS = (r"layer\d\.\d+\.(conv|bn)[123]", r"layer\d\.\d+\.relu:input")
+# 112 layers: 96 conv/bn plus each block's pre-ReLU residual sum (act3's input). IMI installed
+# an open_clip fork (thoklei/open_clip, branch interpretability_comparison) whose Bottleneck
+# applies a `shortcut` Identity to that sum, which its layer test counts, and it sampled CLIP
+# RN50's units from ResNet-50's names (shortcuts included); on stock open_clip, without the
+# module, the same test finds 96.
 _CLIP_RESNET_LAYERS = (r"layer\d\.\d+\.(conv|bn)[123]", r"layer\d\.\d+\.act3:input")
 # open_clip's image transform; timm's for ViT-B/32 augreg (crop_pct 0.9: 224 / 0.9 = 248)
 _OPEN_CLIP_PREPROCESSING = Preprocessing(224, 224, "bicubic")
@@ -376,6 +381,8 @@ register_model(
     mean=(117 / 255,) * 3, std=(1 / 255,) * 3, n_params=7_066_380,
     train_size=IMAGENET_TRAIN_SIZE, top1=69.15,
     notes="IMI's GoogLeNet: pre-ReLU convolutions of the mixed blocks",
+    deviation="mined on the 224 px centre crop people are shown; IMI's mining fed this model "
+              "Resize(256) + CenterCrop(229) (its shown images are 224 px for every model)",
 )(_inceptionv1)
 
 

@@ -278,7 +278,6 @@ class _Search:
     exponent: int = 0
     binary: int = 0
     best: JobResult | None = None
-    last: JobResult | None = None
     done: bool = False
     tried: list = field(default_factory=list)
 
@@ -303,6 +302,8 @@ def render_units(model: torch.nn.Module, spec: ModelSpec, units: list[tuple[str,
     `unit_keys` (default 0, 1, ...) number the units for their seeds: give each unit the same key
     whatever group or shard renders it, and its images come out the same.
     `checkpoint`: a file the search state is saved to after every round and resumed from.
+    When no weight's diverse images beat the exemplars, the `n_diverse` strongest non-diverse
+    renders are the diverse set (alpha 0, `fallback_non_diverse`), as IMI falls back.
     """
     keys = list(range(len(units))) if unit_keys is None else list(unit_keys)
     out = [UnitVisualizations(layer, channel) for layer, channel in units]
@@ -337,6 +338,7 @@ def render_units(model: torch.nn.Module, spec: ModelSpec, units: list[tuple[str,
             for s, result in zip(searches, results[: len(plain_jobs)]):
                 out[s.unit].results.setdefault(s.side, {}).update(
                     plain=_strongest_first(result, s.side, keep=1),
+                    plain_all=_strongest_first(result, s.side),
                     plain_candidates=result.activations.tolist())
             results = results[len(plain_jobs):]
         for s, result in zip(pending, results):
@@ -345,9 +347,12 @@ def render_units(model: torch.nn.Module, spec: ModelSpec, units: list[tuple[str,
         _save_round(checkpoint, units, keys, round_index, searches, out)
     for s in searches:
         record = out[s.unit].results.setdefault(s.side, {})
-        chosen = _strongest_first(s.best if s.best is not None else s.last, s.side)
+        plain = record.pop("plain_all", None) or record["plain"]  # (a checkpoint before it)
+        # IMI: when no diversity weight beats the exemplars, the non-diverse renders stand in
+        chosen = (_strongest_first(s.best, s.side) if s.best is not None else
+                  _strongest_first(plain, s.side, keep=n_diverse))
         record.update(diverse=chosen, alpha=chosen.alpha, beats=s.best is not None,
-                      target=s.target, tried=s.tried)
+                      fallback_non_diverse=s.best is None, target=s.target, tried=s.tried)
     return out
 
 
@@ -385,7 +390,6 @@ def _advance(s: _Search, result: JobResult, fixed: bool, max_exponent: int,
              binary_steps: int) -> None:
     ok = _beats(s.side, result.activations, s.target)
     s.tried.append([s.alpha, ok])
-    s.last = result
     if ok:
         s.best, s.lo = result, s.alpha
     else:

@@ -99,6 +99,9 @@ def test_bad_inputs_give_one_clear_line(image_folder, tmp_path, capsys):
                                               "conv9:0"], capsys)
     assert "channel 99 out of range" in _error(["stimuli", "sample", "tiny-cnn", out, "--unit",
                                                 "bn1:99"], capsys)
+    few = _error(["stimuli", "build", "tiny-cnn", str(image_folder), str(tmp_path / "few"),
+                  "--random-init", "--unit", "bn1:0"], capsys)  # 48 images, 20 batches
+    assert "48 images are too few for 20 batches" in few and "--n-batches 2 fits" in few
     empty = tmp_path / "empty"
     empty.mkdir()
     assert "holds no images" in _error(["stimuli", "mine", "tiny-cnn", str(empty), out,
@@ -169,3 +172,22 @@ def test_layers_restricts_sampling_to_matching_layers(tmp_path, capsys):
     assert "matches none of tiny-cnn's" in _error(
         ["stimuli", "sample", "tiny-cnn", str(tmp_path / "none"), "--n-units", "2", "--layers",
          "layer9"], capsys)
+
+
+def test_a_resumed_build_says_what_it_reuses_and_refuses_changed_settings(image_folder, tmp_path,
+                                                                          capsys):
+    out = str(tmp_path / "resumed")
+    args = ["stimuli", "build", "tiny-cnn", str(image_folder), out, "--unit", "bn1:0",
+            "--n-batches", "1", "--n-bins", "4", "--n-diverse", "2", "--alpha", "0.1",
+            "--random-init"]
+    assert main([*args, "--steps", "2", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main([*args, "--steps", "3", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "1 rendered units in" in err and "max_steps 2 -> 3" in err
+    assert "delete" in err and "render" in err and err.count("\n") == 1
+    assert main([*args, "--n-batches", "2", "--steps", "2", "--no-progress"]) == 2
+    assert "finished mining shards" in capsys.readouterr().err
+    assert main([*args, "--steps", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "reusing the finished mining of 48 images" in err and "reusing 1 rendered units" in err

@@ -77,6 +77,17 @@ def query_is_a_reference(folder):
     _write(folder, IMAGES_CSV, rows)
 
 
+def query_is_a_reference_of_another_batch(folder):
+    """The same photograph mined twice: a query is a max reference of another batch."""
+    rows = _rows(folder, IMAGES_CSV)
+    query = next(r for r in rows if r["kind"] == "natural" and r["role"] == "query_max")
+    ref = next(r for r in rows if r["unit_id"] == query["unit_id"] and r["kind"] == "natural"
+               and r["role"] == "reference_max" and r["batch"] != query["batch"])
+    shutil.copyfile(folder / ref["path"], folder / query["path"])
+    query["sha256"] = ref["sha256"]
+    _write(folder, IMAGES_CSV, rows)
+
+
 def flipped_sign(folder):
     rows = _rows(folder, IMAGES_CSV)
     unit = rows[0]["unit_id"]
@@ -115,6 +126,7 @@ FAULTS = [(truncated_png, ["--no-hashes"], "not a readable image"),
           (beats, [], "fv_beats_natural"),
           (edited_without_rehash, [], "units.csv does not match its sha256"),
           (query_is_a_reference, [], "same image as a reference of its batch"),
+          (query_is_a_reference_of_another_batch, [], "(the same photograph mined twice?)"),
           (flipped_sign, [], "less activating than a min reference"),
           (renamed_model_cut_units, [], "the manifest lists 1 units"),
           (fv_removed, [], "visualizations removed"),

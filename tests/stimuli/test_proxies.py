@@ -124,6 +124,8 @@ def test_proxies_are_measured_in_and_out_of_distribution(measured):
     assert set(table.metric) == {"agreement", "spearman", "top9"}
     exact = table[table.full & table.proxy.isin(["rank", "weights"])]
     assert not exact.empty and np.allclose(exact.value, 1.0)  # no simplification: the unit
+    prototypes = table[table.proxy == "prototypes"]
+    assert not prototypes.full.any() and prototypes.at_cap.any()  # k-means is never lossless
     summary = pd.read_csv(result / "proxy_summary.csv")
     assert {"k95", "k_full", "agreement_in", "agreement_blur-4"} <= set(summary.columns)
     reached = summary[summary.k95.notna()]

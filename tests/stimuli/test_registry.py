@@ -119,10 +119,11 @@ def test_every_deviation_from_imi_is_named(capsys):
 
     assert main(["stimuli", "models"]) == 0
     out = capsys.readouterr().out
-    for name in ("googlenet", "vit_b32"):
+    for name in ("googlenet", "vit_b32", "inceptionv1"):
         line = next(l for l in out.splitlines() if l.startswith(name + " "))
         assert "deviates from IMI:" in line, line
-    for name in ("inceptionv1", "clip-resnet50", "clip-vit_b32"):  # CLIP: IMI's 224 px view
+    assert "CenterCrop(229)" in next(l for l in out.splitlines() if l.startswith("inceptionv1 "))
+    for name in ("clip-resnet50", "clip-vit_b32"):  # CLIP: IMI's 224 px view
         assert "deviates" not in next(l for l in out.splitlines() if l.startswith(name + " "))
 
 
@@ -145,3 +146,25 @@ def test_clip_and_vit_are_mined_with_their_own_preprocessing(image_folder, tmp_p
     shown = np.asarray(Image.open(out / row.path))
     assert np.array_equal(shown, np.asarray(load_shown(source, get_spec("tiny-vit").preprocessing)))
     assert not np.array_equal(shown, np.asarray(load_shown(source)))  # not the ImageNet default
+
+
+def test_stimuli_layers_lists_what_a_build_can_sample(capsys):
+    """The layer names, relative depths and unit counts that sampling uses, before any build."""
+    from experiments.cli import main
+    from stimuli.layers import layer_widths, relevant_layers
+
+    assert main(["stimuli", "layers", "resnet50"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    model = load_model("resnet50", pretrained=False)
+    relevant = relevant_layers(model, get_spec("resnet50"))
+    widths = layer_widths(model, get_spec("resnet50"), relevant)
+    rows = [line.split() for line in out[1:-1]]
+    assert [r[-1] for r in rows] == relevant
+    assert [int(r[1]) for r in rows] == [widths[x] for x in relevant]
+    assert float(rows[0][0]) == 0.0 and float(rows[-1][0]) == 1.0
+    assert out[-1].startswith(f"{len(relevant)} of {len(relevant)} relevant layers, "
+                              f"{sum(widths.values())} units")
+    assert main(["stimuli", "layers", "resnet50", "--layers", r"layer4\..*"]) == 0
+    assert all("layer4." in line for line in capsys.readouterr().out.splitlines()[1:-1])
+    assert main(["stimuli", "layers", "resnet50", "--layers", "nothing"]) == 2
+    assert "matches none of resnet50's" in capsys.readouterr().err

@@ -57,3 +57,26 @@ def test_alpha_search_exponential_then_binary():
     assert m.alpha == 0.5 and m.lo == 0.0
     _advance(m, _result([-4, -6], 0.5), False, 4, 1)
     assert m.done and m.best is None
+
+
+def test_when_no_weight_beats_the_exemplars_the_non_diverse_renders_stand_in():
+    """IMI's fallback: the diverse set is the strongest non-diverse renders, alpha 0 (before,
+    the last failing diverse batch was kept)."""
+    from stimuli.render import render_units
+
+    spec = get_spec("tiny-cnn")
+    model = load_model("tiny-cnn", pretrained=False)
+    schedule = RenderSchedule(max_steps=3, min_steps=3, **SMALL)
+    visual = render_units(model, spec, [("bn1", 0)], [1e9], [-1e9], schedule, n_diverse=3,
+                          alpha=1.0, n_plain=4, seed=2)[0]
+    for side in ("max", "min"):
+        record = visual.results[side]
+        assert not record["beats"] and record["fallback_non_diverse"]
+        assert record["alpha"] == 0.0 and len(record["diverse"].images) == 3
+        assert_same_render(record["diverse"].images[:1], record["plain"].images)
+        acts = record["diverse"].activations
+        assert list(acts) == sorted(acts, reverse=side == "max")
+    reachable = render_units(model, spec, [("bn1", 0)], [-1e9], [1e9], schedule, n_diverse=3,
+                             alpha=1.0, n_plain=4, seed=2)[0]
+    assert reachable.results["max"]["beats"] and reachable.results["max"]["alpha"] == 1.0
+    assert not reachable.results["max"]["fallback_non_diverse"]
