@@ -267,17 +267,21 @@ def render_stage(model, spec, chosen: list[Unit], result, out: Path, schedule, n
         **asdict(schedule), "n_diverse": n_diverse, "alpha": alpha,
         "max_exponent": max_exponent, "binary_steps": binary_steps, "seed": seed},
         done=len(list(folder.glob("unit-*.npz"))), restart=folder)
-    mine = [i for i in range(len(chosen)) if i % shard[1] == shard[0]
-            and not (folder / f"unit-{i:05d}.npz").is_file()]
-    reused = sum(1 for i in range(len(chosen)) if i % shard[1] == shard[0]) - len(mine)
-    if reused and progress:
-        print(f"reusing {reused} rendered units in {folder}", file=sys.stderr)
+    mine = [i for i in range(len(chosen)) if i % shard[1] == shard[0]]
+    done = {i for i in mine if (folder / f"unit-{i:05d}.npz").is_file()}
+    if done and progress:
+        print(f"reusing {len(done)} rendered units in {folder}", file=sys.stderr)
     per_round = max(1, schedule.max_batch // (2 * (n_diverse + N_PLAIN)))
+    # groups are cut from all of the shard's units, so a resumed run renders each unit in the
+    # same group as an uninterrupted one (a group killed between two unit files runs again)
+    groups = [mine[first: first + per_round] for first in range(0, len(mine), per_round)]
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(mine), disable=not progress, desc=f"rendering {spec.name}", unit="unit")
-    for first in range(0, len(mine), per_round):
-        group = mine[first: first + per_round]
+    bar = tqdm(total=len(mine) - len(done), disable=not progress,
+               desc=f"rendering {spec.name}", unit="unit")
+    for group in groups:
+        if set(group) <= done:
+            continue
         checkpoint = folder / f"group-{group[0]:05d}.search.pkl"  # the alpha search's rounds
         visuals = render_units(
             model, spec, [(chosen[i].layer, chosen[i].channel) for i in group],
@@ -304,7 +308,7 @@ def render_stage(model, spec, chosen: list[Unit], result, out: Path, schedule, n
             np.savez(tmp, meta=json.dumps(meta), unit=chosen[i].unit_id, **payload)
             tmp.replace(folder / f"unit-{i:05d}.npz")
         checkpoint.unlink(missing_ok=True)
-        bar.update(len(group))
+        bar.update(len(set(group) - done))
     bar.close()
 
 
