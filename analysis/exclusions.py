@@ -245,7 +245,7 @@ def failed_practice(ctx: RuleContext) -> pd.Series:
 class RepeatParticipant(Rule):
     """A participant with more than `max_sessions` sessions is excluded with all their sessions.
 
-    DESIGN.md: repeat participants are excluded (flagged, every row kept), not their later
+    docs/analysis.md: repeat participants are excluded (flagged, every row kept), not their later
     sessions only: having seen the task before, their first session is not naive either.
     """
 

@@ -1,4 +1,5 @@
-"""The stimulus set folder (DESIGN.md): column contract, reading and validation, no torch."""
+"""The stimulus set folder (stimuli.json, units.csv, images.csv, images/): its column contract,
+reading and validation, no torch."""
 from __future__ import annotations
 
 import json

@@ -2,7 +2,7 @@
 such a type names its page module and lab screen itself: `page_script`, `lab_screen`).
 
 The built-in types are listed here rather than through interpsy's own `interpsy.tasks` entry
-points (as DESIGN.md has it): an editable install only sees new entry points after it is
+points (the route a plugin takes): an editable install only sees new entry points after it is
 installed again, and a missing built-in type would make every stored study unreadable."""
 from __future__ import annotations
 
