@@ -255,6 +255,24 @@ def finished_mining_shards(out: str | Path) -> int | None:
     return max(complete) if complete else None
 
 
+def step_budget(n_units: int, schedule, n_diverse: int, fixed_alpha: bool, max_exponent: int,
+                binary_steps: int) -> int:
+    """The most optimisation steps a group of units can take: every round of the diversity
+    search at its longest (one round with a fixed alpha), each optimisation batch
+    `schedule.max_steps` steps."""
+    from types import SimpleNamespace
+
+    from stimuli.render import N_PLAIN, _chunks
+
+    def batches(sizes: list[int]) -> int:
+        return len(_chunks([SimpleNamespace(n=n) for n in sizes], schedule.max_batch))
+
+    rounds = 1 if fixed_alpha else max_exponent + 1 + binary_steps
+    diverse = [n_diverse] * (2 * n_units)
+    first = batches([N_PLAIN] * (2 * n_units) + diverse)  # round 1 also renders the plain ones
+    return (first + (rounds - 1) * batches(diverse)) * schedule.max_steps
+
+
 def render_stage(model, spec, chosen: list[Unit], result, out: Path, schedule, n_diverse: int,
                  alpha: float | None, max_exponent: int, binary_steps: int, device: str,
                  seed: int, progress: bool, shard: tuple[int, int] = (0, 1)) -> None:
@@ -277,18 +295,31 @@ def render_stage(model, spec, chosen: list[Unit], result, out: Path, schedule, n
     groups = [mine[first: first + per_round] for first in range(0, len(mine), per_round)]
     from tqdm.auto import tqdm
 
+    todo = [group for group in groups if not set(group) <= done]
+    allotted = {group[0]: step_budget(len(group), schedule, n_diverse, alpha is not None,
+                                      max_exponent, binary_steps) for group in todo}
+    # every step of every round counts from the first one, so the ETA shows from the start:
+    # an upper bound (each search at its longest), topped up as rounds and groups end early
+    budget = tqdm(total=sum(allotted.values()), disable=not (progress and todo), unit="step",
+                  desc=f"{spec.name}: all units, step budget (ETA at most)", position=1)
     bar = tqdm(total=len(mine) - len(done), disable=not progress,
                desc=f"rendering {spec.name}", unit="unit")
-    for group in groups:
-        if set(group) <= done:
-            continue
+    for group in todo:
+        used = [0]
+
+        def on_step(n: int, used: list[int] = used) -> None:
+            used[0] += n
+            budget.update(n)
+
         checkpoint = folder / f"group-{group[0]:05d}.search.pkl"  # the alpha search's rounds
         visuals = render_units(
             model, spec, [(chosen[i].layer, chosen[i].channel) for i in group],
             [float(result.top_values[i, 0]) for i in group],
             [float(result.bottom_values[i, 0]) for i in group], schedule, n_diverse, alpha,
             max_exponent=max_exponent, binary_steps=binary_steps, device=device,
-            seed=seed, progress=progress, unit_keys=group, checkpoint=checkpoint)
+            seed=seed, progress=progress, unit_keys=group, checkpoint=checkpoint,
+            on_step=on_step)
+        budget.update(max(0, allotted[group[0]] - used[0]))
         for i, visual in zip(group, visuals):
             payload = {}
             meta = {}
@@ -310,6 +341,7 @@ def render_stage(model, spec, chosen: list[Unit], result, out: Path, schedule, n
         checkpoint.unlink(missing_ok=True)
         bar.update(len(set(group) - done))
     bar.close()
+    budget.close()
 
 
 def write_set(out: Path, spec, weights: str, chosen: list[Unit], result, params: dict,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import pickle
 import sys
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -166,17 +167,21 @@ def _gradient_norms(param: FourierImage) -> np.ndarray:
 
 def render_jobs(model: torch.nn.Module, spec: ModelSpec, jobs: list[Job],
                 schedule: RenderSchedule, device: str = "cpu", seed: int = 0,
-                progress: bool = False) -> list[JobResult]:
-    """Render all jobs, `schedule.max_batch` images per optimisation batch."""
+                progress: bool = False, on_step: Callable[[int], None] | None = None
+                ) -> list[JobResult]:
+    """Render all jobs, `schedule.max_batch` images per optimisation batch; `on_step(n)` hears
+    of every step and, when a batch stops early, of the steps it did not need."""
     results: list[JobResult | None] = [None] * len(jobs)
     for chunk in _chunks(jobs, schedule.max_batch):
         for i, result in zip(chunk, _render_chunk(model, spec, [jobs[i] for i in chunk],
-                                                  schedule, torch.device(device), seed, progress)):
+                                                  schedule, torch.device(device), seed, progress,
+                                                  on_step or (lambda n: None))):
             results[i] = result
     return results  # type: ignore[return-value]
 
 
-def _render_chunk(model, spec, jobs, schedule, device, seed, progress) -> list[JobResult]:
+def _render_chunk(model, spec, jobs, schedule, device, seed, progress, on_step
+                  ) -> list[JobResult]:
     rows_of, start = [], 0
     for job in jobs:
         rows_of.append(list(range(start, start + job.n)))
@@ -223,6 +228,7 @@ def _render_chunk(model, spec, jobs, schedule, device, seed, progress) -> list[J
                 with torch.no_grad():
                     param.spectrum[frozen] = snapshot[frozen]
             bar.update(1)
+            on_step(1)
             if progress and (step % 25 == 0 or step == 1):
                 bar.set_postfix_str(_progress_note(acts.detach(), rows_of, jobs, targets, active))
             for j, rows in enumerate(rows_of):
@@ -243,6 +249,7 @@ def _render_chunk(model, spec, jobs, schedule, device, seed, progress) -> list[J
                         live[index] = 0.0
                         snapshot[index] = param.spectrum.detach()[index]
             if not any(active):
+                on_step(schedule.max_steps - step)
                 break
         bar.close()
         with torch.no_grad():
@@ -292,7 +299,8 @@ def render_units(model: torch.nn.Module, spec: ModelSpec, units: list[tuple[str,
                  alpha_start: float = 1.0, max_exponent: int = 5, binary_steps: int = 7,
                  device: str = "cpu", seed: int = 0, progress: bool = False,
                  unit_keys: list[int] | None = None, n_plain: int = N_PLAIN,
-                 checkpoint: str | Path | None = None) -> list[UnitVisualizations]:
+                 checkpoint: str | Path | None = None,
+                 on_step: Callable[[int], None] | None = None) -> list[UnitVisualizations]:
     """Non-diverse and diverse max/min visualizations for units, as IMI made them.
 
     The non-diverse image is the best of `n_plain` renders; the diverse images come from IMI's
@@ -333,7 +341,7 @@ def render_units(model: torch.nn.Module, spec: ModelSpec, units: list[tuple[str,
         if round_index == 0:
             jobs = plain_jobs + jobs
         # IMI re-seeds every attempt alike: each alpha starts from the same noise and draws
-        results = render_jobs(model, spec, jobs, schedule, device, seed, progress)
+        results = render_jobs(model, spec, jobs, schedule, device, seed, progress, on_step)
         if round_index == 0:
             for s, result in zip(searches, results[: len(plain_jobs)]):
                 out[s.unit].results.setdefault(s.side, {}).update(

@@ -191,3 +191,23 @@ def test_a_resumed_build_says_what_it_reuses_and_refuses_changed_settings(image_
     assert main([*args, "--steps", "2"]) == 0
     err = capsys.readouterr().err
     assert "reusing the finished mining of 48 images" in err and "reusing 1 rendered units" in err
+
+
+def test_the_build_shows_its_eta_from_the_first_step(image_folder, tmp_path, capsys):
+    """The step budget of all units (each alpha search at its longest) carries an ETA before
+    the first unit is finished, and is filled when the build ends early."""
+    import re
+
+    from stimuli.build import step_budget
+    from stimuli.render import RenderSchedule
+
+    assert main(["stimuli", "build", "tiny-cnn", str(image_folder), str(tmp_path / "eta"),
+                 "--unit", "bn1:0", "--unit", "bn1:1", "--n-batches", "1", "--n-bins", "4",
+                 "--steps", "6", "--n-diverse", "2", "--random-init", "--progress"]) == 0
+    err = capsys.readouterr().err.replace("\r", "\n")
+    total = step_budget(2, RenderSchedule.for_steps(6, None, None, None), 2, False, 5, 7)
+    assert total == 13 * 6  # 13 rounds of one batch each, 6 steps
+    with_eta = re.search(rf"step budget \(ETA at most\):.*\| [1-9]\d*/{total} \[\S+<\d", err)
+    first_unit = re.search(r"rendering tiny-cnn:.*\| [12]/2", err)  # one group of both
+    assert with_eta and first_unit and with_eta.start() < first_unit.start()
+    assert f"{total}/{total}" in err
