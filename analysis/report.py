@@ -143,20 +143,24 @@ def run_analysis(dataset: Dataset, n_resamples: int = 10_000, seed: int = 0,
     step("tests", t)
 
     t = time.perf_counter()
-    mm = None
+    mm, mixed_failed = None, ""
     scored = scores.main_trials(every_distribution)
     factors = stats.with_query_distribution(task.factors, scored)
     if mixed and scored["participant_id"].nunique() > 1 and scored["correct"].nunique() > 1:
         fit = partial(stats.mixed_model, every_distribution, dataset.models, seed=seed + 3,
                       margin=margin, reference=task.reference_condition, factors=factors,
                       engine=mixed_engine)
-        mm = fit(max_rows=mixed_rows)
-        tables["mixed_model_fixed"] = mm.fixed
-        tables["mixed_model_variance"] = mm.variance
-        if mm.n_used < mm.n_rows:  # a subsample asked for: what it costs, on these data
-            tables["mixed_model_subsample"] = stats.compare_fits(mm, fit(max_rows=None))
-        if not mm.scale_slopes.empty:
-            tables["mixed_model_scale_slopes"] = mm.scale_slopes
+        try:
+            mm = fit(max_rows=mixed_rows)
+        except DataError as exc:  # e.g. glmer refusing odd pilot data: the rest still runs
+            mixed_failed = str(exc)
+        else:
+            tables["mixed_model_fixed"] = mm.fixed
+            tables["mixed_model_variance"] = mm.variance
+            if mm.n_used < mm.n_rows:  # a subsample asked for: what it costs, on these data
+                tables["mixed_model_subsample"] = stats.compare_fits(mm, fit(max_rows=None))
+            if not mm.scale_slopes.empty:
+                tables["mixed_model_scale_slopes"] = mm.scale_slopes
     step("mixed model", t)
 
     t = time.perf_counter()
@@ -206,6 +210,7 @@ def run_analysis(dataset: Dataset, n_resamples: int = 10_000, seed: int = 0,
                                         "machine": seed + 6, "selection": seed + 7,
                                         "shifted": seed + 8, "calibration": seed + 9},
                 "mixed_rows": mixed_rows, "mixed_engine": None if mm is None else mm.engine,
+                "mixed_not_fitted": mixed_failed,
                 "tost_margin": margin,
                 "power": {"difference": power_difference, "base_accuracy": base,
                           "unit_sd": unit_sd, "participant_sd": participant_sd,
@@ -508,7 +513,8 @@ def render_html(result: AnalysisResult, dataset: Dataset) -> str:
         {"item": "mixed model engine", "value": s.get("mixed_engine") or "not fitted"},
     ]).astype({"value": str})
     mm = result.mixed
-    mixed_body = ("<p class='note'>not fitted</p>" if mm is None
+    mixed_body = (f"<p class='note'>not fitted{': ' if s.get('mixed_not_fitted') else ''}"
+                  f"{html.escape(s.get('mixed_not_fitted') or '')}</p>" if mm is None
                   else _mixed_body(mm, t.get("mixed_model_subsample")))
     margin = s["tost_margin"]
     p = s["power"]

@@ -95,3 +95,20 @@ def test_the_variance_table_has_intervals_and_the_boundary_has_no_upper_limit():
     assert unit["sd_high"] == pytest.approx(0.5 * np.exp(1.96 * 0.1))
     assert model["sd_low"] == 0 and np.isnan(model["sd_high"])
     assert model["interval"] == "at the boundary"
+
+
+def test_a_pilot_glmer_refuses_still_gets_its_report():
+    """glmer refuses a grouping factor with one level (one unit here): the report says why the
+    mixed model is missing and every other table is there."""
+    from analysis.load import Dataset
+    from analysis.report import render_html, run_analysis
+
+    ds = simulate(models=2, units_per_model=6, responses_per_unit=6, careless_fraction=0.0,
+                  seed=9)
+    one_unit = ds.responses.assign(unit_id="model1/layer1/0")
+    dataset = Dataset(responses=one_unit, participants=ds.participants, models=ds.models)
+    result = run_analysis(dataset, n_resamples=200, power_sims=20)
+    assert result.mixed is None and "lme4's glmer failed" in result.settings["mixed_not_fitted"]
+    assert not result.tables["model_scores"].empty
+    result.figures = {}
+    assert "not fitted: lme4&#x27;s glmer failed" in render_html(result, dataset)
