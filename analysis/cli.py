@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
 FORMATS = ("interpsy", "imi", "borowski2021")
 DEFAULT_MARGIN = 0.05  # analysis.scaling.DEFAULT_MARGIN (not imported: --help stays light)
+ENGINES = ("auto", "glmer", "vb")  # analysis.stats.ENGINES (not imported, as above)
 
 # --exclusions auto: the rules that fit each format. An interpsy export uses its experiment's own
 # thresholds (IMI's when it has none); the IMI release uses IMI's; Borowski et al. (2021) was a
@@ -53,7 +54,7 @@ AUTO_RULES = {"interpsy": None, "imi": None, "borowski2021": ()}
                    "many scored trials (default: every row); the report then also fits every "
                    "row and shows what the subsample cost.")
 @click.option("--mixed-engine", default="auto", show_default=True,
-              type=click.Choice(("auto", "glmer", "vb")),
+              type=click.Choice(ENGINES),
               help="glmer: lme4 through R (auto uses it when R and lme4 are installed); vb: "
                    "statsmodels' variational Bayes, the fallback.")
 @click.option("--machine", "machine", multiple=True,

@@ -2,7 +2,7 @@
 # into FOLDER and reads the outputs back).
 #   Rscript glmer.R FOLDER
 # Inputs:  data.csv (y, fixed columns f0..fk, grouping columns g0..gm), options.csv (key, value)
-# Outputs: fixed.csv, vcov.csv, variance.csv, eta.csv, info.csv
+# Outputs: fixed.csv, variance.csv, eta.csv, info.csv
 suppressPackageStartupMessages(library(lme4))
 
 folder <- commandArgs(trailingOnly = TRUE)[1]
@@ -72,8 +72,6 @@ total_s <- proc.time()[["elapsed"]] - started
 write.csv(data.frame(term = names(beta), estimate = unname(beta),
                      se = sqrt(diag(as.matrix(vcov(fit, use.hessian = FALSE))))),
           file.path(folder, "fixed.csv"), row.names = FALSE)
-write.csv(as.matrix(vcov(fit, use.hessian = FALSE)), file.path(folder, "vcov.csv"),
-          row.names = FALSE)
 components <- sub("\\.\\(Intercept\\)$", "", names(theta))
 write.csv(data.frame(group = components, sd = unname(theta), se = theta_se),
           file.path(folder, "variance.csv"), row.names = FALSE)

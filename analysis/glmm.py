@@ -22,11 +22,10 @@ INSTALL_HINT = ("install R and lme4 (Debian: apt-get install r-base-core r-cran-
 
 @dataclass
 class GlmerFit:
-    """What glmer returned: fixed effects with their covariance, the random intercepts' SDs
-    with the SEs of the deviance's curvature, the linear predictor per row and the run's facts."""
+    """What glmer returned: fixed effects with their SEs, the random intercepts' SDs with the
+    SEs of the deviance's curvature, the linear predictor per row and the run's facts."""
 
     fixed: pd.DataFrame  # term, estimate, se
-    vcov: np.ndarray
     variance: pd.DataFrame  # component, sd, se
     eta: np.ndarray
     info: dict[str, str] = field(default_factory=dict)
@@ -85,7 +84,6 @@ def fit_glmer(y: np.ndarray, fixed: np.ndarray, fixed_names: Sequence[str],
             last = (done.stderr.strip().splitlines() or ["(no message)"])[-3:]
             raise DataError("lme4's glmer failed: " + " ".join(last))
         estimates = pd.read_csv(folder / "fixed.csv")
-        vcov = pd.read_csv(folder / "vcov.csv").to_numpy(float)
         variance = pd.read_csv(folder / "variance.csv")
         eta = pd.read_csv(folder / "eta.csv")["eta"].to_numpy(float)
         info = dict(pd.read_csv(folder / "info.csv", keep_default_na=False)
@@ -95,8 +93,7 @@ def fit_glmer(y: np.ndarray, fixed: np.ndarray, fixed_names: Sequence[str],
     labels = dict(zip(g_cols, (label for label, _ in groups)))
     variance = (variance.assign(component=variance["group"].map(labels))
                 .set_index("group").loc[g_cols].reset_index(drop=True))  # the order given
-    return GlmerFit(fixed=estimates, vcov=vcov,
-                    variance=variance[["component", "sd", "se"]], eta=eta, info=info)
+    return GlmerFit(fixed=estimates, variance=variance[["component", "sd", "se"]], eta=eta, info=info)
 
 
 __all__ = ["GlmerFit", "fit_glmer", "available", "lme4_version", "rscript"]

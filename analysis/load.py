@@ -513,7 +513,8 @@ def _whole(numeric: pd.Series, column: str, name: str) -> pd.Series:
 
 
 def _unit_ids(model: pd.Series, layer: pd.Series, channel: pd.Series) -> pd.Series:
-    """`model/layer/channel` (data/SCHEMA.md's unit_id) from the three columns; channel is Int64."""
+    """`model/layer/channel` (data/SCHEMA.md's unit_id) from the three columns; channel is
+    Int64."""
     return model.astype(str) + "/" + layer.astype(str) + "/" + channel.astype(str)
 
 

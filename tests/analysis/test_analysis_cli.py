@@ -209,3 +209,10 @@ def test_margin_and_mixed_rows_reach_the_analysis(small_folder, tmp_path):
     fixed = pd.read_csv(out / "tables" / "mixed_model_fixed.csv")
     assert not fixed.empty
     assert main(["analyze", str(small_folder), "--out", str(out), "--margin", "0"]) == 2
+
+
+def test_the_cli_offers_the_engines_the_analysis_has():
+    from analysis.cli import ENGINES
+    from analysis.stats import ENGINES as ANALYSIS_ENGINES
+
+    assert ENGINES == ANALYSIS_ENGINES
