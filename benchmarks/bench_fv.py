@@ -28,7 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.bench_mining import device_name, markdown_block, steady_cpu
+from benchmarks.bench_mining import device_name, markdown_block, publish, steady_cpu
 
 TARGET_RATIO = 10.0
 
@@ -118,11 +118,7 @@ def main() -> None:
            f"{ours_acts.mean():.3f} / {theirs_acts.mean():.3f} ({quality})"]
     title = f"### bench_fv, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {args.device}: {name}"
     block = markdown_block(title, command, header, row)
-    print("\n" + block)
-    if args.append:
-        with open(args.append, "a") as handle:
-            handle.write("\n" + block)
-        print(f"appended to {args.append}")
+    publish(block, args.append)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ mode) and the kept state, then a markdown block; `--append FILE` appends that bl
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import platform
 import shlex
@@ -43,24 +42,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from stimuli.cpu import steady_allocator
+
 MODES = ("forward-only", "naive", "mining")
 TARGET = 0.80  # mining >= 80 % of forward-only throughput on a GPU (issue 3)
-
-
-def steady_cpu_allocator() -> bool:
-    """Keep freed memory in glibc's heap instead of unmapping every large tensor (Linux, glibc).
-
-    By default glibc serves each allocation above its mmap threshold (at most 32 MiB) with a
-    fresh mmap and returns it on free, so every batch's activation tensors page-fault anew:
-    on a 2-core CPU that was ~45 % of a forward pass in system time, and its cost swung with
-    the machine's other load. Raising the mmap and trim thresholds to 1 GiB removes it.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    return bool(libc.mallopt(m_mmap_threshold, 2**30) and libc.mallopt(m_trim_threshold, 2**30))
 
 
 def steady_cpu(args: argparse.Namespace) -> str:
@@ -76,7 +61,7 @@ def steady_cpu(args: argparse.Namespace) -> str:
         threads = max(1, (os.cpu_count() or 1) - getattr(args, "workers", 1))
     if threads:
         torch.set_num_threads(threads)
-    steady = not getattr(args, "glibc_default_malloc", False) and steady_cpu_allocator()
+    steady = not getattr(args, "glibc_default_malloc", False) and steady_allocator()
     settings = (f"{torch.get_num_threads()} torch threads, "
                 f"{'glibc mmap/trim thresholds 1 GiB' if steady else 'glibc default malloc'}")
     print(f"CPU settings: {settings}")
@@ -313,6 +298,15 @@ def markdown_block(title: str, command: str, header: list, row: list) -> str:
     return "\n".join(lines)
 
 
+def publish(block: str, append: str | None) -> None:
+    """Print a markdown block and, with `append`, add it to that file."""
+    print("\n" + block)
+    if append:
+        with open(append, "a") as handle:
+            handle.write("\n" + block)
+        print(f"appended to {append}")
+
+
 def main() -> None:
     args = parse_args()
     command = "python benchmarks/bench_mining.py " + shlex.join(sys.argv[1:])
@@ -320,11 +314,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_mining_") as tmp:
         bench = Bench(args, Path(tmp))
         block = report(bench, run(bench, args.repeats), command)
-    print("\n" + block)
-    if args.append:
-        with open(args.append, "a") as handle:
-            handle.write("\n" + block)
-        print(f"appended to {args.append}")
+    publish(block, args.append)
 
 
 if __name__ == "__main__":

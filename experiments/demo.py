@@ -57,11 +57,16 @@ def default_folder() -> Path:
     return interpsy_home() / "demo"
 
 
-def shipped_set() -> Path:
-    """The packed demo set rendered on a GPU (stimuli.shipped_set); INTERPSY_DEMO_STIMULI
-    names another."""
-    default = Path(__file__).resolve().parents[1] / "data" / "demo_stimuli"
-    return Path(os.environ.get("INTERPSY_DEMO_STIMULI", default))
+# Each study's packed set in data/ (stimuli.shipped_set) and the variable that names another.
+SHIPPED = {"": ("demo_stimuli", "INTERPSY_DEMO_STIMULI"),
+           "calibration": ("calibration_stimuli", "INTERPSY_CALIBRATION_STIMULI")}
+
+
+def shipped_set(study: str = "") -> Path:
+    """The study's packed set, rendered with the CPU schedule (or IMI's on a GPU)."""
+    folder, variable = SHIPPED[study]
+    default = Path(__file__).resolve().parents[1] / "data" / folder
+    return Path(os.environ.get(variable, default))
 
 
 def _shipped_fits(shipped: Path, n_units: int, n_images: int, seed: int) -> str | None:
@@ -120,9 +125,9 @@ def run_build(command: list[str], out: Path, started: float) -> Path:
 
 def make_stimuli(folder: DemoFolder, n_units: int, n_images: int, render_steps: int, seed: int,
                  rebuild: bool = False) -> Path:
-    """Image pool from package photos, then the shipped set unpacked against it or, with
-    `rebuild` (or options the shipped set was not made with), `interpsy stimuli build`; the
-    calibration study's set is always built here."""
+    """Image pool from package photos, then the study's shipped set unpacked against it or,
+    with `rebuild` (or options the shipped set was not made with), `interpsy stimuli build`
+    with the demo's short render (`render_steps`, alpha 1)."""
     out = folder.stimulus_set
     if (out / "stimuli.json").is_file():
         _say(f"stimulus set cached: {out}")
@@ -130,8 +135,10 @@ def make_stimuli(folder: DemoFolder, n_units: int, n_images: int, render_steps: 
     started = time.monotonic()
     image_pool(folder, n_images, seed)
     if folder.study == "calibration":
-        return run_build(calibration_build(folder, render_steps, seed), out, started)
-    shipped = shipped_set()
+        from experiments.calibration_units import calibration_units
+
+        n_units = len(calibration_units())
+    shipped = shipped_set(folder.study)
     why_not = "--rebuild" if rebuild else _shipped_fits(shipped, n_units, n_images, seed)
     if why_not is None:
         from stimuli.errors import StimuliError
@@ -149,6 +156,8 @@ def make_stimuli(folder: DemoFolder, n_units: int, n_images: int, render_steps: 
             return out
     if why_not != "no shipped set":
         _say(f"not using the shipped stimulus set ({why_not}): building one here")
+    if folder.study == "calibration":
+        return run_build(calibration_build(folder, render_steps, seed), out, started)
     return run_build([sys.executable, "-m", "experiments.cli", "stimuli", "build", MODEL,
                       str(folder.pool), str(out), "--n-units", str(n_units), "--seed", str(seed),
                       "--n-batches", "5", "--layers", LATE_LAYERS, "--steps", str(render_steps),
@@ -509,8 +518,8 @@ def summarize_calibration(folder: DemoFolder) -> None:
               show_default=True, help="The paradigm: IMI's 2-AFC or the causal occlusion task "
                                       "(Zimmermann et al. 2021).")
 @click.option("--calibration", is_flag=True,
-              help="The study on the calibration model's units (known mechanisms; built here, "
-                   "--units does not apply): simulated participants follow the construction, a "
+              help="The study on the calibration model's units (known mechanisms; the shipped "
+                   "set, --units does not apply): simulated participants follow the construction, a "
                    "machine observer answers the same trials, and the report checks both.")
 def demo(n_simulated: int, serve: bool, port: int, folder: Path | None, n_units: int,
          n_images: int, render_steps: int, rebuild: bool, workers: int, seed: int,

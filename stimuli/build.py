@@ -19,7 +19,7 @@ import numpy as np
 
 from stimuli.batching import PERCENTILES, available_difficulties, plan_unit
 from stimuli.errors import StimuliError
-from stimuli.images import CROP, list_images
+from stimuli.images import CROP, histogram_correlation, list_images
 from stimuli.registry import get_spec, load_model
 from stimuli.sampling import Unit, load_units, parse_units, sample_units, save_units
 from stimuli.setwriter import image_id, save_png, unit_slug, write_natural, write_tables
@@ -133,8 +133,10 @@ def build_stimulus_set(model_name: str, image_source: str | Path, out_dir: str |
                        render_steps: int | None = None, min_steps: int | None = None,
                        plateau_window: int | None = None, smoothing: float | None = None,
                        n_diverse: int = 8,
-                       alpha: float | None = None, max_exponent: int = 5, binary_steps: int = 7,
-                       max_render_batch: int = 64, device: str = "cpu", batch_size: int = 64,
+                       alpha: float | None = None, max_exponent: int | None = None,
+                       binary_steps: int | None = None, schedule_name: str = "imi",
+                       max_render_batch: int = 64, forward_batch: int | None = None,
+                       device: str = "cpu", batch_size: int = 64,
                        workers: int = 2, store_activations: bool = True,
                        skip_unreadable: bool = False, decode: str = "pil",
                        name: str | None = None, layers: str | None = None,
@@ -144,15 +146,20 @@ def build_stimulus_set(model_name: str, image_source: str | Path, out_dir: str |
 
     `render_steps=None` uses IMI's schedule (cap 20,000, plateau stop after 2,500); a number
     caps it, and a cap below 2,500 runs exactly that many steps (RenderSchedule.for_steps);
-    `min_steps`, `plateau_window` and `smoothing` change the rest of the stopping rule.
+    `min_steps`, `plateau_window` and `smoothing` change the rest of the stopping rule;
+    `schedule_name="cpu"` starts from the CPU schedule and its shorter alpha search instead
+    (`max_exponent`/`binary_steps` None: the schedule's). `forward_batch` (None: one job per
+    forward pass on the CPU, the whole optimisation batch on a GPU) is recorded.
     `difficulties=None` adds every percentile query pair the image count allows.
     `decode="torchvision"` decodes JPEGs in batches on `device` (nvJPEG on a GPU).
     `command` (the CLI's command line) is recorded in the manifest with the device.
     Returns the set folder.
     """
+    from stimuli.cpu import steady_allocator
     from stimuli.mining import MiningConfig, merge_shards, mine_shard
-    from stimuli.render import RenderSchedule
+    from stimuli.render import schedule_for, search_for
 
+    steady_allocator()
     out = Path(out_dir)
     spec, model, weights = load(model_name, pretrained, weights_path, device)
     chosen = prepare_units(model_name, out, n_units, units, seed, model, layers=layers)
@@ -179,8 +186,9 @@ def build_stimulus_set(model_name: str, image_source: str | Path, out_dir: str |
         print(f"reusing the finished mining of {len(files)} images in {mining}",
               file=sys.stderr)
     result = merge_shards(out / WORK, n_shards, [u.unit_id for u in chosen], files)
-    schedule = RenderSchedule.for_steps(render_steps, min_steps, plateau_window, smoothing,
-                                        max_batch=max_render_batch)
+    schedule = schedule_for(schedule_name, render_steps, min_steps, plateau_window, smoothing,
+                            max_render_batch, forward_batch, device)
+    max_exponent, binary_steps = search_for(schedule_name, max_exponent, binary_steps)
     if render:
         render_stage(model, spec, chosen, result, out, schedule, n_diverse, alpha, max_exponent,
                      binary_steps, device, seed, progress)
@@ -188,6 +196,7 @@ def build_stimulus_set(model_name: str, image_source: str | Path, out_dir: str |
               "mining": {**{k_: v for k_, v in asdict(cfg).items() if k_ != "device"},
                          **_precision_record(cfg)},
               "render": ({**asdict(schedule), "schedule": schedule.name,
+                          "schedule_base": schedule_name,
                           "n_diverse": n_diverse, "alpha": alpha,
                           "max_exponent": max_exponent, "binary_steps": binary_steps,
                           "engine": "interpsy"} if render else None),
@@ -416,6 +425,10 @@ def write_set(out: Path, spec, weights: str, chosen: list[Unit], result, params:
             "fv_alpha_max": fv_meta.get("max", {}).get("alpha", ""),
             "fv_alpha_min": fv_meta.get("min", {}).get("alpha", ""),
             "fv_beats_natural": (unit.unit_id not in skipped) if include_synthetic else "",
+            # How alike one side's diverse images look (colour histograms; 1 = the same).
+            **{f"fv_histogram_corr_{side}": (
+                round(histogram_correlation(np.load(render_file)[f"{side}_diverse"]), 4)
+                if include_synthetic else "") for side in ("max", "min")},
             # The optimisation steps the images ran (plain = rank 0, diverse = ranks 1..).
             **{f"fv_steps{kind}_{side}": fv_meta.get(side, {}).get(f"steps{key}", "")
                for kind, key in (("", "_plain"), ("_diverse", "_diverse"))

@@ -72,9 +72,27 @@ def gaussian(sigma: float) -> np.ndarray:
     return g / g.sum()
 
 
-def _channels_last(x: torch.Tensor) -> torch.Tensor:
-    # 15x15 convolutions run about 1.6x faster channels-last on CPU (same sums; RESULTS_shifted)
-    return x.contiguous(memory_format=torch.channels_last)
+class FourierConv(nn.Conv2d):
+    """nn.Conv2d(3, C, SIZE, padding=SIZE // 2, bias=False) computed with FFTs: the same sums
+    to float rounding, several times cheaper than direct 15 x 15 sums on a CPU."""
+
+    def __init__(self, weight: torch.Tensor):
+        super().__init__(weight.shape[1], weight.shape[0], SIZE, padding=SIZE // 2, bias=False)
+        with torch.no_grad():
+            self.weight.copy_(weight.float())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        half = SIZE // 2
+        # zero-padding at the far end to H + SIZE - 1 leaves no wrap-around inside the output
+        shape = (height + SIZE - 1, width + SIZE - 1)
+        kernel = torch.zeros(self.weight.shape[:2] + shape, device=x.device, dtype=torch.float32)
+        kernel[..., :SIZE, :SIZE] = self.weight
+        kernel = torch.roll(kernel, (-half, -half), (-2, -1))  # tap (half, half) at the origin
+        spectrum = torch.fft.rfft2(x.float(), s=shape)
+        kernel = torch.fft.rfft2(kernel).conj()
+        product = sum(spectrum[:, c, None] * kernel[None, :, c] for c in range(spectrum.shape[1]))
+        return torch.fft.irfft2(product, s=shape)[..., :height, :width]
 
 
 def _unit_norm(kernel: np.ndarray) -> np.ndarray:
@@ -99,14 +117,11 @@ class Detectors(nn.Module):
     def __init__(self):
         super().__init__()
         kernels = hand_set_kernels()
-        self.conv = nn.Conv2d(3, len(kernels), SIZE, padding=SIZE // 2, bias=False)
-        with torch.no_grad():
-            self.conv.weight[:] = torch.from_numpy(np.stack(kernels)).float()
-        self.conv.to(memory_format=torch.channels_last)
+        self.conv = FourierConv(torch.from_numpy(np.stack(kernels)))
         self.relu = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.relu(self.conv(_channels_last(x)))
+        return self.relu(self.conv(x))
 
 
 class Controls(nn.Module):
@@ -115,16 +130,13 @@ class Controls(nn.Module):
 
     def __init__(self, seed: int = 0, period: float = CONTROL_PERIOD):
         super().__init__()
-        self.conv = nn.Conv2d(3, N_CONTROLS, SIZE, padding=SIZE // 2, bias=False)
         generator = torch.Generator().manual_seed(seed)
         random = torch.randn(N_CONTROLS, 3, SIZE, SIZE, generator=generator)
-        with torch.no_grad():
-            self.conv.weight[:] = random / random.flatten(1).norm(dim=1)[:, None, None, None]
-        self.conv.to(memory_format=torch.channels_last)
+        self.conv = FourierConv(random / random.flatten(1).norm(dim=1)[:, None, None, None])
         self.period = period
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.conv(_channels_last(x)).mean((2, 3), keepdim=True)
+        z = self.conv(x).mean((2, 3), keepdim=True)
         return torch.cos(2 * math.pi * z / self.period)
 
 
@@ -156,14 +168,11 @@ class Checker(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.conv = nn.Conv2d(3, 1, SIZE, padding=SIZE // 2, bias=False)
-        with torch.no_grad():
-            self.conv.weight[0] = torch.from_numpy(checkerboard()).float()
-        self.conv.to(memory_format=torch.channels_last)
+        self.conv = FourierConv(torch.from_numpy(checkerboard())[None])
         self.relu = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.relu(self.conv(_channels_last(x)))
+        return self.relu(self.conv(x))
 
 
 class Shortcuts(nn.Module):

@@ -12,6 +12,7 @@ import click
 
 from experiments.stimulus_set import load_stimulus_set
 from stimuli.errors import StimuliError
+from stimuli.schedules import SCHEDULES
 
 
 @click.group()
@@ -177,24 +178,40 @@ def _mining_options(f):
 
 
 def _render_options(f):
+    f = click.option("--schedule", "schedule_name", type=click.Choice(SCHEDULES),
+                     default="imi", show_default=True,
+                     help="imi: IMI's GPU schedule (up to 20,000 steps, plateau stop from "
+                          "2,500; alpha search 1..1e5 and 7 bisections). cpu: 512 steps, "
+                          "plateau stop from 256 (128-step window, EMA 0.9), alpha search "
+                          "1, 10 and 1 bisection; the options below change either.")(f)
     f = click.option("--steps", "render_steps", type=click.IntRange(min=1), default=None,
-                     help="Cap of optimisation steps (default: IMI's 20,000); a cap below "
-                          "IMI's 2,500-step minimum runs exactly that many steps.")(f)
+                     help="Cap of optimisation steps (default: the schedule's); a cap below "
+                          "its minimum runs exactly that many steps.")(f)
     f = click.option("--min-steps", type=click.IntRange(min=1), default=None,
-                     help="Steps before the plateau stop may act (default: IMI's 2,500, or the "
-                          "cap when lower).")(f)
+                     help="Steps before the plateau stop may act (default: the schedule's, "
+                          "or the cap when lower).")(f)
     f = click.option("--plateau-window", type=click.IntRange(min=2), default=None,
-                     help="Steps over which the plateau is judged (default: IMI's 2,000).")(f)
+                     help="Steps over which the plateau is judged (default: the "
+                          "schedule's).")(f)
     f = click.option("--smoothing", type=click.FloatRange(0, 1, max_open=True), default=None,
-                     help="EMA factor of the gradient norm (default: IMI's 0.99).")(f)
+                     help="EMA factor of the gradient norm (default: the schedule's).")(f)
     f = click.option("--n-diverse", type=int, default=8, show_default=True)(f)
     f = click.option("--alpha", type=float, default=None,
-                     help="Fixed diversity weight (default: IMI's search).")(f)
-    f = click.option("--max-exponent", type=int, default=5, show_default=True,
-                     help="Alpha search tries 1, 10, ... 10^max_exponent (IMI: up to 1e5).")(f)
-    f = click.option("--binary-steps", type=int, default=7, show_default=True)(f)
+                     help="Fixed diversity weight (default: the schedule's search).")(f)
+    f = click.option("--max-exponent", type=int, default=None,
+                     help="Alpha search tries 1, 10, ... 10^max_exponent (imi: 5, cpu: 1).")(f)
+    f = click.option("--binary-steps", type=int, default=None,
+                     help="Bisections after the search's first failure (imi: 7, cpu: 1).")(f)
     f = click.option("--render-batch", type=int, default=64, show_default=True,
-                     help="Images per optimisation batch.")(f)
+                     help="Images optimised together in one loop (each unit renders 2 x "
+                          "(9 + n-diverse) images in its first alpha round, so 64 holds one "
+                          "unit there). A unit's images do not depend on it.")(f)
+    f = click.option("--forward-batch", type=click.IntRange(min=0), default=None,
+                     help="Images per forward pass, whole jobs (a unit's max or min, plain or "
+                          "diverse); 0: one job per pass. Default: 0 on the CPU (about 1.4 GB "
+                          "for efficientnet-lite0), --render-batch on a GPU. Recorded in the "
+                          "manifest: kernels sum in a batch-size-dependent order, so another "
+                          "value changes the images by float rounding.")(f)
     return f
 
 
@@ -248,18 +265,20 @@ def mine(model, images, out, n_units, unit_list, seed, layer_regex, n_batches, n
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--shard", default=None, help="i/n: render every n-th unit starting at i.")
 @click.option("--progress/--no-progress", default=True)
-def render(model, out, render_steps, min_steps, plateau_window, smoothing, n_diverse, alpha,
-           max_exponent, binary_steps, render_batch, weights_path, random_init, device, seed, shard,
-           progress):
+def render(model, out, schedule_name, render_steps, min_steps, plateau_window, smoothing,
+           n_diverse, alpha, max_exponent, binary_steps, render_batch, forward_batch, weights_path,
+           random_init, device, seed, shard, progress):
     """Render feature visualizations for OUT's mined units (needs finished mining)."""
     import json
     from pathlib import Path
 
     from stimuli.build import env_device, finished_mining_shards, load, render_stage
     from stimuli.mining import merge_shards
-    from stimuli.render import RenderSchedule
+    from stimuli.cpu import steady_allocator
+    from stimuli.render import schedule_for, search_for
     from stimuli.sampling import load_units
 
+    steady_allocator()
     shard_ = _parse_shard(shard)
     device = env_device(device)
     work = Path(out) / "_work"
@@ -270,8 +289,9 @@ def render(model, out, render_steps, min_steps, plateau_window, smoothing, n_div
     files = json.loads((work / "files.json").read_text())["files"]
     result = merge_shards(work, n_shards, [u.unit_id for u in chosen], files)
     spec, net, _ = load(model, not random_init, weights_path, device)
-    schedule = RenderSchedule.for_steps(render_steps, min_steps, plateau_window, smoothing,
-                                        max_batch=render_batch)
+    schedule = schedule_for(schedule_name, render_steps, min_steps, plateau_window, smoothing,
+                            render_batch, forward_batch, device)
+    max_exponent, binary_steps = search_for(schedule_name, max_exponent, binary_steps)
     render_stage(net, spec, chosen, result, Path(out), schedule, n_diverse, alpha, max_exponent,
                  binary_steps, device, seed, progress, shard_)
     click.echo(f"rendered shard {shard_[0]}/{shard_[1]} of {len(chosen)} units in {work}/render")
@@ -291,9 +311,10 @@ def render(model, out, render_steps, min_steps, plateau_window, smoothing, n_div
 @click.option("--name", default=None, help="Set name (default: OUT's folder name).")
 @click.option("--progress/--no-progress", default=True)
 def build(model, images, out, n_units, unit_list, seed, layer_regex, n_batches, n_bins, batch_size, workers,
-          store_activations, skip_unreadable, decode, render_steps, min_steps, plateau_window,
-          smoothing, n_diverse, alpha, max_exponent, binary_steps, render_batch, weights_path,
-          random_init, device, difficulties, no_render, name, progress):
+          store_activations, skip_unreadable, decode, schedule_name, render_steps, min_steps,
+          plateau_window, smoothing, n_diverse, alpha, max_exponent, binary_steps, render_batch,
+          forward_batch, weights_path, random_init, device, difficulties, no_render, name,
+          progress):
     """Sample, mine, render and write a ready stimulus set for MODEL into OUT (resumes)."""
     from stimuli.build import build_stimulus_set, env_device
 
@@ -303,7 +324,8 @@ def build(model, images, out, n_units, unit_list, seed, layer_regex, n_batches, 
         n_bins=n_bins, difficulties=list(difficulties) or None, render=not no_render,
         render_steps=render_steps, min_steps=min_steps, plateau_window=plateau_window,
         smoothing=smoothing, n_diverse=n_diverse, alpha=alpha, max_exponent=max_exponent,
-        binary_steps=binary_steps, max_render_batch=render_batch, device=env_device(device),
+        binary_steps=binary_steps, schedule_name=schedule_name, max_render_batch=render_batch,
+        forward_batch=forward_batch, device=env_device(device),
         batch_size=batch_size, workers=workers, store_activations=store_activations,
         skip_unreadable=skip_unreadable, decode=decode, name=name, layers=layer_regex,
         progress=progress, command=_command_line())

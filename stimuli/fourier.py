@@ -46,8 +46,10 @@ class FourierImage(nn.Module):
                                                    device=device)[None, None, :, :, None])
         self.register_buffer("color", torch.tensor(COLOR_CORRELATION.T, device=device))
 
-    def forward(self) -> torch.Tensor:
-        spectrum = torch.view_as_complex((self.spectrum * self.scale).contiguous())
+    def forward(self, rows: slice | None = None) -> torch.Tensor:
+        """The images (those of `rows` only, when given)."""
+        chosen = self.spectrum if rows is None else self.spectrum[rows]
+        spectrum = torch.view_as_complex((chosen * self.scale).contiguous())
         image = torch.fft.irfftn(spectrum, s=(self.size, self.size), norm="ortho") / FFT_MAGIC
         if self.decorrelate:
             image = torch.einsum("nchw,cd->ndhw", image, self.color)

@@ -186,3 +186,19 @@ def crop_tensor(path: str | Path, crop: int, purpose: str) -> torch.Tensor:
         raise StimuliError(f"{path}: {purpose} need the model's {crop} px crops; the set "
                            f"stores {pixels.shape[0]} px images")
     return torch.from_numpy(pixels.copy()).permute(2, 0, 1)
+
+
+HISTOGRAM_BINS = 16
+
+
+def histogram_correlation(images: np.ndarray) -> float:
+    """Mean pairwise Pearson correlation of (N, H, W, 3) uint8 images' 16-bin per-channel colour
+    histograms (the three channels' bins side by side): near 1 for near-identical textures, NaN
+    for fewer than two images."""
+    if len(images) < 2:
+        return float("nan")
+    edges = np.linspace(0, 256, HISTOGRAM_BINS + 1)
+    rows = np.stack([np.concatenate([np.histogram(image[..., c], edges)[0] for c in range(3)])
+                     for image in images]).astype(np.float64)
+    corr = np.corrcoef(rows)
+    return float(corr[~np.eye(len(rows), dtype=bool)].mean())

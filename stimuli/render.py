@@ -2,9 +2,12 @@
 
 Each *job* is one unit, one sign (+1 max, -1 min), n images and a diversity weight alpha; its
 initial spectra come from the job's seed alone, drawn as lucent draws a batch. Jobs share one
-Fourier parameter batch, one transform draw per step (from the render seed: IMI re-seeded every
-unit alike, so all units saw one sequence; a job's images never depend on its batch-mates) and
-one forward/backward per step; per job the loss is `-sign * mean(activation) + alpha * (n - 1) * mean pairwise Gram cosine`
+Fourier parameter batch, one Adam optimiser and one transform draw per step (from the render
+seed: IMI re-seeded every unit alike, so all units saw one sequence). A step runs forward
+passes of whole jobs, `forward_batch` images at most (0: one job per pass, the CPU default:
+about 1.4 GB for efficientnet-lite0 instead of 4.6 GB for a unit's 34 images in one pass, and
+no slower); a job's pass holds the same images whatever shares its optimisation batch, so its
+images never depend on its batch-mates, not even by float rounding. Per job the loss is `-sign * mean(activation) + alpha * (n - 1) * mean pairwise Gram cosine`
 (lucid's diversity scale). Early stop per job (IMI's code): an EMA (`ema`) of the largest
 per-image norm of the spectrum gradient (inverse-FFT'd) is tracked; once more than
 max(`min_steps`, `window`) steps have run and, over the last `window` steps, the mean of the
@@ -35,6 +38,7 @@ from stimuli.layers import LayerRecorder
 from stimuli.mining import normalizer
 from stimuli.objectives import diversity_penalty, unit_activations
 from stimuli.registry import ModelSpec
+from stimuli.schedules import CPU_STOPPING, SCHEDULES, SEARCH, STOPPING_FIELDS
 from stimuli.transforms import StepDraws, center_crop, imi_view
 
 
@@ -51,32 +55,75 @@ class RenderSchedule:
     lr: float = 0.05
     size: int = 224
     pad: int = 16
-    max_batch: int = 64
+    max_batch: int = 64  # images optimised together (one lock-step loop)
+    forward_batch: int = 0  # images per forward pass, whole jobs; 0: one job per pass
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_steps <= self.max_steps:
             raise StimuliError(f"render schedule: min_steps {self.min_steps} must lie in "
                                f"1..max_steps ({self.max_steps})")
+        if self.forward_batch < 0:
+            raise StimuliError(f"render schedule: forward batch {self.forward_batch} must be "
+                               f"0 (one job per forward pass) or more")
+
+    @classmethod
+    def cpu(cls, **kwargs) -> RenderSchedule:
+        """The CPU schedule: lucent's 512 steps at Adam 0.05 (IMI's lr) and IMI's transforms,
+        with IMI's plateau stop scaled down (from step 256, a 128-step window, EMA 0.9)."""
+        return cls(**{**CPU_STOPPING, **kwargs})
+
+    def check_jobs(self, jobs: list[Job]) -> None:
+        """StimuliError when a job cannot go through one forward pass of `forward_batch`."""
+        for job in jobs:
+            if self.forward_batch and job.n > self.forward_batch:
+                kind = "diverse" if job.alpha > 0 and job.n > 1 else "non-diverse"
+                raise StimuliError(
+                    f"render: forward batch {self.forward_batch} holds fewer than a job's {job.n} "
+                    f"{kind} images (a job's images share one forward pass); use --forward-batch "
+                    f"0 (one job per pass) or at least {job.n}")
 
     @classmethod
     def for_steps(cls, steps: int | None = None, min_steps: int | None = None,
                   window: int | None = None, smoothing: float | None = None,
-                  **kwargs) -> RenderSchedule:
-        """IMI's schedule with what is given changed: `steps` caps it; a cap below IMI's minimum
-        runs exactly that many steps (no plateau stop before it)."""
-        imi = cls()
-        cap = imi.max_steps if steps is None else steps
-        return cls(max_steps=cap, min_steps=min(imi.min_steps, cap) if min_steps is None
-                   else min_steps, window=imi.window if window is None else window,
-                   ema=imi.ema if smoothing is None else smoothing, **kwargs)
+                  base: str = "imi", **kwargs) -> RenderSchedule:
+        """The `base` schedule (imi or cpu) with what is given changed: `steps` caps it; a cap
+        below its minimum runs exactly that many steps (no plateau stop before it)."""
+        if base not in SCHEDULES:
+            raise StimuliError(f"unknown render schedule {base!r}; use {' or '.join(SCHEDULES)}")
+        named = cls.cpu() if base == "cpu" else cls()
+        cap = named.max_steps if steps is None else steps
+        return cls(max_steps=cap, min_steps=min(named.min_steps, cap) if min_steps is None
+                   else min_steps, window=named.window if window is None else window,
+                   ema=named.ema if smoothing is None else smoothing,
+                   **{"lr": named.lr, **kwargs})
 
     @property
     def name(self) -> str:
-        """'imi' when the stopping rule is IMI's, else 'custom'."""
-        imi = RenderSchedule()
-        same = all(getattr(self, f) == getattr(imi, f)
-                   for f in ("max_steps", "min_steps", "window", "ema", "plateau", "lr"))
-        return "imi" if same else "custom"
+        """'imi' or 'cpu' when the stopping rule is that schedule's, else 'custom'."""
+        for name, rule in (("imi", RenderSchedule()), ("cpu", RenderSchedule.cpu())):
+            if all(getattr(self, f) == getattr(rule, f) for f in STOPPING_FIELDS):
+                return name
+        return "custom"
+
+
+
+
+def schedule_for(name: str, steps: int | None, min_steps: int | None, window: int | None,
+                 smoothing: float | None, max_batch: int, forward_batch: int | None,
+                 device: str) -> RenderSchedule:
+    """The named schedule with the options given; `forward_batch` None is one job per forward
+    pass on the CPU (lean, and no slower there) and the whole optimisation batch on a GPU."""
+    if forward_batch is None:
+        forward_batch = 0 if str(device).startswith("cpu") else max_batch
+    return RenderSchedule.for_steps(steps, min_steps, window, smoothing, base=name,
+                                    max_batch=max_batch, forward_batch=forward_batch)
+
+
+def search_for(name: str, max_exponent: int | None, binary_steps: int | None) -> tuple[int, int]:
+    """The alpha search's (max_exponent, binary_steps): those given, else the schedule's."""
+    search = SEARCH[name]
+    return (search["max_exponent"] if max_exponent is None else max_exponent,
+            search["binary_steps"] if binary_steps is None else binary_steps)
 
 
 @dataclass
@@ -144,7 +191,7 @@ class _Batch:
 
 def _step_loss(model, recorder, view: torch.Tensor, batch: _Batch, weight: torch.Tensor,
                active: list[bool]) -> tuple[torch.Tensor, torch.Tensor]:
-    """One step's loss on the model's view, and every row's activation."""
+    """One forward pass's loss on the model's view, and every row's activation."""
     outputs = recorder(model, view)
     acts = unit_activations(outputs, batch.layouts, batch.layers, batch.channels)
     loss = -(weight * acts).sum()
@@ -155,6 +202,39 @@ def _step_loss(model, recorder, view: torch.Tensor, batch: _Batch, weight: torch
                                      for j in live])
         loss = loss + (batch.job_weight[live] * penalty).sum()
     return loss, acts.detach()
+
+
+@dataclass
+class _Pass:
+    """One forward pass of a step: its jobs (chunk indices), their rows and their batch."""
+
+    jobs: list[int]
+    rows: slice
+    batch: _Batch
+
+
+def _forward_passes(jobs: list[Job], rows_of: list[list[int]], layouts: dict[str, str],
+                    forward_batch: int, device) -> list[_Pass]:
+    """The chunk's jobs cut into forward passes of whole jobs, at most `forward_batch` images
+    each (0: one job per pass); each pass's `_Batch` numbers its own rows from 0."""
+    groups = ([[j] for j in range(len(jobs))] if not forward_batch else
+              _chunks(jobs, forward_batch))
+    passes = []
+    for group in groups:
+        local, start = [], 0
+        for j in group:
+            local.append(list(range(start, start + jobs[j].n)))
+            start += jobs[j].n
+        row_job = [j for j in group for _ in range(jobs[j].n)]
+        batch = _Batch(local, [jobs[j].layer for j in row_job], layouts,
+                       torch.tensor([jobs[j].channel for j in row_job], device=device),
+                       [g for g, j in enumerate(group) if jobs[j].alpha > 0 and jobs[j].n > 1],
+                       torch.tensor([jobs[j].alpha * (jobs[j].n - 1) for j in group],
+                                    device=device))
+        # whole consecutive jobs: the pass's rows are one slice of the chunk
+        passes.append(_Pass(group, slice(rows_of[group[0]][0], rows_of[group[-1]][-1] + 1),
+                            batch))
+    return passes
 
 
 def _gradient_norms(param: FourierImage) -> np.ndarray:
@@ -171,6 +251,7 @@ def render_jobs(model: torch.nn.Module, spec: ModelSpec, jobs: list[Job],
                 ) -> list[JobResult]:
     """Render all jobs, `schedule.max_batch` images per optimisation batch; `on_step(n)` hears
     of every step and, when a batch stops early, of the steps it did not need."""
+    schedule.check_jobs(jobs)
     results: list[JobResult | None] = [None] * len(jobs)
     for chunk in _chunks(jobs, schedule.max_batch):
         for i, result in zip(chunk, _render_chunk(model, spec, [jobs[i] for i in chunk],
@@ -190,12 +271,11 @@ def _render_chunk(model, spec, jobs, schedule, device, seed, progress, on_step
     row_job = [j for j, rows in enumerate(rows_of) for _ in rows]
     layers = [jobs[j].layer for j in row_job]
     layouts = {layer: spec.layout(layer) for layer in layers}
-    channels = torch.tensor([jobs[j].channel for j in row_job], device=device)
     weight = torch.tensor([jobs[j].sign / jobs[j].n for j in row_job], device=device,
                           dtype=torch.float32)
-    batch = _Batch(rows_of, layers, layouts, channels,
-                   [j for j, job in enumerate(jobs) if job.alpha > 0 and job.n > 1],
-                   torch.tensor([job.alpha * (job.n - 1) for job in jobs], device=device))
+    # a job's forward pass holds the same images whatever shares its chunk, so its arithmetic
+    # (kernels sum in a batch-size-dependent order) never depends on its chunk-mates
+    passes = _forward_passes(jobs, rows_of, layouts, schedule.forward_batch, device)
     crop = schedule.size if spec.crop_view else None
     job_seeds = [seed * 1_000_003 + job.seed * 101 for job in jobs]  # initial spectra
     param = FourierImage(n_total, schedule.size + 2 * schedule.pad, seeds=job_seeds,
@@ -212,6 +292,8 @@ def _render_chunk(model, spec, jobs, schedule, device, seed, progress, on_step
     frozen = torch.zeros(n_total, dtype=torch.bool, device=device)
     snapshot = param.spectrum.detach().clone()
     live = torch.ones(n_total, device=device)
+    acts = torch.zeros(n_total, device=device)
+    plateau_stop = schedule.min_steps < schedule.max_steps
 
     bar = tqdm(total=schedule.max_steps, disable=not progress, desc=f"render {len(jobs)} jobs",
                unit="step", dynamic_ncols=True, leave=False)
@@ -219,10 +301,14 @@ def _render_chunk(model, spec, jobs, schedule, device, seed, progress, on_step
     with LayerRecorder(model, spec, list(dict.fromkeys(layers)), keep="full") as recorder:
         for step in range(1, schedule.max_steps + 1):
             optimizer.zero_grad(set_to_none=True)
-            view = mean_std(imi_view(param(), draws.next(), crop))
-            loss, acts = _step_loss(model, recorder, view, batch, weight * live, active)
-            loss.backward()
-            norms = _gradient_norms(param)
+            draw = draws.next()
+            for one in passes:
+                view = mean_std(imi_view(param(one.rows), draw, crop))
+                loss, acts[one.rows] = _step_loss(model, recorder, view, one.batch,
+                                                  (weight * live)[one.rows],
+                                                  [active[j] for j in one.jobs])
+                loss.backward()
+            norms = _gradient_norms(param) if plateau_stop else None
             optimizer.step()
             if bool(frozen.any()):
                 with torch.no_grad():
@@ -230,9 +316,9 @@ def _render_chunk(model, spec, jobs, schedule, device, seed, progress, on_step
             bar.update(1)
             on_step(1)
             if progress and (step % 25 == 0 or step == 1):
-                bar.set_postfix_str(_progress_note(acts.detach(), rows_of, jobs, targets, active))
+                bar.set_postfix_str(_progress_note(acts, rows_of, jobs, targets, active))
             for j, rows in enumerate(rows_of):
-                if not active[j]:
+                if not active[j] or norms is None:
                     continue
                 value = float(norms[rows].max())
                 ema[j] = value if ema[j] is None else schedule.ema * ema[j] + (1 - schedule.ema) * value
@@ -252,10 +338,15 @@ def _render_chunk(model, spec, jobs, schedule, device, seed, progress, on_step
                 on_step(schedule.max_steps - step)
                 break
         bar.close()
+        final = torch.zeros(n_total, 3, schedule.size, schedule.size, device=device)
+        final_acts = np.zeros(n_total)
         with torch.no_grad():
-            final = center_crop(param(), schedule.size)
-            outputs = recorder(model, mean_std(final))
-            final_acts = unit_activations(outputs, layouts, layers, channels).cpu().numpy()
+            for one in passes:
+                images = center_crop(param(one.rows), schedule.size)
+                final[one.rows] = images
+                outputs = recorder(model, mean_std(images))
+                final_acts[one.rows] = unit_activations(
+                    outputs, layouts, one.batch.layers, one.batch.channels).cpu().numpy()
     pixels = (final.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
     return [JobResult(pixels[rows], final_acts[rows].astype(np.float64), steps[j], jobs[j].alpha)
             for j, rows in enumerate(rows_of)]

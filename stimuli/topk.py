@@ -1,8 +1,10 @@
 """Exact streaming top-k / bottom-k per unit, mergeable across shards (torch).
 
 Order is (activation descending, image index ascending) for the top and (activation ascending,
-image index ascending) for the bottom: exactly the first k of a full stable sort, ties included.
-Memory: units x k values and indices per side.
+image index descending) for the bottom: the first and the last k of one full stable sort, ties
+included, so the two never share an image while 2k <= n (a unit that many images leave at
+exactly 0, a colour-opponent unit on greyscale photos, ties them all). Memory: units x k values
+and indices per side.
 """
 from __future__ import annotations
 
@@ -26,17 +28,23 @@ class StreamingTopK:
         """Merge a batch: values (units, B) with image indices (B,) all larger than seen ones."""
         values = values.to(self.values.device, torch.float32)
         indices = indices.to(self.indices.device).expand(values.shape[0], -1)
+        if not self.largest:  # ties by index descending: the newest (largest) first
+            values, indices = values.flip(1), indices.flip(1)
         self._merge(values, indices, by_index=False)
 
     def _merge(self, values: torch.Tensor, indices: torch.Tensor, by_index: bool) -> None:
-        all_values = torch.cat([self.values, values], 1)
-        all_indices = torch.cat([self.indices, indices], 1)
+        # the bottom puts the new (larger) indices first, so stable ties run index-descending
+        parts = [(self.values, self.indices), (values, indices)]
+        if not self.largest:
+            parts.reverse()
+        all_values = torch.cat([parts[0][0], parts[1][0]], 1)
+        all_indices = torch.cat([parts[0][1], parts[1][1]], 1)
         keyed = self._keyed(all_values)
         if by_index:
             # shard merges: order by index first so the stable sort breaks ties by index
             # (a streaming update needs no such pass: kept ties are in index order and every
-            # new index is larger than every kept one)
-            order = torch.argsort(all_indices, dim=1, stable=True)
+            # new index lies beyond every kept one)
+            order = torch.argsort(all_indices, dim=1, stable=True, descending=not self.largest)
             all_values, all_indices = all_values.gather(1, order), all_indices.gather(1, order)
             keyed = self._keyed(all_values)
         order = torch.sort(keyed, dim=1, descending=True, stable=True).indices[:, : self.k]

@@ -71,11 +71,13 @@ def test_the_shipped_set_is_used_only_for_the_options_it_was_made_with(tmp_path)
 @pytest.mark.slow
 def test_the_calibration_demo_reports_the_known_answers(tmp_path):
     folder = tmp_path / "demo"
-    done = subprocess.run([sys.executable, "-m", "experiments.cli", "demo", "--calibration",
-                           "--folder", str(folder), "--images", "100", "--steps", "1",
-                           "--simulate", "10", "--no-serve", "--port", "0"],
-                          capture_output=True, text=True, timeout=900)
+    command = [sys.executable, "-m", "experiments.cli", "demo", "--calibration", "--images", "100",
+               "--steps", "1", "--port", "0", "--no-serve"]
+    done = subprocess.run([*command, "--folder", str(folder), "--simulate", "10"],
+                          capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "INTERPSY_CALIBRATION_STIMULI": str(tmp_path / "none")})
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "building one here" not in done.stdout  # no shipped set: built without a word
     assert "10 simulated sessions completed, 0 refused" in done.stdout
     stimulus_set = load_stimulus_set(folder / "stimuli" / "calibration", verify_hashes=True)
     assert len(stimulus_set.units) == 20
@@ -95,3 +97,18 @@ def test_the_calibration_demo_reports_the_known_answers(tmp_path):
     controls = answers[answers.unit_id.str.contains("/controls/")
                        & answers.participant_id.isin(kept)]
     assert abs(controls.correct.mean() - 0.5) < 0.2, len(controls)
+
+    # The same set packed as the repository ships the calibration set: a fresh folder unpacks
+    # it (its natural images cut from the pool again) instead of rendering.
+    from stimuli.shipped_set import pack
+
+    shipped = pack(folder / "stimuli" / "calibration", tmp_path / "shipped")
+    fresh = tmp_path / "fresh"
+    unpacked = subprocess.run([*command, "--folder", str(fresh)], capture_output=True, text=True,
+                              timeout=300,
+                              env={**os.environ, "INTERPSY_CALIBRATION_STIMULI": str(shipped)})
+    assert unpacked.returncode == 0, unpacked.stderr[-2000:]
+    assert "stimulus set: the shipped one (interpsy stimuli build calibration-net" in \
+        unpacked.stdout
+    restored = load_stimulus_set(fresh / "stimuli" / "calibration", verify_hashes=True)
+    assert len(restored.units) == 20

@@ -20,7 +20,7 @@ def test_mining_equals_brute_force(name, brute, image_files, tmp_path):
     for u in range(len(units)):
         column = acts[:, u]
         top = np.argsort(-column, kind="stable")[:k]
-        bottom = np.argsort(column, kind="stable")[:k]
+        bottom = np.argsort(-column, kind="stable")[::-1][:k]  # ties: the last index first
         assert list(result.top_indices[u]) == list(top)
         assert list(result.bottom_indices[u]) == list(bottom)
         np.testing.assert_allclose(result.top_values[u], column[top], rtol=1e-5, atol=1e-6)

@@ -1,6 +1,7 @@
-"""Feature-visualization reliability (issue 17 item 4): images that drive the planted shortcut
+"""Feature-visualization reliability (issues 17 and 27): images that drive the planted shortcut
 unit through the checkerboard detector are flagged at that layer, while images that drive it
-the way its natural exemplars do are not; the path percentile is a plain share."""
+the way its natural exemplars do, and its twin without the shortcut, are not; only channels
+that reach the unit are compared; the flag is calibrated against a null of natural exemplars."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,7 +10,15 @@ import torch
 
 from stimuli.layers import relevant_layers
 from stimuli.registry import get_spec, load_model
-from stimuli.reliability import OUTLIER, earlier_layers, path_percentiles, path_scores
+from stimuli.reliability import (
+    ALPHA,
+    deciding_layer,
+    earlier_layers,
+    null_p_value,
+    path_percentiles,
+    path_scores,
+    route_layers,
+)
 
 
 def _stripes(n: int, seed: int, period: float = 8.0) -> torch.Tensor:
@@ -52,15 +61,48 @@ def calibration():
     return spec, model, layers
 
 
-def test_a_planted_shortcut_is_flagged_and_an_ordinary_route_is_not(calibration):
+def test_a_planted_shortcut_is_flagged_and_an_ordinary_route_and_the_twin_are_not(calibration):
     spec, model, layers = calibration
     assert layers == ["detectors", "controls", "checker", "mixtures", "shortcuts:input"]
     natural = _stripes(40, seed=0)
-    shortcut = path_scores(model, spec, natural, _checkers(9, seed=1), layers)
-    ordinary = path_scores(model, spec, natural, _stripes(9, seed=2), layers)
-    assert np.median(shortcut["shortcuts:input"]) > OUTLIER  # the route through the checker
-    assert "checker" not in shortcut  # one channel has no direction to compare
-    assert all(np.median(v) <= OUTLIER for v in ordinary.values())
+    shortcut = path_scores(model, spec, natural, _checkers(9, seed=1), "shortcuts", 0, layers)
+    ordinary = path_scores(model, spec, natural, _stripes(9, seed=2), "shortcuts", 0, layers)
+    twin = path_scores(model, spec, natural, _checkers(9, seed=1), "shortcuts", 1, layers)
+    # what reaches the units: the edge and the checkerboard channel; the twin's edge alone
+    assert shortcut["shortcuts:input"]["channels"] == 2
+    assert twin["shortcuts:input"]["channels"] == 1 and twin["mixtures"]["channels"] == 0
+    assert shortcut["shortcuts:input"]["p_value"] < ALPHA  # the route through the checker
+    assert ordinary["shortcuts:input"]["p_value"] >= ALPHA
+    route = route_layers(relevant_layers(model, spec), "shortcuts")
+    assert deciding_layer(shortcut, route) == "shortcuts:input"
+    assert deciding_layer(twin, route) is None  # one route only: nothing to flag
+
+
+def test_a_norm_layer_unit_is_compared_where_more_than_its_own_channel_reaches_it():
+    """efficientnet-lite0's `_blocks.13._bn1` unit c reads channel c of a depthwise convolution,
+    which reads channel c of `_bn0`: the 191 other channels at its input cannot reach it (they
+    made every lite0 unit an outlier); the check decides at the previous block's output."""
+    spec = get_spec("efficientnet-lite0")
+    model = load_model("efficientnet-lite0", pretrained=False)
+    every = relevant_layers(model, spec)
+    route = route_layers(every, "_blocks.13._bn1")
+    assert route[:2] == ["_blocks.13._bn1:input", "_blocks.13._bn0"]
+    images = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (6, 3, 224, 224),
+                                                                 dtype=np.uint8))
+    scores = path_scores(model, spec, images[:4], images[4:], "_blocks.13._bn1", 5, route)
+    assert scores["_blocks.13._bn1:input"]["channels"] == 1
+    assert scores["_blocks.13._bn0"]["channels"] == 1
+    decides = deciding_layer(scores, route)
+    assert decides == route[2] and scores[decides]["channels"] > 2
+
+
+def test_the_null_keeps_naturals_against_naturals_and_flags_a_far_set():
+    rng = np.random.default_rng(1)
+    natural = rng.normal([1.0, 0.3, 0.2], 0.1, (45, 3))
+    same = rng.normal([1.0, 0.3, 0.2], 0.1, (9, 3))
+    far = rng.normal([0.2, 0.3, 1.0], 0.1, (9, 3))
+    assert null_p_value(natural, float(np.median(path_percentiles(natural, same))), 9) > 0.05
+    assert null_p_value(natural, float(np.median(path_percentiles(natural, far))), 9) < ALPHA
 
 
 def test_check_reliability_flags_the_shortcut_unit_in_a_set(image_folder, tmp_path, capsys):
@@ -79,12 +121,13 @@ def test_check_reliability_flags_the_shortcut_unit_in_a_set(image_folder, tmp_pa
 
     out = tmp_path / "set"
     assert main(["stimuli", "build", "calibration-net", str(image_folder), str(out),
-                 "--unit", "shortcuts:0", "--unit", "shortcuts:1", "--n-batches", "2",
-                 "--n-bins", "4", "--no-render", "--workers", "0", "--no-progress"]) == 0
+                 "--unit", "shortcuts:0", "--unit", "shortcuts:1", "--n-batches", "3",
+                 "--n-bins", "8", "--no-render", "--workers", "0", "--no-progress"]) == 0
     assert main(["stimuli", "check", str(out), "--reliability"]) == 2
     assert "no feature visualizations to check" in capsys.readouterr().err
     rows = _read_rows(out / "images.csv")
-    for channel, pictures in ((0, _checkers(3, 5)), (1, _stripes(3, 6))):
+    # 21 natural exemplars against 9 visualizations: enough for the null to flag at 1 %
+    for channel, pictures in ((0, _checkers(9, 5)), (1, _stripes(9, 6))):
         for side in ("max", "min"):
             for rank, picture in enumerate(pictures):
                 rel = f"images/synthetic/s{channel}/{side}{rank}.png"

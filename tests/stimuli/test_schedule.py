@@ -4,6 +4,8 @@ from __future__ import annotations
 import csv
 import json
 
+import numpy as np
+
 import pytest
 
 from experiments.stimulus_set import MANIFEST
@@ -46,8 +48,13 @@ def test_the_steps_each_image_ran_are_in_units_csv(image_folder, tmp_path):
     for column in ("fv_steps_max", "fv_steps_min", "fv_steps_diverse_max",
                    "fv_steps_diverse_min"):
         assert row[column] == "6", column
+    for side in ("max", "min"):  # how alike the diverse images look, between -1 and 1
+        assert -1 <= float(row[f"fv_histogram_corr_{side}"]) <= 1
     render = json.loads((out / MANIFEST).read_text())["parameters"]["render"]
     assert (render["max_steps"], render["min_steps"], render["schedule"]) == (6, 6, "custom")
+    # the arithmetic's batch sizes: one job per forward pass on the CPU, 64 images per loop
+    assert (render["forward_batch"], render["max_batch"], render["schedule_base"]) == \
+        (0, 64, "imi")
 
 
 def test_a_unit_renders_the_same_alone_and_in_a_group():
@@ -56,16 +63,21 @@ def test_a_unit_renders_the_same_alone_and_in_a_group():
     spec = get_spec("tiny-cnn")
     model = load_model("tiny-cnn", pretrained=False)
     schedule = RenderSchedule.for_steps(6, size=SMALL["size"], pad=SMALL["pad"])
-    units = [("bn1", 0), ("bn1", 1), ("bn1", 2)]
+    units = [("bn3", 0), ("bn3", 1), ("bn3", 2)]  # bn3's kernels sum by batch size
     args = dict(n_diverse=2, alpha=1.0, seed=5)
     group = render_units(model, spec, units, [9.0] * 3, [-9.0] * 3, schedule,
                          unit_keys=[10, 11, 12], **args)
     alone = render_units(model, spec, units[1:2], [9.0], [-9.0], schedule, unit_keys=[11],
                          **args)[0]
+    # one optimisation batch for all three units: each job still has a forward pass of its own
+    wide = render_units(model, spec, units, [9.0] * 3, [-9.0] * 3,
+                        RenderSchedule.for_steps(6, max_batch=256, **SMALL),
+                        unit_keys=[10, 11, 12], **args)
     for side in ("max", "min"):
         for kind in ("plain", "diverse"):
-            assert_same_render(group[1].results[side][kind].images,
-                               alone.results[side][kind].images)
+            for other in (group, wide):  # byte for byte, not only within float rounding
+                assert np.array_equal(other[1].results[side][kind].images,
+                                      alone.results[side][kind].images), (side, kind)
 
 
 def test_diversity_as_imi_best_of_nine_sorted_and_searched_up_to_1e5():
@@ -85,3 +97,53 @@ def test_diversity_as_imi_best_of_nine_sorted_and_searched_up_to_1e5():
         assert record["plain"].activations[0] == pytest.approx(stronger(candidates))
         acts = list(record["diverse"].activations)
         assert acts == sorted(acts, reverse=side == "max")  # the strongest first
+
+
+def test_forward_batches_split_a_step_by_whole_jobs_and_keep_each_jobs_images():
+    """A step's forward passes hold at most `forward_batch` images, whole jobs (0: one job per
+    pass, the lean CPU default); the images are the same whichever way the step is cut."""
+    spec = get_spec("tiny-cnn")
+    model = load_model("tiny-cnn", pretrained=False)
+    jobs = [Job("bn1", 1, -1, n=3, alpha=1.0, seed=7), Job("bn1", 0, 1, n=2, seed=3),
+            Job("bn2", 2, 1, n=3, alpha=2.0, seed=9)]
+    seen: list[int] = []
+    handle = model.register_forward_pre_hook(lambda module, args: seen.append(len(args[0])))
+    try:
+        renders = {}
+        for forward_batch in (0, 5, 64):
+            seen.clear()
+            schedule = RenderSchedule.for_steps(4, forward_batch=forward_batch, **SMALL)
+            renders[forward_batch] = render_jobs(model, spec, jobs, schedule, seed=1)
+            per_step = {0: [3, 2, 3], 5: [5, 3], 64: [8]}[forward_batch]
+            assert seen[:len(per_step)] == per_step, forward_batch  # whole jobs: 3 + 2, then 3
+    finally:
+        handle.remove()
+    for forward_batch in (5, 64):
+        for lean, other in zip(renders[0], renders[forward_batch], strict=True):
+            np.testing.assert_allclose(other.activations, lean.activations, rtol=0.01)
+            assert_same_render(lean.images, other.images)
+
+
+def test_a_forward_batch_below_a_diverse_job_is_refused():
+    with pytest.raises(StimuliError, match="forward batch 4 .* 8 diverse images"):
+        RenderSchedule.for_steps(10, forward_batch=4).check_jobs([Job("bn1", 0, 1, n=8,
+                                                                     alpha=1.0)])
+
+
+def test_the_cpu_schedule_is_named_and_recorded():
+    cpu = RenderSchedule.cpu()
+    assert cpu.name == "cpu" and cpu.max_steps == 512 and cpu.lr == 0.05
+    assert cpu.min_steps < cpu.max_steps  # a plateau may end it early
+    assert RenderSchedule.for_steps(512).name == "custom"
+
+
+def test_histogram_correlation_tells_look_alike_textures_from_varied_images():
+    from stimuli.images import histogram_correlation
+
+    rng = np.random.default_rng(0)
+    grey = rng.normal(128, 20, (4, 32, 32, 3)).clip(0, 255).astype(np.uint8)
+    assert histogram_correlation(grey) > 0.9
+    varied = np.stack([rng.normal(mean, 20, (32, 32, 3)).clip(0, 255).astype(np.uint8)
+                       for mean in (40, 100, 160, 220)])
+    assert histogram_correlation(varied) < 0.1
+    assert np.isnan(histogram_correlation(grey[:1]))

@@ -13,7 +13,10 @@ from stimuli.topk import StreamingTopK
 
 
 def _brute(values: np.ndarray, k: int, largest: bool) -> tuple[np.ndarray, np.ndarray]:
-    order = np.argsort(-values if largest else values, axis=1, kind="stable")[:, :k]
+    """The first (largest) or the last k of one stable sort, most extreme first: the two sides
+    never share an image."""
+    order = np.argsort(-values, axis=1, kind="stable")
+    order = (order if largest else order[:, ::-1])[:, :k]
     return np.take_along_axis(values, order, 1), order
 
 
