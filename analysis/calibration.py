@@ -52,6 +52,20 @@ def order_agreement(scores: pd.DataFrame, n_resamples: int = 2000, seed: int = 0
     return pd.DataFrame(out)
 
 
+def unit_resolution(rows: pd.DataFrame, value: str) -> pd.DataFrame:
+    """Per source and condition: the median number of distinct query pairs a unit's score rests
+    on (`pairs_per_unit`) and the median standard error of a unit's score over its pairs
+    (`unit_se`: the pairs' mean values' SD over the square root of their number; NaN for one
+    pair). Two single units closer than about twice `unit_se` are not told apart."""
+    pairs = rows.assign(pair=[" ".join(sorted(map(str, p))) for p in zip(rows.query_a,
+                                                                            rows.query_b)])
+    per_pair = pairs.groupby(["source", "condition", "unit_id", "pair"])[value].mean()
+    per_unit = per_pair.astype(float).groupby(["source", "condition", "unit_id"]).agg(
+        pairs="size", se=lambda v: v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else np.nan)
+    return (per_unit.groupby(["source", "condition"])
+            .agg(pairs_per_unit=("pairs", "median"), unit_se=("se", "median")).reset_index())
+
+
 def psychometric_p(m: np.ndarray, m50: float, width: float, lapse: float) -> np.ndarray:
     """P(correct) at mixing m: from 1 - lapse at no mixing down to chance, halfway at m50."""
     return CHANCE + (1 - lapse - CHANCE) * special.expit(-(np.asarray(m) - m50) / width)
@@ -173,14 +187,17 @@ def tables(responses: pd.DataFrame, machine: pd.DataFrame, n_resamples: int, see
         return out
     scores = [people.groupby(["unit_id", "condition"])["correct"].mean().rename("score")
               .reset_index().assign(source="people")]
+    resolution = [unit_resolution(people.assign(source="people"), "correct")]
     bots = (calibration_rows(main_trials(machine, calibration=True)) if not machine.empty
             else people.iloc[:0])
     if not bots.empty:
-        scores.append(bots.assign(source=observer_labels(bots))
-                      .groupby(["source", "unit_id", "condition"])["p_correct"].mean()
+        bots = bots.assign(source=observer_labels(bots))
+        scores.append(bots.groupby(["source", "unit_id", "condition"])["p_correct"].mean()
                       .rename("score").reset_index())
-    out["calibration_order"] = order_agreement(pd.concat(scores, ignore_index=True),
-                                               n_resamples, seed)
+        resolution.append(unit_resolution(bots, "p_correct"))
+    order = order_agreement(pd.concat(scores, ignore_index=True), n_resamples, seed)
+    out["calibration_order"] = order.merge(pd.concat(resolution, ignore_index=True),
+                                           on=["source", "condition"], how="left")
     if (people["kind"] == "mixture").any():
         out["calibration_psychometric"] = psychometric(responses, min(n_resamples, 200),
                                                        seed + 1)

@@ -233,7 +233,12 @@ CALIBRATION_TEXT = (
     "has fallen halfway to chance, with an interval from refits on resampled "
     "participants. The knobs tested bound what m50 can say (0.25 apart in the shipped model: "
     "between two knobs the data hardly tell where the fall happens), and with fewer than about "
-    "10 participants per explanation type the resampled interval is too narrow.</p>")
+    "10 participants per explanation type the resampled interval is too narrow. A unit's score "
+    "rests on its distinct query pairs (<code>pairs_per_unit</code>, one per exemplar batch: 5 "
+    "in the demo); <code>unit_se</code> is a unit's typical standard error over them, and "
+    "two single units closer than about twice it are not told apart: at 5 pairs a random "
+    "control and a detector can swap places unit by unit, and only the order over all units "
+    "(rho) resolves them.</p>")
 
 
 CONTROL_TEXT = (

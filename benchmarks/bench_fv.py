@@ -77,11 +77,13 @@ def main() -> None:
     widths = layer_widths(model, spec, relevant_layers(model, spec))
     units = [u for u in sample_units(args.model, widths, min(4 * args.units, sum(widths.values())),
                                      seed=42) if not u.layer.endswith(":input")][: args.units]
-    schedule = RenderSchedule(max_steps=args.steps, min_steps=args.steps, max_batch=4096)
+    # all units in one forward pass on a GPU (the one-forward renderer), one per pass on a CPU
+    batched = dict(max_batch=4096, forward_batch=0 if device.type == "cpu" else 4096)
+    schedule = RenderSchedule(max_steps=args.steps, min_steps=args.steps, **batched)
     jobs = [Job(u.layer, u.channel, 1) for u in units]
 
     # warm-up both engines (one-time kernel initialisation is not throughput)
-    render_jobs(model, spec, jobs, RenderSchedule(max_steps=2, min_steps=2, max_batch=4096),
+    render_jobs(model, spec, jobs, RenderSchedule(max_steps=2, min_steps=2, **batched),
                 args.device)
     render_lucent(model, spec, units[0].layer, units[0].channel, steps=2)
     ours, ours_s, ours_mem = timed(device, lambda: render_jobs(model, spec, jobs, schedule,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -32,6 +33,7 @@ from server import lookup
 from server.images import public_ids
 from server.simulate import HttpParticipant, Observer, construction_p_correct
 
+ROOT = Path(__file__).resolve().parents[1]  # the checkout
 MODEL = "efficientnet-lite0"
 # Late layers: EfficientNet-Lite0's ReLU6 saturates mid-layer units (washed-out visualizations).
 LATE_LAYERS = r"_blocks\.1[1-5]\._bn[0-2]"
@@ -50,7 +52,7 @@ MACHINE_BACKBONE, MACHINE_ALPHA = "efficientnet-lite0", "8"
 
 def default_folder() -> Path:
     """data/cache/demo in a source checkout, else INTERPSY_HOME/demo."""
-    checkout = Path(__file__).resolve().parents[1] / "data"
+    checkout = ROOT / "data"
     if (checkout / "SCHEMA.md").is_file() and os.access(checkout, os.W_OK):
         return checkout / "cache" / "demo"
     from experiments.db import interpsy_home
@@ -65,7 +67,7 @@ SHIPPED = {"": ("demo_stimuli", "INTERPSY_DEMO_STIMULI"),
 def shipped_set(study: str = "") -> Path:
     """The study's packed set, rendered with the CPU schedule (or IMI's on a GPU)."""
     folder, variable = SHIPPED[study]
-    default = Path(__file__).resolve().parents[1] / "data" / folder
+    default = ROOT / "data" / folder
     return Path(os.environ.get(variable, default))
 
 
@@ -117,7 +119,7 @@ def run_build(command: list[str], out: Path, started: float) -> Path:
     """`interpsy stimuli build` in a subprocess (resumable); the set's folder."""
     _say("building the stimulus set: sample units, mine exemplars, render feature "
          "visualizations (resumes if interrupted)")
-    if subprocess.run(command).returncode != 0:
+    if subprocess.run(command, cwd=ROOT).returncode != 0:
         raise InterpsyError(f"the stimulus build failed; run `interpsy demo` again to resume ({out})")
     _say(f"stimulus set built in {time.monotonic() - started:.0f} s: {out}")
     return out
@@ -156,24 +158,56 @@ def make_stimuli(folder: DemoFolder, n_units: int, n_images: int, render_steps: 
             return out
     if why_not != "no shipped set":
         _say(f"not using the shipped stimulus set ({why_not}): building one here")
-    if folder.study == "calibration":
-        return run_build(calibration_build(folder, render_steps, seed), out, started)
-    return run_build([sys.executable, "-m", "experiments.cli", "stimuli", "build", MODEL,
-                      str(folder.pool), str(out), "--n-units", str(n_units), "--seed", str(seed),
-                      "--n-batches", "5", "--layers", LATE_LAYERS, "--steps", str(render_steps),
-                      "--alpha", "1", "--device", "cpu", "--name", "lite0"], out, started)
+    return run_build(build_command(folder, out, n_units, seed, quick_render(render_steps)), out,
+                     started)
 
 
-def calibration_build(folder: DemoFolder, render_steps: int, seed: int) -> list[str]:
-    """`interpsy stimuli build` of every unit of the calibration model (small: built here)."""
+def quick_render(steps: int) -> list[str]:
+    """The render options of a set built by the demo: `steps` steps at alpha 1."""
+    return ["--steps", str(steps), "--alpha", "1"]
+
+
+SHIPPED_RENDER = ["--schedule", "cpu"]  # how the shipped sets are rendered
+
+
+def build_command(folder: DemoFolder, out: Path, n_units: int, seed: int,
+                  render: list[str]) -> list[str]:
+    """`interpsy stimuli build` of the study's set: 8 late-layer lite0 units, or every unit of
+    the calibration model."""
     from experiments.calibration_units import MODEL as CALIBRATION_MODEL
     from experiments.calibration_units import calibration_units
 
-    units = [a for u in calibration_units() for a in ("--unit", f"{u.layer}:{u.channel}")]
-    return [sys.executable, "-m", "experiments.cli", "stimuli", "build", CALIBRATION_MODEL,
-            str(folder.pool), str(folder.stimulus_set), *units, "--seed", str(seed),
-            "--n-batches", "5", "--steps", str(render_steps), "--alpha", "1", "--device", "cpu",
-            "--name", folder.study]
+    if folder.study == "calibration":
+        model = CALIBRATION_MODEL
+        units = [a for u in calibration_units() for a in ("--unit", f"{u.layer}:{u.channel}")]
+    else:
+        model, units = MODEL, ["--n-units", str(n_units), "--layers", LATE_LAYERS]
+    return [sys.executable, "-m", "experiments.cli", "stimuli", "build", model,
+            _relative(folder.pool), _relative(out), *units, "--seed", str(seed),
+            "--n-batches", "5", *render, "--device", "cpu", "--name", folder.study or "lite0"]
+
+
+def _relative(path: Path) -> str:
+    """A path inside the checkout relative to it (the build records its image files so)."""
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def render_shipped_set(folder: DemoFolder, n_units: int, n_images: int, seed: int) -> Path:
+    """Render the study's shipped set with the CPU schedule in data/shipped_builds/ (resumes;
+    commit its `_work/render/unit-*.npz` as they come), then pack it where the demo finds it."""
+    from stimuli.shipped_set import pack
+
+    image_pool(folder, n_images, seed)
+    out = ROOT / "data" / "shipped_builds" / (folder.study or "lite0")
+    run_build(build_command(folder, out, n_units, seed, SHIPPED_RENDER), out, time.monotonic())
+    target = shipped_set(folder.study)
+    shutil.rmtree(target, ignore_errors=True)
+    pack(out, target)
+    _say(f"shipped set packed: {target}")
+    return target
 
 
 # Both demo specs end with the demo's recruitment and exclusion settings.
@@ -486,7 +520,10 @@ def summarize_calibration(folder: DemoFolder) -> None:
         for row in pd.read_csv(order).itertuples(index=False):
             _say(f"calibration order, {row.source} ({row.condition}): Spearman rho "
                  f"{row.spearman_rho:.2f} [{row.ci_low:.2f}, {row.ci_high:.2f}] over "
-                 f"{row.n_units} units (near 1 before a score is trusted)")
+                 f"{row.n_units} units (near 1 before a score is trusted); a unit's score "
+                 f"rests on {row.pairs_per_unit:.0f} query pairs, standard error "
+                 f"{row.unit_se:.2f}: single units closer than {2 * row.unit_se:.2f} are "
+                 f"not told apart")
     curve = tables / "calibration_psychometric.csv"
     if curve.is_file():
         for row in pd.read_csv(curve).itertuples(index=False):
@@ -517,19 +554,25 @@ def summarize_calibration(folder: DemoFolder) -> None:
 @click.option("--task", type=click.Choice(["imi_2afc", "occlusion"]), default="imi_2afc",
               show_default=True, help="The paradigm: IMI's 2-AFC or the causal occlusion task "
                                       "(Zimmermann et al. 2021).")
+@click.option("--render-shipped", is_flag=True,
+              help="For maintainers: render the study's shipped set with the CPU schedule in "
+                   "data/shipped_builds/ (hours; resumes) and pack it into data/, then stop.")
 @click.option("--calibration", is_flag=True,
               help="The study on the calibration model's units (known mechanisms; the shipped "
                    "set, --units does not apply): simulated participants follow the construction, a "
                    "machine observer answers the same trials, and the report checks both.")
 def demo(n_simulated: int, serve: bool, port: int, folder: Path | None, n_units: int,
          n_images: int, render_steps: int, rebuild: bool, workers: int, seed: int,
-         task: str, calibration: bool) -> None:
+         task: str, render_shipped: bool, calibration: bool) -> None:
     """Run a whole study offline: stimuli, experiment, server, simulated participants, report."""
     if calibration and task != "imi_2afc":
         raise click.UsageError("--calibration runs IMI's 2-AFC task; leave out --task")
     place = DemoFolder((folder or default_folder()).resolve(),
                        "calibration" if calibration else "")
     place.root.mkdir(parents=True, exist_ok=True)
+    if render_shipped:
+        render_shipped_set(place, n_units, n_images, seed)
+        return
     started = time.monotonic()
     stimulus_set = make_stimuli(place, n_units, n_images, render_steps, seed, rebuild)
     if task == "occlusion":

@@ -22,6 +22,7 @@ from stimuli.errors import StimuliError
 from stimuli.images import CROP, histogram_correlation, list_images
 from stimuli.registry import get_spec, load_model
 from stimuli.sampling import Unit, load_units, parse_units, sample_units, save_units
+from stimuli.schedules import beats_target
 from stimuli.setwriter import image_id, save_png, unit_slug, write_natural, write_tables
 
 WORK = "_work"
@@ -411,7 +412,9 @@ def write_set(out: Path, spec, weights: str, chosen: list[Unit], result, params:
                         "role": f"reference_{side}", "batch": 0, "rank": rank,
                         "activation": act, "path": rel, "difficulty": ""})
             fv_activation = float(data["max_plain_act"][0])
-            if not (fv_meta["max"]["beats"] and fv_meta["min"]["beats"]):
+            # from the images shown, whatever the render's record says
+            if not all(beats_target(side, data[f"{side}_diverse_act"], fv_meta[side]["target"])
+                       for side in ("max", "min")):
                 skipped.append(unit.unit_id)
         unit_rows.append({
             "unit_id": unit.unit_id, "model": unit.model, "layer": unit.layer,

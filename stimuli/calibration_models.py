@@ -74,7 +74,7 @@ def gaussian(sigma: float) -> np.ndarray:
 
 class FourierConv(nn.Conv2d):
     """nn.Conv2d(3, C, SIZE, padding=SIZE // 2, bias=False) computed with FFTs: the same sums
-    to float rounding, several times cheaper than direct 15 x 15 sums on a CPU."""
+    to float rounding and cheaper on a CPU than direct 15 x 15 sums."""
 
     def __init__(self, weight: torch.Tensor):
         super().__init__(weight.shape[1], weight.shape[0], SIZE, padding=SIZE // 2, bias=False)

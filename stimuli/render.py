@@ -38,7 +38,7 @@ from stimuli.layers import LayerRecorder
 from stimuli.mining import normalizer
 from stimuli.objectives import diversity_penalty, unit_activations
 from stimuli.registry import ModelSpec
-from stimuli.schedules import CPU_STOPPING, SCHEDULES, SEARCH, STOPPING_FIELDS
+from stimuli.schedules import CPU_STOPPING, SCHEDULES, SEARCH, STOPPING_FIELDS, beats_target
 from stimuli.transforms import StepDraws, center_crop, imi_view
 
 
@@ -380,10 +380,6 @@ class _Search:
     tried: list = field(default_factory=list)
 
 
-def _beats(side: str, acts: np.ndarray, target: float) -> bool:
-    return bool(acts.min() > target) if side == "max" else bool(acts.max() < target)
-
-
 def render_units(model: torch.nn.Module, spec: ModelSpec, units: list[tuple[str, int]],
                  top_natural: list[float], bottom_natural: list[float],
                  schedule: RenderSchedule, n_diverse: int = 8, alpha: float | None = None,
@@ -450,7 +446,9 @@ def render_units(model: torch.nn.Module, spec: ModelSpec, units: list[tuple[str,
         # IMI: when no diversity weight beats the exemplars, the non-diverse renders stand in
         chosen = (_strongest_first(s.best, s.side) if s.best is not None else
                   _strongest_first(plain, s.side, keep=n_diverse))
-        record.update(diverse=chosen, alpha=chosen.alpha, beats=s.best is not None,
+        # `beats` is about the images shown: non-diverse stand-ins may beat the exemplars
+        record.update(diverse=chosen, alpha=chosen.alpha,
+                      beats=beats_target(s.side, chosen.activations, s.target),
                       fallback_non_diverse=s.best is None, target=s.target, tried=s.tried)
     return out
 
@@ -487,7 +485,7 @@ def _strongest_first(result: JobResult, side: str, keep: int | None = None) -> J
 
 def _advance(s: _Search, result: JobResult, fixed: bool, max_exponent: int,
              binary_steps: int) -> None:
-    ok = _beats(s.side, result.activations, s.target)
+    ok = beats_target(s.side, result.activations, s.target)
     s.tried.append([s.alpha, ok])
     if ok:
         s.best, s.lo = result, s.alpha

@@ -107,3 +107,19 @@ def test_an_explanation_at_chance_everywhere_has_its_resolution_at_the_smallest_
     correct = np.array([1, 1, 1, 0, 0, 1, 1, 0, 0, 0, 1, 1, 1, 0, 0, 1, 0, 0, 0, 0, 1, 1, 0, 0, 0])
     m50, _, _ = fit_psychometric(m, correct)
     assert 0 <= m50 < 0.1
+
+
+def test_the_order_table_says_how_many_query_pairs_a_unit_score_rests_on():
+    """At the demo's 5 batches a unit's score rests on 5 query pairs: the table gives their
+    number and a unit's standard error over them (repeats of one pair count once)."""
+    from analysis.calibration import unit_resolution
+
+    values = {"u1": [1, 0, 1, 1, 0], "u2": [0.5, 0.5, 1, 0, 1]}
+    rows = pd.DataFrame([{"source": "people", "condition": "natural", "unit_id": unit,
+                          "query_a": f"{unit}-{i}a", "query_b": f"{unit}-{i}b", "correct": v}
+                         for unit, vs in values.items() for i, v in enumerate(vs)
+                         for _ in range(2)])  # every pair shown twice
+    table = unit_resolution(rows, "correct").set_index(["source", "condition"])
+    expected = np.median([np.std(v, ddof=1) / np.sqrt(5) for v in values.values()])
+    assert table.loc[("people", "natural"), "pairs_per_unit"] == 5
+    assert table.loc[("people", "natural"), "unit_se"] == pytest.approx(expected)

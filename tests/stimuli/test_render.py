@@ -80,3 +80,24 @@ def test_when_no_weight_beats_the_exemplars_the_non_diverse_renders_stand_in():
                              alpha=1.0, n_plain=4, seed=2)[0]
     assert reachable.results["max"]["beats"] and reachable.results["max"]["alpha"] == 1.0
     assert not reachable.results["max"]["fallback_non_diverse"]
+
+
+def test_non_diverse_stand_ins_that_beat_the_exemplars_are_said_to_beat_them():
+    """When no diversity weight beats the exemplars but the strongest non-diverse renders do,
+    the set shows images that beat them: `beats` says so (units.csv's fv_beats_natural is
+    checked against the images shown, and a build failed on the contradiction)."""
+    from stimuli.render import render_units
+
+    spec = get_spec("tiny-cnn")
+    model = load_model("tiny-cnn", pretrained=False)
+    schedule = RenderSchedule(max_steps=6, min_steps=6, **SMALL)
+    args = dict(n_diverse=3, alpha=1e6, n_plain=4, seed=2)  # a weight no image survives
+    probe = render_units(model, spec, [("bn1", 0)], [1e9], [-1e9], schedule, **args)[0]
+    plain, diverse = probe.results["max"]["plain_candidates"], probe.results["max"]["tried"]
+    weakest_plain = sorted(plain, reverse=True)[2]  # the third strongest stand-in
+    visual = render_units(model, spec, [("bn1", 0)], [weakest_plain - 1e-6], [-1e9], schedule,
+                          **args)[0]
+    record = visual.results["max"]
+    assert record["fallback_non_diverse"], diverse  # no diverse batch beat the target
+    assert record["beats"] and record["alpha"] == 0.0
+    assert record["diverse"].activations.min() > weakest_plain - 1e-6
