@@ -406,6 +406,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+DEMO_THREADS = 8  # threads per gunicorn worker
+
+
 class DemoServer:
     """`interpsy serve` (gunicorn) in a subprocess, waited for until it answers."""
 
@@ -419,9 +422,12 @@ class DemoServer:
                "INTERPSY_IMAGE_CACHE": str(folder.root / "image-cache"),
                "INTERPSY_RATE_LIMITS": "0"}
         self.log = open(folder.root / "server.log", "ab")
+        # threads: with no proxy in front, a browser's idle keep-alive connection would hold a
+        # sync worker until gunicorn killed it; gthread workers poll idle connections
         self.process = subprocess.Popen(
             [sys.executable, "-m", "experiments.cli", "serve", "--port", str(port),
-             "--workers", str(workers)], env=env, stdout=self.log, stderr=subprocess.STDOUT)
+             "--workers", str(workers), "--threads", str(DEMO_THREADS)], env=env,
+            stdout=self.log, stderr=subprocess.STDOUT)
         self._wait(folder)
 
     def _wait(self, folder: DemoFolder, timeout: float = 60.0) -> None:

@@ -192,7 +192,7 @@ def nginx_locations(public_dir: Path, upstream: str, mimetype: str = "image/webp
     gunicorn at `upstream` (host:port); `root_location` adds `location /` passing the rest."""
     root = str(Path(public_dir).resolve()).replace("\\", "\\\\").replace('"', '\\"')
     proxy = (f"    proxy_pass http://{upstream};\n"
-             "    proxy_set_header Host $host;\n"
+             "    proxy_set_header Host $http_host;  # with its port: the form's Origin has it\n"
              "    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n"
              "    proxy_set_header X-Forwarded-Proto $scheme;\n")
     rest = (f"location / {{\n{proxy}}}\n" if root_location else

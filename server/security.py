@@ -61,6 +61,10 @@ def same_origin_or_absent() -> None:
     if origin == "null":
         return  # privacy settings or sandboxed frames; the signed form token still applies
     if origin.rstrip("/") != request.host_url.rstrip("/"):
+        current_app.logger.warning(
+            "form refused: Origin %s is not this server's %s (behind a proxy, pass the browser's "
+            "Host with its port: nginx `proxy_set_header Host $http_host;`, and its scheme: "
+            "`X-Forwarded-Proto $scheme` with INTERPSY_PROXY_HOPS)", origin, request.host_url)
         raise Forbidden("this form must be sent from the study page")
 
 

@@ -117,3 +117,31 @@ def test_the_calibration_demo_reports_the_known_answers(tmp_path, capsys):
         capsys.readouterr().out
     restored = load_stimulus_set(out, verify_hashes=True)
     assert sorted(restored.units.unit_id) == sorted(stimulus_set.units.unit_id)
+
+
+def test_idle_browser_connections_do_not_hold_the_demos_server(tmp_path):
+    """Browsers keep connections open without sending; the demo's server (no proxy in front)
+    still answers at once with more idle connections than workers (sync workers each sat on
+    one until gunicorn killed them: "WORKER TIMEOUT ... no URI read")."""
+    import socket
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    from experiments.db import Database
+    from experiments.demo import DemoFolder, DemoServer, free_port
+
+    folder = DemoFolder(tmp_path)
+    Database(folder.database_url).upgrade()
+    server = DemoServer(folder, free_port(), workers=1)
+    idle = []
+    try:
+        port = urlsplit(server.base_url).port
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(6)]
+        started = time.monotonic()
+        with urllib.request.urlopen(server.base_url + "/api/health", timeout=20) as reply:
+            assert reply.status == 200
+        assert time.monotonic() - started < 10
+    finally:
+        for connection in idle:
+            connection.close()
+        server.stop()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -116,3 +117,31 @@ def test_ids_that_are_not_plain_paths_are_left_to_the_app(db, tmp_path):
     assert (store.public_dir / "img" / "exp@1" / "a" / "b").read_bytes() == b"RIFF"
     leftovers = [p for p in (store.public_dir / "img").rglob("*") if p.name.endswith(".tmp")]
     assert leftovers == []
+
+
+@needs_nginx
+def test_consent_through_nginx_on_its_own_port_as_documented(db, tmp_path, small_set,
+                                                             shared_folder):
+    """The generated locations in a server block on a non-default port: the consent POST's
+    Origin names the port, so the Host nginx passes on must keep it ($http_host; $host drops it
+    and every consent was refused with 403)."""
+    key = build(db, tmp_path, small_set)
+    app = make_app(db, tmp_path, image_cache=shared_folder / "cache")
+    store = app.extensions["interpsy"].images
+    live = LiveServer(app)
+    nginx = Nginx(shared_folder / "nginx", nginx_locations(
+        store.public_dir, live.url.removeprefix("http://"), root_location=True))
+    nginx.start()
+    try:
+        with httpx.Client(base_url=nginx.url) as browser:
+            page = browser.get(f"/x/{key}/", follow_redirects=True)
+            entry = re.search(r'name="entry" value="([^"]+)"', page.text).group(1)
+            consent = browser.post(f"/x/{key}/start", headers={"Origin": nginx.url},
+                                   data={"entry": entry, "consent": "yes", "window_width": 1280,
+                                         "window_height": 800})
+            assert consent.status_code == 303, consent.text[:500]
+            assert consent.headers["location"].startswith(f"{nginx.url}/") or \
+                consent.headers["location"].startswith("/")
+    finally:
+        nginx.stop()
+        live.stop()
