@@ -15,8 +15,12 @@ from sqlalchemy import select
 from experiments.db import Database
 from experiments.db.models import StimulusImage, StimulusSetRecord
 from experiments.errors import NotFound
+from server.padding import pad, pad_target
 
 MIMETYPES = {"webp": "image/webp", "jpeg": "image/jpeg", "png": "image/png"}
+# Every served file's modification time (Last-Modified, nginx's ETag): creation order
+# followed a query's role (the database's row order), so no file keeps its own.
+FIXED_MTIME = 946_684_800  # 2000-01-01 UTC
 UMASK = os.umask(0o022)  # read once, at import (os.umask can only be read by setting it)
 os.umask(UMASK)
 
@@ -45,6 +49,7 @@ class ImageStore:
         self.fmt = fmt
         self.quality = quality
         self.lookup = lru_cache(maxsize=100_000)(self._lookup)
+        self.padded_size = lru_cache(maxsize=64)(self._padded_size)
         self.public_ids = lru_cache(maxsize=64)(self._public_ids)
         self.experiment_ids: dict[str, int] = {}
         self.unlinked: dict[str, list[str]] = {}  # experiment key -> ids prepare did not link
@@ -79,8 +84,8 @@ class ImageStore:
         suffix = "jpg" if self.fmt == "jpeg" else self.fmt
         return self.cache_dir / digest[:2] / f"{digest}.q{self.quality}.{suffix}"
 
-    def file_for(self, experiment_id: int, public_id: str) -> Path:
-        """The file to send for an image (by public id): its derivative (made now) or the master."""
+    def _plain(self, experiment_id: int, public_id: str) -> Path:
+        """An image's unpadded file: its derivative (made now) or, for png, the master."""
         image = self.lookup(experiment_id, public_id)
         if not image.master.is_file():
             raise NotFound(f"image {public_id!r}: file missing on the server")
@@ -90,6 +95,41 @@ class ImageStore:
         if not target.is_file():
             self._make(image.master, target)
         return target
+
+    def _padded_size(self, experiment_id: int) -> int:
+        """The byte size every image of the experiment is served at (its plain files made)."""
+        with self.db.read() as session:
+            ids = session.scalars(select(StimulusImage.public_id).where(
+                StimulusImage.experiment_id == experiment_id)).all()
+        return pad_target([self._plain(experiment_id, i).stat().st_size for i in ids])
+
+    def file_for(self, experiment_id: int, public_id: str) -> Path:
+        """The file to send for an image (by public id): its plain file padded to the
+        experiment's one size, with one fixed modification time (nothing in its bytes, size,
+        ETag or Last-Modified follows its role)."""
+        plain = self._plain(experiment_id, public_id)
+        size = self.padded_size(experiment_id)
+        digest = hashlib.sha256(str(plain.resolve()).encode()).hexdigest() \
+            if self.fmt == "png" else plain.name.split(".")[0]
+        suffix = "jpg" if self.fmt == "jpeg" else self.fmt
+        target = self.cache_dir / digest[:2] / f"{digest}.q{self.quality}.{size}b.{suffix}"
+        if not target.is_file():
+            self._write(target, pad(plain.read_bytes(), size, self.fmt))
+        return target
+
+    def _write(self, target: Path, data: bytes) -> None:
+        """Write atomically, readable by a proxy's user, at FIXED_MTIME."""
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(dir=target.parent, suffix=".part")
+        try:
+            with os.fdopen(handle, "wb") as out:
+                out.write(data)
+            _readable(Path(tmp))
+            os.utime(tmp, (FIXED_MTIME, FIXED_MTIME))
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
     def _make(self, master: Path, target: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -180,13 +180,14 @@ def test_serve_makes_every_derivative_before_starting_gunicorn(db, tmp_path, sma
     assert cli_main(["serve", "--database", db.url, "--workers", "3"]) == 0
     with db.read() as session:
         n_images = session.scalar(select(func.count()).select_from(StimulusImage))
-    made = sorted(cache.rglob("*.webp"))
+    made = sorted(cache.rglob("*b.webp"))  # the served files, padded to the one size
     assert n_images > 0 and len(made) == n_images
     assert all(p.read_bytes()[8:12] == b"WEBP" for p in made[:5])
+    assert len({p.stat().st_size for p in made}) == 1
     assert f"{key}: {n_images} images ready as webp" in capsys.readouterr().out
     assert launched and launched[0][-1] == "server.wsgi:app" and "3" in launched[0]
     # A second start finds them all made and rewrites none.
-    before = {p: p.stat().st_mtime_ns for p in made}
+    before = {p: p.stat().st_mtime_ns for p in cache.rglob("*.webp")}
     assert cli_main(["serve", "--database", db.url, "--skip-prepare"]) == 0
     assert cli_main(["serve", "--database", db.url]) == 0
     assert {p: p.stat().st_mtime_ns for p in cache.rglob("*.webp")} == before
