@@ -342,6 +342,37 @@ def test_a_second_tab_does_not_end_the_first(page, study):
     assert not page.query_selector("#no-session")
 
 
+def test_two_people_in_one_browser_each_keep_their_own_tab(page, study):
+    """Person A mid-session, person B opens their own link in a tab of the same browser: after
+    reloads each tab still runs its own person's session (credentials were kept per study, so A's
+    tab took up B's session)."""
+    first = begin(page, study, "?PROLIFIC_PID=shared-a")
+    answer(page, study)
+    wait_count(study["db"], first, 1)
+    other = page.context.new_page()
+    second = begin(other, study, "?PROLIFIC_PID=shared-b")
+    assert second != first
+    for tab, sid in ((page, first), (other, second)):
+        tab.reload()
+        tab.wait_for_selector("#screen-check")
+        tab.click("#fullscreen")
+        tab.wait_for_selector(".trial:not(.hidden-until-ready)")
+        assert tab.evaluate("() => window.interpsyStudy.sid") == sid
+    answer(page, study)  # A's answer lands in A's session
+    wait_count(study["db"], first, 2)
+    assert count(study["db"], second) == 0
+    # A's study link in a third tab offers A (not B) the way back
+    third = page.context.new_page()
+    third.goto(f"{study['url']}/x/{study['key']}/?PROLIFIC_PID=shared-a")
+    third.wait_for_selector("#consent")
+    assert third.is_visible("#resume")
+    third.click("#resume-link")
+    third.wait_for_selector("#screen-check")
+    assert third.evaluate("() => window.interpsyStudy.sid") == first
+    for tab in (other, third):
+        tab.close()
+
+
 def test_a_lost_session_link_keeps_the_platform_ids(page, study):
     sid = begin(page, study, "?PROLIFIC_PID=lost-one")
     answer(page, study)
@@ -349,7 +380,7 @@ def test_a_lost_session_link_keeps_the_platform_ids(page, study):
     # the credentials go bad (e.g. storage copied from elsewhere): the page offers the link
     page.evaluate(f"""() => {{
         const k = 'interpsy:{study['key']}:credentials';
-        const c = JSON.parse(localStorage.getItem(k)); c.token = 'wrong'; localStorage.setItem(k, JSON.stringify(c)); }}""")
+        const c = JSON.parse(sessionStorage.getItem(k)); c.token = 'wrong'; sessionStorage.setItem(k, JSON.stringify(c)); }}""")
     page.goto(f"{study['url']}/x/{study['key']}/run")
     page.wait_for_selector("#no-session")
     assert "?e=" in page.get_attribute("#reopen-link", "href")

@@ -329,7 +329,9 @@ async function main() {
     store.setCredentials(credentials);
     window.history.replaceState(null, '', window.location.pathname + window.location.search);
   } else {
-    credentials = store.credentials();
+    // the consent page's "continue" names the participant whose session this tab takes up
+    const named = new URLSearchParams(window.location.hash.slice(1)).get('p');
+    credentials = store.credentials(named);
   }
   if (!credentials) {
     lostSession('Session not found', 'This browser has no session of this study. Please start it from your study link.');
@@ -343,7 +345,7 @@ async function main() {
   } catch (error) {
     if (error instanceof ApiError && (error.status === 404 || error.status === 401)) {
       const href = entryLink();
-      store.remove('credentials');
+      store.forgetCredentials(credentials);
       lostSession('Session not found', 'This session is not known to the server (or it was started again elsewhere).', href);
       return;
     }

@@ -29,10 +29,13 @@ window.addEventListener('resize', fill);
 form.addEventListener('submit', () => { fill(); start.disabled = true; });
 
 try {
-  const saved = JSON.parse(localStorage.getItem(`interpsy:${main.dataset.experiment}:credentials`) || 'null');
-  // Only the same person may continue a session stored in this (perhaps shared) browser.
-  if (saved && saved.session_id && saved.participant === main.dataset.participant) {
+  // Only the same person may continue a session stored in this (perhaps shared) browser:
+  // sessions are kept per participant.
+  const who = main.dataset.participant || '';
+  const saved = JSON.parse(localStorage.getItem(`interpsy:${main.dataset.experiment}:credentials:${who}`) || 'null');
+  if (saved && saved.session_id && saved.participant === who) {
     document.getElementById('resume').hidden = false;
-    document.getElementById('resume-link').href = form.action.replace(/start$/, 'run');
+    document.getElementById('resume-link').href =
+      `${form.action.replace(/start$/, 'run')}#p=${encodeURIComponent(who)}`;
   }
 } catch (_) { /* storage blocked */ }

@@ -1,4 +1,4 @@
-// localStorage, keyed per experiment and session: credentials, progress, the unsent queue.
+// Browser storage, keyed per experiment and session: credentials, progress, the unsent queue.
 
 const safeParse = (text, fallback) => {
   try { return text ? JSON.parse(text) : fallback; } catch (_) { return fallback; }
@@ -17,8 +17,24 @@ export class Store {
   remove(name) {
     try { localStorage.removeItem(`${this.prefix}:${name}`); } catch (_) { /* storage blocked */ }
   }
-  credentials() { return this.get('credentials'); }
-  setCredentials(creds) { this.set('credentials', creds); }
+  // A tab keeps its own session in sessionStorage (it survives a reload, and another person's
+  // tab in the same browser cannot overwrite it); localStorage keeps each participant's apart,
+  // for the consent page's "continue" and a new tab of the same person.
+  credentials(participant = null) {
+    try {
+      const own = safeParse(sessionStorage.getItem(`${this.prefix}:credentials`), null);
+      if (own) return own;
+    } catch (_) { /* storage blocked */ }
+    return participant === null ? null : this.get(`credentials:${participant}`);
+  }
+  setCredentials(creds) {
+    try { sessionStorage.setItem(`${this.prefix}:credentials`, JSON.stringify(creds)); } catch (_) { /* storage blocked */ }
+    this.set(`credentials:${creds.participant || ''}`, creds);
+  }
+  forgetCredentials(creds) {
+    try { sessionStorage.removeItem(`${this.prefix}:credentials`); } catch (_) { /* storage blocked */ }
+    if (creds) this.remove(`credentials:${creds.participant || ''}`);
+  }
   progress(sessionId) { return this.get(`${sessionId}:progress`, {}); }
   setProgress(sessionId, progress) { this.set(`${sessionId}:progress`, progress); }
 }
