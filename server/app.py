@@ -1,6 +1,7 @@
 """The Flask application factory: participant pages, JSON API, admin."""
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
@@ -8,6 +9,7 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from experiments.db import Database
+from experiments.errors import InterpsyError
 from experiments.sessions import SessionService
 from server import errors, logs, security
 from server.config import ServerConfig
@@ -22,6 +24,37 @@ class AppState:
     db: Database
     service: SessionService
     images: ImageStore
+
+
+class FromTrustedProxies:
+    """WSGI middleware: requests from a trusted proxy's address go through `behind` (ProxyFix,
+    which believes their X-Forwarded-* headers); any other peer reached the app directly, so
+    its X-Forwarded-* headers are dropped (forged, they would set the client address that the
+    per-network cap counts)."""
+
+    def __init__(self, behind, direct, trusted: tuple[str, ...]):
+        self.behind, self.direct = behind, direct
+        self.networks = []
+        for address in trusted:
+            try:
+                self.networks.append(ipaddress.ip_network(address, strict=False))
+            except ValueError:
+                raise InterpsyError(f"INTERPSY_TRUSTED_PROXIES: {address!r} is not an IP address "
+                                    f"or network (e.g. 127.0.0.1, 10.0.0.0/8)") from None
+
+    def _trusted(self, peer: str) -> bool:
+        try:
+            address = ipaddress.ip_address(peer)
+        except ValueError:
+            return False
+        return any(address in network for network in self.networks)
+
+    def __call__(self, environ, start_response):
+        if self._trusted(environ.get("REMOTE_ADDR", "")):
+            return self.behind(environ, start_response)
+        for name in [k for k in environ if k.startswith("HTTP_X_FORWARDED_")]:
+            del environ[name]
+        return self.direct(environ, start_response)
 
 
 def create_app(config: ServerConfig | dict[str, Any] | None = None) -> Flask:
@@ -47,8 +80,9 @@ def create_app(config: ServerConfig | dict[str, Any] | None = None) -> Flask:
         SEND_FILE_MAX_AGE_DEFAULT=3600)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     if config.proxy_hops:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.proxy_hops,  # type: ignore[method-assign]
-                                x_proto=config.proxy_hops, x_host=config.proxy_hops)
+        app.wsgi_app = FromTrustedProxies(  # type: ignore[method-assign]
+            ProxyFix(app.wsgi_app, x_for=config.proxy_hops, x_proto=config.proxy_hops,
+                     x_host=config.proxy_hops), app.wsgi_app, config.trusted_proxies)
     app.extensions["interpsy"] = AppState(
         config, db, SessionService(db),
         ImageStore(db, config.image_cache, config.image_format, config.image_quality))

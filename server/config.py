@@ -35,6 +35,8 @@ class ServerConfig:
     api_per_minute: int = 600  # API calls per session and worker
     login_per_minute: int = 10  # admin login attempts per client IP and worker
     proxy_hops: int = 0  # X-Forwarded-* hops to trust (behind nginx: 1)
+    # the direct peers whose X-Forwarded-* headers count (addresses or networks)
+    trusted_proxies: tuple[str, ...] = ("127.0.0.0/8", "::1")
     check_schema: bool = True
     secure_cookies: bool | None = None  # None: only behind a (TLS) proxy, i.e. proxy_hops > 0
     min_window: tuple[int, int] = (940, 600)
@@ -54,9 +56,13 @@ class ServerConfig:
             image_format=os.environ.get("INTERPSY_IMAGE_FORMAT", "webp"),
             rate_limits=_flag("INTERPSY_RATE_LIMITS", True),
             proxy_hops=int(os.environ.get("INTERPSY_PROXY_HOPS", "0") or 0),
+
             secure_cookies=(_flag("INTERPSY_SECURE_COOKIES", False)
                             if os.environ.get("INTERPSY_SECURE_COOKIES") else None),
         )
+        if os.environ.get("INTERPSY_TRUSTED_PROXIES"):
+            values["trusted_proxies"] = tuple(
+                a.strip() for a in os.environ["INTERPSY_TRUSTED_PROXIES"].split(",") if a.strip())
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 

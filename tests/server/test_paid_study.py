@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
 from sqlalchemy import func, select
 
 from experiments.db.models import StimulusImage
@@ -489,3 +490,36 @@ def test_a_returned_mark_is_no_exclusion_and_keeps_the_participants_own_end(api_
     row = frames_from_db(db, key)["participants"].iloc[0]
     assert row.status == "returned" and not row.excluded
     assert row.total_s == 7 * 60
+
+
+def test_forwarded_addresses_count_only_from_the_proxy(db, tmp_path, small_set):
+    """With INTERPSY_PROXY_HOPS=1 and the app reached directly, spoofed X-Forwarded-For
+    addresses took 11 tasks past a per-network cap of 4: the header is now believed only from
+    a trusted proxy's address (INTERPSY_TRUSTED_PROXIES, default the loopback)."""
+    from tests.server.conftest import build, make_app
+
+    key = build(db, tmp_path, small_set, recruitment={"max_sessions_per_network": 2})
+    client = make_app(db, tmp_path, rate_limits=False, proxy_hops=1).test_client()
+
+    def sign_up(i: int, peer: str) -> int:
+        client.environ_base = {"REMOTE_ADDR": peer, "HTTP_X_FORWARDED_FOR": f"198.51.100.{i}"}
+        return _consent(client, key, f"?PROLIFIC_PID=spoof{peer}-{i}").status_code
+
+    direct = [sign_up(i, "203.0.113.7") for i in range(6)]  # one machine, six forged headers
+    assert direct.count(303) == 2, direct
+    via_proxy = [sign_up(i, "127.0.0.1") for i in range(3)]  # nginx on this host: believed
+    assert via_proxy.count(303) == 3, via_proxy
+
+
+def test_a_trusted_proxy_that_is_not_an_address_is_named(db, tmp_path, monkeypatch):
+    from experiments.errors import InterpsyError
+    from tests.server.conftest import make_app
+
+    monkeypatch.setenv("INTERPSY_TRUSTED_PROXIES", "127.0.0.1, nginx-host")
+    from server.config import ServerConfig
+
+    config = ServerConfig.from_env(database_url=db.url, secret_key="s" * 40, proxy_hops=1,
+                                   image_cache=tmp_path / "cache", testing=True)
+    assert config.trusted_proxies == ("127.0.0.1", "nginx-host")
+    with pytest.raises(InterpsyError, match="'nginx-host' is not an IP address"):
+        make_app(db, tmp_path, proxy_hops=1, trusted_proxies=config.trusted_proxies)
