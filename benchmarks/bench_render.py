@@ -48,6 +48,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--forward-batch", type=int, default=None,
                         help="Images per forward pass (default: the device's).")
     parser.add_argument("--skip-lucent", action="store_true")
+    parser.add_argument("--glibc-default-malloc", action="store_true",
+                        help="Leave glibc's mmap and trim thresholds alone (builds raise them).")
     parser.add_argument("--append", default=None, help="Append the markdown block to this file.")
     parser.add_argument("--mode", default=None, help=argparse.SUPPRESS)
     return parser.parse_args()
@@ -70,7 +72,8 @@ def measure(args: argparse.Namespace) -> dict:
     from stimuli.registry import get_spec, load_model
     from stimuli.render import Job, render_jobs, schedule_for
 
-    steady_allocator()
+    if not args.glibc_default_malloc:
+        steady_allocator()
     device = torch.device(args.device)
     spec, model = get_spec(args.model), load_model(args.model, device=args.device)
     jobs = [Job(args.layer, args.channel, sign, n, alpha, seed=i)
@@ -137,7 +140,8 @@ def main() -> None:
     name = device_name(torch.device(args.device))
     print(f"device: {args.device} ({name}); {args.model} {args.layer}:{args.channel}; 34 images "
           f"(9 + 9 non-diverse, 8 + 8 diverse); {args.steps} steps; forward batch "
-          f"{ours['forward_batch']} (0: one job per pass)")
+          f"{ours['forward_batch']} (0: one job per pass); glibc thresholds "
+          f"{'left at their defaults' if args.glibc_default_malloc else 'raised'}")
     for mode in modes:
         print(f"{mode:9s}: {figures[mode]['s_per_step']:.3f} s/step, "
               f"peak {figures[mode]['peak_mb']:.0f} MiB")

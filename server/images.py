@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import secrets
 import tempfile
@@ -132,21 +133,14 @@ class ImageStore:
                 os.unlink(tmp)
 
     def _make(self, master: Path, target: Path) -> None:
-        target.parent.mkdir(parents=True, exist_ok=True)
         with Image.open(master) as source:
             picture = source.convert("RGB")
-        handle, tmp = tempfile.mkstemp(dir=target.parent, suffix=".part")
-        os.close(handle)
-        try:
-            if self.fmt == "webp":
-                picture.save(tmp, "WEBP", quality=self.quality, method=4)
-            else:
-                picture.save(tmp, "JPEG", quality=self.quality, subsampling=0, optimize=True)
-            _readable(Path(tmp))  # mkstemp makes 0600; a proxy's user must read it
-            os.replace(tmp, target)  # atomic: concurrent workers never see half a file
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        encoded = io.BytesIO()
+        if self.fmt == "webp":
+            picture.save(encoded, "WEBP", quality=self.quality, method=4)
+        else:
+            picture.save(encoded, "JPEG", quality=self.quality, subsampling=0, optimize=True)
+        self._write(target, encoded.getvalue())
 
     @property
     def public_dir(self) -> Path:

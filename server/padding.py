@@ -3,6 +3,7 @@ nothing about what it shows (strongly activating images compress to larger files
 alone answered 72 % of trials). Torch-free."""
 from __future__ import annotations
 
+import io
 import struct
 import zlib
 
@@ -35,8 +36,9 @@ def _pad_webp(data: bytes, size: int) -> bytes:
         raise InterpsyError("not a WebP file")
     chunks = data[12:]
     if chunks[:4] in (b"VP8 ", b"VP8L"):
-        width, height = _size(data)
-        flags = 0x10 if chunks[:4] == b"VP8L" and _has_alpha(data) else 0
+        with Image.open(io.BytesIO(data)) as image:
+            (width, height), alpha = image.size, "A" in image.getbands()
+        flags = 0x10 if chunks[:4] == b"VP8L" and alpha else 0  # VP8X's alpha bit
         chunks = (b"VP8X" + struct.pack("<I", 10) + bytes([flags, 0, 0, 0])
                   + (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
                   + chunks)
@@ -76,16 +78,3 @@ def _pad_png(data: bytes, size: int) -> bytes:
     chunk = struct.pack(">I", fill) + body + struct.pack(">I", zlib.crc32(body))
     return data[:-12] + chunk + data[-12:]
 
-
-def _size(data: bytes) -> tuple[int, int]:
-    from io import BytesIO
-
-    with Image.open(BytesIO(data)) as image:
-        return image.size
-
-
-def _has_alpha(data: bytes) -> bool:
-    from io import BytesIO
-
-    with Image.open(BytesIO(data)) as image:
-        return "A" in image.getbands()

@@ -423,14 +423,14 @@ def write_set(out: Path, spec, weights: str, chosen: list[Unit], result, params:
             "layer_position": depth.get(unit.layer, ""), "fv_activation": fv_activation,
             "top_natural_activation": float(result.top_values[u, 0]),
             "bottom_natural_activation": float(result.bottom_values[u, 0]),
-            "fv_min_activation": (float(np.load(render_file)["min_plain_act"][0])
-                                  if include_synthetic else ""),
+            "fv_min_activation": (float(data["min_plain_act"][0]) if include_synthetic
+                                  else ""),
             "fv_alpha_max": fv_meta.get("max", {}).get("alpha", ""),
             "fv_alpha_min": fv_meta.get("min", {}).get("alpha", ""),
             "fv_beats_natural": (unit.unit_id not in skipped) if include_synthetic else "",
             # How alike one side's diverse images look (colour histograms; 1 = the same).
             **{f"fv_histogram_corr_{side}": (
-                round(histogram_correlation(np.load(render_file)[f"{side}_diverse"]), 4)
+                round(histogram_correlation(data[f"{side}_diverse"]), 4)
                 if include_synthetic else "") for side in ("max", "min")},
             # The optimisation steps the images ran (plain = rank 0, diverse = ranks 1..).
             **{f"fv_steps{kind}_{side}": fv_meta.get(side, {}).get(f"steps{key}", "")

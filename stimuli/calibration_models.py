@@ -80,17 +80,29 @@ class FourierConv(nn.Conv2d):
         super().__init__(weight.shape[1], weight.shape[0], SIZE, padding=SIZE // 2, bias=False)
         with torch.no_grad():
             self.weight.copy_(weight.float())
+        self._kernel: tuple[tuple, torch.Tensor] | None = None  # (key, conjugate spectrum)
+
+    def _kernel_spectrum(self, shape: tuple[int, int], device: torch.device) -> torch.Tensor:
+        """The kernel's conjugate spectrum at `shape`, kept while the weights stay the same (a
+        render calls this every step)."""
+        key = (shape, device, self.weight._version)
+        if self._kernel is not None and self._kernel[0] == key and not self.weight.requires_grad:
+            return self._kernel[1]
+        half = SIZE // 2
+        kernel = torch.zeros(self.weight.shape[:2] + shape, device=device, dtype=torch.float32)
+        kernel[..., :SIZE, :SIZE] = self.weight
+        kernel = torch.roll(kernel, (-half, -half), (-2, -1))  # tap (half, half) at the origin
+        spectrum = torch.fft.rfft2(kernel).conj()
+        if not self.weight.requires_grad:
+            self._kernel = (key, spectrum)
+        return spectrum
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
-        half = SIZE // 2
         # zero-padding at the far end to H + SIZE - 1 leaves no wrap-around inside the output
         shape = (height + SIZE - 1, width + SIZE - 1)
-        kernel = torch.zeros(self.weight.shape[:2] + shape, device=x.device, dtype=torch.float32)
-        kernel[..., :SIZE, :SIZE] = self.weight
-        kernel = torch.roll(kernel, (-half, -half), (-2, -1))  # tap (half, half) at the origin
         spectrum = torch.fft.rfft2(x.float(), s=shape)
-        kernel = torch.fft.rfft2(kernel).conj()
+        kernel = self._kernel_spectrum(shape, x.device)
         product = sum(spectrum[:, c, None] * kernel[None, :, c] for c in range(spectrum.shape[1]))
         return torch.fft.irfft2(product, s=shape)[..., :height, :width]
 

@@ -208,8 +208,8 @@ def _render_options(f):
                           "unit there). A unit's images do not depend on it.")(f)
     f = click.option("--forward-batch", type=click.IntRange(min=0), default=None,
                      help="Images per forward pass, whole jobs (a unit's max or min, plain or "
-                          "diverse); 0: one job per pass. Default: 0 on the CPU (about 1.4 GB "
-                          "for efficientnet-lite0), --render-batch on a GPU. Recorded in the "
+                          "diverse); 0: one job per pass. Default: 0 on the CPU (the least "
+                          "memory, no slower), --render-batch on a GPU. Recorded in the "
                           "manifest: kernels sum in a batch-size-dependent order, so another "
                           "value changes the images by float rounding.")(f)
     return f

@@ -7,11 +7,10 @@ import ctypes
 def steady_allocator() -> bool:
     """Keep freed memory in glibc's heap instead of unmapping every large tensor (Linux, glibc).
 
-    By default glibc serves each allocation above its mmap threshold (at most 32 MiB) with a
-    fresh mmap and returns it on free, so every batch's activation tensors page-fault anew: on
-    a 2-core CPU that was ~45 % of a forward pass in system time (and 1.7x a render step's
-    time), swinging with the machine's other load. Raising the mmap and trim thresholds to
-    1 GiB removes it. False where glibc is not there.
+    By default glibc serves each allocation above its mmap threshold with a fresh mmap and
+    returns it on free, so every step's activation tensors page-fault anew; raising the mmap and
+    trim thresholds to 1 GiB keeps them (benchmarks/RESULTS_stimuli.md measures both). False
+    where glibc is not there.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")

@@ -37,7 +37,7 @@ from stimuli.images import crop_tensor
 from stimuli.layers import LayerRecorder, reduce_activation, relevant_layers
 from stimuli.mining import normalizer
 from stimuli.occlusion_set import _read_rows
-from stimuli.registry import CHANNELS_FIRST, INPUT_SUFFIX, get_spec, load_model
+from stimuli.registry import INPUT_SUFFIX, get_spec, load_model
 from stimuli.setwriter import write_tables
 
 ALPHA = 0.01  # flagged when fewer than 1 % of the null draws lie as far out
@@ -106,26 +106,19 @@ def null_p_value(natural: np.ndarray, statistic: float, n_synthetic: int,
 def attributions(model, spec, pixels: torch.Tensor, layer: str, channel: int,
                  at: list[str], device: str = "cpu") -> dict[str, np.ndarray]:
     """Per layer of `at`, each image's (N, C) gradient x input of the unit (layer, channel),
-    summed over space (tokens)."""
+    averaged over space (tokens) as activations are."""
     normalize = normalizer(spec, torch.device(device))
     wanted = list(dict.fromkeys([*at, layer]))
-    with LayerRecorder(model, spec, wanted, keep="full", stop_early=False) as recorder:
+    with LayerRecorder(model, spec, wanted, keep="full") as recorder:
         x = normalize(pixels.to(device)).requires_grad_(True)
         out = recorder(model, x)
         unit = reduce_activation(out[layer], spec.layout(layer))[:, channel]
         grads = torch.autograd.grad(unit.sum(), [out[name] for name in at], allow_unused=True)
     result = {}
     for name, grad in zip(at, grads):
-        value = out[name]
-        if grad is None:
-            grad = torch.zeros_like(value)
-        product = (value * grad).detach().float()
-        if product.dim() == 2:
-            result[name] = product.cpu().numpy().astype(np.float64)
-        else:
-            dims = (tuple(range(2, product.dim())) if spec.layout(name) == CHANNELS_FIRST
-                    else tuple(range(1, product.dim() - 1)))
-            result[name] = product.sum(dims).cpu().numpy().astype(np.float64)
+        product = (out[name] * grad).detach() if grad is not None else torch.zeros_like(out[name])
+        result[name] = reduce_activation(product, spec.layout(name)).cpu().numpy().astype(
+            np.float64)
     return result
 
 
@@ -188,8 +181,9 @@ def unit_paths(stimulus_set: StimulusSet, model, spec, unit, layers: list[str],
                      else np.nan,
                      "fv_path_max": float(shares.max()) if shares is not None else np.nan,
                      "p_value": entry.get("p_value", np.nan), "decides": name == decides})
-    if decides is None:  # one channel at every route layer: nothing else can carry the image
-        rows.append({"unit_id": unit.unit_id, "layer_compared": "", "channels_reaching": 1,
+    if decides is None:  # one channel at most at every route layer: no other route
+        rows.append({"unit_id": unit.unit_id, "layer_compared": "",
+                     "channels_reaching": max(scores[name]["channels"] for name in route),
                      "n_natural": len(natural), "n_visualizations": len(synthetic),
                      "fv_path_percentile": np.nan, "fv_path_max": np.nan, "p_value": np.nan,
                      "decides": True})

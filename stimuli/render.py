@@ -4,10 +4,9 @@ Each *job* is one unit, one sign (+1 max, -1 min), n images and a diversity weig
 initial spectra come from the job's seed alone, drawn as lucent draws a batch. Jobs share one
 Fourier parameter batch, one Adam optimiser and one transform draw per step (from the render
 seed: IMI re-seeded every unit alike, so all units saw one sequence). A step runs forward
-passes of whole jobs, `forward_batch` images at most (0: one job per pass, the CPU default:
-about 1.4 GB for efficientnet-lite0 instead of 4.6 GB for a unit's 34 images in one pass, and
-no slower); a job's pass holds the same images whatever shares its optimisation batch, so its
-images never depend on its batch-mates, not even by float rounding. Per job the loss is `-sign * mean(activation) + alpha * (n - 1) * mean pairwise Gram cosine`
+passes of whole jobs, `forward_batch` images at most (0: one job per pass, the CPU default);
+a job's pass holds the same images whatever shares its optimisation batch, so its images never
+depend on its batch-mates, not even by float rounding. Per job the loss is `-sign * mean(activation) + alpha * (n - 1) * mean pairwise Gram cosine`
 (lucid's diversity scale). Early stop per job (IMI's code): an EMA (`ema`) of the largest
 per-image norm of the spectrum gradient (inverse-FFT'd) is tracked; once more than
 max(`min_steps`, `window`) steps have run and, over the last `window` steps, the mean of the
@@ -104,8 +103,6 @@ class RenderSchedule:
             if all(getattr(self, f) == getattr(rule, f) for f in STOPPING_FIELDS):
                 return name
         return "custom"
-
-
 
 
 def schedule_for(name: str, steps: int | None, min_steps: int | None, window: int | None,
@@ -301,11 +298,11 @@ def _render_chunk(model, spec, jobs, schedule, device, seed, progress, on_step
     with LayerRecorder(model, spec, list(dict.fromkeys(layers)), keep="full") as recorder:
         for step in range(1, schedule.max_steps + 1):
             optimizer.zero_grad(set_to_none=True)
-            draw = draws.next()
+            draw, weighted = draws.next(), weight * live
             for one in passes:
                 view = mean_std(imi_view(param(one.rows), draw, crop))
                 loss, acts[one.rows] = _step_loss(model, recorder, view, one.batch,
-                                                  (weight * live)[one.rows],
+                                                  weighted[one.rows],
                                                   [active[j] for j in one.jobs])
                 loss.backward()
             norms = _gradient_norms(param) if plateau_stop else None

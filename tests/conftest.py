@@ -46,12 +46,17 @@ def postgres_schema_url() -> tuple[str, str]:
     with engine.begin() as connection:
         connection.execute(text(f"create schema {schema}"))
     engine.dispose()
-    return schema, f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    return schema, f"{POSTGRES_URL}?options=-csearch_path%3D{schema}&application_name={schema}"
 
 
 def drop_postgres_schema(schema: str) -> None:
+    """Drop a test schema, ending first the sessions still on it (a live server's request
+    thread may outlive its test and would deadlock against the drop)."""
     engine = create_engine(POSTGRES_URL)
     with engine.begin() as connection:
+        connection.execute(text("select pg_terminate_backend(pid) from pg_stat_activity "
+                                "where application_name = :schema and pid <> pg_backend_pid()"),
+                           {"schema": schema})
         connection.execute(text(f"drop schema if exists {schema} cascade"))
     engine.dispose()
 

@@ -1,5 +1,7 @@
 // The consent page: screen facts for the server, the window-size check, and "continue" for
 // a session already started in this browser.
+import { Store } from './storage.js';
+
 const main = document.getElementById('consent');
 const form = document.getElementById('consent-form');
 const start = document.getElementById('start');
@@ -32,7 +34,7 @@ try {
   // Only the same person may continue a session stored in this (perhaps shared) browser:
   // sessions are kept per participant.
   const who = main.dataset.participant || '';
-  const saved = JSON.parse(localStorage.getItem(`interpsy:${main.dataset.experiment}:credentials:${who}`) || 'null');
+  const saved = new Store(main.dataset.experiment).saved(who);
   if (saved && saved.session_id && saved.participant === who) {
     document.getElementById('resume').hidden = false;
     document.getElementById('resume-link').href =

@@ -25,15 +25,17 @@ export class Store {
       const own = safeParse(sessionStorage.getItem(`${this.prefix}:credentials`), null);
       if (own) return own;
     } catch (_) { /* storage blocked */ }
-    return participant === null ? null : this.get(`credentials:${participant}`);
+    return participant === null ? null : this.saved(participant);
   }
+  static savedKey(participant) { return `credentials:${participant || ''}`; }
+  saved(participant) { return this.get(Store.savedKey(participant)); }
   setCredentials(creds) {
     try { sessionStorage.setItem(`${this.prefix}:credentials`, JSON.stringify(creds)); } catch (_) { /* storage blocked */ }
-    this.set(`credentials:${creds.participant || ''}`, creds);
+    this.set(Store.savedKey(creds.participant), creds);
   }
   forgetCredentials(creds) {
     try { sessionStorage.removeItem(`${this.prefix}:credentials`); } catch (_) { /* storage blocked */ }
-    if (creds) this.remove(`credentials:${creds.participant || ''}`);
+    if (creds) this.remove(Store.savedKey(creds.participant));
   }
   progress(sessionId) { return this.get(`${sessionId}:progress`, {}); }
   setProgress(sessionId, progress) { this.set(`${sessionId}:progress`, progress); }
