@@ -4,8 +4,11 @@ Each participant opens the study link, gives consent, loads its trial list and a
 every `--interval` seconds (jittered) like a person; answers are retried with backoff exactly like
 the browser's save queue. With `--images all` each participant also downloads every image of its
 session as the page does (each trial's 20 images before it is shown, 6 at a time). Midway the
-server can be killed with SIGKILL and restarted (`--kill-at`). At the end the database is checked:
-every trial stored exactly once, with the answer the client sent. Reports saves/s, p50/p99 save
+server can be killed with SIGKILL and restarted (`--kill-at`). With `--servers N` the participants
+go through nginx to N gunicorn servers (a round-robin upstream without stickiness, one
+PostgreSQL, one secret key), and `--kill-at` SIGKILLs one of them for good. At the end the
+database is checked: every trial stored exactly once, with the answer the client sent, and no task
+held by two sessions. Reports saves/s, p50/p99 save
 latency as the clients saw it and as gunicorn measured it (access log), and the bytes one session
 downloads. Baseline for the ratio: the same run's p99 against the 100 ms target.
 
@@ -13,6 +16,8 @@ The load generator is aiohttp on one asyncio loop (httpx spent ~3x more CPU per 
 on a 2-core box the generator's own CPU shows up as latency).
 
     .venv/bin/python benchmarks/bench_server_load.py --participants 500 --backend both --kill-at 40
+    .venv/bin/python benchmarks/bench_server_load.py --backend postgres --servers 2 --workers 2 \
+        --images proxy --kill-at 40
 """
 from __future__ import annotations
 
@@ -68,12 +73,13 @@ class Stats:
 class Server:
     """gunicorn in its own process group, so SIGKILL takes master and workers at once."""
 
-    def __init__(self, database_url: str, home: Path, workers: int, threads: int):
-        self.access_log = home / "access.log"
+    def __init__(self, database_url: str, home: Path, workers: int, threads: int,
+                 secret_key: str, name: str = "access"):
+        self.access_log = home / f"{name}.log"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = dict(os.environ, INTERPSY_DATABASE_URL=database_url, INTERPSY_HOME=str(home),
-                        INTERPSY_SECRET_KEY="bench-" + uuid.uuid4().hex, INTERPSY_RATE_LIMITS="off",
+                        INTERPSY_SECRET_KEY=secret_key, INTERPSY_RATE_LIMITS="off",
                         PYTHONPATH=str(ROOT))
         self.args = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}",
                      "--workers", str(workers), "--backlog", "2048", "--log-level", "warning",
@@ -206,7 +212,8 @@ async def participant(number: int, client: aiohttp.ClientSession, base: str, key
 
 
 def trial_images(trial: dict) -> list[str]:
-    return [*trial["references_min"], *trial["references_max"], trial["query_a"], trial["query_b"]]
+    shown = trial["stimulus"]
+    return [*shown["references_min"], *shown["references_max"], shown["query_a"], shown["query_b"]]
 
 
 def route_of(path: str) -> str:
@@ -219,10 +226,14 @@ def route_of(path: str) -> str:
     return "/" + parts[1] if len(parts) > 1 else path
 
 
-def route_table(access_log: Path) -> list[str]:
+def _log_lines(access_logs: list[Path]) -> list[str]:
+    return [line for log in access_logs for line in log.read_text().splitlines()]
+
+
+def route_table(access_logs: list[Path]) -> list[str]:
     """Server-side time per route (count, p50, p99, max ms): where the workers spent their time."""
     by_route: dict[str, list[float]] = {}
-    for line in access_log.read_text().splitlines():
+    for line in _log_lines(access_logs):
         method, path, _, micros = line.split()[:4]
         by_route.setdefault(f"{method} {route_of(path)}", []).append(int(micros) / 1000)
     rows = []
@@ -233,9 +244,9 @@ def route_table(access_log: Path) -> list[str]:
     return rows
 
 
-def server_side(access_log: Path) -> tuple[float, float, int]:
+def server_side(access_logs: list[Path]) -> tuple[float, float, int]:
     """(p50 ms, p99 ms, count) of the saves as gunicorn timed them (request in to response out)."""
-    durations = sorted(int(line.split()[3]) / 1000 for line in access_log.read_text().splitlines()
+    durations = sorted(int(line.split()[3]) / 1000 for line in _log_lines(access_logs)
                        if line.startswith("POST ") and line.split()[1].endswith("/responses")
                        and line.split()[2] in ("200", "201"))
     if not durations:
@@ -287,8 +298,10 @@ def session_bytes(base: str, key: str) -> tuple[int, int]:
 def verify(db: Database, stats: Stats) -> tuple[int, int, int]:
     """(stored, lost, mismatched): every answer a client sent is stored exactly once, unchanged."""
     with db.read() as session:
-        rows = session.execute(select(Response.session_id, Response.trial_index, Response.trial_id,
-                                      Response.choice)).all()
+        rows = [(sid, index, trial_id, (answer or {}).get("choice"))
+                for sid, index, trial_id, answer in session.execute(select(
+                    Response.session_id, Response.trial_index, Response.trial_id,
+                    Response.answer)).all()]
         duplicates = session.scalar(text(
             "select count(*) from (select session_id, trial_index from responses "
             "group by session_id, trial_index having count(*) > 1) d"))
@@ -302,6 +315,14 @@ def verify(db: Database, stats: Stats) -> tuple[int, int, int]:
                 mismatched += 1
     assert duplicates == 0
     return len(rows), lost, mismatched
+
+
+def shared_tasks(db: Database) -> int:
+    """Tasks held by more than one session that is in progress or completed."""
+    with db.read() as session:
+        return session.scalar(text(
+            "select count(*) from (select task_id from sessions where status in "
+            "('in_progress', 'completed') group by task_id having count(*) > 1) d"))
 
 
 def database_for(backend: str, home: Path) -> tuple[str, callable]:
@@ -319,7 +340,7 @@ def database_for(backend: str, home: Path) -> tuple[str, callable]:
     return f"{PG_URL}?options=-csearch_path%3D{schema}", drop
 
 
-async def drive(args, base: str, key: str, server: Server, stats: Stats,
+async def drive(args, base: str, key: str, servers: list[Server], stats: Stats,
                 truth: dict[int, str]) -> float:
     """Run every participant; `truth` is the answer key (trial id -> correct choice), which
     the pages never see, so that every practice passes at once."""
@@ -329,12 +350,17 @@ async def drive(args, base: str, key: str, server: Server, stats: Stats,
         tasks = [asyncio.create_task(participant(i, client, base, key, args, stats, truth))
                  for i in range(args.participants)]
         t0 = time.perf_counter()
-        if args.kill_at:
+        if args.kill_at and len(servers) > 1:
+            await asyncio.sleep(args.kill_at)
+            print(f"  SIGKILL of server 1 of {len(servers)} at {args.kill_at:.0f} s "
+                  f"({len(stats.latencies)} saves so far); the others carry on")
+            await asyncio.to_thread(servers[0].kill)
+        elif args.kill_at:
             await asyncio.sleep(args.kill_at)
             print(f"  SIGKILL at {args.kill_at:.0f} s ({len(stats.latencies)} saves so far); restarting")
             killed = time.perf_counter()
-            await asyncio.to_thread(server.kill)
-            await asyncio.to_thread(server.start)
+            await asyncio.to_thread(servers[0].kill)
+            await asyncio.to_thread(servers[0].start)
             stats.outage = (killed, time.perf_counter())
             print(f"  answering again after {stats.outage[1] - killed:.1f} s")
         for outcome in await asyncio.gather(*tasks, return_exceptions=True):
@@ -354,31 +380,44 @@ def run(backend: str, args, set_dir: Path, work: Path) -> dict:
                           main_trials_per_task=args.main_trials, catch_trials_per_task=args.catch_trials,
                           responses_per_unit=args.participants * 2, practice={"trials": args.practice_trials})
         key = build_experiment(spec, db).key
-        server = Server(url, home, args.workers, args.threads)
+        # what several servers share: the database, the secret key (signed entry links, admin
+        # sessions) and, here, the image cache; each keeps its own access log
+        secret = "bench-" + uuid.uuid4().hex
+        servers = [Server(url, home, args.workers, args.threads, secret, f"access-{i}")
+                   for i in range(args.servers)]
         proxy = None
-        if args.images == "proxy":  # as `interpsy serve` does before gunicorn starts
+        if args.images == "proxy" or args.servers > 1:  # as `interpsy serve` does first
             store = ImageStore(db, home / "image-cache")
             store.prepare_open()
+            upstream = ("upstream interpsy { " + " ".join(
+                f"server 127.0.0.1:{s.port} max_fails=1 fail_timeout=30s;" for s in servers)
+                + " }\n")
+            locations = nginx_locations(store.public_dir, "interpsy", root_location=True)
+            # saves are idempotent on (session, trial index): nginx may retry them elsewhere
+            locations += "proxy_next_upstream error timeout non_idempotent;\n"
             # workers as root: the benchmark's temporary folder is private (0700)
-            proxy = Nginx(home / "nginx", nginx_locations(
-                store.public_dir, f"127.0.0.1:{server.port}", root_location=True), user="root")
-        server.start()
+            proxy = Nginx(home / "nginx", locations, user="root", http=upstream)
+        for server in servers:
+            server.start()
         try:
             if proxy:
                 proxy.start()
-            base = proxy.url if proxy else server.url
+            base = proxy.url if proxy else servers[0].url
             nbytes, nimages = session_bytes(base, key)
             stats = Stats()
             with db.read() as session:
-                truth = dict(session.execute(select(Trial.id, Trial.correct_choice)).all())
-            wall = asyncio.run(drive(args, base, key, server, stats, truth))
+                truth = dict(session.execute(select(Trial.id, Trial.answer_key)).all())
+            wall = asyncio.run(drive(args, base, key, servers, stats, truth))
         finally:
             if proxy:
                 proxy.stop()
-            server.stop()
+            for server in servers:
+                server.stop()
         stored, lost, mismatched = verify(db, stats)
-        server_p50, server_p99, server_n = server_side(server.access_log)
-        routes = route_table(server.access_log)
+        shared = shared_tasks(db)
+        logs = [server.access_log for server in servers if server.access_log.exists()]
+        server_p50, server_p99, server_n = server_side(logs)
+        routes = route_table(logs)
         lat = sorted(stats.latencies)
         steady = sorted(stats.first_try)
         # Saves sent while no server listened wait for the restart by design; the rest should not.
@@ -394,6 +433,7 @@ def run(backend: str, args, set_dir: Path, work: Path) -> dict:
             "during_outage": len(lat) - len(outside),
             "outage_s": down[1] - down[0], "retries": stats.retries, "completed": stats.completed,
             "stored": stored, "lost": lost, "mismatched": mismatched, "errors": len(stats.errors),
+            "shared_tasks": shared, "servers": args.servers,
             "session_mb": nbytes / 1e6, "session_images": nimages,
             "server_p50_ms": server_p50, "server_p99_ms": server_p99, "server_saves": server_n,
             "images_downloaded": stats.images, "routes": routes}
@@ -411,7 +451,10 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=3.0, help="seconds between answers")
     parser.add_argument("--ramp", type=float, default=1.0, help="start spread, in intervals")
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
-    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers per server")
+    parser.add_argument("--servers", type=int, default=1,
+                        help="app servers behind one nginx round-robin upstream (kill-at then "
+                             "SIGKILLs one of them for good)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--connections", type=int, default=200)
     parser.add_argument("--practice-trials", type=int, default=5)
@@ -440,19 +483,21 @@ def main() -> None:
               f"{time.perf_counter() - t0:.1f} s")
         backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
         print(f"{args.participants} participants x {args.practice_trials + args.main_trials + args.catch_trials}"
-              f" trials, one every {args.interval} s; gunicorn {args.workers} workers"
-              + (f", SIGKILL + restart at {args.kill_at} s" if args.kill_at else ""))
+              f" trials, one every {args.interval} s; {args.servers} x gunicorn {args.workers} "
+              f"workers" + (" behind nginx" if args.servers > 1 or args.images == "proxy" else "")
+              + ((f", SIGKILL of one server at {args.kill_at} s" if args.servers > 1 else
+                  f", SIGKILL + restart at {args.kill_at} s") if args.kill_at else ""))
         for backend in backends:
             r = run(backend, args, set_dir, work)
             parts = [f"{r['backend']:8s} saves {r['saves']}  {r['saves_per_s']:.1f} saves/s",
                      f"p50 {r['p50_ms']:.1f} ms  p99 {r['p99_ms']:.1f} ms (without the retried "
                      f"saves {r['p99_first_try_ms']:.1f} ms)  max {r['max_ms']:.0f} ms"]
-            if args.kill_at:
+            if args.kill_at and args.servers == 1:
                 parts.append(f"outage {r['outage_s']:.1f} s, {r['during_outage']} saves sent "
                              f"during it, p99 of the others {r['p99_outside_outage_ms']:.1f} ms")
             parts += [f"retries {r['retries']}  completed {r['completed']}/{r['participants']}  "
                       f"stored {r['stored']}  lost {r['lost']}  changed {r['mismatched']}  "
-                      f"errors {r['errors']}",
+                      f"errors {r['errors']}  tasks held twice {r['shared_tasks']}",
                       f"server-side p50 {r['server_p50_ms']:.1f} ms p99 {r['server_p99_ms']:.1f} ms "
                       f"({r['server_saves']} saves logged)",
                       f"images downloaded {r['images_downloaded']}  session download "

@@ -136,6 +136,8 @@ class CompletionCodes(Strict):
 
     completed: str = "COMPLETED"
     failed_checks: str = "FAILED_CHECKS"
+    timed_out: str = Field("TIMED_OUT", description="for a session that timed out after answering "
+                                                    "and whose task went to someone else")
 
 
 class Recruitment(Strict):
@@ -149,6 +151,16 @@ class Recruitment(Strict):
     reservation_min: PositiveInt = Field(
         15, description="a session holds its task this long before its first answer; after "
                         "that the task may go to the next arrival (forged sign-ups expire)")
+    reward: float = Field(
+        0.0, ge=0, description="what a completed session pays on the platform, e.g. 3.00: a session "
+                         "that timed out after answering is owed its share of the trials "
+                         "answered times this (0 = not set: the share alone is shown)")
+    currency: str = Field("GBP", max_length=8, description="the reward's currency, as shown")
+    max_unanswered_share: float = Field(
+        0.5, gt=0, le=1, description="the share of open tasks that sessions with no answer yet may "
+                                     "reserve at once; past it a new sign-up ends the oldest such "
+                                     "reservation, which gets its task back (or a free one) at its "
+                                     "first answer; 1 = no cap")
     max_sessions_per_network: NonNegativeInt = Field(
         4, description="in-progress sessions one IP address may hold at once; 0 = no cap")
     verify_platform_ids: bool = Field(
@@ -157,6 +169,11 @@ class Recruitment(Strict):
     prolific_study_ids: list[str] = Field(
         default_factory=list, description="with verify_platform_ids: Prolific's STUDY_ID must be "
                                           "one of these")
+
+    def owed(self, answered: int, trials: int) -> float:
+        """What a session that timed out after `answered` of its `trials` is owed (0 without a
+        reward)."""
+        return round(self.reward * min(1.0, answered / max(trials, 1)), 2)
 
 
 class Exclusions(Strict):

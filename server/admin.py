@@ -125,11 +125,13 @@ def experiment(experiment: str):
     except ValueError:
         abort(400, "page must be a number")
     cells, units = admin_data.progress(_state().db, info.id)
-    rows, total = admin_data.sessions(_state().db, info.id, info.spec, query, page)
+    owed = _state().service.owed(info.key)
+    rows, total = admin_data.sessions(_state().db, info.id, info.spec, query, page, owed=owed)
     pages = max(1, -(-total // admin_data.PAGE_SIZE))
+    due = [o for o in owed if not o.paid]
     return render_template("admin/experiment.html", info=info, cells=cells, units=units,
                            sessions=rows, total=total, page=min(page, pages), pages=pages,
-                           query=query)
+                           query=query, due=due, due_total=round(sum(o.amount for o in due), 2))
 
 
 @bp.get("/x/<experiment>/platform.csv")
@@ -137,11 +139,39 @@ def experiment(experiment: str):
 def platform(experiment: str):
     """Every session with its raw platform ids and a suggested decision, for the platform."""
     info = lookup.find_experiment(_state().db, experiment)
-    rows, _ = admin_data.sessions(_state().db, info.id, info.spec, page_size=None)
-    response = current_app.response_class(admin_data.platform_csv(rows), mimetype="text/csv")
+    rows, _ = admin_data.sessions(_state().db, info.id, info.spec, page_size=None,
+                                  owed=_state().service.owed(info.key))
+    return _csv_download(admin_data.platform_csv(rows), info.key, "platform")
+
+
+@bp.get("/x/<experiment>/bonus.csv")
+@login_required
+def bonus(experiment: str):
+    """Prolific's bulk bonus list (`participant id,amount` per line) of the sessions that timed
+    out after answering and are not marked paid yet."""
+    info = lookup.find_experiment(_state().db, experiment)
+    due = [o for o in _state().service.owed(info.key) if not o.paid and o.source == "prolific"]
+    return _csv_download("".join(f"{o.platform_id},{o.amount:.2f}\n" for o in due), info.key,
+                         "bonus")
+
+
+def _csv_download(text: str, key: str, what: str):
+    """`text` as the download `<key>-<what>.csv`."""
+    response = current_app.response_class(text, mimetype="text/csv")
     response.headers["Content-Disposition"] = (
-        f"attachment; filename={info.key.replace('@', '_')}-platform.csv")
+        f"attachment; filename={key.replace('@', '_')}-{what}.csv")
     return response
+
+
+@bp.post("/x/<experiment>/bonus/paid")
+@login_required
+def bonus_paid(experiment: str):
+    """Mark paid the owed sessions the page listed (their ids come with the form)."""
+    check_csrf()
+    info = lookup.find_experiment(_state().db, experiment)
+    listed = [s for s in (request.form.get("sessions") or "").split(",") if s]
+    _state().service.mark_partial_paid(info.key, listed)
+    return redirect(url_for("admin.experiment", experiment=info.key))
 
 
 @bp.post("/x/<experiment>/status")

@@ -15,6 +15,7 @@ from analysis.exclusions import session_flags
 from experiments.db import Database
 from experiments.db.models import Participant, Response, Session, Task, Trial, Unit
 from experiments.export import pseudonym
+from experiments.sessions.researcher import Owed
 from experiments.spec import ExperimentSpec
 from experiments.tasks import get_task
 from experiments.vocabulary import SessionStatus
@@ -47,6 +48,8 @@ class SessionRow:
     feedback: str
     completion_code: str
     flags: list[str]
+    owed: float = 0.0  # timed out after answering, task gone: its share of the reward
+    owed_paid: bool = False
 
     @property
     def duration_s(self) -> float:
@@ -57,11 +60,14 @@ class SessionRow:
     @property
     def decision(self) -> str:
         """A suggestion for the platform: approve, review (flags; Prolific allows rejection only
-        for explicit checks, so nothing is rejected automatically) or none (not submitted)."""
+        for explicit checks, so nothing is rejected automatically), pay_partial / paid_partial
+        (timed out after answering) or none (not submitted)."""
         if self.status == SessionStatus.COMPLETED:
             return "review" if self.flags else "approve"
         if self.status in (SessionStatus.FAILED_PRACTICE, SessionStatus.EXCLUDED):
             return "review"
+        if self.status == SessionStatus.TIMED_OUT and self.completion_code:
+            return "paid_partial" if self.owed_paid else "pay_partial"
         return "none"
 
 
@@ -104,8 +110,11 @@ def _search(query: str):
 
 
 def sessions(db: Database, experiment_id: int, spec: ExperimentSpec, query: str = "",
-             page: int = 1, page_size: int | None = PAGE_SIZE) -> tuple[list[SessionRow], int]:
-    """One page of sessions (newest first) matching `query`, and how many match in all."""
+             page: int = 1, page_size: int | None = PAGE_SIZE, owed: list[Owed] = ()
+             ) -> tuple[list[SessionRow], int]:
+    """One page of sessions (newest first) matching `query`, and how many match in all, with
+    what `owed` (SessionService.owed) says they are owed."""
+    owed_by_id = {o.session_id: o for o in owed}
     base = (select(Session, Participant.number, Participant.source, Participant.platform_id,
                    Participant.platform_info, Task.task_key)
             .join(Participant, Participant.id == Session.participant_id)
@@ -137,6 +146,7 @@ def sessions(db: Database, experiment_id: int, spec: ExperimentSpec, query: str 
     rows = []
     for record, number, source, platform_id, info, task_key in found:
         catch_ok, catch_n, main_ok, main_n = answers.get(record.id, (0, 0, 0, 0))
+        due = owed_by_id.get(record.id)
         rows.append(SessionRow(
             id=record.id, participant=pseudonym(number), source=source, platform_id=platform_id,
             platform_info=dict(info or {}), task=task_key, status=record.status,
@@ -145,7 +155,8 @@ def sessions(db: Database, experiment_id: int, spec: ExperimentSpec, query: str 
             main_answered=main_n, main_correct=main_ok, catch_correct=catch_ok,
             catch_total=catch_n, practice_attempts=record.practice_attempts,
             feedback=record.feedback or "", completion_code=record.completion_code or "",
-            flags=flagged[record.id]))
+            flags=flagged[record.id], owed=due.amount if due else 0.0,
+            owed_paid=bool(due and due.paid)))
     return rows, total
 
 
@@ -184,7 +195,8 @@ def progress(db: Database, experiment_id: int) -> tuple[list[dict], list[dict]]:
 
 
 PLATFORM_CSV_COLUMNS = ("source", "participant_id", "platform_id", "assignment_id",
-                        "prolific_session_id", "status", "completion_code", "decision", "flags",
+                        "prolific_session_id", "status", "completion_code", "decision", "owed",
+                        "flags",
                         "main_answered", "main_correct", "catch_correct", "catch_total",
                         "duration_s", "started_at", "last_activity_at")
 
@@ -199,7 +211,8 @@ def platform_csv(rows: list[SessionRow]) -> str:
         writer.writerow([
             row.source, row.participant, row.platform_id,
             row.platform_info.get("assignmentId", ""), row.platform_info.get("SESSION_ID", ""),
-            row.status, row.completion_code, row.decision, "; ".join(row.flags),
+            row.status, row.completion_code, row.decision, f"{row.owed:.2f}" if row.owed else "",
+            "; ".join(row.flags),
             row.main_answered, row.main_correct, row.catch_correct, row.catch_total,
             f"{row.duration_s:.0f}", row.started_at.isoformat(),
             row.last_activity_at.isoformat()])

@@ -12,6 +12,7 @@ from experiments.instructions import session_pages
 from experiments.progress import Slot
 from experiments.sessions import SessionService, SessionState, TrialView
 from experiments.tasks import TaskType, get_task
+from experiments.vocabulary import SessionStatus
 from server import lookup
 from server.payloads import (
     SESSION_ID,
@@ -21,7 +22,7 @@ from server.payloads import (
     ResponseBody,
     parse,
 )
-from server.platforms import completion
+from server.platforms import completion, timed_out_facts
 from server.security import limiter
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -98,6 +99,9 @@ def state_json(state: SessionState) -> dict[str, Any]:
         "image_base": url_for("participant.image", experiment=state.experiment, image_id="x")[:-1],
         "min_window": list(current_app.config["INTERPSY"].min_window),
         "completion": completion(source, info),
+        "timed_out": (timed_out_facts(state.next_index, state.n_trials, spec)
+                      if state.status == SessionStatus.TIMED_OUT and state.completion_code
+                      else None),
     }
 
 

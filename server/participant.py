@@ -21,10 +21,11 @@ from werkzeug.exceptions import BadRequest
 
 from experiments.errors import InterpsyError, Refused
 from experiments.sessions import SessionService
+from experiments.sessions.entry import EntryStatus
 from experiments.tasks import get_task
-from experiments.vocabulary import FINISHED
+from experiments.vocabulary import FINISHED, SessionStatus
 from server import lookup
-from server.platforms import completion, entry_facts, unverified
+from server.platforms import completion, entry_facts, timed_out_facts, unverified
 from server.security import (
     client_ip,
     limiter,
@@ -36,6 +37,8 @@ from server.security import (
 
 bp = Blueprint("participant", __name__)
 MOBILE = re.compile(r"Mobi|Android|iPhone|iPad|iPod|Windows Phone", re.IGNORECASE)
+# Statuses whose page, when the study link is opened again, shows the code again.
+ENDED = (*FINISHED, SessionStatus.TIMED_OUT)
 REFUSALS = {
     "repeat": ("You have already taken part",
                "Our records show that you have already taken part in this study (or an earlier "
@@ -103,22 +106,32 @@ def entry(experiment: str):
         return _refusal("unverified", 403)
     returning = False
     if facts.get("platform_id"):
-        status, code = state.service.entry_status(info.key, facts["platform_id"])
-        if status in FINISHED:
-            return _finished_again(info, facts, status, code or "")
-        if status in ("repeat", "blocked"):
-            return _refusal(status, 403)
-        returning = status == "in_progress"
+        entry_status = state.service.entry_status(info.key, facts["platform_id"])
+        if entry_status.status in ENDED:
+            page = _finished_again(info, facts, entry_status)
+            if page is not None:  # else its task was free again: it goes on
+                return page
+        if entry_status.status in ("repeat", "blocked"):
+            return _refusal(entry_status.status, 403)
+        returning = entry_status.status == "in_progress"
     return render_template("consent.html", experiment=info, spec=info.spec,
                            entry_token=token, facts=facts, returning=returning,
                            participant=participant_tag(info.key, facts.get("platform_id")),
                            min_window=current_app.config["INTERPSY"].min_window)
 
 
-def _finished_again(info, facts: dict[str, Any], status: str, code: str):
-    """Someone who finished opens the link again: the code and the platform's way back again
-    (with MTurk's current assignment), never a refusal."""
-    return render_template("finished.html", experiment=info, status=status, code=code,
+def _finished_again(info, facts: dict[str, Any], entry_status: EntryStatus) -> str | None:
+    """Someone who finished (or timed out after answering) opens the link again: the code,
+    what they are owed and the platform's way back (with MTurk's current assignment), never a
+    refusal."""
+    owed = None
+    if entry_status.status == SessionStatus.TIMED_OUT:
+        state = _app_state().service.state(entry_status.session_id, None)
+        if state.status != SessionStatus.TIMED_OUT:
+            return None
+        owed = timed_out_facts(state.next_index, state.n_trials, info.spec)
+    return render_template("finished.html", experiment=info, status=entry_status.status,
+                           code=entry_status.code or "", owed=owed,
                            completion=completion(facts["source"], facts.get("info") or {}),
                            spec=info.spec)
 
@@ -185,9 +198,9 @@ def start(experiment: str):
                               client_info=client, platform_info=facts.get("info") or {},
                               network_key=network_key(client_ip()))
     except Refused as exc:
-        if exc.reason in FINISHED:
-            status, code = service.entry_status(info.key, facts["platform_id"])
-            return _finished_again(info, facts, status, code or "")
+        if exc.reason in ENDED:
+            return _finished_again(info, facts, service.entry_status(info.key,
+                                                                     facts["platform_id"]))
         return _refusal(exc.reason)
     # The fragment never reaches a server or a log; `e` lets a lost page reopen the entry link.
     tag = participant_tag(info.key, facts.get("platform_id"))

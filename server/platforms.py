@@ -85,3 +85,11 @@ def completion(source: str, info: dict[str, Any]) -> dict[str, Any]:
         return {"source": source, "submit_url": f"{host}/mturk/externalSubmit",
                 "assignment_id": info.get("assignmentId", "")}
     return {"source": source}
+
+
+def timed_out_facts(answered: int, trials: int, spec: ExperimentSpec) -> dict[str, Any]:
+    """What the page tells someone whose session timed out after answering and whose task went
+    to someone else: their answers, what they are owed and the code for the platform."""
+    recruitment = spec.recruitment
+    return {"answered": answered, "trials": trials, "owed": recruitment.owed(answered, trials),
+            "currency": recruitment.currency, "code": recruitment.completion_codes.timed_out}

@@ -193,12 +193,22 @@ class HttpParticipant:
             choice, confidence = self.observer.choose(trial, self.activation, self.spread,
                                                       state["condition"], self.unit_of, attend)
             rt = self.observer.rt_ms()
-            result = self._api("POST", "/responses", {
-                "trial_index": index, "trial_id": trial["trial_id"],
-                "answer": {"choice": choice, "confidence": confidence}, "rt_ms": rt,
-                "stim_onset_ms": clock, "response_ms": clock + rt, "extra": {"simulated": True}})
+            status, _, payload = self._request(
+                "POST", f"/api/sessions/{self.session_id}/responses", {
+                    "trial_index": index, "trial_id": trial["trial_id"],
+                    "answer": {"choice": choice, "confidence": confidence}, "rt_ms": rt,
+                    "stim_onset_ms": clock, "response_ms": clock + rt,
+                    "extra": {"simulated": True}})
             clock += rt + 2000.0
-            step = result["next_step"]
+            if status == 409 and "expected_trial_index" in json.loads(payload):
+                # as the page does: reload (e.g. a reservation ended by a rush of sign-ups
+                # moved the session to a new task) and go on where the server says
+                state = self._api("GET", "")
+                step = state["next"]
+                continue
+            if status >= 400:
+                raise RuntimeError(f"POST /responses: HTTP {status}: {payload[:300]!r}")
+            step = json.loads(payload)["next_step"]
         done = self._api("POST", "/complete", {"feedback": "simulated participant"})
         return {"participant": self.platform_id, "status": done["status"],
                 "completion_code": done["completion_code"], "careless": self.observer.careless}

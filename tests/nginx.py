@@ -23,9 +23,10 @@ def free_port() -> int:
 class Nginx:
     """nginx on a free port with `locations` (e.g. server.images.nginx_locations) in its server."""
 
-    def __init__(self, prefix: Path, locations: str, user: str | None = None):
+    def __init__(self, prefix: Path, locations: str, user: str | None = None, http: str = ""):
         """`user`: the workers' user when started as root (nginx's default is nobody, as a
-        deployment's www-data: it must be able to read the image cache)."""
+        deployment's www-data: it must be able to read the image cache); `http`: directives of
+        the http block (an `upstream`)."""
         if not Path(NGINX).exists():
             raise FileNotFoundError("nginx is not installed (apt-get install nginx)")
         self.port = free_port()
@@ -43,7 +44,7 @@ class Nginx:
             f"daemon off; {user} worker_processes 1; pid {self.prefix / 'nginx.pid'};\n"
             f"error_log {self.prefix / 'error.log'} warn;\n"
             "events { worker_connections 4096; }\n"
-            f"http {{ access_log off; sendfile on; keepalive_requests 100000; {temp}\n"
+            f"http {{ access_log off; sendfile on; keepalive_requests 100000; {temp}\n{http}\n"
             f"server {{ listen 127.0.0.1:{self.port} backlog=2048;\n{locations} }} }}\n")
         self.process: subprocess.Popen | None = None
 

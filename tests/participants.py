@@ -45,7 +45,7 @@ def run_session(service: SessionService, state: SessionState, accuracy: float = 
 def hammer(database_url: str, experiment: str, platform_ids: list[str]) -> dict[str, int]:
     """Run whole sessions for each id, sending every response twice; count outcomes."""
     from experiments.db import Database
-    from experiments.errors import Refused
+    from experiments.errors import Conflict, Refused
 
     db = Database(database_url)
     service = SessionService(db)
@@ -54,7 +54,12 @@ def hammer(database_url: str, experiment: str, platform_ids: list[str]) -> dict[
         for platform_id in platform_ids:
             try:
                 state = service.start(experiment, platform_id, "prolific")
-            except Refused as exc:
+                first = state.practice[0] if state.practice else state.main[0]
+                try:
+                    service.record_response(state.session_id, state.token, answer(first, 0))
+                except Conflict:  # moved to a free task before its first answer: reload
+                    state = service.state(state.session_id, state.token)
+            except Refused as exc:  # full at entry, or at the first answer (answered first)
                 outcome[exc.reason] = outcome.get(exc.reason, 0) + 1
                 continue
             trials = state.practice + state.main

@@ -117,6 +117,11 @@ class SessionState:
     answered_correct_main: int = 0
 
     @property
+    def n_trials(self) -> int:
+        """Practice (one attempt) and main trials: what a timed-out session's share is of."""
+        return TaskTrials(tuple(self.practice), tuple(self.main)).n_trials
+
+    @property
     def rules(self) -> progress.Rules:
         return progress.Rules(len(self.practice), len(self.main), self.practice_pass_mark,
                               self.practice_max_attempts)
@@ -171,6 +176,11 @@ class TaskTrials:
 
     practice: tuple[TrialView, ...]
     main: tuple[TrialView, ...]
+
+    @property
+    def n_trials(self) -> int:
+        """Practice (one attempt) and main trials: what a timed-out session's share is of."""
+        return len(self.practice) + len(self.main)
 
     def at(self, phase: str, position: int) -> TrialView | None:
         trials = self.practice if phase == "practice" else self.main

@@ -1,11 +1,13 @@
 """Entering a study: task assignment, returning participants, reclaiming lapsed tasks."""
 from __future__ import annotations
 
+import math
+from dataclasses import replace
 import secrets
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, not_, select
 from sqlalchemy.orm import Session as OrmSession
 
 from experiments.db.models import (
@@ -27,6 +29,20 @@ from experiments.sessions.common import (
 )
 from experiments.spec import ExperimentSpec
 from experiments.vocabulary import FINISHED, RESUMABLE, SessionStatus
+
+
+def _waiting():
+    """Web sessions in progress with no answer yet (their holds are reservations)."""
+    return and_(Session.status == ACTIVE, Session.n_responses == 0,
+                Session.held_offline.is_(False), Session.client == "web")
+
+
+class EntryStatus(NamedTuple):
+    """What a platform id opening the study link finds (see `EntryMixin.entry_status`)."""
+
+    status: str
+    code: str | None = None
+    session_id: str | None = None
 
 
 class EntryMixin(ServiceBase):
@@ -71,6 +87,7 @@ class EntryMixin(ServiceBase):
                                           created_at=self.clock())
                 session.add(participant)
                 session.flush()
+            self._bump_reservations(session, experiment, spec)
             task = self._least_filled(session, experiment, spec)
             now = self.clock()
             record = Session(id=uuid.uuid4().hex, experiment_id=experiment.id,
@@ -94,16 +111,16 @@ class EntryMixin(ServiceBase):
         if seen:
             raise Refused("you have taken part in an earlier study of this series", "repeat")
 
-    def entry_status(self, experiment_key: str, platform_id: str) -> tuple[str, str | None]:
-        """What a platform id opening the study link finds, before consent: ('new', None),
-        ('in_progress', None), ('completed' or 'failed_practice', its completion code),
-        ('blocked', None) when the study cannot be resumed, or ('repeat', None) for someone who
-        may not take part (again)."""
+    def entry_status(self, experiment_key: str, platform_id: str) -> EntryStatus:
+        """What a platform id opening the study link finds, before consent: 'new',
+        'in_progress', 'completed', 'failed_practice' or 'timed_out' (after answering, its task
+        gone) with its completion code, 'blocked' when the study cannot be resumed, or 'repeat'
+        for someone who may not take part (again)."""
         with self.db.read() as session:
             experiment = self._experiment(session, experiment_key)
             spec = self.spec_of(experiment)
             latest = session.execute(
-                select(Session.status, Session.completion_code)
+                select(Session.status, Session.completion_code, Session.id)
                 .join(Participant, Participant.id == Session.participant_id)
                 .where(Participant.experiment_id == experiment.id,
                        Participant.platform_id == platform_id)
@@ -112,15 +129,15 @@ class EntryMixin(ServiceBase):
                 try:
                     self._refuse_other_experiments(session, spec, platform_id)
                 except Refused:
-                    return "repeat", None
-                return "new", None
-            status, code = latest
-            if status in FINISHED:
-                return status, code
+                    return EntryStatus("repeat")
+                return EntryStatus("new")
+            status, code, session_id = latest
+            if status in FINISHED or (status == SessionStatus.TIMED_OUT and code):
+                return EntryStatus(status, code, session_id)
             if status in RESUMABLE:
                 blocked = spec.recruitment.resume_policy == "block"
-                return ("blocked" if blocked else "in_progress"), None
-            return "repeat", None
+                return EntryStatus("blocked" if blocked else "in_progress", None, session_id)
+            return EntryStatus("repeat", None, session_id)
 
     def _refuse_crowded_network(self, session: OrmSession, experiment: Experiment,
                                 spec: ExperimentSpec, network_key: str | None) -> None:
@@ -168,15 +185,47 @@ class EntryMixin(ServiceBase):
         self._event(session, latest, "resume", {"next_index": latest.n_responses})
         return latest
 
+    def _bump_reservations(self, session: OrmSession, experiment: Experiment,
+                           spec: ExperimentSpec) -> None:
+        """Make room for one more sign-up within the share of open tasks that web sessions with
+        no answer may reserve: the oldest such reservations end (their sessions get their task
+        back at their first answer while nobody took it, else a free one)."""
+        share = spec.recruitment.max_unanswered_share
+        if share >= 1:
+            return
+        waiting = _waiting()
+        ours = and_(Session.experiment_id == experiment.id, self._holding(spec))
+        n_tasks = session.scalar(select(func.count()).select_from(Task).where(
+            Task.experiment_id == experiment.id))
+        taken = session.scalar(select(func.count(Session.task_id.distinct())).where(
+            ours, not_(waiting)))
+        open_tasks = n_tasks - taken
+        cap = max(1, math.floor(share * open_tasks))
+        reserved = session.scalars(select(Session).where(ours, waiting)
+                                   .order_by(Session.started_at, Session.id)).all()
+        for record in reserved[:max(0, len(reserved) + 1 - cap)]:
+            self._end_reservation(session, record, {"open_tasks": open_tasks, "cap": cap,
+                                                    "reserved": len(reserved)})
+
+    def _end_reservation(self, session: OrmSession, record: Session, why: dict[str, Any]) -> None:
+        """End a waiting session's hold on its task (it may claim one at its first answer)."""
+        record.status = SessionStatus.TIMED_OUT
+        self._event(session, record, "reservation_bumped", why)
+
     def _free_task(self, session: OrmSession, experiment_id: int, spec: ExperimentSpec
                    ) -> Task | None:
-        """The first task (in assignment order) that no session holds."""
+        """The first task (in assignment order) that no session holds, leaving while another is
+        free the tasks of sign-ups whose reservation was just ended (they may come back)."""
         # An anti-join that stops at the first free task: the grouped count it replaces made
         # PostgreSQL's planner (with fresh, unanalysed tables) loop over tasks x sessions.
         held = select(Session.id).where(Session.task_id == Task.id, self._holding(spec))
+        bumped = select(Session.id).where(
+            Session.task_id == Task.id, Session.status == SessionStatus.TIMED_OUT,
+            Session.n_responses == 0, Session.client == "web",
+            Session.last_activity_at >= self._cutoff(spec, False))
         return session.scalars(
             select(Task).where(Task.experiment_id == experiment_id, ~held.exists())
-            .order_by(Task.assign_order).limit(1)).first()
+            .order_by(bumped.exists(), Task.assign_order).limit(1)).first()
 
     def _least_filled(self, session: OrmSession, experiment: Experiment, spec: ExperimentSpec
                       ) -> Task:
@@ -185,18 +234,28 @@ class EntryMixin(ServiceBase):
             raise Refused(f"experiment {experiment.key} is full: every task is taken", "full")
         return task
 
-    def _reclaim(self, session: OrmSession, record: Session, spec: ExperimentSpec) -> str | None:
-        """A session that lost its hold on its task (timed out, or its reservation lapsed) comes
-        back: it goes on while nobody else took the task (None); with no answer yet it gets a
-        free task ('reassigned'); else it is timed out, never sharing a task ('timed_out', or
-        'full' when no task is free). Call with the experiment locked."""
+    def _reclaim(self, session: OrmSession, record: Session, spec: ExperimentSpec,
+                 answering: bool = False) -> str | None:
+        """A session that lost its hold on its task (timed out, or its reservation lapsed or was
+        ended) comes back: it goes on while nobody else took the task, or, `answering` its first
+        trial, while only sessions with no answer yet hold it (their reservations end: the first
+        answer wins) (None); with no answer yet it gets a free task ('reassigned'); else it is
+        timed out, never sharing a task ('timed_out', or 'full' when no task is free). Call with
+        the experiment locked."""
         if record.status not in RESUMABLE or self._holds(record, spec):
             return None
         now = self.clock()
-        others = session.scalar(select(func.count()).select_from(Session).where(
-            Session.task_id == record.task_id, Session.id != record.id, self._holding(spec)))
+        holding = and_(Session.task_id == record.task_id, Session.id != record.id,
+                       self._holding(spec))
+        others = session.scalar(select(func.count()).select_from(Session).where(holding))
+        if others and answering and not record.n_responses and not session.scalar(
+                select(func.count()).select_from(Session).where(holding, not_(_waiting()))):
+            for holder in session.scalars(select(Session).where(holding)):
+                self._end_reservation(session, holder, {"answered_first": record.id})
+            others = 0
         if not others:
             record.status, record.last_activity_at = ACTIVE, now
+            record.completion_code = None  # a timed-out code given earlier no longer applies
             return None
         task = self._free_task(session, record.experiment_id, spec) if not record.n_responses \
             else None
@@ -210,7 +269,10 @@ class EntryMixin(ServiceBase):
         if record.status == ACTIVE:
             record.status = SessionStatus.TIMED_OUT
             self._event(session, record, "timed_out", {"on_return": True})
-        return "full" if not record.n_responses else "timed_out"
+        if not record.n_responses:
+            return "full"
+        record.completion_code = spec.recruitment.completion_codes.timed_out
+        return "timed_out"
 
     def _lock_with_experiment(self, session: OrmSession, session_id: str) -> Session:
         """Lock a session's experiment, then the session (the order every writer keeps)."""
@@ -220,11 +282,11 @@ class EntryMixin(ServiceBase):
                         .with_for_update()).first()
         return self._session(session, session_id, None, lock=True)
 
-    def _reclaim_now(self, session_id: str) -> str | None:
+    def _reclaim_now(self, session_id: str, answering: bool = False) -> str | None:
         """`_reclaim` in a transaction of its own, locking the experiment, then the session."""
         with self.db.write() as session:
             record = self._lock_with_experiment(session, session_id)
-            return self._reclaim(session, record, self._session_spec(session, record))
+            return self._reclaim(session, record, self._session_spec(session, record), answering)
 
     def _refuse_reclaimed(self, outcome: str) -> None:
         if outcome == "reassigned":
@@ -258,14 +320,18 @@ class EntryMixin(ServiceBase):
         """The current state of a session (token checked unless None, for trusted callers).
 
         A session back after losing its task is reclaimed first (see `_reclaim`): the state
-        then shows its fresh task, or status timed_out.
+        then shows its fresh task, or status timed_out. One with no answer yet claims a task only
+        at its first answer (a reload reserves nothing past `max_unanswered_share`): till then
+        it shows its trials, in progress.
         """
         with self.db.read() as session:
             record = self._session(session, session_id, token)
             spec = self._session_spec(session, record)
+            experiment = session.get(Experiment, record.experiment_id)
             if record.status not in RESUMABLE or self._holds(record, spec):
-                return self._state(session, record, spec,
-                                   session.get(Experiment, record.experiment_id))
+                return self._state(session, record, spec, experiment)
+            if not record.n_responses:
+                return replace(self._state(session, record, spec, experiment), status=ACTIVE)
         self._reclaim_now(session_id)
         with self.db.read() as session:
             record = self._session(session, session_id, token)

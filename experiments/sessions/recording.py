@@ -55,7 +55,7 @@ class RecordingMixin(ServiceBase):
                                 "trial_id": stored.trial_id, "answer": stored.answer,
                                 "rt_ms": stored.rt_ms}})
         if lapsed:  # reclaimed in a transaction that locks the experiment first
-            outcome = self._reclaim_now(session_id)
+            outcome = self._reclaim_now(session_id, answering=index == 0)
             if outcome is not None:
                 self._refuse_reclaimed(outcome)
             return self.record_response(session_id, token, response, client_recorded_at)

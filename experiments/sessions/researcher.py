@@ -1,13 +1,16 @@
-"""The researcher's side: expiring sessions, marking them, releasing reservations."""
+"""The researcher's side: expiring sessions, marking them, releasing reservations, paying
+sessions that timed out after answering."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import select
 
 from experiments.db.models import (
     Event,
+    Participant,
     Session,
 )
 from experiments.errors import Conflict
@@ -16,6 +19,23 @@ from experiments.sessions.common import (
     ACTIVE,
 )
 from experiments.vocabulary import MARKED, SessionStatus
+
+
+PARTIAL_PAID = "partial_paid"  # the event that marks an owed session paid
+
+
+@dataclass(frozen=True)
+class Owed:
+    """A session that timed out after answering and lost its task: what it is owed."""
+
+    session_id: str
+    source: str
+    platform_id: str
+    platform_info: dict[str, Any]
+    answered: int
+    trials: int
+    amount: float
+    paid: bool
 
 
 class ResearcherMixin(ServiceBase):
@@ -93,3 +113,44 @@ class ResearcherMixin(ServiceBase):
         """Open or close an experiment for new participants."""
         with self.db.write() as session:
             self._experiment(session, experiment_key, lock=True).status = status
+
+    def owed(self, experiment_key: str) -> list[Owed]:
+        """Every session that timed out after answering and whose task went to someone else
+        (it got the timed-out code), oldest first, with its share of the reward."""
+        with self.db.read() as session:
+            experiment = self._experiment(session, experiment_key)
+            spec = self.spec_of(experiment)
+            found = session.execute(
+                select(Session, Participant.source, Participant.platform_id,
+                       Participant.platform_info)
+                .join(Participant, Participant.id == Session.participant_id)
+                .where(Session.experiment_id == experiment.id,
+                       Session.status == SessionStatus.TIMED_OUT,
+                       Session.completion_code == spec.recruitment.completion_codes.timed_out)
+                .order_by(Session.started_at, Session.id)).all()
+            paid = set(session.scalars(select(Event.session_id).where(
+                Event.experiment_id == experiment.id, Event.kind == PARTIAL_PAID)))
+            result = []
+            for record, source, platform_id, info in found:
+                n_trials = self.trials_of(session, record.task_id).n_trials
+                result.append(Owed(record.id, source, platform_id, dict(info or {}),
+                                   record.n_responses, n_trials,
+                                   spec.recruitment.owed(record.n_responses, n_trials),
+                                   record.id in paid))
+            return result
+
+    def mark_partial_paid(self, experiment_key: str, session_ids: list[str]) -> int:
+        """Record that the researcher paid these owed sessions (others, and those already
+        marked, are left alone); returns how many were marked."""
+        due = {o.session_id: o for o in self.owed(experiment_key) if not o.paid}
+        with self.db.write() as session:
+            self._experiment(session, experiment_key, lock=True)
+            paid = set(session.scalars(select(Event.session_id).where(
+                Event.session_id.in_(list(due)), Event.kind == PARTIAL_PAID)))
+            marked = 0
+            for session_id in dict.fromkeys(session_ids):
+                if session_id in due and session_id not in paid:
+                    record = session.get(Session, session_id)
+                    self._event(session, record, PARTIAL_PAID, {"amount": due[session_id].amount})
+                    marked += 1
+            return marked

@@ -42,16 +42,6 @@ def _count(db, model, *where):
         return s.scalar(select(func.count()).select_from(model).where(*where))
 
 
-def test_participants_get_distinct_tasks_until_full(service, db):
-    tasks = set()
-    for i in range(8):  # toy spec: 8 tasks
-        tasks.add(service.start("toy-exp", f"PID{i}", "prolific").task_id)
-    assert len(tasks) == 8
-    with pytest.raises(Refused) as info:
-        service.start("toy-exp", "PID-late", "prolific")
-    assert info.value.reason == "full"
-
-
 def test_whole_session_and_completion_code(service, db):
     state = service.start("toy-exp@1", "PROLIFIC1", "prolific")
     assert state.stage == "practice" and len(state.practice) == 2 and len(state.main) == 8
@@ -262,7 +252,61 @@ def _in_progress_per_task(db, clock) -> int:
                              .group_by(Session.task_id)).scalars().all() or [0])
 
 
-def test_sign_ups_that_never_answer_free_their_task_after_the_reservation(service, db, clock):
+def _unanswered_holding(db, clock) -> int:
+    """In-progress sessions with no answer whose reservation still runs."""
+    with db.read() as s:
+        return s.scalar(select(func.count()).select_from(Session).where(
+            Session.status == "in_progress", Session.n_responses == 0,
+            Session.last_activity_at >= clock.now - timedelta(minutes=15)))
+
+
+def _answer_first(service, state):
+    """Answer the first practice trial as a page does: after a reassignment, reload and
+    answer the new trial."""
+    try:
+        service.record_response(state.session_id, state.token, answer(state.practice[0], 0))
+    except Conflict as conflict:
+        assert conflict.expected_trial_index == 0
+        state = service.state(state.session_id, state.token)
+        service.record_response(state.session_id, state.token, answer(state.practice[0], 0))
+    return service.state(state.session_id, state.token)
+
+
+def test_a_flood_of_sign_ups_leaves_tasks_for_real_participants(service, db, clock):
+    n = _n_tasks(db)  # 8; half of the open tasks may be reserved by sessions with no answer
+    early = service.start("toy-exp", "REAL-EARLY", "prolific")
+    for i in range(40):
+        service.start("toy-exp", f"FORGED{i}", "prolific")
+        assert _unanswered_holding(db, clock) <= n // 2
+    late = service.start("toy-exp", "REAL-LATE", "prolific")  # not "this study is full"
+    people = [_answer_first(service, state) for state in (early, late)]
+    assert {p.status for p in people} == {"in_progress"}
+    assert people[0].task_id != people[1].task_id
+    assert _in_progress_per_task(db, clock) == 1
+    with db.read() as s:
+        bumped = s.scalars(select(Event).where(Event.kind == "reservation_bumped")).all()
+    assert sum("cap" in e.payload for e in bumped) == 40 + 2 - n // 2  # by sign-ups
+    assert sum("answered_first" in e.payload for e in bumped) <= 2  # by a first answer
+    for person in people:
+        run_session(service, person)
+
+
+def test_sign_ups_within_the_share_keep_their_tasks(service, db, clock):
+    n = _n_tasks(db)
+    first = [service.start("toy-exp", f"P{i}", "prolific") for i in range(n)]
+    # the last n/2 bumped the first n/2 but took other tasks: nobody lost a task
+    assert len({s.task_id for s in first}) == n
+    for state in first:
+        assert _answer_first(service, state).task_id == state.task_id
+    with pytest.raises(Refused) as info:
+        service.start("toy-exp", "PID-late", "prolific")
+    assert info.value.reason == "full"
+
+
+def test_sign_ups_that_never_answer_free_their_task_after_the_reservation(db, tmp_path, toy_set,
+                                                                         clock):
+    _build(db, tmp_path, toy_set, recruitment={"max_unanswered_share": 1.0})  # no share cap
+    service = SessionService(db, clock=clock)
     n = _n_tasks(db)
     forged = [service.start("toy-exp", f"FORGED{i}", "prolific") for i in range(n)]
     with pytest.raises(Refused) as info:
@@ -271,15 +315,19 @@ def test_sign_ups_that_never_answer_free_their_task_after_the_reservation(servic
     clock.now += timedelta(minutes=16)  # the default reservation is 15 minutes
     real = service.start("toy-exp", "REAL1", "prolific")
     assert real.task_id == forged[0].task_id
-    # The forged session comes back (no answer yet): a free task, never the shared one.
+    # The forged session comes back and answers first: the first answer wins the task, and
+    # REAL1 (no answer yet) gets a free task at its own first answer, never a shared one.
+    stored = service.record_response(forged[0].session_id, forged[0].token,
+                                     answer(forged[0].practice[0], 0))
+    assert stored.stored
     with pytest.raises(Conflict) as conflict:
-        service.record_response(forged[0].session_id, forged[0].token,
-                                answer(forged[0].practice[0], 0))
+        service.record_response(real.session_id, real.token, answer(real.practice[0], 0))
     assert conflict.value.expected_trial_index == 0
-    moved = service.state(forged[0].session_id, forged[0].token)
-    assert moved.status == "in_progress" and moved.task_id != real.task_id
-    again = service.state(forged[1].session_id, forged[1].token)  # its task went to forged[0]
-    assert again.task_id not in (real.task_id, moved.task_id)
+    moved = _answer_first(service, real)
+    assert moved.status == "in_progress" and moved.task_id != forged[0].task_id
+    # forged[1]'s task went to REAL1, who answered: a free task for it too
+    again = _answer_first(service, forged[1])
+    assert again.task_id not in (forged[0].task_id, moved.task_id)
     assert _in_progress_per_task(db, clock) == 1
 
 
@@ -303,6 +351,17 @@ def test_an_idle_session_back_after_the_timeout_never_shares_its_task(service, d
     with pytest.raises(Refused):
         service.start("toy-exp", "IDLE", "prolific")
     assert _in_progress_per_task(db, clock) == 1
+    # what they are owed: the timed-out code, and their answers stay theirs
+    state = service.state(idle.session_id, idle.token)
+    assert state.completion_code == "TIMED_OUT" and state.next_index == 1
+    assert service.entry_status("toy-exp", "IDLE")[:2] == ("timed_out", "TIMED_OUT")
+
+
+def test_a_timed_out_session_is_owed_its_share_of_the_reward():
+    from experiments.spec import Recruitment
+    assert Recruitment(reward=3.0).owed(answered=17, trials=34) == 1.5
+    assert Recruitment(reward=3.0).owed(answered=40, trials=34) == 3.0  # practice repeated
+    assert Recruitment().owed(answered=17, trials=34) == 0.0
 
 
 def test_sessions_per_network_are_capped(db, tmp_path, toy_set):

@@ -422,7 +422,9 @@ def test_an_idle_session_back_after_its_task_went_to_someone_else_is_told_so(pag
     page.click(f".choice[data-choice='{choice}'][data-confidence='1']")
     page.wait_for_selector("#timed-out")
     shot(page, "14-timed-out")
-    assert "given to someone else" in page.inner_text("#timed-out")
+    told = page.inner_text("#timed-out")
+    assert "went to someone else" in told and "The 1 of " in told
+    assert "return the study on Prolific" in told and page.inner_text("#completion-code") == "TIMED_OUT"
     assert session_row(study["db"], sid).status == "timed_out"
 
 

@@ -94,10 +94,27 @@ def test_a_forged_pid_flood_cannot_fill_the_study(db, tmp_path, small_set):
     assert SessionService(db).start(key, _pid(77), "prolific", network_key="elsewhere").task_id
 
 
-def test_the_admin_releases_unanswered_reservations_at_once(api_env, db):
-    from tests.server.conftest import admin_login
+def test_a_flood_from_many_networks_leaves_tasks_for_real_participants(db, tmp_path, small_set):
+    from tests.server.conftest import build, make_app
 
-    _, client, key = api_env
+    key = build(db, tmp_path, small_set)  # no verification; half the open tasks may wait
+    client = make_app(db, tmp_path, rate_limits=False, proxy_hops=1).test_client()
+    for i in range(40):  # one address each, through nginx on this host
+        client.environ_base = {"REMOTE_ADDR": "127.0.0.1",
+                               "HTTP_X_FORWARDED_FOR": f"203.0.113.{i + 1}"}
+        assert _consent(client, key, f"?PROLIFIC_PID=flood{i}").status_code == 303
+    client.environ_base = {"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_FOR": "198.51.100.9"}
+    real = start_session(client, key, "?PROLIFIC_PID=real1")
+    state = client.get(f"/api/sessions/{real.session_id}", headers=real.headers).json
+    assert state["status"] == "in_progress"
+    assert _finish(client, db, real)["completion_code"] == "COMPLETED"
+
+
+def test_the_admin_releases_unanswered_reservations_at_once(db, tmp_path, small_set):
+    from tests.server.conftest import admin_login, build, make_app
+
+    key = build(db, tmp_path, small_set, recruitment={"max_unanswered_share": 1.0})
+    client = make_app(db, tmp_path).test_client()
     with db.read() as session:
         from experiments.db.models import Task
         n_tasks = session.scalar(select(func.count()).select_from(Task))
@@ -523,3 +540,62 @@ def test_a_trusted_proxy_that_is_not_an_address_is_named(db, tmp_path, monkeypat
     assert config.trusted_proxies == ("127.0.0.1", "nginx-host")
     with pytest.raises(InterpsyError, match="'nginx-host' is not an IP address"):
         make_app(db, tmp_path, proxy_hops=1, trusted_proxies=config.trusted_proxies)
+
+
+# ---- a return after the timeout (item 7) ------------------------------------------------
+def test_a_participant_back_after_the_timeout_is_told_what_they_are_owed(db, tmp_path, small_set):
+    from datetime import timedelta
+
+    from experiments.db.models import Session, Task
+    from tests.server.conftest import admin_login, build, make_app
+
+    key = build(db, tmp_path, small_set, recruitment={"reward": 3.0, "currency": "GBP"})
+    client = make_app(db, tmp_path).test_client()
+    away = start_session(client, key, "?PROLIFIC_PID=away&STUDY_ID=s&SESSION_ID=x")
+    state = client.get(f"/api/sessions/{away.session_id}", headers=away.headers).json
+    trial = state["practice"][state["practice_order"][0]]
+    assert client.post(f"/api/sessions/{away.session_id}/responses", headers=away.headers, json={
+        "trial_index": 0, "trial_id": trial["trial_id"], "choice": "a", "confidence": 2,
+        "rt_ms": 900.0}).status_code == 201
+    n_trials = len(state["practice"]) + len(state["main"])
+    with db.write() as session:  # away for two hours, past the 90-minute timeout
+        record = session.get(Session, away.session_id)
+        record.last_activity_at -= timedelta(hours=2)
+        away_task = record.task_id
+        n_tasks = session.scalar(select(func.count()).select_from(Task))
+    others = []
+    while not any(s for s in others if _task_of(db, s) == away_task):
+        assert len(others) < n_tasks
+        others.append(start_session(client, key, f"?PROLIFIC_PID=other{len(others)}"))
+    # the page reloads: timed out, and what they are owed
+    state = client.get(f"/api/sessions/{away.session_id}", headers=away.headers).json
+    owed = round(3.0 / n_trials, 2)
+    assert state["status"] == "timed_out"
+    assert state["timed_out"] == {"answered": 1, "trials": n_trials, "owed": owed,
+                                  "currency": "GBP", "code": "TIMED_OUT"}
+    # opening the study link again says the same, never "Please return the study" alone
+    page = client.get(f"/x/{key}/?PROLIFIC_PID=away&STUDY_ID=s&SESSION_ID=x",
+                      follow_redirects=True)
+    assert page.status_code == 200 and "timed out" in page.text
+    assert f"GBP {owed:.2f}" in page.text and "1 of" in page.text
+    # the researcher sees it, downloads the bonus list and marks it paid in one click
+    token = admin_login(client, key)
+    admin = client.get(f"/admin/x/{key}").text
+    assert "1 session timed out after answering" in admin and f"GBP {owed:.2f}" in admin
+    bonus = client.get(f"/admin/x/{key}/bonus.csv")
+    assert bonus.status_code == 200 and bonus.text.strip() == f"away,{owed:.2f}"
+    platform = client.get(f"/admin/x/{key}/platform.csv").text
+    assert "pay_partial" in platform
+    listed = re.search(r'name="sessions" value="([^"]*)"', admin).group(1)
+    assert listed == away.session_id
+    assert client.post(f"/admin/x/{key}/bonus/paid", data={"csrf_token": token,
+                                                          "sessions": listed}).status_code == 302
+    assert client.get(f"/admin/x/{key}/bonus.csv").text.strip() == ""
+    assert "paid_partial" in client.get(f"/admin/x/{key}/platform.csv").text
+
+
+def _task_of(db, started) -> int:
+    from experiments.db.models import Session
+
+    with db.read() as session:
+        return session.get(Session, started.session_id).task_id

@@ -97,7 +97,9 @@ class Study {
     }
     if (error.status === 401 || error.status === 404) {
       lostSession('Session not found', 'This study session is not known to the server.');
-    } else if (error.status === 403 && ['timed_out', 'full'].includes(error.body.reason)) {
+    } else if (error.status === 403 && error.body.reason === 'timed_out') {
+      window.location.reload(); // the state then says what the stored answers are owed
+    } else if (error.status === 403 && error.body.reason === 'full') {
       timedOut(error.message);
     } else {
       screens.message(root, 'session-ended', 'This session has ended', error.message);
@@ -291,7 +293,10 @@ class Study {
     this.watchAttention();
     this.log('page_load', { next_index: this.state.next_index, queued: this.queue.length });
     if (this.state.stage === 'done') return this.finish();
-    if (this.state.status === 'timed_out') return timedOut('');
+    if (this.state.status === 'timed_out') {
+      return this.state.timed_out ? screens.timedOut(root, this.state.timed_out, this.state.completion)
+        : timedOut('');
+    }
     if (this.state.status !== 'in_progress') {
       return screens.message(root, 'session-ended', 'This session has ended',
         `This session is ${this.state.status.replace('_', ' ')}. Thank you for your time.`);

@@ -133,6 +133,47 @@ export async function feedbackForm(container) {
  * The end: redirect to Prolific, submit to MTurk, or show the code. A failed practice says
  * so and sends the platform the study's code for that case.
  */
+/** MTurk's ExternalQuestion submit form with the assignment and `code`. */
+function mturkForm(completion, code) {
+  const form = el('form');
+  form.method = 'POST';
+  form.action = completion.submit_url;
+  form.id = 'mturk-form';
+  for (const [name, value] of [['assignmentId', completion.assignment_id], ['completion_code', code]]) {
+    const input = el('input');
+    input.type = 'hidden';
+    input.name = name;
+    input.value = value;
+    form.append(input);
+  }
+  const submit = button('Submit HIT', 'mturk-submit');
+  submit.type = 'submit';
+  form.append(submit);
+  return form;
+}
+
+/** A session that timed out after answering and lost its task: what the person answered,
+ * what they are owed and how to tell the platform (`owed`: the state's `timed_out`). */
+export function timedOut(container, owed, completion) {
+  const main = card(container, 'timed-out', 'Your session timed out');
+  main.append(el('p', '', 'You were away for longer than the study allows, and your trials ' +
+    'went to someone else.'));
+  const amount = owed.owed ? `${owed.currency} ${owed.owed.toFixed(2)} for them` : 'for the part you did';
+  main.append(el('p', '', `The ${owed.answered} of ${owed.trials} trials you answered are saved: ` +
+    `the researcher sees them and pays you ${amount}.`));
+  if (completion.source === 'prolific') {
+    main.append(el('p', '', 'Please return the study on Prolific; the researcher pays you as a ' +
+      'bonus. If they ask for a code, it is:'));
+  } else {
+    main.append(el('p', '', 'Please use this code on your platform:'));
+  }
+  const c = el('p', 'code', owed.code);
+  c.id = 'completion-code';
+  main.append(c);
+  if (completion.source === 'mturk') main.append(mturkForm(completion, owed.code));
+  return main;
+}
+
 export function finish(container, code, completion, status = 'completed', maxAttempts = 0) {
   const failed = status === 'failed_practice';
   const main = card(container, 'done', failed ? 'The study ends here' : 'Thank you!');
@@ -152,20 +193,7 @@ export function finish(container, code, completion, status = 'completed', maxAtt
     window.location.assign(url);
   } else if (completion.source === 'mturk') {
     main.append(el('p', '', 'All your answers are saved. Submitting the HIT to MTurk...'));
-    const form = el('form');
-    form.method = 'POST';
-    form.action = completion.submit_url;
-    form.id = 'mturk-form';
-    for (const [name, value] of [['assignmentId', completion.assignment_id], ['completion_code', code]]) {
-      const input = el('input');
-      input.type = 'hidden';
-      input.name = name;
-      input.value = value;
-      form.append(input);
-    }
-    const submit = button('Submit HIT', 'mturk-submit');
-    submit.type = 'submit';
-    form.append(submit);
+    const form = mturkForm(completion, code);
     main.append(form);
     form.submit();
   } else {
