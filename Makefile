@@ -5,10 +5,12 @@ PY := $(VENV)/bin/python
 EXTRAS := stimuli,lucent,lab,dev
 # Debian packages the analysis needs: R and lme4 for the mixed model (glmer).
 R_DEBS := r-base-core r-cran-lme4
-# Debian packages the test groups need: lab (PsychoPy under Xvfb; libxcb-cursor0 for its Qt
+# Debian packages the test groups need: lab (PsychoPy under Xvfb; libxcb-cursor0, -icccm4 and
+# -keysyms1 for PyQt6's xcb plugin, which draws its
 # participant-info dialog), browser (Chromium) and the
 # proxy test (nginx in front of the app).
-DEBS := $(R_DEBS) xvfb xauth libjack-jackd2-0 libportaudio2 libxcb-cursor0 chromium nginx
+DEBS := $(R_DEBS) xvfb xauth libjack-jackd2-0 libportaudio2 libxcb-cursor0 libxcb-icccm4 \
+        libxcb-keysyms1 chromium nginx
 PYTEST_ARGS ?=
 
 .PHONY: test demo install debs r-debs clean-venv

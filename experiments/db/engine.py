@@ -1,6 +1,7 @@
 """Engines for SQLite (WAL, busy timeout, immediate write transactions) and PostgreSQL."""
 from __future__ import annotations
 
+import math
 import os
 import threading
 from contextlib import contextmanager, nullcontext
@@ -48,7 +49,7 @@ def _normalise(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, busy_ms: int) -> None:
     # pysqlite's own transaction handling defers BEGIN; take control so writes can use
     # BEGIN IMMEDIATE (a deferred read-then-write upgrade fails at once under concurrency).
     @event.listens_for(engine, "connect")
@@ -56,7 +57,7 @@ def _configure_sqlite(engine: Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
@@ -106,10 +107,24 @@ class WriteLock:
                     fcntl.flock(fd, fcntl.LOCK_UN)
 
 
-class Database:
-    """One database: engine, read and write sessions, migrations."""
+def _postgres_deadlines(deadline_s: float) -> dict[str, int]:
+    """libpq settings that end a connect or a silent link within about `deadline_s`."""
+    return {"connect_timeout": max(2, math.ceil(deadline_s)),  # libpq's least is 2 s
+            "tcp_user_timeout": int(deadline_s * 1000),  # unacknowledged data: give up
+            "keepalives": 1, "keepalives_idle": 1, "keepalives_interval": 1,
+            "keepalives_count": max(2, math.ceil(deadline_s))}
 
-    def __init__(self, url: str | None = None, echo: bool = False):
+
+class Database:
+    """One database: engine, read and write sessions, migrations.
+
+    `deadline_s` bounds each wait on the database (SQLite's busy timeout, PostgreSQL's connect
+    timeout, TCP keepalives and user timeout, a free pool connection) for clients that must not
+    freeze, like the lab's; None keeps the server's patient defaults.
+    """
+
+    def __init__(self, url: str | None = None, echo: bool = False,
+                 deadline_s: float | None = None):
         self.url = _normalise(url or database_url_from_env())
         parsed = make_url(self.url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
@@ -118,14 +133,17 @@ class Database:
             if on_disk:
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             self.write_lock = WriteLock(Path(f"{parsed.database}-writelock") if on_disk else None)
+            busy_ms = int(deadline_s * 1000) if deadline_s else SQLITE_BUSY_TIMEOUT_MS
             self.engine = create_engine(self.url, echo=echo,
-                                        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
+                                        connect_args={"timeout": busy_ms / 1000,
                                                       "check_same_thread": False})
-            _configure_sqlite(self.engine)
+            _configure_sqlite(self.engine, busy_ms)
             writer = self.engine.execution_options(sqlite_begin="IMMEDIATE")
         else:
+            extra = ({"connect_args": _postgres_deadlines(deadline_s), "pool_timeout": deadline_s}
+                     if deadline_s else {})
             self.engine = create_engine(self.url, echo=echo, pool_pre_ping=True,
-                                        pool_size=5, max_overflow=10)
+                                        pool_size=5, max_overflow=10, **extra)
             writer = self.engine
             self.write_lock = None
         self._reader = sessionmaker(self.engine, expire_on_commit=False)

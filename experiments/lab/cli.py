@@ -71,13 +71,15 @@ def lab(ctx: click.Context, experiment: str | None, participant: str | None, ses
         experiment, participant = values["experiment"], values["participant"]
         session, fullscreen = values["session"], bool(values["fullscreen"])
     from experiments.lab.session import LabOptions, run_lab
+    from experiments.lab.store import warnings_on_terminal
 
     options = LabOptions(experiment=experiment, participant=participant or "", session=session,
                          database_url=database_url, task_file=task_file, fullscreen=fullscreen,
                          screen=screen_index, data_dir=data_dir, break_every=break_every,
                          keyboard=keyboard, monitor=monitor, expected_hz=expected_hz,
                          info=_pairs(info_pairs))
-    result = run_lab(options)
+    with warnings_on_terminal():
+        result = run_lab(options)
     click.echo(f"{result.status}: {result.answered} trials answered this run, next trial index "
                f"{result.next_index}; data file {result.data_file}")
     if result.completion_code:

@@ -92,7 +92,8 @@ def trial_layout(aspect: float, cell: float | None = None, query: float | None =
         raise InterpsyError(f"references of {cell:.3f} and queries of {query:.3f} screen heights "
                             f"do not fit a screen of aspect {aspect:.2f} beside the buttons "
                             f"(they need {width:.2f} x {height:.2f}); choose smaller sizes or a "
-                            f"longer viewing distance")
+                            f"shorter viewing distance (sizes in degrees take fewer pixels "
+                            f"closer to the screen)")
     grid = 3 * cell + 2 * gap
     group = query + IMAGE_TO_BUTTONS + BUTTON_W
     grid_x = group / 2 + COLUMN_MARGIN + grid / 2

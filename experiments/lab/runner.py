@@ -165,7 +165,7 @@ class LabRunner:
         """Run from the stored progress until finished or aborted (everything is saved)."""
         recorder, progress = self.sequencer.recorder, self.sequencer.progress
         try:
-            if progress.next_index == 0 and not self.task.resumed:
+            if progress.next_index == 0 and not progress.instruction_s:  # not done yet
                 seconds = 0.0
                 pages = self.task.instruction_pages()
                 for n, page in enumerate(pages):

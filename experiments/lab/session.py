@@ -9,17 +9,23 @@ from pathlib import Path
 from typing import Any
 
 from experiments.db import Database
+from experiments.db.models import Session
+from experiments.errors import InterpsyError
 from experiments.lab.datafile import RunInfo, TrialCsv, data_path
 from experiments.lab.display import MonitorChoice
 from experiments.lab.sequence import Sequencer
 from experiments.lab.store import (
+    LAB_DEADLINE_S,
+    DatabaseRecorder,
     LocalRecorder,
     LocalStore,
     flush_pending,
     log,
     open_database_recorder,
+    pending_path,
 )
 from experiments.lab.task import LabTask
+from experiments.sessions import SessionService
 
 
 @dataclass
@@ -40,7 +46,7 @@ class LabOptions:
     screenshot: str | None = None
     end_wait_s: float | None = None
     db_retry_s: float = 5.0  # retry a failing database write this long, then use the journal
-    db_retry_every_s: float = 30.0  # while answers wait in the journal, try the database again
+    db_retry_every_s: float = 10.0  # while answers wait in the journal, try the database again
     monitor: MonitorChoice = field(default_factory=MonitorChoice)
     info: dict[str, str] = field(default_factory=dict)  # answers to the spec's participant_fields
     expected_hz: float | None = None  # the screen's refresh rate for the timing check
@@ -57,21 +63,34 @@ def load_task(options: LabOptions, client_info: dict[str, Any]) -> tuple[LabTask
         task = load_task_file(options.task_file, store)
         recorder = LocalRecorder(store, task)
         return task, recorder
-    from experiments.errors import InterpsyError
     from experiments.lab.source import start_lab_session, task_from_state
     if not options.experiment:
         raise InterpsyError("name an experiment (--experiment NAME) or a task file (--task-file)")
-    db = Database(options.database_url)
+    db = Database(options.database_url, deadline_s=LAB_DEADLINE_S)
     task = start_lab_session(db, options.experiment, options.participant, client_info)
     recorder = open_database_recorder(db, task, data_path(options.data_dir, task),
                                       options.db_retry_s, options.db_retry_every_s)
-    sent = flush_pending(recorder.service, task.session_id, recorder.pending, task.token)
+    sent = None
+    for folder in _data_dirs(recorder.service, task.session_id, options.data_dir):
+        waiting = LocalStore(pending_path(data_path(folder, task)), pending=True)
+        sent = flush_pending(recorder.service, task.session_id, waiting, task.token) or sent
     if sent is not None:  # progress as the database now has it
         task = task_from_state(db, recorder.service.state(task.session_id, task.token),
                                task.participant)
         task.token, task.resumed = recorder.task.token, True
         recorder.task = task
     return task, recorder
+
+
+def _data_dirs(service: SessionService, session_id: str, data_dir: str) -> list[Path]:
+    """The folders this session's runs wrote to (recorded in its facts: a resume from another
+    working folder still finds answers waiting there), this run's last; records this one."""
+    here = Path(data_dir).resolve()
+    with service.db.read() as session:
+        info = session.get(Session, session_id).client_info or {}
+    folders = [Path(f) for f in info.get("data_dirs", []) if Path(f) != here] + [here]
+    service.client_facts(session_id, client_info={"data_dirs": [str(f) for f in folders]})
+    return folders
 
 
 def ask_participant_info(fields: list[str], given: dict[str, str]) -> dict[str, str]:
@@ -82,7 +101,6 @@ def ask_participant_info(fields: list[str], given: dict[str, str]) -> dict[str, 
 
         dialog = gui.DlgFromDict(values, title="Participant information", sortKeys=False)
         if not dialog.OK:
-            from experiments.errors import InterpsyError
             raise InterpsyError("the participant information dialog was cancelled")
     return {k: str(v) for k, v in values.items()}
 
@@ -129,9 +147,15 @@ def run_lab(options: LabOptions, keys: Any = None, screen: Any = None):
         facts = {**screen.facts(), "frame_rate": frame_rate, "keyboard_backend": keys.backend,
                  "lab_session": options.session, **options.extra}
         task, recorder = load_task(options, facts)
-        csv_path = data_path(options.data_dir, task)
-        with psychopy_log(csv_path.with_suffix(".log")):
-            return _run(options, task, recorder, screen, keys, facts, why, csv_path)
+        try:
+            csv_path = data_path(options.data_dir, task)
+            with psychopy_log(csv_path.with_suffix(".log")):
+                return _run(options, task, recorder, screen, keys, facts, why, csv_path)
+        except (InterpsyError, OSError) as exc:
+            if isinstance(recorder, DatabaseRecorder):  # a failed start holds no task
+                with contextlib.suppress(Exception):
+                    recorder.service.free_unanswered(task.session_id, str(exc))
+            raise
     finally:
         if own_screen:
             screen.close()

@@ -12,8 +12,8 @@ import dataclasses
 import json
 import logging
 import os
+import threading
 import time
-import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +36,48 @@ from experiments.sessions.common import LEGACY_ANSWER_KEYS
 log = logging.getLogger("interpsy.lab")
 # Errors worth another try: the connection dropped, the server is restarting, the pool is busy.
 TRANSIENT = (OperationalError, InterfaceError, PoolTimeout)
+LAB_DEADLINE_S = 2.0  # the lab's Database deadline: one wait on the database, at most
+
+
+@contextlib.contextmanager
+def warnings_on_terminal() -> Iterator[None]:
+    """The lab's warnings (outages and recoveries, torn journal lines, timing) on the
+    experimenter's terminal as well as in the session's log."""
+    handler = logging.StreamHandler()  # stderr
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("interpsy lab: %(message)s"))
+    log.addHandler(handler)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+
+
+class Unanswered(SQLAlchemyError):
+    """The database gave no answer in time (a silent link, a lock): the journal takes over."""
+
+
+def call_with_deadline(fn, timeout: float, busy: threading.Event | None = None):
+    """fn() in a daemon thread, waiting at most `timeout` seconds for it; returns the event
+    that is set when it ends (pass it back as `busy`: no second call starts while one hangs)."""
+    if busy is not None and not busy.is_set():
+        raise Unanswered("an earlier database call is still waiting for an answer")
+    done, box = threading.Event(), {}
+
+    def run() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # handed to the caller below
+            box["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="interpsy-lab-db", daemon=True).start()
+    if not done.wait(timeout):
+        raise Unanswered(f"no answer from the database within {timeout:.1f} s", done)
+    if "error" in box:
+        raise box["error"]
+    return box["value"], done
 
 
 def recorded_at(record: dict[str, Any]) -> datetime | None:
@@ -70,6 +112,8 @@ class LocalStore:
         self.path = Path(path)
         self.pending = pending  # answers waiting for the database (not an offline task's journal)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # appends and a flush's move aside exclude each other (a flush may run in a thread)
+        self.lock = threading.Lock()
 
     @property
     def quarantine(self) -> Path:
@@ -96,20 +140,31 @@ class LocalStore:
             handle.truncate(keep)
             handle.flush()
             os.fsync(handle.fileno())
-        warnings.warn(f"{self.path}: its last line was cut short (a crash or a full disk); it "
-                      f"was moved to {self.quarantine} and the session goes on from the last "
-                      f"complete line", stacklevel=2)
+        log.warning("%s: its last line was cut short (a crash or a full disk) and was moved "
+                    "to %s; the session goes on from the last complete line, and the trial it "
+                    "held is asked again", self.path, self.quarantine)
         return True
+
+    def torn(self) -> str | None:
+        """The torn last line (no newline at the end of the file: a crash or a full disk while
+        it was written), or None."""
+        if not self.path.exists():
+            return None
+        data = self.path.read_bytes()
+        if not data or data.endswith(b"\n"):
+            return None
+        return data[data.rfind(b"\n") + 1:].decode("utf-8", errors="replace")
 
     def append(self, record: dict[str, Any]) -> datetime:
         """Add one record durably (after repairing a torn last line); returns its time."""
-        self.repair()
-        now = datetime.now(UTC)
-        line = json.dumps({**record, "at": now.isoformat()}, separators=(",", ":")) + "\n"
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(line)
-            handle.flush()
-            os.fsync(handle.fileno())
+        with self.lock:
+            self.repair()
+            now = datetime.now(UTC)
+            line = json.dumps({**record, "at": now.isoformat()}, separators=(",", ":")) + "\n"
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(line)
+                handle.flush()
+                os.fsync(handle.fileno())
         return now
 
     def records(self) -> Iterator[dict[str, Any]]:
@@ -131,8 +186,8 @@ class LocalStore:
                     if salvaged is None:
                         raise InterpsyError(f"{self.path}: line {number} is not JSON and holds "
                                             f"no complete record; see {self.quarantine}") from None
-                    warnings.warn(f"{self.path}: line {number} starts with a torn fragment; its "
-                                  f"complete record is used", stacklevel=2)
+                    log.warning("%s: line %d starts with a torn fragment; its complete "
+                                "record is used", self.path, number)
                     yield salvaged
 
     @property
@@ -264,26 +319,42 @@ def replay_journal(service: SessionService, session_id: str, store: LocalStore,
 class DatabaseRecorder:
     """Writes each response through the session service the moment it is given.
 
-    A database error is retried with backoff for `retry_s`; then the answer goes to the pending
-    journal (one warning to the experimenter) and the session goes on. Later writes try the
-    database again at most every `retry_every_s`, sending the journal first.
+    A database error is retried with backoff, and a call that gets no answer abandoned, within
+    `retry_s` in all; then the answer goes to the pending journal (one warning to the
+    experimenter) and the session goes on. Later writes try the database again at most every
+    `retry_every_s`, sending the journal first; the end of the session always tries.
     """
 
     kind = "database"
 
     def __init__(self, service: SessionService, task: LabTask, pending: LocalStore,
-                 retry_s: float = 5.0, retry_every_s: float = 30.0):
+                 retry_s: float = 5.0, retry_every_s: float = 10.0):
         self.service, self.task, self.pending = service, task, pending
         self.retry_s, self.retry_every_s = retry_s, retry_every_s
         self._last_try = float("-inf")
         self._warned = False
+        self._busy: threading.Event | None = None  # set when the last call in a thread ended
 
     def _call(self, fn, *args, **kwargs):
-        """fn(*args) with retries and exponential backoff on transient database errors."""
+        """fn(*args) with retries and exponential backoff on transient database errors, the
+        whole within `retry_s` (a call still hanging then is left to finish on its own)."""
+        deadline = time.monotonic() + self.retry_s
+
+        def attempt():
+            try:
+                value, self._busy = call_with_deadline(
+                    lambda: fn(*args, **kwargs), max(0.0, deadline - time.monotonic()),
+                    self._busy)
+            except Unanswered as exc:
+                if len(exc.args) > 1:
+                    self._busy = exc.args[1]
+                raise Unanswered(exc.args[0]) from None
+            return value
+
         retrying = Retrying(stop=stop_after_delay(self.retry_s),
                             wait=wait_exponential(multiplier=0.1, max=2.0),
                             retry=retry_if_exception_type(TRANSIENT), reraise=True)
-        return retrying(fn, *args, **kwargs)
+        return retrying(attempt)
 
     def _fall_back(self, exc: Exception) -> None:
         self._last_try = time.monotonic()
@@ -294,17 +365,21 @@ class DatabaseRecorder:
                         "when the session is resumed, or with `interpsy lab flush`)",
                         type(exc).__name__, str(exc).splitlines()[0][:200], self.pending.path)
 
-    def _online(self) -> bool:
-        """Whether to write to the database now: nothing is waiting, or the journal was sent."""
+    def _online(self, now: bool = False) -> bool:
+        """Whether to write to the database now: nothing is waiting, or the journal was sent
+        (tried at most every `retry_every_s`, or `now`)."""
         if not self.pending.path.exists():
-            return True
-        if time.monotonic() - self._last_try < self.retry_every_s:
+            return self._busy is None or self._busy.is_set()
+        if not now and time.monotonic() - self._last_try < self.retry_every_s:
             return False
         try:
-            sent = flush_pending(self.service, self.task.session_id, self.pending,
-                                 self.task.token)
+            sent = self._call(flush_pending, self.service, self.task.session_id, self.pending,
+                              self.task.token)
         except SQLAlchemyError as exc:
             self._fall_back(exc)
+            return False
+        if sent is None:  # answers were added while it ran: they go with the next try
+            self._last_try = time.monotonic()
             return False
         log.warning("the database is back: %d waiting answers were sent", sent.responses)
         self._warned = False
@@ -328,8 +403,8 @@ class DatabaseRecorder:
                                 progress=progress, saved_to="database", rt_flag=result.rt_flag)
         return _journal_response(self.pending, self.task.session_id, step, response, correct)
 
-    def _write(self, record: dict[str, Any], fn, *args) -> None:
-        if self._online():
+    def _write(self, record: dict[str, Any], fn, *args, now: bool = False) -> None:
+        if self._online(now):
             try:
                 self._call(fn, self.task.session_id, self.task.token, *args)
                 return
@@ -346,7 +421,11 @@ class DatabaseRecorder:
                     self.service.record_instructions, seconds)
 
     def complete(self) -> str:
-        self._write({"kind": "complete"}, self.service.complete)
+        """Finish the session in the database now if it answers (the waiting answers first),
+        else in the journal (a call still hanging from an outage gets `retry_s` to end)."""
+        if self._busy is not None:
+            self._busy.wait(self.retry_s)
+        self._write({"kind": "complete"}, self.service.complete, now=True)
         return self.task.completion_codes.get("completed", "")
 
     def facts(self, info: dict[str, Any]) -> None:
@@ -384,13 +463,19 @@ def pending_path(data_file: str | Path) -> Path:
 
 def flush_pending(service: SessionService, session_id: str, store: LocalStore,
                   token: str | None = None) -> Replay | None:
-    """Send a pending journal to the database, then move it aside (`*.sent-<time>.jsonl`)."""
+    """Send a pending journal to the database, then move it aside (`*.sent-<time>.jsonl`).
+    None when there is none, or when records were added while it was sent (it stays: a replay
+    is idempotent, the next flush sends them)."""
     if not store.path.exists():
         return None
-    done = replay_journal(service, session_id, store, token)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-    os.replace(store.path, store.path.with_name(store.path.name.replace(
-        ".pending.jsonl", f".sent-{stamp}.jsonl")))
+    records = list(store.records())
+    done = replay_journal(service, session_id, store, token, records)
+    with store.lock:
+        if len(list(store.records())) != len(records):
+            return None
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+        os.replace(store.path, store.path.with_name(store.path.name.replace(
+            ".pending.jsonl", f".sent-{stamp}.jsonl")))
     return done
 
 
@@ -403,11 +488,15 @@ def flush_pending_file(db: Database, path: str | Path) -> Replay:
     if session_id is None:
         raise InterpsyError(f"{store.path}: no record names its session; nothing was sent")
     db.require_current()
-    return flush_pending(SessionService(db), session_id, store)
+    done = flush_pending(SessionService(db), session_id, store)
+    if done is None:
+        raise InterpsyError(f"{store.path}: answers were added while it was sent (is the "
+                            f"session still running?); run the command again")
+    return done
 
 
 def open_database_recorder(db: Database, task: LabTask, data_file: str | Path,
-                           retry_s: float = 5.0, retry_every_s: float = 30.0) -> DatabaseRecorder:
+                           retry_s: float = 5.0, retry_every_s: float = 10.0) -> DatabaseRecorder:
     """A recorder for a task loaded from `db`, its pending journal beside `data_file`."""
     return DatabaseRecorder(SessionService(db), task, LocalStore(pending_path(data_file),
                                                                  pending=True),

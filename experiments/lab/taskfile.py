@@ -146,6 +146,8 @@ class SyncReport:
     events: int = 0
     completed: bool = False
     late_session: str | None = None  # where the answers went when the task had been given away
+    torn: str | None = None  # the journal's torn last line (not sent)
+    journal: str = ""
 
     @property
     def already(self) -> int:
@@ -156,8 +158,13 @@ class SyncReport:
         done = "; session completed" if self.completed else ""
         late = (f"; its task had been released and given to someone else, so the answers are "
                 f"kept as late session {self.late_session}" if self.late_session else "")
+        torn = (f"; WARNING: the journal's last line is torn (a crash or a full disk while it "
+                f"was written): {self.journal} ends with {self.torn[:60]!r}. That answer was not "
+                f"sent and the session stays open: run the task file again on the lab machine "
+                f"(the trial is asked again; its data CSV's last row shows what was answered), "
+                f"then sync" if self.torn else "")
         return (f"session {self.session_id}: {self.responses} responses ({self.new} new, "
-                f"{self.already} already stored), {self.events} events{done}{late}")
+                f"{self.already} already stored), {self.events} events{done}{late}{torn}")
 
 
 def _session_of(db: Database, file: Path, data: dict[str, Any]) -> SessionService:
@@ -207,7 +214,8 @@ def sync_task(db: Database, task_file: str | Path, store: LocalStore | None = No
     done = replay_journal(service, target, store, records=records)
     report = SyncReport(data["session_id"], done.responses, done.new, done.events,
                         done.completed,
-                        late_session=target if target != data["session_id"] else None)
+                        late_session=target if target != data["session_id"] else None,
+                        torn=store.torn(), journal=str(store.path))
     finished = next((r for r in records if r.get("kind") == "complete"), None)
     answers = [r for r in records if r.get("kind") == "response"]
     if answers:  # a failed practice ends at its last answer

@@ -20,7 +20,6 @@ from experiments.sessions.common import (
 )
 from experiments.vocabulary import MARKED, SessionStatus
 
-
 PARTIAL_PAID = "partial_paid"  # the event that marks an owed session paid
 
 
@@ -108,6 +107,17 @@ class ResearcherMixin(ServiceBase):
                 self._event(session, record, "released")
             return len(held)
 
+
+    def free_unanswered(self, session_id: str, reason: str) -> bool:
+        """Free the task of an in-progress session with no answer yet (a lab start that failed
+        its checks); it gets a task again when it comes back. True when it was freed."""
+        with self.db.write() as session:
+            record = self._lock_with_experiment(session, session_id)
+            if record.status != ACTIVE or record.n_responses:
+                return False
+            record.status = SessionStatus.TIMED_OUT
+            self._event(session, record, "start_failed", {"reason": reason[:500]})
+            return True
 
     def set_experiment_status(self, experiment_key: str, status: Literal["open", "closed"]) -> None:
         """Open or close an experiment for new participants."""

@@ -52,3 +52,30 @@ def test_timing_test_flips_the_trial_screen_and_gives_a_verdict(xvfb_display):
     stable = "verdict: stable" in result.stdout
     assert result.returncode == (0 if stable else 1), result.stderr[-2000:]
     print(result.stdout)  # the verdict under Xvfb (no vertical sync) goes into the issue note
+
+
+DIALOG = """
+from PyQt6.QtCore import QTimer
+from PyQt6.QtWidgets import QApplication, QDialog
+from psychopy.gui import qtgui
+from experiments.lab.session import ask_participant_info
+
+qtgui.ensureQtApp()
+timer = QTimer()
+timer.timeout.connect(lambda: [w.accept() for w in QApplication.topLevelWidgets()
+                               if isinstance(w, QDialog) and w.isVisible()])
+timer.start(200)
+print(ask_participant_info(["age", "handedness"], {"age": "31"}))
+"""
+
+
+def test_the_participant_info_dialog_opens_under_xvfb(xvfb_display):
+    """`interpsy lab` asks the spec's participant fields in PsychoPy's Qt dialog: it aborted
+    (rc 134, no Qt platform plugin) while `make` left out PyQt6's xcb dependencies."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    result = subprocess.run([sys.executable, "-c", DIALOG], capture_output=True, text=True,
+                            timeout=120, cwd=root, env={**os.environ, "DISPLAY": xvfb_display,
+                                                        "QT_QPA_PLATFORM": "xcb",
+                                                        "PYTHONPATH": root})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "'age': '31'" in result.stdout and "'handedness': ''" in result.stdout

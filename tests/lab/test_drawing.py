@@ -142,3 +142,34 @@ def test_lab_rows_match_a_web_session_of_the_same_experiment(screen, toy_set, tm
     participants = frames_from_db(db, key)["participants"].set_index("client")
     assert participants.loc["web", "source"] == "prolific" and participants.loc["lab", "source"] == "lab"
     db.dispose()
+
+
+def test_instructions_come_back_after_a_restart_until_they_are_done(screen, toy_set, tmp_path):
+    """Killed (here: Escape) on the instructions, the session came back with "Welcome back"
+    and went straight to practice: the instructions are shown until they are done."""
+    db = Database(f"sqlite:///{tmp_path / 'lab.sqlite3'}")
+    key = build_experiment(lab_spec(tmp_path, toy_set), db).key
+    options = LabOptions(experiment=key, participant="P05", database_url=db.url,
+                         data_dir=str(tmp_path / "data"), end_wait_s=0.1)
+    seen: list[str] = []
+
+    def quits_on_the_second_page(context: str, payload: object) -> str | None:
+        if context == "continue":
+            seen.append(str(payload))
+            return "escape" if payload == "instructions-1" else "space"
+        return script()(context, payload)
+
+    first = run_lab(options, keys=_keys(quits_on_the_second_page), screen=screen)
+    assert first.status == "aborted" and first.next_index == 0
+    seen.clear()
+
+    def watches(context: str, payload: object) -> str | None:
+        if context == "continue":
+            seen.append(str(payload))
+        return script()(context, payload)
+
+    second = run_lab(options, keys=_keys(watches), screen=screen)
+    assert second.status == "completed"
+    assert seen[0] == "instructions-0" and "resume" not in seen
+    assert frames_from_db(db, key)["participants"].iloc[0].instruction_s > 0
+    db.dispose()

@@ -2,12 +2,15 @@
 append, and a database that cannot be reached for a while. Nothing is lost or written twice."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,7 @@ from experiments.export import frames_from_db
 from experiments.lab.datafile import RunInfo, TrialCsv, data_path
 from experiments.lab.sequence import Sequencer, run_headless
 from experiments.lab.session import LabOptions, load_task
+from experiments.lab.store import warnings_on_terminal
 from tests.conftest import _PG_REASON, drop_postgres_schema, postgres_schema_url
 from tests.lab.conftest import correct_responder, lab_spec
 from tests.tcp_proxy import CuttableLink
@@ -179,3 +183,119 @@ def test_interpsy_lab_flush_sends_a_pending_journal(cuttable_postgres, tmp_path)
     assert "2 answers sent (2 new), 1 events" in result.output
     assert list(frames_from_db(db, key)["responses"].trial_index) == [0, 1]
     assert not pending.exists()
+
+
+def _timed_answers(sequencer, respond, n: int) -> list[float]:
+    """Answer `n` trials; how long each answer held the participant (seconds)."""
+    waits = []
+    for _ in range(n):
+        started = time.monotonic()
+        assert sequencer.answer(respond(sequencer.current())).stored
+        waits.append(time.monotonic() - started)
+    return waits
+
+
+def _waits_through(start, end, seconds: float, sequencer, respond) -> list[float]:
+    """Answer 3 trials while a fault lasts (`start()`; `end()` after `seconds` at the latest,
+    and after the answers); how long each answer held the participant."""
+    start()
+    timer = threading.Timer(seconds, end)
+    timer.start()
+    try:
+        return _timed_answers(sequencer, respond, 3)
+    finally:
+        timer.cancel()
+        end()
+
+
+def _lab_run(options: LabOptions):
+    task, recorder = load_task(options, {})
+    info = RunInfo(participant=task.participant, session="001", exp_name=task.experiment)
+    writer = TrialCsv(data_path(options.data_dir, task), task, info)
+    return task, recorder, writer
+
+
+@pytest.mark.postgres
+def test_a_silent_database_link_holds_no_trial_for_the_outage(cuttable_postgres, tmp_path):
+    """A link that stops forwarding without closing (trial 3, 40 s) froze the screen for the
+    whole outage: now each answer waits a few seconds at most, then the journal takes it."""
+    db, url, link, key = cuttable_postgres
+    options = LabOptions(experiment=key, participant="P06", database_url=url,
+                         data_dir=str(tmp_path / "data"))  # the lab's own deadlines
+    task, recorder, writer = _lab_run(options)
+    respond = correct_responder()
+    with writer:
+        sequencer = Sequencer(task, recorder, writer)
+        _timed_answers(sequencer, respond, 3)
+        waits = _waits_through(link.silence, link.restore, 40, sequencer, respond)
+        run_headless(sequencer, respond)
+    assert max(waits) < 15, waits  # not the outage's 40 s
+    assert sequencer.progress.status == "completed"
+    assert [r["saved_to"] for r in _rows(writer.path)[3:6]] == ["journal"] * 3
+    # the waiting answers reach the database by the end of the session
+    frames = frames_from_db(db, key)
+    assert list(frames["responses"].trial_index) == list(range(8))
+    assert frames["participants"].status.tolist() == ["completed"]
+
+
+def test_a_locked_sqlite_database_holds_no_trial_for_the_lock(tmp_path, toy_set, capsys):
+    """A 30 s write lock on the SQLite file froze each write for the engine's 30 s busy
+    timeout: now each answer waits a few seconds at most, then the journal takes it, and the
+    experimenter's terminal says so (not only the session's log)."""
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path / 'lab.sqlite3'}"
+    db = Database(url)
+    db.upgrade()
+    key = build_experiment(lab_spec(tmp_path, toy_set), db).key
+    options = LabOptions(experiment=key, participant="P07", database_url=url,
+                         data_dir=str(tmp_path / "data"))
+    task, recorder, writer = _lab_run(options)
+    respond = correct_responder()
+    locker = sqlite3.connect(tmp_path / "lab.sqlite3", isolation_level=None,
+                             check_same_thread=False)
+    with writer, warnings_on_terminal():
+        sequencer = Sequencer(task, recorder, writer)
+        _timed_answers(sequencer, respond, 3)
+        def unlock() -> None:
+            with contextlib.suppress(sqlite3.OperationalError):  # ended already
+                locker.rollback()
+
+        waits = _waits_through(lambda: locker.execute("BEGIN EXCLUSIVE"), unlock, 30,
+                               sequencer, respond)
+        locker.close()
+        run_headless(sequencer, respond)
+    assert max(waits) < 15, waits
+    terminal = capsys.readouterr().err
+    assert "interpsy lab: database error" in terminal and "kept in" in terminal
+    assert "the database is back" in terminal
+    assert [r["saved_to"] for r in _rows(writer.path)[3:6]] == ["journal"] * 3
+    frames = frames_from_db(db, key)
+    assert list(frames["responses"].trial_index) == list(range(8))
+    assert frames["participants"].status.tolist() == ["completed"]
+    db.dispose()
+
+
+@pytest.mark.postgres
+def test_a_resume_from_another_folder_sends_the_answers_waiting_in_the_first(
+        cuttable_postgres, tmp_path, monkeypatch):
+    """Resumed with another --data-dir (the default is relative to the working folder), the
+    session did not find its waiting journal, asked trials 3-5 again, and the later flush was
+    refused. The folders a session ran in are recorded: a resume from anywhere sends them."""
+    db, url, link, key = cuttable_postgres
+    first = LabOptions(experiment=key, participant="P08", database_url=url,
+                       data_dir="lab-data", db_retry_s=0.3, db_retry_every_s=60.0)
+    (tmp_path / "room-a").mkdir()
+    monkeypatch.chdir(tmp_path / "room-a")
+    _outage(first, link, before=3, during=3)
+    link.restore()
+    monkeypatch.chdir(tmp_path)  # the experimenter's next terminal starts elsewhere
+    _, sequencer, path = _session(LabOptions(**{**first.__dict__, "data_dir": "other"}))
+    assert sequencer.progress.status == "completed"
+    frames = frames_from_db(db, key)
+    assert list(frames["responses"].trial_index) == list(range(8))
+    # the first folder's waiting answers went in as they were given, not asked again
+    rows = _rows(path)
+    assert [int(r["trial_index"]) for r in rows] == list(range(8))
+    assert all("restored" in r["saved_to"] for r in rows[3:6]), [r["saved_to"] for r in rows]
+    assert not list((tmp_path / "room-a" / "lab-data").glob("*.pending.jsonl"))

@@ -44,7 +44,8 @@ def test_sizes_in_degrees_become_pixels_through_the_monitor_profile():
 def test_degrees_need_a_monitor_and_must_fit():
     with pytest.raises(InterpsyError, match="monitor"):
         layout_for(SIZES, None, (1920, 1080))
-    with pytest.raises(InterpsyError, match="do not fit"):
+    # degrees become more pixels further away: the advice is a shorter distance
+    with pytest.raises(InterpsyError, match="do not fit.*shorter viewing distance"):
         layout_for({"reference_deg": 6.0}, _monitor((1280, 1024)), (1280, 1024))
     with pytest.raises(ValidationError, match="need reference_deg"):
         LabSettings(query_deg=4.0)
@@ -127,4 +128,36 @@ def test_a_session_draws_and_exports_the_sizes_in_degrees(xvfb_display, toy_set,
 
         runs = _runs([differs(x) for x in range(int(width * 0.35))])
     assert len(runs) == 3 and all(abs(r - expected_px) <= 2 for r in runs), (runs, expected_px)
+    db.dispose()
+
+
+@pytest.mark.lab
+@pytest.mark.timeout(120)
+def test_a_start_that_fails_its_checks_holds_no_task(xvfb_display, toy_set, tmp_path):
+    """Sizes in degrees but no monitor profile: the start failed after the session began and
+    left it in progress, holding its task. Now the task is free again, and the same command
+    with the monitor given runs the session."""
+    from sqlalchemy import select
+
+    from experiments.db.models import Session
+    from experiments.lab.keys import KEY_FOR, EmulatedKeys
+    from experiments.lab.session import LabOptions, run_lab
+
+    db = Database(f"sqlite:///{tmp_path / 'lab.sqlite3'}")
+    db.upgrade()
+    key = build_experiment(lab_spec(tmp_path, toy_set, lab=SIZES), db).key
+    options = LabOptions(experiment=key, participant="G02", database_url=db.url,
+                         data_dir=str(tmp_path / "data"), size=(1280, 1024), end_wait_s=0.1,
+                         expected_hz=60.0)
+    def press(context, step):
+        return "space" if context == "continue" else KEY_FOR[(step.trial.answer_key, 3)]
+
+    keys = EmulatedKeys(press, delay_s=FAST_TIMING["button_lock_ms"] / 1000 + 0.03)
+    with pytest.raises(InterpsyError, match="monitor"):
+        run_lab(options, keys=keys)
+    with db.read() as session:
+        statuses = session.scalars(select(Session.status)).all()
+    assert statuses and "in_progress" not in statuses
+    result = run_lab(LabOptions(**{**options.__dict__, "monitor": MONITOR}), keys=keys)
+    assert result.status == "completed"
     db.dispose()

@@ -74,3 +74,21 @@ def test_the_task_file_carries_the_task_type_that_scores_its_answers(built, tmp_
     # the responder errs once in the first practice attempt, then answers right: the type
     # scored the one wrong answer wrong (a second attempt) and the rest right (passed)
     assert (sequencer.progress.status, sequencer.progress.practice_attempts) == ("completed", 2)
+
+
+def test_sync_reports_a_torn_last_journal_line_and_leaves_the_session_open(built, tmp_path):
+    """A lab machine lost power while writing its last answer: the CSV has 10 rows, the journal
+    9 and a torn line. `lab sync` said "9 responses (9 new...)" and nothing else."""
+    db, key = built
+    task_file = export_task(db, key, "L08", tmp_path / "L08")
+    _offline_run(task_file, tmp_path / "data")
+    journal = store_path(task_file)
+    lines = journal.read_text().splitlines(keepends=True)
+    last_answer = max(n for n, line in enumerate(lines) if '"kind":"response"' in line)
+    torn = lines[last_answer][:40]
+    journal.write_text("".join(lines[:last_answer]) + torn)  # power lost mid-line
+    report = sync_task(db, task_file)
+    assert not report.completed and report.torn == torn
+    assert "torn" in report.line() and "not sent" in report.line()
+    assert str(journal) in report.line()
+    assert frames_from_db(db, key)["participants"].status.tolist() == ["started"]  # not completed

@@ -29,3 +29,12 @@ def test_the_wrong_rate_dropped_frames_and_jitter_are_each_named():
 def test_without_an_expected_rate_the_verdict_says_what_to_give():
     verdict = judge(frame_stats(_intervals(60.0)), None)
     assert not verdict.stable and "--expected-hz" in verdict.line()
+
+
+def test_the_stats_line_and_the_verdict_give_the_same_frame_rate():
+    """The timing test printed 37.90 Hz (from the mean interval, long drops included) above a
+    verdict of 61.66 Hz (the median): both now come from the median interval."""
+    stats = frame_stats(_intervals(60.0, drops=12) + [0.5] * 3)
+    verdict = judge(stats, 60.0)
+    assert f"frame rate: {verdict.measured_hz:.2f} Hz" in stats.lines()[1]
+    assert abs(stats.rate_hz - 60.0) < 0.01
