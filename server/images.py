@@ -14,8 +14,10 @@ from PIL import Image
 from sqlalchemy import select
 
 from experiments.db import Database
-from experiments.db.models import StimulusImage, StimulusSetRecord
+from experiments.db.models import Experiment, StimulusImage, StimulusSetRecord, Task, Trial
 from experiments.errors import NotFound
+from experiments.sessions import spec_of
+from experiments.tasks import get_task
 from server.padding import pad, pad_target
 
 MIMETYPES = {"webp": "image/webp", "jpeg": "image/jpeg", "png": "image/png"}
@@ -51,6 +53,7 @@ class ImageStore:
         self.quality = quality
         self.lookup = lru_cache(maxsize=100_000)(self._lookup)
         self.padded_size = lru_cache(maxsize=64)(self._padded_size)
+        self.choice_ids = lru_cache(maxsize=64)(self._choice_ids)
         self.public_ids = lru_cache(maxsize=64)(self._public_ids)
         self.experiment_ids: dict[str, int] = {}
         self.unlinked: dict[str, list[str]] = {}  # experiment key -> ids prepare did not link
@@ -97,18 +100,30 @@ class ImageStore:
             self._make(image.master, target)
         return target
 
-    def _padded_size(self, experiment_id: int) -> int:
-        """The byte size every image of the experiment is served at (its plain files made)."""
+    def _choice_ids(self, experiment_id: int) -> frozenset[str]:
+        """Public ids of the images some trial of the experiment asks to choose between."""
+        ids = self.public_ids(experiment_id)
         with self.db.read() as session:
-            ids = session.scalars(select(StimulusImage.public_id).where(
-                StimulusImage.experiment_id == experiment_id)).all()
-        return pad_target([self._plain(experiment_id, i).stat().st_size for i in ids])
+            experiment = session.get(Experiment, experiment_id)
+            task_type = get_task(spec_of(experiment).task.type)
+            stimuli = session.scalars(select(Trial.stimulus).join(Task, Task.id == Trial.task_id)
+                                      .where(Task.experiment_id == experiment_id)).all()
+        return frozenset(ids[i] for stimulus in stimuli for i in task_type.choice_ids(stimulus))
+
+    def _padded_size(self, experiment_id: int) -> int:
+        """The one byte size the experiment's choice images are served at (their plain files
+        made)."""
+        return pad_target([self._plain(experiment_id, i).stat().st_size
+                           for i in self.choice_ids(experiment_id)] or [0])
 
     def file_for(self, experiment_id: int, public_id: str) -> Path:
-        """The file to send for an image (by public id): its plain file padded to the
-        experiment's one size, with one fixed modification time (nothing in its bytes, size,
-        ETag or Last-Modified follows its role)."""
+        """The file to send for an image (by public id), with one fixed modification time:
+        an image some trial asks to choose between is padded to the experiment's one size
+        (nothing in its bytes, size, ETag or Last-Modified follows its role); the others (the
+        references, whose side the page shows) go as they are."""
         plain = self._plain(experiment_id, public_id)
+        if public_id not in self.choice_ids(experiment_id):
+            return self._plain_file(plain)
         size = self.padded_size(experiment_id)
         digest = hashlib.sha256(str(plain.resolve()).encode()).hexdigest() \
             if self.fmt == "png" else plain.name.split(".")[0]
@@ -116,6 +131,18 @@ class ImageStore:
         target = self.cache_dir / digest[:2] / f"{digest}.q{self.quality}.{size}b.{suffix}"
         if not target.is_file():
             self._write(target, pad(plain.read_bytes(), size, self.fmt))
+        return target
+
+    def _plain_file(self, plain: Path) -> Path:
+        """An unpadded image as served: a derivative is a cache file already (FIXED_MTIME); a
+        png master is copied into the cache first, so its own modification time is never
+        sent."""
+        if self.fmt != "png":
+            return plain
+        digest = hashlib.sha256(str(plain.resolve()).encode()).hexdigest()
+        target = self.cache_dir / digest[:2] / f"{digest}.png"
+        if not target.is_file():
+            self._write(target, plain.read_bytes())
         return target
 
     def _write(self, target: Path, data: bytes) -> None:

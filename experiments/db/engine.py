@@ -41,6 +41,12 @@ def database_url_from_env() -> str:
     return url or f"sqlite:///{interpsy_home() / 'interpsy.sqlite3'}"
 
 
+def describe_url(url: str | None) -> str:
+    """The database URL (INTERPSY_DATABASE_URL's default when None) without its password."""
+    return make_url(_normalise(url or database_url_from_env())).render_as_string(
+        hide_password=True)
+
+
 def _normalise(url: str) -> str:
     # Plain postgresql:// means psycopg2 to SQLAlchemy; we ship psycopg 3.
     parsed = make_url(url)
@@ -188,7 +194,7 @@ class Database:
                                 f"the code needs {head}: run 'interpsy db upgrade'")
 
     def describe(self) -> str:
-        return make_url(self.url).render_as_string(hide_password=True)
+        return describe_url(self.url)
 
     def dispose(self) -> None:
         self.engine.dispose()

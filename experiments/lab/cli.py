@@ -1,9 +1,32 @@
 """`interpsy lab`: run, export and sync in-lab sessions (PsychoPy is imported only when drawing)."""
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import click
 
 from experiments.db import Database
+from experiments.db.engine import describe_url
+from experiments.errors import InterpsyError
+
+@contextlib.contextmanager
+def plain_database_errors(database_url: str | None) -> Iterator[None]:
+    """A database that cannot be reached becomes one line with the way on (no traceback)."""
+    from sqlalchemy.exc import InterfaceError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    from experiments.lab.store import Unanswered
+
+    try:
+        yield
+    except (OperationalError, InterfaceError, PoolTimeout, Unanswered) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:200]
+        raise InterpsyError(f"the database {describe_url(database_url)} cannot be reached "
+                            f"({reason}); nothing was lost (answers already given are stored, "
+                            f"or wait in their .pending.jsonl): check the database and run the "
+                            f"same command again") from None
+
 
 database_option = click.option(
     "--database", "database_url", envvar="INTERPSY_DATABASE_URL", default=None,
@@ -34,6 +57,10 @@ def _ask(values: dict) -> dict:
               help="A break screen after this many main trials (0: none).")
 @click.option("--keyboard", type=click.Choice(["auto", "psychtoolbox", "pyglet"]), default="auto",
               show_default=True, help="Key backend; auto falls back from psychtoolbox to pyglet.")
+@click.option("--script", default=None, metavar="correct|wrong|random|FILE",
+              help="Pilot without a person: answer by the answer key, the other choice, at "
+                   "random (seeded by the participant id) or by a file of keys, one per line "
+                   "(space continues; 1 2 3 / 8 9 0 answer). The session is stored as any other.")
 @click.option("--timing-test", is_flag=True,
               help="Flip the trial screen, judge its frame timing, then exit (1 when unstable).")
 @click.option("--expected-hz", type=click.FloatRange(min=1), default=None,
@@ -52,7 +79,8 @@ def _ask(values: dict) -> dict:
 @click.pass_context
 def lab(ctx: click.Context, experiment: str | None, participant: str | None, session: str,
         task_file: str | None, fullscreen: bool, screen_index: int, data_dir: str,
-        break_every: int, keyboard: str, timing_test: bool, expected_hz: float | None,
+        break_every: int, keyboard: str, script: str | None, timing_test: bool,
+        expected_hz: float | None,
         timing_frames: int, info_pairs: tuple[str, ...], monitor_name: str | None,
         monitor_width_cm: float | None,
         distance_cm: float | None, database_url: str | None) -> None:
@@ -77,8 +105,8 @@ def lab(ctx: click.Context, experiment: str | None, participant: str | None, ses
                          database_url=database_url, task_file=task_file, fullscreen=fullscreen,
                          screen=screen_index, data_dir=data_dir, break_every=break_every,
                          keyboard=keyboard, monitor=monitor, expected_hz=expected_hz,
-                         info=_pairs(info_pairs))
-    with warnings_on_terminal():
+                         info=_pairs(info_pairs), script=script)
+    with warnings_on_terminal(), plain_database_errors(database_url):
         result = run_lab(options)
     click.echo(f"{result.status}: {result.answered} trials answered this run, next trial index "
                f"{result.next_index}; data file {result.data_file}")
@@ -140,8 +168,10 @@ def export_task_command(experiment: str, participant: str, out: str, reference_i
 
     db = Database(database_url)
     try:
-        db.require_current()
-        path = export_task(db, experiment, participant, out, copy_images=not reference_images)
+        with plain_database_errors(database_url):
+            db.require_current()
+            path = export_task(db, experiment, participant, out,
+                               copy_images=not reference_images)
     finally:
         db.dispose()
     click.echo(f"task file: {path}")
@@ -152,7 +182,8 @@ def _each(database_url: str | None, paths: tuple[str, ...], action) -> None:
     db = Database(database_url)
     try:
         for path in paths:
-            click.echo(f"{path}: {action(db, path)}")
+            with plain_database_errors(database_url):
+                click.echo(f"{path}: {action(db, path)}")
     finally:
         db.dispose()
 

@@ -8,8 +8,10 @@ psychopy is imported inside the sources only.
 """
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from experiments.instructions import CONFIDENCE_LABELS, KEYS
 
@@ -123,3 +125,32 @@ class EmulatedKeys(EventKeys):
             self.pressed.append(self._pending)
             self._pending = None
         return super().poll()
+
+
+PILOTS = ("correct", "wrong", "random")
+
+
+def pilot_script(how: str, seed: str = "") -> Script:
+    """Keys for piloting a study without a person: `correct` (the answer key, confidences in
+    turn), `wrong` (the other choice: the practice is failed), `random` (seeded by `seed`), or
+    a file of keys, one per line (`space` continues, `8`/`1`... answer, `#` comments; when it
+    runs out the session is aborted with Escape and resumes from there)."""
+    if how in PILOTS:
+        rng = random.Random(f"pilot:{seed}")
+
+        def press(context: str, payload: object) -> str | None:
+            if context != "trial":
+                return "space"
+            right = payload.trial.answer_key
+            choice = {"correct": right, "wrong": "b" if right == "a" else "a",
+                      "random": rng.choice("ab")}[how]
+            return KEY_FOR[(choice, 1 + payload.trial_index % 3)]
+        return press
+    path = Path(how)
+    if not path.is_file():
+        from experiments.errors import InterpsyError
+        raise InterpsyError(f"--script {how}: neither one of {', '.join(PILOTS)} nor a file "
+                            f"of keys")
+    keys = iter([line.split("#")[0].strip() for line in path.read_text().splitlines()
+                 if line.split("#")[0].strip()])
+    return lambda context, payload: next(keys, "escape")

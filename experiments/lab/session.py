@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,7 @@ class LabOptions:
     db_retry_every_s: float = 10.0  # while answers wait in the journal, try the database again
     monitor: MonitorChoice = field(default_factory=MonitorChoice)
     info: dict[str, str] = field(default_factory=dict)  # answers to the spec's participant_fields
+    script: str | None = None  # piloting: keys by keys.pilot_script (correct, wrong, ...)
     expected_hz: float | None = None  # the screen's refresh rate for the timing check
     timing_frames: int = 120  # frames the timing check at the start flips
     extra: dict[str, Any] = field(default_factory=dict)
@@ -123,30 +125,76 @@ def psychopy_log(path: Path) -> Iterator[None]:
         yield
     finally:
         log.removeHandler(forward)
-        plog.flush()
+        try:
+            plog.flush()
+        except OSError as exc:  # a full disk: the answers are stored, only the log is short
+            log.warning("PsychoPy's log %s could not be written (%s); the answers are stored",
+                        path, exc.strerror)
         plog.root.removeTarget(target)
-        target.stream.close()
+        with contextlib.suppress(OSError):
+            target.stream.close()
+
+
+def check_before_the_window(options: LabOptions) -> None:
+    """What can fail before a window opens, as one clear error: the data folder must be
+    writable and the database (unless a task file is run) must answer."""
+    folder = Path(options.data_dir)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".interpsy-write-check-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise InterpsyError(f"the data folder {folder} cannot be written ({exc.strerror}); "
+                            f"nothing was stored: choose a writable folder with --data-dir and "
+                            f"run the same command again") from None
+    if not options.task_file:
+        db = Database(options.database_url, deadline_s=LAB_DEADLINE_S)
+        try:
+            db.require_current()
+        finally:
+            db.dispose()
+
+
+def open_screen(options: LabOptions) -> Any:
+    """The lab window (no display: one clear error)."""
+    try:
+        from experiments.lab.display import open_monitor
+        from experiments.lab.screen import LabScreen  # psychopy.visual needs the display
+
+        return LabScreen(options.fullscreen, options.screen, options.size,
+                         monitor=open_monitor(options.monitor))
+    except Exception as exc:  # pyglet's NoSuchDisplayException, without importing pyglet here
+        if type(exc).__name__ != "NoSuchDisplayException":
+            raise
+        raise InterpsyError(f"no display to draw on ({exc}): run `interpsy lab` on the lab "
+                            f"machine's desktop (DISPLAY set), or under xvfb-run to try it "
+                            f"without a screen; nothing was started") from None
 
 
 def run_lab(options: LabOptions, keys: Any = None, screen: Any = None):
-    """Open the window, start or resume the session, run it; returns the RunResult."""
-    from experiments.lab.display import open_monitor
-    from experiments.lab.keys import open_keys
-    from experiments.lab.screen import LabScreen
+    """Check what can fail first, open the window, start or resume the session, run it;
+    returns the RunResult."""
+    from experiments.lab.keys import EmulatedKeys, open_keys, pilot_script
     from experiments.lab.timing import measure_frame_rate, set_drop_threshold
 
+    check_before_the_window(options)
     own_screen = screen is None
-    screen = screen or LabScreen(options.fullscreen, options.screen, options.size,
-                                 monitor=open_monitor(options.monitor))
+    screen = screen or open_screen(options)
     try:
         frame_rate = measure_frame_rate(screen.win)
         set_drop_threshold(screen.win, frame_rate)
         why = ""
+        if keys is None and options.script:
+            keys, why = EmulatedKeys(pilot_script(options.script, options.participant)), \
+                f"scripted ({options.script})"
         if keys is None:
             keys, why = open_keys(options.keyboard)
         facts = {**screen.facts(), "frame_rate": frame_rate, "keyboard_backend": keys.backend,
                  "lab_session": options.session, **options.extra}
         task, recorder = load_task(options, facts)
+        if options.script and isinstance(keys, EmulatedKeys):  # each key after the lock
+            keys.delay_s = task.button_lock_ms / 1000 + 0.05
         try:
             csv_path = data_path(options.data_dir, task)
             with psychopy_log(csv_path.with_suffix(".log")):

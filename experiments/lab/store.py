@@ -260,7 +260,7 @@ def _journal_response(store: LocalStore, session_id: str, step: Step, response: 
     return Recorded(stored=True, saved_to=store.saved_to, client_recorded_at=at)
 
 
-def _response_in(record: dict[str, Any]) -> ResponseIn:
+def response_in(record: dict[str, Any]) -> ResponseIn:
     """The answer a journal's response record holds (a journal from before task types holds
     IMI's choice and confidence flat: ResponseIn reads them into `answer`)."""
     return ResponseIn(**{k: record[k] for k in (*ResponseIn.model_fields, *LEGACY_ANSWER_KEYS)
@@ -268,7 +268,7 @@ def _response_in(record: dict[str, Any]) -> ResponseIn:
 
 
 def _stored_in_journal(store: LocalStore) -> list[Stored]:
-    return [Stored(_response_in(r), bool(r["correct"]),
+    return [Stored(response_in(r), bool(r["correct"]),
                    Recorded(stored=True, saved_to=store.saved_to,
                             client_recorded_at=recorded_at(r)))
             for r in store.responses()]
@@ -293,7 +293,7 @@ def replay_journal(service: SessionService, session_id: str, store: LocalStore,
     done = Replay()
     records = list(store.records()) if records is None else records
     for record in store.responses(records):
-        response = _response_in(record)
+        response = response_in(record)
         try:
             result = service.record_response(session_id, token, response, recorded_at(record))
         except Conflict as exc:

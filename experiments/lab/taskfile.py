@@ -24,7 +24,7 @@ from experiments.db import Database
 from experiments.db.models import Experiment, Session
 from experiments.errors import InterpsyError
 from experiments.lab.source import start_lab_session
-from experiments.lab.store import LocalStore, recorded_at, replay_journal
+from experiments.lab.store import LocalStore, recorded_at, replay_journal, response_in
 from experiments.lab.task import LabTask, Progress, trial_from_dict, trial_to_dict
 from experiments.sessions import SessionService
 from experiments.stimulus_set import sha256_file
@@ -148,6 +148,7 @@ class SyncReport:
     late_session: str | None = None  # where the answers went when the task had been given away
     torn: str | None = None  # the journal's torn last line (not sent)
     journal: str = ""
+    copy: str | None = None  # the session its answers went to when they differ from the stored
 
     @property
     def already(self) -> int:
@@ -163,8 +164,11 @@ class SyncReport:
                 f"sent and the session stays open: run the task file again on the lab machine "
                 f"(the trial is asked again; its data CSV's last row shows what was answered), "
                 f"then sync" if self.torn else "")
+        copy = (f"; its answers differ from those another machine stored for this task, so "
+                f"they are kept as session {self.copy}, excluded with the reason 'conflicting "
+                f"copy' until you review both" if self.copy else "")
         return (f"session {self.session_id}: {self.responses} responses ({self.new} new, "
-                f"{self.already} already stored), {self.events} events{done}{late}{torn}")
+                f"{self.already} already stored), {self.events} events{done}{late}{copy}{torn}")
 
 
 def _session_of(db: Database, file: Path, data: dict[str, Any]) -> SessionService:
@@ -208,14 +212,19 @@ def sync_task(db: Database, task_file: str | Path, store: LocalStore | None = No
     service = _session_of(db, file, data)
     target = service.adopt_offline(data["session_id"])
     records = list(store.records())
+    copy = None
+    answers = [response_in(r) for r in store.responses(records)]
+    if service.first_difference(target, answers) is not None:
+        # another machine ran this task file and stored other answers: keep these apart
+        copy = target = service.adopt_copy(data["session_id"], str(records[0].get("at")))
     if records:
         service.client_facts(target, started_at=recorded_at(records[0]),
                               client_info=_machine_facts(records))
     done = replay_journal(service, target, store, records=records)
     report = SyncReport(data["session_id"], done.responses, done.new, done.events,
                         done.completed,
-                        late_session=target if target != data["session_id"] else None,
-                        torn=store.torn(), journal=str(store.path))
+                        late_session=target if target not in (data["session_id"], copy) else None,
+                        torn=store.torn(), journal=str(store.path), copy=copy)
     finished = next((r for r in records if r.get("kind") == "complete"), None)
     answers = [r for r in records if r.get("kind") == "response"]
     if answers:  # a failed practice ends at its last answer

@@ -18,6 +18,9 @@ from experiments.sessions.common import (
 from experiments.vocabulary import FINISHED, RESUMABLE, SessionStatus
 
 
+COPY_KEY = "conflicting_copy_of_journal"  # in a copy's client_info: which journal it holds
+
+
 class OfflineMixin(ServiceBase):
     """Sessions held by exported lab task files."""
 
@@ -49,7 +52,9 @@ class OfflineMixin(ServiceBase):
         task, flagged with `late_of`, so the answers are kept without sharing anyone's task."""
         with self.db.write() as session:
             record = self._lock_with_experiment(session, session_id)
-            late = session.scalars(select(Session).where(Session.late_of == record.id)).first()
+            late = next((s for s in session.scalars(select(Session).where(
+                Session.late_of == record.id).order_by(Session.started_at, Session.id))
+                if not (s.client_info or {}).get(COPY_KEY)), None)
             if late is not None:
                 return late.id
             if record.status in FINISHED or (record.status == ACTIVE and record.held_offline):
@@ -76,3 +81,30 @@ class OfflineMixin(ServiceBase):
             self._event(session, record, "late_sync", {"late_session": late.id,
                                                        "status": record.status})
             return late.id
+
+    def adopt_copy(self, session_id: str, journal: str) -> str:
+        """The session a second machine's journal of the same task file goes into when its
+        answers differ from those stored: a separate session of the same participant and task
+        (`late_of` the task's session), excluded with a reason until the researcher reviews
+        it; the same one for the same `journal` (its first record's time)."""
+        with self.db.write() as session:
+            record = self._lock_with_experiment(session, session_id)
+            for copy in session.scalars(select(Session).where(Session.late_of == record.id)):
+                if (copy.client_info or {}).get(COPY_KEY) == journal:
+                    return copy.id
+            spec = self._session_spec(session, record)
+            copy = Session(id=uuid.uuid4().hex, experiment_id=record.experiment_id,
+                           participant_id=record.participant_id, task_id=record.task_id,
+                           token_sha256=_hash_token(secrets.token_urlsafe(32)), client="lab",
+                           status=ACTIVE, started_at=record.started_at,
+                           last_activity_at=self.clock(), held_offline=True, late_of=record.id,
+                           main_offset=0 if spec.practice.trials == 0 else None,
+                           client_info={**(record.client_info or {}), COPY_KEY: journal},
+                           exclusion_reasons=[
+                               f"conflicting copy of session {record.id}: another lab machine "
+                               f"ran the same task file and its answers differ; review both"])
+            session.add(copy)
+            session.flush()
+            self._event(session, record, "conflicting_copy", {"copy": copy.id,
+                                                              "journal": journal})
+            return copy.id

@@ -63,6 +63,21 @@ class RecordingMixin(ServiceBase):
         self.record_event(session_id, None, "conflicting_response", conflict[1])
         raise Conflict(conflict[0])
 
+    def first_difference(self, session_id: str, responses: list[ResponseIn]) -> int | None:
+        """The first trial index whose stored answer differs from the one in `responses` (None:
+        every stored one is the same, as a retry would find)."""
+        with self.db.read() as session:
+            record = self._session(session, session_id, None)
+            spec = self._session_spec(session, record)
+            stored = {r.trial_index: r for r in session.scalars(
+                select(Response).where(Response.session_id == session_id))}
+            for response in sorted(responses, key=lambda r: r.trial_index):
+                old = stored.get(response.trial_index)
+                if old is not None and not response.same_answer(
+                        old, self._normalised(spec, response)):
+                    return response.trial_index
+        return None
+
     @staticmethod
     def _normalised(spec: ExperimentSpec, response: ResponseIn) -> dict[str, Any]:
         """The answer as it would be stored; {} when it does not validate (never the same)."""

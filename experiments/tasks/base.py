@@ -48,7 +48,9 @@ class TaskType(ABC):
     - `shifted_queries`: whether the type takes the spec's `query_distribution` (then
       `make_trial` gets a `distribution` keyword: the query distribution of the trial);
     - `Stimulus`: the pydantic model of one trial's stimulus description (stored as JSON);
-      `image_fields` names its fields that hold an image id or a list of them;
+      `image_fields` names its fields that hold an image id or a list of them, and
+      `choice_fields` those among them whose images are the alternatives chosen between (the
+      server serves these at one byte size: a file's size must not tell the answer);
     - `keys`: the answer keys a trial can have, balanced within each block;
     - `Answer`: the pydantic model of one answer as a client sends it;
     - `chance`: the proportion correct of random answers;
@@ -77,6 +79,7 @@ class TaskType(ABC):
     Params: ClassVar[type[BaseModel]] = NoParams
     Stimulus: ClassVar[type[BaseModel]]
     image_fields: ClassVar[tuple[str, ...]] = ()
+    choice_fields: ClassVar[tuple[str, ...] | None] = None  # None: every image field
     page_fields: ClassVar[tuple[str, ...] | None] = None  # what the page gets; None: all
     keys: ClassVar[tuple[str, ...]]
     Answer: ClassVar[type[BaseModel]]
@@ -141,6 +144,13 @@ class TaskType(ABC):
             value = stimulus[name]
             out.extend(value if isinstance(value, list) else [value])
         return out
+
+    def choice_ids(self, stimulus: Mapping[str, Any]) -> list[str]:
+        """The images a trial's answer is chosen between (`choice_fields`)."""
+        fields = self.image_fields if self.choice_fields is None else self.choice_fields
+        return [i for name in fields
+                for i in (stimulus[name] if isinstance(stimulus[name], list)
+                          else [stimulus[name]])]
 
     def for_page(self, stimulus: Mapping[str, Any], rename: Callable[[str], str]
                  ) -> dict[str, Any]:

@@ -63,6 +63,7 @@ class ImiTwoAfc(TwoChoiceTask):
     title = "IMI's 2-AFC: which query image fits the maximally activating references?"
     Stimulus = TwoAfcStimulus
     image_fields = ("references_min", "references_max", "query_a", "query_b")
+    choice_fields = ("query_a", "query_b")
     roles = ("reference_max", "reference_min", "query_max", "query_min")
     shifted_queries = True
     question = "Which image in the centre fits the examples on the right better?"

@@ -114,6 +114,7 @@ class Occlusion(TwoChoiceTask):
     Params = OcclusionParams
     Stimulus = OcclusionStimulus
     image_fields = ("references", "base", "query_a", "query_b")
+    choice_fields = ("query_a", "query_b")
     page_fields = image_fields  # the occluders' facts are for the analysis' baselines
     roles = ("reference_max", "query_max", "occluded_max", "occluded_min")
     conditions = ("none", "natural", "synthetic", "mixed", "blurred")

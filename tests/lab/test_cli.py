@@ -79,3 +79,82 @@ def test_the_participant_info_dialog_opens_under_xvfb(xvfb_display):
                                                         "PYTHONPATH": root})
     assert result.returncode == 0, result.stderr[-2000:]
     assert "'age': '31'" in result.stdout and "'handedness': ''" in result.stdout
+
+
+DOWN = "postgresql+psycopg://postgres@127.0.0.1:9/test"  # nothing listens on port 9
+
+
+def _one_clear_line(err: str, *words: str) -> None:
+    assert "Traceback" not in err and err.count("\n") == 1, err
+    for word in words:
+        assert word in err, err
+
+
+def test_a_database_that_is_down_is_one_line_with_the_way_on(db, toy_set, tmp_path, capsys):
+    """Database down: `interpsy lab` (before any window), sync, flush and export-task printed
+    130-142 lines of traceback. Now: what happened, that nothing was lost, what to run."""
+    key = build_experiment(lab_spec(tmp_path, toy_set), db).key
+    task_file = tmp_path / "P09.json"
+    assert main(["lab", "export-task", "--experiment", key, "--participant", "P09",
+                 "--out", str(task_file), "--database", db.url]) == 0
+    capsys.readouterr()
+    pending = tmp_path / "P09.pending.jsonl"
+    pending.write_text('{"kind":"event","event":"x","payload":{},"session_id":"abc"}\n')
+    for argv in (["lab", "--experiment", key, "--participant", "P10", "--database", DOWN,
+                  "--data-dir", str(tmp_path / "data")],
+                 ["lab", "sync", str(task_file), "--database", DOWN],
+                 ["lab", "flush", str(pending), "--database", DOWN],
+                 ["lab", "export-task", "--experiment", key, "--participant", "P11",
+                  "--out", str(tmp_path / "P11.json"), "--database", DOWN]):
+        assert main(argv) == 2, argv
+        _one_clear_line(capsys.readouterr().err, "cannot be reached", "127.0.0.1:9",
+                        "run the same command again")
+
+
+def test_an_unwritable_data_folder_is_named_before_the_window_opens(db, toy_set, tmp_path,
+                                                                   capsys):
+    key = build_experiment(lab_spec(tmp_path, toy_set), db).key
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    env_display = os.environ.pop("DISPLAY", None)  # no window could open anyway
+    try:
+        assert main(["lab", "--experiment", key, "--participant", "P12", "--database", db.url,
+                     "--data-dir", str(blocked / "data")]) == 2
+    finally:
+        if env_display is not None:
+            os.environ["DISPLAY"] = env_display
+    _one_clear_line(capsys.readouterr().err, str(blocked / "data"), "--data-dir",
+                    "run the same command again")
+    assert frames_from_db(db, key)["participants"].empty  # no session, no task held
+
+
+def test_no_display_is_one_line(db, toy_set, tmp_path):
+    key = build_experiment(lab_spec(tmp_path, toy_set), db).key
+    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
+    result = subprocess.run([sys.executable, "-m", "experiments.cli", "lab", "--experiment", key,
+                             "--participant", "P13", "--database", db.url, "--data-dir",
+                             str(tmp_path / "data")], capture_output=True, text=True, env=env,
+                            timeout=120, check=False)
+    assert result.returncode == 2, result.stderr[-3000:]
+    _one_clear_line(result.stderr.strip().splitlines()[-1] + "\n", "display", "xvfb-run")
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.lab
+def test_a_scripted_pilot_runs_a_whole_session_by_command(xvfb_display, db, toy_set, tmp_path):
+    """`--script correct` pilots a lab study without a person, stored as any session."""
+    key = build_experiment(lab_spec(tmp_path, toy_set), db).key
+    env = {**os.environ, "DISPLAY": xvfb_display}
+    command = [sys.executable, "-m", "experiments.cli", "lab", "--experiment", key,
+               "--participant", "PILOT1", "--database", db.url, "--data-dir",
+               str(tmp_path / "data"), "--keyboard", "pyglet", "--script", "correct"]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300,
+                            check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith("completed:") and "completion code:" in result.stdout
+    assert frames_from_db(db, key)["participants"].status.tolist() == ["completed"]
+    keys = tmp_path / "keys.txt"  # a file of keys: it runs out after the instructions
+    keys.write_text("# instructions\nspace\nspace\nspace\n")
+    result = subprocess.run([*command[:7], "PILOT2", *command[8:-1], str(keys)],
+                            capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert result.returncode == 0 and result.stdout.startswith("aborted:"), result.stderr[-2000:]

@@ -173,3 +173,26 @@ def test_instructions_come_back_after_a_restart_until_they_are_done(screen, toy_
     assert seen[0] == "instructions-0" and "resume" not in seen
     assert frames_from_db(db, key)["participants"].iloc[0].instruction_s > 0
     db.dispose()
+
+
+def test_a_full_disk_at_the_end_still_shows_the_completion_code(screen, toy_set, tmp_path,
+                                                                monkeypatch):
+    """PsychoPy's log hit a full disk (ENOSPC) after all answers were stored, and the error
+    hid the completion code: the log is short, the session ends as completed."""
+    import errno
+
+    from psychopy import logging as plog
+
+    db = Database(f"sqlite:///{tmp_path / 'lab.sqlite3'}")
+    key = build_experiment(lab_spec(tmp_path, toy_set), db).key
+    options = LabOptions(experiment=key, participant="P14", database_url=db.url,
+                         data_dir=str(tmp_path / "data"), end_wait_s=0.1)
+
+    def disk_full() -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(plog, "flush", disk_full)
+    result = run_lab(options, keys=_keys(script(wrong_practice_once=False)), screen=screen)
+    assert result.status == "completed" and result.completion_code
+    assert frames_from_db(db, key)["participants"].status.tolist() == ["completed"]
+    db.dispose()

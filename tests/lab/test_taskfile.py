@@ -14,14 +14,14 @@ from experiments.lab.taskfile import export_task, load_task_file, store_path, sy
 from tests.lab.conftest import correct_responder
 
 
-def _offline_run(task_file, data_dir, stop_after=None):
+def _offline_run(task_file, data_dir, stop_after=None, respond=None):
     task = load_task_file(task_file)
     store = LocalStore(store_path(task_file))
     info = RunInfo(participant=task.participant, session="001", exp_name=task.experiment)
     with TrialCsv(data_path(data_dir, task), task, info) as writer:
         sequencer = Sequencer(task, LocalRecorder(store, task), writer)
         sequencer.recorder.instructions(20.0)
-        run_headless(sequencer, correct_responder(True), stop_after)
+        run_headless(sequencer, respond or correct_responder(True), stop_after)
     return task, sequencer
 
 
@@ -92,3 +92,37 @@ def test_sync_reports_a_torn_last_journal_line_and_leaves_the_session_open(built
     assert "torn" in report.line() and "not sent" in report.line()
     assert str(journal) in report.line()
     assert frames_from_db(db, key)["participants"].status.tolist() == ["started"]  # not completed
+
+
+def test_a_second_machines_different_answers_are_kept_as_a_copy_for_review(built, tmp_path):
+    """Two machines ran one task file with different answers: the second sync was refused
+    and its answers could not be kept. Now they are a separate session, flagged for review."""
+    import dataclasses
+    import shutil
+
+    db, key = built
+    task_file = export_task(db, key, "L09", tmp_path / "a" / "L09")
+    other = tmp_path / "b" / task_file.name
+    shutil.copytree(task_file.parent, other.parent)
+    _offline_run(task_file, tmp_path / "data-a")
+
+    def says_b(step):
+        answer = correct_responder()(step)
+        if step.phase == "main" and step.position == 0:  # one answer differs
+            choice = "b" if answer.answer["choice"] == "a" else "a"
+            answer = dataclasses.replace(answer, answer={**answer.answer, "choice": choice})
+        return answer
+
+    _offline_run(other, tmp_path / "data-b", respond=says_b)
+    first = sync_task(db, task_file)
+    assert first.completed and first.copy is None
+    second = sync_task(db, other)  # not refused
+    assert second.copy and second.copy != first.session_id and second.new == 8
+    assert "differ" in second.line() and "review" in second.line()
+    again = sync_task(db, other)  # safe to repeat: the same copy, nothing new
+    assert (again.copy, again.new) == (second.copy, 0)
+    participants = frames_from_db(db, key)["participants"]
+    assert len(participants) == 1 and participants.iloc[0].n_sessions == 2
+    responses = frames_from_db(db, key)["responses"]
+    assert set(responses.session_id) == {first.session_id, second.copy}
+    assert "conflicting copy" in participants.iloc[0].exclusion_reasons

@@ -57,3 +57,27 @@ def test_no_size_date_or_etag_rule_answers_the_trials(db, tmp_path, small_set):
         etag_hits.append(smaller == answer)
     assert len(sizes) == 1 and len(dates) == 1, (sizes, dates)
     assert binomtest(sum(etag_hits), len(etag_hits)).pvalue > 0.01, (sum(etag_hits), len(rows))
+
+
+def test_only_the_images_chosen_between_are_padded(db, tmp_path, small_set):
+    """Every image padded to the experiment's largest file took a session's download from
+    10.5 to 24.7 MB; only the query images (the ones a trial asks to choose between) need one
+    size: the references, whose side the page shows, go as they are."""
+    key = build(db, tmp_path, small_set)
+    client = make_app(db, tmp_path).test_client()
+    with db.read() as session:
+        experiment = session.scalars(select(Experiment).where(Experiment.status == "open")).one()
+        stimuli = [t.stimulus for t in session.scalars(select(Trial)).all()]
+    ids = public_ids(db, experiment.id)
+    queries = {s[slot] for s in stimuli for slot in ("query_a", "query_b")}
+    references = {r for s in stimuli for r in s["references_min"] + s["references_max"]}
+
+    def size(image: str) -> int:
+        reply = client.get(f"/img/{key}/{ids[image]}")
+        assert reply.status_code == 200
+        return len(reply.data)
+
+    query_sizes = {size(image) for image in queries}
+    reference_sizes = [size(image) for image in references - queries]
+    assert len(query_sizes) == 1
+    assert len(set(reference_sizes)) > 1 and max(reference_sizes) < min(query_sizes)
