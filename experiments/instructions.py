@@ -20,6 +20,26 @@ CONTINUE = {"web": "press <b>Continue</b> (or Enter)",
             "lab": "press the <b>space bar</b> (or click)"}
 
 
+# What a session says between its blocks, web and lab alike: (title, text, button). `{n}` and
+# `{pass_mark}` are the session's; `{correct}` the attempt's right answers, filled where shown.
+BLOCK_MESSAGES: dict[str, tuple[str, str, str]] = {
+    "practice-passed": ("Practice passed", "Well done! Now the main part starts. It works "
+                        "exactly like the practice, and a counter shows how many of your "
+                        "answers were right.", "Start the main part"),
+    "practice-failed": ("Please repeat the practice", "You answered {correct} of {n} practice "
+                        "trials correctly; {pass_mark} are needed. Look carefully at the "
+                        "examples on the right and try again.", "Repeat the practice"),
+}
+
+
+def block_messages(n_practice: int, pass_mark: int) -> dict[str, dict[str, str]]:
+    """BLOCK_MESSAGES with the session's numbers filled in (`{correct}` is left)."""
+    return {key: {"title": title, "button": button,
+                  "text": text.replace("{n}", str(n_practice)).replace("{pass_mark}",
+                                                                        str(pass_mark))}
+            for key, (title, text, button) in BLOCK_MESSAGES.items()}
+
+
 def _seconds(ms: int) -> str:
     return f"{ms / 1000:.1f}".rstrip("0").rstrip(".")
 

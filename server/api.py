@@ -8,7 +8,7 @@ from flask import Blueprint, current_app, jsonify, request, url_for
 from werkzeug.exceptions import Unauthorized
 
 from experiments.errors import NotFound
-from experiments.instructions import session_pages
+from experiments.instructions import block_messages, session_pages
 from experiments.progress import Slot
 from experiments.sessions import SessionService, SessionState, TrialView
 from experiments.tasks import TaskType, get_task
@@ -95,6 +95,7 @@ def state_json(state: SessionState) -> dict[str, Any]:
                    "feedback_delay_ms": timing.feedback_delay_ms,
                    "feedback_ms": timing.feedback_ms},
         "instructions": _instructions(spec, state, public),
+        "messages": block_messages(len(state.practice), state.practice_pass_mark),
         "feedback_form": spec.feedback_form,
         "image_base": url_for("participant.image", experiment=state.experiment, image_id="x")[:-1],
         "min_window": list(current_app.config["INTERPSY"].min_window),

@@ -206,6 +206,9 @@ class HttpParticipant:
                 state = self._api("GET", "")
                 step = state["next"]
                 continue
+            if status == 403 and json.loads(payload).get("reason") == "full":
+                # others answered first while this one was still before its first answer
+                return {"participant": self.platform_id, "status": "refused"}
             if status >= 400:
                 raise RuntimeError(f"POST /responses: HTTP {status}: {payload[:300]!r}")
             step = json.loads(payload)["next_step"]

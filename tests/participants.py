@@ -54,12 +54,14 @@ def hammer(database_url: str, experiment: str, platform_ids: list[str]) -> dict[
         for platform_id in platform_ids:
             try:
                 state = service.start(experiment, platform_id, "prolific")
-                first = state.practice[0] if state.practice else state.main[0]
-                try:
-                    service.record_response(state.session_id, state.token, answer(first, 0))
-                except Conflict:  # moved to a free task before its first answer: reload
-                    state = service.state(state.session_id, state.token)
-            except Refused as exc:  # full at entry, or at the first answer (answered first)
+                while True:  # as the page does: a session moved to a free task reloads
+                    first = state.practice[0] if state.practice else state.main[0]
+                    try:
+                        service.record_response(state.session_id, state.token, answer(first, 0))
+                        break
+                    except Conflict:
+                        state = service.state(state.session_id, state.token)
+            except Refused as exc:  # full at entry, or at the first answer (others answered first)
                 outcome[exc.reason] = outcome.get(exc.reason, 0) + 1
                 continue
             trials = state.practice + state.main

@@ -10,6 +10,7 @@ from experiments.db import Database
 from experiments.db.engine import describe_url
 from experiments.errors import InterpsyError
 
+
 @contextlib.contextmanager
 def plain_database_errors(database_url: str | None) -> Iterator[None]:
     """A database that cannot be reached becomes one line with the way on (no traceback)."""

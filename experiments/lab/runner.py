@@ -14,6 +14,7 @@ from typing import Any
 
 from psychopy import logging
 
+from experiments.instructions import block_messages
 from experiments.lab.keys import ABORT_KEY, CONTINUE_KEYS, decode
 from experiments.lab.screen import LabScreen
 from experiments.lab.sequence import Answer, Outcome, Sequencer, Step
@@ -174,19 +175,18 @@ class LabRunner:
                 recorder.instructions(seconds)
             elif self.sequencer.current() is not None:
                 self.message("Welcome back", "The session continues where it stopped.", "resume")
+            words = block_messages(self.task.n_practice, self.task.practice_pass_mark)
             while (step := self.sequencer.current()) is not None:
-                if step.phase == "practice" and step.position == 0:
-                    self.message(f"Practice (round {step.attempt + 1})",
-                                 "Practice trials show whether your answer was right.",
-                                 "practice-start")
-                elif step.phase == "main" and step.position == 0:
-                    self.message("Main block", "Practice passed. The main trials begin now.",
-                                 "main-start")
+                if step.phase == "main" and step.position == 0 and self.task.n_practice:
+                    said = words["practice-passed"]
+                    self.message(said["title"], said["text"], "practice-passed")
+                right = self.sequencer.progress.attempt_correct  # before this trial
                 outcome = self.trial(step)
                 if outcome.attempt_closed and outcome.attempt_passed is False \
                         and not outcome.practice_failed:
-                    self.message("Practice again", "Not enough practice answers were right; "
-                                 "the practice round starts again.", "practice-again")
+                    said = words["practice-failed"]
+                    self.message(said["title"], said["text"].replace(
+                        "{correct}", str(right + outcome.correct)), "practice-failed")
                 if outcome.break_due:
                     done = step.position + 1
                     self.message("Break", f"{done} of {step.block_size} trials done. Take a short "

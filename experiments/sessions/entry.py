@@ -7,7 +7,7 @@ import secrets
 import uuid
 from typing import Any, NamedTuple
 
-from sqlalchemy import and_, func, not_, select
+from sqlalchemy import and_, func, not_, select, update
 from sqlalchemy.orm import Session as OrmSession
 
 from experiments.db.models import (
@@ -203,14 +203,25 @@ class EntryMixin(ServiceBase):
         cap = max(1, math.floor(share * open_tasks))
         reserved = session.scalars(select(Session).where(ours, waiting)
                                    .order_by(Session.started_at, Session.id)).all()
-        for record in reserved[:max(0, len(reserved) + 1 - cap)]:
-            self._end_reservation(session, record, {"open_tasks": open_tasks, "cap": cap,
-                                                    "reserved": len(reserved)})
+        self._end_reservations(session, reserved[:max(0, len(reserved) + 1 - cap)],
+                               {"open_tasks": open_tasks, "cap": cap, "reserved": len(reserved)})
 
-    def _end_reservation(self, session: OrmSession, record: Session, why: dict[str, Any]) -> None:
-        """End a waiting session's hold on its task (it may claim one at its first answer)."""
-        record.status = SessionStatus.TIMED_OUT
-        self._event(session, record, "reservation_bumped", why)
+    def _end_reservations(self, session: OrmSession, records: list[Session],
+                          why: dict[str, Any]) -> int:
+        """End these waiting sessions' holds on their tasks (each may claim one at its first
+        answer); returns how many ended. One that stored its first answer meanwhile (its row
+        was locked by that write) keeps its task: the update re-checks after the lock."""
+        if not records:
+            return 0
+        ended = session.scalars(
+            update(Session).where(Session.id.in_([r.id for r in records]), _waiting())
+            .values(status=SessionStatus.TIMED_OUT).returning(Session.id),
+            execution_options={"synchronize_session": False}).all()
+        for record in records:
+            session.expire(record)
+            if record.id in ended:
+                self._event(session, record, "reservation_bumped", why)
+        return len(ended)
 
     def _free_task(self, session: OrmSession, experiment_id: int, spec: ExperimentSpec
                    ) -> Task | None:
@@ -250,9 +261,9 @@ class EntryMixin(ServiceBase):
         others = session.scalar(select(func.count()).select_from(Session).where(holding))
         if others and answering and not record.n_responses and not session.scalar(
                 select(func.count()).select_from(Session).where(holding, not_(_waiting()))):
-            for holder in session.scalars(select(Session).where(holding)):
-                self._end_reservation(session, holder, {"answered_first": record.id})
-            others = 0
+            others -= self._end_reservations(
+                session, session.scalars(select(Session).where(holding)).all(),
+                {"answered_first": record.id})
         if not others:
             record.status, record.last_activity_at = ACTIVE, now
             record.completion_code = None  # a timed-out code given earlier no longer applies

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session as OrmSession
 
 from experiments.db.models import (
     Session,
@@ -15,8 +17,8 @@ from experiments.sessions.common import (
     ACTIVE,
     _hash_token,
 )
+from experiments.spec import ExperimentSpec
 from experiments.vocabulary import FINISHED, RESUMABLE, SessionStatus
-
 
 COPY_KEY = "conflicting_copy_of_journal"  # in a copy's client_info: which journal it holds
 
@@ -69,15 +71,7 @@ class OfflineMixin(ServiceBase):
                     record.last_activity_at = self.clock()
                     self._event(session, record, "resumed_by_sync", {})
                     return record.id
-            late = Session(id=uuid.uuid4().hex, experiment_id=record.experiment_id,
-                           participant_id=record.participant_id, task_id=record.task_id,
-                           token_sha256=_hash_token(secrets.token_urlsafe(32)), client="lab",
-                           status=ACTIVE, started_at=record.started_at,
-                           last_activity_at=self.clock(), held_offline=True, late_of=record.id,
-                           main_offset=0 if spec.practice.trials == 0 else None,
-                           client_info=dict(record.client_info or {}))
-            session.add(late)
-            session.flush()
+            late = self._second_session(session, record, spec)
             self._event(session, record, "late_sync", {"late_session": late.id,
                                                        "status": record.status})
             return late.id
@@ -92,19 +86,26 @@ class OfflineMixin(ServiceBase):
             for copy in session.scalars(select(Session).where(Session.late_of == record.id)):
                 if (copy.client_info or {}).get(COPY_KEY) == journal:
                     return copy.id
-            spec = self._session_spec(session, record)
-            copy = Session(id=uuid.uuid4().hex, experiment_id=record.experiment_id,
-                           participant_id=record.participant_id, task_id=record.task_id,
-                           token_sha256=_hash_token(secrets.token_urlsafe(32)), client="lab",
-                           status=ACTIVE, started_at=record.started_at,
-                           last_activity_at=self.clock(), held_offline=True, late_of=record.id,
-                           main_offset=0 if spec.practice.trials == 0 else None,
-                           client_info={**(record.client_info or {}), COPY_KEY: journal},
-                           exclusion_reasons=[
-                               f"conflicting copy of session {record.id}: another lab machine "
-                               f"ran the same task file and its answers differ; review both"])
-            session.add(copy)
-            session.flush()
+            copy = self._second_session(
+                session, record, self._session_spec(session, record), {COPY_KEY: journal},
+                [f"conflicting copy of session {record.id}: another lab machine ran the same "
+                 f"task file and its answers differ; review both"])
             self._event(session, record, "conflicting_copy", {"copy": copy.id,
                                                               "journal": journal})
             return copy.id
+
+    def _second_session(self, session: OrmSession, record: Session, spec: ExperimentSpec,
+                        info: dict[str, Any] | None = None, reasons: list[str] | None = None
+                        ) -> Session:
+        """A new lab session of `record`'s participant and task, `late_of` it, held offline."""
+        extra = Session(id=uuid.uuid4().hex, experiment_id=record.experiment_id,
+                        participant_id=record.participant_id, task_id=record.task_id,
+                        token_sha256=_hash_token(secrets.token_urlsafe(32)), client="lab",
+                        status=ACTIVE, started_at=record.started_at,
+                        last_activity_at=self.clock(), held_offline=True, late_of=record.id,
+                        main_offset=0 if spec.practice.trials == 0 else None,
+                        client_info={**(record.client_info or {}), **(info or {})},
+                        exclusion_reasons=reasons or [])
+        session.add(extra)
+        session.flush()
+        return extra

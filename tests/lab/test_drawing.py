@@ -196,3 +196,33 @@ def test_a_full_disk_at_the_end_still_shows_the_completion_code(screen, toy_set,
     assert result.status == "completed" and result.completion_code
     assert frames_from_db(db, key)["participants"].status.tolist() == ["completed"]
     db.dispose()
+
+
+def test_the_lab_says_between_blocks_what_the_web_page_says(screen, toy_set, tmp_path):
+    """The practice messages were worded differently in the lab ("Main block", "Practice
+    again"): both now come from one definition, the page's through its state."""
+    from experiments.instructions import block_messages
+
+    db = Database(f"sqlite:///{tmp_path / 'lab.sqlite3'}")
+    key = build_experiment(lab_spec(tmp_path, toy_set), db).key
+    options = LabOptions(experiment=key, participant="P15", database_url=db.url,
+                         data_dir=str(tmp_path / "data"), end_wait_s=0.1)
+    drawn: list[tuple[str, str]] = []
+    original = screen.draw_message
+
+    def record(title: str, body: str, **kwargs):
+        drawn.append((title, body))
+        return original(title, body, **kwargs)
+
+    screen.draw_message = record
+    try:
+        result = run_lab(options, keys=_keys(script(wrong_practice_once=True)), screen=screen)
+    finally:
+        screen.draw_message = original
+    assert result.status == "completed"
+    words = block_messages(n_practice=2, pass_mark=2)
+    failed = words["practice-failed"]
+    assert (failed["title"], failed["text"].replace("{correct}", "1")) in drawn
+    passed = words["practice-passed"]
+    assert (passed["title"], passed["text"]) in drawn
+    db.dispose()

@@ -180,10 +180,11 @@ def test_serve_makes_every_derivative_before_starting_gunicorn(db, tmp_path, sma
     assert cli_main(["serve", "--database", db.url, "--workers", "3"]) == 0
     with db.read() as session:
         n_images = session.scalar(select(func.count()).select_from(StimulusImage))
-    made = sorted(cache.rglob("*b.webp"))  # the served files, padded to the one size
+    made = sorted(cache.rglob("*.q90.webp"))  # every image's derivative
     assert n_images > 0 and len(made) == n_images
     assert all(p.read_bytes()[8:12] == b"WEBP" for p in made[:5])
-    assert len({p.stat().st_size for p in made}) == 1
+    padded = sorted(cache.rglob("*b.webp"))  # the query images, padded to the one size
+    assert 0 < len(padded) < n_images and len({p.stat().st_size for p in padded}) == 1
     assert f"{key}: {n_images} images ready as webp" in capsys.readouterr().out
     assert launched and launched[0][-1] == "server.wsgi:app" and "3" in launched[0]
     # A second start finds them all made and rewrites none.

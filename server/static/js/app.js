@@ -228,15 +228,13 @@ class Study {
       await this.refresh();
       if (this.state.main_offset !== null) {
         this.log('practice_passed', { attempts: this.state.practice_attempts });
-        await screens.message(root, 'practice-passed', 'Practice passed',
-          ['Well done! Now the main part starts. It works exactly like the practice, and a counter ' +
-           'shows how many of your answers were right.'], 'Start the main part');
+        const said = this.state.messages['practice-passed']; // experiments.instructions
+        await screens.message(root, 'practice-passed', said.title, [said.text], said.button);
       } else if (this.state.stage === 'practice') {
         const got = this.progress.attempt_correct;
-        await screens.message(root, 'practice-failed', 'Please repeat the practice',
-          [`You answered ${got ?? 'some'} of ${n} practice trials correctly; ` +
-           `${this.state.practice_pass_mark} are needed. Look carefully at the examples on the ` +
-           'right and try again.'], 'Repeat the practice');
+        const said = this.state.messages['practice-failed'];
+        await screens.message(root, 'practice-failed', said.title,
+          [said.text.replace('{correct}', got ?? 'some')], said.button);
         this.progress.next_index = this.state.next_index;
         this.save();
       }
