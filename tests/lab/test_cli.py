@@ -7,6 +7,7 @@ import pytest
 
 from experiments.build import build_experiment
 from experiments.cli import main
+from experiments.errors import InterpsyError
 from experiments.export import frames_from_db
 from tests.lab.conftest import lab_spec
 
@@ -141,8 +142,12 @@ def test_no_display_is_one_line(db, toy_set, tmp_path):
 
 
 @pytest.mark.lab
-def test_a_scripted_pilot_runs_a_whole_session_by_command(xvfb_display, db, toy_set, tmp_path):
+def test_a_scripted_pilot_runs_a_whole_session_by_command(xvfb_display, toy_set, tmp_path):
     """`--script correct` pilots a lab study without a person, stored as any session."""
+    from experiments.db import Database
+
+    db = Database(f"sqlite:///{tmp_path / 'pilot.sqlite3'}")  # one database: a slow test
+    db.upgrade()
     key = build_experiment(lab_spec(tmp_path, toy_set), db).key
     env = {**os.environ, "DISPLAY": xvfb_display}
     command = [sys.executable, "-m", "experiments.cli", "lab", "--experiment", key,
@@ -153,8 +158,18 @@ def test_a_scripted_pilot_runs_a_whole_session_by_command(xvfb_display, db, toy_
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.startswith("completed:") and "completion code:" in result.stdout
     assert frames_from_db(db, key)["participants"].status.tolist() == ["completed"]
-    keys = tmp_path / "keys.txt"  # a file of keys: it runs out after the instructions
-    keys.write_text("# instructions\nspace\nspace\nspace\n")
-    result = subprocess.run([*command[:7], "PILOT2", *command[8:-1], str(keys)],
-                            capture_output=True, text=True, env=env, timeout=300, check=False)
-    assert result.returncode == 0 and result.stdout.startswith("aborted:"), result.stderr[-2000:]
+    db.dispose()
+
+
+def test_a_key_file_script_presses_its_keys_then_escape(tmp_path):
+    """`--script FILE`: one key per line (comments after #); when it runs out the session
+    is aborted with Escape, resumably."""
+    from experiments.lab.keys import pilot_script
+
+    keys = tmp_path / "keys.txt"
+    keys.write_text("# the instructions\nspace\n\n8  # b, very sure\n")
+    press = pilot_script(str(keys))
+    assert [press("continue", None), press("trial", None), press("trial", None)] == \
+        ["space", "8", "escape"]
+    with pytest.raises(InterpsyError, match="neither one of correct, wrong, random"):
+        pilot_script(str(tmp_path / "missing.txt"))
