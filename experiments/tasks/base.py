@@ -139,18 +139,12 @@ class TaskType(ABC):
     # ---- stimuli ------------------------------------------------------------------------
     def image_ids(self, stimulus: Mapping[str, Any]) -> list[str]:
         """Every image a trial shows, in `image_fields` order."""
-        out: list[str] = []
-        for name in self.image_fields:
-            value = stimulus[name]
-            out.extend(value if isinstance(value, list) else [value])
-        return out
+        return _ids_in(stimulus, self.image_fields)
 
     def choice_ids(self, stimulus: Mapping[str, Any]) -> list[str]:
         """The images a trial's answer is chosen between (`choice_fields`)."""
-        fields = self.image_fields if self.choice_fields is None else self.choice_fields
-        return [i for name in fields
-                for i in (stimulus[name] if isinstance(stimulus[name], list)
-                          else [stimulus[name]])]
+        return _ids_in(stimulus, self.image_fields if self.choice_fields is None
+                       else self.choice_fields)
 
     def for_page(self, stimulus: Mapping[str, Any], rename: Callable[[str], str]
                  ) -> dict[str, Any]:
@@ -218,3 +212,9 @@ def _fields(model: type[BaseModel]) -> dict[str, dict[str, Any]]:
                      "default": None if field.is_required() else field.default,
                      "description": field.description or ""}
     return out
+
+
+def _ids_in(stimulus: Mapping[str, Any], fields: tuple[str, ...]) -> list[str]:
+    """The image ids a stimulus holds in `fields` (each an id or a list of ids), in order."""
+    return [i for name in fields
+            for i in (stimulus[name] if isinstance(stimulus[name], list) else [stimulus[name]])]
