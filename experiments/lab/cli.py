@@ -62,6 +62,9 @@ def _ask(values: dict) -> dict:
               help="Pilot without a person: answer by the answer key, the other choice, at "
                    "random (seeded by the participant id) or by a file of keys, one per line "
                    "(space continues; 1 2 3 / 8 9 0 answer). The session is stored as any other.")
+@click.option("--screenshot", default=None, type=click.Path(dir_okay=False),
+              help="Save the first trial screen as this image (PNG) and each instruction page "
+                   "beside it (<name>_instructions-N.png), e.g. for a methods figure.")
 @click.option("--timing-test", is_flag=True,
               help="Flip the trial screen, judge its frame timing, then exit (1 when unstable).")
 @click.option("--expected-hz", type=click.FloatRange(min=1), default=None,
@@ -80,7 +83,8 @@ def _ask(values: dict) -> dict:
 @click.pass_context
 def lab(ctx: click.Context, experiment: str | None, participant: str | None, session: str,
         task_file: str | None, fullscreen: bool, screen_index: int, data_dir: str,
-        break_every: int, keyboard: str, script: str | None, timing_test: bool,
+        break_every: int, keyboard: str, script: str | None, screenshot: str | None,
+        timing_test: bool,
         expected_hz: float | None,
         timing_frames: int, info_pairs: tuple[str, ...], monitor_name: str | None,
         monitor_width_cm: float | None,
@@ -106,7 +110,7 @@ def lab(ctx: click.Context, experiment: str | None, participant: str | None, ses
                          database_url=database_url, task_file=task_file, fullscreen=fullscreen,
                          screen=screen_index, data_dir=data_dir, break_every=break_every,
                          keyboard=keyboard, monitor=monitor, expected_hz=expected_hz,
-                         info=_pairs(info_pairs), script=script)
+                         info=_pairs(info_pairs), script=script, screenshot=screenshot)
     with warnings_on_terminal(), plain_database_errors(database_url):
         result = run_lab(options)
     click.echo(f"{result.status}: {result.answered} trials answered this run, next trial index "

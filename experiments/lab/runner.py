@@ -18,6 +18,7 @@ from experiments.instructions import block_messages
 from experiments.lab.keys import ABORT_KEY, CONTINUE_KEYS, decode
 from experiments.lab.screen import LabScreen
 from experiments.lab.sequence import Answer, Outcome, Sequencer, Step
+from experiments.lab.store import Notices
 
 
 class Aborted(Exception):
@@ -43,7 +44,7 @@ class LabRunner:
 
     def __init__(self, screen: LabScreen, keys: Any, sequencer: Sequencer,
                  frame_rate: float | None, screenshot: str | Path | None = None,
-                 end_wait_s: float | None = None):
+                 end_wait_s: float | None = None, notices: Notices | None = None):
         self.screen, self.win, self.keys = screen, screen.win, keys
         self.sequencer, self.task = sequencer, sequencer.task
         self.frame_rate = frame_rate
@@ -52,6 +53,7 @@ class LabRunner:
         self.end_wait_s = end_wait_s
         self.answered = 0
         self.clock = logging.defaultClock
+        self.notices = notices or Notices()
 
     # ---- waiting helpers ---------------------------------------------------------------
     def _check_abort(self, names: list[str]) -> None:
@@ -81,10 +83,28 @@ class LabRunner:
             if max_s is not None and now - start >= max_s:
                 return now - start
 
-    def message(self, title: str, body: str, context: str, max_s: float | None = None) -> float:
-        """Show a text screen until the participant continues."""
-        return self._wait_continue(lambda: self.screen.draw_message(title, body), context,
-                                   max_s=max_s)
+    def message(self, title: str, body: str, context: str, max_s: float | None = None,
+                example: bool = False, between_blocks: bool = False) -> float:
+        """Show a text screen until the participant continues; `example` shows the practice's
+        example grids, `between_blocks` the experimenter's line of waiting warnings."""
+        note = self.notices.take() if between_blocks else ""
+        shot = self._screen_shot(context)
+
+        def draw() -> None:
+            self.screen.draw_message(title, body, example=example, note=note)
+            nonlocal shot
+            if shot is not None:
+                self.screen.screenshot(shot)
+                shot = None
+
+        return self._wait_continue(draw, context, max_s=max_s)
+
+    def _screen_shot(self, context: str) -> Path | None:
+        """Where an instruction page's screenshot goes (beside the trial screen's), if asked."""
+        if self.screenshot_path is None or not context.startswith("instructions-"):
+            return None
+        return self.screenshot_path.with_name(f"{self.screenshot_path.stem}_{context}"
+                                              f"{self.screenshot_path.suffix}")
 
     # ---- one trial -----------------------------------------------------------------------
     def trial(self, step: Step) -> Outcome:
@@ -169,28 +189,34 @@ class LabRunner:
             if progress.next_index == 0 and not progress.instruction_s:  # not done yet
                 seconds = 0.0
                 pages = self.task.instruction_pages()
+                if self.task.practice:  # the web page's example trial: the first practice one
+                    self.screen.set_example(self.task.practice[0], self.task)
                 for n, page in enumerate(pages):
                     seconds += self.message(page.get("title") or f"Instructions {n + 1}/{len(pages)}",
-                                            page.get("text", ""), f"instructions-{n}")
+                                            page.get("text", ""), f"instructions-{n}",
+                                            example=bool(page.get("example")))
                 recorder.instructions(seconds)
             elif self.sequencer.current() is not None:
-                self.message("Welcome back", "The session continues where it stopped.", "resume")
+                self.message("Welcome back", "The session continues where it stopped.", "resume",
+                             between_blocks=True)
             words = block_messages(self.task.n_practice, self.task.practice_pass_mark)
             while (step := self.sequencer.current()) is not None:
                 if step.phase == "main" and step.position == 0 and self.task.n_practice:
                     said = words["practice-passed"]
-                    self.message(said["title"], said["text"], "practice-passed")
+                    self.message(said["title"], said["text"], "practice-passed",
+                                 between_blocks=True)
                 right = self.sequencer.progress.attempt_correct  # before this trial
                 outcome = self.trial(step)
                 if outcome.attempt_closed and outcome.attempt_passed is False \
                         and not outcome.practice_failed:
                     said = words["practice-failed"]
                     self.message(said["title"], said["text"].replace(
-                        "{correct}", str(right + outcome.correct)), "practice-failed")
+                        "{correct}", str(right + outcome.correct)), "practice-failed",
+                        between_blocks=True)
                 if outcome.break_due:
                     done = step.position + 1
                     self.message("Break", f"{done} of {step.block_size} trials done. Take a short "
-                                 f"break.", "break")
+                                 f"break.", "break", between_blocks=True)
         except Aborted:
             step = self.sequencer.current()
             recorder.event("abort", {"reason": "escape",
@@ -203,6 +229,7 @@ class LabRunner:
         body = ("Thank you, the session is complete." if status == "completed" else
                 "The practice criterion was not reached; the session ends here. Thank you.")
         with contextlib.suppress(Aborted):  # everything is saved; Escape just closes the end screen
-            self.message("Done", f"{body}\n\nCode: {code}", "end", max_s=self.end_wait_s)
+            self.message("Done", f"{body}\n\nCode: {code}", "end", max_s=self.end_wait_s,
+                         between_blocks=True)
         return RunResult(status, self.answered, self.sequencer.progress.next_index, code,
                          self.screenshot)

@@ -25,7 +25,10 @@ from experiments.tasks.imi_2afc import ImiTwoAfc
 
 GREY, WHITE, DIM = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), (-0.3, -0.3, -0.3)
 GREEN, RED, BLUE = (-0.6, 0.6, -0.6), (0.7, -0.6, -0.6), (-0.4, -0.1, 0.6)
+AMBER = (1.0, 0.5, -0.8)
 LABEL = dict(CONFIDENCE_LABELS)
+EXAMPLE_CELL, EXAMPLE_GAP, EXAMPLE_TOP = 0.09, 0.008, 0.02  # the instructions' example grids
+TEXT_TOP = 0.38  # an example page's text starts here
 
 
 class LabScreen:
@@ -54,6 +57,9 @@ class LabScreen:
         self.feedback = visual.TextStim(self.win, "", height=0.04, color=WHITE)
         self.footer = visual.TextStim(self.win, "", pos=(0, -0.46), height=0.026, color=WHITE)
         self.counter = visual.TextStim(self.win, "", height=0.026, color=WHITE)
+        self.note = visual.TextStim(self.win, "", pos=(0, -0.425), height=0.022, color=AMBER,
+                                    wrapWidth=wrap, anchorVert="bottom")  # grows upwards
+        self.example: list[Any] = []
         self.use_layout(trial_layout(width / height))
 
     def use_layout(self, layout: TrialLayout) -> None:
@@ -171,12 +177,52 @@ class LabScreen:
             self.footer.text = footer
             self.footer.draw()
 
-    def draw_message(self, title: str, body: str, footer: str = "Press space to continue") -> None:
-        """A text screen (instructions, breaks, end)."""
+    def set_example(self, trial: LabTrial, task: LabTask) -> None:
+        """The instructions' example, as on the web page: a trial's reference grids (or its
+        large image) small, each under its side's label, without the answer images."""
+        placed = layout_module(task.task_type).place(trial.stimulus)
+        words = get_task(task.task_type)
+        step = EXAMPLE_CELL + EXAMPLE_GAP
+        span = 3 * EXAMPLE_CELL + 2 * EXAMPLE_GAP
+        self.example = []  # (stimulus, x, y below the example's top)
+        for sign, side, ids, single in ((-1, "left", placed.left, placed.left_single),
+                                        (1, "right", placed.right, None)):
+            x = sign * (span / 2 + 0.06)
+            self.example.append((visual.TextStim(self.win, words.labels[side], height=0.024,
+                                                 color=WHITE), x, 0.0))
+            if single is not None:
+                self.example.append((visual.ImageStim(
+                    self.win, image=str(task.image_path(single)), size=(span, span),
+                    interpolate=True), x, -0.03 - span / 2))
+                continue
+            for k, image in enumerate(ids[:9]):
+                row, col = divmod(k, 3)
+                self.example.append((visual.ImageStim(
+                    self.win, image=str(task.image_path(image)), interpolate=True,
+                    size=(EXAMPLE_CELL, EXAMPLE_CELL)),
+                    x + (col - 1) * step, -0.03 - EXAMPLE_CELL / 2 - row * step))
+
+    def draw_message(self, title: str, body: str, footer: str = "Press space to continue",
+                     example: bool = False, note: str = "") -> None:
+        """A text screen (instructions, breaks, end); `example` adds set_example's grids below
+        the text, `note` a line for the experimenter above the footer."""
         self.title.text = title
         self.title.draw()
         self.text.text = plain_text(body)
+        shown = example and bool(self.example)
+        self.text.anchorVert = "top" if shown else "center"
+        self.text.pos = (0, TEXT_TOP) if shown else (0, 0.05)
         self.text.draw()
+        if shown:
+            text_height = self.text.boundingBox[1] / self.win.size[1]
+            lowest = -0.42 + 0.03 + 3 * EXAMPLE_CELL + 2 * EXAMPLE_GAP  # above the footer
+            top = max(lowest, min(EXAMPLE_TOP, TEXT_TOP - text_height - 0.05))
+            for stim, x, y in self.example:
+                stim.pos = (x, top + y)
+                stim.draw()
+        if note:
+            self.note.text = note
+            self.note.draw()
         if footer:
             self.footer.text = footer
             self.footer.draw()

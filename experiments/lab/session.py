@@ -20,6 +20,7 @@ from experiments.lab.store import (
     DatabaseRecorder,
     LocalRecorder,
     LocalStore,
+    collected_notices,
     flush_pending,
     log,
     open_database_recorder,
@@ -197,8 +198,8 @@ def run_lab(options: LabOptions, keys: Any = None, screen: Any = None):
             keys.delay_s = task.button_lock_ms / 1000 + 0.05
         try:
             csv_path = data_path(options.data_dir, task)
-            with psychopy_log(csv_path.with_suffix(".log")):
-                return _run(options, task, recorder, screen, keys, facts, why, csv_path)
+            with psychopy_log(csv_path.with_suffix(".log")), collected_notices() as notices:
+                return _run(options, task, recorder, screen, keys, facts, why, csv_path, notices)
         except (InterpsyError, OSError) as exc:
             if isinstance(recorder, DatabaseRecorder):  # a failed start holds no task
                 with contextlib.suppress(Exception):
@@ -210,8 +211,9 @@ def run_lab(options: LabOptions, keys: Any = None, screen: Any = None):
 
 
 def _run(options: LabOptions, task: LabTask, recorder: Any, screen: Any, keys: Any,
-         facts: dict[str, Any], why: str, csv_path: Path):
-    """run_lab once the task is loaded: geometry, timing check, participant info, the run."""
+         facts: dict[str, Any], why: str, csv_path: Path, notices: Any):
+    """run_lab once the task is loaded: geometry, timing check, participant info, the run
+    (`notices` collects the warnings for the screens between blocks)."""
     from experiments.lab.runner import LabRunner
     from experiments.lab.timing import check_display
 
@@ -236,7 +238,7 @@ def _run(options: LabOptions, task: LabTask, recorder: Any, screen: Any, keys: A
     with TrialCsv(csv_path, task, info) as writer:
         sequencer = Sequencer(task, recorder, writer, options.break_every)
         runner = LabRunner(screen, keys, sequencer, frame_rate, options.screenshot,
-                           options.end_wait_s)
+                           options.end_wait_s, notices)
         result = runner.run()
     result.data_file = writer.path
     result.participant_id = task.participant_id

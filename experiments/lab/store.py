@@ -40,17 +40,46 @@ LAB_DEADLINE_S = 2.0  # the lab's Database deadline: one wait on the database, a
 
 
 @contextlib.contextmanager
-def warnings_on_terminal() -> Iterator[None]:
+def _attached(handler: logging.Handler) -> Iterator[logging.Handler]:
+    """`handler` on the lab's log for the block."""
+    log.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        log.removeHandler(handler)
+
+
+def warnings_on_terminal() -> contextlib.AbstractContextManager:
     """The lab's warnings (outages and recoveries, torn journal lines, timing) on the
     experimenter's terminal as well as in the session's log."""
     handler = logging.StreamHandler()  # stderr
     handler.setLevel(logging.WARNING)
     handler.setFormatter(logging.Formatter("interpsy lab: %(message)s"))
-    log.addHandler(handler)
-    try:
-        yield
-    finally:
-        log.removeHandler(handler)
+    return _attached(handler)
+
+
+class Notices(logging.Handler):
+    """The lab's warnings since they were last shown (outages, recoveries, timing), for the
+    experimenter's line on the screens between blocks."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.waiting: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.waiting.append(record.getMessage())
+
+    def take(self) -> str:
+        """The waiting warnings as one line for the experimenter ('' when none), then none."""
+        if not self.waiting:
+            return ""
+        said, self.waiting = self.waiting[-3:], []
+        return "For the experimenter: " + " | ".join(said)
+
+
+def collected_notices() -> contextlib.AbstractContextManager:
+    """Notices collecting the lab's warnings for the block (the session's run)."""
+    return _attached(Notices())
 
 
 class Unanswered(SQLAlchemyError):

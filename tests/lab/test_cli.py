@@ -143,7 +143,8 @@ def test_no_display_is_one_line(db, toy_set, tmp_path):
 
 @pytest.mark.lab
 def test_a_scripted_pilot_runs_a_whole_session_by_command(xvfb_display, toy_set, tmp_path):
-    """`--script correct` pilots a lab study without a person, stored as any session."""
+    """`--script correct` pilots a lab study without a person, stored as any session;
+    `--screenshot` saves the trial screen and each instruction page for a methods figure."""
     from experiments.db import Database
 
     db = Database(f"sqlite:///{tmp_path / 'pilot.sqlite3'}")  # one database: a slow test
@@ -152,12 +153,16 @@ def test_a_scripted_pilot_runs_a_whole_session_by_command(xvfb_display, toy_set,
     env = {**os.environ, "DISPLAY": xvfb_display}
     command = [sys.executable, "-m", "experiments.cli", "lab", "--experiment", key,
                "--participant", "PILOT1", "--database", db.url, "--data-dir",
-               str(tmp_path / "data"), "--keyboard", "pyglet", "--script", "correct"]
+               str(tmp_path / "data"), "--keyboard", "pyglet", "--script", "correct",
+               "--screenshot", str(tmp_path / "shots" / "screen.png")]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300,
                             check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.startswith("completed:") and "completion code:" in result.stdout
     assert frames_from_db(db, key)["participants"].status.tolist() == ["completed"]
+    shots = sorted(p.name for p in (tmp_path / "shots").iterdir())
+    assert shots == ["screen.png", "screen_instructions-0.png", "screen_instructions-1.png",
+                     "screen_instructions-2.png"]
     db.dispose()
 
 

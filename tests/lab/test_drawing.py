@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -226,3 +227,63 @@ def test_the_lab_says_between_blocks_what_the_web_page_says(screen, toy_set, tmp
     passed = words["practice-passed"]
     assert (passed["title"], passed["text"]) in drawn
     db.dispose()
+
+
+def _coloured_share(path: Path) -> float:
+    """The share of a screenshot's pixels in colour (text is grey and white; images are not)."""
+    import numpy as np
+    from PIL import Image
+    with Image.open(path) as shot:
+        pixels = np.asarray(shot.convert("RGB")).astype(int)
+    return float(((pixels.max(axis=2) - pixels.min(axis=2)) > 40).mean())
+
+
+def test_the_instructions_show_the_practice_examples_as_on_the_web(screen, toy_set, tmp_path):
+    """The web page's 'Your task' page shows a practice trial's reference grids; the lab's
+    showed text only. Each instruction page is saved beside the trial screen's screenshot."""
+    db = Database(f"sqlite:///{tmp_path / 'lab.sqlite3'}")
+    key = build_experiment(lab_spec(tmp_path, toy_set), db).key
+    shot = tmp_path / "shots" / "trial.png"
+    result = run_lab(LabOptions(experiment=key, participant="P31", database_url=db.url,
+                                data_dir=str(tmp_path / "data"), end_wait_s=0.1,
+                                screenshot=str(shot)),
+                     keys=_keys(script(wrong_practice_once=False)), screen=screen)
+    assert result.status == "completed"
+    with_example = shot.with_name("trial_instructions-0.png")  # "Your task": example pages
+    text_only = shot.with_name("trial_instructions-2.png")  # "Practice first"
+    assert _coloured_share(with_example) > 0.005, "no example images under the explanation"
+    assert _coloured_share(text_only) < 0.001, "a page without example shows images"
+
+
+def test_the_experimenter_sees_the_warnings_on_the_screens_between_blocks(toy_set, tmp_path,
+                                                                          xvfb_display):
+    """Outage, recovery and timing warnings reached only the log and the terminal; the screens
+    between blocks now carry them on a line for the experimenter, each warning once."""
+    from experiments.lab.screen import LabScreen
+
+    class Recording(LabScreen):
+        notes: ClassVar[list[tuple[str, str]]] = []
+
+        def draw_message(self, title: str, body: str, *args, note: str = "", **kwargs) -> None:
+            if not self.notes or self.notes[-1][0] != title:
+                self.notes.append((title, note))
+            super().draw_message(title, body, *args, note=note, **kwargs)
+
+    db = Database(f"sqlite:///{tmp_path / 'lab.sqlite3'}")
+    key = build_experiment(lab_spec(tmp_path, toy_set), db).key
+    recording = Recording(size=(1024, 768))
+    try:
+        # Xvfb runs at about 60 Hz: a 200 Hz expectation gives the unstable-timing warning
+        result = run_lab(LabOptions(experiment=key, participant="P32", database_url=db.url,
+                                    data_dir=str(tmp_path / "data"), end_wait_s=0.1,
+                                    break_every=3, expected_hz=200.0),
+                         keys=_keys(script(wrong_practice_once=False)), screen=recording)
+    finally:
+        recording.close()
+    assert result.status == "completed"
+    notes = dict(recording.notes)
+    assert "display timing is unstable" in notes["Practice passed"]
+    assert notes["Practice passed"].startswith("For the experimenter:")
+    assert notes["Break"] == "" and notes["Done"] == ""  # said once, not on every screen
+    assert all(note == "" for title, note in recording.notes
+               if title not in ("Practice passed", "Break", "Done"))
