@@ -412,13 +412,14 @@ DEMO_THREADS = 8  # threads per gunicorn worker
 class DemoServer:
     """`interpsy serve` (gunicorn) in a subprocess, waited for until it answers."""
 
-    def __init__(self, folder: DemoFolder, port: int, workers: int):
+    def __init__(self, folder: DemoFolder, port: int, workers: int,
+                 database_url: str | None = None):
         self.base_url = f"http://127.0.0.1:{port}"
         keys = demo_secrets(folder)
         self.admin_password = keys["admin_password"]
         env = {**os.environ, "INTERPSY_SECRET_KEY": keys["secret_key"],
                "INTERPSY_ADMIN_PASSWORD": keys["admin_password"],
-               "INTERPSY_DATABASE_URL": folder.database_url,
+               "INTERPSY_DATABASE_URL": database_url or folder.database_url,
                "INTERPSY_IMAGE_CACHE": str(folder.root / "image-cache"),
                "INTERPSY_RATE_LIMITS": "0"}
         self.log = open(folder.root / "server.log", "ab")
