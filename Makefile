@@ -12,8 +12,10 @@ R_DEBS := r-base-core r-cran-lme4
 DEBS := $(R_DEBS) xvfb xauth libjack-jackd2-0 libportaudio2 libxcb-cursor0 libxcb-icccm4 \
         libxcb-keysyms1 chromium nginx
 PYTEST_ARGS ?=
+# The inner loop: no browser, lab window, PostgreSQL or long pipeline test (about 2 minutes).
+FAST := not gpu and not slow and not browser and not lab and not postgres
 
-.PHONY: test demo install debs r-debs clean-venv
+.PHONY: test test-fast lint demo install debs r-debs clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,8 +37,15 @@ debs r-debs:
 	  echo "not root: skipping the lab and browser test groups that need the Debian packages:$$missing"; \
 	fi
 
-test: install debs
-	$(PY) -m pytest -m "not gpu" $(PYTEST_ARGS)
+lint: install
+	$(VENV)/bin/ruff check .
+
+# Every run leaves test-artifacts/junit.xml: benchmarks/suite_times.py reads the time per folder.
+test: install debs lint
+	$(PY) -m pytest -m "not gpu" --junitxml=test-artifacts/junit.xml $(PYTEST_ARGS)
+
+test-fast: install lint
+	$(PY) -m pytest -m "$(FAST)" -q $(PYTEST_ARGS)
 
 demo: install r-debs
 	$(VENV)/bin/interpsy demo

@@ -6,7 +6,7 @@ from importlib import import_module
 from typing import Any
 
 # `load` names both a module and its main function: the function is bound here, at once.
-from analysis.load import (  # noqa: E402
+from analysis.load import (
     DataError,
     Dataset,
     attach_model_metadata,
@@ -22,7 +22,7 @@ from analysis.load import (  # noqa: E402
 
 # `simulate` too: once any module has imported analysis.simulate (the scaling module does),
 # the package attribute is that module and a lazy lookup would never run.
-from analysis.simulate import simulate  # noqa: E402
+from analysis.simulate import simulate
 
 _LOADING = ("Dataset", "DataError", "load", "load_dataset", "read_trials", "read_imi",
             "read_models", "read_units", "attach_units", "imi_models", "attach_model_metadata",

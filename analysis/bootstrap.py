@@ -12,7 +12,7 @@ except ImportError:  # pragma: no cover - optional
     threadpool_limits = None
 
 
-def _single_thread():  # noqa: ANN202
+def _single_thread():
     """Limit BLAS to one thread when threadpoolctl is installed (optional)."""
     return threadpool_limits(1) if threadpool_limits is not None else nullcontext()
 
@@ -191,5 +191,12 @@ def two_way_gap_draws(participant: np.ndarray, unit: np.ndarray, correct: np.nda
     return out
 
 
-__all__ = ["wilson_interval", "bca_mean", "bca_from_distribution", "bootstrap_mean_draws",
-           "percentile_interval", "two_way_draws", "two_way_gap_draws"]
+__all__ = [
+    "bca_from_distribution",
+    "bca_mean",
+    "bootstrap_mean_draws",
+    "percentile_interval",
+    "two_way_draws",
+    "two_way_gap_draws",
+    "wilson_interval",
+]

@@ -108,7 +108,7 @@ def _read_dataset(data: str, fmt: str, experiment: str | None, models: Path | No
     return Dataset(responses=reader(data), models=read_models(models), source=data)
 
 
-def _machine_rows(folders: tuple[Path, ...]):  # noqa: ANN202 (a DataFrame or None)
+def _machine_rows(folders: tuple[Path, ...]):
     """The machine observers' rows of every --machine folder, or None without any."""
     if not folders:
         return None

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -435,7 +436,20 @@ def session_flags(responses: pd.DataFrame, sessions: pd.DataFrame, spec: Mapping
     return found
 
 
-__all__ = ["Rule", "CatchTrials", "ResponseRows", "TotalTime", "InstructionTime",
-           "PracticeAttempts", "RepeatParticipant", "MinAccuracy", "imi_rules",
-           "apply_exclusions", "ExclusionResult", "POSITIONS_UNKNOWN", "rules_for",
-           "select_rules", "session_flags"]
+__all__ = [
+    "POSITIONS_UNKNOWN",
+    "CatchTrials",
+    "ExclusionResult",
+    "InstructionTime",
+    "MinAccuracy",
+    "PracticeAttempts",
+    "RepeatParticipant",
+    "ResponseRows",
+    "Rule",
+    "TotalTime",
+    "apply_exclusions",
+    "imi_rules",
+    "rules_for",
+    "select_rules",
+    "session_flags",
+]

@@ -96,4 +96,4 @@ def fit_glmer(y: np.ndarray, fixed: np.ndarray, fixed_names: Sequence[str],
     return GlmerFit(fixed=estimates, variance=variance[["component", "sd", "se"]], eta=eta, info=info)
 
 
-__all__ = ["GlmerFit", "fit_glmer", "available", "lme4_version", "rscript"]
+__all__ = ["GlmerFit", "available", "fit_glmer", "lme4_version", "rscript"]

@@ -683,6 +683,20 @@ def _imi_positions(frame: pd.DataFrame, name: str,
     return frame, True
 
 
-__all__ = ["Dataset", "DataError", "load", "load_dataset", "read_trials", "read_imi",
-           "read_units", "attach_units", "read_models", "imi_models", "attach_model_metadata",
-           "is_database_url", "PARTICIPANT_COLUMNS", "UNIT_COLUMNS", "TRIAL_COLUMNS"]
+__all__ = [
+    "PARTICIPANT_COLUMNS",
+    "TRIAL_COLUMNS",
+    "UNIT_COLUMNS",
+    "DataError",
+    "Dataset",
+    "attach_model_metadata",
+    "attach_units",
+    "imi_models",
+    "is_database_url",
+    "load",
+    "load_dataset",
+    "read_imi",
+    "read_models",
+    "read_trials",
+    "read_units",
+]

@@ -6,12 +6,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from analysis.load import attach_model_metadata, model_order  # noqa: E402
-from analysis.scaling import TRANSFORMS, transform_scale  # noqa: E402
+from analysis.load import attach_model_metadata, model_order
+from analysis.scaling import TRANSFORMS, transform_scale
 
 COLORS = {"natural": "#1f77b4", "synthetic": "#ff7f0e", "mixed": "#2ca02c", "none": "#7f7f7f",
           "blurred": "#9467bd"}
@@ -308,5 +308,12 @@ def plot_power(power: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-__all__ = ["save", "plot_model_scores", "plot_paired", "plot_scale", "plot_confidence",
-           "plot_depth", "plot_power"]
+__all__ = [
+    "plot_confidence",
+    "plot_depth",
+    "plot_model_scores",
+    "plot_paired",
+    "plot_power",
+    "plot_scale",
+    "save",
+]

@@ -6,17 +6,19 @@ import importlib
 import json
 import platform
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
 from analysis import calibration, plots, scaling, scores, shifted, stats
+from analysis.bootstrap import MIN_N
 from analysis.exclusions import ExclusionResult, Rule, apply_exclusions, rules_for
 from analysis.load import DataError, Dataset, model_order, sort_by_model, task_of
 from analysis.machine import machine_vs_human, selection_groups, split_clients
@@ -271,7 +273,7 @@ def comparison_table(a: str, b: str) -> str:
     return f"{a}_vs_{b}"
 
 
-def task_analysis(task: TaskType):  # noqa: ANN201 (a module)
+def task_analysis(task: TaskType):
     """The module holding the task type's own tables (`tables`, `SECTION`), or None."""
     return None if task.analysis is None else importlib.import_module(task.analysis)
 
@@ -560,7 +562,7 @@ def render_html(result: AnalysisResult, dataset: Dataset) -> str:
          "<p>Kruskal-Wallis across models on unit scores, per condition (scipy.stats.kruskal, "
          "as IMI). Effect sizes: epsilon_squared = H / (n &minus; 1); eta_squared_h = "
          "(H &minus; k + 1) / (n &minus; k) (n units, k models); IMI reports neither. With fewer "
-         f"than {stats.MIN_N} units in a model a test prints a note instead of a p-value.</p>"
+         f"than {MIN_N} units in a model a test prints a note instead of a p-value.</p>"
          + _table(t["kruskal_wallis"], "Kruskal-Wallis per condition")
          + _table(t["conover_holm"], "Conover-Iman post-hoc, Holm-adjusted per condition "
                   "(IMI: scikit-posthocs posthoc_conover, p_adjust='holm')")
@@ -649,7 +651,7 @@ def render_html(result: AnalysisResult, dataset: Dataset) -> str:
         ("Layer depth", "depth",
          "<p>As IMI: the units of each layer averaged first (unweighted), then Spearman's rho "
          "of the layer means against the layer's relative depth, per model and condition "
-         f"(n = layers). With fewer than {stats.MIN_N} layers the row carries a note instead "
+         f"(n = layers). With fewer than {MIN_N} layers the row carries a note instead "
          f"of a p-value.</p>"
          + _table(t["depth_spearman"], "Spearman's rho of layer score and relative depth")
          + _figure(result, "depth", "Score by relative layer depth: small dots are units, "
@@ -659,10 +661,10 @@ def render_html(result: AnalysisResult, dataset: Dataset) -> str:
             {**s, "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
              "python": platform.python_version(), "numpy": np.__version__,
              "pandas": pd.__version__,
-             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+             "created_at": datetime.now(UTC).isoformat(timespec="seconds")},
             indent=2, default=str)) + "</pre>"),
     ]
     return _page(sections)
 
 
-__all__ = ["run_analysis", "analyze", "make_figures", "render_html", "AnalysisResult"]
+__all__ = ["AnalysisResult", "analyze", "make_figures", "render_html", "run_analysis"]

@@ -1,7 +1,7 @@
 """Scaling trends: score against model scale (Spearman with bootstrap CI, slope, TOST) and power."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -191,5 +191,12 @@ def power_analysis(difference: float = 0.05, n_units: Sequence[int] = (20, 40, 8
     return out
 
 
-__all__ = ["spearman_trend", "scaling_slopes", "tost_slope", "power_analysis",
-           "transform_scale", "SCALES", "DEFAULT_MARGIN"]
+__all__ = [
+    "DEFAULT_MARGIN",
+    "SCALES",
+    "power_analysis",
+    "scaling_slopes",
+    "spearman_trend",
+    "tost_slope",
+    "transform_scale",
+]

@@ -1,7 +1,7 @@
 """Scores: per-unit proportion correct, per-model means with bootstrap intervals, confidence, RTs."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -167,5 +167,13 @@ def rt_summary(responses: pd.DataFrame,
     return out
 
 
-__all__ = ["main_trials", "unit_scores", "model_scores", "two_way_scores", "participant_scores",
-           "participant_summary", "accuracy_by_confidence", "rt_summary"]
+__all__ = [
+    "accuracy_by_confidence",
+    "main_trials",
+    "model_scores",
+    "participant_scores",
+    "participant_summary",
+    "rt_summary",
+    "two_way_scores",
+    "unit_scores",
+]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import itertools
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -298,4 +298,4 @@ def simulate(models: pd.DataFrame | Sequence[str] | int | None = None,
                    models=models_out, source=f"simulate(seed={seed})", truth=truth)
 
 
-__all__ = ["simulate", "marginal_accuracy", "logit_for_accuracy"]
+__all__ = ["logit_for_accuracy", "marginal_accuracy", "simulate"]

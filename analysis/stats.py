@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from scipy import sparse, stats
 from statsmodels.stats.multitest import multipletests
 
-from analysis.bootstrap import MIN_N, _single_thread, bca_mean, too_few
+from analysis.bootstrap import _single_thread, bca_mean, too_few
 from analysis.load import attach_model_metadata, model_order
 from analysis.scaling import DEFAULT_MARGIN, SCALES, TRANSFORMS, tost_slope, transform_scale
 from analysis.scores import main_trials
@@ -408,7 +409,7 @@ def _joint_fixed_sd(design: _Design, fit: BayesMixedGLMResults) -> np.ndarray:
     w = p * (1 - p)
     a = x.T @ (x * w[:, None]) + np.eye(x.shape[1]) / FE_PRIOR_SD**2
     zw = sparse.csr_array(z.multiply(w[:, None]))
-    b = np.asarray((zw.T @ x))
+    b = np.asarray(zw.T @ x)
     d = (z.T @ zw) + sparse.diags_array(np.exp(-2 * fit.vcp_mean[design.ident]))
     schur = a - b.T @ splu(sparse.csc_matrix(d)).solve(b)
     return np.sqrt(np.diag(np.linalg.inv(schur)))
@@ -810,7 +811,19 @@ def between_model_slopes(logits: pd.Series, models: pd.DataFrame, scale: str,
     return out, notes
 
 
-__all__ = ["conover_posthoc", "kruskal_models", "brunner_munzel", "brunner_munzel_pairs",
-           "paired_conditions", "depth_correlation", "layer_scores", "mixed_model", "MixedModelResult",
-           "model_logits", "between_model_slope", "between_model_slopes", "glmer_mixed_model",
-           "vb_mixed_model"]
+__all__ = [
+    "MixedModelResult",
+    "between_model_slope",
+    "between_model_slopes",
+    "brunner_munzel",
+    "brunner_munzel_pairs",
+    "conover_posthoc",
+    "depth_correlation",
+    "glmer_mixed_model",
+    "kruskal_models",
+    "layer_scores",
+    "mixed_model",
+    "model_logits",
+    "paired_conditions",
+    "vb_mixed_model",
+]

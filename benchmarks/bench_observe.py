@@ -47,7 +47,7 @@ def naive(source, backbone, alpha: float) -> tuple[float, float]:
     return time.perf_counter() - t0, float(np.mean(scores))
 
 
-def _toy_experiment(root: Path, args: argparse.Namespace):  # noqa: ANN202
+def _toy_experiment(root: Path, args: argparse.Namespace):
     set_dir = make_stimulus_set(root / "sets", n_units=args.units, n_batches=args.batches,
                                 image_size=224)
     db = Database(f"sqlite:///{root / 'db.sqlite3'}")

@@ -129,9 +129,9 @@ def main() -> None:
     if args.mode:
         print(json.dumps(measure(args)))
         return
-    from benchmarks.bench_mining import device_name, markdown_block, publish
-
     import torch
+
+    from benchmarks.bench_mining import device_name, markdown_block, publish
 
     modes = ["interpsy", "model"] + ([] if args.skip_lucent else ["lucent"])
     figures = {mode: run_mode(mode) for mode in modes}

@@ -193,7 +193,7 @@ async def participant(number: int, client: aiohttp.ClientSession, base: str, key
         sent[index] = (body["trial_id"], body["choice"])
         t0 = time.perf_counter()
         retries = stats.retries
-        response = await with_retry(stats, lambda: fetch(
+        response = await with_retry(stats, lambda body=body: fetch(
             client, "POST", f"{base}/api/sessions/{sid}/responses", json=body, headers=headers),
             "save")
         if response.status >= 400:

@@ -7,9 +7,9 @@ from sqlalchemy import func, select
 from experiments.build import build_experiment
 from experiments.db import Database
 from experiments.db.models import Experiment, Session, Task, Trial, Unit
+from experiments.export import export_experiment
 from experiments.spec import Exclusions
 from experiments.tasks.registry import get_task, task_name_of_spec
-from experiments.export import export_experiment
 from experiments.vocabulary import SessionStatus
 
 database_option = click.option(

@@ -422,7 +422,7 @@ class DemoServer:
                "INTERPSY_DATABASE_URL": database_url or folder.database_url,
                "INTERPSY_IMAGE_CACHE": str(folder.root / "image-cache"),
                "INTERPSY_RATE_LIMITS": "0"}
-        self.log = open(folder.root / "server.log", "ab")
+        self.log = open(folder.root / "server.log", "ab")  # noqa: SIM115  (the server's lifetime)
         # threads: with no proxy in front, a browser's idle keep-alive connection would hold a
         # sync worker until gunicorn killed it; gthread workers poll idle connections
         self.process = subprocess.Popen(

@@ -281,7 +281,7 @@ def _in_vocabulary(values: list[str], info: ValidationInfo, what: str) -> None:
     allowed = task.conditions if what == "conditions" else task.difficulties
     for value in values:
         if value not in allowed:
-            raise ValueError(f"{value!r} is not a {what[:-1] if what.endswith('s') else what} "
+            raise ValueError(f"{value!r} is not a {what.removesuffix('s')} "
                              f"of task type {task.name}; use {', '.join(allowed)}")
 
 

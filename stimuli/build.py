@@ -12,7 +12,7 @@ import platform
 import re
 import sys
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -451,7 +451,7 @@ def write_set(out: Path, spec, weights: str, chosen: list[Unit], result, params:
         "skipped_units": skipped,
         "versions": _versions(),
         "seed": seed,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     return write_tables(out, manifest, unit_rows, image_rows)
 

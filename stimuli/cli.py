@@ -273,8 +273,8 @@ def render(model, out, schedule_name, render_steps, min_steps, plateau_window, s
     from pathlib import Path
 
     from stimuli.build import env_device, finished_mining_shards, load, render_stage
-    from stimuli.mining import merge_shards
     from stimuli.cpu import steady_allocator
+    from stimuli.mining import merge_shards
     from stimuli.render import schedule_for, search_for
     from stimuli.sampling import load_units
 

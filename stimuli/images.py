@@ -95,7 +95,7 @@ def _package_photos() -> list[tuple[str, np.ndarray]]:
     photos: list[tuple[str, np.ndarray]] = []
     # Each source is optional: a package that is not installed contributes no photos.
     with contextlib.suppress(ImportError):
-        import skimage.data as data
+        from skimage import data
 
         for name in ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field",
                      "immunohistochemistry", "retina", "colorwheel", "camera", "brick", "grass",
@@ -111,7 +111,7 @@ def _package_photos() -> list[tuple[str, np.ndarray]]:
         for name, image in zip(bunch.filenames, bunch.images):
             photos.append((f"sklearn.{Path(name).name}", np.asarray(image)))
     with contextlib.suppress(ImportError, OSError, ValueError):
-        import matplotlib.cbook as cbook
+        from matplotlib import cbook
 
         path = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
         photos.append(("matplotlib.grace_hopper.jpg", np.asarray(Image.open(path).convert("RGB"))))

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
@@ -35,7 +35,7 @@ def layer_depths(relevant: list[str]) -> dict[str, float]:
 
 def resolve_module(model: nn.Module, layer: str, spec: ModelSpec | None = None) -> nn.Module:
     """The module behind a layer name; ModelError naming the model's layers when unknown."""
-    module_name = layer[: -len(INPUT_SUFFIX)] if layer.endswith(INPUT_SUFFIX) else layer
+    module_name = layer.removesuffix(INPUT_SUFFIX)
     modules = dict(model.named_modules())
     if not module_name or module_name not in modules:
         hint = ""
@@ -141,7 +141,7 @@ class LayerRecorder:
             handle.remove()
         self._handles = []
 
-    def __enter__(self) -> "LayerRecorder":
+    def __enter__(self) -> LayerRecorder:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -134,11 +134,12 @@ def _read_rows(path: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-def add_occlusion(set_dir: str | Path, cfg: OcclusionConfig = OcclusionConfig(),
+def add_occlusion(set_dir: str | Path, cfg: OcclusionConfig | None = None,
                   pretrained: bool = True, weights_path: str | None = None, device: str = "cpu",
                   progress: bool = True, command: str = "") -> Path:
     """Add (or redo) the occlusion images of every unit of a set; an interrupted run resumes
     from `_work/occlusion/`. Returns the set folder, valid as before."""
+    cfg = cfg or OcclusionConfig()
     out = Path(set_dir)
     stimulus_set = load_stimulus_set(out, verify_hashes=False)
     size = stimulus_set.image_size

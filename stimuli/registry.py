@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from stimuli.errors import ModelError
 from stimuli.images import DEFAULT_PREPROCESSING, Preprocessing
@@ -124,7 +125,7 @@ def load_model(name: str, pretrained: bool = True, weights_path: str | None = No
         raise ModelError(f"{name}: weights file {weights_path or '(from the cache)'} does not fit "
                          f"the model: {state_dict_mismatch(str(exc))}") from None
     for module in model.modules():  # in-place activations would break hooks and gradients
-        if hasattr(module, "inplace") and isinstance(getattr(module, "inplace"), bool):
+        if hasattr(module, "inplace") and isinstance(module.inplace, bool):
             module.inplace = False
     model.eval().requires_grad_(False)
     return model.to(torch.device(device))
@@ -166,7 +167,7 @@ def _load_state(path: str | Path) -> dict:
 
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is a user error
+    except Exception as exc:
         raise ModelError(f"cannot read weights file {path}: {exc}") from exc
     for key in ("model", "state_dict", "model_state_dict"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):

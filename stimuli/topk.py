@@ -51,7 +51,7 @@ class StreamingTopK:
         self.values = all_values.gather(1, order)
         self.indices = all_indices.gather(1, order)
 
-    def merge(self, other: "StreamingTopK") -> None:
+    def merge(self, other: StreamingTopK) -> None:
         """Merge another shard's state exactly (image indices may interleave)."""
         self._merge(other.values.to(self.values.device), other.indices.to(self.indices.device),
                     by_index=True)
@@ -61,7 +61,7 @@ class StreamingTopK:
                 "indices": self.indices.cpu()}
 
     @classmethod
-    def from_state(cls, state: dict, device: torch.device | str = "cpu") -> "StreamingTopK":
+    def from_state(cls, state: dict, device: torch.device | str = "cpu") -> StreamingTopK:
         top = cls(state["values"].shape[0], state["k"], device, state["largest"])
         top.values = state["values"].to(device)
         top.indices = state["indices"].to(device)

@@ -32,7 +32,7 @@ def postgres_unreachable_reason() -> str | None:
             connection.execute(text("select 1"))
         engine.dispose()
         return None
-    except Exception as exc:  # any driver error means: not reachable
+    except Exception as exc:  # noqa: BLE001 - any driver error means: not reachable
         return f"PostgreSQL not reachable at {POSTGRES_URL}: {type(exc).__name__}: {exc}".splitlines()[0]
 
 

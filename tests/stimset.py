@@ -1,4 +1,4 @@
-"""Write small but complete stimulus sets (DESIGN.md format) for tests, without torch."""
+"""Write small but complete stimulus sets (the format of docs/architecture.md) for tests, without torch."""
 from __future__ import annotations
 
 import json

@@ -4,9 +4,9 @@ from __future__ import annotations
 import math
 import os
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Iterator
 
 from alembic import command
 from alembic.config import Config
@@ -164,9 +164,9 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[OrmSession]:
         """A session whose transaction holds the write lock (SQLite) and commits on success."""
-        with self.write_lock.hold() if self.write_lock else nullcontext():
-            with self._writer() as session, session.begin():
-                yield session
+        with (self.write_lock.hold() if self.write_lock else nullcontext(),
+              self._writer() as session, session.begin()):
+            yield session
 
     def alembic_config(self) -> Config:
         config = Config()

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -26,7 +26,7 @@ from experiments.vocabulary import SessionStatus
 
 def utcnow() -> datetime:
     """Timezone-aware current UTC time."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class UTCDateTime(TypeDecorator):
@@ -40,12 +40,12 @@ class UTCDateTime(TypeDecorator):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime; use timezone-aware UTC times")
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:
             return None
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 class Base(DeclarativeBase):
@@ -68,7 +68,7 @@ class Experiment(Base):
     # Monotonic counter, bumped under the experiment lock, for pseudonymous participant numbers.
     participant_counter: Mapped[int] = mapped_column(Integer, default=0)
 
-    tasks: Mapped[list["Task"]] = relationship(back_populates="experiment")
+    tasks: Mapped[list[Task]] = relationship(back_populates="experiment")
 
     @property
     def key(self) -> str:
@@ -148,7 +148,7 @@ class Task(Base):
     assign_order: Mapped[int] = mapped_column(Integer)
 
     experiment: Mapped[Experiment] = relationship(back_populates="tasks")
-    trials: Mapped[list["Trial"]] = relationship(back_populates="task", order_by="Trial.ordinal")
+    trials: Mapped[list[Trial]] = relationship(back_populates="task", order_by="Trial.ordinal")
 
 
 class Trial(Base):
@@ -193,7 +193,7 @@ class Participant(Base):
     platform_info: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    sessions: Mapped[list["Session"]] = relationship(back_populates="participant",
+    sessions: Mapped[list[Session]] = relationship(back_populates="participant",
                                                      order_by="Session.started_at")
 
 

@@ -97,7 +97,7 @@ class TrialCsv:
         self.info = info
         self.path.parent.mkdir(parents=True, exist_ok=True)
         new = not self.path.exists() or self.path.stat().st_size == 0
-        self._handle = open(self.path, "a", newline="", encoding="utf-8")
+        self._handle = open(self.path, "a", newline="", encoding="utf-8")  # noqa: SIM115  (closed in close())
         if new:
             self._append(list(self.columns))
 
@@ -208,7 +208,7 @@ class TrialCsv:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, self.path)
-        self._handle = open(self.path, "a", newline="", encoding="utf-8")
+        self._handle = open(self.path, "a", newline="", encoding="utf-8")  # noqa: SIM115  (closed in close())
 
     def close(self) -> None:
         if not self._handle.closed:

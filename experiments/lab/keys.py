@@ -87,7 +87,7 @@ def open_keys(preferred: str = "auto") -> tuple[EventKeys | PtbKeys, str]:
         return EventKeys(), "pyglet requested"
     try:
         return PtbKeys(), "psychtoolbox"
-    except Exception as exc:  # psychtoolbox missing, libjack/portaudio missing, no HID access
+    except Exception as exc:  # noqa: BLE001 - psychtoolbox missing, libjack/portaudio missing, no HID access
         if preferred == "psychtoolbox":
             from experiments.errors import InterpsyError
             raise InterpsyError(f"psychtoolbox keyboard unavailable: {exc}") from None

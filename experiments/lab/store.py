@@ -96,7 +96,7 @@ def call_with_deadline(fn, timeout: float, busy: threading.Event | None = None):
     def run() -> None:
         try:
             box["value"] = fn()
-        except BaseException as exc:  # handed to the caller below
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller below
             box["error"] = exc
         finally:
             done.set()

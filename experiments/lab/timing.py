@@ -1,6 +1,7 @@
 """Frame timing: frame-rate measurement, frame-interval statistics and the timing test."""
 from __future__ import annotations
 
+import itertools
 import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -69,7 +70,7 @@ def timing_test(win: Any, n_frames: int = 300, draw: Any = None) -> FrameStats:
             draw()
         win.flip()
         times.append(win._frameTime)  # set by every flip, waitBlanking or not
-    return frame_stats([b - a for a, b in zip(times, times[1:])])
+    return frame_stats([b - a for a, b in itertools.pairwise(times)])
 
 
 RATE_TOLERANCE = 0.02  # measured rate within 2 % of the expected one
@@ -131,7 +132,7 @@ def nominal_refresh_hz(win: Any) -> float | None:
     """The refresh rate the operating system reports for the window's screen, if any."""
     try:
         rate = win.winHandle.screen.get_mode().rate
-    except Exception:  # pyglet backends and X servers without mode information
+    except Exception:  # noqa: BLE001 - pyglet backends and X servers without mode information
         return None
     return float(rate) if rate else None
 

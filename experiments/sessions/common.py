@@ -20,9 +20,8 @@ from experiments.db.models import (
 )
 from experiments.errors import NotFound
 from experiments.spec import ExperimentSpec
-from experiments.vocabulary import IN_DISTRIBUTION
 from experiments.tasks.two_choice import TwoAfcAnswer
-from experiments.vocabulary import SessionStatus
+from experiments.vocabulary import IN_DISTRIBUTION, SessionStatus
 
 ACTIVE = SessionStatus.ACTIVE  # the status most checks ask about
 FRAME_TOLERANCE_MS = 17  # one frame at 60 Hz: a response time may undercut the lock by this

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 import secrets
 import uuid
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 from sqlalchemy import and_, func, not_, select, update

@@ -5,5 +5,13 @@ from __future__ import annotations
 from stimuli.observers.observers import OBSERVERS, MachineAnswer, Observer, get_observer
 from stimuli.observers.rules import DREAMSIM_ALPHA, fit_alpha, mis_delta, p_choose
 
-__all__ = ["OBSERVERS", "Observer", "MachineAnswer", "get_observer", "DREAMSIM_ALPHA",
-           "fit_alpha", "mis_delta", "p_choose"]
+__all__ = [
+           "DREAMSIM_ALPHA",
+           "OBSERVERS",
+           "MachineAnswer",
+           "Observer",
+           "fit_alpha",
+           "get_observer",
+           "mis_delta",
+           "p_choose",
+]

@@ -10,7 +10,7 @@ from experiments.commands import database_option
 from stimuli.observers.observers import OBSERVERS
 
 
-def _alpha(value: str) -> float | None | str:
+def _alpha(value: str) -> float | str | None:
     """--alpha: a number, `none` (hard 0/1 answers) or `published` (the backbone's own)."""
     if value in ("none", "published"):
         return None if value == "none" else value

@@ -11,7 +11,8 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import expit, log_expit
 
-DREAMSIM_ALPHA = 0.16  # the paper's alpha for DreamSim (../shared/REFERENCE.md)
+# MIS with DreamSim: the default reported by Zimmermann, Klindt and Brendel (2024)
+DREAMSIM_ALPHA = 0.16
 
 
 def set_similarity(query: np.ndarray, explanations: np.ndarray) -> float:

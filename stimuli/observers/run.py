@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import platform
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ class ObserveOptions:
 
     observer: str = "mis"
     backbone: str = "model:efficientnet-lite0"
-    alpha: float | None | str = "published"  # a number, None (hard 0/1) or the backbone's own
+    alpha: float | str | None = "published"  # a number, None (hard 0/1) or the backbone's own
     seed: int = 0
     device: str = "cpu"
     batch_size: int = 64
@@ -40,7 +40,7 @@ class ObserveOptions:
     fit_images: int = 200  # the proxy observer's fitting images (none shown by the set)
 
 
-def resolve_alpha(alpha: float | None | str, backbone: Backbone | None, observer: Observer
+def resolve_alpha(alpha: float | str | None, backbone: Backbone | None, observer: Observer
                   ) -> float | None:
     """The alpha to use: a number or None as given; "published": the backbone's published one,
     an error naming the choices when it has none."""
@@ -104,7 +104,7 @@ def observe(source: TrialSource, out: str | Path, options: ObserveOptions,
         alpha, fitted_on = calibrate_alpha(source, observer, embeddings, options.calibrate)
     rng = np.random.default_rng(options.seed)
     participant = f"M-{observer.name}" + (f"-{label}" if label else "")
-    answered_at = datetime.now(timezone.utc)
+    answered_at = datetime.now(UTC)
     rows = []
     for observed in tqdm(source.trials, desc=f"answering ({observer.name})", unit="trial",
                          disable=not progress):
@@ -143,7 +143,7 @@ def observe(source: TrialSource, out: str | Path, options: ObserveOptions,
               "mean_p_correct": scored_mean(responses), "mean_p_correct_scope": SCORED_SCOPE,
               "scored_trials": int(scored(responses).shape[0]),
               "python": platform.python_version(),
-              "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+              "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
     (out / OBSERVER_FILE).write_text(json.dumps(record, indent=2, default=str))
     return responses
 

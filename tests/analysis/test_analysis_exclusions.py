@@ -13,7 +13,6 @@ from analysis import (
     TotalTime,
     apply_exclusions,
     imi_rules,
-    simulate,
 )
 
 
@@ -44,7 +43,7 @@ def _one_participant(n_main=40, a_choices=20, catch_correct=5, practice_attempts
         rows.append(dict(participant_id="P1", session_id="S1", phase="main", is_catch=True,
                          choice="a", correct=i < catch_correct, attempt=0))
     for a in range(practice_attempts):
-        for i in range(5):
+        for _ in range(5):
             rows.append(dict(participant_id="P1", session_id="S1", phase="practice",
                              is_catch=False, choice="a", correct=True, attempt=a))
     return pd.DataFrame(rows)
@@ -173,7 +172,7 @@ def test_rules_compose_and_are_configurable(small):
 
 
 def test_repeat_participants_are_excluded_with_every_session():
-    """DESIGN.md: repeat participants excluded; the first session is flagged too, nothing deleted."""
+    """IMI's criteria: repeat participants excluded; the first session is flagged too, nothing deleted."""
     r = pd.concat([_one_participant(), _one_participant().assign(session_id="S2"),
                    _one_participant().assign(participant_id="P2", session_id="S3")])
     res = apply_exclusions(r, rules=[RepeatParticipant()])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+from datetime import UTC
 
 import numpy as np
 import pandas as pd
@@ -69,7 +70,7 @@ def test_load_missing_path_is_a_clear_error(tmp_path):
 @pytest.mark.skipif(importlib.util.find_spec("experiments.export") is None,
                     reason="experiments.export (the lead's database export) is not written yet")
 def test_load_database_url_goes_through_export(small, monkeypatch):
-    import experiments.export as export
+    from experiments import export
 
     seen = {}
 
@@ -257,7 +258,7 @@ def test_dataset_carries_rows_removed_by_read_trials(tmp_path):
 
 def test_load_database_url_of_a_real_experiment(db, database_url, tmp_path, toy_set):
     """A built experiment, sessions through the real session service, then load(url)."""
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from experiments.build import build_experiment
     from experiments.sessions import SessionService
@@ -265,7 +266,7 @@ def test_load_database_url_of_a_real_experiment(db, database_url, tmp_path, toy_
     from tests.stimset import write_spec
 
     build_experiment(write_spec(tmp_path / "spec.toml", [toy_set]), db)
-    now = [datetime(2026, 5, 1, 12, tzinfo=timezone.utc)]
+    now = [datetime(2026, 5, 1, 12, tzinfo=UTC)]
     service = SessionService(db, clock=lambda: now[0])
     first = service.start("toy-exp", "RAW-ID-1", "prolific")
     now[0] += timedelta(seconds=25)  # the server allows the 20 s of instructions reported

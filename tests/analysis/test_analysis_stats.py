@@ -265,6 +265,6 @@ def test_condition_and_difficulty_sds_match_the_spread_of_estimates_over_dataset
     spread = np.std(estimates, axis=0, ddof=1)
     ratio = np.sqrt(np.mean(np.square(sds), axis=0)) / spread
     ratio_vb = np.sqrt(np.mean(np.square(sds_vb), axis=0)) / spread
-    assert ((0.7 < ratio) & (ratio < 1.45)).all(), ratio
+    assert ((ratio > 0.7) & (ratio < 1.45)).all(), ratio
     assert (ratio_vb < 0.8 * ratio).all(), (ratio_vb, ratio)
     assert (np.mean(covered, axis=0) >= 12 / 16).all()

@@ -5,7 +5,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 
 import pandas as pd
 import pytest
@@ -27,26 +26,24 @@ def test_demo_sets_up_a_whole_study_and_caches(tmp_path):
     assert len(stimulus_set.units) == 4
     assert {"natural", "synthetic"} == set(stimulus_set.images.kind)
 
-    started = time.monotonic()
     again = subprocess.run([*command, "--no-serve"], capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "stimulus set cached" in again.stdout and "experiment cached: demo@1" in again.stdout
-    assert time.monotonic() - started < 60
+    assert "rendering" not in again.stderr
 
     # The same set, packed as the repository ships the demo's: a fresh folder unpacks it (natural
-    # images cut from the pool again) instead of rendering, within the minute.
+    # images cut from the pool again) instead of rendering.
     from stimuli.shipped_set import pack
 
     shipped = pack(folder / "stimuli" / "lite0", tmp_path / "shipped")
     fresh = tmp_path / "fresh"
     env = {**os.environ, "INTERPSY_DEMO_STIMULI": str(shipped)}
-    started = time.monotonic()
     unpacked = subprocess.run([*command[:4], "--folder", str(fresh), *command[6:], "--no-serve"],
                               capture_output=True, text=True, timeout=120, env=env)
     assert unpacked.returncode == 0, unpacked.stderr[-2000:]
     assert "stimulus set: the shipped one (interpsy stimuli build efficientnet-lite0" in \
         unpacked.stdout
-    assert time.monotonic() - started < 60
+    assert "rendering" not in unpacked.stderr
     restored = load_stimulus_set(fresh / "stimuli" / "lite0", verify_hashes=True)
 
     def synthetic(images):
@@ -137,10 +134,9 @@ def test_idle_browser_connections_do_not_hold_the_demos_server(tmp_path):
     try:
         port = urlsplit(server.base_url).port
         idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(6)]
-        started = time.monotonic()
-        with urllib.request.urlopen(server.base_url + "/api/health", timeout=20) as reply:
+        # a server held by the idle connections would not answer before gunicorn's 60 s
+        with urllib.request.urlopen(server.base_url + "/api/health", timeout=10) as reply:
             assert reply.status == 200
-        assert time.monotonic() - started < 10
     finally:
         for connection in idle:
             connection.close()

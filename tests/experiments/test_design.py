@@ -1,5 +1,5 @@
 """Task building invariants (hypothesis): balance, no repeats, batches, catch, a/b, determinism."""
-from collections import Counter, defaultdict
+from collections import Counter
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -73,7 +73,7 @@ def test_design_invariants(sets, values):
 
     scored = main[~main.is_catch]
     per_cell = scored.groupby(["condition", "difficulty", "unit_id"]).size()
-    for (condition, difficulty), counts in per_cell.groupby(level=[0, 1]):
+    for (_condition, _difficulty), counts in per_cell.groupby(level=[0, 1]):
         assert counts.min() >= spec.responses_per_unit
         assert counts.max() - counts.min() <= 1
         assert counts.max() <= spec.responses_per_unit + 1

@@ -1,6 +1,6 @@
 """Export: documented columns and dtypes, pseudonyms only, byte-identical rebuilds."""
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -20,7 +20,7 @@ SCHEMA_DOC = Path(__file__).parents[2] / "data" / "SCHEMA.md"
 @pytest.fixture
 def exported(db, tmp_path, toy_set):
     build_experiment(write_spec(tmp_path / "spec.toml", [toy_set]), db)
-    now = [datetime(2026, 5, 1, 12, tzinfo=timezone.utc)]
+    now = [datetime(2026, 5, 1, 12, tzinfo=UTC)]
     service = SessionService(db, clock=lambda: now[0])
     first = service.start("toy-exp", "5f3a9c-PROLIFIC-RAW", "prolific",
                           client_info={"screen_width": 1920, "user_agent": "Firefox"})
@@ -91,9 +91,9 @@ def test_same_seed_rebuilds_byte_for_byte(tmp_path, toy_set):
 def test_schema_doc_documents_every_column():
     text = SCHEMA_DOC.read_text()
     for table, columns in TABLES.items():
-        section = re.search(rf"^## {table}\b(.*?)(?=^## |\Z)", text, re.S | re.M)
+        section = re.search(rf"^## {table}\b(.*?)(?=^## |\Z)", text, re.DOTALL | re.MULTILINE)
         assert section, f"data/SCHEMA.md has no '## {table}' section"
-        documented = re.findall(r"^\| `([a-z_]+)` \|", section.group(1), re.M)
+        documented = re.findall(r"^\| `([a-z_]+)` \|", section.group(1), re.MULTILINE)
         assert documented == list(columns), f"{table}: SCHEMA.md rows differ from experiments/schema.py"
 
 

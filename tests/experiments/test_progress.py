@@ -2,6 +2,8 @@
 API's next step and simulated participants: practice to criterion, then the main block."""
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -25,7 +27,7 @@ def test_each_practice_repetition_shows_the_trials_in_a_new_order():
         orders = [practice_order("session-x", a, n) for a in range(6)]
         assert orders[0] == list(range(n))
         assert all(sorted(o) == list(range(n)) for o in orders)
-        assert all(a != b for a, b in zip(orders, orders[1:]))
+        assert all(a != b for a, b in itertools.pairwise(orders))
     assert practice_order("session-x", 3, 5) == practice_order("session-x", 3, 5)
     assert practice_order("session-x", 1, 5) != practice_order("session-y", 1, 5) or \
         practice_order("session-x", 2, 5) != practice_order("session-y", 2, 5)

@@ -1,5 +1,5 @@
 """The session service against SQLite and PostgreSQL: assignment, idempotency, resume, completion."""
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -16,7 +16,7 @@ class Clock:
     """A settable clock for timeouts."""
 
     def __init__(self):
-        self.now = datetime(2026, 5, 1, 12, 0, tzinfo=timezone.utc)
+        self.now = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
     def __call__(self):
         return self.now
@@ -367,7 +367,7 @@ def test_a_timed_out_session_is_owed_its_share_of_the_reward():
 def test_sessions_per_network_are_capped(db, tmp_path, toy_set):
     _build(db, tmp_path, toy_set, recruitment={"max_sessions_per_network": 2})
     service = SessionService(db)
-    first = service.start("toy-exp", "A", "prolific", network_key="net1")
+    service.start("toy-exp", "A", "prolific", network_key="net1")
     service.start("toy-exp", "B", "prolific", network_key="net1")
     with pytest.raises(Refused) as info:
         service.start("toy-exp", "C", "prolific", network_key="net1")

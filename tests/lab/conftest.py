@@ -48,7 +48,11 @@ def correct_responder(wrong_first_attempt: bool = False):
 
 
 def _free_display() -> int:
-    for number in range(90, 200):
+    """A display number no other Xvfb holds; each pytest-xdist worker searches its own range
+    (two workers probing one range at once could both pick the same number)."""
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    start = 90 + 40 * worker
+    for number in range(start, start + 40):
         if not Path(f"/tmp/.X{number}-lock").exists() and \
                 not Path(f"/tmp/.X11-unix/X{number}").exists():
             return number

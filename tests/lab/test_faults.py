@@ -156,7 +156,7 @@ def test_answers_kept_in_the_journal_reach_the_database_when_the_session_resumes
         cuttable_postgres, tmp_path):
     db, url, link, key = cuttable_postgres
     options = LabOptions(experiment=key, participant="P04", database_url=url,
-                         data_dir=str(tmp_path / "data"), db_retry_s=0.3, db_retry_every_s=60.0)
+                         data_dir=str(tmp_path / "data"), db_retry_s=1.0, db_retry_every_s=60.0)
     _outage(options, link, before=1, during=2)
     assert len(list(Path(options.data_dir).glob("*.pending.jsonl"))) == 1
     link.restore()  # the experimenter starts the same session again
@@ -174,7 +174,7 @@ def test_interpsy_lab_flush_sends_a_pending_journal(cuttable_postgres, tmp_path)
 
     db, url, link, key = cuttable_postgres
     options = LabOptions(experiment=key, participant="P05", database_url=url,
-                         data_dir=str(tmp_path / "data"), db_retry_s=0.3, db_retry_every_s=60.0)
+                         data_dir=str(tmp_path / "data"), db_retry_s=1.0, db_retry_every_s=60.0)
     _outage(options, link, before=0, during=2).event("abort", {"reason": "escape"})
     (pending,) = Path(options.data_dir).glob("*.pending.jsonl")
     link.restore()
@@ -284,7 +284,7 @@ def test_a_resume_from_another_folder_sends_the_answers_waiting_in_the_first(
     refused. The folders a session ran in are recorded: a resume from anywhere sends them."""
     db, url, link, key = cuttable_postgres
     first = LabOptions(experiment=key, participant="P08", database_url=url,
-                       data_dir="lab-data", db_retry_s=0.3, db_retry_every_s=60.0)
+                       data_dir="lab-data", db_retry_s=1.0, db_retry_every_s=60.0)
     (tmp_path / "room-a").mkdir()
     monkeypatch.chdir(tmp_path / "room-a")
     _outage(first, link, before=3, during=3)

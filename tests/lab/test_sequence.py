@@ -86,10 +86,10 @@ def test_failed_practice_ends_the_session(db, toy_set, tmp_path):
     from tests.lab.conftest import lab_spec
     key = build_experiment(lab_spec(tmp_path, toy_set, name="strict",
                                     practice={"trials": 2, "max_attempts": 2}), db).key
-    wrong = lambda step: correct_responder()(step).__class__(  # noqa: E731
+    wrong = lambda step: correct_responder()(step).__class__(
         answer={"choice": "b" if step.trial.answer_key == "a" else "a", "confidence": 1},
         rt_ms=300.0)
-    task, sequencer, outcomes = _run(db, key, "P04", tmp_path, responder=wrong)
+    _task, sequencer, outcomes = _run(db, key, "P04", tmp_path, responder=wrong)
     assert len(outcomes) == 4 and outcomes[-1].practice_failed
     assert sequencer.progress.status == "failed_practice"
     assert sequencer.complete() == "FAILED_CHECKS"

@@ -34,7 +34,7 @@ def test_export_run_offline_resume_and_sync(built, tmp_path):
     with pytest.raises(InterpsyError):
         export_task(db, key, "L07", task_file)  # never overwritten
     # the lab machine: run, abort after 3 trials, resume, finish
-    task, sequencer = _offline_run(task_file, tmp_path / "data", stop_after=3)
+    _task, sequencer = _offline_run(task_file, tmp_path / "data", stop_after=3)
     assert sequencer.progress.next_index == 3
     task2, sequencer2 = _offline_run(task_file, tmp_path / "data")
     assert task2.resumed and sequencer2.progress.status == "completed"

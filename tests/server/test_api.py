@@ -1,8 +1,6 @@
 """The JSON API over the session service: a whole session, tokens, idempotency, conflicts."""
 from __future__ import annotations
 
-import re
-
 import pytest
 from sqlalchemy import func, select
 
@@ -28,7 +26,7 @@ def n_responses(db) -> int:
 
 
 def test_whole_session_through_the_api(api_env, db):
-    app, client, key = api_env
+    _app, client, key = api_env
     started = start_session(client, key, "?PROLIFIC_PID=p1&STUDY_ID=s&SESSION_ID=x")
     state = client.get(f"/api/sessions/{started.session_id}", headers=started.headers).json
     assert state["stage"] == "practice" and state["next_index"] == 0

@@ -318,7 +318,7 @@ def test_a_dom_only_cheater_learns_nothing(page, study):
     assert "correct_choice" not in state
     assert not re.search(r"query_m(ax|in)|reference_m(ax|in)|[qr]m(ax|in)", state)
     # The feedback still marks the right query: the server tells it with the stored answer.
-    choice, trial_id = correct_choice(page, study)
+    choice, _trial_id = correct_choice(page, study)
     page.evaluate("() => { window.interpsyStudy.state.timing.feedback_ms = 1500; }")
     page.click(f".choice[data-choice='{choice}'][data-confidence='2']")
     page.wait_for_selector(f".query-{choice}.is-correct")

@@ -50,7 +50,7 @@ def test_fuzzed_bodies_never_500_nor_change_stored_answers(api_env, db, body, pa
     else:
         response = client.post(url, json=body, headers=headers)
     assert response.status_code < 500, response.text
-    assert response.is_json and "error" in response.json or response.status_code < 300
+    assert (response.is_json and "error" in response.json) or response.status_code < 300
     after = snapshot(db)
     if path == "responses" and response.status_code == 201:
         assert after[0][: len(before[0])] == before[0]  # a new answer appended, none changed

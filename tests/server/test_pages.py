@@ -49,7 +49,7 @@ def test_mturk_entry_stores_platform_facts(api_env, db):
 
 
 def test_consent_checks(api_env, db):
-    app, client, key = api_env
+    _app, client, key = api_env
     url = f"/x/{key}/start"
     honeypot = client.post(url, data=form(entry_token(client, key), website="http://spam"))
     assert honeypot.status_code == 200 and n_participants(db) == 0

@@ -292,14 +292,14 @@ def test_admin_logins_expire(api_env, db):
 
 
 def test_wrong_passwords_lock_the_login_with_backoff(api_env):
-    _, client, key = api_env
+    _, client, _key = api_env
 
     def attempt(password: str):
         page = client.get("/admin/login")
         token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
         return client.post("/admin/login", data={"csrf_token": token, "password": password})
 
-    codes = [attempt("guess-number-%d" % i).status_code for i in range(5)]
+    codes = [attempt(f"guess-number-{i}").status_code for i in range(5)]
     assert codes == [401] * 5
     sixth = attempt("guess-number-6")
     assert sixth.status_code == 401 and "locked for 30 s" in sixth.text

@@ -142,7 +142,7 @@ def test_check_reliability_flags_the_shortcut_unit_in_a_set(image_folder, tmp_pa
     assert main(["stimuli", "check", str(out), "--reliability"]) == 0
     said = capsys.readouterr().out
     assert "1 of 2 units reached by a route" in said and "shortcuts/0" in said
-    units = {r["unit_id"]: r for r in csv.DictReader(open(out / "units.csv"))}
+    units = {r["unit_id"]: r for r in csv.DictReader((out / "units.csv").read_text().splitlines())}
     assert units["calibration-net/shortcuts/0"]["fv_reliable"] == "false"
     assert units["calibration-net/shortcuts/1"]["fv_reliable"] == "true"
     assert units["calibration-net/shortcuts/0"]["fv_path_layer"] == "shortcuts:input"

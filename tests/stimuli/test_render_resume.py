@@ -16,7 +16,7 @@ from experiments.cli import main
 from experiments.stimulus_set import load_stimulus_set
 
 ROOT = Path(__file__).resolve().parents[2]
-ARGS = ["--n-units", "2", "--n-batches", "1", "--n-bins", "4", "--steps", "12", "--n-diverse",
+ARGS = ["--n-units", "2", "--n-batches", "1", "--n-bins", "4", "--steps", "6", "--n-diverse",
         "3", "--max-exponent", "2", "--binary-steps", "2", "--random-init", "--workers", "0",
         "--seed", "4"]
 

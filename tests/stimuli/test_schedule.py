@@ -5,7 +5,6 @@ import csv
 import json
 
 import numpy as np
-
 import pytest
 
 from experiments.stimulus_set import MANIFEST

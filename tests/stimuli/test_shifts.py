@@ -2,6 +2,8 @@
 moves it further from the original as its severity grows, and refuses bad input by name."""
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from skimage import data
@@ -22,7 +24,7 @@ def test_a_shift_is_seeded_and_grows_with_its_severity(photo, name):
     assert np.array_equal(shifted[2], apply_shift(photo, name, 3, seed=3))
     distance = [np.abs(image.astype(float) - photo).mean() for image in shifted]
     assert distance[0] > 0.5, distance  # the weakest shift still moves the image
-    assert all(b >= a * 0.98 for a, b in zip(distance, distance[1:])), distance
+    assert all(b >= a * 0.98 for a, b in itertools.pairwise(distance)), distance
     assert distance[-1] > 1.5 * distance[0], distance
 
 
