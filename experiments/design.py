@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,18 +13,8 @@ from experiments.selection import select_units
 from experiments.spec import ExperimentSpec
 from experiments.stimulus_set import StimulusSet
 from experiments.tasks import TaskType, get_task
+from experiments.tasks.context import TrialContext, UnitInfo
 from experiments.vocabulary import IN_DISTRIBUTION
-
-
-@dataclass(frozen=True)
-class UnitInfo:
-    """A unit and the stimulus set it comes from."""
-
-    unit_id: str
-    model: str
-    layer: str
-    channel: int
-    set_index: int
 
 
 @dataclass
@@ -72,33 +61,6 @@ class Design:
     selection: dict[str, tuple[str, float]] = field(default_factory=dict)
 
 
-class ImageIndex:
-    """Fast lookup of a set's images by unit, kind, role, batch and difficulty."""
-
-    def __init__(self, stimulus_set: StimulusSet):
-        self.set = stimulus_set
-        self._rows: dict[str, dict[str, Any]] | None = None
-        frame = stimulus_set.images.sort_values(["unit_id", "kind", "role", "batch", "rank"])
-        self._groups: dict[tuple, list[str]] = {
-            key: list(group.image_id)
-            for key, group in frame.groupby(["unit_id", "kind", "role", "batch", "difficulty",
-                                             "distribution"], sort=False)}
-
-    def row(self, image_id: str) -> dict[str, Any]:
-        """One image's images.csv row (built into a dict once: a build asks per trial)."""
-        if self._rows is None:
-            self._rows = self.set.images.set_index("image_id").to_dict("index")
-        return {"image_id": image_id, **self._rows[image_id]}
-
-    def get(self, unit_id: str, kind: str, role: str, batch: int, difficulty: str = "",
-            distribution: str = IN_DISTRIBUTION) -> list[str]:
-        return self._groups.get((unit_id, kind, role, batch, difficulty, distribution), [])
-
-    def batches(self, unit_id: str, kind: str) -> list[int]:
-        return sorted({k[3] for k in self._groups if k[0] == unit_id and k[1] == kind
-                       and k[2] == "reference_max"})
-
-
 def _collect_units(sets: list[StimulusSet]) -> dict[str, UnitInfo]:
     units: dict[str, UnitInfo] = {}
     for index, stimulus_set in enumerate(sets):
@@ -123,61 +85,15 @@ def _reserve(listed: list[str], count: int, pool: list[str], what: str, key: str
     return sorted(rng.choice(pool, size=count, replace=False).tolist()) if count else []
 
 
-class TrialContext:
-    """What a task type makes trials from: the spec, the sets' images, the seeded rng, and each
-    unit's reference batches cycled per cell (condition, difficulty, phase)."""
-
-    def __init__(self, spec: ExperimentSpec, sets: list[StimulusSet], rng: np.random.Generator):
-        self.spec = spec
-        self.indexes = [ImageIndex(s) for s in sets]
-        self.rng = rng
-        self._cycle: dict[tuple, tuple[list[int], int]] = {}
-
-    def images(self, unit: UnitInfo, kind: str, role: str, batch: int,
-               difficulty: str = "", distribution: str = IN_DISTRIBUTION) -> list[str]:
-        """The image ids of a unit's (kind, role, batch, difficulty, query distribution), in
-        rank order."""
-        return self.indexes[unit.set_index].get(unit.unit_id, kind, role, batch, difficulty,
-                                                distribution)
-
-    def image_row(self, unit: UnitInfo, image_id: str) -> dict[str, Any]:
-        """The images.csv row of one of the unit's images (its extra columns included)."""
-        return self.indexes[unit.set_index].row(image_id)
-
-    def manifest(self, unit: UnitInfo) -> dict[str, Any]:
-        """The manifest (stimuli.json) of the unit's stimulus set."""
-        return self.indexes[unit.set_index].set.manifest
-
-    def image_side(self, unit: UnitInfo) -> int:
-        """The side in pixels of the unit's set's images."""
-        return self.indexes[unit.set_index].set.image_size
-
-    def set_path(self, unit: UnitInfo) -> Path:
-        """The folder of the stimulus set the unit comes from (for error messages)."""
-        return self.indexes[unit.set_index].set.path
-
-    def next_batch(self, unit: UnitInfo, kind: str, cell: tuple) -> int:
-        """The unit's next reference batch of `kind` for `cell`, from a seeded start."""
-        key = (unit.unit_id, kind, cell)
-        if key not in self._cycle:
-            batches = self.indexes[unit.set_index].batches(unit.unit_id, kind)
-            if not batches:
-                raise SpecError(f"unit {unit.unit_id} has no {kind} references in "
-                                f"{self.set_path(unit)}; condition {cell[0]!r} needs them")
-            self._cycle[key] = (batches, int(self.rng.integers(len(batches))))
-        batches, counter = self._cycle[key]
-        self._cycle[key] = (batches, counter + 1)
-        return batches[counter % len(batches)]
-
-    def trial(self, task: TaskType, unit: UnitInfo, condition: str, difficulty: str, phase: str,
-              position: int, key: str, is_catch: bool = False,
-              distribution: str = IN_DISTRIBUTION) -> PlannedTrial:
-        """One planned trial, its stimulus made by `task` and checked against its model."""
-        shifted = {"distribution": distribution} if task.shifted_queries else {}
-        made = task.make_trial(self, unit, condition, difficulty, phase, key, is_catch, **shifted)
-        stimulus = task.Stimulus.model_validate(made.stimulus).model_dump()
-        return PlannedTrial(phase, position, is_catch, unit, condition, difficulty, made.batch,
-                            stimulus, made.answer_key, distribution)
+def plan_trial(context: TrialContext, task: TaskType, unit: UnitInfo, condition: str,
+               difficulty: str, phase: str, position: int, key: str, is_catch: bool = False,
+               distribution: str = IN_DISTRIBUTION) -> PlannedTrial:
+    """One planned trial, its stimulus made by `task` and checked against its model."""
+    shifted = {"distribution": distribution} if task.shifted_queries else {}
+    made = task.make_trial(context, unit, condition, difficulty, phase, key, is_catch, **shifted)
+    stimulus = task.Stimulus.model_validate(made.stimulus).model_dump()
+    return PlannedTrial(phase, position, is_catch, unit, condition, difficulty, made.batch,
+                        stimulus, made.answer_key, distribution)
 
 
 def _least_used(units: list[str], k: int, counts: dict[str, int], rng: np.random.Generator
@@ -270,7 +186,7 @@ def plan(spec: ExperimentSpec, sets: list[StimulusSet],
     roles.update({u: "calibration" if u in calibration_pool else "left_out"
                   for u in calibration_units})
     check_query_distributions(spec, sets)
-    maker = TrialContext(spec, with_calibration, rng)
+    maker = TrialContext(spec.task.params, spec.references_per_side, with_calibration, rng)
     task_type = get_task(spec.task.type)
     targets = dict.fromkeys([*all_ids, *calibration_units], 0)
     drawer = np.random.default_rng([spec.seed, 2])  # its own stream: the rest is unmoved
@@ -330,7 +246,7 @@ def _make_task(maker: TrialContext, task_type: TaskType, spec: ExperimentSpec, u
     rng.shuffle(practice_ids)
     for position, (unit_id, key) in enumerate(
             zip(practice_ids, task_type.balanced_keys(len(practice_ids), rng))):
-        task.practice.append(maker.trial(task_type, units[unit_id], condition, difficulty,
+        task.practice.append(plan_trial(maker, task_type, units[unit_id], condition, difficulty,
                                          "practice", position, key, False, distribution))
     block = ([(u, "main") for u in main_ids]
              + [(u, "catch") for u in catch[: spec.catch_trials_per_task]]
@@ -339,11 +255,11 @@ def _make_task(maker: TrialContext, task_type: TaskType, spec: ExperimentSpec, u
     for position, ((unit_id, kind), key) in enumerate(
             zip(block, task_type.balanced_keys(len(block), rng))):
         if kind == "calibration":
-            trial = maker.trial(task_type, units[unit_id], condition, "easy", "main", position,
+            trial = plan_trial(maker, task_type, units[unit_id], condition, "easy", "main", position,
                                 key, False, IN_DISTRIBUTION)
             trial.is_calibration = True
         else:
-            trial = maker.trial(task_type, units[unit_id], condition, difficulty, "main",
+            trial = plan_trial(maker, task_type, units[unit_id], condition, difficulty, "main",
                                 position, key, kind == "catch", distribution)
         task.main.append(trial)
     return task

@@ -7,16 +7,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from experiments.errors import InterpsyError
+from experiments.tasks.context import TrialContext, UnitInfo
 from experiments.vocabulary import CONDITIONS, DIFFICULTIES
-
-if TYPE_CHECKING:
-    from experiments.design import TrialContext, UnitInfo
 
 
 class NoParams(BaseModel):

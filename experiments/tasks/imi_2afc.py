@@ -3,17 +3,13 @@ maximally activating references? Its layout keys (conditions, difficulty, refere
 ...) sit at the top level of the spec."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pydantic import BaseModel, ConfigDict, Field
 
 from experiments.errors import SpecError
 from experiments.tasks.base import MadeTrial
+from experiments.tasks.context import TrialContext, UnitInfo
 from experiments.tasks.two_choice import TwoChoiceTask
 from experiments.vocabulary import IN_DISTRIBUTION
-
-if TYPE_CHECKING:
-    from experiments.design import TrialContext, UnitInfo
 
 SYNTHETIC_SHARE_IN_MIXED = 0.5  # mixed: the first half (rounded down) of each side is synthetic
 
@@ -85,7 +81,7 @@ class ImiTwoAfc(TwoChoiceTask):
         batch = context.next_batch(unit, "natural", cell)
         shown = "natural" if is_catch and condition == "none" else condition
         ref_max, ref_min = references(context, unit, shown, batch, cell,
-                                      context.spec.references_per_side)
+                                      context.references_per_side)
         if is_catch:
             # The query is one of the references shown: the answer is obvious.
             q_max = ref_max[int(context.rng.integers(len(ref_max)))]

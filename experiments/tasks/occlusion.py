@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from experiments.errors import SpecError
 from experiments.stimulus_set import OCCLUDER_COLUMNS, OCCLUSION_KIND, occlusion_split
 from experiments.tasks.base import MadeTrial
+from experiments.tasks.context import TrialContext, UnitInfo
 from experiments.tasks.two_choice import TwoChoiceTask
-
-if TYPE_CHECKING:
-    from experiments.design import TrialContext, UnitInfo
 
 
 class OcclusionParams(BaseModel):
@@ -142,7 +140,7 @@ class Occlusion(TwoChoiceTask):
 
     def make_trial(self, context: TrialContext, unit: UnitInfo, condition: str, difficulty: str,
                    phase: str, key: str, is_catch: bool) -> MadeTrial:
-        params: OcclusionParams = context.spec.task.params
+        params: OcclusionParams = context.params
         cell = (condition, difficulty, phase)
         batch = context.next_batch(unit, "natural", cell)
         if is_catch:

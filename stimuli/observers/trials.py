@@ -14,12 +14,13 @@ from sqlalchemy import select
 
 from experiments.db import Database
 from experiments.db.models import StimulusImage, StimulusSetRecord, Task, Trial
-from experiments.design import PlannedTrial, TrialContext, UnitInfo, check_query_distributions
+from experiments.design import PlannedTrial, check_query_distributions, plan_trial
 from experiments.export import _experiments, _unit_rows, task_of_experiment
 from experiments.spec import ExperimentSpec
 from experiments.stimulus_set import load_stimulus_set
 from experiments.tasks import get_task
 from experiments.tasks.base import TaskType
+from experiments.tasks.context import TrialContext, UnitInfo
 from experiments.vocabulary import IN_DISTRIBUTION
 from stimuli.errors import StimuliError
 from stimuli.observers.embeddings import ImageFile
@@ -100,7 +101,7 @@ def from_set(set_dir: str | Path, task_name: str = "imi_2afc",
         "task": {"type": task_name, **(task_params or {})}})
     rng = np.random.default_rng(seed)
     check_query_distributions(spec, [stimulus_set])
-    context = TrialContext(spec, [stimulus_set], rng)
+    context = TrialContext(spec.task.params, spec.references_per_side, [stimulus_set], rng)
     trials = []
     for condition, distribution in itertools.product(conditions, distributions):
         task_id = f"M-{condition}-{difficulty}" + (
@@ -109,8 +110,8 @@ def from_set(set_dir: str | Path, task_name: str = "imi_2afc",
         for row in stimulus_set.units.itertuples(index=False):
             unit = UnitInfo(row.unit_id, row.model, row.layer, int(row.channel), 0)
             for key in task.balanced_keys(trials_per_unit, rng):
-                planned = context.trial(task, unit, condition, difficulty, "main", index, key,
-                                        distribution=distribution)
+                planned = plan_trial(context, task, unit, condition, difficulty, "main", index,
+                                     key, distribution=distribution)
                 trials.append(ObservedTrial(task_id, index, planned))
                 index += 1
     frame = stimulus_set.images
