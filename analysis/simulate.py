@@ -11,6 +11,7 @@ from scipy.special import expit
 
 from analysis.load import Dataset, imi_models
 from experiments.schema import coerce
+from experiments.stimulus_set import unit_key
 
 _GH_X, _GH_W = np.polynomial.hermite_e.hermegauss(60)
 _GH_W = _GH_W / _GH_W.sum()
@@ -109,7 +110,7 @@ def simulate(models: pd.DataFrame | Sequence[str] | int | None = None,
     channel = np.concatenate([rng.choice(2048, k, replace=False) for k in per_model])
     layer_idx = rng.integers(1, 13, n_units)
     layer = np.array([f"layer{k}" for k in layer_idx])
-    unit_ids = np.array([f"{names[m]}/{layer[i]}/{channel[i]}" for i, m in enumerate(unit_model)])
+    unit_ids = np.array([unit_key(names[m], layer[i], channel[i]) for i, m in enumerate(unit_model)])
     if not -1 < condition_unit_corr <= 1:
         raise ValueError(f"condition_unit_corr must be in (-1, 1], not {condition_unit_corr}")
     if condition_unit_corr == 1 and len(conditions) > 1:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from experiments.stimulus_set import unit_key
+
 MODEL = "calibration-net"
 DETECTORS = ("edge 0 deg", "edge 45 deg", "edge 90 deg", "edge 135 deg", "red-green blob",
              "blue-yellow blob", "centre-surround", "fine texture")
@@ -31,7 +33,7 @@ class CalibrationUnit:
 
     @property
     def unit_id(self) -> str:
-        return f"{MODEL}/{self.layer}/{self.channel}"
+        return unit_key(MODEL, self.layer, self.channel)
 
     @property
     def known_order(self) -> float | None:

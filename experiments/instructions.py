@@ -15,7 +15,6 @@ Client = Literal["web", "lab"]
 KEYS: dict[str, tuple[str, str, str]] = {"a": ("1", "2", "3"), "b": ("8", "9", "0")}
 CONFIDENCE_LABELS: tuple[tuple[int, str], ...] = ((3, "Very sure"), (2, "Fairly sure"),
                                                   (1, "Not sure"))
-SIDE_LABELS = {"min": "Examples: low", "max": "Examples: high"}
 CONTINUE = {"web": "press <b>Continue</b> (or Enter)",
             "lab": "press the <b>space bar</b> (or click)"}
 

@@ -6,7 +6,6 @@ import io
 import os
 import secrets
 import tempfile
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -14,7 +13,8 @@ from PIL import Image
 from sqlalchemy import select
 
 from experiments.db import Database
-from experiments.db.models import Experiment, StimulusImage, StimulusSetRecord, Task, Trial
+from experiments.db.images import ImageFile, OutsideSet, image_files
+from experiments.db.models import Experiment, StimulusImage, Task, Trial
 from experiments.errors import NotFound
 from experiments.sessions import spec_of
 from experiments.tasks import get_task
@@ -33,14 +33,6 @@ def public_ids(db: Database, experiment_id: int) -> dict[str, str]:
     with db.read() as session:
         return dict(session.execute(select(StimulusImage.image_id, StimulusImage.public_id)
                                     .where(StimulusImage.experiment_id == experiment_id)).all())
-
-
-@dataclass(frozen=True)
-class ImageFile:
-    """Where one image's master lives and its content hash."""
-
-    master: Path
-    sha256: str
 
 
 class ImageStore:
@@ -67,37 +59,31 @@ class ImageStore:
 
     def _lookup(self, experiment_id: int, public_id: str) -> ImageFile:
         # Messages name the public id only: the internal id tells the image's role.
-        with self.db.read() as session:
-            row = session.execute(
-                select(StimulusImage.path, StimulusImage.sha256, StimulusSetRecord.path)
-                .join(StimulusSetRecord, StimulusSetRecord.id == StimulusImage.set_id)
-                .where(StimulusImage.experiment_id == experiment_id,
-                       StimulusImage.public_id == public_id)).first()
-        if row is None:
+        try:
+            with self.db.read() as session:
+                found = image_files(session, experiment_id, public_id)
+        except OutsideSet as exc:
+            raise NotFound(str(exc)) from None
+        if not found:
             raise NotFound("no such image in this experiment")
-        rel, sha, set_path = row
-        root = Path(set_path).resolve()
-        master = (root / rel).resolve()
-        if root not in master.parents:
-            raise NotFound(f"image {public_id!r} lies outside its stimulus set")
-        return ImageFile(master, sha or "")
+        return found[0]
 
     def _cache_path(self, image: ImageFile) -> Path:
         digest = image.sha256 or hashlib.sha256(
-            f"{image.master}:{image.master.stat().st_mtime_ns}".encode()).hexdigest()
+            f"{image.path}:{image.path.stat().st_mtime_ns}".encode()).hexdigest()
         suffix = "jpg" if self.fmt == "jpeg" else self.fmt
         return self.cache_dir / digest[:2] / f"{digest}.q{self.quality}.{suffix}"
 
     def _plain(self, experiment_id: int, public_id: str) -> Path:
         """An image's unpadded file: its derivative (made now) or, for png, the master."""
         image = self.lookup(experiment_id, public_id)
-        if not image.master.is_file():
+        if not image.path.is_file():
             raise NotFound(f"image {public_id!r}: file missing on the server")
         if self.fmt == "png":
-            return image.master
+            return image.path
         target = self._cache_path(image)
         if not target.is_file():
-            self._make(image.master, target)
+            self._make(image.path, target)
         return target
 
     def _choice_ids(self, experiment_id: int) -> frozenset[str]:

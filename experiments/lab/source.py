@@ -1,19 +1,17 @@
 """Load a lab task from the database: start or resume the participant's session (source lab)."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
 
 from experiments.db import Database
+from experiments.db.images import image_files
 from experiments.db.models import (
     Experiment,
     Participant,
     Response,
     Session,
-    StimulusImage,
-    StimulusSetRecord,
     Trial,
 )
 from experiments.errors import InterpsyError, Refused
@@ -52,13 +50,8 @@ def task_from_state(db: Database, state: SessionState, participant: str) -> LabT
         main = [TrialView.of(t) for t in rows if t.phase == "main"]
         task_type = get_task(spec.task.type)
         wanted = {i for t in practice + main for i in task_type.image_ids(t.stimulus)}
-        images: dict[str, Path] = {}
-        query = (select(StimulusImage.image_id, StimulusImage.path, StimulusSetRecord.path)
-                 .join(StimulusSetRecord, StimulusSetRecord.id == StimulusImage.set_id)
-                 .where(StimulusImage.experiment_id == experiment.id))
-        for image_id, rel, root in session.execute(query):
-            if image_id in wanted:
-                images[image_id] = Path(root) / rel
+        images = {image.image_id: image.path for image in image_files(session, experiment.id)
+                  if image.image_id in wanted}
         attempt_correct = 0
         if state.main_offset is None and practice:
             first = state.next_index - state.next_index % len(practice)

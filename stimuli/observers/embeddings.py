@@ -6,7 +6,6 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,20 +13,11 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from experiments.db.images import ImageFile
 from stimuli.errors import StimuliError
 from stimuli.observers.backbones import Backbone
 
 SAVE_EVERY = 512  # images between cache writes (what a killed run loses at most)
-
-
-@dataclass(frozen=True)
-class ImageFile:
-    """One image to embed: its id in the trials, its file, its content hash, its set folder."""
-
-    image_id: str
-    path: Path
-    sha256: str
-    set_dir: Path
 
 
 def cache_file(set_dir: Path, backbone: Backbone, fallback: Path) -> Path:

@@ -13,7 +13,8 @@ import pandas as pd
 from sqlalchemy import select
 
 from experiments.db import Database
-from experiments.db.models import StimulusImage, StimulusSetRecord, Task, Trial
+from experiments.db.images import ImageFile, image_files
+from experiments.db.models import Task, Trial
 from experiments.design import PlannedTrial, check_query_distributions, plan_trial
 from experiments.export import _experiments, _unit_rows, task_of_experiment
 from experiments.spec import ExperimentSpec
@@ -23,7 +24,6 @@ from experiments.tasks.base import TaskType
 from experiments.tasks.context import TrialContext, UnitInfo
 from experiments.vocabulary import IN_DISTRIBUTION
 from stimuli.errors import StimuliError
-from stimuli.observers.embeddings import ImageFile
 
 
 @dataclass(frozen=True)
@@ -58,13 +58,7 @@ def from_experiment(database_url: str, experiment: str) -> TrialSource:
                                    f"name@version")
             record = found[0]
             task = task_of_experiment(record)
-            sets = {set_id: path for set_id, path in session.execute(
-                select(StimulusSetRecord.id, StimulusSetRecord.path)
-                .where(StimulusSetRecord.experiment_id == record.id)).all()}
-            images = {row.image_id: ImageFile(row.image_id, Path(sets[row.set_id]) / row.path,
-                                              row.sha256, Path(sets[row.set_id]))
-                      for row in session.scalars(select(StimulusImage).where(
-                          StimulusImage.experiment_id == record.id))}
+            images = {image.image_id: image for image in image_files(session, record.id)}
             rows = session.execute(
                 select(Trial, Task.task_key).join(Task, Task.id == Trial.task_id)
                 .where(Task.experiment_id == record.id).order_by(Task.task_key, Trial.ordinal))
