@@ -21,9 +21,8 @@ from pydantic import (
 from experiments.errors import SpecError
 from experiments.tasks.base import NoParams
 from experiments.tasks.registry import DEFAULT_TASK, get_task
-from experiments.vocabulary import IN_DISTRIBUTION
+from experiments.vocabulary import IN_DISTRIBUTION, PLATFORMS, Platform
 
-Platform = Literal["prolific", "mturk", "link", "lab"]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 # `in`, a shifted pool's label (`blur-3`) or a domain's name (stimuli.shifts)
 DISTRIBUTION_NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}(-[1-5])?$")
@@ -143,7 +142,7 @@ class CompletionCodes(Strict):
 class Recruitment(Strict):
     """Where participants come from and what happens when they come back."""
 
-    platforms: list[Platform] = Field(default_factory=lambda: ["prolific", "mturk", "link", "lab"])
+    platforms: list[Platform] = Field(default_factory=lambda: list(PLATFORMS))
     completion_codes: CompletionCodes = CompletionCodes()
     resume_policy: Literal["resume", "restart", "block"] = "resume"
     block_participants_of: list[str] = Field(

@@ -1,8 +1,9 @@
 """The platform's vocabularies, each defined once: conditions, difficulties and their
-percentiles, phases, clients and session statuses (no pandas, no torch: every layer imports it)."""
+percentiles, phases, clients, recruitment platforms and session statuses (no pandas, no torch: every layer imports it)."""
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal, get_args
 
 CONDITIONS = ("natural", "synthetic", "mixed", "none")
 DIFFICULTIES = ("easy", "p99", "p95", "p85")  # easy: the extreme queries; pXX: percentile windows
@@ -10,6 +11,8 @@ PERCENTILES = {"p99": 99.0, "p95": 95.0, "p85": 85.0}  # each percentile difficu
 IN_DISTRIBUTION = "in"  # query_distribution of a set's own queries; shifted ones are named
 PHASES = ("practice", "main")
 CLIENTS = ("web", "lab", "machine")  # machine: an observer's answers (`interpsy observe`)
+Platform = Literal["prolific", "mturk", "link", "lab"]  # where a session came from
+PLATFORMS: tuple[str, ...] = get_args(Platform)
 
 
 class SessionStatus(StrEnum):

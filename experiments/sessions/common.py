@@ -30,7 +30,6 @@ REFUSAL_TEXT = {
     "timed_out": "this session timed out and its trials were given to someone else",
     "full": "this session was idle before its first answer and every task is taken now",
 }
-SOURCES = ("prolific", "mturk", "link", "lab")
 # What pages and lab journals from before task types sent flat instead of `answer` (IMI's 2-AFC).
 LEGACY_ANSWER_KEYS = tuple(TwoAfcAnswer.model_fields)
 

@@ -22,13 +22,12 @@ from experiments.sessions.base import ServiceBase
 from experiments.sessions.common import (
     ACTIVE,
     REFUSAL_TEXT,
-    SOURCES,
     SessionState,
     _add_token,
     _hash_token,
 )
 from experiments.spec import ExperimentSpec
-from experiments.vocabulary import FINISHED, RESUMABLE, SessionStatus
+from experiments.vocabulary import FINISHED, PLATFORMS, RESUMABLE, SessionStatus
 
 
 def _waiting():
@@ -56,7 +55,7 @@ class EntryMixin(ServiceBase):
 
         `network_key` (a keyed hash of the IP address) caps the sessions one network holds.
         """
-        if source not in SOURCES:
+        if source not in PLATFORMS:
             raise Refused(f"unknown participant source {source!r}", "source")
         platform_id = platform_id or f"{source}-{uuid.uuid4().hex}"
         with self.db.write() as session:
