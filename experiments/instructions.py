@@ -10,9 +10,6 @@ from experiments.tasks.registry import DEFAULT_TASK, get_task
 
 Client = Literal["web", "lab"]
 
-# Upper query = a, lower = b; confidence 3 = very sure .. 1 = not sure. The same keys as the
-# page's buttons (server/static/js/tasks/two_choice.js) and the lab's (experiments/lab/keys.py).
-KEYS: dict[str, tuple[str, str, str]] = {"a": ("1", "2", "3"), "b": ("8", "9", "0")}
 CONFIDENCE_LABELS: tuple[tuple[int, str], ...] = ((3, "Very sure"), (2, "Fairly sure"),
                                                   (1, "Not sure"))
 CONTINUE = {"web": "press <b>Continue</b> (or Enter)",
@@ -53,11 +50,8 @@ def built_in_pages(has_own_pages: bool, button_lock_ms: int, n_practice: int, pa
         pages.append({"title": "Your task", "example": True,
                       "text": get_task(task_type).task_page})
     pages.append({"title": "How to answer", "example": has_own_pages, "text":
-                  "<p>Each centre image has three buttons: <i>Very sure</i>, <i>Fairly sure</i> "
-                  "and <i>Not sure</i>. Click the button next to the image you choose that says "
-                  "how sure you are. You can also use the keys <b>1 2 3</b> (upper image: very, "
-                  "fairly, not sure) and <b>8 9 0</b> (lower image: very, fairly, not "
-                  f"sure).</p><p>The buttons unlock after {_seconds(button_lock_ms)} seconds, so "
+                  get_task(task_type).how_to_answer() +
+                  f"<p>The buttons unlock after {_seconds(button_lock_ms)} seconds, so "
                   "that you look at the images first. After your answer you see whether it was "
                   f"right; then {CONTINUE[client]}. Take the time you need; there is no "
                   "deadline.</p>"})

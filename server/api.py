@@ -84,7 +84,8 @@ def state_json(state: SessionState) -> dict[str, Any]:
         "practice_max_attempts": state.practice_max_attempts,
         "answered_correct_main": state.answered_correct_main,
         "completion_code": state.completion_code if state.stage == "done" else None,
-        "task_type": task.name, "words": {"question": task.question, "labels": task.labels},
+        "task_type": task.name, "words": {"question": task.question, "labels": task.labels,
+                  "keys": {option: list(keys) for option, keys in task.response_keys.items()}},
         "practice": [_trial_json(t, task, public) for t in state.practice],
         "practice_order": state.practice_order,  # repetitions show the trials reshuffled
         # The trial to show next (experiments.progress.Slot; None: nothing left to show):

@@ -1,9 +1,10 @@
-"""Response keys: the documented mapping, and key sources (psychtoolbox, falling back to pyglet).
+"""Response keys: the task type's mapping, and key sources (psychtoolbox, falling back to pyglet).
 
-Mapping, as on the web page (experiments.instructions.KEYS; upper query = a, lower = b):
+The mapping is the task type's `response_keys`, as on the web page; for the two-choice types
+(upper query = a, lower = b):
     1 2 3  ->  a very / fairly / not sure     8 9 0  ->  b very / fairly / not sure
-(confidence 3 / 2 / 1). The numeric keypad works the same (num_1 ... num_0). Space or Return continues; Escape saves
-and aborts. Timestamps are seconds on psychopy.logging.defaultClock, the clock of flip times.
+(confidence 3 / 2 / 1). The numeric keypad works the same (num_1 ... num_0). Space or Return
+continues; Escape saves and aborts. Timestamps are seconds on psychopy.logging.defaultClock, the clock of flip times.
 psychopy is imported inside the sources only.
 """
 from __future__ import annotations
@@ -11,22 +12,36 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
-from experiments.instructions import CONFIDENCE_LABELS, KEYS
+from experiments.instructions import CONFIDENCE_LABELS
+from experiments.tasks import get_task
+from experiments.tasks.registry import DEFAULT_TASK
 
-RESPONSE_KEYS: dict[str, tuple[str, int]] = {
-    key: (choice, confidence) for choice, keys in KEYS.items()
-    for key, (confidence, _) in zip(keys, CONFIDENCE_LABELS, strict=True)}
-RESPONSE_KEYS.update({f"num_{k}": v for k, v in list(RESPONSE_KEYS.items())})
 CONTINUE_KEYS = ("space", "return", "num_enter")
 ABORT_KEY = "escape"
-KEY_FOR: dict[tuple[str, int], str] = {v: k for k, v in RESPONSE_KEYS.items() if len(k) == 1}
 
 
-def decode(name: str) -> tuple[str, int] | None:
-    """(choice, confidence) of a response key, or None."""
-    return RESPONSE_KEYS.get(name.lower().replace("[", "num_").rstrip("]"))
+@lru_cache
+def response_keys(task_type: str = DEFAULT_TASK) -> dict[str, tuple[str, int]]:
+    """Key name -> (choice, confidence) of the task type (its keypad twins included)."""
+    mapping = {key: (choice, confidence)
+               for choice, keys in get_task(task_type).response_keys.items()
+               for key, (confidence, _) in zip(keys, CONFIDENCE_LABELS, strict=True)}
+    mapping.update({f"num_{k}": v for k, v in list(mapping.items()) if k.isdigit()})
+    return mapping
+
+
+@lru_cache
+def key_for(task_type: str = DEFAULT_TASK) -> dict[tuple[str, int], str]:
+    """(choice, confidence) -> the key that gives it."""
+    return {v: k for k, v in response_keys(task_type).items() if not k.startswith("num_")}
+
+
+def decode(name: str, task_type: str = DEFAULT_TASK) -> tuple[str, int] | None:
+    """(choice, confidence) of a response key of the task type, or None."""
+    return response_keys(task_type).get(name.lower().replace("[", "num_").rstrip("]"))
 
 
 @dataclass(frozen=True)
@@ -130,7 +145,7 @@ class EmulatedKeys(EventKeys):
 PILOTS = ("correct", "wrong", "random")
 
 
-def pilot_script(how: str, seed: str = "") -> Script:
+def pilot_script(how: str, seed: str = "", task_type: str = DEFAULT_TASK) -> Script:
     """Keys for piloting a study without a person: `correct` (the answer key, confidences in
     turn), `wrong` (the other choice: the practice is failed), `random` (seeded by `seed`), or
     a file of keys, one per line (`space` continues, `8`/`1`... answer, `#` comments; when it
@@ -144,7 +159,7 @@ def pilot_script(how: str, seed: str = "") -> Script:
             right = payload.trial.answer_key
             choice = {"correct": right, "wrong": "b" if right == "a" else "a",
                       "random": rng.choice("ab")}[how]
-            return KEY_FOR[(choice, 1 + payload.trial_index % 3)]
+            return key_for(task_type)[(choice, 1 + payload.trial_index % 3)]
         return press
     path = Path(how)
     if not path.is_file():

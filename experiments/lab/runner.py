@@ -134,7 +134,7 @@ class LabRunner:
             frames += 1
             for key in self.keys.poll():
                 self._check_abort([key.name])
-                decoded = decode(key.name)
+                decoded = decode(key.name, self.task.task_type)
                 if decoded and onset and key.t - onset[0] >= lock_s:
                     response = (*decoded, key.t, "key", key.name)
                     break

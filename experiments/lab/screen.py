@@ -16,7 +16,7 @@ from psychopy import core, event, logging, visual  # noqa: F401  (core keeps psy
 
 from experiments.instructions import CONFIDENCE_LABELS, plain_text
 from experiments.lab.display import geometry_facts, layout_for
-from experiments.lab.keys import KEY_FOR
+from experiments.lab.keys import key_for
 from experiments.lab.layout import Box, TrialLayout, trial_layout
 from experiments.lab.task import LabTask, LabTrial
 from experiments.lab.tasks import layout_module
@@ -77,7 +77,7 @@ class LabScreen:
             self.buttons[key] = visual.Rect(self.win, box.w, box.h, pos=(box.x, box.y),
                                             fillColor=DIM, lineColor=WHITE)
             self.labels[key] = visual.TextStim(
-                self.win, f"{KEY_FOR[key]}  {LABEL[key[1]]}", pos=(box.x, box.y),
+                self.win, f"{key_for()[key]}  {LABEL[key[1]]}", pos=(box.x, box.y),
                 height=min(0.022, box.h * 0.45), color=WHITE, wrapWidth=box.w)
         self.question.pos = (0, layout.title_y)
         self.side_labels = {side: visual.TextStim(self.win, ImiTwoAfc.labels[side],
@@ -132,6 +132,11 @@ class LabScreen:
         placed = layout_module(task.task_type).place(trial.stimulus)
         words = get_task(task.task_type)
         self.question.text = words.question
+        keys = key_for(task.task_type)
+        for key, label in self.labels.items():
+            text = f"{keys[key]}  {LABEL[key[1]]}"
+            if label.text != text:  # a new text is drawn anew: only when the type's keys differ
+                label.text = text
         for side, label in self.side_labels.items():
             label.text = words.labels[side]
         for side, ids in (("min", placed.left), ("max", placed.right)):

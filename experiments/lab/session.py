@@ -195,6 +195,7 @@ def run_lab(options: LabOptions, keys: Any = None, screen: Any = None):
                  "lab_session": options.session, **options.extra}
         task, recorder = load_task(options, facts)
         if options.script and isinstance(keys, EmulatedKeys):  # each key after the lock
+            keys.script = pilot_script(options.script, options.participant, task.task_type)
             keys.delay_s = task.button_lock_ms / 1000 + 0.05
         try:
             csv_path = data_path(options.data_dir, task)

@@ -54,6 +54,9 @@ class TaskType(ABC):
     - `chance`: the proportion correct of random answers;
     - `question`: what the trial screen asks (web and lab); `task_page`: the built-in
       instruction page that explains the task (HTML), when a study has no pages of its own;
+    - `response_keys`: per response option, its keyboard keys (the page's and the lab's,
+      sent from here, never defined there) and `how_to_answer()` the instructions' words on
+      answering with buttons and keys;
     - `key_column`: the dataset column that holds a trial's answer key;
     - `option_column` / `options`: the answer field naming the response option chosen and its
       values, for the exclusion rule "each response option used" (None: no such rule);
@@ -89,6 +92,7 @@ class TaskType(ABC):
     question: ClassVar[str] = ""
     labels: ClassVar[dict[str, str]] = {}  # the screen's left and right captions
     task_page: ClassVar[str] = ""
+    response_keys: ClassVar[dict[str, tuple[str, ...]]] = {}
     key_column: ClassVar[str] = "answer_key"
     option_column: ClassVar[str | None] = None
     options: ClassVar[tuple[str, ...]] = ()
@@ -115,6 +119,13 @@ class TaskType(ABC):
     @abstractmethod
     def score(self, answer: BaseModel, key: str) -> bool:
         """Whether `answer` is correct for a trial whose answer key is `key`."""
+
+    def how_to_answer(self) -> str:
+        """The 'How to answer' page's opening (HTML): which button or key gives which answer."""
+        keys = "; ".join(f"<b>{' '.join(k)}</b> for {option}"
+                         for option, k in self.response_keys.items())
+        return ("<p>Click the button of your answer" + (f", or press its key: {keys}" if keys
+                                                          else "") + ".</p>")
 
     # ---- answers ------------------------------------------------------------------------
     def parse_answer(self, values: Mapping[str, Any]) -> BaseModel:

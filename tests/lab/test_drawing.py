@@ -10,7 +10,7 @@ import pytest
 from experiments.build import build_experiment
 from experiments.db import Database
 from experiments.export import frames_from_db
-from experiments.lab.keys import KEY_FOR
+from experiments.lab.keys import key_for
 from experiments.lab.session import LabOptions, run_lab
 from experiments.lab.taskfile import export_task, sync_task
 from experiments.schema import RESPONSE_COLUMNS
@@ -40,7 +40,7 @@ def script(abort_at: int | None = None, wrong_practice_once: bool = True):
         if wrong_practice_once and step.phase == "practice" and step.attempt == 0 \
                 and step.position == 0:
             choice = "b" if choice == "a" else "a"
-        return KEY_FOR[(choice, 1 + step.trial_index % 3)]
+        return key_for()[(choice, 1 + step.trial_index % 3)]
     return press
 
 

@@ -79,7 +79,7 @@ def test_a_session_draws_and_exports_the_sizes_in_degrees(xvfb_display, toy_set,
                                                           caplog):
     from PIL import Image
 
-    from experiments.lab.keys import KEY_FOR, EmulatedKeys
+    from experiments.lab.keys import EmulatedKeys, key_for
     from experiments.lab.session import LabOptions, run_lab
 
     db = Database(f"sqlite:///{tmp_path / 'lab.sqlite3'}")
@@ -88,7 +88,7 @@ def test_a_session_draws_and_exports_the_sizes_in_degrees(xvfb_display, toy_set,
     key = build_experiment(lab_spec(tmp_path, toy_set, lab=settings), db).key
 
     def press(context, step):
-        return "space" if context == "continue" else KEY_FOR[(step.trial.answer_key, 3)]
+        return "space" if context == "continue" else key_for()[(step.trial.answer_key, 3)]
 
     shot = ROOT / "test-artifacts" / "lab" / "trial_degrees_1280x1024.png"
     options = LabOptions(experiment=key, participant="G01", database_url=db.url,
@@ -140,7 +140,7 @@ def test_a_start_that_fails_its_checks_holds_no_task(xvfb_display, toy_set, tmp_
     from sqlalchemy import select
 
     from experiments.db.models import Session
-    from experiments.lab.keys import KEY_FOR, EmulatedKeys
+    from experiments.lab.keys import EmulatedKeys, key_for
     from experiments.lab.session import LabOptions, run_lab
 
     db = Database(f"sqlite:///{tmp_path / 'lab.sqlite3'}")
@@ -150,7 +150,7 @@ def test_a_start_that_fails_its_checks_holds_no_task(xvfb_display, toy_set, tmp_
                          data_dir=str(tmp_path / "data"), size=(1280, 1024), end_wait_s=0.1,
                          expected_hz=60.0)
     def press(context, step):
-        return "space" if context == "continue" else KEY_FOR[(step.trial.answer_key, 3)]
+        return "space" if context == "continue" else key_for()[(step.trial.answer_key, 3)]
 
     keys = EmulatedKeys(press, delay_s=FAST_TIMING["button_lock_ms"] / 1000 + 0.03)
     with pytest.raises(InterpsyError, match="monitor"):

@@ -7,25 +7,46 @@ from pathlib import Path
 
 import pytest
 
-from experiments.instructions import CONFIDENCE_LABELS, KEYS, plain_text, session_pages
-from experiments.lab.keys import RESPONSE_KEYS
+from experiments.instructions import CONFIDENCE_LABELS, plain_text, session_pages
+from experiments.lab.keys import decode, response_keys
 from experiments.lab.layout import QUERY_SCALE, trial_layout
+from experiments.tasks import get_task
+from experiments.tasks.imi_2afc import ImiTwoAfc
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENS = [(1024, 768), (1280, 1024), (1920, 1080)]
 
 
-def test_the_lab_keys_are_the_web_pages_keys():
+def test_the_keys_are_defined_once_by_the_task_type_for_page_and_lab():
+    """The page's keys and the lab's came from two definitions (a JS constant and a Python
+    one); now the task type's `response_keys` are sent to the page and read by the lab."""
+    pages = "".join(p.read_text() for p in (ROOT / "server/static/js").rglob("*.js"))
+    assert "KEYS" not in pages and not re.search(r"\['1', '2', '3'\]", pages)
     script = (ROOT / "server/static/js/tasks/two_choice.js").read_text()
     confidence = re.search(r"const CONFIDENCE = (\[.*?\]);", script).group(1)
     web_levels = [(int(n), text) for n, text in re.findall(r"\[(\d), '([^']+)'\]", confidence)]
     assert tuple(web_levels) == CONFIDENCE_LABELS
-    keys = re.search(r"const KEYS = \{ a: \[(.*?)\], b: \[(.*?)\] \}", script)
-    web_keys = {c: tuple(re.findall(r"'(\d)'", keys.group(i + 1))) for i, c in enumerate("ab")}
-    assert web_keys == KEYS
-    for choice, keys_of in web_keys.items():
-        for key, (level, _) in zip(keys_of, web_levels, strict=True):
-            assert RESPONSE_KEYS[key] == (choice, level)
+    for name in ("imi_2afc", "occlusion"):
+        for choice, keys in get_task(name).response_keys.items():
+            for key, (level, _) in zip(keys, web_levels, strict=True):
+                assert response_keys(name)[key] == (choice, level)
+                assert response_keys(name)[f"num_{key}"] == (choice, level)
+
+
+def test_a_task_types_own_keys_reach_the_instructions_and_the_lab(registered):
+    registered("tests.lab.test_parity:LetterKeys")
+    answer = plain_text(session_pages([], "natural", 1500, 2, 2, 3, "lab",
+                                      "letter_keys")[1]["text"])
+    assert "q w e" in answer and "i o p" in answer and "1 2 3" not in answer
+    assert response_keys("letter_keys")["q"] == ("a", 3)
+    assert decode("p", "letter_keys") == ("b", 1) and decode("1", "letter_keys") is None
+
+
+class LetterKeys(ImiTwoAfc):
+    """IMI's task answered with letters (a lab whose keyboard lacks a number row)."""
+
+    name = "letter_keys"
+    response_keys = {"a": ("q", "w", "e"), "b": ("i", "o", "p")}
 
 
 @pytest.mark.parametrize("size", SCREENS, ids=lambda s: f"{s[0]}x{s[1]}")

@@ -31,6 +31,8 @@ def test_whole_session_through_the_api(api_env, db):
     state = client.get(f"/api/sessions/{started.session_id}", headers=started.headers).json
     assert state["stage"] == "practice" and state["next_index"] == 0
     assert "unit_id" not in state["practice"][0] and "is_catch" not in state["main"][0]
+    # the page draws its buttons' keys from the task type, as the lab reads them
+    assert state["words"]["keys"] == {"a": ["1", "2", "3"], "b": ["8", "9", "0"]}
     truth = answer_key(db)
     index = 0
     # Fail the first practice attempt, pass the second (whose trials come in a new order).

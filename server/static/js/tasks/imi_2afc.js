@@ -13,7 +13,7 @@ export function render(loader, stimulus, words) {
   const buttons = [];
   const layout = el('div', 'layout');
   layout.append(grid(loader, stimulus.references_min, words.labels.left, 'min'),
-    queries(loader, words.question, stimulus, buttons),
+    queries(loader, words, stimulus, buttons),
     grid(loader, stimulus.references_max, words.labels.right, 'max'));
   return { element: layout, buttons, target: (screen, key) => target(screen, key) };
 }

@@ -24,7 +24,7 @@ export function render(loader, stimulus, words) {
     ? grid(loader, stimulus.references, words.labels.right, 'max')
     : el('section', 'refs refs-max refs-none');
   layout.append(base(loader, stimulus.base, words.labels.left),
-    queries(loader, words.question, stimulus, buttons), references);
+    queries(loader, words, stimulus, buttons), references);
   return { element: layout, buttons, target: (screen, key) => target(screen, key) };
 }
 

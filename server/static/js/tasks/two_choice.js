@@ -1,8 +1,6 @@
 // Pieces shared by the task types whose answer is one of two images (a upper, b lower) with a
 // confidence of 1-3: the image rows with their three buttons, and the reference grids.
 export const CONFIDENCE = [[3, 'Very sure'], [2, 'Fairly sure'], [1, 'Not sure']];
-// Keyboard answers: upper image 1 2 3, lower image 8 9 0 (very, fairly, not sure).
-export const KEYS = { a: ['1', '2', '3'], b: ['8', '9', '0'] };
 
 import { el } from '../screens.js';
 
@@ -27,8 +25,9 @@ export function grid(loader, ids, label, side) {
 }
 
 /** The row of image `which` ('a' upper, 'b' lower) with its three answer buttons; each button
- * carries its answer ({choice, confidence}) and key, and is pushed onto `buttons`. */
-export function queryRow(loader, id, which, buttons) {
+ * carries its answer ({choice, confidence}) and its key (`keys`: very, fairly, not sure, as the
+ * server's task type sends them), and is pushed onto `buttons`. */
+export function queryRow(loader, id, which, buttons, keys) {
   const row = el('div', `query query-${which}`);
   row.dataset.query = which;
   row.append(picture(loader, id, 'query-img'));
@@ -37,11 +36,11 @@ export function queryRow(loader, id, which, buttons) {
   group.append(el('span', 'answer-label', `${name} image`));
   CONFIDENCE.forEach(([confidence, text], i) => {
     const button = el('button', 'choice', text);
-    const key = el('kbd', 'key', KEYS[which][i]);
+    const key = el('kbd', 'key', keys[i]);
     key.setAttribute('aria-hidden', 'true');
     button.append(key);
-    button.dataset.key = KEYS[which][i];
-    button.setAttribute('aria-label', `${name} image: ${text} (key ${KEYS[which][i]})`);
+    button.dataset.key = keys[i];
+    button.setAttribute('aria-label', `${name} image: ${text} (key ${keys[i]})`);
     button.type = 'button';
     button.disabled = true;
     button.dataset.choice = which;
@@ -54,12 +53,12 @@ export function queryRow(loader, id, which, buttons) {
   return row;
 }
 
-/** The centre column: the question above the two image rows. */
-export function queries(loader, question, stimulus, buttons) {
+/** The centre column: the question above the two image rows (`words`: the task type's). */
+export function queries(loader, words, stimulus, buttons) {
   const centre = el('section', 'queries');
-  centre.append(el('p', 'question', question));
-  centre.append(queryRow(loader, stimulus.query_a, 'a', buttons),
-    queryRow(loader, stimulus.query_b, 'b', buttons));
+  centre.append(el('p', 'question', words.question));
+  centre.append(queryRow(loader, stimulus.query_a, 'a', buttons, words.keys.a),
+    queryRow(loader, stimulus.query_b, 'b', buttons, words.keys.b));
   return centre;
 }
 
