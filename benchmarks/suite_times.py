@@ -3,6 +3,10 @@ the JUnit report every run writes (test-artifacts/junit.xml).
 
     make test
     .venv/bin/python benchmarks/suite_times.py [test-artifacts/junit.xml] [--slowest 15]
+    .venv/bin/python benchmarks/suite_times.py --write-slow tests/slow_tests.txt --over 1.0
+
+`--write-slow` lists the tests that took longer than `--over` seconds; tests/conftest.py marks
+them `slow`, so that `make test-fast` leaves them out.
 """
 from __future__ import annotations
 
@@ -20,6 +24,12 @@ def case_seconds(report: Path) -> list[tuple[str, float]]:
             for case in cases]
 
 
+def node_id(test_id: str) -> str:
+    """tests.lab.test_cli::name -> tests/lab/test_cli.py::name (pytest's node id)."""
+    module, _, name = test_id.partition("::")
+    return f"{module.replace('.', '/')}.py::{name}"
+
+
 def folder_of(test_id: str) -> str:
     """tests.lab.test_cli::name -> tests/lab."""
     module = test_id.split("::")[0].split(".")
@@ -30,9 +40,17 @@ def folder_of(test_id: str) -> str:
 @click.argument("report", default="test-artifacts/junit.xml",
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--slowest", default=15, show_default=True, help="How many single tests to list.")
-def main(report: Path, slowest: int) -> None:
+@click.option("--write-slow", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the node ids of the tests slower than --over to this file.")
+@click.option("--over", default=1.0, show_default=True, help="Seconds that make a test slow.")
+def main(report: Path, slowest: int, write_slow: Path | None, over: float) -> None:
     """Print a Markdown table of seconds per folder, then the slowest tests."""
     times = case_seconds(report)
+    if write_slow is not None:
+        slow = sorted(node_id(t) for t, seconds in times if seconds > over)
+        write_slow.write_text(f"# tests over {over} s in {report} (benchmarks/suite_times.py)\n"
+                              + "".join(f"{t}\n" for t in slow))
+        click.echo(f"{len(slow)} tests over {over} s written to {write_slow}")
     folders: dict[str, list[float]] = defaultdict(list)
     for test_id, seconds in times:
         folders[folder_of(test_id)].append(seconds)

@@ -61,6 +61,21 @@ def drop_postgres_schema(schema: str) -> None:
     engine.dispose()
 
 
+SLOW_LIST = Path(__file__).with_name("slow_tests.txt")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `slow` the tests benchmarks/suite_times.py measured over a second (tests/slow_tests.txt),
+    so that `make test-fast` leaves them out."""
+    if not SLOW_LIST.is_file():
+        return
+    slow = {line.strip() for line in SLOW_LIST.read_text().splitlines()
+            if line.strip() and not line.startswith("#")}
+    for item in items:
+        if item.nodeid in slow:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request, tmp_path: Path):
     """A URL to an empty database, SQLite and PostgreSQL in turn."""
