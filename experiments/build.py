@@ -33,13 +33,18 @@ def load_sets(loaded: LoadedSpec, verify_hashes: bool = False) -> list[StimulusS
     if len(set(names)) != len(names):
         raise InterpsyError(f"{loaded.path}: stimulus_sets: two sets share the name "
                             f"{next(n for n in names if names.count(n) > 1)!r}")
-    task = get_task(loaded.spec.task.type)
     for stimulus_set in sets:
-        missing = [role for role in task.roles if not (stimulus_set.images.role == role).any()]
-        if missing:
-            raise InterpsyError(f"{loaded.path}: task type {task.name} needs images of the roles "
-                                f"{', '.join(missing)}; stimulus set {stimulus_set.path} has none")
+        _check_roles(loaded, stimulus_set, "stimulus set")
     return sets
+
+
+def _check_roles(loaded: LoadedSpec, stimulus_set: StimulusSet, what: str) -> None:
+    """A clear error when the set lacks an image role the spec's task type needs."""
+    task = get_task(loaded.spec.task.type)
+    missing = [role for role in task.roles if not (stimulus_set.images.role == role).any()]
+    if missing:
+        raise InterpsyError(f"{loaded.path}: task type {task.name} needs images of the roles "
+                            f"{', '.join(missing)}; {what} {stimulus_set.path} has none")
 
 
 def load_calibration_set(loaded: LoadedSpec, verify_hashes: bool = False) -> StimulusSet | None:
@@ -48,11 +53,7 @@ def load_calibration_set(loaded: LoadedSpec, verify_hashes: bool = False) -> Sti
         return None
     found = load_stimulus_set(loaded.calibration_path, verify_images=True,
                               verify_hashes=verify_hashes)
-    task = get_task(loaded.spec.task.type)
-    missing = [role for role in task.roles if not (found.images.role == role).any()]
-    if missing:
-        raise InterpsyError(f"{loaded.path}: task type {task.name} needs images of the roles "
-                            f"{', '.join(missing)}; the calibration set {found.path} has none")
+    _check_roles(loaded, found, "the calibration set")
     return found
 
 
