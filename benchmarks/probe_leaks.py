@@ -12,7 +12,6 @@ demo's own set (30 steps, or the shipped one) has the same query images at the s
 """
 from __future__ import annotations
 
-import random
 import shutil
 import tempfile
 import time
@@ -162,7 +161,6 @@ def report(name: str, trials: dict[str, tuple[int, int, int]],
 def main(folder: Path, postgres: str | None, sessions: int, seed: int) -> None:
     """Probe the demo's experiment on its SQLite database (and a PostgreSQL copy)."""
     place = DemoFolder(folder.resolve())
-    random.seed(seed)
     ensure_experiment(Database(place.database_url), place, 8, seed)  # writes the demo's spec
     scratch = Path(tempfile.mkdtemp(prefix="probe-leaks-"))
     copy = Database(f"sqlite:///{scratch / 'probe.sqlite3'}")
