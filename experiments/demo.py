@@ -296,7 +296,7 @@ trials = {PRACTICE_TRIALS}
 
 def _spec_head(name: str, seed: int, description: str, folder: DemoFolder, n_main: int,
                n_catch: int, responses: int, must_beat: bool) -> str:
-    """The top of a demo spec of IMI's 2-AFC: identity, stimuli, conditions, task layout."""
+    """The top of a demo spec of IMI's task: identity, stimuli, conditions, task layout."""
     return f'''name = "{name}"
 version = "1"
 seed = {seed}
@@ -325,10 +325,11 @@ text = "The examples are images optimised to excite (right) or inhibit (left) th
 '''
 
 
-def write_spec(folder: DemoFolder, n_units: int, seed: int) -> Path:
-    """The demo experiment: natural vs synthetic references, short tasks; units whose feature
-    visualizations do not beat their natural exemplars are left out (IMI's rule) while enough
-    units remain."""
+def write_spec(folder: DemoFolder, n_units: int, seed: int, task: str = "imi_2afc") -> Path:
+    """The demo experiment of IMI's task (or its three-query version `imi_3afc`, which explains
+    itself with its own built-in page): natural vs synthetic references, short tasks; units
+    whose feature visualizations do not beat their natural exemplars are left out (IMI's rule)
+    while enough units remain."""
     from experiments.stimulus_set import load_stimulus_set
 
     n_main = main_units(n_units)
@@ -341,12 +342,15 @@ def write_spec(folder: DemoFolder, n_units: int, seed: int) -> Path:
     else:
         _say(f"{unbeaten} of {n_units} units have feature visualizations that do not beat their "
              f"natural exemplars; the demo keeps them (too few units otherwise)")
-    folder.spec.write_text(
-        "# The demo experiment (written by `interpsy demo`).\n"
-        + _spec_head(EXPERIMENT, seed, "EfficientNet-Lite0 units: natural exemplars vs feature "
+    name = experiment_name(task)
+    spec = folder.spec if task == "imi_2afc" else folder.root / f"{name}.toml"
+    own = _INSTRUCTIONS if task == "imi_2afc" else f'\n[task]\ntype = "{task}"\n'
+    spec.write_text(
+        f"# The demo experiment (written by `interpsy demo --task {task}`).\n"
+        + _spec_head(name, seed, "EfficientNet-Lite0 units: natural exemplars vs feature "
                      "visualizations.", folder, n_main, CATCH_TRIALS, 4 * n_main, must_beat)
-        + f"\n[practice]\ntrials = {PRACTICE_TRIALS}\n{_INSTRUCTIONS}\n{_SPEC_TAIL}")
-    return folder.spec
+        + f"\n[practice]\ntrials = {PRACTICE_TRIALS}\n{own}\n{_SPEC_TAIL}")
+    return spec
 
 
 def write_calibration_spec(folder: DemoFolder, n_units: int, seed: int) -> Path:
@@ -382,9 +386,12 @@ def ensure_experiment(db: Database, folder: DemoFolder, n_units: int, seed: int,
     if found is not None:
         _say(f"experiment cached: {found.key}")
         return found.key
-    writer = (write_calibration_spec if folder.study == "calibration" else write_spec
-              if task == "imi_2afc" else write_occlusion_spec)
-    spec = writer(folder, n_units, seed)
+    if folder.study == "calibration":
+        spec = write_calibration_spec(folder, n_units, seed)
+    elif task == "occlusion":
+        spec = write_occlusion_spec(folder, n_units, seed)
+    else:
+        spec = write_spec(folder, n_units, seed, task)
     built = build_experiment(spec, db)
     _say(f"experiment built: {built.key} ({spec})")
     return built.key
@@ -558,9 +565,10 @@ def summarize_calibration(folder: DemoFolder) -> None:
                                               "of unpacking the shipped one.")
 @click.option("--workers", type=click.IntRange(1, 16), default=2, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--task", type=click.Choice(["imi_2afc", "occlusion"]), default="imi_2afc",
-              show_default=True, help="The paradigm: IMI's 2-AFC or the causal occlusion task "
-                                      "(Zimmermann et al. 2021).")
+@click.option("--task", type=click.Choice(["imi_2afc", "imi_3afc", "occlusion"]),
+              default="imi_2afc", show_default=True,
+              help="The paradigm: IMI's 2-AFC, its three-query version or the causal occlusion "
+                   "task (Zimmermann et al. 2021).")
 @click.option("--render-shipped", is_flag=True,
               help="For maintainers: render the study's shipped set with the CPU schedule in "
                    "data/shipped_builds/ (hours; resumes) and pack it into data/, then stop.")

@@ -10,8 +10,6 @@ from experiments.tasks.registry import DEFAULT_TASK, get_task
 
 Client = Literal["web", "lab"]
 
-CONFIDENCE_LABELS: tuple[tuple[int, str], ...] = ((3, "Very sure"), (2, "Fairly sure"),
-                                                  (1, "Not sure"))
 CONTINUE = {"web": "press <b>Continue</b> (or Enter)",
             "lab": "press the <b>space bar</b> (or click)"}
 

@@ -49,7 +49,8 @@ def _trial_json(trial: TrialView, task: TaskType, public: dict[str, str]) -> dic
     # nothing on the page tells a participant which query is the right one. The answer's
     # scoring comes back in the reply to the saved response.
     return {"trial_id": trial.trial_id, "phase": trial.phase, "position": trial.position,
-            "type": task.name, "stimulus": task.for_page(trial.stimulus, public.__getitem__)}
+            "type": task.name, "stimulus": task.for_page(trial.stimulus, public.__getitem__),
+            "images": [public[i] for i in task.image_ids(trial.stimulus)]}
 
 
 def _step_json(step: Slot | None) -> dict[str, Any] | None:
@@ -84,8 +85,7 @@ def state_json(state: SessionState) -> dict[str, Any]:
         "practice_max_attempts": state.practice_max_attempts,
         "answered_correct_main": state.answered_correct_main,
         "completion_code": state.completion_code if state.stage == "done" else None,
-        "task_type": task.name, "words": {"question": task.question, "labels": task.labels,
-                  "keys": {option: list(keys) for option, keys in task.response_keys.items()}},
+        "task_type": task.name, "words": task.words(),
         "practice": [_trial_json(t, task, public) for t in state.practice],
         "practice_order": state.practice_order,  # repetitions show the trials reshuffled
         # The trial to show next (experiments.progress.Slot; None: nothing left to show):

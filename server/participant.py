@@ -225,18 +225,16 @@ def favicon():
 
 @bp.get("/static/js/tasks/<name>.js")
 def task_script(name: str):
-    """A task type's page module: interpsy's own file, or the one a type from another package
-    ships (its `page_script`); served under interpsy's static path so that it can import the
-    shared modules beside it (./two_choice.js, ../screens.js)."""
-    own = Path(current_app.static_folder) / "js" / "tasks" / f"{name}.js"
-    if not own.is_file():
-        try:
-            own = get_task(name).page_script_file()
-        except InterpsyError:
-            own = None
-        if own is None or not own.is_file():
-            abort(404)
-    return send_file(own, mimetype="text/javascript")
+    """A task type's page module (its `page_script`, in the type's folder), or one of the page's
+    modules the types share (./choices.js); served under one path so that a type's module can
+    import those beside it and ../screens.js."""
+    try:
+        script = get_task(name).page_script_file()
+    except InterpsyError:
+        script = Path(current_app.static_folder) / "js" / "tasks" / f"{name}.js"
+    if script is None or not script.is_file():
+        abort(404)
+    return send_file(script, mimetype="text/javascript")
 
 
 @bp.get("/img/<experiment>/<path:image_id>")

@@ -1,7 +1,7 @@
 """Simulated participants that take part through the real HTTP flow (entry, consent, API).
 
-An attentive observer answers from the model's own activations of the two queries plus Gaussian
-noise (its "perceptual" noise, scaled per condition); on units whose mechanism is known (the
+An attentive observer answers from the model's own activations of the queries (two, or as
+many as the task type's options) plus Gaussian noise (its "perceptual" noise, scaled per condition); on units whose mechanism is known (the
 calibration units) its sensitivity follows their construction instead; a careless one answers
 at random and skips the instructions. Used by `interpsy demo --simulate N` and for testing a
 deployment end to end.
@@ -80,29 +80,34 @@ class Observer:
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
 
-    def choose(self, trial: dict[str, Any], activation: dict[str, float], spread: dict[str, float],
-               condition: str, unit_of: dict[str, str], attend: bool = False) -> tuple[str, int]:
-        """Choice ('a'/'b') and confidence (1..3) for one trial (`attend`: even if careless)."""
+    def choose(self, trial: dict[str, Any], options: list[dict[str, Any]],
+               activation: dict[str, float], spread: dict[str, float], condition: str,
+               unit_of: dict[str, str], attend: bool = False) -> tuple[str, int]:
+        """Choice (one of `options`, the task type's words: option and image field) and
+        confidence (1..3) for one trial (`attend`: even if careless)."""
         if self.careless and not attend:
-            return self.rng.choice("ab"), self.rng.randint(1, 3)
-        a, b = trial["stimulus"]["query_a"], trial["stimulus"]["query_b"]
-        p_known = self.known.get((unit_of.get(a, ""), condition))
+            return self.rng.choice([o["option"] for o in options]), self.rng.randint(1, 3)
+        images = {o["option"]: trial["stimulus"][o["field"]] for o in options}
+        unit = unit_of.get(next(iter(images.values())), "")
+        p_known = self.known.get((unit, condition))
         if p_known is not None:
-            return self._choose_known(activation.get(a, 0.0) >= activation.get(b, 0.0), p_known)
-        scale = spread.get(unit_of.get(a, ""), 1.0) * NOISE.get(condition, 1.0) * self.noise_scale
-        # Queries carry the activation for the unit; the one seeming higher is the max one.
-        seen_a = activation.get(a, 0.0) + self.rng.gauss(0, scale)
-        seen_b = activation.get(b, 0.0) + self.rng.gauss(0, scale)
-        margin = abs(seen_a - seen_b) / (scale or 1.0)
-        return ("a" if seen_a > seen_b else "b"), _confidence(margin)
+            ranked = sorted(images, key=lambda o: -activation.get(images[o], 0.0))
+            return self._choose_known(ranked, p_known)
+        scale = spread.get(unit, 1.0) * NOISE.get(condition, 1.0) * self.noise_scale
+        # Queries carry the activation for the unit; the one seeming highest is the max one.
+        seen = {o: activation.get(i, 0.0) + self.rng.gauss(0, scale) for o, i in images.items()}
+        first, second = sorted(seen.values(), reverse=True)[:2]
+        return max(seen, key=seen.__getitem__), _confidence((first - second) / (scale or 1.0))
 
-    def _choose_known(self, a_is_max: bool, p_correct: float) -> tuple[str, int]:
+    def _choose_known(self, ranked: list[str], p_correct: float) -> tuple[str, int]:
         """Signal detection at the sensitivity that gives `p_correct`: evidence ~ N(d, 1) for
-        the right query, d = probit(p_correct); confidence from the evidence's size."""
+        the right query (`ranked[0]`), d = probit(p_correct); a wrong answer picks one of the
+        others; confidence from the evidence's size."""
         d = statistics.NormalDist().inv_cdf(min(max(p_correct, 1e-6), 1 - 1e-6))
         evidence = self.rng.gauss(d, 1.0)
-        right, wrong = ("a", "b") if a_is_max else ("b", "a")
-        return (right if evidence > 0 else wrong), _confidence(abs(evidence))
+        choice = ranked[0] if evidence > 0 else (
+            ranked[1] if len(ranked) == 2 else self.rng.choice(ranked[1:]))
+        return choice, _confidence(abs(evidence))
 
     def rt_ms(self) -> float:
         return self.rt_median_ms * math.exp(self.rng.gauss(0, 0.4))
@@ -190,8 +195,9 @@ class HttpParticipant:
             trial = state[phase][step["position"]]
             # Careless people too attend half the time in practice (its feedback teaches them).
             attend = phase == "practice" and self.observer.rng.random() < 0.5
-            choice, confidence = self.observer.choose(trial, self.activation, self.spread,
-                                                      state["condition"], self.unit_of, attend)
+            choice, confidence = self.observer.choose(
+                trial, state["words"]["options"], self.activation, self.spread,
+                state["condition"], self.unit_of, attend)
             rt = self.observer.rt_ms()
             status, _, payload = self._request(
                 "POST", f"/api/sessions/{self.session_id}/responses", {

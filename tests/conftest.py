@@ -109,13 +109,15 @@ def toy_set(tmp_path_factory) -> Path:
 @pytest.fixture
 def registered(monkeypatch):
     """Install `interpsy.tasks` entry points ("module:Class") as an installed package would,
-    for one test."""
+    beside interpsy's own, for one test."""
+    installed = metadata.entry_points
 
     def install(*values: str) -> None:
-        points = [metadata.EntryPoint(name=v.rpartition(":")[2], value=v, group=ENTRY_POINT_GROUP)
-                  for v in values]
-        monkeypatch.setattr(metadata, "entry_points",
-                            lambda group=None: points if group == ENTRY_POINT_GROUP else [])
+        points = [*installed(group=ENTRY_POINT_GROUP),
+                  *(metadata.EntryPoint(name=v.rpartition(":")[2], value=v,
+                                        group=ENTRY_POINT_GROUP) for v in values)]
+        monkeypatch.setattr(metadata, "entry_points", lambda group=None, **kw: (
+            points if group == ENTRY_POINT_GROUP else installed(group=group, **kw)))
         task_types.cache_clear()
 
     yield install

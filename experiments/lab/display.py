@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from experiments.errors import InterpsyError
-from experiments.lab.layout import TrialLayout, trial_layout
+from experiments.lab.layout import TWO, TrialLayout, trial_layout
 
 
 @dataclass(frozen=True)
@@ -52,13 +52,14 @@ def px_per_degree(monitor: Any) -> float:
     return float(deg2pix(1.0, monitor))
 
 
-def layout_for(display: dict[str, Any], monitor: Any | None, window: tuple[int, int]
-               ) -> TrialLayout:
-    """The trial layout for a window of `window` pixels: the spec's degrees on this monitor, or
-    (no sizes in degrees) the web page's proportions fitted to the window."""
+def layout_for(display: dict[str, Any], monitor: Any | None, window: tuple[int, int],
+               options: tuple[str, ...] = TWO) -> TrialLayout:
+    """The trial layout for a window of `window` pixels and a row per answer option: the
+    spec's degrees on this monitor, or (no sizes in degrees) the web page's proportions fitted
+    to the window."""
     width, height = window
     if not display.get("reference_deg"):
-        return trial_layout(width / height)
+        return trial_layout(width / height, options=options)
     if monitor is None:
         raise InterpsyError("this experiment gives image sizes in degrees of visual angle (its "
                             "[lab] table): name the monitor profile (--monitor NAME) or give "
@@ -69,7 +70,7 @@ def layout_for(display: dict[str, Any], monitor: Any | None, window: tuple[int, 
         return display[key] * units if display.get(key) is not None else None
 
     return trial_layout(width / height, size("reference_deg"), size("query_deg"),
-                        size("gap_deg"))
+                        size("gap_deg"), options=options)
 
 
 def geometry_facts(layout: TrialLayout, monitor: Any | None, window: tuple[int, int],

@@ -1,9 +1,9 @@
 """Response keys: the task type's mapping, and key sources (psychtoolbox, falling back to pyglet).
 
-The mapping is the task type's `response_keys`, as on the web page; for the two-choice types
-(upper query = a, lower = b):
+The mapping is the task type's `response_keys`, as on the web page; for a choice between two
+images (upper query = a, lower = b):
     1 2 3  ->  a very / fairly / not sure     8 9 0  ->  b very / fairly / not sure
-(confidence 3 / 2 / 1). The numeric keypad works the same (num_1 ... num_0). Space or Return
+(confidence 3 / 2 / 1); between three, 1 2 3 / 4 5 6 / 7 8 9 (experiments.tasks.choice). The numeric keypad works the same (num_1 ... num_0). Space or Return
 continues; Escape saves and aborts. Timestamps are seconds on psychopy.logging.defaultClock, the clock of flip times.
 psychopy is imported inside the sources only.
 """
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from experiments.instructions import CONFIDENCE_LABELS
 from experiments.tasks import get_task
+from experiments.tasks.choice import CONFIDENCE_LABELS
 from experiments.tasks.registry import DEFAULT_TASK
 
 CONTINUE_KEYS = ("space", "return", "num_enter")
@@ -147,18 +147,19 @@ PILOTS = ("correct", "wrong", "random")
 
 def pilot_script(how: str, seed: str = "", task_type: str = DEFAULT_TASK) -> Script:
     """Keys for piloting a study without a person: `correct` (the answer key, confidences in
-    turn), `wrong` (the other choice: the practice is failed), `random` (seeded by `seed`), or
+    turn), `wrong` (the next option: the practice is failed), `random` (seeded by `seed`), or
     a file of keys, one per line (`space` continues, `8`/`1`... answer, `#` comments; when it
     runs out the session is aborted with Escape and resumes from there)."""
     if how in PILOTS:
         rng = random.Random(f"pilot:{seed}")
+        options = list(get_task(task_type).response_keys)
 
         def press(context: str, payload: object) -> str | None:
             if context != "trial":
                 return "space"
             right = payload.trial.answer_key
-            choice = {"correct": right, "wrong": "b" if right == "a" else "a",
-                      "random": rng.choice("ab")}[how]
+            wrong = options[(options.index(right) + 1) % len(options)]
+            choice = {"correct": right, "wrong": wrong, "random": rng.choice(options)}[how]
             return key_for(task_type)[(choice, 1 + payload.trial_index % 3)]
         return press
     path = Path(how)

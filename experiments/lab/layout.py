@@ -1,9 +1,9 @@
 """Where everything on the lab's trial screen goes, in PsychoPy 'height' units (the screen is 1
 high and `aspect` wide, origin at its centre), for any screen shape.
 
-As on the web page: the low examples left, the high examples right (3x3 grids), the two query
-images stacked in the centre at 1.6 times a reference's size, each with its three confidence
-buttons beside it (very, fairly, not sure; keys 1 2 3 and 8 9 0). The reference size fits the
+As on the web page: the low examples left, the high examples right (3x3 grids), the answer
+images (two, or as many as the task type's options) stacked in the centre at 1.6 times a
+reference's size, each with its three confidence buttons beside it (very, fairly, not sure). The reference size fits the
 screen's width (4:3 and 5:4 screens get smaller cells than 16:9), or is given (from degrees of
 visual angle); a size that does not fit is an error, never an overlap.
 """
@@ -18,7 +18,8 @@ GAP_SCALE = 0.06  # gap between references / reference side
 MAX_CELL = 0.17
 BUTTON_W, BUTTON_GAP = 0.17, 0.008
 IMAGE_TO_BUTTONS = 0.015
-QUERY_GAP = 0.04  # between the two query rows
+QUERY_GAP = 0.04  # between the query rows
+TWO = ("a", "b")
 COLUMN_MARGIN, OUTER_MARGIN = 0.04, 0.02
 CENTRE_Y = -0.01
 
@@ -50,44 +51,49 @@ class TrialLayout:
     query: float  # query side
     gap: float  # between references
     refs: dict[str, list[Box]]  # min (left) / max (right), row by row
-    queries: dict[str, Box]  # a (upper) / b (lower)
+    queries: dict[str, Box]  # option -> its image, top to bottom (a upper, b lower)
     buttons: dict[tuple[str, int], Box]  # (choice, confidence)
     title_y: float
     side_label_y: float
     feedback_y: float
     footer_y: float
     grid_x: float  # centre of the right grid (the left one at -grid_x)
+    options: tuple[str, ...] = TWO
 
     def boxes(self) -> list[Box]:
         return [*self.refs["min"], *self.refs["max"], *self.queries.values(),
                 *self.buttons.values()]
 
 
-def _needs(cell: float, query: float, gap: float) -> tuple[float, float]:
-    """(width, height) in height units that a screen needs for these sizes."""
+def _needs(cell: float, query: float, gap: float, rows: int = 2) -> tuple[float, float]:
+    """(width, height) in height units that a screen needs for these sizes and query rows."""
     grid = 3 * cell + 2 * gap
     group = query + IMAGE_TO_BUTTONS + BUTTON_W
     width = 2 * grid + group + 2 * COLUMN_MARGIN + 2 * OUTER_MARGIN
-    return width, max(2 * query + QUERY_GAP, grid) + 0.24
+    return width, max(rows * query + (rows - 1) * QUERY_GAP, grid) + 0.24
 
 
-def max_cell(aspect: float) -> float:
+def max_cell(aspect: float, rows: int = 2) -> float:
     """The largest reference side (with the web page's proportions) that fits `aspect`."""
-    width, height = _needs(1.0, QUERY_SCALE, GAP_SCALE)
-    fixed, _ = _needs(0.0, 0.0, 0.0)
-    return min((aspect - fixed) / (width - fixed), (1 - 0.24) / (height - 0.24))
+    width, _ = _needs(1.0, QUERY_SCALE, GAP_SCALE, rows)
+    fixed, _ = _needs(0.0, 0.0, 0.0, rows)
+    tall = max(rows * QUERY_SCALE, 3 + 2 * GAP_SCALE)
+    return min((aspect - fixed) / (width - fixed),
+               (1 - 0.24 - (rows - 1) * QUERY_GAP) / tall)
 
 
 def trial_layout(aspect: float, cell: float | None = None, query: float | None = None,
-                 gap: float | None = None, confidence_order: tuple[int, ...] = (3, 2, 1)
-                 ) -> TrialLayout:
-    """The layout for a screen `aspect` wide. Without `cell` (the reference side) it fits the
-    screen; `query` and `gap` default to the web page's proportions of `cell`."""
+                 gap: float | None = None, confidence_order: tuple[int, ...] = (3, 2, 1),
+                 options: tuple[str, ...] = TWO) -> TrialLayout:
+    """The layout for a screen `aspect` wide with a row per option. Without `cell` (the
+    reference side) it fits the screen; `query` and `gap` default to the web page's
+    proportions of `cell`."""
+    rows = len(options)
     if cell is None:
-        cell = min(MAX_CELL, max_cell(aspect))
+        cell = min(MAX_CELL, max_cell(aspect, rows))
     query = QUERY_SCALE * cell if query is None else query
     gap = GAP_SCALE * cell if gap is None else gap
-    width, height = _needs(cell, query, gap)
+    width, height = _needs(cell, query, gap, rows)
     if width > aspect + 1e-9 or height > 1 + 1e-9:
         raise InterpsyError(f"references of {cell:.3f} and queries of {query:.3f} screen heights "
                             f"do not fit a screen of aspect {aspect:.2f} beside the buttons "
@@ -106,15 +112,15 @@ def trial_layout(aspect: float, cell: float | None = None, query: float | None =
     button_x = group / 2 - BUTTON_W / 2
     button_h = (query - 2 * BUTTON_GAP) / 3
     queries, buttons = {}, {}
-    for choice, sign in (("a", 1), ("b", -1)):
-        y = CENTRE_Y + sign * (query + QUERY_GAP) / 2
+    for row, choice in enumerate(options):
+        y = CENTRE_Y + ((rows - 1) / 2 - row) * (query + QUERY_GAP)
         queries[choice] = Box(image_x, y, query, query)
         for k, confidence in enumerate(confidence_order):
             buttons[(choice, confidence)] = Box(
                 button_x, y + (1 - k) * (button_h + BUTTON_GAP), BUTTON_W, button_h)
-    top = CENTRE_Y + query + QUERY_GAP / 2
-    bottom = CENTRE_Y - query - QUERY_GAP / 2
+    column = rows * query + (rows - 1) * QUERY_GAP
+    top, bottom = CENTRE_Y + column / 2, CENTRE_Y - column / 2
     return TrialLayout(aspect=aspect, cell=cell, query=query, gap=gap, refs=refs, queries=queries, buttons=buttons,
                        title_y=(top + 0.5) / 2 + 0.02, side_label_y=CENTRE_Y + grid / 2 + 0.03,
                        feedback_y=(bottom - 0.5) / 2 + 0.03, footer_y=-0.46,
-                       grid_x=grid_x)
+                       grid_x=grid_x, options=tuple(options))

@@ -1,9 +1,9 @@
 """Drawing with PsychoPy: the two-choice trial screen, text screens, buttons, mouse, screenshots.
 
 Layout (units 'height', see experiments.lab.layout): a 3x3 grid (or one large image) left, a
-3x3 grid right, and the two answer images in the centre, a upper and b lower, each with its
-three confidence buttons beside it (keys 1 2 3 for a, 8 9 0 for b: very, fairly, not sure).
-Which images go where is the task type's (experiments.lab.tasks), and so are the words.
+3x3 grid right, and the answer images in the centre, one row per option (a upper, b lower),
+each with its three confidence buttons beside it (very, fairly, not sure; the type's keys).
+Which images go where is the task type's (its `lab_screen` module), and so are the words.
 """
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ from typing import Any
 import numpy as np
 from psychopy import core, event, logging, visual  # noqa: F401  (core keeps psychopy's clocks)
 
-from experiments.instructions import CONFIDENCE_LABELS, plain_text
+from experiments.instructions import plain_text
 from experiments.lab.display import geometry_facts, layout_for
 from experiments.lab.keys import key_for
-from experiments.lab.layout import Box, TrialLayout, trial_layout
+from experiments.lab.layout import TWO, Box, TrialLayout, trial_layout
 from experiments.lab.task import LabTask, LabTrial
-from experiments.lab.tasks import layout_module
 from experiments.tasks import get_task
+from experiments.tasks.choice import CONFIDENCE_LABELS
 from experiments.tasks.imi_2afc import ImiTwoAfc
 
 GREY, WHITE, DIM = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), (-0.3, -0.3, -0.3)
@@ -76,8 +76,9 @@ class LabScreen:
         for key, box in layout.buttons.items():
             self.buttons[key] = visual.Rect(self.win, box.w, box.h, pos=(box.x, box.y),
                                             fillColor=DIM, lineColor=WHITE)
+            keys = key_for() if layout.options == ImiTwoAfc.options else {}
             self.labels[key] = visual.TextStim(
-                self.win, f"{key_for()[key]}  {LABEL[key[1]]}", pos=(box.x, box.y),
+                self.win, f"{keys.get(key, '')}  {LABEL[key[1]]}", pos=(box.x, box.y),
                 height=min(0.022, box.h * 0.45), color=WHITE, wrapWidth=box.w)
         self.question.pos = (0, layout.title_y)
         self.side_labels = {side: visual.TextStim(self.win, ImiTwoAfc.labels[side],
@@ -100,14 +101,15 @@ class LabScreen:
             stim.image = rng.uniform(-1, 1, (128, 128, 3))
             stim.setOpacity(1.0)
 
-    def use_display(self, display: dict[str, Any]) -> dict[str, Any]:
-        """Lay the trial screen out for the spec's sizes (degrees need the monitor profile);
-        returns the geometry facts to record with the session."""
+    def use_display(self, display: dict[str, Any], options: tuple[str, ...] = TWO
+                    ) -> dict[str, Any]:
+        """Lay the trial screen out for the spec's sizes (degrees need the monitor profile) and
+        a row per answer option; returns the geometry facts to record with the session."""
         facts = self.facts()
         screen = (facts["screen_width"], facts["screen_height"])
         if self.monitor is not None:  # the profile's pixels are the screen's, not the window's
             self.monitor.setSizePix(list(screen))
-        self.use_layout(layout_for(display, self.monitor, tuple(self.win.size)))
+        self.use_layout(layout_for(display, self.monitor, tuple(self.win.size), options))
         return geometry_facts(self.layout, self.monitor, tuple(self.win.size), screen)
 
     # ---- construction helpers ----------------------------------------------------------
@@ -128,9 +130,11 @@ class LabScreen:
 
     # ---- trial screen ------------------------------------------------------------------
     def set_trial(self, trial: LabTrial, task: LabTask) -> None:
-        """Load a trial's 20 images (empty cells when a condition shows fewer references)."""
-        placed = layout_module(task.task_type).place(trial.stimulus)
+        """Load a trial's images (empty cells when a condition shows fewer references)."""
         words = get_task(task.task_type)
+        placed = words.lab_module().place(trial.stimulus)
+        if tuple(placed.options) != self.layout.options:  # a screen not laid out for the task
+            self.use_layout(trial_layout(self.layout.aspect, options=tuple(placed.options)))
         self.question.text = words.question
         keys = key_for(task.task_type)
         for key, label in self.labels.items():
@@ -146,8 +150,8 @@ class LabScreen:
         self.base_shown = placed.left_single is not None
         if self.base_shown:
             self.base.image = str(task.image_path(placed.left_single))
-        self.queries["a"].image = str(task.image_path(placed.a))
-        self.queries["b"].image = str(task.image_path(placed.b))
+        for option, image in placed.options.items():
+            self.queries[option].image = str(task.image_path(image))
 
     def draw_trial(self, locked: bool, chosen: tuple[str, int] | None = None,
                    correct_choice: str | None = None, feedback: str = "", counter: str = "",
@@ -185,8 +189,8 @@ class LabScreen:
     def set_example(self, trial: LabTrial, task: LabTask) -> None:
         """The instructions' example, as on the web page: a trial's reference grids (or its
         large image) small, each under its side's label, without the answer images."""
-        placed = layout_module(task.task_type).place(trial.stimulus)
         words = get_task(task.task_type)
+        placed = words.lab_module().place(trial.stimulus)
         step = EXAMPLE_CELL + EXAMPLE_GAP
         span = 3 * EXAMPLE_CELL + 2 * EXAMPLE_GAP
         self.example = []  # (stimulus, x, y below the example's top)

@@ -28,6 +28,7 @@ from experiments.lab.store import (
 )
 from experiments.lab.task import LabTask
 from experiments.sessions import SessionService
+from experiments.tasks import get_task
 
 
 @dataclass
@@ -219,7 +220,7 @@ def _run(options: LabOptions, task: LabTask, recorder: Any, screen: Any, keys: A
     from experiments.lab.timing import check_display
 
     frame_rate = facts["frame_rate"]
-    geometry = screen.use_display(task.lab)
+    geometry = screen.use_display(task.lab, tuple(get_task(task.task_type).options))
     _, verdict = check_display(screen.win, options.expected_hz, options.timing_frames,
                                draw=lambda: screen.draw_message("Please wait", "", footer=""))
     if not verdict.stable:

@@ -20,7 +20,7 @@ from experiments.db.models import (
 )
 from experiments.errors import NotFound
 from experiments.spec import ExperimentSpec
-from experiments.tasks.two_choice import TwoAfcAnswer
+from experiments.tasks.choice import ChoiceAnswer
 from experiments.vocabulary import IN_DISTRIBUTION, SessionStatus
 
 ACTIVE = SessionStatus.ACTIVE  # the status most checks ask about
@@ -31,7 +31,7 @@ REFUSAL_TEXT = {
     "full": "this session was idle before its first answer and every task is taken now",
 }
 # What pages and lab journals from before task types sent flat instead of `answer` (IMI's 2-AFC).
-LEGACY_ANSWER_KEYS = tuple(TwoAfcAnswer.model_fields)
+LEGACY_ANSWER_KEYS = tuple(ChoiceAnswer.model_fields)
 
 
 class ResponseIn(BaseModel):

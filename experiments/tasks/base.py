@@ -5,8 +5,9 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from importlib import resources
+from importlib import import_module, resources
 from pathlib import Path
+from types import ModuleType
 from typing import Any, ClassVar
 
 import numpy as np
@@ -69,10 +70,10 @@ class TaskType(ABC):
     - `comparisons`: the pairs of conditions the report compares paired per unit;
     - `analysis`: a module (import path) whose `tables(scored)` adds the type's own tables to
       the report and whose `SECTION` (title, intro HTML) introduces them; None: none;
-    - `page_script` / `lab_screen`: where a type from another package keeps its page module
-      ("package:file.js", served as /static/js/tasks/<name>.js) and its lab screen module (an
-      import path); the built-in types' live in server/static/js/tasks/ and
-      experiments/lab/tasks/.
+    - `page_script` / `lab_screen`: the type's page module ("package:file.js", served as
+      /static/js/tasks/<name>.js beside the page's shared modules) and its lab screen module
+      (an import path whose `place(stimulus)` returns a Placement); interpsy's own types keep
+      both in their folder (experiments/tasks/<name>/page.js and lab.py).
     """
 
     name: ClassVar[str]
@@ -200,6 +201,19 @@ class TaskType(ABC):
                 "factors": list(self.factors), "reference_condition": self.reference_condition,
                 "comparisons": [list(pair) for pair in self.comparisons],
                 "analysis": self.analysis}
+
+    def words(self) -> dict[str, Any]:
+        """What the page and the lab say and accept on a trial screen: the question, the side
+        labels and each response option's keys."""
+        return {"question": self.question, "labels": dict(self.labels),
+                "keys": {option: list(keys) for option, keys in self.response_keys.items()}}
+
+    def lab_module(self) -> ModuleType:
+        """The lab screen module (`lab_screen`); a clear error for a type without one."""
+        if self.lab_screen is None:
+            raise InterpsyError(f"the lab client has no screen for task type {self.name!r}: "
+                                f"its package names one as the type's `lab_screen`")
+        return import_module(self.lab_screen)
 
     def page_script_file(self) -> Path | None:
         """The file of `page_script` inside its package (None when the type names none)."""

@@ -1,9 +1,6 @@
-"""The registered task types: the built-in ones and those of installed packages (entry points;
-such a type names its page module and lab screen itself: `page_script`, `lab_screen`).
-
-The built-in types are listed here rather than through interpsy's own `interpsy.tasks` entry
-points (the route a plugin takes): an editable install only sees new entry points after it is
-installed again, and a missing built-in type would make every stored study unreadable."""
+"""The registered task types: every entry point of the group `interpsy.tasks`, interpsy's own
+(pyproject.toml) exactly as another package's. Each names its page module and lab screen
+(`page_script`, `lab_screen`)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -13,18 +10,17 @@ from typing import Any
 
 from experiments.errors import SpecError
 from experiments.tasks.base import TaskType
-from experiments.tasks.imi_2afc import ImiTwoAfc
-from experiments.tasks.occlusion import Occlusion
 
 ENTRY_POINT_GROUP = "interpsy.tasks"
-DEFAULT_TASK = ImiTwoAfc.name
+DEFAULT_TASK = "imi_2afc"
+BUILT_IN = ("imi_2afc", "occlusion")
 
 
 @cache
 def task_types() -> dict[str, TaskType]:
-    """Name -> task type: built-in first, then each entry point of `interpsy.tasks` (a TaskType
-    subclass or instance)."""
-    types: dict[str, TaskType] = {task.name: task for task in (ImiTwoAfc(), Occlusion())}
+    """Name -> task type, one per entry point of `interpsy.tasks` (a TaskType subclass or
+    instance)."""
+    types: dict[str, TaskType] = {}
     for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
         loaded = entry.load()
         task = loaded() if isinstance(loaded, type) else loaded
@@ -34,6 +30,12 @@ def task_types() -> dict[str, TaskType]:
         if task.name in types:
             raise SpecError(f"task type {task.name!r} is registered twice ({entry.value})")
         types[task.name] = task
+    missing = [name for name in BUILT_IN if name not in types]
+    if missing:
+        # Stored studies name these types: without them none could be read.
+        raise SpecError(f"interpsy's own task types {', '.join(missing)} are not registered: "
+                        f"its package metadata is stale or missing; install it again "
+                        f"(`make install` or `pip install -e .`)")
     return types
 
 

@@ -1,23 +1,26 @@
 """Machine observers: each answers a trial from its stimulus description, as a person would
 through the task type's answer model (torch-free; the embeddings come computed).
 
-Every observer here answers two-choice types (IMI's 2-AFC, the occlusion task): it gives the
-probability of choosing the upper image `a`; the answer is the likelier image with a confidence
-from how sure the rule is, and `p_correct` the probability of the right one.
+Every observer here answers choice types (IMI's 2-AFC, the occlusion task, the 3-AFC: any
+ChoiceTask whose stimulus holds the fields its rule reads): it gives each option's evidence, the
+probabilities are softmax(alpha * evidence) (for two options sigmoid(alpha * difference), the
+MIS rule), the answer is the likeliest image with a confidence from how sure the rule is, and
+`p_correct` the probability of the right one.
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from experiments.tasks.base import TaskType
+from experiments.tasks.choice import ChoiceTask
 from experiments.tasks.occlusion import baseline_pick
 from stimuli.errors import StimuliError
-from stimuli.observers.rules import mis_delta, p_choose, set_similarity
+from stimuli.observers.rules import choice_probabilities, set_similarity
 
 Embeddings = Mapping[str, np.ndarray]
 
@@ -32,32 +35,52 @@ class MachineAnswer:
 
 
 class Observer(ABC):
-    """Answers trials of the task types it names."""
+    """Answers the trials of the choice types whose stimulus holds one of `reads`' field sets."""
 
     name: str
     title: str
-    tasks: tuple[str, ...]
+    reads: ClassVar[tuple[tuple[str, ...], ...]] = ((),)  # alternatives of fields the rule reads
+    max_options: ClassVar[int | None] = None
+    hard: ClassVar[bool] = False  # a 0/1 rule: alpha does not apply
     needs_embeddings: bool = True
     needs_unit_values: bool = False  # one value per image for the trial's unit (proxies)
 
-    @abstractmethod
-    def p_upper(self, task: TaskType, stimulus: Mapping[str, Any], embeddings: Embeddings,
-                alpha: float | None) -> float:
-        """P(choosing the upper image `a`)."""
+    def refusal(self, task: TaskType) -> str | None:
+        """Why this observer cannot answer `task`'s trials (None: it can)."""
+        fields = set(task.Stimulus.model_fields)
+        if not isinstance(task, ChoiceTask):
+            return f"task type {task.name} is not answered by choosing an image"
+        if self.max_options is not None and len(task.options) > self.max_options:
+            return f"task type {task.name} has {len(task.options)} options (at most " \
+                   f"{self.max_options})"
+        if not any(set(needed) <= fields for needed in self.reads):
+            wanted = " or ".join("+".join(needed) for needed in self.reads)
+            return f"task type {task.name}'s trials hold none of the fields it reads ({wanted})"
+        return None
 
-    def answer(self, task: TaskType, stimulus: Mapping[str, Any], key: str,
+    @abstractmethod
+    def evidence(self, task: ChoiceTask, stimulus: Mapping[str, Any], embeddings: Embeddings
+                 ) -> dict[str, float]:
+        """Option -> the rule's evidence that it is the image the unit responds to more."""
+
+    def answer(self, task: ChoiceTask, stimulus: Mapping[str, Any], key: str,
                embeddings: Embeddings, alpha: float | None, rng: np.random.Generator
                ) -> MachineAnswer:
         """The observer's answer to one trial whose answer key is `key`."""
-        if task.name not in self.tasks:
-            raise StimuliError(f"observer {self.name} answers task types "
-                               f"{', '.join(self.tasks)}, not {task.name}")
-        p_a = self.p_upper(task, stimulus, embeddings, alpha)
-        choice = "a" if p_a > 0.5 else "b" if p_a < 0.5 else str(rng.choice(["a", "b"]))
-        confidence = 1 + min(2, int(abs(p_a - 0.5) * 6))  # |p - 0.5| in thirds of its range
+        why = self.refusal(task)
+        if why:
+            raise StimuliError(f"observer {self.name} cannot answer: {why}")
+        evidence = self.evidence(task, stimulus, embeddings)
+        options = list(task.options)
+        p = choice_probabilities(np.array([evidence[o] for o in options]),
+                                 None if self.hard else alpha)
+        likeliest = np.flatnonzero(p == p.max())
+        choice = options[int(likeliest[0] if len(likeliest) == 1 else rng.choice(likeliest))]
+        certainty = (p.max() - 1 / len(options)) / (1 - 1 / len(options))
+        confidence = 1 + min(2, int(certainty * 3))  # in thirds of the range above chance
         answer = task.parse_answer({"choice": choice, "confidence": confidence})
         return MachineAnswer(answer.model_dump(), task.score(answer, key),
-                             p_a if key == "a" else 1.0 - p_a)
+                             float(p[options.index(key)]))
 
 
 def _vectors(embeddings: Embeddings, ids: list[str]) -> np.ndarray:
@@ -71,38 +94,36 @@ class SimilarityObserver(Observer):
     name = "mis"
     title = ("Machine Interpretability Score (Zimmermann, Klindt & Brendel 2024): "
              "sigmoid(alpha * similarity difference)")
-    tasks = ("imi_2afc", "occlusion")
+    reads = (("references_max", "references_min"), ("references", "base"))
 
-    def delta_upper(self, task: TaskType, stimulus: Mapping[str, Any],
-                    embeddings: Embeddings) -> float:
-        """The rule's evidence for the upper image `a`."""
-        a, b = embeddings[stimulus["query_a"]], embeddings[stimulus["query_b"]]
-        if task.name == "imi_2afc":
-            return mis_delta(a, b, _vectors(embeddings, stimulus["references_max"]),
-                             _vectors(embeddings, stimulus["references_min"]))
+    def evidence(self, task: ChoiceTask, stimulus: Mapping[str, Any], embeddings: Embeddings
+                 ) -> dict[str, float]:
+        queries = {o: embeddings[i] for o, i in task.option_images(stimulus).items()}
+        if "references_max" in stimulus:  # s(q, E+) - s(q, E-)
+            high = _vectors(embeddings, stimulus["references_max"])
+            low = _vectors(embeddings, stimulus["references_min"])
+            return {o: set_similarity(q, high) - set_similarity(q, low)
+                    for o, q in queries.items()}
         # occlusion: the occluded image closer to the references (to the base image, without)
-        shown = stimulus["references"] or [stimulus["base"]]
-        references = _vectors(embeddings, shown)
-        return set_similarity(a, references) - set_similarity(b, references)
-
-    def p_upper(self, task: TaskType, stimulus: Mapping[str, Any], embeddings: Embeddings,
-                alpha: float | None) -> float:
-        return float(p_choose(self.delta_upper(task, stimulus, embeddings), alpha))
+        shown = _vectors(embeddings, stimulus["references"] or [stimulus["base"]])
+        return {o: set_similarity(q, shown) for o, q in queries.items()}
 
 
 class OcclusionBaseline(Observer):
     """One of the occlusion paper's simple baselines, from the occluders the trial records."""
 
-    tasks = ("occlusion",)
+    reads = (("occluder_a", "occluder_b"),)
+    max_options = 2
+    hard = True
     needs_embeddings = False
 
     def __init__(self, name: str, title: str):
         self.name, self.title = name, title
 
-    def p_upper(self, task: TaskType, stimulus: Mapping[str, Any], embeddings: Embeddings,
-                alpha: float | None) -> float:
+    def evidence(self, task: ChoiceTask, stimulus: Mapping[str, Any], embeddings: Embeddings
+                 ) -> dict[str, float]:
         pick = baseline_pick(self.name, stimulus.get("occluder_a"), stimulus.get("occluder_b"))
-        return {"a": 1.0, "b": 0.0, "tie": 0.5}[pick]
+        return {"a": float(pick == "a"), "b": float(pick == "b")}
 
 
 class ProxyObserver(Observer):
@@ -113,15 +134,13 @@ class ProxyObserver(Observer):
     name = "proxy"
     title = ("Simplified proxy of the unit (Friedman et al. 2024): the query the proxy "
              "responds to more")
-    tasks = ("imi_2afc", "occlusion")
+    hard = True
     needs_embeddings = False
     needs_unit_values = True
 
-    def p_upper(self, task: TaskType, stimulus: Mapping[str, Any], embeddings: Embeddings,
-                alpha: float | None) -> float:
-        a = float(embeddings[stimulus["query_a"]][0])
-        b = float(embeddings[stimulus["query_b"]][0])
-        return 1.0 if a > b else 0.0 if a < b else 0.5
+    def evidence(self, task: ChoiceTask, stimulus: Mapping[str, Any], embeddings: Embeddings
+                 ) -> dict[str, float]:
+        return {o: float(embeddings[i][0]) for o, i in task.option_images(stimulus).items()}
 
 
 OBSERVERS: dict[str, Observer] = {o.name: o for o in (

@@ -4,12 +4,14 @@ on unit-norm embeddings, and the fit of its slope alpha to people's answers (num
 For queries q+ and q- and explanation sets E+ and E-: s(q, E) = mean over E of sim(q, e),
 delta = [s(q+, E+) - s(q+, E-)] - [s(q-, E+) - s(q-, E-)], p(correct) = sigmoid(alpha * delta).
 sim is the cosine similarity of the backbone's embeddings (for DreamSim: 1 - its distance).
+With more than two options each option's evidence e(q) = s(q, E+) - s(q, E-) and
+p(q) = softmax(alpha * e)(q), which for two options is the sigmoid above.
 """
 from __future__ import annotations
 
 import numpy as np
 from scipy.optimize import minimize_scalar
-from scipy.special import expit, log_expit
+from scipy.special import expit, logsumexp, softmax
 
 # MIS with DreamSim: the default reported by Zimmermann, Klindt and Brendel (2024)
 DREAMSIM_ALPHA = 0.16
@@ -40,18 +42,34 @@ def p_choose(delta: float | np.ndarray, alpha: float | None) -> float | np.ndarr
     return float(out) if out.ndim == 0 else out
 
 
+def choice_probabilities(evidence: np.ndarray, alpha: float | None) -> np.ndarray:
+    """Each option's probability: softmax(alpha * evidence), or with alpha None the hard
+    decision (the options of the largest evidence share 1)."""
+    evidence = np.asarray(evidence, dtype=float)
+    if alpha is None:
+        best = evidence == evidence.max()
+        return best / best.sum()
+    return softmax(alpha * evidence)
+
+
 def fit_alpha(delta: np.ndarray, correct: np.ndarray, bounds: tuple[float, float] = (0.0, 1e4)
               ) -> float:
     """The alpha that maximises the likelihood of people's correct/wrong answers given each
-    trial's delta (computed for the correct option), as the paper calibrated it on IMI's data."""
+    trial's delta (computed for the correct option), as the paper calibrated it on IMI's data.
+    With more than two options `delta` has a row per trial: the right option's evidence first,
+    then the others' (p(correct) = softmax(alpha * row)[0])."""
     delta = np.asarray(delta, dtype=float)
     y = np.asarray(correct, dtype=float)
-    if len(delta) == 0 or not np.any(delta):
+    if len(delta) == 0 or not np.any(delta - (delta[:, :1] if delta.ndim == 2 else 0)):
         raise ValueError("cannot fit alpha: no trials with a non-zero similarity difference")
+    rows = delta if delta.ndim == 2 else np.stack([delta, np.zeros_like(delta)], axis=1)
 
     def negative_log_likelihood(alpha: float) -> float:
-        z = alpha * delta
-        return -float(np.sum(y * log_expit(z) + (1 - y) * log_expit(-z)))
+        z = alpha * rows
+        total = logsumexp(z, axis=1)
+        log_right = z[:, 0] - total
+        log_wrong = logsumexp(z[:, 1:], axis=1) - total
+        return -float(np.sum(y * log_right + (1 - y) * log_wrong))
 
     return float(minimize_scalar(negative_log_likelihood, bounds=bounds, method="bounded",
                                  options={"xatol": 1e-6}).x)

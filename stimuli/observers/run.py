@@ -63,10 +63,9 @@ def observe(source: TrialSource, out: str | Path, options: ObserveOptions,
     run resumes where it stopped."""
     out = Path(out)
     observer = get_observer(options.observer)
-    if source.task.name not in observer.tasks:
-        raise StimuliError(f"observer {observer.name} answers task types "
-                           f"{', '.join(observer.tasks)}; {source.experiment} is "
-                           f"{source.task.name}")
+    why = observer.refusal(source.task)
+    if why:
+        raise StimuliError(f"observer {observer.name} cannot answer {source.experiment}: {why}")
     backbone = (get_backbone(options.backbone, options.device, options.pretrained,
                              options.weights_path) if observer.needs_embeddings else None)
     if options.calibrate is not None and options.alpha != "published":
@@ -187,9 +186,9 @@ def calibrate_alpha(source: TrialSource, observer: Observer, embeddings: dict[st
         values = {"task_id": observed.task_id, "unit_id": trial.unit.unit_id,
                   "condition": trial.condition,
                   **source.task.trial_values(trial.stimulus, trial.answer_key)}
-        toward_upper = observer.delta_upper(source.task, trial.stimulus, embeddings)
-        evidence[tuple(str(values[c]) for c in columns)] = (
-            toward_upper if trial.answer_key == "a" else -toward_upper)
+        each = observer.evidence(source.task, trial.stimulus, embeddings)
+        evidence[tuple(str(values[c]) for c in columns)] = [
+            each[trial.answer_key], *(v for o, v in each.items() if o != trial.answer_key)]
     keys = list(zip(*(answers[c].astype(str) for c in columns))) if columns else []
     matched = [(evidence[k], bool(c)) for k, c in zip(keys, answers["correct"]) if k in evidence]
     if len(matched) < 20:

@@ -119,3 +119,21 @@ def test_every_participant_status_the_export_can_write_is_documented():
     documented = set(re.findall(r"`(\w+)`", line.split("|")[3]))
     written = {_participant_status(status) for status in SessionStatus}
     assert written == documented - {"failed_checks"}, (written, documented)
+
+
+def test_data_schema_names_each_built_in_types_columns():
+    """data/SCHEMA.md describes each of interpsy's own task types in a paragraph naming it; that
+    paragraph names every trial and response column the type declares."""
+    import re
+
+    from experiments.tasks import get_task
+    from experiments.tasks.registry import BUILT_IN
+
+    text = SCHEMA_DOC.read_text()
+    for name in (*BUILT_IN, "imi_3afc"):
+        start = text.index(f"(`{name}`)")
+        paragraph = text[start: text.find("\n\n", start)]
+        named = set(re.findall(r"`(\w+)`", paragraph))
+        task = get_task(name)
+        missing = (set(task.trial_columns) | set(task.response_columns)) - named
+        assert not missing, f"data/SCHEMA.md does not name {name}'s columns {sorted(missing)}"

@@ -1,10 +1,6 @@
 // The page module of the test-only yes/no task type (tests/experiments/test_tasks.py: YesNo),
 // shipped by its own package and served at /static/js/tasks/yes_no.js: one image, two buttons.
-import { el, picture } from './two_choice.js';
-
-export function imageIds(stimulus) {
-  return [stimulus.image];
-}
+import { el, picture } from './choices.js';
 
 export function render(loader, stimulus, words) {
   const buttons = [];

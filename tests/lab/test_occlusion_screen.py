@@ -13,9 +13,9 @@ from experiments.build import build_experiment
 from experiments.db import Database
 from experiments.errors import InterpsyError
 from experiments.lab.session import LabOptions, run_lab
-from experiments.lab.tasks import layout_module
-from experiments.lab.tasks import occlusion as occlusion_screen
+from experiments.tasks import get_task
 from experiments.tasks.occlusion import Occlusion
+from experiments.tasks.occlusion import lab as occlusion_screen
 from tests.lab.conftest import lab_spec
 from tests.lab.test_drawing import ARTIFACTS, _keys, script
 from tests.stimset import make_stimulus_set
@@ -73,15 +73,15 @@ class PackagedOcclusion(Occlusion):
     """The occlusion task as another package would register it, naming its lab screen."""
 
     name = "packaged_occlusion"
-    lab_screen = "experiments.lab.tasks.occlusion"
+    lab_screen = "experiments.tasks.occlusion.lab"
 
 
 def test_a_type_without_a_lab_screen_is_named(registered):
     registered("tests.experiments.test_tasks:YesNo")
-    with pytest.raises(InterpsyError, match="no screen for task type 'yes_no' .*`lab_screen`"):
-        layout_module("yes_no")
+    with pytest.raises(InterpsyError, match="no screen for task type 'yes_no': .*`lab_screen`"):
+        get_task("yes_no").lab_module()
 
 
 def test_a_type_from_another_package_brings_its_lab_screen(registered):
     registered("tests.lab.test_occlusion_screen:PackagedOcclusion")
-    assert layout_module("packaged_occlusion") is occlusion_screen
+    assert get_task("packaged_occlusion").lab_module() is occlusion_screen

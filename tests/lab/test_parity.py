@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from experiments.instructions import CONFIDENCE_LABELS, plain_text, session_pages
+from experiments.instructions import plain_text, session_pages
 from experiments.lab.keys import decode, response_keys
 from experiments.lab.layout import QUERY_SCALE, trial_layout
 from experiments.tasks import get_task
+from experiments.tasks.choice import CONFIDENCE_LABELS
 from experiments.tasks.imi_2afc import ImiTwoAfc
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,13 +19,14 @@ SCREENS = [(1024, 768), (1280, 1024), (1920, 1080)]
 
 
 def test_the_keys_are_defined_once_by_the_task_type_for_page_and_lab():
-    """The page's keys and the lab's came from two definitions (a JS constant and a Python
-    one); now the task type's `response_keys` are sent to the page and read by the lab."""
-    pages = "".join(p.read_text() for p in (ROOT / "server/static/js").rglob("*.js"))
+    """The page's keys and confidence levels and the lab's came from two definitions (JS
+    constants and Python ones); now the task type's words are sent to the page and read by the
+    lab."""
+    pages = "".join(p.read_text() for p in [*(ROOT / "server/static/js").rglob("*.js"),
+                                            *(ROOT / "experiments/tasks").rglob("*.js")])
     assert "KEYS" not in pages and not re.search(r"\['1', '2', '3'\]", pages)
-    script = (ROOT / "server/static/js/tasks/two_choice.js").read_text()
-    confidence = re.search(r"const CONFIDENCE = (\[.*?\]);", script).group(1)
-    web_levels = [(int(n), text) for n, text in re.findall(r"\[(\d), '([^']+)'\]", confidence)]
+    assert "Very sure" not in pages and "CONFIDENCE" not in pages
+    web_levels = [tuple(level) for level in get_task("imi_2afc").words()["confidence"]]
     assert tuple(web_levels) == CONFIDENCE_LABELS
     for name in ("imi_2afc", "occlusion"):
         for choice, keys in get_task(name).response_keys.items():

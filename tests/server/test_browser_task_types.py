@@ -58,3 +58,66 @@ def test_a_yes_no_session_from_a_types_own_page_module(page, registered, small_s
     finally:
         server.stop()
         db.dispose()
+
+
+def test_a_3afc_session_shows_three_rows_and_takes_their_keys(page, small_set, tmp_path):
+    """The built-in 3-AFC in Chromium: three query rows with the keys the server sends (1 2 3,
+    4 5 6, 7 8 9), its own instructions, answers by key saved and scored, the session done."""
+    db = Database(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    db.upgrade()
+    key = build(db, tmp_path, small_set, name="three-exp", conditions=["natural"],
+                catch_trials_per_task=0, timing=FAST_TIMING, task={"type": "imi_3afc"})
+    server = LiveServer(make_app(db, tmp_path))
+    keys = {"a": "1", "b": "4", "c": "7"}  # very sure, per option
+
+    def answer() -> None:
+        page.wait_for_selector(".trial:not(.hidden-until-ready)")
+        trial_id = int(page.get_attribute(".trial", "data-trial-id"))
+        with db.read() as s:
+            truth = s.get(Trial, trial_id).answer_key
+        page.wait_for_selector(f"button[data-key='{keys[truth]}']:not([disabled])")
+        page.keyboard.press(keys[truth])
+        page.wait_for_selector(".feedback.good")
+        page.click(".continue")
+        page.wait_for_function(
+            "(id) => !document.querySelector(`.trial[data-trial-id='${id}']`)", arg=trial_id)
+
+    try:
+        page.goto(f"{server.url}/x/{key}/?id=three1")
+        page.check("#consent-box")
+        page.click("#start")
+        page.wait_for_selector("#screen-check")
+        page.click("#fullscreen")
+        shown, label = [], ""
+        while not label.startswith("Start"):
+            page.wait_for_selector("#instructions")
+            shown.append(page.inner_text("#instructions"))
+            label = page.inner_text("#instructions-next")
+            page.click("#instructions-next")
+        sid = page.evaluate("() => window.interpsyStudy.sid")
+        assert "three new images" in shown[0] and "7 8 9 (bottom image" in shown[1]
+        assert page.locator(".example img").count() == 0  # the example pages are past
+        page.wait_for_selector(".trial:not(.hidden-until-ready)")
+        assert page.locator(".query").count() == 3
+        assert page.locator(".query-c kbd").all_inner_texts() == ["7", "8", "9"]
+        bottom = page.locator(".query-c").bounding_box()
+        assert bottom["y"] + bottom["height"] <= page.viewport_size["height"]  # all in view
+        assert page.inner_text(".question") == ("Which image in the centre fits the examples on "
+                                                "the right best?")
+        for _ in range(page.evaluate("() => window.interpsyStudy.state.practice.length")):
+            answer()
+        page.wait_for_selector("#practice-passed")
+        page.click("#practice-passed-continue")
+        for _ in range(page.evaluate("() => window.interpsyStudy.state.main.length")):
+            answer()
+        page.wait_for_selector("#feedback-form")
+        page.click("#feedback-submit")
+        page.wait_for_selector("#completion-code")
+        from experiments.export import frames_from_db
+
+        responses = frames_from_db(db, key)["responses"]
+        wait_count(db, sid, len(responses))
+        assert responses.correct.all() and set(responses.choice) == {"a", "b", "c"}
+    finally:
+        server.stop()
+        db.dispose()

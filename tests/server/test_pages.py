@@ -236,8 +236,8 @@ def test_a_task_types_page_module_comes_from_its_own_package(api_env, registered
     _, client, _ = api_env
     script = client.get("/static/js/tasks/yes_no.js")
     assert script.status_code == 200 and script.mimetype == "text/javascript"
-    assert "says_yes" in script.text and "from './two_choice.js'" in script.text
-    for own in ("imi_2afc", "occlusion", "two_choice"):
+    assert "says_yes" in script.text and "from './choices.js'" in script.text
+    for own in ("imi_2afc", "occlusion", "choices"):
         assert client.get(f"/static/js/tasks/{own}.js").status_code == 200
     assert client.get("/static/js/tasks/occluding.js").status_code == 404  # names no module
     assert client.get("/static/js/tasks/nope.js").status_code == 404

@@ -9,9 +9,11 @@ import pytest
 
 from analysis.calibration import fit_psychometric
 from experiments.calibration_units import calibration_units
+from experiments.tasks import get_task
 from server.simulate import PLANTED_LAPSE, PLANTED_M50, Observer, construction_p_correct
 
 KNOWN = construction_p_correct(["natural", "synthetic"])
+OPTIONS = get_task("imi_2afc").words()["options"]
 UNITS = {u.unit_id: u for u in calibration_units()}
 
 
@@ -20,7 +22,7 @@ def _answers(unit_id: str, condition: str, n: int, seed: int = 0) -> np.ndarray:
     observer = Observer(seed=seed, known=KNOWN)
     trial = {"stimulus": {"query_a": "qa", "query_b": "qb"}}
     activation = {"qa": 2.0, "qb": 1.0}  # query a is the right answer
-    return np.array([observer.choose(trial, activation, {}, condition, {"qa": unit_id})[0] == "a"
+    return np.array([observer.choose(trial, OPTIONS, activation, {}, condition, {"qa": unit_id})[0] == "a"
                      for _ in range(n)])
 
 
@@ -51,9 +53,26 @@ def test_the_planted_resolution_is_recovered_from_their_answers():
 def test_confidence_rises_with_the_evidence():
     observer = Observer(seed=1, known=KNOWN)
     trial = {"stimulus": {"query_a": "qa", "query_b": "qb"}}
-    answers = pd.DataFrame([observer.choose(trial, {"qa": 2.0, "qb": 1.0}, {}, "natural",
-                                            {"qa": unit}) for unit in
+    answers = pd.DataFrame([observer.choose(trial, OPTIONS, {"qa": 2.0, "qb": 1.0}, {},
+                                            "natural", {"qa": unit}) for unit in
                             ["calibration-net/detectors/0"] * 500
                             + ["calibration-net/controls/0"] * 500], columns=["choice", "conf"])
     detector, control = answers.conf[:500].mean(), answers.conf[500:].mean()
     assert detector > control + 0.5
+
+
+def test_with_three_options_the_highest_query_wins_and_chance_is_a_third():
+    """A 3-AFC trial: the attentive participant picks the query the unit responds to most; the
+    careless one spreads over all three options."""
+    options = get_task("imi_3afc").words()["options"]
+    trial = {"stimulus": {"query_a": "qa", "query_b": "qb", "query_c": "qc"}}
+    activation = {"qa": 0.0, "qb": 0.0, "qc": 5.0}
+    attentive = Observer(seed=2)
+    picks = [attentive.choose(trial, options, activation, {}, "natural", {})[0]
+             for _ in range(300)]
+    assert picks.count("c") > 290
+    careless = Observer(seed=3, careless=True)
+    picks = pd.Series([careless.choose(trial, options, activation, {}, "natural", {})[0]
+                       for _ in range(3000)])
+    assert set(picks) == {"a", "b", "c"}
+    assert picks.value_counts(normalize=True).min() > 0.3

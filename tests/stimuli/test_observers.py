@@ -146,7 +146,9 @@ def test_what_a_user_can_get_wrong_is_named(toy_set, tmp_path, monkeypatch, caps
     source = from_set(toy_set, trials_per_unit=2)
     with pytest.raises(StimuliError, match="unknown observer 'mys'; known: mis, centre"):
         observe(source, tmp_path / "x", ObserveOptions(observer="mys"))
-    with pytest.raises(StimuliError, match="observer centre answers task types occlusion"):
+    with pytest.raises(StimuliError, match=r"observer centre cannot answer toy@observed: task "
+                       r"type imi_2afc's trials hold none of the fields it reads "
+                       r"\(occluder_a\+occluder_b\)"):
         observe(source, tmp_path / "x", ObserveOptions(observer="centre"))
     with pytest.raises(StimuliError, match="no alpha is published for backbone "
                                            "model:tiny-cnn:random-init"):
@@ -437,3 +439,31 @@ def test_a_clip_model_is_a_backbone_from_its_loading_code(model):
     # output is the embedding then
     assert backbone.facts()["features"] == ("model output" if model == "clip-resnet50"
                                             else "input of the last linear layer")
+
+
+def test_the_observers_answer_a_three_option_task(toy_set):
+    """The 3-AFC: MIS picks the query most like the max references (near one with planted
+    similarity, near a third shuffled); alpha is recovered from three-option answers; the
+    occlusion baselines (two occluders) refuse it."""
+    source = from_set(toy_set, "imi_3afc", trials_per_unit=12, seed=4)
+    task = source.task
+    trials = [observed.trial for observed in source.trials]
+    assert {t.answer_key for t in trials} == {"a", "b", "c"}
+    observer, rng = get_observer("mis"), np.random.default_rng(0)
+
+    def accuracy(embeddings: dict) -> float:
+        answers = [observer.answer(task, t.stimulus, t.answer_key, embeddings, None, rng)
+                   for t in trials]
+        assert {a.answer["choice"] for a in answers} == {"a", "b", "c"}
+        return float(np.mean([a.correct for a in answers]))
+
+    assert accuracy(_planted(toy_set, shuffle=False)) > 0.95
+    # trials of a unit share its few queries: several shufflings average out their chance
+    shuffled = np.mean([accuracy(_planted(toy_set, shuffle=True, seed=s)) for s in range(6)])
+    assert shuffled == pytest.approx(1 / 3, abs=0.08)
+    with pytest.raises(StimuliError, match=r"task type imi_3afc has 3 options \(at most 2\)"):
+        get_observer("centre").answer(task, trials[0].stimulus, "a", {}, None, rng)
+
+    evidence = rng.normal(0, 0.3, (20_000, 3))
+    p_right = np.exp(4 * evidence[:, 0]) / np.exp(4 * evidence).sum(axis=1)
+    assert fit_alpha(evidence, rng.random(len(evidence)) < p_right) == pytest.approx(4, rel=0.1)

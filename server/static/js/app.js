@@ -56,12 +56,12 @@ class Study {
   constructor(api, state, task) {
     this.api = api;
     this.state = state;
-    this.task = task; // the task type's module: imageIds, render, example
+    this.task = task; // the task type's module: render, example
     this.sid = state.session_id;
     this.progress = { ...store.progress(this.sid) };
     this.focusLost = 0;
     this.outbox = new Outbox(api, store, this.sid);
-    this.loader = new ImageLoader(state.image_base, task.imageIds, {
+    this.loader = new ImageLoader(state.image_base, {
       onRetry: (id, attempt) => this.log('image_retry', { image_id: id.slice(0, 200), attempt }),
     });
     this.queue = new SaveQueue(api, store, this.sid, {
@@ -354,7 +354,7 @@ async function main() {
     }
     throw error;
   }
-  // Each task type is one module (server/static/js/tasks/<type>.js), loaded by name.
+  // Each task type is one module (its `page_script`, served as tasks/<type>.js), loaded by name.
   if (!/^[a-z][a-z0-9_]*$/.test(state.task_type)) throw new Error(`unknown task type ${state.task_type}`);
   const task = await import(`./tasks/${state.task_type}.js`);
   window.interpsyStudy = new Study(api, state, task);

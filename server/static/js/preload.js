@@ -5,10 +5,9 @@ import { sleep } from './api.js';
 export class ImageLoadError extends Error {}
 
 export class ImageLoader {
-  /** `imageIds(stimulus)`: the task type's images of a trial (tasks/<type>.js). */
-  constructor(base, imageIds, { concurrency = 6, retries = 4, timeoutMs = 20000, onRetry = () => {} } = {}) {
+  /** A trial's images are its `images` (public ids, from the server). */
+  constructor(base, { concurrency = 6, retries = 4, timeoutMs = 20000, onRetry = () => {} } = {}) {
     this.base = base;
-    this.imageIds = imageIds;
     this.concurrency = concurrency;
     this.retries = retries;
     this.timeoutMs = timeoutMs;
@@ -81,6 +80,6 @@ export class ImageLoader {
 
   /** Every image of these trials loaded and decoded. */
   preload(trials) {
-    return Promise.all(trials.flatMap((trial) => this.imageIds(trial.stimulus).map((id) => this.load(id))));
+    return Promise.all(trials.flatMap((trial) => trial.images.map((id) => this.load(id))));
   }
 }

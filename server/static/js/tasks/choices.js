@@ -1,7 +1,6 @@
-// Pieces shared by the task types whose answer is one of two images (a upper, b lower) with a
-// confidence of 1-3: the image rows with their three buttons, and the reference grids.
-export const CONFIDENCE = [[3, 'Very sure'], [2, 'Fairly sure'], [1, 'Not sure']];
-
+// Pieces shared by the task types answered by choosing one of several images with a confidence
+// of 1-3 (experiments/tasks/choice.py): a row per option with its three buttons, and the
+// reference grids. The options, their keys and the confidence levels come from the server.
 import { el } from '../screens.js';
 
 export { el };
@@ -24,28 +23,31 @@ export function grid(loader, ids, label, side) {
   return section;
 }
 
-/** The row of image `which` ('a' upper, 'b' lower) with its three answer buttons; each button
- * carries its answer ({choice, confidence}) and its key (`keys`: very, fairly, not sure, as the
- * server's task type sends them), and is pushed onto `buttons`. */
-export function queryRow(loader, id, which, buttons, keys) {
+const capital = (text) => text.charAt(0).toUpperCase() + text.slice(1);
+
+/** The row of one option ({option, name, keys}, as the server sends it) showing image `id`,
+ * with a button per confidence level ([[value, text], ...]); each button carries its answer
+ * ({choice, confidence}) and its key, and is pushed onto `buttons`. */
+export function queryRow(loader, id, option, confidence, buttons) {
+  const which = option.option;
   const row = el('div', `query query-${which}`);
   row.dataset.query = which;
   row.append(picture(loader, id, 'query-img'));
   const group = el('div', 'answer');
-  const name = which === 'a' ? 'Upper' : 'Lower';
+  const name = capital(option.name);
   group.append(el('span', 'answer-label', `${name} image`));
-  CONFIDENCE.forEach(([confidence, text], i) => {
+  confidence.forEach(([level, text], i) => {
     const button = el('button', 'choice', text);
-    const key = el('kbd', 'key', keys[i]);
+    const key = el('kbd', 'key', option.keys[i]);
     key.setAttribute('aria-hidden', 'true');
     button.append(key);
-    button.dataset.key = keys[i];
-    button.setAttribute('aria-label', `${name} image: ${text} (key ${keys[i]})`);
+    button.dataset.key = option.keys[i];
+    button.setAttribute('aria-label', `${name} image: ${text} (key ${option.keys[i]})`);
     button.type = 'button';
     button.disabled = true;
     button.dataset.choice = which;
-    button.dataset.confidence = String(confidence);
-    button.dataset.answer = JSON.stringify({ choice: which, confidence });
+    button.dataset.confidence = String(level);
+    button.dataset.answer = JSON.stringify({ choice: which, confidence: level });
     buttons.push(button);
     group.append(button);
   });
@@ -53,12 +55,12 @@ export function queryRow(loader, id, which, buttons, keys) {
   return row;
 }
 
-/** The centre column: the question above the two image rows (`words`: the task type's). */
+/** The centre column: the question above a row per option (`words`: the task type's). */
 export function queries(loader, words, stimulus, buttons) {
-  const centre = el('section', 'queries');
+  const centre = el('section', `queries options-${words.options.length}`);
   centre.append(el('p', 'question', words.question));
-  centre.append(queryRow(loader, stimulus.query_a, 'a', buttons, words.keys.a),
-    queryRow(loader, stimulus.query_b, 'b', buttons, words.keys.b));
+  words.options.forEach((option) => centre.append(
+    queryRow(loader, stimulus[option.field], option, words.confidence, buttons)));
   return centre;
 }
 

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from experiments.lab.tasks.placement import Placement
-from experiments.tasks.imi_2afc import TwoAfcStimulus
+from experiments.tasks.imi_2afc import ImiTwoAfc, TwoAfcStimulus
+from experiments.tasks.placement import Placement
 
 
 def place(stimulus: dict[str, Any]) -> Placement:
     """Where the trial's images go."""
     s = TwoAfcStimulus.model_validate(stimulus)
-    return Placement(a=s.query_a, b=s.query_b, right=s.references_max, left=s.references_min)
+    return Placement(options=ImiTwoAfc().option_images(stimulus), right=s.references_max,
+                     left=s.references_min)

@@ -1,11 +1,7 @@
-// IMI's 2-AFC screen: min references left, max references right, queries a (upper) and b
-// (lower) in the centre with three confidence buttons each.
-import { el, grid, queries, smallGrid, target } from './two_choice.js';
-
-/** Every image a trial shows (what the loader preloads). */
-export function imageIds(stimulus) {
-  return [...stimulus.references_min, ...stimulus.references_max, stimulus.query_a, stimulus.query_b];
-}
+// IMI's screen: min references left, max references right, a row per query (a upper, b lower;
+// the 3-AFC's three rows) in the centre with three confidence buttons each. Served as
+// /static/js/tasks/imi_2afc.js (and as imi_3afc.js).
+import { el, grid, queries, smallGrid, target } from './choices.js';
 
 /** The trial's screen with the task type's `words` (question, side labels, from the server):
  * {element, buttons, target(screen, answerKey)}; the runner handles the rest. */

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from experiments.lab.tasks.placement import Placement
-from experiments.tasks.occlusion import OcclusionStimulus
+from experiments.tasks.occlusion import Occlusion, OcclusionStimulus
+from experiments.tasks.placement import Placement
 
 
 def place(stimulus: dict[str, Any]) -> Placement:
     """Where the trial's images go."""
     s = OcclusionStimulus.model_validate(stimulus)
-    return Placement(a=s.query_a, b=s.query_b, right=s.references, left_single=s.base)
+    return Placement(options=Occlusion().option_images(stimulus), right=s.references,
+                     left_single=s.base)

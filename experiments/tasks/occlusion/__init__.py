@@ -13,8 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from experiments.errors import SpecError
 from experiments.stimulus_set import OCCLUDER_COLUMNS, OCCLUSION_KIND, occlusion_split
 from experiments.tasks.base import MadeTrial
+from experiments.tasks.choice import ChoiceTask
 from experiments.tasks.context import TrialContext, UnitInfo
-from experiments.tasks.two_choice import TwoChoiceTask
 
 
 class OcclusionParams(BaseModel):
@@ -103,7 +103,7 @@ def occluder_of(row: dict, side: int) -> Occluder | None:
     return Occluder(y=round(y), x=round(x), size=round(size), side=side, variance=variance)
 
 
-class Occlusion(TwoChoiceTask):
+class Occlusion(ChoiceTask):
     """Which occlusion of the base image leaves the unit's activation higher?"""
 
     name = "occlusion"
@@ -114,6 +114,8 @@ class Occlusion(TwoChoiceTask):
     image_fields = ("references", "base", "query_a", "query_b")
     choice_fields = ("query_a", "query_b")
     page_fields = image_fields  # the occluders' facts are for the analysis' baselines
+    page_script = "experiments.tasks.occlusion:page.js"
+    lab_screen = "experiments.tasks.occlusion.lab"
     roles = ("reference_max", "query_max", "occluded_max", "occluded_min")
     conditions = ("none", "natural", "synthetic", "mixed", "blurred")
     difficulties = ("easy",)  # the paper's queries: the extreme occlusions
@@ -130,7 +132,7 @@ class Occlusion(TwoChoiceTask):
                      "correct_choice": "string", "references": "string",
                      "occluder_a": "string", "occluder_b": "string"}
     response_columns = {"base": "string", "query_a": "string", "query_b": "string",
-                        **TwoChoiceTask.answer_columns,
+                        **ChoiceTask.answer_columns,
                         "occluder_a": "string", "occluder_b": "string"}
     factors = ("condition",)
     reference_condition = "none"  # the paper's question: does an explanation help over none?

@@ -1,12 +1,7 @@
 // The causal occlusion screen (Zimmermann et al. 2021): the unoccluded base image left, the
 // maximally activating references right, the two occluded versions (a upper, b lower) in the
 // centre with three confidence buttons each.
-import { el, grid, picture, queries, smallGrid, target } from './two_choice.js';
-
-/** Every image a trial shows (what the loader preloads). */
-export function imageIds(stimulus) {
-  return [...stimulus.references, stimulus.base, stimulus.query_a, stimulus.query_b];
-}
+import { el, grid, picture, queries, smallGrid, target } from './choices.js';
 
 function base(loader, id, label) {
   const section = el('section', 'refs refs-base');

@@ -7,8 +7,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from experiments.errors import SpecError
 from experiments.tasks.base import MadeTrial
+from experiments.tasks.choice import ChoiceTask
 from experiments.tasks.context import TrialContext, UnitInfo
-from experiments.tasks.two_choice import TwoChoiceTask
 from experiments.vocabulary import IN_DISTRIBUTION
 
 SYNTHETIC_SHARE_IN_MIXED = 0.5  # mixed: the first half (rounded down) of each side is synthetic
@@ -51,7 +51,7 @@ def references(context: TrialContext, unit: UnitInfo, condition: str, batch: int
     return sides[0][:n], sides[1][:n]
 
 
-class ImiTwoAfc(TwoChoiceTask):
+class ImiTwoAfc(ChoiceTask):
     """Two queries, the references of both extremes; pick the query that activates more. The
     queries may come from a shifted distribution; the references never do."""
 
@@ -62,6 +62,8 @@ class ImiTwoAfc(TwoChoiceTask):
     choice_fields = ("query_a", "query_b")
     roles = ("reference_max", "reference_min", "query_max", "query_min")
     shifted_queries = True
+    page_script = "experiments.tasks.imi_2afc:page.js"
+    lab_screen = "experiments.tasks.imi_2afc.lab"
     question = "Which image in the centre fits the examples on the right better?"
     labels = {"left": "Examples: low", "right": "Examples: high"}
     task_page = ("<p>On each screen you see two groups of example images. The <b>right</b> "
@@ -72,7 +74,7 @@ class ImiTwoAfc(TwoChoiceTask):
     trial_columns = {"query_a": "string", "query_b": "string", "correct_choice": "string",
                      "references_max": "string", "references_min": "string"}
     response_columns = {"query_a": "string", "query_b": "string",
-                        **TwoChoiceTask.answer_columns}
+                        **ChoiceTask.answer_columns}
 
     def make_trial(self, context: TrialContext, unit: UnitInfo, condition: str, difficulty: str,
                    phase: str, key: str, is_catch: bool,
