@@ -13,17 +13,24 @@ import re
 import sys
 from dataclasses import asdict
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
+from experiments.stimulus_set.writer import (
+    image_id,
+    save_png,
+    unit_slug,
+    write_natural,
+    write_tables,
+)
 from stimuli.batching import PERCENTILES, available_difficulties, plan_unit
 from stimuli.errors import StimuliError
-from stimuli.images import CROP, histogram_correlation, list_images
+from stimuli.images import CROP, histogram_correlation, list_images, load_shown
 from stimuli.registry import get_spec, load_model
 from stimuli.sampling import Unit, load_units, parse_units, sample_units, save_units
 from stimuli.schedules import beats_target
-from stimuli.setwriter import image_id, save_png, unit_slug, write_natural, write_tables
 
 WORK = "_work"
 
@@ -379,8 +386,10 @@ def write_set(out: Path, spec, weights: str, chosen: list[Unit], result, params:
                          seed, unit_picks)
         for row in rows:
             index = row.pop("image_index")
-            row.update(kind="natural", path=write_natural(out, index, result.files[index],
-                                                          image_size, spec.preprocessing),
+            source = result.files[index]
+            row.update(kind="natural",
+                       path=write_natural(out, index, partial(load_shown, source,
+                                                              spec.preprocessing), image_size),
                        source=_relative_source(result.files[index], dataset_source))
             row["image_id"] = image_id(unit.model, unit.layer, unit.channel, "natural",
                                        row["role"], row["batch"], row["rank"], row["difficulty"])

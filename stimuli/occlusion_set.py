@@ -34,13 +34,13 @@ from experiments.stimulus_set import (
 from experiments.stimulus_set import (
     OCCLUSION_KIND as KIND,
 )
+from experiments.stimulus_set.writer import save_png, unit_slug, write_tables
 from experiments.vocabulary import IN_DISTRIBUTION
 from stimuli.build import WORK, _device_record, _save_json
 from stimuli.errors import StimuliError
 from stimuli.mining import normalizer
 from stimuli.occlusion import OcclusionConfig, UnitProbe, blurred_reference, occlusions_of
 from stimuli.registry import get_spec, load_model
-from stimuli.setwriter import save_png, unit_slug, write_tables
 
 SHORT = {"occluded_max": "omax", "occluded_min": "omin", "reference_blurred": "rblur"}
 MAPS = "occlusion"

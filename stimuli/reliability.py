@@ -32,13 +32,13 @@ import pandas as pd
 import torch
 
 from experiments.stimulus_set import IMAGES_CSV, MANIFEST, UNITS_CSV, StimulusSet
+from experiments.stimulus_set.writer import write_tables
 from stimuli.errors import StimuliError
 from stimuli.images import crop_tensor
 from stimuli.layers import LayerRecorder, reduce_activation, relevant_layers
 from stimuli.mining import normalizer
 from stimuli.occlusion_set import _read_rows
 from stimuli.registry import INPUT_SUFFIX, get_spec, load_model
-from stimuli.setwriter import write_tables
 
 ALPHA = 0.01  # flagged when fewer than 1 % of the null draws lie as far out
 NULL_DRAWS = 400

@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from experiments.stimulus_set import IMAGES_CSV, MANIFEST, UNITS_CSV, load_stimulus_set
+from experiments.stimulus_set.writer import image_id, save_png, slug, write_tables
 from experiments.vocabulary import IN_DISTRIBUTION, PERCENTILES
 from stimuli.batching import available_difficulties
 from stimuli.build import WORK, _device_record, _relative_source
@@ -30,7 +31,6 @@ from stimuli.errors import StimuliError
 from stimuli.images import list_images, load_shown
 from stimuli.occlusion_set import _read_rows
 from stimuli.sampling import Unit
-from stimuli.setwriter import image_id, save_png, slug, write_tables
 from stimuli.shifts import PoolShift, check_domain_name, parse_shift
 
 QUERIES = "queries"  # `<set>/_work/queries/<label>/` holds each pool's mining work

@@ -12,16 +12,17 @@ import csv
 import hashlib
 import json
 import shutil
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from experiments.set_integrity import TABLES_KEY
 from experiments.stimulus_set import IMAGES_CSV, MANIFEST, UNITS_CSV, load_stimulus_set
+from experiments.stimulus_set.integrity import TABLES_KEY
+from experiments.stimulus_set.writer import write_natural, write_tables
 from stimuli.errors import StimuliError
-from stimuli.images import DEFAULT_PREPROCESSING
-from stimuli.setwriter import write_natural, write_tables
+from stimuli.images import DEFAULT_PREPROCESSING, load_shown
 
 NATURALS = "naturals.json"
 
@@ -68,7 +69,7 @@ def unpack(shipped: str | Path, image_source: str | Path, out: str | Path) -> Pa
         if not source.is_file():
             raise StimuliError(f"{shipped}: natural image {rel} comes from {source}, which is "
                                f"missing")
-        write_natural(staging, int(Path(rel).stem), str(source), size, prep)
+        write_natural(staging, int(Path(rel).stem), partial(load_shown, source, prep), size)
         if pixel_digest(staging / rel) != entry["pixels"]:
             raise StimuliError(f"{shipped}: {rel} cut from {source} differs from the shipped "
                                f"set's pixels (another image pool, or another Pillow resize?)")

@@ -143,7 +143,7 @@ def test_errors_are_interpsy_errors():
 
 def test_check_and_help_do_not_import_torch():
     code = ("import sys; import stimuli.cli, stimuli.registry, stimuli.images, stimuli.sampling, "
-            "stimuli.batching, stimuli.setwriter; from experiments.cli import main; "
+            "stimuli.batching, experiments.stimulus_set.writer; from experiments.cli import main; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 

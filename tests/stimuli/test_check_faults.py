@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from experiments.cli import main
-from experiments.set_integrity import TABLES_KEY, table_hashes
 from experiments.stimulus_set import IMAGES_CSV, MANIFEST, UNITS_CSV
+from experiments.stimulus_set.integrity import TABLES_KEY, table_hashes
 from stimuli.build import build_stimulus_set
 
 

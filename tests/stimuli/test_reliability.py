@@ -116,8 +116,8 @@ def test_check_reliability_flags_the_shortcut_unit_in_a_set(image_folder, tmp_pa
 
     from experiments.cli import main
     from experiments.stimulus_set import load_stimulus_set
+    from experiments.stimulus_set.writer import write_tables
     from stimuli.occlusion_set import _read_rows
-    from stimuli.setwriter import write_tables
 
     out = tmp_path / "set"
     assert main(["stimuli", "build", "calibration-net", str(image_folder), str(out),

@@ -12,7 +12,7 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from experiments.errors import StimulusSetError
-from experiments.set_integrity import (
+from experiments.stimulus_set.integrity import (
     check_activations,
     check_complete_visualizations,
     check_queries_are_not_references,

@@ -1,4 +1,6 @@
-"""Write a stimulus set folder (stimuli.json, units.csv, images.csv, PNGs). Torch-free.
+"""Write a stimulus set folder (stimuli.json, units.csv, images.csv, PNGs): the image ids, the
+file paths, the tables and, last, the manifest with the tables' hashes. Torch-free; `stimuli`
+renders and mines the images and hands them here.
 
 image_id scheme (slash-free, unique within a set):
   natural:   `{model}.{layer}.c{channel}.n.b{batch:02d}.{rmax|rmin}{rank}` for references and
@@ -12,21 +14,20 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from experiments.set_integrity import TABLES_KEY, table_hashes
-from experiments.stimulus_set import (
+from experiments.stimulus_set.integrity import TABLES_KEY, sha256_file, table_hashes
+from experiments.stimulus_set.reader import (
     IMAGE_COLUMNS,
     IMAGES_CSV,
     MANIFEST,
     UNIT_COLUMNS,
     UNITS_CSV,
-    sha256_file,
 )
-from stimuli.images import DEFAULT_PREPROCESSING, Preprocessing, load_shown
 
 ROLE_SHORT = {"reference_max": "rmax", "reference_min": "rmin", "query_max": "qmax",
               "query_min": "qmin"}
@@ -59,13 +60,13 @@ def save_png(array: np.ndarray, path: Path) -> None:
     Image.fromarray(np.ascontiguousarray(array)).save(path, format="PNG", optimize=False)
 
 
-def write_natural(out: Path, index: int, source: str, size: int,
-                  prep: Preprocessing = DEFAULT_PREPROCESSING) -> str:
-    """Save the shown crop of a source image once; return its relative path."""
+def write_natural(out: Path, index: int, shown: Callable[[], Image.Image], size: int) -> str:
+    """Save the shown crop of pool image `index` once (`shown()` loads it, only when the file
+    is not written yet); return its relative path."""
     rel = f"images/natural/{index:07d}.png"
     target = out / rel
     if not target.is_file():
-        image = load_shown(source, prep)
+        image = shown()
         if image.size != (size, size):
             image = image.resize((size, size), Image.BILINEAR)
         target.parent.mkdir(parents=True, exist_ok=True)
