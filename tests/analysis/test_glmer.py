@@ -2,6 +2,7 @@
 that cover the simulated truth, and the named fallback when R is missing."""
 from __future__ import annotations
 
+import html
 import subprocess
 
 import numpy as np
@@ -111,4 +112,4 @@ def test_a_pilot_glmer_refuses_still_gets_its_report():
     assert result.mixed is None and "lme4's glmer failed" in result.settings["mixed_not_fitted"]
     assert not result.tables["model_scores"].empty
     result.figures = {}
-    assert "not fitted: lme4&#x27;s glmer failed" in render_html(result, dataset)
+    assert "not fitted: lme4's glmer failed" in html.unescape(render_html(result, dataset))
