@@ -186,7 +186,7 @@ def plan(spec: ExperimentSpec, sets: list[StimulusSet],
     roles.update({u: "calibration" if u in calibration_pool else "left_out"
                   for u in calibration_units})
     check_query_distributions(spec, sets)
-    maker = TrialContext(spec.task.params, spec.references_per_side, with_calibration, rng)
+    maker = TrialContext(spec.task.params, with_calibration, rng)
     task_type = get_task(spec.task.type)
     targets = dict.fromkeys([*all_ids, *calibration_units], 0)
     drawer = np.random.default_rng([spec.seed, 2])  # its own stream: the rest is unmoved

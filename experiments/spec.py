@@ -26,6 +26,7 @@ from experiments.vocabulary import IN_DISTRIBUTION, PLATFORMS, Platform
 NonNegativeInt = Annotated[int, Field(ge=0)]
 # `in`, a shifted pool's label (`blur-3`) or a domain's name (stimuli.shifts)
 DISTRIBUTION_NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}(-[1-5])?$")
+LEGACY_TASK_KEY = "references_per_side"  # was a top-level key; now in the [task] table
 PositiveInt = Annotated[int, Field(ge=1)]
 
 
@@ -318,7 +319,6 @@ class ExperimentSpec(Strict):
                                        "shift` (e.g. blur-3); a design factor like difficulty")
     task_units: Literal["per_set", "pooled"] = Field(
         "per_set", description="per_set: a task draws its units from one stimulus set (one model)")
-    references_per_side: PositiveInt = 9
     main_trials_per_task: PositiveInt = 40
     catch_trials_per_task: NonNegativeInt = 5
     responses_per_unit: PositiveInt = 30
@@ -341,6 +341,32 @@ class ExperimentSpec(Strict):
         None, description="choose the main units by a machine observer's scores")
     calibration: CalibrationTrials | None = Field(
         None, description="mix calibration trials (units with known mechanisms) into every task")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _layout_under_task(cls, data: Any) -> Any:
+        """A top-level `references_per_side` (specs written before it moved under `[task]`)
+        goes to the task type that takes it; types without it never used it."""
+        if not isinstance(data, dict) or LEGACY_TASK_KEY not in data:
+            return data
+        values = dict(data)
+        value = values.pop(LEGACY_TASK_KEY)
+        task = dict(values.get("task") or {})
+        table = dict(task["params"]) if isinstance(task.get("params"), dict) else task
+        try:
+            takes = LEGACY_TASK_KEY in get_task(task.get("type", DEFAULT_TASK)).Params.model_fields
+        except SpecError:
+            takes = False  # the [task] table's own check names the unknown type
+        if takes:
+            if table.get(LEGACY_TASK_KEY, value) != value:
+                raise ValueError(f"{LEGACY_TASK_KEY} is {value} at the top level but "
+                                 f"{table[LEGACY_TASK_KEY]} under [task]: give it once, under "
+                                 f"[task]")
+            table[LEGACY_TASK_KEY] = value
+            if table is not task:
+                task["params"] = table
+            values["task"] = task
+        return values
 
     @field_validator("difficulty", "query_distribution", mode="before")
     @classmethod

@@ -116,8 +116,7 @@ def toml_value(value) -> str:
 def write_spec(path: str | Path, sets: list[Path], **overrides) -> Path:
     """Write an experiment spec TOML with small defaults that fit make_stimulus_set's sets."""
     values = {"name": "toy-exp", "version": "1", "seed": 7, "conditions": ["natural", "synthetic"],
-              "main_trials_per_task": 6, "catch_trials_per_task": 2, "responses_per_unit": 3,
-              "references_per_side": 9}
+              "main_trials_per_task": 6, "catch_trials_per_task": 2, "responses_per_unit": 3}
     # Every test client shares one address: the per-network cap is tested where it is set.
     sections = {"practice": {"trials": 2}, "recruitment": {"max_sessions_per_network": 0}}
     for key, value in overrides.items():

@@ -55,12 +55,11 @@ class ImageIndex:
 
 class TrialContext:
     """What a task type makes trials from: its parameters (the spec's `[task]` table), the
-    references per side, the sets' images, the seeded rng, and each unit's reference batches
-    cycled per cell (condition, difficulty, phase)."""
+    sets' images, the seeded rng, and each unit's reference batches cycled per cell
+    (condition, difficulty, phase)."""
 
-    def __init__(self, params: Any, references_per_side: int, sets: list[StimulusSet],
-                 rng: np.random.Generator):
-        self.params, self.references_per_side = params, references_per_side
+    def __init__(self, params: Any, sets: list[StimulusSet], rng: np.random.Generator):
+        self.params = params
         self.indexes = [ImageIndex(s) for s in sets]
         self.rng = rng
         self._cycle: dict[tuple, tuple[list[int], int]] = {}

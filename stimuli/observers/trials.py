@@ -89,13 +89,16 @@ def from_set(set_dir: str | Path, task_name: str = "imi_2afc",
     per_side = int(natural_max.groupby(["unit_id", "batch"]).size().min())
     spec = ExperimentSpec.model_validate({
         "name": "observe", "seed": seed, "stimulus_sets": [str(stimulus_set.path)],
-        "references_per_side": min(9, per_side),  # IMI's 9, or all a smaller set has
         "conditions": list(conditions), "difficulty": [difficulty],
         "query_distribution": list(distributions),
-        "task": {"type": task_name, **(task_params or {})}})
+        "task": {"type": task_name,
+                 # IMI's 9 references per side, or all a smaller set has
+                 **({"references_per_side": min(9, per_side)}
+                    if "references_per_side" in task.Params.model_fields else {}),
+                 **(task_params or {})}})
     rng = np.random.default_rng(seed)
     check_query_distributions(spec, [stimulus_set])
-    context = TrialContext(spec.task.params, spec.references_per_side, [stimulus_set], rng)
+    context = TrialContext(spec.task.params, [stimulus_set], rng)
     trials = []
     for condition, distribution in itertools.product(conditions, distributions):
         task_id = f"M-{condition}-{difficulty}" + (

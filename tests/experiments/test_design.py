@@ -40,7 +40,7 @@ spec_values = st.fixed_dictionaries({
     "main_trials_per_task": st.integers(1, 8),
     "catch_trials_per_task": st.integers(0, 3),
     "responses_per_unit": st.integers(1, 7),
-    "references_per_side": st.integers(1, 9),
+    "task": st.fixed_dictionaries({"references_per_side": st.integers(1, 9)}),
     "task_units": st.sampled_from(["per_set", "pooled"]),
     "practice": st.fixed_dictionaries({"trials": st.integers(0, 3)}),
 })
@@ -101,7 +101,7 @@ def test_design_invariants(sets, values):
     for row in scored.itertuples():
         assert row.query_a not in row.references_max + row.references_min
     refs = scored.references_max.map(len)
-    expected = spec.references_per_side
+    expected = spec.task.params.references_per_side
     assert set(refs[scored.condition != "none"]) <= {expected}
     assert set(refs[scored.condition == "none"]) <= {0}
 
@@ -133,7 +133,7 @@ def test_mixed_condition_puts_synthetic_first(sets):
 
 @pytest.mark.parametrize("values, message", [
     (dict(main_trials_per_task=30), "has only 17 units left"),
-    (dict(references_per_side=12), "references_per_side is 12"),
+    (dict(task={"references_per_side": 12}), "references_per_side is 12"),
     (dict(difficulty=["p95"]), "difficulty 'p95'"),
     (dict(catch={"units": ["nope/x/1"]}), "catch.units: unit 'nope/x/1' is not in the stimulus sets"),
 ])

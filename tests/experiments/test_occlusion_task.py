@@ -31,7 +31,7 @@ def occlusion_set(tmp_path_factory) -> Path:
 
 def _spec(tmp_path: Path, occlusion_set: Path, **overrides) -> Path:
     values = dict(name="occ-exp", conditions=CONDITIONS, main_trials_per_task=4,
-                  catch_trials_per_task=1, responses_per_unit=1, references_per_side=3,
+                  catch_trials_per_task=1, responses_per_unit=1,
                   fv_must_beat_natural=False, task=TASK, practice={"trials": 1})
     values.update(overrides)
     return write_spec(tmp_path / "occ.toml", [occlusion_set], **values)

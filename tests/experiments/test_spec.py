@@ -4,14 +4,15 @@ from pathlib import Path
 import pytest
 
 from experiments.errors import SpecError
-from experiments.spec import load_spec, parse_spec
+from experiments.spec import ExperimentSpec, load_spec, parse_spec
 
 EXAMPLE = Path(__file__).parents[2] / "experiments" / "examples" / "imi_replication.toml"
 
 
 def test_defaults_follow_imi():
     spec = parse_spec('name = "x"\nstimulus_sets = ["set"]')
-    assert (spec.references_per_side, spec.main_trials_per_task, spec.catch_trials_per_task) == (9, 40, 5)
+    assert (spec.task.params.references_per_side, spec.main_trials_per_task,
+            spec.catch_trials_per_task) == (9, 40, 5)
     assert spec.responses_per_unit == 30 and spec.practice.trials == 5 and spec.practice.pass_mark == 5
     assert (spec.timing.button_lock_ms, spec.timing.feedback_delay_ms, spec.timing.feedback_ms) == (1500, 350, 1150)
     assert spec.exclusions.min_catch_correct == 4 and spec.exclusions.max_total_s == 2500
@@ -88,3 +89,20 @@ def test_the_occlusion_example_holds_the_papers_design():
     text = example.read_text()
     for key in spec.model_dump(exclude_unset=True):
         assert f"\n{key} =" in text or f"[{key}" in text, key
+
+
+def test_references_per_side_sits_under_task_and_an_older_top_level_key_still_reads():
+    """IMI's layout knob is the task type's (`[task]`, as the occlusion task's); a spec written
+    before (a TOML file, or a stored spec's JSON) keeps its value; the two places disagreeing
+    is an error naming both; a type without the knob ignores the old key."""
+    head = 'name = "x"\nstimulus_sets = ["set"]\n'
+    assert parse_spec(head + "[task]\nreferences_per_side = 4").task.params.references_per_side == 4
+    assert parse_spec("references_per_side = 3\n" + head).task.params.references_per_side == 3
+    stored = {"name": "x", "stimulus_sets": ["set"], "references_per_side": 6,
+              "task": {"type": "imi_3afc", "params": {}}}
+    assert ExperimentSpec.model_validate(stored).task.params.references_per_side == 6
+    with pytest.raises(SpecError, match="references_per_side is 3 at the top level but 5 under "
+                                        r"\[task\]: give it once"):
+        parse_spec("references_per_side = 3\n" + head + "[task]\nreferences_per_side = 5")
+    occlusion = parse_spec("references_per_side = 3\n" + head + '[task]\ntype = "occlusion"')
+    assert "references_per_side" not in occlusion.task.params.model_dump()

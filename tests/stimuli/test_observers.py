@@ -178,7 +178,7 @@ def test_occlusion_trials_are_answered_by_the_papers_baselines_and_the_mis_rule(
     db.upgrade()
     spec = write_spec(tmp_path / "occ.toml", [occ], name="occ-exp", conditions=CONDITIONS,
                       main_trials_per_task=4, catch_trials_per_task=1, responses_per_unit=1,
-                      references_per_side=3, fv_must_beat_natural=False, task=TASK,
+                      fv_must_beat_natural=False, task=TASK,
                       practice={"trials": 1})
     key = build_experiment(spec, db).key
     db.dispose()

@@ -1,6 +1,6 @@
 """IMI's 2-AFC (Borowski et al. 2021; Zimmermann et al. 2023): which of two query images fits the
-maximally activating references? Its layout keys (conditions, difficulty, references_per_side,
-...) sit at the top level of the spec."""
+maximally activating references? Its layout knob, `references_per_side`, sits in the spec's
+`[task]` table (a spec with it at the top level, as before, still reads)."""
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -12,6 +12,15 @@ from experiments.tasks.context import TrialContext, UnitInfo
 from experiments.vocabulary import IN_DISTRIBUTION
 
 SYNTHETIC_SHARE_IN_MIXED = 0.5  # mixed: the first half (rounded down) of each side is synthetic
+
+
+class ImiParams(BaseModel):
+    """The `[task]` table of IMI's task (2-AFC and 3-AFC)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    references_per_side: int = Field(9, ge=1, description="references shown on each side "
+                                                           "(IMI: 9, the 3x3 grids)")
 
 
 class TwoAfcStimulus(BaseModel):
@@ -57,6 +66,7 @@ class ImiTwoAfc(ChoiceTask):
 
     name = "imi_2afc"
     title = "IMI's 2-AFC: which query image fits the maximally activating references?"
+    Params = ImiParams
     Stimulus = TwoAfcStimulus
     image_fields = ("references_min", "references_max", "query_a", "query_b")
     choice_fields = ("query_a", "query_b")
@@ -83,7 +93,7 @@ class ImiTwoAfc(ChoiceTask):
         batch = context.next_batch(unit, "natural", cell)
         shown = "natural" if is_catch and condition == "none" else condition
         ref_max, ref_min = references(context, unit, shown, batch, cell,
-                                      context.references_per_side)
+                                      context.params.references_per_side)
         if is_catch:
             # The query is one of the references shown: the answer is obvious.
             q_max = ref_max[int(context.rng.integers(len(ref_max)))]

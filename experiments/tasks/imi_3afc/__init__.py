@@ -10,7 +10,7 @@ from experiments.errors import SpecError
 from experiments.tasks.base import MadeTrial
 from experiments.tasks.choice import ChoiceTask
 from experiments.tasks.context import TrialContext, UnitInfo
-from experiments.tasks.imi_2afc import ImiTwoAfc, references
+from experiments.tasks.imi_2afc import ImiParams, ImiTwoAfc, references
 
 
 class ThreeAfcStimulus(BaseModel):
@@ -32,6 +32,7 @@ class ImiThreeAfc(ChoiceTask):
     name = "imi_3afc"
     title = "IMI's task with three queries: which one fits the maximally activating references?"
     options = ("a", "b", "c")
+    Params = ImiParams
     Stimulus = ThreeAfcStimulus
     image_fields = ("references_min", "references_max", "query_a", "query_b", "query_c")
     choice_fields = ("query_a", "query_b", "query_c")
@@ -57,7 +58,7 @@ class ImiThreeAfc(ChoiceTask):
         batch = context.next_batch(unit, "natural", cell)
         shown = "natural" if is_catch and condition == "none" else condition
         ref_max, ref_min = references(context, unit, shown, batch, cell,
-                                      context.references_per_side)
+                                      context.params.references_per_side)
         if is_catch:  # the target is one of the references shown: the answer is obvious
             if len(ref_min) < 2:
                 raise SpecError("catch trials of imi_3afc show two min references as foils: "
