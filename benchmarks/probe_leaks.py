@@ -30,9 +30,9 @@ from experiments.build import build_experiment
 from experiments.db import Database
 from experiments.db.models import Response, Task, Trial
 from experiments.demo import DemoFolder, DemoServer, ensure_experiment, free_port
+from experiments.simulated_participants import HttpParticipant, Observer
 from server.images import public_ids
 from server.lookup import find_experiment
-from server.simulate import HttpParticipant, Observer
 
 RULES = ("larger file is max", "smaller ETag is max", "earlier Last-Modified is max",
          "slower download is max", "upper query (a) is max")

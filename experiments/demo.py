@@ -29,9 +29,9 @@ from experiments.db import Database
 from experiments.db.models import Experiment
 from experiments.errors import InterpsyError
 from experiments.export import export_experiment
+from experiments.simulated_participants import HttpParticipant, Observer, construction_p_correct
 from server import lookup
 from server.images import public_ids
-from server.simulate import HttpParticipant, Observer, construction_p_correct
 
 ROOT = Path(__file__).resolve().parents[1]  # the checkout
 MODEL = "efficientnet-lite0"
@@ -475,8 +475,8 @@ def observer_knowledge(stimulus_set: Path, public: dict[str, str]) -> tuple[dict
     return activation, spread, unit_of
 
 
-def simulate(db: Database, server: DemoServer, key: str, stimulus_set: Path, n: int, seed: int
-             ) -> list[dict]:
+def run_participants(db: Database, server: DemoServer, key: str, stimulus_set: Path, n: int,
+                     seed: int) -> list[dict]:
     """N simulated participants (a share of them careless) through the real HTTP flow."""
     public = public_ids(db, lookup.find_experiment(db, key).id)
     activation, spread, unit_of = observer_knowledge(stimulus_set, public)
@@ -526,7 +526,7 @@ def report(db: Database, folder: DemoFolder, key: str, seed: int,
 def summarize_calibration(folder: DemoFolder) -> None:
     """The report's calibration findings in a few lines: each score's order agreement with the
     construction, and each explanation type's resolution against the planted one."""
-    from server.simulate import PLANTED_M50
+    from experiments.simulated_participants import PLANTED_M50
 
     tables = folder.report / "tables"
     order = tables / "calibration_order.csv"
@@ -601,7 +601,7 @@ def demo(n_simulated: int, serve: bool, port: int, folder: Path | None, n_units:
     try:
         _say(f"server ready after {time.monotonic() - started:.0f} s")
         if n_simulated:
-            results = simulate(db, server, key, stimulus_set, n_simulated, seed)
+            results = run_participants(db, server, key, stimulus_set, n_simulated, seed)
             done = sum(r["status"] == "completed" for r in results)
             refused = sum(r["status"] == "refused" for r in results)
             _say(f"{done} simulated sessions completed, {refused} refused"

@@ -63,3 +63,60 @@ def test_the_torch_free_layers_import_no_torch_at_load():
              if name.split(".")[0] in TORCH_FREE
              for imported in _top_imports(path) if imported.split(".")[0] in heavy]
     assert not found, found
+
+
+# The layers of docs/architecture.md, lowest first. A module may import its own layer and those
+# below, never one above: at load or inside a function (a lazy import is still an arrow).
+# The CLI, the demo and the simulated participants orchestrate everything; nothing imports them.
+TOP = ("experiments.cli", "experiments.demo", "experiments.simulated_participants")
+CLIENTS = ("server", "analysis", "stimuli", "experiments.lab")
+BUNDLE_CLIENT_PARTS = ("lab", "analysis")  # a task type's lab screen and analysis hook
+
+
+def _bundle(module: str) -> str | None:
+    """The task type folder `module` lies in (experiments.tasks.<type>), if any."""
+    parts = module.split(".")
+    return ".".join(parts[:3]) if parts[:2] == ["experiments", "tasks"] and len(parts) > 2 \
+        else None
+
+
+def _layer(module: str) -> int:
+    if module.startswith(TOP):
+        return 2
+    if _bundle(module) and module.split(".")[-1] in BUNDLE_CLIENT_PARTS:
+        return 1
+    return 1 if module.startswith(CLIENTS) else 0
+
+
+def _every_import(path: Path, modules: dict[str, Path]) -> list[str]:
+    """Every module `path` imports anywhere (functions included), and every module of these
+    packages a string names in full (import_module, `-m`, a type's `analysis` hook)."""
+    names: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.append(node.module)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and \
+                "." in node.value and node.value in modules:
+            names.append(node.value)
+    return names
+
+
+def test_no_import_runs_up_a_layer():
+    """The study core (experiments without its lab client, CLI and demo) imports no client; no
+    client (server, analysis, stimuli, the lab) imports the CLI or the demo. A task type may
+    name its own folder's client parts (its lab screen, its analysis hook)."""
+    modules = _modules()
+    by_length = sorted(modules, key=len, reverse=True)
+    upward = []
+    for name, path in modules.items():
+        for imported in _every_import(path, modules):
+            target = next((m for m in by_length
+                           if imported == m or imported.startswith(m + ".")), None)
+            if target is None or _layer(target) <= _layer(name):
+                continue
+            if _bundle(name) and _bundle(name) == _bundle(target):
+                continue
+            upward.append(f"{name} -> {target}")
+    assert not upward, upward

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from experiments import progress
-from experiments.lab.task import LabTask, LabTrial, Progress
+from experiments.lab.task import LabProgress, LabTask, LabTrial
 from experiments.sessions import ResponseIn
 from experiments.tasks import get_task
 
@@ -47,7 +47,7 @@ class Recorded:
 
     stored: bool
     server_received_at: datetime | None = None
-    progress: Progress | None = None
+    progress: LabProgress | None = None
     saved_to: str = "database"
     rt_flag: str | None = None  # the server's doubt about the response time, if any
     client_recorded_at: datetime | None = None  # stored in a local journal at this time
@@ -81,7 +81,7 @@ class Recorder(Protocol):
 
     kind: str
 
-    def record(self, step: Step, response: ResponseIn, correct: bool, after: Progress) -> Recorded: ...
+    def record(self, step: Step, response: ResponseIn, correct: bool, after: LabProgress) -> Recorded: ...
 
     def event(self, kind: str, payload: dict[str, Any] | None = None) -> None: ...
 
@@ -137,7 +137,7 @@ class Sequencer:
         self.writer.reconcile(rows)
 
     @property
-    def progress(self) -> Progress:
+    def progress(self) -> LabProgress:
         return self.task.progress
 
     @property

@@ -16,7 +16,7 @@ from experiments.db.models import (
 )
 from experiments.errors import InterpsyError, Refused
 from experiments.export import pseudonym
-from experiments.lab.task import LabTask, Progress
+from experiments.lab.task import LabProgress, LabTask
 from experiments.sessions import SessionService, SessionState, TrialView
 from experiments.spec import ExperimentSpec
 from experiments.tasks import get_task
@@ -64,7 +64,7 @@ def task_from_state(db: Database, state: SessionState, participant: str) -> LabT
     if missing:
         raise InterpsyError(f"experiment {key}: no image file recorded for "
                             f"{', '.join(missing[:3])}")
-    progress = Progress(next_index=state.next_index, main_offset=state.main_offset,
+    progress = LabProgress(next_index=state.next_index, main_offset=state.main_offset,
                         practice_attempts=state.practice_attempts,
                         attempt_correct=attempt_correct,
                         main_correct=state.answered_correct_main, status=state.status,

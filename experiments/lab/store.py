@@ -29,7 +29,7 @@ from experiments.db import Database
 from experiments.db.models import Response
 from experiments.errors import Conflict, InterpsyError
 from experiments.lab.sequence import Recorded, Step, Stored
-from experiments.lab.task import LabTask, Progress
+from experiments.lab.task import LabProgress, LabTask
 from experiments.sessions import ResponseIn, SessionService
 from experiments.sessions.common import LEGACY_ANSWER_KEYS
 
@@ -233,7 +233,7 @@ class LocalStore:
                 seen.setdefault(int(record["trial_index"]), record)
         return [seen[i] for i in sorted(seen)]
 
-    def replay(self, task: LabTask) -> Progress:
+    def replay(self, task: LabTask) -> LabProgress:
         """The task's progress after the stored responses (from the progress at export)."""
         state = dataclasses.replace(task.progress)
         if task.n_practice == 0 and state.main_offset is None:
@@ -258,7 +258,7 @@ class LocalRecorder:
         self.store = store
         self.task = task
 
-    def record(self, step: Step, response: ResponseIn, correct: bool, after: Progress) -> Recorded:
+    def record(self, step: Step, response: ResponseIn, correct: bool, after: LabProgress) -> Recorded:
         if response.trial_index != self.task.progress.next_index:
             raise InterpsyError(f"trial {response.trial_index} out of order; expected "
                                 f"{self.task.progress.next_index}")
@@ -414,7 +414,7 @@ class DatabaseRecorder:
         self._warned = False
         return True
 
-    def record(self, step: Step, response: ResponseIn, correct: bool, after: Progress) -> Recorded:
+    def record(self, step: Step, response: ResponseIn, correct: bool, after: LabProgress) -> Recorded:
         """Store one response; the service's progress is authoritative."""
         if self._online():
             try:

@@ -16,7 +16,7 @@ LabTrial = TrialView
 
 
 @dataclass
-class Progress(progress.Progress):
+class LabProgress(progress.Progress):
     """Where a lab session stands (experiments.progress), and its time on the instructions."""
 
     instruction_s: float = 0.0
@@ -44,7 +44,7 @@ class LabTask:
     instructions: list[dict[str, Any]] = field(default_factory=list)  # the study's own pages
     completion_codes: dict[str, str] = field(default_factory=lambda: {
         "completed": "COMPLETED", "failed_checks": "FAILED_CHECKS"})
-    progress: Progress = field(default_factory=Progress)
+    progress: LabProgress = field(default_factory=LabProgress)
     lab: dict[str, Any] = field(default_factory=dict)  # the spec's [lab] table
     task_type: str = DEFAULT_TASK  # the spec's [task] type: scores the answers
     resumed: bool = False

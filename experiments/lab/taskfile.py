@@ -25,7 +25,7 @@ from experiments.db.models import Experiment, Session
 from experiments.errors import InterpsyError
 from experiments.lab.source import start_lab_session
 from experiments.lab.store import LocalStore, recorded_at, replay_journal, response_in
-from experiments.lab.task import LabTask, Progress, trial_from_dict, trial_to_dict
+from experiments.lab.task import LabProgress, LabTask, trial_from_dict, trial_to_dict
 from experiments.sessions import SessionService
 from experiments.stimulus_set import sha256_file
 from experiments.tasks.registry import DEFAULT_TASK
@@ -124,7 +124,7 @@ def load_task_file(path: str | Path, store: LocalStore | None = None) -> LabTask
         practice_pass_mark=data["practice_pass_mark"],
         practice_max_attempts=data["practice_max_attempts"], **data["timing"],
         instructions=data["instructions"], completion_codes=data["completion_codes"],
-        progress=Progress(**data["progress"]), token=data.get("token"),
+        progress=LabProgress(**data["progress"]), token=data.get("token"),
         lab=data.get("lab") or {}, task_type=data.get("task_type", DEFAULT_TASK))
     missing = task.missing_images()
     if missing:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.occlusion import (
+from experiments.tasks.occlusion.analysis import (
     agreement,
     baseline_choices,
     baseline_scores,

@@ -12,10 +12,10 @@ from analysis.report import run_analysis
 from experiments.build import build_experiment
 from experiments.export import export_experiment, frames_from_db
 from experiments.instructions import plain_text
+from experiments.simulated_participants import HttpParticipant, Observer
 from experiments.tasks import get_task
 from server import lookup
 from server.images import public_ids
-from server.simulate import HttpParticipant, Observer
 from tests.server.conftest import LiveServer, make_app, start_session
 from tests.stimset import make_stimulus_set, write_spec
 

@@ -169,7 +169,7 @@ def test_occlusion_trials_are_answered_by_the_papers_baselines_and_the_mis_rule(
         observer, tmp_path):
     """The occlusion task through the same seam: the baselines as observers agree with the
     analysis' baseline columns on the very trials; the similarity rule answers them too."""
-    from analysis.occlusion import baseline_choices
+    from experiments.tasks.occlusion.analysis import baseline_choices
     from tests.experiments.test_occlusion_task import CONDITIONS, TASK
 
     occ = make_stimulus_set(tmp_path / "sets", name="occ", n_units=8, occlusion=True)

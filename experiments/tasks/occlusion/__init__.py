@@ -138,7 +138,7 @@ class Occlusion(ChoiceTask):
     reference_condition = "none"  # the paper's question: does an explanation help over none?
     comparisons = (("natural", "synthetic"), ("synthetic", "none"), ("natural", "none"),
                    ("mixed", "none"), ("blurred", "none"))
-    analysis = "analysis.occlusion"
+    analysis = "experiments.tasks.occlusion.analysis"
 
     def make_trial(self, context: TrialContext, unit: UnitInfo, condition: str, difficulty: str,
                    phase: str, key: str, is_catch: bool) -> MadeTrial:

@@ -9,8 +9,13 @@ import pytest
 
 from analysis.calibration import fit_psychometric
 from experiments.calibration_units import calibration_units
+from experiments.simulated_participants import (
+    PLANTED_LAPSE,
+    PLANTED_M50,
+    Observer,
+    construction_p_correct,
+)
 from experiments.tasks import get_task
-from server.simulate import PLANTED_LAPSE, PLANTED_M50, Observer, construction_p_correct
 
 KNOWN = construction_p_correct(["natural", "synthetic"])
 OPTIONS = get_task("imi_2afc").words()["options"]
