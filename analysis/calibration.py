@@ -8,7 +8,7 @@ import pandas as pd
 from scipy import optimize, special, stats
 
 from analysis.bootstrap import percentile_interval
-from experiments.calibration_units import calibration_units
+from experiments.study.calibration_units import calibration_units
 
 CHANCE = 0.5
 

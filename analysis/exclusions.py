@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from experiments.spec import Exclusions, ExperimentSpec
+from experiments.study.spec import Exclusions, ExperimentSpec
 from experiments.tasks.registry import get_task, task_name_of_spec
 from experiments.vocabulary import SessionStatus
 

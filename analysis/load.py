@@ -14,7 +14,7 @@ import pandas as pd
 
 from analysis.scores import main_trials
 from experiments.errors import InterpsyError
-from experiments.schema import (
+from experiments.study.schema import (
     PARTICIPANT_COLUMNS,
     RESPONSE_COLUMNS,
     SETTINGS_FILE,
@@ -158,11 +158,11 @@ def _read_settings(path: Path) -> list[dict[str, Any]]:
 
 
 def _from_database(url: str, experiment: str | None) -> dict[str, pd.DataFrame]:
-    """Read the tables through experiments.export (imported here so the base stays light)."""
+    """Read the tables through experiments.study.export (imported here so the base stays light)."""
     try:
-        from experiments.export import dataset_frames
+        from experiments.study.export import dataset_frames
     except ImportError as exc:  # pragma: no cover - depends on the installed experiments package
-        raise DataError(f"reading a database needs experiments.export ({exc})") from exc
+        raise DataError(f"reading a database needs experiments.study.export ({exc})") from exc
     try:
         frames = dataset_frames(url, experiment)
     except InterpsyError:

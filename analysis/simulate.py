@@ -10,8 +10,8 @@ from scipy.optimize import brentq
 from scipy.special import expit
 
 from analysis.load import Dataset, imi_models
-from experiments.schema import coerce
 from experiments.stimulus_set import unit_key
+from experiments.study.schema import coerce
 
 _GH_X, _GH_W = np.polynomial.hermite_e.hermegauss(60)
 _GH_W = _GH_W / _GH_W.sum()

@@ -22,8 +22,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests' simulators
 
-from experiments.build import build_experiment
 from experiments.db import Database
+from experiments.study.build import build_experiment
 from stimuli.observers.backbones import get_backbone
 from stimuli.observers.embeddings import _load
 from stimuli.observers.observers import get_observer

@@ -45,9 +45,9 @@ from sqlalchemy import create_engine, select, text
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from experiments.build import build_experiment
 from experiments.db import Database
 from experiments.db.models import Response, Trial
+from experiments.study.build import build_experiment
 from server.images import ImageStore, nginx_locations
 from tests.nginx import Nginx, free_port
 from tests.stimset import make_stimulus_set, write_spec

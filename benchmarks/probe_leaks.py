@@ -26,11 +26,13 @@ import click
 from scipy.stats import binomtest
 from sqlalchemy import create_engine, select, text
 
-from experiments.build import build_experiment
 from experiments.db import Database
 from experiments.db.models import Response, Task, Trial
-from experiments.demo import DemoFolder, DemoServer, ensure_experiment, free_port
+from experiments.demo.common import DemoFolder
+from experiments.demo.server import DemoServer, free_port
+from experiments.demo.specs import ensure_experiment
 from experiments.simulated_participants import HttpParticipant, Observer
+from experiments.study.build import build_experiment
 from server.images import public_ids
 from server.lookup import find_experiment
 

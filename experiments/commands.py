@@ -4,11 +4,11 @@ from __future__ import annotations
 import click
 from sqlalchemy import func, select
 
-from experiments.build import build_experiment
 from experiments.db import Database
 from experiments.db.models import Experiment, Session, Task, Trial, Unit
-from experiments.export import export_experiment
-from experiments.spec import Exclusions
+from experiments.study.build import build_experiment
+from experiments.study.export import export_experiment
+from experiments.study.spec import Exclusions
 from experiments.tasks.registry import get_task, task_name_of_spec
 from experiments.vocabulary import SessionStatus
 

@@ -37,7 +37,7 @@ def construction_p_correct(conditions: list[str]) -> dict[tuple[str, str], float
     the psychometric function at the planted resolution, the planted shortcut like a detector
     from natural exemplars and at chance from its visualizations (they show the shortcut)."""
     from analysis.calibration import CHANCE, psychometric_p
-    from experiments.calibration_units import calibration_units
+    from experiments.study.calibration_units import calibration_units
 
     known = {}
     for unit in calibration_units():
@@ -190,7 +190,7 @@ class HttpParticipant:
         state = self._api("GET", "")
         self._api("POST", "/instructions", {"seconds": self.observer.instruction_s})
         clock, step = 1000.0, state["next"]
-        while step is not None:  # the server says which trial comes next (experiments.progress)
+        while step is not None:  # the server says which trial comes next (experiments.study.progress)
             phase, index = step["phase"], step["trial_index"]
             trial = state[phase][step["position"]]
             # Careless people too attend half the time in practice (its feedback teaches them).

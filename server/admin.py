@@ -24,7 +24,7 @@ from flask import (
 from sqlalchemy import func, select
 
 from experiments.db.models import Experiment, Response, Session, Task
-from experiments.export import export_experiment
+from experiments.study.export import export_experiment
 from experiments.vocabulary import MARKED
 from server import admin_auth, admin_data, lookup
 from server.security import check_csrf, client_ip, limiter, network_key

@@ -14,9 +14,9 @@ from sqlalchemy import String, cast, func, or_, select
 from analysis.exclusions import session_flags
 from experiments.db import Database
 from experiments.db.models import Participant, Response, Session, Task, Trial, Unit
-from experiments.export import pseudonym
 from experiments.sessions.researcher import Owed
-from experiments.spec import ExperimentSpec
+from experiments.study.export import pseudonym
+from experiments.study.spec import ExperimentSpec
 from experiments.tasks import get_task
 from experiments.vocabulary import SessionStatus
 

@@ -8,9 +8,9 @@ from flask import Blueprint, current_app, jsonify, request, url_for
 from werkzeug.exceptions import Unauthorized
 
 from experiments.errors import NotFound
-from experiments.instructions import block_messages, session_pages
-from experiments.progress import Slot
 from experiments.sessions import SessionService, SessionState, TrialView
+from experiments.study.instructions import block_messages, session_pages
+from experiments.study.progress import Slot
 from experiments.tasks import TaskType, get_task
 from experiments.vocabulary import SessionStatus
 from server import lookup
@@ -88,7 +88,7 @@ def state_json(state: SessionState) -> dict[str, Any]:
         "task_type": task.name, "words": task.words(),
         "practice": [_trial_json(t, task, public) for t in state.practice],
         "practice_order": state.practice_order,  # repetitions show the trials reshuffled
-        # The trial to show next (experiments.progress.Slot; None: nothing left to show):
+        # The trial to show next (experiments.study.progress.Slot; None: nothing left to show):
         # `phase` and `position` index the practice or main list, `slot` of `block_size`.
         "next": _step_json(state.next_step),
         "main": [_trial_json(t, task, public) for t in state.main],

@@ -10,7 +10,7 @@ from experiments.db import Database
 from experiments.db.models import Participant, Session
 from experiments.errors import NotFound
 from experiments.sessions import experiment_by_key, spec_of
-from experiments.spec import ExperimentSpec
+from experiments.study.spec import ExperimentSpec
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from typing import Any
 from flask import request
 from werkzeug.exceptions import BadRequest
 
-from experiments.spec import ExperimentSpec
+from experiments.study.spec import ExperimentSpec
 
 MTURK_HOSTS = ("https://www.mturk.com", "https://workersandbox.mturk.com")
 MTURK_PREVIEW = "ASSIGNMENT_ID_NOT_AVAILABLE"

@@ -27,7 +27,7 @@ checkerboard detector, a planted shortcut: its natural exemplars are vertical ed
 visualization finds the checkerboard, a route the exemplars do not take (the reliability
 check's positive case); channel 1 is the edge detector alone (its negative case).
 
-What each unit is by construction: experiments.calibration_units (torch-free).
+What each unit is by construction: experiments.study.calibration_units (torch-free).
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from experiments.calibration_units import (
+from experiments.study.calibration_units import (
     CONTROL_PERIOD,
     DETECTORS,
     MIXED,

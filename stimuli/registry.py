@@ -421,7 +421,7 @@ register_model(
 # ------------------------------------------------------------- calibration units (known)
 def _calibration_facts(layer: str, channel: int) -> dict:
     """units.csv's construction columns of a calibration unit (empty for other channels)."""
-    from experiments.calibration_units import calibration_units
+    from experiments.study.calibration_units import calibration_units
 
     found = {(u.layer, u.channel): u for u in calibration_units()}.get((layer, channel))
     if found is None:

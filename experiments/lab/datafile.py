@@ -1,6 +1,6 @@
 """The per-session CSV: append-only, one row per answered trial, flushed and fsync'd per row.
 
-Columns: the response dataset's for the task type (experiments.schema, client = lab), then the
+Columns: the response dataset's for the task type (experiments.study.schema, client = lab), then the
 usual PsychoPy ones (participant, session, date, expName, psychopyVersion, frameRate), then lab
 timing facts. A resumed session appends to the same file; the header is written once. The
 file follows the store (database or journal), which is written first: `reconcile` restores a
@@ -22,7 +22,7 @@ from typing import Any
 
 from experiments.lab.sequence import Answer, Recorded, Step
 from experiments.lab.task import LabTask
-from experiments.schema import MACHINE_COLUMNS, tables_for
+from experiments.study.schema import MACHINE_COLUMNS, tables_for
 from experiments.tasks import get_task
 
 PSYCHOPY_COLUMNS = ("participant", "session", "date", "expName", "psychopyVersion", "frameRate")

@@ -14,11 +14,11 @@ from typing import Any
 
 from psychopy import logging
 
-from experiments.instructions import block_messages
 from experiments.lab.keys import ABORT_KEY, CONTINUE_KEYS, decode
 from experiments.lab.screen import LabScreen
 from experiments.lab.sequence import Answer, Outcome, Sequencer, Step
 from experiments.lab.store import Notices
+from experiments.study.instructions import block_messages
 
 
 class Aborted(Exception):

@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 from psychopy import core, event, logging, visual  # noqa: F401  (core keeps psychopy's clocks)
 
-from experiments.instructions import plain_text
 from experiments.lab.display import geometry_facts, layout_for
 from experiments.lab.keys import key_for
 from experiments.lab.layout import TWO, Box, TrialLayout, trial_layout
 from experiments.lab.task import LabTask, LabTrial
+from experiments.study.instructions import plain_text
 from experiments.tasks import get_task
 from experiments.tasks.choice import CONFIDENCE_LABELS
 from experiments.tasks.imi_2afc import ImiTwoAfc

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from experiments import progress
 from experiments.lab.task import LabProgress, LabTask, LabTrial
 from experiments.sessions import ResponseIn
+from experiments.study import progress
 from experiments.tasks import get_task
 
 

@@ -15,10 +15,10 @@ from experiments.db.models import (
     Trial,
 )
 from experiments.errors import InterpsyError, Refused
-from experiments.export import pseudonym
 from experiments.lab.task import LabProgress, LabTask
 from experiments.sessions import SessionService, SessionState, TrialView
-from experiments.spec import ExperimentSpec
+from experiments.study.export import pseudonym
+from experiments.study.spec import ExperimentSpec
 from experiments.tasks import get_task
 
 

@@ -24,7 +24,6 @@ from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from experiments import progress
 from experiments.db import Database
 from experiments.db.models import Response
 from experiments.errors import Conflict, InterpsyError
@@ -32,6 +31,7 @@ from experiments.lab.sequence import Recorded, Step, Stored
 from experiments.lab.task import LabProgress, LabTask
 from experiments.sessions import ResponseIn, SessionService
 from experiments.sessions.common import LEGACY_ANSWER_KEYS
+from experiments.study import progress
 
 log = logging.getLogger("interpsy.lab")
 # Errors worth another try: the connection dropped, the server is restarting, the pool is busy.

@@ -5,9 +5,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from experiments import progress
-from experiments.instructions import session_pages
 from experiments.sessions import TrialView
+from experiments.study import progress
+from experiments.study.instructions import session_pages
 from experiments.tasks.imi_2afc import TwoAfcStimulus
 from experiments.tasks.registry import DEFAULT_TASK
 
@@ -17,7 +17,7 @@ LabTrial = TrialView
 
 @dataclass
 class LabProgress(progress.Progress):
-    """Where a lab session stands (experiments.progress), and its time on the instructions."""
+    """Where a lab session stands (experiments.study.progress), and its time on the instructions."""
 
     instruction_s: float = 0.0
 
@@ -56,7 +56,7 @@ class LabTask:
 
     @property
     def rules(self) -> progress.Rules:
-        """Block sizes and the practice criterion (experiments.progress)."""
+        """Block sizes and the practice criterion (experiments.study.progress)."""
         return progress.Rules(len(self.practice), len(self.main), self.practice_pass_mark,
                               self.practice_max_attempts)
 

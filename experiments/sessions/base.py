@@ -8,7 +8,6 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session as OrmSession
 
-from experiments import progress
 from experiments.db import Database
 from experiments.db.models import (
     Event,
@@ -27,7 +26,8 @@ from experiments.sessions.common import (
     experiment_by_key,
     spec_of,
 )
-from experiments.spec import ExperimentSpec
+from experiments.study import progress
+from experiments.study.spec import ExperimentSpec
 from experiments.vocabulary import SessionStatus
 
 

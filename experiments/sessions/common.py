@@ -11,7 +11,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session as OrmSession
 
-from experiments import progress
 from experiments.db.models import (
     Experiment,
     Response,
@@ -19,7 +18,8 @@ from experiments.db.models import (
     Trial,
 )
 from experiments.errors import NotFound
-from experiments.spec import ExperimentSpec
+from experiments.study import progress
+from experiments.study.spec import ExperimentSpec
 from experiments.tasks.choice import ChoiceAnswer
 from experiments.vocabulary import IN_DISTRIBUTION, SessionStatus
 

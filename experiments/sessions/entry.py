@@ -26,7 +26,7 @@ from experiments.sessions.common import (
     _add_token,
     _hash_token,
 )
-from experiments.spec import ExperimentSpec
+from experiments.study.spec import ExperimentSpec
 from experiments.vocabulary import FINISHED, PLATFORMS, RESUMABLE, SessionStatus
 
 

@@ -17,7 +17,7 @@ from experiments.sessions.common import (
     ACTIVE,
     _hash_token,
 )
-from experiments.spec import ExperimentSpec
+from experiments.study.spec import ExperimentSpec
 from experiments.vocabulary import FINISHED, RESUMABLE, SessionStatus
 
 COPY_KEY = "conflicting_copy_of_journal"  # in a copy's client_info: which journal it holds

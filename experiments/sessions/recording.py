@@ -7,7 +7,6 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session as OrmSession
 
-from experiments import progress
 from experiments.db.models import (
     Event,
     Response,
@@ -22,7 +21,8 @@ from experiments.sessions.common import (
     RecordResult,
     ResponseIn,
 )
-from experiments.spec import ExperimentSpec
+from experiments.study import progress
+from experiments.study.spec import ExperimentSpec
 from experiments.tasks import get_task
 from experiments.vocabulary import FINISHED, RESUMABLE, SessionStatus
 

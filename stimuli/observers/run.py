@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from experiments.export import write_frames
-from experiments.schema import SETTINGS_FILE, coerce, tables_for
+from experiments.study.export import write_frames
+from experiments.study.schema import SETTINGS_FILE, coerce, tables_for
 from stimuli.errors import StimuliError
 from stimuli.observers.backbones import Backbone, get_backbone
 from stimuli.observers.embeddings import embed_images

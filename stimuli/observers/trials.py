@@ -15,10 +15,10 @@ from sqlalchemy import select
 from experiments.db import Database
 from experiments.db.images import ImageFile, image_files
 from experiments.db.models import Task, Trial
-from experiments.design import PlannedTrial, check_query_distributions, plan_trial
-from experiments.export import _experiments, _unit_rows, task_of_experiment
-from experiments.spec import ExperimentSpec
 from experiments.stimulus_set import load_stimulus_set
+from experiments.study.design import PlannedTrial, check_query_distributions, plan_trial
+from experiments.study.export import _experiments, _unit_rows, task_of_experiment
+from experiments.study.spec import ExperimentSpec
 from experiments.tasks import get_task
 from experiments.tasks.base import TaskType
 from experiments.tasks.context import TrialContext, UnitInfo

@@ -244,7 +244,7 @@ def test_rules_follow_the_exported_experiment_spec():
 def test_thresholds_come_from_the_spec_model_and_unknown_ones_are_refused():
     import pydantic
 
-    from experiments.spec import Exclusions
+    from experiments.study.spec import Exclusions
 
     defaults = Exclusions()
     rules = {r.name: r for r in imi_rules()}

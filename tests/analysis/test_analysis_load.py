@@ -20,7 +20,7 @@ from analysis import (
 )
 from analysis.load import attach_units, read_units
 from experiments.errors import InterpsyError
-from experiments.schema import RESPONSE_COLUMNS, UNIT_COLUMNS
+from experiments.study.schema import RESPONSE_COLUMNS, UNIT_COLUMNS
 
 
 def test_load_folder_parquet_and_csv_give_schema(small, small_folder, tmp_path):
@@ -67,10 +67,10 @@ def test_load_missing_path_is_a_clear_error(tmp_path):
         load(tmp_path)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("experiments.export") is None,
-                    reason="experiments.export (the lead's database export) is not written yet")
+@pytest.mark.skipif(importlib.util.find_spec("experiments.study.export") is None,
+                    reason="experiments.study.export (the lead's database export) is not written yet")
 def test_load_database_url_goes_through_export(small, monkeypatch):
-    from experiments import export
+    from experiments.study import export
 
     seen = {}
 
@@ -260,8 +260,8 @@ def test_load_database_url_of_a_real_experiment(db, database_url, tmp_path, toy_
     """A built experiment, sessions through the real session service, then load(url)."""
     from datetime import datetime, timedelta
 
-    from experiments.build import build_experiment
     from experiments.sessions import SessionService
+    from experiments.study.build import build_experiment
     from tests.participants import run_session
     from tests.stimset import write_spec
 

@@ -21,7 +21,7 @@ from analysis.foreign import (
     published_comparison,
     read_borowski2021,
 )
-from experiments.schema import RESPONSE_COLUMNS
+from experiments.study.schema import RESPONSE_COLUMNS
 
 HEADER = ["", "subject_id_within_expert_type", "trial_nr", "block_nr", "instr_type", "trial_type",
           "catch_trial", "batch", "layer", "kernel_size", "channel", "query_order", "correct",

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 
 from analysis import simulate
-from experiments.schema import PARTICIPANT_COLUMNS, RESPONSE_COLUMNS, UNIT_COLUMNS
+from experiments.study.schema import PARTICIPANT_COLUMNS, RESPONSE_COLUMNS, UNIT_COLUMNS
 
 
 def test_simulated_tables_follow_the_schema_and_design(small):

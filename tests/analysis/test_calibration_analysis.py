@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from analysis.calibration import fit_psychometric, order_agreement, psychometric, psychometric_p
-from experiments.calibration_units import calibration_units
+from experiments.study.calibration_units import calibration_units
 
 PLANTED = {"natural": 0.6, "synthetic": 0.3}  # m50 per explanation type
 
@@ -66,7 +66,7 @@ def test_the_report_shows_calibration_units(answers, tmp_path):
     from analysis.load import Dataset
     from analysis.report import analyze
     from analysis.simulate import simulate
-    from experiments.schema import coerce
+    from experiments.study.schema import coerce
 
     base = simulate(models=2, units_per_model=12, responses_per_unit=6, trials_per_task=12,
                     careless_fraction=0.0, seed=2)

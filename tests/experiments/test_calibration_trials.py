@@ -14,13 +14,13 @@ from analysis import load
 from analysis.calibration import control_scores
 from analysis.exclusions import apply_exclusions, rules_for
 from analysis.scores import main_trials, unit_scores
-from experiments.build import build_experiment
-from experiments.design import design_frame, plan
 from experiments.errors import InterpsyError, SpecError
-from experiments.export import export_experiment
 from experiments.sessions import SessionService
-from experiments.spec import load_spec
 from experiments.stimulus_set import load_stimulus_set
+from experiments.study.build import build_experiment
+from experiments.study.design import design_frame, plan
+from experiments.study.export import export_experiment
+from experiments.study.spec import load_spec
 from experiments.tasks import get_task
 from server import lookup
 from server.admin_data import progress

@@ -6,8 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import func, select
 
-from experiments.build import build_experiment
 from experiments.db.models import Response, Session, Task
+from experiments.study.build import build_experiment
 from tests.participants import hammer
 from tests.stimset import write_spec
 

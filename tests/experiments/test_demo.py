@@ -56,7 +56,7 @@ def test_demo_sets_up_a_whole_study_and_caches(tmp_path):
 def test_the_shipped_set_is_used_only_for_the_options_it_was_made_with(tmp_path):
     import json
 
-    from experiments.demo import _shipped_fits
+    from experiments.demo.sets import _shipped_fits
 
     assert _shipped_fits(tmp_path, 8, 300, 0) == "no shipped set"
     (tmp_path / "stimuli.json").write_text(json.dumps(
@@ -101,7 +101,8 @@ def test_the_calibration_demo_reports_the_known_answers(tmp_path, capsys):
 
     # The same set packed as the repository ships the calibration set: a fresh folder unpacks
     # it (its natural images cut from the pool again) instead of rendering.
-    from experiments.demo import DemoFolder, make_stimuli
+    from experiments.demo.common import DemoFolder
+    from experiments.demo.sets import make_stimuli
     from stimuli.shipped_set import pack
 
     shipped = pack(folder / "stimuli" / "calibration", tmp_path / "shipped")
@@ -125,7 +126,8 @@ def test_idle_browser_connections_do_not_hold_the_demos_server(tmp_path):
     from urllib.parse import urlsplit
 
     from experiments.db import Database
-    from experiments.demo import DemoFolder, DemoServer, free_port
+    from experiments.demo.common import DemoFolder
+    from experiments.demo.server import DemoServer, free_port
 
     folder = DemoFolder(tmp_path)
     Database(folder.database_url).upgrade()

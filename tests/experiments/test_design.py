@@ -5,10 +5,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from experiments.design import design_frame, plan
 from experiments.errors import SpecError
-from experiments.spec import parse_spec
 from experiments.stimulus_set import load_stimulus_set
+from experiments.study.design import design_frame, plan
+from experiments.study.spec import parse_spec
 from tests.stimset import make_stimulus_set
 
 

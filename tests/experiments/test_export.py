@@ -6,11 +6,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from experiments.build import build_experiment
 from experiments.db import Database
-from experiments.export import export_experiment, read_table
-from experiments.schema import TABLES
 from experiments.sessions import SessionService
+from experiments.study.build import build_experiment
+from experiments.study.export import export_experiment, read_table
+from experiments.study.schema import TABLES
 from tests.participants import answer, run_session
 from tests.stimset import write_spec
 
@@ -94,7 +94,7 @@ def test_schema_doc_documents_every_column():
         section = re.search(rf"^## {table}\b(.*?)(?=^## |\Z)", text, re.DOTALL | re.MULTILINE)
         assert section, f"data/SCHEMA.md has no '## {table}' section"
         documented = re.findall(r"^\| `([a-z_]+)` \|", section.group(1), re.MULTILINE)
-        assert documented == list(columns), f"{table}: SCHEMA.md rows differ from experiments/schema.py"
+        assert documented == list(columns), f"{table}: SCHEMA.md rows differ from experiments/study/schema.py"
 
 
 def test_export_carries_the_spec_for_the_analysis(exported):
@@ -111,7 +111,7 @@ def test_every_participant_status_the_export_can_write_is_documented():
     import re
     from pathlib import Path
 
-    from experiments.export import _participant_status
+    from experiments.study.export import _participant_status
     from experiments.vocabulary import SessionStatus
 
     schema = (Path(__file__).resolve().parents[2] / "data" / "SCHEMA.md").read_text()

@@ -9,10 +9,10 @@ import pytest
 
 from analysis.load import load_dataset
 from analysis.report import run_analysis
-from experiments.build import build_experiment
-from experiments.export import export_experiment, frames_from_db
-from experiments.instructions import plain_text
 from experiments.simulated_participants import HttpParticipant, Observer
+from experiments.study.build import build_experiment
+from experiments.study.export import export_experiment, frames_from_db
+from experiments.study.instructions import plain_text
 from experiments.tasks import get_task
 from server import lookup
 from server.images import public_ids

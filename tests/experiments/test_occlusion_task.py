@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from experiments.build import build_experiment
 from experiments.cli import main
-from experiments.design import design_frame, plan
 from experiments.errors import SpecError
-from experiments.export import frames_from_db
-from experiments.spec import load_spec, parse_spec
 from experiments.stimulus_set import load_stimulus_set
+from experiments.study.build import build_experiment
+from experiments.study.design import design_frame, plan
+from experiments.study.export import frames_from_db
+from experiments.study.spec import load_spec, parse_spec
 from tests.server.conftest import make_app, start_session
 from tests.stimset import make_stimulus_set, write_spec
 
@@ -112,7 +112,7 @@ def test_an_occlusion_study_is_served_answered_and_exported(tmp_path, occlusion_
 
     from analysis.load import load_dataset
     from analysis.report import analyze
-    from experiments.export import export_experiment
+    from experiments.study.export import export_experiment
 
     export_experiment(db, key, tmp_path / "export")
     dataset = load_dataset(tmp_path / "export")

@@ -1,4 +1,4 @@
-"""One progress model (experiments.progress) for the session service, the lab sequencer, the
+"""One progress model (experiments.study.progress) for the session service, the lab sequencer, the
 API's next step and simulated participants: practice to criterion, then the main block."""
 from __future__ import annotations
 
@@ -7,8 +7,16 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from experiments import progress
-from experiments.progress import Progress, Rules, advance, next_slot, practice_order, slot_at, stage
+from experiments.study import progress
+from experiments.study.progress import (
+    Progress,
+    Rules,
+    advance,
+    next_slot,
+    practice_order,
+    slot_at,
+    stage,
+)
 
 RULES = Rules(n_practice=3, n_main=4, pass_mark=3, max_attempts=2)
 

@@ -4,10 +4,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from experiments.build import build_experiment
 from experiments.db.models import Event, Response, Session
 from experiments.errors import Conflict, NotFound, Refused
 from experiments.sessions import SessionService
+from experiments.study.build import build_experiment
 from tests.participants import answer, run_session
 from tests.stimset import write_spec
 
@@ -358,7 +358,7 @@ def test_an_idle_session_back_after_the_timeout_never_shares_its_task(service, d
 
 
 def test_a_timed_out_session_is_owed_its_share_of_the_reward():
-    from experiments.spec import Recruitment
+    from experiments.study.spec import Recruitment
     assert Recruitment(reward=3.0).owed(answered=17, trials=34) == 1.5
     assert Recruitment(reward=3.0).owed(answered=40, trials=34) == 3.0  # practice repeated
     assert Recruitment().owed(answered=17, trials=34) == 0.0

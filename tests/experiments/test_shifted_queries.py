@@ -9,13 +9,13 @@ from collections import Counter
 import pytest
 
 from analysis import load
-from experiments.build import build_experiment
-from experiments.design import design_frame, plan
 from experiments.errors import SpecError
-from experiments.export import export_experiment
 from experiments.sessions import SessionService
-from experiments.spec import load_spec, parse_spec
 from experiments.stimulus_set import load_stimulus_set
+from experiments.study.build import build_experiment
+from experiments.study.design import design_frame, plan
+from experiments.study.export import export_experiment
+from experiments.study.spec import load_spec, parse_spec
 from tests.participants import run_session
 from tests.stimset import make_stimulus_set, write_spec
 

@@ -8,13 +8,13 @@ import pandas as pd
 import pytest
 
 from analysis.calibration import fit_psychometric
-from experiments.calibration_units import calibration_units
 from experiments.simulated_participants import (
     PLANTED_LAPSE,
     PLANTED_M50,
     Observer,
     construction_p_correct,
 )
+from experiments.study.calibration_units import calibration_units
 from experiments.tasks import get_task
 
 KNOWN = construction_p_correct(["natural", "synthetic"])

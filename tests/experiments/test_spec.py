@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from experiments.errors import SpecError
-from experiments.spec import ExperimentSpec, load_spec, parse_spec
+from experiments.study.spec import ExperimentSpec, load_spec, parse_spec
 
 EXAMPLE = Path(__file__).parents[2] / "experiments" / "examples" / "imi_replication.toml"
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from alembic import command
 from sqlalchemy import text
 
-from experiments.build import build_experiment
 from experiments.cli import main
-from experiments.export import frames_from_db
 from experiments.sessions import SessionService
+from experiments.study.build import build_experiment
+from experiments.study.export import frames_from_db
 from tests.participants import answer, run_session
 from tests.stimset import write_spec
 

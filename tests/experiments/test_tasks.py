@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from experiments.cli import main
 from experiments.errors import SpecError
-from experiments.spec import ExperimentSpec, parse_spec
+from experiments.study.spec import ExperimentSpec, parse_spec
 from experiments.tasks import TaskType, get_task, task_types
 from experiments.tasks.base import MadeTrial
 
@@ -134,8 +134,8 @@ def test_a_stimulus_set_lacking_the_roles_a_task_needs_is_refused(registered, to
 def test_a_task_type_defined_only_here_runs_through_design_service_api_and_export(
         registered, toy_set, tmp_path, db):
     """The seam is real: a third type, in no package, is built, served, answered and exported."""
-    from experiments.build import build_experiment
-    from experiments.export import frames_from_db
+    from experiments.study.build import build_experiment
+    from experiments.study.export import frames_from_db
     from tests.server.conftest import make_app, start_session
     from tests.stimset import write_spec
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from experiments.build import build_experiment
 from experiments.lab.sequence import Answer, Step
+from experiments.study.build import build_experiment
 from tests.stimset import write_spec
 
 FAST_TIMING = {"button_lock_ms": 60, "feedback_delay_ms": 20, "feedback_ms": 40}

@@ -5,10 +5,10 @@ import sys
 
 import pytest
 
-from experiments.build import build_experiment
 from experiments.cli import main
 from experiments.errors import InterpsyError
-from experiments.export import frames_from_db
+from experiments.study.build import build_experiment
+from experiments.study.export import frames_from_db
 from tests.lab.conftest import lab_spec
 
 

@@ -7,13 +7,13 @@ from typing import ClassVar
 
 import pytest
 
-from experiments.build import build_experiment
 from experiments.db import Database
-from experiments.export import frames_from_db
 from experiments.lab.keys import key_for
 from experiments.lab.session import LabOptions, run_lab
 from experiments.lab.taskfile import export_task, sync_task
-from experiments.schema import RESPONSE_COLUMNS
+from experiments.study.build import build_experiment
+from experiments.study.export import frames_from_db
+from experiments.study.schema import RESPONSE_COLUMNS
 from tests.lab.conftest import FAST_TIMING, lab_spec
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(120)]
@@ -202,7 +202,7 @@ def test_a_full_disk_at_the_end_still_shows_the_completion_code(screen, toy_set,
 def test_the_lab_says_between_blocks_what_the_web_page_says(screen, toy_set, tmp_path):
     """The practice messages were worded differently in the lab ("Main block", "Practice
     again"): both now come from one definition, the page's through its state."""
-    from experiments.instructions import block_messages
+    from experiments.study.instructions import block_messages
 
     db = Database(f"sqlite:///{tmp_path / 'lab.sqlite3'}")
     key = build_experiment(lab_spec(tmp_path, toy_set), db).key

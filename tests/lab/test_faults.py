@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from experiments.build import build_experiment
 from experiments.db import Database
-from experiments.export import frames_from_db
 from experiments.lab.datafile import RunInfo, TrialCsv, data_path
 from experiments.lab.sequence import Sequencer, run_headless
 from experiments.lab.session import LabOptions, load_task
 from experiments.lab.store import warnings_on_terminal
+from experiments.study.build import build_experiment
+from experiments.study.export import frames_from_db
 from tests.conftest import _PG_REASON, drop_postgres_schema, postgres_schema_url
 from tests.lab.conftest import correct_responder, lab_spec
 from tests.tcp_proxy import CuttableLink

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from experiments.build import build_experiment
 from experiments.db import Database
 from experiments.errors import InterpsyError
-from experiments.export import frames_from_db
 from experiments.lab.display import MonitorChoice, geometry_facts, layout_for, open_monitor
-from experiments.spec import LabSettings
+from experiments.study.build import build_experiment
+from experiments.study.export import frames_from_db
+from experiments.study.spec import LabSettings
 from tests.lab.conftest import FAST_TIMING, lab_spec
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from experiments.build import build_experiment
 from experiments.db import Database
 from experiments.lab.keys import pilot_script
 from experiments.lab.layout import trial_layout
 from experiments.lab.session import LabOptions, run_lab
+from experiments.study.build import build_experiment
 from tests.lab.conftest import lab_spec
 from tests.lab.test_drawing import ARTIFACTS, _keys
 from tests.stimset import make_stimulus_set

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments.build import build_experiment
 from experiments.db import Database
 from experiments.errors import InterpsyError
 from experiments.lab.session import LabOptions, run_lab
+from experiments.study.build import build_experiment
 from experiments.tasks import get_task
 from experiments.tasks.occlusion import Occlusion
 from experiments.tasks.occlusion import lab as occlusion_screen

@@ -9,12 +9,12 @@ from sqlalchemy import update
 
 from experiments.cli import cli
 from experiments.db.models import Session
-from experiments.export import frames_from_db
 from experiments.lab.datafile import RunInfo, TrialCsv, data_path
 from experiments.lab.sequence import Sequencer, run_headless
 from experiments.lab.store import LocalRecorder, LocalStore
 from experiments.lab.taskfile import export_task, load_task_file, store_path, sync_task
 from experiments.sessions import SessionService, utcnow
+from experiments.study.export import frames_from_db
 from tests.lab.conftest import correct_responder
 
 LAB_FACTS = {"screen_width": 1280, "screen_height": 1024, "window_width": 1280,

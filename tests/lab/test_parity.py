@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from experiments.instructions import plain_text, session_pages
 from experiments.lab.keys import decode, response_keys
 from experiments.lab.layout import QUERY_SCALE, trial_layout
+from experiments.study.instructions import plain_text, session_pages
 from experiments.tasks import get_task
 from experiments.tasks.choice import CONFIDENCE_LABELS
 from experiments.tasks.imi_2afc import ImiTwoAfc
@@ -89,9 +89,9 @@ def test_a_study_with_its_own_pages_still_tells_the_keys_in_the_lab():
 @pytest.fixture
 def lab_db_task(toy_set, tmp_path):
     """A started lab session (SQLite) for drawing."""
-    from experiments.build import build_experiment
     from experiments.db import Database
     from experiments.lab.source import start_lab_session
+    from experiments.study.build import build_experiment
     from tests.lab.conftest import lab_spec
     db = Database(f"sqlite:///{tmp_path / 'lab.sqlite3'}")
     db.upgrade()

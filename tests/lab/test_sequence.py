@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 
 from experiments.errors import Refused
-from experiments.export import frames_from_db
 from experiments.lab.datafile import PSYCHOPY_COLUMNS, RunInfo, TrialCsv, columns_for, data_path
 from experiments.lab.sequence import Sequencer, run_headless
 from experiments.lab.source import start_lab_session
 from experiments.lab.store import LocalStore, open_database_recorder
-from experiments.schema import RESPONSE_COLUMNS
 from experiments.sessions import ResponseIn, SessionService
+from experiments.study.export import frames_from_db
+from experiments.study.schema import RESPONSE_COLUMNS
 from tests.lab.conftest import correct_responder
 
 
@@ -82,7 +82,7 @@ def test_breaks_and_main_counter(built, tmp_path):
 
 
 def test_failed_practice_ends_the_session(db, toy_set, tmp_path):
-    from experiments.build import build_experiment
+    from experiments.study.build import build_experiment
     from tests.lab.conftest import lab_spec
     key = build_experiment(lab_spec(tmp_path, toy_set, name="strict",
                                     practice={"trials": 2, "max_attempts": 2}), db).key

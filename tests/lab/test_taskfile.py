@@ -6,11 +6,11 @@ import json
 import pytest
 
 from experiments.errors import InterpsyError
-from experiments.export import frames_from_db
 from experiments.lab.datafile import RunInfo, TrialCsv, data_path
 from experiments.lab.sequence import Sequencer, run_headless
 from experiments.lab.store import LocalRecorder, LocalStore
 from experiments.lab.taskfile import export_task, load_task_file, store_path, sync_task
+from experiments.study.export import frames_from_db
 from tests.lab.conftest import correct_responder
 
 

@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
-from experiments.build import build_experiment
 from experiments.db import Database
 from experiments.db.models import Trial
+from experiments.study.build import build_experiment
 from server.app import create_app
 from tests.stimset import make_stimulus_set, write_spec
 

@@ -254,7 +254,7 @@ def test_a_retried_event_or_instruction_time_is_stored_once(api_env, db):
 
 def test_the_api_tells_the_page_the_next_step(api_env, db):
     """The page (and simulated participants) follow `next` / `next_step` from the server
-    (experiments.progress), through a failed and a passed practice attempt to the end."""
+    (experiments.study.progress), through a failed and a passed practice attempt to the end."""
     _, client, key = api_env
     s = start_session(client, key)
     url = f"/api/sessions/{s.session_id}"

@@ -195,7 +195,7 @@ def test_prolific_flow_to_the_completion_redirect(page, study):
     assert record.instruction_s and record.instruction_s > 0
     assert count(study["db"], sid) == 2 + n_main
     # the export carries the feedback and the frame rate the page measured
-    from experiments.export import frames_from_db
+    from experiments.study.export import frames_from_db
 
     people = frames_from_db(study["db"], study["key"])["participants"]
     mine = people[people.feedback == "all good"].iloc[0]

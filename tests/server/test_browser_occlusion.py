@@ -69,7 +69,7 @@ def test_an_occlusion_session_in_the_browser(page, study):
     page.wait_for_selector("#completion-code")
     wait_count(study["db"], sid, 2 + n_main)
     assert count(study["db"], sid) == 2 + n_main
-    from experiments.export import frames_from_db
+    from experiments.study.export import frames_from_db
     responses = frames_from_db(study["db"], study["key"])["responses"]
     assert {"base", "query_a", "query_b"} <= set(responses.columns)
     assert responses.correct.sum() == len(responses) - 1

@@ -49,7 +49,7 @@ def test_a_yes_no_session_from_a_types_own_page_module(page, registered, small_s
         page.wait_for_selector("#feedback-form")
         page.click("#feedback-submit")
         page.wait_for_selector("#completion-code")
-        from experiments.export import frames_from_db
+        from experiments.study.export import frames_from_db
 
         responses = frames_from_db(db, key)["responses"]
         wait_count(db, sid, len(responses))
@@ -113,7 +113,7 @@ def test_a_3afc_session_shows_three_rows_and_takes_their_keys(page, small_set, t
         page.wait_for_selector("#feedback-form")
         page.click("#feedback-submit")
         page.wait_for_selector("#completion-code")
-        from experiments.export import frames_from_db
+        from experiments.study.export import frames_from_db
 
         responses = frames_from_db(db, key)["responses"]
         wait_count(db, sid, len(responses))

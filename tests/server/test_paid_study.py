@@ -245,7 +245,7 @@ def test_a_re_accepted_hit_submits_its_current_assignment(api_env, db):
 
 def test_failing_the_practice_sends_the_failed_code_and_exports_failed_practice(db, tmp_path,
                                                                                 small_set):
-    from experiments.export import frames_from_db
+    from experiments.study.export import frames_from_db
     from tests.server.conftest import build, make_app
 
     key = build(db, tmp_path, small_set, practice={"trials": 2, "max_attempts": 2})
@@ -320,7 +320,7 @@ def test_a_short_admin_password_is_refused(db, tmp_path):
 
 # ---- client times and attention data (items 4, 13) ------------------------------------------
 def test_attention_data_and_bounded_times_reach_the_export(api_env, db):
-    from experiments.export import frames_from_db
+    from experiments.study.export import frames_from_db
 
     _, client, key = api_env
     s = start_session(client, key, "?PROLIFIC_PID=attentive")
@@ -495,8 +495,8 @@ def test_a_returned_mark_is_no_exclusion_and_keeps_the_participants_own_end(api_
     from datetime import timedelta
 
     from experiments.db.models import Session
-    from experiments.export import frames_from_db
     from experiments.sessions import SessionService
+    from experiments.study.export import frames_from_db
 
     _, client, key = api_env
     s = start_session(client, key, "?PROLIFIC_PID=went-back")

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import torch
 
-from experiments.calibration_units import MIXING, N_CONTROLS, calibration_units
 from experiments.cli import main
 from experiments.stimulus_set import load_stimulus_set
+from experiments.study.calibration_units import MIXING, N_CONTROLS, calibration_units
 from stimuli.layers import LayerRecorder, layer_widths
 from stimuli.mining import normalizer
 from stimuli.proxies import UnitSite, effective_rank

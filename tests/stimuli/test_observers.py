@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 from analysis.load import load_dataset
-from experiments.build import build_experiment
 from experiments.cli import main
 from experiments.db import Database
-from experiments.export import frames_from_db
+from experiments.study.build import build_experiment
+from experiments.study.export import frames_from_db
 from experiments.tasks import get_task
 from stimuli.errors import StimuliError
 from stimuli.observers.observers import get_observer
@@ -201,8 +201,8 @@ def test_a_spec_chooses_its_units_by_the_machine_score_and_records_it(toy_set, t
                                                                        capsys):
     """[select_units]: the easiest (highest MIS), hardest and random units of each set become
     the main units; each unit's group and score are stored and exported."""
-    from experiments.selection import read_machine_scores
-    from experiments.spec import UnitSelection
+    from experiments.study.selection import read_machine_scores
+    from experiments.study.spec import UnitSelection
 
     assert main(["observe", str(toy_set), "--backbone", "tiny-cnn", "--random-init",
                  "--alpha", "5", "--tasks-per-unit", "6", "--out",

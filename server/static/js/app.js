@@ -211,7 +211,7 @@ class Study {
     const n = trials.length;
     this.loader.preload(trials).catch(() => {});
     while (this.state.main_offset === null && n > 0 && this.state.stage === 'practice') {
-      // The server's next step (experiments/progress.py); the page has drained its queue first.
+      // The server's next step (experiments/study/progress.py); the page has drained its queue first.
       const step = this.state.next;
       const attempt = step.attempt;
       let position = step.slot;
@@ -228,7 +228,7 @@ class Study {
       await this.refresh();
       if (this.state.main_offset !== null) {
         this.log('practice_passed', { attempts: this.state.practice_attempts });
-        const said = this.state.messages['practice-passed']; // experiments.instructions
+        const said = this.state.messages['practice-passed']; // experiments.study.instructions
         await screens.message(root, 'practice-passed', said.title, [said.text], said.button);
       } else if (this.state.stage === 'practice') {
         const got = this.progress.attempt_correct;
@@ -312,7 +312,7 @@ class Study {
     }
     this.loader.preload(this.state.practice).catch(() => {});
     if (!this.progress.instructions_done) {
-      // The study's pages, then the built-in ones (experiments/instructions.py), from the server.
+      // The study's pages, then the built-in ones (experiments/study/instructions.py), from the server.
       const seconds = await screens.instructions(root, this.state.instructions, this.loader,
         this.state.practice[0], (loader, stimulus) => this.task.example(loader, stimulus, this.state.words));
       this.progress.instructions_done = true;

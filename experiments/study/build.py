@@ -17,11 +17,11 @@ from experiments.db.models import (
     Unit,
     new_public_id,
 )
-from experiments.design import Design, plan
 from experiments.errors import InterpsyError
-from experiments.selection import read_machine_scores
-from experiments.spec import LoadedSpec, load_spec
 from experiments.stimulus_set import StimulusSet, load_stimulus_set
+from experiments.study.design import Design, plan
+from experiments.study.selection import read_machine_scores
+from experiments.study.spec import LoadedSpec, load_spec
 from experiments.tasks import get_task
 
 

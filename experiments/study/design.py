@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 
 from experiments.errors import SpecError
-from experiments.selection import select_units
-from experiments.spec import ExperimentSpec
 from experiments.stimulus_set import StimulusSet
+from experiments.study.selection import select_units
+from experiments.study.spec import ExperimentSpec
 from experiments.tasks import TaskType, get_task
 from experiments.tasks.context import TrialContext, UnitInfo
 from experiments.vocabulary import IN_DISTRIBUTION
@@ -118,7 +118,7 @@ def _fill_tasks(units: list[str], per_task: int, responses: int, rng: np.random.
 def _calibration_pool(spec: ExperimentSpec, stimulus_set: StimulusSet) -> list[str]:
     """The calibration units a task may draw: the spec's list, else the set's detectors and
     mixtures (the units a careful participant answers by their construction)."""
-    from experiments.calibration_units import MODEL, calibration_units
+    from experiments.study.calibration_units import MODEL, calibration_units
 
     models = sorted(set(stimulus_set.units.model))
     if models != [MODEL]:

@@ -21,7 +21,7 @@ from experiments.db.models import (
     Unit,
 )
 from experiments.errors import InterpsyError, NotFound
-from experiments.schema import SETTINGS_FILE, TABLES, coerce, tables_for
+from experiments.study.schema import SETTINGS_FILE, TABLES, coerce, tables_for
 from experiments.tasks import TaskType, get_task
 from experiments.tasks.registry import task_name_of_spec
 from experiments.vocabulary import SessionStatus

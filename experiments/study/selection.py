@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from experiments.errors import SpecError
-from experiments.spec import UnitSelection
+from experiments.study.spec import UnitSelection
 
 GROUPS = ("easiest", "hardest", "random")
 
@@ -17,7 +17,7 @@ GROUPS = ("easiest", "hardest", "random")
 def read_machine_scores(folder: Path, selection: UnitSelection) -> pd.Series:
     """unit_id -> the observer's unit score: the mean p_correct of its scored trials in the
     selection's condition."""
-    from experiments.export import read_table  # storage-side reader; planning stays pure
+    from experiments.study.export import read_table  # storage-side reader; planning stays pure
 
     files = [folder / f"responses.{fmt}" for fmt in ("parquet", "csv")]
     found = next((f for f in files if f.is_file()), None)
