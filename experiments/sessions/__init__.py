@@ -4,13 +4,13 @@ The web server and the lab client both call this; every write is one transaction
 job: entry (assignment, resume), recording (responses, events, completion), researcher (expiry,
 marks, reservations), offline (lab task files); common holds what clients send and get.
 """
+from experiments.db.lookup import experiment_by_key
 from experiments.db.models import utcnow
 from experiments.sessions.common import (
     ResponseIn,
     SessionState,
     TaskTrials,
     TrialView,
-    experiment_by_key,
     spec_of,
 )
 from experiments.sessions.entry import EntryMixin

@@ -9,6 +9,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session as OrmSession
 
 from experiments.db import Database
+from experiments.db.lookup import experiment_by_key
 from experiments.db.models import (
     Event,
     Experiment,
@@ -23,7 +24,6 @@ from experiments.sessions.common import (
     TrialView,
     _remember,
     _token_matches,
-    experiment_by_key,
     spec_of,
 )
 from experiments.study import progress

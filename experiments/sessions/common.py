@@ -8,8 +8,6 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import select
-from sqlalchemy.orm import Session as OrmSession
 
 from experiments.db.models import (
     Experiment,
@@ -17,7 +15,6 @@ from experiments.db.models import (
     Session,
     Trial,
 )
-from experiments.errors import NotFound
 from experiments.study import progress
 from experiments.study.spec import ExperimentSpec
 from experiments.tasks.choice import ChoiceAnswer
@@ -206,22 +203,6 @@ def spec_of(experiment: Experiment) -> ExperimentSpec:
     spec = _SPECS.get(key)
     return spec if spec is not None else _remember(
         _SPECS, key, ExperimentSpec.model_validate(experiment.spec_json))
-
-
-def experiment_by_key(session: OrmSession, key: str, lock: bool = False) -> Experiment:
-    """`name@version`, or `name` for its newest version; NotFound otherwise."""
-    name, _, version = key.partition("@")
-    query = select(Experiment).where(Experiment.name == name)
-    if version:
-        query = query.where(Experiment.version == version)
-    else:
-        query = query.order_by(Experiment.created_at.desc(), Experiment.id.desc()).limit(1)
-    if lock:
-        query = query.with_for_update()
-    experiment = session.scalars(query).first()
-    if experiment is None:
-        raise NotFound(f"no experiment {key!r}")
-    return experiment
 
 
 def _hash_token(token: str) -> str:

@@ -9,6 +9,7 @@ import pandas as pd
 from sqlalchemy import func, select
 
 from experiments.db import Database
+from experiments.db.lookup import experiments_named
 from experiments.db.models import (
     Event,
     Experiment,
@@ -20,7 +21,7 @@ from experiments.db.models import (
     Trial,
     Unit,
 )
-from experiments.errors import InterpsyError, NotFound
+from experiments.errors import InterpsyError
 from experiments.study.schema import SETTINGS_FILE, TABLES, coerce, tables_for
 from experiments.tasks import TaskType, get_task
 from experiments.tasks.registry import task_name_of_spec
@@ -36,19 +37,6 @@ CLIENT_INFO_COLUMNS = ("screen_width", "screen_height", "window_width", "window_
 def pseudonym(number: int) -> str:
     """The exported participant id: P0001, P0002, ..."""
     return f"P{number:04d}"
-
-
-def _experiments(session, key: str | None) -> list[Experiment]:
-    query = select(Experiment).order_by(Experiment.name, Experiment.version)
-    if key:
-        name, _, version = key.partition("@")
-        query = query.where(Experiment.name == name)
-        if version:
-            query = query.where(Experiment.version == version)
-    found = session.scalars(query).all()
-    if key and not found:
-        raise NotFound(f"no experiment {key!r}")
-    return list(found)
 
 
 def _response_rows(session, experiment: Experiment) -> list[dict]:
@@ -157,7 +145,7 @@ def _participant_status(session_status: str) -> str:
     return "started" if session_status in started else str(session_status)
 
 
-def _unit_rows(session, experiment: Experiment) -> list[dict]:
+def unit_rows(session, experiment: Experiment) -> list[dict]:
     names = dict(session.execute(select(StimulusSetRecord.id, StimulusSetRecord.name).where(
         StimulusSetRecord.experiment_id == experiment.id)).all())
     units = session.scalars(select(Unit).where(Unit.experiment_id == experiment.id)
@@ -189,13 +177,13 @@ def task_of_experiment(experiment: Experiment) -> TaskType:
 
 
 BUILDERS = {"responses": _response_rows, "participants": _participant_rows,
-            "units": _unit_rows, "trials": _trial_rows}
+            "units": unit_rows, "trials": _trial_rows}
 
 
 def frames_from_db(db: Database, experiment: str | None = None) -> dict[str, pd.DataFrame]:
     """The dataset tables of one experiment (or all) as DataFrames with the documented dtypes."""
     with db.read() as session:
-        chosen = _experiments(session, experiment)
+        chosen = experiments_named(session, experiment)
         tables = tables_for(task_of_experiment(exp).name for exp in chosen)
         frames = {}
         for table, builder in BUILDERS.items():
@@ -209,7 +197,7 @@ def experiment_settings(db: Database, experiment: str | None = None) -> list[dic
     """Each experiment's key and validated spec (exclusion thresholds, design) as plain data."""
     with db.read() as session:
         return [{"experiment": exp.key, "seed": exp.seed, "spec_sha256": exp.spec_sha256,
-                 "spec": exp.spec_json} for exp in _experiments(session, experiment)]
+                 "spec": exp.spec_json} for exp in experiments_named(session, experiment)]
 
 
 def dataset_frames(database_url: str, experiment: str | None = None) -> dict:

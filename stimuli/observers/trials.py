@@ -14,10 +14,11 @@ from sqlalchemy import select
 
 from experiments.db import Database
 from experiments.db.images import ImageFile, image_files
+from experiments.db.lookup import experiments_named
 from experiments.db.models import Task, Trial
 from experiments.stimulus_set import load_stimulus_set
 from experiments.study.design import PlannedTrial, check_query_distributions, plan_trial
-from experiments.study.export import _experiments, _unit_rows, task_of_experiment
+from experiments.study.export import task_of_experiment, unit_rows
 from experiments.study.spec import ExperimentSpec
 from experiments.tasks import get_task
 from experiments.tasks.base import TaskType
@@ -52,7 +53,7 @@ def from_experiment(database_url: str, experiment: str) -> TrialSource:
     db = Database(database_url)
     try:
         with db.read() as session:
-            found = _experiments(session, experiment)
+            found = experiments_named(session, experiment)
             if len(found) != 1:
                 raise StimuliError(f"{experiment!r} names {len(found)} experiments; give "
                                    f"name@version")
@@ -67,7 +68,7 @@ def from_experiment(database_url: str, experiment: str) -> TrialSource:
                 UnitInfo(trial.unit_id, trial.model, trial.layer, trial.channel, 0),
                 trial.condition, trial.difficulty, trial.batch, dict(trial.stimulus),
                 trial.answer_key, trial.query_distribution)) for trial, task_key in rows]
-            units = pd.DataFrame(_unit_rows(session, record))
+            units = pd.DataFrame(unit_rows(session, record))
             settings = {"experiment": record.key, "seed": record.seed,
                         "spec_sha256": record.spec_sha256, "spec": record.spec_json}
     finally:
