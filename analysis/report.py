@@ -235,7 +235,8 @@ def make_figures(result: AnalysisResult, dataset: Dataset, folder: Path) -> dict
 
 def analyze(dataset: Dataset, out: str | Path, progress: bool = False, **options: Any
             ) -> AnalysisResult:
-    """Run the analysis and write tables (CSV), figures (PNG, SVG) and report.html into `out`."""
+    """Run the analysis and write tables (CSV), figures (PNG, SVG), report.html and
+    summary.txt (`AnalysisResult.summary()`) into `out`."""
     out = Path(out)
     (out / "tables").mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -254,6 +255,7 @@ def analyze(dataset: Dataset, out: str | Path, progress: bool = False, **options
     (out / "settings.json").write_text(json.dumps(
         {**result.settings, "timings_s": result.timings}, indent=2, default=str))
     (out / "report.html").write_text(render_html(result, dataset), encoding="utf-8")
+    (out / "summary.txt").write_text(result.summary() + "\n", encoding="utf-8")
     return result
 
 
