@@ -11,7 +11,7 @@ import os
 import platform
 import re
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -133,24 +133,9 @@ def prepare_files(image_source: str | Path, out_dir: str | Path) -> list[str]:
     return files
 
 
-def build_stimulus_set(model_name: str, image_source: str | Path, out_dir: str | Path,
-                       n_units: int | None = 10, units: list[str] | None = None, *,
-                       seed: int = 42, pretrained: bool = True, weights_path: str | None = None,
-                       n_batches: int = 20, n_bins: int = 10,
-                       difficulties: list[str] | None = None, render: bool = True,
-                       render_steps: int | None = None, min_steps: int | None = None,
-                       plateau_window: int | None = None, smoothing: float | None = None,
-                       n_diverse: int = 8,
-                       alpha: float | None = None, max_exponent: int | None = None,
-                       binary_steps: int | None = None, schedule_name: str = "imi",
-                       max_render_batch: int = 64, forward_batch: int | None = None,
-                       device: str = "cpu", batch_size: int = 64,
-                       workers: int = 2, store_activations: bool = True,
-                       skip_unreadable: bool = False, decode: str = "pil",
-                       name: str | None = None, layers: str | None = None,
-                       image_size: int = CROP, progress: bool = True,
-                       command: str | None = None) -> Path:
-    """Run sample -> mine -> render -> write for one model; resume partial work in out_dir.
+@dataclass(frozen=True)
+class BuildOptions:
+    """How `build_stimulus_set` samples, mines, renders and writes (the CLI's options).
 
     `render_steps=None` uses IMI's schedule (cap 20,000, plateau stop after 2,500); a number
     caps it, and a cap below 2,500 runs exactly that many steps (RenderSchedule.for_steps);
@@ -161,56 +146,94 @@ def build_stimulus_set(model_name: str, image_source: str | Path, out_dir: str |
     `difficulties=None` adds every percentile query pair the image count allows.
     `decode="torchvision"` decodes JPEGs in batches on `device` (nvJPEG on a GPU).
     `command` (the CLI's command line) is recorded in the manifest with the device.
-    Returns the set folder.
     """
+
+    n_units: int | None = 10
+    units: list[str] | None = None
+    seed: int = 42
+    pretrained: bool = True
+    weights_path: str | None = None
+    n_batches: int = 20
+    n_bins: int = 10
+    difficulties: list[str] | None = None
+    render: bool = True
+    render_steps: int | None = None
+    min_steps: int | None = None
+    plateau_window: int | None = None
+    smoothing: float | None = None
+    n_diverse: int = 8
+    alpha: float | None = None
+    max_exponent: int | None = None
+    binary_steps: int | None = None
+    schedule_name: str = "imi"
+    max_render_batch: int = 64
+    forward_batch: int | None = None
+    device: str = "cpu"
+    batch_size: int = 64
+    workers: int = 2
+    store_activations: bool = True
+    skip_unreadable: bool = False
+    decode: str = "pil"
+    name: str | None = None
+    layers: str | None = None
+    image_size: int = CROP
+    progress: bool = True
+    command: str | None = None
+
+
+def build_stimulus_set(model_name: str, image_source: str | Path, out_dir: str | Path,
+                       options: BuildOptions | None = None) -> Path:
+    """Run sample -> mine -> render -> write for one model as `options` say (BuildOptions);
+    resume partial work in out_dir. Returns the set folder."""
     from stimuli.cpu import steady_allocator
     from stimuli.mining import MiningConfig, merge_shards, mine_shard
     from stimuli.render import schedule_for, search_for
 
+    o = options or BuildOptions()
     steady_allocator()
     out = Path(out_dir)
-    spec, model, weights = load(model_name, pretrained, weights_path, device)
-    chosen = prepare_units(model_name, out, n_units, units, seed, model, layers=layers)
+    spec, model, weights = load(model_name, o.pretrained, o.weights_path, o.device)
+    chosen = prepare_units(model_name, out, o.n_units, o.units, o.seed, model, layers=o.layers)
     files = prepare_files(image_source, out)
-    k = n_bins * n_batches
+    k = o.n_bins * o.n_batches
     if len(files) < 2 * k:
-        raise StimuliError(f"{len(files)} images are too few for {n_batches} batches of "
-                           f"{n_bins - 1} references + 1 query per side (need {2 * k}): give "
+        raise StimuliError(f"{len(files)} images are too few for {o.n_batches} batches of "
+                           f"{o.n_bins - 1} references + 1 query per side (need {2 * k}): give "
                            f"more images or fewer batches (--n-batches "
-                           f"{max(1, len(files) // (2 * n_bins))} fits)")
-    cfg = MiningConfig(k=k, batch_size=batch_size, workers=workers, device=device,
-                       store_activations=store_activations, skip_unreadable=skip_unreadable,
-                       decode=decode)
+                           f"{max(1, len(files) // (2 * o.n_bins))} fits)")
+    cfg = MiningConfig(k=k, batch_size=o.batch_size, workers=o.workers, device=o.device,
+                       store_activations=o.store_activations, skip_unreadable=o.skip_unreadable,
+                       decode=o.decode)
     n_shards = finished_mining_shards(out)
     mining = out / WORK / "mining"
     mining.mkdir(parents=True, exist_ok=True)
     same_settings(mining / "settings.json", "finished mining shards",
-                  {"k": k, "n_batches": n_batches, "n_bins": n_bins, "images": len(files)},
+                  {"k": k, "n_batches": o.n_batches, "n_bins": o.n_bins, "images": len(files)},
                   done=n_shards or 0, restart=mining)
     if n_shards is None:
-        mine_shard(model, spec, weights, chosen, files, out / WORK, cfg, (0, 1), progress)
+        mine_shard(model, spec, weights, chosen, files, out / WORK, cfg, (0, 1), o.progress)
         n_shards = 1
-    elif progress:
+    elif o.progress:
         print(f"reusing the finished mining of {len(files)} images in {mining}",
               file=sys.stderr)
     result = merge_shards(out / WORK, n_shards, [u.unit_id for u in chosen], files)
-    schedule = schedule_for(schedule_name, render_steps, min_steps, plateau_window, smoothing,
-                            max_render_batch, forward_batch, device)
-    max_exponent, binary_steps = search_for(schedule_name, max_exponent, binary_steps)
-    if render:
-        render_stage(model, spec, chosen, result, out, schedule, n_diverse, alpha, max_exponent,
-                     binary_steps, device, seed, progress)
-    params = {"n_batches": n_batches, "n_bins": n_bins, "k": k, "batching_seed": seed,
+    schedule = schedule_for(o.schedule_name, o.render_steps, o.min_steps, o.plateau_window,
+                            o.smoothing, o.max_render_batch, o.forward_batch, o.device)
+    max_exponent, binary_steps = search_for(o.schedule_name, o.max_exponent, o.binary_steps)
+    if o.render:
+        render_stage(model, spec, chosen, result, out, schedule, o.n_diverse, o.alpha,
+                     max_exponent, binary_steps, o.device, o.seed, o.progress)
+    params = {"n_batches": o.n_batches, "n_bins": o.n_bins, "k": k, "batching_seed": o.seed,
               "mining": {**{k_: v for k_, v in asdict(cfg).items() if k_ != "device"},
                          **_precision_record(cfg)},
               "render": ({**asdict(schedule), "schedule": schedule.name,
-                          "schedule_base": schedule_name,
-                          "n_diverse": n_diverse, "alpha": alpha,
+                          "schedule_base": o.schedule_name,
+                          "n_diverse": o.n_diverse, "alpha": o.alpha,
                           "max_exponent": max_exponent, "binary_steps": binary_steps,
-                          "engine": "interpsy"} if render else None),
-              "command": command, "device": _device_record(device)}
-    return write_set(out, spec, weights, chosen, result, params, difficulties, seed,
-                     name or out.name, image_size, include_synthetic=render)
+                          "engine": "interpsy"} if o.render else None),
+              "command": o.command, "device": _device_record(o.device)}
+    return write_set(out, spec, weights, chosen, result, params, o.difficulties, o.seed,
+                     o.name or out.name, o.image_size, include_synthetic=o.render)
 
 
 def _relative_source(file: str, source: str) -> str:

@@ -316,10 +316,10 @@ def build(model, images, out, n_units, unit_list, seed, layer_regex, n_batches, 
           forward_batch, weights_path, random_init, device, difficulties, no_render, name,
           progress):
     """Sample, mine, render and write a ready stimulus set for MODEL into OUT (resumes)."""
-    from stimuli.build import build_stimulus_set, env_device
+    from stimuli.build import BuildOptions, build_stimulus_set, env_device
 
-    path = build_stimulus_set(
-        model, images, out, n_units if (n_units or unit_list) else 100, list(unit_list) or None,
+    path = build_stimulus_set(model, images, out, BuildOptions(
+        n_units=n_units if (n_units or unit_list) else 100, units=list(unit_list) or None,
         seed=seed, pretrained=not random_init, weights_path=weights_path, n_batches=n_batches,
         n_bins=n_bins, difficulties=list(difficulties) or None, render=not no_render,
         render_steps=render_steps, min_steps=min_steps, plateau_window=plateau_window,
@@ -328,7 +328,7 @@ def build(model, images, out, n_units, unit_list, seed, layer_regex, n_batches, 
         forward_batch=forward_batch, device=env_device(device),
         batch_size=batch_size, workers=workers, store_activations=store_activations,
         skip_unreadable=skip_unreadable, decode=decode, name=name, layers=layer_regex,
-        progress=progress, command=_command_line())
+        progress=progress, command=_command_line()))
     stimulus_set = load_stimulus_set(path, verify_images=True, verify_hashes=True)
     click.echo(f"ok: {path}: {len(stimulus_set.units)} units, {len(stimulus_set.images)} images")
 

@@ -11,7 +11,7 @@ import pytest
 from experiments.cli import main
 from experiments.errors import InterpsyError
 from experiments.stimulus_set import load_stimulus_set
-from stimuli.build import build_stimulus_set
+from stimuli.build import BuildOptions, build_stimulus_set
 from stimuli.errors import ImageSourceError, ModelError
 
 QUICK = dict(pretrained=False, n_batches=2, render_steps=4, n_diverse=2, max_exponent=1,
@@ -21,7 +21,8 @@ QUICK = dict(pretrained=False, n_batches=2, render_steps=4, n_diverse=2, max_exp
 @pytest.fixture(scope="module")
 def built(image_folder, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("sets") / "tiny"
-    return build_stimulus_set("tiny-cnn", image_folder, out, n_units=2, seed=3, **QUICK)
+    return build_stimulus_set("tiny-cnn", image_folder, out,
+        BuildOptions(n_units=2, seed=3, **QUICK))
 
 
 def test_built_set_passes_check(built):
@@ -45,7 +46,7 @@ def test_build_resumes_without_redoing_work(built, image_folder):
     before = (built / "images.csv").read_text()
     render_files = sorted((built / "_work" / "render").iterdir())
     stamps = [p.stat().st_mtime_ns for p in render_files]
-    build_stimulus_set("tiny-cnn", image_folder, built, n_units=2, seed=3, **QUICK)
+    build_stimulus_set("tiny-cnn", image_folder, built, BuildOptions(n_units=2, seed=3, **QUICK))
     assert [p.stat().st_mtime_ns for p in render_files] == stamps
     assert (built / "images.csv").read_text() == before
 
@@ -124,8 +125,9 @@ def test_skip_unreadable_and_missing_weights(image_folder, tmp_path, monkeypatch
     for p in sorted(image_folder.rglob("*.png"))[:8]:
         (bad / p.name).write_bytes(p.read_bytes())
     (bad / "broken.png").write_bytes(b"\x89PNG broken")
-    out = build_stimulus_set("tiny-cnn", bad, tmp_path / "s", units=["bn1:0"], render=False,
-                             n_bins=2, skip_unreadable=True, **{**QUICK, "n_batches": 1})
+    out = build_stimulus_set("tiny-cnn", bad, tmp_path / "s",
+        BuildOptions(units=["bn1:0"], render=False,
+                     n_bins=2, skip_unreadable=True, **{**QUICK, "n_batches": 1}))
     manifest = json.loads((out / "stimuli.json").read_text())
     assert manifest["dataset"]["unreadable_skipped"] == 1
     import torch

@@ -12,15 +12,16 @@ from PIL import Image
 from experiments.cli import main
 from experiments.stimulus_set import IMAGES_CSV, MANIFEST, UNITS_CSV
 from experiments.stimulus_set.integrity import TABLES_KEY, table_hashes
-from stimuli.build import build_stimulus_set
+from stimuli.build import BuildOptions, build_stimulus_set
 
 
 @pytest.fixture(scope="module")
 def good(image_folder, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("faults") / "set"
-    return build_stimulus_set("tiny-cnn", image_folder, out, n_units=2, seed=3, pretrained=False,
-                              n_batches=2, render_steps=4, n_diverse=2, max_exponent=0,
-                              binary_steps=0, workers=0, progress=False)
+    return build_stimulus_set("tiny-cnn", image_folder, out,
+        BuildOptions(n_units=2, seed=3, pretrained=False,
+                     n_batches=2, render_steps=4, n_diverse=2, max_exponent=0,
+                     binary_steps=0, workers=0, progress=False))
 
 
 def _rows(folder: Path, name: str) -> list[dict]:

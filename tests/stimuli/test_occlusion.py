@@ -9,7 +9,7 @@ import torch
 
 from experiments.cli import main
 from experiments.stimulus_set import OCCLUDER_COLUMNS, load_stimulus_set
-from stimuli.build import build_stimulus_set
+from stimuli.build import BuildOptions, build_stimulus_set
 from stimuli.occlusion import (
     OcclusionConfig,
     blurred_reference,
@@ -98,7 +98,7 @@ def test_a_blurred_reference_keeps_the_driving_window_sharp():
 @pytest.fixture(scope="module")
 def occluded(image_folder, tmp_path_factory):
     out = tmp_path_factory.mktemp("occ") / "tiny"
-    build_stimulus_set("tiny-cnn", image_folder, out, n_units=2, seed=5, **QUICK)
+    build_stimulus_set("tiny-cnn", image_folder, out, BuildOptions(n_units=2, seed=5, **QUICK))
     add_occlusion(out, FAST, pretrained=False, progress=False)
     return out
 

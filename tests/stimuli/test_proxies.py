@@ -15,7 +15,7 @@ from torch import nn
 from analysis.load import load_dataset
 from experiments.cli import main
 from experiments.stimulus_set import load_stimulus_set
-from stimuli.build import build_stimulus_set
+from stimuli.build import BuildOptions, build_stimulus_set
 from stimuli.layers import LayerRecorder
 from stimuli.mining import normalizer
 from stimuli.proxies import (
@@ -108,7 +108,7 @@ def test_the_sweep_runs_powers_of_two_up_to_no_simplification():
 @pytest.fixture(scope="module")
 def measured(image_folder, tmp_path_factory):
     out = tmp_path_factory.mktemp("proxies") / "tiny"
-    build_stimulus_set("tiny-cnn", image_folder, out, n_units=2, seed=4, **QUICK)
+    build_stimulus_set("tiny-cnn", image_folder, out, BuildOptions(n_units=2, seed=4, **QUICK))
     add_shifted_queries(out, ["blur:4"], pretrained=False, workers=0, progress=False)
     result = tmp_path_factory.mktemp("proxies-out")
     assert main(["stimuli", "proxies", str(out), "--out", str(result), "--fit-images", "6",

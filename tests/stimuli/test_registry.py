@@ -131,14 +131,15 @@ def test_clip_and_vit_are_mined_with_their_own_preprocessing(image_folder, tmp_p
     import numpy as np
 
     from experiments.stimulus_set import load_stimulus_set
-    from stimuli.build import build_stimulus_set
+    from stimuli.build import BuildOptions, build_stimulus_set
     from stimuli.images import Preprocessing, load_shown
 
     assert get_spec("clip-resnet50").preprocessing == Preprocessing(224, 224, "bicubic")
     assert get_spec("vit_b32").preprocessing == Preprocessing(248, 224, "bicubic")
-    out = build_stimulus_set("tiny-vit", image_folder, tmp_path / "set", n_units=1, seed=3,
-                             pretrained=False, n_batches=1, n_bins=4, render=False, workers=0,
-                             progress=False)
+    out = build_stimulus_set("tiny-vit", image_folder, tmp_path / "set",
+        BuildOptions(n_units=1, seed=3,
+                     pretrained=False, n_batches=1, n_bins=4, render=False, workers=0,
+                     progress=False))
     stimulus_set = load_stimulus_set(out)
     assert "resize 248 (bicubic)" in stimulus_set.manifest["dataset"]["preprocessing"]
     row = stimulus_set.images[stimulus_set.images.kind == "natural"].iloc[0]

@@ -37,11 +37,12 @@ def test_steps_n_runs_n_steps():
 
 
 def test_the_steps_each_image_ran_are_in_units_csv(image_folder, tmp_path):
-    from stimuli.build import build_stimulus_set
+    from stimuli.build import BuildOptions, build_stimulus_set
 
-    out = build_stimulus_set("tiny-cnn", image_folder, tmp_path / "set", n_units=1, seed=3,
-                             pretrained=False, n_batches=2, render_steps=6, n_diverse=2,
-                             max_exponent=0, binary_steps=0, workers=0, progress=False)
+    out = build_stimulus_set("tiny-cnn", image_folder, tmp_path / "set",
+        BuildOptions(n_units=1, seed=3,
+                     pretrained=False, n_batches=2, render_steps=6, n_diverse=2,
+                     max_exponent=0, binary_steps=0, workers=0, progress=False))
     with open(out / "units.csv", newline="") as handle:
         (row,) = list(csv.DictReader(handle))
     for column in ("fv_steps_max", "fv_steps_min", "fv_steps_diverse_max",

@@ -10,7 +10,7 @@ from PIL import Image
 
 from experiments.cli import main
 from experiments.stimulus_set import load_stimulus_set
-from stimuli.build import build_stimulus_set
+from stimuli.build import BuildOptions, build_stimulus_set
 from stimuli.images import load_shown, sample_image_pool
 from stimuli.registry import get_spec
 from stimuli.shifted_set import add_shifted_queries
@@ -28,7 +28,7 @@ def domain_folder(tmp_path_factory):
 @pytest.fixture(scope="module")
 def shifted(image_folder, domain_folder, tmp_path_factory):
     out = tmp_path_factory.mktemp("shifted") / "tiny"
-    build_stimulus_set("tiny-cnn", image_folder, out, n_units=2, seed=4, **QUICK)
+    build_stimulus_set("tiny-cnn", image_folder, out, BuildOptions(n_units=2, seed=4, **QUICK))
     add_shifted_queries(out, ["blur:3", "noise:2"], {"sketches": str(domain_folder)},
                         pretrained=False, workers=0, progress=False)
     return out
@@ -105,7 +105,7 @@ def test_bad_input_is_named_and_the_set_is_left_as_it_was(shifted, tmp_path, cap
 
 def test_a_pool_too_small_for_the_rule_is_refused(image_folder, tmp_path, capsys):
     out = tmp_path / "tiny"
-    build_stimulus_set("tiny-cnn", image_folder, out, n_units=1, seed=4, **QUICK)
+    build_stimulus_set("tiny-cnn", image_folder, out, BuildOptions(n_units=1, seed=4, **QUICK))
     few = sample_image_pool(tmp_path / "few", 10, seed=2, size=160)[0].parent
     assert main(["stimuli", "shift", str(out), "--domain", f"few={few}", "--random-init",
                  "--workers", "0", "--no-progress"]) == 2

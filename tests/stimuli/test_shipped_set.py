@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from experiments.stimulus_set import load_stimulus_set
-from stimuli.build import build_stimulus_set
+from stimuli.build import BuildOptions, build_stimulus_set
 from stimuli.errors import StimuliError
 from stimuli.shipped_set import NATURALS, pack, unpack
 
@@ -18,9 +18,10 @@ from stimuli.shipped_set import NATURALS, pack, unpack
 @pytest.fixture(scope="module")
 def packed(image_folder, tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("shipped")
-    built = build_stimulus_set("tiny-cnn", image_folder, root / "set", n_units=2, seed=3,
-                               pretrained=False, n_batches=2, render_steps=3, n_diverse=2,
-                               max_exponent=0, binary_steps=0, workers=0, progress=False)
+    built = build_stimulus_set("tiny-cnn", image_folder, root / "set",
+        BuildOptions(n_units=2, seed=3,
+                     pretrained=False, n_batches=2, render_steps=3, n_diverse=2,
+                     max_exponent=0, binary_steps=0, workers=0, progress=False))
     return built, pack(built, root / "packed")
 
 
