@@ -1,4 +1,5 @@
-"""The session service's state and lookups, shared by its parts."""
+"""What the session service's parts share: the database, the clock, and the lookups of
+experiments, sessions, specs, trials and events (each part is handed one SessionStore)."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -31,7 +32,7 @@ from experiments.study.spec import ExperimentSpec
 from experiments.vocabulary import SessionStatus
 
 
-class ServiceBase:
+class SessionStore:
     """The database, the clock and the lookups every part of the service shares."""
 
     def __init__(self, db: Database, clock: Callable[[], datetime] = utcnow):
@@ -42,12 +43,10 @@ class ServiceBase:
 
     # ---- lookup helpers -------------------------------------------------------------
     @staticmethod
-    def _experiment(session: OrmSession, key: str, lock: bool = False) -> Experiment:
+    def experiment(session: OrmSession, key: str, lock: bool = False) -> Experiment:
         return experiment_by_key(session, key, lock)
 
-    spec_of = staticmethod(spec_of)
-
-    def _session_spec(self, session: OrmSession, record: Session) -> ExperimentSpec:
+    def session_spec(self, session: OrmSession, record: Session) -> ExperimentSpec:
         """The spec of a session's experiment, by id: an experiment with sessions is never replaced."""
         spec = self._specs.get(record.experiment_id)
         return spec if spec is not None else _remember(
@@ -70,7 +69,7 @@ class ServiceBase:
         return progress.Rules(len(trials.practice), len(trials.main), spec.practice.pass_mark,
                               spec.practice.max_attempts)
 
-    def _session(self, session: OrmSession, session_id: str, token: str | None, lock: bool = False
+    def find_session(self, session: OrmSession, session_id: str, token: str | None, lock: bool = False
                  ) -> Session:
         query = select(Session).where(Session.id == session_id)
         if lock:
@@ -81,13 +80,13 @@ class ServiceBase:
             raise NotFound("unknown session or wrong token")
         return record
 
-    def _event(self, session: OrmSession, record: Session, kind: str,
+    def event(self, session: OrmSession, record: Session, kind: str,
                payload: dict[str, Any] | None = None) -> None:
         """Log a server-side event of a session in the open transaction."""
         session.add(Event(session_id=record.id, experiment_id=record.experiment_id, kind=kind,
                           payload=payload or {}, created_at=self.clock()))
 
-    def _cutoff(self, spec: ExperimentSpec, answered: bool = True) -> datetime:
+    def cutoff(self, spec: ExperimentSpec, answered: bool = True) -> datetime:
         """Activity after this keeps a task; before the first answer only the (shorter)
         reservation does, so sign-ups that never answer free their task soon."""
         minutes = spec.timing.session_timeout_min
@@ -95,17 +94,25 @@ class ServiceBase:
             minutes = min(minutes, spec.recruitment.reservation_min)
         return self.clock() - timedelta(minutes=minutes)
 
-    def _holding(self, spec: ExperimentSpec):
+    def holding(self, spec: ExperimentSpec):
         """Sessions that hold their task: completed, exported to a lab task file (until synced
         or released), or in progress and recently active."""
         return or_(Session.status == SessionStatus.COMPLETED, and_(Session.status == ACTIVE, or_(
             and_(Session.held_offline.is_(True), Session.late_of.is_(None)),
-            and_(Session.n_responses > 0, Session.last_activity_at >= self._cutoff(spec)),
-            Session.last_activity_at >= self._cutoff(spec, answered=False))))
+            and_(Session.n_responses > 0, Session.last_activity_at >= self.cutoff(spec)),
+            Session.last_activity_at >= self.cutoff(spec, answered=False))))
 
-    def _holds(self, record: Session, spec: ExperimentSpec) -> bool:
-        """Whether this session keeps its trials (`_holding`'s rule; a late sync's session
+    def holds(self, record: Session, spec: ExperimentSpec) -> bool:
+        """Whether this session keeps its trials (`holding`'s rule; a late sync's session
         keeps its own though its task belongs to another)."""
         return record.status == SessionStatus.COMPLETED or (record.status == ACTIVE and (
             record.held_offline
-            or record.last_activity_at >= self._cutoff(spec, answered=record.n_responses > 0)))
+            or record.last_activity_at >= self.cutoff(spec, answered=record.n_responses > 0)))
+
+    def lock_with_experiment(self, session: OrmSession, session_id: str) -> Session:
+        """Lock a session's experiment, then the session (the order every writer keeps)."""
+        experiment_id = session.scalar(select(Session.experiment_id).where(
+            Session.id == session_id))
+        session.scalars(select(Experiment).where(Experiment.id == experiment_id)
+                        .with_for_update()).first()
+        return self.find_session(session, session_id, None, lock=True)

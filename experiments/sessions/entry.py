@@ -18,13 +18,14 @@ from experiments.db.models import (
     Task,
 )
 from experiments.errors import Conflict, Refused
-from experiments.sessions.base import ServiceBase
+from experiments.sessions.base import SessionStore
 from experiments.sessions.common import (
     ACTIVE,
     REFUSAL_TEXT,
     SessionState,
     _add_token,
     _hash_token,
+    spec_of,
 )
 from experiments.study.spec import ExperimentSpec
 from experiments.vocabulary import FINISHED, PLATFORMS, RESUMABLE, SessionStatus
@@ -37,15 +38,18 @@ def _waiting():
 
 
 class EntryStatus(NamedTuple):
-    """What a platform id opening the study link finds (see `EntryMixin.entry_status`)."""
+    """What a platform id opening the study link finds (see `Entry.entry_status`)."""
 
     status: str
     code: str | None = None
     session_id: str | None = None
 
 
-class EntryMixin(ServiceBase):
-    """Entry, task assignment, resume and the session state a client draws from."""
+class Entry:
+    """Entry: assignment, resume and the session state."""
+
+    def __init__(self, store: SessionStore) -> None:
+        self.store = store
 
     def start(self, experiment_key: str, platform_id: str | None, source: str,
               client: str = "web", client_info: dict[str, Any] | None = None,
@@ -58,9 +62,9 @@ class EntryMixin(ServiceBase):
         if source not in PLATFORMS:
             raise Refused(f"unknown participant source {source!r}", "source")
         platform_id = platform_id or f"{source}-{uuid.uuid4().hex}"
-        with self.db.write() as session:
-            experiment = self._experiment(session, experiment_key, lock=True)
-            spec = self.spec_of(experiment)
+        with self.store.db.write() as session:
+            experiment = self.store.experiment(session, experiment_key, lock=True)
+            spec = spec_of(experiment)
             if experiment.status != "open":
                 raise Refused(f"experiment {experiment.key} is closed", "closed")
             if source not in spec.recruitment.platforms:
@@ -83,12 +87,12 @@ class EntryMixin(ServiceBase):
                                           number=experiment.participant_counter,
                                           platform_id=platform_id, source=source,
                                           platform_info=platform_info or {},
-                                          created_at=self.clock())
+                                          created_at=self.store.clock())
                 session.add(participant)
                 session.flush()
             self._bump_reservations(session, experiment, spec)
             task = self._least_filled(session, experiment, spec)
-            now = self.clock()
+            now = self.store.clock()
             record = Session(id=uuid.uuid4().hex, experiment_id=experiment.id,
                              participant_id=participant.id, task_id=task.id,
                              token_sha256=_hash_token(token), client=client, status=ACTIVE,
@@ -115,9 +119,9 @@ class EntryMixin(ServiceBase):
         'in_progress', 'completed', 'failed_practice' or 'timed_out' (after answering, its task
         gone) with its completion code, 'blocked' when the study cannot be resumed, or 'repeat'
         for someone who may not take part (again)."""
-        with self.db.read() as session:
-            experiment = self._experiment(session, experiment_key)
-            spec = self.spec_of(experiment)
+        with self.store.db.read() as session:
+            experiment = self.store.experiment(session, experiment_key)
+            spec = spec_of(experiment)
             latest = session.execute(
                 select(Session.status, Session.completion_code, Session.id)
                 .join(Participant, Participant.id == Session.participant_id)
@@ -145,7 +149,7 @@ class EntryMixin(ServiceBase):
             return
         crowded = session.scalar(select(func.count()).select_from(Session).where(
             Session.experiment_id == experiment.id, Session.network_key == network_key,
-            Session.status == ACTIVE, self._holding(spec)))
+            Session.status == ACTIVE, self.store.holding(spec)))
         if crowded >= cap:
             raise Refused(f"{crowded} sessions of this study are in progress from your network; "
                           f"at most {cap} may run at once", "network")
@@ -165,7 +169,7 @@ class EntryMixin(ServiceBase):
             raise Refused("you have already taken part in this study", "repeat")
         if platform_info and platform_info != participant.platform_info:
             # A re-accepted MTurk HIT has a new assignment id: the completion must name it.
-            self._event(session, latest, "platform_info_changed",
+            self.store.event(session, latest, "platform_info_changed",
                         {"before": participant.platform_info, "now": platform_info})
             participant.platform_info = platform_info
         policy = spec.recruitment.resume_policy
@@ -173,15 +177,15 @@ class EntryMixin(ServiceBase):
             raise Refused("this study cannot be resumed once started", "blocked")
         if policy == "restart":
             latest.status = SessionStatus.RESTARTED
-            latest.finished_at = self.clock()
-            self._event(session, latest, "restart")
+            latest.finished_at = self.store.clock()
+            self.store.event(session, latest, "restart")
             return None
         outcome = self._reclaim(session, latest, spec)
         if outcome not in (None, "reassigned"):
             raise Refused(REFUSAL_TEXT[outcome], outcome)
         _add_token(latest, token)
-        latest.last_activity_at = self.clock()
-        self._event(session, latest, "resume", {"next_index": latest.n_responses})
+        latest.last_activity_at = self.store.clock()
+        self.store.event(session, latest, "resume", {"next_index": latest.n_responses})
         return latest
 
     def _bump_reservations(self, session: OrmSession, experiment: Experiment,
@@ -193,7 +197,7 @@ class EntryMixin(ServiceBase):
         if share >= 1:
             return
         waiting = _waiting()
-        ours = and_(Session.experiment_id == experiment.id, self._holding(spec))
+        ours = and_(Session.experiment_id == experiment.id, self.store.holding(spec))
         n_tasks = session.scalar(select(func.count()).select_from(Task).where(
             Task.experiment_id == experiment.id))
         taken = session.scalar(select(func.count(Session.task_id.distinct())).where(
@@ -219,7 +223,7 @@ class EntryMixin(ServiceBase):
         for record in records:
             session.expire(record)
             if record.id in ended:
-                self._event(session, record, "reservation_bumped", why)
+                self.store.event(session, record, "reservation_bumped", why)
         return len(ended)
 
     def _free_task(self, session: OrmSession, experiment_id: int, spec: ExperimentSpec
@@ -228,11 +232,11 @@ class EntryMixin(ServiceBase):
         free the tasks of sign-ups whose reservation was just ended (they may come back)."""
         # An anti-join that stops at the first free task: the grouped count it replaces made
         # PostgreSQL's planner (with fresh, unanalysed tables) loop over tasks x sessions.
-        held = select(Session.id).where(Session.task_id == Task.id, self._holding(spec))
+        held = select(Session.id).where(Session.task_id == Task.id, self.store.holding(spec))
         bumped = select(Session.id).where(
             Session.task_id == Task.id, Session.status == SessionStatus.TIMED_OUT,
             Session.n_responses == 0, Session.client == "web",
-            Session.last_activity_at >= self._cutoff(spec, False))
+            Session.last_activity_at >= self.store.cutoff(spec, False))
         return session.scalars(
             select(Task).where(Task.experiment_id == experiment_id, ~held.exists())
             .order_by(bumped.exists(), Task.assign_order).limit(1)).first()
@@ -252,11 +256,11 @@ class EntryMixin(ServiceBase):
         answer wins) (None); with no answer yet it gets a free task ('reassigned'); else it is
         timed out, never sharing a task ('timed_out', or 'full' when no task is free). Call with
         the experiment locked."""
-        if record.status not in RESUMABLE or self._holds(record, spec):
+        if record.status not in RESUMABLE or self.store.holds(record, spec):
             return None
-        now = self.clock()
+        now = self.store.clock()
         holding = and_(Session.task_id == record.task_id, Session.id != record.id,
-                       self._holding(spec))
+                       self.store.holding(spec))
         others = session.scalar(select(func.count()).select_from(Session).where(holding))
         if others and answering and not record.n_responses and not session.scalar(
                 select(func.count()).select_from(Session).where(holding, not_(_waiting()))):
@@ -270,7 +274,7 @@ class EntryMixin(ServiceBase):
         task = self._free_task(session, record.experiment_id, spec) if not record.n_responses \
             else None
         if task is not None:
-            self._event(session, record, "reassigned", {"from_task": record.task_id,
+            self.store.event(session, record, "reassigned", {"from_task": record.task_id,
                                                          "to_task": task.id})
             record.task_id, record.status, record.last_activity_at = task.id, ACTIVE, now
             record.practice_attempts = 0
@@ -278,27 +282,20 @@ class EntryMixin(ServiceBase):
             return "reassigned"
         if record.status == ACTIVE:
             record.status = SessionStatus.TIMED_OUT
-            self._event(session, record, "timed_out", {"on_return": True})
+            self.store.event(session, record, "timed_out", {"on_return": True})
         if not record.n_responses:
             return "full"
         record.completion_code = spec.recruitment.completion_codes.timed_out
         return "timed_out"
 
-    def _lock_with_experiment(self, session: OrmSession, session_id: str) -> Session:
-        """Lock a session's experiment, then the session (the order every writer keeps)."""
-        experiment_id = session.scalar(select(Session.experiment_id).where(
-            Session.id == session_id))
-        session.scalars(select(Experiment).where(Experiment.id == experiment_id)
-                        .with_for_update()).first()
-        return self._session(session, session_id, None, lock=True)
-
-    def _reclaim_now(self, session_id: str, answering: bool = False) -> str | None:
+    def reclaim_now(self, session_id: str, answering: bool = False) -> str | None:
         """`_reclaim` in a transaction of its own, locking the experiment, then the session."""
-        with self.db.write() as session:
-            record = self._lock_with_experiment(session, session_id)
-            return self._reclaim(session, record, self._session_spec(session, record), answering)
+        with self.store.db.write() as session:
+            record = self.store.lock_with_experiment(session, session_id)
+            spec = self.store.session_spec(session, record)
+            return self._reclaim(session, record, spec, answering)
 
-    def _refuse_reclaimed(self, outcome: str) -> None:
+    def refuse_reclaimed(self, outcome: str) -> None:
         if outcome == "reassigned":
             raise Conflict("this session was given new trials because it was idle before its "
                            "first answer; reload the page", expected_trial_index=0)
@@ -308,7 +305,7 @@ class EntryMixin(ServiceBase):
     def _state(self, session: OrmSession, record: Session, spec: ExperimentSpec,
                experiment: Experiment, token: str | None = None, resumed: bool = False
                ) -> SessionState:
-        trials = self.trials_of(session, record.task_id)
+        trials = self.store.trials_of(session, record.task_id)
         task = session.get(Task, record.task_id)
         correct_main = 0
         if record.main_offset is not None:
@@ -334,16 +331,16 @@ class EntryMixin(ServiceBase):
         at its first answer (a reload reserves nothing past `max_unanswered_share`): till then
         it shows its trials, in progress.
         """
-        with self.db.read() as session:
-            record = self._session(session, session_id, token)
-            spec = self._session_spec(session, record)
+        with self.store.db.read() as session:
+            record = self.store.find_session(session, session_id, token)
+            spec = self.store.session_spec(session, record)
             experiment = session.get(Experiment, record.experiment_id)
-            if record.status not in RESUMABLE or self._holds(record, spec):
+            if record.status not in RESUMABLE or self.store.holds(record, spec):
                 return self._state(session, record, spec, experiment)
             if not record.n_responses:
                 return replace(self._state(session, record, spec, experiment), status=ACTIVE)
-        self._reclaim_now(session_id)
-        with self.db.read() as session:
-            record = self._session(session, session_id, token)
-            return self._state(session, record, self._session_spec(session, record),
+        self.reclaim_now(session_id)
+        with self.store.db.read() as session:
+            record = self.store.find_session(session, session_id, token)
+            return self._state(session, record, self.store.session_spec(session, record),
                                session.get(Experiment, record.experiment_id))

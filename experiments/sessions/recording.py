@@ -13,7 +13,7 @@ from experiments.db.models import (
     Session,
 )
 from experiments.errors import Conflict, InterpsyError, Refused
-from experiments.sessions.base import ServiceBase
+from experiments.sessions.base import SessionStore
 from experiments.sessions.common import (
     ACTIVE,
     CLOCK_TOLERANCE_MS,
@@ -21,14 +21,19 @@ from experiments.sessions.common import (
     RecordResult,
     ResponseIn,
 )
+from experiments.sessions.entry import Entry
 from experiments.study import progress
 from experiments.study.spec import ExperimentSpec
 from experiments.tasks import get_task
 from experiments.vocabulary import FINISHED, RESUMABLE, SessionStatus
 
 
-class RecordingMixin(ServiceBase):
-    """Responses, events, instruction time, completion and client facts."""
+class Recording:
+    """Recording: responses, events, instructions and completion."""
+
+    def __init__(self, store: SessionStore, entry: Entry) -> None:
+        self.store = store
+        self.entry = entry
 
     def record_response(self, session_id: str, token: str | None, response: ResponseIn,
                         client_recorded_at: datetime | None = None) -> RecordResult:
@@ -37,12 +42,12 @@ class RecordingMixin(ServiceBase):
         `client_recorded_at`: when an offline lab run stored it (its journal's time).
         """
         conflict: tuple[str, dict] | None = None
-        with self.db.write() as session:
-            record = self._session(session, session_id, token, lock=True)
-            spec = self._session_spec(session, record)
+        with self.store.db.write() as session:
+            record = self.store.find_session(session, session_id, token, lock=True)
+            spec = self.store.session_spec(session, record)
             index = response.trial_index
             lapsed = (index >= record.n_responses and record.status in RESUMABLE
-                      and not self._holds(record, spec))
+                      and not self.store.holds(record, spec))
             if not lapsed:
                 if index >= record.n_responses:
                     return self._store_new(session, record, spec, response, client_recorded_at)
@@ -55,9 +60,9 @@ class RecordingMixin(ServiceBase):
                                 "trial_id": stored.trial_id, "answer": stored.answer,
                                 "rt_ms": stored.rt_ms}})
         if lapsed:  # reclaimed in a transaction that locks the experiment first
-            outcome = self._reclaim_now(session_id, answering=index == 0)
+            outcome = self.entry.reclaim_now(session_id, answering=index == 0)
             if outcome is not None:
-                self._refuse_reclaimed(outcome)
+                self.entry.refuse_reclaimed(outcome)
             return self.record_response(session_id, token, response, client_recorded_at)
         # Outside the failed transaction: log the conflict, then refuse.
         self.record_event(session_id, None, "conflicting_response", conflict[1])
@@ -66,9 +71,9 @@ class RecordingMixin(ServiceBase):
     def first_difference(self, session_id: str, responses: list[ResponseIn]) -> int | None:
         """The first trial index whose stored answer differs from the one in `responses` (None:
         every stored one is the same, as a retry would find)."""
-        with self.db.read() as session:
-            record = self._session(session, session_id, None)
-            spec = self._session_spec(session, record)
+        with self.store.db.read() as session:
+            record = self.store.find_session(session, session_id, None)
+            spec = self.store.session_spec(session, record)
             stored = {r.trial_index: r for r in session.scalars(
                 select(Response).where(Response.session_id == session_id))}
             for response in sorted(responses, key=lambda r: r.trial_index):
@@ -96,8 +101,8 @@ class RecordingMixin(ServiceBase):
         if record.status != ACTIVE:
             raise Refused(f"this session is {record.status.replace('_', ' ')}; no more answers "
                           f"are taken", record.status)
-        trials = self.trials_of(session, record.task_id)
-        rules = self.rules_of(trials, spec)
+        trials = self.store.trials_of(session, record.task_id)
+        rules = self.store.rules_of(trials, spec)
         slot = progress.slot_at(record.id, rules, record.main_offset, index)
         if slot is None:
             raise Conflict(f"trial_index {index} is past the last trial of this session")
@@ -107,7 +112,7 @@ class RecordingMixin(ServiceBase):
                            f"{response.trial_id}", expected_trial_index=record.n_responses)
         task = get_task(spec.task.type)
         answer = task.parse_answer(response.answer)
-        now = self.clock()
+        now = self.store.clock()
         stored = Response(session_id=record.id, trial_index=index, trial_id=trial.trial_id,
                           rt_flag=self._rt_flag(response.rt_ms, record, spec, now),
                           attempt=slot.attempt, answer=answer.model_dump(mode="json"),
@@ -146,8 +151,8 @@ class RecordingMixin(ServiceBase):
 
     def _result(self, session: OrmSession, record: Session, stored: Response, stored_now: bool,
                 passed: bool | None = None) -> RecordResult:
-        trials = self.trials_of(session, record.task_id)
-        rules = self.rules_of(trials, self._session_spec(session, record))
+        trials = self.store.trials_of(session, record.task_id)
+        rules = self.store.rules_of(trials, self.store.session_spec(session, record))
         now = progress.Progress(record.n_responses, record.main_offset, record.practice_attempts,
                                 status=record.status)
         return RecordResult(stored=stored_now, trial_index=stored.trial_index,
@@ -170,20 +175,21 @@ class RecordingMixin(ServiceBase):
         Returns False, storing nothing, when the session already has an event with `client_key`
         (a retry whose first reply was lost).
         """
-        with self.db.write() as session:
-            record = self._session(session, session_id, token, lock=client_key is not None)
+        with self.store.db.write() as session:
+            record = self.store.find_session(session, session_id, token,
+                                             lock=client_key is not None)
             if self._seen(session, record.id, client_key):
                 return False
             session.add(Event(session_id=record.id, experiment_id=record.experiment_id,
                               kind=kind[:40], payload=payload or {}, client_ms=client_ms,
-                              client_key=client_key, created_at=self.clock()))
+                              client_key=client_key, created_at=self.store.clock()))
             return True
 
     def record_instructions(self, session_id: str, token: str | None, seconds: float,
                             client_key: str | None = None) -> bool:
         """Add time spent on the instruction screens, once per `client_key`."""
-        with self.db.write() as session:
-            record = self._session(session, session_id, token, lock=True)
+        with self.store.db.write() as session:
+            record = self.store.find_session(session, session_id, token, lock=True)
             if self._seen(session, record.id, client_key):
                 return False
             claimed = max(0.0, float(seconds))
@@ -191,21 +197,21 @@ class RecordingMixin(ServiceBase):
             if record.client == "web":
                 # A page's instruction time cannot exceed the wall time its session has existed
                 # (the lab's times come from the researcher's machine, synced perhaps later).
-                elapsed = (self.clock() - record.started_at).total_seconds()
+                elapsed = (self.store.clock() - record.started_at).total_seconds()
                 counted = max(0.0, min(claimed, elapsed + CLOCK_TOLERANCE_MS / 1000
                                        - (record.instruction_s or 0.0)))
             if client_key is not None:
                 session.add(Event(session_id=record.id, experiment_id=record.experiment_id,
                                   kind="instructions",
                                   payload={"seconds": claimed, "counted": counted},
-                                  client_key=client_key, created_at=self.clock()))
+                                  client_key=client_key, created_at=self.store.clock()))
             if counted < claimed:
                 record.time_flags = [*(record.time_flags or []),
                                      f"instruction time {claimed:.0f} s claimed, {counted:.0f} s "
                                      f"possible by the server's clock"][-20:]
             record.instruction_s = (record.instruction_s or 0.0) + counted
             record.instruction_s_claimed = (record.instruction_s_claimed or 0.0) + claimed
-            record.last_activity_at = self.clock()
+            record.last_activity_at = self.store.clock()
             return True
 
     @staticmethod
@@ -219,12 +225,12 @@ class RecordingMixin(ServiceBase):
 
         `finished_at`: when an offline lab run finished, by its clock (default: now).
         """
-        with self.db.write() as session:
-            record = self._session(session, session_id, token, lock=True)
+        with self.store.db.write() as session:
+            record = self.store.find_session(session, session_id, token, lock=True)
             if record.status in FINISHED:
                 return record.completion_code or ""
-            spec = self._session_spec(session, record)
-            n_main = len(self.trials_of(session, record.task_id).main)
+            spec = self.store.session_spec(session, record)
+            n_main = len(self.store.trials_of(session, record.task_id).main)
             stored_main = (record.n_responses - record.main_offset
                            if record.main_offset is not None else 0)
             if stored_main < n_main:
@@ -235,8 +241,8 @@ class RecordingMixin(ServiceBase):
             if record.status != ACTIVE:
                 raise Refused(f"this session is {record.status}", record.status)
             record.status = SessionStatus.COMPLETED
-            record.finished_at = finished_at or self.clock()
-            record.last_activity_at = self.clock()
+            record.finished_at = finished_at or self.store.clock()
+            record.last_activity_at = self.store.clock()
             record.completion_code = spec.recruitment.completion_codes.completed
             if feedback:
                 record.feedback = feedback[:10_000]
@@ -248,8 +254,8 @@ class RecordingMixin(ServiceBase):
                       client_info: dict[str, Any] | None = None) -> None:
         """A lab run's facts (screen, monitor, sizes) and, for an offline run, its times by the
         lab machine's clock (from its journal)."""
-        with self.db.write() as session:
-            record = self._session(session, session_id, None, lock=True)
+        with self.store.db.write() as session:
+            record = self.store.find_session(session, session_id, None, lock=True)
             if started_at is not None:
                 record.started_at = started_at
             if finished_at is not None and record.status in FINISHED:
