@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from experiments.db.models import Trial
 from experiments.errors import SpecError
 from experiments.stimulus_set import StimulusSet
 from experiments.study.selection import select_units
@@ -32,6 +33,14 @@ class PlannedTrial:
     answer_key: str
     query_distribution: str = IN_DISTRIBUTION
     is_calibration: bool = False
+
+    @classmethod
+    def of(cls, row: Trial) -> PlannedTrial:
+        """A stored trial (its database row) as planned (the unit's set index unknown: 0)."""
+        return cls(row.phase, row.position, row.is_catch,
+                   UnitInfo(row.unit_id, row.model, row.layer, row.channel, 0), row.condition,
+                   row.difficulty, row.batch, dict(row.stimulus), row.answer_key,
+                   row.query_distribution, bool(row.is_calibration))
 
 
 @dataclass

@@ -63,11 +63,8 @@ def from_experiment(database_url: str, experiment: str) -> TrialSource:
             rows = session.execute(
                 select(Trial, Task.task_key).join(Task, Task.id == Trial.task_id)
                 .where(Task.experiment_id == record.id).order_by(Task.task_key, Trial.ordinal))
-            trials = [ObservedTrial(task_key, trial.ordinal, PlannedTrial(
-                trial.phase, trial.position, trial.is_catch,
-                UnitInfo(trial.unit_id, trial.model, trial.layer, trial.channel, 0),
-                trial.condition, trial.difficulty, trial.batch, dict(trial.stimulus),
-                trial.answer_key, trial.query_distribution)) for trial, task_key in rows]
+            trials = [ObservedTrial(task_key, trial.ordinal, PlannedTrial.of(trial))
+                      for trial, task_key in rows]
             units = pd.DataFrame(unit_rows(session, record))
             settings = {"experiment": record.key, "seed": record.seed,
                         "spec_sha256": record.spec_sha256, "spec": record.spec_json}

@@ -148,3 +148,20 @@ def test_bad_calibration_settings_are_refused_by_name(sets, tmp_path):
     with pytest.raises(SpecError, match=r"calibration.trials: input should be greater than or "
                                         r"equal to 1"):
         load_spec(_spec(sets, tmp_path, trials=0))
+
+
+def test_a_machine_observers_answers_to_calibration_trials_are_marked_and_left_out(
+        sets, tmp_path, db):
+    """The observers answer the very trials people saw, calibration trials included; their
+    rows say which were calibration trials, so the machine's scores leave them out as the
+    people's do."""
+    from stimuli.observers.run import ObserveOptions, observe
+    from stimuli.observers.trials import from_experiment
+
+    key = build_experiment(_spec(sets, tmp_path, trials=2), db).key
+    answers = observe(from_experiment(db.url, key), tmp_path / "machine",
+                      ObserveOptions(backbone="tiny-cnn", pretrained=False, alpha=5.0),
+                      progress=False)
+    calibration = answers["unit_id"].str.startswith("calibration-net/")
+    assert calibration.any() and (~calibration).any()
+    assert (answers["is_calibration"] == calibration).all()
