@@ -19,6 +19,7 @@ from analysis.load import DataError, Dataset, model_order, sort_by_model, task_o
 from analysis.machine import machine_vs_human, selection_groups, split_clients
 from analysis.report_html import render_exclusions_only, render_html
 from analysis.result import AnalysisResult, comparison_table, task_analysis
+from experiments.tasks.base import TaskType
 
 BY_MODEL = ("model_scores", "model_scores_two_way", "participant_summary", "unit_scores",
             "accuracy_by_confidence", "rt_summary", "depth_spearman", "layer_scores",
@@ -129,24 +130,13 @@ def run_analysis(dataset: Dataset, n_resamples: int = 10_000, seed: int = 0,
     step("tests", t)
 
     t = time.perf_counter()
-    mm, mixed_failed = None, ""
     scored = scores.main_trials(every_distribution)
     factors = stats.with_query_distribution(task.factors, scored)
+    mm, mixed_failed = None, ""
     if mixed and scored["participant_id"].nunique() > 1 and scored["correct"].nunique() > 1:
-        fit = partial(stats.mixed_model, every_distribution, dataset.models, seed=seed + 3,
-                      margin=margin, reference=task.reference_condition, factors=factors,
-                      engine=mixed_engine)
-        try:
-            mm = fit(max_rows=mixed_rows)
-        except DataError as exc:  # e.g. glmer refusing odd pilot data: the rest still runs
-            mixed_failed = str(exc)
-        else:
-            tables["mixed_model_fixed"] = mm.fixed
-            tables["mixed_model_variance"] = mm.variance
-            if mm.n_used < mm.n_rows:  # a subsample asked for: what it costs, on these data
-                tables["mixed_model_subsample"] = stats.compare_fits(mm, fit(max_rows=None))
-            if not mm.scale_slopes.empty:
-                tables["mixed_model_scale_slopes"] = mm.scale_slopes
+        mm, mixed_failed = _mixed_model(every_distribution, dataset, task, factors, tables,
+                                        seed=seed + 3, margin=margin, engine=mixed_engine,
+                                        max_rows=mixed_rows)
     step("mixed model", t)
 
     t = time.perf_counter()
@@ -157,18 +147,7 @@ def run_analysis(dataset: Dataset, n_resamples: int = 10_000, seed: int = 0,
     step("scaling", t)
 
     t = time.perf_counter()
-    base = float(np.clip(ms["score"].mean(), 0.55, 0.95 - power_difference))
-    unit_sd, participant_sd = 0.8, 0.4
-    if mm is not None:
-        v = mm.variance.set_index("component")["sd"]
-        # a unit's SD within one condition: its shared and its condition-specific part
-        unit_sd = float(np.hypot(v.get("unit", unit_sd), v.get("unit:condition", 0.0)))
-        participant_sd = float(v.get("participant", participant_sd))
-    per_participant = int(scored.groupby("participant_id", observed=True).size().median())
-    tables["power"] = scaling.power_analysis(
-        difference=power_difference, base_accuracy=base, unit_sd=unit_sd,
-        participant_sd=participant_sd, n_sims=power_sims, seed=seed + 5,
-        trials_per_participant=per_participant)
+    tables["power"], power = _power(ms, mm, scored, power_difference, power_sims, seed + 5)
     step("power", t)
 
     t = time.perf_counter()
@@ -198,12 +177,53 @@ def run_analysis(dataset: Dataset, n_resamples: int = 10_000, seed: int = 0,
                 "mixed_rows": mixed_rows, "mixed_engine": None if mm is None else mm.engine,
                 "mixed_not_fitted": mixed_failed,
                 "tost_margin": margin,
-                "power": {"difference": power_difference, "base_accuracy": base,
-                          "unit_sd": unit_sd, "participant_sd": participant_sd,
-                          "trials_per_participant": per_participant, "n_sims": power_sims},
+                "power": power,
                 "rules": [r.describe() for r in ex.rules], "source": dataset.source}
     return AnalysisResult(tables=tables, exclusions=ex, mixed=mm, settings=settings,
                           timings=timings)
+
+
+def _mixed_model(responses: pd.DataFrame, dataset: Dataset, task: TaskType,
+                 factors: tuple[str, ...], tables: dict[str, pd.DataFrame], seed: int,
+                 margin: float, engine: str, max_rows: int | None
+                 ) -> tuple[stats.MixedModelResult | None, str]:
+    """The mixed model (and, when fitted on a subsample, its comparison with every row) added
+    to `tables`; (None, why) when the engine refuses the data, so the rest still runs."""
+    fit = partial(stats.mixed_model, responses, dataset.models, seed=seed, margin=margin,
+                  reference=task.reference_condition, factors=factors, engine=engine)
+    try:
+        mm = fit(max_rows=max_rows)
+    except DataError as exc:  # e.g. glmer refusing odd pilot data
+        return None, str(exc)
+    tables["mixed_model_fixed"] = mm.fixed
+    tables["mixed_model_variance"] = mm.variance
+    if mm.n_used < mm.n_rows:  # a subsample asked for: what it costs, on these data
+        tables["mixed_model_subsample"] = stats.compare_fits(mm, fit(max_rows=None))
+    if not mm.scale_slopes.empty:
+        tables["mixed_model_scale_slopes"] = mm.scale_slopes
+    return mm, ""
+
+
+def _power(model_scores: pd.DataFrame, mm: stats.MixedModelResult | None,
+           scored: pd.DataFrame, difference: float, n_sims: int, seed: int
+           ) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The power table at this study's base accuracy, unit and participant SDs (the mixed
+    model's when fitted) and trials per participant; and those settings."""
+    base = float(np.clip(model_scores["score"].mean(), 0.55, 0.95 - difference))
+    unit_sd, participant_sd = 0.8, 0.4
+    if mm is not None:
+        v = mm.variance.set_index("component")["sd"]
+        # a unit's SD within one condition: its shared and its condition-specific part
+        unit_sd = float(np.hypot(v.get("unit", unit_sd), v.get("unit:condition", 0.0)))
+        participant_sd = float(v.get("participant", participant_sd))
+    per_participant = int(scored.groupby("participant_id", observed=True).size().median())
+    table = scaling.power_analysis(
+        difference=difference, base_accuracy=base, unit_sd=unit_sd,
+        participant_sd=participant_sd, n_sims=n_sims, seed=seed,
+        trials_per_participant=per_participant)
+    return table, {"difference": difference, "base_accuracy": base, "unit_sd": unit_sd,
+                   "participant_sd": participant_sd, "trials_per_participant": per_participant,
+                   "n_sims": n_sims}
 
 
 def make_figures(result: AnalysisResult, dataset: Dataset, folder: Path) -> dict[str, list[Path]]:
