@@ -29,18 +29,12 @@ class AnalysisResult:
     timings: dict[str, float] = field(default_factory=dict)
     figures: dict[str, list[Path]] = field(default_factory=dict)
 
-    model_scores = property(lambda self: self.tables["model_scores"])
-    unit_scores = property(lambda self: self.tables["unit_scores"])
-    participant_summary = property(lambda self: self.tables["participant_summary"])
     excluded = property(lambda self: self.tables["excluded_participants"])
-    exclusion_summary = property(lambda self: self.tables["exclusion_summary"])
-    scaling_slopes = property(lambda self: self.tables["scaling_slopes"])
-    power = property(lambda self: self.tables["power"])
     task_type = property(lambda self: self.settings["task_type"])
     chance = property(lambda self: self.settings["chance"])
 
     def __getattr__(self, name: str) -> pd.DataFrame:
-        """Any other table by its name (e.g. `natural_vs_synthetic`, `machine_units`)."""
+        """A table by its name (`model_scores`, `unit_scores`, `natural_vs_synthetic`, ...)."""
         tables = self.__dict__.get("tables", {})
         if name in tables:
             return tables[name]
