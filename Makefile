@@ -14,7 +14,8 @@ DEBS := $(R_DEBS) xvfb xauth libjack-jackd2-0 libportaudio2 libxcb-cursor0 libxc
 PYTEST_ARGS ?=
 # Two workers, each taking the next test as it finishes (pytest-xdist's worksteal): on this
 # project's 2-core machine the suite took 28 % less time than in one process, and three workers
-# were slower than two (benchmarks/RESULTS_tests.md).
+# were slower than two (benchmarks/RESULTS_tests.md). tests/conftest.py gives each worker its
+# share of the cores for torch's threads (both spinning two threads took twice as long).
 TEST_WORKERS ?= 2
 # The inner loop (under 2 minutes): no browser, lab window or PostgreSQL test, and none of the
 # tests measured over half a second (tests/slow_tests.txt, marked slow by tests/conftest.py).

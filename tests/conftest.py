@@ -7,6 +7,14 @@ import uuid
 from importlib import metadata
 from pathlib import Path
 
+# Each pytest-xdist worker gets its share of the cores for torch's and BLAS's thread pools
+# (and the subprocesses it starts inherit it): two workers each spinning two OpenMP threads on
+# two cores took 2.2 times as long on the torch tests (benchmarks/RESULTS_tests.md).
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    _threads = str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    for _variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_variable, _threads)
+
 import pytest
 from sqlalchemy import create_engine, text
 
