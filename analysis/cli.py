@@ -12,14 +12,14 @@ if TYPE_CHECKING:
     from analysis.exclusions import Rule
     from analysis.load import Dataset
 
-FORMATS = ("interpsy", "imi", "borowski2021")
+FORMATS = ("interpsy", "imi", "borowski2021", "model-vs-human")
 DEFAULT_MARGIN = 0.05  # analysis.scaling.DEFAULT_MARGIN (not imported: --help stays light)
 ENGINES = ("auto", "glmer", "vb")  # analysis.stats.ENGINES (not imported, as above)
 
 # --exclusions auto: the rules that fit each format. An interpsy export uses its experiment's own
 # thresholds (IMI's when it has none); the IMI release uses IMI's; Borowski et al. (2021) was a
-# lab study without online exclusion criteria, so none.
-AUTO_RULES = {"interpsy": None, "imi": None, "borowski2021": ()}
+# lab study without online exclusion criteria, so none; neither has the model-vs-human release.
+AUTO_RULES = {"interpsy": None, "imi": None, "borowski2021": (), "model-vs-human": ()}
 
 
 @click.command()
@@ -34,8 +34,10 @@ AUTO_RULES = {"interpsy": None, "imi": None, "borowski2021": ()}
               help="Model metadata CSV (model, parameters, train_images, top1); default: IMI's.")
 @click.option("--format", "fmt", default="interpsy", show_default=True,
               type=click.Choice(FORMATS),
-              help="Format of DATA: an interpsy export, the IMI release file or Borowski et al. "
-                   "(2021) Experiment I's CSV.")
+              help="Format of DATA: an interpsy export, the IMI release file, Borowski et al. "
+                   "(2021) Experiment I's CSV, or a folder of the model-vs-human benchmark's "
+                   "raw data (raw-data/<dataset>/ or raw-data/: accuracy and error "
+                   "consistency).")
 @click.option("--units", "units", default=None,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Units CSV with layer_position (0..1) and unit_id or model, layer, channel: "
@@ -69,6 +71,9 @@ def analyze(data: str, out: Path, experiment: str | None, n_resamples: int, seed
     from analysis.load import attach_units
     from analysis.report import analyze as run
 
+    if fmt == "model-vs-human":
+        _analyze_model_vs_human(data, out)
+        return
     try:
         dataset = _read_dataset(data, fmt, experiment, models)
         if units is not None:
@@ -91,6 +96,23 @@ def analyze(data: str, out: Path, experiment: str | None, n_resamples: int, seed
     applied = ", ".join(r.name for r in result.exclusions.rules) or "none"
     click.echo(f"{kept} of {total} participants kept (exclusion rules: {applied}); report: "
                f"{out / 'report.html'} ({result.timings.get('total', 0):.1f} s)")
+
+
+def _analyze_model_vs_human(data: str, out: Path) -> None:
+    """The categorisation report of the model-vs-human benchmark's released raw data."""
+    from analysis.categorisation import analyze_categorisation
+    from analysis.modelvshuman import BENCHMARK_EXCLUDED, read_model_vs_human
+    from experiments.vocabulary import SIXTEEN_CLASSES
+
+    if out.exists() and not out.is_dir():
+        raise InterpsyError(f"{out}: exists and is not a folder")
+    responses = read_model_vs_human(data)
+    result = analyze_categorisation(responses, out, chance=1 / len(SIXTEEN_CLASSES),
+                                    exclude=BENCHMARK_EXCLUDED, source=data)
+    for note in responses.attrs.get("notes", []):
+        click.echo(f"note: {note}")
+    click.echo(result.summary())
+    click.echo(f"report: {out / 'report.html'}; tables: {out / 'tables'}")
 
 
 def _read_dataset(data: str, fmt: str, experiment: str | None, models: Path | None) -> Dataset:

@@ -317,3 +317,47 @@ __all__ = [
     "plot_scale",
     "save",
 ]
+
+
+def plot_accuracy_by_level(accuracy: pd.DataFrame, order: list[str], chance: float,
+                           title: str = "") -> plt.Figure:
+    """Accuracy over the distortion's levels per observer (people grey, machines in colour),
+    with each level's 95% interval."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    x_of = {level: i for i, level in enumerate(order)}
+    machines = 0
+    for (observer, kind), rows in accuracy.groupby(["observer", "kind"], sort=False):
+        rows = rows.sort_values("condition", key=lambda s: s.map(x_of))
+        x = rows["condition"].map(x_of).to_numpy(float)
+        color = "#7f7f7f" if kind == "human" else OTHER_COLORS[machines % len(OTHER_COLORS)]
+        machines += kind != "human"
+        _interval(ax, x, rows["accuracy"].to_numpy(float), rows["ci_low"], rows["ci_high"],
+                  color, str(observer), marker="o" if kind == "human" else "s", line=True)
+    ax.axhline(chance, color="grey", ls="--", lw=1)
+    ax.set_xticks(range(len(order)), order, rotation=45 if len(order) > 8 else 0)
+    ax.set(xlabel="condition (distortion level)", ylabel="accuracy", ylim=(0, 1.02),
+           title=title)
+    ax.legend(fontsize=7, ncol=2, loc="best")
+    return fig
+
+
+def plot_error_consistency_matrix(pairs: pd.DataFrame, observers: list[str],
+                                  title: str = "") -> plt.Figure:
+    """Error consistency (kappa, mean over conditions) of every pair of observers."""
+    mean = pairs.groupby(["observer_a", "observer_b"])["error_consistency"].mean()
+    index = {o: i for i, o in enumerate(observers)}
+    grid = np.full((len(observers), len(observers)), np.nan)
+    np.fill_diagonal(grid, 1.0)
+    for (a, b), value in mean.items():
+        grid[index[a], index[b]] = grid[index[b], index[a]] = value
+    size = 2 + 0.35 * len(observers)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    image = ax.imshow(grid, cmap="RdBu_r", vmin=-1, vmax=1)
+    ax.set_xticks(range(len(observers)), observers, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(observers)), observers, fontsize=7)
+    if len(observers) <= 12:
+        for i, j in zip(*np.where(np.isfinite(grid)), strict=True):
+            ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=6)
+    fig.colorbar(image, ax=ax, label="error consistency (kappa)")
+    ax.set_title(title)
+    return fig

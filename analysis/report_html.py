@@ -66,7 +66,8 @@ def table(frame: pd.DataFrame | None, heading: str, max_rows: int = 200) -> Mark
             and not pd.api.types.is_bool_dtype(frame[c]) else "txt" for c in frame.columns]))
 
 
-def _figure(result: AnalysisResult, name: str, caption: str) -> Markup:
+def figure(result: Any, name: str, caption: str) -> Markup:
+    """A figure of `result.figures` (name -> [png, svg]) with its caption and SVG link."""
     paths = result.figures.get(name)
     if not paths:
         return Markup("<p class='note'>({}: not drawn, the data needed is missing)</p>").format(
@@ -114,8 +115,12 @@ def _subsample(comparison: pd.DataFrame | None) -> dict[str, Any] | None:
 
 
 def _page(shown: list[str], titles: dict[str, str], **context: Any) -> str:
-    return _ENV.get_template("report.html").render(
-        shown=shown, titles=titles, table=table, **context)
+    return render_page("report.html", shown=shown, titles=titles, **context)
+
+
+def render_page(template: str, **context: Any) -> str:
+    """A report page from its template in analysis/templates, with `table` at hand."""
+    return _ENV.get_template(template).render(table=table, **context)
 
 
 def render_html(result: AnalysisResult, dataset: Dataset) -> str:
@@ -147,7 +152,7 @@ def render_html(result: AnalysisResult, dataset: Dataset) -> str:
                                           else stats.JOINT_INTERVAL_TEXT),
         slope_interval=stats.SLOPE_INTERVAL_TEXT,
         subsample=_subsample(t.get("mixed_model_subsample")), methods=methods,
-        figure=lambda name, caption: _figure(result, name, caption))
+        figure=lambda name, caption: figure(result, name, caption))
 
 
 def render_exclusions_only(nothing: Exception, ex: ExclusionResult,

@@ -1,5 +1,6 @@
 """The platform's vocabularies, each defined once: conditions, difficulties and their
-percentiles, phases, clients, recruitment platforms and session statuses (no pandas, no torch: every layer imports it)."""
+percentiles, phases, clients, recruitment platforms, session statuses and the
+benchmark's 16 categories (no pandas, no torch: every layer imports it)."""
 from __future__ import annotations
 
 from enum import StrEnum
@@ -13,6 +14,10 @@ PHASES = ("practice", "main")
 CLIENTS = ("web", "lab", "machine")  # machine: an observer's answers (`interpsy observe`)
 Platform = Literal["prolific", "mturk", "link", "lab"]  # where a session came from
 PLATFORMS: tuple[str, ...] = get_args(Platform)
+# The 16 entry-level categories of Geirhos et al.'s model-vs-human benchmark (16-class-ImageNet)
+SIXTEEN_CLASSES = ("airplane", "bear", "bicycle", "bird", "boat", "bottle", "car", "cat", "chair",
+                   "clock", "dog", "elephant", "keyboard", "knife", "oven", "truck")
+NO_RESPONSE = "na"  # a categorisation trial answered by no click within the response window
 
 
 class SessionStatus(StrEnum):

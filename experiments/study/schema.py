@@ -169,7 +169,8 @@ def coerce(frame: pd.DataFrame, table: str,
         if dtype.startswith("datetime64"):
             out[name] = pd.to_datetime(out[name], utc=True, format="ISO8601").astype(dtype)
         elif dtype == "bool":  # empty (a column added later, absent from the file) = false
-            out[name] = out[name].fillna(False).map(_to_bool).astype("bool")
+            out[name] = pd.Series([False if pd.isna(v) else _to_bool(v) for v in out[name]],
+                                  index=out.index, dtype="bool")
         elif dtype == "boolean":  # nullable: empty in data written before the column existed
             out[name] = out[name].map(_to_bool, na_action="ignore").astype("boolean")
         elif dtype in ("Int64", "float64"):

@@ -1,0 +1,217 @@
+"""The parametric distortions of Geirhos et al.'s model-vs-human experiments (NeurIPS 2018,
+2021), each a seeded function of an RGB image (floats in [0, 1], H x W x 3) and a level written
+as the benchmark's data write it (`c30`, `0.35`, `bw`...), registered by name with the
+benchmark's levels (docs/categorisation.md). Grey where the benchmark made the image grey
+(luminance, copied to three channels); every result is clipped to [0, 1].
+
+Not here: the eidolon distortions (they need the Eidolon toolbox). False colour inverts the two
+colour-opponent axes of a standard sRGB cone space; the benchmark used its own monitor's
+measured gamma and cone matrices, so its images differ in detail.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+
+MEAN_GREY = 0.4423  # the benchmark's mean image grey: background and filter fill
+LUMINANCE = np.array([0.2125, 0.7154, 0.0721])  # the benchmark's rgb2gray weights
+NOISE_CONTRAST = 0.3  # uniform noise is added to a grey image at 30 % contrast
+
+Apply = Callable[[np.ndarray, str, np.random.Generator, "np.ndarray | None"], np.ndarray]
+
+
+class DistortionError(ValueError):
+    """An unknown distortion or a level it does not take."""
+
+
+@dataclass(frozen=True)
+class Distortion:
+    """One distortion: its name, the benchmark's levels, what a level means, the function."""
+
+    name: str
+    levels: tuple[str, ...]
+    meaning: str
+    apply: Apply
+    needs_spectrum: bool = False
+
+
+def grey(image: np.ndarray) -> np.ndarray:
+    """The image's luminance on all three channels."""
+    luminance = np.asarray(image, dtype=np.float64)[..., :3] @ LUMINANCE
+    return np.repeat(luminance[..., None], 3, axis=2)
+
+
+def _number(level: str, name: str, prefix: str = "") -> float:
+    text = str(level).strip().lower().removeprefix(prefix)
+    try:
+        value = float(text)
+    except ValueError:
+        raise DistortionError(f"{name}: level {level!r} is not a number") from None
+    if math.isnan(value) or value < 0:
+        raise DistortionError(f"{name}: level {level!r} must be 0 or more")
+    return value
+
+
+def _colour(image, level, rng, spectrum):
+    if level not in ("cr", "bw"):
+        raise DistortionError(f"colour: level {level!r} is cr (colour) or bw (greyscale)")
+    return image if level == "cr" else grey(image)
+
+
+def _reduce_contrast(image: np.ndarray, contrast: float) -> np.ndarray:
+    return (1 - contrast) / 2 + contrast * image
+
+
+def _contrast(image, level, rng, spectrum):
+    contrast = _number(level, "contrast", "c") / 100
+    if contrast > 1:
+        raise DistortionError(f"contrast: level {level!r} is above c100")
+    return _reduce_contrast(grey(image), contrast)
+
+
+def _low_pass(image, level, rng, spectrum):
+    sigma = _number(level, "low-pass")
+    flat = grey(image)[..., 0]
+    if sigma > 0:
+        flat = gaussian_filter(flat, sigma, mode="constant", cval=MEAN_GREY)
+    return np.repeat(flat[..., None], 3, axis=2)
+
+
+def _high_pass(image, level, rng, spectrum):
+    flat = grey(image)[..., 0]
+    if str(level).strip().lower() != "inf":
+        sigma = _number(level, "high-pass")
+        if sigma == 0:
+            raise DistortionError("high-pass: level 0 removes the whole image; inf is unfiltered")
+        flat = flat - gaussian_filter(flat, sigma, mode="constant", cval=MEAN_GREY)
+        flat = flat + (MEAN_GREY - flat.mean())
+    return np.repeat(flat[..., None], 3, axis=2)
+
+
+def _conjugate_antisymmetric(noise: np.ndarray) -> np.ndarray:
+    """`noise` made odd over the 2-D frequency grid (n(-k) = -n(k); self-paired entries 0), so
+    that shifting the phases of a real image's spectrum by it keeps the image real."""
+    height, width = noise.shape
+    partner = noise[(-np.arange(height)) % height][:, (-np.arange(width)) % width]
+    ky, kx = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+    pky, pkx = (-ky) % height, (-kx) % width
+    first = (ky * width + kx) < (pky * width + pkx)
+    return np.where(first, noise, np.where((ky == pky) & (kx == pkx), 0.0, -partner))
+
+
+def _phase_scrambling(image, level, rng, spectrum):
+    width = _number(level, "phase-scrambling")
+    if width > 180:
+        raise DistortionError(f"phase-scrambling: level {level!r} is above 180 degrees")
+    flat = grey(image)[..., 0]
+    noise = _conjugate_antisymmetric(rng.uniform(-width, width, flat.shape) * np.pi / 180)
+    scrambled = np.real(np.fft.ifft2(np.fft.fft2(flat) * np.exp(1j * noise)))
+    return np.repeat(scrambled[..., None], 3, axis=2)
+
+
+def mean_amplitude_spectrum(images: Sequence[np.ndarray]) -> np.ndarray:
+    """The mean Fourier amplitude of the images' luminance (power equalisation's target)."""
+    shapes = {np.shape(i)[:2] for i in images}
+    if len(shapes) != 1:
+        raise DistortionError(f"power-equalisation needs images of one size, got {shapes}")
+    return np.mean([np.abs(np.fft.fft2(grey(i)[..., 0])) for i in images], axis=0)
+
+
+def _power_equalisation(image, level, rng, spectrum):
+    if level not in ("0", "pow"):
+        raise DistortionError(f"power-equalisation: level {level!r} is 0 (original) or pow")
+    flat = grey(image)[..., 0]
+    if level == "pow":
+        if spectrum is None or spectrum.shape != flat.shape:
+            raise DistortionError("power-equalisation: give the mean amplitude spectrum of the "
+                                  "set's images (mean_amplitude_spectrum), of the image's size")
+        flat = np.real(np.fft.ifft2(spectrum * np.exp(1j * np.angle(np.fft.fft2(flat)))))
+    return np.repeat(flat[..., None], 3, axis=2)
+
+
+def _rotation(image, level, rng, spectrum):
+    degrees = _number(level, "rotation")
+    if degrees % 90 or degrees >= 360:
+        raise DistortionError(f"rotation: level {level!r} is 0, 90, 180 or 270")
+    return np.rot90(grey(image), k=-int(degrees) // 90, axes=(0, 1))
+
+
+# sRGB (linear) -> LMS cone responses (sRGB -> XYZ, then Hunt-Pointer-Estevez)
+_RGB_TO_LMS = np.array([[0.38971, 0.68898, -0.07868], [-0.22981, 1.18340, 0.04641],
+                        [0.0, 0.0, 1.0]]) @ np.array([[0.4124, 0.3576, 0.1805],
+                                                      [0.2126, 0.7152, 0.0722],
+                                                      [0.0193, 0.1192, 0.9505]])
+# LMS -> opponent axes: luminance L+M, red-green L-M, blue-yellow S-(L+M)
+_LMS_TO_OPPONENT = np.array([[1.0, 1.0, 0.0], [1.0, -1.0, 0.0], [-1.0, -1.0, 1.0]])
+
+
+def _linear(srgb: np.ndarray) -> np.ndarray:
+    return np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
+
+
+def _srgb(linear: np.ndarray) -> np.ndarray:
+    linear = np.clip(linear, 0, 1)
+    return np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
+
+
+def _false_colour(image, level, rng, spectrum):
+    text = str(level).strip().lower()
+    if text not in ("true", "false"):
+        raise DistortionError(f"false-colour: level {level!r} is true (original) or false")
+    if text == "true":
+        return np.asarray(image, dtype=np.float64)
+    to_opponent = _LMS_TO_OPPONENT @ _RGB_TO_LMS
+    opponent = _linear(np.asarray(image, dtype=np.float64)) @ to_opponent.T
+    opponent[..., 1:] *= -1
+    return _srgb(opponent @ np.linalg.inv(to_opponent).T)
+
+
+def _uniform_noise(image, level, rng, spectrum):
+    width = _number(level, "uniform-noise")
+    flat = _reduce_contrast(grey(image)[..., 0], NOISE_CONTRAST)
+    flat = flat + rng.uniform(-width, width, flat.shape)
+    return np.repeat(flat[..., None], 3, axis=2)
+
+
+DISTORTIONS: dict[str, Distortion] = {d.name: d for d in (
+    Distortion("colour", ("cr", "bw"), "cr: colour, bw: greyscale", _colour),
+    Distortion("contrast", ("c100", "c50", "c30", "c15", "c10", "c05", "c03", "c01"),
+               "contrast in percent, scaled about mid-grey", _contrast),
+    Distortion("low-pass", ("0", "1", "3", "5", "7", "10", "15", "40"),
+               "Gaussian filter standard deviation in pixels", _low_pass),
+    Distortion("high-pass", ("inf", "3", "1.5", "1", "0.7", "0.55", "0.45", "0.4"),
+               "the low-pass removed: its standard deviation in pixels (inf: unfiltered)",
+               _high_pass),
+    Distortion("phase-scrambling", ("0", "30", "60", "90", "120", "150", "180"),
+               "phase noise width in degrees", _phase_scrambling),
+    Distortion("power-equalisation", ("0", "pow"),
+               "pow: the amplitude spectrum replaced by the set's mean", _power_equalisation,
+               needs_spectrum=True),
+    Distortion("false-colour", ("true", "false"),
+               "false: the colour-opponent axes inverted", _false_colour),
+    Distortion("rotation", ("0", "90", "180", "270"), "clockwise rotation in degrees",
+               _rotation),
+    Distortion("uniform-noise", ("0.00", "0.03", "0.05", "0.10", "0.20", "0.35", "0.60", "0.90"),
+               "width w of the noise, uniform in [-w, w], on a grey image at 30 % contrast",
+               _uniform_noise),
+)}
+
+
+def distort(image: np.ndarray, name: str, level: str, seed: int,
+            spectrum: np.ndarray | None = None) -> np.ndarray:
+    """`image` (floats in [0, 1] or uint8, H x W x 3) under distortion `name` at `level`,
+    seeded; floats in [0, 1]."""
+    if name not in DISTORTIONS:
+        raise DistortionError(f"unknown distortion {name!r}; known: {', '.join(DISTORTIONS)}")
+    array = np.asarray(image)
+    if array.ndim != 3 or array.shape[2] < 3:
+        raise DistortionError(f"{name}: expected an H x W x 3 image, got {array.shape}")
+    if array.dtype == np.uint8:
+        array = array / 255.0
+    out = DISTORTIONS[name].apply(array[..., :3].astype(np.float64), str(level).strip(),
+                                  np.random.default_rng(seed), spectrum)
+    return np.clip(out, 0.0, 1.0)
