@@ -1,6 +1,6 @@
 """The platform's vocabularies, each defined once: conditions, difficulties and their
-percentiles, phases, clients, recruitment platforms, session statuses and the
-benchmark's 16 categories (no pandas, no torch: every layer imports it)."""
+percentiles, phases, clients, recruitment platforms, session statuses, the
+benchmark's 16 categories and distortions (no pandas, no torch: every layer imports it)."""
 from __future__ import annotations
 
 from enum import StrEnum
@@ -18,6 +18,20 @@ PLATFORMS: tuple[str, ...] = get_args(Platform)
 SIXTEEN_CLASSES = ("airplane", "bear", "bicycle", "bird", "boat", "bottle", "car", "cat", "chair",
                    "clock", "dog", "elephant", "keyboard", "knife", "oven", "truck")
 NO_RESPONSE = "na"  # a categorisation trial answered by no click within the response window
+# The categorisation task's distortions (stimuli.distortions) and their levels as the
+# model-vs-human benchmark's data write them; `original`: the image as it is
+DISTORTION_LEVELS: dict[str, tuple[str, ...]] = {
+    "original": ("0",),
+    "colour": ("cr", "bw"),
+    "contrast": ("c100", "c50", "c30", "c15", "c10", "c05", "c03", "c01"),
+    "low-pass": ("0", "1", "3", "5", "7", "10", "15", "40"),
+    "high-pass": ("inf", "3", "1.5", "1", "0.7", "0.55", "0.45", "0.4"),
+    "phase-scrambling": ("0", "30", "60", "90", "120", "150", "180"),
+    "power-equalisation": ("0", "pow"),
+    "false-colour": ("true", "false"),
+    "rotation": ("0", "90", "180", "270"),
+    "uniform-noise": ("0.00", "0.03", "0.05", "0.10", "0.20", "0.35", "0.60", "0.90"),
+}
 
 
 class SessionStatus(StrEnum):

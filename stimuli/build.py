@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import re
 import sys
 from dataclasses import asdict, dataclass
@@ -28,6 +27,7 @@ from experiments.stimulus_set.writer import (
 from stimuli.batching import PERCENTILES, available_difficulties, plan_unit
 from stimuli.errors import StimuliError
 from stimuli.images import CROP, histogram_correlation, list_images, load_shown
+from stimuli.provenance import versions
 from stimuli.registry import get_spec, load_model
 from stimuli.sampling import Unit, load_units, parse_units, sample_units, save_units
 from stimuli.schedules import beats_target
@@ -481,21 +481,10 @@ def write_set(out: Path, spec, weights: str, chosen: list[Unit], result, params:
                        "image_id_scheme": "{model}.{layer}.c{channel}.{n|s}.b{batch}.{role}"},
         "model_facts": spec.facts(),
         "skipped_units": skipped,
-        "versions": _versions(),
+        "versions": versions(),
         "seed": seed,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     return write_tables(out, manifest, unit_rows, image_rows)
 
 
-def _versions() -> dict:
-    from importlib import metadata
-
-    versions = {"python": platform.python_version()}
-    for package in ("interpsy", "torch", "torchvision", "timm", "open_clip_torch", "numpy",
-                    "pillow", "torch-lucent", "efficientnet-lite-pytorch"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions

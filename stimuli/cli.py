@@ -334,6 +334,39 @@ def build(model, images, out, n_units, unit_list, seed, layer_regex, n_batches, 
 
 
 @stimuli.command()
+@click.argument("folder", type=click.Path(file_okay=False, path_type=str))
+@click.argument("out", type=click.Path(file_okay=False, path_type=str))
+@click.option("--distortion", "distortions", multiple=True,
+              help="NAME (the model-vs-human benchmark's levels) or NAME:L1,L2,... ; repeat for "
+                   "several. Names: original, colour, contrast, low-pass, high-pass, "
+                   "phase-scrambling, power-equalisation, false-colour, rotation, uniform-noise "
+                   "(docs/categorisation.md). Default: original.")
+@click.option("--size", type=click.IntRange(min=16), default=224, show_default=True,
+              help="Side of every image in pixels (a centred square of the source).")
+@click.option("--per-category", type=click.IntRange(min=1), default=None,
+              help="Use this many images of each category (a seeded draw); needed when the "
+                   "categories hold different numbers of images.")
+@click.option("--name", default="categories", show_default=True,
+              help="The set's name: the `model` of its units (name/category/number).")
+@click.option("--seed", default=0, show_default=True, type=int,
+              help="Seed of every random step (draw, noise, masks).")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+def categories(folder, out, distortions, size, per_category, name, seed, progress):
+    """A categorisation stimulus set from FOLDER (one subfolder of images per category): each
+    image at every level of each distortion, with its own 1/f noise mask, into OUT."""
+    from stimuli.categorisation_set import build_categorisation_set, parse_distortions
+
+    chosen = parse_distortions(distortions)
+    made = build_categorisation_set(folder, out, chosen, size=size, seed=seed, name=name,
+                                    per_category=per_category, progress=progress,
+                                    command=_command_line())
+    stimulus_set = load_stimulus_set(made)
+    levels = ", ".join(f"{d} ({len(v)} levels)" for d, v in chosen.items())
+    click.echo(f"categorisation set written to {made}: {len(stimulus_set.units)} images of "
+               f"{len(stimulus_set.categories)} categories at {levels}")
+
+
+@stimuli.command()
 @click.argument("set_dir", type=click.Path(file_okay=False, path_type=str))
 @click.option("--fraction", type=click.FloatRange(0, 1, min_open=True), default=0.4,
               show_default=True, help="Occluder side / image side (0.4: 90 px on 224).")

@@ -1,7 +1,7 @@
 """The parametric distortions of Geirhos et al.'s model-vs-human experiments (NeurIPS 2018,
 2021), each a seeded function of an RGB image (floats in [0, 1], H x W x 3) and a level written
 as the benchmark's data write it (`c30`, `0.35`, `bw`...), registered by name with the
-benchmark's levels (docs/categorisation.md). Grey where the benchmark made the image grey
+benchmark's levels (experiments.vocabulary.DISTORTION_LEVELS; docs/categorisation.md). Grey where the benchmark made the image grey
 (luminance, copied to three channels); every result is clipped to [0, 1].
 
 Not here: the eidolon distortions (they need the Eidolon toolbox). False colour inverts the two
@@ -17,6 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
+from experiments.vocabulary import DISTORTION_LEVELS
+from stimuli.errors import StimuliError
+
 MEAN_GREY = 0.4423  # the benchmark's mean image grey: background and filter fill
 LUMINANCE = np.array([0.2125, 0.7154, 0.0721])  # the benchmark's rgb2gray weights
 NOISE_CONTRAST = 0.3  # uniform noise is added to a grey image at 30 % contrast
@@ -24,7 +27,7 @@ NOISE_CONTRAST = 0.3  # uniform noise is added to a grey image at 30 % contrast
 Apply = Callable[[np.ndarray, str, np.random.Generator, "np.ndarray | None"], np.ndarray]
 
 
-class DistortionError(ValueError):
+class DistortionError(StimuliError, ValueError):
     """An unknown distortion or a level it does not take."""
 
 
@@ -177,28 +180,25 @@ def _uniform_noise(image, level, rng, spectrum):
     return np.repeat(flat[..., None], 3, axis=2)
 
 
-DISTORTIONS: dict[str, Distortion] = {d.name: d for d in (
-    Distortion("colour", ("cr", "bw"), "cr: colour, bw: greyscale", _colour),
-    Distortion("contrast", ("c100", "c50", "c30", "c15", "c10", "c05", "c03", "c01"),
-               "contrast in percent, scaled about mid-grey", _contrast),
-    Distortion("low-pass", ("0", "1", "3", "5", "7", "10", "15", "40"),
-               "Gaussian filter standard deviation in pixels", _low_pass),
-    Distortion("high-pass", ("inf", "3", "1.5", "1", "0.7", "0.55", "0.45", "0.4"),
-               "the low-pass removed: its standard deviation in pixels (inf: unfiltered)",
-               _high_pass),
-    Distortion("phase-scrambling", ("0", "30", "60", "90", "120", "150", "180"),
-               "phase noise width in degrees", _phase_scrambling),
-    Distortion("power-equalisation", ("0", "pow"),
-               "pow: the amplitude spectrum replaced by the set's mean", _power_equalisation,
-               needs_spectrum=True),
-    Distortion("false-colour", ("true", "false"),
-               "false: the colour-opponent axes inverted", _false_colour),
-    Distortion("rotation", ("0", "90", "180", "270"), "clockwise rotation in degrees",
-               _rotation),
-    Distortion("uniform-noise", ("0.00", "0.03", "0.05", "0.10", "0.20", "0.35", "0.60", "0.90"),
-               "width w of the noise, uniform in [-w, w], on a grey image at 30 % contrast",
-               _uniform_noise),
-)}
+_MEANINGS: dict[str, tuple[str, Apply]] = {
+    "original": ("the image as it is", lambda image, level, rng, spectrum: image),
+    "colour": ("cr: colour, bw: greyscale", _colour),
+    "contrast": ("contrast in percent, scaled about mid-grey", _contrast),
+    "low-pass": ("Gaussian filter standard deviation in pixels", _low_pass),
+    "high-pass": ("the low-pass removed: its standard deviation in pixels (inf: unfiltered)",
+                  _high_pass),
+    "phase-scrambling": ("phase noise width in degrees", _phase_scrambling),
+    "power-equalisation": ("pow: the amplitude spectrum replaced by the set's mean",
+                           _power_equalisation),
+    "false-colour": ("false: the colour-opponent axes inverted", _false_colour),
+    "rotation": ("clockwise rotation in degrees", _rotation),
+    "uniform-noise": ("width w of the noise, uniform in [-w, w], on a grey image at 30 % "
+                      "contrast", _uniform_noise),
+}
+DISTORTIONS: dict[str, Distortion] = {
+    name: Distortion(name, levels, *_MEANINGS[name],
+                     needs_spectrum=name == "power-equalisation")
+    for name, levels in DISTORTION_LEVELS.items()}
 
 
 def distort(image: np.ndarray, name: str, level: str, seed: int,
@@ -215,3 +215,16 @@ def distort(image: np.ndarray, name: str, level: str, seed: int,
     out = DISTORTIONS[name].apply(array[..., :3].astype(np.float64), str(level).strip(),
                                   np.random.default_rng(seed), spectrum)
     return np.clip(out, 0.0, 1.0)
+
+
+def pink_noise(size: int, rng: np.random.Generator) -> np.ndarray:
+    """A grey 1/f noise image (amplitude falling as 1/frequency, random phases) stretched to
+    full contrast [0, 1], H x W x 3: the benchmark's mask."""
+    fy = np.fft.fftfreq(size)[:, None]
+    fx = np.fft.fftfreq(size)[None, :]
+    frequency = np.hypot(fy, fx)
+    frequency[0, 0] = np.inf  # no mean: the stretch sets it
+    spectrum = np.exp(2j * np.pi * rng.random((size, size))) / frequency
+    noise = np.real(np.fft.ifft2(spectrum))
+    noise = (noise - noise.min()) / (noise.max() - noise.min())
+    return np.repeat(noise[..., None], 3, axis=2)

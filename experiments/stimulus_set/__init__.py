@@ -4,6 +4,9 @@ tables' hashes), `units.csv`, `images.csv` and `images/`. `reader` loads and val
 (`stimuli` renders and mines the images; `experiments` reads them)."""
 from experiments.stimulus_set.integrity import sha256_file
 from experiments.stimulus_set.reader import (
+    CATEGORISATION_COLUMNS,
+    CATEGORISATION_KIND,
+    CATEGORISATION_ROLES,
     DEFAULT_IMAGE_SIZE,
     IMAGE_COLUMNS,
     IMAGES_CSV,
@@ -24,7 +27,7 @@ from experiments.stimulus_set.reader import (
     unit_key,
 )
 
-__all__ = ["DEFAULT_IMAGE_SIZE", "IMAGES_CSV", "IMAGE_COLUMNS", "KINDS", "MANIFEST",
+__all__ = ["CATEGORISATION_COLUMNS", "CATEGORISATION_KIND", "CATEGORISATION_ROLES", "DEFAULT_IMAGE_SIZE", "IMAGES_CSV", "IMAGE_COLUMNS", "KINDS", "MANIFEST",
            "MANIFEST_KEYS", "OCCLUDER_COLUMNS", "OCCLUSION_KIND", "OCCLUSION_ROLES",
            "QUERY_ROLES", "REFERENCE_ROLES", "ROLES", "UNITS_CSV", "UNIT_COLUMNS", "StimulusSet",
            "load_stimulus_set", "occlusion_split", "sha256_file", "unit_key"]

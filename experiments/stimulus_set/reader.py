@@ -41,8 +41,15 @@ QUERY_ROLES = ("query_max", "query_min")
 OCCLUSION_KIND = "occlusion"
 OCCLUSION_ROLES = ("occluded_max", "occluded_min", "reference_blurred")
 OCCLUDER_COLUMNS = ("occluder_y", "occluder_x", "occluder_size", "occluder_variance")
-KINDS = ("natural", "synthetic", OCCLUSION_KIND)
-ROLES = REFERENCE_ROLES + QUERY_ROLES + OCCLUSION_ROLES
+# `interpsy stimuli categories` writes kind `categorisation`: a unit is one labelled image
+# (model = the set's name, layer = its category, channel = its number), shown as `stimulus` at
+# each distortion level (images.csv's category, distortion and level columns) and followed by
+# its `mask` (1/f noise).
+CATEGORISATION_KIND = "categorisation"
+CATEGORISATION_ROLES = ("stimulus", "mask")
+CATEGORISATION_COLUMNS = ("category", "distortion", "level")
+KINDS = ("natural", "synthetic", OCCLUSION_KIND, CATEGORISATION_KIND)
+ROLES = REFERENCE_ROLES + QUERY_ROLES + OCCLUSION_ROLES + CATEGORISATION_ROLES
 DEFAULT_IMAGE_SIZE = 224
 MAX_LISTED_PROBLEMS = 5
 
@@ -76,6 +83,16 @@ class StimulusSet:
             return []
         flags = self.units.fv_beats_natural.astype(str).str.strip().str.lower()
         return sorted(self.units.unit_id[flags == "false"])
+
+    @property
+    def categories(self) -> list[str]:
+        """A categorisation set's categories in the manifest's order (empty for other sets)."""
+        return list(self.manifest.get("categories") or [])
+
+    def distortion_levels(self) -> dict[str, list[str]]:
+        """A categorisation set's distortions and their levels, in the manifest's order."""
+        return {name: list(levels) for name, levels in
+                (self.manifest.get("distortions") or {}).items()}
 
     def natural_batches(self, unit_id: str) -> list[int]:
         """Batches of a unit that have natural references and easy queries on both sides."""
@@ -149,7 +166,7 @@ def load_stimulus_set(path: str | Path, verify_images: bool = True,
     _check_distributions(images, manifest, problems)
     if problems:
         _fail(where, problems)
-    _check_structure(units, images, problems)
+    _check_structure(units, images, problems, manifest)
     check_table_hashes(where, manifest, problems)
     check_units_match_manifest(units, manifest, problems)
     check_activations(units, images, problems)
@@ -285,10 +302,53 @@ def _check_occlusion(images: pd.DataFrame, problems: list[str]) -> None:
                             f"references for {natural_max.get((unit_id, batch), 0)} max ones")
 
 
-def _check_structure(units: pd.DataFrame, images: pd.DataFrame, problems: list[str]) -> None:
+def _check_categorisation(units: pd.DataFrame, images: pd.DataFrame, manifest: dict,
+                          problems: list[str]) -> set[str]:
+    """Categorisation images (if any) on their own kind; each such unit one mask and a stimulus
+    at every distortion level the manifest lists, of the unit's category. Returns their units."""
+    mixed = images.role.isin(CATEGORISATION_ROLES) != (images.kind == CATEGORISATION_KIND)
+    if mixed.any():
+        row = images[mixed].iloc[0]
+        problems.append(f"image {row.image_id}: role {row.role} and kind {row.kind} do not go "
+                        f"together (the categorisation roles are kind {CATEGORISATION_KIND})")
+        return set()
+    rows = images[images.kind == CATEGORISATION_KIND]
+    if rows.empty:
+        return set()
+    missing = [c for c in CATEGORISATION_COLUMNS if c not in rows.columns]
+    if missing:
+        problems.append(f"{IMAGES_CSV}: categorisation images need column(s) "
+                        f"{', '.join(missing)}")
+        return set()
+    expected = {(d, str(level)) for d, levels in (manifest.get("distortions") or {}).items()
+                for level in levels}
+    category = units.set_index("unit_id").layer
+    for unit_id, group in rows.groupby("unit_id"):
+        stimuli = group[group.role == "stimulus"]
+        shown = set(zip(stimuli.distortion, stimuli.level))
+        if (group.role == "mask").sum() != 1:
+            problems.append(f"unit {unit_id}: needs exactly one mask image")
+        if shown != expected or len(stimuli) != len(expected):
+            problems.append(f"unit {unit_id}: stimuli at {sorted(shown)}, but {MANIFEST} lists "
+                            f"the distortion levels {sorted(expected)} (each once)")
+        wrong = stimuli.category != category.get(unit_id)
+        if wrong.any():
+            problems.append(f"unit {unit_id}: image {stimuli[wrong].image_id.iloc[0]} has "
+                            f"category {stimuli[wrong].category.iloc[0]!r}, the unit's is "
+                            f"{category.get(unit_id)!r}")
+        if len(problems) > MAX_LISTED_PROBLEMS:
+            break
+    return set(rows.unit_id)
+
+
+def _check_structure(units: pd.DataFrame, images: pd.DataFrame, problems: list[str],
+                     manifest: dict | None = None) -> None:
     _check_occlusion(images, problems)
+    categorised = _check_categorisation(units, images, manifest or {}, problems)
     natural = images[(images.kind == "natural") & (images.distribution == IN_DISTRIBUTION)]
     for unit_id in units.unit_id:
+        if unit_id in categorised:
+            continue
         rows = natural[natural.unit_id == unit_id]
         if rows.empty:
             problems.append(f"unit {unit_id}: no natural images")
