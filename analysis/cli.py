@@ -76,6 +76,9 @@ def analyze(data: str, out: Path, experiment: str | None, n_resamples: int, seed
         return
     try:
         dataset = _read_dataset(data, fmt, experiment, models)
+        if fmt == "interpsy" and _is_categorisation(dataset):
+            _report_categorisation(dataset.responses, out, data)
+            return
         if units is not None:
             dataset = attach_units(dataset, units)
         rules = _rules(_exclusion_choice(exclusions, no_exclusions), fmt, dataset)
@@ -100,15 +103,32 @@ def analyze(data: str, out: Path, experiment: str | None, n_resamples: int, seed
 
 def _analyze_model_vs_human(data: str, out: Path) -> None:
     """The categorisation report of the model-vs-human benchmark's released raw data."""
-    from analysis.categorisation import analyze_categorisation
     from analysis.modelvshuman import BENCHMARK_EXCLUDED, read_model_vs_human
     from experiments.vocabulary import SIXTEEN_CLASSES
 
+    _report_categorisation(read_model_vs_human(data), out, data, 1 / len(SIXTEEN_CLASSES),
+                           BENCHMARK_EXCLUDED)
+
+
+def _is_categorisation(dataset: Dataset) -> bool:
+    from analysis.load import task_of
+
+    return task_of(dataset.settings).name == "categorisation"
+
+
+def _report_categorisation(responses, out: Path, source: str, chance: float | None = None,
+                           exclude=None) -> None:
+    """The categorisation report (accuracy, error consistency) written into `out`; chance is
+    1 / the number of categories answered by default."""
+    from analysis.categorisation import analyze_categorisation
+
     if out.exists() and not out.is_dir():
         raise InterpsyError(f"{out}: exists and is not a folder")
-    responses = read_model_vs_human(data)
-    result = analyze_categorisation(responses, out, chance=1 / len(SIXTEEN_CLASSES),
-                                    exclude=BENCHMARK_EXCLUDED, source=data)
+    if chance is None:
+        chance = 1 / max(2, responses["correct_choice"].dropna().nunique()
+                         if "category" not in responses else responses["category"].nunique())
+    result = analyze_categorisation(responses, out, chance=chance, exclude=exclude,
+                                    source=source)
     for note in responses.attrs.get("notes", []):
         click.echo(f"note: {note}")
     click.echo(result.summary())

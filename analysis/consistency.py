@@ -34,8 +34,14 @@ CUE_CONFLICT = re.compile(r"^(?P<shape>[a-z]+)\d+-(?P<texture>[a-z]+)\d+\.\w+$")
 
 def trials_of(responses: pd.DataFrame) -> pd.DataFrame:
     """The trial table of categorisation responses: main, non-catch trials; a machine row's
-    observer is its `observer`, a person's their `participant_id`; the image is `unit_id`."""
+    observer is its `observer`, a person's their `participant_id`; the image is `unit_id`.
+    An interpsy categorisation study's rows (with `distortion` and `level`) are grouped by
+    distortion (as `dataset`) and level (as `condition`); other rows by experiment and
+    condition."""
     rows = responses[(responses["phase"] == "main") & ~responses["is_catch"].astype(bool)]
+    if {"distortion", "level"} <= set(rows.columns) and rows["level"].notna().all():
+        rows = rows.assign(experiment=rows["distortion"], condition=rows["level"],
+                           choice=rows["choice"], correct_choice=rows["category"])
     machine = rows["client"].astype(str) == "machine"
     observer = rows["participant_id"].astype(str)
     if "observer" in rows.columns:

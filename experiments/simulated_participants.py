@@ -3,8 +3,9 @@
 An attentive observer answers from the model's own activations of the queries (two, or as
 many as the task type's options) plus Gaussian noise (its "perceptual" noise, scaled per condition); on units whose mechanism is known (the
 calibration units) its sensitivity follows their construction instead; a careless one answers
-at random and skips the instructions. Used by `interpsy demo --simulate N` and for testing a
-deployment end to end.
+at random and skips the instructions; on categorisation trials it knows each image's category
+and how severe its distortion is (`Observer.categorise`). Used by `interpsy demo --simulate N`
+and for testing a deployment end to end.
 """
 from __future__ import annotations
 
@@ -29,6 +30,10 @@ NOISE = {"natural": 1.0, "mixed": 1.5, "synthetic": 2.0, "none": 6.0}
 # natural exemplars show both of a mixture's features, a visualization mostly one.
 PLANTED_M50 = {"natural": 0.6, "synthetic": 0.35, "mixed": 0.5}
 PLANTED_WIDTH, PLANTED_LAPSE = 0.08, 0.04
+# Categorisation: the spread (logit scale) of how easy each image is, shared by every simulated
+# participant, so that their errors agree beyond chance (error consistency above 0); and the
+# display's frame period the simulated page reports.
+CATEGORY_ITEM_SD, FRAME_MS = 0.8, 1000 / 60
 
 
 def construction_p_correct(conditions: list[str]) -> dict[tuple[str, str], float]:
@@ -109,6 +114,23 @@ class Observer:
             ranked[1] if len(ranked) == 2 else self.rng.choice(ranked[1:]))
         return choice, _confidence(abs(evidence))
 
+    def categorise(self, trial: dict[str, Any], truth: dict[str, tuple[str, float]],
+                   attend: bool = False) -> str:
+        """The category chosen for a categorisation trial, knowing each image's category and
+        severity (0: the distortion's mildest level, 1: its hardest): right with probability
+        chance + (1 - chance)(1 - lapse) sigmoid(2.5 - 5 severity x noise scale + the image's
+        own ease, the same for every participant), else one of the other categories."""
+        categories = trial["stimulus"]["categories"]
+        if self.careless and not attend:
+            return self.rng.choice(categories)
+        category, severity = truth[trial["stimulus"]["image"]]
+        ease = random.Random(trial["stimulus"]["image"]).gauss(0, CATEGORY_ITEM_SD)
+        seen = 1 / (1 + math.exp(-(2.5 - 5 * severity * self.noise_scale + ease)))
+        chance = 1 / len(categories)
+        if self.rng.random() < chance + (1 - chance) * (1 - PLANTED_LAPSE) * seen:
+            return category
+        return self.rng.choice([c for c in categories if c != category])
+
     def rt_ms(self) -> float:
         return self.rt_median_ms * math.exp(self.rng.gauss(0, 0.4))
 
@@ -118,12 +140,13 @@ class HttpParticipant:
 
     def __init__(self, base_url: str, experiment: str, platform_id: str, observer: Observer,
                  activation: dict[str, float], spread: dict[str, float], unit_of: dict[str, str],
-                 timeout: float = 30.0):
+                 timeout: float = 30.0, categories: dict[str, tuple[str, float]] | None = None):
         self.base = base_url.rstrip("/")
         self.experiment = experiment
         self.platform_id = platform_id
         self.observer = observer
         self.activation, self.spread, self.unit_of = activation, spread, unit_of
+        self.categories = categories or {}  # categorisation: image -> (category, severity)
         self.timeout = timeout
         self.session_id = ""
         self.token = ""
@@ -183,6 +206,22 @@ class HttpParticipant:
         self.session_id, self.token = found.group(1), found.group(2)
         return True
 
+    def _answer(self, trial: dict[str, Any], state: dict[str, Any], attend: bool
+                ) -> dict[str, Any]:
+        """The answer to one trial as the type's page would send it."""
+        stimulus = trial["stimulus"]
+        if "categories" in stimulus:  # categorisation: the category and the frames shown
+            frames = {part: max(minimum, round(stimulus[f"{part}_ms"] / FRAME_MS))
+                      for part, minimum in (("stimulus", 1), ("mask", 0))}
+            return {"choice": self.observer.categorise(trial, self.categories, attend),
+                    **{f"{part}_frames": n for part, n in frames.items()},
+                    **{f"{part}_ms": n * FRAME_MS for part, n in frames.items()},
+                    "frame_ms": FRAME_MS}
+        choice, confidence = self.observer.choose(
+            trial, state["words"]["options"], self.activation, self.spread, state["condition"],
+            self.unit_of, attend)
+        return {"choice": choice, "confidence": confidence}
+
     def run(self) -> dict[str, Any]:
         """Enter, read instructions, pass practice, answer the main block, complete."""
         if not self.enter():
@@ -195,14 +234,12 @@ class HttpParticipant:
             trial = state[phase][step["position"]]
             # Careless people too attend half the time in practice (its feedback teaches them).
             attend = phase == "practice" and self.observer.rng.random() < 0.5
-            choice, confidence = self.observer.choose(
-                trial, state["words"]["options"], self.activation, self.spread,
-                state["condition"], self.unit_of, attend)
+            answer = self._answer(trial, state, attend)
             rt = self.observer.rt_ms()
             status, _, payload = self._request(
                 "POST", f"/api/sessions/{self.session_id}/responses", {
                     "trial_index": index, "trial_id": trial["trial_id"],
-                    "answer": {"choice": choice, "confidence": confidence}, "rt_ms": rt,
+                    "answer": answer, "rt_ms": rt,
                     "stim_onset_ms": clock, "response_ms": clock + rt,
                     "extra": {"simulated": True}})
             clock += rt + 2000.0

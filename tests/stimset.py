@@ -132,3 +132,25 @@ def write_spec(path: str | Path, sets: list[Path], **overrides) -> Path:
     file = Path(path)
     file.write_text("\n".join(lines) + "\n")
     return file
+
+
+CATEGORY_PHOTOS = {"cat": "chelsea", "cup": "coffee", "rocket": "rocket", "moon": "moon"}
+CATEGORY_LEVELS = {"contrast": ["c100", "c30", "c10", "c05"], "rotation": ["0", "90"]}
+
+
+def make_categorisation_set(root: Path, per_category: int = 6, size: int = 32) -> Path:
+    """A categorisation set (`interpsy stimuli categories`) of four categories, each
+    `per_category` crops of one skimage photo, at CATEGORY_LEVELS."""
+    from PIL import Image
+    from skimage import data
+
+    from stimuli.categorisation_set import build_categorisation_set
+
+    for category, photo in CATEGORY_PHOTOS.items():
+        folder = root / "photos" / category
+        folder.mkdir(parents=True)
+        picture = getattr(data, photo)()
+        for i in range(per_category):
+            Image.fromarray(picture[i * 10:, i * 10:]).save(folder / f"{i}.png")
+    return build_categorisation_set(root / "photos", root / "set", CATEGORY_LEVELS, size=size,
+                                    progress=False)

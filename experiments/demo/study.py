@@ -40,6 +40,20 @@ def observer_knowledge(stimulus_set: Path, public: dict[str, str]) -> tuple[dict
     return activation, spread, unit_of
 
 
+def categorisation_knowledge(stimulus_set: Path, public: dict[str, str]
+                             ) -> dict[str, tuple[str, float]]:
+    """Per image of a categorisation set (by its public id): its category and its level's
+    severity, 0 for the distortion's first (mildest) level to 1 for its last."""
+    from experiments.stimulus_set import load_stimulus_set
+
+    loaded = load_stimulus_set(stimulus_set, verify_images=False)
+    levels = loaded.distortion_levels()
+    shown = loaded.images[(loaded.images.role == "stimulus") & loaded.images.image_id.isin(public)]
+    return {public[row.image_id]: (row.category, levels[row.distortion].index(str(row.level))
+                                   / max(1, len(levels[row.distortion]) - 1))
+            for row in shown.itertuples()}
+
+
 def run_participants(db: Database, server: DemoServer, key: str, stimulus_set: Path, n: int,
                      seed: int) -> list[dict]:
     """N simulated participants (a share of them careless) through the real HTTP flow."""

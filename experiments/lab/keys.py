@@ -154,9 +154,13 @@ def pilot_script(how: str, seed: str = "", task_type: str = DEFAULT_TASK) -> Scr
         rng = random.Random(f"pilot:{seed}")
         options = list(get_task(task_type).response_keys)
 
+        own = getattr(get_task(task_type).lab_module(), "pilot_key", None)
+
         def press(context: str, payload: object) -> str | None:
             if context != "trial":
                 return "space"
+            if own is not None:  # a type that presents its own trial picks its own key
+                return own(how, payload, rng)
             right = payload.trial.answer_key
             wrong = options[(options.index(right) + 1) % len(options)]
             choice = {"correct": right, "wrong": wrong, "random": rng.choice(options)}[how]

@@ -19,6 +19,7 @@ from experiments.lab.screen import LabScreen
 from experiments.lab.sequence import Answer, Outcome, Sequencer, Step
 from experiments.lab.store import Notices
 from experiments.study.instructions import block_messages
+from experiments.tasks import get_task
 
 
 class Aborted(Exception):
@@ -108,7 +109,15 @@ class LabRunner:
 
     # ---- one trial -----------------------------------------------------------------------
     def trial(self, step: Step) -> Outcome:
-        """Show one trial, take the response, store it, show feedback; returns the outcome."""
+        """Show one trial, take the response, store it, show feedback; returns the outcome.
+        A task type whose lab module has `run_trial(runner, step)` presents its own trial."""
+        own = getattr(get_task(self.task.task_type).lab_module(), "run_trial", None)
+        if own is not None:
+            outcome = self.sequencer.answer(own(self, step))
+            self.answered += 1
+            words = "Correct!" if outcome.correct else "Wrong."
+            self.message(words, "", "feedback", max_s=self.task.feedback_ms / 1000.0)
+            return outcome
         task, screen, win = self.task, self.screen, self.win
         screen.set_trial(step.trial, task)
         lock_s = task.button_lock_ms / 1000.0

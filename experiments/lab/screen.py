@@ -190,6 +190,9 @@ class LabScreen:
         """The instructions' example, as on the web page: a trial's reference grids (or its
         large image) small, each under its side's label, without the answer images."""
         words = get_task(task.task_type)
+        if not hasattr(words.lab_module(), "place"):  # a type that draws its own trial screen
+            self.example = []
+            return
         placed = words.lab_module().place(trial.stimulus)
         step = EXAMPLE_CELL + EXAMPLE_GAP
         span = 3 * EXAMPLE_CELL + 2 * EXAMPLE_GAP

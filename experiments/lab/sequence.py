@@ -160,7 +160,9 @@ class Sequencer:
         if step is None:
             raise RuntimeError("no trial is waiting for an answer")
         task_type = get_task(self.task.task_type)
-        correct = task_type.score(task_type.parse_answer(answer.answer), step.trial.answer_key)
+        parsed = task_type.parse_answer(answer.answer)
+        task_type.check_answer(parsed, step.trial.stimulus)
+        correct = task_type.score(parsed, step.trial.answer_key)
         after, passed = progress.advance(self.progress, self.task.rules, correct)
         response = ResponseIn(trial_index=step.trial_index, trial_id=step.trial.trial_id,
                               answer=answer.answer, rt_ms=max(0.0, answer.rt_ms),

@@ -112,6 +112,7 @@ class Recording:
                            f"{response.trial_id}", expected_trial_index=record.n_responses)
         task = get_task(spec.task.type)
         answer = task.parse_answer(response.answer)
+        task.check_answer(answer, trial.stimulus)
         now = self.store.clock()
         stored = Response(session_id=record.id, trial_index=index, trial_id=trial.trial_id,
                           rt_flag=self._rt_flag(response.rt_ms, record, spec, now),

@@ -138,6 +138,11 @@ class TaskType(ABC):
                                  for e in exc.errors()[:5])
             raise BadAnswer(f"answer for task type {self.name}: {problems}") from None
 
+    def check_answer(self, answer: BaseModel, stimulus: Mapping[str, Any]) -> None:
+        """Refuse (BadAnswer) an answer of the right shape that the trial could not have had
+        (e.g. a category it did not offer); the base type takes every parsed answer."""
+        return None
+
     def balanced_keys(self, n: int, rng: np.random.Generator) -> list[str]:
         """`n` answer keys in random order, each key n // k or n // k + 1 times."""
         keys = list(self.keys) if rng.random() < 0.5 else list(reversed(self.keys))

@@ -32,6 +32,7 @@ class ImageIndex:
     def __init__(self, stimulus_set: StimulusSet):
         self.set = stimulus_set
         self._rows: dict[str, dict[str, Any]] | None = None
+        self._by: dict[tuple[str, ...], dict[tuple, list[str]]] = {}
         frame = stimulus_set.images.sort_values(["unit_id", "kind", "role", "batch", "rank"])
         self._groups: dict[tuple, list[str]] = {
             key: list(group.image_id)
@@ -43,6 +44,16 @@ class ImageIndex:
         if self._rows is None:
             self._rows = self.set.images.set_index("image_id").to_dict("index")
         return {"image_id": image_id, **self._rows[image_id]}
+
+    def by(self, *columns: str) -> dict[tuple, list[str]]:
+        """Image ids grouped by images.csv's `columns` (built once per list of columns)."""
+        cached = self._by.get(columns)
+        if cached is None:
+            frame = self.set.images
+            cached = {key if isinstance(key, tuple) else (key,): list(group.image_id)
+                      for key, group in frame.groupby(list(columns), sort=False)}
+            self._by[columns] = cached
+        return cached
 
     def get(self, unit_id: str, kind: str, role: str, batch: int, difficulty: str = "",
             distribution: str = IN_DISTRIBUTION) -> list[str]:

@@ -130,7 +130,7 @@ def test_data_schema_names_each_built_in_types_columns():
     from experiments.tasks.registry import BUILT_IN
 
     text = SCHEMA_DOC.read_text()
-    for name in (*BUILT_IN, "imi_3afc"):
+    for name in (*BUILT_IN, "imi_3afc", "categorisation"):
         start = text.index(f"(`{name}`)")
         paragraph = text[start: text.find("\n\n", start)]
         named = set(re.findall(r"`(\w+)`", paragraph))

@@ -47,7 +47,7 @@ def test_example_spec_is_valid_and_documented():
      "x.toml: lab: value error, query_deg and gap_deg need reference_deg"),
     ('name = "x"\nstimulus_sets = [', "x.toml: not valid TOML"),
     ('name = "x"\nstimulus_sets = ["s"]\n[task]\ntype = "occlusio"',
-     "x.toml: task: value error, type: unknown task type 'occlusio'; registered: imi_2afc"),
+     "x.toml: task: value error, type: unknown task type 'occlusio'; registered: categorisation, imi_2afc"),
     ('name = "x"\nstimulus_sets = ["s"]\n[task]\ntype = "imi_2afc"\nrefs = 9',
      "x.toml: task: value error, refs: unknown key"),
 ])

@@ -80,14 +80,14 @@ def test_imis_2afc_is_built_in_and_scores_the_chosen_query():
     assert set(task.roles) == {"reference_max", "reference_min", "query_max", "query_min"}
     assert task.score(task.Answer(choice="a", confidence=3), "a")
     assert not task.score(task.Answer(choice="b", confidence=1), "a")
-    with pytest.raises(SpecError, match="unknown task type 'nope'; registered: imi_2afc"):
+    with pytest.raises(SpecError, match="unknown task type 'nope'; registered: categorisation, imi_2afc"):
         get_task("nope")
 
 
 def test_a_task_type_from_an_installed_package_is_listed_and_validates_its_table(
         registered, capsys):
     registered("tests.experiments.test_tasks:YesNo")
-    assert sorted(task_types()) == ["imi_2afc", "imi_3afc", "occlusion", "yes_no"]
+    assert sorted(task_types()) == ["categorisation", "imi_2afc", "imi_3afc", "occlusion", "yes_no"]
     assert main(["tasks"]) == 0
     out = capsys.readouterr().out
     assert "yes_no  (chance 0.5)  One image: does the unit respond to it?" in out

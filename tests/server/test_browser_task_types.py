@@ -2,6 +2,8 @@
 the type ships (`page_script`), shows its screen, saves its answers and finishes the session."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from experiments.db import Database
 from experiments.db.models import Trial
 from tests.server.conftest import FAST_TIMING, LiveServer, build, make_app
@@ -13,6 +15,8 @@ from tests.server.test_browser import (  # noqa: F401  (fixtures and marks used 
     pytestmark,
     wait_count,
 )
+
+SCREENS = Path("test-artifacts/screens")
 
 
 def _answer(page, db: Database) -> None:
@@ -121,3 +125,79 @@ def test_a_3afc_session_shows_three_rows_and_takes_their_keys(page, small_set, t
     finally:
         server.stop()
         db.dispose()
+
+
+def test_a_categorisation_session_counts_frames_and_times_out_without_an_answer(page, tmp_path):
+    """Fixation, image and mask frame-counted on requestAnimationFrame; the measured frames and
+    durations stored with each answer; a trial left unanswered through the response window is
+    recorded as 'na' (wrong); the screen of a trial's grid is kept as an artifact."""
+    from tests.stimset import make_categorisation_set
+
+    set_dir = make_categorisation_set(tmp_path / "categories", per_category=3, size=64)
+    db = Database(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    db.upgrade()
+    key = build(db, tmp_path, set_dir, name="cat-exp", conditions=["contrast"],
+                main_trials_per_task=4, catch_trials_per_task=0, responses_per_unit=1,
+                timing=FAST_TIMING, practice={"trials": 2, "min_correct": 0},
+                task={"type": "categorisation", "fixation_ms": 100, "stimulus_ms": 100,
+                      "mask_ms": 100, "response_window_ms": 2500})
+    server = LiveServer(make_app(db, tmp_path))
+    try:
+        begin(page, {"url": server.url, "key": key}, "?id=cat1")
+        try:
+            _run_categorisation_session(page, db)
+        except Exception:
+            SCREENS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENS / "categorisation_failed.png"))
+            raise
+        from experiments.study.export import frames_from_db
+
+        responses = frames_from_db(db, key)["responses"].sort_values("trial_index")
+        assert len(responses) == 6
+        assert responses.choice.iloc[1] == "na" and not responses.correct.iloc[1]
+        assert responses.drop(responses.index[1]).correct.all()
+        # 100 ms at the page's measured frame period, counted in frames; the durations measured
+        frames = (100 / responses.frame_ms).round().clip(lower=1)
+        assert (responses.stimulus_frames == frames).all() and (responses.mask_frames == frames).all()
+        assert responses.frame_ms.between(4, 50).all()
+        assert responses.stimulus_ms.between(60, 400).all(), responses.stimulus_ms
+        late = (responses.stimulus_ms - 100).abs() > responses.frame_ms / 2 + 2
+        late |= (responses.mask_ms - 100).abs() > responses.frame_ms / 2 + 2
+        assert (responses.timing_flag.notna() == late).all()
+    finally:
+        server.stop()
+        db.dispose()
+
+
+def _run_categorisation_session(page, db: Database) -> None:
+    """Answer every trial with the right category's key or button, but leave the second one
+    to its response window."""
+    n_practice = page.evaluate("() => window.interpsyStudy.state.practice.length")
+    n_main = page.evaluate("() => window.interpsyStudy.state.main.length")
+    for index in range(n_practice + n_main):
+        if index == n_practice:
+            page.wait_for_selector("#practice-passed")
+            page.click("#practice-passed-continue")
+        page.wait_for_selector(".trial:not(.hidden-until-ready)")
+        trial_id = int(page.get_attribute(".trial", "data-trial-id"))
+        if index == 1:  # left unanswered: the response window closes it
+            page.wait_for_selector(".continue:not([hidden])", timeout=10_000)
+        else:
+            with db.read() as s:
+                truth = s.get(Trial, trial_id).answer_key
+            page.wait_for_selector(".cat-grid:not(.waiting)")
+            if index == 0:
+                assert page.locator(".cat-choice").count() == 4
+                assert page.locator(".cat-image").is_hidden()
+                SCREENS.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(SCREENS / "categorisation_grid.png"))
+            button = f".cat-choice[data-choice='{truth}']:not([disabled])"
+            if index % 2:  # by its key
+                page.wait_for_selector(button)
+                page.keyboard.press(page.get_attribute(button, "data-key"))
+            else:
+                page.click(button)
+        page.click(".continue")
+        page.wait_for_function(
+            "(id) => !document.querySelector(`.trial[data-trial-id='${id}']`)", arg=trial_id)
+    page.wait_for_selector("#feedback-form")

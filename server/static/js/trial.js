@@ -34,12 +34,31 @@ export async function runTrial(container, trial, task, { loader, timing, words, 
   await Promise.all([...screen.querySelectorAll('img')].map((img) => img.decode()));
   await nextFrame();
   screen.classList.remove('hidden-until-ready');
-  const onset = await nextFrame(); // the frame that first shows the stimulus
+  // A type with a timed presentation (view.present) runs it first; its answer screen's first
+  // frame is the onset, and what it showed goes into the answer.
+  const presented = view.present ? await view.present(nextFrame) : null;
+  const onset = presented ? presented.onset : await nextFrame(); // the answer screen's first frame
+  const shown = presented ? presented.shown : {};
   const focusAtOnset = focusCounter ? focusCounter() : 0;
   const lockRemaining = Math.max(0, onset + timing.button_lock_ms - performance.now());
   setTimeout(() => buttons.forEach((button) => { button.disabled = false; }), lockRemaining);
 
   const answer = await new Promise((resolve) => {
+    let expiry = null;
+    const finish = (given, responseMs) => {
+      document.removeEventListener('keydown', onKey);
+      clearTimeout(expiry);
+      buttons.forEach((b) => { b.disabled = true; });
+      resolve({
+        trial_id: trial.trial_id,
+        answer: { ...given, ...shown },
+        rt_ms: Math.max(0, responseMs - onset),
+        stim_onset_ms: onset,
+        response_ms: responseMs,
+        extra: { focus_lost: focusCounter ? focusCounter() - focusAtOnset : 0,
+                 fullscreen: Boolean(document.fullscreenElement) },
+      });
+    };
     const onKey = (event) => {
       if (event.repeat || event.ctrlKey || event.altKey || event.metaKey) return;
       const button = buttons.find((b) => b.dataset.key === event.key);
@@ -48,20 +67,14 @@ export async function runTrial(container, trial, task, { loader, timing, words, 
     document.addEventListener('keydown', onKey);
     buttons.forEach((button) => button.addEventListener('click', (event) => {
       if (button.disabled) return;
-      document.removeEventListener('keydown', onKey);
-      buttons.forEach((b) => { b.disabled = true; });
       button.classList.add('chosen');
-      const responseMs = event.timeStamp;
-      resolve({
-        trial_id: trial.trial_id,
-        answer: JSON.parse(button.dataset.answer),
-        rt_ms: Math.max(0, responseMs - onset),
-        stim_onset_ms: onset,
-        response_ms: responseMs,
-        extra: { focus_lost: focusCounter ? focusCounter() - focusAtOnset : 0,
-                 fullscreen: Boolean(document.fullscreenElement) },
-      });
+      finish(JSON.parse(button.dataset.answer), event.timeStamp);
     }));
+    // A response window (view.timeoutMs): no answer in it is the type's `noAnswer`.
+    if (view.timeoutMs) {
+      expiry = setTimeout(() => finish(view.noAnswer, performance.now()),
+        Math.max(0, onset + view.timeoutMs - performance.now()));
+    }
   });
   const scored = onAnswer(answer);
   await sleep(timing.feedback_delay_ms);
