@@ -68,6 +68,8 @@ def analyze(data: str, out: Path, experiment: str | None, n_resamples: int, seed
             no_exclusions: bool, margin: float, mixed_rows: int | None, mixed_engine: str,
             machine: tuple[Path, ...]) -> None:
     """Scores, statistics, plots and an HTML report from DATA (folder, file or database URL)."""
+    import pandas as pd
+
     from analysis.load import attach_units
     from analysis.report import analyze as run
 
@@ -77,7 +79,11 @@ def analyze(data: str, out: Path, experiment: str | None, n_resamples: int, seed
     try:
         dataset = _read_dataset(data, fmt, experiment, models)
         if fmt == "interpsy" and _is_categorisation(dataset):
-            _report_categorisation(dataset.responses, out, data)
+            machine_rows = _machine_rows(machine)
+            responses = dataset.responses if machine_rows is None else pd.concat(
+                [dataset.responses, machine_rows.drop(columns="machine_source")],
+                ignore_index=True)
+            _report_categorisation(responses, out, data)
             return
         if units is not None:
             dataset = attach_units(dataset, units)

@@ -33,8 +33,8 @@ CUE_CONFLICT = re.compile(r"^(?P<shape>[a-z]+)\d+-(?P<texture>[a-z]+)\d+\.\w+$")
 
 
 def trials_of(responses: pd.DataFrame) -> pd.DataFrame:
-    """The trial table of categorisation responses: main, non-catch trials; a machine row's
-    observer is its `observer`, a person's their `participant_id`; the image is `unit_id`.
+    """The trial table of categorisation responses: main, non-catch trials; the observer is
+    the `participant_id` (a machine observer's names it and its model); the image is `unit_id`.
     An interpsy categorisation study's rows (with `distortion` and `level`) are grouped by
     distortion (as `dataset`) and level (as `condition`); other rows by experiment and
     condition."""
@@ -43,12 +43,9 @@ def trials_of(responses: pd.DataFrame) -> pd.DataFrame:
         rows = rows.assign(experiment=rows["distortion"], condition=rows["level"],
                            choice=rows["choice"], correct_choice=rows["category"])
     machine = rows["client"].astype(str) == "machine"
-    observer = rows["participant_id"].astype(str)
-    if "observer" in rows.columns:
-        named = rows["observer"].astype("string").fillna("").str.len() > 0
-        observer = observer.where(~(machine & named), rows["observer"].astype(str))
     return pd.DataFrame({
-        "dataset": rows["experiment"].astype(str), "observer": observer,
+        "dataset": rows["experiment"].astype(str),
+        "observer": rows["participant_id"].astype(str),
         "kind": np.where(machine, "machine", "human"),
         "condition": rows["condition"].astype(str), "image": rows["unit_id"].astype(str),
         "correct": rows["correct"].astype(bool), "response": rows["choice"].astype(str),

@@ -33,7 +33,7 @@ PLANTED_WIDTH, PLANTED_LAPSE = 0.08, 0.04
 # Categorisation: the spread (logit scale) of how easy each image is, shared by every simulated
 # participant, so that their errors agree beyond chance (error consistency above 0); and the
 # display's frame period the simulated page reports.
-CATEGORY_ITEM_SD, FRAME_MS = 0.8, 1000 / 60
+CATEGORY_ITEM_SD, FRAME_MS = 1.5, 1000 / 60
 
 
 def construction_p_correct(conditions: list[str]) -> dict[tuple[str, str], float]:

@@ -7,7 +7,8 @@ a machine observer compares (torch).
   layers (uniform layer weights; no learned LPIPS weights are downloaded).
 - `model:NAME` (or a registered model's NAME): the penultimate features of a registered model
   (the input of its last linear layer; its output when it has none), e.g. the offline
-  `efficientnet-lite0`, so everything runs without a network.
+  `efficientnet-lite0`, so everything runs without a network; or, for the classifier observer,
+  its ImageNet class probabilities (`ClassifierBackbone`).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from stimuli.errors import StimuliError
 from stimuli.observers.rules import DREAMSIM_ALPHA
 from stimuli.registry import CHANNELS_FIRST, INPUT_SUFFIX, get_spec, load_model
 
+IMAGENET_CLASSES = 1000
 LPIPS_LAYERS = 5  # layers an LPIPS-style backbone compares, evenly spaced over the relevant
 LPIPS_GRID = 7  # side of the grid each layer's normalised map is pooled to
 
@@ -213,10 +215,43 @@ class DreamSimBackbone(Backbone):
         return self.model.embed(x.clamp(0, 1))
 
 
+class ClassifierBackbone(ModelBackbone):
+    """A registered ImageNet classifier's class probabilities (softmax of its 1,000 outputs)
+    in place of an embedding: what a categorising observer reads."""
+
+    def __init__(self, model: str, device: str = "cpu", pretrained: bool = True,
+                 weights_path: str | None = None):
+        super().__init__(model, device, pretrained, weights_path)
+        side = self.spec.preprocessing.crop
+        with torch.no_grad():
+            width = self.model(torch.zeros(1, 3, side, side, device=self.device)).shape[-1]
+        if width != IMAGENET_CLASSES:
+            raise StimuliError(f"{model} is not an ImageNet-1k classifier (its output has "
+                               f"{width} values, not {IMAGENET_CLASSES}); the classifier "
+                               f"observer needs one, e.g. efficientnet-lite0")
+
+    def facts(self) -> dict:
+        return {**super().facts(), "features": "class probabilities (softmax of the output)"}
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(self.model_input(images))
+
+    @torch.no_grad()
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """Class probabilities (N, 1000), float32."""
+        return torch.softmax(self.features(images.to(self.device)).float(), dim=1).cpu()
+
+
 def get_backbone(name: str, device: str = "cpu", pretrained: bool = True,
-                 weights_path: str | None = None) -> Backbone:
+                 weights_path: str | None = None, output: str = "features") -> Backbone:
     """The backbone `name` names: `dreamsim`, `dreamsim:TYPE`, `lpips:NAME`, `model:NAME` or a
-    model NAME."""
+    model NAME; with output `probabilities` a registered model's class probabilities."""
+    if output == "probabilities":
+        if name.startswith(("dreamsim", "lpips:")):
+            raise StimuliError(f"--backbone {name}: the classifier observer reads an ImageNet "
+                               f"classifier's class probabilities; name a registered model, "
+                               f"e.g. efficientnet-lite0")
+        return ClassifierBackbone(name.removeprefix("model:"), device, pretrained, weights_path)
     if name == "dreamsim" or name.startswith("dreamsim:"):
         return DreamSimBackbone(name.partition(":")[2] or "ensemble", device)
     if name.startswith("lpips:"):

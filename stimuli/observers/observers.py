@@ -1,11 +1,12 @@
 """Machine observers: each answers a trial from its stimulus description, as a person would
 through the task type's answer model (torch-free; the embeddings come computed).
 
-Every observer here answers choice types (IMI's 2-AFC, the occlusion task, the 3-AFC: any
-ChoiceTask whose stimulus holds the fields its rule reads): it gives each option's evidence, the
-probabilities are softmax(alpha * evidence) (for two options sigmoid(alpha * difference), the
-MIS rule), the answer is the likeliest image with a confidence from how sure the rule is, and
-`p_correct` the probability of the right one.
+The choice observers answer choice types (IMI's 2-AFC, the occlusion task, the 3-AFC: any
+ChoiceTask whose stimulus holds the fields its rule reads): each gives each option's evidence,
+the probabilities are softmax(alpha * evidence) (for two options sigmoid(alpha * difference),
+the MIS rule), the answer is the likeliest image with a confidence from how sure the rule is,
+and `p_correct` the probability of the right one. The classifier observer answers
+categorisation trials from an ImageNet classifier's class probabilities.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from experiments.tasks.base import TaskType
 from experiments.tasks.choice import ChoiceTask
 from experiments.tasks.occlusion import baseline_pick
 from stimuli.errors import StimuliError
+from stimuli.imagenet16 import category_probabilities
 from stimuli.observers.rules import choice_probabilities, set_similarity
 
 Embeddings = Mapping[str, np.ndarray]
@@ -44,6 +46,11 @@ class Observer(ABC):
     hard: ClassVar[bool] = False  # a 0/1 rule: alpha does not apply
     needs_embeddings: bool = True
     needs_unit_values: bool = False  # one value per image for the trial's unit (proxies)
+    backbone_output: ClassVar[str] = "features"  # or "probabilities": a classifier's
+
+    def shown(self, task: TaskType, stimulus: Mapping[str, Any]) -> list[str]:
+        """The images of a trial the observer looks at (their embeddings are computed)."""
+        return task.image_ids(stimulus)
 
     def refusal(self, task: TaskType) -> str | None:
         """Why this observer cannot answer `task`'s trials (None: it can)."""
@@ -143,8 +150,50 @@ class ProxyObserver(Observer):
         return {o: float(embeddings[i][0]) for o, i in task.option_images(stimulus).items()}
 
 
+class ClassifierObserver(Observer):
+    """An ImageNet classifier categorises the trial's image: each offered category's
+    probability is the mean of its ImageNet classes' (stimuli.imagenet16, the model-vs-human
+    benchmark's mapping), the answer the likeliest category, `p_correct` the right one's share
+    of the offered categories' probabilities."""
+
+    name = "classifier"
+    title = ("ImageNet classifier, 1,000 classes mapped to the categories by the mean over "
+             "each category's classes (Geirhos et al. 2018, 2021)")
+    reads = (("image", "categories"),)
+    hard = True
+    backbone_output = "probabilities"
+
+    def refusal(self, task: TaskType) -> str | None:
+        if not {"image", "categories"} <= set(task.Stimulus.model_fields):
+            return (f"task type {task.name} is not a categorisation of one image (its trials "
+                    f"hold no image and categories)")
+        return None
+
+    def shown(self, task: TaskType, stimulus: Mapping[str, Any]) -> list[str]:
+        return [stimulus["image"]]
+
+    def evidence(self, task: TaskType, stimulus: Mapping[str, Any], embeddings: Embeddings
+                 ) -> dict[str, float]:
+        categories = tuple(stimulus["categories"])
+        try:
+            mapped = category_probabilities(embeddings[stimulus["image"]][None, :], categories)
+        except ValueError as exc:
+            raise StimuliError(f"observer {self.name}: {exc}") from None
+        return dict(zip(categories, mapped[0] / mapped[0].sum(), strict=True))
+
+    def answer(self, task: TaskType, stimulus: Mapping[str, Any], key: str,
+               embeddings: Embeddings, alpha: float | None, rng: np.random.Generator
+               ) -> MachineAnswer:
+        p = self.evidence(task, stimulus, embeddings)
+        best = max(p.values())
+        likeliest = [c for c, v in p.items() if v == best]
+        choice = likeliest[0] if len(likeliest) == 1 else str(rng.choice(likeliest))
+        return MachineAnswer({"choice": choice}, choice == key, float(p[key]))
+
+
 OBSERVERS: dict[str, Observer] = {o.name: o for o in (
     SimilarityObserver(),
+    ClassifierObserver(),
     OcclusionBaseline("centre", "Occlusion baseline: the occluder farther from the image centre"),
     OcclusionBaseline("variance", "Occlusion baseline: the occluder over the calmer patch"),
     ProxyObserver(),

@@ -46,7 +46,7 @@ def resolve_alpha(alpha: float | str | None, backbone: Backbone | None, observer
     an error naming the choices when it has none."""
     if alpha != "published":
         return None if alpha is None else float(alpha)
-    if not observer.needs_embeddings:
+    if not observer.needs_embeddings or observer.hard:
         return None
     if backbone is not None and backbone.default_alpha is not None:
         return backbone.default_alpha
@@ -67,7 +67,8 @@ def observe(source: TrialSource, out: str | Path, options: ObserveOptions,
     if why:
         raise StimuliError(f"observer {observer.name} cannot answer {source.experiment}: {why}")
     backbone = (get_backbone(options.backbone, options.device, options.pretrained,
-                             options.weights_path) if observer.needs_embeddings else None)
+                             options.weights_path, observer.backbone_output)
+                if observer.needs_embeddings else None)
     if options.calibrate is not None and options.alpha != "published":
         raise StimuliError(f"--alpha {options.alpha} and --calibrate exclude each other: "
                            f"calibrating fits alpha")
@@ -76,7 +77,7 @@ def observe(source: TrialSource, out: str | Path, options: ObserveOptions,
     embeddings: dict[str, np.ndarray] = {}
     if backbone is not None:
         shown = {i for observed in source.trials
-                 for i in source.task.image_ids(observed.trial.stimulus)}
+                 for i in observer.shown(source.task, observed.trial.stimulus)}
         missing = sorted(shown - set(source.images))
         if missing:
             raise StimuliError(f"{source.experiment}: {len(missing)} images of its trials are "

@@ -144,7 +144,7 @@ def test_what_a_user_can_get_wrong_is_named(toy_set, tmp_path, monkeypatch, caps
     from stimuli.observers.run import ObserveOptions, observe
 
     source = from_set(toy_set, trials_per_unit=2)
-    with pytest.raises(StimuliError, match="unknown observer 'mys'; known: mis, centre"):
+    with pytest.raises(StimuliError, match="unknown observer 'mys'; known: mis, classifier, centre"):
         observe(source, tmp_path / "x", ObserveOptions(observer="mys"))
     with pytest.raises(StimuliError, match=r"observer centre cannot answer toy@observed: task "
                        r"type imi_2afc's trials hold none of the fields it reads "
