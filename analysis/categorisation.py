@@ -48,6 +48,12 @@ class CategorisationResult:
         return "\n".join(lines)
 
 
+def chance_of(responses: pd.DataFrame) -> float:
+    """1 / the number of categories the rows' images belong to (at least 2)."""
+    column = "category" if "category" in responses.columns else "correct_choice"
+    return 1 / max(2, responses[column].dropna().nunique())
+
+
 def run_categorisation(responses: pd.DataFrame, chance: float,
                        exclude: Mapping[str, set[str]] | None = None) -> CategorisationResult:
     """Every table of the categorisation analysis of `responses`."""

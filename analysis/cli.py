@@ -126,15 +126,12 @@ def _report_categorisation(responses, out: Path, source: str, chance: float | No
                            exclude=None) -> None:
     """The categorisation report (accuracy, error consistency) written into `out`; chance is
     1 / the number of categories answered by default."""
-    from analysis.categorisation import analyze_categorisation
+    from analysis.categorisation import analyze_categorisation, chance_of
 
     if out.exists() and not out.is_dir():
         raise InterpsyError(f"{out}: exists and is not a folder")
-    if chance is None:
-        chance = 1 / max(2, responses["correct_choice"].dropna().nunique()
-                         if "category" not in responses else responses["category"].nunique())
-    result = analyze_categorisation(responses, out, chance=chance, exclude=exclude,
-                                    source=source)
+    result = analyze_categorisation(responses, out, chance=chance or chance_of(responses),
+                                    exclude=exclude, source=source)
     for note in responses.attrs.get("notes", []):
         click.echo(f"note: {note}")
     click.echo(result.summary())

@@ -321,23 +321,39 @@ __all__ = [
 
 def plot_accuracy_by_level(accuracy: pd.DataFrame, order: list[str], chance: float,
                            title: str = "") -> plt.Figure:
-    """Accuracy over the distortion's levels per observer (people grey, machines in colour),
-    with each level's 95% interval."""
+    """Accuracy over the distortion's levels: each person a thin grey line, the people pooled
+    in black and each machine in colour, the pooled and machine lines with their 95%
+    intervals."""
+    from statsmodels.stats.proportion import proportion_confint
+
     fig, ax = plt.subplots(figsize=(7, 4))
     x_of = {level: i for i, level in enumerate(order)}
-    machines = 0
-    for (observer, kind), rows in accuracy.groupby(["observer", "kind"], sort=False):
+
+    def xs(rows: pd.DataFrame) -> np.ndarray:
+        return rows["condition"].map(x_of).to_numpy(float)
+
+    people = accuracy[accuracy["kind"] == "human"]
+    for _, rows in people.groupby("observer", sort=False):
         rows = rows.sort_values("condition", key=lambda s: s.map(x_of))
-        x = rows["condition"].map(x_of).to_numpy(float)
-        color = "#7f7f7f" if kind == "human" else OTHER_COLORS[machines % len(OTHER_COLORS)]
-        machines += kind != "human"
-        _interval(ax, x, rows["accuracy"].to_numpy(float), rows["ci_low"], rows["ci_high"],
-                  color, str(observer), marker="o" if kind == "human" else "s", line=True)
+        ax.plot(xs(rows), rows["accuracy"], color="#7f7f7f", lw=0.8, alpha=0.5)
+    if not people.empty:
+        pooled = people.groupby("condition")[["n", "n_correct"]].sum().reset_index()
+        pooled = pooled.sort_values("condition", key=lambda s: s.map(x_of))
+        low, high = proportion_confint(pooled["n_correct"], pooled["n"], method="wilson")
+        _interval(ax, xs(pooled), (pooled["n_correct"] / pooled["n"]).to_numpy(float),
+                  pd.Series(np.asarray(low)), pd.Series(np.asarray(high)), "black",
+                  f"people ({people['observer'].nunique()}, pooled)", line=True)
+    machines = accuracy[accuracy["kind"] != "human"]
+    for k, (observer, rows) in enumerate(machines.groupby("observer", sort=False)):
+        rows = rows.sort_values("condition", key=lambda s: s.map(x_of))
+        _interval(ax, xs(rows), rows["accuracy"].to_numpy(float), rows["ci_low"],
+                  rows["ci_high"], OTHER_COLORS[k % len(OTHER_COLORS)], str(observer),
+                  marker="s", line=True)
     ax.axhline(chance, color="grey", ls="--", lw=1)
     ax.set_xticks(range(len(order)), order, rotation=45 if len(order) > 8 else 0)
     ax.set(xlabel="condition (distortion level)", ylabel="accuracy", ylim=(0, 1.02),
            title=title)
-    ax.legend(fontsize=7, ncol=2, loc="best")
+    ax.legend(fontsize=7, loc="best")
     return fig
 
 

@@ -1,8 +1,9 @@
 """The 16 entry-level categories of Geirhos et al.'s model-vs-human benchmark as sets of
 ImageNet-1k classes (WordNet hyponyms of each category, some removed by hand, as "Generalisation
 in humans and deep neural networks", NeurIPS 2018, describes; 207 classes, each in one
-category), and a classifier's 1,000 probabilities mapped onto them by the mean over each
-category's classes (docs/categorisation.md)."""
+category), interpsy's few additions for the demo's photos, and a classifier's 1,000
+probabilities mapped onto them by the mean over each category's classes
+(docs/categorisation.md)."""
 from __future__ import annotations
 
 import numpy as np
@@ -39,6 +40,19 @@ CATEGORY_CLASSES: dict[str, tuple[int, ...]] = {
     "truck": _spans(555, 569, 656, 675, 717, 734, 864, 867),
 }
 
+# interpsy's own additions, not the benchmark's: categories of the demo's photos outside the 16
+# (scikit-image's coffee cup and rocket), as ImageNet classes of what they show.
+ADDED_CATEGORY_CLASSES: dict[str, tuple[int, ...]] = {
+    "cup": _spans(504, 967, 968),  # coffee mug, espresso, cup
+    "rocket": _spans(657, 744, 812),  # missile, projectile, space shuttle
+}
+
+
+def classes_of(category: str) -> tuple[int, ...] | None:
+    """The ImageNet classes of a category: the benchmark's 16, then interpsy's additions."""
+    return CATEGORY_CLASSES.get(category) or ADDED_CATEGORY_CLASSES.get(category)
+
+
 def category_probabilities(probabilities: np.ndarray,
                            categories: tuple[str, ...] = SIXTEEN_CLASSES) -> np.ndarray:
     """(n, 1000) class probabilities -> (n, len(categories)): each category's mean."""
@@ -46,9 +60,10 @@ def category_probabilities(probabilities: np.ndarray,
     if probabilities.ndim != 2 or probabilities.shape[1] != 1000:
         raise ValueError(f"expected (n, 1000) ImageNet class probabilities, got "
                          f"{probabilities.shape}")
-    unknown = [c for c in categories if c not in CATEGORY_CLASSES]
+    unknown = [c for c in categories if classes_of(c) is None]
     if unknown:
         raise ValueError(f"no ImageNet classes for {', '.join(unknown)} (the 16 categories: "
-                         f"{', '.join(SIXTEEN_CLASSES)})")
-    return np.stack([probabilities[:, CATEGORY_CLASSES[c]].mean(axis=1) for c in categories],
+                         f"{', '.join(SIXTEEN_CLASSES)}; interpsy's additions: "
+                         f"{', '.join(ADDED_CATEGORY_CLASSES)})")
+    return np.stack([probabilities[:, list(classes_of(c))].mean(axis=1) for c in categories],
                     axis=1)

@@ -15,7 +15,12 @@ import click
 from experiments.db import Database
 from experiments.demo.common import DemoFolder, default_folder, say
 from experiments.demo.server import DemoServer, free_port
-from experiments.demo.sets import add_occlusion_images, make_stimuli, render_shipped_set
+from experiments.demo.sets import (
+    add_occlusion_images,
+    make_category_stimuli,
+    make_stimuli,
+    render_shipped_set,
+)
 from experiments.demo.specs import ensure_experiment
 from experiments.demo.study import observe, report, run_participants, summarize_calibration
 
@@ -39,10 +44,13 @@ from experiments.demo.study import observe, report, run_participants, summarize_
                                               "of unpacking the shipped one.")
 @click.option("--workers", type=click.IntRange(1, 16), default=2, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--task", type=click.Choice(["imi_2afc", "imi_3afc", "occlusion"]),
+@click.option("--task", type=click.Choice(["imi_2afc", "imi_3afc", "occlusion",
+                                           "categorisation"]),
               default="imi_2afc", show_default=True,
-              help="The paradigm: IMI's 2-AFC, its three-query version or the causal occlusion "
-                   "task (Zimmermann et al. 2021).")
+              help="The paradigm: IMI's 2-AFC, its three-query version, the causal occlusion "
+                   "task (Zimmermann et al. 2021) or model-vs-human categorisation (Geirhos et "
+                   "al. 2021: photos at six contrast levels, EfficientNet-Lite0 as the machine "
+                   "observer; --units and --images do not apply).")
 @click.option("--render-shipped", is_flag=True,
               help="For maintainers: render the study's shipped set with the CPU schedule in "
                    "data/shipped_builds/ (hours; resumes) and pack it into data/, then stop.")
@@ -57,13 +65,15 @@ def demo(n_simulated: int, serve: bool, port: int, folder: Path | None, n_units:
     if calibration and task != "imi_2afc":
         raise click.UsageError("--calibration runs IMI's 2-AFC task; leave out --task")
     place = DemoFolder((folder or default_folder()).resolve(),
-                       "calibration" if calibration else "")
+                       "calibration" if calibration else
+                       "categorisation" if task == "categorisation" else "")
     place.root.mkdir(parents=True, exist_ok=True)
     if render_shipped:
         render_shipped_set(place, n_units, n_images, seed)
         return
     started = time.monotonic()
-    stimulus_set = make_stimuli(place, n_units, n_images, render_steps, seed, rebuild)
+    stimulus_set = (make_category_stimuli(place, seed) if task == "categorisation" else
+                    make_stimuli(place, n_units, n_images, render_steps, seed, rebuild))
     if task == "occlusion":
         add_occlusion_images(place)
     db = Database(place.database_url)
@@ -81,7 +91,8 @@ def demo(n_simulated: int, serve: bool, port: int, folder: Path | None, n_units:
             say(f"{done} simulated sessions completed, {refused} refused"
                  + (" (the experiment is full: delete the demo folder to start over)"
                     if refused else ""))
-            machine = observe(place, key) if calibration else None
+            machine = (observe(place, key, classifier=task == "categorisation")
+                       if calibration or task == "categorisation" else None)
             say(f"analysis report: {report(db, place, key, seed, machine)}")
             if calibration:
                 summarize_calibration(place)

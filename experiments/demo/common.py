@@ -22,6 +22,13 @@ CALIBRATION_PRACTICE = ("calibration-net/detectors/1", "calibration-net/detector
 CALIBRATION_CATCH = ("calibration-net/detectors/2",)
 CALIBRATION_TASKS_PER_CONDITION = 20
 MACHINE_BACKBONE, MACHINE_ALPHA = "efficientnet-lite0", "8"
+# The categorisation demo (`--task categorisation`): the photos scikit-image ships offline that
+# show something an ImageNet classifier knows (two of the benchmark's 16 categories, cat and
+# clock, and two of interpsy's additions), seeded crops of each as its images, at six of the
+# benchmark's contrast levels.
+CATEGORY_PHOTOS = {"cat": "chelsea", "clock": "clock", "cup": "coffee", "rocket": "rocket"}
+CATEGORY_CROPS = 12  # images per category
+CATEGORY_DISTORTION = ("contrast", ("c100", "c50", "c30", "c15", "c10", "c05"))
 
 
 def default_folder() -> Path:

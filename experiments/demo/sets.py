@@ -173,3 +173,40 @@ def add_occlusion_images(folder: DemoFolder) -> None:
     say(f"occlusion images added in {time.monotonic() - started:.0f} s")
 
 
+
+
+def make_category_stimuli(folder: DemoFolder, seed: int) -> Path:
+    """The categorisation demo's set (cached): seeded square crops of each category's photo,
+    each at every contrast level of CATEGORY_DISTORTION with its 1/f mask."""
+    import numpy as np
+    from PIL import Image
+    from skimage import data
+
+    from experiments.demo.common import CATEGORY_CROPS, CATEGORY_DISTORTION, CATEGORY_PHOTOS
+    from stimuli.categorisation_set import build_categorisation_set
+
+    if (folder.stimulus_set / "stimuli.json").is_file():
+        say(f"stimulus set cached: {folder.stimulus_set}")
+        return folder.stimulus_set
+    photos = folder.root / "photos-categorisation"
+    shutil.rmtree(photos, ignore_errors=True)
+    rng = np.random.default_rng(seed)
+    for category, name in CATEGORY_PHOTOS.items():
+        picture = np.asarray(getattr(data, name)())
+        if picture.ndim == 2:
+            picture = np.repeat(picture[..., None], 3, axis=2)
+        (photos / category).mkdir(parents=True)
+        height, width = picture.shape[:2]
+        for i in range(CATEGORY_CROPS):
+            side = int(min(height, width) * rng.uniform(0.6, 0.95))
+            top, left = (int(rng.integers(0, extent - side + 1)) for extent in (height, width))
+            crop = picture[top:top + side, left:left + side]
+            Image.fromarray(crop[:, ::-1] if i % 2 else crop).save(photos / category / f"{i:02d}.png")
+    distortion, levels = CATEGORY_DISTORTION
+    say(f"categorisation set: {CATEGORY_CROPS} seeded crops of scikit-image's "
+        f"{', '.join(f'{n} ({c})' for c, n in CATEGORY_PHOTOS.items())} at {distortion} "
+        f"{', '.join(levels)}")
+    shutil.rmtree(folder.stimulus_set, ignore_errors=True)
+    return build_categorisation_set(photos, folder.stimulus_set, {distortion: list(levels)},
+                                    seed=seed, progress=False,
+                                    command="interpsy demo --task categorisation")

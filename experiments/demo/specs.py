@@ -146,6 +146,43 @@ def write_spec(folder: DemoFolder, n_units: int, seed: int, task: str = "imi_2af
     return spec
 
 
+def write_categorisation_spec(folder: DemoFolder, seed: int) -> Path:
+    """The categorisation demo: every image once per task at its contrast level, the
+    benchmark's presentation times."""
+    from experiments.demo.common import CATEGORY_CROPS, CATEGORY_DISTORTION, CATEGORY_PHOTOS
+
+    n_practice, n_catch = 4, 2
+    n_main = CATEGORY_CROPS * len(CATEGORY_PHOTOS) - n_practice - n_catch
+    name = experiment_name("categorisation")
+    spec = folder.root / f"{name}.toml"
+    spec.write_text(f'''# The categorisation demo (written by `interpsy demo --task categorisation`).
+name = "{name}"
+version = "1"
+seed = {seed}
+description = "Which category was the briefly shown image? Photos at six contrast levels."
+stimulus_sets = ["{folder.stimulus_set}"]
+conditions = ["{CATEGORY_DISTORTION[0]}"]
+main_trials_per_task = {n_main}
+catch_trials_per_task = {n_catch}
+responses_per_unit = 10
+
+[task]
+type = "categorisation"
+# the model-vs-human benchmark's presentation: 300 ms fixation, 200 ms image, 200 ms mask,
+# 1500 ms to answer
+fixation_ms = 300
+stimulus_ms = 200
+mask_ms = 200
+response_window_ms = 1500
+
+[practice]
+trials = {n_practice}
+min_correct = 2
+
+{_SPEC_TAIL}''')
+    return spec
+
+
 def write_calibration_spec(folder: DemoFolder, n_units: int, seed: int) -> Path:
     """The calibration demo: every calibration unit, natural vs synthetic references, each
     task showing all the main units once."""
@@ -183,6 +220,8 @@ def ensure_experiment(db: Database, folder: DemoFolder, n_units: int, seed: int,
         spec = write_calibration_spec(folder, n_units, seed)
     elif task == "occlusion":
         spec = write_occlusion_spec(folder, n_units, seed)
+    elif task == "categorisation":
+        spec = write_categorisation_spec(folder, seed)
     else:
         spec = write_spec(folder, n_units, seed, task)
     built = build_experiment(spec, db)

@@ -23,6 +23,7 @@ from experiments.demo.server import DemoServer
 from experiments.errors import InterpsyError
 from experiments.simulated_participants import HttpParticipant, Observer, construction_p_correct
 from experiments.study.export import export_experiment
+from experiments.tasks import get_task
 from server import lookup
 from server.images import public_ids
 
@@ -58,7 +59,10 @@ def run_participants(db: Database, server: DemoServer, key: str, stimulus_set: P
                      seed: int) -> list[dict]:
     """N simulated participants (a share of them careless) through the real HTTP flow."""
     public = public_ids(db, lookup.find_experiment(db, key).id)
-    activation, spread, unit_of = observer_knowledge(stimulus_set, public)
+    categorised = get_task(lookup.find_experiment(db, key).spec.task.type).name == "categorisation"
+    activation, spread, unit_of = ({}, {}, {}) if categorised else observer_knowledge(
+        stimulus_set, public)
+    categories = categorisation_knowledge(stimulus_set, public) if categorised else None
     run_id = f"{int(time.time())}"
     n_careless = round(n * CARELESS_SHARE) if n >= 3 else 0
     known = construction_p_correct(["natural", "synthetic", "mixed"])  # calibration units
@@ -66,7 +70,8 @@ def run_participants(db: Database, server: DemoServer, key: str, stimulus_set: P
                               Observer(careless=i < n_careless, seed=seed * 10_000 + i,
                                        instruction_s=5.0 if i < n_careless else 40.0,
                                        known=known),
-                              activation, spread, unit_of) for i in range(n)]
+                              activation, spread, unit_of, categories=categories)
+              for i in range(n)]
     with ThreadPoolExecutor(4) as pool, tqdm(total=n, desc="simulated participants") as bar:
         results = []
         for result in pool.map(lambda p: p.run(), people):
@@ -75,13 +80,15 @@ def run_participants(db: Database, server: DemoServer, key: str, stimulus_set: P
     return results
 
 
-def observe(folder: DemoFolder, key: str) -> Path:
-    """A machine observer (the MIS on EfficientNet-Lite0's features) answers exactly the
-    trials people got (`interpsy observe` in a subprocess); its output folder."""
-    say(f"a machine observer answers the same trials (interpsy observe {key} --backbone "
-         f"{MACHINE_BACKBONE})")
+def observe(folder: DemoFolder, key: str, classifier: bool = False) -> Path:
+    """A machine observer (the MIS on EfficientNet-Lite0's features, or EfficientNet-Lite0 as
+    a classifier on categorisation trials) answers exactly the trials people got (`interpsy
+    observe` in a subprocess); its output folder."""
+    rule = ["--observer", "classifier"] if classifier else ["--alpha", MACHINE_ALPHA]
+    say(f"a machine observer answers the same trials (interpsy observe {key} "
+        f"{' '.join(rule[:2])} --backbone {MACHINE_BACKBONE})")
     command = [sys.executable, "-m", "experiments.cli", "observe", key, "--database",
-               folder.database_url, "--backbone", MACHINE_BACKBONE, "--alpha", MACHINE_ALPHA,
+               folder.database_url, "--backbone", MACHINE_BACKBONE, *rule,
                "--out", str(folder.machine)]
     if subprocess.run(command).returncode != 0:
         raise InterpsyError(f"the machine observer failed ({folder.machine})")
@@ -98,7 +105,18 @@ def report(db: Database, folder: DemoFolder, key: str, seed: int,
     export_experiment(db, key, folder.export, "parquet")
     dataset = load_dataset(folder.export)
     bots = None if machine is None else load_dataset(machine).responses
-    analyze(dataset, folder.report, progress=True, seed=seed, n_resamples=2_000, machine=bots)
+    if folder.study == "categorisation":
+        from analysis.categorisation import analyze_categorisation, chance_of
+
+        rows = dataset.responses if bots is None else pd.concat([dataset.responses, bots],
+                                                                ignore_index=True)
+        result = analyze_categorisation(rows, folder.report, chance=chance_of(rows),
+                                        source=str(folder.export))
+        for line in result.summary().splitlines():
+            say(line)
+    else:
+        analyze(dataset, folder.report, progress=True, seed=seed, n_resamples=2_000,
+                machine=bots)
     return folder.report / "report.html"
 
 

@@ -143,3 +143,29 @@ def test_idle_browser_connections_do_not_hold_the_demos_server(tmp_path):
         for connection in idle:
             connection.close()
         server.stop()
+
+
+def test_the_categorisation_demo_runs_offline_with_lite0_as_the_machine(tmp_path):
+    """`interpsy demo --task categorisation --simulate 10 --no-serve`: the set from the photos
+    scikit-image ships, ten simulated people through the HTTP flow, EfficientNet-Lite0 as the
+    classifier on the same trials, the report's accuracy curves and error-consistency matrix."""
+    folder = tmp_path / "demo"
+    done = subprocess.run([sys.executable, "-m", "experiments.cli", "demo", "--task",
+                           "categorisation", "--simulate", "10", "--no-serve", "--port", "0",
+                           "--folder", str(folder)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "10 simulated sessions completed, 0 refused" in done.stdout
+    made = load_stimulus_set(folder / "stimuli" / "categorisation")
+    assert made.categories == ["cat", "clock", "cup", "rocket"] and len(made.units) == 48
+    tables = folder / "report-categorisation" / "tables"
+    accuracy = pd.read_csv(tables / "accuracy.csv")
+    machine = "M-classifier-model:efficientnet-lite0"
+    assert set(accuracy.observer) == {machine} | {f"P{i:04d}" for i in range(1, 11)}
+    assert accuracy.condition.nunique() == 6
+    full = accuracy[(accuracy.observer == machine) & (accuracy.condition == "c100")]
+    assert full.accuracy.item() > 0.7  # the pretrained classifier at full contrast
+    pairs = pd.read_csv(tables / "error_consistency.csv")
+    assert set(pairs.pair) == {"human-human", "human-machine"}
+    figures = folder / "report-categorisation" / "figures"
+    assert (figures / "accuracy_0.png").is_file() and (figures / "consistency_0.png").is_file()
+    assert f"{machine} (machine) against the people" in done.stdout

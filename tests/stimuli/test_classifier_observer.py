@@ -43,8 +43,8 @@ def test_the_classifier_answers_the_likeliest_offered_category():
     assert made.answer == {"choice": "cat"} and made.correct
     assert made.p_correct == pytest.approx(cat / (cat + 0.05))
     assert observer.refusal(get_task("imi_2afc")).startswith("task type imi_2afc is not")
-    with pytest.raises(StimuliError, match="no ImageNet classes for cup"):
-        observer.answer(task, _stimulus(("cat", "cup")), "cat", {"i": p}, None,
+    with pytest.raises(StimuliError, match="no ImageNet classes for spoon"):
+        observer.answer(task, _stimulus(("cat", "spoon")), "cat", {"i": p}, None,
                         np.random.default_rng(0))
 
 

@@ -16,6 +16,14 @@ def test_the_categories_cover_207_disjoint_imagenet_classes():
                                                                               "dog": 109}
 
 
+def test_the_additions_stay_apart_from_the_benchmarks_classes():
+    from stimuli.imagenet16 import ADDED_CATEGORY_CLASSES
+
+    every = [i for classes in CATEGORY_CLASSES.values() for i in classes]
+    added = [i for classes in ADDED_CATEGORY_CLASSES.values() for i in classes]
+    assert not set(every) & set(added) and not set(ADDED_CATEGORY_CLASSES) & set(CATEGORY_CLASSES)
+
+
 def test_each_category_holds_classes_of_its_kind():
     from torchvision.models import ResNet50_Weights
 
@@ -42,6 +50,7 @@ def test_a_category_gets_the_mean_of_its_classes():
     assert out.shape == (2, 16)
     assert out[0, bear] == pytest.approx(0.2) and out[1, airplane] == pytest.approx(0.5)
     assert category_probabilities(p, ("cat", "dog")).shape == (2, 2)
+    assert category_probabilities(p, ("cat", "cup")).shape == (2, 2)  # an addition
     with pytest.raises(ValueError, match="no ImageNet classes for spoon"):
         category_probabilities(p, ("spoon",))
     with pytest.raises(ValueError, match=r"\(n, 1000\)"):
