@@ -4,7 +4,7 @@ as tables/*.csv, figures, report.html (analysis/templates/categorisation.html) a
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from analysis.consistency import (
     shape_bias,
     trials_of,
 )
+from analysis.exclusions import Rule, apply_exclusions
 from analysis.load import DataError
 from analysis.report_html import figure, render_page
 
@@ -38,6 +39,11 @@ class CategorisationResult:
         pooled = acc.groupby("observer", sort=False)[["n", "n_correct"]].sum()
         lines = [f"categorisation, chance {self.settings['chance']:.4g}; "
                  f"{len(pooled)} observers, {acc['dataset'].nunique()} datasets"]
+        flags = self.tables.get("participant_flags")
+        if flags is not None:
+            lines.append(f"{int((~flags['excluded']).sum())} of {len(flags)} participants kept "
+                         f"(exclusion rules: "
+                         f"{', '.join(self.settings['exclusion_rules'])})")
         lines += [f"{o}: accuracy {r.n_correct / r.n:.3f} over {r.n} trials"
                   for o, r in pooled.iterrows()]
         lines += [f"{r.observer} ({r.kind}) against the people: accuracy difference "
@@ -54,12 +60,31 @@ def chance_of(responses: pd.DataFrame) -> float:
     return 1 / max(2, responses[column].dropna().nunique())
 
 
+def _kept(responses: pd.DataFrame, rules: Sequence[Rule],
+          participants: pd.DataFrame | None) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """The rows of the people who pass `rules` and every machine's, and the exclusion tables
+    (none without rules)."""
+    machine = responses["client"].astype(str) == "machine"
+    if not rules or machine.all():
+        return responses, {}
+    checked = apply_exclusions(responses[~machine], participants, rules)
+    kept = pd.concat([checked.included.drop(columns=["excluded", "exclusion_reasons"]),
+                      responses[machine]], ignore_index=True)
+    return kept, {"exclusion_summary": checked.summary,
+                  "participant_flags": checked.participants}
+
+
 def run_categorisation(responses: pd.DataFrame, chance: float,
-                       exclude: Mapping[str, set[str]] | None = None) -> CategorisationResult:
-    """Every table of the categorisation analysis of `responses`."""
+                       exclude: Mapping[str, set[str]] | None = None,
+                       rules: Sequence[Rule] = (), participants: pd.DataFrame | None = None
+                       ) -> CategorisationResult:
+    """Every table of the categorisation analysis of `responses`: the people who pass `rules`
+    (the study's exclusion rules) and every machine observer."""
+    responses, excluded = _kept(responses, list(rules), participants)
     trials = trials_of(responses)
     if trials.empty:
-        raise DataError("no main trials to analyse")
+        raise DataError("no main trials to analyse (after the exclusions)" if excluded
+                        else "no main trials to analyse")
     pairs = error_consistency(trials)
     tables = {"accuracy": accuracy(trials), "error_consistency": pairs,
               "error_consistency_by_pair": (
@@ -71,7 +96,9 @@ def run_categorisation(responses: pd.DataFrame, chance: float,
     cue = shape_bias(trials)
     if not cue.empty:
         tables["shape_bias"] = cue
+    tables.update(excluded)
     settings = {"task_type": "categorisation", "chance": chance,
+                "exclusion_rules": [rule.name for rule in rules],
                 "observers": observer_order(trials),
                 "summary_excluded_conditions": {k: sorted(v) for k, v in (exclude or {}).items()}}
     return CategorisationResult(tables=tables, settings=settings)
@@ -94,12 +121,13 @@ def _figures(result: CategorisationResult, folder: Path) -> dict[str, list[Path]
 
 def analyze_categorisation(responses: pd.DataFrame, out: str | Path, chance: float,
                            exclude: Mapping[str, set[str]] | None = None,
-                           source: str = "") -> CategorisationResult:
+                           source: str = "", rules: Sequence[Rule] = (),
+                           participants: pd.DataFrame | None = None) -> CategorisationResult:
     """Run the categorisation analysis and write its tables, figures, report.html and
     summary.txt into `out`."""
     out = Path(out)
     (out / "tables").mkdir(parents=True, exist_ok=True)
-    result = run_categorisation(responses, chance, exclude)
+    result = run_categorisation(responses, chance, exclude, rules, participants)
     result.figures = _figures(result, out / "figures")
     for name, frame in result.tables.items():
         frame.to_csv(out / "tables" / f"{name}.csv", index=False)

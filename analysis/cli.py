@@ -83,7 +83,10 @@ def analyze(data: str, out: Path, experiment: str | None, n_resamples: int, seed
             responses = dataset.responses if machine_rows is None else pd.concat(
                 [dataset.responses, machine_rows.drop(columns="machine_source")],
                 ignore_index=True)
-            _report_categorisation(responses, out, data)
+            _report_categorisation(responses, out, data,
+                                   rules=_rules(_exclusion_choice(exclusions, no_exclusions),
+                                                fmt, dataset),
+                                   dataset=dataset)
             return
         if units is not None:
             dataset = attach_units(dataset, units)
@@ -123,15 +126,21 @@ def _is_categorisation(dataset: Dataset) -> bool:
 
 
 def _report_categorisation(responses, out: Path, source: str, chance: float | None = None,
-                           exclude=None) -> None:
+                           exclude=None, rules: list[Rule] | None = (),
+                           dataset: Dataset | None = None) -> None:
     """The categorisation report (accuracy, error consistency) written into `out`; chance is
-    1 / the number of categories answered by default."""
+    1 / the number of categories answered by default; `rules` None: the study's own."""
     from analysis.categorisation import analyze_categorisation, chance_of
+    from analysis.exclusions import rules_for
 
     if out.exists() and not out.is_dir():
         raise InterpsyError(f"{out}: exists and is not a folder")
+    if rules is None:
+        rules = rules_for(dataset.settings if dataset is not None else [])
     result = analyze_categorisation(responses, out, chance=chance or chance_of(responses),
-                                    exclude=exclude, source=source)
+                                    exclude=exclude, source=source, rules=rules,
+                                    participants=None if dataset is None
+                                    else dataset.participants)
     for note in responses.attrs.get("notes", []):
         click.echo(f"note: {note}")
     click.echo(result.summary())

@@ -134,8 +134,9 @@ class ResponseRows(Rule):
 
     def check(self, ctx: RuleContext) -> pd.DataFrame:
         r = ctx.responses
-        if self.column is None or self.column not in r.columns:
-            return self._not_applicable(ctx, "the task type has no response-option column")
+        if self.column is None or self.column not in r.columns or not self.options:
+            return self._not_applicable(ctx, "the task type has no response-option column "
+                                             "with a fixed set of options")
         counted = r["phase"] == "main"
         if not self.include_catch:
             counted &= ~r["is_catch"].fillna(False).astype(bool)
