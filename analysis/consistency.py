@@ -28,6 +28,7 @@ PAIR_COLUMNS = ("observer_a", "observer_b", "condition", "n", "observed", "expec
                 "error_consistency", "dataset", "pair", "accuracy_a", "accuracy_b")
 SUMMARY_METRICS = {"accuracy_difference": True, "observed_consistency": False,
                    "error_consistency": False}  # metric -> lower is better (for its rank)
+PEOPLE_ROW = "people (mean)"  # the benchmark summary's row of the people as a group
 # Cue-conflict images are named <shape><i>-<texture><j>.png (Geirhos et al., ICLR 2019).
 CUE_CONFLICT = re.compile(r"^(?P<shape>[a-z]+)\d+-(?P<texture>[a-z]+)\d+\.\w+$")
 
@@ -146,7 +147,9 @@ def benchmark_summary(pairs: pd.DataFrame, exclude: Mapping[str, set[str]] | Non
     difference, observed consistency and error consistency of each (observer, person) pair per
     condition, averaged over conditions, then people, then datasets (a person against the other
     people), with each metric's rank among the machines (among the people when there are no
-    machines; ties share their mean rank) and the ranks' mean."""
+    machines; ties share their mean rank) and the ranks' mean; `people (mean)` is the people
+    as a group (each dataset's people averaged, then the datasets), the benchmark's human row.
+    A person's row pools the datasets where the same observer name answered."""
     kept = _kept(pairs, exclude or {})
     both = pd.concat([
         kept.rename(columns={"observer_a": "observer", "observer_b": "person",
@@ -165,6 +168,12 @@ def benchmark_summary(pairs: pd.DataFrame, exclude: Mapping[str, set[str]] | Non
     out["n_datasets"] = per_dataset.groupby("observer").size()
     out = out.reset_index()
     out.insert(1, "kind", np.where(out["observer"].isin(people), "human", "machine"))
+    humans = per_dataset[per_dataset.index.get_level_values("observer").isin(people)]
+    if not humans.empty:  # the benchmark's human row: people per dataset, then datasets
+        pooled = humans.groupby("dataset")[metrics].mean()
+        out = pd.concat([out, pd.DataFrame([{"observer": PEOPLE_ROW, "kind": "human",
+                                             **pooled.mean().to_dict(),
+                                             "n_datasets": len(pooled)}])], ignore_index=True)
     ranked = out["kind"] == ("machine" if (out["kind"] == "machine").any() else "human")
     for metric, lower_better in SUMMARY_METRICS.items():
         out[f"rank_{metric}"] = out.loc[ranked, metric].rank(ascending=lower_better)

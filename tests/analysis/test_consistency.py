@@ -92,6 +92,10 @@ def test_the_benchmark_summary_averages_over_conditions_then_people():
     assert summary.loc["copy", "mean_rank"] == 1
     assert summary.loc["subject-02", "n_datasets"] == 1  # people against the other people
     assert np.isnan(summary.loc["subject-02", "mean_rank"])
+    group = summary.loc["people (mean)"]
+    assert group.error_consistency == pytest.approx(
+        summary.loc[list(people), "error_consistency"].mean())
+    assert group.kind == "human" and np.isnan(group.mean_rank)
     excluded = benchmark_summary(pairs, exclude={"contrast": {"c10"}}).set_index("observer")
     only_c30 = pairs[pairs.condition == "c30"]
     assert excluded.loc["coin", "observed_consistency"] == pytest.approx(
