@@ -160,7 +160,8 @@ def test_a_categorisation_session_counts_frames_and_times_out_without_an_answer(
         frames = (100 / responses.frame_ms).round().clip(lower=1)
         assert (responses.stimulus_frames == frames).all() and (responses.mask_frames == frames).all()
         assert responses.frame_ms.between(4, 50).all()
-        assert responses.stimulus_ms.between(60, 400).all(), responses.stimulus_ms
+        # measured, not assumed (a loaded machine may hold a frame longer: then it is flagged)
+        assert responses.stimulus_ms.between(60, 1500).all(), responses.stimulus_ms
         late = (responses.stimulus_ms - 100).abs() > responses.frame_ms / 2 + 2
         late |= (responses.mask_ms - 100).abs() > responses.frame_ms / 2 + 2
         assert (responses.timing_flag.notna() == late).all()

@@ -105,6 +105,7 @@ class Categorisation(TaskType):
     keys = ("category",)  # the answer follows from the image, not from a balanced draw
     roles = ("stimulus", "mask")
     conditions = tuple(DISTORTION_LEVELS)
+    difficulties = ("easy",)  # the level varies within a task; no query difficulty
     factors = ("condition",)
     reference_condition = "original"
     comparisons = ()
