@@ -156,9 +156,9 @@ def test_a_categorisation_session_counts_frames_and_times_out_without_an_answer(
         assert len(responses) == 6
         assert responses.choice.iloc[1] == "na" and not responses.correct.iloc[1]
         assert responses.drop(responses.index[1]).correct.all()
-        # 100 ms at the page's measured frame period, counted in frames; the durations measured
-        frames = (100 / responses.frame_ms).round().clip(lower=1)
-        assert (responses.stimulus_frames == frames).all() and (responses.mask_frames == frames).all()
+        # the frames each part was up: its measured duration in frames of the measured period
+        assert (responses.stimulus_frames == (responses.stimulus_ms / responses.frame_ms).round()).all()
+        assert (responses.mask_frames == (responses.mask_ms / responses.frame_ms).round()).all()
         assert responses.frame_ms.between(4, 50).all()
         # measured, not assumed (a loaded machine may hold a frame longer: then it is flagged)
         assert responses.stimulus_ms.between(60, 1500).all(), responses.stimulus_ms

@@ -83,8 +83,10 @@ class CategorisationAnswer(BaseModel):
 
     choice: str = Field(min_length=1, max_length=64,
                         description="the category chosen, or 'na' when none was in time")
-    stimulus_frames: int = Field(ge=0, description="display frames the image was shown")
-    mask_frames: int = Field(ge=0, description="display frames the mask was shown")
+    stimulus_frames: int = Field(ge=0, description="display frames the image was up (its "
+                                                   "measured duration in frames)")
+    mask_frames: int = Field(ge=0, description="display frames the mask was up (its measured "
+                                               "duration in frames)")
     stimulus_ms: float = Field(ge=0, description="measured: image onset to mask onset")
     mask_ms: float = Field(ge=0, description="measured: mask onset to response-screen onset")
     frame_ms: float = Field(gt=0, description="the display's frame period as measured")

@@ -2,7 +2,7 @@
 mask each shown for a counted number of flips (durations in frames at the session's measured
 frame rate), then the grid of categories, answered by a click or the category's key within the
 response window. The flips that start the image, the mask and the grid are timed (callOnFlip);
-the answer carries the frames counted and the durations measured between those flips."""
+the answer carries the durations measured between those flips and the frames they span."""
 from __future__ import annotations
 
 import math
@@ -134,16 +134,19 @@ def run_trial(runner: Any, step: Any) -> Answer:
             if clicked is not None:
                 choice, t_response, how = clicked, clock.getTime(), "mouse"
     mask_on = stamps.get("mask", stamps["grid"]) if counts["mask"] else stamps["grid"]
-    shown = {"stimulus_frames": counts["stimulus"], "mask_frames": counts["mask"],
-             "stimulus_ms": round((mask_on - stamps["image"]) * 1000.0, 3),
-             "mask_ms": round((stamps["grid"] - mask_on) * 1000.0, 3),
+    durations = {"stimulus": (mask_on - stamps["image"]) * 1000.0,
+                 "mask": (stamps["grid"] - mask_on) * 1000.0}
+    # the frames each part was actually up (its measured duration in frames: a dropped frame
+    # counts), beside the durations measured between the flips
+    shown = {**{f"{part}_frames": round(ms / frame_ms) for part, ms in durations.items()},
+             **{f"{part}_ms": round(ms, 3) for part, ms in durations.items()},
              "frame_ms": round(frame_ms, 4)}
     return Answer(answer={"choice": choice, **shown},
                   rt_ms=(t_response - stamps["grid"]) * 1000.0,
                   stim_onset_ms=stamps["grid"] * 1000.0, response_ms=t_response * 1000.0,
                   extra={"keyboard_backend": keys.backend, "input": how, "key": key_name,
                          "dropped_frames": int(win.nDroppedFrames - dropped_before),
-                         "fixation_frames": counts["fixation"],
+                         "planned_frames": counts,
                          "frame_rate": runner.frame_rate})
 
 

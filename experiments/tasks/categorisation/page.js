@@ -35,9 +35,12 @@ async function present(parts, stimulus, nextFrame) {
   for (let i = 0; i < maskFrames; i += 1) t = await nextFrame();
   parts.mask.hidden = true;
   parts.grid.classList.remove('waiting');
+  // The frames each part was actually up: its measured duration in frames (a held frame
+  // counts; the planned counts are round(planned ms / frame_ms)).
   return {
     onset: t,
-    shown: { stimulus_frames: imageFrames, mask_frames: maskFrames, stimulus_ms: maskOn - imageOn,
+    shown: { stimulus_frames: Math.round((maskOn - imageOn) / frameMs),
+             mask_frames: Math.round((t - maskOn) / frameMs), stimulus_ms: maskOn - imageOn,
              mask_ms: t - maskOn, frame_ms: frameMs },
   };
 }
