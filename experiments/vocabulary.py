@@ -31,6 +31,9 @@ DISTORTION_LEVELS: dict[str, tuple[str, ...]] = {
     "false-colour": ("true", "false"),
     "rotation": ("0", "90", "180", "270"),
     "uniform-noise": ("0.00", "0.03", "0.05", "0.10", "0.20", "0.35", "0.60", "0.90"),
+    # reach-coherence x 10-grain, reach 1 to 128 px at coherence 1.0, 0.3 and 0.0
+    **{f"eidolon{suffix}": tuple(f"{2 ** k}-{coherence}-10" for k in range(8))
+       for suffix, coherence in (("I", 10), ("II", 3), ("III", 0))},
 }
 
 

@@ -4,18 +4,20 @@ as the benchmark's data write it (`c30`, `0.35`, `bw`...), registered by name wi
 benchmark's levels (experiments.vocabulary.DISTORTION_LEVELS; docs/categorisation.md). Grey where the benchmark made the image grey
 (luminance, copied to three channels); every result is clipped to [0, 1].
 
-Not here: the eidolon distortions (they need the Eidolon toolbox). False colour inverts the two
-colour-opponent axes of a standard sRGB cone space; the benchmark used its own monitor's
-measured gamma and cone matrices, so its images differ in detail.
+The eidolon distortions are eidolon-like, not the Eidolon toolbox's: octave bands displaced by
+smooth random fields that share a common part by the coherence (`_eidolon`). False colour
+inverts the two colour-opponent axes of a standard sRGB cone space; the benchmark used its own
+monitor's measured gamma and cone matrices, so its images differ in detail.
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import gaussian_filter, map_coordinates
 
 from experiments.vocabulary import DISTORTION_LEVELS
 from stimuli.errors import StimuliError
@@ -180,6 +182,45 @@ def _uniform_noise(image, level, rng, spectrum):
     return np.repeat(flat[..., None], 3, axis=2)
 
 
+def _displaced(flat: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
+    """`flat` sampled at each pixel moved by (dy, dx), reflected at the borders."""
+    ys, xs = np.indices(flat.shape, dtype=np.float64)
+    return map_coordinates(flat, [ys + dy, xs + dx], order=1, mode="reflect")
+
+
+def _field(shape: tuple[int, int], grain: float, rng: np.random.Generator) -> np.ndarray:
+    """A smooth random field of unit standard deviation (white noise blurred at `grain`)."""
+    field = gaussian_filter(rng.standard_normal(shape), grain, mode="wrap")
+    return field / (field.std() or 1.0)
+
+
+def _eidolon(image, level, rng, spectrum):
+    """Eidolon-like partially coherent disarray (after Koenderink et al.'s Eidolon Factory,
+    approximated): the grey image split into octave bands (differences of Gaussians), each band
+    displaced by a smooth random field of `reach` px standard deviation (grain `grain` px),
+    the bands' fields sharing a common part of weight `coherence` (1: one coherent warp; 0:
+    each band moved on its own)."""
+    parts = str(level).split("-")
+    if len(parts) != 3:
+        raise DistortionError(f"eidolon: level {level!r} is reach-coherence-grain, e.g. 8-3-10")
+    reach, coherence, grain = (_number(p, "eidolon") for p in parts)
+    coherence /= 10
+    if coherence > 1 or grain <= 0:
+        raise DistortionError(f"eidolon: level {level!r}: coherence is 0-10 (tenths), grain > 0")
+    flat = grey(image)[..., 0]
+    sigmas = [0.0] + [2.0 ** k for k in range(int(np.log2(max(flat.shape))))]
+    blurred = [flat if s == 0 else gaussian_filter(flat, s, mode="reflect") for s in sigmas]
+    bands = [a - b for a, b in pairwise(blurred)] + [blurred[-1]]
+    common = [_field(flat.shape, grain, rng) for _ in range(2)]
+    out = np.zeros_like(flat)
+    for band in bands:
+        own = [_field(flat.shape, grain, rng) for _ in range(2)]
+        dy, dx = (reach * (coherence * c + np.sqrt(1 - coherence ** 2) * o)
+                  for c, o in zip(common, own, strict=True))
+        out += _displaced(band, dy, dx)
+    return np.repeat(out[..., None], 3, axis=2)
+
+
 _MEANINGS: dict[str, tuple[str, Apply]] = {
     "original": ("the image as it is", lambda image, level, rng, spectrum: image),
     "colour": ("cr: colour, bw: greyscale", _colour),
@@ -194,6 +235,9 @@ _MEANINGS: dict[str, tuple[str, Apply]] = {
     "rotation": ("clockwise rotation in degrees", _rotation),
     "uniform-noise": ("width w of the noise, uniform in [-w, w], on a grey image at 30 % "
                       "contrast", _uniform_noise),
+    **{name: ("eidolon-like disarray: reach (px) - coherence (tenths) - grain (px); an "
+              "approximation of the Eidolon toolbox", _eidolon)
+       for name in ("eidolonI", "eidolonII", "eidolonIII")},
 }
 DISTORTIONS: dict[str, Distortion] = {
     name: Distortion(name, levels, *_MEANINGS[name],

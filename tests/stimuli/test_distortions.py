@@ -99,3 +99,22 @@ def test_rotation_false_colour_and_uniform_noise(photo):
 def test_bad_levels_are_refused_by_name(name, level, message, photo):
     with pytest.raises(DistortionError, match=message):
         distort(photo, name, level, 0)
+
+
+def test_eidolon_like_disarray_grows_with_reach_and_keeps_structure_with_coherence(photo):
+    from scipy.stats import wasserstein_distance
+
+    flat = _flat(grey(photo))
+
+    def shown(name: str, level: str) -> np.ndarray:
+        return _flat(distort(photo, name, level, seed=2))
+
+    by_reach = [float(np.corrcoef(flat.ravel(), shown("eidolonI", f"{r}-10-10").ravel())[0, 1])
+                for r in (1, 8, 64)]
+    assert by_reach[0] > 0.85 and by_reach[0] > by_reach[1] > by_reach[2], by_reach
+    # a coherent disarray is a warp: it keeps the image's grey levels; bands moved apart do not
+    coherent, apart = (wasserstein_distance(flat.ravel(), shown(name, level).ravel())
+                       for name, level in (("eidolonI", "8-10-10"), ("eidolonIII", "8-0-10")))
+    assert coherent < 0.75 * apart, (coherent, apart)
+    with pytest.raises(DistortionError, match="reach-coherence-grain"):
+        distort(photo, "eidolonI", "8-10", 0)
