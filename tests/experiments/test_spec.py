@@ -106,3 +106,17 @@ def test_references_per_side_sits_under_task_and_an_older_top_level_key_still_re
         parse_spec("references_per_side = 3\n" + head + "[task]\nreferences_per_side = 5")
     occlusion = parse_spec("references_per_side = 3\n" + head + '[task]\ntype = "occlusion"')
     assert "references_per_side" not in occlusion.task.params.model_dump()
+
+
+def test_the_categorisation_example_holds_the_benchmarks_design():
+    """Geirhos et al.: 1,280 trials per participant, 300/200/200 ms and a 1,500 ms window."""
+    example = EXAMPLE.with_name("categorisation_replication.toml")
+    spec = load_spec(example).spec
+    assert spec.task.type == "categorisation" and spec.conditions == ["contrast"]
+    params = spec.task.params
+    assert (params.fixation_ms, params.stimulus_ms, params.mask_ms,
+            params.response_window_ms) == (300, 200, 200, 1500)
+    assert spec.main_trials_per_task == 1280 and spec.responses_per_unit == 4
+    text = example.read_text()
+    for key in spec.model_dump(exclude_unset=True):
+        assert f"\n{key} =" in text or f"[{key}" in text, key
