@@ -145,6 +145,7 @@ def test_idle_browser_connections_do_not_hold_the_demos_server(tmp_path):
         server.stop()
 
 
+@pytest.mark.slow
 def test_the_categorisation_demo_runs_offline_with_lite0_as_the_machine(tmp_path):
     """`interpsy demo --task categorisation --simulate 10 --no-serve`: the set from the photos
     scikit-image ships, ten simulated people through the HTTP flow, EfficientNet-Lite0 as the
