@@ -115,8 +115,9 @@ class LabRunner:
         if own is not None:
             outcome = self.sequencer.answer(own(self, step))
             self.answered += 1
-            words = "Correct!" if outcome.correct else "Wrong."
-            self.message(words, "", "feedback", max_s=self.task.feedback_ms / 1000.0)
+            if self._feedback_shown(step):
+                words = "Correct!" if outcome.correct else "Wrong."
+                self.message(words, "", "feedback", max_s=self.task.feedback_ms / 1000.0)
             return outcome
         task, screen, win = self.task, self.screen, self.win
         screen.set_trial(step.trial, task)
@@ -177,18 +178,25 @@ class LabRunner:
             counter = f"correct: {self.sequencer.progress.main_correct}"
         start = self.clock.getTime()
 
+        with_feedback = self._feedback_shown(step)
+
         def draw(footer: str = "") -> None:
             elapsed = self.clock.getTime() - start
-            shown = delay <= elapsed < delay + show
+            shown = with_feedback and delay <= elapsed < delay + show
             self.screen.draw_trial(locked=True, chosen=chosen, counter=counter, footer=footer,
                                    correct_choice=step.trial.answer_key if shown else None,
                                    feedback=text if shown else "")
 
-        while self.clock.getTime() - start < delay + show:
+        while self.clock.getTime() - start < delay + (show if with_feedback else 0.0):
             draw()
             self.win.flip()
             self._check_abort([k.name for k in self.keys.poll()])
-        self._wait_continue(lambda: draw("Press space (or click) to continue"), "feedback")
+        if not task.auto_continue:
+            self._wait_continue(lambda: draw("Press space (or click) to continue"), "feedback")
+
+    def _feedback_shown(self, step: Step) -> bool:
+        """Whether this trial shows right or wrong (the study may keep the main block without)."""
+        return step.phase != "main" or self.task.main_feedback
 
     # ---- the session ---------------------------------------------------------------------
     def run(self) -> RunResult:

@@ -41,6 +41,8 @@ class LabTask:
     button_lock_ms: int = 1500
     feedback_delay_ms: int = 350
     feedback_ms: int = 1150
+    main_feedback: bool = True  # false: no right or wrong in the main block
+    auto_continue: bool = False  # true: the next trial follows without a Continue press
     instructions: list[dict[str, Any]] = field(default_factory=list)  # the study's own pages
     completion_codes: dict[str, str] = field(default_factory=lambda: {
         "completed": "COMPLETED", "failed_checks": "FAILED_CHECKS"})

@@ -42,6 +42,11 @@ class Timing(Strict):
     button_lock_ms: NonNegativeInt = 1500
     feedback_delay_ms: NonNegativeInt = 350
     feedback_ms: NonNegativeInt = 1150
+    main_feedback: bool = Field(
+        True, description="false: the main block shows no right or wrong (practice still does)")
+    auto_continue: bool = Field(
+        False, description="true: the next trial starts by itself once the answer is saved "
+                           "(and its feedback shown), without a Continue press")
     session_timeout_min: PositiveInt = Field(
         90, description="an in-progress session idle this long is timed out and its task freed")
 

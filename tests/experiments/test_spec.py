@@ -117,6 +117,7 @@ def test_the_categorisation_example_holds_the_benchmarks_design():
     assert (params.fixation_ms, params.stimulus_ms, params.mask_ms,
             params.response_window_ms) == (300, 200, 200, 1500)
     assert spec.main_trials_per_task == 1280 and spec.responses_per_unit == 4
+    assert (spec.timing.main_feedback, spec.timing.auto_continue) == (False, True)
     text = example.read_text()
     for key in spec.model_dump(exclude_unset=True):
         assert f"\n{key} =" in text or f"[{key}" in text, key

@@ -68,3 +68,39 @@ def test_a_categorisation_session_in_the_lab(xvfb_display, category_set, tmp_pat
         rows = list(csv.DictReader(handle))
     assert [r["choice"] for r in rows][1] == "na"
     assert all(r["stimulus_frames"] for r in rows)
+
+
+def test_the_lab_keeps_the_main_block_without_feedback_when_asked(xvfb_display, category_set,
+                                                                  tmp_path):
+    """`main_feedback = false`: the lab shows right or wrong after practice trials only."""
+    from experiments.lab.screen import LabScreen
+
+    db = Database(f"sqlite:///{tmp_path / 'lab.sqlite3'}")
+    spec = lab_spec(tmp_path, category_set, name="cat-quiet", conditions=["contrast"],
+                    catch_trials_per_task=0, main_trials_per_task=3, responses_per_unit=1,
+                    practice={"trials": 2, "min_correct": 0},
+                    timing={"button_lock_ms": 0, "feedback_delay_ms": 0, "feedback_ms": 50,
+                            "main_feedback": False, "auto_continue": True},
+                    task={"type": "categorisation", "fixation_ms": 30, "stimulus_ms": 30,
+                          "mask_ms": 30})
+    key = build_experiment(spec, db).key
+    pilot = pilot_script("correct", task_type="categorisation")
+    waited: list[tuple[str, str]] = []  # (what the runner waited for, the phase then)
+    phase = {"now": ""}
+
+    def press(context, payload):
+        if context == "trial":
+            phase["now"] = payload.phase
+        else:
+            waited.append((str(payload), phase["now"]))
+        return pilot(context, payload)
+
+    screen = LabScreen(size=(800, 600))
+    try:
+        options = LabOptions(experiment=key, participant="P02", database_url=db.url,
+                             data_dir=str(tmp_path / "data"), end_wait_s=0.2)
+        assert run_lab(options, keys=_keys(press), screen=screen).status == "completed"
+    finally:
+        screen.close()
+    feedback = [p for what, p in waited if what == "feedback"]
+    assert feedback == ["practice", "practice"], waited

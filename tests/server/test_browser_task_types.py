@@ -202,3 +202,49 @@ def _run_categorisation_session(page, db: Database) -> None:
         page.wait_for_function(
             "(id) => !document.querySelector(`.trial[data-trial-id='${id}']`)", arg=trial_id)
     page.wait_for_selector("#feedback-form")
+
+
+def test_a_main_block_without_feedback_goes_on_by_itself(page, tmp_path):
+    """`[timing] main_feedback = false, auto_continue = true` (the benchmark's main block): the
+    practice shows right or wrong, the main block neither, and no trial waits for Continue."""
+    from tests.stimset import make_categorisation_set
+
+    set_dir = make_categorisation_set(tmp_path / "categories", per_category=3, size=32)
+    db = Database(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    db.upgrade()
+    key = build(db, tmp_path, set_dir, name="auto-exp", conditions=["contrast"],
+                main_trials_per_task=3, catch_trials_per_task=0, responses_per_unit=1,
+                timing={**FAST_TIMING, "feedback_ms": 400, "main_feedback": False,
+                        "auto_continue": True},
+                practice={"trials": 2, "min_correct": 0},
+                task={"type": "categorisation", "fixation_ms": 50, "stimulus_ms": 50,
+                      "mask_ms": 50})
+    server = LiveServer(make_app(db, tmp_path))
+    try:
+        begin(page, {"url": server.url, "key": key}, "?id=auto1")
+        page.evaluate("() => { window.said = []; new MutationObserver(() => { const f ="
+                      " document.querySelector('.feedback'); if (f && f.textContent) "
+                      "window.said.push([document.querySelector('.trial').dataset.trialId,"
+                      " f.textContent]); }).observe(document.body, {subtree: true, "
+                      "childList: true, characterData: true}); }")
+        practice = page.evaluate("() => window.interpsyStudy.state.practice.length")
+        main = page.evaluate("() => window.interpsyStudy.state.main.length")
+        for index in range(practice + main):
+            if index == practice:
+                page.wait_for_selector("#practice-passed")
+                page.click("#practice-passed-continue")
+            page.wait_for_selector(".cat-grid:not(.waiting) .cat-choice:not([disabled])")
+            trial_id = int(page.get_attribute(".trial", "data-trial-id"))
+            page.click(".cat-choice >> nth=0")
+            page.wait_for_function(
+                "(id) => !document.querySelector(`.trial[data-trial-id='${id}']`)", arg=trial_id)
+            assert not page.locator(".continue:not([hidden])").count()
+        page.wait_for_selector("#feedback-form")
+        said = page.evaluate("() => window.said")
+        with db.read() as s:
+            phases = {t.id: t.phase for t in s.query(Trial)}
+        shown = {phases[int(trial)] for trial, text in said if text in ("Correct!", "Wrong.")}
+        assert shown == {"practice"}, said
+    finally:
+        server.stop()
+        db.dispose()

@@ -85,8 +85,12 @@ export async function runTrial(container, trial, task, { loader, timing, words, 
   const reply = await Promise.race([scored, sleep(PENDING_MS).then(() => undefined)]);
   clearTimeout(late);
   const correct = Boolean(reply && reply.correct);
-  const marked = reply ? view.target(screen, reply.answer_key) : null;
-  if (reply) {
+  // The study may keep the main block without feedback (timing.main_feedback false).
+  const showFeedback = !(trial.phase === 'main' && timing.main_feedback === false);
+  const marked = reply && showFeedback ? view.target(screen, reply.answer_key) : null;
+  if (reply && !showFeedback) {
+    feedback.textContent = '';
+  } else if (reply) {
     if (marked) marked.classList.add('is-correct');
     feedback.textContent = correct ? 'Correct!' : 'Wrong.';
     feedback.className = `feedback ${correct ? 'good' : 'bad'}`;
@@ -99,6 +103,7 @@ export async function runTrial(container, trial, task, { loader, timing, words, 
       : 'Your answer is kept in this browser and will be sent when the connection is back.';
     feedback.className = 'feedback pending';
   }
+  if (reply !== undefined && timing.auto_continue) return { answer, correct }; // saved: go on
   proceed.hidden = false;
   proceed.focus();
   await new Promise((resolve) => proceed.addEventListener('click', resolve, { once: true }));
