@@ -170,9 +170,9 @@ def test_a_categorisation_session_counts_frames_and_times_out_without_an_answer(
         db.dispose()
 
 
-def _run_categorisation_session(page, db: Database) -> None:
-    """Answer every trial with the right category's key or button, but leave the second one
-    to its response window."""
+def _trials(page):
+    """Each trial of the session as it shows: (index, trial id), past the practice-passed
+    screen."""
     n_practice = page.evaluate("() => window.interpsyStudy.state.practice.length")
     n_main = page.evaluate("() => window.interpsyStudy.state.main.length")
     for index in range(n_practice + n_main):
@@ -180,7 +180,13 @@ def _run_categorisation_session(page, db: Database) -> None:
             page.wait_for_selector("#practice-passed")
             page.click("#practice-passed-continue")
         page.wait_for_selector(".trial:not(.hidden-until-ready)")
-        trial_id = int(page.get_attribute(".trial", "data-trial-id"))
+        yield index, int(page.get_attribute(".trial", "data-trial-id"))
+
+
+def _run_categorisation_session(page, db: Database) -> None:
+    """Answer every trial with the right category's key or button, but leave the second one
+    to its response window."""
+    for index, trial_id in _trials(page):
         if index == 1:  # left unanswered: the response window closes it
             page.wait_for_selector(".continue:not([hidden])", timeout=10_000)
         else:
@@ -227,14 +233,8 @@ def test_a_main_block_without_feedback_goes_on_by_itself(page, tmp_path):
                       "window.said.push([document.querySelector('.trial').dataset.trialId,"
                       " f.textContent]); }).observe(document.body, {subtree: true, "
                       "childList: true, characterData: true}); }")
-        practice = page.evaluate("() => window.interpsyStudy.state.practice.length")
-        main = page.evaluate("() => window.interpsyStudy.state.main.length")
-        for index in range(practice + main):
-            if index == practice:
-                page.wait_for_selector("#practice-passed")
-                page.click("#practice-passed-continue")
+        for _, trial_id in _trials(page):
             page.wait_for_selector(".cat-grid:not(.waiting) .cat-choice:not([disabled])")
-            trial_id = int(page.get_attribute(".trial", "data-trial-id"))
             page.click(".cat-choice >> nth=0")
             page.wait_for_function(
                 "(id) => !document.querySelector(`.trial[data-trial-id='${id}']`)", arg=trial_id)
