@@ -119,15 +119,22 @@ def _figures(result: CategorisationResult, folder: Path) -> dict[str, list[Path]
     return out
 
 
-def analyze_categorisation(responses: pd.DataFrame, out: str | Path, chance: float,
+def analyze_categorisation(responses: pd.DataFrame, out: str | Path,
+                           chance: float | None = None,
                            exclude: Mapping[str, set[str]] | None = None,
                            source: str = "", rules: Sequence[Rule] = (),
-                           participants: pd.DataFrame | None = None) -> CategorisationResult:
-    """Run the categorisation analysis and write its tables, figures, report.html and
-    summary.txt into `out`."""
+                           participants: pd.DataFrame | None = None,
+                           machine: pd.DataFrame | None = None) -> CategorisationResult:
+    """Run the categorisation analysis of `responses` (with machine observers' rows beside
+    them, if given) and write its tables, figures, report.html and summary.txt into `out`;
+    chance is 1 / the number of categories unless given."""
     out = Path(out)
     (out / "tables").mkdir(parents=True, exist_ok=True)
-    result = run_categorisation(responses, chance, exclude, rules, participants)
+    notes = responses.attrs.get("notes", [])
+    if machine is not None:
+        responses = pd.concat([responses, machine], ignore_index=True)
+    result = run_categorisation(responses, chance or chance_of(responses), exclude, rules,
+                                participants)
     result.figures = _figures(result, out / "figures")
     for name, frame in result.tables.items():
         frame.to_csv(out / "tables" / f"{name}.csv", index=False)
@@ -135,7 +142,7 @@ def analyze_categorisation(responses: pd.DataFrame, out: str | Path, chance: flo
     datasets = list(result.tables["accuracy"]["dataset"].drop_duplicates())
     (out / "report.html").write_text(render_page(
         "categorisation.html", result=result, source=source, datasets=datasets,
-        notes=responses.attrs.get("notes", []),
+        notes=notes,
         figure=lambda name, caption: figure(result, name, caption)), encoding="utf-8")
     (out / "summary.txt").write_text(result.summary() + "\n", encoding="utf-8")
     return result

@@ -68,8 +68,6 @@ def analyze(data: str, out: Path, experiment: str | None, n_resamples: int, seed
             no_exclusions: bool, margin: float, mixed_rows: int | None, mixed_engine: str,
             machine: tuple[Path, ...]) -> None:
     """Scores, statistics, plots and an HTML report from DATA (folder, file or database URL)."""
-    import pandas as pd
-
     from analysis.load import attach_units
     from analysis.report import analyze as run
 
@@ -79,14 +77,10 @@ def analyze(data: str, out: Path, experiment: str | None, n_resamples: int, seed
     try:
         dataset = _read_dataset(data, fmt, experiment, models)
         if fmt == "interpsy" and _is_categorisation(dataset):
-            machine_rows = _machine_rows(machine)
-            responses = dataset.responses if machine_rows is None else pd.concat(
-                [dataset.responses, machine_rows.drop(columns="machine_source")],
-                ignore_index=True)
-            _report_categorisation(responses, out, data,
+            _report_categorisation(dataset.responses, out, data,
                                    rules=_rules(_exclusion_choice(exclusions, no_exclusions),
                                                 fmt, dataset),
-                                   dataset=dataset)
+                                   dataset=dataset, machine=_machine_rows(machine))
             return
         if units is not None:
             dataset = attach_units(dataset, units)
@@ -127,18 +121,18 @@ def _is_categorisation(dataset: Dataset) -> bool:
 
 def _report_categorisation(responses, out: Path, source: str, chance: float | None = None,
                            exclude=None, rules: list[Rule] | None = (),
-                           dataset: Dataset | None = None) -> None:
+                           dataset: Dataset | None = None, machine=None) -> None:
     """The categorisation report (accuracy, error consistency) written into `out`; chance is
     1 / the number of categories answered by default; `rules` None: the study's own."""
-    from analysis.categorisation import analyze_categorisation, chance_of
+    from analysis.categorisation import analyze_categorisation
     from analysis.exclusions import rules_for
 
     if out.exists() and not out.is_dir():
         raise InterpsyError(f"{out}: exists and is not a folder")
     if rules is None:
         rules = rules_for(dataset.settings if dataset is not None else [])
-    result = analyze_categorisation(responses, out, chance=chance or chance_of(responses),
-                                    exclude=exclude, source=source, rules=rules,
+    result = analyze_categorisation(responses, out, chance=chance, exclude=exclude,
+                                    source=source, rules=rules, machine=machine,
                                     participants=None if dataset is None
                                     else dataset.participants)
     for note in responses.attrs.get("notes", []):

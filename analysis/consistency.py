@@ -129,7 +129,7 @@ def error_consistency(trials: pd.DataFrame) -> pd.DataFrame:
     return out[list(PAIR_COLUMNS)].reset_index(drop=True)
 
 
-def _kept(pairs: pd.DataFrame, exclude: Mapping[str, set[str]]) -> pd.DataFrame:
+def _summarised(pairs: pd.DataFrame, exclude: Mapping[str, set[str]]) -> pd.DataFrame:
     """The rows whose condition the benchmark keeps (compared as numbers where both are)."""
     def same(a: str, b: str) -> bool:
         try:
@@ -150,7 +150,7 @@ def benchmark_summary(pairs: pd.DataFrame, exclude: Mapping[str, set[str]] | Non
     machines; ties share their mean rank) and the ranks' mean; `people (mean)` is the people
     as a group (each dataset's people averaged, then the datasets), the benchmark's human row.
     A person's row pools the datasets where the same observer name answered."""
-    kept = _kept(pairs, exclude or {})
+    kept = _summarised(pairs, exclude or {})
     both = pd.concat([
         kept.rename(columns={"observer_a": "observer", "observer_b": "person",
                              "accuracy_a": "acc", "accuracy_b": "acc_person"}),

@@ -211,8 +211,10 @@ class HttpParticipant:
         """The answer to one trial as the type's page would send it."""
         stimulus = trial["stimulus"]
         if "categories" in stimulus:  # categorisation: the category and the frames shown
-            frames = {part: max(minimum, round(stimulus[f"{part}_ms"] / FRAME_MS))
-                      for part, minimum in (("stimulus", 1), ("mask", 0))}
+            from experiments.tasks.categorisation import planned_frames
+
+            frames = {part: n for part, n in planned_frames(stimulus, FRAME_MS).items()
+                      if part != "fixation"}
             return {"choice": self.observer.categorise(trial, self.categories, attend),
                     **{f"{part}_frames": n for part, n in frames.items()},
                     **{f"{part}_ms": n * FRAME_MS for part, n in frames.items()},

@@ -154,3 +154,15 @@ def make_categorisation_set(root: Path, per_category: int = 6, size: int = 32) -
             Image.fromarray(picture[i * 10:, i * 10:]).save(folder / f"{i}.png")
     return build_categorisation_set(root / "photos", root / "set", CATEGORY_LEVELS, size=size,
                                     progress=False)
+
+
+def check_presentation(responses, stimulus_ms: float, mask_ms: float) -> None:
+    """Categorisation answers as stored: each part's frames are its measured duration in frames
+    of the measured period, and the timing flag is set exactly where a part was off its plan
+    by more than half a frame plus 2 ms."""
+    period = responses.frame_ms
+    assert (responses.stimulus_frames == (responses.stimulus_ms / period).round()).all()
+    assert (responses.mask_frames == (responses.mask_ms / period).round()).all()
+    late = (responses.stimulus_ms - stimulus_ms).abs() > period / 2 + 2
+    late |= (responses.mask_ms - mask_ms).abs() > period / 2 + 2
+    assert (responses.timing_flag.notna() == late).all()

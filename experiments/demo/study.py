@@ -23,7 +23,6 @@ from experiments.demo.server import DemoServer
 from experiments.errors import InterpsyError
 from experiments.simulated_participants import HttpParticipant, Observer, construction_p_correct
 from experiments.study.export import export_experiment
-from experiments.tasks import get_task
 from server import lookup
 from server.images import public_ids
 
@@ -58,8 +57,9 @@ def categorisation_knowledge(stimulus_set: Path, public: dict[str, str]
 def run_participants(db: Database, server: DemoServer, key: str, stimulus_set: Path, n: int,
                      seed: int) -> list[dict]:
     """N simulated participants (a share of them careless) through the real HTTP flow."""
-    public = public_ids(db, lookup.find_experiment(db, key).id)
-    categorised = get_task(lookup.find_experiment(db, key).spec.task.type).name == "categorisation"
+    experiment = lookup.find_experiment(db, key)
+    public = public_ids(db, experiment.id)
+    categorised = experiment.spec.task.type == "categorisation"
     activation, spread, unit_of = ({}, {}, {}) if categorised else observer_knowledge(
         stimulus_set, public)
     categories = categorisation_knowledge(stimulus_set, public) if categorised else None
@@ -106,11 +106,9 @@ def report(db: Database, folder: DemoFolder, key: str, seed: int,
     dataset = load_dataset(folder.export)
     bots = None if machine is None else load_dataset(machine).responses
     if folder.study == "categorisation":
-        from analysis.categorisation import analyze_categorisation, chance_of
+        from analysis.categorisation import analyze_categorisation
 
-        rows = dataset.responses if bots is None else pd.concat([dataset.responses, bots],
-                                                                ignore_index=True)
-        result = analyze_categorisation(rows, folder.report, chance=chance_of(rows),
+        result = analyze_categorisation(dataset.responses, folder.report, machine=bots,
                                         source=str(folder.export))
         for line in result.summary().splitlines():
             say(line)

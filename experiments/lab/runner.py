@@ -115,9 +115,10 @@ class LabRunner:
         if own is not None:
             outcome = self.sequencer.answer(own(self, step))
             self.answered += 1
-            if self._feedback_shown(step):
-                words = "Correct!" if outcome.correct else "Wrong."
-                self.message(words, "", "feedback", max_s=self.task.feedback_ms / 1000.0)
+            shown, auto = self._feedback_shown(step), self.task.auto_continue
+            if shown or not auto:  # as on the page: feedback, then Continue unless automatic
+                self.message(("Correct!" if outcome.correct else "Wrong.") if shown else "", "",
+                             "feedback", max_s=self.task.feedback_ms / 1000.0 if auto else None)
             return outcome
         task, screen, win = self.task, self.screen, self.win
         screen.set_trial(step.trial, task)

@@ -131,7 +131,7 @@ def test_a_categorisation_session_counts_frames_and_times_out_without_an_answer(
     """Fixation, image and mask frame-counted on requestAnimationFrame; the measured frames and
     durations stored with each answer; a trial left unanswered through the response window is
     recorded as 'na' (wrong); the screen of a trial's grid is kept as an artifact."""
-    from tests.stimset import make_categorisation_set
+    from tests.stimset import check_presentation, make_categorisation_set
 
     set_dir = make_categorisation_set(tmp_path / "categories", per_category=3, size=64)
     db = Database(f"sqlite:///{tmp_path / 'db.sqlite3'}")
@@ -157,14 +157,10 @@ def test_a_categorisation_session_counts_frames_and_times_out_without_an_answer(
         assert responses.choice.iloc[1] == "na" and not responses.correct.iloc[1]
         assert responses.drop(responses.index[1]).correct.all()
         # the frames each part was up: its measured duration in frames of the measured period
-        assert (responses.stimulus_frames == (responses.stimulus_ms / responses.frame_ms).round()).all()
-        assert (responses.mask_frames == (responses.mask_ms / responses.frame_ms).round()).all()
+        check_presentation(responses, stimulus_ms=100, mask_ms=100)
         assert responses.frame_ms.between(4, 50).all()
         # measured, not assumed (a loaded machine may hold a frame longer: then it is flagged)
         assert responses.stimulus_ms.between(60, 1500).all(), responses.stimulus_ms
-        late = (responses.stimulus_ms - 100).abs() > responses.frame_ms / 2 + 2
-        late |= (responses.mask_ms - 100).abs() > responses.frame_ms / 2 + 2
-        assert (responses.timing_flag.notna() == late).all()
     finally:
         server.stop()
         db.dispose()

@@ -202,6 +202,13 @@ def timing_flag(stimulus: dict[str, Any], answer: dict[str, Any]) -> str | None:
     return "; ".join(flags) or None
 
 
+def planned_frames(stimulus: dict[str, Any], frame_ms: float) -> dict[str, int]:
+    """The display frames each part is planned for at `frame_ms`: its duration rounded to whole
+    frames (the fixation and the image at least one, the mask none when it is 0 ms)."""
+    return {part: max(minimum, round(stimulus[f"{part}_ms"] / frame_ms))
+            for part, minimum in (("fixation", 1), ("stimulus", 1), ("mask", 0))}
+
+
 def category_keys(categories: list[str]) -> dict[str, str]:
     """Category -> its keyboard key, in grid order (categories past the keys get none)."""
     return dict(zip(categories, CATEGORY_KEYS, strict=False))

@@ -9,7 +9,7 @@ import math
 from typing import Any
 
 from experiments.lab.sequence import Answer
-from experiments.tasks.categorisation import category_keys
+from experiments.tasks.categorisation import category_keys, planned_frames
 from experiments.vocabulary import NO_RESPONSE
 
 STAGE_Y, STAGE_SIDE = 0.17, 0.34  # 'height' units: the image's place and side
@@ -93,8 +93,7 @@ def run_trial(runner: Any, step: Any) -> Answer:
     screen.image.image = str(runner.task.image_path(stimulus["image"]))
     screen.mask.image = str(runner.task.image_path(stimulus["mask"]))
     frame_ms = 1000.0 / runner.frame_rate if runner.frame_rate else 1000.0 / 60
-    counts = {name: max(minimum, round(stimulus[f"{name}_ms"] / frame_ms))
-              for name, minimum in (("fixation", 1), ("stimulus", 1), ("mask", 0))}
+    counts = planned_frames(stimulus, frame_ms)
     dropped_before = win.nDroppedFrames
     stamps: dict[str, float] = {}
     _show(win, lambda: screen.draw_stage("fixation"), counts["fixation"], stamps, "fixation", clock)
@@ -133,7 +132,7 @@ def run_trial(runner: Any, step: Any) -> Answer:
             clicked = screen.category_at(runner.screen.mouse.getPos())
             if clicked is not None:
                 choice, t_response, how = clicked, clock.getTime(), "mouse"
-    mask_on = stamps.get("mask", stamps["grid"]) if counts["mask"] else stamps["grid"]
+    mask_on = stamps.get("mask", stamps["grid"])  # no mask: the grid followed the image
     durations = {"stimulus": (mask_on - stamps["image"]) * 1000.0,
                  "mask": (stamps["grid"] - mask_on) * 1000.0}
     # the frames each part was actually up (its measured duration in frames: a dropped frame

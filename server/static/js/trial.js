@@ -87,10 +87,11 @@ export async function runTrial(container, trial, task, { loader, timing, words, 
   const correct = Boolean(reply && reply.correct);
   // The study may keep the main block without feedback (timing.main_feedback false).
   const showFeedback = !(trial.phase === 'main' && timing.main_feedback === false);
-  const marked = reply && showFeedback ? view.target(screen, reply.answer_key) : null;
   if (reply && !showFeedback) {
     feedback.textContent = '';
+    feedback.className = 'feedback';
   } else if (reply) {
+    const marked = view.target(screen, reply.answer_key);
     if (marked) marked.classList.add('is-correct');
     feedback.textContent = correct ? 'Correct!' : 'Wrong.';
     feedback.className = `feedback ${correct ? 'good' : 'bad'}`;
