@@ -8,8 +8,8 @@ One unit's first alpha round, as a build renders it: 9 non-diverse and 8 diverse
 side (34 images, IMI's transforms, 256 px parameters). Each measurement runs in a fresh process
 so its peak resident memory (CPU) or peak allocated memory (CUDA) is its own:
 
-- `interpsy`: `render_jobs` at the chosen forward batch (default: the device's, one job per
-  forward pass on the CPU), seconds per step;
+- `interpsy`: `render_jobs` at the chosen forward batch and pass images (default: the
+  device's: on the CPU one job per pass, cut into passes of 3 images), seconds per step;
 - `model`: the model's own forward and backward on the same forward passes of random 256 px
   images (gradient to the input, through the whole network), seconds per step; the target is
   interpsy <= 1.3x this;
@@ -46,7 +46,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--forward-batch", type=int, default=None,
-                        help="Images per forward pass (default: the device's).")
+                        help="Images per forward pass, whole jobs (default: the device's).")
+    parser.add_argument("--pass-images", type=int, default=None,
+                        help="A job's images per forward pass (default: the device's).")
     parser.add_argument("--skip-lucent", action="store_true")
     parser.add_argument("--glibc-default-malloc", action="store_true",
                         help="Leave glibc's mmap and trim thresholds alone (builds raise them).")
@@ -61,6 +63,19 @@ def _peak_mb(device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def pass_sizes(jobs, schedule) -> list[int]:
+    """The images of each forward pass the renderer runs per step (with gradient)."""
+    from stimuli.render import _forward_passes
+
+    rows_of, start = [], 0
+    for job in jobs:
+        rows_of.append(list(range(start, start + job.n)))
+        start += job.n
+    layouts = dict.fromkeys({job.layer for job in jobs}, "channels_first")
+    return [p.rows.stop - p.rows.start
+            for p in _forward_passes(jobs, rows_of, layouts, schedule, "cpu")]
 
 
 def measure(args: argparse.Namespace) -> dict:
@@ -79,7 +94,7 @@ def measure(args: argparse.Namespace) -> dict:
     jobs = [Job(args.layer, args.channel, sign, n, alpha, seed=i)
             for i, (sign, n, alpha) in enumerate(JOBS)]
     schedule = schedule_for("cpu", args.steps, args.steps, None, None, 64, args.forward_batch,
-                            args.device)
+                            args.device, args.pass_images)
 
     def sync() -> None:
         if device.type == "cuda":
@@ -87,14 +102,13 @@ def measure(args: argparse.Namespace) -> dict:
 
     if args.mode == "interpsy":
         render_jobs(model, spec, jobs, schedule_for("cpu", 2, 2, None, None, 64,
-                                                    args.forward_batch, args.device), args.device)
+                                                    args.forward_batch, args.device,
+                                                    args.pass_images), args.device)
         sync()
         start = time.perf_counter()
         render_jobs(model, spec, jobs, schedule, args.device)
     elif args.mode == "model":
-        passes = ([[job.n] for job in jobs] if not schedule.forward_batch else
-                  [[sum(job.n for job in jobs)]])
-        inputs = [torch.randn(n[0], 3, 256, 256, device=device) for n in passes]
+        inputs = [torch.randn(n, 3, 256, 256, device=device) for n in pass_sizes(jobs, schedule)]
 
         def step() -> None:
             for x in inputs:
@@ -114,7 +128,8 @@ def measure(args: argparse.Namespace) -> dict:
                           n=job.n, alpha=job.alpha)
     sync()
     return {"s_per_step": (time.perf_counter() - start) / args.steps,
-            "peak_mb": _peak_mb(device), "forward_batch": schedule.forward_batch}
+            "peak_mb": _peak_mb(device), "forward_batch": schedule.forward_batch,
+            "pass_images": schedule.pass_images}
 
 
 def run_mode(mode: str) -> dict:
@@ -140,7 +155,8 @@ def main() -> None:
     name = device_name(torch.device(args.device))
     print(f"device: {args.device} ({name}); {args.model} {args.layer}:{args.channel}; 34 images "
           f"(9 + 9 non-diverse, 8 + 8 diverse); {args.steps} steps; forward batch "
-          f"{ours['forward_batch']} (0: one job per pass); glibc thresholds "
+          f"{ours['forward_batch']} (0: one job per pass), pass images {ours['pass_images']} "
+          f"(0: whole jobs); glibc thresholds "
           f"{'left at their defaults' if args.glibc_default_malloc else 'raised'}")
     for mode in modes:
         print(f"{mode:9s}: {figures[mode]['s_per_step']:.3f} s/step, "
@@ -149,9 +165,10 @@ def main() -> None:
     speed = "PASS" if ratio <= TIME_TARGET else "FAIL"
     print(f"interpsy / model forward+backward = {ratio:.2f} (target <= {TIME_TARGET}: {speed}); "
           f"peak {ours['peak_mb']:.0f} MiB (target < {MEMORY_TARGET_MB}: {memory})")
-    header = ["model, unit", "steps", "forward batch", "interpsy s/step (peak MiB)",
+    header = ["model, unit", "steps", "forward batch, pass images", "interpsy s/step (peak MiB)",
               "model fwd+bwd s/step (peak MiB)", "interpsy / model"]
-    row = [f"{args.model} {args.layer}:{args.channel}", args.steps, ours["forward_batch"],
+    row = [f"{args.model} {args.layer}:{args.channel}", args.steps,
+           f"{ours['forward_batch']}, {ours['pass_images']}",
            f"{ours['s_per_step']:.3f} ({ours['peak_mb']:.0f}, {memory} < {MEMORY_TARGET_MB})",
            f"{own['s_per_step']:.3f} ({own['peak_mb']:.0f})",
            f"{ratio:.2f} ({speed} <= {TIME_TARGET})"]

@@ -141,8 +141,9 @@ class BuildOptions:
     caps it, and a cap below 2,500 runs exactly that many steps (RenderSchedule.for_steps);
     `min_steps`, `plateau_window` and `smoothing` change the rest of the stopping rule;
     `schedule_name="cpu"` starts from the CPU schedule and its shorter alpha search instead
-    (`max_exponent`/`binary_steps` None: the schedule's). `forward_batch` (None: one job per
-    forward pass on the CPU, the whole optimisation batch on a GPU) is recorded.
+    (`max_exponent`/`binary_steps` None: the schedule's). `forward_batch` and `pass_images`
+    (None: one job per forward pass in passes of 3 images on the CPU, the whole optimisation
+    batch on a GPU) are recorded.
     `difficulties=None` adds every percentile query pair the image count allows.
     `decode="torchvision"` decodes JPEGs in batches on `device` (nvJPEG on a GPU).
     `command` (the CLI's command line) is recorded in the manifest with the device.
@@ -168,6 +169,7 @@ class BuildOptions:
     schedule_name: str = "imi"
     max_render_batch: int = 64
     forward_batch: int | None = None
+    pass_images: int | None = None
     device: str = "cpu"
     batch_size: int = 64
     workers: int = 2
@@ -218,7 +220,8 @@ def build_stimulus_set(model_name: str, image_source: str | Path, out_dir: str |
               file=sys.stderr)
     result = merge_shards(out / WORK, n_shards, [u.unit_id for u in chosen], files)
     schedule = schedule_for(o.schedule_name, o.render_steps, o.min_steps, o.plateau_window,
-                            o.smoothing, o.max_render_batch, o.forward_batch, o.device)
+                            o.smoothing, o.max_render_batch, o.forward_batch, o.device,
+                            o.pass_images)
     max_exponent, binary_steps = search_for(o.schedule_name, o.max_exponent, o.binary_steps)
     if o.render:
         render_stage(model, spec, chosen, result, out, schedule, o.n_diverse, o.alpha,
@@ -265,12 +268,16 @@ def _precision_record(cfg) -> dict:
             "channels_last": channels_last}
 
 
+# settings added after builds were saved without them: the value those builds used
+SETTINGS_BEFORE_THEY_WERE_RECORDED = {"pass_images": 0}
+
+
 def same_settings(path: Path, what: str, settings: dict, done: int, restart: Path) -> None:
     """Record the settings `done` saved results were made with; on a resume with other
     settings, refuse (naming each change and the folder to delete to start that stage over)."""
     current = json.loads(json.dumps(settings, default=str))
     if path.is_file() and done:
-        stored = json.loads(path.read_text())
+        stored = {**SETTINGS_BEFORE_THEY_WERE_RECORDED, **json.loads(path.read_text())}
         changed = [f"{key} {stored.get(key)!r} -> {value!r}" for key, value in current.items()
                    if stored.get(key) != value]
         if changed:

@@ -212,6 +212,12 @@ def _render_options(f):
                           "memory, no slower), --render-batch on a GPU. Recorded in the "
                           "manifest: kernels sum in a batch-size-dependent order, so another "
                           "value changes the images by float rounding.")(f)
+    f = click.option("--pass-images", type=click.IntRange(min=0), default=None,
+                     help="A job's images per forward pass: a larger job runs in passes of "
+                          "at most this many (its diversity term stays exact, for one more "
+                          "pass without gradient); 0: the whole job. Default: 3 on the CPU "
+                          "(bounds the memory: about 0.13 GB per efficientnet-lite0 image), 0 "
+                          "on a GPU. Recorded in the manifest.")(f)
     return f
 
 
@@ -266,8 +272,8 @@ def mine(model, images, out, n_units, unit_list, seed, layer_regex, n_batches, n
 @click.option("--shard", default=None, help="i/n: render every n-th unit starting at i.")
 @click.option("--progress/--no-progress", default=True)
 def render(model, out, schedule_name, render_steps, min_steps, plateau_window, smoothing,
-           n_diverse, alpha, max_exponent, binary_steps, render_batch, forward_batch, weights_path,
-           random_init, device, seed, shard, progress):
+           n_diverse, alpha, max_exponent, binary_steps, render_batch, forward_batch, pass_images,
+           weights_path, random_init, device, seed, shard, progress):
     """Render feature visualizations for OUT's mined units (needs finished mining)."""
     import json
     from pathlib import Path
@@ -290,7 +296,7 @@ def render(model, out, schedule_name, render_steps, min_steps, plateau_window, s
     result = merge_shards(work, n_shards, [u.unit_id for u in chosen], files)
     spec, net, _ = load(model, not random_init, weights_path, device)
     schedule = schedule_for(schedule_name, render_steps, min_steps, plateau_window, smoothing,
-                            render_batch, forward_batch, device)
+                            render_batch, forward_batch, device, pass_images)
     max_exponent, binary_steps = search_for(schedule_name, max_exponent, binary_steps)
     render_stage(net, spec, chosen, result, Path(out), schedule, n_diverse, alpha, max_exponent,
                  binary_steps, device, seed, progress, shard_)
@@ -313,8 +319,8 @@ def render(model, out, schedule_name, render_steps, min_steps, plateau_window, s
 def build(model, images, out, n_units, unit_list, seed, layer_regex, n_batches, n_bins, batch_size, workers,
           store_activations, skip_unreadable, decode, schedule_name, render_steps, min_steps,
           plateau_window, smoothing, n_diverse, alpha, max_exponent, binary_steps, render_batch,
-          forward_batch, weights_path, random_init, device, difficulties, no_render, name,
-          progress):
+          forward_batch, pass_images, weights_path, random_init, device, difficulties, no_render,
+          name, progress):
     """Sample, mine, render and write a ready stimulus set for MODEL into OUT (resumes)."""
     from stimuli.build import BuildOptions, build_stimulus_set, env_device
 
@@ -325,7 +331,7 @@ def build(model, images, out, n_units, unit_list, seed, layer_regex, n_batches, 
         render_steps=render_steps, min_steps=min_steps, plateau_window=plateau_window,
         smoothing=smoothing, n_diverse=n_diverse, alpha=alpha, max_exponent=max_exponent,
         binary_steps=binary_steps, schedule_name=schedule_name, max_render_batch=render_batch,
-        forward_batch=forward_batch, device=env_device(device),
+        forward_batch=forward_batch, pass_images=pass_images, device=env_device(device),
         batch_size=batch_size, workers=workers, store_activations=store_activations,
         skip_unreadable=skip_unreadable, decode=decode, name=name, layers=layer_regex,
         progress=progress, command=_command_line()))

@@ -36,6 +36,11 @@ def gram(features: torch.Tensor, layout: str) -> torch.Tensor:
     return g.flatten(1)
 
 
+def normalized_grams(features: torch.Tensor, layout: str) -> torch.Tensor:
+    """Each image's Gram matrix, flattened and scaled to unit length: (N, C*C)."""
+    return F.normalize(gram(features.float(), layout), dim=1)
+
+
 def diversity_penalty(outputs: dict[str, torch.Tensor], layouts: dict[str, str],
                       groups: list[tuple[str, list[int]]]) -> torch.Tensor:
     """Per group (layer, image rows): mean pairwise cosine similarity of the Gram matrices."""
@@ -45,8 +50,17 @@ def diversity_penalty(outputs: dict[str, torch.Tensor], layouts: dict[str, str],
             penalties.append(torch.zeros((), device=outputs[layer].device))
             continue
         index = torch.tensor(rows, device=outputs[layer].device)
-        g = F.normalize(gram(outputs[layer][index].float(), layouts[layer]), dim=1)
+        g = normalized_grams(outputs[layer][index], layouts[layer])
         sim = g @ g.T
         n = len(rows)
         penalties.append((sim.sum() - sim.diagonal().sum()) / (n * (n - 1)))
     return torch.stack(penalties) if penalties else torch.zeros(0)
+
+
+def diversity_part(grams: torch.Tensor, job_grams: torch.Tensor, first: int) -> torch.Tensor:
+    """A term whose gradient through `grams` (normalized, rows first.. of a job whose n
+    normalized Grams, without gradient, are `job_grams`) is the job's whole penalty's."""
+    n = job_grams.shape[0]
+    others = job_grams.sum(0) - job_grams[first:first + len(grams)]
+    # the penalty counts each pair twice (i, j and j, i): twice each image's share
+    return 2 * (grams * others).sum() / (n * (n - 1))

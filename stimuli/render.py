@@ -4,10 +4,14 @@ Each *job* is one unit, one sign (+1 max, -1 min), n images and a diversity weig
 initial spectra come from the job's seed alone, drawn as lucent draws a batch. Jobs share one
 Fourier parameter batch, one Adam optimiser and one transform draw per step (from the render
 seed: IMI re-seeded every unit alike, so all units saw one sequence). A step runs forward
-passes of whole jobs, `forward_batch` images at most (0: one job per pass, the CPU default);
-a job's pass holds the same images whatever shares its optimisation batch, so its images never
-depend on its batch-mates, not even by float rounding. Per job the loss is `-sign * mean(activation) + alpha * (n - 1) * mean pairwise Gram cosine`
-(lucid's diversity scale). Early stop per job (IMI's code): an EMA (`ema`) of the largest
+passes of whole jobs, `forward_batch` images at most (0: one job per pass, the CPU default),
+and `pass_images` > 0 cuts a job's pass into passes of that many images (the CPU default, to
+bound memory): a diverse job's penalty then reaches each part through the other parts' Grams,
+computed in a pass without gradient (the same gradient, for one more forward). A job's passes
+hold the same images whatever shares its optimisation batch, so its images never depend on
+its batch-mates, not even by float rounding. Per job the loss is
+`-sign * mean(activation) + alpha * (n - 1) * mean pairwise Gram cosine` (lucid's diversity
+scale). Early stop per job (IMI's code): an EMA (`ema`) of the largest
 per-image norm of the spectrum gradient (inverse-FFT'd) is tracked; once more than
 max(`min_steps`, `window`) steps have run and, over the last `window` steps, the mean of the
 first half divided by the mean of the second half is <= `plateau`, the job is frozen (its
@@ -20,6 +24,8 @@ all units advance in lock-step rounds so every round is one batched optimisation
 """
 from __future__ import annotations
 
+import functools
+import itertools
 import pickle
 import sys
 from collections import deque
@@ -35,7 +41,12 @@ from stimuli.errors import StimuliError
 from stimuli.fourier import FourierImage
 from stimuli.layers import LayerRecorder
 from stimuli.mining import normalizer
-from stimuli.objectives import diversity_penalty, unit_activations
+from stimuli.objectives import (
+    diversity_part,
+    diversity_penalty,
+    normalized_grams,
+    unit_activations,
+)
 from stimuli.registry import ModelSpec
 from stimuli.schedules import CPU_STOPPING, SCHEDULES, SEARCH, STOPPING_FIELDS, beats_target
 from stimuli.transforms import StepDraws, center_crop, imi_view
@@ -56,14 +67,20 @@ class RenderSchedule:
     pad: int = 16
     max_batch: int = 64  # images optimised together (one lock-step loop)
     forward_batch: int = 0  # images per forward pass, whole jobs; 0: one job per pass
+    pass_images: int = 0  # a job's images per forward pass; 0: all of them
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_steps <= self.max_steps:
             raise StimuliError(f"render schedule: min_steps {self.min_steps} must lie in "
                                f"1..max_steps ({self.max_steps})")
-        if self.forward_batch < 0:
-            raise StimuliError(f"render schedule: forward batch {self.forward_batch} must be "
-                               f"0 (one job per forward pass) or more")
+        if self.forward_batch < 0 or self.pass_images < 0:
+            raise StimuliError(f"render schedule: forward batch {self.forward_batch} and pass "
+                               f"images {self.pass_images} must be 0 or more")
+        if self.forward_batch and self.pass_images:
+            raise StimuliError(f"render schedule: forward batch {self.forward_batch} packs "
+                               f"several jobs into one forward pass, pass images "
+                               f"{self.pass_images} splits one job over several: set one of "
+                               f"them (the other 0)")
 
     @classmethod
     def cpu(cls, **kwargs) -> RenderSchedule:
@@ -105,15 +122,23 @@ class RenderSchedule:
         return "custom"
 
 
+CPU_PASS_IMAGES = 3  # the CPU's default pass: about 0.13 GB of activations per lite0 image
+
+
 def schedule_for(name: str, steps: int | None, min_steps: int | None, window: int | None,
                  smoothing: float | None, max_batch: int, forward_batch: int | None,
-                 device: str) -> RenderSchedule:
-    """The named schedule with the options given; `forward_batch` None is one job per forward
-    pass on the CPU (lean, and no slower there) and the whole optimisation batch on a GPU."""
+                 device: str, pass_images: int | None = None) -> RenderSchedule:
+    """The named schedule with the options given. Defaults: on the CPU one job per forward pass
+    in passes of `CPU_PASS_IMAGES` images (lean, and about as fast there); on a GPU the whole
+    optimisation batch in one pass."""
+    cpu = str(device).startswith("cpu")
     if forward_batch is None:
-        forward_batch = 0 if str(device).startswith("cpu") else max_batch
+        forward_batch = 0 if cpu or pass_images else max_batch
+    if pass_images is None:
+        pass_images = CPU_PASS_IMAGES if cpu and not forward_batch else 0
     return RenderSchedule.for_steps(steps, min_steps, window, smoothing, base=name,
-                                    max_batch=max_batch, forward_batch=forward_batch)
+                                    max_batch=max_batch, forward_batch=forward_batch,
+                                    pass_images=pass_images)
 
 
 def search_for(name: str, max_exponent: int | None, binary_steps: int | None) -> tuple[int, int]:
@@ -187,13 +212,20 @@ class _Batch:
 
 
 def _step_loss(model, recorder, view: torch.Tensor, batch: _Batch, weight: torch.Tensor,
-               active: list[bool]) -> tuple[torch.Tensor, torch.Tensor]:
-    """One forward pass's loss on the model's view, and every row's activation."""
+               active: list[bool], shared: tuple[torch.Tensor, int] | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward pass's loss on the model's view, and every row's activation. `shared`
+    (the job's normalized Grams, this pass's first image in it): the pass holds part of one
+    diverse job, whose penalty it gets its share of."""
     outputs = recorder(model, view)
     acts = unit_activations(outputs, batch.layouts, batch.layers, batch.channels)
     loss = -(weight * acts).sum()
     live = [j for j in batch.diverse if active[j]]
-    if live:
+    if live and shared is not None:
+        layer = batch.layers[0]
+        grams = normalized_grams(outputs[layer], batch.layouts[layer])
+        loss = loss + batch.job_weight[0] * diversity_part(grams, *shared)
+    elif live:
         penalty = diversity_penalty(outputs, batch.layouts,
                                     [(batch.layers[batch.rows_of[j][0]], batch.rows_of[j])
                                      for j in live])
@@ -203,19 +235,22 @@ def _step_loss(model, recorder, view: torch.Tensor, batch: _Batch, weight: torch
 
 @dataclass
 class _Pass:
-    """One forward pass of a step: its jobs (chunk indices), their rows and their batch."""
+    """One forward pass of a step: its jobs (chunk indices), their rows and their batch;
+    `first` is the pass's first image in its job when it holds part of one job."""
 
     jobs: list[int]
     rows: slice
     batch: _Batch
+    first: int | None = None
 
 
 def _forward_passes(jobs: list[Job], rows_of: list[list[int]], layouts: dict[str, str],
-                    forward_batch: int, device) -> list[_Pass]:
+                    schedule: RenderSchedule, device) -> list[_Pass]:
     """The chunk's jobs cut into forward passes of whole jobs, at most `forward_batch` images
-    each (0: one job per pass); each pass's `_Batch` numbers its own rows from 0."""
-    groups = ([[j] for j in range(len(jobs))] if not forward_batch else
-              _chunks(jobs, forward_batch))
+    each (0: one job per pass), a job's pass cut into passes of at most `pass_images` images;
+    each pass's `_Batch` numbers its own rows from 0."""
+    groups = ([[j] for j in range(len(jobs))] if not schedule.forward_batch else
+              _chunks(jobs, schedule.forward_batch))
     passes = []
     for group in groups:
         local, start = [], 0
@@ -229,9 +264,39 @@ def _forward_passes(jobs: list[Job], rows_of: list[list[int]], layouts: dict[str
                        torch.tensor([jobs[j].alpha * (jobs[j].n - 1) for j in group],
                                     device=device))
         # whole consecutive jobs: the pass's rows are one slice of the chunk
-        passes.append(_Pass(group, slice(rows_of[group[0]][0], rows_of[group[-1]][-1] + 1),
-                            batch))
+        whole = _Pass(group, slice(rows_of[group[0]][0], rows_of[group[-1]][-1] + 1), batch)
+        passes.extend(_split(whole, schedule.pass_images))
     return passes
+
+
+def _split(whole: _Pass, pass_images: int) -> list[_Pass]:
+    """One job's pass as passes of at most `pass_images` images, sizes within 1 of each other."""
+    n = whole.rows.stop - whole.rows.start
+    if not pass_images or n <= pass_images:
+        return [whole]
+    parts, b = -(-n // pass_images), whole.batch
+    bounds = np.linspace(0, n, parts + 1).round().astype(int)
+    return [_Pass(whole.jobs, slice(whole.rows.start + lo, whole.rows.start + hi),
+                  _Batch([list(range(hi - lo))], b.layers[lo:hi], b.layouts,
+                         b.channels[lo:hi], b.diverse, b.job_weight), first=int(lo))
+            for lo, hi in itertools.pairwise(bounds)]
+
+
+def _view(param: FourierImage, draw, crop: int | None, mean_std: Callable, rows: slice
+          ) -> torch.Tensor:
+    """The model's input for these rows of the parameterisation this step."""
+    return mean_std(imi_view(param(rows), draw, crop))
+
+
+def _job_grams(model, recorder, parts: list[_Pass], view_of: Callable) -> torch.Tensor:
+    """A split job's normalized Grams of all its images this step, without gradient."""
+    grams = []
+    with torch.no_grad():
+        for part in parts:
+            layer = part.batch.layers[0]
+            outputs = recorder(model, view_of(part.rows))
+            grams.append(normalized_grams(outputs[layer], part.batch.layouts[layer]))
+    return torch.cat(grams)
 
 
 def _gradient_norms(param: FourierImage) -> np.ndarray:
@@ -272,7 +337,7 @@ def _render_chunk(model, spec, jobs, schedule, device, seed, progress, on_step
                           dtype=torch.float32)
     # a job's forward pass holds the same images whatever shares its chunk, so its arithmetic
     # (kernels sum in a batch-size-dependent order) never depends on its chunk-mates
-    passes = _forward_passes(jobs, rows_of, layouts, schedule.forward_batch, device)
+    passes = _forward_passes(jobs, rows_of, layouts, schedule, device)
     crop = schedule.size if spec.crop_view else None
     job_seeds = [seed * 1_000_003 + job.seed * 101 for job in jobs]  # initial spectra
     param = FourierImage(n_total, schedule.size + 2 * schedule.pad, seeds=job_seeds,
@@ -299,11 +364,19 @@ def _render_chunk(model, spec, jobs, schedule, device, seed, progress, on_step
         for step in range(1, schedule.max_steps + 1):
             optimizer.zero_grad(set_to_none=True)
             draw, weighted = draws.next(), weight * live
+            view_of = functools.partial(_view, param, draw, crop, mean_std)
+            grams_of: dict[int, torch.Tensor] = {}
             for one in passes:
-                view = mean_std(imi_view(param(one.rows), draw, crop))
-                loss, acts[one.rows] = _step_loss(model, recorder, view, one.batch,
+                shared = None
+                if one.first is not None and one.batch.diverse and active[one.jobs[0]]:
+                    j = one.jobs[0]
+                    if j not in grams_of:
+                        grams_of[j] = _job_grams(model, recorder,
+                                                 [p for p in passes if p.jobs == [j]], view_of)
+                    shared = (grams_of[j], one.first)
+                loss, acts[one.rows] = _step_loss(model, recorder, view_of(one.rows), one.batch,
                                                   weighted[one.rows],
-                                                  [active[j] for j in one.jobs])
+                                                  [active[j] for j in one.jobs], shared)
                 loss.backward()
             norms = _gradient_norms(param) if plateau_stop else None
             optimizer.step()

@@ -109,7 +109,8 @@ def quick_render(steps: int) -> list[str]:
     return ["--steps", str(steps), "--alpha", "1"]
 
 
-SHIPPED_RENDER = ["--schedule", "cpu"]  # how the shipped sets are rendered
+# how the shipped sets are rendered (one pass per job: they were, before passes were cut)
+SHIPPED_RENDER = ["--schedule", "cpu", "--pass-images", "0"]
 
 
 def build_command(folder: DemoFolder, out: Path, n_units: int, seed: int,

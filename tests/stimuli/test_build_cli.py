@@ -193,6 +193,14 @@ def test_a_resumed_build_says_what_it_reuses_and_refuses_changed_settings(image_
     assert main([*args, "--steps", "2"]) == 0
     err = capsys.readouterr().err
     assert "reusing the finished mining of 48 images" in err and "reusing 1 rendered units" in err
+    # a build saved before passes were cut (no pass_images recorded) ran whole jobs
+    settings = Path(out) / "_work" / "render" / "settings.json"
+    recorded = json.loads(settings.read_text())
+    assert recorded.pop("pass_images") == 3  # the CPU default
+    settings.write_text(json.dumps(recorded))
+    assert main([*args, "--steps", "2", "--no-progress"]) == 2
+    assert "pass_images 0 -> 3" in capsys.readouterr().err
+    assert main([*args, "--steps", "2", "--pass-images", "0", "--no-progress"]) == 0
 
 
 def test_the_build_shows_its_eta_from_the_first_step(image_folder, tmp_path, capsys):

@@ -52,9 +52,10 @@ def test_the_steps_each_image_ran_are_in_units_csv(image_folder, tmp_path):
         assert -1 <= float(row[f"fv_histogram_corr_{side}"]) <= 1
     render = json.loads((out / MANIFEST).read_text())["parameters"]["render"]
     assert (render["max_steps"], render["min_steps"], render["schedule"]) == (6, 6, "custom")
-    # the arithmetic's batch sizes: one job per forward pass on the CPU, 64 images per loop
-    assert (render["forward_batch"], render["max_batch"], render["schedule_base"]) == \
-        (0, 64, "imi")
+    # the arithmetic's batch sizes: one job per forward pass on the CPU, cut into passes of 3
+    # images, 64 images per loop
+    assert (render["forward_batch"], render["pass_images"], render["max_batch"],
+            render["schedule_base"]) == (0, 3, 64, "imi")
 
 
 def test_a_unit_renders_the_same_alone_and_in_a_group():
@@ -99,29 +100,81 @@ def test_diversity_as_imi_best_of_nine_sorted_and_searched_up_to_1e5():
         assert acts == sorted(acts, reverse=side == "max")  # the strongest first
 
 
-def test_forward_batches_split_a_step_by_whole_jobs_and_keep_each_jobs_images():
-    """A step's forward passes hold at most `forward_batch` images, whole jobs (0: one job per
-    pass, the lean CPU default); the images are the same whichever way the step is cut."""
+def _renders_by_pass(jobs: list[Job], steps: int, cuts: dict[str, list[int]], **fixed
+                     ) -> dict[str, list]:
+    """Each cut's (`forward_batch=5`-style keyword) render of the jobs on tiny-cnn, checking the
+    images of its first step's forward passes; all renders match the first cut's."""
     spec = get_spec("tiny-cnn")
     model = load_model("tiny-cnn", pretrained=False)
-    jobs = [Job("bn1", 1, -1, n=3, alpha=1.0, seed=7), Job("bn1", 0, 1, n=2, seed=3),
-            Job("bn2", 2, 1, n=3, alpha=2.0, seed=9)]
     seen: list[int] = []
     handle = model.register_forward_pre_hook(lambda module, args: seen.append(len(args[0])))
+    renders = {}
     try:
-        renders = {}
-        for forward_batch in (0, 5, 64):
+        for cut, per_step in cuts.items():
             seen.clear()
-            schedule = RenderSchedule.for_steps(4, forward_batch=forward_batch, **SMALL)
-            renders[forward_batch] = render_jobs(model, spec, jobs, schedule, seed=1)
-            per_step = {0: [3, 2, 3], 5: [5, 3], 64: [8]}[forward_batch]
-            assert seen[:len(per_step)] == per_step, forward_batch  # whole jobs: 3 + 2, then 3
+            key, value = cut.split("=")
+            schedule = RenderSchedule.for_steps(steps, **{key: int(value)}, **SMALL)
+            renders[cut] = render_jobs(model, spec, jobs, schedule, seed=1)
+            assert seen[:len(per_step)] == per_step, cut
     finally:
         handle.remove()
-    for forward_batch in (5, 64):
-        for lean, other in zip(renders[0], renders[forward_batch], strict=True):
-            np.testing.assert_allclose(other.activations, lean.activations, rtol=0.01)
-            assert_same_render(lean.images, other.images)
+    first, *others = renders.values()
+    for other in others:
+        for one, another in zip(first, other, strict=True):
+            np.testing.assert_allclose(another.activations, one.activations, rtol=0.01)
+            assert_same_render(one.images, another.images)
+    return renders
+
+
+def test_forward_batches_split_a_step_by_whole_jobs_and_keep_each_jobs_images():
+    """A step's forward passes hold at most `forward_batch` images, whole jobs (0: one job per
+    pass); the images are the same whichever way the step is cut."""
+    jobs = [Job("bn1", 1, -1, n=3, alpha=1.0, seed=7), Job("bn1", 0, 1, n=2, seed=3),
+            Job("bn2", 2, 1, n=3, alpha=2.0, seed=9)]
+    # whole jobs: 3 + 2, then 3
+    _renders_by_pass(jobs, 4, {"forward_batch=0": [3, 2, 3], "forward_batch=5": [5, 3],
+                               "forward_batch=64": [8]})
+
+
+def test_a_diverse_jobs_parts_get_the_whole_penalty_gradient():
+    """Cut into parts, each part's share of the diversity penalty (the other parts' Grams held
+    fixed) gives its images the gradient the whole penalty gives them."""
+    import torch
+
+    from stimuli.objectives import diversity_part, diversity_penalty, normalized_grams
+
+    features = torch.randn(5, 4, 6, 6, dtype=torch.float64)
+    whole = features.clone().requires_grad_(True)
+    diversity_penalty({"l": whole}, {"l": "channels_first"}, [("l", list(range(5)))]).sum() \
+        .backward()
+    fixed = normalized_grams(features, "channels_first").detach()
+    for lo, hi in ((0, 3), (3, 5)):
+        part = features[lo:hi].clone().requires_grad_(True)
+        diversity_part(normalized_grams(part, "channels_first"), fixed, lo).backward()
+        torch.testing.assert_close(part.grad, whole.grad[lo:hi])
+
+
+def test_pass_images_cut_each_job_and_keep_its_images():
+    """`pass_images` cuts a job's forward pass into passes of at most that many images (the
+    CPU's lean default); the images stay those of one pass per job within float rounding."""
+    jobs = [Job("bn1", 1, -1, n=5, alpha=1.0, seed=7), Job("bn2", 0, 1, n=4, seed=3),
+            Job("bn2", 2, 1, n=2, alpha=2.0, seed=9)]
+    # cut: the diverse job's parts are first seen together without gradient
+    _renders_by_pass(jobs, 6, {"pass_images=0": [5, 4, 2],
+                               "pass_images=2": [2, 1, 2, 2, 1, 2, 2, 2, 2, 2, 1, 2]})
+
+
+def test_the_cpu_passes_are_lean_by_default_and_one_knob_at_a_time():
+    from stimuli.render import CPU_PASS_IMAGES, schedule_for
+
+    cpu = schedule_for("cpu", None, None, None, None, 64, None, "cpu")
+    assert (cpu.forward_batch, cpu.pass_images) == (0, CPU_PASS_IMAGES)
+    gpu = schedule_for("cpu", None, None, None, None, 64, None, "cuda")
+    assert (gpu.forward_batch, gpu.pass_images) == (64, 0)
+    assert schedule_for("cpu", None, None, None, None, 64, 0, "cpu", 0).pass_images == 0
+    assert schedule_for("cpu", None, None, None, None, 64, 8, "cpu").pass_images == 0
+    with pytest.raises(StimuliError, match="set one of them"):
+        RenderSchedule.for_steps(10, forward_batch=8, pass_images=3)
 
 
 def test_a_forward_batch_below_a_diverse_job_is_refused():
