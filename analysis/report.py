@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,28 @@ def who_was_removed(ex: ExclusionResult, shown: int = 8) -> str:
     return "; ".join(parts) or "no rule excluded anyone"
 
 
+class _Stages:
+    """The analysis's progress bar and the seconds each stage took."""
+
+    def __init__(self, total: int, progress: bool) -> None:
+        self.timings: dict[str, float] = {}
+        self.bar = tqdm(total=total, desc="analysis", disable=not progress)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time one stage and move the bar on when it ends."""
+        t0 = time.perf_counter()
+        yield
+        self.timings[name] = time.perf_counter() - t0
+        self.bar.set_postfix_str(name)
+        self.bar.update(1)
+
+
+SEED_OFFSETS = {"bca_units": 0, "two_way": 1, "paired": 2, "mixed_subsample": 3, "spearman": 4,
+                "power": 5, "machine": 6, "selection": 7, "shifted": 8, "calibration": 9,
+                "confidence": 10}  # each stage's own stream: seed + offset
+
+
 def run_analysis(dataset: Dataset, n_resamples: int = 10_000, seed: int = 0,
                  rules: Sequence[Rule] | None = None, two_way_resamples: int | None = None,
                  mixed_rows: int | None = None, mixed: bool = True, mixed_engine: str = "auto",
@@ -62,125 +85,119 @@ def run_analysis(dataset: Dataset, n_resamples: int = 10_000, seed: int = 0,
     mixed model's factors and its own tables. Machine observers' rows (client `machine`, in the
     dataset or given as `machine`) are compared with the people's and kept out of the rest."""
     task = task_of(dataset.settings)
-    timings: dict[str, float] = {}
+    seeds = {name: seed + offset for name, offset in SEED_OFFSETS.items()}
     tables: dict[str, pd.DataFrame] = {}
-    steps = tqdm(total=11, desc="analysis", disable=not progress)
+    run = _Stages(total=9, progress=progress)
     people, bots = split_clients(dataset.responses)
     if machine is not None:
         bots = pd.concat([bots, split_clients(machine)[1]], ignore_index=True)
 
-    def step(name: str, t0: float) -> None:
-        timings[name] = time.perf_counter() - t0
-        steps.set_postfix_str(name)
-        steps.update(1)
-
-    t = time.perf_counter()
-    if rules is None:
-        rules = rules_for(dataset.settings)
-    ex = apply_exclusions(people, dataset.participants, rules)
-    tables["exclusion_summary"] = ex.summary
-    tables["excluded_participants"] = ex.participants[ex.participants["excluded"]][
-        ["participant_id", "exclusion_reasons"]]
-    every_distribution = ex.responses
-    scored_in = shifted.scored_distribution(every_distribution)
-    responses = (every_distribution if shifted.COLUMN not in every_distribution.columns else
-                 every_distribution[every_distribution[shifted.COLUMN].fillna(scored_in)
-                                    == scored_in])
-    if scores.main_trials(responses).empty:
-        steps.close()
-        raise NothingToScore(ex)
-    step("exclusions", t)
-
-    t = time.perf_counter()
-    units = scores.unit_scores(responses)
-    tables["unit_scores"] = units
-    tables["model_scores"] = scores.model_scores(units, n_resamples, seed=seed, progress=progress)
-    step("unit and model scores (BCa)", t)
-
-    t = time.perf_counter()
-    tables["model_scores_two_way"] = scores.two_way_scores(
-        responses, two_way_resamples or n_resamples, seed=seed + 1, progress=progress)
-    step("two-way bootstrap", t)
-
-    t = time.perf_counter()
-    tables["participant_summary"] = scores.participant_summary(responses)
-    tables["accuracy_by_confidence"] = scores.accuracy_by_confidence(
-        responses, n_resamples=n_resamples, seed=seed + 10)
-    tables["rt_summary"] = scores.rt_summary(responses)
-    step("participants, confidence, RT", t)
-
-    t = time.perf_counter()
-    tables["kruskal_wallis"], tables["conover_holm"] = stats.kruskal_models(units)
-    tables["brunner_munzel"] = stats.brunner_munzel_pairs(units)
-    for a, b in task.comparisons:
-        tables[comparison_table(a, b)] = stats.paired_conditions(
-            units, a, b, n_resamples=n_resamples, seed=seed + 2)
-    tables["depth_spearman"] = stats.depth_correlation(units, dataset.units)
-    tables["layer_scores"] = stats.layer_scores(units, dataset.units)
-    chosen = selection_groups(units, dataset.units, min(n_resamples, 2000), seed + 7)
-    if not chosen.empty:
-        tables["selection_groups"] = chosen
-    tables.update(shifted.tables(every_distribution, n_resamples, seed + 8))
-    extension = task_analysis(task)
-    task_tables: list[str] = []
-    if extension is not None:
-        added = extension.tables(scores.main_trials(responses))
-        tables.update(added)
-        task_tables = list(added)
-    step("tests", t)
-
-    t = time.perf_counter()
-    scored = scores.main_trials(every_distribution)
-    factors = stats.with_query_distribution(task.factors, scored)
-    mm, mixed_failed = None, ""
-    if mixed and scored["participant_id"].nunique() > 1 and scored["correct"].nunique() > 1:
-        mm, mixed_failed = _mixed_model(every_distribution, dataset, task, factors, tables,
-                                        seed=seed + 3, margin=margin, engine=mixed_engine,
-                                        max_rows=mixed_rows)
-    step("mixed model", t)
-
-    t = time.perf_counter()
-    ms = tables["model_scores"]
-    tables["scaling_spearman"] = scaling.spearman_trend(ms, dataset.models,
-                                                        n_resamples=n_resamples, seed=seed + 4)
-    tables["scaling_slopes"] = scaling.scaling_slopes(ms, dataset.models, margin=margin)
-    step("scaling", t)
-
-    t = time.perf_counter()
-    tables["power"], power = _power(ms, mm, scored, power_difference, power_sims, seed + 5)
-    step("power", t)
-
-    t = time.perf_counter()
-    if shifted.COLUMN in bots.columns:  # compared on the same queries as the scores
-        bots = bots[bots[shifted.COLUMN].fillna(scored_in) == scored_in]
-    if not bots.empty:
-        tables.update(machine_vs_human(responses, bots, min(n_resamples, 2000), seed + 6))
-    tables.update(calibration.tables(responses, bots, min(n_resamples, 2000), seed + 9))
-    step("machine vs human", t)
-    steps.close()
+    with run.stage("exclusions"):
+        ex = apply_exclusions(people, dataset.participants,
+                              rules_for(dataset.settings) if rules is None else rules)
+        every_distribution = ex.responses
+        scored_in = shifted.scored_distribution(every_distribution)
+        responses = _scored_distribution_only(every_distribution, scored_in)
+        if scores.main_trials(responses).empty:
+            run.bar.close()
+            raise NothingToScore(ex)
+        tables["exclusion_summary"] = ex.summary
+        tables["excluded_participants"] = ex.participants[ex.participants["excluded"]][
+            ["participant_id", "exclusion_reasons"]]
+    with run.stage("unit and model scores (BCa)"):
+        units = scores.unit_scores(responses)
+        tables["unit_scores"] = units
+        tables["model_scores"] = scores.model_scores(units, n_resamples, seed=seeds["bca_units"],
+                                                     progress=progress)
+    with run.stage("two-way bootstrap"):
+        tables["model_scores_two_way"] = scores.two_way_scores(
+            responses, two_way_resamples or n_resamples, seed=seeds["two_way"],
+            progress=progress)
+    with run.stage("participants, confidence, RT"):
+        tables["participant_summary"] = scores.participant_summary(responses)
+        tables["accuracy_by_confidence"] = scores.accuracy_by_confidence(
+            responses, n_resamples=n_resamples, seed=seeds["confidence"])
+        tables["rt_summary"] = scores.rt_summary(responses)
+    with run.stage("tests"):
+        tables.update(_tests(units, dataset, task, n_resamples, seeds))
+        tables.update(shifted.tables(every_distribution, n_resamples, seeds["shifted"]))
+        extension = task_analysis(task)
+        task_tables = extension.tables(scores.main_trials(responses)) if extension else {}
+        tables.update(task_tables)
+    with run.stage("mixed model"):
+        scored = scores.main_trials(every_distribution)
+        factors = stats.with_query_distribution(task.factors, scored)
+        mm, mixed_failed = None, ""
+        if mixed and scored["participant_id"].nunique() > 1 and scored["correct"].nunique() > 1:
+            mm, mixed_failed = _mixed_model(every_distribution, dataset, task, factors, tables,
+                                            seed=seeds["mixed_subsample"], margin=margin,
+                                            engine=mixed_engine, max_rows=mixed_rows)
+    with run.stage("scaling"):
+        ms = tables["model_scores"]
+        tables["scaling_spearman"] = scaling.spearman_trend(
+            ms, dataset.models, n_resamples=n_resamples, seed=seeds["spearman"])
+        tables["scaling_slopes"] = scaling.scaling_slopes(ms, dataset.models, margin=margin)
+    with run.stage("power"):
+        tables["power"], power = _power(ms, mm, scored, power_difference, power_sims,
+                                        seeds["power"])
+    with run.stage("machine vs human"):
+        tables.update(_machine_tables(responses, _scored_distribution_only(bots, scored_in),
+                                      min(n_resamples, 2000), seeds))
+    run.bar.close()
     for name in (*BY_MODEL, *(comparison_table(a, b) for a, b in task.comparisons)):
         if name in tables:  # IMI's order; other tables keep their own (e.g. largest gap first)
             tables[name] = sort_by_model(tables[name], dataset.models)
 
     settings = {"task_type": task.name, "chance": task.chance,
                 "comparisons": [f"{a} - {b}" for a, b in task.comparisons],
-                "mixed_factors": list(factors), "task_tables": task_tables,
+                "mixed_factors": list(factors), "task_tables": list(task_tables),
                 "query_distributions": shifted.distributions(every_distribution),
                 "scored_distribution": scored_in,
                 "reference_condition": task.reference_condition,
                 "n_resamples": n_resamples, "two_way_resamples": two_way_resamples or n_resamples,
-                "seed": seed, "seeds": {"bca_units": seed, "two_way": seed + 1,
-                                        "paired": seed + 2, "mixed_subsample": seed + 3,
-                                        "spearman": seed + 4, "power": seed + 5,
-                                        "machine": seed + 6, "selection": seed + 7,
-                                        "shifted": seed + 8, "calibration": seed + 9},
+                "seed": seed, "seeds": seeds,
                 "mixed_rows": mixed_rows, "mixed_engine": None if mm is None else mm.engine,
                 "mixed_not_fitted": mixed_failed,
                 "tost_margin": margin,
                 "power": power,
                 "rules": [r.describe() for r in ex.rules], "source": dataset.source}
     return AnalysisResult(tables=tables, exclusions=ex, mixed=mm, settings=settings,
-                          timings=timings)
+                          timings=run.timings)
+
+
+def _scored_distribution_only(rows: pd.DataFrame, scored_in: str) -> pd.DataFrame:
+    """The rows on the scored query distribution (rows without one count as on it)."""
+    if shifted.COLUMN not in rows.columns:
+        return rows
+    return rows[rows[shifted.COLUMN].fillna(scored_in) == scored_in]
+
+
+def _tests(units: pd.DataFrame, dataset: Dataset, task: TaskType, n_resamples: int,
+           seeds: dict[str, int]) -> dict[str, pd.DataFrame]:
+    """Between-model tests, the task's paired condition comparisons, depth, layers and the
+    machine-selected groups."""
+    tables = {}
+    tables["kruskal_wallis"], tables["conover_holm"] = stats.kruskal_models(units)
+    tables["brunner_munzel"] = stats.brunner_munzel_pairs(units)
+    for a, b in task.comparisons:
+        tables[comparison_table(a, b)] = stats.paired_conditions(
+            units, a, b, n_resamples=n_resamples, seed=seeds["paired"])
+    tables["depth_spearman"] = stats.depth_correlation(units, dataset.units)
+    tables["layer_scores"] = stats.layer_scores(units, dataset.units)
+    chosen = selection_groups(units, dataset.units, min(n_resamples, 2000), seeds["selection"])
+    if not chosen.empty:
+        tables["selection_groups"] = chosen
+    return tables
+
+
+def _machine_tables(people: pd.DataFrame, bots: pd.DataFrame, n_resamples: int,
+                    seeds: dict[str, int]) -> dict[str, pd.DataFrame]:
+    """Machine observers against the people on the same trials, and the calibration checks."""
+    tables = {}
+    if not bots.empty:
+        tables.update(machine_vs_human(people, bots, n_resamples, seeds["machine"]))
+    tables.update(calibration.tables(people, bots, n_resamples, seeds["calibration"]))
+    return tables
 
 
 def _mixed_model(responses: pd.DataFrame, dataset: Dataset, task: TaskType,
