@@ -296,7 +296,7 @@ def rules_from_spec(spec: Mapping[str, Any]) -> list[Rule]:
     """IMI's rules with the thresholds an experiment spec (its `exclusions` table) sets."""
     values = Exclusions.model_validate(spec.get("exclusions") or {})
     n_catch = int(spec.get("catch_trials_per_task") or IMI_CATCH_TRIALS)
-    task = get_task(task_name_of_spec(spec))
+    task_type = get_task(task_name_of_spec(spec))
     # a spec asking more correct catch answers than it has catch trials needs all of them
     need = min(values.min_catch_correct, n_catch)
     calibration = spec.get("calibration") or {}
@@ -305,8 +305,8 @@ def rules_from_spec(spec: Mapping[str, Any]) -> list[Rule]:
                                 / n_known)]
              if n_known and values.min_calibration_correct else [])
     return [CatchTrials(min_fraction=need / n_catch if n_catch else 0.0), *known,
-            ResponseRows(min_each=values.min_row_uses, column=task.option_column,
-                         options=tuple(task.options),
+            ResponseRows(min_each=values.min_row_uses, column=task_type.option_column,
+                         options=tuple(task_type.options),
                          include_catch=values.row_uses_include_catch),
             TotalTime(min_s=values.min_total_s, max_s=values.max_total_s),
             InstructionTime(min_s=values.min_instruction_s),

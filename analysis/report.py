@@ -84,7 +84,7 @@ def run_analysis(dataset: Dataset, n_resamples: int = 10_000, seed: int = 0,
     task type recorded in the dataset gives the chance level, the paired comparisons, the
     mixed model's factors and its own tables. Machine observers' rows (client `machine`, in the
     dataset or given as `machine`) are compared with the people's and kept out of the rest."""
-    task = task_of(dataset.settings)
+    task_type = task_of(dataset.settings)
     seeds = {name: seed + offset for name, offset in SEED_OFFSETS.items()}
     tables: dict[str, pd.DataFrame] = {}
     run = _Stages(total=9, progress=progress)
@@ -119,17 +119,17 @@ def run_analysis(dataset: Dataset, n_resamples: int = 10_000, seed: int = 0,
             responses, n_resamples=n_resamples, seed=seeds["confidence"])
         tables["rt_summary"] = scores.rt_summary(responses)
     with run.stage("tests"):
-        tables.update(_tests(units, dataset, task, n_resamples, seeds))
+        tables.update(_tests(units, dataset, task_type, n_resamples, seeds))
         tables.update(shifted.tables(every_distribution, n_resamples, seeds["shifted"]))
-        extension = task_analysis(task)
+        extension = task_analysis(task_type)
         task_tables = extension.tables(scores.main_trials(responses)) if extension else {}
         tables.update(task_tables)
     with run.stage("mixed model"):
         scored = scores.main_trials(every_distribution)
-        factors = stats.with_query_distribution(task.factors, scored)
+        factors = stats.with_query_distribution(task_type.factors, scored)
         mm, mixed_failed = None, ""
         if mixed and scored["participant_id"].nunique() > 1 and scored["correct"].nunique() > 1:
-            mm, mixed_failed = _mixed_model(every_distribution, dataset, task, factors, tables,
+            mm, mixed_failed = _mixed_model(every_distribution, dataset, task_type, factors, tables,
                                             seed=seeds["mixed_subsample"], margin=margin,
                                             engine=mixed_engine, max_rows=mixed_rows)
     with run.stage("scaling"):
@@ -144,16 +144,16 @@ def run_analysis(dataset: Dataset, n_resamples: int = 10_000, seed: int = 0,
         tables.update(_machine_tables(responses, _scored_distribution_only(bots, scored_in),
                                       min(n_resamples, 2000), seeds))
     run.bar.close()
-    for name in (*BY_MODEL, *(comparison_table(a, b) for a, b in task.comparisons)):
+    for name in (*BY_MODEL, *(comparison_table(a, b) for a, b in task_type.comparisons)):
         if name in tables:  # IMI's order; other tables keep their own (e.g. largest gap first)
             tables[name] = sort_by_model(tables[name], dataset.models)
 
-    settings = {"task_type": task.name, "chance": task.chance,
-                "comparisons": [f"{a} - {b}" for a, b in task.comparisons],
+    settings = {"task_type": task_type.name, "chance": task_type.chance,
+                "comparisons": [f"{a} - {b}" for a, b in task_type.comparisons],
                 "mixed_factors": list(factors), "task_tables": list(task_tables),
                 "query_distributions": shifted.distributions(every_distribution),
                 "scored_distribution": scored_in,
-                "reference_condition": task.reference_condition,
+                "reference_condition": task_type.reference_condition,
                 "n_resamples": n_resamples, "two_way_resamples": two_way_resamples or n_resamples,
                 "seed": seed, "seeds": seeds,
                 "mixed_rows": mixed_rows, "mixed_engine": None if mm is None else mm.engine,
@@ -172,14 +172,14 @@ def _scored_distribution_only(rows: pd.DataFrame, scored_in: str) -> pd.DataFram
     return rows[rows[shifted.COLUMN].fillna(scored_in) == scored_in]
 
 
-def _tests(units: pd.DataFrame, dataset: Dataset, task: TaskType, n_resamples: int,
+def _tests(units: pd.DataFrame, dataset: Dataset, task_type: TaskType, n_resamples: int,
            seeds: dict[str, int]) -> dict[str, pd.DataFrame]:
     """Between-model tests, the task's paired condition comparisons, depth, layers and the
     machine-selected groups."""
     tables = {}
     tables["kruskal_wallis"], tables["conover_holm"] = stats.kruskal_models(units)
     tables["brunner_munzel"] = stats.brunner_munzel_pairs(units)
-    for a, b in task.comparisons:
+    for a, b in task_type.comparisons:
         tables[comparison_table(a, b)] = stats.paired_conditions(
             units, a, b, n_resamples=n_resamples, seed=seeds["paired"])
     tables["depth_spearman"] = stats.depth_correlation(units, dataset.units)
@@ -200,14 +200,14 @@ def _machine_tables(people: pd.DataFrame, bots: pd.DataFrame, n_resamples: int,
     return tables
 
 
-def _mixed_model(responses: pd.DataFrame, dataset: Dataset, task: TaskType,
+def _mixed_model(responses: pd.DataFrame, dataset: Dataset, task_type: TaskType,
                  factors: tuple[str, ...], tables: dict[str, pd.DataFrame], seed: int,
                  margin: float, engine: str, max_rows: int | None
                  ) -> tuple[stats.MixedModelResult | None, str]:
     """The mixed model (and, when fitted on a subsample, its comparison with every row) added
     to `tables`; (None, why) when the engine refuses the data, so the rest still runs."""
     fit = partial(stats.mixed_model, responses, dataset.models, seed=seed, margin=margin,
-                  reference=task.reference_condition, factors=factors, engine=engine)
+                  reference=task_type.reference_condition, factors=factors, engine=engine)
     try:
         mm = fit(max_rows=max_rows)
     except DataError as exc:  # e.g. glmer refusing odd pilot data
@@ -246,8 +246,8 @@ def _power(model_scores: pd.DataFrame, mm: stats.MixedModelResult | None,
 def make_figures(result: AnalysisResult, dataset: Dataset, folder: Path) -> dict[str, list[Path]]:
     """Draw every figure of the report into `folder`."""
     t = result.tables
-    task = task_of(dataset.settings)
-    chance = task.chance
+    task_type = task_of(dataset.settings)
+    chance = task_type.chance
     order = model_order(t["model_scores"]["model"].unique(), dataset.models)
     figures = {"model_scores": plots.plot_model_scores(t["model_scores"], chance=chance,
                                                        order=order),
@@ -255,7 +255,7 @@ def make_figures(result: AnalysisResult, dataset: Dataset, folder: Path) -> dict
                    t["model_scores_two_way"], "Score per model (two-way bootstrap 95% CI)",
                    chance=chance, order=order),
                **{comparison_table(a, b): plots.plot_paired(t["unit_scores"], a, b)
-                  for a, b in task.comparisons if not t[comparison_table(a, b)].empty},
+                  for a, b in task_type.comparisons if not t[comparison_table(a, b)].empty},
                "scale": plots.plot_scale(t["model_scores"], dataset.models, chance=chance),
                "confidence": plots.plot_confidence(t["accuracy_by_confidence"], chance),
                "depth": plots.plot_depth(t["unit_scores"], t["layer_scores"], dataset.units),

@@ -126,8 +126,8 @@ def render_page(template: str, **context: Any) -> str:
 def render_html(result: AnalysisResult, dataset: Dataset) -> str:
     """The report: every table and figure, the exclusion summary, methods and settings."""
     t, s = result.tables, result.settings
-    task = task_of(dataset.settings)
-    extension = task_analysis(task)
+    task_type = task_of(dataset.settings)
+    extension = task_analysis(task_type)
     titles = {**SECTIONS, "task": "" if extension is None else extension.SECTION[0]}
     shown = [a for a in SECTIONS if (a != "task" or extension is not None)
              and (a not in OPTIONAL or OPTIONAL[a] in t)]
@@ -141,7 +141,7 @@ def render_html(result: AnalysisResult, dataset: Dataset) -> str:
         shown, titles, t=t, s=s, p=s["power"], margin=s["tost_margin"], min_n=MIN_N,
         bm_normal_above=stats.BM_NORMAL_ABOVE, overview=_overview(result, dataset),
         notes=dataset.notes, summary=t["exclusion_summary"], excluded=None,
-        nothing=None, comparisons=[(a, b, comparison_table(a, b)) for a, b in task.comparisons],
+        nothing=None, comparisons=[(a, b, comparison_table(a, b)) for a, b in task_type.comparisons],
         extension=extension, extension_tables=[
             n for n in t if n in s.get("task_tables", ())] if extension is not None else [],
         machine_tables=[(n, title) for n, title in MACHINE_TABLES if n in t], mm=mm,

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -48,30 +50,335 @@ def _model_table(models: pd.DataFrame | Sequence[str] | int | None) -> pd.DataFr
     return out
 
 
-def simulate(models: pd.DataFrame | Sequence[str] | int | None = None,
-             units_per_model: int | Sequence[int] = 84,
-             conditions: Sequence[str] = ("natural", "synthetic"),
-             responses_per_unit: int = 30,
-             trials_per_task: int = 40,
-             catch_per_task: int = 5,
-             practice_trials: int = 5,
-             accuracy: Mapping[str, float] | None = None,
-             model_offsets: Mapping[str, float] | None = None,
-             scale: str = "parameters",
-             scale_slope: float = 0.0,
-             model_sd: float = 0.0,
-             unit_sd: float = 0.8,
-             condition_unit_corr: float = 0.6,
-             participant_sd: float = 0.4,
-             careless_fraction: float = 0.05,
-             repeat_fraction: float = 0.0,
-             catch_accuracy: float = 0.97,
-             seed: int = 0,
-             experiment: str = "simulated",
-             difficulties: Mapping[str, float] | None = None,
-             distributions: Mapping[str, float] | None = None) -> Dataset:
-    """Make a dataset like IMI's (`units_per_model` may differ per model): per model x condition, tasks of `trials_per_task` distinct units
-    plus catch trials, one participant per task, every unit answered `responses_per_unit` times.
+@dataclass(frozen=True)
+class Simulation:
+    """What `simulate` makes: the design (models, units, conditions, tasks, catch and practice
+    trials), the truth (accuracies, offsets, scale trend, the random effects' SDs) and the
+    participants (careless, repeating), seeded. See `simulate` for the model."""
+
+    models: pd.DataFrame | Sequence[str] | int | None = None
+    units_per_model: int | Sequence[int] = 84
+    conditions: Sequence[str] = ("natural", "synthetic")
+    responses_per_unit: int = 30
+    trials_per_task: int = 40
+    catch_per_task: int = 5
+    practice_trials: int = 5
+    accuracy: Mapping[str, float] | None = None
+    model_offsets: Mapping[str, float] | None = None
+    scale: str = "parameters"
+    scale_slope: float = 0.0
+    model_sd: float = 0.0
+    unit_sd: float = 0.8
+    condition_unit_corr: float = 0.6
+    participant_sd: float = 0.4
+    careless_fraction: float = 0.05
+    repeat_fraction: float = 0.0
+    catch_accuracy: float = 0.97
+    seed: int = 0
+    experiment: str = "simulated"
+    difficulties: Mapping[str, float] | None = None
+    distributions: Mapping[str, float] | None = None
+
+
+@dataclass
+class _Truth:
+    """The generating model's fixed part: condition intercepts, model offsets, design cells."""
+
+    names: list[str]
+    conditions: list[str]
+    accuracy: dict[str, float]
+    mu: dict[str, float]
+    offsets: np.ndarray
+    difficulties: dict[str, float]
+    distributions: dict[str, float]
+    cells: list[tuple[str, str]]  # (difficulty, query distribution)
+    cell_names: list[str]
+    cell_offsets: np.ndarray
+
+
+@dataclass
+class _Units:
+    """The simulated units: model, layer, channel, id and per-condition effect."""
+
+    per_model: np.ndarray
+    model: np.ndarray
+    channel: np.ndarray
+    layer_index: np.ndarray
+    layer: np.ndarray
+    ids: np.ndarray
+    effect: np.ndarray  # (unit, condition)
+
+
+@dataclass
+class _Tasks:
+    """One participant per task: its model, condition, cell, units and traits."""
+
+    rows: list[tuple[int, int, int, int, np.ndarray]]  # model, condition, cell, number, units
+    careless: np.ndarray
+    presser: np.ndarray
+    effect: np.ndarray
+    pids: np.ndarray
+    ids: np.ndarray
+
+    @property
+    def condition(self) -> np.ndarray:
+        return np.array([ci for _, ci, _, _, _ in self.rows])
+
+    @property
+    def cell(self) -> np.ndarray:
+        return np.array([di for _, _, di, _, _ in self.rows])
+
+
+def _truth(sim: Simulation, meta: pd.DataFrame, rng: np.random.Generator) -> _Truth:
+    names = meta["model"].astype(str).tolist()
+    conditions = list(sim.conditions)
+    accuracy = dict(sim.accuracy or {"natural": 0.85, "synthetic": 0.75, "mixed": 0.8,
+                                     "none": 0.6})
+    total_sd = float(np.hypot(sim.unit_sd, sim.participant_sd))
+    mu = {c: logit_for_accuracy(accuracy[c], total_sd) for c in conditions}
+    offsets = np.array([float((sim.model_offsets or {}).get(m, 0.0)) for m in names])
+    if sim.scale_slope:
+        x = np.log10(meta[sim.scale].to_numpy(float))
+        offsets = offsets + sim.scale_slope * (x - x.mean())
+    offsets = offsets + rng.normal(0, sim.model_sd, len(names)) if sim.model_sd else offsets
+    difficulties = dict(sim.difficulties or {"easy": 0.0})
+    distributions = dict(sim.distributions or {"in": 0.0})
+    # a cell of the design: (difficulty, query distribution), each with its logit offset
+    cells = list(itertools.product(difficulties, distributions))
+    cell_names = [f"{d}-{q}" if len(distributions) > 1 else d for d, q in cells]
+    cell_offsets = np.array([float(difficulties[d]) + float(distributions[q]) for d, q in cells])
+    return _Truth(names, conditions, accuracy, mu, offsets, difficulties, distributions, cells,
+                  cell_names, cell_offsets)
+
+
+def _draw_units(sim: Simulation, truth: _Truth, rng: np.random.Generator) -> _Units:
+    """Units per model, their effects per condition correlated across conditions."""
+    n_models, n_conditions = len(truth.names), len(truth.conditions)
+    per_model = np.broadcast_to(np.asarray(sim.units_per_model, dtype=int), (n_models,))
+    n_units = int(per_model.sum())
+    unit_model = np.repeat(np.arange(n_models), per_model)
+    channel = np.concatenate([rng.choice(2048, k, replace=False) for k in per_model])
+    layer_index = rng.integers(1, 13, n_units)
+    layer = np.array([f"layer{k}" for k in layer_index])
+    ids = np.array([unit_key(truth.names[m], layer[i], channel[i])
+                    for i, m in enumerate(unit_model)])
+    corr = sim.condition_unit_corr
+    if not -1 < corr <= 1:
+        raise ValueError(f"condition_unit_corr must be in (-1, 1], not {corr}")
+    if corr == 1 and n_conditions > 1:
+        # one effect per unit shared by every condition (the covariance is singular)
+        effect = np.repeat(rng.normal(0, sim.unit_sd, (n_units, 1)), n_conditions, axis=1)
+    else:
+        cov = np.full((n_conditions, n_conditions), corr) * sim.unit_sd**2
+        np.fill_diagonal(cov, sim.unit_sd**2)
+        effect = rng.multivariate_normal(np.zeros(n_conditions), cov, size=n_units,
+                                         method="cholesky")
+    return _Units(per_model, unit_model, channel, layer_index, layer, ids, effect)
+
+
+def _draw_tasks(sim: Simulation, truth: _Truth, units: _Units, rng: np.random.Generator
+                ) -> _Tasks:
+    """Per model x condition x cell, a cyclic order of units cut into tasks of distinct units;
+    one participant per task, some careless (half of those always press row a)."""
+    t_len = min(sim.trials_per_task, int(units.per_model.min()))
+    rows = []
+    for m in range(len(truth.names)):
+        units_m = np.flatnonzero(units.model == m)
+        for ci in range(len(truth.conditions)):
+            for di in range(len(truth.cell_names)):
+                order = rng.permutation(units_m)
+                seq = np.tile(order, sim.responses_per_unit)
+                for t, start in enumerate(range(0, len(seq), t_len)):
+                    rows.append((m, ci, di, t, seq[start:start + t_len]))
+    n_tasks = len(rows)
+    careless = rng.random(n_tasks) < sim.careless_fraction
+    presser = careless & (rng.random(n_tasks) < 0.5)
+    effect = rng.normal(0, sim.participant_sd, n_tasks)
+    pids = np.array([f"P{i + 1:05d}" for i in range(n_tasks)])
+    ids = np.array([f"{truth.names[m]}-{truth.conditions[ci]}-" + (
+        f"{truth.cell_names[di]}-" if len(truth.cell_names) > 1 else "") + f"{t:03d}"
+        for m, ci, di, t, _ in rows])
+    return _Tasks(rows, careless, presser, effect, pids, ids)
+
+
+def _main_rows(sim: Simulation, truth: _Truth, units: _Units, tasks: _Tasks,
+               rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Main and catch rows, shuffled within each task, answered by the generating model."""
+    catch = sim.catch_per_task
+    sizes = np.array([len(u) + catch for *_, u in tasks.rows])
+    row_task = np.repeat(np.arange(len(tasks.rows)), sizes)
+    unit_col = np.concatenate([np.r_[u, np.full(catch, -1)] for *_, u in tasks.rows])
+    perm = np.argsort(rng.random(len(row_task)) + row_task, kind="stable")
+    unit_col = unit_col[perm]
+    is_catch = unit_col < 0
+    cond_idx = tasks.condition[row_task]
+    model_idx = np.array([m for m, *_ in tasks.rows])[row_task]
+    safe_unit = np.where(is_catch, 0, unit_col)
+    logit = (np.array([truth.mu[c] for c in truth.conditions])[cond_idx]
+             + truth.offsets[model_idx] + units.effect[safe_unit, cond_idx]
+             + tasks.effect[row_task] + truth.cell_offsets[tasks.cell[row_task]])
+    p = np.where(is_catch, sim.catch_accuracy, expit(logit))
+    p = np.where(tasks.careless[row_task], 0.5, p)
+    correct = rng.random(len(p)) < p
+    correct_choice = np.where(rng.random(len(p)) < 0.5, "a", "b")
+    choice = np.where(correct, correct_choice, np.where(correct_choice == "a", "b", "a"))
+    press = tasks.presser[row_task]
+    return {"task": row_task, "unit": unit_col, "is_catch": is_catch,
+            "correct": np.where(press, correct_choice == "a", correct),
+            "correct_choice": correct_choice, "choice": np.where(press, "a", choice)}
+
+
+def _practice_rows(sim: Simulation, tasks: _Tasks, rng: np.random.Generator
+                   ) -> dict[str, np.ndarray]:
+    """Practice blocks of `practice_trials`, repeated until one is all correct."""
+    k = sim.practice_trials
+    attempts = 1 + rng.geometric(np.where(tasks.careless, 0.35, 0.7)) - 1
+    sizes = attempts * k
+    row_task = np.repeat(np.arange(len(tasks.rows)), sizes)
+    attempt = np.concatenate([np.repeat(np.arange(a), k) for a in attempts])
+    last = attempt == attempts[row_task] - 1
+    correct = np.ones(len(row_task), dtype=bool)
+    first_in_block = np.r_[0, np.cumsum(sizes)[:-1]][row_task] + attempt * k
+    wrong_pos = rng.integers(0, k, len(row_task))
+    correct[(~last) & (np.arange(len(row_task)) - first_in_block == wrong_pos)] = False
+    return {"task": row_task, "attempt": attempt, "correct": correct, "attempts": attempts}
+
+
+def _sessions(sim: Simulation, truth: _Truth, units: _Units, tasks: _Tasks,
+              main: dict[str, np.ndarray], practice: dict[str, np.ndarray],
+              rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Practice then main rows per session, with confidence, timing and the participants."""
+    n_tasks, n_main, n_practice = len(tasks.rows), len(main["task"]), len(practice["task"])
+    task_all = np.r_[practice["task"], main["task"]]
+    phase = np.r_[np.full(n_practice, "practice"), np.full(n_main, "main")]
+    # lexsort keeps input order within equal keys, so practice precedes main, main stays shuffled
+    order = np.lexsort((np.r_[np.zeros(n_practice), np.ones(n_main)], task_all),)
+    unit_all = np.r_[np.full(n_practice, -2), main["unit"]][order]
+    task_all, phase = task_all[order], phase[order]
+    catch_all = np.r_[np.zeros(n_practice, bool), main["is_catch"]][order]
+    correct_all = np.r_[practice["correct"], main["correct"]][order]
+    cc_pr = np.where(rng.random(n_practice) < 0.5, "a", "b")
+    cc_all = np.r_[cc_pr, main["correct_choice"]][order]
+    choice_pr = np.where(practice["correct"], cc_pr, np.where(cc_pr == "a", "b", "a"))
+    choice_all = np.r_[choice_pr, main["choice"]][order]
+    attempt_all = np.r_[practice["attempt"], np.zeros(n_main, int)][order]
+    n = len(task_all)
+    starts = np.r_[0, np.cumsum(np.bincount(task_all, minlength=n_tasks))[:-1]]
+    trial_index = np.arange(n) - starts[task_all]
+
+    care = tasks.careless[task_all]
+    conf_p = np.where(correct_all[:, None], [0.15, 0.3, 0.55], [0.45, 0.35, 0.2])
+    conf_p = np.where(care[:, None], 1 / 3, conf_p)
+    confidence = 1 + (rng.random(n)[:, None] > np.cumsum(conf_p, axis=1)).sum(axis=1)
+    confidence = np.minimum(confidence, 3)
+    rt = np.exp(rng.normal(np.where(care, np.log(1500), np.log(4000)) +
+                           np.where(correct_all, 0, 0.15), 0.5))
+    step = rt + 2800.0  # feedback frame and Continue
+    csum = np.cumsum(step)
+    onset = csum - step - np.r_[0, csum][starts][task_all]
+    instruction_s = np.exp(rng.normal(np.where(tasks.careless, np.log(8), np.log(60)), 0.4))
+    t0 = (pd.Timestamp("2024-01-01", tz="UTC")
+          + pd.to_timedelta(np.arange(n_tasks) * 600, unit="s"))
+    received = (t0[task_all] + pd.to_timedelta(instruction_s[task_all] * 1000 + onset + rt,
+                                               unit="ms"))
+
+    known = np.maximum(unit_all, 0)
+    row_model = np.where(unit_all >= 0, np.array(truth.names, dtype=object)[units.model[known]],
+                         np.where(unit_all == -1, "catch", "practice"))
+    extra = (np.arange(n) % 5)
+    row_unit = np.where(unit_all >= 0, units.ids[known],
+                        np.char.add(np.char.add(row_model.astype(str), "/manual/"),
+                                    extra.astype(str)))
+    batch = rng.integers(0, 11, n)
+    responses = coerce(pd.DataFrame({
+        "experiment": sim.experiment, "participant_id": tasks.pids[task_all],
+        "session_id": np.char.add("S", tasks.pids[task_all]), "task_id": tasks.ids[task_all],
+        "client": "web", "condition": np.array(truth.conditions)[tasks.condition[task_all]],
+        "difficulty": np.array([d for d, _ in truth.cells])[tasks.cell[task_all]],
+        "query_distribution": np.array([q for _, q in truth.cells])[tasks.cell[task_all]],
+        "phase": phase, "is_catch": catch_all,
+        "trial_index": trial_index, "model": row_model,
+        "layer": np.where(unit_all >= 0, units.layer[known], "manual"),
+        "channel": np.where(unit_all >= 0, units.channel[known], extra),
+        "unit_id": row_unit, "batch": batch,
+        "query_a": np.char.add("img", (np.arange(n) * 2).astype(str)),
+        "query_b": np.char.add("img", (np.arange(n) * 2 + 1).astype(str)),
+        "correct_choice": cc_all, "choice": choice_all, "correct": correct_all,
+        "confidence": confidence, "rt_ms": rt, "stim_onset_ms": onset,
+        "response_ms": onset + rt, "server_received_at": received, "attempt": attempt_all}),
+        "responses")
+
+    total_s = instruction_s + np.bincount(task_all, weights=step, minlength=n_tasks) / 1000
+    n_sessions = np.where(rng.random(n_tasks) < sim.repeat_fraction, 2, 1)
+    participants = coerce(pd.DataFrame({
+        "experiment": sim.experiment, "participant_id": tasks.pids, "source": "prolific",
+        "status": "completed", "client": "web", "n_sessions": n_sessions, "started_at": t0,
+        "finished_at": t0 + pd.to_timedelta(total_s, unit="s"), "instruction_s": instruction_s,
+        "total_s": total_s, "practice_attempts": practice["attempts"], "excluded": False,
+        "exclusion_reasons": "", "screen_width": 1920, "screen_height": 1080,
+        "window_width": 1600, "window_height": 900, "device_pixel_ratio": 1.0,
+        "user_agent": "simulated", "frame_rate": 60.0}), "participants")
+    return responses, participants
+
+
+def _unit_table(sim: Simulation, truth: _Truth, units: _Units, rng: np.random.Generator
+                ) -> pd.DataFrame:
+    """The units table: the main units, then five catch units."""
+    n_units = len(units.ids)
+    unit_rows = pd.DataFrame({
+        "experiment": sim.experiment, "unit_id": units.ids,
+        "model": np.array(truth.names)[units.model], "layer": units.layer,
+        "channel": units.channel, "role": "main", "stimulus_set": "simulated",
+        "layer_position": (units.layer_index - 0.5) / 12,
+        "fv_activation": rng.gamma(4, 1, n_units),
+        "top_natural_activation": rng.gamma(3, 1, n_units),
+        "target_responses": sim.responses_per_unit})
+    catch_units = pd.DataFrame({
+        "experiment": sim.experiment, "unit_id": [f"catch/manual/{i}" for i in range(5)],
+        "model": "catch", "layer": "manual", "channel": range(5), "role": "catch",
+        "stimulus_set": "simulated", "layer_position": np.nan, "fv_activation": np.nan,
+        "top_natural_activation": np.nan, "target_responses": 0})
+    return coerce(pd.concat([unit_rows, catch_units], ignore_index=True), "units")
+
+
+def _ground_truth(sim: Simulation, truth: _Truth, units: _Units, tasks: _Tasks
+                  ) -> dict[str, Any]:
+    """Each unit's and model's true accuracy per condition and cell, who was careless, and the
+    settings."""
+    total_sd = float(np.hypot(sim.unit_sd, sim.participant_sd))
+    truth_units, truth_models = [], []
+    for (ci, c), (di, (d, q)) in itertools.product(enumerate(truth.conditions),
+                                                   enumerate(truth.cells)):
+        lp = truth.mu[c] + truth.offsets[units.model] + units.effect[:, ci] + truth.cell_offsets[di]
+        p_unit = marginal_accuracy(lp, sim.participant_sd)
+        truth_units.append(pd.DataFrame({"unit_id": units.ids,
+                                         "model": np.array(truth.names)[units.model],
+                                         "condition": c, "difficulty": d,
+                                         "query_distribution": q, "p_true": p_unit}))
+        for m, name in enumerate(truth.names):
+            truth_models.append({"model": name, "condition": c, "difficulty": d,
+                                 "query_distribution": q,
+                                 "score_population": float(marginal_accuracy(
+                                     truth.mu[c] + truth.offsets[m] + truth.cell_offsets[di],
+                                     total_sd)),
+                                 "score_sample": float(p_unit[units.model == m].mean()),
+                                 "logit_offset": truth.offsets[m]})
+    return {"models": pd.DataFrame(truth_models),
+            "units": pd.concat(truth_units, ignore_index=True),
+            "careless": sorted(tasks.pids[tasks.careless].tolist()),
+            "row_pressers": sorted(tasks.pids[tasks.presser].tolist()),
+            "params": {"seed": sim.seed, "accuracy": truth.accuracy, "scale": sim.scale,
+                       "scale_slope": sim.scale_slope, "unit_sd": sim.unit_sd,
+                       "participant_sd": sim.participant_sd, "model_sd": sim.model_sd,
+                       "careless_fraction": sim.careless_fraction, "mu": truth.mu,
+                       "difficulties": truth.difficulties,
+                       "distributions": truth.distributions}}
+
+
+def simulate(**settings: Any) -> Dataset:
+    """Make a dataset like IMI's from `Simulation(**settings)` (`units_per_model` may differ
+    per model): per model x condition, tasks of `trials_per_task` distinct units plus catch
+    trials, one participant per task, every unit answered `responses_per_unit` times.
 
     Truth: logit P(correct) = mu[condition] + offset[model] + scale_slope * centred log10(scale)
     + unit effect (sd `unit_sd`, correlated across conditions) + participant effect
@@ -83,220 +390,22 @@ def simulate(models: pd.DataFrame | Sequence[str] | int | None = None,
     (`in` and shifted ones, each a logit offset; default: `in` only). Ground truth is in
     `dataset.truth`.
     """
-    rng = np.random.default_rng(seed)
-    meta = _model_table(models)
-    names = meta["model"].astype(str).tolist()
-    n_models = len(names)
-    conditions = list(conditions)
-    accuracy = dict(accuracy or {"natural": 0.85, "synthetic": 0.75, "mixed": 0.8, "none": 0.6})
-    total_sd = float(np.hypot(unit_sd, participant_sd))
-    mu_c = {c: logit_for_accuracy(accuracy[c], total_sd) for c in conditions}
-    offsets = np.array([float((model_offsets or {}).get(m, 0.0)) for m in names])
-    if scale_slope:
-        x = np.log10(meta[scale].to_numpy(float))
-        offsets = offsets + scale_slope * (x - x.mean())
-    offsets = offsets + rng.normal(0, model_sd, n_models) if model_sd else offsets
-    difficulties = dict(difficulties or {"easy": 0.0})
-    distributions = dict(distributions or {"in": 0.0})
-    # a cell of the design: (difficulty, query distribution), each with its logit offset
-    cells = list(itertools.product(difficulties, distributions))
-    diff_names = [f"{d}-{q}" if len(distributions) > 1 else d for d, q in cells]
-    diff_offsets = np.array([float(difficulties[d]) + float(distributions[q]) for d, q in cells])
-
-    # units: per model, effects per condition correlated across conditions
-    per_model = np.broadcast_to(np.asarray(units_per_model, dtype=int), (n_models,))
-    n_units = int(per_model.sum())
-    unit_model = np.repeat(np.arange(n_models), per_model)
-    channel = np.concatenate([rng.choice(2048, k, replace=False) for k in per_model])
-    layer_idx = rng.integers(1, 13, n_units)
-    layer = np.array([f"layer{k}" for k in layer_idx])
-    unit_ids = np.array([unit_key(names[m], layer[i], channel[i]) for i, m in enumerate(unit_model)])
-    if not -1 < condition_unit_corr <= 1:
-        raise ValueError(f"condition_unit_corr must be in (-1, 1], not {condition_unit_corr}")
-    if condition_unit_corr == 1 and len(conditions) > 1:
-        # one effect per unit shared by every condition (the covariance is singular)
-        unit_eff = np.repeat(rng.normal(0, unit_sd, (n_units, 1)), len(conditions), axis=1)
-    else:
-        cov = np.full((len(conditions), len(conditions)), condition_unit_corr) * unit_sd**2
-        np.fill_diagonal(cov, unit_sd**2)
-        unit_eff = rng.multivariate_normal(np.zeros(len(conditions)), cov, size=n_units,
-                                           method="cholesky")
-    layer_position = (layer_idx - 0.5) / 12
-
-    # tasks: per model x condition, a cyclic order of units cut into tasks of distinct units
-    t_len = min(trials_per_task, int(per_model.min()))
-    task_rows = []  # (model, condition index, difficulty index, task number, unit indices)
-    for m in range(n_models):
-        units_m = np.flatnonzero(unit_model == m)
-        for ci in range(len(conditions)):
-            for di in range(len(diff_names)):
-                order = rng.permutation(units_m)
-                seq = np.tile(order, responses_per_unit)
-                for t, start in enumerate(range(0, len(seq), t_len)):
-                    task_rows.append((m, ci, di, t, seq[start:start + t_len]))
-    n_tasks = len(task_rows)
-    careless = rng.random(n_tasks) < careless_fraction
-    presser = careless & (rng.random(n_tasks) < 0.5)
-    p_eff = rng.normal(0, participant_sd, n_tasks)
-    pids = np.array([f"P{i + 1:05d}" for i in range(n_tasks)])
-    task_ids = np.array([f"{names[m]}-{conditions[ci]}-" + (f"{diff_names[di]}-" if len(
-        diff_names) > 1 else "") + f"{t:03d}" for m, ci, di, t, _ in task_rows])
-
-    # main + catch rows, shuffled within each task
-    sizes = np.array([len(u) + catch_per_task for *_, u in task_rows])
-    row_task = np.repeat(np.arange(n_tasks), sizes)
-    unit_col = np.concatenate([np.r_[u, np.full(catch_per_task, -1)] for *_, u in task_rows])
-    keys = rng.random(len(row_task)) + row_task
-    perm = np.argsort(keys, kind="stable")
-    unit_col = unit_col[perm]
-    is_catch = unit_col < 0
-    task_cond = np.array([ci for _, ci, _, _, _ in task_rows])
-    task_diff = np.array([di for _, _, di, _, _ in task_rows])
-    cond_idx = task_cond[row_task]
-    model_idx = np.array([m for m, *_ in task_rows])[row_task]
-    safe_unit = np.where(is_catch, 0, unit_col)
-    logit = (np.array([mu_c[c] for c in conditions])[cond_idx] + offsets[model_idx]
-             + unit_eff[safe_unit, cond_idx] + p_eff[row_task]
-             + diff_offsets[task_diff[row_task]])
-    p = np.where(is_catch, catch_accuracy, expit(logit))
-    p = np.where(careless[row_task], 0.5, p)
-    correct = rng.random(len(p)) < p
-    correct_choice = np.where(rng.random(len(p)) < 0.5, "a", "b")
-    other = np.where(correct_choice == "a", "b", "a")
-    choice = np.where(correct, correct_choice, other)
-    press = presser[row_task]
-    choice = np.where(press, "a", choice)
-    correct = np.where(press, correct_choice == "a", correct)
-    n_main_rows = len(row_task)
-
-    # practice rows: blocks of `practice_trials`, repeated until all correct
-    attempts = 1 + rng.geometric(np.where(careless, 0.35, 0.7)) - 1
-    pr_sizes = attempts * practice_trials
-    pr_task = np.repeat(np.arange(n_tasks), pr_sizes)
-    pr_attempt = np.concatenate([np.repeat(np.arange(a), practice_trials) for a in attempts])
-    last = pr_attempt == attempts[pr_task] - 1
-    pr_correct = np.ones(len(pr_task), dtype=bool)
-    first_in_block = np.r_[0, np.cumsum(pr_sizes)[:-1]][pr_task] + pr_attempt * practice_trials
-    wrong_pos = rng.integers(0, practice_trials, len(pr_task))
-    pos_in_block = np.arange(len(pr_task)) - first_in_block
-    pr_correct[(~last) & (pos_in_block == wrong_pos)] = False
-
-    # assemble both parts, practice first within each session
-    task_all = np.r_[pr_task, row_task]
-    phase = np.r_[np.full(len(pr_task), "practice"), np.full(n_main_rows, "main")]
-    order = np.lexsort((np.r_[np.zeros(len(pr_task)), np.ones(n_main_rows)], task_all),)
-    # lexsort keeps input order within equal keys, so practice precedes main, main stays shuffled
-    unit_all = np.r_[np.full(len(pr_task), -2), unit_col][order]
-    task_all, phase = task_all[order], phase[order]
-    catch_all = np.r_[np.zeros(len(pr_task), bool), is_catch][order]
-    correct_all = np.r_[pr_correct, correct][order]
-    cc_pr = np.where(rng.random(len(pr_task)) < 0.5, "a", "b")
-    cc_all = np.r_[cc_pr, correct_choice][order]
-    choice_pr = np.where(pr_correct, cc_pr, np.where(cc_pr == "a", "b", "a"))
-    choice_all = np.r_[choice_pr, choice][order]
-    attempt_all = np.r_[pr_attempt, np.zeros(n_main_rows, int)][order]
-    n = len(task_all)
-    starts = np.r_[0, np.cumsum(np.bincount(task_all, minlength=n_tasks))[:-1]]
-    trial_index = np.arange(n) - starts[task_all]
-
-    care = careless[task_all]
-    conf_p = np.where(correct_all[:, None], [0.15, 0.3, 0.55], [0.45, 0.35, 0.2])
-    conf_p = np.where(care[:, None], 1 / 3, conf_p)
-    confidence = 1 + (rng.random(n)[:, None] > np.cumsum(conf_p, axis=1)).sum(axis=1)
-    confidence = np.minimum(confidence, 3)
-    rt = np.exp(rng.normal(np.where(care, np.log(1500), np.log(4000)) +
-                           np.where(correct_all, 0, 0.15), 0.5))
-    step = rt + 2800.0  # feedback frame and Continue
-    csum = np.cumsum(step)
-    session_offset = np.r_[0, csum][starts][task_all]
-    onset = csum - step - session_offset
-    instruction_s = np.exp(rng.normal(np.where(careless, np.log(8), np.log(60)), 0.4))
-    t0 = (pd.Timestamp("2024-01-01", tz="UTC")
-          + pd.to_timedelta(np.arange(n_tasks) * 600, unit="s"))
-    received = (t0[task_all] + pd.to_timedelta(instruction_s[task_all] * 1000 + onset + rt,
-                                               unit="ms"))
-
-    row_model = np.where(unit_all >= 0, np.array(names, dtype=object)[unit_model[
-        np.maximum(unit_all, 0)]], np.where(unit_all == -1, "catch", "practice"))
-    row_layer = np.where(unit_all >= 0, layer[np.maximum(unit_all, 0)], "manual")
-    extra = (np.arange(n) % 5)
-    row_channel = np.where(unit_all >= 0, channel[np.maximum(unit_all, 0)], extra)
-    row_unit = np.where(unit_all >= 0, unit_ids[np.maximum(unit_all, 0)],
-                        np.char.add(np.char.add(row_model.astype(str), "/manual/"),
-                                    extra.astype(str)))
-    batch = rng.integers(0, 11, n)
-    responses = pd.DataFrame({
-        "experiment": experiment, "participant_id": pids[task_all],
-        "session_id": np.char.add("S", pids[task_all]), "task_id": task_ids[task_all],
-        "client": "web", "condition": np.array(conditions)[task_cond[task_all]],
-        "difficulty": np.array([d for d, _ in cells])[task_diff[task_all]],
-        "query_distribution": np.array([q for _, q in cells])[task_diff[task_all]],
-        "phase": phase, "is_catch": catch_all,
-        "trial_index": trial_index, "model": row_model, "layer": row_layer,
-        "channel": row_channel, "unit_id": row_unit, "batch": batch,
-        "query_a": np.char.add("img", (np.arange(n) * 2).astype(str)),
-        "query_b": np.char.add("img", (np.arange(n) * 2 + 1).astype(str)),
-        "correct_choice": cc_all, "choice": choice_all, "correct": correct_all,
-        "confidence": confidence, "rt_ms": rt, "stim_onset_ms": onset,
-        "response_ms": onset + rt, "server_received_at": received, "attempt": attempt_all})
-    responses = coerce(responses, "responses")
-
-    total_s = instruction_s + np.bincount(task_all, weights=step, minlength=n_tasks) / 1000
-    n_sessions = np.where(rng.random(n_tasks) < repeat_fraction, 2, 1)
-    participants = coerce(pd.DataFrame({
-        "experiment": experiment, "participant_id": pids, "source": "prolific",
-        "status": "completed", "client": "web", "n_sessions": n_sessions, "started_at": t0,
-        "finished_at": t0 + pd.to_timedelta(total_s, unit="s"), "instruction_s": instruction_s,
-        "total_s": total_s, "practice_attempts": attempts, "excluded": False,
-        "exclusion_reasons": "", "screen_width": 1920, "screen_height": 1080,
-        "window_width": 1600, "window_height": 900, "device_pixel_ratio": 1.0,
-        "user_agent": "simulated", "frame_rate": 60.0}), "participants")
-
-    unit_rows = pd.DataFrame({
-        "experiment": experiment, "unit_id": unit_ids, "model": np.array(names)[unit_model],
-        "layer": layer, "channel": channel, "role": "main", "stimulus_set": "simulated",
-        "layer_position": layer_position, "fv_activation": rng.gamma(4, 1, n_units),
-        "top_natural_activation": rng.gamma(3, 1, n_units),
-        "target_responses": responses_per_unit})
-    catch_units = pd.DataFrame({
-        "experiment": experiment, "unit_id": [f"catch/manual/{i}" for i in range(5)],
-        "model": "catch", "layer": "manual", "channel": range(5), "role": "catch",
-        "stimulus_set": "simulated", "layer_position": np.nan, "fv_activation": np.nan,
-        "top_natural_activation": np.nan, "target_responses": 0})
-    units = coerce(pd.concat([unit_rows, catch_units], ignore_index=True), "units")
-
-    main = responses[responses["phase"] == "main"]
-    trials = main.drop_duplicates(["task_id", "trial_index"]).assign(
-        position=lambda f: f["trial_index"], references_max="", references_min="")
-    trials = coerce(trials, "trials")
-
-    # ground truth
-    truth_units, truth_models = [], []
-    for (ci, c), (di, (d, q)) in itertools.product(enumerate(conditions), enumerate(cells)):
-        lp = mu_c[c] + offsets[unit_model] + unit_eff[:, ci] + diff_offsets[di]
-        p_unit = marginal_accuracy(lp, participant_sd)
-        truth_units.append(pd.DataFrame({"unit_id": unit_ids, "model": np.array(names)[unit_model],
-                                         "condition": c, "difficulty": d,
-                                         "query_distribution": q, "p_true": p_unit}))
-        for m, name in enumerate(names):
-            truth_models.append({"model": name, "condition": c, "difficulty": d,
-                                 "query_distribution": q,
-                                 "score_population": float(marginal_accuracy(
-                                     mu_c[c] + offsets[m] + diff_offsets[di], total_sd)),
-                                 "score_sample": float(p_unit[unit_model == m].mean()),
-                                 "logit_offset": offsets[m]})
-    truth = {"models": pd.DataFrame(truth_models),
-             "units": pd.concat(truth_units, ignore_index=True),
-             "careless": sorted(pids[careless].tolist()),
-             "row_pressers": sorted(pids[presser].tolist()),
-             "params": {"seed": seed, "accuracy": accuracy, "scale": scale,
-                        "scale_slope": scale_slope, "unit_sd": unit_sd,
-                        "participant_sd": participant_sd, "model_sd": model_sd,
-                        "careless_fraction": careless_fraction, "mu": mu_c,
-                        "difficulties": difficulties, "distributions": distributions}}
-    models_out = meta.copy()
-    return Dataset(responses=responses, participants=participants, units=units, trials=trials,
-                   models=models_out, source=f"simulate(seed={seed})", truth=truth)
+    sim = Simulation(**settings)
+    rng = np.random.default_rng(sim.seed)
+    meta = _model_table(sim.models)
+    truth = _truth(sim, meta, rng)
+    units = _draw_units(sim, truth, rng)
+    tasks = _draw_tasks(sim, truth, units, rng)
+    main = _main_rows(sim, truth, units, tasks, rng)
+    practice = _practice_rows(sim, tasks, rng)
+    responses, participants = _sessions(sim, truth, units, tasks, main, practice, rng)
+    unit_table = _unit_table(sim, truth, units, rng)
+    trials = coerce(responses[responses["phase"] == "main"].drop_duplicates(
+        ["task_id", "trial_index"]).assign(position=lambda f: f["trial_index"],
+                                           references_max="", references_min=""), "trials")
+    return Dataset(responses=responses, participants=participants, units=unit_table,
+                   trials=trials, models=meta.copy(), source=f"simulate(seed={sim.seed})",
+                   truth=_ground_truth(sim, truth, units, tasks))
 
 
-__all__ = ["logit_for_accuracy", "marginal_accuracy", "simulate"]
+__all__ = ["Simulation", "logit_for_accuracy", "marginal_accuracy", "simulate"]

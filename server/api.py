@@ -8,7 +8,7 @@ from flask import Blueprint, current_app, jsonify, request, url_for
 from werkzeug.exceptions import Unauthorized
 
 from experiments.errors import NotFound
-from experiments.sessions import SessionService, SessionState, TrialView
+from experiments.sessions import PlannedTrial, SessionService, SessionState
 from experiments.study.instructions import block_messages, session_pages
 from experiments.study.progress import Slot
 from experiments.tasks import TaskType, get_task
@@ -44,13 +44,13 @@ def _authorised(session_id: str) -> str:
     return token.strip()
 
 
-def _trial_json(trial: TrialView, task: TaskType, public: dict[str, str]) -> dict[str, Any]:
+def _trial_json(trial: PlannedTrial, task_type: TaskType, public: dict[str, str]) -> dict[str, Any]:
     # No unit, model, catch flag, answer or internal image id (those name the image's role):
     # nothing on the page tells a participant which query is the right one. The answer's
     # scoring comes back in the reply to the saved response.
     return {"trial_id": trial.trial_id, "phase": trial.phase, "position": trial.position,
-            "type": task.name, "stimulus": task.for_page(trial.stimulus, public.__getitem__),
-            "images": [public[i] for i in task.image_ids(trial.stimulus)]}
+            "type": task_type.name, "stimulus": task_type.for_page(trial.stimulus, public.__getitem__),
+            "images": [public[i] for i in task_type.image_ids(trial.stimulus)]}
 
 
 def _step_json(step: Slot | None) -> dict[str, Any] | None:
@@ -74,7 +74,7 @@ def state_json(state: SessionState) -> dict[str, Any]:
     source, info, experiment_id = lookup.session_facts(db, state.session_id)
     spec = lookup.find_experiment(db, state.experiment).spec
     public = app_state.images.public_ids(experiment_id)
-    task = get_task(spec.task.type)
+    task_type = get_task(spec.task.type)
     timing = spec.timing
     return {
         "session_id": state.session_id, "experiment": state.experiment,
@@ -85,13 +85,13 @@ def state_json(state: SessionState) -> dict[str, Any]:
         "practice_max_attempts": state.practice_max_attempts,
         "answered_correct_main": state.answered_correct_main,
         "completion_code": state.completion_code if state.stage == "done" else None,
-        "task_type": task.name, "words": task.words(),
-        "practice": [_trial_json(t, task, public) for t in state.practice],
+        "task_type": task_type.name, "words": task_type.words(),
+        "practice": [_trial_json(t, task_type, public) for t in state.practice],
         "practice_order": state.practice_order,  # repetitions show the trials reshuffled
         # The trial to show next (experiments.study.progress.Slot; None: nothing left to show):
         # `phase` and `position` index the practice or main list, `slot` of `block_size`.
         "next": _step_json(state.next_step),
-        "main": [_trial_json(t, task, public) for t in state.main],
+        "main": [_trial_json(t, task_type, public) for t in state.main],
         "timing": {"button_lock_ms": timing.button_lock_ms,
                    "feedback_delay_ms": timing.feedback_delay_ms,
                    "feedback_ms": timing.feedback_ms, "main_feedback": timing.main_feedback,

@@ -171,7 +171,7 @@ class BuildOptions:
     forward_batch: int | None = None
     pass_images: int | None = None
     device: str = "cpu"
-    batch_size: int = 64
+    batch_size: int | None = None  # None: the device's (stimuli.mining.mining_batch)
     workers: int = 2
     store_activations: bool = True
     skip_unreadable: bool = False
@@ -188,7 +188,7 @@ def build_stimulus_set(model_name: str, image_source: str | Path, out_dir: str |
     """Run sample -> mine -> render -> write for one model as `options` say (BuildOptions);
     resume partial work in out_dir. Returns the set folder."""
     from stimuli.cpu import steady_allocator
-    from stimuli.mining import MiningConfig, merge_shards, mine_shard
+    from stimuli.mining import MiningConfig, merge_shards, mine_shard, mining_batch
     from stimuli.render import schedule_for, search_for
 
     o = options or BuildOptions()
@@ -203,7 +203,8 @@ def build_stimulus_set(model_name: str, image_source: str | Path, out_dir: str |
                            f"{o.n_bins - 1} references + 1 query per side (need {2 * k}): give "
                            f"more images or fewer batches (--n-batches "
                            f"{max(1, len(files) // (2 * o.n_bins))} fits)")
-    cfg = MiningConfig(k=k, batch_size=o.batch_size, workers=o.workers, device=o.device,
+    cfg = MiningConfig(k=k, batch_size=mining_batch(o.batch_size, o.device), workers=o.workers,
+                       device=o.device,
                        store_activations=o.store_activations, skip_unreadable=o.skip_unreadable,
                        decode=o.decode)
     n_shards = finished_mining_shards(out)

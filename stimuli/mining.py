@@ -56,6 +56,16 @@ JPEG_MAGIC = b"\xff\xd8\xff"
 Transform = Callable[[np.ndarray, int], np.ndarray]
 
 
+CPU_MINING_BATCH = 16  # images per forward pass on the CPU: as fast as 64, 1 GB less resident
+
+
+def mining_batch(batch_size: int | None, device: str) -> int:
+    """The mining batch asked for, else the device's: 16 on the CPU, 64 on a GPU."""
+    if batch_size is not None:
+        return batch_size
+    return CPU_MINING_BATCH if str(device).startswith("cpu") else 64
+
+
 @dataclass
 class MiningConfig:
     """Settings of a mining pass."""

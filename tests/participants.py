@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import random
 
-from experiments.sessions import ResponseIn, SessionService, SessionState, TrialView
+from experiments.sessions import PlannedTrial, ResponseIn, SessionService, SessionState
 
 
-def answer(trial: TrialView, index: int, correct: bool = True, confidence: int = 2,
+def answer(trial: PlannedTrial, index: int, correct: bool = True, confidence: int = 2,
            rt_ms: float = 800.0) -> ResponseIn:
     """The response a participant gives to `trial` at running index `index`."""
     choice = trial.answer_key if correct else ("b" if trial.answer_key == "a" else "a")

@@ -17,7 +17,7 @@ from psychopy import core, event, logging, visual  # noqa: F401  (core keeps psy
 from experiments.lab.display import geometry_facts, layout_for
 from experiments.lab.keys import key_for
 from experiments.lab.layout import TWO, Box, TrialLayout, trial_layout
-from experiments.lab.task import LabTask, LabTrial
+from experiments.lab.task import LabTask, PlannedTrial
 from experiments.study.instructions import plain_text
 from experiments.tasks import get_task
 from experiments.tasks.choice import CONFIDENCE_LABELS
@@ -129,7 +129,7 @@ class LabScreen:
                 "user_agent": f"PsychoPy/{_psychopy_version()} ({platform.platform()})"}
 
     # ---- trial screen ------------------------------------------------------------------
-    def set_trial(self, trial: LabTrial, task: LabTask) -> None:
+    def set_trial(self, trial: PlannedTrial, task: LabTask) -> None:
         """Load a trial's images (empty cells when a condition shows fewer references)."""
         words = get_task(task.task_type)
         placed = words.lab_module().place(trial.stimulus)
@@ -186,7 +186,7 @@ class LabScreen:
             self.footer.text = footer
             self.footer.draw()
 
-    def set_example(self, trial: LabTrial, task: LabTask) -> None:
+    def set_example(self, trial: PlannedTrial, task: LabTask) -> None:
         """The instructions' example, as on the web page: a trial's reference grids (or its
         large image) small, each under its side's label, without the answer images."""
         words = get_task(task.task_type)

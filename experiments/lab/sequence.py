@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from experiments.lab.task import LabProgress, LabTask, LabTrial
+from experiments.lab.task import LabProgress, LabTask, PlannedTrial
 from experiments.sessions import ResponseIn
 from experiments.study import progress
 from experiments.tasks import get_task
@@ -22,7 +22,7 @@ from experiments.tasks import get_task
 class Step:
     """The trial to show next and where it sits in the session."""
 
-    trial: LabTrial
+    trial: PlannedTrial
     trial_index: int
     phase: str
     attempt: int  # practice repetition (0 for main)

@@ -16,7 +16,7 @@ from experiments.db.models import (
 )
 from experiments.errors import InterpsyError, Refused
 from experiments.lab.task import LabProgress, LabTask
-from experiments.sessions import SessionService, SessionState, TrialView
+from experiments.sessions import PlannedTrial, SessionService, SessionState
 from experiments.study.export import pseudonym
 from experiments.study.spec import ExperimentSpec
 from experiments.tasks import get_task
@@ -46,8 +46,8 @@ def task_from_state(db: Database, state: SessionState, participant: str) -> LabT
         number = session.get(Participant, record.participant_id).number
         rows = session.scalars(select(Trial).where(Trial.task_id == record.task_id)
                                .order_by(Trial.ordinal)).all()
-        practice = [TrialView.of(t) for t in rows if t.phase == "practice"]
-        main = [TrialView.of(t) for t in rows if t.phase == "main"]
+        practice = [PlannedTrial.of(t) for t in rows if t.phase == "practice"]
+        main = [PlannedTrial.of(t) for t in rows if t.phase == "main"]
         task_type = get_task(spec.task.type)
         wanted = {i for t in practice + main for i in task_type.image_ids(t.stimulus)}
         images = {image.image_id: image.path for image in image_files(session, experiment.id)

@@ -1,18 +1,15 @@
 """What a lab run needs, independent of where it came from (database or exported task file)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from experiments.sessions import TrialView
 from experiments.study import progress
 from experiments.study.instructions import session_pages
+from experiments.study.trial import PlannedTrial
 from experiments.tasks.imi_2afc import TwoAfcStimulus
 from experiments.tasks.registry import DEFAULT_TASK
-
-# A lab trial is the session service's view of a trial (unit, layout, answer key).
-LabTrial = TrialView
 
 
 @dataclass
@@ -33,8 +30,8 @@ class LabTask:
     task_id: str
     condition: str
     difficulty: str
-    practice: list[LabTrial]
-    main: list[LabTrial]
+    practice: list[PlannedTrial]
+    main: list[PlannedTrial]
     images: dict[str, Path]
     practice_pass_mark: int
     practice_max_attempts: int
@@ -81,19 +78,19 @@ class LabTask:
         return sorted(i for i, p in self.images.items() if not Path(p).is_file())
 
 
-def trial_to_dict(trial: LabTrial) -> dict[str, Any]:
+def trial_to_dict(trial: PlannedTrial) -> dict[str, Any]:
     """A trial as JSON-ready data."""
-    return asdict(trial)
+    return trial.record()
 
 
 # A task file of version 1 (before task types) holds IMI's 2-AFC fields flat.
 LEGACY_STIMULUS_KEYS = tuple(TwoAfcStimulus.model_fields)
 
 
-def trial_from_dict(data: dict[str, Any]) -> LabTrial:
+def trial_from_dict(data: dict[str, Any]) -> PlannedTrial:
     """The inverse of trial_to_dict; reads version-1 task files' flat 2-AFC trials too."""
     values = dict(data)
     if "stimulus" not in values:
         values["stimulus"] = {k: values.pop(k) for k in LEGACY_STIMULUS_KEYS}
         values["answer_key"] = values.pop("correct_choice")
-    return LabTrial(**values)
+    return PlannedTrial.from_record(values)

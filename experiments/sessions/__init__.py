@@ -18,10 +18,10 @@ from experiments.db.lookup import experiment_by_key
 from experiments.db.models import utcnow
 from experiments.sessions.base import SessionStore
 from experiments.sessions.common import (
+    PlannedTrial,
     ResponseIn,
     SessionState,
     TaskTrials,
-    TrialView,
     spec_of,
 )
 from experiments.sessions.entry import Entry
@@ -74,5 +74,13 @@ class SessionService:
     adopt_copy = _by("offline", Offline.adopt_copy)
 
 
-__all__ = ["ResponseIn", "SessionService", "SessionState", "TaskTrials", "TrialView",
-           "experiment_by_key", "spec_of", "utcnow"]
+__all__ = [
+    "PlannedTrial",
+    "ResponseIn",
+    "SessionService",
+    "SessionState",
+    "TaskTrials",
+    "experiment_by_key",
+    "spec_of",
+    "utcnow",
+]

@@ -21,8 +21,8 @@ from experiments.db.models import (
 from experiments.errors import NotFound
 from experiments.sessions.common import (
     ACTIVE,
+    PlannedTrial,
     TaskTrials,
-    TrialView,
     _remember,
     _token_matches,
     spec_of,
@@ -57,7 +57,7 @@ class SessionStore:
         cached = self._task_trials.get(task_id)
         if cached is not None:
             return cached
-        trials = [TrialView.of(t) for t in session.scalars(
+        trials = [PlannedTrial.of(t) for t in session.scalars(
             select(Trial).where(Trial.task_id == task_id).order_by(Trial.ordinal))]
         return _remember(self._task_trials, task_id, TaskTrials(
             tuple(t for t in trials if t.phase == "practice"),

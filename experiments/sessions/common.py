@@ -13,12 +13,12 @@ from experiments.db.models import (
     Experiment,
     Response,
     Session,
-    Trial,
 )
 from experiments.study import progress
 from experiments.study.spec import ExperimentSpec
+from experiments.study.trial import PlannedTrial
 from experiments.tasks.choice import ChoiceAnswer
-from experiments.vocabulary import IN_DISTRIBUTION, SessionStatus
+from experiments.vocabulary import SessionStatus
 
 ACTIVE = SessionStatus.ACTIVE  # the status most checks ask about
 FRAME_TOLERANCE_MS = 17  # one frame at 60 Hz: a response time may undercut the lock by this
@@ -59,35 +59,6 @@ class ResponseIn(BaseModel):
                 and abs(stored.rt_ms - self.rt_ms) < 1e-6)
 
 
-@dataclass(frozen=True)
-class TrialView:
-    """A trial as a client needs it to draw the screen and give feedback: generic facts, the
-    task type's stimulus description and the answer key."""
-
-    trial_id: int
-    phase: str
-    position: int
-    is_catch: bool
-    unit_id: str
-    condition: str
-    difficulty: str
-    batch: int
-    stimulus: dict[str, Any]
-    answer_key: str
-    model: str = ""
-    layer: str = ""
-    channel: int = -1
-    query_distribution: str = IN_DISTRIBUTION
-    is_calibration: bool = False
-
-    @classmethod
-    def of(cls, trial: Trial) -> TrialView:
-        return cls(trial.id, trial.phase, trial.position, trial.is_catch, trial.unit_id,
-                   trial.condition, trial.difficulty, trial.batch, dict(trial.stimulus),
-                   trial.answer_key, trial.model, trial.layer, trial.channel,
-                   trial.query_distribution, bool(trial.is_calibration))
-
-
 @dataclass
 class SessionState:
     """Where a session stands: its trials, the next trial_index and what happens next."""
@@ -104,8 +75,8 @@ class SessionState:
     main_offset: int | None
     practice_pass_mark: int
     practice_max_attempts: int
-    practice: list[TrialView]
-    main: list[TrialView]
+    practice: list[PlannedTrial]
+    main: list[PlannedTrial]
     completion_code: str | None
     token: str | None = None
     resumed: bool = False
@@ -126,7 +97,7 @@ class SessionState:
         return progress.Progress(self.next_index, self.main_offset, self.practice_attempts,
                                  main_correct=self.answered_correct_main, status=self.status)
 
-    def practice_trial(self, index: int) -> TrialView:
+    def practice_trial(self, index: int) -> PlannedTrial:
         """The practice trial shown at running index `index` (repetitions are reshuffled)."""
         return self.practice[progress.slot_at(self.session_id, self.rules, None, index).position]
 
@@ -169,19 +140,19 @@ class RecordResult:
 class TaskTrials:
     """A task's trials in order; immutable once the experiment is built, so cached per process."""
 
-    practice: tuple[TrialView, ...]
-    main: tuple[TrialView, ...]
+    practice: tuple[PlannedTrial, ...]
+    main: tuple[PlannedTrial, ...]
 
     @property
     def n_trials(self) -> int:
         """Practice (one attempt) and main trials: what a timed-out session's share is of."""
         return len(self.practice) + len(self.main)
 
-    def at(self, phase: str, position: int) -> TrialView | None:
+    def at(self, phase: str, position: int) -> PlannedTrial | None:
         trials = self.practice if phase == "practice" else self.main
         return trials[position] if 0 <= position < len(trials) else None
 
-    def by_id(self, trial_id: int) -> TrialView:
+    def by_id(self, trial_id: int) -> PlannedTrial:
         return next(t for t in (*self.practice, *self.main) if t.trial_id == trial_id)
 
 

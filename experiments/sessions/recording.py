@@ -110,14 +110,14 @@ class Recording:
         if trial.trial_id != response.trial_id:
             raise Conflict(f"trial_index {index} is trial {trial.trial_id} of this session, not "
                            f"{response.trial_id}", expected_trial_index=record.n_responses)
-        task = get_task(spec.task.type)
-        answer = task.parse_answer(response.answer)
-        task.check_answer(answer, trial.stimulus)
+        task_type = get_task(spec.task.type)
+        answer = task_type.parse_answer(response.answer)
+        task_type.check_answer(answer, trial.stimulus)
         now = self.store.clock()
         stored = Response(session_id=record.id, trial_index=index, trial_id=trial.trial_id,
                           rt_flag=self._rt_flag(response.rt_ms, record, spec, now),
                           attempt=slot.attempt, answer=answer.model_dump(mode="json"),
-                          correct=task.score(answer, trial.answer_key),
+                          correct=task_type.score(answer, trial.answer_key),
                           rt_ms=response.rt_ms, stim_onset_ms=response.stim_onset_ms,
                           response_ms=response.response_ms, client_extra=response.extra,
                           server_received_at=now, client_recorded_at=client_recorded_at)

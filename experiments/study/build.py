@@ -40,10 +40,10 @@ def load_sets(loaded: LoadedSpec, verify_hashes: bool = False) -> list[StimulusS
 
 def _check_roles(loaded: LoadedSpec, stimulus_set: StimulusSet, what: str) -> None:
     """A clear error when the set lacks an image role the spec's task type needs."""
-    task = get_task(loaded.spec.task.type)
-    missing = [role for role in task.roles if not (stimulus_set.images.role == role).any()]
+    task_type = get_task(loaded.spec.task.type)
+    missing = [role for role in task_type.roles if not (stimulus_set.images.role == role).any()]
     if missing:
-        raise InterpsyError(f"{loaded.path}: task type {task.name} needs images of the roles "
+        raise InterpsyError(f"{loaded.path}: task type {task_type.name} needs images of the roles "
                             f"{', '.join(missing)}; {what} {stimulus_set.path} has none")
 
 

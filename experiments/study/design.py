@@ -3,44 +3,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from experiments.db.models import Trial
 from experiments.errors import SpecError
 from experiments.stimulus_set import StimulusSet
 from experiments.study.selection import select_units
 from experiments.study.spec import ExperimentSpec
+from experiments.study.trial import PlannedTrial
 from experiments.tasks import TaskType, get_task
 from experiments.tasks.context import TrialContext, UnitInfo
 from experiments.vocabulary import IN_DISTRIBUTION
-
-
-@dataclass
-class PlannedTrial:
-    """One trial as the participant will see it: generic facts plus the task's stimulus."""
-
-    phase: str
-    position: int
-    is_catch: bool
-    unit: UnitInfo
-    condition: str
-    difficulty: str
-    batch: int
-    stimulus: dict[str, Any]
-    answer_key: str
-    query_distribution: str = IN_DISTRIBUTION
-    is_calibration: bool = False
-
-    @classmethod
-    def of(cls, row: Trial) -> PlannedTrial:
-        """A stored trial (its database row) as planned (the unit's set index unknown: 0)."""
-        return cls(row.phase, row.position, row.is_catch,
-                   UnitInfo(row.unit_id, row.model, row.layer, row.channel, 0), row.condition,
-                   row.difficulty, row.batch, dict(row.stimulus), row.answer_key,
-                   row.query_distribution, bool(row.is_calibration))
 
 
 @dataclass

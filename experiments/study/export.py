@@ -48,7 +48,7 @@ def _response_rows(session, experiment: Experiment) -> list[dict]:
              .where(Session.experiment_id == experiment.id)
              .order_by(Participant.number, Session.started_at, Session.id, Response.trial_index))
     rows = []
-    task = task_of_experiment(experiment)
+    task_type = task_of_experiment(experiment)
     for response, sess, number, task_key, trial in session.execute(query):
         rows.append({
             "experiment": experiment.key, "participant_id": pseudonym(number),
@@ -59,7 +59,7 @@ def _response_rows(session, experiment: Experiment) -> list[dict]:
             "trial_index": response.trial_index,
             "model": trial.model, "layer": trial.layer, "channel": trial.channel,
             "unit_id": trial.unit_id, "batch": trial.batch,
-            **task.response_values(trial.stimulus, trial.answer_key, response.answer,
+            **task_type.response_values(trial.stimulus, trial.answer_key, response.answer,
                                    response.correct),
             "rt_ms": response.rt_ms,
             "stim_onset_ms": response.stim_onset_ms, "response_ms": response.response_ms,
@@ -161,13 +161,13 @@ def unit_rows(session, experiment: Experiment) -> list[dict]:
 def _trial_rows(session, experiment: Experiment) -> list[dict]:
     query = (select(Task.task_key, Trial).join(Trial, Trial.task_id == Task.id)
              .where(Task.experiment_id == experiment.id).order_by(Task.task_key, Trial.ordinal))
-    task = task_of_experiment(experiment)
+    task_type = task_of_experiment(experiment)
     return [{"experiment": experiment.key, "task_id": key, "condition": t.condition,
              "difficulty": t.difficulty, "query_distribution": t.query_distribution,
              "phase": t.phase, "position": t.position,
              "is_catch": t.is_catch, "is_calibration": t.is_calibration, "model": t.model,
              "layer": t.layer, "channel": t.channel,
-             "unit_id": t.unit_id, "batch": t.batch, **task.trial_values(t.stimulus, t.answer_key)}
+             "unit_id": t.unit_id, "batch": t.batch, **task_type.trial_values(t.stimulus, t.answer_key)}
             for key, t in session.execute(query)]
 
 

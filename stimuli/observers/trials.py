@@ -17,9 +17,10 @@ from experiments.db.images import ImageFile, image_files
 from experiments.db.lookup import experiments_named
 from experiments.db.models import Task, Trial
 from experiments.stimulus_set import load_stimulus_set
-from experiments.study.design import PlannedTrial, check_query_distributions, plan_trial
+from experiments.study.design import check_query_distributions, plan_trial
 from experiments.study.export import task_of_experiment, unit_rows
 from experiments.study.spec import ExperimentSpec
+from experiments.study.trial import PlannedTrial
 from experiments.tasks import get_task
 from experiments.tasks.base import TaskType
 from experiments.tasks.context import TrialContext, UnitInfo

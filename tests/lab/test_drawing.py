@@ -83,7 +83,9 @@ def test_session_with_keys_aborted_and_resumed(screen, toy_set, tmp_path):
         assert abs(float(row["response_ms"]) - float(row["stim_onset_ms"])
                    - float(row["rt_ms"])) < 1e-6
         assert int(row["dropped_frames"]) >= 0 and int(row["n_frames"]) >= 1
-        assert row["frameRate"] and row["psychopyVersion"] and row["expName"] == key
+        assert row["psychopyVersion"] and row["expName"] == key
+        # PsychoPy measures no rate on a screen too busy to flip steadily (Xvfb under load)
+        assert row["frameRate"] == "" or float(row["frameRate"]) > 0
     frame = frames_from_db(db, key)
     responses = frame["responses"]
     assert list(responses.columns) == list(RESPONSE_COLUMNS)

@@ -50,7 +50,9 @@ def test_the_steps_each_image_ran_are_in_units_csv(image_folder, tmp_path):
         assert row[column] == "6", column
     for side in ("max", "min"):  # how alike the diverse images look, between -1 and 1
         assert -1 <= float(row[f"fv_histogram_corr_{side}"]) <= 1
-    render = json.loads((out / MANIFEST).read_text())["parameters"]["render"]
+    parameters = json.loads((out / MANIFEST).read_text())["parameters"]
+    render = parameters["render"]
+    assert parameters["mining"]["batch_size"] == 16  # the CPU's mining batch (lean, as fast)
     assert (render["max_steps"], render["min_steps"], render["schedule"]) == (6, 6, "custom")
     # the arithmetic's batch sizes: one job per forward pass on the CPU, cut into passes of 3
     # images, 64 images per loop
