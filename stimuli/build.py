@@ -223,18 +223,16 @@ def build_stimulus_set(model_name: str, image_source: str | Path, out_dir: str |
     schedule = schedule_for(o.schedule_name, o.render_steps, o.min_steps, o.plateau_window,
                             o.smoothing, o.max_render_batch, o.forward_batch, o.device,
                             o.pass_images)
-    max_exponent, binary_steps = search_for(o.schedule_name, o.max_exponent, o.binary_steps)
+    search = search_for(o.schedule_name, o.n_diverse, o.alpha, o.max_exponent, o.binary_steps)
     if o.render:
-        render_stage(model, spec, chosen, result, out, schedule, o.n_diverse, o.alpha,
-                     max_exponent, binary_steps, o.device, o.seed, o.progress)
+        render_stage(model, spec, chosen, result, out, schedule, search, o.device, o.seed,
+                     o.progress)
     params = {"n_batches": o.n_batches, "n_bins": o.n_bins, "k": k, "batching_seed": o.seed,
               "mining": {**{k_: v for k_, v in asdict(cfg).items() if k_ != "device"},
                          **_precision_record(cfg)},
               "render": ({**asdict(schedule), "schedule": schedule.name,
                           "schedule_base": o.schedule_name,
-                          "n_diverse": o.n_diverse, "alpha": o.alpha,
-                          "max_exponent": max_exponent, "binary_steps": binary_steps,
-                          "engine": "interpsy"} if o.render else None),
+                          **search.record(), "engine": "interpsy"} if o.render else None),
               "command": o.command, "device": _device_record(o.device)}
     return write_set(out, spec, weights, chosen, result, params, o.difficulties, o.seed,
                      o.name or out.name, o.image_size, include_synthetic=o.render)
@@ -303,49 +301,46 @@ def finished_mining_shards(out: str | Path) -> int | None:
     return max(complete) if complete else None
 
 
-def step_budget(n_units: int, schedule, n_diverse: int, fixed_alpha: bool, max_exponent: int,
-                binary_steps: int) -> int:
+def step_budget(n_units: int, schedule, search) -> int:
     """The most optimisation steps a group of units can take: every round of the diversity
     search at its longest (one round with a fixed alpha), each optimisation batch
     `schedule.max_steps` steps."""
     from types import SimpleNamespace
 
-    from stimuli.render import N_PLAIN, _chunks
+    from stimuli.render import _chunks
 
     def batches(sizes: list[int]) -> int:
         return len(_chunks([SimpleNamespace(n=n) for n in sizes], schedule.max_batch))
 
-    rounds = 1 if fixed_alpha else max_exponent + 1 + binary_steps
-    diverse = [n_diverse] * (2 * n_units)
-    first = batches([N_PLAIN] * (2 * n_units) + diverse)  # round 1 also renders the plain ones
-    return (first + (rounds - 1) * batches(diverse)) * schedule.max_steps
+    diverse = [search.n_diverse] * (2 * n_units)
+    first = batches([search.n_plain] * (2 * n_units) + diverse)  # round 1 renders the plain too
+    return (first + (search.rounds - 1) * batches(diverse)) * schedule.max_steps
 
 
-def render_stage(model, spec, chosen: list[Unit], result, out: Path, schedule, n_diverse: int,
-                 alpha: float | None, max_exponent: int, binary_steps: int, device: str,
-                 seed: int, progress: bool, shard: tuple[int, int] = (0, 1)) -> None:
-    """Render every unit of this shard that has no saved result yet (`<out>/_work/render/`)."""
-    from stimuli.render import N_PLAIN, render_units
+def render_stage(model, spec, chosen: list[Unit], result, out: Path, schedule, search,
+                 device: str, seed: int, progress: bool, shard: tuple[int, int] = (0, 1)
+                 ) -> None:
+    """Render every unit of this shard that has no saved result yet (`<out>/_work/render/`)
+    with the diversity search `search` (stimuli.render.DiversitySearch)."""
+    from stimuli.render import UnitTarget, render_units
 
     folder = _work(out) / "render"
     folder.mkdir(exist_ok=True)
-    same_settings(folder / "settings.json", "rendered units", {
-        **asdict(schedule), "n_diverse": n_diverse, "alpha": alpha,
-        "max_exponent": max_exponent, "binary_steps": binary_steps, "seed": seed},
-        done=len(list(folder.glob("unit-*.npz"))), restart=folder)
+    same_settings(folder / "settings.json", "rendered units",
+                  {**asdict(schedule), **search.record(), "seed": seed},
+                  done=len(list(folder.glob("unit-*.npz"))), restart=folder)
     mine = [i for i in range(len(chosen)) if i % shard[1] == shard[0]]
     done = {i for i in mine if (folder / f"unit-{i:05d}.npz").is_file()}
     if done and progress:
         print(f"reusing {len(done)} rendered units in {folder}", file=sys.stderr)
-    per_round = max(1, schedule.max_batch // (2 * (n_diverse + N_PLAIN)))
+    per_round = max(1, schedule.max_batch // (2 * (search.n_diverse + search.n_plain)))
     # groups are cut from all of the shard's units, so a resumed run renders each unit in the
     # same group as an uninterrupted one (a group killed between two unit files runs again)
     groups = [mine[first: first + per_round] for first in range(0, len(mine), per_round)]
     from tqdm.auto import tqdm
 
     todo = [group for group in groups if not set(group) <= done]
-    allotted = {group[0]: step_budget(len(group), schedule, n_diverse, alpha is not None,
-                                      max_exponent, binary_steps) for group in todo}
+    allotted = {group[0]: step_budget(len(group), schedule, search) for group in todo}
     # every step of every round counts from the first one, so the ETA shows from the start:
     # an upper bound (each search at its longest), topped up as rounds and groups end early
     budget = tqdm(total=sum(allotted.values()), disable=not (progress and todo), unit="step",
@@ -360,13 +355,11 @@ def render_stage(model, spec, chosen: list[Unit], result, out: Path, schedule, n
             budget.update(n)
 
         checkpoint = folder / f"group-{group[0]:05d}.search.pkl"  # the alpha search's rounds
-        visuals = render_units(
-            model, spec, [(chosen[i].layer, chosen[i].channel) for i in group],
-            [float(result.top_values[i, 0]) for i in group],
-            [float(result.bottom_values[i, 0]) for i in group], schedule, n_diverse, alpha,
-            max_exponent=max_exponent, binary_steps=binary_steps, device=device,
-            seed=seed, progress=progress, unit_keys=group, checkpoint=checkpoint,
-            on_step=on_step)
+        targets = [UnitTarget(chosen[i].layer, chosen[i].channel,
+                              float(result.top_values[i, 0]), float(result.bottom_values[i, 0]),
+                              i) for i in group]
+        visuals = render_units(model, spec, targets, schedule, search, device, seed, progress,
+                               checkpoint, on_step)
         budget.update(max(0, allotted[group[0]] - used[0]))
         for i, visual in zip(group, visuals):
             payload = {}

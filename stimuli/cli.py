@@ -300,9 +300,9 @@ def render(model, out, schedule_name, render_steps, min_steps, plateau_window, s
     spec, net, _ = load(model, not random_init, weights_path, device)
     schedule = schedule_for(schedule_name, render_steps, min_steps, plateau_window, smoothing,
                             render_batch, forward_batch, device, pass_images)
-    max_exponent, binary_steps = search_for(schedule_name, max_exponent, binary_steps)
-    render_stage(net, spec, chosen, result, Path(out), schedule, n_diverse, alpha, max_exponent,
-                 binary_steps, device, seed, progress, shard_)
+    search = search_for(schedule_name, n_diverse, alpha, max_exponent, binary_steps)
+    render_stage(net, spec, chosen, result, Path(out), schedule, search, device, seed, progress,
+                 shard_)
     click.echo(f"rendered shard {shard_[0]}/{shard_[1]} of {len(chosen)} units in {work}/render")
 
 

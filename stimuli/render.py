@@ -32,6 +32,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -141,11 +142,41 @@ def schedule_for(name: str, steps: int | None, min_steps: int | None, window: in
                                     pass_images=pass_images)
 
 
-def search_for(name: str, max_exponent: int | None, binary_steps: int | None) -> tuple[int, int]:
-    """The alpha search's (max_exponent, binary_steps): those given, else the schedule's."""
+N_PLAIN = 9  # IMI's non-diverse image is the best of this many renders
+
+
+@dataclass(frozen=True)
+class DiversitySearch:
+    """How many images a unit gets and IMI's search for their diversity weight: alpha =
+    `alpha_start`, x10 ... up to 10^max_exponent, then `binary_steps` bisections; `alpha` a
+    number fixes the weight (one round)."""
+
+    n_diverse: int = 8
+    alpha: float | None = None
+    max_exponent: int = 5
+    binary_steps: int = 7
+    alpha_start: float = 1.0
+    n_plain: int = N_PLAIN
+
+    @property
+    def rounds(self) -> int:
+        """The most rounds a search can take."""
+        return 1 if self.alpha is not None else self.max_exponent + 1 + self.binary_steps
+
+    def record(self) -> dict[str, Any]:
+        """The settings a build records (and a resumed build must share)."""
+        return {"n_diverse": self.n_diverse, "alpha": self.alpha,
+                "max_exponent": self.max_exponent, "binary_steps": self.binary_steps}
+
+
+def search_for(name: str, n_diverse: int = 8, alpha: float | None = None,
+               max_exponent: int | None = None, binary_steps: int | None = None
+               ) -> DiversitySearch:
+    """The named schedule's diversity search with what is given changed."""
     search = SEARCH[name]
-    return (search["max_exponent"] if max_exponent is None else max_exponent,
-            search["binary_steps"] if binary_steps is None else binary_steps)
+    return DiversitySearch(
+        n_diverse, alpha, search["max_exponent"] if max_exponent is None else max_exponent,
+        search["binary_steps"] if binary_steps is None else binary_steps)
 
 
 @dataclass
@@ -323,6 +354,56 @@ def render_jobs(model: torch.nn.Module, spec: ModelSpec, jobs: list[Job],
     return results  # type: ignore[return-value]
 
 
+class _PlateauStop:
+    """IMI's early stop per job: an EMA of the largest per-image norm of the spectrum gradient;
+    once more than max(min_steps, window) steps have run and the mean of the window's first
+    half over its second is <= `plateau`, the job is frozen (its parameters restored after
+    every later step) and its weight zeroed."""
+
+    def __init__(self, schedule: RenderSchedule, rows_of: list[list[int]], param: FourierImage,
+                 device) -> None:
+        self.schedule, self.rows_of, self.param, self.device = schedule, rows_of, param, device
+        n_jobs, n_total = len(rows_of), param.spectrum.shape[0]
+        self.on = schedule.min_steps < schedule.max_steps
+        self.active = [True] * n_jobs
+        self.steps = [schedule.max_steps] * n_jobs
+        self.ema: list[float | None] = [None] * n_jobs
+        self.history = [deque(maxlen=schedule.window) for _ in range(n_jobs)]
+        self.frozen = torch.zeros(n_total, dtype=torch.bool, device=device)
+        self.snapshot = param.spectrum.detach().clone()
+        self.live = torch.ones(n_total, device=device)
+
+    def restore(self) -> None:
+        """Put the frozen jobs' parameters back after an optimiser step."""
+        if bool(self.frozen.any()):
+            with torch.no_grad():
+                self.param.spectrum[self.frozen] = self.snapshot[self.frozen]
+
+    def update(self, step: int, norms: np.ndarray | None) -> None:
+        """Smooth this step's gradient norms and freeze the jobs that have plateaued."""
+        s = self.schedule
+        for j, rows in enumerate(self.rows_of):
+            if not self.active[j] or norms is None:
+                continue
+            value = float(norms[rows].max())
+            self.ema[j] = value if self.ema[j] is None else s.ema * self.ema[j] + (1 - s.ema) * value
+            self.history[j].append(self.ema[j])
+            if step > max(s.min_steps, s.window):  # IMI's test
+                values = list(self.history[j])
+                half = s.window // 2
+                first, second = np.mean(values[:half]), np.mean(values[half:])
+                if second > 0 and first / second <= s.plateau:
+                    self._freeze(j, step)
+
+    def _freeze(self, j: int, step: int) -> None:
+        self.active[j] = False
+        self.steps[j] = step
+        index = torch.tensor(self.rows_of[j], device=self.device)
+        self.frozen[index] = True
+        self.live[index] = 0.0
+        self.snapshot[index] = self.param.spectrum.detach()[index]
+
+
 def _render_chunk(model, spec, jobs, schedule, device, seed, progress, on_step
                   ) -> list[JobResult]:
     rows_of, start = [], 0
@@ -346,16 +427,8 @@ def _render_chunk(model, spec, jobs, schedule, device, seed, progress, on_step
     draws = StepDraws(seed)
     normalize = normalizer(spec, device)
     mean_std = lambda x: normalize(x * 255.0)
-
-    active = [True] * len(jobs)
-    steps = [schedule.max_steps] * len(jobs)
-    ema: list[float | None] = [None] * len(jobs)
-    history = [deque(maxlen=schedule.window) for _ in jobs]
-    frozen = torch.zeros(n_total, dtype=torch.bool, device=device)
-    snapshot = param.spectrum.detach().clone()
-    live = torch.ones(n_total, device=device)
+    stop = _PlateauStop(schedule, rows_of, param, device)
     acts = torch.zeros(n_total, device=device)
-    plateau_stop = schedule.min_steps < schedule.max_steps
 
     bar = tqdm(total=schedule.max_steps, disable=not progress, desc=f"render {len(jobs)} jobs",
                unit="step", dynamic_ncols=True, leave=False)
@@ -363,12 +436,12 @@ def _render_chunk(model, spec, jobs, schedule, device, seed, progress, on_step
     with LayerRecorder(model, spec, list(dict.fromkeys(layers)), keep="full") as recorder:
         for step in range(1, schedule.max_steps + 1):
             optimizer.zero_grad(set_to_none=True)
-            draw, weighted = draws.next(), weight * live
+            draw, weighted = draws.next(), weight * stop.live
             view_of = functools.partial(_view, param, draw, crop, mean_std)
             grams_of: dict[int, torch.Tensor] = {}
             for one in passes:
                 shared = None
-                if one.first is not None and one.batch.diverse and active[one.jobs[0]]:
+                if one.first is not None and one.batch.diverse and stop.active[one.jobs[0]]:
                     j = one.jobs[0]
                     if j not in grams_of:
                         grams_of[j] = _job_grams(model, recorder,
@@ -376,53 +449,41 @@ def _render_chunk(model, spec, jobs, schedule, device, seed, progress, on_step
                     shared = (grams_of[j], one.first)
                 loss, acts[one.rows] = _step_loss(model, recorder, view_of(one.rows), one.batch,
                                                   weighted[one.rows],
-                                                  [active[j] for j in one.jobs], shared)
+                                                  [stop.active[j] for j in one.jobs], shared)
                 loss.backward()
-            norms = _gradient_norms(param) if plateau_stop else None
+            norms = _gradient_norms(param) if stop.on else None
             optimizer.step()
-            if bool(frozen.any()):
-                with torch.no_grad():
-                    param.spectrum[frozen] = snapshot[frozen]
+            stop.restore()
             bar.update(1)
             on_step(1)
             if progress and (step % 25 == 0 or step == 1):
-                bar.set_postfix_str(_progress_note(acts, rows_of, jobs, targets, active))
-            for j, rows in enumerate(rows_of):
-                if not active[j] or norms is None:
-                    continue
-                value = float(norms[rows].max())
-                ema[j] = value if ema[j] is None else schedule.ema * ema[j] + (1 - schedule.ema) * value
-                history[j].append(ema[j])
-                if step > max(schedule.min_steps, schedule.window):  # IMI's test
-                    values = list(history[j])
-                    half = schedule.window // 2
-                    first, second = np.mean(values[:half]), np.mean(values[half:])
-                    if second > 0 and first / second <= schedule.plateau:
-                        active[j] = False
-                        steps[j] = step
-                        index = torch.tensor(rows, device=device)
-                        frozen[index] = True
-                        live[index] = 0.0
-                        snapshot[index] = param.spectrum.detach()[index]
-            if not any(active):
+                bar.set_postfix_str(_progress_note(acts, rows_of, jobs, targets, stop.active))
+            stop.update(step, norms)
+            if not any(stop.active):
                 on_step(schedule.max_steps - step)
                 break
         bar.close()
-        final = torch.zeros(n_total, 3, schedule.size, schedule.size, device=device)
-        final_acts = np.zeros(n_total)
-        with torch.no_grad():
-            for one in passes:
-                images = center_crop(param(one.rows), schedule.size)
-                final[one.rows] = images
-                outputs = recorder(model, mean_std(images))
-                final_acts[one.rows] = unit_activations(
-                    outputs, layouts, one.batch.layers, one.batch.channels).cpu().numpy()
+        pixels, final_acts = _final_images(model, recorder, param, passes, layouts, schedule,
+                                           mean_std, n_total, device)
+    return [JobResult(pixels[rows], final_acts[rows].astype(np.float64), stop.steps[j],
+                      jobs[j].alpha) for j, rows in enumerate(rows_of)]
+
+
+def _final_images(model, recorder, param: FourierImage, passes: list[_Pass], layouts,
+                  schedule: RenderSchedule, mean_std: Callable, n_total: int, device
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Every row's final image (uint8, centre crop) and its unit's activation on it."""
+    final = torch.zeros(n_total, 3, schedule.size, schedule.size, device=device)
+    final_acts = np.zeros(n_total)
+    with torch.no_grad():
+        for one in passes:
+            images = center_crop(param(one.rows), schedule.size)
+            final[one.rows] = images
+            outputs = recorder(model, mean_std(images))
+            final_acts[one.rows] = unit_activations(
+                outputs, layouts, one.batch.layers, one.batch.channels).cpu().numpy()
     pixels = (final.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-    return [JobResult(pixels[rows], final_acts[rows].astype(np.float64), steps[j], jobs[j].alpha)
-            for j, rows in enumerate(rows_of)]
-
-
-N_PLAIN = 9  # IMI's non-diverse image is the best of this many renders
+    return pixels, final_acts
 
 
 @dataclass
@@ -450,35 +511,43 @@ class _Search:
     tried: list = field(default_factory=list)
 
 
-def render_units(model: torch.nn.Module, spec: ModelSpec, units: list[tuple[str, int]],
-                 top_natural: list[float], bottom_natural: list[float],
-                 schedule: RenderSchedule, n_diverse: int = 8, alpha: float | None = None,
-                 alpha_start: float = 1.0, max_exponent: int = 5, binary_steps: int = 7,
+@dataclass(frozen=True)
+class UnitTarget:
+    """A unit to render, the natural activations its visualizations must beat and its key
+    (its seeds: the same key renders the same images whatever group or shard it is in)."""
+
+    layer: str
+    channel: int
+    top_natural: float  # the most activating natural exemplar's activation
+    bottom_natural: float  # the least activating one's
+    key: int
+
+
+def render_units(model: torch.nn.Module, spec: ModelSpec, targets: list[UnitTarget],
+                 schedule: RenderSchedule, search: DiversitySearch = DiversitySearch(),
                  device: str = "cpu", seed: int = 0, progress: bool = False,
-                 unit_keys: list[int] | None = None, n_plain: int = N_PLAIN,
                  checkpoint: str | Path | None = None,
                  on_step: Callable[[int], None] | None = None) -> list[UnitVisualizations]:
     """Non-diverse and diverse max/min visualizations for units, as IMI made them.
 
-    The non-diverse image is the best of `n_plain` renders; the diverse images come from IMI's
-    alpha search (1, 10, ... 10^max_exponent, then `binary_steps` bisections), strongest first.
-    `alpha=None` searches the diversity weight; a number fixes it (one round only).
-    `top_natural`/`bottom_natural` are each unit's most/least activating natural activation.
-    `unit_keys` (default 0, 1, ...) number the units for their seeds: give each unit the same key
-    whatever group or shard renders it, and its images come out the same.
+    The non-diverse image is the best of `search.n_plain` renders; the diverse images come
+    from IMI's alpha search (`DiversitySearch`), strongest first.
     `checkpoint`: a file the search state is saved to after every round and resumed from.
     When no weight's diverse images beat the exemplars, the `n_diverse` strongest non-diverse
     renders are the diverse set (alpha 0, `fallback_non_diverse`), as IMI falls back.
     """
-    keys = list(range(len(units))) if unit_keys is None else list(unit_keys)
+    units = [(t.layer, t.channel) for t in targets]
+    keys = [t.key for t in targets]
     out = [UnitVisualizations(layer, channel) for layer, channel in units]
     searches = []
-    for u in range(len(units)):
-        for side, target in (("max", top_natural[u]), ("min", bottom_natural[u])):
+    for u, t in enumerate(targets):
+        for side, target in (("max", t.top_natural), ("min", t.bottom_natural)):
             searches.append(_Search(side, u, float(target),
-                                    alpha_start if alpha is None else float(alpha)))
-    plain_jobs = [Job(units[s.unit][0], units[s.unit][1], 1 if s.side == "max" else -1, n_plain,
-                      0.0, seed=4 * keys[s.unit] + (s.side == "min"), target=s.target)
+                                    search.alpha_start if search.alpha is None
+                                    else float(search.alpha)))
+    plain_jobs = [Job(units[s.unit][0], units[s.unit][1], 1 if s.side == "max" else -1,
+                      search.n_plain, 0.0, seed=4 * keys[s.unit] + (s.side == "min"),
+                      target=s.target)
                   for s in searches]
     round_index = 0
     saved = _load_round(checkpoint, units, keys)
@@ -492,8 +561,9 @@ def render_units(model: torch.nn.Module, spec: ModelSpec, units: list[tuple[str,
             alphas = sorted({s.alpha for s in pending})
             tqdm.write(f"alpha round {round_index + 1}: {len(pending)} searches, alpha "
                        f"{alphas[0]:g}..{alphas[-1]:g}", file=sys.stderr)
-        jobs = [Job(units[s.unit][0], units[s.unit][1], 1 if s.side == "max" else -1, n_diverse,
-                    s.alpha, seed=4 * keys[s.unit] + 2 + (s.side == "min"), target=s.target)
+        jobs = [Job(units[s.unit][0], units[s.unit][1], 1 if s.side == "max" else -1,
+                    search.n_diverse, s.alpha, seed=4 * keys[s.unit] + 2 + (s.side == "min"),
+                    target=s.target)
                 for s in pending]
         if round_index == 0:
             jobs = plain_jobs + jobs
@@ -507,7 +577,8 @@ def render_units(model: torch.nn.Module, spec: ModelSpec, units: list[tuple[str,
                     plain_candidates=result.activations.tolist())
             results = results[len(plain_jobs):]
         for s, result in zip(pending, results):
-            _advance(s, result, alpha is not None, max_exponent, binary_steps)
+            _advance(s, result, search.alpha is not None, search.max_exponent,
+                     search.binary_steps)
         round_index += 1
         _save_round(checkpoint, units, keys, round_index, searches, out)
     for s in searches:
@@ -515,7 +586,7 @@ def render_units(model: torch.nn.Module, spec: ModelSpec, units: list[tuple[str,
         plain = record.pop("plain_all", None) or record["plain"]  # (a checkpoint before it)
         # IMI: when no diversity weight beats the exemplars, the non-diverse renders stand in
         chosen = (_strongest_first(s.best, s.side) if s.best is not None else
-                  _strongest_first(plain, s.side, keep=n_diverse))
+                  _strongest_first(plain, s.side, keep=search.n_diverse))
         # `beats` is about the images shown: non-diverse stand-ins may beat the exemplars
         record.update(diverse=chosen, alpha=chosen.alpha,
                       beats=beats_target(s.side, chosen.activations, s.target),

@@ -209,13 +209,14 @@ def test_the_build_shows_its_eta_from_the_first_step(image_folder, tmp_path, cap
     import re
 
     from stimuli.build import step_budget
-    from stimuli.render import RenderSchedule
+    from stimuli.render import DiversitySearch, RenderSchedule
 
     assert main(["stimuli", "build", "tiny-cnn", str(image_folder), str(tmp_path / "eta"),
                  "--unit", "bn1:0", "--unit", "bn1:1", "--n-batches", "1", "--n-bins", "4",
                  "--steps", "6", "--n-diverse", "2", "--random-init", "--progress"]) == 0
     err = capsys.readouterr().err.replace("\r", "\n")
-    total = step_budget(2, RenderSchedule.for_steps(6, None, None, None), 2, False, 5, 7)
+    total = step_budget(2, RenderSchedule.for_steps(6, None, None, None),
+                        DiversitySearch(n_diverse=2))
     assert total == 13 * 6  # 13 rounds of one batch each, 6 steps
     with_eta = re.search(rf"step budget \(ETA at most\):.*\| [1-9]\d*/{total} \[\S+<\d", err)
     first_unit = re.search(r"rendering tiny-cnn:.*\| [12]/2", err)  # one group of both

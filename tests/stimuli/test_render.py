@@ -62,13 +62,14 @@ def test_alpha_search_exponential_then_binary():
 def test_when_no_weight_beats_the_exemplars_the_non_diverse_renders_stand_in():
     """IMI's fallback: the diverse set is the strongest non-diverse renders, alpha 0 (before,
     the last failing diverse batch was kept)."""
-    from stimuli.render import render_units
+    from stimuli.render import DiversitySearch, UnitTarget, render_units
 
     spec = get_spec("tiny-cnn")
     model = load_model("tiny-cnn", pretrained=False)
     schedule = RenderSchedule(max_steps=3, min_steps=3, **SMALL)
-    visual = render_units(model, spec, [("bn1", 0)], [1e9], [-1e9], schedule, n_diverse=3,
-                          alpha=1.0, n_plain=4, seed=2)[0]
+    search = DiversitySearch(n_diverse=3, alpha=1.0, n_plain=4)
+    visual = render_units(model, spec, [UnitTarget("bn1", 0, 1e9, -1e9, 0)], schedule, search,
+                          seed=2)[0]
     for side in ("max", "min"):
         record = visual.results[side]
         assert not record["beats"] and record["fallback_non_diverse"]
@@ -76,8 +77,8 @@ def test_when_no_weight_beats_the_exemplars_the_non_diverse_renders_stand_in():
         assert_same_render(record["diverse"].images[:1], record["plain"].images)
         acts = record["diverse"].activations
         assert list(acts) == sorted(acts, reverse=side == "max")
-    reachable = render_units(model, spec, [("bn1", 0)], [-1e9], [1e9], schedule, n_diverse=3,
-                             alpha=1.0, n_plain=4, seed=2)[0]
+    reachable = render_units(model, spec, [UnitTarget("bn1", 0, -1e9, 1e9, 0)], schedule,
+                             search, seed=2)[0]
     assert reachable.results["max"]["beats"] and reachable.results["max"]["alpha"] == 1.0
     assert not reachable.results["max"]["fallback_non_diverse"]
 
@@ -86,17 +87,18 @@ def test_non_diverse_stand_ins_that_beat_the_exemplars_are_said_to_beat_them():
     """When no diversity weight beats the exemplars but the strongest non-diverse renders do,
     the set shows images that beat them: `beats` says so (units.csv's fv_beats_natural is
     checked against the images shown, and a build failed on the contradiction)."""
-    from stimuli.render import render_units
+    from stimuli.render import DiversitySearch, UnitTarget, render_units
 
     spec = get_spec("tiny-cnn")
     model = load_model("tiny-cnn", pretrained=False)
     schedule = RenderSchedule(max_steps=6, min_steps=6, **SMALL)
-    args = dict(n_diverse=3, alpha=1e6, n_plain=4, seed=2)  # a weight no image survives
-    probe = render_units(model, spec, [("bn1", 0)], [1e9], [-1e9], schedule, **args)[0]
+    search = DiversitySearch(n_diverse=3, alpha=1e6, n_plain=4)  # a weight no image survives
+    probe = render_units(model, spec, [UnitTarget("bn1", 0, 1e9, -1e9, 0)], schedule, search,
+                         seed=2)[0]
     plain, diverse = probe.results["max"]["plain_candidates"], probe.results["max"]["tried"]
     weakest_plain = sorted(plain, reverse=True)[2]  # the third strongest stand-in
-    visual = render_units(model, spec, [("bn1", 0)], [weakest_plain - 1e-6], [-1e9], schedule,
-                          **args)[0]
+    visual = render_units(model, spec, [UnitTarget("bn1", 0, weakest_plain - 1e-6, -1e9, 0)],
+                          schedule, search, seed=2)[0]
     record = visual.results["max"]
     assert record["fallback_non_diverse"], diverse  # no diverse batch beat the target
     assert record["beats"] and record["alpha"] == 0.0

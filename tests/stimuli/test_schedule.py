@@ -61,21 +61,19 @@ def test_the_steps_each_image_ran_are_in_units_csv(image_folder, tmp_path):
 
 
 def test_a_unit_renders_the_same_alone_and_in_a_group():
-    from stimuli.render import render_units
+    from stimuli.render import DiversitySearch, UnitTarget, render_units
 
     spec = get_spec("tiny-cnn")
     model = load_model("tiny-cnn", pretrained=False)
     schedule = RenderSchedule.for_steps(6, size=SMALL["size"], pad=SMALL["pad"])
-    units = [("bn3", 0), ("bn3", 1), ("bn3", 2)]  # bn3's kernels sum by batch size
-    args = dict(n_diverse=2, alpha=1.0, seed=5)
-    group = render_units(model, spec, units, [9.0] * 3, [-9.0] * 3, schedule,
-                         unit_keys=[10, 11, 12], **args)
-    alone = render_units(model, spec, units[1:2], [9.0], [-9.0], schedule, unit_keys=[11],
-                         **args)[0]
+    # bn3's kernels sum by batch size
+    units = [UnitTarget("bn3", c, 9.0, -9.0, 10 + c) for c in range(3)]
+    search = DiversitySearch(n_diverse=2, alpha=1.0)
+    group = render_units(model, spec, units, schedule, search, seed=5)
+    alone = render_units(model, spec, units[1:2], schedule, search, seed=5)[0]
     # one optimisation batch for all three units: each job still has a forward pass of its own
-    wide = render_units(model, spec, units, [9.0] * 3, [-9.0] * 3,
-                        RenderSchedule.for_steps(6, max_batch=256, **SMALL),
-                        unit_keys=[10, 11, 12], **args)
+    wide = render_units(model, spec, units, RenderSchedule.for_steps(6, max_batch=256, **SMALL),
+                        search, seed=5)
     for side in ("max", "min"):
         for kind in ("plain", "diverse"):
             for other in (group, wide):  # byte for byte, not only within float rounding
@@ -84,14 +82,14 @@ def test_a_unit_renders_the_same_alone_and_in_a_group():
 
 
 def test_diversity_as_imi_best_of_nine_sorted_and_searched_up_to_1e5():
-    from stimuli.render import render_units
+    from stimuli.render import DiversitySearch, UnitTarget, render_units
 
     spec = get_spec("tiny-cnn")
     model = load_model("tiny-cnn", pretrained=False)
     schedule = RenderSchedule.for_steps(3, size=SMALL["size"], pad=SMALL["pad"])
     # targets every render beats: the search climbs 1, 10, ... as far as IMI's 1e5
-    (unit,) = render_units(model, spec, [("bn1", 0)], [-1e9], [1e9], schedule, n_diverse=3,
-                           binary_steps=0)
+    (unit,) = render_units(model, spec, [UnitTarget("bn1", 0, -1e9, 1e9, 0)], schedule,
+                           DiversitySearch(n_diverse=3, binary_steps=0))
     for side, stronger in (("max", max), ("min", min)):
         record = unit.results[side]
         assert [alpha for alpha, _ in record["tried"]] == [1.0, 10.0, 100.0, 1e3, 1e4, 1e5]
