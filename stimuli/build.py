@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -391,9 +392,8 @@ def write_set(out: Path, spec, weights: str, chosen: list[Unit], result, params:
     """Plan the batches and write PNGs, tables and manifest into `out`."""
     from stimuli.mining import percentile_picks
 
-    n_batches, n_bins, k = params["n_batches"], params["n_bins"], params["k"]
+    n_batches, k = params["n_batches"], params["k"]
     units_meta = json.loads((out / WORK / "units.json").read_text())
-    depth = units_meta.get("layer_position", {})
     chosen_difficulties = (available_difficulties(result.n_valid, k, n_batches, difficulties)
                            if result.has_activations() else [])
     picks = (percentile_picks(result, {d: PERCENTILES[d] for d in chosen_difficulties}, n_batches)
@@ -405,71 +405,16 @@ def write_set(out: Path, spec, weights: str, chosen: list[Unit], result, params:
     for u, unit in enumerate(chosen):
         unit_picks = {d: {side: (picks[d][side][0][u], picks[d][side][1][u])
                           for side in ("max", "min")} for d in picks}
-        rows = plan_unit(unit.unit_id, (result.top_indices[u], result.top_values[u]),
-                         (result.bottom_indices[u], result.bottom_values[u]), n_batches, n_bins,
-                         seed, unit_picks)
-        for row in rows:
-            index = row.pop("image_index")
-            source = result.files[index]
-            row.update(kind="natural",
-                       path=write_natural(out, index, partial(load_shown, source,
-                                                              spec.preprocessing), image_size),
-                       source=_relative_source(result.files[index], dataset_source))
-            row["image_id"] = image_id(unit.model, unit.layer, unit.channel, "natural",
-                                       row["role"], row["batch"], row["rank"], row["difficulty"])
-            image_rows.append(row)
-        fv_activation = ""
-        fv_meta: dict = {}
-        render_file = out / WORK / "render" / f"unit-{u:05d}.npz"
+        image_rows += _natural_rows(out, spec, unit, u, result, params, seed, unit_picks,
+                                    dataset_source, image_size)
+        render = None
         if include_synthetic:
-            if not render_file.is_file():
-                raise StimuliError(f"unit {unit.unit_id} has no rendered visualizations yet; run "
-                                   f"`interpsy stimuli render` for all shards first")
-            data = np.load(render_file)
-            fv_meta = json.loads(str(data["meta"]))
-            for side in ("max", "min"):
-                images = [data[f"{side}_plain"][0]] + list(data[f"{side}_diverse"])
-                acts = [float(data[f"{side}_plain_act"][0])] + list(map(float,
-                                                                        data[f"{side}_diverse_act"]))
-                for rank, (pixels, act) in enumerate(zip(images, acts)):
-                    rel = f"images/synthetic/{unit_slug(unit.model, unit.layer, unit.channel)}/{side}{rank}.png"
-                    if pixels.shape[0] != image_size:
-                        from PIL import Image
-
-                        pixels = np.asarray(Image.fromarray(pixels).resize((image_size,) * 2))
-                    save_png(pixels, out / rel)
-                    image_rows.append({
-                        "image_id": image_id(unit.model, unit.layer, unit.channel, "synthetic",
-                                             f"reference_{side}", 0, rank),
-                        "unit_id": unit.unit_id, "kind": "synthetic",
-                        "role": f"reference_{side}", "batch": 0, "rank": rank,
-                        "activation": act, "path": rel, "difficulty": ""})
-            fv_activation = float(data["max_plain_act"][0])
-            # from the images shown, whatever the render's record says
-            if not all(beats_target(side, data[f"{side}_diverse_act"], fv_meta[side]["target"])
-                       for side in ("max", "min")):
+            render = _RenderedUnit.load(out, unit, u)
+            image_rows += render.write(out, unit, image_size)
+            if not render.beats:
                 skipped.append(unit.unit_id)
-        unit_rows.append({
-            "unit_id": unit.unit_id, "model": unit.model, "layer": unit.layer,
-            "channel": unit.channel, "reduction": "mean over " + (
-                "tokens" if spec.layout(unit.layer) == "tokens" else "space"),
-            "layer_position": depth.get(unit.layer, ""), "fv_activation": fv_activation,
-            "top_natural_activation": float(result.top_values[u, 0]),
-            "bottom_natural_activation": float(result.bottom_values[u, 0]),
-            "fv_min_activation": (float(data["min_plain_act"][0]) if include_synthetic
-                                  else ""),
-            "fv_alpha_max": fv_meta.get("max", {}).get("alpha", ""),
-            "fv_alpha_min": fv_meta.get("min", {}).get("alpha", ""),
-            "fv_beats_natural": (unit.unit_id not in skipped) if include_synthetic else "",
-            # How alike one side's diverse images look (colour histograms; 1 = the same).
-            **{f"fv_histogram_corr_{side}": (
-                round(histogram_correlation(data[f"{side}_diverse"]), 4)
-                if include_synthetic else "") for side in ("max", "min")},
-            # The optimisation steps the images ran (plain = rank 0, diverse = ranks 1..).
-            **{f"fv_steps{kind}_{side}": fv_meta.get(side, {}).get(f"steps{key}", "")
-               for kind, key in (("", "_plain"), ("_diverse", "_diverse"))
-               for side in ("max", "min")},
-            "layout": spec.layout(unit.layer), **spec.unit_facts(unit.layer, unit.channel)})
+        unit_rows.append(_unit_row(spec, unit, u, result, units_meta.get("layer_position", {}),
+                                   render))
     manifest = {
         "name": name, "model": spec.name, "weights": weights, "image_size": image_size,
         "layers": sorted({u.layer for u in chosen}),
@@ -487,5 +432,101 @@ def write_set(out: Path, spec, weights: str, chosen: list[Unit], result, params:
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     return write_tables(out, manifest, unit_rows, image_rows)
+
+
+def _natural_rows(out: Path, spec, unit: Unit, u: int, result, params: dict, seed: int,
+                  unit_picks: dict, dataset_source: str, image_size: int) -> list[dict]:
+    """The unit's natural images planned into batches and written (image rows)."""
+    rows = plan_unit(unit.unit_id, (result.top_indices[u], result.top_values[u]),
+                     (result.bottom_indices[u], result.bottom_values[u]), params["n_batches"],
+                     params["n_bins"], seed, unit_picks)
+    for row in rows:
+        index = row.pop("image_index")
+        source = result.files[index]
+        row.update(kind="natural",
+                   path=write_natural(out, index, partial(load_shown, source,
+                                                          spec.preprocessing), image_size),
+                   source=_relative_source(result.files[index], dataset_source))
+        row["image_id"] = image_id(unit.model, unit.layer, unit.channel, "natural",
+                                   row["role"], row["batch"], row["rank"], row["difficulty"])
+    return rows
+
+
+@dataclass
+class _RenderedUnit:
+    """A unit's saved render (`_work/render/unit-NNNNN.npz`): images, activations, record."""
+
+    data: Any
+    meta: dict
+
+    @classmethod
+    def load(cls, out: Path, unit: Unit, u: int) -> _RenderedUnit:
+        render_file = out / WORK / "render" / f"unit-{u:05d}.npz"
+        if not render_file.is_file():
+            raise StimuliError(f"unit {unit.unit_id} has no rendered visualizations yet; run "
+                               f"`interpsy stimuli render` for all shards first")
+        data = np.load(render_file)
+        return cls(data, json.loads(str(data["meta"])))
+
+    @property
+    def beats(self) -> bool:
+        """Both sides' diverse images beat the exemplars: from the images shown, whatever the
+        render's record says."""
+        return all(beats_target(side, self.data[f"{side}_diverse_act"], self.meta[side]["target"])
+                   for side in ("max", "min"))
+
+    def write(self, out: Path, unit: Unit, image_size: int) -> list[dict]:
+        """Write each side's plain (rank 0) and diverse images as PNGs (image rows)."""
+        rows = []
+        for side in ("max", "min"):
+            images = [self.data[f"{side}_plain"][0]] + list(self.data[f"{side}_diverse"])
+            acts = [float(self.data[f"{side}_plain_act"][0])] + list(
+                map(float, self.data[f"{side}_diverse_act"]))
+            for rank, (pixels, act) in enumerate(zip(images, acts)):
+                slug = unit_slug(unit.model, unit.layer, unit.channel)
+                rel = f"images/synthetic/{slug}/{side}{rank}.png"
+                if pixels.shape[0] != image_size:
+                    from PIL import Image
+
+                    pixels = np.asarray(Image.fromarray(pixels).resize((image_size,) * 2))
+                save_png(pixels, out / rel)
+                rows.append({
+                    "image_id": image_id(unit.model, unit.layer, unit.channel, "synthetic",
+                                         f"reference_{side}", 0, rank),
+                    "unit_id": unit.unit_id, "kind": "synthetic",
+                    "role": f"reference_{side}", "batch": 0, "rank": rank,
+                    "activation": act, "path": rel, "difficulty": ""})
+        return rows
+
+
+def _unit_row(spec, unit: Unit, u: int, result, depth: dict, render: _RenderedUnit | None
+              ) -> dict:
+    """The unit's row of units.csv (the `fv_*` columns empty without a render)."""
+    meta = render.meta if render is not None else {}
+
+    def rendered(value):
+        return value() if render is not None else ""
+
+    return {
+        "unit_id": unit.unit_id, "model": unit.model, "layer": unit.layer,
+        "channel": unit.channel, "reduction": "mean over " + (
+            "tokens" if spec.layout(unit.layer) == "tokens" else "space"),
+        "layer_position": depth.get(unit.layer, ""),
+        "fv_activation": rendered(lambda: float(render.data["max_plain_act"][0])),
+        "top_natural_activation": float(result.top_values[u, 0]),
+        "bottom_natural_activation": float(result.bottom_values[u, 0]),
+        "fv_min_activation": rendered(lambda: float(render.data["min_plain_act"][0])),
+        "fv_alpha_max": meta.get("max", {}).get("alpha", ""),
+        "fv_alpha_min": meta.get("min", {}).get("alpha", ""),
+        "fv_beats_natural": rendered(lambda: render.beats),
+        # How alike one side's diverse images look (colour histograms; 1 = the same).
+        **{f"fv_histogram_corr_{side}": rendered(
+            lambda side=side: round(histogram_correlation(render.data[f"{side}_diverse"]), 4))
+           for side in ("max", "min")},
+        # The optimisation steps the images ran (plain = rank 0, diverse = ranks 1..).
+        **{f"fv_steps{kind}_{side}": meta.get(side, {}).get(f"steps{key}", "")
+           for kind, key in (("", "_plain"), ("_diverse", "_diverse"))
+           for side in ("max", "min")},
+        "layout": spec.layout(unit.layer), **spec.unit_facts(unit.layer, unit.channel)}
 
 
