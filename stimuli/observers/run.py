@@ -74,58 +74,11 @@ def observe(source: TrialSource, out: str | Path, options: ObserveOptions,
                            f"calibrating fits alpha")
     alpha = (None if options.calibrate is not None
              else resolve_alpha(options.alpha, backbone, observer))
-    embeddings: dict[str, np.ndarray] = {}
-    if backbone is not None:
-        shown = {i for observed in source.trials
-                 for i in observer.shown(source.task, observed.trial.stimulus)}
-        missing = sorted(shown - set(source.images))
-        if missing:
-            raise StimuliError(f"{source.experiment}: {len(missing)} images of its trials are "
-                               f"not in its stimulus sets, e.g. {missing[0]}")
-        embeddings = embed_images(backbone, (source.images[i] for i in sorted(shown)),
-                                  out, options.batch_size, progress)
-    if observer.needs_unit_values:
-        from stimuli.proxy_faithfulness import parse_proxy, proxy_values
-
-        units: dict[str, set[str]] = {}
-        for observed in source.trials:
-            units.setdefault(observed.trial.unit.unit_id, set()).update(
-                source.task.image_ids(observed.trial.stimulus))
-        kind, k = parse_proxy(options.backbone)
-        embeddings = proxy_values(units, source.images, options.backbone, options.fit_images,
-                                  seed=options.seed,
-                                  pretrained=options.pretrained,
-                                  weights_path=options.weights_path, device=options.device)
-        label = f"proxy:{kind}:{k}"
-    else:
-        label = backbone.name if backbone else None
+    embeddings, label = _evidence(source, observer, backbone, options, out, progress)
     fitted_on = 0
     if options.calibrate is not None:
         alpha, fitted_on = calibrate_alpha(source, observer, embeddings, options.calibrate)
-    rng = np.random.default_rng(options.seed)
-    participant = f"M-{observer.name}" + (f"-{label}" if label else "")
-    answered_at = datetime.now(UTC)
-    rows = []
-    for observed in tqdm(source.trials, desc=f"answering ({observer.name})", unit="trial",
-                         disable=not progress):
-        trial = observed.trial
-        made = observer.answer(source.task, trial.stimulus, trial.answer_key, embeddings, alpha,
-                               rng)
-        rows.append({
-            "experiment": source.experiment, "participant_id": participant,
-            "session_id": f"{participant}/{observed.task_id}", "task_id": observed.task_id,
-            "client": "machine", "condition": trial.condition, "difficulty": trial.difficulty,
-            "query_distribution": trial.query_distribution,
-            "phase": trial.phase, "is_catch": trial.is_catch,
-            "is_calibration": trial.is_calibration,
-            "trial_index": observed.trial_index, "model": trial.unit.model,
-            "layer": trial.unit.layer, "channel": trial.unit.channel,
-            "unit_id": trial.unit.unit_id, "batch": trial.batch,
-            **source.task.response_values(trial.stimulus, trial.answer_key, made.answer,
-                                          made.correct),
-            "rt_ms": np.nan, "stim_onset_ms": np.nan, "response_ms": np.nan,
-            "server_received_at": answered_at, "attempt": 0, "observer": observer.name,
-            "backbone": label, "p_correct": made.p_correct})
+    rows = _answers(source, observer, embeddings, alpha, label, options.seed, progress)
     tables = tables_for(source.task.name)
     responses = coerce(pd.DataFrame(rows), "responses", tables)
     units = coerce(source.units.assign(experiment=source.experiment), "units", tables)
@@ -147,6 +100,64 @@ def observe(source: TrialSource, out: str | Path, options: ObserveOptions,
               "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
     (out / OBSERVER_FILE).write_text(json.dumps(record, indent=2, default=str))
     return responses
+
+
+def _evidence(source: TrialSource, observer, backbone, options: ObserveOptions, out: Path,
+              progress: bool) -> tuple[dict[str, np.ndarray], str | None]:
+    """What the observer compares (image embeddings, or a proxy's unit values) and its label."""
+    if observer.needs_unit_values:
+        from stimuli.proxy_faithfulness import parse_proxy, proxy_values
+
+        units: dict[str, set[str]] = {}
+        for observed in source.trials:
+            units.setdefault(observed.trial.unit.unit_id, set()).update(
+                source.task.image_ids(observed.trial.stimulus))
+        kind, k = parse_proxy(options.backbone)
+        values = proxy_values(units, source.images, options.backbone, options.fit_images,
+                              seed=options.seed, pretrained=options.pretrained,
+                              weights_path=options.weights_path, device=options.device)
+        return values, f"proxy:{kind}:{k}"
+    if backbone is None:
+        return {}, None
+    shown = {i for observed in source.trials
+             for i in observer.shown(source.task, observed.trial.stimulus)}
+    missing = sorted(shown - set(source.images))
+    if missing:
+        raise StimuliError(f"{source.experiment}: {len(missing)} images of its trials are "
+                           f"not in its stimulus sets, e.g. {missing[0]}")
+    return (embed_images(backbone, (source.images[i] for i in sorted(shown)), out,
+                         options.batch_size, progress), backbone.name)
+
+
+def _answers(source: TrialSource, observer, evidence: dict[str, np.ndarray],
+             alpha: float | None, label: str | None, seed: int, progress: bool
+             ) -> list[dict[str, Any]]:
+    """One response row per trial, answered by the observer (seeded)."""
+    rng = np.random.default_rng(seed)
+    participant = f"M-{observer.name}" + (f"-{label}" if label else "")
+    answered_at = datetime.now(UTC)
+    rows = []
+    for observed in tqdm(source.trials, desc=f"answering ({observer.name})", unit="trial",
+                         disable=not progress):
+        trial = observed.trial
+        made = observer.answer(source.task, trial.stimulus, trial.answer_key, evidence, alpha,
+                               rng)
+        rows.append({
+            "experiment": source.experiment, "participant_id": participant,
+            "session_id": f"{participant}/{observed.task_id}", "task_id": observed.task_id,
+            "client": "machine", "condition": trial.condition, "difficulty": trial.difficulty,
+            "query_distribution": trial.query_distribution,
+            "phase": trial.phase, "is_catch": trial.is_catch,
+            "is_calibration": trial.is_calibration,
+            "trial_index": observed.trial_index, "model": trial.unit.model,
+            "layer": trial.unit.layer, "channel": trial.unit.channel,
+            "unit_id": trial.unit.unit_id, "batch": trial.batch,
+            **source.task.response_values(trial.stimulus, trial.answer_key, made.answer,
+                                          made.correct),
+            "rt_ms": np.nan, "stim_onset_ms": np.nan, "response_ms": np.nan,
+            "server_received_at": answered_at, "attempt": 0, "observer": observer.name,
+            "backbone": label, "p_correct": made.p_correct})
+    return rows
 
 
 SCORED_SCOPE = "scored trials: main block, catch and calibration trials left out"
