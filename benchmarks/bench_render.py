@@ -9,7 +9,7 @@ side (34 images, IMI's transforms, 256 px parameters). Each measurement runs in 
 so its peak resident memory (CPU) or peak allocated memory (CUDA) is its own:
 
 - `interpsy`: `render_jobs` at the chosen forward batch and pass images (default: the
-  device's: on the CPU one job per pass, cut into passes of 3 images), seconds per step;
+  device's: on the CPU one job per pass, cut into passes of 2 images), seconds per step;
 - `model`: the model's own forward and backward on the same forward passes of random 256 px
   images (gradient to the input, through the whole network), seconds per step; the target is
   interpsy <= 1.3x this;

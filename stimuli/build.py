@@ -143,7 +143,7 @@ class BuildOptions:
     `min_steps`, `plateau_window` and `smoothing` change the rest of the stopping rule;
     `schedule_name="cpu"` starts from the CPU schedule and its shorter alpha search instead
     (`max_exponent`/`binary_steps` None: the schedule's). `forward_batch` and `pass_images`
-    (None: one job per forward pass in passes of 3 images on the CPU, the whole optimisation
+    (None: one job per forward pass in passes of 2 images on the CPU, the whole optimisation
     batch on a GPU) are recorded.
     `difficulties=None` adds every percentile query pair the image count allows.
     `decode="torchvision"` decodes JPEGs in batches on `device` (nvJPEG on a GPU).
@@ -212,8 +212,9 @@ def build_stimulus_set(model_name: str, image_source: str | Path, out_dir: str |
     mining = out / WORK / "mining"
     mining.mkdir(parents=True, exist_ok=True)
     same_settings(mining / "settings.json", "finished mining shards",
-                  {"k": k, "n_batches": o.n_batches, "n_bins": o.n_bins, "images": len(files)},
-                  done=n_shards or 0, restart=mining)
+                  {"k": k, "n_batches": o.n_batches, "n_bins": o.n_bins, "images": len(files),
+                   "batch_size": cfg.batch_size},
+                  done=n_shards or 0, restart=mining, before={"batch_size": 64})
     if n_shards is None:
         mine_shard(model, spec, weights, chosen, files, out / WORK, cfg, (0, 1), o.progress)
         n_shards = 1
@@ -268,16 +269,15 @@ def _precision_record(cfg) -> dict:
             "channels_last": channels_last}
 
 
-# settings added after builds were saved without them: the value those builds used
-SETTINGS_BEFORE_THEY_WERE_RECORDED = {"pass_images": 0}
-
-
-def same_settings(path: Path, what: str, settings: dict, done: int, restart: Path) -> None:
+def same_settings(path: Path, what: str, settings: dict, done: int, restart: Path,
+                  before: dict | None = None) -> None:
     """Record the settings `done` saved results were made with; on a resume with other
-    settings, refuse (naming each change and the folder to delete to start that stage over)."""
+    settings, refuse (naming each change and the folder to delete to start that stage over).
+    `before`: settings added after builds were saved without them, at the value those builds
+    used."""
     current = json.loads(json.dumps(settings, default=str))
     if path.is_file() and done:
-        stored = {**SETTINGS_BEFORE_THEY_WERE_RECORDED, **json.loads(path.read_text())}
+        stored = {**(before or {}), **json.loads(path.read_text())}
         changed = [f"{key} {stored.get(key)!r} -> {value!r}" for key, value in current.items()
                    if stored.get(key) != value]
         if changed:
@@ -327,9 +327,11 @@ def render_stage(model, spec, chosen: list[Unit], result, out: Path, schedule, s
 
     folder = _work(out) / "render"
     folder.mkdir(exist_ok=True)
-    same_settings(folder / "settings.json", "rendered units",
+    # a group's alpha-search checkpoint counts too: its rounds were made with these settings
+    started = len(list(folder.glob("unit-*.npz"))) + len(list(folder.glob("group-*.search.pkl")))
+    same_settings(folder / "settings.json", "rendered units or started groups",
                   {**asdict(schedule), **search.record(), "seed": seed},
-                  done=len(list(folder.glob("unit-*.npz"))), restart=folder)
+                  done=started, restart=folder, before={"pass_images": 0})
     mine = [i for i in range(len(chosen)) if i % shard[1] == shard[0]]
     done = {i for i in mine if (folder / f"unit-{i:05d}.npz").is_file()}
     if done and progress:

@@ -210,15 +210,15 @@ def _render_options(f):
                           "unit there). A unit's images do not depend on it.")(f)
     f = click.option("--forward-batch", type=click.IntRange(min=0), default=None,
                      help="Images per forward pass, whole jobs (a unit's max or min, plain or "
-                          "diverse); 0: one job per pass. Default: 0 on the CPU (the least "
-                          "memory, no slower), --render-batch on a GPU. Recorded in the "
+                          "diverse); 0: one job per pass (cut by --pass-images). Default: 0 on "
+                          "the CPU, --render-batch on a GPU. Recorded in the "
                           "manifest: kernels sum in a batch-size-dependent order, so another "
                           "value changes the images by float rounding.")(f)
     f = click.option("--pass-images", type=click.IntRange(min=0), default=None,
                      help="A job's images per forward pass: a larger job runs in passes of "
                           "at most this many (its diversity term stays exact, for one more "
-                          "pass without gradient); 0: the whole job. Default: 3 on the CPU "
-                          "(bounds the memory: about 0.13 GB per efficientnet-lite0 image), 0 "
+                          "pass without gradient); 0: the whole job. Default: 2 on the CPU "
+                          "(efficientnet-lite0 under 2 GB; 0 is about 1.3x faster), 0 "
                           "on a GPU. Recorded in the manifest.")(f)
     return f
 
@@ -413,7 +413,8 @@ def occlusion(set_dir, fraction, stride, blur_sigma, blur_stride, batch_size, pr
               help="A folder of images as its own query distribution (repeatable).")
 @click.option("--images", default=None, type=click.Path(),
               help="The set's image source, if not where its manifest says.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Images per mining forward pass (default: 16 on the CPU, 64 on a GPU).")
 @click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True,
               help="DataLoader worker processes.")
 @click.option("--skip-unreadable", is_flag=True,
@@ -426,6 +427,7 @@ def shift(set_dir, shifts, domains, images, batch_size, workers, skip_unreadable
     images shifted (seeded per image), each --domain a folder; mined for the set's units and
     picked with the set's own query rule; references stay in distribution. Resumes."""
     from stimuli.build import env_device
+    from stimuli.mining import mining_batch
     from stimuli.shifted_set import add_shifted_queries
 
     named = {}
@@ -436,7 +438,8 @@ def shift(set_dir, shifts, domains, images, batch_size, workers, skip_unreadable
         named[name] = folder
     out = add_shifted_queries(set_dir, shifts, named, images, pretrained=not random_init,
                               weights_path=weights_path, device=env_device(device),
-                              batch_size=batch_size, workers=workers,
+                              batch_size=mining_batch(batch_size, env_device(device)),
+                              workers=workers,
                               skip_unreadable=skip_unreadable, progress=progress,
                               command=_command_line())
     added = load_stimulus_set(out).manifest["query_distributions"]

@@ -290,6 +290,9 @@ def fingerprint(spec: ModelSpec, weights: str, units: list[Unit], files: list[st
                           "units": [u.unit_id for u in units], "files": files, "k": cfg.k,
                           "store": cfg.store_activations, "decode": cfg.decode,
                           "precision": str(dtype or torch.float32),
+                          # float rounding follows the batch; 64 (long the only default) keeps
+                          # the fingerprint of earlier runs, so they still resume
+                          **({"batch": cfg.batch_size} if cfg.batch_size != 64 else {}),
                           # the default keeps the fingerprint of mining runs started before
                           # preprocessing was per model, so they still resume
                           "crop": [RESIZE, CROP] if spec.preprocessing == DEFAULT_PREPROCESSING

@@ -90,6 +90,12 @@ LEGACY_STIMULUS_KEYS = tuple(TwoAfcStimulus.model_fields)
 def trial_from_dict(data: dict[str, Any]) -> PlannedTrial:
     """The inverse of trial_to_dict; reads version-1 task files' flat 2-AFC trials too."""
     values = dict(data)
+    if not isinstance(values.get("trial_id"), int):
+        from experiments.errors import InterpsyError
+
+        raise InterpsyError(f"a task file trial ({values.get('phase')} {values.get('position')}) "
+                            f"has no trial_id: export the task file again with `interpsy lab "
+                            f"export-task`")
     if "stimulus" not in values:
         values["stimulus"] = {k: values.pop(k) for k in LEGACY_STIMULUS_KEYS}
         values["answer_key"] = values.pop("correct_choice")

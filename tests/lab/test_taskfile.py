@@ -60,6 +60,12 @@ def test_reference_mode_and_bad_files(built, tmp_path):
     bad.write_text("{}")
     with pytest.raises(InterpsyError, match="not an interpsy lab task file"):
         load_task_file(bad)
+    # a trial without its stored id could not be answered: refused when the file is read
+    data = json.loads(task_file.read_text())
+    del data["main"][2]["trial_id"]
+    (tmp_path / "no_id.json").write_text(json.dumps(data))
+    with pytest.raises(InterpsyError, match=r"trial \(main 2\) has no trial_id"):
+        load_task_file(tmp_path / "no_id.json")
 
 
 def test_the_task_file_carries_the_task_type_that_scores_its_answers(built, tmp_path):

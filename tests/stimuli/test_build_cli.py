@@ -186,7 +186,7 @@ def test_a_resumed_build_says_what_it_reuses_and_refuses_changed_settings(image_
     capsys.readouterr()
     assert main([*args, "--steps", "3", "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert "1 rendered units in" in err and "max_steps 2 -> 3" in err
+    assert "1 rendered units or started groups in" in err and "max_steps 2 -> 3" in err
     assert "delete" in err and "render" in err and err.count("\n") == 1
     assert main([*args, "--n-batches", "2", "--steps", "2", "--no-progress"]) == 2
     assert "finished mining shards" in capsys.readouterr().err
@@ -196,11 +196,21 @@ def test_a_resumed_build_says_what_it_reuses_and_refuses_changed_settings(image_
     # a build saved before passes were cut (no pass_images recorded) ran whole jobs
     settings = Path(out) / "_work" / "render" / "settings.json"
     recorded = json.loads(settings.read_text())
-    assert recorded.pop("pass_images") == 3  # the CPU default
+    assert recorded.pop("pass_images") == 2  # the CPU default
     settings.write_text(json.dumps(recorded))
     assert main([*args, "--steps", "2", "--no-progress"]) == 2
-    assert "pass_images 0 -> 3" in capsys.readouterr().err
+    assert "pass_images 0 -> 2" in capsys.readouterr().err
     assert main([*args, "--steps", "2", "--pass-images", "0", "--no-progress"]) == 0
+    # a group stopped inside its alpha search (a checkpoint, no unit file yet) counts as started
+    render = Path(out) / "_work" / "render"
+    (render / "unit-00000.npz").rename(render / "group-00000.search.pkl")
+    assert main([*args, "--steps", "2", "--no-progress"]) == 2
+    assert "1 rendered units or started groups" in capsys.readouterr().err
+    # the mining batch is a setting of its stage; builds from before it was recorded used 64
+    mining = Path(out) / "_work" / "mining" / "settings.json"
+    assert json.loads(mining.read_text())["batch_size"] == 16  # the CPU default
+    assert main([*args, "--steps", "2", "--batch-size", "32", "--no-progress"]) == 2
+    assert "batch_size 16 -> 32" in capsys.readouterr().err
 
 
 def test_the_build_shows_its_eta_from_the_first_step(image_folder, tmp_path, capsys):

@@ -54,10 +54,10 @@ def test_the_steps_each_image_ran_are_in_units_csv(image_folder, tmp_path):
     render = parameters["render"]
     assert parameters["mining"]["batch_size"] == 16  # the CPU's mining batch (lean, as fast)
     assert (render["max_steps"], render["min_steps"], render["schedule"]) == (6, 6, "custom")
-    # the arithmetic's batch sizes: one job per forward pass on the CPU, cut into passes of 3
+    # the arithmetic's batch sizes: one job per forward pass on the CPU, cut into passes of 2
     # images, 64 images per loop
     assert (render["forward_batch"], render["pass_images"], render["max_batch"],
-            render["schedule_base"]) == (0, 3, 64, "imi")
+            render["schedule_base"]) == (0, 2, 64, "imi")
 
 
 def test_a_unit_renders_the_same_alone_and_in_a_group():
