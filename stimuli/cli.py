@@ -218,7 +218,7 @@ def _render_options(f):
                      help="A job's images per forward pass: a larger job runs in passes of "
                           "at most this many (its diversity term stays exact, for one more "
                           "pass without gradient); 0: the whole job. Default: 2 on the CPU "
-                          "(efficientnet-lite0 under 2 GB; 0 is about 1.3x faster), 0 "
+                          "(efficientnet-lite0 under 2 GB; 0 is 1.2-1.3x faster), 0 "
                           "on a GPU. Recorded in the manifest.")(f)
     return f
 

@@ -130,7 +130,7 @@ def schedule_for(name: str, steps: int | None, min_steps: int | None, window: in
                  smoothing: float | None, max_batch: int, forward_batch: int | None,
                  device: str, pass_images: int | None = None) -> RenderSchedule:
     """The named schedule with the options given. Defaults: on the CPU one job per forward pass
-    in passes of `CPU_PASS_IMAGES` images (under 2 GB for lite0, for about 1.3x the time of
+    in passes of `CPU_PASS_IMAGES` images (under 2 GB for lite0, for 1.2-1.3x the time of
     one pass per job); on a GPU the whole optimisation batch in one pass."""
     cpu = str(device).startswith("cpu")
     if forward_batch is None:
