@@ -122,6 +122,18 @@ def _calibration_pool(spec: ExperimentSpec, stimulus_set: StimulusSet) -> list[s
     return pool
 
 
+@dataclass
+class _Roles:
+    """Which units a plan reserves (practice, catch), which it draws main trials from (per
+    group) and each unit's role."""
+
+    practice: list[str]
+    catch: list[str]
+    groups: dict[str, list[str]]
+    roles: dict[str, str]
+    selection: dict[str, tuple[str, float]] = field(default_factory=dict)
+
+
 def plan(spec: ExperimentSpec, sets: list[StimulusSet],
          machine_scores: pd.Series | None = None,
          calibration: StimulusSet | None = None) -> Design:
@@ -140,6 +152,25 @@ def plan(spec: ExperimentSpec, sets: list[StimulusSet],
                 if spec.fv_must_beat_natural else [])
     for unit_id in left_out:
         del units[unit_id]
+    roles = _assign_roles(spec, sets, units, rng, machine_scores)
+    roles.roles.update({u: "calibration" if u in calibration_pool else "left_out"
+                        for u in calibration_units})
+    check_query_distributions(spec, sets)
+    targets = dict.fromkeys([*sorted(units), *calibration_units], 0)
+    tasks = _make_tasks(spec, with_calibration, {**units, **calibration_units}, roles,
+                        calibration_pool, rng, targets)
+    order = rng.permutation(len(tasks))
+    for position, task_index in enumerate(order):
+        tasks[task_index].assign_order = position
+    for number, task in enumerate(tasks, start=1):
+        task.task_key = f"T{number:05d}"
+    return Design(tasks, roles.roles, targets, units, sorted(left_out), roles.selection)
+
+
+def _assign_roles(spec: ExperimentSpec, sets: list[StimulusSet], units: dict[str, UnitInfo],
+                  rng: np.random.Generator, machine_scores: pd.Series | None) -> _Roles:
+    """Practice and catch units from the first set, the main units' groups (per set or
+    pooled; chosen by machine scores under `[select_units]`), every unit's role."""
     all_ids = sorted(units)
     first_set = [u for u in all_ids if units[u].set_index == 0]
     practice = _reserve(spec.practice.units, spec.practice.trials, first_set, "practice",
@@ -165,13 +196,16 @@ def plan(spec: ExperimentSpec, sets: list[StimulusSet],
             groups[group] = [u for u in pool if u in selection]
         roles = {u: "left_out" if role == "main" and u not in selection else role
                  for u, role in roles.items()}
+    return _Roles(practice, catch, groups, roles, selection)
 
-    roles.update({u: "calibration" if u in calibration_pool else "left_out"
-                  for u in calibration_units})
-    check_query_distributions(spec, sets)
-    maker = TrialContext(spec.task.params, with_calibration, rng)
+
+def _make_tasks(spec: ExperimentSpec, sets: list[StimulusSet], units: dict[str, UnitInfo],
+                roles: _Roles, calibration_pool: list[str], rng: np.random.Generator,
+                targets: dict[str, int]) -> list[PlannedTask]:
+    """Every cell's tasks (condition x difficulty x query distribution x group), each unit's
+    main trials filled least-used-first; `targets` counts the tasks each unit is in."""
+    maker = TrialContext(spec.task.params, sets, rng)
     task_type = get_task(spec.task.type)
-    targets = dict.fromkeys([*all_ids, *calibration_units], 0)
     drawer = np.random.default_rng([spec.seed, 2])  # its own stream: the rest is unmoved
     drawn = dict.fromkeys(calibration_pool, 0)
     n_calibration = 0 if spec.calibration is None else spec.calibration.trials
@@ -179,7 +213,7 @@ def plan(spec: ExperimentSpec, sets: list[StimulusSet],
     for condition in spec.conditions:
         for difficulty in spec.difficulty:
             for distribution in spec.query_distribution:
-                for group, pool in groups.items():
+                for group, pool in roles.groups.items():
                     if spec.main_trials_per_task > len(pool):
                         raise SpecError(f"main_trials_per_task is {spec.main_trials_per_task} "
                                         f"but {group!r} has only {len(pool)} units left after "
@@ -188,19 +222,13 @@ def plan(spec: ExperimentSpec, sets: list[StimulusSet],
                     for unit_ids in _fill_tasks(pool, spec.main_trials_per_task,
                                                 spec.responses_per_unit, rng):
                         known = _least_used(calibration_pool, n_calibration, drawn, drawer)
-                        tasks.append(_make_task(maker, task_type, spec,
-                                                {**units, **calibration_units}, unit_ids,
-                                                practice, catch,
+                        tasks.append(_make_task(maker, task_type, spec, units, unit_ids,
+                                                roles.practice, roles.catch,
                                                 (condition, difficulty, distribution), group,
                                                 rng, known))
                         for unit_id in unit_ids + known:
                             targets[unit_id] += 1
-    order = rng.permutation(len(tasks))
-    for position, task_index in enumerate(order):
-        tasks[task_index].assign_order = position
-    for number, task in enumerate(tasks, start=1):
-        task.task_key = f"T{number:05d}"
-    return Design(tasks, roles, targets, units, sorted(left_out), selection)
+    return tasks
 
 
 def check_query_distributions(spec: ExperimentSpec, sets: list[StimulusSet]) -> None:
