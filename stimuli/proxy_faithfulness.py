@@ -180,21 +180,8 @@ def faithfulness(set_dir: str | Path, out: str | Path, kinds: tuple[str, ...] = 
                        "proxy": kind, "k": k, "full": lossless,
                        "at_cap": kind == "prototypes" and k >= full}
                 with proxy(site, kind, k, fitted, seed) as simplify:
-                    for name, x in pair_inputs.items():
-                        values = apply_module(site, x, simplify).reshape(-1, 2)
-                        rows.append({**row, "distribution": name, "metric": "agreement",
-                                     "value": _agreement(pair_truth[name], values),
-                                     "n": len(values)})
-                    for name, x in inputs.items():
-                        values = apply_module(site, x, simplify)
-                        with warnings.catch_warnings():  # a constant proxy: NaN
-                            warnings.simplefilter("ignore", stats.ConstantInputWarning)
-                            rho = stats.spearmanr(truth[name], values).statistic
-                        rows += [{**row, "distribution": name, "metric": "spearman",
-                                  "value": float(rho), "n": len(values)},
-                                 {**row, "distribution": name, "metric": "top9",
-                                  "value": _top_overlap(truth[name], values),
-                                  "n": len(values)}]
+                    rows += _scored(site, simplify, row, (inputs, truth),
+                                    (pair_inputs, pair_truth))
     table = pd.DataFrame(rows)
     summary = summarise(table)
     folder = Path(out)
@@ -209,6 +196,30 @@ def faithfulness(set_dir: str | Path, out: str | Path, kinds: tuple[str, ...] = 
         "agreement_target": AGREEMENT_TARGET, "distributions": list(pools),
         "seconds": round(time.perf_counter() - t0, 1)}, indent=1))
     return table, summary
+
+
+def _scored(site: UnitSite, simplify, row: dict, pools: tuple[dict, dict],
+            pairs: tuple[dict, dict]) -> list[dict]:
+    """One proxy's rows against the unit itself (each pool and pair set with the unit's own
+    values): agreement on each distribution's query pairs, Spearman correlation and top-9
+    overlap on each evaluation pool."""
+    rows = []
+    pair_inputs, pair_truth = pairs
+    for name, x in pair_inputs.items():
+        values = apply_module(site, x, simplify).reshape(-1, 2)
+        rows.append({**row, "distribution": name, "metric": "agreement",
+                     "value": _agreement(pair_truth[name], values), "n": len(values)})
+    inputs, truth = pools
+    for name, x in inputs.items():
+        values = apply_module(site, x, simplify)
+        with warnings.catch_warnings():  # a constant proxy: NaN
+            warnings.simplefilter("ignore", stats.ConstantInputWarning)
+            rho = stats.spearmanr(truth[name], values).statistic
+        rows += [{**row, "distribution": name, "metric": "spearman", "value": float(rho),
+                  "n": len(values)},
+                 {**row, "distribution": name, "metric": "top9",
+                  "value": _top_overlap(truth[name], values), "n": len(values)}]
+    return rows
 
 
 def summarise(table: pd.DataFrame) -> pd.DataFrame:
