@@ -408,17 +408,7 @@ def mine_shard(model: torch.nn.Module, spec: ModelSpec, weights: str, units: lis
     n_units, n_shard = len(units), stop - start
     layers, channels, perm = _unit_order(units, device)
 
-    top = StreamingTopK(n_units, cfg.k, device, largest=True)
-    bottom = StreamingTopK(n_units, cfg.k, device, largest=False)
-    done, bad = 0, []
-    if ckpt_path.is_file():
-        state = torch.load(ckpt_path, weights_only=False)
-        if state["fingerprint"] != key:
-            raise StimuliError(f"{work} holds a mining checkpoint for other settings; remove it "
-                               f"or use another output folder")
-        top = StreamingTopK.from_state(state["top"], device)
-        bottom = StreamingTopK.from_state(state["bottom"], device)
-        done, bad = state["done"], state["bad"]
+    top, bottom, done, bad = _resume(ckpt_path, key, n_units, cfg.k, device, work)
     store = None
     if cfg.store_activations and n_shard:
         mode = "r+" if (done and act_path.is_file()) else "w+"
@@ -468,6 +458,21 @@ def mine_shard(model: torch.nn.Module, spec: ModelSpec, weights: str, units: lis
                  done_path)
     ckpt_path.unlink(missing_ok=True)
     return done_path
+
+
+def _resume(ckpt_path: Path, key: str, n_units: int, k: int, device: torch.device, work: Path
+            ) -> tuple[StreamingTopK, StreamingTopK, int, list[int]]:
+    """The shard's top-k and bottom-k so far, the images done and the unreadable ones: from its
+    checkpoint (refused if made with other settings), else empty."""
+    if not ckpt_path.is_file():
+        return (StreamingTopK(n_units, k, device, largest=True),
+                StreamingTopK(n_units, k, device, largest=False), 0, [])
+    state = torch.load(ckpt_path, weights_only=False)
+    if state["fingerprint"] != key:
+        raise StimuliError(f"{work} holds a mining checkpoint for other settings; remove it "
+                           f"or use another output folder")
+    return (StreamingTopK.from_state(state["top"], device),
+            StreamingTopK.from_state(state["bottom"], device), state["done"], state["bad"])
 
 
 def _progress(total: int, initial: int, enabled: bool, desc: str):
