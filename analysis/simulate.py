@@ -248,40 +248,79 @@ def _sessions(sim: Simulation, truth: _Truth, units: _Units, tasks: _Tasks,
               main: dict[str, np.ndarray], practice: dict[str, np.ndarray],
               rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Practice then main rows per session, with confidence, timing and the participants."""
-    n_tasks, n_main, n_practice = len(tasks.rows), len(main["task"]), len(practice["task"])
+    rows = _in_session_order(tasks, main, practice, rng)
+    timing = _timing(tasks, rows, rng)
+    responses = _response_table(sim, truth, units, tasks, rows, timing, rng)
+    n_tasks = len(tasks.rows)
+    total_s = timing["instruction_s"] + np.bincount(rows["task"], weights=timing["step"],
+                                                    minlength=n_tasks) / 1000
+    n_sessions = np.where(rng.random(n_tasks) < sim.repeat_fraction, 2, 1)
+    t0 = timing["t0"]
+    participants = coerce(pd.DataFrame({
+        "experiment": sim.experiment, "participant_id": tasks.pids, "source": "prolific",
+        "status": "completed", "client": "web", "n_sessions": n_sessions, "started_at": t0,
+        "finished_at": t0 + pd.to_timedelta(total_s, unit="s"),
+        "instruction_s": timing["instruction_s"], "total_s": total_s,
+        "practice_attempts": practice["attempts"], "excluded": False,
+        "exclusion_reasons": "", "screen_width": 1920, "screen_height": 1080,
+        "window_width": 1600, "window_height": 900, "device_pixel_ratio": 1.0,
+        "user_agent": "simulated", "frame_rate": 60.0}), "participants")
+    return responses, participants
+
+
+def _in_session_order(tasks: _Tasks, main: dict[str, np.ndarray],
+                      practice: dict[str, np.ndarray], rng: np.random.Generator
+                      ) -> dict[str, np.ndarray]:
+    """Every row, practice before main within each session (main keeps its shuffle), with the
+    practice rows' answer keys and choices and each row's index in its session."""
+    n_main, n_practice = len(main["task"]), len(practice["task"])
     task_all = np.r_[practice["task"], main["task"]]
     phase = np.r_[np.full(n_practice, "practice"), np.full(n_main, "main")]
     # lexsort keeps input order within equal keys, so practice precedes main, main stays shuffled
     order = np.lexsort((np.r_[np.zeros(n_practice), np.ones(n_main)], task_all),)
-    unit_all = np.r_[np.full(n_practice, -2), main["unit"]][order]
-    task_all, phase = task_all[order], phase[order]
-    catch_all = np.r_[np.zeros(n_practice, bool), main["is_catch"]][order]
-    correct_all = np.r_[practice["correct"], main["correct"]][order]
     cc_pr = np.where(rng.random(n_practice) < 0.5, "a", "b")
-    cc_all = np.r_[cc_pr, main["correct_choice"]][order]
     choice_pr = np.where(practice["correct"], cc_pr, np.where(cc_pr == "a", "b", "a"))
-    choice_all = np.r_[choice_pr, main["choice"]][order]
-    attempt_all = np.r_[practice["attempt"], np.zeros(n_main, int)][order]
-    n = len(task_all)
-    starts = np.r_[0, np.cumsum(np.bincount(task_all, minlength=n_tasks))[:-1]]
-    trial_index = np.arange(n) - starts[task_all]
+    task_all = task_all[order]
+    starts = np.r_[0, np.cumsum(np.bincount(task_all, minlength=len(tasks.rows)))[:-1]]
+    return {"task": task_all, "phase": phase[order], "starts": starts,
+            "trial_index": np.arange(len(task_all)) - starts[task_all],
+            "unit": np.r_[np.full(n_practice, -2), main["unit"]][order],
+            "is_catch": np.r_[np.zeros(n_practice, bool), main["is_catch"]][order],
+            "correct": np.r_[practice["correct"], main["correct"]][order],
+            "correct_choice": np.r_[cc_pr, main["correct_choice"]][order],
+            "choice": np.r_[choice_pr, main["choice"]][order],
+            "attempt": np.r_[practice["attempt"], np.zeros(n_main, int)][order]}
 
+
+def _timing(tasks: _Tasks, rows: dict[str, np.ndarray], rng: np.random.Generator
+            ) -> dict[str, Any]:
+    """Confidence, reaction times, onsets and arrival times (careless participants are fast)."""
+    task_all, correct = rows["task"], rows["correct"]
+    n = len(task_all)
     care = tasks.careless[task_all]
-    conf_p = np.where(correct_all[:, None], [0.15, 0.3, 0.55], [0.45, 0.35, 0.2])
+    conf_p = np.where(correct[:, None], [0.15, 0.3, 0.55], [0.45, 0.35, 0.2])
     conf_p = np.where(care[:, None], 1 / 3, conf_p)
     confidence = 1 + (rng.random(n)[:, None] > np.cumsum(conf_p, axis=1)).sum(axis=1)
-    confidence = np.minimum(confidence, 3)
     rt = np.exp(rng.normal(np.where(care, np.log(1500), np.log(4000)) +
-                           np.where(correct_all, 0, 0.15), 0.5))
+                           np.where(correct, 0, 0.15), 0.5))
     step = rt + 2800.0  # feedback frame and Continue
     csum = np.cumsum(step)
-    onset = csum - step - np.r_[0, csum][starts][task_all]
+    onset = csum - step - np.r_[0, csum][rows["starts"]][task_all]
     instruction_s = np.exp(rng.normal(np.where(tasks.careless, np.log(8), np.log(60)), 0.4))
     t0 = (pd.Timestamp("2024-01-01", tz="UTC")
-          + pd.to_timedelta(np.arange(n_tasks) * 600, unit="s"))
+          + pd.to_timedelta(np.arange(len(tasks.rows)) * 600, unit="s"))
     received = (t0[task_all] + pd.to_timedelta(instruction_s[task_all] * 1000 + onset + rt,
                                                unit="ms"))
+    return {"confidence": np.minimum(confidence, 3), "rt": rt, "step": step, "onset": onset,
+            "instruction_s": instruction_s, "t0": t0, "received": received}
 
+
+def _response_table(sim: Simulation, truth: _Truth, units: _Units, tasks: _Tasks,
+                    rows: dict[str, np.ndarray], timing: dict[str, Any],
+                    rng: np.random.Generator) -> pd.DataFrame:
+    """The responses table (the export's columns) of every row."""
+    task_all, unit_all = rows["task"], rows["unit"]
+    n = len(task_all)
     known = np.maximum(unit_all, 0)
     row_model = np.where(unit_all >= 0, np.array(truth.names, dtype=object)[units.model[known]],
                          np.where(unit_all == -1, "catch", "practice"))
@@ -289,36 +328,24 @@ def _sessions(sim: Simulation, truth: _Truth, units: _Units, tasks: _Tasks,
     row_unit = np.where(unit_all >= 0, units.ids[known],
                         np.char.add(np.char.add(row_model.astype(str), "/manual/"),
                                     extra.astype(str)))
-    batch = rng.integers(0, 11, n)
-    responses = coerce(pd.DataFrame({
+    onset, rt = timing["onset"], timing["rt"]
+    return coerce(pd.DataFrame({
         "experiment": sim.experiment, "participant_id": tasks.pids[task_all],
         "session_id": np.char.add("S", tasks.pids[task_all]), "task_id": tasks.ids[task_all],
         "client": "web", "condition": np.array(truth.conditions)[tasks.condition[task_all]],
         "difficulty": np.array([d for d, _ in truth.cells])[tasks.cell[task_all]],
         "query_distribution": np.array([q for _, q in truth.cells])[tasks.cell[task_all]],
-        "phase": phase, "is_catch": catch_all,
-        "trial_index": trial_index, "model": row_model,
+        "phase": rows["phase"], "is_catch": rows["is_catch"],
+        "trial_index": rows["trial_index"], "model": row_model,
         "layer": np.where(unit_all >= 0, units.layer[known], "manual"),
         "channel": np.where(unit_all >= 0, units.channel[known], extra),
-        "unit_id": row_unit, "batch": batch,
+        "unit_id": row_unit, "batch": rng.integers(0, 11, n),
         "query_a": np.char.add("img", (np.arange(n) * 2).astype(str)),
         "query_b": np.char.add("img", (np.arange(n) * 2 + 1).astype(str)),
-        "correct_choice": cc_all, "choice": choice_all, "correct": correct_all,
-        "confidence": confidence, "rt_ms": rt, "stim_onset_ms": onset,
-        "response_ms": onset + rt, "server_received_at": received, "attempt": attempt_all}),
-        "responses")
-
-    total_s = instruction_s + np.bincount(task_all, weights=step, minlength=n_tasks) / 1000
-    n_sessions = np.where(rng.random(n_tasks) < sim.repeat_fraction, 2, 1)
-    participants = coerce(pd.DataFrame({
-        "experiment": sim.experiment, "participant_id": tasks.pids, "source": "prolific",
-        "status": "completed", "client": "web", "n_sessions": n_sessions, "started_at": t0,
-        "finished_at": t0 + pd.to_timedelta(total_s, unit="s"), "instruction_s": instruction_s,
-        "total_s": total_s, "practice_attempts": practice["attempts"], "excluded": False,
-        "exclusion_reasons": "", "screen_width": 1920, "screen_height": 1080,
-        "window_width": 1600, "window_height": 900, "device_pixel_ratio": 1.0,
-        "user_agent": "simulated", "frame_rate": 60.0}), "participants")
-    return responses, participants
+        "correct_choice": rows["correct_choice"], "choice": rows["choice"],
+        "correct": rows["correct"], "confidence": timing["confidence"], "rt_ms": rt,
+        "stim_onset_ms": onset, "response_ms": onset + rt,
+        "server_received_at": timing["received"], "attempt": rows["attempt"]}), "responses")
 
 
 def _unit_table(sim: Simulation, truth: _Truth, units: _Units, rng: np.random.Generator
