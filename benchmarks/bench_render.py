@@ -67,15 +67,11 @@ def _peak_mb(device) -> float:
 
 def pass_sizes(jobs, schedule) -> list[int]:
     """The images of each forward pass the renderer runs per step (with gradient)."""
-    from stimuli.render import _forward_passes
+    from stimuli.render import _forward_passes, job_rows
 
-    rows_of, start = [], 0
-    for job in jobs:
-        rows_of.append(list(range(start, start + job.n)))
-        start += job.n
     layouts = dict.fromkeys({job.layer for job in jobs}, "channels_first")
     return [p.rows.stop - p.rows.start
-            for p in _forward_passes(jobs, rows_of, layouts, schedule, "cpu")]
+            for p in _forward_passes(jobs, job_rows(jobs), layouts, schedule, "cpu")]
 
 
 def measure(args: argparse.Namespace) -> dict:

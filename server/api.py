@@ -9,6 +9,7 @@ from werkzeug.exceptions import Unauthorized
 
 from experiments.errors import NotFound
 from experiments.sessions import PlannedTrial, SessionService, SessionState
+from experiments.study import progress
 from experiments.study.instructions import block_messages, session_pages
 from experiments.study.progress import Slot
 from experiments.tasks import TaskType, get_task
@@ -44,13 +45,15 @@ def _authorised(session_id: str) -> str:
     return token.strip()
 
 
-def _trial_json(trial: PlannedTrial, task_type: TaskType, public: dict[str, str]) -> dict[str, Any]:
+def _trial_json(trial: PlannedTrial, task_type: TaskType, public: dict[str, str],
+                main_feedback: bool = True) -> dict[str, Any]:
     # No unit, model, catch flag, answer or internal image id (those name the image's role):
     # nothing on the page tells a participant which query is the right one. The answer's
     # scoring comes back in the reply to the saved response.
     return {"trial_id": trial.trial_id, "phase": trial.phase, "position": trial.position,
             "type": task_type.name, "stimulus": task_type.for_page(trial.stimulus, public.__getitem__),
-            "images": [public[i] for i in task_type.image_ids(trial.stimulus)]}
+            "images": [public[i] for i in task_type.image_ids(trial.stimulus)],
+            "feedback": progress.shows_feedback(trial.phase, main_feedback)}
 
 
 def _step_json(step: Slot | None) -> dict[str, Any] | None:
@@ -86,16 +89,16 @@ def state_json(state: SessionState) -> dict[str, Any]:
         "answered_correct_main": state.answered_correct_main,
         "completion_code": state.completion_code if state.stage == "done" else None,
         "task_type": task_type.name, "words": task_type.words(),
-        "practice": [_trial_json(t, task_type, public) for t in state.practice],
+        "practice": [_trial_json(t, task_type, public, timing.main_feedback)
+                     for t in state.practice],
         "practice_order": state.practice_order,  # repetitions show the trials reshuffled
         # The trial to show next (experiments.study.progress.Slot; None: nothing left to show):
         # `phase` and `position` index the practice or main list, `slot` of `block_size`.
         "next": _step_json(state.next_step),
-        "main": [_trial_json(t, task_type, public) for t in state.main],
+        "main": [_trial_json(t, task_type, public, timing.main_feedback) for t in state.main],
         "timing": {"button_lock_ms": timing.button_lock_ms,
                    "feedback_delay_ms": timing.feedback_delay_ms,
-                   "feedback_ms": timing.feedback_ms, "main_feedback": timing.main_feedback,
-                   "auto_continue": timing.auto_continue},
+                   "feedback_ms": timing.feedback_ms, "auto_continue": timing.auto_continue},
         "instructions": _instructions(spec, state, public),
         "messages": block_messages(len(state.practice), state.practice_pass_mark),
         "feedback_form": spec.feedback_form,

@@ -409,14 +409,15 @@ def write_set(out: Path, spec, weights: str, chosen: list[Unit], result, params:
                           for side in ("max", "min")} for d in picks}
         image_rows += _natural_rows(out, spec, unit, u, result, params, seed, unit_picks,
                                     dataset_source, image_size)
-        render = None
+        fv = dict.fromkeys(_RenderedUnit.COLUMNS, "")
         if include_synthetic:
             render = _RenderedUnit.load(out, unit, u)
             image_rows += render.write(out, unit, image_size)
-            if not render.beats:
+            fv = render.columns()
+            if not fv["fv_beats_natural"]:
                 skipped.append(unit.unit_id)
         unit_rows.append(_unit_row(spec, unit, u, result, units_meta.get("layer_position", {}),
-                                   render))
+                                   fv))
     manifest = {
         "name": name, "model": spec.name, "weights": weights, "image_size": image_size,
         "layers": sorted({u.layer for u in chosen}),
@@ -458,6 +459,11 @@ def _natural_rows(out: Path, spec, unit: Unit, u: int, result, params: dict, see
 class _RenderedUnit:
     """A unit's saved render (`_work/render/unit-NNNNN.npz`): images, activations, record."""
 
+    # its columns in units.csv (steps: plain = rank 0, diverse = ranks 1..)
+    COLUMNS = ("fv_activation", "fv_min_activation", "fv_alpha_max", "fv_alpha_min",
+               "fv_beats_natural", "fv_histogram_corr_max", "fv_histogram_corr_min",
+               "fv_steps_max", "fv_steps_min", "fv_steps_diverse_max", "fv_steps_diverse_min")
+
     data: Any
     meta: dict
 
@@ -470,12 +476,22 @@ class _RenderedUnit:
         data = np.load(render_file)
         return cls(data, json.loads(str(data["meta"])))
 
-    @property
-    def beats(self) -> bool:
-        """Both sides' diverse images beat the exemplars: from the images shown, whatever the
-        render's record says."""
-        return all(beats_target(side, self.data[f"{side}_diverse_act"], self.meta[side]["target"])
-                   for side in ("max", "min"))
+    def columns(self) -> dict[str, Any]:
+        """Its `COLUMNS` of units.csv. It beats the exemplars when both sides' diverse images do:
+        from the images shown, whatever the render's record says; the histogram correlation
+        says how alike one side's diverse images look (colours; 1 = the same)."""
+        data, meta = self.data, self.meta
+        return {
+            "fv_activation": float(data["max_plain_act"][0]),
+            "fv_min_activation": float(data["min_plain_act"][0]),
+            "fv_alpha_max": meta["max"]["alpha"], "fv_alpha_min": meta["min"]["alpha"],
+            "fv_beats_natural": all(beats_target(side, data[f"{side}_diverse_act"],
+                                                 meta[side]["target"]) for side in ("max", "min")),
+            **{f"fv_histogram_corr_{side}": round(histogram_correlation(data[f"{side}_diverse"]), 4)
+               for side in ("max", "min")},
+            **{f"fv_steps{kind}_{side}": meta[side].get(f"steps{key}", "")
+               for kind, key in (("", "_plain"), ("_diverse", "_diverse"))
+               for side in ("max", "min")}}
 
     def write(self, out: Path, unit: Unit, image_size: int) -> list[dict]:
         """Write each side's plain (rank 0) and diverse images as PNGs (image rows)."""
@@ -501,34 +517,15 @@ class _RenderedUnit:
         return rows
 
 
-def _unit_row(spec, unit: Unit, u: int, result, depth: dict, render: _RenderedUnit | None
-              ) -> dict:
-    """The unit's row of units.csv (the `fv_*` columns empty without a render)."""
-    meta = render.meta if render is not None else {}
-
-    def rendered(value):
-        return value() if render is not None else ""
-
+def _unit_row(spec, unit: Unit, u: int, result, depth: dict, fv: dict[str, Any]) -> dict:
+    """The unit's row of units.csv, its render's columns `fv` (blank without a render)."""
     return {
         "unit_id": unit.unit_id, "model": unit.model, "layer": unit.layer,
         "channel": unit.channel, "reduction": "mean over " + (
             "tokens" if spec.layout(unit.layer) == "tokens" else "space"),
         "layer_position": depth.get(unit.layer, ""),
-        "fv_activation": rendered(lambda: float(render.data["max_plain_act"][0])),
         "top_natural_activation": float(result.top_values[u, 0]),
-        "bottom_natural_activation": float(result.bottom_values[u, 0]),
-        "fv_min_activation": rendered(lambda: float(render.data["min_plain_act"][0])),
-        "fv_alpha_max": meta.get("max", {}).get("alpha", ""),
-        "fv_alpha_min": meta.get("min", {}).get("alpha", ""),
-        "fv_beats_natural": rendered(lambda: render.beats),
-        # How alike one side's diverse images look (colour histograms; 1 = the same).
-        **{f"fv_histogram_corr_{side}": rendered(
-            lambda side=side: round(histogram_correlation(render.data[f"{side}_diverse"]), 4))
-           for side in ("max", "min")},
-        # The optimisation steps the images ran (plain = rank 0, diverse = ranks 1..).
-        **{f"fv_steps{kind}_{side}": meta.get(side, {}).get(f"steps{key}", "")
-           for kind, key in (("", "_plain"), ("_diverse", "_diverse"))
-           for side in ("max", "min")},
+        "bottom_natural_activation": float(result.bottom_values[u, 0]), **fv,
         "layout": spec.layout(unit.layer), **spec.unit_facts(unit.layer, unit.channel)}
 
 

@@ -404,13 +404,16 @@ class _PlateauStop:
         self.snapshot[index] = self.param.spectrum.detach()[index]
 
 
+def job_rows(jobs: list[Job]) -> list[list[int]]:
+    """Each job's rows in the optimised batch: the jobs' images one after another."""
+    ends = np.cumsum([job.n for job in jobs]).tolist()
+    return [list(range(end - job.n, end)) for job, end in zip(jobs, ends, strict=True)]
+
+
 def _render_chunk(model, spec, jobs, schedule, device, seed, progress, on_step
                   ) -> list[JobResult]:
-    rows_of, start = [], 0
-    for job in jobs:
-        rows_of.append(list(range(start, start + job.n)))
-        start += job.n
-    n_total = start
+    rows_of = job_rows(jobs)
+    n_total = sum(job.n for job in jobs)
     row_job = [j for j, rows in enumerate(rows_of) for _ in rows]
     layers = [jobs[j].layer for j in row_job]
     layouts = {layer: spec.layout(layer) for layer in layers}
@@ -419,6 +422,10 @@ def _render_chunk(model, spec, jobs, schedule, device, seed, progress, on_step
     # a job's forward pass holds the same images whatever shares its chunk, so its arithmetic
     # (kernels sum in a batch-size-dependent order) never depends on its chunk-mates
     passes = _forward_passes(jobs, rows_of, layouts, schedule, device)
+    parts_of: dict[int, list[_Pass]] = {}  # a cut job's passes
+    for one in passes:
+        if one.first is not None:
+            parts_of.setdefault(one.jobs[0], []).append(one)
     crop = schedule.size if spec.crop_view else None
     job_seeds = [seed * 1_000_003 + job.seed * 101 for job in jobs]  # initial spectra
     param = FourierImage(n_total, schedule.size + 2 * schedule.pad, seeds=job_seeds,
@@ -444,8 +451,7 @@ def _render_chunk(model, spec, jobs, schedule, device, seed, progress, on_step
                 if one.first is not None and one.batch.diverse and stop.active[one.jobs[0]]:
                     j = one.jobs[0]
                     if j not in grams_of:
-                        grams_of[j] = _job_grams(model, recorder,
-                                                 [p for p in passes if p.jobs == [j]], view_of)
+                        grams_of[j] = _job_grams(model, recorder, parts_of[j], view_of)
                     shared = (grams_of[j], one.first)
                 loss, acts[one.rows] = _step_loss(model, recorder, view_of(one.rows), one.batch,
                                                   weighted[one.rows],

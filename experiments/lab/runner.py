@@ -19,6 +19,7 @@ from experiments.lab.screen import LabScreen
 from experiments.lab.sequence import Answer, Outcome, Sequencer, Step
 from experiments.lab.store import Notices
 from experiments.study.instructions import block_messages
+from experiments.study.progress import shows_feedback
 from experiments.tasks import get_task
 
 
@@ -196,8 +197,8 @@ class LabRunner:
             self._wait_continue(lambda: draw("Press space (or click) to continue"), "feedback")
 
     def _feedback_shown(self, step: Step) -> bool:
-        """Whether this trial shows right or wrong (the study may keep the main block without)."""
-        return step.phase != "main" or self.task.main_feedback
+        """Whether this trial shows right or wrong (experiments.study.progress)."""
+        return shows_feedback(step.phase, self.task.main_feedback)
 
     # ---- the session ---------------------------------------------------------------------
     def run(self) -> RunResult:

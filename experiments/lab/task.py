@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from experiments.errors import InterpsyError
 from experiments.study import progress
 from experiments.study.instructions import session_pages
 from experiments.study.trial import PlannedTrial
@@ -67,7 +68,6 @@ class LabTask:
 
     def image_path(self, image_id: str) -> Path:
         """The file of an image id; a clear error when the task lacks it."""
-        from experiments.errors import InterpsyError
         try:
             return self.images[image_id]
         except KeyError:
@@ -78,21 +78,14 @@ class LabTask:
         return sorted(i for i, p in self.images.items() if not Path(p).is_file())
 
 
-def trial_to_dict(trial: PlannedTrial) -> dict[str, Any]:
-    """A trial as JSON-ready data."""
-    return trial.record()
-
-
 # A task file of version 1 (before task types) holds IMI's 2-AFC fields flat.
 LEGACY_STIMULUS_KEYS = tuple(TwoAfcStimulus.model_fields)
 
 
 def trial_from_dict(data: dict[str, Any]) -> PlannedTrial:
-    """The inverse of trial_to_dict; reads version-1 task files' flat 2-AFC trials too."""
+    """A task file's trial (`PlannedTrial.record`); reads version-1 task files' flat 2-AFC trials too."""
     values = dict(data)
     if not isinstance(values.get("trial_id"), int):
-        from experiments.errors import InterpsyError
-
         raise InterpsyError(f"a task file trial ({values.get('phase')} {values.get('position')}) "
                             f"has no trial_id: export the task file again with `interpsy lab "
                             f"export-task`")

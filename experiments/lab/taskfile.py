@@ -25,7 +25,7 @@ from experiments.db.models import Experiment, Session
 from experiments.errors import InterpsyError
 from experiments.lab.source import start_lab_session
 from experiments.lab.store import LocalStore, recorded_at, replay_journal, response_in
-from experiments.lab.task import LabProgress, LabTask, trial_from_dict, trial_to_dict
+from experiments.lab.task import LabProgress, LabTask, trial_from_dict
 from experiments.sessions import SessionService
 from experiments.stimulus_set import sha256_file
 from experiments.tasks.registry import DEFAULT_TASK
@@ -83,8 +83,8 @@ def export_task(db: Database, experiment: str, participant: str, out: str | Path
         "instructions": task.instructions, "completion_codes": task.completion_codes,
         "progress": dataclasses.asdict(task.progress), "lab": task.lab,
         "task_type": task.task_type,
-        "practice": [trial_to_dict(t) for t in task.practice],
-        "main": [trial_to_dict(t) for t in task.main], "images": images}
+        "practice": [t.record() for t in task.practice],
+        "main": [t.record() for t in task.main], "images": images}
     tmp = file.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(data, indent=1))
     os.replace(tmp, file)

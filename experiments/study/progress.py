@@ -57,6 +57,12 @@ class Slot:
         return self.phase == PRACTICE and self.slot == self.block_size - 1
 
 
+def shows_feedback(phase: str, main_feedback: bool) -> bool:
+    """Whether a trial shows right or wrong after its answer: practice always, the main block
+    unless the study keeps it without (`[timing] main_feedback = false`)."""
+    return phase != "main" or main_feedback
+
+
 def start(rules: Rules) -> Progress:
     """A new session's progress (straight to the main block when there is no practice)."""
     return Progress(main_offset=0 if rules.n_practice == 0 else None)

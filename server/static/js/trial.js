@@ -85,9 +85,9 @@ export async function runTrial(container, trial, task, { loader, timing, words, 
   const reply = await Promise.race([scored, sleep(PENDING_MS).then(() => undefined)]);
   clearTimeout(late);
   const correct = Boolean(reply && reply.correct);
-  // The study may keep the main block without feedback (timing.main_feedback false).
-  const showFeedback = !(trial.phase === 'main' && timing.main_feedback === false);
-  if (reply && !showFeedback) {
+  // The server says whether this trial shows right or wrong (the study may keep the main
+  // block without).
+  if (reply && !trial.feedback) {
     feedback.textContent = '';
     feedback.className = 'feedback';
   } else if (reply) {
