@@ -13,8 +13,12 @@ from scipy.special import expit
 
 from analysis.load import Dataset, imi_models
 from experiments.stimulus_set import unit_key
+from experiments.study.design import fill_tasks
 from experiments.study.schema import coerce
+from experiments.tasks import get_task
 
+_TASK = get_task("imi_2afc")  # the paradigm a simulated participant answers
+_FIRST_KEY = _TASK.keys[0]  # what a careless row-presser always presses
 _GH_X, _GH_W = np.polynomial.hermite_e.hermegauss(60)
 _GH_W = _GH_W / _GH_W.sum()
 
@@ -178,18 +182,18 @@ def _draw_units(sim: Simulation, truth: _Truth, rng: np.random.Generator) -> _Un
 
 def _draw_tasks(sim: Simulation, truth: _Truth, units: _Units, rng: np.random.Generator
                 ) -> _Tasks:
-    """Per model x condition x cell, a cyclic order of units cut into tasks of distinct units;
-    one participant per task, some careless (half of those always press row a)."""
+    """Per model x condition x cell, tasks of distinct units filled least-used-first as the
+    design fills them; one participant per task, some careless (half of those always press the
+    first key)."""
     t_len = min(sim.trials_per_task, int(units.per_model.min()))
     rows = []
     for m in range(len(truth.names)):
-        units_m = np.flatnonzero(units.model == m)
+        units_m = np.flatnonzero(units.model == m).tolist()
         for ci in range(len(truth.conditions)):
             for di in range(len(truth.cell_names)):
-                order = rng.permutation(units_m)
-                seq = np.tile(order, sim.responses_per_unit)
-                for t, start in enumerate(range(0, len(seq), t_len)):
-                    rows.append((m, ci, di, t, seq[start:start + t_len]))
+                for t, chosen in enumerate(fill_tasks(units_m, t_len, sim.responses_per_unit,
+                                                      rng)):
+                    rows.append((m, ci, di, t, np.array(chosen, dtype=int)))
     n_tasks = len(rows)
     careless = rng.random(n_tasks) < sim.careless_fraction
     presser = careless & (rng.random(n_tasks) < 0.5)
@@ -199,6 +203,19 @@ def _draw_tasks(sim: Simulation, truth: _Truth, units: _Units, rng: np.random.Ge
         f"{truth.cell_names[di]}-" if len(truth.cell_names) > 1 else "") + f"{t:03d}"
         for m, ci, di, t, _ in rows])
     return _Tasks(rows, careless, presser, effect, pids, ids)
+
+
+def _balanced_keys(block: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Answer keys of rows in contiguous blocks, balanced within each block as a planned task's."""
+    starts = np.flatnonzero(np.r_[True, block[1:] != block[:-1]]) if len(block) else block
+    sizes = np.diff(np.r_[starts, len(block)])
+    return np.array([key for n in sizes for key in _TASK.balanced_keys(int(n), rng)], dtype="<U1")
+
+
+def _other_key(keys: np.ndarray) -> np.ndarray:
+    """The wrong answer of each 2-AFC trial."""
+    first, second = _TASK.keys
+    return np.where(keys == first, second, first)
 
 
 def _main_rows(sim: Simulation, truth: _Truth, units: _Units, tasks: _Tasks,
@@ -220,12 +237,12 @@ def _main_rows(sim: Simulation, truth: _Truth, units: _Units, tasks: _Tasks,
     p = np.where(is_catch, sim.catch_accuracy, expit(logit))
     p = np.where(tasks.careless[row_task], 0.5, p)
     correct = rng.random(len(p)) < p
-    correct_choice = np.where(rng.random(len(p)) < 0.5, "a", "b")
-    choice = np.where(correct, correct_choice, np.where(correct_choice == "a", "b", "a"))
+    correct_choice = _balanced_keys(row_task, rng)
+    choice = np.where(correct, correct_choice, _other_key(correct_choice))
     press = tasks.presser[row_task]
     return {"task": row_task, "unit": unit_col, "is_catch": is_catch,
-            "correct": np.where(press, correct_choice == "a", correct),
-            "correct_choice": correct_choice, "choice": np.where(press, "a", choice)}
+            "correct": np.where(press, correct_choice == _FIRST_KEY, correct),
+            "correct_choice": correct_choice, "choice": np.where(press, _FIRST_KEY, choice)}
 
 
 def _practice_rows(sim: Simulation, tasks: _Tasks, rng: np.random.Generator
@@ -278,8 +295,9 @@ def _in_session_order(tasks: _Tasks, main: dict[str, np.ndarray],
     phase = np.r_[np.full(n_practice, "practice"), np.full(n_main, "main")]
     # lexsort keeps input order within equal keys, so practice precedes main, main stays shuffled
     order = np.lexsort((np.r_[np.zeros(n_practice), np.ones(n_main)], task_all),)
-    cc_pr = np.where(rng.random(n_practice) < 0.5, "a", "b")
-    choice_pr = np.where(practice["correct"], cc_pr, np.where(cc_pr == "a", "b", "a"))
+    blocks = practice["task"] * (practice["attempt"].max(initial=0) + 1) + practice["attempt"]
+    cc_pr = _balanced_keys(blocks, rng)
+    choice_pr = np.where(practice["correct"], cc_pr, _other_key(cc_pr))
     task_all = task_all[order]
     starts = np.r_[0, np.cumsum(np.bincount(task_all, minlength=len(tasks.rows)))[:-1]]
     return {"task": task_all, "phase": phase[order], "starts": starts,
@@ -405,7 +423,10 @@ def _ground_truth(sim: Simulation, truth: _Truth, units: _Units, tasks: _Tasks
 def simulate(**settings: Any) -> Dataset:
     """Make a dataset like IMI's from `Simulation(**settings)` (`units_per_model` may differ
     per model): per model x condition, tasks of `trials_per_task` distinct units plus catch
-    trials, one participant per task, every unit answered `responses_per_unit` times.
+    trials, filled least-used-first and keyed as the design plans a study
+    (`experiments.study.design.fill_tasks`, the task type's balanced keys), one participant per
+    task, every unit answered `responses_per_unit` times (or once more where the tasks do not
+    divide evenly).
 
     Truth: logit P(correct) = mu[condition] + offset[model] + scale_slope * centred log10(scale)
     + unit effect (sd `unit_sd`, correlated across conditions) + participant effect

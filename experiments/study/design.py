@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -15,6 +17,8 @@ from experiments.study.trial import PlannedTrial
 from experiments.tasks import TaskType, get_task
 from experiments.tasks.context import TrialContext, UnitInfo
 from experiments.vocabulary import IN_DISTRIBUTION
+
+Unit = TypeVar("Unit", bound=Hashable)
 
 
 @dataclass
@@ -79,8 +83,8 @@ def plan_trial(context: TrialContext, task: TaskType, unit: UnitInfo, condition:
                         stimulus, made.answer_key, distribution)
 
 
-def _least_used(units: list[str], k: int, counts: dict[str, int], rng: np.random.Generator
-                ) -> list[str]:
+def _least_used(units: Sequence[Unit], k: int, counts: dict[Unit, int],
+                rng: np.random.Generator) -> list[Unit]:
     """k of `units`, least used first (ties in seeded random order); their counts go up."""
     keys = rng.random(len(units))
     order = sorted(range(len(units)), key=lambda i: (counts[units[i]], keys[i]))
@@ -90,8 +94,8 @@ def _least_used(units: list[str], k: int, counts: dict[str, int], rng: np.random
     return chosen
 
 
-def _fill_tasks(units: list[str], per_task: int, responses: int, rng: np.random.Generator
-                ) -> list[list[str]]:
+def fill_tasks(units: Sequence[Unit], per_task: int, responses: int, rng: np.random.Generator
+               ) -> list[list[Unit]]:
     """Least-used-first selection: unit counts end within 1 of `responses`, none twice per task."""
     counts = dict.fromkeys(units, 0)
     return [_least_used(units, per_task, counts, rng)
@@ -219,7 +223,7 @@ def _make_tasks(spec: ExperimentSpec, sets: list[StimulusSet], units: dict[str, 
                                         f"but {group!r} has only {len(pool)} units left after "
                                         f"reserving practice and catch units; each unit may "
                                         f"appear once per task")
-                    for unit_ids in _fill_tasks(pool, spec.main_trials_per_task,
+                    for unit_ids in fill_tasks(pool, spec.main_trials_per_task,
                                                 spec.responses_per_unit, rng):
                         known = _least_used(calibration_pool, n_calibration, drawn, drawer)
                         tasks.append(_make_task(maker, task_type, spec, units, unit_ids,

@@ -73,3 +73,25 @@ def test_the_package_gives_the_simulate_function_whatever_was_imported_first():
             "assert callable(simulate), simulate\nassert callable(mixed_model)\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_simulated_tasks_are_filled_as_the_design_fills_them():
+    """The simulation allocates units with the design's own rule: every task is full (no short
+    last task), no unit twice in a task, each unit's count within 1 of responses_per_unit."""
+    ds = simulate(models=2, units_per_model=10, responses_per_unit=3, trials_per_task=4,
+                  catch_per_task=0, seed=4)
+    main = ds.responses[(ds.responses["phase"] == "main") & ~ds.responses["is_catch"]]
+    assert (main.groupby("session_id").size() == 4).all()
+    assert not main.duplicated(["session_id", "unit_id"]).any()
+    counts = main.groupby(["unit_id", "condition"]).size()
+    assert counts.between(3, 4).all() and len(counts) == 2 * 10 * 2
+
+
+def test_simulated_answer_keys_are_balanced_within_each_block_as_the_design_balances_them():
+    """Like a planned task, each session's main block holds each answer key n // 2 or
+    n // 2 + 1 times (the task type's balanced keys), not a coin flip per trial."""
+    ds = simulate(models=2, units_per_model=20, responses_per_unit=4, trials_per_task=9,
+                  catch_per_task=2, seed=5)
+    main = ds.responses[ds.responses["phase"] == "main"]
+    keys = main.groupby("session_id")["correct_choice"].value_counts().unstack(fill_value=0)
+    assert (keys.max(axis=1) - keys.min(axis=1) <= 1).all()
