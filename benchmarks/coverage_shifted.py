@@ -6,9 +6,12 @@ gets (a) the report's crossed bootstrap over participants and units
 (`analysis.shifted.model_gaps`) and (b) a BCa bootstrap over units alone, the baseline. Prints
 how often each 95% interval holds the planted gap (the mean over the model's units of their
 true in-distribution minus shifted proportion correct), their mean widths side by side, and how
-often the planted drop is detected (interval above zero).
+often the planted drop is detected (interval above zero). With `--mixed`, also the report's
+mixed model (`analysis.mixed_model` with the report's factors: condition, query distribution
+and their interaction) per study: how often each term's 95% interval holds its planted logit
+(blur-3 -1, sketches 0, no interaction) and the mean z of the interaction terms.
 
-    .venv/bin/python benchmarks/coverage_shifted.py --seeds 30
+    .venv/bin/python benchmarks/coverage_shifted.py --seeds 30 [--mixed]
 """
 from __future__ import annotations
 
@@ -19,22 +22,31 @@ import warnings
 import numpy as np
 
 from analysis.bootstrap import bca_mean
+from analysis.load import Dataset
+from analysis.scores import main_trials
 from analysis.shifted import ALL_MODELS, model_gaps, unit_gaps
 from analysis.simulate import simulate
+from analysis.stats import FACTORS, mixed_model, with_query_distribution
 
 DISTRIBUTIONS = {"in": 0.0, "blur-3": -1.0, "sketches": 0.0}
+PLANTED = {"query_distribution[blur-3]": -1.0, "query_distribution[sketches]": 0.0,
+           "condition[synthetic]:query_distribution[blur-3]": 0.0,
+           "condition[synthetic]:query_distribution[sketches]": 0.0}  # the mixed model's terms
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=30)
     parser.add_argument("--resamples", type=int, default=1000)
+    parser.add_argument("--mixed", action="store_true",
+                        help="also check the mixed model's query-distribution terms")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     t0 = time.perf_counter()
     found = {"two-way": [], "units only": []}
     widths = {"two-way": [], "units only": []}
     detected = {"two-way": [], "units only": []}
+    terms: dict[str, list[tuple[bool, float]]] = {}
     for seed in range(args.seeds):
         data = simulate(models=2, units_per_model=24, responses_per_unit=12, trials_per_task=12,
                         careless_fraction=0.0, distributions=DISTRIBUTIONS, seed=seed)
@@ -56,6 +68,9 @@ def main() -> None:
                 widths[name].append(hi - lo)
                 if row.query_distribution == "blur-3":
                     detected[name].append(lo > 0)
+        if args.mixed:
+            for term, held in _mixed_terms(data).items():
+                terms.setdefault(term, []).append(held)
     n = len(found["two-way"])
     print(f"{args.seeds} simulated studies, {n} model x condition x distribution gaps "
           f"({time.perf_counter() - t0:.0f} s)")
@@ -66,6 +81,21 @@ def main() -> None:
               f"{np.mean(detected[name]):.0%}")
     print(f"width ratio two-way / units only: "
           f"{np.mean(widths['two-way']) / np.mean(widths['units only']):.2f}")
+    for term, held in terms.items():
+        covered, z = np.array([h for h, _ in held]), np.array([v for _, v in held])
+        print(f"mixed model {term}: planted {PLANTED[term]:+.1f} held in {covered.mean():.0%} "
+              f"(SE {np.sqrt(covered.mean() * (1 - covered.mean()) / len(held)):.0%}), "
+              f"mean z against it {z.mean():+.2f} (SE {z.std(ddof=1) / np.sqrt(len(z)):.2f})")
+
+
+def _mixed_terms(data: Dataset) -> dict[str, tuple[bool, float]]:
+    """The report's mixed model on one study: per query-distribution term, whether its interval
+    holds the planted logit and its z against it."""
+    factors = with_query_distribution(FACTORS, main_trials(data.responses))
+    fixed = mixed_model(data.responses, data.models, factors=factors).fixed.set_index("term")
+    return {term: (bool(fixed.ci_low[term] <= planted <= fixed.ci_high[term]),
+                   float((fixed.estimate[term] - planted) / fixed.sd[term]))
+            for term, planted in PLANTED.items()}
 
 
 if __name__ == "__main__":
