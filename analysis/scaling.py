@@ -133,7 +133,8 @@ def _unit_scores_sim(mu: float, n: int, r: int, unit_sd: float, participant_sd: 
 
     per_participant None: every response from a new participant. Otherwise the n x r responses
     are cut into sessions of `per_participant` distinct units (the last one shorter), one
-    participant per session, as in the real task lists (units in cyclic order, r rounds).
+    participant per session (units in cyclic order, r rounds: close to the real task lists'
+    least-used-first fill, with every session but the last full).
     """
     u = rng.normal(mu, unit_sd, (n_sims, 1, n))
     if per_participant is None:

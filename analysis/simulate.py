@@ -207,9 +207,11 @@ def _draw_tasks(sim: Simulation, truth: _Truth, units: _Units, rng: np.random.Ge
 
 def _balanced_keys(block: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Answer keys of rows in contiguous blocks, balanced within each block as a planned task's."""
+    if (np.diff(block) < 0).any():
+        raise ValueError("the rows must come block by block, in increasing block order")
     starts = np.flatnonzero(np.r_[True, block[1:] != block[:-1]]) if len(block) else block
     sizes = np.diff(np.r_[starts, len(block)])
-    return np.array([key for n in sizes for key in _TASK.balanced_keys(int(n), rng)], dtype="<U1")
+    return np.array([key for n in sizes for key in _TASK.balanced_keys(int(n), rng)], dtype=str)
 
 
 def _other_key(keys: np.ndarray) -> np.ndarray:
@@ -366,8 +368,8 @@ def _response_table(sim: Simulation, truth: _Truth, units: _Units, tasks: _Tasks
         "server_received_at": timing["received"], "attempt": rows["attempt"]}), "responses")
 
 
-def _unit_table(sim: Simulation, truth: _Truth, units: _Units, rng: np.random.Generator
-                ) -> pd.DataFrame:
+def _unit_table(sim: Simulation, truth: _Truth, units: _Units, tasks: _Tasks,
+                rng: np.random.Generator) -> pd.DataFrame:
     """The units table: the main units, then five catch units."""
     n_units = len(units.ids)
     unit_rows = pd.DataFrame({
@@ -377,7 +379,8 @@ def _unit_table(sim: Simulation, truth: _Truth, units: _Units, rng: np.random.Ge
         "layer_position": (units.layer_index - 0.5) / 12,
         "fv_activation": rng.gamma(4, 1, n_units),
         "top_natural_activation": rng.gamma(3, 1, n_units),
-        "target_responses": sim.responses_per_unit})
+        "target_responses": np.bincount(np.concatenate([u for *_, u in tasks.rows]),
+                                        minlength=n_units)})  # tasks per unit, as planned
     catch_units = pd.DataFrame({
         "experiment": sim.experiment, "unit_id": [f"catch/manual/{i}" for i in range(5)],
         "model": "catch", "layer": "manual", "channel": range(5), "role": "catch",
@@ -431,7 +434,7 @@ def simulate(**settings: Any) -> Dataset:
     Truth: logit P(correct) = mu[condition] + offset[model] + scale_slope * centred log10(scale)
     + unit effect (sd `unit_sd`, correlated across conditions) + participant effect
     (sd `participant_sd`). `accuracy` gives each condition's marginal accuracy for a model with
-    zero offset. Careless participants answer at chance (half of them always press row a),
+    zero offset. Careless participants answer at chance (half of them always press the first key, a),
     fail catch trials and are fast. `difficulties` maps each query difficulty (easy, p99, p95,
     p85) to a logit offset; every unit is then answered `responses_per_unit` times per condition
     and difficulty (default: easy only). `distributions` does the same for query distributions
@@ -447,7 +450,7 @@ def simulate(**settings: Any) -> Dataset:
     main = _main_rows(sim, truth, units, tasks, rng)
     practice = _practice_rows(sim, tasks, rng)
     responses, participants = _sessions(sim, truth, units, tasks, main, practice, rng)
-    unit_table = _unit_table(sim, truth, units, rng)
+    unit_table = _unit_table(sim, truth, units, tasks, rng)
     trials = coerce(responses[responses["phase"] == "main"].drop_duplicates(
         ["task_id", "trial_index"]).assign(position=lambda f: f["trial_index"],
                                            references_max="", references_min=""), "trials")

@@ -224,7 +224,7 @@ def _make_tasks(spec: ExperimentSpec, sets: list[StimulusSet], units: dict[str, 
                                         f"reserving practice and catch units; each unit may "
                                         f"appear once per task")
                     for unit_ids in fill_tasks(pool, spec.main_trials_per_task,
-                                                spec.responses_per_unit, rng):
+                                               spec.responses_per_unit, rng):
                         known = _least_used(calibration_pool, n_calibration, drawn, drawer)
                         tasks.append(_make_task(maker, task_type, spec, units, unit_ids,
                                                 roles.practice, roles.catch,

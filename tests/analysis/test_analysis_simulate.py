@@ -85,6 +85,9 @@ def test_simulated_tasks_are_filled_as_the_design_fills_them():
     assert not main.duplicated(["session_id", "unit_id"]).any()
     counts = main.groupby(["unit_id", "condition"]).size()
     assert counts.between(3, 4).all() and len(counts) == 2 * 10 * 2
+    # the units table's target is each unit's planned answers, as a built study records it
+    planned = ds.units[ds.units.role == "main"].set_index("unit_id")["target_responses"]
+    assert planned.to_dict() == main.groupby("unit_id").size().to_dict()
 
 
 def test_simulated_answer_keys_are_balanced_within_each_block_as_the_design_balances_them():
