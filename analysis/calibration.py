@@ -71,6 +71,10 @@ def psychometric_p(m: np.ndarray, m50: float, width: float, lapse: float) -> np.
     return CHANCE + (1 - lapse - CHANCE) * special.expit(-(np.asarray(m) - m50) / width)
 
 
+# The largest lapse a fit may take: near chance's 0.5 a curve flat at chance fits as well with
+# m50 at the largest knob as at the smallest, and the best resolution would be reported where
+# there is none; 0.2 still lets a careless crowd top out at 80 % correct.
+MAX_LAPSE = 0.2
 STARTS = ((0.5, 0.1, 0.02), (1.0, 0.3, 0.02), (0.25, 0.05, 0.05))  # (m50, width, lapse)
 
 
@@ -79,14 +83,16 @@ def fit_psychometric(m: np.ndarray, correct: np.ndarray,
                      ) -> tuple[float, float, float]:
     """(m50, width, lapse) by maximum likelihood, the best of Nelder-Mead runs from `starts`;
     m50 within the knobs tested (an explanation at chance everywhere has its m50 at the
-    smallest knob, not beyond it), width > 0, lapse in [0, 0.5)."""
+    smallest knob, not beyond it), width > 0, lapse in [0, MAX_LAPSE)."""
     m, correct = np.asarray(m, float), np.asarray(correct, float)
     low, high = float(m.min()), float(m.max())
     span = max(high - low, 1e-9)
 
     def unpack(theta: np.ndarray) -> tuple[float, float, float]:
-        return (low + span * float(special.expit(theta[0])), float(np.exp(theta[1])),
-                0.5 * float(special.expit(theta[2])))
+        # the width between 2e-9 (a step) and 5e8 (flat): no division by an underflowed 0
+        return (low + span * float(special.expit(theta[0])),
+                float(np.exp(np.clip(theta[1], -20, 20))),
+                MAX_LAPSE * float(special.expit(theta[2])))
 
     def loss(theta: np.ndarray) -> float:
         p = np.clip(psychometric_p(m, *unpack(theta)), 1e-9, 1 - 1e-9)
@@ -95,7 +101,7 @@ def fit_psychometric(m: np.ndarray, correct: np.ndarray,
     def start(m50: float, width: float, lapse: float) -> np.ndarray:
         inside = np.clip((m50 - low) / span, 1e-4, 1 - 1e-4)
         return np.array([special.logit(inside), np.log(max(width, 1e-4)),
-                         special.logit(np.clip(2 * lapse, 1e-4, 0.999))])
+                         special.logit(np.clip(lapse / MAX_LAPSE, 1e-4, 0.999))])
 
     best = min((optimize.minimize(loss, start(*s), method="Nelder-Mead",
                                   options={"xatol": 1e-5, "fatol": 1e-8, "maxiter": 4000})

@@ -109,6 +109,20 @@ def test_an_explanation_at_chance_everywhere_has_its_resolution_at_the_smallest_
     assert 0 <= m50 < 0.1
 
 
+def test_a_flat_curve_near_chance_is_not_read_as_full_resolution():
+    """The calibration demo's synthetic condition once gave 2, 2, 3, 2, 2 of 4 correct over
+    the five knobs: the fit put m50 at the largest knob (the best resolution there is) with a
+    lapse of 0.4 and an endless width, where the explanation resolved nothing."""
+    import warnings
+
+    m = np.repeat(np.linspace(0, 1, 5), 4)
+    correct = np.array([1, 1, 0, 0, 1, 1, 0, 0, 1, 1, 1, 0, 1, 1, 0, 0, 1, 1, 0, 0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warnings on the user's screen either
+        m50, width, lapse = fit_psychometric(m, correct)
+    assert m50 < 0.3 and lapse <= 0.2, (m50, width, lapse)
+
+
 def test_the_order_table_says_how_many_query_pairs_a_unit_score_rests_on():
     """At the demo's 5 batches a unit's score rests on 5 query pairs: the table gives their
     number and a unit's standard error over them (repeats of one pair count once)."""

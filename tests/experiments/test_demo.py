@@ -1,15 +1,19 @@
 """`interpsy demo`: the whole study offline, end to end, on CPU: the EfficientNet-Lite0 study
-set up, cached and unpacked from the shipped set; the calibration study run with simulated
-participants through the HTTP flow to its report."""
+set up, cached and unpacked from a packed set; the calibration study from its shipped set, run with
+simulated participants through the HTTP flow to its report."""
+import json
 import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from experiments.stimulus_set import load_stimulus_set
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
@@ -67,17 +71,22 @@ def test_the_shipped_set_is_used_only_for_the_options_it_was_made_with(tmp_path)
 
 
 @pytest.mark.slow
-def test_the_calibration_demo_reports_the_known_answers(tmp_path, capsys):
+def test_the_calibration_demo_reports_the_known_answers(tmp_path):
+    """`interpsy demo --calibration --simulate 10 --no-serve` as a user runs it: the shipped
+    calibration set unpacked against the demo's photos, ten simulated people, the MIS on the
+    same trials, and the report's order check and psychometric functions."""
     folder = tmp_path / "demo"
-    command = [sys.executable, "-m", "experiments.cli", "demo", "--calibration", "--images", "100",
-               "--steps", "1", "--port", "0", "--no-serve"]
-    done = subprocess.run([*command, "--folder", str(folder), "--simulate", "10"],
-                          capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "INTERPSY_CALIBRATION_STIMULI": str(tmp_path / "none")})
+    environment = {k: v for k, v in os.environ.items() if k != "INTERPSY_CALIBRATION_STIMULI"}
+    done = subprocess.run([sys.executable, "-m", "experiments.cli", "demo", "--calibration",
+                           "--port", "0", "--no-serve", "--folder", str(folder), "--simulate",
+                           "10"], capture_output=True, text=True, timeout=900, env=environment)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "building one here" not in done.stdout  # no shipped set: built without a word
+    assert "stimulus set: the shipped one (interpsy stimuli build calibration-net" in done.stdout
+    assert "rendering" not in done.stderr
     assert "10 simulated sessions completed, 0 refused" in done.stdout
     stimulus_set = load_stimulus_set(folder / "stimuli" / "calibration", verify_hashes=True)
+    shipped = json.loads((ROOT / "data" / "calibration_stimuli" / "stimuli.json").read_text())
+    assert sorted(stimulus_set.units.unit_id) == sorted(shipped["units"])
     assert len(stimulus_set.units) == 20
     html = (folder / "report-calibration" / "report.html").read_text()
     assert "Calibration units" in html
@@ -86,7 +95,7 @@ def test_the_calibration_demo_reports_the_known_answers(tmp_path, capsys):
     assert {"people", "mis"} <= {s.split(" ")[0] for s in order.source}, order
     people = order[order.source == "people"].set_index("condition")
     # 10 simulated people (threads: which task each draws varies run to run) order the
-    # units as constructed; their intervals are wide (rho 0.26-0.56 seen, lower ends near 0)
+    # units as constructed; their intervals are wide (rho 0.26-0.75 seen, lower ends near 0)
     assert (people.spearman_rho > 0).all() and (people.ci_high > 0.5).all(), people
     curve = pd.read_csv(tables / "calibration_psychometric.csv")
     assert set(curve.condition) == {"natural", "synthetic"}
@@ -99,22 +108,22 @@ def test_the_calibration_demo_reports_the_known_answers(tmp_path, capsys):
                        & answers.participant_id.isin(kept)]
     assert abs(controls.correct.mean() - 0.5) < 0.2, len(controls)
 
-    # The same set packed as the repository ships the calibration set: a fresh folder unpacks
-    # it (its natural images cut from the pool again) instead of rendering.
-    from experiments.demo.common import DemoFolder
-    from experiments.demo.sets import make_stimuli
-    from stimuli.shipped_set import pack
 
-    shipped = pack(folder / "stimuli" / "calibration", tmp_path / "shipped")
-    os.environ["INTERPSY_CALIBRATION_STIMULI"] = str(shipped)
-    try:
-        out = make_stimuli(DemoFolder(tmp_path / "fresh", "calibration"), 8, 100, 1, 0)
-    finally:
-        del os.environ["INTERPSY_CALIBRATION_STIMULI"]
-    assert "stimulus set: the shipped one (interpsy stimuli build calibration-net" in \
-        capsys.readouterr().out
-    restored = load_stimulus_set(out, verify_hashes=True)
-    assert sorted(restored.units.unit_id) == sorted(stimulus_set.units.unit_id)
+def test_a_calibration_set_built_here_renders_every_calibration_unit(tmp_path):
+    """Without a shipped set (or with --rebuild) the calibration demo builds every unit of the
+    calibration model, with the demo's short render."""
+    from experiments.demo.common import DemoFolder
+    from experiments.demo.sets import build_command, quick_render
+    from experiments.study.calibration_units import calibration_units
+
+    folder = DemoFolder(tmp_path, "calibration")
+    command = build_command(folder, folder.stimulus_set, 8, 0, quick_render(30))
+    model = command[command.index("build") + 1]
+    units = [command[i + 1] for i, arg in enumerate(command) if arg == "--unit"]
+    assert model == "calibration-net"
+    assert units == [f"{u.layer}:{u.channel}" for u in calibration_units()]
+    assert "--n-units" not in command and command[-2:] == ["--name", "calibration"]
+    assert command[command.index("--steps") + 1] == "30"
 
 
 def test_idle_browser_connections_do_not_hold_the_demos_server(tmp_path):
