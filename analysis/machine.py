@@ -121,7 +121,8 @@ def _reliability(codes: np.ndarray, correct: np.ndarray, n_splits: int,
 
 def _split_values(codes: np.ndarray, correct: np.ndarray, n_splits: int,
                   rng: np.random.Generator) -> list[float]:
-    """The Spearman-Brown corrected split-half Spearman r of each of `n_splits` splits."""
+    """The Spearman-Brown corrected split-half Spearman r of each of `n_splits` splits where
+    both halves rank 3 or more units that differ."""
     n_units = int(codes.max()) + 1 if len(codes) else 0
     values = []
     for _ in range(n_splits):
@@ -133,7 +134,8 @@ def _split_values(codes: np.ndarray, correct: np.ndarray, n_splits: int,
             with np.errstate(invalid="ignore", divide="ignore"):
                 scores.append(sums / counts)
         ok = np.isfinite(scores[0]) & np.isfinite(scores[1])
-        if ok.sum() >= 3:
+        # a half whose units all score alike has no rank order: no r (scipy would warn)
+        if ok.sum() >= 3 and np.ptp(scores[0][ok]) > 0 and np.ptp(scores[1][ok]) > 0:
             r = stats.spearmanr(scores[0][ok], scores[1][ok]).statistic
             values.append(2 * r / (1 + r) if 1 + r > 1e-12 else np.nan)  # r = -1: undefined
     return values
@@ -160,7 +162,7 @@ def noise_ceiling(human: pd.DataFrame, n_splits: int = 20, n_resamples: int = 50
         if len(splits) == 0:
             rows.append({**base, "reliability": np.nan, "ci_low": np.nan, "ci_high": np.nan,
                          "ceiling_r": np.nan, "note": "no split-half reliability: fewer than 3 "
-                         "units with 2 or more trials"})
+                         "units with 2 or more trials, or every unit scored alike"})
             continue
         order = np.argsort(codes, kind="stable")
         sizes = np.bincount(codes, minlength=n_units)

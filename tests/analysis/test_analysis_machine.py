@@ -194,3 +194,20 @@ def test_a_reliability_is_never_printed_outside_zero_to_one():
     for value in (row["ci_low"], row["ci_high"]):
         assert np.isnan(value) or 0 <= value <= 1
     assert np.isnan(row["ceiling_r"])
+
+
+def test_halves_without_spread_give_no_reliability_and_no_warnings():
+    """Every unit answered correctly every time (the calibration demo's detectors, ten people):
+    the halves' scores are constant, no Spearman r exists; the table says so without numpy's
+    "Mean of empty slice" or scipy's constant-input warning on the user's screen."""
+    import warnings
+
+    human = pd.DataFrame({"unit_id": np.repeat([f"m/l/{u}" for u in range(12)], 4),
+                          "correct": True}).assign(
+        model="m", phase="main", is_catch=False, condition="natural", difficulty="easy",
+        client="web", participant_id=lambda f: "P" + f.index.astype(str))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        row = noise_ceiling(human, n_splits=10, n_resamples=100, seed=0).iloc[0]
+    assert np.isnan(row["reliability"]) and np.isnan(row["ceiling_r"])
+    assert row["note"], row
