@@ -73,7 +73,7 @@ SLOW_LIST = Path(__file__).with_name("slow_tests.txt")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark `slow` the tests benchmarks/suite_times.py measured over a second (tests/slow_tests.txt),
+    """Mark `slow` the tests benchmarks/suite_times.py measured over half a second (tests/slow_tests.txt),
     so that `make test-fast` leaves them out."""
     if not SLOW_LIST.is_file():
         return
