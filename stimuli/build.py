@@ -142,7 +142,8 @@ class BuildOptions:
     caps it, and a cap below 2,500 runs exactly that many steps (RenderSchedule.for_steps);
     `min_steps`, `plateau_window` and `smoothing` change the rest of the stopping rule;
     `schedule_name="cpu"` starts from the CPU schedule and its shorter alpha search instead
-    (`max_exponent`/`binary_steps` None: the schedule's). `forward_batch` and `pass_images`
+    (`max_exponent`/`binary_steps` None: the schedule's); `diversity_layer` compares the diverse
+    images' Gram matrices at that layer instead of each unit's own. `forward_batch` and `pass_images`
     (None: one job per forward pass in passes of 2 images on the CPU, the whole optimisation
     batch on a GPU) are recorded.
     `difficulties=None` adds every percentile query pair the image count allows.
@@ -167,6 +168,7 @@ class BuildOptions:
     alpha: float | None = None
     max_exponent: int | None = None
     binary_steps: int | None = None
+    diversity_layer: str | None = None
     schedule_name: str = "imi"
     max_render_batch: int = 64
     forward_batch: int | None = None
@@ -196,6 +198,10 @@ def build_stimulus_set(model_name: str, image_source: str | Path, out_dir: str |
     steady_allocator()
     out = Path(out_dir)
     spec, model, weights = load(model_name, o.pretrained, o.weights_path, o.device)
+    if o.diversity_layer:
+        from stimuli.layers import resolve_module
+
+        resolve_module(model, o.diversity_layer, spec)  # an unknown layer stops before mining
     chosen = prepare_units(model_name, out, o.n_units, o.units, o.seed, model, layers=o.layers)
     files = prepare_files(image_source, out)
     k = o.n_bins * o.n_batches
@@ -225,7 +231,8 @@ def build_stimulus_set(model_name: str, image_source: str | Path, out_dir: str |
     schedule = schedule_for(o.schedule_name, o.render_steps, o.min_steps, o.plateau_window,
                             o.smoothing, o.max_render_batch, o.forward_batch, o.device,
                             o.pass_images)
-    search = search_for(o.schedule_name, o.n_diverse, o.alpha, o.max_exponent, o.binary_steps)
+    search = search_for(o.schedule_name, o.n_diverse, o.alpha, o.max_exponent, o.binary_steps,
+                        o.diversity_layer)
     if o.render:
         render_stage(model, spec, chosen, result, out, schedule, search, o.device, o.seed,
                      o.progress)
@@ -323,15 +330,19 @@ def render_stage(model, spec, chosen: list[Unit], result, out: Path, schedule, s
                  ) -> None:
     """Render every unit of this shard that has no saved result yet (`<out>/_work/render/`)
     with the diversity search `search` (stimuli.render.DiversitySearch)."""
+    from stimuli.layers import resolve_module
     from stimuli.render import UnitTarget, render_units
 
+    if search.layer:
+        resolve_module(model, search.layer, spec)
     folder = _work(out) / "render"
     folder.mkdir(exist_ok=True)
     # a group's alpha-search checkpoint counts too: its rounds were made with these settings
     started = len(list(folder.glob("unit-*.npz"))) + len(list(folder.glob("group-*.search.pkl")))
     same_settings(folder / "settings.json", "rendered units or started groups",
                   {**asdict(schedule), **search.record(), "seed": seed},
-                  done=started, restart=folder, before={"pass_images": 0})
+                  done=started, restart=folder,
+                  before={"pass_images": 0, "diversity_layer": None})
     mine = [i for i in range(len(chosen)) if i % shard[1] == shard[0]]
     done = {i for i in mine if (folder / f"unit-{i:05d}.npz").is_file()}
     if done and progress:

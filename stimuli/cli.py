@@ -204,6 +204,10 @@ def _render_options(f):
                      help="Alpha search tries 1, 10, ... 10^max_exponent (imi: 5, cpu: 1).")(f)
     f = click.option("--binary-steps", type=int, default=None,
                      help="Bisections after the search's first failure (imi: 7, cpu: 1).")(f)
+    f = click.option("--diversity-layer", default=None,
+                     help="Compare the diverse images' Gram matrices at this layer (e.g. an "
+                          "early one, for images that differ in colour and texture) instead "
+                          "of at each unit's own layer, as IMI does. Recorded.")(f)
     f = click.option("--render-batch", type=int, default=64, show_default=True,
                      help="Images optimised together in one loop (each unit renders 2 x "
                           "(9 + n-diverse) images in its first alpha round, so 64 holds one "
@@ -275,8 +279,8 @@ def mine(model, images, out, n_units, unit_list, seed, layer_regex, n_batches, n
 @click.option("--shard", default=None, help="i/n: render every n-th unit starting at i.")
 @click.option("--progress/--no-progress", default=True)
 def render(model, out, schedule_name, render_steps, min_steps, plateau_window, smoothing,
-           n_diverse, alpha, max_exponent, binary_steps, render_batch, forward_batch, pass_images,
-           weights_path, random_init, device, seed, shard, progress):
+           n_diverse, alpha, max_exponent, binary_steps, diversity_layer, render_batch,
+           forward_batch, pass_images, weights_path, random_init, device, seed, shard, progress):
     """Render feature visualizations for OUT's mined units (needs finished mining)."""
     import json
     from pathlib import Path
@@ -300,7 +304,8 @@ def render(model, out, schedule_name, render_steps, min_steps, plateau_window, s
     spec, net, _ = load(model, not random_init, weights_path, device)
     schedule = schedule_for(schedule_name, render_steps, min_steps, plateau_window, smoothing,
                             render_batch, forward_batch, device, pass_images)
-    search = search_for(schedule_name, n_diverse, alpha, max_exponent, binary_steps)
+    search = search_for(schedule_name, n_diverse, alpha, max_exponent, binary_steps,
+                        diversity_layer)
     render_stage(net, spec, chosen, result, Path(out), schedule, search, device, seed, progress,
                  shard_)
     click.echo(f"rendered shard {shard_[0]}/{shard_[1]} of {len(chosen)} units in {work}/render")
@@ -321,7 +326,8 @@ def render(model, out, schedule_name, render_steps, min_steps, plateau_window, s
 @click.option("--progress/--no-progress", default=True)
 def build(model, images, out, n_units, unit_list, seed, layer_regex, n_batches, n_bins, batch_size, workers,
           store_activations, skip_unreadable, decode, schedule_name, render_steps, min_steps,
-          plateau_window, smoothing, n_diverse, alpha, max_exponent, binary_steps, render_batch,
+          plateau_window, smoothing, n_diverse, alpha, max_exponent, binary_steps,
+          diversity_layer, render_batch,
           forward_batch, pass_images, weights_path, random_init, device, difficulties, no_render,
           name, progress):
     """Sample, mine, render and write a ready stimulus set for MODEL into OUT (resumes)."""
@@ -333,7 +339,8 @@ def build(model, images, out, n_units, unit_list, seed, layer_regex, n_batches, 
         n_bins=n_bins, difficulties=list(difficulties) or None, render=not no_render,
         render_steps=render_steps, min_steps=min_steps, plateau_window=plateau_window,
         smoothing=smoothing, n_diverse=n_diverse, alpha=alpha, max_exponent=max_exponent,
-        binary_steps=binary_steps, schedule_name=schedule_name, max_render_batch=render_batch,
+        binary_steps=binary_steps, diversity_layer=diversity_layer,
+        schedule_name=schedule_name, max_render_batch=render_batch,
         forward_batch=forward_batch, pass_images=pass_images, device=env_device(device),
         batch_size=batch_size, workers=workers, store_activations=store_activations,
         skip_unreadable=skip_unreadable, decode=decode, name=name, layers=layer_regex,

@@ -149,7 +149,8 @@ N_PLAIN = 9  # IMI's non-diverse image is the best of this many renders
 class DiversitySearch:
     """How many images a unit gets and IMI's search for their diversity weight: alpha =
     `alpha_start`, x10 ... up to 10^max_exponent, then `binary_steps` bisections; `alpha` a
-    number fixes the weight (one round)."""
+    number fixes the weight (one round). `layer`: the layer whose Gram matrices the diversity
+    term compares (None: each unit's own, as IMI)."""
 
     n_diverse: int = 8
     alpha: float | None = None
@@ -157,6 +158,7 @@ class DiversitySearch:
     binary_steps: int = 7
     alpha_start: float = 1.0
     n_plain: int = N_PLAIN
+    layer: str | None = None
 
     @property
     def rounds(self) -> int:
@@ -166,17 +168,18 @@ class DiversitySearch:
     def record(self) -> dict[str, Any]:
         """The settings a build records (and a resumed build must share)."""
         return {"n_diverse": self.n_diverse, "alpha": self.alpha,
-                "max_exponent": self.max_exponent, "binary_steps": self.binary_steps}
+                "max_exponent": self.max_exponent, "binary_steps": self.binary_steps,
+                "diversity_layer": self.layer}
 
 
 def search_for(name: str, n_diverse: int = 8, alpha: float | None = None,
-               max_exponent: int | None = None, binary_steps: int | None = None
-               ) -> DiversitySearch:
+               max_exponent: int | None = None, binary_steps: int | None = None,
+               layer: str | None = None) -> DiversitySearch:
     """The named schedule's diversity search with what is given changed."""
     search = SEARCH[name]
     return DiversitySearch(
         n_diverse, alpha, search["max_exponent"] if max_exponent is None else max_exponent,
-        search["binary_steps"] if binary_steps is None else binary_steps)
+        search["binary_steps"] if binary_steps is None else binary_steps, layer=layer)
 
 
 @dataclass
@@ -190,6 +193,12 @@ class Job:
     alpha: float = 0.0
     seed: int = 0
     target: float | None = None  # the activation to beat (shown in the progress bar)
+    diversity_layer: str | None = None  # whose Grams the diversity compares; None: `layer`
+
+    @property
+    def gram_layer(self) -> str:
+        """The layer whose Gram matrices the job's diversity term compares."""
+        return self.diversity_layer or self.layer
 
 
 @dataclass
@@ -240,6 +249,7 @@ class _Batch:
     channels: torch.Tensor  # row -> channel
     diverse: list[int]  # jobs with a diversity term
     job_weight: torch.Tensor  # job -> alpha * (n - 1)
+    gram_layers: list[str]  # job -> the layer its diversity term compares
 
 
 def _step_loss(model, recorder, view: torch.Tensor, batch: _Batch, weight: torch.Tensor,
@@ -253,13 +263,12 @@ def _step_loss(model, recorder, view: torch.Tensor, batch: _Batch, weight: torch
     loss = -(weight * acts).sum()
     live = [j for j in batch.diverse if active[j]]
     if live and shared is not None:
-        layer = batch.layers[0]
+        layer = batch.gram_layers[0]
         grams = normalized_grams(outputs[layer], batch.layouts[layer])
         loss = loss + batch.job_weight[0] * diversity_part(grams, *shared)
     elif live:
         penalty = diversity_penalty(outputs, batch.layouts,
-                                    [(batch.layers[batch.rows_of[j][0]], batch.rows_of[j])
-                                     for j in live])
+                                    [(batch.gram_layers[j], batch.rows_of[j]) for j in live])
         loss = loss + (batch.job_weight[live] * penalty).sum()
     return loss, acts.detach()
 
@@ -293,7 +302,8 @@ def _forward_passes(jobs: list[Job], rows_of: list[list[int]], layouts: dict[str
                        torch.tensor([jobs[j].channel for j in row_job], device=device),
                        [g for g, j in enumerate(group) if jobs[j].alpha > 0 and jobs[j].n > 1],
                        torch.tensor([jobs[j].alpha * (jobs[j].n - 1) for j in group],
-                                    device=device))
+                                    device=device),
+                       [jobs[j].gram_layer for j in group])
         # whole consecutive jobs: the pass's rows are one slice of the chunk
         whole = _Pass(group, slice(rows_of[group[0]][0], rows_of[group[-1]][-1] + 1), batch)
         passes.extend(_split(whole, schedule.pass_images))
@@ -309,7 +319,8 @@ def _split(whole: _Pass, pass_images: int) -> list[_Pass]:
     bounds = np.linspace(0, n, parts + 1).round().astype(int)
     return [_Pass(whole.jobs, slice(whole.rows.start + lo, whole.rows.start + hi),
                   _Batch([list(range(hi - lo))], b.layers[lo:hi], b.layouts,
-                         b.channels[lo:hi], b.diverse, b.job_weight), first=int(lo))
+                         b.channels[lo:hi], b.diverse, b.job_weight, b.gram_layers),
+                  first=int(lo))
             for lo, hi in itertools.pairwise(bounds)]
 
 
@@ -324,7 +335,7 @@ def _job_grams(model, recorder, parts: list[_Pass], view_of: Callable) -> torch.
     grams = []
     with torch.no_grad():
         for part in parts:
-            layer = part.batch.layers[0]
+            layer = part.batch.gram_layers[0]
             outputs = recorder(model, view_of(part.rows))
             grams.append(normalized_grams(outputs[layer], part.batch.layouts[layer]))
     return torch.cat(grams)
@@ -416,7 +427,9 @@ def _render_chunk(model, spec, jobs, schedule, device, seed, progress, on_step
     n_total = sum(job.n for job in jobs)
     row_job = [j for j, rows in enumerate(rows_of) for _ in rows]
     layers = [jobs[j].layer for j in row_job]
-    layouts = {layer: spec.layout(layer) for layer in layers}
+    recorded = list(dict.fromkeys(layers + [job.gram_layer for job in jobs
+                                            if job.alpha > 0 and job.n > 1]))
+    layouts = {layer: spec.layout(layer) for layer in recorded}
     weight = torch.tensor([jobs[j].sign / jobs[j].n for j in row_job], device=device,
                           dtype=torch.float32)
     # a job's forward pass holds the same images whatever shares its chunk, so its arithmetic
@@ -440,7 +453,7 @@ def _render_chunk(model, spec, jobs, schedule, device, seed, progress, on_step
     bar = tqdm(total=schedule.max_steps, disable=not progress, desc=f"render {len(jobs)} jobs",
                unit="step", dynamic_ncols=True, leave=False)
     targets = [(j, job.target) for j, job in enumerate(jobs) if job.target]
-    with LayerRecorder(model, spec, list(dict.fromkeys(layers)), keep="full") as recorder:
+    with LayerRecorder(model, spec, recorded, keep="full") as recorder:
         for step in range(1, schedule.max_steps + 1):
             optimizer.zero_grad(set_to_none=True)
             draw, weighted = draws.next(), weight * stop.live
@@ -569,7 +582,7 @@ def render_units(model: torch.nn.Module, spec: ModelSpec, targets: list[UnitTarg
                        f"{alphas[0]:g}..{alphas[-1]:g}", file=sys.stderr)
         jobs = [Job(units[s.unit][0], units[s.unit][1], 1 if s.side == "max" else -1,
                     search.n_diverse, s.alpha, seed=4 * keys[s.unit] + 2 + (s.side == "min"),
-                    target=s.target)
+                    target=s.target, diversity_layer=search.layer)
                 for s in pending]
         if round_index == 0:
             jobs = plain_jobs + jobs

@@ -211,6 +211,22 @@ def test_a_resumed_build_says_what_it_reuses_and_refuses_changed_settings(image_
     assert json.loads(mining.read_text())["batch_size"] == 16  # the CPU default
     assert main([*args, "--steps", "2", "--batch-size", "32", "--no-progress"]) == 2
     assert "batch_size 16 -> 32" in capsys.readouterr().err
+    # the diversity layer is a render setting too; builds from before it compared each unit's own
+    assert main([*args, "--steps", "2", "--pass-images", "0", "--diversity-layer", "bn2",
+                 "--no-progress"]) == 2
+    assert "diversity_layer None -> 'bn2'" in capsys.readouterr().err
+
+
+def test_the_diversity_layer_is_checked_before_mining_and_recorded(image_folder, tmp_path,
+                                                                    capsys):
+    args = ["stimuli", "build", "tiny-cnn", str(image_folder), str(tmp_path / "d"), "--unit",
+            "bn3:0", "--n-batches", "1", "--n-bins", "4", "--n-diverse", "2", "--alpha", "1",
+            "--steps", "2", "--random-init", "--no-progress"]
+    assert "unknown layer 'conv9'" in _error([*args, "--diversity-layer", "conv9"], capsys)
+    assert not (tmp_path / "d" / "_work" / "mining").exists()
+    assert main([*args, "--diversity-layer", "bn1"]) == 0
+    render = json.loads((tmp_path / "d" / "stimuli.json").read_text())["parameters"]["render"]
+    assert render["diversity_layer"] == "bn1"
 
 
 def test_the_build_shows_its_eta_from_the_first_step(image_folder, tmp_path, capsys):

@@ -164,6 +164,41 @@ def test_pass_images_cut_each_job_and_keep_its_images():
                                "pass_images=2": [2, 1, 2, 2, 1, 2, 2, 2, 2, 2, 1, 2]})
 
 
+def test_the_diversity_layer_is_where_the_diverse_images_grams_are_compared():
+    """`diversity_layer`: the penalty compares the images' Gram matrices at that layer; the
+    unit's own layer (None) is IMI's. Pushed apart at bn1, the images' bn1 Grams end less alike
+    than when pushed apart at the unit's bn3."""
+    import torch
+
+    from stimuli.layers import LayerRecorder
+    from stimuli.objectives import diversity_penalty
+
+    spec = get_spec("tiny-cnn")
+    model = load_model("tiny-cnn", pretrained=False)
+    schedule = RenderSchedule.for_steps(12, **SMALL)
+    renders = {layer: render_jobs(model, spec, [Job("bn3", 1, 1, n=4, alpha=50.0, seed=7,
+                                                    diversity_layer=layer)], schedule, seed=1)[0]
+               for layer in (None, "bn3", "bn1")}
+    np.testing.assert_array_equal(renders["bn3"].images, renders[None].images)
+    assert not np.array_equal(renders["bn1"].images, renders[None].images)
+
+    def likeness(images: np.ndarray, layer: str) -> float:
+        x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+        with torch.no_grad(), LayerRecorder(model, spec, [layer], keep="full") as recorder:
+            outputs = recorder(model, x)
+        return float(diversity_penalty(outputs, {layer: spec.layout(layer)},
+                                       [(layer, list(range(len(images))))])[0])
+
+    assert likeness(renders["bn1"].images, "bn1") < likeness(renders[None].images, "bn1")
+
+
+def test_a_diverse_job_cut_into_passes_keeps_its_images_with_another_diversity_layer():
+    jobs = [Job("bn3", 1, -1, n=5, alpha=1.0, seed=7, diversity_layer="bn1"),
+            Job("bn2", 0, 1, n=2, seed=3)]
+    # the diverse job's three parts seen first without gradient at bn1, then with it
+    _renders_by_pass(jobs, 6, {"pass_images=0": [5, 2], "pass_images=2": [2, 1, 2, 2, 1, 2, 2]})
+
+
 def test_the_cpu_passes_are_lean_by_default_and_one_knob_at_a_time():
     from stimuli.render import CPU_PASS_IMAGES, schedule_for
 
