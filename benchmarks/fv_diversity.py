@@ -1,12 +1,16 @@
 """How varied a set's feature visualizations look beside its natural references, with a contact
 sheet.
 
-    .venv/bin/python benchmarks/fv_diversity.py SET [--sheet docs/images/SHEET.png]
+    .venv/bin/python benchmarks/fv_diversity.py SET [--sheet docs/images/SHEET.png] \
+        [--content efficientnet-lite0]
 
 Per unit and side (max, min): the mean pairwise correlation of the 16-bin per-channel colour
 histograms among the diverse visualizations and among as many natural references (the most
 extreme ones first), then each column's median over units; the target (issue 27) is a median
-below 0.9 per side for the visualizations. `--sheet` writes one row per unit: natural max
+below 0.9 per side for the visualizations. Colour histograms miss what the images show:
+`--content MODEL` adds the mean pairwise cosine similarity of MODEL's penultimate features (the
+MIS backbone's embedding) among the same images, a measure of how alike their content is.
+`--sheet` writes one row per unit: natural max
 references, diverse max visualizations, diverse min visualizations, natural min references
 (`--per-group` images each, 64 px).
 """
@@ -43,36 +47,66 @@ def load(paths: list[Path]) -> np.ndarray:
     return np.stack([np.asarray(Image.open(p).convert("RGB")) for p in paths])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("set_dir")
-    parser.add_argument("--sheet", default=None)
-    parser.add_argument("--per-group", type=int, default=4)
-    args = parser.parse_args()
-    stimulus_set = load_stimulus_set(args.set_dir)
-    rows, sheet_rows = [], []
-    for unit_id in stimulus_set.units.unit_id:
-        figures = {}
-        groups = {}
-        for side in ("max", "min"):
-            synthetic = side_images(stimulus_set, unit_id, side, "synthetic")
-            natural = side_images(stimulus_set, unit_id, side, "natural")[:len(synthetic)]
-            figures[f"fv_{side}"] = histogram_correlation(load(synthetic))
-            figures[f"natural_{side}"] = histogram_correlation(load(natural))
-            groups[side] = (natural[:args.per_group], synthetic[:args.per_group])
-        rows.append((unit_id, figures))
-        sheet_rows.append(groups["max"][0] + groups["max"][1] + groups["min"][1]
-                          + groups["min"][0])
-    columns = ["fv_max", "natural_max", "fv_min", "natural_min"]
-    print(f"{stimulus_set.path}: mean pairwise colour-histogram correlation (16 bins per channel)")
+def content_similarity(backbone, images: np.ndarray) -> float:
+    """Mean pairwise cosine similarity of the images' embeddings (1: the same content)."""
+    import torch
+
+    vectors = backbone.embed(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()).numpy()
+    n = len(vectors)
+    similarity = vectors @ vectors.T
+    return float((similarity.sum() - np.trace(similarity)) / (n * (n - 1)))
+
+
+def print_table(title: str, rows: list[tuple[str, dict]], columns: list[str]) -> dict:
+    """The per-unit table and its medians; the medians."""
+    print(title)
     print(f"{'unit':48s} " + " ".join(f"{c:>11s}" for c in columns))
     for unit_id, figures in rows:
         print(f"{unit_id:48s} " + " ".join(f"{figures[c]:11.3f}" for c in columns))
     medians = {c: float(np.nanmedian([f[c] for _, f in rows])) for c in columns}
     print(f"{'median':48s} " + " ".join(f"{medians[c]:11.3f}" for c in columns))
+    return medians
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("set_dir")
+    parser.add_argument("--sheet", default=None)
+    parser.add_argument("--per-group", type=int, default=4)
+    parser.add_argument("--content", default=None, metavar="MODEL",
+                        help="Also the content similarity in MODEL's embedding.")
+    args = parser.parse_args()
+    stimulus_set = load_stimulus_set(args.set_dir)
+    backbone = None
+    if args.content:
+        from stimuli.observers.backbones import ModelBackbone
+
+        backbone = ModelBackbone(args.content)
+    rows, content_rows, sheet_rows = [], [], []
+    for unit_id in stimulus_set.units.unit_id:
+        figures, content, groups = {}, {}, {}
+        for side in ("max", "min"):
+            synthetic = side_images(stimulus_set, unit_id, side, "synthetic")
+            natural = side_images(stimulus_set, unit_id, side, "natural")[:len(synthetic)]
+            figures[f"fv_{side}"] = histogram_correlation(load(synthetic))
+            figures[f"natural_{side}"] = histogram_correlation(load(natural))
+            if backbone is not None:
+                content[f"fv_{side}"] = content_similarity(backbone, load(synthetic))
+                content[f"natural_{side}"] = content_similarity(backbone, load(natural))
+            groups[side] = (natural[:args.per_group], synthetic[:args.per_group])
+        rows.append((unit_id, figures))
+        content_rows.append((unit_id, content))
+        sheet_rows.append(groups["max"][0] + groups["max"][1] + groups["min"][1]
+                          + groups["min"][0])
+    columns = ["fv_max", "natural_max", "fv_min", "natural_min"]
+    medians = print_table(f"{stimulus_set.path}: mean pairwise colour-histogram correlation "
+                          f"(16 bins per channel)", rows, columns)
     for side in ("max", "min"):
         verdict = "met" if medians[f"fv_{side}"] < TARGET else "NOT met"
         print(f"{side}: median {medians[f'fv_{side}']:.3f} (target < {TARGET}: {verdict})")
+    if backbone is not None:
+        print_table(f"mean pairwise cosine similarity of {backbone.name}'s embeddings (content)",
+                    content_rows, columns)
     if args.sheet:
         width = max(len(r) for r in sheet_rows)
         sheet = Image.new("RGB", (width * THUMB, len(sheet_rows) * THUMB), "white")
