@@ -71,10 +71,10 @@ def psychometric_p(m: np.ndarray, m50: float, width: float, lapse: float) -> np.
     return CHANCE + (1 - lapse - CHANCE) * special.expit(-(np.asarray(m) - m50) / width)
 
 
-# The largest lapse a fit may take: near chance's 0.5 a curve flat at chance fits as well with
-# m50 at the largest knob as at the smallest, and the best resolution would be reported where
-# there is none; 0.2 still lets a careless crowd top out at 80 % correct.
-MAX_LAPSE = 0.2
+MAX_LAPSE = 0.5  # the curve falls from 1 - lapse to chance
+# A fitted curve must beat one constant accuracy by a likelihood-ratio test at this level before
+# its m50 is reported: a flat curve (at chance, or at any other accuracy) fits every m50 alike.
+RESOLVED_P = 0.05
 STARTS = ((0.5, 0.1, 0.02), (1.0, 0.3, 0.02), (0.25, 0.05, 0.05))  # (m50, width, lapse)
 
 
@@ -109,12 +109,24 @@ def fit_psychometric(m: np.ndarray, correct: np.ndarray,
     return unpack(best.x)
 
 
+def flat_test(m: np.ndarray, correct: np.ndarray, fitted: tuple[float, float, float]) -> float:
+    """The likelihood-ratio test's p of the fitted curve against one constant accuracy (chi-square,
+    2 degrees of freedom: the curve's 3 parameters against 1)."""
+    correct = np.asarray(correct, float)
+    p = np.clip(psychometric_p(np.asarray(m, float), *fitted), 1e-9, 1 - 1e-9)
+    curve = np.sum(correct * np.log(p) + (1 - correct) * np.log(1 - p))
+    mean = np.clip(correct.mean(), 1e-9, 1 - 1e-9)
+    flat = np.sum(correct * np.log(mean) + (1 - correct) * np.log(1 - mean))
+    return float(stats.chi2.sf(max(2 * (curve - flat), 0.0), 2))
+
+
 def psychometric(responses: pd.DataFrame, n_resamples: int = 200, seed: int = 0
                  ) -> pd.DataFrame:
     """Per condition (explanation type): the psychometric function of proportion correct on
     the polysemantic calibration units against their mixing knob, and its `m50`, the mixing at
     which accuracy has fallen halfway to chance (the explanation's resolution), with a
-    percentile interval from refits on participants resampled."""
+    percentile interval from refits on participants resampled. A curve that does not beat one
+    constant accuracy (`flat_p` >= RESOLVED_P) gets no m50: the note says so."""
     from analysis.scores import main_trials
 
     rows = calibration_rows(main_trials(responses, calibration=True))
@@ -124,17 +136,27 @@ def psychometric(responses: pd.DataFrame, n_resamples: int = 200, seed: int = 0
     for condition, part in rows.groupby("condition", sort=True):
         fitted = fit_psychometric(part["mixing"], part["correct"])
         m50, width, lapse = fitted
+        flat_p = flat_test(part["mixing"], part["correct"], fitted)
         people = part["participant_id"].unique()
-        groups = {p: g for p, g in part.groupby("participant_id")}
-        draws = []
-        for _ in range(n_resamples):
-            sample = pd.concat([groups[p] for p in rng.choice(people, len(people))])
-            draws.append(fit_psychometric(sample["mixing"], sample["correct"], (fitted,))[0])
-        low, high = percentile_interval(np.asarray(draws), 0.95)
+        low = high = np.nan
+        note = ""
+        if flat_p < RESOLVED_P:
+            groups = {p: g for p, g in part.groupby("participant_id")}
+            draws = []
+            for _ in range(n_resamples):
+                sample = pd.concat([groups[p] for p in rng.choice(people, len(people))])
+                draws.append(fit_psychometric(sample["mixing"], sample["correct"], (fitted,))[0])
+            low, high = percentile_interval(np.asarray(draws), 0.95)
+        else:
+            m50 = width = lapse = np.nan
+            note = (f"not resolved: accuracy ({part['correct'].mean():.2f} overall) does not "
+                    f"change with m beyond one constant (likelihood-ratio p = {flat_p:.2f}); at "
+                    f"chance the explanation resolves nothing, near ceiling m50 lies beyond the "
+                    f"knobs tested")
         by_m = part.groupby("mixing")["correct"].agg(["mean", "size"])
         out.append({"condition": condition, "m50": m50, "m50_low": low, "m50_high": high,
-                    "width": width, "lapse": lapse, "n_trials": len(part),
-                    "n_participants": len(people),
+                    "width": width, "lapse": lapse, "flat_p": flat_p, "note": note,
+                    "n_trials": len(part), "n_participants": len(people),
                     **{f"p_correct_m{m:g}": float(v) for m, v in by_m["mean"].items()}})
     return pd.DataFrame(out)
 

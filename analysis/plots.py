@@ -96,6 +96,9 @@ def plot_psychometric(fits: pd.DataFrame) -> plt.Figure:
                     if k.startswith("p_correct_m")}
         color = _color(row["condition"])
         ax.plot(list(measured), list(measured.values()), "o", color=color)
+        if np.isnan(row["m50"]):  # flat: no curve beats one constant accuracy
+            ax.plot([], [], "o", color=color, label=f"{row['condition']} (not resolved)")
+            continue
         ax.plot(grid, psychometric_p(grid, row["m50"], row["width"], row["lapse"]), "-",
                 color=color, label=f"{row['condition']} (m50 {row['m50']:.2f})")
     ax.axhline(0.5, color="grey", lw=0.8, ls="--", label="chance")

@@ -1,7 +1,8 @@
-"""The psychometric fit's m50 (analysis.calibration.fit_psychometric) at the calibration demo's
-size: per condition 4 answers on each of the 5 mixing knobs, drawn from the planted curve of the
-simulated participants, refitted with the lapse bounded at 0.5 (the old fit) and at
-MAX_LAPSE; prints each bound's median, mean and the share of fits at either end of the knobs.
+"""The psychometric fit (analysis.calibration) at the calibration demo's size: per dataset 4
+answers on each of the 5 mixing knobs, drawn from the simulated participants' planted curve
+(or at chance everywhere), a share of them from careless people at chance; prints how often the
+curve is resolved (it beats one constant accuracy, flat_test p < RESOLVED_P) and the resolved
+fits' median m50.
 
     .venv/bin/python benchmarks/psychometric_small.py [--datasets 300] [--per-knob 4]
 """
@@ -15,7 +16,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import analysis.calibration as calibration
+from analysis.calibration import RESOLVED_P, fit_psychometric, flat_test, psychometric_p
 from experiments.simulated_participants import PLANTED_LAPSE, PLANTED_WIDTH
 
 
@@ -26,19 +27,28 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     m = np.repeat(np.linspace(0, 1, 5), args.per_knob)
-    shipped = calibration.MAX_LAPSE
-    print("| lapse bound | planted m50 | median | mean | share >= 0.9 | share < 0.1 |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for bound in (0.5, shipped):
-        rng = np.random.default_rng(args.seed)
-        calibration.MAX_LAPSE = bound
-        for m50 in (0.35, 0.6):
-            p = calibration.psychometric_p(m, m50, PLANTED_WIDTH, PLANTED_LAPSE)
-            fits = np.array([calibration.fit_psychometric(m, rng.random(len(m)) < p)[0]
-                             for _ in range(args.datasets)])
-            print(f"| {bound} | {m50} | {np.median(fits):.2f} | {fits.mean():.2f} | "
-                  f"{(fits >= 0.9).mean():.2f} | {(fits < 0.1).mean():.2f} |")
-    calibration.MAX_LAPSE = shipped
+    print("| planted m50 | careless share | resolved | median m50 of the resolved | "
+          "interquartile range |")
+    print("| --- | --- | --- | --- | --- |")
+    for m50 in (None, 0.35, 0.6):
+        for careless in (0.0, 0.25):
+            rng = np.random.default_rng(args.seed)
+            p = (np.full(len(m), 0.5) if m50 is None else
+                 psychometric_p(m, m50, PLANTED_WIDTH, PLANTED_LAPSE))
+            p = (1 - careless) * p + careless * 0.5
+            fits = []
+            for _ in range(args.datasets):
+                correct = rng.random(len(m)) < p
+                fitted = fit_psychometric(m, correct)
+                fits.append(fitted[0] if flat_test(m, correct, fitted) < RESOLVED_P else np.nan)
+            fits = np.asarray(fits)
+            resolved = fits[~np.isnan(fits)]
+            spread = (f"{np.percentile(resolved, 25):.2f}-{np.percentile(resolved, 75):.2f}"
+                      if len(resolved) else "-")
+            print(f"| {'chance' if m50 is None else m50} | {careless:g} | "
+                  f"{len(resolved) / len(fits):.2f} | "
+                  f"{np.median(resolved) if len(resolved) else float('nan'):.2f} | {spread} |",
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ the JUnit report every run writes (test-artifacts/junit.xml).
 
     make test
     .venv/bin/python benchmarks/suite_times.py [test-artifacts/junit.xml] [--slowest 15]
-    .venv/bin/python benchmarks/suite_times.py --write-slow tests/slow_tests.txt --over 1.0
+    .venv/bin/python benchmarks/suite_times.py --write-slow tests/slow_tests.txt --over 0.5
 
 `--write-slow` lists the tests that took longer than `--over` seconds; tests/conftest.py marks
 them `slow`, so that `make test-fast` leaves them out.
@@ -42,7 +42,7 @@ def folder_of(test_id: str) -> str:
 @click.option("--slowest", default=15, show_default=True, help="How many single tests to list.")
 @click.option("--write-slow", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the node ids of the tests slower than --over to this file.")
-@click.option("--over", default=1.0, show_default=True, help="Seconds that make a test slow.")
+@click.option("--over", default=0.5, show_default=True, help="Seconds that make a test slow.")
 def main(report: Path, slowest: int, write_slow: Path | None, over: float) -> None:
     """Print a Markdown table of seconds per folder, then the slowest tests."""
     times = case_seconds(report)

@@ -199,9 +199,9 @@ def build_stimulus_set(model_name: str, image_source: str | Path, out_dir: str |
     out = Path(out_dir)
     spec, model, weights = load(model_name, o.pretrained, o.weights_path, o.device)
     if o.diversity_layer:
-        from stimuli.layers import resolve_module
+        from stimuli.layers import check_diversity_layer
 
-        resolve_module(model, o.diversity_layer, spec)  # an unknown layer stops before mining
+        check_diversity_layer(model, spec, o.diversity_layer)  # stops before mining
     chosen = prepare_units(model_name, out, o.n_units, o.units, o.seed, model, layers=o.layers)
     files = prepare_files(image_source, out)
     k = o.n_bins * o.n_batches
@@ -330,11 +330,11 @@ def render_stage(model, spec, chosen: list[Unit], result, out: Path, schedule, s
                  ) -> None:
     """Render every unit of this shard that has no saved result yet (`<out>/_work/render/`)
     with the diversity search `search` (stimuli.render.DiversitySearch)."""
-    from stimuli.layers import resolve_module
+    from stimuli.layers import check_diversity_layer
     from stimuli.render import UnitTarget, render_units
 
     if search.layer:
-        resolve_module(model, search.layer, spec)
+        check_diversity_layer(model, spec, search.layer)
     folder = _work(out) / "render"
     folder.mkdir(exist_ok=True)
     # a group's alpha-search checkpoint counts too: its rounds were made with these settings
@@ -342,7 +342,7 @@ def render_stage(model, spec, chosen: list[Unit], result, out: Path, schedule, s
     same_settings(folder / "settings.json", "rendered units or started groups",
                   {**asdict(schedule), **search.record(), "seed": seed},
                   done=started, restart=folder,
-                  before={"pass_images": 0, "diversity_layer": None})
+                  before={"pass_images": 0})
     mine = [i for i in range(len(chosen)) if i % shard[1] == shard[0]]
     done = {i for i in mine if (folder / f"unit-{i:05d}.npz").is_file()}
     if done and progress:

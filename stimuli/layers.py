@@ -157,3 +157,15 @@ def layer_widths(model: nn.Module, spec: ModelSpec, layers: list[str] | None = N
             torch.no_grad():
         outputs = recorder(model, torch.zeros(1, 3, image_size, image_size, device=device))
     return {layer: channel_count(outputs[layer], spec.layout(layer)) for layer in layers}
+
+
+def check_diversity_layer(model: nn.Module, spec: ModelSpec, layer: str) -> None:
+    """ModelError unless `layer` is one of the model's relevant layers (whose activation layout
+    the registry knows) and a forward reaches it."""
+    resolve_module(model, layer, spec)
+    if not spec.is_relevant(layer):
+        known = relevant_layers(model, spec)
+        raise ModelError(f"diversity layer {layer!r} is not one of {spec.name}'s relevant layers "
+                         f"(its activation layout would be a guess): e.g. "
+                         f"{', '.join(known[:5])} ({len(known)} in all)")
+    layer_widths(model, spec, [layer], spec.preprocessing.crop)

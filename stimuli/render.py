@@ -179,7 +179,7 @@ def search_for(name: str, n_diverse: int = 8, alpha: float | None = None,
     search = SEARCH[name]
     return DiversitySearch(
         n_diverse, alpha, search["max_exponent"] if max_exponent is None else max_exponent,
-        search["binary_steps"] if binary_steps is None else binary_steps, layer=layer)
+        search["binary_steps"] if binary_steps is None else binary_steps, layer=layer or None)
 
 
 @dataclass

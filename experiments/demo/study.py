@@ -135,9 +135,13 @@ def summarize_calibration(folder: DemoFolder) -> None:
                  f"not told apart")
     curve = tables / "calibration_psychometric.csv"
     if curve.is_file():
-        for row in pd.read_csv(curve).itertuples(index=False):
+        for row in pd.read_csv(curve, keep_default_na=True).itertuples(index=False):
+            planted = (f"simulated participants were planted at "
+                       f"{PLANTED_M50.get(row.condition, float('nan')):.2f}")
+            if pd.isna(row.m50):
+                say(f"resolution of {row.condition} explanations: {row.note} ({planted})")
+                continue
             say(f"resolution of {row.condition} explanations: m50 {row.m50:.2f} "
-                 f"[{row.m50_low:.2f}, {row.m50_high:.2f}] (simulated participants were "
-                 f"planted at {PLANTED_M50.get(row.condition, float('nan')):.2f})")
+                 f"[{row.m50_low:.2f}, {row.m50_high:.2f}] ({planted})")
 
 

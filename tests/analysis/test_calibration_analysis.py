@@ -109,18 +109,32 @@ def test_an_explanation_at_chance_everywhere_has_its_resolution_at_the_smallest_
     assert 0 <= m50 < 0.1
 
 
-def test_a_flat_curve_near_chance_is_not_read_as_full_resolution():
+def test_a_flat_curve_gets_no_resolution():
     """The calibration demo's synthetic condition once gave 2, 2, 3, 2, 2 of 4 correct over
     the five knobs: the fit put m50 at the largest knob (the best resolution there is) with a
-    lapse of 0.4 and an endless width, where the explanation resolved nothing."""
+    lapse of 0.4 and an endless width, where the explanation resolved nothing. A curve as flat
+    at another accuracy (3 of 4 everywhere) fits every m50 alike too. Neither gets an m50."""
     import warnings
 
+    from analysis.calibration import flat_test
+
     m = np.repeat(np.linspace(0, 1, 5), 4)
-    correct = np.array([1, 1, 0, 0, 1, 1, 0, 0, 1, 1, 1, 0, 1, 1, 0, 0, 1, 1, 0, 0])
+    rows = []
+    for condition, correct in (("chance", [1, 1, 0, 0, 1, 1, 0, 0, 1, 1, 1, 0, 1, 1, 0, 0,
+                                           1, 1, 0, 0]),
+                               ("flat", [1, 1, 1, 0] * 5)):
+        rows += [{"participant_id": f"{condition}-{i % 4}", "condition": condition,
+                  "unit_id": f"calibration-net/mixtures/{int(k * 4)}", "phase": "main",
+                  "is_catch": False, "correct": bool(c)} for i, (k, c) in enumerate(zip(m, correct))]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no overflow warnings on the user's screen either
-        m50, width, lapse = fit_psychometric(m, correct)
-    assert m50 < 0.3 and lapse <= 0.2, (m50, width, lapse)
+        table = psychometric(pd.DataFrame(rows), n_resamples=20).set_index("condition")
+    for condition in ("chance", "flat"):
+        row = table.loc[condition]
+        assert np.isnan(row.m50) and np.isnan(row.m50_low) and row.flat_p > 0.05, row
+        assert row.note.startswith("not resolved"), row.note
+    steep = np.array([1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 0, 1, 0, 0, 1, 0, 0, 0])
+    assert flat_test(m, steep, fit_psychometric(m, steep)) < 0.05  # a real fall is resolved
 
 
 def test_the_order_table_says_how_many_query_pairs_a_unit_score_rests_on():

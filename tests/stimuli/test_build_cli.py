@@ -211,7 +211,7 @@ def test_a_resumed_build_says_what_it_reuses_and_refuses_changed_settings(image_
     assert json.loads(mining.read_text())["batch_size"] == 16  # the CPU default
     assert main([*args, "--steps", "2", "--batch-size", "32", "--no-progress"]) == 2
     assert "batch_size 16 -> 32" in capsys.readouterr().err
-    # the diversity layer is a render setting too; builds from before it compared each unit's own
+    # the diversity layer is a render setting too (a build without it compared each unit's own)
     assert main([*args, "--steps", "2", "--pass-images", "0", "--diversity-layer", "bn2",
                  "--no-progress"]) == 2
     assert "diversity_layer None -> 'bn2'" in capsys.readouterr().err
@@ -223,10 +223,24 @@ def test_the_diversity_layer_is_checked_before_mining_and_recorded(image_folder,
             "bn3:0", "--n-batches", "1", "--n-bins", "4", "--n-diverse", "2", "--alpha", "1",
             "--steps", "2", "--random-init", "--no-progress"]
     assert "unknown layer 'conv9'" in _error([*args, "--diversity-layer", "conv9"], capsys)
+    # a module outside the registry's layers: its activation layout would be a guess
+    assert "diversity layer 'relu' is not one of tiny-cnn's relevant layers" in _error(
+        [*args, "--diversity-layer", "relu"], capsys)
     assert not (tmp_path / "d" / "_work" / "mining").exists()
     assert main([*args, "--diversity-layer", "bn1"]) == 0
     render = json.loads((tmp_path / "d" / "stimuli.json").read_text())["parameters"]["render"]
     assert render["diversity_layer"] == "bn1"
+    # the build renders with it: the same build without it (or with an empty one) differs
+    other = [a if a != str(tmp_path / "d") else str(tmp_path / "e") for a in args]
+    assert main([*other, "--diversity-layer", ""]) == 0
+    again = json.loads((tmp_path / "e" / "stimuli.json").read_text())["parameters"]["render"]
+    assert again["diversity_layer"] is None
+
+    def diverse(folder):
+        images = load_stimulus_set(folder).images
+        return sorted(images[(images.kind == "synthetic") & (images["rank"] > 0)].sha256)
+
+    assert diverse(tmp_path / "d") != diverse(tmp_path / "e")
 
 
 def test_the_build_shows_its_eta_from_the_first_step(image_folder, tmp_path, capsys):
