@@ -82,8 +82,8 @@ def fit_psychometric(m: np.ndarray, correct: np.ndarray,
                      starts: tuple[tuple[float, float, float], ...] = STARTS
                      ) -> tuple[float, float, float]:
     """(m50, width, lapse) by maximum likelihood, the best of Nelder-Mead runs from `starts`;
-    m50 within the knobs tested (an explanation at chance everywhere has its m50 at the
-    smallest knob, not beyond it), width > 0, lapse in [0, MAX_LAPSE)."""
+    m50 within the knobs tested, width > 0, lapse in [0, MAX_LAPSE). A flat curve fits any m50
+    alike: `flat_test` says whether the fit resolves one."""
     m, correct = np.asarray(m, float), np.asarray(correct, float)
     low, high = float(m.min()), float(m.max())
     span = max(high - low, 1e-9)

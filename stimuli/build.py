@@ -143,8 +143,8 @@ class BuildOptions:
     `min_steps`, `plateau_window` and `smoothing` change the rest of the stopping rule;
     `schedule_name="cpu"` starts from the CPU schedule and its shorter alpha search instead
     (`max_exponent`/`binary_steps` None: the schedule's); `diversity_layer` compares the diverse
-    images' Gram matrices at that layer instead of each unit's own. `forward_batch` and `pass_images`
-    (None: one job per forward pass in passes of 2 images on the CPU, the whole optimisation
+    images' Gram matrices at that layer instead of each unit's own (checked before mining).
+    `forward_batch` and `pass_images` (None: one job per forward pass in passes of 2 images on the CPU, the whole optimisation
     batch on a GPU) are recorded.
     `difficulties=None` adds every percentile query pair the image count allows.
     `decode="torchvision"` decodes JPEGs in batches on `device` (nvJPEG on a GPU).
@@ -330,19 +330,15 @@ def render_stage(model, spec, chosen: list[Unit], result, out: Path, schedule, s
                  ) -> None:
     """Render every unit of this shard that has no saved result yet (`<out>/_work/render/`)
     with the diversity search `search` (stimuli.render.DiversitySearch)."""
-    from stimuli.layers import check_diversity_layer
     from stimuli.render import UnitTarget, render_units
 
-    if search.layer:
-        check_diversity_layer(model, spec, search.layer)
     folder = _work(out) / "render"
     folder.mkdir(exist_ok=True)
     # a group's alpha-search checkpoint counts too: its rounds were made with these settings
     started = len(list(folder.glob("unit-*.npz"))) + len(list(folder.glob("group-*.search.pkl")))
     same_settings(folder / "settings.json", "rendered units or started groups",
                   {**asdict(schedule), **search.record(), "seed": seed},
-                  done=started, restart=folder,
-                  before={"pass_images": 0})
+                  done=started, restart=folder, before={"pass_images": 0})
     mine = [i for i in range(len(chosen)) if i % shard[1] == shard[0]]
     done = {i for i in mine if (folder / f"unit-{i:05d}.npz").is_file()}
     if done and progress:

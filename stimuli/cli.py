@@ -287,6 +287,7 @@ def render(model, out, schedule_name, render_steps, min_steps, plateau_window, s
 
     from stimuli.build import env_device, finished_mining_shards, load, render_stage
     from stimuli.cpu import steady_allocator
+    from stimuli.layers import check_diversity_layer
     from stimuli.mining import merge_shards
     from stimuli.render import schedule_for, search_for
     from stimuli.sampling import load_units
@@ -306,6 +307,8 @@ def render(model, out, schedule_name, render_steps, min_steps, plateau_window, s
                             render_batch, forward_batch, device, pass_images)
     search = search_for(schedule_name, n_diverse, alpha, max_exponent, binary_steps,
                         diversity_layer)
+    if search.layer:
+        check_diversity_layer(net, spec, search.layer)
     render_stage(net, spec, chosen, result, Path(out), schedule, search, device, seed, progress,
                  shard_)
     click.echo(f"rendered shard {shard_[0]}/{shard_[1]} of {len(chosen)} units in {work}/render")
@@ -327,8 +330,7 @@ def render(model, out, schedule_name, render_steps, min_steps, plateau_window, s
 def build(model, images, out, n_units, unit_list, seed, layer_regex, n_batches, n_bins, batch_size, workers,
           store_activations, skip_unreadable, decode, schedule_name, render_steps, min_steps,
           plateau_window, smoothing, n_diverse, alpha, max_exponent, binary_steps,
-          diversity_layer, render_batch,
-          forward_batch, pass_images, weights_path, random_init, device, difficulties, no_render,
+          diversity_layer, render_batch, forward_batch, pass_images, weights_path, random_init, device, difficulties, no_render,
           name, progress):
     """Sample, mine, render and write a ready stimulus set for MODEL into OUT (resumes)."""
     from stimuli.build import BuildOptions, build_stimulus_set, env_device

@@ -93,7 +93,7 @@ class RenderSchedule:
         """StimuliError when a job cannot go through one forward pass of `forward_batch`."""
         for job in jobs:
             if self.forward_batch and job.n > self.forward_batch:
-                kind = "diverse" if job.alpha > 0 and job.n > 1 else "non-diverse"
+                kind = "diverse" if job.diverse else "non-diverse"
                 raise StimuliError(
                     f"render: forward batch {self.forward_batch} holds fewer than a job's {job.n} "
                     f"{kind} images (a job's images share one forward pass); use --forward-batch "
@@ -194,6 +194,11 @@ class Job:
     seed: int = 0
     target: float | None = None  # the activation to beat (shown in the progress bar)
     diversity_layer: str | None = None  # whose Grams the diversity compares; None: `layer`
+
+    @property
+    def diverse(self) -> bool:
+        """Whether the job has a diversity term (a weight and two or more images)."""
+        return self.alpha > 0 and self.n > 1
 
     @property
     def gram_layer(self) -> str:
@@ -300,7 +305,7 @@ def _forward_passes(jobs: list[Job], rows_of: list[list[int]], layouts: dict[str
         row_job = [j for j in group for _ in range(jobs[j].n)]
         batch = _Batch(local, [jobs[j].layer for j in row_job], layouts,
                        torch.tensor([jobs[j].channel for j in row_job], device=device),
-                       [g for g, j in enumerate(group) if jobs[j].alpha > 0 and jobs[j].n > 1],
+                       [g for g, j in enumerate(group) if jobs[j].diverse],
                        torch.tensor([jobs[j].alpha * (jobs[j].n - 1) for j in group],
                                     device=device),
                        [jobs[j].gram_layer for j in group])
@@ -427,8 +432,7 @@ def _render_chunk(model, spec, jobs, schedule, device, seed, progress, on_step
     n_total = sum(job.n for job in jobs)
     row_job = [j for j, rows in enumerate(rows_of) for _ in rows]
     layers = [jobs[j].layer for j in row_job]
-    recorded = list(dict.fromkeys(layers + [job.gram_layer for job in jobs
-                                            if job.alpha > 0 and job.n > 1]))
+    recorded = list(dict.fromkeys(layers + [job.gram_layer for job in jobs if job.diverse]))
     layouts = {layer: spec.layout(layer) for layer in recorded}
     weight = torch.tensor([jobs[j].sign / jobs[j].n for j in row_job], device=device,
                           dtype=torch.float32)

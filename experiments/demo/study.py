@@ -135,7 +135,7 @@ def summarize_calibration(folder: DemoFolder) -> None:
                  f"not told apart")
     curve = tables / "calibration_psychometric.csv"
     if curve.is_file():
-        for row in pd.read_csv(curve, keep_default_na=True).itertuples(index=False):
+        for row in pd.read_csv(curve).itertuples(index=False):
             planted = (f"simulated participants were planted at "
                        f"{PLANTED_M50.get(row.condition, float('nan')):.2f}")
             if pd.isna(row.m50):

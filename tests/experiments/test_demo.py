@@ -109,7 +109,7 @@ def test_the_calibration_demo_reports_the_known_answers(tmp_path):
     assert abs(controls.correct.mean() - 0.5) < 0.2, len(controls)
 
 
-def test_a_calibration_set_built_here_renders_every_calibration_unit(tmp_path):
+def test_a_calibration_set_built_here_asks_for_every_calibration_unit(tmp_path):
     """Without a shipped set (or with --rebuild) the calibration demo builds every unit of the
     calibration model, with the demo's short render."""
     from experiments.demo.common import DemoFolder

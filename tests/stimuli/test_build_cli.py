@@ -230,6 +230,10 @@ def test_the_diversity_layer_is_checked_before_mining_and_recorded(image_folder,
     assert main([*args, "--diversity-layer", "bn1"]) == 0
     render = json.loads((tmp_path / "d" / "stimuli.json").read_text())["parameters"]["render"]
     assert render["diversity_layer"] == "bn1"
+    # `stimuli render` checks it too, before it renders anything
+    assert "diversity layer 'relu' is not one of" in _error(
+        ["stimuli", "render", "tiny-cnn", str(tmp_path / "d"), "--diversity-layer", "relu",
+         "--random-init", "--no-progress"], capsys)
     # the build renders with it: the same build without it (or with an empty one) differs
     other = [a if a != str(tmp_path / "d") else str(tmp_path / "e") for a in args]
     assert main([*other, "--diversity-layer", ""]) == 0
