@@ -57,10 +57,11 @@ def diversity_penalty(outputs: dict[str, torch.Tensor], layouts: dict[str, str],
     return torch.stack(penalties) if penalties else torch.zeros(0)
 
 
-def diversity_part(grams: torch.Tensor, job_grams: torch.Tensor, first: int) -> torch.Tensor:
-    """A term whose gradient through `grams` (normalized, rows first.. of a job whose n
-    normalized Grams, without gradient, are `job_grams`) is the job's whole penalty's."""
-    n = job_grams.shape[0]
-    others = job_grams.sum(0) - job_grams[first:first + len(grams)]
-    # the penalty counts each pair twice (i, j and j, i): twice each image's share
-    return 2 * (grams * others).sum() / (n * (n - 1))
+def diversity_part(grams: torch.Tensor, others: torch.Tensor, n: int) -> torch.Tensor:
+    """A term whose gradient through `grams` (the normalized Grams of part of a job of n
+    images; `others`, without gradient: the sum of the rest's) is the job's whole penalty's."""
+    inside = grams.sum(0)
+    # the penalty counts each pair twice (i, j and j, i): twice each image's share of the
+    # pairs that reach outside the part, the pairs inside it once each way
+    within = (inside @ inside - (grams * grams).sum()) / 2
+    return 2 * (inside @ others + within) / (n * (n - 1))

@@ -6,8 +6,9 @@ Fourier parameter batch, one Adam optimiser and one transform draw per step (fro
 seed: IMI re-seeded every unit alike, so all units saw one sequence). A step runs forward
 passes of whole jobs, `forward_batch` images at most (0: one job per pass, the CPU default),
 and `pass_images` > 0 cuts a job's pass into passes of that many images (the CPU default, to
-bound memory): a diverse job's penalty then reaches each part through the other parts' Grams,
-computed in a pass without gradient (the same gradient, for one more forward). A job's passes
+bound memory): a diverse job's penalty then reaches each part through the other parts' Grams
+this step, the earlier parts' from their own passes, the later ones' from a pass without
+gradient (the same gradient, for one more forward of all but the first part). A job's passes
 hold the same images whatever shares its optimisation batch, so its images never depend on
 its batch-mates, not even by float rounding. Per job the loss is
 `-sign * mean(activation) + alpha * (n - 1) * mean pairwise Gram cosine` (lucid's diversity
@@ -258,19 +259,22 @@ class _Batch:
 
 
 def _step_loss(model, recorder, view: torch.Tensor, batch: _Batch, weight: torch.Tensor,
-               active: list[bool], shared: tuple[torch.Tensor, int] | None = None
+               active: list[bool], job_grams: torch.Tensor | None = None, first: int = 0
                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One forward pass's loss on the model's view, and every row's activation. `shared`
-    (the job's normalized Grams, this pass's first image in it): the pass holds part of one
-    diverse job, whose penalty it gets its share of."""
+    """One forward pass's loss on the model's view, and every row's activation. `job_grams`
+    (a cut diverse job's normalized Grams this step, without gradient): the pass holds its
+    images from `first` on, whose rows there it fills in, and gets its share of the penalty."""
     outputs = recorder(model, view)
     acts = unit_activations(outputs, batch.layouts, batch.layers, batch.channels)
     loss = -(weight * acts).sum()
     live = [j for j in batch.diverse if active[j]]
-    if live and shared is not None:
+    if live and job_grams is not None:
         layer = batch.gram_layers[0]
         grams = normalized_grams(outputs[layer], batch.layouts[layer])
-        loss = loss + batch.job_weight[0] * diversity_part(grams, *shared)
+        rows = slice(first, first + len(grams))
+        others = job_grams.sum(0) - job_grams[rows].sum(0)
+        loss = loss + batch.job_weight[0] * diversity_part(grams, others, len(job_grams))
+        job_grams[rows] = grams.detach()
     elif live:
         penalty = diversity_penalty(outputs, batch.layouts,
                                     [(batch.gram_layers[j], batch.rows_of[j]) for j in live])
@@ -335,11 +339,12 @@ def _view(param: FourierImage, draw, crop: int | None, mean_std: Callable, rows:
     return mean_std(imi_view(param(rows), draw, crop))
 
 
-def _job_grams(model, recorder, parts: list[_Pass], view_of: Callable) -> torch.Tensor:
-    """A split job's normalized Grams of all its images this step, without gradient."""
+def _later_grams(model, recorder, parts: list[_Pass], view_of: Callable) -> torch.Tensor:
+    """A cut job's normalized Grams this step, without gradient, of the images after its first
+    part (whose pass with gradient gives the first part's, before the others need them)."""
     grams = []
     with torch.no_grad():
-        for part in parts:
+        for part in parts[1:]:
             layer = part.batch.gram_layers[0]
             outputs = recorder(model, view_of(part.rows))
             grams.append(normalized_grams(outputs[layer], part.batch.layouts[layer]))
@@ -464,15 +469,17 @@ def _render_chunk(model, spec, jobs, schedule, device, seed, progress, on_step
             view_of = functools.partial(_view, param, draw, crop, mean_std)
             grams_of: dict[int, torch.Tensor] = {}
             for one in passes:
-                shared = None
-                if one.first is not None and one.batch.diverse and stop.active[one.jobs[0]]:
-                    j = one.jobs[0]
-                    if j not in grams_of:
-                        grams_of[j] = _job_grams(model, recorder, parts_of[j], view_of)
-                    shared = (grams_of[j], one.first)
+                j, job_grams = one.jobs[0], None
+                if one.first is not None and one.batch.diverse and stop.active[j]:
+                    if j not in grams_of:  # the first part's rows: filled in by its own pass
+                        later = _later_grams(model, recorder, parts_of[j], view_of)
+                        grams_of[j] = torch.cat([later.new_zeros(parts_of[j][1].first,
+                                                                 later.shape[1]), later])
+                    job_grams = grams_of[j]
                 loss, acts[one.rows] = _step_loss(model, recorder, view_of(one.rows), one.batch,
                                                   weighted[one.rows],
-                                                  [stop.active[j] for j in one.jobs], shared)
+                                                  [stop.active[j] for j in one.jobs], job_grams,
+                                                  one.first or 0)
                 loss.backward()
             norms = _gradient_norms(param) if stop.on else None
             optimizer.step()

@@ -148,9 +148,10 @@ def test_a_diverse_jobs_parts_get_the_whole_penalty_gradient():
     diversity_penalty({"l": whole}, {"l": "channels_first"}, [("l", list(range(5)))]).sum() \
         .backward()
     fixed = normalized_grams(features, "channels_first").detach()
-    for lo, hi in ((0, 3), (3, 5)):
+    for lo, hi in ((0, 3), (3, 5), (4, 5)):
         part = features[lo:hi].clone().requires_grad_(True)
-        diversity_part(normalized_grams(part, "channels_first"), fixed, lo).backward()
+        others = fixed.sum(0) - fixed[lo:hi].sum(0)  # the Grams outside the part
+        diversity_part(normalized_grams(part, "channels_first"), others, 5).backward()
         torch.testing.assert_close(part.grad, whole.grad[lo:hi])
 
 
@@ -159,9 +160,9 @@ def test_pass_images_cut_each_job_and_keep_its_images():
     CPU's lean default); the images stay those of one pass per job within float rounding."""
     jobs = [Job("bn1", 1, -1, n=5, alpha=1.0, seed=7), Job("bn2", 0, 1, n=4, seed=3),
             Job("bn2", 2, 1, n=2, alpha=2.0, seed=9)]
-    # cut: the diverse job's parts are first seen together without gradient
-    _renders_by_pass(jobs, 6, {"pass_images=0": [5, 4, 2],
-                               "pass_images=2": [2, 1, 2, 2, 1, 2, 2, 2, 2, 2, 1, 2]})
+    # cut: every step, the diverse job's parts after the first are seen without gradient
+    _renders_by_pass(jobs, 6, {"pass_images=0": [5, 4, 2] * 2,
+                               "pass_images=2": [1, 2, 2, 1, 2, 2, 2, 2] * 2})
 
 
 def test_the_diversity_layer_is_where_the_diverse_images_grams_are_compared():
@@ -195,8 +196,9 @@ def test_the_diversity_layer_is_where_the_diverse_images_grams_are_compared():
 def test_a_diverse_job_cut_into_passes_keeps_its_images_with_another_diversity_layer():
     jobs = [Job("bn3", 1, -1, n=5, alpha=1.0, seed=7, diversity_layer="bn1"),
             Job("bn2", 0, 1, n=2, seed=3)]
-    # the diverse job's three parts seen first without gradient at bn1, then with it
-    _renders_by_pass(jobs, 6, {"pass_images=0": [5, 2], "pass_images=2": [2, 1, 2, 2, 1, 2, 2]})
+    # the diverse job's parts after the first seen without gradient at bn1, then all with it
+    _renders_by_pass(jobs, 6, {"pass_images=0": [5, 2] * 2,
+                               "pass_images=2": [1, 2, 2, 1, 2, 2] * 2})
 
 
 def test_the_cpu_passes_are_lean_by_default_and_one_knob_at_a_time():
