@@ -13,6 +13,8 @@ so its peak resident memory (CPU) or peak allocated memory (CUDA) is its own:
 - `model`: the model's own forward and backward on the same forward passes of random 256 px
   images (gradient to the input, through the whole network), seconds per step; the target is
   interpsy <= 1.3x this;
+- `model, channels-last`: the same in the renderer's channels-last memory format (the CPU
+  default), so the ratio to it is the renderer's own overhead beyond the faster layout;
 - `lucent`: torch-lucent 0.1.8 rendering the same 34 images job by job (n images per call),
   seconds per step summed over the jobs (lucent cannot batch two jobs).
 
@@ -49,6 +51,8 @@ def parse_args() -> argparse.Namespace:
                         help="Images per forward pass, whole jobs (default: the device's).")
     parser.add_argument("--pass-images", type=int, default=None,
                         help="A job's images per forward pass (default: the device's).")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                        help="The renderer's memory format (default: the device's).")
     parser.add_argument("--skip-lucent", action="store_true")
     parser.add_argument("--glibc-default-malloc", action="store_true",
                         help="Leave glibc's mmap and trim thresholds alone (builds raise them).")
@@ -90,7 +94,7 @@ def measure(args: argparse.Namespace) -> dict:
     jobs = [Job(args.layer, args.channel, sign, n, alpha, seed=i)
             for i, (sign, n, alpha) in enumerate(JOBS)]
     schedule = schedule_for("cpu", args.steps, args.steps, None, None, 64, args.forward_batch,
-                            args.device, args.pass_images)
+                            args.device, args.pass_images, args.channels_last)
 
     def sync() -> None:
         if device.type == "cuda":
@@ -99,17 +103,20 @@ def measure(args: argparse.Namespace) -> dict:
     if args.mode == "interpsy":
         render_jobs(model, spec, jobs, schedule_for("cpu", 2, 2, None, None, 64,
                                                     args.forward_batch, args.device,
-                                                    args.pass_images), args.device)
+                                                    args.pass_images, args.channels_last),
+                    args.device)
         sync()
         start = time.perf_counter()
         render_jobs(model, spec, jobs, schedule, args.device)
-    elif args.mode == "model":
+    elif args.mode in ("model", "model-cl"):
+        layout = torch.channels_last if args.mode == "model-cl" else torch.contiguous_format
+        model.to(memory_format=layout)
         inputs = [torch.randn(n, 3, 256, 256, device=device) for n in pass_sizes(jobs, schedule)]
 
         def step() -> None:
             for x in inputs:
                 x = x.clone().requires_grad_(True)
-                model(x).sum().backward()
+                model(x.contiguous(memory_format=layout)).sum().backward()
         step()
         sync()
         start = time.perf_counter()
@@ -125,7 +132,7 @@ def measure(args: argparse.Namespace) -> dict:
     sync()
     return {"s_per_step": (time.perf_counter() - start) / args.steps,
             "peak_mb": _peak_mb(device), "forward_batch": schedule.forward_batch,
-            "pass_images": schedule.pass_images}
+            "pass_images": schedule.pass_images, "channels_last": schedule.channels_last}
 
 
 def run_mode(mode: str) -> dict:
@@ -144,15 +151,19 @@ def main() -> None:
 
     from benchmarks.bench_mining import device_name, markdown_block, publish
 
-    modes = ["interpsy", "model"] + ([] if args.skip_lucent else ["lucent"])
-    figures = {mode: run_mode(mode) for mode in modes}
-    ours, own = figures["interpsy"], figures["model"]
+    figures = {"interpsy": run_mode("interpsy")}
+    ours = figures["interpsy"]
+    modes = ["interpsy", "model"] + (["model-cl"] if ours["channels_last"] else []) + (
+        [] if args.skip_lucent else ["lucent"])
+    figures.update({mode: run_mode(mode) for mode in modes[1:]})
+    own = figures["model"]
     ratio = ours["s_per_step"] / own["s_per_step"]
     name = device_name(torch.device(args.device))
     print(f"device: {args.device} ({name}); {args.model} {args.layer}:{args.channel}; 34 images "
           f"(9 + 9 non-diverse, 8 + 8 diverse); {args.steps} steps; forward batch "
           f"{ours['forward_batch']} (0: one job per pass), pass images {ours['pass_images']} "
-          f"(0: whole jobs); glibc thresholds "
+          f"(0: whole jobs); channels-last {'on' if ours['channels_last'] else 'off'}; "
+          f"glibc thresholds "
           f"{'left at their defaults' if args.glibc_default_malloc else 'raised'}")
     for mode in modes:
         print(f"{mode:9s}: {figures[mode]['s_per_step']:.3f} s/step, "
@@ -161,13 +172,24 @@ def main() -> None:
     speed = "PASS" if ratio <= TIME_TARGET else "FAIL"
     print(f"interpsy / model forward+backward = {ratio:.2f} (target <= {TIME_TARGET}: {speed}); "
           f"peak {ours['peak_mb']:.0f} MiB (target < {MEMORY_TARGET_MB}: {memory})")
-    header = ["model, unit", "steps", "forward batch, pass images", "interpsy s/step (peak MiB)",
+    if "model-cl" in figures:
+        print(f"interpsy / model forward+backward in channels-last = "
+              f"{ours['s_per_step'] / figures['model-cl']['s_per_step']:.2f} (the renderer's "
+              f"overhead beyond the faster layout)")
+    header = ["model, unit", "steps", "forward batch, pass images, channels-last",
+              "interpsy s/step (peak MiB)",
               "model fwd+bwd s/step (peak MiB)", "interpsy / model"]
     row = [f"{args.model} {args.layer}:{args.channel}", args.steps,
-           f"{ours['forward_batch']}, {ours['pass_images']}",
+           f"{ours['forward_batch']}, {ours['pass_images']}, "
+           f"{'on' if ours['channels_last'] else 'off'}",
            f"{ours['s_per_step']:.3f} ({ours['peak_mb']:.0f}, {memory} < {MEMORY_TARGET_MB})",
            f"{own['s_per_step']:.3f} ({own['peak_mb']:.0f})",
            f"{ratio:.2f} ({speed} <= {TIME_TARGET})"]
+    if "model-cl" in figures:
+        cl = figures["model-cl"]
+        header += ["model fwd+bwd channels-last s/step (peak MiB)", "interpsy / that"]
+        row += [f"{cl['s_per_step']:.3f} ({cl['peak_mb']:.0f})",
+                f"{ours['s_per_step'] / cl['s_per_step']:.2f}"]
     if "lucent" in figures:
         theirs = figures["lucent"]
         print(f"lucent / interpsy time per step = {theirs['s_per_step'] / ours['s_per_step']:.2f}")

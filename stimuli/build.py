@@ -144,8 +144,9 @@ class BuildOptions:
     `schedule_name="cpu"` starts from the CPU schedule and its shorter alpha search instead
     (`max_exponent`/`binary_steps` None: the schedule's); `diversity_layer` compares the diverse
     images' Gram matrices at that layer instead of each unit's own (checked before mining).
-    `forward_batch` and `pass_images` (None: one job per forward pass in passes of 2 images on the CPU, the whole optimisation
-    batch on a GPU) are recorded.
+    `forward_batch`, `pass_images` and `channels_last` (None: one job per forward pass in
+    passes of 2 images, channels-last, on the CPU; the whole optimisation batch on a GPU) are
+    recorded.
     `difficulties=None` adds every percentile query pair the image count allows.
     `decode="torchvision"` decodes JPEGs in batches on `device` (nvJPEG on a GPU).
     `command` (the CLI's command line) is recorded in the manifest with the device.
@@ -173,6 +174,7 @@ class BuildOptions:
     max_render_batch: int = 64
     forward_batch: int | None = None
     pass_images: int | None = None
+    channels_last: bool | None = None
     device: str = "cpu"
     batch_size: int | None = None  # None: the device's (stimuli.mining.mining_batch)
     workers: int = 2
@@ -230,7 +232,7 @@ def build_stimulus_set(model_name: str, image_source: str | Path, out_dir: str |
     result = merge_shards(out / WORK, n_shards, [u.unit_id for u in chosen], files)
     schedule = schedule_for(o.schedule_name, o.render_steps, o.min_steps, o.plateau_window,
                             o.smoothing, o.max_render_batch, o.forward_batch, o.device,
-                            o.pass_images)
+                            o.pass_images, o.channels_last)
     search = search_for(o.schedule_name, o.n_diverse, o.alpha, o.max_exponent, o.binary_steps,
                         o.diversity_layer)
     if o.render:
@@ -338,7 +340,7 @@ def render_stage(model, spec, chosen: list[Unit], result, out: Path, schedule, s
     started = len(list(folder.glob("unit-*.npz"))) + len(list(folder.glob("group-*.search.pkl")))
     same_settings(folder / "settings.json", "rendered units or started groups",
                   {**asdict(schedule), **search.record(), "seed": seed},
-                  done=started, restart=folder, before={"pass_images": 0})
+                  done=started, restart=folder, before={"pass_images": 0, "channels_last": False})
     mine = [i for i in range(len(chosen)) if i % shard[1] == shard[0]]
     done = {i for i in mine if (folder / f"unit-{i:05d}.npz").is_file()}
     if done and progress:

@@ -224,6 +224,11 @@ def _render_options(f):
                           "pass without gradient); 0: the whole job. Default: 2 on the CPU "
                           "(efficientnet-lite0 under 2 GB; 0 is 1.2-1.3x faster), 0 "
                           "on a GPU. Recorded in the manifest.")(f)
+    f = click.option("--channels-last/--no-channels-last", default=None,
+                     help="Run the model in channels-last memory format (its convolutions "
+                          "run faster on the CPU; the images change by float rounding). "
+                          "Default: on for the CPU, off on a GPU. Recorded in the "
+                          "manifest.")(f)
     return f
 
 
@@ -280,7 +285,8 @@ def mine(model, images, out, n_units, unit_list, seed, layer_regex, n_batches, n
 @click.option("--progress/--no-progress", default=True)
 def render(model, out, schedule_name, render_steps, min_steps, plateau_window, smoothing,
            n_diverse, alpha, max_exponent, binary_steps, diversity_layer, render_batch,
-           forward_batch, pass_images, weights_path, random_init, device, seed, shard, progress):
+           forward_batch, pass_images, channels_last, weights_path, random_init, device, seed,
+           shard, progress):
     """Render feature visualizations for OUT's mined units (needs finished mining)."""
     import json
     from pathlib import Path
@@ -304,7 +310,7 @@ def render(model, out, schedule_name, render_steps, min_steps, plateau_window, s
     result = merge_shards(work, n_shards, [u.unit_id for u in chosen], files)
     spec, net, _ = load(model, not random_init, weights_path, device)
     schedule = schedule_for(schedule_name, render_steps, min_steps, plateau_window, smoothing,
-                            render_batch, forward_batch, device, pass_images)
+                            render_batch, forward_batch, device, pass_images, channels_last)
     search = search_for(schedule_name, n_diverse, alpha, max_exponent, binary_steps,
                         diversity_layer)
     if search.layer:
@@ -330,7 +336,8 @@ def render(model, out, schedule_name, render_steps, min_steps, plateau_window, s
 def build(model, images, out, n_units, unit_list, seed, layer_regex, n_batches, n_bins, batch_size, workers,
           store_activations, skip_unreadable, decode, schedule_name, render_steps, min_steps,
           plateau_window, smoothing, n_diverse, alpha, max_exponent, binary_steps,
-          diversity_layer, render_batch, forward_batch, pass_images, weights_path, random_init, device, difficulties, no_render,
+          diversity_layer, render_batch, forward_batch, pass_images, channels_last, weights_path,
+          random_init, device, difficulties, no_render,
           name, progress):
     """Sample, mine, render and write a ready stimulus set for MODEL into OUT (resumes)."""
     from stimuli.build import BuildOptions, build_stimulus_set, env_device
@@ -343,7 +350,8 @@ def build(model, images, out, n_units, unit_list, seed, layer_regex, n_batches, 
         smoothing=smoothing, n_diverse=n_diverse, alpha=alpha, max_exponent=max_exponent,
         binary_steps=binary_steps, diversity_layer=diversity_layer,
         schedule_name=schedule_name, max_render_batch=render_batch,
-        forward_batch=forward_batch, pass_images=pass_images, device=env_device(device),
+        forward_batch=forward_batch, pass_images=pass_images, channels_last=channels_last,
+        device=env_device(device),
         batch_size=batch_size, workers=workers, store_activations=store_activations,
         skip_unreadable=skip_unreadable, decode=decode, name=name, layers=layer_regex,
         progress=progress, command=_command_line()))

@@ -193,14 +193,18 @@ def test_a_resumed_build_says_what_it_reuses_and_refuses_changed_settings(image_
     assert main([*args, "--steps", "2"]) == 0
     err = capsys.readouterr().err
     assert "reusing the finished mining of 48 images" in err and "reusing 1 rendered units" in err
-    # a build saved before passes were cut (no pass_images recorded) ran whole jobs
+    # a build saved before passes were cut and channels-last came (neither recorded) ran
+    # whole jobs in the default memory format
     settings = Path(out) / "_work" / "render" / "settings.json"
     recorded = json.loads(settings.read_text())
-    assert recorded.pop("pass_images") == 2  # the CPU default
+    assert (recorded.pop("pass_images"), recorded.pop("channels_last")) == (2, True)  # the CPU's
     settings.write_text(json.dumps(recorded))
     assert main([*args, "--steps", "2", "--no-progress"]) == 2
     assert "pass_images 0 -> 2" in capsys.readouterr().err
-    assert main([*args, "--steps", "2", "--pass-images", "0", "--no-progress"]) == 0
+    assert main([*args, "--steps", "2", "--pass-images", "0", "--no-progress"]) == 2
+    assert "channels_last False -> True" in capsys.readouterr().err
+    assert main([*args, "--steps", "2", "--pass-images", "0", "--no-channels-last",
+                 "--no-progress"]) == 0
     # a group stopped inside its alpha search (a checkpoint, no unit file yet) counts as started
     render = Path(out) / "_work" / "render"
     (render / "unit-00000.npz").rename(render / "group-00000.search.pkl")

@@ -57,7 +57,7 @@ def test_the_steps_each_image_ran_are_in_units_csv(image_folder, tmp_path):
     # the arithmetic's batch sizes: one job per forward pass on the CPU, cut into passes of 2
     # images, 64 images per loop
     assert (render["forward_batch"], render["pass_images"], render["max_batch"],
-            render["schedule_base"]) == (0, 2, 64, "imi")
+            render["schedule_base"], render["channels_last"]) == (0, 2, 64, "imi", True)
 
 
 def test_a_unit_renders_the_same_alone_and_in_a_group():
@@ -205,13 +205,40 @@ def test_the_cpu_passes_are_lean_by_default_and_one_knob_at_a_time():
     from stimuli.render import CPU_PASS_IMAGES, schedule_for
 
     cpu = schedule_for("cpu", None, None, None, None, 64, None, "cpu")
-    assert (cpu.forward_batch, cpu.pass_images) == (0, CPU_PASS_IMAGES)
+    assert (cpu.forward_batch, cpu.pass_images, cpu.channels_last) == (0, CPU_PASS_IMAGES, True)
     gpu = schedule_for("cpu", None, None, None, None, 64, None, "cuda")
-    assert (gpu.forward_batch, gpu.pass_images) == (64, 0)
+    assert (gpu.forward_batch, gpu.pass_images, gpu.channels_last) == (64, 0, False)
+    assert not schedule_for("cpu", None, None, None, None, 64, None, "cpu",
+                            channels_last=False).channels_last
     assert schedule_for("cpu", None, None, None, None, 64, 0, "cpu", 0).pass_images == 0
     assert schedule_for("cpu", None, None, None, None, 64, 8, "cpu").pass_images == 0
     with pytest.raises(StimuliError, match="set one of them"):
         RenderSchedule.for_steps(10, forward_batch=8, pass_images=3)
+
+
+def test_channels_last_feeds_the_model_channels_last_and_keeps_the_images():
+    """`channels_last` (the CPU's default: its convolutions run faster so) runs the model on
+    channels-last inputs and weights, hands the model back as it was, and changes the images
+    only by float rounding."""
+    import torch
+
+    spec = get_spec("tiny-cnn")
+    model = load_model("tiny-cnn", pretrained=False)
+    layouts: list[bool] = []
+    handle = model.register_forward_pre_hook(lambda module, args: layouts.append(
+        args[0].is_contiguous(memory_format=torch.channels_last)))
+    jobs = [Job("bn3", 1, -1, n=5, alpha=1.0, seed=7), Job("bn2", 0, 1, n=2, seed=3)]
+    try:
+        renders = {on: render_jobs(model, spec, jobs, RenderSchedule.for_steps(
+            6, pass_images=2, channels_last=on, **SMALL), seed=1) for on in (False, True)}
+    finally:
+        handle.remove()
+    half = len(layouts) // 2  # each render's step passes, then its final pass
+    assert not any(layouts[:6]) and all(layouts[half:])
+    assert all(p.is_contiguous() for p in model.parameters())
+    for plain, fast in zip(renders[False], renders[True], strict=True):
+        np.testing.assert_allclose(fast.activations, plain.activations, rtol=0.01)
+        assert_same_render(plain.images, fast.images)
 
 
 def test_a_forward_batch_below_a_diverse_job_is_refused():
