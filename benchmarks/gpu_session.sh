@@ -2,11 +2,12 @@
 # The prepared GPU run of benchmarks/RESULTS_stimuli.md ("To run on a GPU") for a lent device
 # machine that reaches no package index (Python 3.12 with torch there; see the device README).
 #   here:   bash benchmarks/gpu_session.sh fetch     # wheels the device lacks, into .whl/
-#   device: bash benchmarks/gpu_session.sh run [tests] [fv] [mining]   # carry .whl
-# Each step has its own time limit (T_TEST, T_FV, T_M1, T_M2 seconds) so one slow step cannot
+#   device: bash benchmarks/gpu_session.sh run [tests] [fv] [mining] [render]   # carry .whl
+# Each step has its own time limit (T_TEST, T_FV, T_M1, T_M2, T_R seconds) so one slow step cannot
 # take the others' time; RESULTS_stimuli.md and run.log are copied to $OUT after every step.
-# All steps together need up to 1,000 s, more than one device call's 600 s: run `tests fv` in
-# one call and `mining` in the next (within the machine's 30 s warm window), or lower the limits.
+# All steps together need up to 1,400 s, more than one device call's 600 s: run `tests fv` in
+# one call, `mining` and `render` in the next ones (within the machine's 30 s warm window), or
+# lower the limits.
 set -u
 WHEELS="pydantic==2.14.4 pydantic-core==2.50.5 annotated-types typing-inspection typing_extensions
 sqlalchemy greenlet tenacity alembic mako flask itsdangerous blinker cryptography cffi pycparser
@@ -40,7 +41,7 @@ run() {
     cp benchmarks/RESULTS_stimuli.md "${OUT:-/tmp}/"
   }
   local steps=("$@")
-  [ ${#steps[@]} -eq 0 ] && steps=(tests fv mining)
+  [ ${#steps[@]} -eq 0 ] && steps=(tests fv mining render)
   for what in "${steps[@]}"; do
     case $what in
       tests) step "${T_TEST:-200}" python3 -m pytest tests/stimuli -m gpu -q -p no:cacheprovider ;;
@@ -53,7 +54,12 @@ run() {
         step "${T_M2:-300}" python3 benchmarks/bench_mining.py --device cuda --images 5000 \
           --batch-size 256 --workers 8 --decode torchvision --repeats 3 \
           --append benchmarks/RESULTS_stimuli.md ;;
-      *) echo "unknown step $what (tests, fv, mining)" >&2; exit 2 ;;
+      render)
+        step "${T_R:-200}" python3 benchmarks/bench_render.py --device cuda --steps 50 \
+          --append benchmarks/RESULTS_stimuli.md
+        step "${T_R:-200}" python3 benchmarks/bench_render.py --device cuda --steps 50 \
+          --channels-last --skip-lucent --append benchmarks/RESULTS_stimuli.md ;;
+      *) echo "unknown step $what (tests, fv, mining, render)" >&2; exit 2 ;;
     esac
   done
 }
