@@ -109,9 +109,11 @@ def quick_render(steps: int) -> list[str]:
     return ["--steps", str(steps), "--alpha", "1"]
 
 
-# how the shipped sets are made (their mining batch and one pass per job: they were, before
-# the CPU's defaults became leaner)
-SHIPPED_RENDER = ["--schedule", "cpu", "--pass-images", "0", "--batch-size", "64"]
+# how the shipped sets are made, so that `--render-shipped` resumes them: their render (one
+# pass per job in the default memory format) and mining batch, from before the CPU's defaults
+# became leaner and faster
+SHIPPED_RENDER = ["--schedule", "cpu", "--pass-images", "0", "--no-channels-last"]
+SHIPPED_MINING = ["--batch-size", "64"]
 
 
 def build_command(folder: DemoFolder, out: Path, n_units: int, seed: int,
@@ -146,7 +148,8 @@ def render_shipped_set(folder: DemoFolder, n_units: int, n_images: int, seed: in
 
     image_pool(folder, n_images, seed)
     out = ROOT / "data" / "shipped_builds" / (folder.study or "lite0")
-    run_build(build_command(folder, out, n_units, seed, SHIPPED_RENDER), out, time.monotonic())
+    run_build(build_command(folder, out, n_units, seed, SHIPPED_RENDER + SHIPPED_MINING), out,
+              time.monotonic())
     target = shipped_set(folder.study)
     shutil.rmtree(target, ignore_errors=True)
     pack(out, target)

@@ -126,6 +126,27 @@ def test_a_calibration_set_built_here_asks_for_every_calibration_unit(tmp_path):
     assert command[command.index("--steps") + 1] == "30"
 
 
+@pytest.mark.parametrize("study, model", [("calibration", "calibration-net"),
+                                          ("lite0", "efficientnet-lite0")])
+def test_the_shipped_builds_resume_with_the_options_they_were_made_with(tmp_path, study, model):
+    """`interpsy demo --render-shipped` resumes data/shipped_builds/<study> with SHIPPED_RENDER:
+    its render settings are the ones the committed units were made with (a CPU default that
+    changed since, such as channels-last, would make the resume refuse)."""
+    import shutil
+
+    from experiments.demo.sets import SHIPPED_RENDER
+
+    out = tmp_path / study
+    shutil.copytree(ROOT / "data" / "shipped_builds" / study / "_work", out / "_work")
+    done = subprocess.run([sys.executable, "-m", "experiments.cli", "stimuli", "render", model,
+                           str(out), *SHIPPED_RENDER, "--seed", "0", "--no-progress"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert sorted(p.name for p in (out / "_work" / "render").glob("unit-*.npz")) == sorted(
+        p.name for p in (ROOT / "data" / "shipped_builds" / study / "_work" / "render").glob(
+            "unit-*.npz"))
+
+
 def test_idle_browser_connections_do_not_hold_the_demos_server(tmp_path):
     """Browsers keep connections open without sending; the demo's server (no proxy in front)
     still answers at once with more idle connections than workers (sync workers each sat on
