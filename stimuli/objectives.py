@@ -36,9 +36,41 @@ def gram(features: torch.Tensor, layout: str) -> torch.Tensor:
     return g.flatten(1)
 
 
+def _positions_by_channels(features: torch.Tensor, layout: str) -> torch.Tensor:
+    """Each image's activations as (N, P, C): positions (or tokens) by channels."""
+    if features.dim() == 2:
+        return features[:, None, :]
+    if layout == CHANNELS_FIRST:
+        return features.flatten(2).transpose(1, 2)
+    return features.flatten(1, -2)
+
+
 def normalized_grams(features: torch.Tensor, layout: str) -> torch.Tensor:
     """Each image's Gram matrix, flattened and scaled to unit length: (N, C*C)."""
     return F.normalize(gram(features.float(), layout), dim=1)
+
+
+def gram_vectors(features: torch.Tensor, layout: str, n: int) -> torch.Tensor:
+    """Each image's unit-length Gram matrix G in the cheaper exact form for a job of n images:
+    flattened, (N, C*C), or, where positions are few, a factor A with G = A^T A, (N, P, C)."""
+    channels = features.shape[1] if layout == CHANNELS_FIRST else features.shape[-1]
+    positions = features[0].numel() // channels
+    # per job: n Grams (C*C*P each) and n^2 dot products of C*C, against n^2 P x P products
+    if n * positions ** 2 >= channels * (positions + n):
+        return normalized_grams(features, layout)
+    flat = _positions_by_channels(features.float(), layout)
+    kernels = flat @ flat.transpose(1, 2)  # P x P, the same Frobenius norm as the Gram's
+    norms = kernels.flatten(1).norm(dim=1).clamp_min(1e-12)
+    return flat / norms.sqrt()[:, None, None]
+
+
+def similarities(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(len(a), len(b)) cosines between the Grams that two sets of gram_vectors stand for."""
+    if a.dim() == 2:
+        return a @ b.T
+    # <A^T A, B^T B> = |A B^T|^2, from one product of all the factors' rows
+    cross = a.flatten(0, 1) @ b.flatten(0, 1).T
+    return cross.unflatten(0, a.shape[:2]).unflatten(2, b.shape[:2]).pow(2).sum((1, 3))
 
 
 def diversity_penalty(outputs: dict[str, torch.Tensor], layouts: dict[str, str],
@@ -50,18 +82,23 @@ def diversity_penalty(outputs: dict[str, torch.Tensor], layouts: dict[str, str],
             penalties.append(torch.zeros((), device=outputs[layer].device))
             continue
         index = torch.tensor(rows, device=outputs[layer].device)
-        g = normalized_grams(outputs[layer][index], layouts[layer])
-        sim = g @ g.T
         n = len(rows)
+        sim = similarities(*[gram_vectors(outputs[layer][index], layouts[layer], n)] * 2)
         penalties.append((sim.sum() - sim.diagonal().sum()) / (n * (n - 1)))
     return torch.stack(penalties) if penalties else torch.zeros(0)
 
 
-def diversity_part(grams: torch.Tensor, others: torch.Tensor, n: int) -> torch.Tensor:
-    """A term whose gradient through `grams` (the normalized Grams of part of a job of n
-    images; `others`, without gradient: the sum of the rest's) is the job's whole penalty's."""
-    inside = grams.sum(0)
+def diversity_part(vectors: torch.Tensor, others: torch.Tensor, n: int) -> torch.Tensor:
+    """A term whose gradient through `vectors` (gram_vectors of part of a job of n images;
+    `others`, without gradient: the rest's) is the job's whole penalty's."""
     # the penalty counts each pair twice (i, j and j, i): twice each image's share of the
     # pairs that reach outside the part, the pairs inside it once each way
-    within = (inside @ inside - (grams * grams).sum()) / 2
-    return 2 * (inside @ others + within) / (n * (n - 1))
+    if vectors.dim() == 2:  # flattened Grams: the outside pairs through the others' sum
+        inside = vectors.sum(0)
+        outside = inside @ others.sum(0)
+        within = (inside @ inside - (vectors * vectors).sum()) / 2
+    else:
+        outside = similarities(vectors, others).sum()
+        pairs = similarities(vectors, vectors)
+        within = (pairs.sum() - pairs.diagonal().sum()) / 2
+    return 2 * (outside + within) / (n * (n - 1))

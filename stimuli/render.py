@@ -46,7 +46,7 @@ from stimuli.mining import memory_format, model_input, normalizer
 from stimuli.objectives import (
     diversity_part,
     diversity_penalty,
-    normalized_grams,
+    gram_vectors,
     unit_activations,
 )
 from stimuli.registry import ModelSpec
@@ -265,19 +265,19 @@ def _step_loss(model, recorder, view: torch.Tensor, batch: _Batch, weight: torch
                active: list[bool], job_grams: torch.Tensor | None = None, first: int = 0
                ) -> tuple[torch.Tensor, torch.Tensor]:
     """One forward pass's loss on the model's view, and every row's activation. `job_grams`
-    (a cut diverse job's normalized Grams this step, without gradient): the pass holds its
+    (a cut diverse job's gram_vectors this step, without gradient): the pass holds its
     images from `first` on, whose rows there it fills in, and gets its share of the penalty."""
     outputs = recorder(model, view)
     acts = unit_activations(outputs, batch.layouts, batch.layers, batch.channels)
     loss = -(weight * acts).sum()
     live = [j for j in batch.diverse if active[j]]
     if live and job_grams is not None:
-        layer = batch.gram_layers[0]
-        grams = normalized_grams(outputs[layer], batch.layouts[layer])
-        rows = slice(first, first + len(grams))
-        others = job_grams.sum(0) - job_grams[rows].sum(0)
-        loss = loss + batch.job_weight[0] * diversity_part(grams, others, len(job_grams))
-        job_grams[rows] = grams.detach()
+        layer, n = batch.gram_layers[0], len(job_grams)
+        grams = gram_vectors(outputs[layer], batch.layouts[layer], n)
+        end = first + len(grams)
+        others = torch.cat([job_grams[:first], job_grams[end:]])
+        loss = loss + batch.job_weight[0] * diversity_part(grams, others, n)
+        job_grams[first:end] = grams.detach()
     elif live:
         penalty = diversity_penalty(outputs, batch.layouts,
                                     [(batch.gram_layers[j], batch.rows_of[j]) for j in live])
@@ -342,15 +342,16 @@ def _view(param: FourierImage, draw, crop: int | None, mean_std: Callable, rows:
     return mean_std(imi_view(param(rows), draw, crop))
 
 
-def _later_grams(model, recorder, parts: list[_Pass], view_of: Callable) -> torch.Tensor:
-    """A cut job's normalized Grams this step, without gradient, of the images after its first
-    part (whose pass with gradient gives the first part's, before the others need them)."""
+def _later_grams(model, recorder, parts: list[_Pass], view_of: Callable, n: int
+                 ) -> torch.Tensor:
+    """A cut job's (n images) gram_vectors this step, without gradient, of the images after its
+    first part (whose pass with gradient gives the first part's, before the others need them)."""
     grams = []
     with torch.no_grad():
         for part in parts[1:]:
             layer = part.batch.gram_layers[0]
             outputs = recorder(model, view_of(part.rows))
-            grams.append(normalized_grams(outputs[layer], part.batch.layouts[layer]))
+            grams.append(gram_vectors(outputs[layer], part.batch.layouts[layer], n))
     return torch.cat(grams)
 
 
@@ -476,9 +477,9 @@ def _render_chunk(model, spec, jobs, schedule, device, seed, progress, on_step
                 j, job_grams = one.jobs[0], None
                 if one.first is not None and one.batch.diverse and stop.active[j]:
                     if j not in grams_of:  # the first part's rows: filled in by its own pass
-                        later = _later_grams(model, recorder, parts_of[j], view_of)
+                        later = _later_grams(model, recorder, parts_of[j], view_of, jobs[j].n)
                         grams_of[j] = torch.cat([later.new_zeros(parts_of[j][1].first,
-                                                                 later.shape[1]), later])
+                                                                 *later.shape[1:]), later])
                     job_grams = grams_of[j]
                 loss, acts[one.rows] = _step_loss(model, recorder, view_of(one.rows), one.batch,
                                                   weighted[one.rows],

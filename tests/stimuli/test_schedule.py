@@ -136,23 +136,50 @@ def test_forward_batches_split_a_step_by_whole_jobs_and_keep_each_jobs_images():
                                "forward_batch=64": [8]})
 
 
-def test_a_diverse_jobs_parts_get_the_whole_penalty_gradient():
+@pytest.mark.parametrize("channels, stride", [(16, 2), (64, 16)])  # many or few positions
+def test_a_diverse_jobs_parts_get_the_whole_penalty_gradient(channels, stride):
     """Cut into parts, each part's share of the diversity penalty (the other parts' Grams held
-    fixed) gives its images the gradient the whole penalty gives them."""
+    fixed) gives its images the gradient the whole penalty gives them, through a convolution
+    and a BatchNorm as in a model, whichever form stands for the Grams (the Gram itself, or a
+    factor where positions are few) and in parts of 1 image too."""
     import torch
 
-    from stimuli.objectives import diversity_part, diversity_penalty, normalized_grams
+    from stimuli.objectives import diversity_part, diversity_penalty, gram_vectors
 
-    features = torch.randn(5, 4, 6, 6, dtype=torch.float64)
-    whole = features.clone().requires_grad_(True)
-    diversity_penalty({"l": whole}, {"l": "channels_first"}, [("l", list(range(5)))]).sum() \
-        .backward()
-    fixed = normalized_grams(features, "channels_first").detach()
-    for lo, hi in ((0, 3), (3, 5), (4, 5)):
-        part = features[lo:hi].clone().requires_grad_(True)
-        others = fixed.sum(0) - fixed[lo:hi].sum(0)  # the Grams outside the part
-        diversity_part(normalized_grams(part, "channels_first"), others, 5).backward()
-        torch.testing.assert_close(part.grad, whole.grad[lo:hi])
+    torch.manual_seed(0)
+    layer = torch.nn.Sequential(torch.nn.Conv2d(3, channels, 3, stride, 1),
+                                torch.nn.BatchNorm2d(channels)).eval()
+    images = torch.rand(5, 3, 48, 48)
+    whole = images.clone().requires_grad_(True)
+    diversity_penalty({"l": layer(whole)}, {"l": "channels_first"},
+                      [("l", list(range(5)))]).sum().backward()
+    with torch.no_grad():
+        fixed = gram_vectors(layer(images), "channels_first", 5)
+    for lo, hi in ((0, 2), (2, 3), (3, 5)):
+        part = images[lo:hi].clone().requires_grad_(True)
+        others = torch.cat([fixed[:lo], fixed[hi:]])
+        diversity_part(gram_vectors(layer(part), "channels_first", 5), others, 5).backward()
+        torch.testing.assert_close(part.grad, whole.grad[lo:hi], rtol=1e-4, atol=1e-9)
+
+
+@pytest.mark.parametrize("layout, shape", [("channels_first", (6, 48, 3, 3)),
+                                           ("channels_last", (6, 3, 3, 48)),
+                                           ("tokens", (6, 5, 48)), ("channels_first", (6, 48))])
+def test_the_penalty_is_the_mean_pairwise_cosine_of_the_grams_in_either_form(layout, shape):
+    """Where positions are few the penalty is computed from factors of the Grams (cheaper):
+    the same mean pairwise cosine of the channel Gram matrices as IMI's."""
+    import torch
+
+    from stimuli.objectives import diversity_penalty, gram, gram_vectors
+
+    features = torch.randn(*shape, dtype=torch.float64)
+    if len(shape) == 4:  # a factor, not the C x C Gram itself
+        assert gram_vectors(features, layout, 6).shape[1:] != (48 * 48,)
+    grams = torch.nn.functional.normalize(gram(features, layout), dim=1)
+    cosines = grams @ grams.T
+    expected = (cosines.sum() - cosines.diagonal().sum()) / 30
+    got = diversity_penalty({"l": features}, {"l": layout}, [("l", list(range(6)))])[0]
+    torch.testing.assert_close(got, expected.float())  # the renderer sums in float32
 
 
 def test_pass_images_cut_each_job_and_keep_its_images():
