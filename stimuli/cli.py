@@ -223,7 +223,7 @@ def _render_options(f):
                           "at most this many (its diversity term stays exact, for one more "
                           "pass without gradient over all but its first part); 0: the whole "
                           "job. Default: 2 on the CPU (efficientnet-lite0 under 2 GB; 0 is "
-                          "about 1.4x faster), 0 on a GPU. Recorded in the manifest.")(f)
+                          "faster, in 2.9 GB), 0 on a GPU. Recorded in the manifest.")(f)
     f = click.option("--channels-last/--no-channels-last", default=None,
                      help="Run the model in channels-last memory format (its convolutions "
                           "run faster on the CPU; the images change by float rounding). "
