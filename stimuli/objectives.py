@@ -73,6 +73,11 @@ def similarities(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return cross.unflatten(0, a.shape[:2]).unflatten(2, b.shape[:2]).pow(2).sum((1, 3))
 
 
+def _distinct_pairs(sim: torch.Tensor) -> torch.Tensor:
+    """The sum of a square similarity matrix over its distinct pairs, both ways (i != j)."""
+    return sim.sum() - sim.diagonal().sum()
+
+
 def diversity_penalty(outputs: dict[str, torch.Tensor], layouts: dict[str, str],
                       groups: list[tuple[str, list[int]]]) -> torch.Tensor:
     """Per group (layer, image rows): mean pairwise cosine similarity of the Gram matrices."""
@@ -84,7 +89,7 @@ def diversity_penalty(outputs: dict[str, torch.Tensor], layouts: dict[str, str],
         index = torch.tensor(rows, device=outputs[layer].device)
         n = len(rows)
         sim = similarities(*[gram_vectors(outputs[layer][index], layouts[layer], n)] * 2)
-        penalties.append((sim.sum() - sim.diagonal().sum()) / (n * (n - 1)))
+        penalties.append(_distinct_pairs(sim) / (n * (n - 1)))
     return torch.stack(penalties) if penalties else torch.zeros(0)
 
 
@@ -99,6 +104,5 @@ def diversity_part(vectors: torch.Tensor, others: torch.Tensor, n: int) -> torch
         within = (inside @ inside - (vectors * vectors).sum()) / 2
     else:
         outside = similarities(vectors, others).sum()
-        pairs = similarities(vectors, vectors)
-        within = (pairs.sum() - pairs.diagonal().sum()) / 2
+        within = _distinct_pairs(similarities(vectors, vectors)) / 2
     return 2 * (outside + within) / (n * (n - 1))

@@ -196,17 +196,26 @@ def check_reliability(stimulus_set: StimulusSet, pretrained: bool = True,
     """Compare every unit's visualizations' paths with its natural exemplars'; write
     reliability.csv and the units.csv columns (fv_path_percentile and fv_path_layer at the
     unit's input, fv_reliable); return the per unit x layer table."""
-    from tqdm.auto import tqdm
-
     if not (stimulus_set.images.kind == "synthetic").any():
         raise StimuliError(f"{stimulus_set.path}: no feature visualizations to check (built "
                            f"with --no-render?)")
     name = stimulus_set.manifest["model"]
-    spec = get_spec(name)
     model = load_model(name, pretrained=pretrained, weights_path=weights_path, device=device)
+    table = reliability_table(stimulus_set, model, list(stimulus_set.units.unit_id), device,
+                              progress)
+    _write(stimulus_set, table)
+    return table
+
+
+def reliability_table(stimulus_set: StimulusSet, model, unit_ids: list[str],
+                      device: str = "cpu", progress: bool = False) -> pd.DataFrame:
+    """The per unit x layer table of these units (`outlier`: the unit is flagged there)."""
+    from tqdm.auto import tqdm
+
+    spec = get_spec(stimulus_set.manifest["model"])
     every = relevant_layers(model, spec)
     rows: list[dict] = []
-    units = list(stimulus_set.units.itertuples(index=False))
+    units = [u for u in stimulus_set.units.itertuples(index=False) if u.unit_id in unit_ids]
     for unit in tqdm(units, desc="visualization paths", unit="unit", disable=not progress):
         layers = earlier_layers(every, unit.layer)
         rows += unit_paths(stimulus_set, model, spec, unit, layers,
@@ -216,7 +225,6 @@ def check_reliability(stimulus_set: StimulusSet, pretrained: bool = True,
                                         "fv_path_max", "p_value", "decides"])
     table["decides"] = table["decides"].astype(bool)
     table["outlier"] = table["decides"] & (table["p_value"] < ALPHA)
-    _write(stimulus_set, table)
     return table
 
 

@@ -336,10 +336,10 @@ def _split(whole: _Pass, pass_images: int) -> list[_Pass]:
             for lo, hi in itertools.pairwise(bounds)]
 
 
-def _view(param: FourierImage, draw, crop: int | None, mean_std: Callable, rows: slice
+def _view(param: FourierImage, draw, crop: int | None, to_input: Callable, rows: slice
           ) -> torch.Tensor:
     """The model's input for these rows of the parameterisation this step."""
-    return mean_std(imi_view(param(rows), draw, crop))
+    return to_input(imi_view(param(rows), draw, crop))
 
 
 def _later_grams(model, recorder, parts: list[_Pass], view_of: Callable, n: int
@@ -459,7 +459,7 @@ def _render_chunk(model, spec, jobs, schedule, device, seed, progress, on_step
     optimizer = torch.optim.Adam(param.parameters(), lr=schedule.lr)
     draws = StepDraws(seed)
     normalize = normalizer(spec, device)
-    mean_std = lambda x: model_input(x * 255.0, normalize, schedule.channels_last)
+    to_input = lambda x: model_input(x * 255.0, normalize, schedule.channels_last)
     stop = _PlateauStop(schedule, rows_of, param, device)
     acts = torch.zeros(n_total, device=device)
 
@@ -471,7 +471,7 @@ def _render_chunk(model, spec, jobs, schedule, device, seed, progress, on_step
         for step in range(1, schedule.max_steps + 1):
             optimizer.zero_grad(set_to_none=True)
             draw, weighted = draws.next(), weight * stop.live
-            view_of = functools.partial(_view, param, draw, crop, mean_std)
+            view_of = functools.partial(_view, param, draw, crop, to_input)
             grams_of: dict[int, torch.Tensor] = {}
             for one in passes:
                 j, job_grams = one.jobs[0], None
@@ -499,13 +499,13 @@ def _render_chunk(model, spec, jobs, schedule, device, seed, progress, on_step
                 break
         bar.close()
         pixels, final_acts = _final_images(model, recorder, param, passes, layouts, schedule,
-                                           mean_std, n_total, device)
+                                           to_input, n_total, device)
     return [JobResult(pixels[rows], final_acts[rows].astype(np.float64), stop.steps[j],
                       jobs[j].alpha) for j, rows in enumerate(rows_of)]
 
 
 def _final_images(model, recorder, param: FourierImage, passes: list[_Pass], layouts,
-                  schedule: RenderSchedule, mean_std: Callable, n_total: int, device
+                  schedule: RenderSchedule, to_input: Callable, n_total: int, device
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Every row's final image (uint8, centre crop) and its unit's activation on it."""
     final = torch.zeros(n_total, 3, schedule.size, schedule.size, device=device)
@@ -514,7 +514,7 @@ def _final_images(model, recorder, param: FourierImage, passes: list[_Pass], lay
         for one in passes:
             images = center_crop(param(one.rows), schedule.size)
             final[one.rows] = images
-            outputs = recorder(model, mean_std(images))
+            outputs = recorder(model, to_input(images))
             final_acts[one.rows] = unit_activations(
                 outputs, layouts, one.batch.layers, one.batch.channels).cpu().numpy()
     pixels = (final.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()

@@ -113,19 +113,13 @@ def test_the_calibration_demo_reports_the_known_answers(tmp_path):
 
 def _flagged_routes(stimulus_set, layer: str) -> set[str]:
     """The units at `layer` whose visualizations `stimuli check --reliability` flags."""
-    from stimuli.layers import relevant_layers
-    from stimuli.registry import get_spec, load_model
-    from stimuli.reliability import ALPHA, earlier_layers, route_layers, unit_paths
+    from stimuli.registry import load_model
+    from stimuli.reliability import reliability_table
 
-    name = stimulus_set.manifest["model"]
-    spec, model = get_spec(name), load_model(name)
-    every = relevant_layers(model, spec)
-    units = [u for u in stimulus_set.units.itertuples(index=False) if u.layer == layer]
-    return {unit.unit_id for unit in units
-            if any(row["decides"] and row["p_value"] < ALPHA
-                   for row in unit_paths(stimulus_set, model, spec, unit,
-                                         earlier_layers(every, layer),
-                                         route_layers(every, layer), "cpu"))}
+    units = stimulus_set.units
+    table = reliability_table(stimulus_set, load_model(stimulus_set.manifest["model"]),
+                              list(units.unit_id[units.layer == layer]))
+    return set(table.unit_id[table.outlier])
 
 
 def test_a_calibration_set_built_here_asks_for_every_calibration_unit(tmp_path):
