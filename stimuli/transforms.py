@@ -47,9 +47,11 @@ def _warp(images: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
     full = torch.cat([matrix.float(), torch.tensor([[0.0, 0.0, 1.0]])])
     norm = _to_norm(height, width)
     src_from_dst = torch.inverse(norm @ (full @ torch.inverse(norm)))[:2]
-    grid = F.affine_grid(src_from_dst.to(images.device, images.dtype).expand(n, 2, 3),
-                         [n, 3, height, width], align_corners=False)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    # one image's grid serves the batch: every image moves alike, and the grid is a cost per image
+    grid = F.affine_grid(src_from_dst.to(images.device, images.dtype)[None],
+                         [1, 3, height, width], align_corners=False)
+    return F.grid_sample(images, grid.expand(n, -1, -1, -1), mode="bilinear",
+                         padding_mode="zeros", align_corners=False)
 
 
 def _shift(images: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
