@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from experiments.errors import InterpsyError
+from experiments.errors import USER_ERROR_EXIT, InterpsyError
 
 # name -> (module:attribute, one-line help). Loaded on use so `--help` never imports torch.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -59,7 +59,7 @@ def cli() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: user errors become one line on stderr and exit code 2."""
+    """Entry point: user errors become one line on stderr and exit code USER_ERROR_EXIT."""
     try:
         # Without standalone mode, click returns (not raises) a command's Exit code.
         args = sys.argv[1:] if argv is None else list(argv)
@@ -67,13 +67,13 @@ def main(argv: list[str] | None = None) -> int:
                         obj={"argv": args})
     except InterpsyError as exc:
         click.echo(f"error: {exc}", err=True)
-        return 2
+        return USER_ERROR_EXIT
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return 1
     except click.ClickException as exc:
         click.echo(f"error: {exc.format_message()}", err=True)
-        return 2
+        return USER_ERROR_EXIT
     except click.exceptions.Exit as exc:
         return exc.exit_code
     return code if type(code) is int else 0

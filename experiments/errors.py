@@ -1,6 +1,8 @@
 """Errors that reach users as one clear line (CLI exit code 2, HTTP 4xx)."""
 from __future__ import annotations
 
+USER_ERROR_EXIT = 2  # the CLI's exit code for an InterpsyError or a usage error
+
 
 class InterpsyError(Exception):
     """A user-facing error; its message is shown as it is."""

@@ -19,7 +19,7 @@ from experiments.demo.common import (
     DemoFolder,
     say,
 )
-from experiments.errors import InterpsyError
+from experiments.errors import USER_ERROR_EXIT, InterpsyError
 
 # Each study's packed set in data/ (stimuli.shipped_set) and the variable that names another.
 SHIPPED = {"": ("demo_stimuli", "INTERPSY_DEMO_STIMULI"),
@@ -57,12 +57,23 @@ def image_pool(folder: DemoFolder, n_images: int, seed: int) -> list[Path]:
     return paths
 
 
+def run_resumable(command: list[str], what: str, again: str, folder: Path) -> None:
+    """A resumable step in a subprocess; when it fails, whether running `again` again resumes it
+    (a crash, a kill) or meets the same user error (a changed setting, a bad input)."""
+    code = subprocess.run(command, cwd=ROOT).returncode
+    if code == USER_ERROR_EXIT:
+        raise InterpsyError(f"{what} stopped on the error above, and running `{again}` again "
+                            f"meets it again: do what it says (or delete {folder} to start that "
+                            f"over), then run `{again}`")
+    if code != 0:
+        raise InterpsyError(f"{what} failed; run `{again}` again to resume ({folder})")
+
+
 def run_build(command: list[str], out: Path, started: float) -> Path:
     """`interpsy stimuli build` in a subprocess (resumable); the set's folder."""
     say("building the stimulus set: sample units, mine exemplars, render feature "
          "visualizations (resumes if interrupted)")
-    if subprocess.run(command, cwd=ROOT).returncode != 0:
-        raise InterpsyError(f"the stimulus build failed; run `interpsy demo` again to resume ({out})")
+    run_resumable(command, "the stimulus build", "interpsy demo", out)
     say(f"stimulus set built in {time.monotonic() - started:.0f} s: {out}")
     return out
 
@@ -172,9 +183,8 @@ def add_occlusion_images(folder: DemoFolder) -> None:
     command = [sys.executable, "-m", "experiments.cli", "stimuli", "occlusion",
                str(folder.stimulus_set), "--stride", str(OCCLUSION_STRIDE), "--blur-stride",
                str(BLUR_STRIDE), "--device", "cpu", *random_init]
-    if subprocess.run(command).returncode != 0:
-        raise InterpsyError(f"the occlusion step failed; run `interpsy demo --task occlusion` "
-                            f"again to resume ({folder.stimulus_set})")
+    run_resumable(command, "the occlusion step", "interpsy demo --task occlusion",
+                  folder.stimulus_set)
     say(f"occlusion images added in {time.monotonic() - started:.0f} s")
 
 

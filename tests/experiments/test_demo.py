@@ -4,6 +4,7 @@ simulated participants through the HTTP flow to its report."""
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -55,6 +56,29 @@ def test_demo_sets_up_a_whole_study_and_caches(tmp_path):
         return list(zip(rows.image_id, rows.sha256, strict=True))
 
     assert synthetic(restored.images) == synthetic(stimulus_set.images)
+
+    # A build interrupted before an upgrade changed a render default (channels-last on the CPU):
+    # the demo says what to do instead of asking to resume again, and doing it finishes the set.
+    lite0 = folder / "stimuli" / "lite0"
+    (lite0 / "stimuli.json").unlink()
+    (folder / "interpsy.sqlite3").unlink()
+    render = lite0 / "_work" / "render"
+    recorded = json.loads((render / "settings.json").read_text())
+    del recorded["channels_last"]
+    (render / "settings.json").write_text(json.dumps(recorded))
+    stopped = subprocess.run([*command, "--no-serve"], capture_output=True, text=True,
+                             timeout=300)
+    assert stopped.returncode == 2
+    assert "channels_last False -> True" in stopped.stderr
+    assert "again to resume" not in stopped.stderr
+    assert f"delete {render} to redo that stage" in stopped.stderr
+    assert "running `interpsy demo` again meets it again" in stopped.stderr
+    shutil.rmtree(render)
+    finished = subprocess.run([*command, "--no-serve"], capture_output=True, text=True,
+                              timeout=600)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert "experiment built: demo@1" in finished.stdout
+    assert len(load_stimulus_set(lite0, verify_hashes=True).units) == 4
 
 
 def test_the_shipped_set_is_used_only_for_the_options_it_was_made_with(tmp_path):
