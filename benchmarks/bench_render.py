@@ -6,7 +6,9 @@
 
 One unit's first alpha round, as a build renders it: 9 non-diverse and 8 diverse images per
 side (34 images, IMI's transforms, 256 px parameters). Each measurement runs in a fresh process
-so its peak resident memory (CPU) or peak allocated memory (CUDA) is its own:
+so its peak resident memory (CPU) or peak allocated memory (CUDA) is its own; `--repeats` rounds
+run the modes back to back, so each round's ratios compare runs minutes apart on a machine whose
+speed drifts, and the figures are the rounds' medians:
 
 - `interpsy`: `render_jobs` at the chosen forward batch and pass images (default: the
   device's: on the CPU one job per pass, cut into passes of 2 images), seconds per step;
@@ -31,6 +33,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from statistics import median
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -53,6 +56,9 @@ def parse_args() -> argparse.Namespace:
                         help="A job's images per forward pass (default: the device's).")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                         help="The renderer's memory format (default: the device's).")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="Rounds of interpsy and the model's own pass, one after the other "
+                             "(lucent in the first only); ratios are per round, then medians.")
     parser.add_argument("--skip-lucent", action="store_true")
     parser.add_argument("--glibc-default-malloc", action="store_true",
                         help="Leave glibc's mmap and trim thresholds alone (builds raise them).")
@@ -135,6 +141,11 @@ def measure(args: argparse.Namespace) -> dict:
             "pass_images": schedule.pass_images, "channels_last": schedule.channels_last}
 
 
+def _spread(values: list[float]) -> str:
+    """Per-round ratios as printed: '1.21, 1.35, 1.28'."""
+    return ", ".join(f"{v:.2f}" for v in values)
+
+
 def run_mode(mode: str) -> dict:
     """A mode's figures from a fresh process."""
     out = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--mode", mode], cwd=ROOT,
@@ -151,13 +162,24 @@ def main() -> None:
 
     from benchmarks.bench_mining import device_name, markdown_block, publish
 
-    figures = {"interpsy": run_mode("interpsy")}
-    ours = figures["interpsy"]
-    modes = ["interpsy", "model"] + (["model-cl"] if ours["channels_last"] else []) + (
-        [] if args.skip_lucent else ["lucent"])
-    figures.update({mode: run_mode(mode) for mode in modes[1:]})
+    rounds = []  # a shared machine drifts: each round's modes run back to back
+    for i in range(args.repeats):
+        figures = {"interpsy": run_mode("interpsy")}
+        modes = ["interpsy", "model"] + (["model-cl"] if figures["interpsy"]["channels_last"]
+                                         else []) + ([] if args.skip_lucent or i else ["lucent"])
+        figures.update({mode: run_mode(mode) for mode in modes[1:]})
+        rounds.append(figures)
+    modes = list(rounds[0])
+    figures = {mode: {"s_per_step": median([r[mode]["s_per_step"] for r in rounds if mode in r]),
+                      "peak_mb": max(r[mode]["peak_mb"] for r in rounds if mode in r)}
+               for mode in modes}
+    ours = {**rounds[0]["interpsy"], **figures["interpsy"]}
     own = figures["model"]
-    ratio = ours["s_per_step"] / own["s_per_step"]
+
+    def ratios(base: str) -> list[float]:
+        return [r["interpsy"]["s_per_step"] / r[base]["s_per_step"] for r in rounds]
+
+    ratio = median(ratios("model"))
     name = device_name(torch.device(args.device))
     print(f"device: {args.device} ({name}); {args.model} {args.layer}:{args.channel}; 34 images "
           f"(9 + 9 non-diverse, 8 + 8 diverse); {args.steps} steps; forward batch "
@@ -165,17 +187,18 @@ def main() -> None:
           f"(0: whole jobs); channels-last {'on' if ours['channels_last'] else 'off'}; "
           f"glibc thresholds "
           f"{'left at their defaults' if args.glibc_default_malloc else 'raised'}")
-    for mode in modes:
-        print(f"{mode:9s}: {figures[mode]['s_per_step']:.3f} s/step, "
-              f"peak {figures[mode]['peak_mb']:.0f} MiB")
+    for i, one in enumerate(rounds, 1):
+        print(f"round {i}: " + "; ".join(f"{mode} {one[mode]['s_per_step']:.3f} s/step, peak "
+                                         f"{one[mode]['peak_mb']:.0f} MiB" for mode in one))
     memory = "PASS" if ours["peak_mb"] < MEMORY_TARGET_MB else "FAIL"
     speed = "PASS" if ratio <= TIME_TARGET else "FAIL"
-    print(f"interpsy / model forward+backward = {ratio:.2f} (target <= {TIME_TARGET}: {speed}); "
-          f"peak {ours['peak_mb']:.0f} MiB (target < {MEMORY_TARGET_MB}: {memory})")
+    print(f"interpsy / model forward+backward = {ratio:.2f}, median of {_spread(ratios('model'))}"
+          f" (target <= {TIME_TARGET}: {speed}); peak {ours['peak_mb']:.0f} MiB (target < "
+          f"{MEMORY_TARGET_MB}: {memory})")
     if "model-cl" in figures:
         print(f"interpsy / model forward+backward in channels-last = "
-              f"{ours['s_per_step'] / figures['model-cl']['s_per_step']:.2f} (the renderer's "
-              f"overhead beyond the faster layout)")
+              f"{median(ratios('model-cl')):.2f}, median of {_spread(ratios('model-cl'))} (the "
+              f"renderer's overhead beyond the faster layout)")
     header = ["model, unit", "steps", "forward batch, pass images, channels-last",
               "interpsy s/step (peak MiB)",
               "model fwd+bwd s/step (peak MiB)", "interpsy / model"]
@@ -184,18 +207,19 @@ def main() -> None:
            f"{'on' if ours['channels_last'] else 'off'}",
            f"{ours['s_per_step']:.3f} ({ours['peak_mb']:.0f}, {memory} < {MEMORY_TARGET_MB})",
            f"{own['s_per_step']:.3f} ({own['peak_mb']:.0f})",
-           f"{ratio:.2f} ({speed} <= {TIME_TARGET})"]
+           f"{ratio:.2f} ({speed} <= {TIME_TARGET}; rounds {_spread(ratios('model'))})"]
     if "model-cl" in figures:
         cl = figures["model-cl"]
         header += ["model fwd+bwd channels-last s/step (peak MiB)", "interpsy / that"]
         row += [f"{cl['s_per_step']:.3f} ({cl['peak_mb']:.0f})",
-                f"{ours['s_per_step'] / cl['s_per_step']:.2f}"]
+                f"{median(ratios('model-cl')):.2f} (rounds {_spread(ratios('model-cl'))})"]
     if "lucent" in figures:
         theirs = figures["lucent"]
-        print(f"lucent / interpsy time per step = {theirs['s_per_step'] / ours['s_per_step']:.2f}")
-        header += ["lucent s/step (peak MiB)", "lucent / interpsy"]
+        mine = rounds[0]["interpsy"]["s_per_step"]  # lucent ran beside it
+        print(f"lucent / interpsy time per step = {theirs['s_per_step'] / mine:.2f} (round 1)")
+        header += ["lucent s/step (peak MiB)", "lucent / interpsy (round 1)"]
         row += [f"{theirs['s_per_step']:.3f} ({theirs['peak_mb']:.0f})",
-                f"{theirs['s_per_step'] / ours['s_per_step']:.2f}"]
+                f"{theirs['s_per_step'] / mine:.2f}"]
     command = "python benchmarks/bench_render.py " + shlex.join(sys.argv[1:])
     title = f"### bench_render, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {args.device}: {name}"
     block = markdown_block(title, command, header, row)
