@@ -9,7 +9,8 @@
 
 All three modes read the images through the same loader (`stimuli.mining.image_batches`: same
 workers, same decoder) and run the model with the same precision and memory format (the miner's
-defaults for the device: bfloat16 autocast + channels-last on CUDA, float32 on the CPU):
+defaults for the device: bfloat16 autocast + channels-last on CUDA, float32 channels-last on
+the CPU):
 - forward-only: the full forward pass, nothing recorded;
 - naive: the miner's hooks, every image's unit activations kept (on the device), one sort at the
   end;

@@ -146,7 +146,7 @@ class BuildOptions:
     images' Gram matrices at that layer instead of each unit's own (checked before mining).
     `forward_batch`, `pass_images` and `channels_last` (None: one job per forward pass in
     passes of 2 images, channels-last, on the CPU; the whole optimisation batch on a GPU) are
-    recorded.
+    recorded; mining runs channels-last unless `channels_last` is False.
     `difficulties=None` adds every percentile query pair the image count allows.
     `decode="torchvision"` decodes JPEGs in batches on `device` (nvJPEG on a GPU).
     `command` (the CLI's command line) is recorded in the manifest with the device.
@@ -215,14 +215,16 @@ def build_stimulus_set(model_name: str, image_source: str | Path, out_dir: str |
     cfg = MiningConfig(k=k, batch_size=mining_batch(o.batch_size, o.device), workers=o.workers,
                        device=o.device,
                        store_activations=o.store_activations, skip_unreadable=o.skip_unreadable,
-                       decode=o.decode)
+                       decode=o.decode, channels_last=o.channels_last is not False)
     n_shards = finished_mining_shards(out)
     mining = out / WORK / "mining"
     mining.mkdir(parents=True, exist_ok=True)
+    # builds saved before the format was recorded mined channels-last on CUDA only
     same_settings(mining / "settings.json", "finished mining shards",
                   {"k": k, "n_batches": o.n_batches, "n_bins": o.n_bins, "images": len(files),
-                   "batch_size": cfg.batch_size},
-                  done=n_shards or 0, restart=mining, before={"batch_size": 64})
+                   "batch_size": cfg.batch_size, "channels_last": cfg.channels_last},
+                  done=n_shards or 0, restart=mining,
+                  before={"batch_size": 64, "channels_last": o.device.startswith("cuda")})
     if n_shards is None:
         mine_shard(model, spec, weights, chosen, files, out / WORK, cfg, (0, 1), o.progress)
         n_shards = 1

@@ -226,8 +226,9 @@ def _render_options(f):
                           "faster, in 2.9 GB), 0 on a GPU. Recorded in the manifest.")(f)
     f = click.option("--channels-last/--no-channels-last", default=None,
                      help="Run the model in channels-last memory format (its convolutions "
-                          "run faster on the CPU; the images change by float rounding). "
-                          "Default: on for the CPU, off on a GPU. Recorded in the "
+                          "run faster on the CPU; images and activations change by float "
+                          "rounding). The render's default: on for the CPU, off on a GPU; a "
+                          "build mines channels-last unless --no-channels-last. Recorded in the "
                           "manifest.")(f)
     return f
 

@@ -36,7 +36,7 @@ def test_built_set_passes_check(built):
     assert set(synthetic[synthetic.role == "reference_max"]["rank"]) == {0, 1, 2}
     assert stimulus_set.manifest["seed"] == 3
     mining = stimulus_set.manifest["parameters"]["mining"]
-    assert (mining["precision"], mining["channels_last"], mining["decode"]) == ("float32", False,
+    assert (mining["precision"], mining["channels_last"], mining["decode"]) == ("float32", True,
                                                                                  "pil")
     assert stimulus_set.units.top_natural_activation.notna().all()
     assert main(["stimuli", "check", str(built)]) == 0
@@ -193,7 +193,13 @@ def test_a_resumed_build_says_what_it_reuses_and_refuses_changed_settings(image_
     assert main([*args, "--steps", "2"]) == 0
     err = capsys.readouterr().err
     assert "reusing the finished mining of 48 images" in err and "reusing 1 rendered units" in err
-    # a build saved before passes were cut and channels-last came (neither recorded) ran
+    # the CPU mines and renders in channels-last by default, and --no-channels-last changes both
+    manifest = json.loads((Path(out) / "stimuli.json").read_text())["parameters"]
+    assert manifest["mining"]["channels_last"] is manifest["render"]["channels_last"] is True
+    assert main([*args, "--steps", "2", "--no-channels-last", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "finished mining shards" in err and "channels_last True -> False" in err
+    # a render saved before passes were cut and channels-last came (neither recorded) ran
     # whole jobs in the default memory format
     settings = Path(out) / "_work" / "render" / "settings.json"
     recorded = json.loads(settings.read_text())
@@ -202,13 +208,22 @@ def test_a_resumed_build_says_what_it_reuses_and_refuses_changed_settings(image_
     assert main([*args, "--steps", "2", "--no-progress"]) == 2
     assert "pass_images 0 -> 2" in capsys.readouterr().err
     assert main([*args, "--steps", "2", "--pass-images", "0", "--no-progress"]) == 2
-    assert "channels_last False -> True" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "rendered units" in err and "channels_last False -> True" in err
+    # and its mining, from before the CPU mined channels-last, ran in the default format too
+    mined = Path(out) / "_work" / "mining" / "settings.json"
+    recorded = json.loads(mined.read_text())
+    assert recorded.pop("channels_last") is True
+    mined.write_text(json.dumps(recorded))
+    assert main([*args, "--steps", "2", "--pass-images", "0", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "finished mining shards" in err and "channels_last False -> True" in err
     assert main([*args, "--steps", "2", "--pass-images", "0", "--no-channels-last",
                  "--no-progress"]) == 0
     # a group stopped inside its alpha search (a checkpoint, no unit file yet) counts as started
     render = Path(out) / "_work" / "render"
     (render / "unit-00000.npz").rename(render / "group-00000.search.pkl")
-    assert main([*args, "--steps", "2", "--no-progress"]) == 2
+    assert main([*args, "--steps", "2", "--no-channels-last", "--no-progress"]) == 2
     assert "1 rendered units or started groups" in capsys.readouterr().err
     # the mining batch is a setting of its stage; builds from before it was recorded used 64
     mining = Path(out) / "_work" / "mining" / "settings.json"
@@ -216,8 +231,8 @@ def test_a_resumed_build_says_what_it_reuses_and_refuses_changed_settings(image_
     assert main([*args, "--steps", "2", "--batch-size", "32", "--no-progress"]) == 2
     assert "batch_size 16 -> 32" in capsys.readouterr().err
     # the diversity layer is a render setting too (a build without it compared each unit's own)
-    assert main([*args, "--steps", "2", "--pass-images", "0", "--diversity-layer", "bn2",
-                 "--no-progress"]) == 2
+    assert main([*args, "--steps", "2", "--pass-images", "0", "--no-channels-last",
+                 "--diversity-layer", "bn2", "--no-progress"]) == 2
     assert "diversity_layer None -> 'bn2'" in capsys.readouterr().err
 
 

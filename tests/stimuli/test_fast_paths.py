@@ -65,6 +65,18 @@ def test_torchvision_decode_mining_matches_pil(brute, jpeg_files, tmp_path):
 
 
 @pytest.mark.parametrize("name", list(UNITS))
+def test_the_cpus_default_channels_last_mining_matches_the_default_format(name, brute,
+                                                                         image_files, tmp_path):
+    spec, model, units, reference = brute[name]
+    mine_shard(model, spec, "random", units, image_files, tmp_path,
+               MiningConfig(k=6, batch_size=7, workers=0), progress=False)
+    assert all(p.is_contiguous() for p in model.parameters())  # memory format restored
+    # float32 in either layout: the same exemplars, values within float rounding
+    assert_mined_like(merge_shards(tmp_path, 1, [u.unit_id for u in units], image_files),
+                      reference, 1e-5)
+
+
+@pytest.mark.parametrize("name", list(UNITS))
 def test_autocast_channels_last_mining_matches_float32(name, brute, image_files, tmp_path):
     spec, model, units, reference = brute[name]
     cfg = MiningConfig(k=6, batch_size=16, workers=0, autocast=True, channels_last=True)
@@ -85,6 +97,6 @@ def test_mining_config_decoders_and_precision():
     assert MiningConfig(decode="cpu").decode == "pil"
     with pytest.raises(StimuliError, match="decode='nvjpeg'"):
         MiningConfig(decode="nvjpeg")
-    assert precision(MiningConfig(), CPU) == (None, False)
-    assert precision(MiningConfig(autocast=True, autocast_dtype="float16"), CPU) == (
-        torch.float16, False)
+    assert precision(MiningConfig(), CPU) == (None, True)  # channels-last: faster on CPUs too
+    assert precision(MiningConfig(autocast=True, autocast_dtype="float16", channels_last=False),
+                     CPU) == (torch.float16, False)
