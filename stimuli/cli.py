@@ -255,10 +255,14 @@ def sample(model, out, n_units, unit_list, seed, layer_regex, weights_path, rand
 @_mining_options
 @_model_options
 @click.option("--shard", default=None, help="i/n: mine the i-th of n slices of the images.")
+@click.option("--channels-last/--no-channels-last", default=True, show_default=True,
+              help="The model in channels-last memory format (faster on the CPU too; "
+                   "activations change by float rounding). A CPU shard started before it was "
+                   "the default resumes with --no-channels-last.")
 @click.option("--progress/--no-progress", default=True)
 def mine(model, images, out, n_units, unit_list, seed, layer_regex, n_batches, n_bins, batch_size, workers,
          store_activations, skip_unreadable, decode, weights_path, random_init, device, shard,
-         progress):
+         channels_last, progress):
     """Mine MODEL's exemplars for OUT's units over IMAGES (a folder or a file list)."""
     from stimuli.build import env_device, load, prepare_files, prepare_units
     from stimuli.mining import MiningConfig, mine_shard, mining_batch
@@ -271,7 +275,8 @@ def mine(model, images, out, n_units, unit_list, seed, layer_regex, n_batches, n
     cfg = MiningConfig(k=n_bins * n_batches, batch_size=mining_batch(batch_size, device),
                        workers=workers,
                        device=device, store_activations=store_activations,
-                       skip_unreadable=skip_unreadable, decode=decode)
+                       skip_unreadable=skip_unreadable, decode=decode,
+                       channels_last=channels_last)
     path = mine_shard(net, spec, weights, chosen, files, f"{out}/_work", cfg, shard_, progress)
     click.echo(f"mined shard {shard_[0]}/{shard_[1]}: {path}")
 

@@ -294,6 +294,10 @@ def fingerprint(spec: ModelSpec, weights: str, units: list[Unit], files: list[st
                           # float rounding follows the batch; 64 (long the only default) keeps
                           # the fingerprint of earlier runs, so they still resume
                           **({"batch": cfg.batch_size} if cfg.batch_size != 64 else {}),
+                          # likewise the memory format, named only where it is not the one
+                          # earlier runs used on the device (channels-last on CUDA only)
+                          **({"channels_last": cfg.channels_last}
+                             if cfg.channels_last != cfg.device.startswith("cuda") else {}),
                           # the default keeps the fingerprint of mining runs started before
                           # preprocessing was per model, so they still resume
                           "crop": [RESIZE, CROP] if spec.preprocessing == DEFAULT_PREPROCESSING

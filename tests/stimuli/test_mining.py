@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from stimuli.errors import StimuliError
 from stimuli.mining import MiningConfig, merge_shards, mine_shard, percentile_picks, percentile_rank
 from stimuli.topk import StreamingTopK
 from tests.stimuli.helpers import UNITS
@@ -74,6 +75,11 @@ def test_mining_resumes_after_interruption(brute, image_files, tmp_path, monkeyp
     checkpoint = torch.load(tmp_path / "mining" / "shard-0-of-1.ckpt.pt", weights_only=False)
     assert checkpoint["done"] == 16
     monkeypatch.setattr(StreamingTopK, "update", original)
+    # a checkpoint carries on only in its own memory format: the rest would round differently
+    with pytest.raises(StimuliError, match="mining checkpoint for other settings"):
+        mine_shard(model, spec, "random", units, image_files, tmp_path,
+                   MiningConfig(k=5, batch_size=4, workers=0, checkpoint_every=2,
+                                channels_last=False), progress=False)
     mine_shard(model, spec, "random", units, image_files, tmp_path, cfg, progress=False)
     result = merge_shards(tmp_path, 1, [u.unit_id for u in units], image_files)
     for u in range(len(units)):
