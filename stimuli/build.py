@@ -193,7 +193,13 @@ def build_stimulus_set(model_name: str, image_source: str | Path, out_dir: str |
     """Run sample -> mine -> render -> write for one model as `options` say (BuildOptions);
     resume partial work in out_dir. Returns the set folder."""
     from stimuli.cpu import steady_allocator
-    from stimuli.mining import MiningConfig, merge_shards, mine_shard, mining_batch
+    from stimuli.mining import (
+        MiningConfig,
+        earlier_channels_last,
+        merge_shards,
+        mine_shard,
+        mining_batch,
+    )
     from stimuli.render import schedule_for, search_for
 
     o = options or BuildOptions()
@@ -219,12 +225,11 @@ def build_stimulus_set(model_name: str, image_source: str | Path, out_dir: str |
     n_shards = finished_mining_shards(out)
     mining = out / WORK / "mining"
     mining.mkdir(parents=True, exist_ok=True)
-    # builds saved before the format was recorded mined channels-last on CUDA only
     same_settings(mining / "settings.json", "finished mining shards",
                   {"k": k, "n_batches": o.n_batches, "n_bins": o.n_bins, "images": len(files),
                    "batch_size": cfg.batch_size, "channels_last": cfg.channels_last},
                   done=n_shards or 0, restart=mining,
-                  before={"batch_size": 64, "channels_last": o.device.startswith("cuda")})
+                  before={"batch_size": 64, "channels_last": earlier_channels_last(o.device)})
     if n_shards is None:
         mine_shard(model, spec, weights, chosen, files, out / WORK, cfg, (0, 1), o.progress)
         n_shards = 1

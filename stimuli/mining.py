@@ -282,6 +282,12 @@ def normalizer(spec: ModelSpec, device: torch.device):
     return lambda x: (x.float() - mean) / std
 
 
+def earlier_channels_last(device: str) -> bool:
+    """The memory format mining used on `device` before it ran channels-last everywhere (on
+    CUDA only): what runs and builds that did not record it used."""
+    return torch.device(device).type == "cuda"
+
+
 def fingerprint(spec: ModelSpec, weights: str, units: list[Unit], files: list[str],
                 cfg: MiningConfig, dtype: torch.dtype | None = None,
                 transform: Transform | None = None) -> str:
@@ -294,10 +300,10 @@ def fingerprint(spec: ModelSpec, weights: str, units: list[Unit], files: list[st
                           # float rounding follows the batch; 64 (long the only default) keeps
                           # the fingerprint of earlier runs, so they still resume
                           **({"batch": cfg.batch_size} if cfg.batch_size != 64 else {}),
-                          # likewise the memory format, named only where it is not the one
-                          # earlier runs used on the device (channels-last on CUDA only)
+                          # likewise the memory format, named only where earlier runs on
+                          # the device used another
                           **({"channels_last": cfg.channels_last}
-                             if cfg.channels_last != cfg.device.startswith("cuda") else {}),
+                             if cfg.channels_last != earlier_channels_last(cfg.device) else {}),
                           # the default keeps the fingerprint of mining runs started before
                           # preprocessing was per model, so they still resume
                           "crop": [RESIZE, CROP] if spec.preprocessing == DEFAULT_PREPROCESSING
