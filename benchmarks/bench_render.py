@@ -164,22 +164,19 @@ def main() -> None:
 
     rounds = []  # a shared machine drifts: each round's modes run back to back
     for i in range(args.repeats):
-        figures = {"interpsy": run_mode("interpsy")}
-        modes = ["interpsy", "model"] + (["model-cl"] if figures["interpsy"]["channels_last"]
-                                         else []) + ([] if args.skip_lucent or i else ["lucent"])
-        figures.update({mode: run_mode(mode) for mode in modes[1:]})
-        rounds.append(figures)
-    modes = list(rounds[0])
+        one = {"interpsy": run_mode("interpsy")}
+        later = ["model"] + (["model-cl"] if one["interpsy"]["channels_last"] else []) + (
+            [] if args.skip_lucent or i else ["lucent"])
+        one.update({mode: run_mode(mode) for mode in later})
+        rounds.append(one)
     figures = {mode: {"s_per_step": median([r[mode]["s_per_step"] for r in rounds if mode in r]),
                       "peak_mb": max(r[mode]["peak_mb"] for r in rounds if mode in r)}
-               for mode in modes}
-    ours = {**rounds[0]["interpsy"], **figures["interpsy"]}
+               for mode in rounds[0]}
+    ours = {**rounds[0]["interpsy"], **figures["interpsy"]}  # its settings, then the medians
     own = figures["model"]
-
-    def ratios(base: str) -> list[float]:
-        return [r["interpsy"]["s_per_step"] / r[base]["s_per_step"] for r in rounds]
-
-    ratio = median(ratios("model"))
+    ratios = {base: [r["interpsy"]["s_per_step"] / r[base]["s_per_step"] for r in rounds]
+              for base in ("model", "model-cl") if base in figures}
+    ratio = median(ratios["model"])
     name = device_name(torch.device(args.device))
     print(f"device: {args.device} ({name}); {args.model} {args.layer}:{args.channel}; 34 images "
           f"(9 + 9 non-diverse, 8 + 8 diverse); {args.steps} steps; forward batch "
@@ -192,12 +189,12 @@ def main() -> None:
                                          f"{one[mode]['peak_mb']:.0f} MiB" for mode in one))
     memory = "PASS" if ours["peak_mb"] < MEMORY_TARGET_MB else "FAIL"
     speed = "PASS" if ratio <= TIME_TARGET else "FAIL"
-    print(f"interpsy / model forward+backward = {ratio:.2f}, median of {_spread(ratios('model'))}"
+    print(f"interpsy / model forward+backward = {ratio:.2f}, median of {_spread(ratios['model'])}"
           f" (target <= {TIME_TARGET}: {speed}); peak {ours['peak_mb']:.0f} MiB (target < "
           f"{MEMORY_TARGET_MB}: {memory})")
     if "model-cl" in figures:
         print(f"interpsy / model forward+backward in channels-last = "
-              f"{median(ratios('model-cl')):.2f}, median of {_spread(ratios('model-cl'))} (the "
+              f"{median(ratios['model-cl']):.2f}, median of {_spread(ratios['model-cl'])} (the "
               f"renderer's overhead beyond the faster layout)")
     header = ["model, unit", "steps", "forward batch, pass images, channels-last",
               "interpsy s/step (peak MiB)",
@@ -207,12 +204,12 @@ def main() -> None:
            f"{'on' if ours['channels_last'] else 'off'}",
            f"{ours['s_per_step']:.3f} ({ours['peak_mb']:.0f}, {memory} < {MEMORY_TARGET_MB})",
            f"{own['s_per_step']:.3f} ({own['peak_mb']:.0f})",
-           f"{ratio:.2f} ({speed} <= {TIME_TARGET}; rounds {_spread(ratios('model'))})"]
+           f"{ratio:.2f} ({speed} <= {TIME_TARGET}; rounds {_spread(ratios['model'])})"]
     if "model-cl" in figures:
         cl = figures["model-cl"]
         header += ["model fwd+bwd channels-last s/step (peak MiB)", "interpsy / that"]
         row += [f"{cl['s_per_step']:.3f} ({cl['peak_mb']:.0f})",
-                f"{median(ratios('model-cl')):.2f} (rounds {_spread(ratios('model-cl'))})"]
+                f"{median(ratios['model-cl']):.2f} (rounds {_spread(ratios['model-cl'])})"]
     if "lucent" in figures:
         theirs = figures["lucent"]
         mine = rounds[0]["interpsy"]["s_per_step"]  # lucent ran beside it

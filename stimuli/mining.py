@@ -15,10 +15,10 @@ Sharding splits the *images* (`shard=(i, n)` takes a contiguous slice): every sh
 forward pass for its images anyway, so splitting units would not save compute. Per-shard states
 carry global image indices and merge exactly (`merge_shards`).
 
-The model and its input are channels-last by default (on the CPU too, where it mines lite0 a
-fifth faster than the default layout, the same exemplars). On CUDA the default is also bfloat16
-autocast (float16 on GPUs without bfloat16); activations are reduced in float32 either way, and
-autocast works on the CPU too when asked for (`MiningConfig(autocast=True)`). Decoding is
+The model and its input are channels-last by default (faster on the CPU too; activations change
+by float rounding only). On CUDA the default is also bfloat16 autocast (float16 on GPUs without
+bfloat16); activations are reduced in float32 either way, and autocast works on the CPU too when
+asked for (`MiningConfig(autocast=True)`). Decoding is
 PIL in the DataLoader workers (`decode="pil"`) or, with `decode="torchvision"`, batched
 `torchvision.io.decode_jpeg` on the mining device (nvJPEG on a GPU; libjpeg-turbo on the CPU)
 with the resize and centre crop done there as well; non-JPEG files still go through PIL in the
@@ -92,7 +92,7 @@ class MiningConfig:
 def precision(cfg: MiningConfig, device: torch.device) -> tuple[torch.dtype | None, bool]:
     """(autocast dtype, or None for float32; channels-last on/off) of a pass on `device`."""
     cuda = device.type == "cuda"
-    channels_last = bool(cfg.channels_last)
+    channels_last = cfg.channels_last
     if not (cuda if cfg.autocast is None else cfg.autocast):
         return None, channels_last
     if cfg.autocast_dtype is not None:
