@@ -5,7 +5,7 @@ against the exemplar to beat and the time, and saves each render's images for a 
 
     .venv/bin/python benchmarks/diversity_layer.py --layer _blocks.12._bn2 --channel 67 \\
         --side min --target -2.90 --key 1 --diversity unit --diversity _blocks.1._bn2 \\
-        --alpha 1 --alpha 10 [--out /tmp/diversity]
+        --diversity unit+_blocks.1._bn2 --alpha 1 --alpha 10 [--out /tmp/diversity]
 """
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ def main() -> None:
                         help="The natural exemplar's activation the images must beat.")
     parser.add_argument("--key", type=int, default=0, help="The unit's key in its build.")
     parser.add_argument("--diversity", action="append", required=True,
-                        help="A diversity layer ('unit': the unit's own); repeatable.")
+                        help="A diversity layer ('unit': the unit's own), or several joined "
+                             "by '+' (the mean of their penalties); repeatable.")
     parser.add_argument("--alpha", type=float, action="append", required=True)
     parser.add_argument("--n-diverse", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
@@ -52,7 +53,7 @@ def main() -> None:
             # the seed a build gives this unit's diverse job on this side (stimuli.render)
             job = Job(args.layer, args.channel, sign, args.n_diverse, alpha,
                       seed=4 * args.key + 2 + (sign < 0), target=args.target,
-                      diversity_layer=None if layer == "unit" else layer)
+                      diversity_layers=tuple(layer.split("+")))
             started = time.monotonic()
             [result] = render_jobs(model, spec, [job], RenderSchedule.cpu(pass_images=0),
                                    seed=args.seed)

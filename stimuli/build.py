@@ -142,8 +142,9 @@ class BuildOptions:
     caps it, and a cap below 2,500 runs exactly that many steps (RenderSchedule.for_steps);
     `min_steps`, `plateau_window` and `smoothing` change the rest of the stopping rule;
     `schedule_name="cpu"` starts from the CPU schedule and its shorter alpha search instead
-    (`max_exponent`/`binary_steps` None: the schedule's); `diversity_layer` compares the diverse
-    images' Gram matrices at that layer instead of each unit's own (checked before mining).
+    (`max_exponent`/`binary_steps` None: the schedule's); `diversity_layers` compares the diverse
+    images' Gram matrices at those layers ("unit": each unit's own; none: IMI's, the unit's
+    own alone), the penalty the mean of theirs (checked before mining).
     `forward_batch`, `pass_images` and `channels_last` (None: one job per forward pass in
     passes of 2 images, channels-last, on the CPU; the whole optimisation batch on a GPU) are
     recorded; mining runs channels-last unless `channels_last` is False.
@@ -169,7 +170,7 @@ class BuildOptions:
     alpha: float | None = None
     max_exponent: int | None = None
     binary_steps: int | None = None
-    diversity_layer: str | None = None
+    diversity_layers: tuple[str, ...] = ()
     schedule_name: str = "imi"
     max_render_batch: int = 64
     forward_batch: int | None = None
@@ -193,6 +194,7 @@ def build_stimulus_set(model_name: str, image_source: str | Path, out_dir: str |
     """Run sample -> mine -> render -> write for one model as `options` say (BuildOptions);
     resume partial work in out_dir. Returns the set folder."""
     from stimuli.cpu import steady_allocator
+    from stimuli.layers import check_diversity_layers
     from stimuli.mining import (
         MiningConfig,
         earlier_channels_last,
@@ -206,10 +208,9 @@ def build_stimulus_set(model_name: str, image_source: str | Path, out_dir: str |
     steady_allocator()
     out = Path(out_dir)
     spec, model, weights = load(model_name, o.pretrained, o.weights_path, o.device)
-    if o.diversity_layer:
-        from stimuli.layers import check_diversity_layer
-
-        check_diversity_layer(model, spec, o.diversity_layer)  # stops before mining
+    search = search_for(o.schedule_name, o.n_diverse, o.alpha, o.max_exponent, o.binary_steps,
+                        o.diversity_layers)
+    check_diversity_layers(model, spec, search.layers)  # stops before mining
     chosen = prepare_units(model_name, out, o.n_units, o.units, o.seed, model, layers=o.layers)
     files = prepare_files(image_source, out)
     k = o.n_bins * o.n_batches
@@ -240,8 +241,6 @@ def build_stimulus_set(model_name: str, image_source: str | Path, out_dir: str |
     schedule = schedule_for(o.schedule_name, o.render_steps, o.min_steps, o.plateau_window,
                             o.smoothing, o.max_render_batch, o.forward_batch, o.device,
                             o.pass_images, o.channels_last)
-    search = search_for(o.schedule_name, o.n_diverse, o.alpha, o.max_exponent, o.binary_steps,
-                        o.diversity_layer)
     if o.render:
         render_stage(model, spec, chosen, result, out, schedule, search, o.device, o.seed,
                      o.progress)

@@ -204,10 +204,12 @@ def _render_options(f):
                      help="Alpha search tries 1, 10, ... 10^max_exponent (imi: 5, cpu: 1).")(f)
     f = click.option("--binary-steps", type=int, default=None,
                      help="Bisections after the search's first failure (imi: 7, cpu: 1).")(f)
-    f = click.option("--diversity-layer", default=None,
-                     help="Compare the diverse images' Gram matrices at this layer (e.g. an "
-                          "early one, for images that differ in colour and texture) instead "
-                          "of at each unit's own layer, as IMI does. Recorded.")(f)
+    f = click.option("--diversity-layer", "diversity_layers", multiple=True,
+                     help="Compare the diverse images' Gram matrices at this layer instead of "
+                          "at each unit's own, as IMI does ('unit': each unit's own); "
+                          "repeatable: the penalty is the mean of the layers' (e.g. 'unit' and "
+                          "an early layer, for images that differ in colour as well as in "
+                          "content). Recorded.")(f)
     f = click.option("--render-batch", type=int, default=64, show_default=True,
                      help="Images optimised together in one loop (each unit renders 2 x "
                           "(9 + n-diverse) images in its first alpha round, so 64 holds one "
@@ -290,7 +292,7 @@ def mine(model, images, out, n_units, unit_list, seed, layer_regex, n_batches, n
 @click.option("--shard", default=None, help="i/n: render every n-th unit starting at i.")
 @click.option("--progress/--no-progress", default=True)
 def render(model, out, schedule_name, render_steps, min_steps, plateau_window, smoothing,
-           n_diverse, alpha, max_exponent, binary_steps, diversity_layer, render_batch,
+           n_diverse, alpha, max_exponent, binary_steps, diversity_layers, render_batch,
            forward_batch, pass_images, channels_last, weights_path, random_init, device, seed,
            shard, progress):
     """Render feature visualizations for OUT's mined units (needs finished mining)."""
@@ -299,7 +301,7 @@ def render(model, out, schedule_name, render_steps, min_steps, plateau_window, s
 
     from stimuli.build import env_device, finished_mining_shards, load, render_stage
     from stimuli.cpu import steady_allocator
-    from stimuli.layers import check_diversity_layer
+    from stimuli.layers import check_diversity_layers
     from stimuli.mining import merge_shards
     from stimuli.render import schedule_for, search_for
     from stimuli.sampling import load_units
@@ -318,9 +320,8 @@ def render(model, out, schedule_name, render_steps, min_steps, plateau_window, s
     schedule = schedule_for(schedule_name, render_steps, min_steps, plateau_window, smoothing,
                             render_batch, forward_batch, device, pass_images, channels_last)
     search = search_for(schedule_name, n_diverse, alpha, max_exponent, binary_steps,
-                        diversity_layer)
-    if search.layer:
-        check_diversity_layer(net, spec, search.layer)
+                        diversity_layers)
+    check_diversity_layers(net, spec, search.layers)
     render_stage(net, spec, chosen, result, Path(out), schedule, search, device, seed, progress,
                  shard_)
     click.echo(f"rendered shard {shard_[0]}/{shard_[1]} of {len(chosen)} units in {work}/render")
@@ -342,7 +343,7 @@ def render(model, out, schedule_name, render_steps, min_steps, plateau_window, s
 def build(model, images, out, n_units, unit_list, seed, layer_regex, n_batches, n_bins, batch_size, workers,
           store_activations, skip_unreadable, decode, schedule_name, render_steps, min_steps,
           plateau_window, smoothing, n_diverse, alpha, max_exponent, binary_steps,
-          diversity_layer, render_batch, forward_batch, pass_images, channels_last, weights_path,
+          diversity_layers, render_batch, forward_batch, pass_images, channels_last, weights_path,
           random_init, device, difficulties, no_render,
           name, progress):
     """Sample, mine, render and write a ready stimulus set for MODEL into OUT (resumes)."""
@@ -354,7 +355,7 @@ def build(model, images, out, n_units, unit_list, seed, layer_regex, n_batches, 
         n_bins=n_bins, difficulties=list(difficulties) or None, render=not no_render,
         render_steps=render_steps, min_steps=min_steps, plateau_window=plateau_window,
         smoothing=smoothing, n_diverse=n_diverse, alpha=alpha, max_exponent=max_exponent,
-        binary_steps=binary_steps, diversity_layer=diversity_layer,
+        binary_steps=binary_steps, diversity_layers=diversity_layers,
         schedule_name=schedule_name, max_render_batch=render_batch,
         forward_batch=forward_batch, pass_images=pass_images, channels_last=channels_last,
         device=env_device(device),

@@ -159,13 +159,19 @@ def layer_widths(model: nn.Module, spec: ModelSpec, layers: list[str] | None = N
     return {layer: channel_count(outputs[layer], spec.layout(layer)) for layer in layers}
 
 
-def check_diversity_layer(model: nn.Module, spec: ModelSpec, layer: str) -> None:
-    """ModelError unless `layer` is one of the model's relevant layers (whose activation layout
-    the registry knows) and a forward reaches it."""
-    resolve_module(model, layer, spec)
-    if not spec.is_relevant(layer):
-        known = relevant_layers(model, spec)
-        raise ModelError(f"diversity layer {layer!r} is not one of {spec.name}'s relevant layers "
-                         f"(its activation layout would be a guess): e.g. "
-                         f"{', '.join(known[:5])} ({len(known)} in all)")
-    layer_widths(model, spec, [layer], spec.preprocessing.crop)
+UNIT_LAYER = "unit"  # a diversity layer's name for each unit's own layer
+
+
+def check_diversity_layers(model: nn.Module, spec: ModelSpec, layers: tuple[str, ...]) -> None:
+    """ModelError unless each of `layers` but UNIT_LAYER (each unit's own) is one of the model's
+    relevant layers (whose activation layout the registry knows) and a forward reaches it."""
+    named = [layer for layer in layers if layer != UNIT_LAYER]
+    for layer in named:
+        resolve_module(model, layer, spec)
+        if not spec.is_relevant(layer):
+            known = relevant_layers(model, spec)
+            raise ModelError(f"diversity layer {layer!r} is not one of {spec.name}'s relevant "
+                             f"layers (its activation layout would be a guess): e.g. "
+                             f"{', '.join(known[:5])} ({len(known)} in all)")
+    if named:
+        layer_widths(model, spec, named, spec.preprocessing.crop)

@@ -79,17 +79,20 @@ def _distinct_pairs(sim: torch.Tensor) -> torch.Tensor:
 
 
 def diversity_penalty(outputs: dict[str, torch.Tensor], layouts: dict[str, str],
-                      groups: list[tuple[str, list[int]]]) -> torch.Tensor:
-    """Per group (layer, image rows): mean pairwise cosine similarity of the Gram matrices."""
+                      groups: list[tuple[tuple[str, ...], list[int]]]) -> torch.Tensor:
+    """Per group (layers, image rows): the mean over the layers of the mean pairwise cosine
+    similarity of the images' Gram matrices there."""
     penalties = []
-    for layer, rows in groups:
+    for layers, rows in groups:
+        device = outputs[layers[0]].device
         if len(rows) < 2:
-            penalties.append(torch.zeros((), device=outputs[layer].device))
+            penalties.append(torch.zeros((), device=device))
             continue
-        index = torch.tensor(rows, device=outputs[layer].device)
-        n = len(rows)
-        sim = similarities(*[gram_vectors(outputs[layer][index], layouts[layer], n)] * 2)
-        penalties.append(_distinct_pairs(sim) / (n * (n - 1)))
+        index, n, total = torch.tensor(rows, device=device), len(rows), 0
+        for layer in layers:
+            sim = similarities(*[gram_vectors(outputs[layer][index], layouts[layer], n)] * 2)
+            total = total + _distinct_pairs(sim) / (n * (n - 1))
+        penalties.append(total / len(layers))
     return torch.stack(penalties) if penalties else torch.zeros(0)
 
 

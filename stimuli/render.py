@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 
 from stimuli.errors import StimuliError
 from stimuli.fourier import FourierImage
-from stimuli.layers import LayerRecorder
+from stimuli.layers import UNIT_LAYER, LayerRecorder
 from stimuli.mining import memory_format, model_input, normalizer
 from stimuli.objectives import (
     diversity_part,
@@ -153,8 +153,9 @@ N_PLAIN = 9  # IMI's non-diverse image is the best of this many renders
 class DiversitySearch:
     """How many images a unit gets and IMI's search for their diversity weight: alpha =
     `alpha_start`, x10 ... up to 10^max_exponent, then `binary_steps` bisections; `alpha` a
-    number fixes the weight (one round). `layer`: the layer whose Gram matrices the diversity
-    term compares (None: each unit's own, as IMI)."""
+    number fixes the weight (one round). `layers`: the layers whose Gram matrices the diversity
+    term compares, its penalty the mean of theirs (`UNIT_LAYER`: each unit's own; none: IMI's,
+    the unit's own alone)."""
 
     n_diverse: int = 8
     alpha: float | None = None
@@ -162,7 +163,7 @@ class DiversitySearch:
     binary_steps: int = 7
     alpha_start: float = 1.0
     n_plain: int = N_PLAIN
-    layer: str | None = None
+    layers: tuple[str, ...] = ()
 
     @property
     def rounds(self) -> int:
@@ -173,17 +174,27 @@ class DiversitySearch:
         """The settings a build records (and a resumed build must share)."""
         return {"n_diverse": self.n_diverse, "alpha": self.alpha,
                 "max_exponent": self.max_exponent, "binary_steps": self.binary_steps,
-                "diversity_layer": self.layer}
+                "diversity_layer": recorded_layers(self.layers)}
+
+
+def recorded_layers(layers: tuple[str, ...]) -> str | list[str] | None:
+    """How a build records its diversity layers: None for IMI's (each unit's own), one layer
+    by name, several as a list (builds from before several could be given read alike)."""
+    if layers in ((), (UNIT_LAYER,)):
+        return None
+    return layers[0] if len(layers) == 1 else list(layers)
 
 
 def search_for(name: str, n_diverse: int = 8, alpha: float | None = None,
                max_exponent: int | None = None, binary_steps: int | None = None,
-               layer: str | None = None) -> DiversitySearch:
-    """The named schedule's diversity search with what is given changed."""
+               layers: tuple[str, ...] = ()) -> DiversitySearch:
+    """The named schedule's diversity search with what is given changed (empty layer names
+    are left out)."""
     search = SEARCH[name]
     return DiversitySearch(
         n_diverse, alpha, search["max_exponent"] if max_exponent is None else max_exponent,
-        search["binary_steps"] if binary_steps is None else binary_steps, layer=layer or None)
+        search["binary_steps"] if binary_steps is None else binary_steps,
+        layers=tuple(layer for layer in layers if layer))
 
 
 @dataclass
@@ -197,7 +208,7 @@ class Job:
     alpha: float = 0.0
     seed: int = 0
     target: float | None = None  # the activation to beat (shown in the progress bar)
-    diversity_layer: str | None = None  # whose Grams the diversity compares; None: `layer`
+    diversity_layers: tuple[str, ...] = ()  # whose Grams the diversity compares; (): `layer`
 
     @property
     def diverse(self) -> bool:
@@ -205,9 +216,10 @@ class Job:
         return self.alpha > 0 and self.n > 1
 
     @property
-    def gram_layer(self) -> str:
-        """The layer whose Gram matrices the job's diversity term compares."""
-        return self.diversity_layer or self.layer
+    def gram_layers(self) -> tuple[str, ...]:
+        """The layers whose Gram matrices the job's diversity term compares."""
+        named = self.diversity_layers or (UNIT_LAYER,)
+        return tuple(dict.fromkeys(self.layer if name == UNIT_LAYER else name for name in named))
 
 
 @dataclass
@@ -258,26 +270,29 @@ class _Batch:
     channels: torch.Tensor  # row -> channel
     diverse: list[int]  # jobs with a diversity term
     job_weight: torch.Tensor  # job -> alpha * (n - 1)
-    gram_layers: list[str]  # job -> the layer its diversity term compares
+    gram_layers: list[tuple[str, ...]]  # job -> the layers its diversity term compares
 
 
 def _step_loss(model, recorder, view: torch.Tensor, batch: _Batch, weight: torch.Tensor,
                active: list[bool], job_grams: torch.Tensor | None = None, first: int = 0
                ) -> tuple[torch.Tensor, torch.Tensor]:
     """One forward pass's loss on the model's view, and every row's activation. `job_grams`
-    (a cut diverse job's gram_vectors this step, without gradient): the pass holds its
-    images from `first` on, whose rows there it fills in, and gets its share of the penalty."""
+    (a cut diverse job's gram_vectors this step per diversity layer, without gradient): the
+    pass holds its images from `first` on, whose rows there it fills in, and gets its share of
+    the penalty."""
     outputs = recorder(model, view)
     acts = unit_activations(outputs, batch.layouts, batch.layers, batch.channels)
     loss = -(weight * acts).sum()
     live = [j for j in batch.diverse if active[j]]
     if live and job_grams is not None:
-        layer, n = batch.gram_layers[0], len(job_grams)
-        grams = gram_vectors(outputs[layer], batch.layouts[layer], n)
-        end = first + len(grams)
-        others = torch.cat([job_grams[:first], job_grams[end:]])
-        loss = loss + batch.job_weight[0] * diversity_part(grams, others, n)
-        job_grams[first:end] = grams.detach()
+        layers = batch.gram_layers[0]
+        for layer, held in zip(layers, job_grams, strict=True):
+            n = len(held)
+            grams = gram_vectors(outputs[layer], batch.layouts[layer], n)
+            end = first + len(grams)
+            others = torch.cat([held[:first], held[end:]])
+            loss = loss + batch.job_weight[0] * diversity_part(grams, others, n) / len(layers)
+            held[first:end] = grams.detach()
     elif live:
         penalty = diversity_penalty(outputs, batch.layouts,
                                     [(batch.gram_layers[j], batch.rows_of[j]) for j in live])
@@ -315,7 +330,7 @@ def _forward_passes(jobs: list[Job], rows_of: list[list[int]], layouts: dict[str
                        [g for g, j in enumerate(group) if jobs[j].diverse],
                        torch.tensor([jobs[j].alpha * (jobs[j].n - 1) for j in group],
                                     device=device),
-                       [jobs[j].gram_layer for j in group])
+                       [jobs[j].gram_layers for j in group])
         # whole consecutive jobs: the pass's rows are one slice of the chunk
         whole = _Pass(group, slice(rows_of[group[0]][0], rows_of[group[-1]][-1] + 1), batch)
         passes.extend(_split(whole, schedule.pass_images))
@@ -343,16 +358,19 @@ def _view(param: FourierImage, draw, crop: int | None, to_input: Callable, rows:
 
 
 def _later_grams(model, recorder, parts: list[_Pass], view_of: Callable, n: int
-                 ) -> torch.Tensor:
-    """A cut job's (n images) gram_vectors this step, without gradient, of the images after its
-    first part (whose pass with gradient gives the first part's, before the others need them)."""
-    grams = []
+                 ) -> list[torch.Tensor]:
+    """A cut job's (n images) gram_vectors this step per diversity layer, without gradient, of
+    the images after its first part (whose pass with gradient gives the first part's, before
+    the others need them); the first part's rows are zeros until then."""
+    layers, layouts = parts[0].batch.gram_layers[0], parts[0].batch.layouts
+    grams: list[list[torch.Tensor]] = [[] for _ in layers]
     with torch.no_grad():
         for part in parts[1:]:
-            layer = part.batch.gram_layers[0]
             outputs = recorder(model, view_of(part.rows))
-            grams.append(gram_vectors(outputs[layer], part.batch.layouts[layer], n))
-    return torch.cat(grams)
+            for held, layer in zip(grams, layers, strict=True):
+                held.append(gram_vectors(outputs[layer], layouts[layer], n))
+    first = parts[1].first
+    return [torch.cat([held[0].new_zeros(first, *held[0].shape[1:]), *held]) for held in grams]
 
 
 def _gradient_norms(param: FourierImage) -> np.ndarray:
@@ -441,7 +459,8 @@ def _render_chunk(model, spec, jobs, schedule, device, seed, progress, on_step
     n_total = sum(job.n for job in jobs)
     row_job = [j for j, rows in enumerate(rows_of) for _ in rows]
     layers = [jobs[j].layer for j in row_job]
-    recorded = list(dict.fromkeys(layers + [job.gram_layer for job in jobs if job.diverse]))
+    recorded = list(dict.fromkeys(
+        layers + [layer for job in jobs if job.diverse for layer in job.gram_layers]))
     layouts = {layer: spec.layout(layer) for layer in recorded}
     weight = torch.tensor([jobs[j].sign / jobs[j].n for j in row_job], device=device,
                           dtype=torch.float32)
@@ -472,14 +491,13 @@ def _render_chunk(model, spec, jobs, schedule, device, seed, progress, on_step
             optimizer.zero_grad(set_to_none=True)
             draw, weighted = draws.next(), weight * stop.live
             view_of = functools.partial(_view, param, draw, crop, to_input)
-            grams_of: dict[int, torch.Tensor] = {}
+            grams_of: dict[int, list[torch.Tensor]] = {}
             for one in passes:
                 j, job_grams = one.jobs[0], None
                 if one.first is not None and one.batch.diverse and stop.active[j]:
                     if j not in grams_of:  # the first part's rows: filled in by its own pass
-                        later = _later_grams(model, recorder, parts_of[j], view_of, jobs[j].n)
-                        grams_of[j] = torch.cat([later.new_zeros(parts_of[j][1].first,
-                                                                 *later.shape[1:]), later])
+                        grams_of[j] = _later_grams(model, recorder, parts_of[j], view_of,
+                                                   jobs[j].n)
                     job_grams = grams_of[j]
                 loss, acts[one.rows] = _step_loss(model, recorder, view_of(one.rows), one.batch,
                                                   weighted[one.rows],
@@ -598,7 +616,7 @@ def render_units(model: torch.nn.Module, spec: ModelSpec, targets: list[UnitTarg
                        f"{alphas[0]:g}..{alphas[-1]:g}", file=sys.stderr)
         jobs = [Job(units[s.unit][0], units[s.unit][1], 1 if s.side == "max" else -1,
                     search.n_diverse, s.alpha, seed=4 * keys[s.unit] + 2 + (s.side == "min"),
-                    target=s.target, diversity_layer=search.layer)
+                    target=s.target, diversity_layers=search.layers)
                 for s in pending]
         if round_index == 0:
             jobs = plain_jobs + jobs

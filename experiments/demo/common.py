@@ -52,8 +52,9 @@ class DemoFolder:
     root: Path
     study: str = ""  # "" for the EfficientNet-Lite0 study, "calibration" for the calibration one
 
+    set_name = property(lambda self: self.study or "lite0")  # its stimulus set's
     pool = property(lambda self: self.root / "pool")
-    stimulus_set = property(lambda self: self.root / "stimuli" / (self.study or "lite0"))
+    stimulus_set = property(lambda self: self.root / "stimuli" / self.set_name)
     spec = property(lambda self: self.root / "demo.toml")
     database_url = property(lambda self: f"sqlite:///{self.root / 'interpsy.sqlite3'}")
     secrets = property(lambda self: self.root / "secrets.json")

@@ -120,10 +120,15 @@ def quick_render(steps: int) -> list[str]:
     return ["--steps", str(steps), "--alpha", "1"]
 
 
-# how the shipped sets are made, so that `--render-shipped` resumes them: their render (one
-# pass per job in the default memory format) and mining batch, from before the CPU's defaults
-# became leaner and faster
-SHIPPED_RENDER = ["--schedule", "cpu", "--pass-images", "0", "--no-channels-last"]
+# how the shipped sets are made, so that `--render-shipped` resumes them: their render and
+# mining batch. Both render one pass per job (faster, in more memory than the CPU's default);
+# the calibration set in the memory format from before the CPU's default became channels-last;
+# the lite0 set compares the diverse images' Grams at each unit's layer and at an early one,
+# so that they differ in colour as well as in content
+SHIPPED_RENDER = {
+    "calibration": ["--schedule", "cpu", "--pass-images", "0", "--no-channels-last"],
+    "lite0": ["--schedule", "cpu", "--pass-images", "0", "--diversity-layer", "unit",
+              "--diversity-layer", "_blocks.1._bn2"]}
 SHIPPED_MINING = ["--batch-size", "64"]
 
 
@@ -141,7 +146,7 @@ def build_command(folder: DemoFolder, out: Path, n_units: int, seed: int,
         model, units = MODEL, ["--n-units", str(n_units), "--layers", LATE_LAYERS]
     return [sys.executable, "-m", "experiments.cli", "stimuli", "build", model,
             _relative(folder.pool), _relative(out), *units, "--seed", str(seed),
-            "--n-batches", "5", *render, "--device", "cpu", "--name", folder.study or "lite0"]
+            "--n-batches", "5", *render, "--device", "cpu", "--name", folder.set_name]
 
 
 def _relative(path: Path) -> str:
@@ -158,8 +163,9 @@ def render_shipped_set(folder: DemoFolder, n_units: int, n_images: int, seed: in
     from stimuli.shipped_set import pack
 
     image_pool(folder, n_images, seed)
-    out = ROOT / "data" / "shipped_builds" / (folder.study or "lite0")
-    run_build(build_command(folder, out, n_units, seed, SHIPPED_RENDER + SHIPPED_MINING), out,
+    out = ROOT / "data" / "shipped_builds" / folder.set_name
+    run_build(build_command(folder, out, n_units, seed,
+                            SHIPPED_RENDER[folder.set_name] + SHIPPED_MINING), out,
               time.monotonic())
     target = shipped_set(folder.study)
     shutil.rmtree(target, ignore_errors=True)

@@ -168,20 +168,23 @@ def test_a_calibration_set_built_here_asks_for_every_calibration_unit(tmp_path):
 def test_the_shipped_builds_resume_with_the_options_they_were_made_with(tmp_path, study, model):
     """`interpsy demo --render-shipped` resumes data/shipped_builds/<study> with SHIPPED_RENDER:
     its render settings are the ones the committed units were made with (a CPU default that
-    changed since, such as channels-last, would make the resume refuse)."""
-    import shutil
-
+    changed since, such as channels-last, would make the resume refuse). The resume renders
+    the shard of one finished unit, so it renders nothing even while the set is in the making."""
     from experiments.demo.sets import SHIPPED_RENDER
 
+    shipped = ROOT / "data" / "shipped_builds" / study / "_work"
+    finished = sorted(p.name for p in (shipped / "render").glob("unit-*.npz"))
+    assert finished, f"{shipped}: no finished unit"
     out = tmp_path / study
-    shutil.copytree(ROOT / "data" / "shipped_builds" / study / "_work", out / "_work")
+    shutil.copytree(shipped, out / "_work")
+    n_units = len(json.loads((shipped / "units.json").read_text())["units"])
+    shard = f"{int(finished[0].removeprefix('unit-').removesuffix('.npz'))}/{n_units}"
     done = subprocess.run([sys.executable, "-m", "experiments.cli", "stimuli", "render", model,
-                           str(out), *SHIPPED_RENDER, "--seed", "0", "--no-progress"],
+                           str(out), *SHIPPED_RENDER[study], "--seed", "0", "--shard", shard,
+                           "--no-progress"],
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert sorted(p.name for p in (out / "_work" / "render").glob("unit-*.npz")) == sorted(
-        p.name for p in (ROOT / "data" / "shipped_builds" / study / "_work" / "render").glob(
-            "unit-*.npz"))
+    assert sorted(p.name for p in (out / "_work" / "render").glob("unit-*.npz")) == finished
 
 
 def test_idle_browser_connections_do_not_hold_the_demos_server(tmp_path):

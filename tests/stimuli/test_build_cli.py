@@ -249,6 +249,15 @@ def test_the_diversity_layer_is_checked_before_mining_and_recorded(image_folder,
     assert main([*args, "--diversity-layer", "bn1"]) == 0
     render = json.loads((tmp_path / "d" / "stimuli.json").read_text())["parameters"]["render"]
     assert render["diversity_layer"] == "bn1"
+    # several layers (each unit's own named "unit"): recorded as the list, checked each
+    assert "unknown layer 'conv9'" in _error(
+        [*args, "--diversity-layer", "unit", "--diversity-layer", "conv9"], capsys)
+    both = [a if a != str(tmp_path / "d") else str(tmp_path / "f") for a in args]
+    assert main([*both, "--diversity-layer", "unit", "--diversity-layer", "bn1"]) == 0
+    render = json.loads((tmp_path / "f" / "stimuli.json").read_text())["parameters"]["render"]
+    assert render["diversity_layer"] == ["unit", "bn1"]
+    assert main([*both, "--diversity-layer", "bn1"]) == 2
+    assert "diversity_layer ['unit', 'bn1'] -> 'bn1'" in capsys.readouterr().err
     # `stimuli render` checks it too, before it renders anything
     assert "diversity layer 'relu' is not one of" in _error(
         ["stimuli", "render", "tiny-cnn", str(tmp_path / "d"), "--diversity-layer", "relu",
