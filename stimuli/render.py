@@ -188,13 +188,13 @@ def recorded_layers(layers: tuple[str, ...]) -> str | list[str] | None:
 def search_for(name: str, n_diverse: int = 8, alpha: float | None = None,
                max_exponent: int | None = None, binary_steps: int | None = None,
                layers: tuple[str, ...] = ()) -> DiversitySearch:
-    """The named schedule's diversity search with what is given changed (empty layer names
-    are left out)."""
+    """The named schedule's diversity search with what is given changed (empty and repeated
+    layer names are left out)."""
     search = SEARCH[name]
     return DiversitySearch(
         n_diverse, alpha, search["max_exponent"] if max_exponent is None else max_exponent,
         search["binary_steps"] if binary_steps is None else binary_steps,
-        layers=tuple(layer for layer in layers if layer))
+        layers=tuple(dict.fromkeys(layer for layer in layers if layer)))
 
 
 @dataclass
@@ -274,7 +274,8 @@ class _Batch:
 
 
 def _step_loss(model, recorder, view: torch.Tensor, batch: _Batch, weight: torch.Tensor,
-               active: list[bool], job_grams: torch.Tensor | None = None, first: int = 0
+               active: list[bool], job_grams: list[torch.Tensor] | None = None,
+               first: int = 0
                ) -> tuple[torch.Tensor, torch.Tensor]:
     """One forward pass's loss on the model's view, and every row's activation. `job_grams`
     (a cut diverse job's gram_vectors this step per diversity layer, without gradient): the
